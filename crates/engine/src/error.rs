@@ -1,0 +1,90 @@
+//! The engine's error type: every variant names the file, field or request at fault.
+
+use std::path::PathBuf;
+
+/// Errors from loading a model or generating with it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A JSON file did not parse.
+    #[error("{}: invalid JSON: {source}", path.display())]
+    Json {
+        /// The file at fault.
+        path: PathBuf,
+        /// The parser's error, with line and column.
+        source: serde_json::Error,
+    },
+    /// A field of a configuration file is missing or has a value we cannot use.
+    #[error("{}: field `{field}`: {reason}", path.display())]
+    BadField {
+        /// The file at fault.
+        path: PathBuf,
+        /// The field name as written in the file.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `architectures` in config.json names a model family we do not implement.
+    #[error("{}: unsupported architecture `{got}`; supported: {}", path.display(), supported.join(", "))]
+    UnsupportedArchitecture {
+        /// The config.json at fault.
+        path: PathBuf,
+        /// The architecture it names.
+        got: String,
+        /// The architectures this engine implements.
+        supported: Vec<&'static str>,
+    },
+    /// A file the model needs is absent (locally, or from the Hub cache when offline).
+    #[error("model file `{file}` not found in {location}{hint}")]
+    MissingFile {
+        /// The file name, e.g. `tokenizer.json`.
+        file: String,
+        /// Where we looked (a directory, or a Hub repo and revision).
+        location: String,
+        /// How to fix it, starting with "; " when present.
+        hint: String,
+    },
+    /// The Hub client failed (network, authentication, unknown repo).
+    #[error("hub {repo}: {reason}")]
+    Hub {
+        /// The repository id.
+        repo: String,
+        /// The client's message.
+        reason: String,
+    },
+    /// tokenizer.json could not be loaded or a text could not be (de)tokenized.
+    #[error("tokenizer {}: {reason}", path.display())]
+    Tokenizer {
+        /// The tokenizer file (or the model directory) at fault.
+        path: PathBuf,
+        /// The tokenizer's message.
+        reason: String,
+    },
+    /// The chat template failed to parse or to render.
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
+    /// A weight is missing from the safetensors files or has the wrong shape.
+    #[error("weights {}: {reason}", location.display())]
+    Weights {
+        /// The safetensors file or model directory.
+        location: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A generation request or sampling parameter is invalid.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
