@@ -7,6 +7,10 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod metrics;
+pub mod passk;
+pub mod repro;
 pub mod run_dir;
+pub mod stats;
 
 pub use error::{Error, Result};

@@ -16,6 +16,7 @@
 //! Ranks are in descending probability. A position with fewer than k candidates (a vocabulary smaller
 //! than k, an import that kept fewer) is padded with token id `u32::MAX` and logprob `-inf`.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -240,6 +241,7 @@ pub struct LogprobsFile {
     path: PathBuf,
     k: u32,
     entries: Vec<LogprobsEntry>,
+    index: HashMap<SampleKey, usize>,
     valid_len: u64,
     file_len: u64,
 }
@@ -254,7 +256,14 @@ impl LogprobsFile {
         let mut r = BufReader::new(file);
         let mut header = [0u8; HEADER_LEN as usize];
         if file_len < HEADER_LEN {
-            return Ok(LogprobsFile { path: path.into(), k: 0, entries: Vec::new(), valid_len: 0, file_len });
+            return Ok(LogprobsFile {
+                path: path.into(),
+                k: 0,
+                entries: Vec::new(),
+                index: HashMap::new(),
+                valid_len: 0,
+                file_len,
+            });
         }
         r.read_exact(&mut header).map_err(io_err(path))?;
         if &header[..8] != MAGIC {
@@ -282,7 +291,7 @@ impl LogprobsFile {
             return Err(Error::BadRecord { path: path.into(), record: "header".into(), field: "k", reason: "k is 0".into() });
         }
         let mut entries = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut index = HashMap::new();
         let mut offset = HEADER_LEN;
         let mut payload = Vec::new();
         while offset < file_len {
@@ -312,13 +321,13 @@ impl LogprobsFile {
             }
             let rec = LogprobsRecord::decode(path, offset, k, &payload)?;
             let key = rec.key();
-            if !seen.insert(key.clone()) {
+            if index.insert(key.clone(), entries.len()).is_some() {
                 return Err(Error::Corrupt { path: path.into(), offset, reason: format!("{key} is recorded twice") });
             }
             entries.push(LogprobsEntry { key, offset, len: FRAME_LEN + len, n_tokens: rec.len() as u32 });
             offset = end;
         }
-        Ok(LogprobsFile { path: path.into(), k, entries, valid_len: offset, file_len })
+        Ok(LogprobsFile { path: path.into(), k, entries, index, valid_len: offset, file_len })
     }
 
     /// Candidates per position, from the header (0 if the header itself is torn).
@@ -343,7 +352,7 @@ impl LogprobsFile {
 
     /// Read one record by key; `None` if it is not in the file.
     pub fn read(&self, key: &SampleKey) -> Result<Option<LogprobsRecord>> {
-        let Some(entry) = self.entries.iter().find(|e| &e.key == key) else {
+        let Some(entry) = self.index.get(key).map(|&i| &self.entries[i]) else {
             return Ok(None);
         };
         let mut f = File::open(&self.path).map_err(io_err(&self.path))?;
