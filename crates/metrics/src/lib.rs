@@ -9,8 +9,12 @@
 pub mod error;
 pub mod metrics;
 pub mod passk;
+pub mod report;
 pub mod repro;
 pub mod run_dir;
 pub mod stats;
 
 pub use error::{Error, Result};
+pub use report::{generate, report, write_report, Report, ReportOptions};
+pub use run_dir::{LoadedRun, Manifest, RunDir};
+pub use stats::StdKind;
