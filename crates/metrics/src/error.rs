@@ -137,7 +137,11 @@ impl std::fmt::Display for VersionFound {
 }
 
 fn render_diffs(diffs: &[crate::run_dir::FieldDiff]) -> String {
-    diffs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")
+    diffs
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The crate's result type.

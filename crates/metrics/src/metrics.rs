@@ -167,12 +167,16 @@ pub fn run_stats(run: &RunObs, keys: &[SampleKey]) -> RunStats {
     let n_correct = samples.iter().filter(|s| s.correct).count();
     let lengths: Vec<f64> = samples.iter().map(|s| s.token_ids.len() as f64).collect();
     let empty = || "no samples".to_string();
-    let share = |count: usize| Measure::from_option((n > 0).then(|| count as f64 / n as f64), empty);
+    let share =
+        |count: usize| Measure::from_option((n > 0).then(|| count as f64 / n as f64), empty);
     RunStats {
         n_samples: n,
         n_correct,
         accuracy: share(n_correct),
-        accuracy_ci95: Measure::from_option(wilson_interval(n_correct as u64, n as u64, Z_95), empty),
+        accuracy_ci95: Measure::from_option(
+            wilson_interval(n_correct as u64, n as u64, Z_95),
+            empty,
+        ),
         mean_length: Measure::from_option(mean(&lengths), empty),
         median_length: Measure::from_option(median(&lengths), empty),
         share_truncated: share(samples.iter().filter(|s| s.truncated).count()),
@@ -206,9 +210,16 @@ fn run_pass_at_k(run: &RunObs, keys: &[SampleKey]) -> Vec<PassAtK> {
 pub fn group_metrics(runs: &[&RunObs], keys: &[SampleKey], kind: StdKind) -> GroupMetrics {
     let n_runs = runs.len();
     let n_samples = keys.len();
-    let n_problems = keys.iter().map(|k| &k.problem_id).collect::<std::collections::BTreeSet<_>>().len();
+    let n_problems = keys
+        .iter()
+        .map(|k| &k.problem_id)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let per_run: Vec<RunStats> = runs.iter().map(|r| run_stats(r, keys)).collect();
-    let accs: Vec<f64> = per_run.iter().filter_map(|s| s.accuracy.value().copied()).collect();
+    let accs: Vec<f64> = per_run
+        .iter()
+        .filter_map(|s| s.accuracy.value().copied())
+        .collect();
     let needs_runs = || format!("needs at least 2 runs; this group has {n_runs}");
     let no_samples = || "no sample is present in all runs".to_string();
     let cross = |xs: &[f64]| -> Measure<f64> {
@@ -255,7 +266,11 @@ pub fn group_metrics(runs: &[&RunObs], keys: &[SampleKey], kind: StdKind) -> Gro
             }
         }
     }
-    series.top1_std_by_position = pos_sum.iter().zip(&pos_count).map(|(s, &c)| s / f64::from(c)).collect();
+    series.top1_std_by_position = pos_sum
+        .iter()
+        .zip(&pos_count)
+        .map(|(s, &c)| s / f64::from(c))
+        .collect();
     series.divergence_positions = diverging.clone();
 
     let divergence = if n_runs < 2 {
@@ -279,7 +294,8 @@ pub fn group_metrics(runs: &[&RunObs], keys: &[SampleKey], kind: StdKind) -> Gro
         Measure::Na(no_samples())
     } else {
         Measure::from_option(mean(&top1_means), || {
-            "no sample has a token before its divergence (all diverge at token 0 or are empty)".to_string()
+            "no sample has a token before its divergence (all diverge at token 0 or are empty)"
+                .to_string()
         })
     };
     let avg_std_output_length = if n_runs < 2 {
@@ -292,7 +308,11 @@ pub fn group_metrics(runs: &[&RunObs], keys: &[SampleKey], kind: StdKind) -> Gro
     let pass_at_k = (0..k_max)
         .map(|i| {
             let vals: Vec<f64> = per_run.iter().map(|s| s.pass_at_k[i].value).collect();
-            PassAtKSpread { k: per_run[0].pass_at_k[i].k, mean: mean(&vals).unwrap_or(0.0), std: cross(&vals) }
+            PassAtKSpread {
+                k: per_run[0].pass_at_k[i].k,
+                mean: mean(&vals).unwrap_or(0.0),
+                std: cross(&vals),
+            }
         })
         .collect();
 
@@ -347,19 +367,33 @@ mod tests {
     fn three_runs() -> Vec<RunObs> {
         let r0 = RunObs::from([
             (key("p1"), obs(&[1, 2, 3], &[0.9, 0.8, 0.7], true, false)),
-            (key("p2"), obs(&[5, 6, 7, 8], &[0.5, 0.6, 0.7, 0.8], true, false)),
+            (
+                key("p2"),
+                obs(&[5, 6, 7, 8], &[0.5, 0.6, 0.7, 0.8], true, false),
+            ),
             (key("p3"), obs(&[], &[], false, false)),
             (key("p4"), obs(&[9, 9], &[0.3, 0.3], false, false)),
         ]);
         let r1 = RunObs::from([
             (key("p1"), obs(&[1, 2, 3], &[0.91, 0.8, 0.7], true, false)),
-            (key("p2"), obs(&[5, 6, 7, 8], &[0.5, 0.62, 0.7, 0.8], true, false)),
+            (
+                key("p2"),
+                obs(&[5, 6, 7, 8], &[0.5, 0.62, 0.7, 0.8], true, false),
+            ),
             (key("p3"), obs(&[], &[], false, false)),
             (key("p4"), obs(&[4, 9], &[0.35, 0.3], true, false)),
         ]);
         let r2 = RunObs::from([
             (key("p1"), obs(&[1, 2, 3], &[0.92, 0.8, 0.7], true, false)),
-            (key("p2"), obs(&[5, 6, 1, 1, 1, 1], &[0.5, 0.64, 0.4, 0.9, 0.9, 0.9], false, false)),
+            (
+                key("p2"),
+                obs(
+                    &[5, 6, 1, 1, 1, 1],
+                    &[0.5, 0.64, 0.4, 0.9, 0.9, 0.9],
+                    false,
+                    false,
+                ),
+            ),
             (key("p3"), obs(&[], &[], false, false)),
             (key("p4"), obs(&[9, 9, 9], &[0.3, 0.3, 0.3], false, true)),
         ]);
@@ -381,8 +415,13 @@ mod tests {
         assert!(close(*g.std_acc.value().unwrap(), 0.25, 1e-15));
 
         // Lengths per problem: p1 3,3,3; p2 4,4,6; p3 0,0,0; p4 2,2,3.
-        let want_len = (sstd(&[3.0; 3]) + sstd(&[4.0, 4.0, 6.0]) + 0.0 + sstd(&[2.0, 2.0, 3.0])) / 4.0;
-        assert!(close(*g.avg_std_output_length.value().unwrap(), want_len, 1e-12));
+        let want_len =
+            (sstd(&[3.0; 3]) + sstd(&[4.0, 4.0, 6.0]) + 0.0 + sstd(&[2.0, 2.0, 3.0])) / 4.0;
+        assert!(close(
+            *g.avg_std_output_length.value().unwrap(),
+            want_len,
+            1e-12
+        ));
 
         // Divergence: p2 at 2, p4 at 0; p1 and p3 identical.
         let d = g.divergence.value().unwrap();
@@ -398,7 +437,11 @@ mod tests {
         let p2 = sstd(&[0.6, 0.62, 0.64]) / 2.0;
         assert_eq!(g.top1_samples, 2);
         // f32 logprobs carry ~6e-8 relative error into each probability.
-        assert!(close(*g.avg_std_top1_prob.value().unwrap(), (p1 + p2) / 2.0, 1e-7), "{:?}", g.avg_std_top1_prob);
+        assert!(
+            close(*g.avg_std_top1_prob.value().unwrap(), (p1 + p2) / 2.0, 1e-7),
+            "{:?}",
+            g.avg_std_top1_prob
+        );
         let by_pos = &g.series.top1_std_by_position;
         assert_eq!(by_pos.len(), 3);
         assert!(close(by_pos[0], 0.01 / 2.0, 1e-7), "{by_pos:?}"); // p1: 0.01, p2: 0
@@ -433,7 +476,10 @@ mod tests {
         let keys: Vec<SampleKey> = runs[0].keys().cloned().collect();
         let g = group_metrics(&[&runs[0]], &keys, StdKind::Population);
         for m in [&g.std_acc, &g.avg_std_output_length, &g.avg_std_top1_prob] {
-            assert_eq!(*m, Measure::Na("needs at least 2 runs; this group has 1".into()));
+            assert_eq!(
+                *m,
+                Measure::Na("needs at least 2 runs; this group has 1".into())
+            );
         }
         assert!(g.divergence.value().is_none());
         assert_eq!(g.accuracy_mean.value(), Some(&0.5));
@@ -454,9 +500,14 @@ mod tests {
         // Empty-only samples give no top-1 positions at all.
         let k3 = [key("p3")];
         let g = group_metrics(&refs, &k3, StdKind::Sample);
-        assert!(matches!(g.avg_std_top1_prob, Measure::Na(ref r) if r.contains("no sample has a token")));
+        assert!(
+            matches!(g.avg_std_top1_prob, Measure::Na(ref r) if r.contains("no sample has a token"))
+        );
         let g = group_metrics(&refs, &[], StdKind::Sample);
-        assert_eq!(g.std_acc, Measure::Na("no sample is present in all runs".into()));
+        assert_eq!(
+            g.std_acc,
+            Measure::Na("no sample is present in all runs".into())
+        );
     }
 
     #[test]
@@ -485,12 +536,19 @@ mod tests {
         assert_eq!(g.pass_at_k.len(), 3);
         for (p, (wa, wb)) in g.pass_at_k.iter().zip(want) {
             assert!(close(p.mean, (wa + wb) / 2.0, 1e-12), "k={} {p:?}", p.k);
-            assert!(close(*p.std.value().unwrap(), sstd(&[wa, wb]), 1e-12), "k={} {p:?}", p.k);
+            assert!(
+                close(*p.std.value().unwrap(), sstd(&[wa, wb]), 1e-12),
+                "k={} {p:?}",
+                p.k
+            );
         }
         // Accuracy over all samples equals pass@1 when every problem has the same n.
         assert!(close(*g.accuracy_mean.value().unwrap(), 0.5, 1e-12));
         assert_eq!(g.n_problems, 2);
         let sa = run_stats(&a, &keys);
-        assert_eq!(sa.pass_at_k.iter().map(|p| p.k).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            sa.pass_at_k.iter().map(|p| p.k).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
     }
 }

@@ -61,7 +61,10 @@ mod tests {
                 for k in 1..=n {
                     let want = 1.0 - binom(n - c, k) / binom(n, k);
                     let got = pass_at_k(n, c, k).unwrap();
-                    assert!((got - want).abs() < 1e-12, "n={n} c={c} k={k}: {got} vs {want}");
+                    assert!(
+                        (got - want).abs() < 1e-12,
+                        "n={n} c={c} k={k}: {got} vs {want}"
+                    );
                 }
             }
         }
@@ -78,7 +81,10 @@ mod tests {
         assert_eq!(pass_at_k(3, 1, 0), None);
         // Large n stays finite and in range where the binomials overflow f64.
         let p = pass_at_k(2000, 3, 100).unwrap();
-        let want = 1.0 - (1998..=2000).map(|i| 1.0 - 100.0 / i as f64).product::<f64>();
+        let want = 1.0
+            - (1998..=2000)
+                .map(|i| 1.0 - 100.0 / i as f64)
+                .product::<f64>();
         assert!((p - want).abs() < 1e-15 && p > 0.0 && p < 1.0);
         assert_eq!(mean_pass_at_k(&[(4, 1), (2, 1)], 3), None);
         assert_eq!(mean_pass_at_k(&[], 1), None);

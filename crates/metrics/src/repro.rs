@@ -42,7 +42,9 @@ pub fn divergence(seqs: &[&[u32]]) -> Divergence {
         return Divergence::Identical;
     }
     let min_len = seqs.iter().map(|s| s.len()).min().unwrap_or(0);
-    let prefix = (0..min_len).take_while(|&i| rest.iter().all(|s| s[i] == first[i])).count();
+    let prefix = (0..min_len)
+        .take_while(|&i| rest.iter().all(|s| s[i] == first[i]))
+        .count();
     Divergence::At(prefix)
 }
 
@@ -97,7 +99,10 @@ mod tests {
     #[test]
     fn divergence_cases() {
         // Ties of the index across runs: two runs agree, the third differs at 1.
-        assert_eq!(divergence(&[&[5, 6, 7], &[5, 6, 7], &[5, 9, 7]]), Divergence::At(1));
+        assert_eq!(
+            divergence(&[&[5, 6, 7], &[5, 6, 7], &[5, 9, 7]]),
+            Divergence::At(1)
+        );
         // Different at the first token.
         assert_eq!(divergence(&[&[1], &[2]]), Divergence::At(0));
         // Empty responses: all empty is identical; one empty diverges at 0.
@@ -114,7 +119,11 @@ mod tests {
         // Probabilities chosen so the sample std is easy by hand:
         // pos 0: 0.9, 0.9, 0.9 -> 0; pos 1: 0.4, 0.5, 0.6 -> sqrt(0.02/2) = 0.1.
         let lp = |ps: &[f64]| ps.iter().map(|p| p.ln() as f32).collect::<Vec<f32>>();
-        let (a, b, c) = (lp(&[0.9, 0.4, 0.1]), lp(&[0.9, 0.5, 0.2]), lp(&[0.9, 0.6, 0.9]));
+        let (a, b, c) = (
+            lp(&[0.9, 0.4, 0.1]),
+            lp(&[0.9, 0.5, 0.2]),
+            lp(&[0.9, 0.6, 0.9]),
+        );
         let runs: [&[f32]; 3] = [&a, &b, &c];
         let stds = top1_prob_stds(&runs, 2, StdKind::Sample);
         assert_eq!(stds.len(), 2);

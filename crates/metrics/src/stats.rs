@@ -67,7 +67,11 @@ pub fn median(xs: &[f64]) -> Option<f64> {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 /// A two-sided confidence interval.
@@ -100,7 +104,10 @@ pub fn wilson_interval(successes: u64, n: u64, z: f64) -> Option<Interval> {
     let denom = 1.0 + z2 / n;
     let centre = (p + z2 / (2.0 * n)) / denom;
     let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
-    Some(Interval { lo: (centre - half).max(0.0), hi: (centre + half).min(1.0) })
+    Some(Interval {
+        lo: (centre - half).max(0.0),
+        hi: (centre + half).min(1.0),
+    })
 }
 
 #[cfg(test)]
@@ -115,8 +122,14 @@ mod tests {
     fn std_matches_hand_computation() {
         // 0.5, 0.6, 0.7: mean 0.6, squared deviations 0.01, 0, 0.01.
         let xs = [0.5, 0.6, 0.7];
-        assert!(close(std_dev(&xs, StdKind::Sample).unwrap(), (0.02f64 / 2.0).sqrt()));
-        assert!(close(std_dev(&xs, StdKind::Population).unwrap(), (0.02f64 / 3.0).sqrt()));
+        assert!(close(
+            std_dev(&xs, StdKind::Sample).unwrap(),
+            (0.02f64 / 2.0).sqrt()
+        ));
+        assert!(close(
+            std_dev(&xs, StdKind::Population).unwrap(),
+            (0.02f64 / 3.0).sqrt()
+        ));
         // Ties: all equal gives exactly zero, not a rounding residue.
         assert_eq!(std_dev(&[0.1, 0.1, 0.1, 0.1], StdKind::Sample), Some(0.0));
         assert_eq!(std_dev(&[], StdKind::Population), None);
@@ -139,9 +152,15 @@ mod tests {
         let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
         let half = z / (1.0 + z * z / n) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
         let ci = wilson_interval(8, 10, 1.96).unwrap();
-        assert!(close(ci.lo, centre - half) && close(ci.hi, centre + half), "{ci:?}");
+        assert!(
+            close(ci.lo, centre - half) && close(ci.hi, centre + half),
+            "{ci:?}"
+        );
         // Known value: 8/10 at 95% is about (0.490, 0.943).
-        assert!((ci.lo - 0.4902).abs() < 1e-3 && (ci.hi - 0.9433).abs() < 1e-3, "{ci:?}");
+        assert!(
+            (ci.lo - 0.4902).abs() < 1e-3 && (ci.hi - 0.9433).abs() < 1e-3,
+            "{ci:?}"
+        );
         let all = wilson_interval(10, 10, Z_95).unwrap();
         assert!((all.hi - 1.0).abs() < 1e-12, "{all:?}");
         assert!(all.lo > 0.69 && all.lo < 0.73);

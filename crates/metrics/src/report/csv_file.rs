@@ -14,7 +14,10 @@ fn num(m: &Measure<f64>) -> String {
 }
 
 fn csv_err(path: &Path) -> impl Fn(csv::Error) -> Error + '_ {
-    move |source| Error::Csv { path: path.into(), source }
+    move |source| Error::Csv {
+        path: path.into(),
+        source,
+    }
 }
 
 pub(crate) fn write_groups_csv(report: &Report, path: &Path) -> Result<()> {
@@ -97,7 +100,10 @@ pub(crate) fn write_groups_csv(report: &Report, path: &Path) -> Result<()> {
         }
         w.write_record(&row).map_err(&err)?;
     }
-    w.flush().map_err(|e| Error::Io { path: path.into(), source: e })
+    w.flush().map_err(|e| Error::Io {
+        path: path.into(),
+        source: e,
+    })
 }
 
 pub(crate) fn write_runs_csv(report: &Report, path: &Path) -> Result<()> {
@@ -163,7 +169,11 @@ pub(crate) fn write_runs_csv(report: &Report, path: &Path) -> Result<()> {
                     row.push(num(&s.median_length));
                     row.push(num(&s.share_truncated));
                     row.push(
-                        s.pass_at_k.iter().map(|p| format!("{}:{}", p.k, p.value)).collect::<Vec<_>>().join(";"),
+                        s.pass_at_k
+                            .iter()
+                            .map(|p| format!("{}:{}", p.k, p.value))
+                            .collect::<Vec<_>>()
+                            .join(";"),
                     );
                 }
                 None => row.extend(std::iter::repeat_n(String::new(), 8)),
@@ -171,5 +181,8 @@ pub(crate) fn write_runs_csv(report: &Report, path: &Path) -> Result<()> {
             w.write_record(&row).map_err(&err)?;
         }
     }
-    w.flush().map_err(|e| Error::Io { path: path.into(), source: e })
+    w.flush().map_err(|e| Error::Io {
+        path: path.into(),
+        source: e,
+    })
 }

@@ -67,16 +67,57 @@ impl GroupKey {
     }
 }
 
-/// Runtime configuration fields a sweep varies, with a short form for labels.
-const RUNTIME_FIELDS: &[(&str, fn(&Manifest) -> String, fn(&Manifest) -> String)] = &[
-    ("device.name", |m| m.device.name.clone(), |m| m.device.name.clone()),
-    ("device.kind", |m| m.device.kind.clone(), |m| m.device.kind.clone()),
-    ("gpu_count", |m| m.gpu_count.to_string(), |m| format!("gpus={}", m.gpu_count)),
-    ("tp_size", |m| m.tp_size.to_string(), |m| format!("tp={}", m.tp_size)),
-    ("batch_size", |m| m.batch_size.to_string(), |m| format!("bs={}", m.batch_size)),
-    ("batching_mode", |m| m.batching_mode.to_string(), |m| m.batching_mode.to_string()),
-    ("deterministic", |m| m.deterministic.to_string(), |m| if m.deterministic { "det".into() } else { "nondet".into() }),
-    ("seed", |m| m.seed.to_string(), |m| format!("seed={}", m.seed)),
+/// Reads one field of a manifest as text.
+type FieldFn = fn(&Manifest) -> String;
+
+/// Runtime configuration fields a sweep varies: name, value, short form for labels.
+const RUNTIME_FIELDS: &[(&str, FieldFn, FieldFn)] = &[
+    (
+        "device.name",
+        |m| m.device.name.clone(),
+        |m| m.device.name.clone(),
+    ),
+    (
+        "device.kind",
+        |m| m.device.kind.clone(),
+        |m| m.device.kind.clone(),
+    ),
+    (
+        "gpu_count",
+        |m| m.gpu_count.to_string(),
+        |m| format!("gpus={}", m.gpu_count),
+    ),
+    (
+        "tp_size",
+        |m| m.tp_size.to_string(),
+        |m| format!("tp={}", m.tp_size),
+    ),
+    (
+        "batch_size",
+        |m| m.batch_size.to_string(),
+        |m| format!("bs={}", m.batch_size),
+    ),
+    (
+        "batching_mode",
+        |m| m.batching_mode.to_string(),
+        |m| m.batching_mode.to_string(),
+    ),
+    (
+        "deterministic",
+        |m| m.deterministic.to_string(),
+        |m| {
+            if m.deterministic {
+                "det".into()
+            } else {
+                "nondet".into()
+            }
+        },
+    ),
+    (
+        "seed",
+        |m| m.seed.to_string(),
+        |m| format!("seed={}", m.seed),
+    ),
 ];
 
 /// The runtime fields whose values differ among `runs`.
@@ -116,22 +157,43 @@ pub fn config_sort_key(m: &Manifest) -> (String, String, u32, u32, u32, String, 
 /// weights and tokenizer, or a difference in results might come from those rather than from runtime
 /// configuration.
 pub fn refusal(runs: &[&LoadedRun]) -> Option<String> {
-    type Get = fn(&Manifest) -> String;
-    let checks: [(&str, Get, &str); 4] = [
-        ("task.version", |m| m.task.version.clone(), "prompts or scoring changed between task versions"),
-        ("task.dataset_sha256", |m| m.task.dataset_sha256.clone(), "the runs saw different data"),
+    let checks: [(&str, FieldFn, &str); 4] = [
+        (
+            "task.version",
+            |m| m.task.version.clone(),
+            "prompts or scoring changed between task versions",
+        ),
+        (
+            "task.dataset_sha256",
+            |m| m.task.dataset_sha256.clone(),
+            "the runs saw different data",
+        ),
         (
             "model.weight_files",
-            |m| m.model.weight_files.iter().map(|w| format!("{}:{}", w.name, w.sha256)).collect::<Vec<_>>().join(","),
+            |m| {
+                m.model
+                    .weight_files
+                    .iter()
+                    .map(|w| format!("{}:{}", w.name, w.sha256))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
             "the runs used different weights",
         ),
-        ("model.tokenizer_sha256", |m| m.model.tokenizer_sha256.clone(), "the runs used different tokenizers"),
+        (
+            "model.tokenizer_sha256",
+            |m| m.model.tokenizer_sha256.clone(),
+            "the runs used different tokenizers",
+        ),
     ];
     let mut reasons = Vec::new();
     for (field, get, why) in checks {
         let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for r in runs {
-            values.entry(get(&r.manifest)).or_default().push(dir_name(&r.path));
+            values
+                .entry(get(&r.manifest))
+                .or_default()
+                .push(dir_name(&r.path));
         }
         if values.len() > 1 {
             let listed = values
@@ -147,7 +209,10 @@ pub fn refusal(runs: &[&LoadedRun]) -> Option<String> {
 
 fn short(v: &str) -> String {
     if v.len() > 24 {
-        format!("{}…", &v[..v.char_indices().nth(16).map_or(v.len(), |(i, _)| i)])
+        format!(
+            "{}…",
+            &v[..v.char_indices().nth(16).map_or(v.len(), |(i, _)| i)]
+        )
     } else {
         v.to_string()
     }
@@ -155,7 +220,10 @@ fn short(v: &str) -> String {
 
 /// The last path component, for messages.
 pub fn dir_name(p: &Path) -> String {
-    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 #[cfg(test)]
@@ -176,7 +244,10 @@ mod tests {
         s.sampling.temperature = 0.7;
         s.sampling.n_samples = 4;
         assert_eq!(decoding_label(&a), "greedy, max_tokens 256");
-        assert_eq!(decoding_label(&s), "sampled T=0.7 top_p=1 top_k=0 min_p=0 n=4, max_tokens 256");
+        assert_eq!(
+            decoding_label(&s),
+            "sampled T=0.7 top_p=1 top_k=0 min_p=0 n=4, max_tokens 256"
+        );
     }
 
     #[test]
@@ -188,9 +259,21 @@ mod tests {
             Manifest::example().write(&p.join(MANIFEST_FILE)).unwrap();
         }
         std::fs::create_dir_all(dir.path().join("b/inner")).unwrap();
-        Manifest::example().write(&dir.path().join("b/inner").join(MANIFEST_FILE)).unwrap();
+        Manifest::example()
+            .write(&dir.path().join("b/inner").join(MANIFEST_FILE))
+            .unwrap();
         let found = discover_runs(dir.path()).unwrap();
-        let rel: Vec<_> = found.iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_path_buf()).collect();
-        assert_eq!(rel, [PathBuf::from("a/run1"), PathBuf::from("a/run2"), PathBuf::from("b")]);
+        let rel: Vec<_> = found
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            rel,
+            [
+                PathBuf::from("a/run1"),
+                PathBuf::from("a/run2"),
+                PathBuf::from("b")
+            ]
+        );
     }
 }

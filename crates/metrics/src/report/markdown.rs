@@ -23,13 +23,21 @@ fn cell<T>(m: &Measure<T>, f: impl Fn(&T) -> String) -> String {
 fn summary_cells(g: &GroupReport, with_pass: bool) -> Vec<String> {
     let n_runs = g.runs.len().to_string();
     let Some(m) = g.metrics() else {
-        let mut row = vec![n_runs, "-".into()];
-        row.extend(std::iter::repeat_n("refused".to_string(), if with_pass { 9 } else { 7 }));
+        let mut row = vec![n_runs, "-".into(), "refused".into()];
+        row.extend(std::iter::repeat_n(
+            "-".to_string(),
+            if with_pass { 8 } else { 6 },
+        ));
         return row;
     };
     let (share, mean_i, med_i) = match &m.divergence {
         Measure::Value(d) => (
-            format!("{:.1} ({}/{})", d.share_diverging * 100.0, d.n_diverging, d.n_samples),
+            format!(
+                "{:.1} ({}/{})",
+                d.share_diverging * 100.0,
+                d.n_diverging,
+                d.n_samples
+            ),
             cell(&d.mean_index, |x| format!("{x:.1}")),
             cell(&d.median_index, |x| format!("{x:.1}")),
         ),
@@ -40,7 +48,7 @@ fn summary_cells(g: &GroupReport, with_pass: bool) -> Vec<String> {
         m.n_samples.to_string(),
         cell(&m.accuracy_mean, |x| fmt_pct(*x)),
         cell(&m.std_acc, |x| fmt_pct(*x)),
-        cell(&m.avg_std_output_length, |x| format!("{x:.1}")),
+        cell(&m.avg_std_output_length, |x| format!("{x:.2}")),
         share,
         mean_i,
         med_i,
@@ -74,7 +82,10 @@ fn summary_table(groups: &[&GroupReport], with_pass: bool) -> Table {
     }
     let mut t = Table::new(&headers);
     for g in groups {
-        let mut row = vec![format!("{} v{}", g.task, g.task_versions.join("/")), g.policy.clone()];
+        let mut row = vec![
+            format!("{} v{}", g.task, g.task_versions.join("/")),
+            g.policy.clone(),
+        ];
         row.extend(summary_cells(g, with_pass));
         t.push(row);
     }
@@ -82,7 +93,13 @@ fn summary_table(groups: &[&GroupReport], with_pass: bool) -> Table {
 }
 
 fn runs_table(g: &GroupReport) -> Table {
-    let max_k = g.runs.iter().filter_map(|r| r.stats.as_ref()).map(|s| s.pass_at_k.len()).max().unwrap_or(0);
+    let max_k = g
+        .runs
+        .iter()
+        .filter_map(|r| r.stats.as_ref())
+        .map(|s| s.pass_at_k.len())
+        .max()
+        .unwrap_or(0);
     let mut headers = vec![
         ("run", Align::Left),
         ("configuration", Align::Left),
@@ -102,13 +119,19 @@ fn runs_table(g: &GroupReport) -> Table {
         let mut row = vec![
             super::group::dir_name(&r.path),
             r.label.clone(),
-            if r.finished { "yes".into() } else { "no".into() },
+            if r.finished {
+                "yes".into()
+            } else {
+                "no".into()
+            },
             format!("{}/{}", r.n_completed, r.n_expected),
         ];
         match &r.stats {
             Some(s) => {
                 let acc = match (s.accuracy.value(), s.accuracy_ci95.value()) {
-                    (Some(a), Some(ci)) => format!("{} [{}, {}]", fmt_pct(*a), fmt_pct(ci.lo), fmt_pct(ci.hi)),
+                    (Some(a), Some(ci)) => {
+                        format!("{} [{}, {}]", fmt_pct(*a), fmt_pct(ci.lo), fmt_pct(ci.hi))
+                    }
                     _ => "n/a".into(),
                 };
                 row.push(acc);
@@ -116,7 +139,11 @@ fn runs_table(g: &GroupReport) -> Table {
                 row.push(cell(&s.median_length, |x| format!("{x:.1}")));
                 row.push(cell(&s.share_truncated, |x| fmt_pct(*x)));
                 for i in 0..max_k {
-                    row.push(s.pass_at_k.get(i).map_or("n/a".into(), |p| fmt_pct(p.value)));
+                    row.push(
+                        s.pass_at_k
+                            .get(i)
+                            .map_or("n/a".into(), |p| fmt_pct(p.value)),
+                    );
                 }
             }
             None => row.extend(std::iter::repeat_n("-".to_string(), 4 + max_k)),
@@ -127,9 +154,17 @@ fn runs_table(g: &GroupReport) -> Table {
 }
 
 fn pass_table(m: &GroupMetrics) -> Table {
-    let mut t = Table::new(&[("k", Align::Right), ("pass@k mean %", Align::Right), ("std across runs %", Align::Right)]);
+    let mut t = Table::new(&[
+        ("k", Align::Right),
+        ("pass@k mean %", Align::Right),
+        ("std across runs %", Align::Right),
+    ]);
     for p in &m.pass_at_k {
-        t.push(vec![p.k.to_string(), fmt_pct(p.mean), cell(&p.std, |x| fmt_pct(*x))]);
+        t.push(vec![
+            p.k.to_string(),
+            fmt_pct(p.mean),
+            cell(&p.std, |x| fmt_pct(*x)),
+        ]);
     }
     t
 }
@@ -147,7 +182,10 @@ fn na_reasons(m: &GroupMetrics) -> Vec<String> {
         Measure::Value(_) => None,
     };
     add("Std@Acc", na(&m.std_acc).as_ref());
-    add("Avg_Std@Output_Length", na(&m.avg_std_output_length).as_ref());
+    add(
+        "Avg_Std@Output_Length",
+        na(&m.avg_std_output_length).as_ref(),
+    );
     match &m.divergence {
         Measure::Na(r) => add("Div_Index", Some(r)),
         Measure::Value(d) => add("Div_Index mean/median", na(&d.mean_index).as_ref()),
@@ -160,7 +198,9 @@ fn na_reasons(m: &GroupMetrics) -> Vec<String> {
 fn sections(report: &Report) -> BTreeMap<(String, String), Vec<&GroupReport>> {
     let mut s: BTreeMap<(String, String), Vec<&GroupReport>> = BTreeMap::new();
     for g in &report.groups {
-        s.entry((g.model.clone(), g.decoding.clone())).or_default().push(g);
+        s.entry((g.model.clone(), g.decoding.clone()))
+            .or_default()
+            .push(g);
     }
     s
 }
@@ -229,7 +269,10 @@ impl Report {
         if !plots.is_empty() {
             out.push_str("\n## Plots\n\n");
             for p in plots {
-                let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 out.push_str(&format!("![{name}]({})\n\n", p.display()));
             }
         }
@@ -252,7 +295,10 @@ impl Report {
             out.push('\n');
         }
         for g in &self.groups {
-            out.push_str(&format!("{} · {} · {} · {}\n", g.model, g.task, g.policy, g.decoding));
+            out.push_str(&format!(
+                "{} · {} · {} · {}\n",
+                g.model, g.task, g.policy, g.decoding
+            ));
             out.push_str(&runs_table(g).to_text());
             if let GroupOutcome::Refused(r) = &g.outcome {
                 out.push_str(&format!("  {r}\n"));

@@ -149,7 +149,10 @@ pub struct RunReport {
 /// ```
 pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
     if !root.is_dir() {
-        return Err(Error::Io { path: root.into(), source: std::io::Error::from(std::io::ErrorKind::NotFound) });
+        return Err(Error::Io {
+            path: root.into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
     }
     let dirs = discover_runs(root)?;
     if dirs.is_empty() {
@@ -160,20 +163,29 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
     for d in dirs {
         match LoadedRun::load(&d) {
             Ok(run) => loaded.push(run),
-            Err(e) => skipped.push(Skipped { path: d, reason: e.to_string() }),
+            Err(e) => skipped.push(Skipped {
+                path: d,
+                reason: e.to_string(),
+            }),
         }
     }
     let mut by_key: BTreeMap<GroupKey, Vec<LoadedRun>> = BTreeMap::new();
     for run in loaded {
-        by_key.entry(GroupKey::of(&run.manifest)).or_default().push(run);
+        by_key
+            .entry(GroupKey::of(&run.manifest))
+            .or_default()
+            .push(run);
     }
     // Labels are computed per (model, task, decoding) so one configuration gets one label under every
     // policy, which lines the policies up in the accuracy plot.
     let mut varying_by_set: BTreeMap<(String, String, String), Vec<&'static str>> = BTreeMap::new();
     {
-        let mut sets: BTreeMap<(String, String, String), Vec<&crate::run_dir::Manifest>> = BTreeMap::new();
+        let mut sets: BTreeMap<(String, String, String), Vec<&crate::run_dir::Manifest>> =
+            BTreeMap::new();
         for (k, runs) in &by_key {
-            let set = sets.entry((k.model.clone(), k.task.clone(), k.decoding.clone())).or_default();
+            let set = sets
+                .entry((k.model.clone(), k.task.clone(), k.decoding.clone()))
+                .or_default();
             set.extend(runs.iter().map(|r| &r.manifest));
         }
         for (k, ms) in sets {
@@ -183,18 +195,36 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
     let mut groups = Vec::new();
     for (key, mut runs) in by_key {
         runs.sort_by(|a, b| {
-            group::config_sort_key(&a.manifest).cmp(&group::config_sort_key(&b.manifest)).then(a.path.cmp(&b.path))
+            group::config_sort_key(&a.manifest)
+                .cmp(&group::config_sort_key(&b.manifest))
+                .then(a.path.cmp(&b.path))
         });
-        let label_fields = &varying_by_set[&(key.model.clone(), key.task.clone(), key.decoding.clone())];
+        let label_fields =
+            &varying_by_set[&(key.model.clone(), key.task.clone(), key.decoding.clone())];
         groups.push(build_group(key, runs, label_fields, opts.std_kind)?);
     }
-    Ok(Report { format_version: REPORT_FORMAT_VERSION, root: root.into(), std_kind: opts.std_kind, groups, skipped })
+    Ok(Report {
+        format_version: REPORT_FORMAT_VERSION,
+        root: root.into(),
+        std_kind: opts.std_kind,
+        groups,
+        skipped,
+    })
 }
 
-fn build_group(key: GroupKey, runs: Vec<LoadedRun>, label_fields: &[&str], kind: StdKind) -> Result<GroupReport> {
+fn build_group(
+    key: GroupKey,
+    runs: Vec<LoadedRun>,
+    label_fields: &[&str],
+    kind: StdKind,
+) -> Result<GroupReport> {
     let manifests: Vec<&crate::run_dir::Manifest> = runs.iter().map(|r| &r.manifest).collect();
-    let varying: Vec<String> = varying_fields(&manifests).into_iter().map(String::from).collect();
-    let task_versions: BTreeSet<String> = manifests.iter().map(|m| m.task.version.clone()).collect();
+    let varying: Vec<String> = varying_fields(&manifests)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let task_versions: BTreeSet<String> =
+        manifests.iter().map(|m| m.task.version.clone()).collect();
     let first = manifests[0];
     let mut why = format!(
         "{} run(s) share model `{}`, task `{}` (version {}, dataset sha256 {}), policy `{}` and decoding ({})",
@@ -208,9 +238,14 @@ fn build_group(key: GroupKey, runs: Vec<LoadedRun>, label_fields: &[&str], kind:
     );
     if runs.len() > 1 {
         if varying.is_empty() {
-            why.push_str("; they do not differ in any runtime field (repeat runs of one configuration)");
+            why.push_str(
+                "; they do not differ in any runtime field (repeat runs of one configuration)",
+            );
         } else {
-            why.push_str(&format!("; they differ only in runtime configuration: {}", varying.join(", ")));
+            why.push_str(&format!(
+                "; they differ only in runtime configuration: {}",
+                varying.join(", ")
+            ));
         }
     }
     let mut notes = Vec::new();
@@ -231,7 +266,9 @@ fn build_group(key: GroupKey, runs: Vec<LoadedRun>, label_fields: &[&str], kind:
     }
     for (l, r) in labels.iter_mut().zip(&runs) {
         if seen[l.as_str()] > 1 {
-            let msg = format!("configuration `{l}` appears more than once; runs are told apart by directory");
+            let msg = format!(
+                "configuration `{l}` appears more than once; runs are told apart by directory"
+            );
             if !notes.contains(&msg) {
                 notes.push(msg);
             }
@@ -254,7 +291,11 @@ fn build_group(key: GroupKey, runs: Vec<LoadedRun>, label_fields: &[&str], kind:
     }
     let common: Vec<SampleKey> = match obs.split_first() {
         None => Vec::new(),
-        Some((first, rest)) => first.keys().filter(|k| rest.iter().all(|o| o.contains_key(*k))).cloned().collect(),
+        Some((first, rest)) => first
+            .keys()
+            .filter(|k| rest.iter().all(|o| o.contains_key(*k)))
+            .cloned()
+            .collect(),
     };
     let mut run_reports = Vec::new();
     for (i, (r, label)) in runs.iter().zip(labels).enumerate() {
@@ -296,8 +337,14 @@ fn build_group(key: GroupKey, runs: Vec<LoadedRun>, label_fields: &[&str], kind:
             stats,
         });
     }
-    if refused.is_none() && runs.len() > 1 && common.len() < obs.iter().map(|o| o.len()).max().unwrap_or(0) {
-        notes.push(format!("metrics use the {} sample(s) present in all runs", common.len()));
+    if refused.is_none()
+        && runs.len() > 1
+        && common.len() < obs.iter().map(|o| o.len()).max().unwrap_or(0)
+    {
+        notes.push(format!(
+            "metrics use the {} sample(s) present in all runs",
+            common.len()
+        ));
     }
     let outcome = match refused {
         Some(reason) => GroupOutcome::Refused(reason),
@@ -369,8 +416,14 @@ pub fn write_report(report: &Report, out_dir: &Path) -> Result<WrittenFiles> {
     std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
     let plot_dir = out_dir.join("plots");
     let plots = plots::write_plots(report, &plot_dir)?;
-    let rel: Vec<PathBuf> =
-        plots.iter().map(|p| p.strip_prefix(out_dir).map(Path::to_path_buf).unwrap_or_else(|_| p.clone())).collect();
+    let rel: Vec<PathBuf> = plots
+        .iter()
+        .map(|p| {
+            p.strip_prefix(out_dir)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| p.clone())
+        })
+        .collect();
     let files = WrittenFiles {
         markdown: out_dir.join("report.md"),
         csv_groups: out_dir.join("report.csv"),
@@ -381,8 +434,11 @@ pub fn write_report(report: &Report, out_dir: &Path) -> Result<WrittenFiles> {
     std::fs::write(&files.markdown, report.to_markdown(&rel)).map_err(io_err(&files.markdown))?;
     csv_file::write_groups_csv(report, &files.csv_groups)?;
     csv_file::write_runs_csv(report, &files.csv_runs)?;
-    let json = serde_json::to_string_pretty(report)
-        .map_err(|source| Error::Json { path: files.json.clone(), line: None, source })?;
+    let json = serde_json::to_string_pretty(report).map_err(|source| Error::Json {
+        path: files.json.clone(),
+        line: None,
+        source,
+    })?;
     std::fs::write(&files.json, json + "\n").map_err(io_err(&files.json))?;
     Ok(files)
 }

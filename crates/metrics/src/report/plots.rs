@@ -32,8 +32,16 @@ fn color(i: usize) -> RGBColor {
 /// A file-name-safe rendering of a set's identity.
 fn slug(parts: &[&str]) -> String {
     let joined = parts.join("_");
-    let mut s: String =
-        joined.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+    let mut s: String = joined
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     while s.contains("__") {
         s = s.replace("__", "_");
     }
@@ -44,7 +52,9 @@ pub(crate) fn write_plots(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut sets: BTreeMap<(String, String, String), Vec<&GroupReport>> = BTreeMap::new();
     for g in &report.groups {
         if g.metrics().is_some() {
-            sets.entry((g.model.clone(), g.task.clone(), g.decoding.clone())).or_default().push(g);
+            sets.entry((g.model.clone(), g.task.clone(), g.decoding.clone()))
+                .or_default()
+                .push(g);
         }
     }
     if sets.is_empty() {
@@ -64,12 +74,28 @@ pub(crate) fn write_plots(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
         for (kind, draw) in plots {
             let path = dir.join(format!("{kind}_{s}.svg"));
             let mut svg = String::new();
-            draw(&mut svg, &title, &groups).map_err(|reason| Error::Plot { path: path.clone(), reason })?;
+            draw(&mut svg, &title, &groups).map_err(|reason| Error::Plot {
+                path: path.clone(),
+                reason,
+            })?;
             std::fs::write(&path, svg).map_err(io_err(&path))?;
             written.push(path);
         }
     }
     Ok(written)
+}
+
+/// Horizontal offset of series `i` of `n` around a category's centre.
+fn jitter(i: usize, n: usize) -> f64 {
+    (i as f64 - (n as f64 - 1.0) / 2.0) * 0.04
+}
+
+fn integer_label(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{x:.0}")
+    } else {
+        String::new()
+    }
 }
 
 type PlotFn = fn(&mut String, &str, &[&GroupReport]) -> std::result::Result<(), String>;
@@ -79,7 +105,11 @@ fn e<E: std::fmt::Display>(err: E) -> String {
 }
 
 /// Accuracy of every run, x = configuration, one line per policy, whiskers = 95% interval.
-fn accuracy_plot(svg: &mut String, title: &str, groups: &[&GroupReport]) -> std::result::Result<(), String> {
+fn accuracy_plot(
+    svg: &mut String,
+    title: &str,
+    groups: &[&GroupReport],
+) -> std::result::Result<(), String> {
     let mut labels: Vec<String> = Vec::new();
     for g in groups {
         for r in &g.runs {
@@ -92,7 +122,10 @@ fn accuracy_plot(svg: &mut String, title: &str, groups: &[&GroupReport]) -> std:
     root.fill(&WHITE).map_err(e)?;
     let n = labels.len().max(1) as f64;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Accuracy per configuration — {title}"), ("sans-serif", 18))
+        .caption(
+            format!("Accuracy per configuration — {title}"),
+            ("sans-serif", 18),
+        )
         .margin(15)
         .x_label_area_size(70)
         .y_label_area_size(60)
@@ -100,7 +133,7 @@ fn accuracy_plot(svg: &mut String, title: &str, groups: &[&GroupReport]) -> std:
         .map_err(e)?;
     let label_of = |x: &f64| {
         let i = x.round();
-        if (x - i).abs() < 1e-6 && i >= 0.0 {
+        if (x - i).abs() < 1e-3 && i >= 0.0 {
             labels.get(i as usize).cloned().unwrap_or_default()
         } else {
             String::new()
@@ -121,8 +154,12 @@ fn accuracy_plot(svg: &mut String, title: &str, groups: &[&GroupReport]) -> std:
         let mut bars = Vec::new();
         for r in &g.runs {
             let Some(s) = &r.stats else { continue };
-            let Some(&acc) = s.accuracy.value() else { continue };
-            let x = labels.iter().position(|l| l == &r.label).unwrap_or(0) as f64;
+            let Some(&acc) = s.accuracy.value() else {
+                continue;
+            };
+            // Shift each policy a little so equal accuracies do not hide each other's whiskers.
+            let x = labels.iter().position(|l| l == &r.label).unwrap_or(0) as f64
+                + jitter(i, groups.len());
             pts.push((x, acc * 100.0));
             if let Some(ci) = s.accuracy_ci95.value() {
                 bars.push((x, ci.lo * 100.0, ci.hi * 100.0));
@@ -133,17 +170,32 @@ fn accuracy_plot(svg: &mut String, title: &str, groups: &[&GroupReport]) -> std:
             .map_err(e)?
             .label(g.policy.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(e)?;
         chart
-            .draw_series(bars.iter().map(|&(x, lo, hi)| PathElement::new(vec![(x, lo), (x, hi)], c.stroke_width(1))))
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
+            .map_err(e)?;
+        chart
+            .draw_series(
+                bars.iter().map(|&(x, lo, hi)| {
+                    PathElement::new(vec![(x, lo), (x, hi)], c.stroke_width(1))
+                }),
+            )
             .map_err(e)?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(e)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(e)?;
     root.present().map_err(e)
 }
 
 /// Per-sample length standard deviation across runs, sorted descending, one line per policy.
-fn length_plot(svg: &mut String, title: &str, groups: &[&GroupReport]) -> std::result::Result<(), String> {
+fn length_plot(
+    svg: &mut String,
+    title: &str,
+    groups: &[&GroupReport],
+) -> std::result::Result<(), String> {
     let series: Vec<(String, Vec<f64>)> = groups
         .iter()
         .filter_map(|g| {
@@ -154,7 +206,10 @@ fn length_plot(svg: &mut String, title: &str, groups: &[&GroupReport]) -> std::r
         })
         .collect();
     let max_n = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
-    let max_y = series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max);
+    let max_y = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0, f64::max);
     let caption = if max_n == 0 {
         format!("Response-length spread — {title} (no data: needs at least 2 runs)")
     } else {
@@ -167,30 +222,46 @@ fn length_plot(svg: &mut String, title: &str, groups: &[&GroupReport]) -> std::r
         .margin(15)
         .x_label_area_size(50)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..(max_n.max(2) - 1) as f64, 0f64..(max_y * 1.05).max(1.0))
+        .build_cartesian_2d(
+            0f64..(max_n.max(2) - 1) as f64,
+            0f64..(max_y * 1.05).max(1.0),
+        )
         .map_err(e)?;
     chart
         .configure_mesh()
         .x_desc("sample, by length std (largest first)")
+        .x_label_formatter(&integer_label)
         .y_desc("std of response length (tokens)")
         .draw()
         .map_err(e)?;
     for (i, (policy, v)) in series.iter().enumerate() {
         let c = color(i);
         chart
-            .draw_series(LineSeries::new(v.iter().enumerate().map(|(x, &y)| (x as f64, y)), c.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                v.iter().enumerate().map(|(x, &y)| (x as f64, y)),
+                c.stroke_width(2),
+            ))
             .map_err(e)?
             .label(policy.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
     if max_n > 0 {
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(e)?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(e)?;
     }
     root.present().map_err(e)
 }
 
 /// Histogram of Div_Index over diverging samples; bars of the policies side by side in each bin.
-fn divergence_plot(svg: &mut String, title: &str, groups: &[&GroupReport]) -> std::result::Result<(), String> {
+fn divergence_plot(
+    svg: &mut String,
+    title: &str,
+    groups: &[&GroupReport],
+) -> std::result::Result<(), String> {
     let series: Vec<(String, &Vec<usize>)> = groups
         .iter()
         .filter_map(|g| Some((g.policy.clone(), &g.metrics()?.series.divergence_positions)))
@@ -225,7 +296,10 @@ fn divergence_plot(svg: &mut String, title: &str, groups: &[&GroupReport]) -> st
         .map_err(e)?;
     chart
         .configure_mesh()
-        .x_desc(format!("token position of first divergence (bins of {width})"))
+        .x_desc(format!(
+            "token position of first divergence (bins of {width})"
+        ))
+        .x_label_formatter(&integer_label)
         .y_desc("samples")
         .disable_x_mesh()
         .draw()
@@ -235,28 +309,46 @@ fn divergence_plot(svg: &mut String, title: &str, groups: &[&GroupReport]) -> st
         let c = color(i);
         let bar_w = width as f64 / k;
         chart
-            .draw_series(c_counts.iter().enumerate().filter(|(_, &n)| n > 0).map(|(b, &n)| {
-                let x0 = (b * width) as f64 + i as f64 * bar_w;
-                Rectangle::new([(x0, 0.0), (x0 + bar_w * 0.9, f64::from(n))], c.filled())
-            }))
+            .draw_series(
+                c_counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &n)| n > 0)
+                    .map(|(b, &n)| {
+                        let x0 = (b * width) as f64 + i as f64 * bar_w;
+                        Rectangle::new([(x0, 0.0), (x0 + bar_w * 0.9, f64::from(n))], c.filled())
+                    }),
+            )
             .map_err(e)?
             .label(policy.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
     }
     if max_pos.is_some() {
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(e)?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(e)?;
     }
     root.present().map_err(e)
 }
 
 /// Mean top-1 probability std per position (before divergence), in units of 1e-4.
-fn top1_plot(svg: &mut String, title: &str, groups: &[&GroupReport]) -> std::result::Result<(), String> {
+fn top1_plot(
+    svg: &mut String,
+    title: &str,
+    groups: &[&GroupReport],
+) -> std::result::Result<(), String> {
     let series: Vec<(String, &Vec<f64>)> = groups
         .iter()
         .filter_map(|g| Some((g.policy.clone(), &g.metrics()?.series.top1_std_by_position)))
         .collect();
     let max_n = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
-    let max_y = series.iter().flat_map(|(_, v)| v.iter().map(|x| x * 1e4)).fold(0.0, f64::max);
+    let max_y = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|x| x * 1e4))
+        .fold(0.0, f64::max);
     let caption = if max_n == 0 {
         format!("Top-1 probability std per position — {title} (no data: needs 2 runs and shared tokens)")
     } else {
@@ -269,24 +361,36 @@ fn top1_plot(svg: &mut String, title: &str, groups: &[&GroupReport]) -> std::res
         .margin(15)
         .x_label_area_size(50)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..(max_n.max(2) - 1) as f64, 0f64..(max_y * 1.05).max(1.0))
+        .build_cartesian_2d(
+            0f64..(max_n.max(2) - 1) as f64,
+            0f64..(max_y * 1.05).max(1.0),
+        )
         .map_err(e)?;
     chart
         .configure_mesh()
         .x_desc("token position (before divergence)")
+        .x_label_formatter(&integer_label)
         .y_desc("std of top-1 probability (x1e-4)")
         .draw()
         .map_err(e)?;
     for (i, (policy, v)) in series.iter().enumerate() {
         let c = color(i);
         chart
-            .draw_series(LineSeries::new(v.iter().enumerate().map(|(x, &y)| (x as f64, y * 1e4)), c.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                v.iter().enumerate().map(|(x, &y)| (x as f64, y * 1e4)),
+                c.stroke_width(1),
+            ))
             .map_err(e)?
             .label(policy.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
     if max_n > 0 {
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(e)?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(e)?;
     }
     root.present().map_err(e)
 }
@@ -298,7 +402,11 @@ mod tests {
     #[test]
     fn slugs_are_file_safe() {
         assert_eq!(
-            slug(&["deepseek-ai/DeepSeek-R1", "math500", "greedy, max_tokens 256"]),
+            slug(&[
+                "deepseek-ai/DeepSeek-R1",
+                "math500",
+                "greedy, max_tokens 256"
+            ]),
             "deepseek-ai_deepseek-r1_math500_greedy_max_tokens_256"
         );
     }

@@ -80,12 +80,22 @@ impl Table {
     pub fn to_text(&self) -> String {
         let w = self.widths();
         let line = |cells: &[String]| {
-            let cells: Vec<String> =
-                cells.iter().zip(&w).zip(&self.align).map(|((c, &w), &a)| Self::pad(c, w, a)).collect();
+            let cells: Vec<String> = cells
+                .iter()
+                .zip(&w)
+                .zip(&self.align)
+                .map(|((c, &w), &a)| Self::pad(c, w, a))
+                .collect();
             format!("  {}\n", cells.join("  ").trim_end())
         };
         let mut out = line(&self.headers);
-        out.push_str(&format!("  {}\n", w.iter().map(|&w| "-".repeat(w)).collect::<Vec<_>>().join("  ")));
+        out.push_str(&format!(
+            "  {}\n",
+            w.iter()
+                .map(|&w| "-".repeat(w))
+                .collect::<Vec<_>>()
+                .join("  ")
+        ));
         for r in &self.rows {
             out.push_str(&line(r));
         }
@@ -102,7 +112,13 @@ mod tests {
         let mut t = Table::new(&[("name", Align::Left), ("value", Align::Right)]);
         t.push(vec!["a|b".into(), "1.5".into()]);
         t.push(vec!["ü".into(), "10".into()]);
-        assert_eq!(t.to_markdown(), "| name | value |\n| :--- | ----: |\n| a\\|b |   1.5 |\n| ü    |    10 |\n");
-        assert_eq!(t.to_text(), "  name  value\n  ----  -----\n  a|b     1.5\n  ü        10\n");
+        assert_eq!(
+            t.to_markdown(),
+            "| name | value |\n| :--- | ----: |\n| a\\|b |   1.5 |\n| ü    |    10 |\n"
+        );
+        assert_eq!(
+            t.to_text(),
+            "  name  value\n  ----  -----\n  a|b     1.5\n  ü        10\n"
+        );
     }
 }

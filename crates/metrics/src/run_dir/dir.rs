@@ -15,7 +15,8 @@ use crate::error::{io_err, Error, Result};
 use crate::run_dir::logprobs::{LogprobsFile, LogprobsRecord, LogprobsWriter, LOGPROBS_FILE};
 use crate::run_dir::manifest::{Manifest, MANIFEST_FILE};
 use crate::run_dir::responses::{
-    encode_line, read_responses, Durability, ResponseRecord, ResponsesScan, SampleKey, RESPONSES_FILE,
+    encode_line, read_responses, Durability, ResponseRecord, ResponsesScan, SampleKey,
+    RESPONSES_FILE,
 };
 
 /// An open run directory that a run appends to.
@@ -74,17 +75,34 @@ impl fmt::Display for Recovery {
         }
         let mut parts = Vec::new();
         if self.responses_torn_bytes > 0 {
-            parts.push(format!("cut {} bytes of a partial line from {RESPONSES_FILE}", self.responses_torn_bytes));
+            parts.push(format!(
+                "cut {} bytes of a partial line from {RESPONSES_FILE}",
+                self.responses_torn_bytes
+            ));
         }
         if self.logprobs_torn_bytes > 0 {
-            parts.push(format!("cut {} bytes of a partial record from {LOGPROBS_FILE}", self.logprobs_torn_bytes));
+            parts.push(format!(
+                "cut {} bytes of a partial record from {LOGPROBS_FILE}",
+                self.logprobs_torn_bytes
+            ));
         }
-        let keys = |v: &[SampleKey]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ");
+        let keys = |v: &[SampleKey]| {
+            v.iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         if !self.dropped_logprobs.is_empty() {
-            parts.push(format!("dropped logprobs without a response: {}", keys(&self.dropped_logprobs)));
+            parts.push(format!(
+                "dropped logprobs without a response: {}",
+                keys(&self.dropped_logprobs)
+            ));
         }
         if !self.dropped_responses.is_empty() {
-            parts.push(format!("dropped responses without logprobs: {}", keys(&self.dropped_responses)));
+            parts.push(format!(
+                "dropped responses without logprobs: {}",
+                keys(&self.dropped_responses)
+            ));
         }
         f.write_str(&parts.join("; "))
     }
@@ -110,8 +128,16 @@ struct Scanned {
 fn scan(path: &Path, manifest: &Manifest) -> Result<Scanned> {
     let rpath = path.join(RESPONSES_FILE);
     let lpath = path.join(LOGPROBS_FILE);
-    let responses = if rpath.exists() { read_responses(&rpath)? } else { ResponsesScan::default() };
-    let logprobs = if lpath.exists() { Some(LogprobsFile::open(&lpath)?) } else { None };
+    let responses = if rpath.exists() {
+        read_responses(&rpath)?
+    } else {
+        ResponsesScan::default()
+    };
+    let logprobs = if lpath.exists() {
+        Some(LogprobsFile::open(&lpath)?)
+    } else {
+        None
+    };
     let entries = logprobs.as_ref().map_or(&[][..], |l| l.entries());
     if let Some(l) = &logprobs {
         if l.valid_len() > 0 && l.k() != manifest.logprobs_k {
@@ -119,11 +145,20 @@ fn scan(path: &Path, manifest: &Manifest) -> Result<Scanned> {
                 path: lpath,
                 record: "header".into(),
                 field: "k",
-                reason: format!("file has k = {}, manifest.json says logprobs_k = {}", l.k(), manifest.logprobs_k),
+                reason: format!(
+                    "file has k = {}, manifest.json says logprobs_k = {}",
+                    l.k(),
+                    manifest.logprobs_k
+                ),
             });
         }
     }
-    let agreed = responses.records.iter().zip(entries).take_while(|(r, e)| r.key() == e.key).count();
+    let agreed = responses
+        .records
+        .iter()
+        .zip(entries)
+        .take_while(|(r, e)| r.key() == e.key)
+        .count();
     if agreed < responses.records.len().min(entries.len()) {
         let (r, e) = (&responses.records[agreed], &entries[agreed]);
         return Err(Error::Inconsistent {
@@ -149,7 +184,11 @@ fn scan(path: &Path, manifest: &Manifest) -> Result<Scanned> {
             });
         }
     }
-    Ok(Scanned { responses, logprobs, agreed })
+    Ok(Scanned {
+        responses,
+        logprobs,
+        agreed,
+    })
 }
 
 impl RunDir {
@@ -164,7 +203,8 @@ impl RunDir {
         manifest.write(&mpath)?;
         let rpath = path.join(RESPONSES_FILE);
         let responses = File::create(&rpath).map_err(io_err(&rpath))?;
-        let logprobs = LogprobsWriter::create(&path.join(LOGPROBS_FILE), manifest.logprobs_k, durability)?;
+        let logprobs =
+            LogprobsWriter::create(&path.join(LOGPROBS_FILE), manifest.logprobs_k, durability)?;
         Ok(RunDir {
             path: path.into(),
             manifest,
@@ -184,21 +224,40 @@ impl RunDir {
         let lpath = path.join(LOGPROBS_FILE);
         let mut recovery = Recovery {
             responses_torn_bytes: s.responses.file_len - s.responses.valid_len,
-            dropped_responses: s.responses.records[s.agreed..].iter().map(|r| r.key()).collect(),
+            dropped_responses: s.responses.records[s.agreed..]
+                .iter()
+                .map(|r| r.key())
+                .collect(),
             ..Default::default()
         };
-        let responses_len = s.responses.offsets.get(s.agreed).copied().unwrap_or(s.responses.valid_len);
-        let responses = OpenOptions::new().create(true).append(true).open(&rpath).map_err(io_err(&rpath))?;
+        let responses_len = s
+            .responses
+            .offsets
+            .get(s.agreed)
+            .copied()
+            .unwrap_or(s.responses.valid_len);
+        let responses = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&rpath)
+            .map_err(io_err(&rpath))?;
         responses.set_len(responses_len).map_err(io_err(&rpath))?;
         let logprobs = match &s.logprobs {
             None => LogprobsWriter::create(&lpath, manifest.logprobs_k, durability)?,
             Some(l) => {
-                recovery.logprobs_torn_bytes = std::fs::metadata(&lpath).map_err(io_err(&lpath))?.len() - l.valid_len();
-                recovery.dropped_logprobs = l.entries()[s.agreed..].iter().map(|e| e.key.clone()).collect();
+                recovery.logprobs_torn_bytes =
+                    std::fs::metadata(&lpath).map_err(io_err(&lpath))?.len() - l.valid_len();
+                recovery.dropped_logprobs = l.entries()[s.agreed..]
+                    .iter()
+                    .map(|e| e.key.clone())
+                    .collect();
                 match l.entries().get(s.agreed) {
-                    Some(first_dropped) => {
-                        LogprobsWriter::open_truncated(&lpath, manifest.logprobs_k, first_dropped.offset, durability)?
-                    }
+                    Some(first_dropped) => LogprobsWriter::open_truncated(
+                        &lpath,
+                        manifest.logprobs_k,
+                        first_dropped.offset,
+                        durability,
+                    )?,
                     None => LogprobsWriter::resume(l, manifest.logprobs_k, durability)?,
                 }
             }
@@ -222,15 +281,25 @@ impl RunDir {
     /// Open `path` if it holds a run with the same configuration as `manifest` (see
     /// [`Manifest::diff_config`]), else create it. A different configuration is refused with
     /// [`Error::ConfigMismatch`], which names every differing field.
-    pub fn open_or_create(path: &Path, manifest: Manifest, durability: Durability) -> Result<(RunDir, Recovery)> {
+    pub fn open_or_create(
+        path: &Path,
+        manifest: Manifest,
+        durability: Durability,
+    ) -> Result<(RunDir, Recovery)> {
         let mpath = path.join(MANIFEST_FILE);
         if !mpath.exists() {
-            return Ok((RunDir::create(path, manifest, durability)?, Recovery::default()));
+            return Ok((
+                RunDir::create(path, manifest, durability)?,
+                Recovery::default(),
+            ));
         }
         let existing = Manifest::read(&mpath)?;
         let diffs = existing.diff_config(&manifest);
         if !diffs.is_empty() {
-            return Err(Error::ConfigMismatch { path: path.into(), diffs });
+            return Err(Error::ConfigMismatch {
+                path: path.into(),
+                diffs,
+            });
         }
         RunDir::open(path, durability)
     }
@@ -267,7 +336,11 @@ impl RunDir {
                 path: self.path.join(LOGPROBS_FILE),
                 record: key.to_string(),
                 field: "token_ids",
-                reason: format!("{} tokens but logprobs for {} positions", record.token_ids.len(), logprobs.len()),
+                reason: format!(
+                    "{} tokens but logprobs for {} positions",
+                    record.token_ids.len(),
+                    logprobs.len()
+                ),
             });
         }
         if !(0.0..=1.0).contains(&record.score) {
@@ -352,30 +425,46 @@ impl LoadedRun {
         let mut s = scan(path, &manifest)?;
         let mut notes = Vec::new();
         if s.responses.is_torn() {
-            notes.push(format!("{RESPONSES_FILE} ends in a partial line (run killed or still writing)"));
+            notes.push(format!(
+                "{RESPONSES_FILE} ends in a partial line (run killed or still writing)"
+            ));
         }
         match &s.logprobs {
             None => notes.push(format!("{LOGPROBS_FILE} is missing")),
-            Some(l) if l.is_torn() => {
-                notes.push(format!("{LOGPROBS_FILE} ends in a partial record (run killed or still writing)"))
-            }
+            Some(l) if l.is_torn() => notes.push(format!(
+                "{LOGPROBS_FILE} ends in a partial record (run killed or still writing)"
+            )),
             _ => {}
         }
         let extra_responses = s.responses.records.len() - s.agreed;
         if extra_responses > 0 {
-            notes.push(format!("{extra_responses} responses without logprobs left out"));
+            notes.push(format!(
+                "{extra_responses} responses without logprobs left out"
+            ));
         }
         s.responses.records.truncate(s.agreed);
-        Ok(LoadedRun { path: path.into(), manifest, records: s.responses.records, logprobs: s.logprobs, notes })
+        Ok(LoadedRun {
+            path: path.into(),
+            manifest,
+            records: s.responses.records,
+            logprobs: s.logprobs,
+            notes,
+        })
     }
 
     /// Each completed response with its logprobs, in file order, streamed from disk.
-    pub fn samples(&self) -> Result<impl Iterator<Item = Result<(&ResponseRecord, LogprobsRecord)>> + '_> {
+    pub fn samples(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<(&ResponseRecord, LogprobsRecord)>> + '_> {
         let lp = self.logprobs.as_ref().ok_or_else(|| Error::Io {
             path: self.path.join(LOGPROBS_FILE),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         })?;
-        Ok(self.records.iter().zip(lp.records()?).map(|(r, l)| l.map(|l| (r, l))))
+        Ok(self
+            .records
+            .iter()
+            .zip(lp.records()?)
+            .map(|(r, l)| l.map(|l| (r, l))))
     }
 
     /// Whether the manifest records an end time.
@@ -391,12 +480,22 @@ mod tests {
 
     fn sample(id: &str, n: u32) -> (ResponseRecord, LogprobsRecord) {
         let toks: Vec<u32> = (0..n).map(|i| i * 3 + id.len() as u32).collect();
-        let mut r = ResponseRecord::new(id, 0, 5, format!("resp {id}"), toks.clone(), FinishReason::Stop);
+        let mut r = ResponseRecord::new(
+            id,
+            0,
+            5,
+            format!("resp {id}"),
+            toks.clone(),
+            FinishReason::Stop,
+        );
         r.correct = n % 2 == 0;
         r.score = if r.correct { 1.0 } else { 0.0 };
         let mut lp = LogprobsRecord::new(id, 0, 5);
         for t in toks {
-            lp.push_position(&[t, t + 1, t + 2, t + 3, t + 4], &[-0.1, -2.0, -3.0, -4.0, -5.0]);
+            lp.push_position(
+                &[t, t + 1, t + 2, t + 3, t + 4],
+                &[-0.1, -2.0, -3.0, -4.0, -5.0],
+            );
         }
         (r, lp)
     }
@@ -410,7 +509,10 @@ mod tests {
     }
 
     fn files(path: &Path) -> (Vec<u8>, Vec<u8>) {
-        (std::fs::read(path.join(RESPONSES_FILE)).unwrap(), std::fs::read(path.join(LOGPROBS_FILE)).unwrap())
+        (
+            std::fs::read(path.join(RESPONSES_FILE)).unwrap(),
+            std::fs::read(path.join(LOGPROBS_FILE)).unwrap(),
+        )
     }
 
     const IDS: [(&str, u32); 4] = [("p1", 3), ("p22", 0), ("p333", 7), ("p4", 2)];
@@ -430,9 +532,21 @@ mod tests {
         let cases: Vec<(usize, usize, &str)> = vec![
             (r2.len(), l2.len() + 3, "logprobs frame cut"),
             (r2.len(), l2.len() + 30, "logprobs payload cut"),
-            (r2.len(), l2.len() + (full_l.len() - l2.len()) / 2, "logprobs half written"),
-            (r2.len(), l2.len() + (sample("p333", 7).1.len() * 40 + 12 + 4 + 8), "logprobs complete, no response"),
-            (r2.len() + 11, l2.len() + (sample("p333", 7).1.len() * 40 + 12 + 4 + 8), "response line cut"),
+            (
+                r2.len(),
+                l2.len() + (full_l.len() - l2.len()) / 2,
+                "logprobs half written",
+            ),
+            (
+                r2.len(),
+                l2.len() + (sample("p333", 7).1.len() * 40 + 12 + 4 + 8),
+                "logprobs complete, no response",
+            ),
+            (
+                r2.len() + 11,
+                l2.len() + (sample("p333", 7).1.len() * 40 + 12 + 4 + 8),
+                "response line cut",
+            ),
         ];
         for (rcut, lcut, what) in cases {
             let case = dir.path().join(what.replace(' ', "_"));
@@ -453,7 +567,11 @@ mod tests {
                     run.append(&r, &l).unwrap();
                 }
             }
-            assert_eq!(files(&case), (full_r.clone(), full_l.clone()), "{what}: {recovery}");
+            assert_eq!(
+                files(&case),
+                (full_r.clone(), full_l.clone()),
+                "{what}: {recovery}"
+            );
         }
     }
 
@@ -462,7 +580,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_run(dir.path(), &IDS[..2]);
         let (r, _) = files(dir.path());
-        let mut lp = OpenOptions::new().append(true).open(dir.path().join(LOGPROBS_FILE)).unwrap();
+        let mut lp = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(LOGPROBS_FILE))
+            .unwrap();
         // A complete logprobs record for p333 whose response line never got written.
         let mut w = LogprobsWriter::open_truncated(
             &dir.path().join(LOGPROBS_FILE),
@@ -473,7 +594,11 @@ mod tests {
         .unwrap();
         w.append(&sample("p333", 7).1).unwrap();
         lp.write_all(b"garbage").unwrap();
-        std::fs::write(dir.path().join(RESPONSES_FILE), [&r[..], b"{\"format_version\":1,"].concat()).unwrap();
+        std::fs::write(
+            dir.path().join(RESPONSES_FILE),
+            [&r[..], b"{\"format_version\":1,"].concat(),
+        )
+        .unwrap();
         let (_, rec) = RunDir::open(dir.path(), Durability::Fsync).unwrap();
         assert_eq!(rec.responses_torn_bytes, 20);
         assert_eq!(rec.logprobs_torn_bytes, 7);
@@ -497,20 +622,38 @@ mod tests {
         let mut other = Manifest::example();
         other.batch_size = 1;
         other.policy.name = "fp32".into();
-        let err = RunDir::open_or_create(dir.path(), other, Durability::Flush).unwrap_err().to_string();
-        assert!(err.contains("policy.name: bf16 (existing) vs fp32 (requested); batch_size: 8 (existing) vs 1"), "{err}");
+        let err = RunDir::open_or_create(dir.path(), other, Durability::Flush)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "policy.name: bf16 (existing) vs fp32 (requested); batch_size: 8 (existing) vs 1"
+            ),
+            "{err}"
+        );
 
-        let (mut run, _) = RunDir::open_or_create(dir.path(), Manifest::example(), Durability::Flush).unwrap();
+        let (mut run, _) =
+            RunDir::open_or_create(dir.path(), Manifest::example(), Durability::Flush).unwrap();
         let (r, l) = sample("p1", 3);
         let err = run.append(&r, &l).unwrap_err().to_string();
-        assert!(err.contains("problem `p1` sample 0 is already recorded"), "{err}");
+        assert!(
+            err.contains("problem `p1` sample 0 is already recorded"),
+            "{err}"
+        );
         let (r, _) = sample("p9", 3);
         let (_, l) = sample("p9", 2);
         let err = run.append(&r, &l).unwrap_err().to_string();
-        assert!(err.contains("3 tokens but logprobs for 2 positions"), "{err}");
+        assert!(
+            err.contains("3 tokens but logprobs for 2 positions"),
+            "{err}"
+        );
         let (r, _) = sample("p9", 3);
         let (_, l) = sample("p8", 3);
-        assert!(run.append(&r, &l).unwrap_err().to_string().contains("logprobs are for p8#0"));
+        assert!(run
+            .append(&r, &l)
+            .unwrap_err()
+            .to_string()
+            .contains("logprobs are for p8#0"));
     }
 
     #[test]
@@ -522,7 +665,10 @@ mod tests {
         write_run(&b, &[("p2", 2), ("p1", 2)]);
         std::fs::copy(b.join(LOGPROBS_FILE), a.join(LOGPROBS_FILE)).unwrap();
         let err = RunDir::open(&a, Durability::Flush).unwrap_err().to_string();
-        assert!(err.contains("record 1 is p1#0 in responses.jsonl but p2#0 in logprobs.bin"), "{err}");
+        assert!(
+            err.contains("record 1 is p1#0 in responses.jsonl but p2#0 in logprobs.bin"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -530,7 +676,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_run(dir.path(), &IDS);
         let (run, _) = RunDir::open(dir.path(), Durability::Flush).unwrap();
-        let m = run.finish(Finish { finished_at: "t".into(), throughput_tok_s: Some(1.5) }).unwrap();
+        let m = run
+            .finish(Finish {
+                finished_at: "t".into(),
+                throughput_tok_s: Some(1.5),
+            })
+            .unwrap();
         assert_eq!(m.tokens_generated, 3 + 7 + 2);
         let loaded = LoadedRun::load(dir.path()).unwrap();
         assert!(loaded.is_finished() && loaded.notes.is_empty());

@@ -66,7 +66,13 @@ impl LogprobsRecord {
     /// If `k` is 0.
     pub fn new(problem_id: impl Into<String>, sample_index: u32, k: u32) -> Self {
         assert!(k > 0, "logprobs k must be at least 1");
-        LogprobsRecord { problem_id: problem_id.into(), sample_index, k, token_ids: Vec::new(), logprobs: Vec::new() }
+        LogprobsRecord {
+            problem_id: problem_id.into(),
+            sample_index,
+            k,
+            token_ids: Vec::new(),
+            logprobs: Vec::new(),
+        }
     }
 
     /// Build a record from flat row-major arrays (`n_tokens * k` each).
@@ -81,9 +87,23 @@ impl LogprobsRecord {
         logprobs: Vec<f32>,
     ) -> Self {
         assert!(k > 0, "logprobs k must be at least 1");
-        assert_eq!(token_ids.len(), logprobs.len(), "token ids and logprobs must have the same length");
-        assert_eq!(token_ids.len() % k as usize, 0, "flat arrays must hold k = {k} entries per position");
-        LogprobsRecord { problem_id: problem_id.into(), sample_index, k, token_ids, logprobs }
+        assert_eq!(
+            token_ids.len(),
+            logprobs.len(),
+            "token ids and logprobs must have the same length"
+        );
+        assert_eq!(
+            token_ids.len() % k as usize,
+            0,
+            "flat arrays must hold k = {k} entries per position"
+        );
+        LogprobsRecord {
+            problem_id: problem_id.into(),
+            sample_index,
+            k,
+            token_ids,
+            logprobs,
+        }
     }
 
     /// Append the candidates of the next generated token, best first; fewer than k are padded.
@@ -91,8 +111,17 @@ impl LogprobsRecord {
     /// # Panics
     /// If more than k candidates are given or `ids` and `logprobs` differ in length.
     pub fn push_position(&mut self, ids: &[u32], logprobs: &[f32]) {
-        assert_eq!(ids.len(), logprobs.len(), "candidate ids and logprobs must have the same length");
-        assert!(ids.len() <= self.k as usize, "{} candidates given, k = {}", ids.len(), self.k);
+        assert_eq!(
+            ids.len(),
+            logprobs.len(),
+            "candidate ids and logprobs must have the same length"
+        );
+        assert!(
+            ids.len() <= self.k as usize,
+            "{} candidates given, k = {}",
+            ids.len(),
+            self.k
+        );
         self.token_ids.extend_from_slice(ids);
         self.logprobs.extend_from_slice(logprobs);
         for _ in ids.len()..self.k as usize {
@@ -137,7 +166,10 @@ impl LogprobsRecord {
     /// If `i >= self.len()`.
     pub fn position(&self, i: usize) -> (&[u32], &[f32]) {
         let k = self.k as usize;
-        (&self.token_ids[i * k..(i + 1) * k], &self.logprobs[i * k..(i + 1) * k])
+        (
+            &self.token_ids[i * k..(i + 1) * k],
+            &self.logprobs[i * k..(i + 1) * k],
+        )
     }
 
     /// Probability of the best candidate at position `i`, computed in f64.
@@ -178,10 +210,17 @@ impl LogprobsRecord {
     }
 
     fn decode(path: &Path, offset: u64, k: u32, payload: &[u8]) -> Result<Self> {
-        let corrupt = |reason: String| Error::Corrupt { path: path.into(), offset, reason };
+        let corrupt = |reason: String| Error::Corrupt {
+            path: path.into(),
+            offset,
+            reason,
+        };
         let u32_at = |i: usize| u32::from_le_bytes(payload[i..i + 4].try_into().expect("4 bytes"));
         if payload.len() < 12 {
-            return Err(corrupt(format!("payload of {} bytes is shorter than its 12-byte head", payload.len())));
+            return Err(corrupt(format!(
+                "payload of {} bytes is shorter than its 12-byte head",
+                payload.len()
+            )));
         }
         let sample_index = u32_at(0);
         let n = u32_at(4) as usize;
@@ -207,7 +246,13 @@ impl LogprobsRecord {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect();
-        Ok(LogprobsRecord { problem_id, sample_index, k, token_ids, logprobs })
+        Ok(LogprobsRecord {
+            problem_id,
+            sample_index,
+            k,
+            token_ids,
+            logprobs,
+        })
     }
 }
 
@@ -288,7 +333,12 @@ impl LogprobsFile {
         }
         let k = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
         if k == 0 {
-            return Err(Error::BadRecord { path: path.into(), record: "header".into(), field: "k", reason: "k is 0".into() });
+            return Err(Error::BadRecord {
+                path: path.into(),
+                record: "header".into(),
+                field: "k",
+                reason: "k is 0".into(),
+            });
         }
         let mut entries = Vec::new();
         let mut index = HashMap::new();
@@ -322,12 +372,28 @@ impl LogprobsFile {
             let rec = LogprobsRecord::decode(path, offset, k, &payload)?;
             let key = rec.key();
             if index.insert(key.clone(), entries.len()).is_some() {
-                return Err(Error::Corrupt { path: path.into(), offset, reason: format!("{key} is recorded twice") });
+                return Err(Error::Corrupt {
+                    path: path.into(),
+                    offset,
+                    reason: format!("{key} is recorded twice"),
+                });
             }
-            entries.push(LogprobsEntry { key, offset, len: FRAME_LEN + len, n_tokens: rec.len() as u32 });
+            entries.push(LogprobsEntry {
+                key,
+                offset,
+                len: FRAME_LEN + len,
+                n_tokens: rec.len() as u32,
+            });
             offset = end;
         }
-        Ok(LogprobsFile { path: path.into(), k, entries, index, valid_len: offset, file_len })
+        Ok(LogprobsFile {
+            path: path.into(),
+            k,
+            entries,
+            index,
+            valid_len: offset,
+            file_len,
+        })
     }
 
     /// Candidates per position, from the header (0 if the header itself is torn).
@@ -356,7 +422,8 @@ impl LogprobsFile {
             return Ok(None);
         };
         let mut f = File::open(&self.path).map_err(io_err(&self.path))?;
-        f.seek(SeekFrom::Start(entry.offset + FRAME_LEN)).map_err(io_err(&self.path))?;
+        f.seek(SeekFrom::Start(entry.offset + FRAME_LEN))
+            .map_err(io_err(&self.path))?;
         let mut payload = vec![0u8; (entry.len - FRAME_LEN) as usize];
         f.read_exact(&mut payload).map_err(io_err(&self.path))?;
         LogprobsRecord::decode(&self.path, entry.offset, self.k, &payload).map(Some)
@@ -366,16 +433,25 @@ impl LogprobsFile {
     /// need to fit in memory).
     pub fn records(&self) -> Result<impl Iterator<Item = Result<LogprobsRecord>> + '_> {
         let mut r = BufReader::new(File::open(&self.path).map_err(io_err(&self.path))?);
-        r.seek(SeekFrom::Start(HEADER_LEN)).map_err(io_err(&self.path))?;
+        r.seek(SeekFrom::Start(HEADER_LEN))
+            .map_err(io_err(&self.path))?;
         let mut i = 0;
         Ok(std::iter::from_fn(move || {
             let entry = self.entries.get(i)?;
             i += 1;
             let mut buf = vec![0u8; entry.len as usize];
             if let Err(e) = r.read_exact(&mut buf) {
-                return Some(Err(Error::Io { path: self.path.clone(), source: e }));
+                return Some(Err(Error::Io {
+                    path: self.path.clone(),
+                    source: e,
+                }));
             }
-            Some(LogprobsRecord::decode(&self.path, entry.offset, self.k, &buf[FRAME_LEN as usize..]))
+            Some(LogprobsRecord::decode(
+                &self.path,
+                entry.offset,
+                self.k,
+                &buf[FRAME_LEN as usize..],
+            ))
         }))
     }
 }
@@ -398,7 +474,12 @@ impl LogprobsWriter {
         header.extend_from_slice(&LOGPROBS_FORMAT_VERSION.to_le_bytes());
         header.extend_from_slice(&k.to_le_bytes());
         file.write_all(&header).map_err(io_err(path))?;
-        let w = LogprobsWriter { path: path.into(), file, k, durability };
+        let w = LogprobsWriter {
+            path: path.into(),
+            file,
+            k,
+            durability,
+        };
         w.sync()?;
         Ok(w)
     }
@@ -420,10 +501,23 @@ impl LogprobsWriter {
         Self::open_truncated(&scan.path, k, scan.valid_len, durability)
     }
 
-    pub(crate) fn open_truncated(path: &Path, k: u32, len: u64, durability: Durability) -> Result<Self> {
-        let file = OpenOptions::new().append(true).open(path).map_err(io_err(path))?;
+    pub(crate) fn open_truncated(
+        path: &Path,
+        k: u32,
+        len: u64,
+        durability: Durability,
+    ) -> Result<Self> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(io_err(path))?;
         file.set_len(len).map_err(io_err(path))?;
-        let w = LogprobsWriter { path: path.into(), file, k, durability };
+        let w = LogprobsWriter {
+            path: path.into(),
+            file,
+            k,
+            durability,
+        };
         w.sync()?;
         Ok(w)
     }
@@ -438,7 +532,9 @@ impl LogprobsWriter {
                 reason: format!("record has k = {}, file has k = {}", record.k, self.k),
             });
         }
-        self.file.write_all(&record.encode()).map_err(io_err(&self.path))?;
+        self.file
+            .write_all(&record.encode())
+            .map_err(io_err(&self.path))?;
         self.file.flush().map_err(io_err(&self.path))?;
         if self.durability == Durability::Fsync {
             self.file.sync_data().map_err(io_err(&self.path))?;
@@ -479,14 +575,21 @@ mod tests {
         let f = LogprobsFile::open(&path).unwrap();
         assert!(!f.is_torn());
         assert_eq!(f.k(), 3);
-        assert_eq!(f.entries().iter().map(|e| e.n_tokens).collect::<Vec<_>>(), [4, 0, 2]);
+        assert_eq!(
+            f.entries().iter().map(|e| e.n_tokens).collect::<Vec<_>>(),
+            [4, 0, 2]
+        );
         assert_eq!(f.read(&SampleKey::new("b", 0)).unwrap().unwrap(), recs[2]);
         assert_eq!(f.read(&SampleKey::new("ü", 1)).unwrap().unwrap(), recs[1]);
         assert!(f.read(&SampleKey::new("b", 1)).unwrap().is_none());
         let streamed: Vec<_> = f.records().unwrap().collect::<Result<_>>().unwrap();
         assert_eq!(streamed, recs);
         let mut w = LogprobsWriter::create(&path, 2, Durability::Flush).unwrap();
-        assert!(w.append(&recs[0]).unwrap_err().to_string().contains("record has k = 3, file has k = 2"));
+        assert!(w
+            .append(&recs[0])
+            .unwrap_err()
+            .to_string()
+            .contains("record has k = 3, file has k = 2"));
     }
 
     #[test]
@@ -528,7 +631,10 @@ mod tests {
         bytes[HEADER_LEN as usize + 20] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         let msg = LogprobsFile::open(&path).unwrap_err().to_string();
-        assert!(msg.contains("corrupt at byte 16: checksum mismatch"), "{msg}");
+        assert!(
+            msg.contains("corrupt at byte 16: checksum mismatch"),
+            "{msg}"
+        );
 
         bytes[8] = 9; // format version
         std::fs::write(&path, &bytes).unwrap();

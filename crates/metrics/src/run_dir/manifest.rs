@@ -178,7 +178,13 @@ pub struct SamplingParams {
 impl SamplingParams {
     /// Greedy decoding, one sample per problem: the paper's main setting.
     pub fn greedy() -> Self {
-        SamplingParams { temperature: 0.0, top_p: 1.0, top_k: 0, min_p: 0.0, n_samples: 1 }
+        SamplingParams {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            min_p: 0.0,
+            n_samples: 1,
+        }
     }
 
     /// Whether decoding is greedy; greedy runs get accuracy metrics, sampled runs pass@k.
@@ -215,7 +221,11 @@ pub struct FieldDiff {
 
 impl fmt::Display for FieldDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} (existing) vs {} (requested)", self.field, self.existing, self.requested)
+        write!(
+            f,
+            "{}: {} (existing) vs {} (requested)",
+            self.field, self.existing, self.requested
+        )
     }
 }
 
@@ -242,43 +252,131 @@ impl Manifest {
         let mut diffs = Vec::new();
         let mut cmp = |field: &'static str, a: String, b: String| {
             if a != b {
-                diffs.push(FieldDiff { field, existing: a, requested: b });
+                diffs.push(FieldDiff {
+                    field,
+                    existing: a,
+                    requested: b,
+                });
             }
         };
         let dbg = |v: &dyn fmt::Debug| format!("{v:?}");
-        cmp("reprolm_version", self.reprolm_version.clone(), other.reprolm_version.clone());
-        cmp("git_revision", dbg(&self.git_revision), dbg(&other.git_revision));
+        cmp(
+            "reprolm_version",
+            self.reprolm_version.clone(),
+            other.reprolm_version.clone(),
+        );
+        cmp(
+            "git_revision",
+            dbg(&self.git_revision),
+            dbg(&other.git_revision),
+        );
         cmp("model.id", self.model.id.clone(), other.model.id.clone());
-        cmp("model.revision", dbg(&self.model.revision), dbg(&other.model.revision));
+        cmp(
+            "model.revision",
+            dbg(&self.model.revision),
+            dbg(&other.model.revision),
+        );
         cmp(
             "model.weight_files",
             weight_summary(&self.model.weight_files),
             weight_summary(&other.model.weight_files),
         );
-        cmp("model.tokenizer_sha256", self.model.tokenizer_sha256.clone(), other.model.tokenizer_sha256.clone());
-        cmp("model.architecture", self.model.architecture.clone(), other.model.architecture.clone());
+        cmp(
+            "model.tokenizer_sha256",
+            self.model.tokenizer_sha256.clone(),
+            other.model.tokenizer_sha256.clone(),
+        );
+        cmp(
+            "model.architecture",
+            self.model.architecture.clone(),
+            other.model.architecture.clone(),
+        );
         cmp("task.name", self.task.name.clone(), other.task.name.clone());
-        cmp("task.version", self.task.version.clone(), other.task.version.clone());
-        cmp("task.dataset_sha256", self.task.dataset_sha256.clone(), other.task.dataset_sha256.clone());
-        cmp("task.n_problems", self.task.n_problems.to_string(), other.task.n_problems.to_string());
-        cmp("policy.name", self.policy.name.clone(), other.policy.name.clone());
-        cmp("policy.table", dbg(&self.policy.table), dbg(&other.policy.table));
-        cmp("device.kind", self.device.kind.clone(), other.device.kind.clone());
-        cmp("device.name", self.device.name.clone(), other.device.name.clone());
-        cmp("tp_size", self.tp_size.to_string(), other.tp_size.to_string());
-        cmp("gpu_count", self.gpu_count.to_string(), other.gpu_count.to_string());
-        cmp("batch_size", self.batch_size.to_string(), other.batch_size.to_string());
-        cmp("batching_mode", self.batching_mode.to_string(), other.batching_mode.to_string());
-        cmp("deterministic", self.deterministic.to_string(), other.deterministic.to_string());
+        cmp(
+            "task.version",
+            self.task.version.clone(),
+            other.task.version.clone(),
+        );
+        cmp(
+            "task.dataset_sha256",
+            self.task.dataset_sha256.clone(),
+            other.task.dataset_sha256.clone(),
+        );
+        cmp(
+            "task.n_problems",
+            self.task.n_problems.to_string(),
+            other.task.n_problems.to_string(),
+        );
+        cmp(
+            "policy.name",
+            self.policy.name.clone(),
+            other.policy.name.clone(),
+        );
+        cmp(
+            "policy.table",
+            dbg(&self.policy.table),
+            dbg(&other.policy.table),
+        );
+        cmp(
+            "device.kind",
+            self.device.kind.clone(),
+            other.device.kind.clone(),
+        );
+        cmp(
+            "device.name",
+            self.device.name.clone(),
+            other.device.name.clone(),
+        );
+        cmp(
+            "tp_size",
+            self.tp_size.to_string(),
+            other.tp_size.to_string(),
+        );
+        cmp(
+            "gpu_count",
+            self.gpu_count.to_string(),
+            other.gpu_count.to_string(),
+        );
+        cmp(
+            "batch_size",
+            self.batch_size.to_string(),
+            other.batch_size.to_string(),
+        );
+        cmp(
+            "batching_mode",
+            self.batching_mode.to_string(),
+            other.batching_mode.to_string(),
+        );
+        cmp(
+            "deterministic",
+            self.deterministic.to_string(),
+            other.deterministic.to_string(),
+        );
         cmp("seed", self.seed.to_string(), other.seed.to_string());
         let (s, o) = (&self.sampling, &other.sampling);
-        cmp("sampling.temperature", s.temperature.to_string(), o.temperature.to_string());
+        cmp(
+            "sampling.temperature",
+            s.temperature.to_string(),
+            o.temperature.to_string(),
+        );
         cmp("sampling.top_p", s.top_p.to_string(), o.top_p.to_string());
         cmp("sampling.top_k", s.top_k.to_string(), o.top_k.to_string());
         cmp("sampling.min_p", s.min_p.to_string(), o.min_p.to_string());
-        cmp("sampling.n_samples", s.n_samples.to_string(), o.n_samples.to_string());
-        cmp("max_tokens", self.max_tokens.to_string(), other.max_tokens.to_string());
-        cmp("logprobs_k", self.logprobs_k.to_string(), other.logprobs_k.to_string());
+        cmp(
+            "sampling.n_samples",
+            s.n_samples.to_string(),
+            o.n_samples.to_string(),
+        );
+        cmp(
+            "max_tokens",
+            self.max_tokens.to_string(),
+            other.max_tokens.to_string(),
+        );
+        cmp(
+            "logprobs_k",
+            self.logprobs_k.to_string(),
+            other.logprobs_k.to_string(),
+        );
         diffs
     }
 
@@ -287,16 +385,27 @@ impl Manifest {
     pub fn read(path: &Path) -> Result<Manifest> {
         let text = std::fs::read_to_string(path).map_err(io_err(path))?;
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), line: None, source })?;
+            serde_json::from_str(&text).map_err(|source| Error::Json {
+                path: path.into(),
+                line: None,
+                source,
+            })?;
         check_version(path, &value, MANIFEST_FORMAT_VERSION)?;
-        serde_json::from_value(value).map_err(|source| Error::Json { path: path.into(), line: None, source })
+        serde_json::from_value(value).map_err(|source| Error::Json {
+            path: path.into(),
+            line: None,
+            source,
+        })
     }
 
     /// Write the manifest to `path` atomically (temporary file + rename), so a kill never leaves a
     /// half-written manifest behind.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let mut text = serde_json::to_string_pretty(self)
-            .map_err(|source| Error::Json { path: path.into(), line: None, source })?;
+        let mut text = serde_json::to_string_pretty(self).map_err(|source| Error::Json {
+            path: path.into(),
+            line: None,
+            source,
+        })?;
         text.push('\n');
         let tmp = path.with_extension("json.tmp");
         {
@@ -337,7 +446,10 @@ impl Manifest {
                 name: "bf16".into(),
                 table: BTreeMap::from([("linear_storage".to_string(), "bf16".to_string())]),
             },
-            device: DeviceInfo { kind: "cpu".into(), name: "x86_64".into() },
+            device: DeviceInfo {
+                kind: "cpu".into(),
+                name: "x86_64".into(),
+            },
             tp_size: 1,
             gpu_count: 0,
             batch_size: 8,
@@ -359,7 +471,11 @@ impl Manifest {
 }
 
 fn weight_summary(files: &[WeightFile]) -> String {
-    files.iter().map(|w| format!("{}={}", w.name, w.sha256)).collect::<Vec<_>>().join(",")
+    files
+        .iter()
+        .map(|w| format!("{}={}", w.name, w.sha256))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Reject a JSON document whose `format_version` is not `supported`.
@@ -389,8 +505,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(MANIFEST_FILE);
         let mut m = Manifest::example();
-        m.extra.insert("future_field".into(), serde_json::json!({"a": 1}));
-        m.origin = Origin::Imported { tool: "vllm 0.8.2".into(), source: "/x/out.pt".into() };
+        m.extra
+            .insert("future_field".into(), serde_json::json!({"a": 1}));
+        m.origin = Origin::Imported {
+            tool: "vllm 0.8.2".into(),
+            source: "/x/out.pt".into(),
+        };
         m.write(&path).unwrap();
         let back = Manifest::read(&path).unwrap();
         assert_eq!(back, m);
@@ -430,7 +550,10 @@ mod tests {
         b.tokens_generated = 99;
         b.warnings.push("w".into());
         b.model.source = "/elsewhere".into();
-        assert!(a.diff_config(&b).is_empty(), "bookkeeping fields must not block a resume");
+        assert!(
+            a.diff_config(&b).is_empty(),
+            "bookkeeping fields must not block a resume"
+        );
         b.device.name = "NVIDIA A100".into();
         b.policy.table.insert("lm_head".into(), "fp32".into());
         b.model.weight_files[0].sha256 = "ff".repeat(32);
@@ -440,10 +563,19 @@ mod tests {
         let fields: Vec<_> = diffs.iter().map(|d| d.field).collect();
         assert_eq!(
             fields,
-            ["model.weight_files", "policy.table", "device.name", "batching_mode", "seed"]
+            [
+                "model.weight_files",
+                "policy.table",
+                "device.name",
+                "batching_mode",
+                "seed"
+            ]
         );
         let seed = &diffs[4];
-        assert_eq!((seed.existing.as_str(), seed.requested.as_str()), ("42", "7"));
+        assert_eq!(
+            (seed.existing.as_str(), seed.requested.as_str()),
+            ("42", "7")
+        );
         assert_eq!(seed.to_string(), "seed: 42 (existing) vs 7 (requested)");
     }
 }

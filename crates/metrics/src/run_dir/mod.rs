@@ -19,10 +19,10 @@ pub use logprobs::{
     LOGPROBS_FORMAT_VERSION, PAD_TOKEN,
 };
 pub use manifest::{
-    BatchingMode, DeviceInfo, FieldDiff, Manifest, ModelInfo, Origin, PolicyInfo, SamplingParams, TaskInfo,
-    WeightFile, MANIFEST_FILE, MANIFEST_FORMAT_VERSION,
+    BatchingMode, DeviceInfo, FieldDiff, Manifest, ModelInfo, Origin, PolicyInfo, SamplingParams,
+    TaskInfo, WeightFile, MANIFEST_FILE, MANIFEST_FORMAT_VERSION,
 };
 pub use responses::{
-    read_responses, write_responses, Durability, FinishReason, ResponseRecord, ResponsesScan, SampleKey,
-    RESPONSES_FILE, RESPONSES_FORMAT_VERSION,
+    read_responses, write_responses, Durability, FinishReason, ResponseRecord, ResponsesScan,
+    SampleKey, RESPONSES_FILE, RESPONSES_FORMAT_VERSION,
 };

@@ -35,7 +35,10 @@ impl SampleKey {
     /// assert_eq!(SampleKey::new("p1", 0).to_string(), "p1#0");
     /// ```
     pub fn new(problem_id: impl Into<String>, sample_index: u32) -> Self {
-        SampleKey { problem_id: problem_id.into(), sample_index }
+        SampleKey {
+            problem_id: problem_id.into(),
+            sample_index,
+        }
     }
 }
 
@@ -168,7 +171,10 @@ pub fn read_responses(path: &Path) -> Result<ResponsesScan> {
     let file = std::fs::File::open(path).map_err(io_err(path))?;
     let file_len = file.metadata().map_err(io_err(path))?.len();
     let mut reader = BufReader::new(file);
-    let mut scan = ResponsesScan { file_len, ..Default::default() };
+    let mut scan = ResponsesScan {
+        file_len,
+        ..Default::default()
+    };
     let mut buf = Vec::new();
     let mut line_no = 0usize;
     loop {
@@ -193,10 +199,19 @@ pub fn read_responses(path: &Path) -> Result<ResponsesScan> {
 }
 
 fn parse_line(path: &Path, line: usize, bytes: &[u8]) -> Result<ResponseRecord> {
-    let json_err = |source| Error::Json { path: path.into(), line: Some(line), source };
+    let json_err = |source| Error::Json {
+        path: path.into(),
+        line: Some(line),
+        source,
+    };
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(json_err)?;
     check_version(path, &value, RESPONSES_FORMAT_VERSION).map_err(|e| match e {
-        Error::UnsupportedVersion { path, found, supported, hint } => Error::UnsupportedVersion {
+        Error::UnsupportedVersion {
+            path,
+            found,
+            supported,
+            hint,
+        } => Error::UnsupportedVersion {
             path: PathBuf::from(format!("{}:{line}", path.display())),
             found,
             supported,
@@ -218,8 +233,15 @@ fn parse_line(path: &Path, line: usize, bytes: &[u8]) -> Result<ResponseRecord> 
 
 /// Serialize one record as its JSON line, newline included.
 pub(crate) fn encode_line(path: &Path, record: &ResponseRecord) -> Result<Vec<u8>> {
-    let mut line = serde_json::to_vec(&WireOut { format_version: RESPONSES_FORMAT_VERSION, record })
-        .map_err(|source| Error::Json { path: path.into(), line: None, source })?;
+    let mut line = serde_json::to_vec(&WireOut {
+        format_version: RESPONSES_FORMAT_VERSION,
+        record,
+    })
+    .map_err(|source| Error::Json {
+        path: path.into(),
+        line: None,
+        source,
+    })?;
     line.push(b'\n');
     Ok(line)
 }
@@ -233,7 +255,10 @@ pub fn write_responses(path: &Path, records: &[ResponseRecord]) -> Result<()> {
         for r in records {
             f.write_all(&encode_line(path, r)?).map_err(io_err(&tmp))?;
         }
-        let f = f.into_inner().map_err(|e| Error::Io { path: tmp.clone(), source: e.into_error() })?;
+        let f = f.into_inner().map_err(|e| Error::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
         f.sync_all().map_err(io_err(&tmp))?;
     }
     std::fs::rename(&tmp, path).map_err(io_err(path))
@@ -244,7 +269,14 @@ mod tests {
     use super::*;
 
     fn rec(id: &str, i: u32) -> ResponseRecord {
-        let mut r = ResponseRecord::new(id, i, 3, "héllo \"q\"\nline", vec![1, 2, 3], FinishReason::Length);
+        let mut r = ResponseRecord::new(
+            id,
+            i,
+            3,
+            "héllo \"q\"\nline",
+            vec![1, 2, 3],
+            FinishReason::Length,
+        );
         r.score = 0.5;
         r.extracted_answer = Some("4".into());
         r.score_detail = serde_json::json!({"tests": [true, false]});
@@ -269,7 +301,14 @@ mod tests {
         let scan = read_responses(&path).unwrap();
         assert_eq!(scan.records, records[..2]);
         assert!(scan.is_torn());
-        let second_end = full.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(1).unwrap().0 + 1;
+        let second_end = full
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
         assert_eq!(scan.valid_len, second_end as u64);
     }
 
@@ -282,7 +321,10 @@ mod tests {
         text.extend_from_slice(b"{\"format_version\":2}\n");
         std::fs::write(&path, &text).unwrap();
         let msg = read_responses(&path).unwrap_err().to_string();
-        assert!(msg.contains("responses.jsonl:2: format_version 2 is not supported"), "{msg}");
+        assert!(
+            msg.contains("responses.jsonl:2: format_version 2 is not supported"),
+            "{msg}"
+        );
 
         let mut text = good.clone();
         text.extend_from_slice(b"{not json\n");
@@ -295,6 +337,9 @@ mod tests {
         bad.score = 1.5;
         std::fs::write(&path, encode_line(&path, &bad).unwrap()).unwrap();
         let msg = read_responses(&path).unwrap_err().to_string();
-        assert!(msg.contains("line 1: field `score`: 1.5 is outside 0..=1"), "{msg}");
+        assert!(
+            msg.contains("line 1: field `score`: 1.5 is outside 0..=1"),
+            "{msg}"
+        );
     }
 }
