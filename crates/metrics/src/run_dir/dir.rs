@@ -471,6 +471,21 @@ impl LoadedRun {
     pub fn is_finished(&self) -> bool {
         self.manifest.finished_at.is_some()
     }
+
+    /// The completed response for `key`, if any.
+    pub fn record(&self, key: &SampleKey) -> Option<&ResponseRecord> {
+        self.records
+            .iter()
+            .find(|r| r.problem_id == key.problem_id && r.sample_index == key.sample_index)
+    }
+
+    /// The logprobs of a completed response; `None` if the sample is not completed.
+    pub fn logprobs_of(&self, key: &SampleKey) -> Result<Option<LogprobsRecord>> {
+        match (&self.logprobs, self.record(key)) {
+            (Some(l), Some(_)) => l.read(key),
+            _ => Ok(None),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -121,6 +121,10 @@ pub struct TaskInfo {
     pub dataset_source: String,
     /// Number of problems selected for this run.
     pub n_problems: u32,
+    /// Ids of the selected problems in generation order; with `batch_size` and `batching_mode` this
+    /// fixes which prompts shared a batch. Empty when a writer did not record them.
+    #[serde(default)]
+    pub problem_ids: Vec<String>,
 }
 
 /// The precision policy as resolved for this run.
@@ -308,6 +312,11 @@ impl Manifest {
             other.task.n_problems.to_string(),
         );
         cmp(
+            "task.problem_ids",
+            ids_summary(&self.task.problem_ids),
+            ids_summary(&other.task.problem_ids),
+        );
+        cmp(
             "policy.name",
             self.policy.name.clone(),
             other.policy.name.clone(),
@@ -441,6 +450,7 @@ impl Manifest {
                 dataset_sha256: "22".repeat(32),
                 dataset_source: "builtin".into(),
                 n_problems: 4,
+                problem_ids: vec!["p1".into(), "p2".into(), "p3".into(), "p4".into()],
             },
             policy: PolicyInfo {
                 name: "bf16".into(),
@@ -467,6 +477,14 @@ impl Manifest {
             warnings: Vec::new(),
             extra: BTreeMap::new(),
         }
+    }
+}
+
+/// The id list in short: count plus the first and last ids (full lists can hold thousands).
+fn ids_summary(ids: &[String]) -> String {
+    match ids {
+        [first, .., last] if ids.len() > 4 => format!("[{first}, …, {last}] ({} ids)", ids.len()),
+        _ => format!("[{}]", ids.join(", ")),
     }
 }
 
@@ -559,19 +577,22 @@ mod tests {
         b.model.weight_files[0].sha256 = "ff".repeat(32);
         b.batching_mode = BatchingMode::Continuous;
         b.seed = 7;
+        b.task.problem_ids.swap(0, 1);
         let diffs = a.diff_config(&b);
         let fields: Vec<_> = diffs.iter().map(|d| d.field).collect();
         assert_eq!(
             fields,
             [
                 "model.weight_files",
+                "task.problem_ids",
                 "policy.table",
                 "device.name",
                 "batching_mode",
                 "seed"
             ]
         );
-        let seed = &diffs[4];
+        assert_eq!(diffs[1].requested, "[p2, p1, p3, p4]");
+        let seed = &diffs[5];
         assert_eq!(
             (seed.existing.as_str(), seed.requested.as_str()),
             ("42", "7")
