@@ -2,7 +2,7 @@
 //! runs of a group (Std@Acc, Avg_Std@Output_Length, Div_Index, Avg_Std@top1_prob, Pass@1/pass@k spread).
 //!
 //! Inputs are the samples every run of the group completed, so unfinished runs are compared on the
-//! same problems; [`crate::report`] decides which samples those are and says so.
+//! same problems; [`crate::report()`] decides which samples those are and says so.
 
 use std::collections::BTreeMap;
 
