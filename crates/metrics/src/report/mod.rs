@@ -249,6 +249,13 @@ fn build_group(
         }
     }
     let mut notes = Vec::new();
+    if !first.sampling.is_greedy() && varying.iter().any(|f| f == "seed") {
+        notes.push(
+            "runs use different seeds: sampled tokens differ by design, so Div_Index and the top-1 spread \
+             measure sampling, not only numerics"
+                .to_string(),
+        );
+    }
     let mut labels: Vec<String> = runs
         .iter()
         .map(|r| {
