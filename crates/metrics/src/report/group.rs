@@ -140,7 +140,7 @@ pub fn config_label(m: &Manifest, fields: &[&str]) -> String {
 }
 
 /// Sort key so runs appear in a stable, readable order (device, GPUs, batch size, ...).
-pub fn config_sort_key(m: &Manifest) -> (String, String, u32, u32, u32, String, bool, u64) {
+pub(crate) fn config_sort_key(m: &Manifest) -> (String, String, u32, u32, u32, String, bool, u64) {
     (
         m.device.name.clone(),
         m.device.kind.clone(),
@@ -156,7 +156,7 @@ pub fn config_sort_key(m: &Manifest) -> (String, String, u32, u32, u32, String, 
 /// Why the runs of a group cannot be compared, if they cannot: they must share task version, dataset,
 /// weights and tokenizer, or a difference in results might come from those rather than from runtime
 /// configuration.
-pub fn refusal(runs: &[&LoadedRun]) -> Option<String> {
+pub(crate) fn refusal(runs: &[&LoadedRun]) -> Option<String> {
     let checks: [(&str, FieldFn, &str); 4] = [
         (
             "task.version",
@@ -219,7 +219,7 @@ fn short(v: &str) -> String {
 }
 
 /// The last path component, for messages.
-pub fn dir_name(p: &Path) -> String {
+pub(crate) fn dir_name(p: &Path) -> String {
     p.file_name().map_or_else(
         || p.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
