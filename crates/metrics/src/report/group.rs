@@ -1,0 +1,279 @@
+//! Finding run directories under a root and grouping them: runs of one model, task, policy and decoding
+//! setting that differ only in runtime configuration are compared with each other.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{io_err, Result};
+use crate::run_dir::{LoadedRun, Manifest, MANIFEST_FILE};
+
+/// Every directory under `root` (itself included) that holds a manifest.json, sorted; a run directory's
+/// own subdirectories are not searched, hidden directories are skipped.
+pub fn discover_runs(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if dir.join(MANIFEST_FILE).is_file() {
+            out.push(dir);
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if !hidden && entry.file_type().map_err(io_err(entry.path()))?.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// How a run decodes: runs that decode differently are not runtime variants of each other.
+pub fn decoding_label(m: &Manifest) -> String {
+    let s = &m.sampling;
+    if s.is_greedy() {
+        format!("greedy, max_tokens {}", m.max_tokens)
+    } else {
+        format!(
+            "sampled T={} top_p={} top_k={} min_p={} n={}, max_tokens {}",
+            s.temperature, s.top_p, s.top_k, s.min_p, s.n_samples, m.max_tokens
+        )
+    }
+}
+
+/// The identity a group shares.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GroupKey {
+    /// Model id.
+    pub model: String,
+    /// Task name.
+    pub task: String,
+    /// Decoding label ([`decoding_label`]).
+    pub decoding: String,
+    /// Policy name.
+    pub policy: String,
+}
+
+impl GroupKey {
+    /// The key of one run.
+    pub fn of(m: &Manifest) -> Self {
+        GroupKey {
+            model: m.model.id.clone(),
+            task: m.task.name.clone(),
+            decoding: decoding_label(m),
+            policy: m.policy.name.clone(),
+        }
+    }
+}
+
+/// Reads one field of a manifest as text.
+type FieldFn = fn(&Manifest) -> String;
+
+/// Runtime configuration fields a sweep varies: name, value, short form for labels.
+const RUNTIME_FIELDS: &[(&str, FieldFn, FieldFn)] = &[
+    (
+        "device.name",
+        |m| m.device.name.clone(),
+        |m| m.device.name.clone(),
+    ),
+    (
+        "device.kind",
+        |m| m.device.kind.clone(),
+        |m| m.device.kind.clone(),
+    ),
+    (
+        "gpu_count",
+        |m| m.gpu_count.to_string(),
+        |m| format!("gpus={}", m.gpu_count),
+    ),
+    (
+        "tp_size",
+        |m| m.tp_size.to_string(),
+        |m| format!("tp={}", m.tp_size),
+    ),
+    (
+        "batch_size",
+        |m| m.batch_size.to_string(),
+        |m| format!("bs={}", m.batch_size),
+    ),
+    (
+        "batching_mode",
+        |m| m.batching_mode.to_string(),
+        |m| m.batching_mode.to_string(),
+    ),
+    (
+        "deterministic",
+        |m| m.deterministic.to_string(),
+        |m| {
+            if m.deterministic {
+                "det".into()
+            } else {
+                "nondet".into()
+            }
+        },
+    ),
+    (
+        "seed",
+        |m| m.seed.to_string(),
+        |m| format!("seed={}", m.seed),
+    ),
+];
+
+/// The runtime fields whose values differ among `runs`.
+pub fn varying_fields(runs: &[&Manifest]) -> Vec<&'static str> {
+    RUNTIME_FIELDS
+        .iter()
+        .filter(|(_, value, _)| runs.iter().any(|m| value(m) != value(runs[0])))
+        .map(|(name, _, _)| *name)
+        .collect()
+}
+
+/// A short label naming a run's values of the `fields` that vary (`"A100 bs=8"`).
+pub fn config_label(m: &Manifest, fields: &[&str]) -> String {
+    RUNTIME_FIELDS
+        .iter()
+        .filter(|(name, _, _)| fields.contains(name))
+        .map(|(_, _, short)| short(m))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Sort key so runs appear in a stable, readable order (device, GPUs, batch size, ...).
+pub(crate) fn config_sort_key(m: &Manifest) -> (String, String, u32, u32, u32, String, bool, u64) {
+    (
+        m.device.name.clone(),
+        m.device.kind.clone(),
+        m.gpu_count,
+        m.tp_size,
+        m.batch_size,
+        m.batching_mode.to_string(),
+        m.deterministic,
+        m.seed,
+    )
+}
+
+/// Why the runs of a group cannot be compared, if they cannot: they must share task version, dataset,
+/// weights and tokenizer, or a difference in results might come from those rather than from runtime
+/// configuration.
+pub(crate) fn refusal(runs: &[&LoadedRun]) -> Option<String> {
+    let checks: [(&str, FieldFn, &str); 4] = [
+        (
+            "task.version",
+            |m| m.task.version.clone(),
+            "prompts or scoring changed between task versions",
+        ),
+        (
+            "task.dataset_sha256",
+            |m| m.task.dataset_sha256.clone(),
+            "the runs saw different data",
+        ),
+        (
+            "model.weight_files",
+            |m| {
+                m.model
+                    .weight_files
+                    .iter()
+                    .map(|w| format!("{}:{}", w.name, w.sha256))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            "the runs used different weights",
+        ),
+        (
+            "model.tokenizer_sha256",
+            |m| m.model.tokenizer_sha256.clone(),
+            "the runs used different tokenizers",
+        ),
+    ];
+    let mut reasons = Vec::new();
+    for (field, get, why) in checks {
+        let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in runs {
+            values
+                .entry(get(&r.manifest))
+                .or_default()
+                .push(dir_name(&r.path));
+        }
+        if values.len() > 1 {
+            let listed = values
+                .iter()
+                .map(|(v, dirs)| format!("{} in {}", short(v), dirs.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; ");
+            reasons.push(format!("{field} differs ({listed}): {why}"));
+        }
+    }
+    (!reasons.is_empty()).then(|| format!("not compared: {}", reasons.join(". ")))
+}
+
+fn short(v: &str) -> String {
+    if v.len() > 24 {
+        format!(
+            "{}…",
+            &v[..v.char_indices().nth(16).map_or(v.len(), |(i, _)| i)]
+        )
+    } else {
+        v.to_string()
+    }
+}
+
+/// The last path component, for messages.
+pub(crate) fn dir_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_name_only_what_varies() {
+        let a = Manifest::example();
+        let mut b = a.clone();
+        b.batch_size = 16;
+        b.device.name = "A100".into();
+        let fields = varying_fields(&[&a, &b]);
+        assert_eq!(fields, ["device.name", "batch_size"]);
+        assert_eq!(config_label(&b, &fields), "A100 bs=16");
+        assert!(varying_fields(&[&a, &a]).is_empty());
+        let mut s = a.clone();
+        s.sampling.temperature = 0.7;
+        s.sampling.n_samples = 4;
+        assert_eq!(decoding_label(&a), "greedy, max_tokens 256");
+        assert_eq!(
+            decoding_label(&s),
+            "sampled T=0.7 top_p=1 top_k=0 min_p=0 n=4, max_tokens 256"
+        );
+    }
+
+    #[test]
+    fn discovery_finds_nested_runs_and_skips_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["a/run1", "a/run2", "b", ".hidden/run"] {
+            let p = dir.path().join(sub);
+            std::fs::create_dir_all(&p).unwrap();
+            Manifest::example().write(&p.join(MANIFEST_FILE)).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("b/inner")).unwrap();
+        Manifest::example()
+            .write(&dir.path().join("b/inner").join(MANIFEST_FILE))
+            .unwrap();
+        let found = discover_runs(dir.path()).unwrap();
+        let rel: Vec<_> = found
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            rel,
+            [
+                PathBuf::from("a/run1"),
+                PathBuf::from("a/run2"),
+                PathBuf::from("b")
+            ]
+        );
+    }
+}

@@ -1,0 +1,437 @@
+//! The whole report over run directories with known token streams: metrics checked against numbers
+//! worked out here, and every output file checked for content and form.
+
+mod common;
+
+use std::path::Path;
+
+use common::{sample, stored, write_run, RunSpec, Sample};
+use reprolm_metrics::report::{generate, GroupReport, ReportOptions};
+use reprolm_metrics::run_dir::SamplingParams;
+
+fn sstd(xs: &[f64]) -> f64 {
+    let m = xs.iter().sum::<f64>() / xs.len() as f64;
+    (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+/// Top-1 probability of run `r` at position `j`: runs differ a little at every position.
+fn prob(r: usize, j: usize) -> f64 {
+    0.6 + 0.001 * r as f64 * (j + 1) as f64
+}
+
+fn probs(r: usize, n: usize) -> Vec<f64> {
+    (0..n).map(|j| prob(r, j)).collect()
+}
+
+/// bf16 greedy: three batch sizes.
+/// p1 identical in all (4 tokens, correct); p2 identical in bs1/bs4 (5 tokens, correct) but bs8 diverges
+/// at 2 (4 tokens, wrong, truncated); p3 empty in all (wrong).
+fn bf16_runs(root: &Path) {
+    for (r, bs) in [1u32, 4, 8].into_iter().enumerate() {
+        let p2 = if bs == 8 {
+            Sample {
+                truncated: true,
+                ..sample("p2", &[5, 6, 0, 0], &probs(r, 4), false)
+            }
+        } else {
+            sample("p2", &[5, 6, 7, 8, 9], &probs(r, 5), true)
+        };
+        let samples = [
+            sample("p1", &[1, 2, 3, 4], &probs(r, 4), true),
+            p2,
+            sample("p3", &[], &[], false),
+        ];
+        write_run(
+            &root.join(format!("bf16-bs{bs}")),
+            &RunSpec::greedy("bf16", bs),
+            3,
+            &samples,
+        );
+    }
+}
+
+fn build_root(root: &Path) {
+    bf16_runs(root);
+    // fp32: identical outputs; bs8 unfinished (p2 missing) with a torn logprobs tail.
+    let fp32 = |with_p2: bool| {
+        let mut v = vec![sample("p1", &[1, 2, 3, 4], &probs(0, 4), true)];
+        if with_p2 {
+            v.push(sample("p2", &[5, 6, 7, 8, 9], &probs(0, 5), true));
+        }
+        v.push(sample("p3", &[7, 7], &probs(0, 2), false));
+        v
+    };
+    write_run(
+        &root.join("fp32-bs1"),
+        &RunSpec::greedy("fp32", 1),
+        3,
+        &fp32(true),
+    );
+    let unfinished = RunSpec {
+        finished: false,
+        ..RunSpec::greedy("fp32", 8)
+    };
+    write_run(&root.join("fp32-bs8"), &unfinished, 3, &fp32(false));
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(root.join("fp32-bs8/logprobs.bin"))
+            .unwrap();
+        f.write_all(&[40, 0, 0, 0, 1, 2, 3]).unwrap();
+    }
+    // fp16: a single run.
+    write_run(
+        &root.join("fp16-bs1"),
+        &RunSpec::greedy("fp16", 1),
+        3,
+        &fp32(true),
+    );
+    // layercast: two task versions -> refused.
+    write_run(
+        &root.join("lc-bs1"),
+        &RunSpec::greedy("layercast", 1),
+        3,
+        &fp32(true),
+    );
+    write_run(
+        &root.join("lc-bs8"),
+        &RunSpec {
+            task_version: "2",
+            ..RunSpec::greedy("layercast", 8)
+        },
+        3,
+        &fp32(true),
+    );
+    // Sampled: n = 2 samples of 2 problems, two batch sizes.
+    let sampled = SamplingParams {
+        temperature: 0.7,
+        top_p: 0.95,
+        top_k: 0,
+        min_p: 0.0,
+        n_samples: 2,
+    };
+    for (bs, correct) in [
+        (1u32, [true, false, true, true]),
+        (4, [false, false, true, false]),
+    ] {
+        let mut v = Vec::new();
+        for (i, (p, idx)) in [("q1", 0), ("q1", 1), ("q2", 0), ("q2", 1)]
+            .into_iter()
+            .enumerate()
+        {
+            v.push(Sample {
+                index: idx,
+                ..sample(p, &[3, 1, 4], &[0.5, 0.5, 0.5], correct[i])
+            });
+        }
+        let spec = RunSpec {
+            sampling: sampled.clone(),
+            ..RunSpec::greedy("bf16", bs)
+        };
+        write_run(&root.join("sampled").join(format!("bs{bs}")), &spec, 2, &v);
+    }
+    // A run directory from the future: skipped with its reason.
+    let future = root.join("future");
+    std::fs::create_dir_all(&future).unwrap();
+    std::fs::write(future.join("manifest.json"), r#"{"format_version": 9}"#).unwrap();
+}
+
+fn find<'a>(groups: &'a [GroupReport], policy: &str, sampled: bool) -> &'a GroupReport {
+    groups
+        .iter()
+        .find(|g| g.policy == policy && g.sampled == sampled)
+        .unwrap()
+}
+
+fn json_num(v: &serde_json::Value, path: &[&str]) -> f64 {
+    let mut v = v;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_f64()
+        .unwrap_or_else(|| panic!("{path:?} is not a number: {v}"))
+}
+
+#[test]
+fn full_report_over_known_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs");
+    build_root(&root);
+    let out = dir.path().join("out");
+    let opts = ReportOptions {
+        out_dir: Some(out.clone()),
+        ..Default::default()
+    };
+    let (report, files) = generate(&root, &opts).unwrap();
+
+    // Grouping: bf16 greedy, bf16 sampled, fp16, fp32, layercast; the future run is skipped.
+    assert_eq!(report.groups.len(), 5);
+    assert_eq!(report.skipped.len(), 1);
+    assert!(
+        report.skipped[0]
+            .reason
+            .contains("format_version 9 is not supported"),
+        "{:?}",
+        report.skipped
+    );
+
+    // bf16 greedy, worked out by hand.
+    let g = find(&report.groups, "bf16", false);
+    let m = g.metrics().unwrap();
+    assert_eq!((m.n_runs, m.n_samples), (3, 3));
+    assert_eq!(g.varying, ["batch_size"]);
+    assert!(
+        g.why
+            .contains("differ only in runtime configuration: batch_size"),
+        "{}",
+        g.why
+    );
+    let want_std_acc = sstd(&[2.0 / 3.0, 2.0 / 3.0, 1.0 / 3.0]);
+    assert!((m.std_acc.value().unwrap() - want_std_acc).abs() < 1e-12);
+    let want_len = mean(&[0.0, sstd(&[5.0, 5.0, 4.0]), 0.0]);
+    assert!((m.avg_std_output_length.value().unwrap() - want_len).abs() < 1e-12);
+    let d = m.divergence.value().unwrap();
+    assert_eq!((d.n_diverging, d.n_samples), (1, 3));
+    assert_eq!(d.mean_index.value(), Some(&2.0));
+    // Top-1: p1 over 4 positions, p2 over 2 (before divergence), p3 none.
+    let pos_std = |j: usize| sstd(&[stored(prob(0, j)), stored(prob(1, j)), stored(prob(2, j))]);
+    let p1 = mean(&(0..4).map(pos_std).collect::<Vec<_>>());
+    let p2 = mean(&(0..2).map(pos_std).collect::<Vec<_>>());
+    let want_top1 = (p1 + p2) / 2.0;
+    assert!(
+        (m.avg_std_top1_prob.value().unwrap() - want_top1).abs() < 1e-12,
+        "{:?} vs {want_top1}",
+        m.avg_std_top1_prob
+    );
+    let bs8 = g
+        .runs
+        .iter()
+        .find(|r| r.batch_size == 8)
+        .unwrap()
+        .stats
+        .as_ref()
+        .unwrap();
+    assert!((bs8.share_truncated.value().unwrap() - 1.0 / 3.0).abs() < 1e-15);
+    assert_eq!(bs8.mean_length.value(), Some(&(8.0 / 3.0)));
+    assert_eq!(
+        g.runs.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(),
+        ["bs=1", "bs=4", "bs=8"]
+    );
+
+    // fp32: unfinished run -> only p1 and p3 compared, all identical.
+    let g32 = find(&report.groups, "fp32", false);
+    let m32 = g32.metrics().unwrap();
+    assert_eq!(m32.n_samples, 2);
+    assert_eq!(m32.std_acc.value(), Some(&0.0));
+    assert_eq!(m32.divergence.value().unwrap().n_diverging, 0);
+    assert_eq!(m32.avg_std_top1_prob.value(), Some(&0.0));
+    let notes = g32.notes.join("\n");
+    assert!(
+        notes.contains("fp32-bs8 is unfinished: 2 of 3 samples done"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("fp32-bs1: 1 sample(s) not present in every run left out"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("metrics use the 2 sample(s) present in all runs"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("logprobs.bin ends in a partial record"),
+        "{notes}"
+    );
+
+    // fp16: single run -> n/a with the reason.
+    let m16 = find(&report.groups, "fp16", false).metrics().unwrap();
+    assert!(m16.std_acc.value().is_none());
+
+    // layercast: refused, naming the field and the directories.
+    let lc = find(&report.groups, "layercast", false);
+    let reason = match &lc.outcome {
+        reprolm_metrics::report::GroupOutcome::Refused(r) => r.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        reason.contains("task.version differs (1 in lc-bs1; 2 in lc-bs8)"),
+        "{reason}"
+    );
+
+    // Sampled: bs1 q1 1/2, q2 2/2 ; bs4 q1 0/2, q2 1/2.
+    // pass@1: bs1 (0.5 + 1)/2 = 0.75, bs4 (0 + 0.5)/2 = 0.25.
+    // pass@2 (n=2): c=1 -> 1, c=2 -> 1, c=0 -> 0: bs1 1, bs4 (0 + 1)/2 = 0.5.
+    let ms = find(&report.groups, "bf16", true).metrics().unwrap();
+    assert_eq!(ms.pass_at_k.len(), 2);
+    assert!((ms.pass_at_k[0].mean - 0.5).abs() < 1e-15);
+    assert!((ms.pass_at_k[0].std.value().unwrap() - sstd(&[0.75, 0.25])).abs() < 1e-15);
+    assert!((ms.pass_at_k[1].mean - 0.75).abs() < 1e-15);
+    assert!((ms.pass_at_k[1].std.value().unwrap() - sstd(&[1.0, 0.5])).abs() < 1e-15);
+
+    // report.json carries the same numbers.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&files.json).unwrap()).unwrap();
+    assert_eq!(json["format_version"], 1);
+    let jg = json["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["policy"] == "bf16" && g["sampled"] == false)
+        .unwrap();
+    let jm = &jg["outcome"]["compared"];
+    assert!((json_num(jm, &["std_acc", "value"]) - want_std_acc).abs() < 1e-12);
+    assert!((json_num(jm, &["avg_std_top1_prob", "value"]) - want_top1).abs() < 1e-12);
+    assert_eq!(jm["divergence"]["value"]["n_diverging"], 1);
+    let j16 = json["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["policy"] == "fp16")
+        .unwrap();
+    assert_eq!(
+        j16["outcome"]["compared"]["std_acc"]["na"],
+        "needs at least 2 runs; this group has 1"
+    );
+
+    // report.csv: one row per group with plain numbers.
+    let mut rdr = csv::Reader::from_path(&files.csv_groups).unwrap();
+    let headers = rdr.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 5);
+    let bf = rows
+        .iter()
+        .find(|r| &r[col("policy")] == "bf16" && r[col("decoding")].starts_with("greedy"))
+        .unwrap();
+    assert_eq!(&bf[col("status")], "compared");
+    assert!((bf[col("std_acc")].parse::<f64>().unwrap() - want_std_acc).abs() < 1e-12);
+    assert!((bf[col("avg_std_output_length")].parse::<f64>().unwrap() - want_len).abs() < 1e-12);
+    assert_eq!(&bf[col("div_index_mean")], "2");
+    let fp16 = rows.iter().find(|r| &r[col("policy")] == "fp16").unwrap();
+    assert_eq!(&fp16[col("std_acc")], "");
+    assert!(
+        fp16[col("notes")].contains("Std@Acc: needs at least 2 runs"),
+        "{:?}",
+        fp16
+    );
+    let lcr = rows
+        .iter()
+        .find(|r| &r[col("policy")] == "layercast")
+        .unwrap();
+    assert_eq!(&lcr[col("status")], "refused");
+    let runs_csv = std::fs::read_to_string(&files.csv_runs).unwrap();
+    assert_eq!(runs_csv.lines().count(), 1 + 3 + 2 + 1 + 2 + 2);
+    assert!(runs_csv.contains("1:0.75;2:1"), "{runs_csv}");
+
+    // report.md: tables, grouping reasons, n/a reasons, refusals, plots, skipped runs.
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    for needle in [
+        "## test/model — greedy, max_tokens 16",
+        "Grouped because: 3 run(s) share model `test/model`, task `arith` (version 1",
+        "Std@Acc: n/a, needs at least 2 runs; this group has 1",
+        "**not compared: task.version differs",
+        "fp32-bs8 is unfinished",
+        "pass@k (unbiased estimator, Chen et al. 2021)",
+        "![accuracy_test_model_arith_greedy_max_tokens_16](plots/accuracy_test_model_arith_greedy_max_tokens_16.svg)",
+        "## Skipped directories",
+        "33.33 [",
+    ] {
+        assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");
+    }
+    let row: Vec<&str> = md
+        .lines()
+        .find(|l| l.starts_with("| arith v1") && l.contains("| bf16 "))
+        .unwrap()
+        .split('|')
+        .map(str::trim)
+        .collect();
+    let want_row = [
+        "3".to_string(),
+        "3".to_string(),
+        "55.56".to_string(),
+        format!("{:.2}", want_std_acc * 100.0),
+        format!("{want_len:.2}"),
+        "33.3 (1/3)".to_string(),
+        "2.0".to_string(),
+        "2.0".to_string(),
+        format!("{:.2}", want_top1 * 1e4),
+    ];
+    assert_eq!(row[3..12], want_row, "{md}");
+    let term = report.terminal_table();
+    assert!(term.contains("Avg_Std@top1 x1e-4"), "{term}");
+    assert!(term.contains(&format!("{:.2}", want_top1 * 1e4)), "{term}");
+
+    // Plots: 4 per (model, task, decoding) with a compared group, each well-formed SVG with content.
+    assert_eq!(files.plots.len(), 8);
+    for p in &files.plots {
+        let text = std::fs::read_to_string(p).unwrap();
+        let doc =
+            roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert_eq!(
+            doc.root_element().tag_name().name(),
+            "svg",
+            "{}",
+            p.display()
+        );
+        let drawn = doc
+            .descendants()
+            .filter(|n| matches!(n.tag_name().name(), "polyline" | "rect" | "circle" | "line"))
+            .count();
+        assert!(drawn > 5, "{} has {drawn} drawn elements", p.display());
+        assert!(
+            doc.descendants()
+                .any(|n| n.text().is_some_and(|t| t.contains("test/model"))),
+            "{}",
+            p.display()
+        );
+    }
+    let acc = files
+        .plots
+        .iter()
+        .find(|p| {
+            p.to_string_lossy()
+                .contains("accuracy_test_model_arith_greedy")
+        })
+        .unwrap();
+    let text = std::fs::read_to_string(acc).unwrap();
+    for label in ["bs=1", "bs=4", "bs=8", "bf16", "fp32", "fp16"] {
+        assert!(text.contains(label), "accuracy plot lacks {label}");
+    }
+}
+
+#[test]
+fn a_root_without_runs_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = generate(dir.path(), &ReportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no run directories found"), "{err}");
+}
+
+#[test]
+fn a_single_run_root_reports_na() {
+    let dir = tempfile::tempdir().unwrap();
+    bf16_runs(dir.path());
+    let run = dir.path().join("bf16-bs1");
+    let (report, files) = generate(&run, &ReportOptions::default()).unwrap();
+    assert_eq!(report.groups.len(), 1);
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert!(
+        md.contains("Div_Index: n/a, needs at least 2 runs; this group has 1"),
+        "{md}"
+    );
+    // Plots exist and say why they are empty.
+    let div = files
+        .plots
+        .iter()
+        .find(|p| p.to_string_lossy().contains("divergence_"))
+        .unwrap();
+    let text = std::fs::read_to_string(div).unwrap();
+    roxmltree::Document::parse(&text).unwrap();
+    assert!(text.contains("no sample diverges"), "{text}");
+}
