@@ -1,0 +1,241 @@
+//! Batched generation: prefill, decode, per-token top-k log-probabilities, finish reasons.
+//!
+//! A [`Batch`] holds the running sequences. [`Batch::admit`] prefills new requests and merges them
+//! into the running cache, [`Batch::step`] decodes one token for every running sequence and hands
+//! back the ones that finished. Static batching (the reference's fixed chunks) admits a chunk and
+//! steps until it is empty; continuous batching admits a new request whenever one finishes.
+
+use crate::kv_cache::KvCache;
+use crate::models::decoder::LogitsFor;
+use crate::models::Decoder;
+use crate::sampling::{self, RequestRng, SamplingParams};
+use crate::{Error, Result};
+use candle_core::{DType, Tensor, D};
+
+/// One prompt to continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The prompt's token ids (chat template already applied).
+    pub prompt: Vec<u32>,
+    /// The problem it belongs to; part of the key of its random stream.
+    pub problem_id: String,
+    /// Which sample of that problem (0 for greedy runs); part of the key of its random stream.
+    pub sample_index: u32,
+}
+
+/// Why a sequence stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// It produced a stop (eos) token.
+    Stop,
+    /// It reached `max_tokens` or the model's context length.
+    Length,
+}
+
+impl FinishReason {
+    /// `stop` or `length`, as run records spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// The continuation of one [`Request`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// Generated token ids, a final stop token included.
+    pub token_ids: Vec<u32>,
+    /// Log-probability of each generated token.
+    pub token_logprobs: Vec<f32>,
+    /// How many candidates per token the next two fields hold.
+    pub k: usize,
+    /// Per generated token, the `k` most likely token ids, most likely first (`len = n * k`).
+    pub top_ids: Vec<u32>,
+    /// Their float32 log-probabilities, aligned with `top_ids`.
+    pub top_logprobs: Vec<f32>,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+    /// Number of prompt tokens.
+    pub prompt_tokens: usize,
+}
+
+impl Generation {
+    /// The top candidates of generated token `i` as (id, logprob) pairs.
+    pub fn top(&self, i: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let r = i * self.k..(i + 1) * self.k;
+        self.top_ids[r.clone()].iter().copied().zip(self.top_logprobs[r].iter().copied())
+    }
+}
+
+struct Row {
+    id: usize,
+    rng: RequestRng,
+    out: Generation,
+    last: u32,
+    position: usize,
+}
+
+/// The sequences being generated together, and their cache.
+pub struct Batch<'a> {
+    decoder: &'a Decoder,
+    params: SamplingParams,
+    cache: KvCache,
+    rows: Vec<Row>,
+    finished: Vec<(usize, Generation)>,
+    tokens_generated: usize,
+}
+
+impl<'a> Batch<'a> {
+    /// An empty batch. `params` is validated here.
+    pub fn new(decoder: &'a Decoder, params: SamplingParams) -> Result<Self> {
+        params.validate()?;
+        Ok(Batch { cache: decoder.new_cache(Vec::new()), decoder, params, rows: Vec::new(), finished: Vec::new(), tokens_generated: 0 })
+    }
+
+    /// Number of sequences still generating.
+    pub fn active(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Tokens generated so far by every sequence of this batch, finished ones included.
+    pub fn tokens_generated(&self) -> usize {
+        self.tokens_generated
+    }
+
+    /// Prefills `requests` (each tagged with the caller's id) as one left-padded sub-batch, picks
+    /// their first tokens and adds them to the running batch.
+    pub fn admit(&mut self, requests: Vec<(usize, Request)>) -> Result<()> {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        if let Some((id, _)) = requests.iter().find(|(_, r)| r.prompt.is_empty()) {
+            return Err(Error::InvalidRequest(format!("request {id} has an empty prompt")));
+        }
+        let longest = requests.iter().map(|(_, r)| r.prompt.len()).max().unwrap_or(0);
+        let starts: Vec<usize> = requests.iter().map(|(_, r)| longest - r.prompt.len()).collect();
+        // Padding slots are masked out; their token id only has to be a valid one.
+        let tokens: Vec<Vec<u32>> = requests
+            .iter()
+            .map(|(_, r)| {
+                let mut row = vec![r.prompt[0]; longest - r.prompt.len()];
+                row.extend_from_slice(&r.prompt);
+                row
+            })
+            .collect();
+        let mut cache = self.decoder.new_cache(starts);
+        let logits = self.decoder.forward(&tokens, &mut cache, LogitsFor::Last)?;
+        let mut new_rows: Vec<Row> = requests
+            .into_iter()
+            .map(|(id, r)| Row {
+                id,
+                rng: RequestRng::new(self.params.seed, &r.problem_id, r.sample_index),
+                out: Generation {
+                    token_ids: Vec::new(),
+                    token_logprobs: Vec::new(),
+                    k: self.params.logprobs,
+                    top_ids: Vec::new(),
+                    top_logprobs: Vec::new(),
+                    finish_reason: FinishReason::Length,
+                    prompt_tokens: r.prompt.len(),
+                },
+                last: 0,
+                position: r.prompt.len(),
+            })
+            .collect();
+        self.pick(&mut new_rows, &logits)?;
+        let old = std::mem::replace(&mut self.cache, self.decoder.new_cache(Vec::new()));
+        self.cache = old.merge(cache)?;
+        self.rows.extend(new_rows);
+        self.retire()?;
+        Ok(())
+    }
+
+    /// Decodes one token for every running sequence; returns the sequences that finished in this
+    /// step (or during the last `admit`), tagged with their ids.
+    pub fn step(&mut self) -> Result<Vec<(usize, Generation)>> {
+        if !self.rows.is_empty() {
+            let tokens: Vec<Vec<u32>> = self.rows.iter().map(|r| vec![r.last]).collect();
+            let logits = self.decoder.forward(&tokens, &mut self.cache, LogitsFor::Last)?;
+            let mut rows = std::mem::take(&mut self.rows);
+            self.pick(&mut rows, &logits)?;
+            self.rows = rows;
+            self.retire()?;
+        }
+        Ok(std::mem::take(&mut self.finished))
+    }
+
+    /// Chooses the next token of each row from `(rows, 1, vocab)` logits and records its
+    /// top-k log-probabilities; marks rows that produced a stop token.
+    fn pick(&mut self, rows: &mut [Row], logits: &Tensor) -> Result<()> {
+        let logits = logits.squeeze(1)?.to_dtype(DType::F32)?;
+        // Log-softmax in float32 over the (policy-dtype) logits, as the reference records them.
+        let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let logits: Vec<Vec<f32>> = logits.to_vec2()?;
+        let logprobs: Vec<Vec<f32>> = logprobs.to_vec2()?;
+        for (i, row) in rows.iter_mut().enumerate() {
+            let token = sampling::choose(&logits[i], &self.params, &mut row.rng);
+            let lp = &logprobs[i];
+            for (id, v) in sampling::top_k(lp, self.params.logprobs) {
+                row.out.top_ids.push(id);
+                row.out.top_logprobs.push(v);
+            }
+            row.out.token_ids.push(token);
+            row.out.token_logprobs.push(lp[token as usize]);
+            row.last = token;
+            row.position += 1;
+            self.tokens_generated += 1;
+            if self.params.stop_token_ids.contains(&token) {
+                row.out.finish_reason = FinishReason::Stop;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves finished rows out of the batch and drops their cache rows.
+    fn retire(&mut self) -> Result<()> {
+        let is_done = |r: &Row| {
+            r.out.finish_reason == FinishReason::Stop
+                || r.out.token_ids.len() >= self.params.max_tokens
+                || r.position >= self.decoder.spec().max_position_embeddings
+        };
+        if !self.rows.iter().any(is_done) {
+            return Ok(());
+        }
+        let keep: Vec<usize> = (0..self.rows.len()).filter(|&i| !is_done(&self.rows[i])).collect();
+        self.cache.select_rows(&keep)?;
+        let rows = std::mem::take(&mut self.rows);
+        for r in rows {
+            if is_done(&r) {
+                self.finished.push((r.id, r.out));
+            } else {
+                self.rows.push(r);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Generates continuations of `requests` in static batches of `batch_size` prompts, in order,
+/// each batch run to completion before the next starts (the reference implementation's scheme).
+/// Results come back in request order.
+pub fn generate(decoder: &Decoder, requests: &[Request], params: &SamplingParams, batch_size: usize) -> Result<Vec<Generation>> {
+    if batch_size == 0 {
+        return Err(Error::InvalidRequest("batch size must be at least 1".into()));
+    }
+    let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
+    for (c, chunk) in requests.chunks(batch_size).enumerate() {
+        let mut batch = Batch::new(decoder, params.clone())?;
+        batch.admit(chunk.iter().cloned().enumerate().map(|(i, r)| (c * batch_size + i, r)).collect())?;
+        loop {
+            for (id, g) in batch.step()? {
+                out[id] = Some(g);
+            }
+            if batch.active() == 0 {
+                break;
+            }
+        }
+    }
+    Ok(out.into_iter().map(|g| g.expect("every request finishes")).collect())
+}

@@ -1,0 +1,100 @@
+//! A linear layer that stores its weight in one dtype and multiplies in another.
+
+use crate::Result;
+use candle_core::{DType, Module, Tensor};
+
+/// `y = x Wᵀ + b` with storage and compute dtypes chosen by a policy.
+///
+/// LayerCast needs the weight to stay bf16 in memory and become f32 only for the duration of the
+/// matmul, so the cast happens in `forward`, not at load. When storage and compute agree the cast
+/// is a no-op clone.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    compute: DType,
+}
+
+impl Linear {
+    /// A layer from a `(out, in)` weight and optional `(out,)` bias, converted to `storage` now
+    /// and to `compute` at every call.
+    pub fn new(weight: Tensor, bias: Option<Tensor>, storage: DType, compute: DType) -> Result<Self> {
+        let weight = weight.to_dtype(storage)?;
+        let bias = bias.map(|b| b.to_dtype(storage)).transpose()?;
+        Ok(Linear { weight, bias, compute })
+    }
+
+    /// The stored weight, `(out, in)`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The stored bias, `(out,)`.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The dtype the matmul runs in, and the dtype of the output.
+    pub fn compute_dtype(&self) -> DType {
+        self.compute
+    }
+}
+
+impl Module for Linear {
+    /// `x` is `(..., in)`; the output is `(..., out)` in the compute dtype.
+    ///
+    /// Leading dimensions are flattened into one `(rows, in)` matrix so that every row goes
+    /// through the same 2-D GEMM whatever the batch shape; this is the path whose per-row results
+    /// we measured independent of the row count.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_features = *dims.last().expect("linear input has at least one dimension");
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let x2 = x.to_dtype(self.compute)?.reshape((rows, in_features))?;
+        let w = self.weight.to_dtype(self.compute)?;
+        let mut y = x2.matmul(&w.t()?)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(&b.to_dtype(self.compute)?)?;
+        }
+        let mut out_dims = dims;
+        *out_dims.last_mut().unwrap() = y.dim(1)?;
+        y.reshape(out_dims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn layercast_equals_fp32_on_bf16_rounded_weights() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (24, 16), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, 24, &dev)?;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 16), &dev)?;
+        let lc = Linear::new(w.clone(), Some(b.clone()), DType::BF16, DType::F32).unwrap();
+        let rounded_w = w.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
+        let rounded_b = b.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
+        let fp32 = Linear::new(rounded_w, Some(rounded_b), DType::F32, DType::F32).unwrap();
+        assert_eq!(lc.weight().dtype(), DType::BF16);
+        let (a, b) = (lc.forward(&x)?, fp32.forward(&x)?);
+        assert_eq!(a.dims(), &[2, 3, 24]);
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert_eq!(diff, 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn matches_a_float64_reference() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f64, 1.0, (8, 5), &dev)?;
+        let x = Tensor::randn(0f64, 1.0, (4, 5), &dev)?;
+        let want = x.matmul(&w.t()?)?;
+        let lin = Linear::new(w, None, DType::F32, DType::F32).unwrap();
+        let got = lin.forward(&x)?.to_dtype(DType::F64)?;
+        let err = (got - want)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        assert!(err < 1e-5, "{err}");
+        Ok(())
+    }
+}
