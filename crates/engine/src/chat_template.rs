@@ -21,8 +21,15 @@ use crate::loader::{read_json, ModelFiles};
 use crate::pyjson::{dumps, DumpOptions};
 
 /// The special-token attributes transformers passes to every template (`special_tokens_map`).
-const SPECIAL_TOKEN_NAMES: [&str; 7] =
-    ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
+const SPECIAL_TOKEN_NAMES: [&str; 7] = [
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+];
 
 const TEMPLATE_NAME: &str = "chat_template";
 
@@ -38,7 +45,10 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A message with any role.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 
     /// A `system` message.
@@ -114,15 +124,18 @@ impl ChatTemplate {
             None => BTreeMap::new(),
         };
         if let Some(path) = &files.chat_template_file {
-            let source =
-                std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.clone(), source })?;
+            let source = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
             return Self::compile(source, path.display().to_string(), special_tokens);
         }
         let Some(path) = &files.tokenizer_config else {
             return Err(Error::MissingFile {
                 file: "tokenizer_config.json".into(),
                 location: files.source.to_string(),
-                hint: "; there is no chat_template.jinja either, so the model has no chat template".into(),
+                hint: "; there is no chat_template.jinja either, so the model has no chat template"
+                    .into(),
             });
         };
         Self::from_tokenizer_config(path)
@@ -135,25 +148,43 @@ impl ChatTemplate {
     pub fn from_tokenizer_config(path: &Path) -> Result<Self> {
         let json = read_json(path)?;
         let special_tokens = special_tokens_from_config(path, &json)?;
-        let bad = |reason: String| Error::BadField { path: path.to_path_buf(), field: "chat_template".into(), reason };
+        let bad = |reason: String| Error::BadField {
+            path: path.to_path_buf(),
+            field: "chat_template".into(),
+            reason,
+        };
         let source = match json.get("chat_template") {
             None | Some(Json::Null) => {
-                return Err(bad("absent: this tokenizer has no chat template (is it a base model?)".into()))
+                return Err(bad(
+                    "absent: this tokenizer has no chat template (is it a base model?)".into(),
+                ))
             }
             Some(Json::String(s)) => s.clone(),
             Some(Json::Array(items)) => {
                 let mut names = Vec::new();
                 let mut default = None;
                 for item in items {
-                    match (item.get("name").and_then(Json::as_str), item.get("template").and_then(Json::as_str)) {
+                    match (
+                        item.get("name").and_then(Json::as_str),
+                        item.get("template").and_then(Json::as_str),
+                    ) {
                         (Some("default"), Some(t)) => default = Some(t.to_string()),
                         (Some(name), Some(_)) => names.push(name.to_string()),
-                        _ => return Err(bad(format!("list entries need string `name` and `template`, got {item}"))),
+                        _ => {
+                            return Err(bad(format!(
+                                "list entries need string `name` and `template`, got {item}"
+                            )))
+                        }
                     }
                 }
-                default.ok_or_else(|| bad(format!("no template named `default` among {names:?}")))?
+                default
+                    .ok_or_else(|| bad(format!("no template named `default` among {names:?}")))?
             }
-            Some(other) => return Err(bad(format!("expected a string or a list of templates, got {other}"))),
+            Some(other) => {
+                return Err(bad(format!(
+                    "expected a string or a list of templates, got {other}"
+                )))
+            }
         };
         Self::compile(source, path.display().to_string(), special_tokens)
     }
@@ -174,11 +205,18 @@ impl ChatTemplate {
         source: impl Into<String>,
         special_tokens: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self> {
-        let special = special_tokens.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let special = special_tokens
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Self::compile(source.into(), "template source".into(), special)
     }
 
-    fn compile(source: String, origin: String, special_tokens: BTreeMap<String, String>) -> Result<Self> {
+    fn compile(
+        source: String,
+        origin: String,
+        special_tokens: BTreeMap<String, String>,
+    ) -> Result<Self> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -188,8 +226,15 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_template_owned(TEMPLATE_NAME, source.clone())
-            .map_err(|e| Error::ChatTemplate(format!("{origin}: does not parse: {}", describe(&e))))?;
-        Ok(Self { env, source, origin, special_tokens })
+            .map_err(|e| {
+                Error::ChatTemplate(format!("{origin}: does not parse: {}", describe(&e)))
+            })?;
+        Ok(Self {
+            env,
+            source,
+            origin,
+            special_tokens,
+        })
     }
 
     /// The prompt for `messages`: `apply_chat_template(messages, tokenize=False, ...)`.
@@ -198,7 +243,10 @@ impl ChatTemplate {
     /// and transformers encodes it with `add_special_tokens=False`.
     pub fn render(&self, messages: &[ChatMessage], opts: &ChatOptions) -> Result<String> {
         if messages.is_empty() {
-            return Err(Error::ChatTemplate(format!("{}: no messages to render", self.origin)));
+            return Err(Error::ChatTemplate(format!(
+                "{}: no messages to render",
+                self.origin
+            )));
         }
         let mut ctx: BTreeMap<String, Value> = BTreeMap::new();
         for (name, token) in &self.special_tokens {
@@ -211,12 +259,20 @@ impl ChatTemplate {
             ctx.insert(name.clone(), Value::from_serialize(value));
         }
         ctx.insert("messages".into(), Value::from_serialize(messages));
-        ctx.insert("add_generation_prompt".into(), Value::from(opts.generation_prompt == GenerationPrompt::Add));
+        ctx.insert(
+            "add_generation_prompt".into(),
+            Value::from(opts.generation_prompt == GenerationPrompt::Add),
+        );
         if let Some(on) = opts.enable_thinking {
             ctx.insert("enable_thinking".into(), Value::from(on));
         }
-        let template = self.env.get_template(TEMPLATE_NAME).expect("compile() added the template");
-        template.render(ctx).map_err(|e| Error::ChatTemplate(format!("{}: {}", self.origin, describe(&e))))
+        let template = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .expect("compile() added the template");
+        template
+            .render(ctx)
+            .map_err(|e| Error::ChatTemplate(format!("{}: {}", self.origin, describe(&e))))
     }
 
     /// The Jinja source, to record or hash in a manifest.
@@ -288,14 +344,20 @@ fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<Value, minijinja:
 }
 
 fn raise_exception(message: String) -> std::result::Result<Value, minijinja::Error> {
-    Err(minijinja::Error::new(ErrorKind::InvalidOperation, format!("raise_exception: {message}")))
+    Err(minijinja::Error::new(
+        ErrorKind::InvalidOperation,
+        format!("raise_exception: {message}"),
+    ))
 }
 
 /// `datetime.now().strftime(format)`, in local time as Python does.
 fn strftime_now(format: String) -> std::result::Result<Value, minijinja::Error> {
     let mut out = String::new();
     write!(out, "{}", chrono::Local::now().format(&format)).map_err(|_| {
-        minijinja::Error::new(ErrorKind::InvalidOperation, format!("strftime_now: invalid format {format:?}"))
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("strftime_now: invalid format {format:?}"),
+        )
     })?;
     Ok(Value::from(out))
 }
@@ -323,7 +385,10 @@ mod tests {
         let src = "{{ '<&>' }}{{ 'a-b'.split('-')|tojson }}{{ ' x '.strip() }}{{ tools is none }}{{ documents is defined }}";
         assert_eq!(render(src, &opts).unwrap(), "<&>[\"a\", \"b\"]xTrueTrue");
         // Special tokens, extra kwargs, add_generation_prompt.
-        let mut opts = ChatOptions { generation_prompt: GenerationPrompt::Omit, ..ChatOptions::default() };
+        let mut opts = ChatOptions {
+            generation_prompt: GenerationPrompt::Omit,
+            ..ChatOptions::default()
+        };
         opts.extra.insert("date_string".into(), "1 Jan 2025".into());
         let src = "{{ bos_token }}{{ eos_token }}{{ date_string }}{{ add_generation_prompt }}{{ enable_thinking is defined }}";
         assert_eq!(render(src, &opts).unwrap(), "<s></s>1 Jan 2025FalseFalse");
@@ -342,17 +407,25 @@ mod tests {
             render(src, &opts).unwrap(),
             "{\n  \"b\": 1,\n  \"a\": [\n    1.0,\n    null\n  ]\n}|{\"a\": 2, \"b\": 1}|\"\\u00e9\"|[1,2]"
         );
-        let err = render("{{ 1|tojson(indent=2, bogus=1) }}", &opts).unwrap_err().to_string();
+        let err = render("{{ 1|tojson(indent=2, bogus=1) }}", &opts)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bogus"), "{err}");
     }
 
     #[test]
     fn raise_exception_and_strftime_now() {
         let opts = ChatOptions::default();
-        let err = render("{{ raise_exception('Only user and assistant roles are supported!') }}", &opts)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("Only user and assistant roles are supported!"), "{err}");
+        let err = render(
+            "{{ raise_exception('Only user and assistant roles are supported!') }}",
+            &opts,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("Only user and assistant roles are supported!"),
+            "{err}"
+        );
         let year = render("{{ strftime_now('%Y') }}", &opts).unwrap();
         assert_eq!(year, chrono::Local::now().format("%Y").to_string());
         let date = render("{{ strftime_now('%d %b %Y') }}", &opts).unwrap();
@@ -362,7 +435,10 @@ mod tests {
     #[test]
     fn parse_errors_and_empty_conversations_are_reported() {
         let err = ChatTemplate::new("{% if %}", []).unwrap_err().to_string();
-        assert!(err.contains("does not parse") && err.contains("chat_template:1"), "{err}");
+        assert!(
+            err.contains("does not parse") && err.contains("chat_template:1"),
+            "{err}"
+        );
         let tmpl = ChatTemplate::new("x", []).unwrap();
         assert!(tmpl.render(&[], &ChatOptions::default()).is_err());
     }
@@ -375,20 +451,40 @@ mod tests {
         let msgs = [ChatMessage::user("q")];
         let opts = ChatOptions::default();
 
-        write(r#"{"bos_token": {"__type": "AddedToken", "content": "<B>"}, "eos_token": "<E>", "unk_token": null,
-                  "chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "{{ bos_token }}{{ eos_token }}"}]}"#);
+        write(
+            r#"{"bos_token": {"__type": "AddedToken", "content": "<B>"}, "eos_token": "<E>", "unk_token": null,
+                  "chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "{{ bos_token }}{{ eos_token }}"}]}"#,
+        );
         let tmpl = ChatTemplate::from_tokenizer_config(&path).unwrap();
         assert_eq!(tmpl.render(&msgs, &opts).unwrap(), "<B><E>");
-        assert_eq!((tmpl.special_token("bos_token"), tmpl.special_token("unk_token")), (Some("<B>"), None));
+        assert_eq!(
+            (
+                tmpl.special_token("bos_token"),
+                tmpl.special_token("unk_token")
+            ),
+            (Some("<B>"), None)
+        );
 
         write(r#"{"chat_template": [{"name": "tool_use", "template": "T"}]}"#);
-        let err = ChatTemplate::from_tokenizer_config(&path).unwrap_err().to_string();
-        assert!(err.contains("field `chat_template`") && err.contains("tool_use"), "{err}");
+        let err = ChatTemplate::from_tokenizer_config(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("field `chat_template`") && err.contains("tool_use"),
+            "{err}"
+        );
         write(r#"{"eos_token": "<E>"}"#);
-        let err = ChatTemplate::from_tokenizer_config(&path).unwrap_err().to_string();
-        assert!(err.contains("tokenizer_config.json: field `chat_template`: absent"), "{err}");
+        let err = ChatTemplate::from_tokenizer_config(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tokenizer_config.json: field `chat_template`: absent"),
+            "{err}"
+        );
         write(r#"{"eos_token": 5, "chat_template": "x"}"#);
-        let err = ChatTemplate::from_tokenizer_config(&path).unwrap_err().to_string();
+        let err = ChatTemplate::from_tokenizer_config(&path)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("field `eos_token`"), "{err}");
     }
 }

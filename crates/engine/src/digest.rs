@@ -32,12 +32,19 @@ pub struct FileDigest {
 /// assert_eq!((d.file.as_str(), d.bytes), ("x", 3));
 /// ```
 pub fn sha256_file(path: &Path) -> Result<FileDigest> {
-    let io_err = |source| Error::Io { path: path.to_path_buf(), source };
+    let io_err = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = File::open(path).map_err(io_err)?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut hasher = Sha256::new();
     let bytes = io::copy(&mut reader, &mut hasher).map_err(io_err)?;
-    Ok(FileDigest { file: file_name(path), sha256: hex(&hasher.finalize()), bytes })
+    Ok(FileDigest {
+        file: file_name(path),
+        sha256: hex(&hasher.finalize()),
+        bytes,
+    })
 }
 
 /// SHA-256 of bytes already in memory, as lower-case hex.
@@ -50,5 +57,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(|| PathBuf::from(path).display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || PathBuf::from(path).display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }

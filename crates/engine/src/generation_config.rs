@@ -77,7 +77,11 @@ impl GenerationConfig {
         let ids = TokenIds::read(&json, path)?;
         let fields = Fields { json: &json, path };
         Ok(Self {
-            eos_token_ids: if ids.eos.is_empty() { model_ids.eos } else { ids.eos },
+            eos_token_ids: if ids.eos.is_empty() {
+                model_ids.eos
+            } else {
+                ids.eos
+            },
             bos_token_id: ids.bos.or(model_ids.bos),
             pad_token_id: ids.pad.or(model_ids.pad),
             temperature: fields.non_negative_f64("temperature")?,
@@ -103,11 +107,17 @@ impl TokenIds {
             Some(Value::Array(items)) => items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| token_id(v).ok_or_else(|| fields.bad(&format!("eos_token_id[{i}]"), v)))
+                .map(|(i, v)| {
+                    token_id(v).ok_or_else(|| fields.bad(&format!("eos_token_id[{i}]"), v))
+                })
                 .collect::<Result<_>>()?,
             Some(v) => vec![token_id(v).ok_or_else(|| fields.bad("eos_token_id", v))?],
         };
-        Ok(Self { eos, bos: fields.token_id("bos_token_id")?, pad: fields.token_id("pad_token_id")? })
+        Ok(Self {
+            eos,
+            bos: fields.token_id("bos_token_id")?,
+            pad: fields.token_id("pad_token_id")?,
+        })
     }
 }
 
@@ -128,30 +138,46 @@ impl Fields<'_> {
 
     fn bad(&self, field: &str, got: &Value) -> Error {
         let reason = match field {
-            f if f.contains("token_id") => format!("expected a token id (a non-negative integer), got {got}"),
+            f if f.contains("token_id") => {
+                format!("expected a token id (a non-negative integer), got {got}")
+            }
             "do_sample" => format!("expected true or false, got {got}"),
             "top_k" => format!("expected a non-negative integer, got {got}"),
             _ => format!("expected a non-negative number, got {got}"),
         };
-        Error::BadField { path: self.path.to_path_buf(), field: field.to_string(), reason }
+        Error::BadField {
+            path: self.path.to_path_buf(),
+            field: field.to_string(),
+            reason,
+        }
     }
 
     fn token_id(&self, field: &str) -> Result<Option<u32>> {
-        self.get(field).map(|v| token_id(v).ok_or_else(|| self.bad(field, v))).transpose()
+        self.get(field)
+            .map(|v| token_id(v).ok_or_else(|| self.bad(field, v)))
+            .transpose()
     }
 
     fn u64(&self, field: &str) -> Result<Option<u64>> {
-        self.get(field).map(|v| v.as_u64().ok_or_else(|| self.bad(field, v))).transpose()
+        self.get(field)
+            .map(|v| v.as_u64().ok_or_else(|| self.bad(field, v)))
+            .transpose()
     }
 
     fn non_negative_f64(&self, field: &str) -> Result<Option<f64>> {
         self.get(field)
-            .map(|v| v.as_f64().filter(|x| x.is_finite() && *x >= 0.0).ok_or_else(|| self.bad(field, v)))
+            .map(|v| {
+                v.as_f64()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| self.bad(field, v))
+            })
             .transpose()
     }
 
     fn bool(&self, field: &str) -> Result<Option<bool>> {
-        self.get(field).map(|v| v.as_bool().ok_or_else(|| self.bad(field, v))).transpose()
+        self.get(field)
+            .map(|v| v.as_bool().ok_or_else(|| self.bad(field, v)))
+            .transpose()
     }
 }
 
@@ -174,7 +200,11 @@ mod tests {
             r#"{"bos_token_id": 151643, "do_sample": true, "eos_token_id": [151645, 151643], "pad_token_id": 151643,
                 "temperature": 0.6, "top_k": 20, "top_p": 0.95, "transformers_version": "4.51.0"}"#,
         );
-        let cfg = write(dir.path(), "config.json", r#"{"eos_token_id": 151645, "bos_token_id": 151643}"#);
+        let cfg = write(
+            dir.path(),
+            "config.json",
+            r#"{"eos_token_id": 151645, "bos_token_id": 151643}"#,
+        );
         let g = GenerationConfig::from_files(Some(&gen), &cfg).unwrap();
         assert_eq!(
             g,
@@ -194,13 +224,27 @@ mod tests {
     #[test]
     fn falls_back_to_config_json() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = write(dir.path(), "config.json", r#"{"eos_token_id": [128001, 128008], "bos_token_id": 128000}"#);
+        let cfg = write(
+            dir.path(),
+            "config.json",
+            r#"{"eos_token_id": [128001, 128008], "bos_token_id": 128000}"#,
+        );
         let g = GenerationConfig::from_files(None, &cfg).unwrap();
-        assert_eq!((g.eos_token_ids, g.bos_token_id, g.temperature), (vec![128001, 128008], Some(128000), None));
+        assert_eq!(
+            (g.eos_token_ids, g.bos_token_id, g.temperature),
+            (vec![128001, 128008], Some(128000), None)
+        );
         // A file without ids takes them from config.json; one with null eos too.
-        let gen = write(dir.path(), "generation_config.json", r#"{"eos_token_id": null, "temperature": 0.7}"#);
+        let gen = write(
+            dir.path(),
+            "generation_config.json",
+            r#"{"eos_token_id": null, "temperature": 0.7}"#,
+        );
         let g = GenerationConfig::from_files(Some(&gen), &cfg).unwrap();
-        assert_eq!((g.eos_token_ids, g.temperature), (vec![128001, 128008], Some(0.7)));
+        assert_eq!(
+            (g.eos_token_ids, g.temperature),
+            (vec![128001, 128008], Some(0.7))
+        );
     }
 
     #[test]
@@ -215,11 +259,21 @@ mod tests {
             (r#"{"do_sample": "yes"}"#, "field `do_sample`"),
         ] {
             let gen = write(dir.path(), "generation_config.json", text);
-            let err = GenerationConfig::from_files(Some(&gen), &cfg).unwrap_err().to_string();
-            assert!(err.contains("generation_config.json") && err.contains(field), "{text}: {err}");
+            let err = GenerationConfig::from_files(Some(&gen), &cfg)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("generation_config.json") && err.contains(field),
+                "{text}: {err}"
+            );
         }
         let gen = write(dir.path(), "generation_config.json", "{not json");
-        let err = GenerationConfig::from_files(Some(&gen), &cfg).unwrap_err().to_string();
-        assert!(err.contains("generation_config.json: invalid JSON"), "{err}");
+        let err = GenerationConfig::from_files(Some(&gen), &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("generation_config.json: invalid JSON"),
+            "{err}"
+        );
     }
 }

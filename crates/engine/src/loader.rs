@@ -74,7 +74,11 @@ impl ResolveOptions {
         let offline = var("HF_HUB_OFFLINE").is_some_and(|v| is_truthy(&v));
         Self {
             hub_cache,
-            hub_access: if offline { HubAccess::Offline } else { HubAccess::Online },
+            hub_access: if offline {
+                HubAccess::Offline
+            } else {
+                HubAccess::Online
+            },
             endpoint: var("HF_ENDPOINT"),
             token: var("HF_TOKEN"),
             show_progress: true,
@@ -84,7 +88,10 @@ impl ResolveOptions {
 
 /// `huggingface_hub`'s reading of boolean variables.
 fn is_truthy(value: &str) -> bool {
-    matches!(value.trim().to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE")
+    matches!(
+        value.trim().to_ascii_uppercase().as_str(),
+        "1" | "ON" | "YES" | "TRUE"
+    )
 }
 
 /// The files of one model, all present on local disk.
@@ -127,7 +134,11 @@ impl ModelFiles {
     pub fn resolve_with(source: &ModelSource, opts: &ResolveOptions) -> Result<Self> {
         match source {
             ModelSource::Local(dir) => {
-                let mut store = DirStore { dir: dir.clone(), location: dir.display().to_string(), hint: String::new() };
+                let mut store = DirStore {
+                    dir: dir.clone(),
+                    location: dir.display().to_string(),
+                    hint: String::new(),
+                };
                 collect(source, &mut store)
             }
             ModelSource::Hub { repo, revision } => resolve_hub(source, repo, revision, opts),
@@ -136,7 +147,7 @@ impl ModelFiles {
 
     /// SHA-256 of every weight file, in [`ModelFiles::weights`] order, for the run manifest.
     ///
-    /// Reads every byte (about 2 s per GB), so call it once per run.
+    /// Reads every byte of every shard (64 GB for a 32B model in bf16), so call it once per run.
     pub fn weight_sha256(&self) -> Result<Vec<FileDigest>> {
         self.weights.iter().map(|p| sha256_file(p)).collect()
     }
@@ -218,14 +229,16 @@ struct OnlineStore {
 
 impl OnlineStore {
     fn connect(repo: &str, revision: &str, opts: &ResolveOptions) -> Result<Self> {
-        let hub_err = |e: hf_hub::api::sync::ApiError| Error::Hub {
+        let hub_err = |e: hf_hub::api::sync::ApiError| {
+            Error::Hub {
             repo: format!("{repo}@{revision}"),
             reason: format!(
                 "{e}; set HF_TOKEN for gated or private repositories, or HF_HUB_OFFLINE=1 to use only the cache"
             ),
+        }
         };
-        let mut builder =
-            ApiBuilder::from_cache(Cache::new(opts.hub_cache.clone())).with_progress(opts.show_progress);
+        let mut builder = ApiBuilder::from_cache(Cache::new(opts.hub_cache.clone()))
+            .with_progress(opts.show_progress);
         if let Some(endpoint) = &opts.endpoint {
             builder = builder.with_endpoint(endpoint.clone());
         }
@@ -233,7 +246,11 @@ impl OnlineStore {
             builder = builder.with_token(opts.token.clone());
         }
         let api: Api = builder.build().map_err(hub_err)?;
-        let api_repo = api.repo(Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string()));
+        let api_repo = api.repo(Repo::with_revision(
+            repo.to_string(),
+            RepoType::Model,
+            revision.to_string(),
+        ));
         let info = api_repo.info().map_err(hub_err)?;
         Ok(Self {
             api_repo,
@@ -253,7 +270,11 @@ impl Store for OnlineStore {
         }
         // Reuse a file of this very commit if an earlier run cached it; hf-hub's own cache check follows the
         // ref, which may still point at an older commit.
-        let cached = self.cache_repo_dir.join("snapshots").join(&self.commit).join(name);
+        let cached = self
+            .cache_repo_dir
+            .join("snapshots")
+            .join(&self.commit)
+            .join(name);
         if cached.is_file() {
             return Ok(Some(cached));
         }
@@ -267,7 +288,10 @@ impl Store for OnlineStore {
         Ok(self.siblings.contains(name))
     }
     fn location(&self) -> String {
-        format!("Hub repository {}@{} (commit {})", self.repo, self.revision, self.commit)
+        format!(
+            "Hub repository {}@{} (commit {})",
+            self.repo, self.revision, self.commit
+        )
     }
     fn hint(&self) -> String {
         String::new()
@@ -298,7 +322,12 @@ fn cached_snapshot(cache: &Path, repo: &str, revision: &str) -> Option<(PathBuf,
     dir.is_dir().then_some((dir, commit))
 }
 
-fn resolve_hub(source: &ModelSource, repo: &str, revision: &str, opts: &ResolveOptions) -> Result<ModelFiles> {
+fn resolve_hub(
+    source: &ModelSource,
+    repo: &str,
+    revision: &str,
+    opts: &ResolveOptions,
+) -> Result<ModelFiles> {
     let offline_hint = format!(
         "; HF_HUB_OFFLINE is set (or offline was requested): download the model on a machine with network \
          access into the Hugging Face cache {} (e.g. `huggingface-cli download {repo} --revision {revision}`), \
@@ -306,9 +335,23 @@ fn resolve_hub(source: &ModelSource, repo: &str, revision: &str, opts: &ResolveO
         opts.hub_cache.display()
     );
     if let Some((dir, commit)) = cached_snapshot(&opts.hub_cache, repo, revision) {
-        let location = format!("Hub repository {repo}@{revision} (cached snapshot {})", dir.display());
-        let hint = if opts.hub_access == HubAccess::Offline { offline_hint.clone() } else { String::new() };
-        let mut store = SnapshotStore { dir: DirStore { dir, location, hint }, commit };
+        let location = format!(
+            "Hub repository {repo}@{revision} (cached snapshot {})",
+            dir.display()
+        );
+        let hint = if opts.hub_access == HubAccess::Offline {
+            offline_hint.clone()
+        } else {
+            String::new()
+        };
+        let mut store = SnapshotStore {
+            dir: DirStore {
+                dir,
+                location,
+                hint,
+            },
+            commit,
+        };
         match collect(source, &mut store) {
             Err(Error::MissingFile { .. }) if opts.hub_access == HubAccess::Online => {}
             done => return done,
@@ -343,11 +386,17 @@ fn record_ref(cache: &Path, repo: &str, revision: &str, commit: &str) {
 }
 
 fn missing(store: &dyn Store, file: &str, extra_hint: &str) -> Error {
-    Error::MissingFile { file: file.to_string(), location: store.location(), hint: format!("{extra_hint}{}", store.hint()) }
+    Error::MissingFile {
+        file: file.to_string(),
+        location: store.location(),
+        hint: format!("{extra_hint}{}", store.hint()),
+    }
 }
 
 fn require(store: &mut dyn Store, name: &str, extra_hint: &str) -> Result<PathBuf> {
-    store.fetch(name)?.ok_or_else(|| missing(store, name, extra_hint))
+    store
+        .fetch(name)?
+        .ok_or_else(|| missing(store, name, extra_hint))
 }
 
 fn collect(source: &ModelSource, store: &mut dyn Store) -> Result<ModelFiles> {
@@ -357,14 +406,18 @@ fn collect(source: &ModelSource, store: &mut dyn Store) -> Result<ModelFiles> {
     } else if let Some(index) = store.fetch(WEIGHTS_INDEX_FILE)? {
         let shards = shards_from_index(&index)?;
         let hint = format!("; {} lists it", index.display());
-        let weights = shards.iter().map(|s| require(store, s, &hint)).collect::<Result<Vec<_>>>()?;
+        let weights = shards
+            .iter()
+            .map(|s| require(store, s, &hint))
+            .collect::<Result<Vec<_>>>()?;
         (weights, Some(index))
     } else {
-        let hint = if store.has("pytorch_model.bin")? || store.has("pytorch_model.bin.index.json")? {
-            "; found only pytorch_model.bin weights: convert them to safetensors"
-        } else {
-            "; no model.safetensors.index.json either"
-        };
+        let hint =
+            if store.has("pytorch_model.bin")? || store.has("pytorch_model.bin.index.json")? {
+                "; found only pytorch_model.bin weights: convert them to safetensors"
+            } else {
+                "; no model.safetensors.index.json either"
+            };
         return Err(missing(store, WEIGHTS_FILE, hint));
     };
     let tokenizer_hint = if store.has("tokenizer.model")? || store.has("vocab.json")? {
@@ -388,13 +441,23 @@ fn collect(source: &ModelSource, store: &mut dyn Store) -> Result<ModelFiles> {
 
 /// Reads and parses a JSON file, naming it in errors.
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The distinct shard files of an index, sorted (`model-00001-of-00004.safetensors` first).
 fn shards_from_index(index: &Path) -> Result<Vec<String>> {
-    let bad = |field: String, reason: &str| Error::BadField { path: index.to_path_buf(), field, reason: reason.into() };
+    let bad = |field: String, reason: &str| Error::BadField {
+        path: index.to_path_buf(),
+        field,
+        reason: reason.into(),
+    };
     let json = read_json(index)?;
     let map = json
         .get("weight_map")
@@ -402,10 +465,17 @@ fn shards_from_index(index: &Path) -> Result<Vec<String>> {
         .ok_or_else(|| bad("weight_map".into(), "missing or not an object"))?;
     let mut shards = BTreeSet::new();
     for (tensor, file) in map {
-        let file = file.as_str().ok_or_else(|| bad(format!("weight_map.{tensor}"), "expected a file name"))?;
-        let relative = Path::new(file).components().all(|c| matches!(c, Component::Normal(_)));
+        let file = file
+            .as_str()
+            .ok_or_else(|| bad(format!("weight_map.{tensor}"), "expected a file name"))?;
+        let relative = Path::new(file)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
         if file.is_empty() || !relative {
-            return Err(bad(format!("weight_map.{tensor}"), "expected a file name inside the model directory"));
+            return Err(bad(
+                format!("weight_map.{tensor}"),
+                "expected a file name inside the model directory",
+            ));
         }
         shards.insert(file.to_string());
     }
@@ -420,7 +490,10 @@ mod tests {
     use super::*;
 
     fn from_pairs(pairs: &[(&str, &str)]) -> ResolveOptions {
-        let owned: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         ResolveOptions::from_vars(|k| owned.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
     }
 
@@ -434,10 +507,17 @@ mod tests {
         assert_eq!(o.hub_cache, PathBuf::from("/x/huggingface/hub"));
         assert_eq!(o.hub_access, HubAccess::Online);
         for on in ["1", "true", "YES", "on"] {
-            assert_eq!(from_pairs(&[("HF_HUB_OFFLINE", on)]).hub_access, HubAccess::Offline, "{on}");
+            assert_eq!(
+                from_pairs(&[("HF_HUB_OFFLINE", on)]).hub_access,
+                HubAccess::Offline,
+                "{on}"
+            );
         }
         let o = from_pairs(&[("HF_HUB_OFFLINE", "0"), ("HF_TOKEN", "t")]);
-        assert_eq!((o.hub_access, o.token.as_deref()), (HubAccess::Online, Some("t")));
+        assert_eq!(
+            (o.hub_access, o.token.as_deref()),
+            (HubAccess::Online, Some("t"))
+        );
     }
 
     #[test]
@@ -450,10 +530,19 @@ mod tests {
                 "b": "m-00001-of-00002.safetensors", "c": "m-00002-of-00002.safetensors"}}"#,
         )
         .unwrap();
-        assert_eq!(shards_from_index(&index).unwrap(), ["m-00001-of-00002.safetensors", "m-00002-of-00002.safetensors"]);
+        assert_eq!(
+            shards_from_index(&index).unwrap(),
+            [
+                "m-00001-of-00002.safetensors",
+                "m-00002-of-00002.safetensors"
+            ]
+        );
         std::fs::write(&index, r#"{"weight_map": {"a": "../escape.safetensors"}}"#).unwrap();
         let err = shards_from_index(&index).unwrap_err().to_string();
-        assert!(err.contains("weight_map.a") && err.contains("inside the model directory"), "{err}");
+        assert!(
+            err.contains("weight_map.a") && err.contains("inside the model directory"),
+            "{err}"
+        );
         std::fs::write(&index, r#"{"metadata": {}}"#).unwrap();
         let err = shards_from_index(&index).unwrap_err().to_string();
         assert!(err.contains("field `weight_map`"), "{err}");

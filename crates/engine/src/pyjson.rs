@@ -29,10 +29,15 @@ impl DumpOptions {
         let indent = match indent {
             None => None,
             Some(v) if v.is_none() => None,
-            Some(v) if v.kind() == ValueKind::String => Some(v.as_str().unwrap_or_default().to_string()),
+            Some(v) if v.kind() == ValueKind::String => {
+                Some(v.as_str().unwrap_or_default().to_string())
+            }
             Some(v) => {
-                let n = i64::try_from(v.clone())
-                    .map_err(|_| invalid(format!("tojson: indent must be an integer, a string or none, got {v}")))?;
+                let n = i64::try_from(v.clone()).map_err(|_| {
+                    invalid(format!(
+                        "tojson: indent must be an integer, a string or none, got {v}"
+                    ))
+                })?;
                 Some(" ".repeat(n.max(0) as usize))
             }
         };
@@ -55,7 +60,13 @@ impl DumpOptions {
         let ensure_ascii = kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false);
         let sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
         kwargs.assert_all_used()?;
-        Ok(Self { indent, item_separator, key_separator, ensure_ascii, sort_keys })
+        Ok(Self {
+            indent,
+            item_separator,
+            key_separator,
+            ensure_ascii,
+            sort_keys,
+        })
     }
 }
 
@@ -79,12 +90,19 @@ fn newline_indent(out: &mut String, opts: &DumpOptions, depth: usize) {
     }
 }
 
-fn write_value(out: &mut String, value: &Value, opts: &DumpOptions, depth: usize) -> Result<(), Error> {
+fn write_value(
+    out: &mut String,
+    value: &Value,
+    opts: &DumpOptions,
+    depth: usize,
+) -> Result<(), Error> {
     match value.kind() {
         ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
         ValueKind::Number => write_number(out, value)?,
-        ValueKind::String => write_string(out, value.as_str().unwrap_or_default(), opts.ensure_ascii),
+        ValueKind::String => {
+            write_string(out, value.as_str().unwrap_or_default(), opts.ensure_ascii)
+        }
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<Value> = value.try_iter()?.collect();
             if items.is_empty() {
@@ -129,7 +147,11 @@ fn write_value(out: &mut String, value: &Value, opts: &DumpOptions, depth: usize
             out.push('}');
         }
         ValueKind::Undefined => return Err(invalid("tojson: value is undefined".into())),
-        kind => return Err(invalid(format!("tojson: cannot serialize a value of type {kind}"))),
+        kind => {
+            return Err(invalid(format!(
+                "tojson: cannot serialize a value of type {kind}"
+            )))
+        }
     }
     Ok(())
 }
@@ -145,7 +167,9 @@ fn key_string(key: &Value) -> Result<String, Error> {
             write_number(&mut s, key)?;
             Ok(s)
         }
-        kind => Err(invalid(format!("tojson: keys must be str, int, float, bool or None, not {kind}"))),
+        kind => Err(invalid(format!(
+            "tojson: keys must be str, int, float, bool or None, not {kind}"
+        ))),
     }
 }
 
@@ -173,7 +197,9 @@ pub(crate) fn python_float_repr(x: f64) -> String {
     }
     // Rust's `{:e}` gives the shortest round-trip digits, as Python's repr does: "1.2345e-5".
     let sci = format!("{:e}", x.abs());
-    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always writes an exponent");
+    let (mantissa, exp) = sci
+        .split_once('e')
+        .expect("`{:e}` always writes an exponent");
     let exp: i32 = exp.parse().expect("`{:e}` writes an integer exponent");
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let sign = if x < 0.0 { "-" } else { "" };
@@ -184,11 +210,19 @@ pub(crate) fn python_float_repr(x: f64) -> String {
         } else if point as usize >= digits.len() {
             format!("{}{}.0", digits, "0".repeat(point as usize - digits.len()))
         } else {
-            format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+            format!(
+                "{}.{}",
+                &digits[..point as usize],
+                &digits[point as usize..]
+            )
         };
         format!("{sign}{body}")
     } else {
-        let mantissa = if digits.len() == 1 { digits } else { format!("{}.{}", &digits[..1], &digits[1..]) };
+        let mantissa = if digits.len() == 1 {
+            digits
+        } else {
+            format!("{}.{}", &digits[..1], &digits[1..])
+        };
         let esign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{mantissa}e{esign}{:02}", exp.abs())
     }
@@ -245,7 +279,11 @@ mod tests {
     }
 
     fn opts(indent: Option<&str>) -> DumpOptions {
-        let (item, key) = if indent.is_some() { (",", ": ") } else { (", ", ": ") };
+        let (item, key) = if indent.is_some() {
+            (",", ": ")
+        } else {
+            (", ", ": ")
+        };
         DumpOptions {
             indent: indent.map(str::to_string),
             item_separator: item.into(),
@@ -272,6 +310,9 @@ mod tests {
         );
         let mut ascii = opts(None);
         ascii.ensure_ascii = true;
-        assert_eq!(dumps(&Value::from("é🙂"), &ascii).unwrap(), "\"\\u00e9\\ud83d\\ude42\"");
+        assert_eq!(
+            dumps(&Value::from("é🙂"), &ascii).unwrap(),
+            "\"\\u00e9\\ud83d\\ude42\""
+        );
     }
 }

@@ -39,7 +39,10 @@ impl ModelSource {
     /// assert!(ModelSource::parse("./no/such/dir").is_err());
     /// ```
     pub fn parse(spec: &str) -> Result<Self> {
-        let bad = |reason: String| Error::BadModelSource { spec: spec.to_string(), reason };
+        let bad = |reason: String| Error::BadModelSource {
+            spec: spec.to_string(),
+            reason,
+        };
         if spec.trim().is_empty() {
             return Err(bad("empty model name".into()));
         }
@@ -48,7 +51,9 @@ impl ModelSource {
             return Ok(Self::Local(path.to_path_buf()));
         }
         if path.exists() {
-            return Err(bad("is a file; expected a model directory (holding config.json) or a Hub id".into()));
+            return Err(bad(
+                "is a file; expected a model directory (holding config.json) or a Hub id".into(),
+            ));
         }
         let (repo, revision) = match spec.split_once('@') {
             Some((repo, revision)) => (repo, Some(revision)),
@@ -69,7 +74,10 @@ impl ModelSource {
             }
             Some(r) => r.to_string(),
         };
-        Ok(Self::Hub { repo: repo.to_string(), revision })
+        Ok(Self::Hub {
+            repo: repo.to_string(),
+            revision,
+        })
     }
 }
 
@@ -98,13 +106,18 @@ fn validate_repo_id(repo: &str) -> Result<(), String> {
         if part.is_empty() {
             return Err(format!("`{repo}` is not a Hub id: empty owner or name"));
         }
-        if let Some(c) = part.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+        if let Some(c) = part
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
             return Err(format!(
                 "no such directory, and `{repo}` is not a Hub id (character {c:?} is not allowed)"
             ));
         }
         if part.contains("..") || part.starts_with(['-', '.']) || part.ends_with(['-', '.']) {
-            return Err(format!("`{repo}` is not a Hub id: `{part}` starts or ends with `-`/`.` or contains `..`"));
+            return Err(format!(
+                "`{repo}` is not a Hub id: `{part}` starts or ends with `-`/`.` or contains `..`"
+            ));
         }
     }
     Ok(())
@@ -115,12 +128,18 @@ mod tests {
     use super::*;
 
     fn hub(repo: &str, revision: &str) -> ModelSource {
-        ModelSource::Hub { repo: repo.into(), revision: revision.into() }
+        ModelSource::Hub {
+            repo: repo.into(),
+            revision: revision.into(),
+        }
     }
 
     #[test]
     fn hub_ids_with_and_without_revision() {
-        assert_eq!(ModelSource::parse("Qwen/Qwen3-0.6B").unwrap(), hub("Qwen/Qwen3-0.6B", "main"));
+        assert_eq!(
+            ModelSource::parse("Qwen/Qwen3-0.6B").unwrap(),
+            hub("Qwen/Qwen3-0.6B", "main")
+        );
         assert_eq!(ModelSource::parse("gpt2").unwrap(), hub("gpt2", "main"));
         assert_eq!(
             ModelSource::parse("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B@ad9f0ae0864d7fbcd1cd905e3c6c5b069cc8b562")
@@ -128,7 +147,10 @@ mod tests {
             hub("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "ad9f0ae0864d7fbcd1cd905e3c6c5b069cc8b562")
         );
         // Pull-request refs contain slashes.
-        assert_eq!(ModelSource::parse("owner/name@refs/pr/3").unwrap(), hub("owner/name", "refs/pr/3"));
+        assert_eq!(
+            ModelSource::parse("owner/name@refs/pr/3").unwrap(),
+            hub("owner/name", "refs/pr/3")
+        );
         assert_eq!(hub("owner/name", "v1").to_string(), "owner/name@v1");
     }
 
@@ -138,20 +160,37 @@ mod tests {
         let dir = tmp.path().join("owner").join("name");
         std::fs::create_dir_all(&dir).unwrap();
         let spec = dir.to_str().unwrap();
-        assert_eq!(ModelSource::parse(spec).unwrap(), ModelSource::Local(dir.clone()));
+        assert_eq!(
+            ModelSource::parse(spec).unwrap(),
+            ModelSource::Local(dir.clone())
+        );
     }
 
     #[test]
     fn missing_paths_and_bad_ids_are_errors_naming_them() {
-        for spec in ["./models/qwen", "/no/such/model", "models/qwen/3", "~/m", "models/"] {
+        for spec in [
+            "./models/qwen",
+            "/no/such/model",
+            "models/qwen/3",
+            "~/m",
+            "models/",
+        ] {
             let err = ModelSource::parse(spec).unwrap_err().to_string();
-            assert!(err.contains(spec) && err.contains("no such directory"), "{spec}: {err}");
+            assert!(
+                err.contains(spec) && err.contains("no such directory"),
+                "{spec}: {err}"
+            );
         }
         for spec in ["", "owner/", "owner name/x", "a/b@", "-x/y"] {
-            assert!(ModelSource::parse(spec).is_err(), "{spec:?} should be rejected");
+            assert!(
+                ModelSource::parse(spec).is_err(),
+                "{spec:?} should be rejected"
+            );
         }
         let tmp = tempfile::NamedTempFile::new().unwrap();
-        let err = ModelSource::parse(tmp.path().to_str().unwrap()).unwrap_err().to_string();
+        let err = ModelSource::parse(tmp.path().to_str().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is a file"), "{err}");
     }
 }

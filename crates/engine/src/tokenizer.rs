@@ -33,7 +33,10 @@ pub struct Tokenizer {
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokenizer").field("path", &self.path).field("sha256", &self.sha256).finish_non_exhaustive()
+        f.debug_struct("Tokenizer")
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
     }
 }
 
@@ -52,12 +55,19 @@ impl Tokenizer {
     /// ```
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| Error::Tokenizer {
             path: path.to_path_buf(),
             reason: format!("cannot load: {e}"),
         })?;
-        Ok(Self { inner, path: path.to_path_buf(), sha256: sha256_hex(&bytes) })
+        Ok(Self {
+            inner,
+            path: path.to_path_buf(),
+            sha256: sha256_hex(&bytes),
+        })
     }
 
     /// Token ids of `text`.
@@ -108,7 +118,10 @@ impl Tokenizer {
     }
 
     fn error(&self, reason: String) -> Error {
-        Error::Tokenizer { path: self.path.clone(), reason }
+        Error::Tokenizer {
+            path: self.path.clone(),
+            reason,
+        }
     }
 }
 
@@ -117,8 +130,11 @@ mod tests {
     use super::*;
 
     fn fixture() -> Tokenizer {
-        Tokenizer::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/chat_templates/tokenizer.json"))
-            .unwrap()
+        Tokenizer::from_file(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/chat_templates/tokenizer.json"
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -135,8 +151,13 @@ mod tests {
     #[test]
     fn decode_can_drop_special_tokens() {
         let tok = fixture();
-        let ids = tok.encode("<|im_start|>user\nhi<|im_end|>", SpecialTokens::Skip).unwrap();
-        assert_eq!(tok.decode(&ids, DecodeSpecialTokens::Skip).unwrap(), "user\nhi");
+        let ids = tok
+            .encode("<|im_start|>user\nhi<|im_end|>", SpecialTokens::Skip)
+            .unwrap();
+        assert_eq!(
+            tok.decode(&ids, DecodeSpecialTokens::Skip).unwrap(),
+            "user\nhi"
+        );
         assert!(tok.vocab_size() >= 400);
     }
 
@@ -146,8 +167,13 @@ mod tests {
         let path = dir.path().join("tokenizer.json");
         std::fs::write(&path, "{}").unwrap();
         let err = Tokenizer::from_file(&path).unwrap_err().to_string();
-        assert!(err.contains(&path.display().to_string()) && err.contains("cannot load"), "{err}");
-        let err = Tokenizer::from_file(dir.path().join("absent.json")).unwrap_err().to_string();
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains("cannot load"),
+            "{err}"
+        );
+        let err = Tokenizer::from_file(dir.path().join("absent.json"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("absent.json"), "{err}");
     }
 }

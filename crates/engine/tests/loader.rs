@@ -17,16 +17,27 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn tiny_tokenizer() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/chat_templates/tokenizer.json"))
-        .unwrap()
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/chat_templates/tokenizer.json"
+    ))
+    .unwrap()
 }
 
 /// A complete single-file model directory.
 fn model_dir(dir: &Path) {
-    write(dir, "config.json", r#"{"architectures": ["Qwen2ForCausalLM"], "eos_token_id": 2, "bos_token_id": 1}"#);
+    write(
+        dir,
+        "config.json",
+        r#"{"architectures": ["Qwen2ForCausalLM"], "eos_token_id": 2, "bos_token_id": 1}"#,
+    );
     write(dir, "model.safetensors", "weights");
     write(dir, "tokenizer.json", &tiny_tokenizer());
-    write(dir, "tokenizer_config.json", r#"{"eos_token": "<|im_end|>", "chat_template": "{{ messages[0].content }}"}"#);
+    write(
+        dir,
+        "tokenizer_config.json",
+        r#"{"eos_token": "<|im_end|>", "chat_template": "{{ messages[0].content }}"}"#,
+    );
 }
 
 fn local(dir: &Path) -> ModelSource {
@@ -52,8 +63,18 @@ fn local_directory() {
     assert_eq!(files.weights, [tmp.path().join("model.safetensors")]);
     assert_eq!(files.weights_index, None);
     assert_eq!(files.tokenizer, tmp.path().join("tokenizer.json"));
-    assert_eq!(files.tokenizer_config, Some(tmp.path().join("tokenizer_config.json")));
-    assert_eq!((files.generation_config.as_ref(), files.chat_template_file.as_ref(), files.commit.as_ref()), (None, None, None));
+    assert_eq!(
+        files.tokenizer_config,
+        Some(tmp.path().join("tokenizer_config.json"))
+    );
+    assert_eq!(
+        (
+            files.generation_config.as_ref(),
+            files.chat_template_file.as_ref(),
+            files.commit.as_ref()
+        ),
+        (None, None, None)
+    );
 
     // The lead's four lines work on it.
     let tok = Tokenizer::from_file(&files.tokenizer).unwrap();
@@ -64,8 +85,14 @@ fn local_directory() {
     let digests = files.weight_sha256().unwrap();
     assert_eq!(digests.len(), 1);
     // sha256("weights")
-    assert_eq!(digests[0].sha256, "9a129038d9a00aed0cf6a7ea059ca50a813449061ab87848cf1a13eafdf33b2c");
-    assert_eq!((digests[0].file.as_str(), digests[0].bytes), ("model.safetensors", 7));
+    assert_eq!(
+        digests[0].sha256,
+        "9a129038d9a00aed0cf6a7ea059ca50a813449061ab87848cf1a13eafdf33b2c"
+    );
+    assert_eq!(
+        (digests[0].file.as_str(), digests[0].bytes),
+        ("model.safetensors", 7)
+    );
 }
 
 #[test]
@@ -82,7 +109,9 @@ fn sharded_weights_in_index_order() {
                            "model.norm.weight": "model-00002-of-00002.safetensors"}}"#,
     );
     write(tmp.path(), "model-00001-of-00002.safetensors", "one");
-    let err = ModelFiles::resolve(&local(tmp.path())).unwrap_err().to_string();
+    let err = ModelFiles::resolve(&local(tmp.path()))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.starts_with("model file `model-00002-of-00002.safetensors` not found in")
             && err.contains("model.safetensors.index.json lists it"),
@@ -92,11 +121,28 @@ fn sharded_weights_in_index_order() {
     let files = ModelFiles::resolve(&local(tmp.path())).unwrap();
     assert_eq!(
         files.weights,
-        [tmp.path().join("model-00001-of-00002.safetensors"), tmp.path().join("model-00002-of-00002.safetensors")]
+        [
+            tmp.path().join("model-00001-of-00002.safetensors"),
+            tmp.path().join("model-00002-of-00002.safetensors")
+        ]
     );
-    assert_eq!(files.weights_index, Some(tmp.path().join("model.safetensors.index.json")));
-    let names: Vec<String> = files.weight_sha256().unwrap().into_iter().map(|d| d.file).collect();
-    assert_eq!(names, ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]);
+    assert_eq!(
+        files.weights_index,
+        Some(tmp.path().join("model.safetensors.index.json"))
+    );
+    let names: Vec<String> = files
+        .weight_sha256()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.file)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors"
+        ]
+    );
 }
 
 #[test]
@@ -107,7 +153,9 @@ fn missing_files_are_named_with_a_hint() {
 
     std::fs::remove_file(tmp.path().join("tokenizer.json")).unwrap();
     write(tmp.path(), "tokenizer.model", "sentencepiece");
-    let err = ModelFiles::resolve(&local(tmp.path())).unwrap_err().to_string();
+    let err = ModelFiles::resolve(&local(tmp.path()))
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         err,
         format!(
@@ -118,7 +166,9 @@ fn missing_files_are_named_with_a_hint() {
 
     std::fs::remove_file(tmp.path().join("model.safetensors")).unwrap();
     write(tmp.path(), "pytorch_model.bin", "pickle");
-    let err = ModelFiles::resolve(&local(tmp.path())).unwrap_err().to_string();
+    let err = ModelFiles::resolve(&local(tmp.path()))
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         err,
         format!(
@@ -128,7 +178,9 @@ fn missing_files_are_named_with_a_hint() {
     );
 
     std::fs::remove_file(tmp.path().join("config.json")).unwrap();
-    let err = ModelFiles::resolve(&local(tmp.path())).unwrap_err().to_string();
+    let err = ModelFiles::resolve(&local(tmp.path()))
+        .unwrap_err()
+        .to_string();
     assert_eq!(err, format!("model file `config.json` not found in {dir}"));
 }
 
@@ -138,7 +190,11 @@ fn fake_hub_cache(cache: &Path, repo: &str, with_tokenizer: bool) -> PathBuf {
     let repo_dir = cache.join(format!("models--{}", repo.replace('/', "--")));
     let staged = tempfile::tempdir().unwrap();
     model_dir(staged.path());
-    write(staged.path(), "generation_config.json", r#"{"eos_token_id": [7, 8], "temperature": 0.6}"#);
+    write(
+        staged.path(),
+        "generation_config.json",
+        r#"{"eos_token_id": [7, 8], "temperature": 0.6}"#,
+    );
     let snapshot = repo_dir.join("snapshots").join(COMMIT);
     std::fs::create_dir_all(&snapshot).unwrap();
     for entry in std::fs::read_dir(staged.path()).unwrap() {
@@ -147,7 +203,11 @@ fn fake_hub_cache(cache: &Path, repo: &str, with_tokenizer: bool) -> PathBuf {
         if name == "tokenizer.json" && !with_tokenizer {
             continue;
         }
-        let blob = write(&repo_dir.join("blobs"), &format!("blob-{name}"), &std::fs::read_to_string(entry.path()).unwrap());
+        let blob = write(
+            &repo_dir.join("blobs"),
+            &format!("blob-{name}"),
+            &std::fs::read_to_string(entry.path()).unwrap(),
+        );
         #[cfg(unix)]
         std::os::unix::fs::symlink(&blob, snapshot.join(&name)).unwrap();
         #[cfg(not(unix))]
@@ -163,18 +223,38 @@ fn hub_id_resolves_offline_from_the_cache() {
     let snapshot = fake_hub_cache(cache.path(), "owner/name", true);
     let opts = offline(cache.path());
 
-    let files = ModelFiles::resolve_with(&ModelSource::parse("owner/name").unwrap(), &opts).unwrap();
+    let files =
+        ModelFiles::resolve_with(&ModelSource::parse("owner/name").unwrap(), &opts).unwrap();
     assert_eq!(files.commit.as_deref(), Some(COMMIT));
     assert_eq!(files.config, snapshot.join("config.json"));
     assert_eq!(files.weights, [snapshot.join("model.safetensors")]);
-    assert_eq!(files.generation_config, Some(snapshot.join("generation_config.json")));
-    assert_eq!(GenerationConfig::load(&files).unwrap().eos_token_ids, [7, 8]);
-    // Hashing follows the symlink to the blob.
-    assert_eq!(files.weight_sha256().unwrap()[0], sha256_file(&cache.path().join("models--owner--name/blobs/blob-model.safetensors")).map(|mut d| { d.file = "model.safetensors".into(); d }).unwrap());
+    assert_eq!(
+        files.generation_config,
+        Some(snapshot.join("generation_config.json"))
+    );
+    assert_eq!(
+        GenerationConfig::load(&files).unwrap().eos_token_ids,
+        [7, 8]
+    );
+    // Hashing follows the symlink to the blob; the digest keeps the repository's file name.
+    let digest = &files.weight_sha256().unwrap()[0];
+    let blob = sha256_file(
+        &cache
+            .path()
+            .join("models--owner--name/blobs/blob-model.safetensors"),
+    )
+    .unwrap();
+    assert_eq!(
+        (digest.file.as_str(), &digest.sha256, digest.bytes),
+        ("model.safetensors", &blob.sha256, 7)
+    );
 
     // A commit hash needs no ref.
     let by_commit = ModelSource::parse(&format!("owner/name@{COMMIT}")).unwrap();
-    assert_eq!(ModelFiles::resolve_with(&by_commit, &opts).unwrap().config, snapshot.join("config.json"));
+    assert_eq!(
+        ModelFiles::resolve_with(&by_commit, &opts).unwrap().config,
+        snapshot.join("config.json")
+    );
 }
 
 #[test]
@@ -183,11 +263,19 @@ fn offline_hub_errors_name_file_repo_and_fix() {
     fake_hub_cache(cache.path(), "owner/name", false);
     let opts = offline(cache.path());
 
-    let err = ModelFiles::resolve_with(&ModelSource::parse("owner/name").unwrap(), &opts).unwrap_err().to_string();
+    let err = ModelFiles::resolve_with(&ModelSource::parse("owner/name").unwrap(), &opts)
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("model file `tokenizer.json` not found in Hub repository owner/name@main (cached snapshot"), "{err}");
-    assert!(err.contains("HF_HUB_OFFLINE is set") && err.contains("huggingface-cli download owner/name"), "{err}");
+    assert!(
+        err.contains("HF_HUB_OFFLINE is set")
+            && err.contains("huggingface-cli download owner/name"),
+        "{err}"
+    );
 
-    let err = ModelFiles::resolve_with(&ModelSource::parse("owner/other@v2").unwrap(), &opts).unwrap_err().to_string();
+    let err = ModelFiles::resolve_with(&ModelSource::parse("owner/other@v2").unwrap(), &opts)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.starts_with("model file `config.json` not found in Hub repository owner/other@v2 (nothing cached under")
             && err.contains("models--owner--other")
@@ -205,8 +293,12 @@ fn online_resolution_reports_hub_errors_with_the_repo() {
         endpoint: Some("http://127.0.0.1:9".into()),
         ..offline(cache.path())
     };
-    let err = ModelFiles::resolve_with(&ModelSource::parse("owner/name@dev").unwrap(), &opts).unwrap_err();
+    let err = ModelFiles::resolve_with(&ModelSource::parse("owner/name@dev").unwrap(), &opts)
+        .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, reprolm_engine::Error::Hub { .. }), "{msg}");
-    assert!(msg.starts_with("hub owner/name@dev:") && msg.contains("HF_HUB_OFFLINE=1"), "{msg}");
+    assert!(
+        msg.starts_with("hub owner/name@dev:") && msg.contains("HF_HUB_OFFLINE=1"),
+        "{msg}"
+    );
 }
