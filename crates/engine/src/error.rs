@@ -41,6 +41,14 @@ pub enum Error {
         /// The architectures this engine implements.
         supported: Vec<&'static str>,
     },
+    /// A model was named by something that is neither an existing directory nor a Hub repository id.
+    #[error("model `{spec}`: {reason}")]
+    BadModelSource {
+        /// What the user wrote.
+        spec: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// A file the model needs is absent (locally, or from the Hub cache when offline).
     #[error("model file `{file}` not found in {location}{hint}")]
     MissingFile {
