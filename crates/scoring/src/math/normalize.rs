@@ -51,6 +51,10 @@ pub(crate) fn strip_boxed(s: &str) -> String {
     for cmd in ["\\boxed", "\\fbox"] {
         if let Some(rest) = t.strip_prefix(cmd) {
             let rest = rest.trim_start();
+            if !rest.starts_with('{') && rest.len() < t.len() - cmd.len() && !rest.contains(char::is_whitespace) {
+                // `\boxed 5`.
+                return rest.to_owned();
+            }
             if rest.starts_with('{') {
                 if let Some(end) = matching_brace(rest.as_bytes(), 0) {
                     if end == rest.len() - 1 {
@@ -78,7 +82,9 @@ pub(crate) fn strip_sizing(s: &str) -> String {
 pub(crate) fn strip_spacing(s: &str) -> String {
     static RE: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"\\[!,;: ]|\\q?quad\b|~").expect("valid regex"));
-    RE.replace_all(s, " ").into_owned()
+    // `\\` (a matrix row break) must survive: hide it while the spacing commands go.
+    let hidden = s.replace("\\\\", "\u{1}");
+    RE.replace_all(&hidden, " ").replace('\u{1}', "\\\\")
 }
 
 /// `30^\circ`, `30^{\circ}`, `30°`, `30\degree` -> `30`.
@@ -152,7 +158,8 @@ pub(crate) fn unwrap_text(s: &str) -> String {
 /// `10,\!080`, `58,500`, `11,111,111,100` -> digits only. A comma followed by three digits is taken as a
 /// separator only with `\!` or when the whole answer is one grouped number, so `2,12` stays a list.
 pub(crate) fn strip_thousands_separators(s: &str) -> String {
-    static THIN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(\d)\s*,\s*\\!\s*(\d{3})").expect("valid regex"));
+    static THIN: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(\d)(?:\s*,\s*\\!|\{,\})\s*(\d{3})").expect("valid regex"));
     static WHOLE: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"^[-+]?\d{1,3}(,\d{3})+(\.\d+)?$").expect("valid regex"));
     let mut out = s.to_owned();
@@ -221,6 +228,7 @@ mod tests {
         assert_eq!(strip_boxed("\\boxed{\\{1,2\\}}"), "\\{1,2\\}");
         assert_eq!(strip_boxed("\\boxed{1} and \\boxed{2}"), "\\boxed{1} and \\boxed{2}");
         assert_eq!(normalize("$\\boxed{7}$."), "7");
+        assert_eq!(strip_boxed("\\boxed 5"), "5");
     }
 
     #[test]
@@ -228,6 +236,7 @@ mod tests {
         assert_eq!(strip_sizing("\\left( 3, \\frac{\\pi}{2} \\right)"), "( 3, \\frac{\\pi}{2} )");
         assert_eq!(strip_sizing("\\leftarrow"), "\\leftarrow");
         assert_eq!(strip_spacing("a\\,b\\!c\\quad d~e").split_whitespace().count(), 5);
+        assert_eq!(strip_spacing("1 \\\\ 2"), "1 \\\\ 2");
     }
 
     #[test]
@@ -262,6 +271,7 @@ mod tests {
         assert_eq!(strip_thousands_separators("10,\\!080"), "10080");
         assert_eq!(strip_thousands_separators("11,\\! 111,\\! 111,\\! 100"), "11111111100");
         assert_eq!(strip_thousands_separators("58,500"), "58500");
+        assert_eq!(strip_thousands_separators("28{,}800"), "28800");
         assert_eq!(strip_thousands_separators("2,12"), "2,12");
         assert_eq!(strip_thousands_separators("1, 234"), "1, 234");
     }
