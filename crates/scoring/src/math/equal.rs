@@ -118,12 +118,12 @@ pub fn math_equal(gold: &str, pred: &str) -> Equivalence {
         (Ok(a), Ok(b)) => {
             let mut v = compare(&a, &b);
             if v.detail.is_empty() {
-                v.detail = format!("`{g}` vs `{p}`");
+                v.detail = format!("`{}` vs `{}`", clip(&g), clip(&p));
             }
             v
         }
-        (Err(e), _) => Equivalence::new(false, Rule::Unparsable, format!("gold `{g}`: {e}")),
-        (_, Err(e)) => Equivalence::new(false, Rule::Unparsable, format!("prediction `{p}`: {e}")),
+        (Err(e), _) => Equivalence::new(false, Rule::Unparsable, format!("gold `{}`: {e}", clip(&g))),
+        (_, Err(e)) => Equivalence::new(false, Rule::Unparsable, format!("prediction `{}`: {e}", clip(&p))),
     }
 }
 
@@ -139,7 +139,15 @@ pub(crate) fn string_match(g: &str, p: &str, parsed: Option<&Answer>) -> Option<
             return Some(Equivalence::new(false, Rule::NotFinite, why));
         }
     }
-    Some(Equivalence::new(true, Rule::StringMatch, format!("`{g}`")))
+    Some(Equivalence::new(true, Rule::StringMatch, format!("`{}`", clip(g))))
+}
+
+/// At most 60 characters of an answer, for details that end up in run records.
+fn clip(s: &str) -> String {
+    if s.chars().count() <= 60 {
+        return s.to_owned();
+    }
+    s.chars().take(57).chain("...".chars()).collect()
 }
 
 fn braces_balanced(s: &str) -> bool {

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 /// Deepest nesting the parser follows; deeper input is rejected rather than risking the stack.
-pub(crate) const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 200;
 
 /// A complex number; the only value type the evaluator knows.
 #[derive(Debug, Clone, Copy, PartialEq)]
