@@ -65,6 +65,9 @@ pub(crate) fn parse_answer(s: &str, depth: usize) -> Result<Answer, String> {
     if items.len() > 1 {
         return Ok(Answer::Unordered(expand_items(parse_items(&items, depth)?)));
     }
+    if let Some(interval) = parse_inequality(s) {
+        return interval;
+    }
     let sides = split_top_level(s, "=");
     if sides.len() == 2 {
         let lhs = parse_expr(sides[0]);
@@ -98,6 +101,90 @@ pub(crate) fn parse_answer(s: &str, depth: usize) -> Result<Answer, String> {
         return Ok(Answer::Text(words));
     }
     parse_expr(s).map(Answer::Expr)
+}
+
+/// `x \le 0` -> `(-\infty, 0]`, `3 < x \le 4` -> `(3, 4]`: an inequality in one variable is the interval
+/// of its solutions. `None` when `s` has no comparison at the top level.
+pub(crate) fn parse_inequality(s: &str) -> Option<Result<Answer, String>> {
+    let (parts, ops) = split_comparisons(s);
+    if ops.is_empty() {
+        return None;
+    }
+    let inf = || Expr::Inf;
+    let neg_inf = || Expr::Neg(Box::new(Expr::Inf));
+    let is_var = |t: &str| parse_expr(t).ok().and_then(|e| e.as_var().map(str::to_owned)).is_some();
+    let bound = |t: &str| parse_expr(t);
+    let interval = |lo: Expr, lo_closed: bool, hi: Expr, hi_closed: bool| Answer::Ordered {
+        open: if lo_closed { b'[' } else { b'(' },
+        close: if hi_closed { b']' } else { b')' },
+        items: vec![Answer::Expr(lo), Answer::Expr(hi)],
+    };
+    Some((|| match (parts.as_slice(), ops.as_slice()) {
+        ([a, b], [op]) if is_var(a) => Ok(match op {
+            Cmp::Less(closed) => interval(neg_inf(), false, bound(b)?, *closed),
+            Cmp::Greater(closed) => interval(bound(b)?, *closed, inf(), false),
+        }),
+        ([a, b], [op]) if is_var(b) => Ok(match op {
+            Cmp::Less(closed) => interval(bound(a)?, *closed, inf(), false),
+            Cmp::Greater(closed) => interval(neg_inf(), false, bound(a)?, *closed),
+        }),
+        ([a, x, b], [Cmp::Less(c1), Cmp::Less(c2)]) if is_var(x) => Ok(interval(bound(a)?, *c1, bound(b)?, *c2)),
+        ([a, x, b], [Cmp::Greater(c1), Cmp::Greater(c2)]) if is_var(x) => {
+            Ok(interval(bound(b)?, *c2, bound(a)?, *c1))
+        }
+        _ => Err("inequality is not `x < a`, `a < x` or `a < x < b`".to_owned()),
+    })())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cmp {
+    /// `<` (false) or `\le` (true).
+    Less(bool),
+    /// `>` (false) or `\ge` (true).
+    Greater(bool),
+}
+
+/// Splits at top-level `<`, `>`, `\le`, `\leq`, `\ge`, `\geq`, `\lt`, `\gt`, `≤`, `≥`.
+fn split_comparisons(s: &str) -> (Vec<&str>, Vec<Cmp>) {
+    const OPS: &[(&str, Cmp)] = &[
+        ("\\leqslant", Cmp::Less(true)),
+        ("\\geqslant", Cmp::Greater(true)),
+        ("\\leq", Cmp::Less(true)),
+        ("\\geq", Cmp::Greater(true)),
+        ("\\le", Cmp::Less(true)),
+        ("\\ge", Cmp::Greater(true)),
+        ("\\lt", Cmp::Less(false)),
+        ("\\gt", Cmp::Greater(false)),
+        ("≤", Cmp::Less(true)),
+        ("≥", Cmp::Greater(true)),
+        ("<", Cmp::Less(false)),
+        (">", Cmp::Greater(false)),
+    ];
+    let b = s.as_bytes();
+    let (mut parts, mut ops) = (Vec::new(), Vec::new());
+    let (mut depth, mut start, mut i) = (0i64, 0, 0);
+    'scan: while i < b.len() {
+        match b[i] {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 {
+            for (tok, cmp) in OPS {
+                let t = tok.as_bytes();
+                if b[i..].starts_with(t) && !(t[0] == b'\\' && b.get(i + t.len()).is_some_and(u8::is_ascii_alphabetic)) {
+                    parts.push(s[start..i].trim());
+                    ops.push(*cmp);
+                    i += t.len();
+                    start = i;
+                    continue 'scan;
+                }
+            }
+        }
+        i += 1;
+    }
+    parts.push(s[start..].trim());
+    (parts, ops)
 }
 
 fn parse_items(items: &[&str], depth: usize) -> Result<Vec<Answer>, String> {
@@ -313,6 +400,11 @@ mod tests {
         assert_eq!(shape("4210_{5}"), "based:4210_5");
         assert_eq!(shape("x_1"), "expr");
         assert_eq!(shape("(B)"), "choice:B");
+        assert_eq!(shape("x \\le 0"), "ordered:(2]");
+        assert_eq!(shape("3 < x \\leq 4"), "ordered:(2]");
+        assert_eq!(shape("5 \\ge x"), "ordered:(2]");
+        assert_eq!(shape("x > 2"), "ordered:(2)");
+        assert!(shape("x + y < 2").starts_with("error"));
         assert_eq!(shape("Evelyn"), "text:evelyn");
         assert_eq!(shape("ab"), "expr");
         assert_eq!(shape("50\\%"), "percent");

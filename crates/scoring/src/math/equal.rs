@@ -130,8 +130,7 @@ pub fn math_equal(gold: &str, pred: &str) -> Equivalence {
 /// Rule [`Rule::StringMatch`]: identical after normalisation and with spaces removed, unless the answer is
 /// undefined (`\frac{1}{0}` is not an answer even when both sides write it) or has unbalanced braces.
 pub(crate) fn string_match(g: &str, p: &str, parsed: Option<&Answer>) -> Option<Equivalence> {
-    let squash = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
-    if squash(g) != squash(p) || !braces_balanced(g) {
+    if squash_spaces(g) != squash_spaces(p) || !braces_balanced(g) {
         return None;
     }
     if let Some(a) = parsed {
@@ -148,6 +147,25 @@ fn clip(s: &str) -> String {
         return s.to_owned();
     }
     s.chars().take(57).chain("...".chars()).collect()
+}
+
+/// Removes whitespace except between two digits: `x + 1` is `x+1`, but `2 3` (a product) is not `23`.
+fn squash_spaces(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.char_indices() {
+        if c.is_whitespace() {
+            let prev_digit = out.as_bytes().last().is_some_and(u8::is_ascii_digit);
+            let next_digit = b[i + c.len_utf8()..].iter().find(|x| !x.is_ascii_whitespace()).is_some_and(u8::is_ascii_digit);
+            if !(prev_digit && next_digit) || out.ends_with(' ') {
+                continue;
+            }
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn braces_balanced(s: &str) -> bool {
@@ -494,6 +512,8 @@ mod tests {
     fn string_match_rule() {
         assert!(string_match("1+x", "1 + x", None).unwrap().equal);
         assert!(string_match("1+x", "x+1", None).is_none());
+        assert!(string_match("2 3", "23", None).is_none());
+        assert!(string_match("2  3", "2 3", None).unwrap().equal);
         let undefined = a("\\frac{1}{0}");
         assert!(!string_match("\\frac{1}{0}", "\\frac{1}{0}", Some(&undefined)).unwrap().equal);
         assert!(string_match("{", "{", None).is_none());

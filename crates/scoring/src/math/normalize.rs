@@ -22,6 +22,8 @@ pub(crate) fn normalize(s: &str) -> String {
         s = next;
     }
     let s = strip_thousands_separators(&s);
+    let s = repeating_decimals(&s);
+    let s = percent_word(&s);
     let s = strip_sizing(&s);
     let s = strip_spacing(&s);
     let s = strip_degrees(&s);
@@ -159,7 +161,7 @@ pub(crate) fn unwrap_text(s: &str) -> String {
 /// separator only with `\!` or when the whole answer is one grouped number, so `2,12` stays a list.
 pub(crate) fn strip_thousands_separators(s: &str) -> String {
     static THIN: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"(\d)(?:\s*,\s*\\!|\{,\})\s*(\d{3})").expect("valid regex"));
+        LazyLock::new(|| Regex::new(r"(\d)(?:\s*,\s*\\!|\{,\}|\\,)\s*(\d{3})").expect("valid regex"));
     static WHOLE: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"^[-+]?\d{1,3}(,\d{3})+(\.\d+)?$").expect("valid regex"));
     let mut out = s.to_owned();
@@ -175,6 +177,33 @@ pub(crate) fn strip_thousands_separators(s: &str) -> String {
         out = out.replace(',', "");
     }
     out
+}
+
+/// `0.1\overline{6}` -> `\frac{1}{6}`: a repeating decimal is an exact rational, written as one.
+pub(crate) fn repeating_decimals(s: &str) -> String {
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(\d*)\.(\d*)\\overline\s*\{\s*(\d+)\s*\}").expect("valid regex")
+    });
+    RE.replace_all(s, |c: &regex::Captures<'_>| {
+        let (int, fixed, rep) = (&c[1], &c[2], &c[3]);
+        // Digits beyond what u128 holds exactly are left for the parser to reject.
+        if int.len() + fixed.len() + rep.len() > 30 {
+            return c[0].to_owned();
+        }
+        let num = |d: &str| if d.is_empty() { 0 } else { d.parse::<u128>().unwrap_or(0) };
+        let p = |n: usize| 10u128.pow(n as u32);
+        // x = int + (fixed rep - fixed) / (10^|fixed| (10^|rep| - 1))
+        let den = p(fixed.len()) * (p(rep.len()) - 1);
+        let frac = num(&format!("{fixed}{rep}")) - num(fixed);
+        format!("\\frac{{{}}}{{{den}}}", num(int) * den + frac)
+    })
+    .into_owned()
+}
+
+/// `10 percent` -> `10\%`.
+pub(crate) fn percent_word(s: &str) -> String {
+    static RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)(\d)\s*(?:percent|per cent)\b").expect("valid regex"));
+    RE.replace_all(s, "$1\\%").into_owned()
 }
 
 /// `x \in [-2,7]` -> `[-2,7]`: naming the variable does not change the answer.
@@ -274,6 +303,15 @@ mod tests {
         assert_eq!(strip_thousands_separators("28{,}800"), "28800");
         assert_eq!(strip_thousands_separators("2,12"), "2,12");
         assert_eq!(strip_thousands_separators("1, 234"), "1, 234");
+    }
+
+    #[test]
+    fn repeating_decimals_and_percent_words() {
+        assert_eq!(repeating_decimals("0.\\overline{3}"), "\\frac{3}{9}");
+        assert_eq!(repeating_decimals("2.1\\overline{6}"), "\\frac{195}{90}");
+        assert_eq!(repeating_decimals(".\\overline{12}"), "\\frac{12}{99}");
+        assert_eq!(percent_word("10 percent"), "10\\%");
+        assert_eq!(percent_word("percentile"), "percentile");
     }
 
     #[test]
