@@ -4,8 +4,8 @@
 //! prediction, and optionally a note. Blank lines and lines starting with `#` are comments.
 //!
 //! ```text
-//! Y	\frac{1}{2}	0.5	decimal
-//! N	(3,4]	(3,4)	bracket
+//! Y<TAB>\frac{1}{2}<TAB>0.5<TAB>decimal
+//! N<TAB>(3,4]<TAB>(3,4)<TAB>bracket
 //! ```
 
 use std::path::{Path, PathBuf};
