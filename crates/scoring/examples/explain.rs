@@ -11,5 +11,8 @@ fn main() {
         std::process::exit(2);
     };
     let v = reprolm_scoring::math_equal(gold, pred);
-    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_else(|e| e.to_string()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&v).unwrap_or_else(|e| e.to_string())
+    );
 }

@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 use reprolm_scoring::{math_equal, read_labelled_pairs};
 
 fn main() -> ExitCode {
-    let mut path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/math_equivalence.tsv").to_owned();
+    let mut path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/math_equivalence.tsv"
+    )
+    .to_owned();
     let mut json = false;
     let mut seconds = 2.0;
     let mut args = std::env::args().skip(1);
@@ -38,7 +42,11 @@ fn main() -> ExitCode {
         }
     };
     let verdicts: Vec<_> = pairs.iter().map(|p| math_equal(&p.gold, &p.pred)).collect();
-    let agree = pairs.iter().zip(&verdicts).filter(|(p, v)| p.equal == v.equal).count();
+    let agree = pairs
+        .iter()
+        .zip(&verdicts)
+        .filter(|(p, v)| p.equal == v.equal)
+        .count();
 
     // Whole passes over the corpus on this thread until the time is up; every pass does the same work.
     let budget = Duration::from_secs_f64(seconds);
@@ -69,10 +77,21 @@ fn main() -> ExitCode {
         println!("{out}");
     } else {
         println!("{} pairs from {path}", pairs.len());
-        println!("agreement with labels: {agree}/{} = {:.2}%", pairs.len(), 100.0 * agree as f64 / pairs.len() as f64);
+        println!(
+            "agreement with labels: {agree}/{} = {:.2}%",
+            pairs.len(),
+            100.0 * agree as f64 / pairs.len() as f64
+        );
         println!("math_equal, 1 thread: {rate:.0} checks/s ({checks} checks in {elapsed:.2} s)");
-        for (p, v) in pairs.iter().zip(&verdicts).filter(|(p, v)| p.equal != v.equal) {
-            println!("  line {}: label {} ours {} by {:?}: `{}` vs `{}`", p.line, p.equal, v.equal, v.rule, p.gold, p.pred);
+        for (p, v) in pairs
+            .iter()
+            .zip(&verdicts)
+            .filter(|(p, v)| p.equal != v.equal)
+        {
+            println!(
+                "  line {}: label {} ours {} by {:?}: `{}` vs `{}`",
+                p.line, p.equal, v.equal, v.rule, p.gold, p.pred
+            );
         }
     }
     ExitCode::SUCCESS

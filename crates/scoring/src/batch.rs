@@ -20,7 +20,10 @@ where
     G: AsRef<str> + Sync,
     R: AsRef<str> + Sync,
 {
-    pairs.par_iter().map(|(g, r)| grade_math(g.as_ref(), r.as_ref())).collect()
+    pairs
+        .par_iter()
+        .map(|(g, r)| grade_math(g.as_ref(), r.as_ref()))
+        .collect()
 }
 
 /// [`grade_choice`] for every `(gold letter, response)` pair, in input order.
@@ -34,7 +37,10 @@ pub fn grade_choice_batch<R>(pairs: &[(char, R)]) -> Vec<ChoiceGrade>
 where
     R: AsRef<str> + Sync,
 {
-    pairs.par_iter().map(|(g, r)| grade_choice(*g, r.as_ref())).collect()
+    pairs
+        .par_iter()
+        .map(|(g, r)| grade_choice(*g, r.as_ref()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -43,8 +49,14 @@ mod tests {
 
     #[test]
     fn order_is_input_order() {
-        let pairs: Vec<(String, String)> =
-            (0..500).map(|i| (i.to_string(), format!("\\boxed{{{}}}", if i % 3 == 0 { i } else { i + 1 }))).collect();
+        let pairs: Vec<(String, String)> = (0..500)
+            .map(|i| {
+                (
+                    i.to_string(),
+                    format!("\\boxed{{{}}}", if i % 3 == 0 { i } else { i + 1 }),
+                )
+            })
+            .collect();
         let grades = grade_math_batch(&pairs);
         for (i, g) in grades.iter().enumerate() {
             assert_eq!(g.correct, i % 3 == 0, "pair {i}");

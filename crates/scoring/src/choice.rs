@@ -57,11 +57,23 @@ pub struct ChoiceGrade {
 pub fn extract_choice(response: &str) -> Option<ExtractedChoice> {
     if let Some(i) = response.rfind("</think>") {
         if let Some((letter, source)) = choice_in(&response[i + "</think>".len()..]) {
-            return Some(ExtractedChoice { letter, source, after_think: true });
+            return Some(ExtractedChoice {
+                letter,
+                source,
+                after_think: true,
+            });
         }
-        return choice_in(&response[..i]).map(|(letter, source)| ExtractedChoice { letter, source, after_think: false });
+        return choice_in(&response[..i]).map(|(letter, source)| ExtractedChoice {
+            letter,
+            source,
+            after_think: false,
+        });
     }
-    choice_in(response).map(|(letter, source)| ExtractedChoice { letter, source, after_think: false })
+    choice_in(response).map(|(letter, source)| ExtractedChoice {
+        letter,
+        source,
+        after_think: false,
+    })
 }
 
 /// Grades a response against the gold letter (case-insensitive).
@@ -74,7 +86,11 @@ pub fn extract_choice(response: &str) -> Option<ExtractedChoice> {
 pub fn grade_choice(gold: char, response: &str) -> ChoiceGrade {
     let gold = gold.to_ascii_uppercase();
     let extracted = extract_choice(response);
-    ChoiceGrade { correct: extracted.is_some_and(|c| c.letter == gold), gold, extracted }
+    ChoiceGrade {
+        correct: extracted.is_some_and(|c| c.letter == gold),
+        gold,
+        extracted,
+    }
 }
 
 fn choice_in(text: &str) -> Option<(char, ChoiceSource)> {
@@ -87,7 +103,8 @@ fn choice_in(text: &str) -> Option<(char, ChoiceSource)> {
         )
         .expect("valid regex")
     });
-    static PARENS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\(([A-D])\)").expect("valid regex"));
+    static PARENS: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\(([A-D])\)").expect("valid regex"));
     static LETTER_PAREN: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"(?:^|[^A-Za-z0-9])([A-D])\)").expect("valid regex"));
 
@@ -96,9 +113,11 @@ fn choice_in(text: &str) -> Option<(char, ChoiceSource)> {
             return Some((letter(&c), ChoiceSource::Boxed));
         }
     }
-    for (re, source) in
-        [(&*PHRASE, ChoiceSource::AnswerPhrase), (&*PARENS, ChoiceSource::Parenthesized), (&*LETTER_PAREN, ChoiceSource::LetterParen)]
-    {
+    for (re, source) in [
+        (&*PHRASE, ChoiceSource::AnswerPhrase),
+        (&*PARENS, ChoiceSource::Parenthesized),
+        (&*LETTER_PAREN, ChoiceSource::LetterParen),
+    ] {
         if let Some(c) = re.captures_iter(text).last() {
             return Some((letter(&c), source));
         }
@@ -107,7 +126,9 @@ fn choice_in(text: &str) -> Option<(char, ChoiceSource)> {
 }
 
 fn letter(c: &regex::Captures<'_>) -> char {
-    c.get(1).and_then(|m| m.as_str().chars().next()).unwrap_or('?')
+    c.get(1)
+        .and_then(|m| m.as_str().chars().next())
+        .unwrap_or('?')
 }
 
 #[cfg(test)]
@@ -121,24 +142,48 @@ mod tests {
     #[test]
     fn boxed_letters() {
         assert_eq!(letter_of("\\boxed{C}"), Some(('C', ChoiceSource::Boxed)));
-        assert_eq!(letter_of("$\\boxed{\\text{(B)}}$"), Some(('B', ChoiceSource::Boxed)));
-        assert_eq!(letter_of("\\boxed{(D) 42 kJ}"), Some(('D', ChoiceSource::Boxed)));
-        assert_eq!(letter_of("\\boxed{\\textbf{A}}"), Some(('A', ChoiceSource::Boxed)));
+        assert_eq!(
+            letter_of("$\\boxed{\\text{(B)}}$"),
+            Some(('B', ChoiceSource::Boxed))
+        );
+        assert_eq!(
+            letter_of("\\boxed{(D) 42 kJ}"),
+            Some(('D', ChoiceSource::Boxed))
+        );
+        assert_eq!(
+            letter_of("\\boxed{\\textbf{A}}"),
+            Some(('A', ChoiceSource::Boxed))
+        );
     }
 
     #[test]
     fn answer_phrases() {
-        assert_eq!(letter_of("so the answer is (C)."), Some(('C', ChoiceSource::AnswerPhrase)));
-        assert_eq!(letter_of("Answer: B"), Some(('B', ChoiceSource::AnswerPhrase)));
-        assert_eq!(letter_of("The correct answer is **D**"), Some(('D', ChoiceSource::AnswerPhrase)));
+        assert_eq!(
+            letter_of("so the answer is (C)."),
+            Some(('C', ChoiceSource::AnswerPhrase))
+        );
+        assert_eq!(
+            letter_of("Answer: B"),
+            Some(('B', ChoiceSource::AnswerPhrase))
+        );
+        assert_eq!(
+            letter_of("The correct answer is **D**"),
+            Some(('D', ChoiceSource::AnswerPhrase))
+        );
         // "Answer: a" is the article, not choice A; "Acetone" is a word.
         assert_eq!(letter_of("answer is Acetone"), None);
     }
 
     #[test]
     fn fallbacks() {
-        assert_eq!(letter_of("I pick (B), not (A)... final: (D)"), Some(('D', ChoiceSource::Parenthesized)));
-        assert_eq!(letter_of("Options considered.\nC) is right"), Some(('C', ChoiceSource::LetterParen)));
+        assert_eq!(
+            letter_of("I pick (B), not (A)... final: (D)"),
+            Some(('D', ChoiceSource::Parenthesized))
+        );
+        assert_eq!(
+            letter_of("Options considered.\nC) is right"),
+            Some(('C', ChoiceSource::LetterParen))
+        );
         assert_eq!(letter_of("no letter here"), None);
         assert_eq!(letter_of("(E)"), None);
     }

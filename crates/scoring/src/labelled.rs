@@ -35,7 +35,10 @@ pub struct LabelledPair {
 /// ```
 pub fn read_labelled_pairs(path: impl AsRef<Path>) -> Result<Vec<LabelledPair>> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     parse_labelled_pairs(&text, path)
 }
 
@@ -57,12 +60,28 @@ fn parse_labelled_pairs(text: &str, path: &Path) -> Result<Vec<LabelledPair>> {
         let equal = match label {
             "Y" => true,
             "N" => false,
-            other => return Err(bad(line, "label", format!("expected Y or N, got `{other}`"))),
+            other => {
+                return Err(bad(
+                    line,
+                    "label",
+                    format!("expected Y or N, got `{other}`"),
+                ))
+            }
         };
-        let gold = fields.next().ok_or_else(|| bad(line, "gold", "missing".into()))?;
-        let pred = fields.next().ok_or_else(|| bad(line, "prediction", "missing".into()))?;
+        let gold = fields
+            .next()
+            .ok_or_else(|| bad(line, "gold", "missing".into()))?;
+        let pred = fields
+            .next()
+            .ok_or_else(|| bad(line, "prediction", "missing".into()))?;
         let note = fields.collect::<Vec<_>>().join(" ");
-        out.push(LabelledPair { line, gold: gold.to_owned(), pred: pred.to_owned(), equal, note });
+        out.push(LabelledPair {
+            line,
+            gold: gold.to_owned(),
+            pred: pred.to_owned(),
+            equal,
+            note,
+        });
     }
     Ok(out)
 }
@@ -76,8 +95,13 @@ mod tests {
         let p = Path::new("pairs.tsv");
         let ok = parse_labelled_pairs("# c\n\nY\t1\t1.0\tnote\nN\t(1,2]\t(1,2)\n", p).unwrap();
         assert_eq!(ok.len(), 2);
-        assert_eq!((ok[0].line, ok[0].equal, ok[0].note.as_str()), (3, true, "note"));
-        let err = parse_labelled_pairs("y\t1\t1\n", p).unwrap_err().to_string();
+        assert_eq!(
+            (ok[0].line, ok[0].equal, ok[0].note.as_str()),
+            (3, true, "note")
+        );
+        let err = parse_labelled_pairs("y\t1\t1\n", p)
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "pairs.tsv:1: field `label`: expected Y or N, got `y`");
         let err = parse_labelled_pairs("Y\t1\n", p).unwrap_err().to_string();
         assert!(err.contains("field `prediction`"), "{err}");

@@ -4,7 +4,10 @@ use std::collections::BTreeSet;
 
 use reprolm_scoring::{math_equal, read_labelled_pairs, Rule};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/math_equivalence.tsv");
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/math_equivalence.tsv"
+);
 
 #[test]
 fn agrees_with_hand_labels() {
@@ -22,11 +25,20 @@ fn agrees_with_hand_labels() {
         }
     }
     let agreement = 1.0 - wrong.len() as f64 / pairs.len() as f64;
-    println!("agreement {:.2}% on {} pairs", 100.0 * agreement, pairs.len());
+    println!(
+        "agreement {:.2}% on {} pairs",
+        100.0 * agreement,
+        pairs.len()
+    );
     for w in &wrong {
         println!("{w}");
     }
-    assert!(agreement >= 0.995, "agreement {:.2}% < 99.5%:\n{}", 100.0 * agreement, wrong.join("\n"));
+    assert!(
+        agreement >= 0.995,
+        "agreement {:.2}% < 99.5%:\n{}",
+        100.0 * agreement,
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -57,10 +69,18 @@ fn every_rule_decides_some_pair() {
         Rule::ChoiceLetter,
     ];
     for r in all {
-        assert!(equal_by.contains(&r), "no correctly labelled equal pair is decided by {r:?}");
+        assert!(
+            equal_by.contains(&r),
+            "no correctly labelled equal pair is decided by {r:?}"
+        );
     }
     // Rules that only ever say "not equal"; NoAnswer belongs to whole-response grading, not to math_equal.
-    for r in [Rule::ShapeMismatch, Rule::NotFinite, Rule::Unparsable, Rule::Rejected] {
+    for r in [
+        Rule::ShapeMismatch,
+        Rule::NotFinite,
+        Rule::Unparsable,
+        Rule::Rejected,
+    ] {
         assert!(any_by.contains(&r), "no pair is decided by {r:?}");
     }
 }

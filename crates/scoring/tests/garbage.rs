@@ -7,13 +7,90 @@ use reprolm_scoring::{extract_answer, extract_choice, grade_math, math_equal};
 
 /// Pieces that exercise every branch of extraction, normalisation and parsing when glued at random.
 const PIECES: &[&str] = &[
-    "\\frac", "\\dfrac", "{", "}", "{", "}", "(", ")", "[", "]", "^", "_", "1", "2", "0", "9", "x", "y", "e", "i",
-    "\\sqrt", "\\pm", "\\mp", ",", ",", "=", "\\\\", "&", "\\begin{pmatrix}", "\\end{pmatrix}", "\\cup", "\\{",
-    "\\}", "|", "!", "$", "$$", "\\boxed{", "\\boxed ", "\\fbox{", "</think>", "\\text{", "\\mbox{ cm}", "%", "\\%",
-    ".", "-", "+", "/", "*", "\\cdot", "\\left(", "\\right)", "\\left[", "\\right]", " ", "\\,", "\\!", "é", "°",
-    "\\pi", "\\infty", "\\sin", "\\log_", "\\circ", "^\\circ", "\\in", "\\$", "answer:", "final answer is",
-    "(A)", "B)", "\\textbf{", "\\", "\\\\!", "1,\\!000", "e-5", "\\times10^", "\\operatorname{", "\\mathrm{",
-    "\u{0}", "\n", "\t", "😀",
+    "\\frac",
+    "\\dfrac",
+    "{",
+    "}",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    "^",
+    "_",
+    "1",
+    "2",
+    "0",
+    "9",
+    "x",
+    "y",
+    "e",
+    "i",
+    "\\sqrt",
+    "\\pm",
+    "\\mp",
+    ",",
+    ",",
+    "=",
+    "\\\\",
+    "&",
+    "\\begin{pmatrix}",
+    "\\end{pmatrix}",
+    "\\cup",
+    "\\{",
+    "\\}",
+    "|",
+    "!",
+    "$",
+    "$$",
+    "\\boxed{",
+    "\\boxed ",
+    "\\fbox{",
+    "</think>",
+    "\\text{",
+    "\\mbox{ cm}",
+    "%",
+    "\\%",
+    ".",
+    "-",
+    "+",
+    "/",
+    "*",
+    "\\cdot",
+    "\\left(",
+    "\\right)",
+    "\\left[",
+    "\\right]",
+    " ",
+    "\\,",
+    "\\!",
+    "é",
+    "°",
+    "\\pi",
+    "\\infty",
+    "\\sin",
+    "\\log_",
+    "\\circ",
+    "^\\circ",
+    "\\in",
+    "\\$",
+    "answer:",
+    "final answer is",
+    "(A)",
+    "B)",
+    "\\textbf{",
+    "\\",
+    "\\\\!",
+    "1,\\!000",
+    "e-5",
+    "\\times10^",
+    "\\operatorname{",
+    "\\mathrm{",
+    "\u{0}",
+    "\n",
+    "\t",
+    "😀",
 ];
 
 /// splitmix64: a seeded generator so a failure reproduces.
@@ -65,8 +142,15 @@ fn random_garbage_never_panics() {
         let _ = extract_choice(&a);
         slowest = slowest.max(t.elapsed());
     }
-    println!("20000 garbage cases in {:?}, slowest {:?}", start.elapsed(), slowest);
-    assert!(slowest < Duration::from_millis(500), "a garbage case took {slowest:?}");
+    println!(
+        "20000 garbage cases in {:?}, slowest {:?}",
+        start.elapsed(),
+        slowest
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a garbage case took {slowest:?}"
+    );
 }
 
 fn check_not_equal(name: &str, gold: &str, pred: &str) {
@@ -78,7 +162,11 @@ fn check_not_equal(name: &str, gold: &str, pred: &str) {
     assert!(!g.correct, "{name}: graded correct");
     assert!(!v.detail.is_empty(), "{name}: no reason");
     assert!(elapsed < Duration::from_secs(2), "{name}: took {elapsed:?}");
-    println!("{name}: {:?} ({}) in {elapsed:?}", v.rule, truncate(&v.detail));
+    println!(
+        "{name}: {:?} ({}) in {elapsed:?}",
+        v.rule,
+        truncate(&v.detail)
+    );
 }
 
 fn truncate(s: &str) -> String {
@@ -130,7 +218,11 @@ fn named_nasty_cases() {
             let v = math_equal(pred, pred);
             // Identical strings may match as strings (an unparsable but well-formed answer such as
             // `x < 3` should equal itself), but never by a value rule.
-            assert!(!v.equal || v.rule == reprolm_scoring::Rule::StringMatch, "{name} equals itself by {:?}", v.rule);
+            assert!(
+                !v.equal || v.rule == reprolm_scoring::Rule::StringMatch,
+                "{name} equals itself by {:?}",
+                v.rule
+            );
         }
     }
 }
@@ -143,5 +235,9 @@ fn one_megabyte_response_is_graded_quickly() {
     let t = Instant::now();
     let g = grade_math("0.5", &response);
     assert!(g.correct, "{g:?}");
-    assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
 }

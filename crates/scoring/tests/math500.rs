@@ -6,11 +6,15 @@ use std::path::PathBuf;
 use reprolm_scoring::{grade_math, math_equal, Rule};
 
 fn dataset() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/math500/test.jsonl");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/datasets/math500/test.jsonl");
     if p.exists() {
         Some(p)
     } else {
-        println!("SKIP: {} not found; put the MATH500 test split (HuggingFaceH4/MATH-500) there to run", p.display());
+        println!(
+            "SKIP: {} not found; put the MATH500 test split (HuggingFaceH4/MATH-500) there to run",
+            p.display()
+        );
         None
     }
 }
@@ -26,15 +30,29 @@ fn every_gold_answer_parses_and_matches_itself() {
         let gold = row["answer"].as_str().expect("answer field");
         count += 1;
         let self_eq = math_equal(gold, gold);
-        let boxed = grade_math(gold, &format!("<think>...</think> The answer is $\\boxed{{{gold}}}$."));
+        let boxed = grade_math(
+            gold,
+            &format!("<think>...</think> The answer is $\\boxed{{{gold}}}$."),
+        );
         // Parse the gold against a value it cannot equal, to see that it parsed at all.
         let parsed = math_equal(gold, "\\text{zzz}");
         if !self_eq.equal || !boxed.correct || parsed.rule == Rule::Unparsable {
-            failures.push(format!("line {}: `{gold}`: self {:?}, boxed {:?}, parse {:?}", i + 1, self_eq, boxed.rule, parsed));
+            failures.push(format!(
+                "line {}: `{gold}`: self {:?}, boxed {:?}, parse {:?}",
+                i + 1,
+                self_eq,
+                boxed.rule,
+                parsed
+            ));
         }
     }
     assert_eq!(count, 500);
-    assert!(failures.is_empty(), "{} of {count} gold answers fail:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} gold answers fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Each reference solution boxes its final answer, with nested braces (`\\boxed{\\frac{\\sqrt{3}}{2}}`),
@@ -51,8 +69,18 @@ fn extraction_finds_the_boxed_answer_of_every_reference_solution() {
         let g = grade_math(gold, solution);
         let text = g.extracted.as_ref().map(|e| e.text.as_str());
         if text != Some(gold.trim()) || !g.correct {
-            wrong.push(format!("line {}: `{gold}` vs {text:?}: {:?} {}", i + 1, g.rule, g.detail));
+            wrong.push(format!(
+                "line {}: `{gold}` vs {text:?}: {:?} {}",
+                i + 1,
+                g.rule,
+                g.detail
+            ));
         }
     }
-    assert!(wrong.is_empty(), "{} reference solutions:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} reference solutions:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }

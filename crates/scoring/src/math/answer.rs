@@ -25,10 +25,17 @@ pub(crate) enum Answer {
     Text(String),
     Choice(char),
     /// `204_5`: digits as written and the base.
-    Based { digits: String, base: String },
+    Based {
+        digits: String,
+        base: String,
+    },
     Equation(Expr, Expr),
     /// Brackets and items of a tuple or interval: `(`, `)`, `[`, `]`.
-    Ordered { open: u8, close: u8, items: Vec<Answer> },
+    Ordered {
+        open: u8,
+        close: u8,
+        items: Vec<Answer>,
+    },
     /// Solutions in any order: `\{...\}`, `a, b, c`, expansions of `\pm`, unions of intervals.
     Unordered(Vec<Answer>),
     Matrix(Vec<Vec<Answer>>),
@@ -58,7 +65,11 @@ pub(crate) fn parse_answer(s: &str, depth: usize) -> Result<Answer, String> {
     if let Some((open, close, inner)) = bracketed(s) {
         let items = split_top_level(inner, ",");
         if items.len() > 1 {
-            return Ok(Answer::Ordered { open, close, items: parse_items(&items, depth)? });
+            return Ok(Answer::Ordered {
+                open,
+                close,
+                items: parse_items(&items, depth)?,
+            });
         }
     }
     let items = split_top_level(s, ",");
@@ -85,7 +96,10 @@ pub(crate) fn parse_answer(s: &str, depth: usize) -> Result<Answer, String> {
     }
     if s.contains("\\pm") || s.contains("\\mp") {
         let variants = expand_plus_minus(s)?;
-        let items = variants.iter().map(|v| parse_expr(v).map(Answer::Expr)).collect::<Result<Vec<_>, _>>()?;
+        let items = variants
+            .iter()
+            .map(|v| parse_expr(v).map(Answer::Expr))
+            .collect::<Result<Vec<_>, _>>()?;
         return Ok(Answer::Unordered(items));
     }
     if let Some(c) = parse_choice_letter(s) {
@@ -112,7 +126,12 @@ pub(crate) fn parse_inequality(s: &str) -> Option<Result<Answer, String>> {
     }
     let inf = || Expr::Inf;
     let neg_inf = || Expr::Neg(Box::new(Expr::Inf));
-    let is_var = |t: &str| parse_expr(t).ok().and_then(|e| e.as_var().map(str::to_owned)).is_some();
+    let is_var = |t: &str| {
+        parse_expr(t)
+            .ok()
+            .and_then(|e| e.as_var().map(str::to_owned))
+            .is_some()
+    };
     let bound = |t: &str| parse_expr(t);
     let interval = |lo: Expr, lo_closed: bool, hi: Expr, hi_closed: bool| Answer::Ordered {
         open: if lo_closed { b'[' } else { b'(' },
@@ -128,7 +147,9 @@ pub(crate) fn parse_inequality(s: &str) -> Option<Result<Answer, String>> {
             Cmp::Less(closed) => interval(bound(a)?, *closed, inf(), false),
             Cmp::Greater(closed) => interval(neg_inf(), false, bound(a)?, *closed),
         }),
-        ([a, x, b], [Cmp::Less(c1), Cmp::Less(c2)]) if is_var(x) => Ok(interval(bound(a)?, *c1, bound(b)?, *c2)),
+        ([a, x, b], [Cmp::Less(c1), Cmp::Less(c2)]) if is_var(x) => {
+            Ok(interval(bound(a)?, *c1, bound(b)?, *c2))
+        }
         ([a, x, b], [Cmp::Greater(c1), Cmp::Greater(c2)]) if is_var(x) => {
             Ok(interval(bound(b)?, *c2, bound(a)?, *c1))
         }
@@ -172,7 +193,9 @@ fn split_comparisons(s: &str) -> (Vec<&str>, Vec<Cmp>) {
         if depth == 0 {
             for (tok, cmp) in OPS {
                 let t = tok.as_bytes();
-                if b[i..].starts_with(t) && !(t[0] == b'\\' && b.get(i + t.len()).is_some_and(u8::is_ascii_alphabetic)) {
+                if b[i..].starts_with(t)
+                    && !(t[0] == b'\\' && b.get(i + t.len()).is_some_and(u8::is_ascii_alphabetic))
+                {
                     parts.push(s[start..i].trim());
                     ops.push(*cmp);
                     i += t.len();
@@ -237,7 +260,11 @@ pub(crate) fn expand_plus_minus(s: &str) -> Result<Vec<String>, String> {
 /// `(B)`, `B`: a multiple-choice letter given as a math answer.
 pub(crate) fn parse_choice_letter(s: &str) -> Option<char> {
     let t = s.trim();
-    let t = t.strip_prefix('(').and_then(|x| x.strip_suffix(')')).unwrap_or(t).trim();
+    let t = t
+        .strip_prefix('(')
+        .and_then(|x| x.strip_suffix(')'))
+        .unwrap_or(t)
+        .trim();
     let mut chars = t.chars();
     match (chars.next(), chars.next()) {
         (Some(c @ 'A'..='J'), None) => Some(c),
@@ -247,8 +274,9 @@ pub(crate) fn parse_choice_letter(s: &str) -> Option<char> {
 
 /// `204_5`, `4210_{5}`, `2516_8`, `1A_{16}`.
 pub(crate) fn parse_based(s: &str) -> Option<(String, String)> {
-    static RE: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"^([0-9A-Za-z]+)\s*_\s*\{?\s*(\d{1,2})\s*\}?$").expect("valid regex"));
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^([0-9A-Za-z]+)\s*_\s*\{?\s*(\d{1,2})\s*\}?$").expect("valid regex")
+    });
     let caps = RE.captures(s.trim())?;
     let digits = caps[1].to_ascii_uppercase();
     // `x_1` is a variable, not a number: the digits must start with a digit.
@@ -266,7 +294,12 @@ pub(crate) fn parse_words(s: &str) -> Option<String> {
         return None;
     }
     let has_word = t.split(' ').any(|w| w.len() >= 3);
-    has_word.then(|| t.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase())
+    has_word.then(|| {
+        t.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase()
+    })
 }
 
 fn parse_matrix(s: &str, depth: usize) -> Result<Option<Answer>, String> {
@@ -274,9 +307,15 @@ fn parse_matrix(s: &str, depth: usize) -> Result<Option<Answer>, String> {
         Regex::new(r"(?s)^\\begin\{([pbvBV]?matrix|array)\}(?:\{[lcr|]*\})?(.*)\\end\{([pbvBV]?matrix|array)\}$")
             .expect("valid regex")
     });
-    let Some(caps) = RE.captures(s) else { return Ok(None) };
+    let Some(caps) = RE.captures(s) else {
+        return Ok(None);
+    };
     let body = caps.get(2).map_or("", |m| m.as_str());
-    let rows: Vec<&str> = body.split("\\\\").map(str::trim).filter(|r| !r.is_empty()).collect();
+    let rows: Vec<&str> = body
+        .split("\\\\")
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
     if rows.is_empty() || rows.len() > MAX_ELEMENTS {
         return Err("matrix with no rows or too many".into());
     }
@@ -408,8 +447,14 @@ mod tests {
         assert_eq!(shape("Evelyn"), "text:evelyn");
         assert_eq!(shape("ab"), "expr");
         assert_eq!(shape("50\\%"), "percent");
-        assert_eq!(shape("\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}"), "matrix:2x2");
-        assert_eq!(shape("\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}"), "matrix:2x1");
+        assert_eq!(
+            shape("\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}"),
+            "matrix:2x2"
+        );
+        assert_eq!(
+            shape("\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}"),
+            "matrix:2x1"
+        );
     }
 
     #[test]

@@ -81,7 +81,11 @@ pub struct Equivalence {
 
 impl Equivalence {
     fn new(equal: bool, rule: Rule, detail: impl Into<String>) -> Self {
-        Equivalence { equal, rule, detail: detail.into() }
+        Equivalence {
+            equal,
+            rule,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -101,7 +105,11 @@ impl Equivalence {
 pub fn math_equal(gold: &str, pred: &str) -> Equivalence {
     for (name, s) in [("gold", gold), ("prediction", pred)] {
         if s.len() > MAX_ANSWER_LEN {
-            return Equivalence::new(false, Rule::Rejected, format!("{name} longer than {MAX_ANSWER_LEN} bytes"));
+            return Equivalence::new(
+                false,
+                Rule::Rejected,
+                format!("{name} longer than {MAX_ANSWER_LEN} bytes"),
+            );
         }
     }
     let g = normalize(gold);
@@ -122,8 +130,14 @@ pub fn math_equal(gold: &str, pred: &str) -> Equivalence {
             }
             v
         }
-        (Err(e), _) => Equivalence::new(false, Rule::Unparsable, format!("gold `{}`: {e}", clip(&g))),
-        (_, Err(e)) => Equivalence::new(false, Rule::Unparsable, format!("prediction `{}`: {e}", clip(&p))),
+        (Err(e), _) => {
+            Equivalence::new(false, Rule::Unparsable, format!("gold `{}`: {e}", clip(&g)))
+        }
+        (_, Err(e)) => Equivalence::new(
+            false,
+            Rule::Unparsable,
+            format!("prediction `{}`: {e}", clip(&p)),
+        ),
     }
 }
 
@@ -138,7 +152,11 @@ pub(crate) fn string_match(g: &str, p: &str, parsed: Option<&Answer>) -> Option<
             return Some(Equivalence::new(false, Rule::NotFinite, why));
         }
     }
-    Some(Equivalence::new(true, Rule::StringMatch, format!("`{}`", clip(g))))
+    Some(Equivalence::new(
+        true,
+        Rule::StringMatch,
+        format!("`{}`", clip(g)),
+    ))
 }
 
 /// At most 60 characters of an answer, for details that end up in run records.
@@ -156,7 +174,10 @@ fn squash_spaces(s: &str) -> String {
     for (i, c) in s.char_indices() {
         if c.is_whitespace() {
             let prev_digit = out.as_bytes().last().is_some_and(u8::is_ascii_digit);
-            let next_digit = b[i + c.len_utf8()..].iter().find(|x| !x.is_ascii_whitespace()).is_some_and(u8::is_ascii_digit);
+            let next_digit = b[i + c.len_utf8()..]
+                .iter()
+                .find(|x| !x.is_ascii_whitespace())
+                .is_some_and(u8::is_ascii_digit);
             if !(prev_digit && next_digit) || out.ends_with(' ') {
                 continue;
             }
@@ -197,7 +218,8 @@ fn undefined(a: &Answer) -> Option<String> {
                 return None;
             }
             let v = e.eval(&[]);
-            (v.is_nan() || (!v.is_finite() && !e.has_infinity())).then(|| "no finite value".to_owned())
+            (v.is_nan() || (!v.is_finite() && !e.has_infinity()))
+                .then(|| "no finite value".to_owned())
         }
         _ => None,
     }
@@ -212,22 +234,56 @@ pub(crate) fn compare(a: &Answer, b: &Answer) -> Equivalence {
         (A::Percent(x), A::Expr(y)) | (A::Expr(y), A::Percent(x)) => percent(x, y),
         (A::Text(x), A::Text(y)) => text(x, y),
         (A::Choice(x), A::Choice(y)) => choice_letter(*x, *y),
-        (A::Based { digits: d1, base: b1 }, A::Based { digits: d2, base: b2 }) => {
-            base_subscript(d1, Some(b1), d2, Some(b2))
-        }
+        (
+            A::Based {
+                digits: d1,
+                base: b1,
+            },
+            A::Based {
+                digits: d2,
+                base: b2,
+            },
+        ) => base_subscript(d1, Some(b1), d2, Some(b2)),
         (A::Based { digits, base }, A::Expr(e)) | (A::Expr(e), A::Based { digits, base }) => {
             based_vs_number(digits, base, e)
         }
         (A::Equation(l1, r1), A::Equation(l2, r2)) => equation(l1, r1, l2, r2),
         (A::Equation(l, r), other) | (other, A::Equation(l, r)) => equation_rhs(l, r, other),
-        (A::Ordered { open: o1, close: c1, items: i1 }, A::Ordered { open: o2, close: c2, items: i2 }) => {
-            ordered((*o1, *c1), i1, (*o2, *c2), i2)
-        }
+        (
+            A::Ordered {
+                open: o1,
+                close: c1,
+                items: i1,
+            },
+            A::Ordered {
+                open: o2,
+                close: c2,
+                items: i2,
+            },
+        ) => ordered((*o1, *c1), i1, (*o2, *c2), i2),
         (A::Unordered(x), A::Unordered(y)) => set(x, y),
         (A::Matrix(x), A::Matrix(y)) => matrix(x, y),
-        (A::Matrix(m), A::Ordered { open: b'(', close: b')', items })
-        | (A::Ordered { open: b'(', close: b')', items }, A::Matrix(m)) => vector_vs_tuple(m, items),
-        _ => Equivalence::new(false, Rule::ShapeMismatch, format!("{} vs {}", shape_name(a), shape_name(b))),
+        (
+            A::Matrix(m),
+            A::Ordered {
+                open: b'(',
+                close: b')',
+                items,
+            },
+        )
+        | (
+            A::Ordered {
+                open: b'(',
+                close: b')',
+                items,
+            },
+            A::Matrix(m),
+        ) => vector_vs_tuple(m, items),
+        _ => Equivalence::new(
+            false,
+            Rule::ShapeMismatch,
+            format!("{} vs {}", shape_name(a), shape_name(b)),
+        ),
     }
 }
 
@@ -271,11 +327,19 @@ pub(crate) fn numeric(x: &Expr, y: &Expr) -> Equivalence {
     let (a, b) = (x.eval(&[]), y.eval(&[]));
     for (name, v, e) in [("gold", a, x), ("prediction", b, y)] {
         if v.is_nan() || (!v.is_finite() && !e.has_infinity()) {
-            return Equivalence::new(false, Rule::NotFinite, format!("{name} has no finite value"));
+            return Equivalence::new(
+                false,
+                Rule::NotFinite,
+                format!("{name} has no finite value"),
+            );
         }
     }
     let equal = values_close(a, b);
-    Equivalence::new(equal, Rule::Numeric, format!("{} {} {}", show(a), if equal { "=" } else { "!=" }, show(b)))
+    Equivalence::new(
+        equal,
+        Rule::Numeric,
+        format!("{} {} {}", show(a), if equal { "=" } else { "!=" }, show(b)),
+    )
 }
 
 fn show(c: C) -> String {
@@ -298,7 +362,9 @@ pub(crate) fn points(vars: &BTreeSet<String>) -> Vec<Vec<(String, C)>> {
         z ^= z >> 31;
         0.5 + 2.5 * ((z >> 11) as f64 / (1u64 << 53) as f64)
     };
-    (0..RANDOM_POINTS).map(|_| vars.iter().map(|v| (v.clone(), C::real(next()))).collect()).collect()
+    (0..RANDOM_POINTS)
+        .map(|_| vars.iter().map(|v| (v.clone(), C::real(next()))).collect())
+        .collect()
 }
 
 /// Rule [`Rule::RandomPoints`]: equal at every point where both are defined, and defined at three or more.
@@ -311,27 +377,54 @@ pub(crate) fn random_points(x: &Expr, y: &Expr, vars: &BTreeSet<String>) -> Equi
             continue;
         }
         if !values_close(a, b) {
-            let at = env.iter().map(|(n, v)| format!("{n}={:.4}", v.re)).collect::<Vec<_>>().join(", ");
-            return Equivalence::new(false, Rule::RandomPoints, format!("at {at}: {} != {}", show(a), show(b)));
+            let at = env
+                .iter()
+                .map(|(n, v)| format!("{n}={:.4}", v.re))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Equivalence::new(
+                false,
+                Rule::RandomPoints,
+                format!("at {at}: {} != {}", show(a), show(b)),
+            );
         }
         defined += 1;
     }
     if defined < 3 {
-        return Equivalence::new(false, Rule::NotFinite, format!("defined at only {defined} of {RANDOM_POINTS} points"));
+        return Equivalence::new(
+            false,
+            Rule::NotFinite,
+            format!("defined at only {defined} of {RANDOM_POINTS} points"),
+        );
     }
     let names = vars.iter().cloned().collect::<Vec<_>>().join(", ");
-    Equivalence::new(true, Rule::RandomPoints, format!("equal at {defined} points in ({names})"))
+    Equivalence::new(
+        true,
+        Rule::RandomPoints,
+        format!("equal at {defined} points in ({names})"),
+    )
 }
 
 /// Rule [`Rule::Percent`]: `p\%` equals `p` and `p/100`, since answers drop or convert the sign.
 pub(crate) fn percent(pct: &Expr, number: &Expr) -> Equivalence {
     let direct = compare_exprs(pct, number);
     if direct.equal || direct.rule == Rule::NotFinite {
-        return Equivalence { rule: if direct.equal { Rule::Percent } else { direct.rule }, ..direct };
+        return Equivalence {
+            rule: if direct.equal {
+                Rule::Percent
+            } else {
+                direct.rule
+            },
+            ..direct
+        };
     }
     let hundredth = Expr::Div(Box::new(pct.clone()), Box::new(Expr::Num(100.0)));
     let v = compare_exprs(&hundredth, number);
-    Equivalence::new(v.equal, Rule::Percent, format!("as a number and as a hundredth: {}", v.detail))
+    Equivalence::new(
+        v.equal,
+        Rule::Percent,
+        format!("as a number and as a hundredth: {}", v.detail),
+    )
 }
 
 /// Rule [`Rule::Text`].
@@ -346,7 +439,12 @@ pub(crate) fn choice_letter(x: char, y: char) -> Equivalence {
 }
 
 /// Rule [`Rule::BaseSubscript`]: the digits must match; a missing base is read as the asked-for one.
-pub(crate) fn base_subscript(d1: &str, b1: Option<&str>, d2: &str, b2: Option<&str>) -> Equivalence {
+pub(crate) fn base_subscript(
+    d1: &str,
+    b1: Option<&str>,
+    d2: &str,
+    b2: Option<&str>,
+) -> Equivalence {
     let digits_equal = d1.trim_start_matches('0') == d2.trim_start_matches('0');
     let bases_equal = match (b1, b2) {
         (Some(x), Some(y)) => x == y,
@@ -364,7 +462,11 @@ fn based_vs_number(digits: &str, base: &str, e: &Expr) -> Equivalence {
         Expr::Num(v) if v.fract() == 0.0 && *v >= 0.0 && *v < 1e15 => {
             base_subscript(digits, Some(base), &format!("{}", *v as u64), None)
         }
-        _ => Equivalence::new(false, Rule::BaseSubscript, format!("{digits}_{base} vs a non-integer")),
+        _ => Equivalence::new(
+            false,
+            Rule::BaseSubscript,
+            format!("{digits}_{base} vs a non-integer"),
+        ),
     }
 }
 
@@ -379,7 +481,14 @@ pub(crate) fn equation(l1: &Expr, r1: &Expr, l2: &Expr, r2: &Expr) -> Equivalenc
     if vars.is_empty() {
         // `2 = 2`: no unknowns; compare the right-hand sides as values.
         let v = compare_exprs(r1, r2);
-        return Equivalence { rule: if v.rule == Rule::NotFinite { v.rule } else { Rule::Equation }, ..v };
+        return Equivalence {
+            rule: if v.rule == Rule::NotFinite {
+                v.rule
+            } else {
+                Rule::Equation
+            },
+            ..v
+        };
     }
     let mut ratio: Option<C> = None;
     let mut defined = 0;
@@ -393,11 +502,18 @@ pub(crate) fn equation(l1: &Expr, r1: &Expr, l2: &Expr, r2: &Expr) -> Equivalenc
             continue;
         }
         if az != bz {
-            return Equivalence::new(false, Rule::Equation, "one side vanishes where the other does not");
+            return Equivalence::new(
+                false,
+                Rule::Equation,
+                "one side vanishes where the other does not",
+            );
         }
         let q = {
             let d = b.re * b.re + b.im * b.im;
-            C { re: (a.re * b.re + a.im * b.im) / d, im: (a.im * b.re - a.re * b.im) / d }
+            C {
+                re: (a.re * b.re + a.im * b.im) / d,
+                im: (a.im * b.re - a.re * b.im) / d,
+            }
         };
         match ratio {
             None => ratio = Some(q),
@@ -409,7 +525,11 @@ pub(crate) fn equation(l1: &Expr, r1: &Expr, l2: &Expr, r2: &Expr) -> Equivalenc
         defined += 1;
     }
     if defined < 3 {
-        return Equivalence::new(false, Rule::NotFinite, format!("equations defined at only {defined} points"));
+        return Equivalence::new(
+            false,
+            Rule::NotFinite,
+            format!("equations defined at only {defined} points"),
+        );
     }
     Equivalence::new(true, Rule::Equation, "lhs - rhs proportional")
 }
@@ -420,7 +540,11 @@ pub(crate) fn equation_rhs(lhs: &Expr, rhs: &Expr, other: &Answer) -> Equivalenc
         return Equivalence::new(false, Rule::ShapeMismatch, "equation vs a non-equation");
     };
     let inner = compare(&Answer::Expr(rhs.clone()), other);
-    let rule = if inner.rule == Rule::NotFinite { Rule::NotFinite } else { Rule::EquationRhs };
+    let rule = if inner.rule == Rule::NotFinite {
+        Rule::NotFinite
+    } else {
+        Rule::EquationRhs
+    };
     Equivalence::new(inner.equal, rule, format!("{var} = ...: {}", inner.detail))
 }
 
@@ -429,12 +553,22 @@ pub(crate) fn equation_rhs(lhs: &Expr, rhs: &Expr, other: &Answer) -> Equivalenc
 pub(crate) fn ordered(b1: (u8, u8), i1: &[Answer], b2: (u8, u8), i2: &[Answer]) -> Equivalence {
     let is_interval = |b: (u8, u8), items: &[Answer]| {
         b != (b'(', b')')
-            || items.iter().any(|a| matches!(a, Answer::Expr(e) if e.has_infinity()))
+            || items
+                .iter()
+                .any(|a| matches!(a, Answer::Expr(e) if e.has_infinity()))
     };
-    let rule = if is_interval(b1, i1) || is_interval(b2, i2) { Rule::Interval } else { Rule::Tuple };
+    let rule = if is_interval(b1, i1) || is_interval(b2, i2) {
+        Rule::Interval
+    } else {
+        Rule::Tuple
+    };
     if b1 != b2 {
         let show = |b: (u8, u8)| format!("{}..{}", b.0 as char, b.1 as char);
-        return Equivalence::new(false, rule, format!("brackets {} vs {}", show(b1), show(b2)));
+        return Equivalence::new(
+            false,
+            rule,
+            format!("brackets {} vs {}", show(b1), show(b2)),
+        );
     }
     if i1.len() != i2.len() {
         return Equivalence::new(false, rule, format!("{} items vs {}", i1.len(), i2.len()));
@@ -452,14 +586,27 @@ pub(crate) fn ordered(b1: (u8, u8), i1: &[Answer], b2: (u8, u8), i2: &[Answer]) 
 /// the tolerance, so greedy matching finds one when it exists).
 pub(crate) fn set(x: &[Answer], y: &[Answer]) -> Equivalence {
     if x.len() != y.len() {
-        return Equivalence::new(false, Rule::Set, format!("{} elements vs {}", x.len(), y.len()));
+        return Equivalence::new(
+            false,
+            Rule::Set,
+            format!("{} elements vs {}", x.len(), y.len()),
+        );
     }
     let mut used = vec![false; y.len()];
     for (k, a) in x.iter().enumerate() {
-        let found = y.iter().enumerate().position(|(j, b)| !used[j] && compare(a, b).equal);
+        let found = y
+            .iter()
+            .enumerate()
+            .position(|(j, b)| !used[j] && compare(a, b).equal);
         match found {
             Some(j) => used[j] = true,
-            None => return Equivalence::new(false, Rule::Set, format!("gold element {} has no match", k + 1)),
+            None => {
+                return Equivalence::new(
+                    false,
+                    Rule::Set,
+                    format!("gold element {} has no match", k + 1),
+                )
+            }
         }
     }
     Equivalence::new(true, Rule::Set, format!("{} elements matched", x.len()))
@@ -469,13 +616,21 @@ pub(crate) fn set(x: &[Answer], y: &[Answer]) -> Equivalence {
 pub(crate) fn matrix(x: &[Vec<Answer>], y: &[Vec<Answer>]) -> Equivalence {
     let shape = |m: &[Vec<Answer>]| (m.len(), m.first().map_or(0, Vec::len));
     if shape(x) != shape(y) || x.iter().zip(y).any(|(r, s)| r.len() != s.len()) {
-        return Equivalence::new(false, Rule::Matrix, format!("shape {:?} vs {:?}", shape(x), shape(y)));
+        return Equivalence::new(
+            false,
+            Rule::Matrix,
+            format!("shape {:?} vs {:?}", shape(x), shape(y)),
+        );
     }
     for (i, (r, s)) in x.iter().zip(y).enumerate() {
         for (j, (a, b)) in r.iter().zip(s).enumerate() {
             let v = compare(a, b);
             if !v.equal {
-                return Equivalence::new(false, Rule::Matrix, format!("entry ({}, {}): {}", i + 1, j + 1, v.detail));
+                return Equivalence::new(
+                    false,
+                    Rule::Matrix,
+                    format!("entry ({}, {}): {}", i + 1, j + 1, v.detail),
+                );
             }
         }
     }
@@ -515,7 +670,11 @@ mod tests {
         assert!(string_match("2 3", "23", None).is_none());
         assert!(string_match("2  3", "2 3", None).unwrap().equal);
         let undefined = a("\\frac{1}{0}");
-        assert!(!string_match("\\frac{1}{0}", "\\frac{1}{0}", Some(&undefined)).unwrap().equal);
+        assert!(
+            !string_match("\\frac{1}{0}", "\\frac{1}{0}", Some(&undefined))
+                .unwrap()
+                .equal
+        );
         assert!(string_match("{", "{", None).is_none());
     }
 
@@ -524,7 +683,10 @@ mod tests {
         assert!(numeric(&e("\\frac{3}{4}"), &e("0.75")).equal);
         assert!(!numeric(&e("\\frac{1}{3}"), &e("0.33")).equal);
         assert_eq!(numeric(&e("\\frac{1}{0}"), &e("1")).rule, Rule::NotFinite);
-        assert_eq!(numeric(&e("10^{10^{10}}"), &e("10^{10^{11}}")).rule, Rule::NotFinite);
+        assert_eq!(
+            numeric(&e("10^{10^{10}}"), &e("10^{10^{11}}")).rule,
+            Rule::NotFinite
+        );
         assert!(numeric(&e("-\\infty"), &e("-\\infty")).equal);
     }
 
@@ -533,7 +695,10 @@ mod tests {
         assert!(compare_exprs(&e("(a+5)(b+2)"), &e("ab+2a+5b+10")).equal);
         assert!(!compare_exprs(&e("(a+5)(b+2)"), &e("ab+2a+5b+11")).equal);
         assert!(compare_exprs(&e("\\cot x"), &e("\\frac{\\cos x}{\\sin x}")).equal);
-        assert_eq!(compare_exprs(&e("\\frac{1}{x-x}"), &e("1")).rule, Rule::NotFinite);
+        assert_eq!(
+            compare_exprs(&e("\\frac{1}{x-x}"), &e("1")).rule,
+            Rule::NotFinite
+        );
     }
 
     #[test]

@@ -24,30 +24,48 @@ impl C {
         C { re, im: 0.0 }
     }
     fn add(self, o: C) -> C {
-        C { re: self.re + o.re, im: self.im + o.im }
+        C {
+            re: self.re + o.re,
+            im: self.im + o.im,
+        }
     }
     fn sub(self, o: C) -> C {
-        C { re: self.re - o.re, im: self.im - o.im }
+        C {
+            re: self.re - o.re,
+            im: self.im - o.im,
+        }
     }
     fn mul(self, o: C) -> C {
         if self.im == 0.0 && o.im == 0.0 {
             return C::real(self.re * o.re);
         }
-        C { re: self.re * o.re - self.im * o.im, im: self.re * o.im + self.im * o.re }
+        C {
+            re: self.re * o.re - self.im * o.im,
+            im: self.re * o.im + self.im * o.re,
+        }
     }
     fn div(self, o: C) -> C {
         if o.re == 0.0 && o.im == 0.0 {
             // Division by zero is an error in an answer, not infinity: `\frac{1}{0}` is no number.
-            return C { re: f64::NAN, im: f64::NAN };
+            return C {
+                re: f64::NAN,
+                im: f64::NAN,
+            };
         }
         if self.im == 0.0 && o.im == 0.0 {
             return C::real(self.re / o.re);
         }
         let d = o.re * o.re + o.im * o.im;
-        C { re: (self.re * o.re + self.im * o.im) / d, im: (self.im * o.re - self.re * o.im) / d }
+        C {
+            re: (self.re * o.re + self.im * o.im) / d,
+            im: (self.im * o.re - self.re * o.im) / d,
+        }
     }
     fn neg(self) -> C {
-        C { re: -self.re, im: -self.im }
+        C {
+            re: -self.re,
+            im: -self.im,
+        }
     }
     pub fn abs(self) -> f64 {
         self.re.hypot(self.im)
@@ -56,14 +74,20 @@ impl C {
         self.im.atan2(self.re)
     }
     fn ln(self) -> C {
-        C { re: self.abs().ln(), im: self.arg() }
+        C {
+            re: self.abs().ln(),
+            im: self.arg(),
+        }
     }
     fn exp(self) -> C {
         let m = self.re.exp();
         if self.im == 0.0 {
             return C::real(m);
         }
-        C { re: m * self.im.cos(), im: m * self.im.sin() }
+        C {
+            re: m * self.im.cos(),
+            im: m * self.im.sin(),
+        }
     }
     fn sqrt(self) -> C {
         if self.im == 0.0 && self.re >= 0.0 {
@@ -71,7 +95,10 @@ impl C {
         }
         let r = self.abs().sqrt();
         let t = self.arg() / 2.0;
-        C { re: r * t.cos(), im: r * t.sin() }
+        C {
+            re: r * t.cos(),
+            im: r * t.sin(),
+        }
     }
     fn pow(self, e: C) -> C {
         if e == C::real(0.5) {
@@ -88,11 +115,22 @@ impl C {
                 for _ in 0..(e.re.abs() as u32) {
                     acc = acc.mul(self);
                 }
-                return if e.re < 0.0 { C::real(1.0).div(acc) } else { acc };
+                return if e.re < 0.0 {
+                    C::real(1.0).div(acc)
+                } else {
+                    acc
+                };
             }
         }
         if self.re == 0.0 && self.im == 0.0 {
-            return if e.re > 0.0 { C::real(0.0) } else { C { re: f64::NAN, im: f64::NAN } };
+            return if e.re > 0.0 {
+                C::real(0.0)
+            } else {
+                C {
+                    re: f64::NAN,
+                    im: f64::NAN,
+                }
+            };
         }
         e.mul(self.ln()).exp()
     }
@@ -100,13 +138,19 @@ impl C {
         if self.im == 0.0 {
             return C::real(self.re.sin());
         }
-        C { re: self.re.sin() * self.im.cosh(), im: self.re.cos() * self.im.sinh() }
+        C {
+            re: self.re.sin() * self.im.cosh(),
+            im: self.re.cos() * self.im.sinh(),
+        }
     }
     fn cos(self) -> C {
         if self.im == 0.0 {
             return C::real(self.re.cos());
         }
-        C { re: self.re.cos() * self.im.cosh(), im: -self.re.sin() * self.im.sinh() }
+        C {
+            re: self.re.cos() * self.im.cosh(),
+            im: -self.re.sin() * self.im.sinh(),
+        }
     }
     /// True when either part is NaN: the value of an undefined expression.
     pub fn is_nan(self) -> bool {
@@ -166,7 +210,10 @@ impl Func {
             Func::Asin if x.im == 0.0 && x.re.abs() <= 1.0 => C::real(x.re.asin()),
             Func::Acos if x.im == 0.0 && x.re.abs() <= 1.0 => C::real(x.re.acos()),
             Func::Atan if x.im == 0.0 => C::real(x.re.atan()),
-            Func::Asin | Func::Acos | Func::Atan => C { re: f64::NAN, im: f64::NAN },
+            Func::Asin | Func::Acos | Func::Atan => C {
+                re: f64::NAN,
+                im: f64::NAN,
+            },
             Func::Ln => x.ln(),
             Func::Log10 => x.ln().div(C::real(std::f64::consts::LN_10)),
             Func::Exp => x.exp(),
@@ -201,9 +248,13 @@ impl Expr {
     pub fn eval(&self, env: &[(String, C)]) -> C {
         match self {
             Expr::Num(v) => C::real(*v),
-            Expr::Var(name) => {
-                env.iter().find(|(n, _)| n == name).map_or(C { re: f64::NAN, im: f64::NAN }, |(_, v)| *v)
-            }
+            Expr::Var(name) => env.iter().find(|(n, _)| n == name).map_or(
+                C {
+                    re: f64::NAN,
+                    im: f64::NAN,
+                },
+                |(_, v)| *v,
+            ),
             Expr::Pi => C::real(std::f64::consts::PI),
             Expr::E => C::real(std::f64::consts::E),
             Expr::I => C { re: 0.0, im: 1.0 },
@@ -266,7 +317,10 @@ impl Expr {
 
 fn factorial(x: C) -> C {
     if x.im != 0.0 || x.re < 0.0 || x.re.fract() != 0.0 {
-        return C { re: f64::NAN, im: f64::NAN };
+        return C {
+            re: f64::NAN,
+            im: f64::NAN,
+        };
     }
     if x.re > 170.0 {
         return C::real(f64::INFINITY);
@@ -282,11 +336,20 @@ fn factorial(x: C) -> C {
 
 /// Parses a whole string as one expression.
 pub(crate) fn parse_expr(s: &str) -> Result<Expr, String> {
-    let mut p = Parser { s: s.as_bytes(), pos: 0, depth: 0, abs_depth: 0 };
+    let mut p = Parser {
+        s: s.as_bytes(),
+        pos: 0,
+        depth: 0,
+        abs_depth: 0,
+    };
     let e = p.expr()?;
     p.ws();
     if p.pos < p.s.len() {
-        return Err(format!("unexpected `{}` at byte {}", p.rest_preview(), p.pos));
+        return Err(format!(
+            "unexpected `{}` at byte {}",
+            p.rest_preview(),
+            p.pos
+        ));
     }
     Ok(e)
 }
@@ -299,9 +362,40 @@ struct Parser<'a> {
 }
 
 const GREEK: &[&str] = &[
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
-    "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
-    "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "varepsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "vartheta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "varphi",
+    "chi",
+    "psi",
+    "omega",
+    "Gamma",
+    "Delta",
+    "Theta",
+    "Lambda",
+    "Xi",
+    "Sigma",
+    "Phi",
+    "Psi",
+    "Omega",
 ];
 
 impl Parser<'_> {
@@ -343,7 +437,10 @@ impl Parser<'_> {
         }
         if end == start {
             // A one-symbol command such as `\{` or `\%`.
-            return self.s.get(start).and_then(|_| std::str::from_utf8(&self.s[start..start + 1]).ok());
+            return self
+                .s
+                .get(start)
+                .and_then(|_| std::str::from_utf8(&self.s[start..start + 1]).ok());
         }
         std::str::from_utf8(&self.s[start..end]).ok()
     }
@@ -397,7 +494,10 @@ impl Parser<'_> {
                 lhs = Expr::Div(Box::new(lhs), Box::new(rhs));
             } else if self.starts_atom() {
                 let rhs = self.power()?;
-                lhs = if factors == 1 && starts_with_integer && is_integer_literal(&lhs) && is_simple_fraction(&rhs)
+                lhs = if factors == 1
+                    && starts_with_integer
+                    && is_integer_literal(&lhs)
+                    && is_simple_fraction(&rhs)
                 {
                     // A mixed number: `137 \frac{1}{2}` is 137.5, not 68.5.
                     Expr::Add(Box::new(lhs), Box::new(rhs))
@@ -455,8 +555,18 @@ impl Parser<'_> {
             Some(b'|') => self.abs_depth == 0,
             Some(b'\\') => match self.peek_command() {
                 Some(c) => {
-                    matches!(c, "frac" | "dfrac" | "tfrac" | "sqrt" | "pi" | "infty" | "left" | "mathrm" | "operatorname")
-                        || GREEK.contains(&c)
+                    matches!(
+                        c,
+                        "frac"
+                            | "dfrac"
+                            | "tfrac"
+                            | "sqrt"
+                            | "pi"
+                            | "infty"
+                            | "left"
+                            | "mathrm"
+                            | "operatorname"
+                    ) || GREEK.contains(&c)
                         || Func::from_command(c).is_some()
                 }
                 None => false,
@@ -502,7 +612,9 @@ impl Parser<'_> {
         while self.pos < self.s.len() && self.s[self.pos].is_ascii_digit() {
             self.pos += 1;
         }
-        if self.s.get(self.pos) == Some(&b'.') && self.s.get(self.pos + 1).is_some_and(u8::is_ascii_digit) {
+        if self.s.get(self.pos) == Some(&b'.')
+            && self.s.get(self.pos + 1).is_some_and(u8::is_ascii_digit)
+        {
             self.pos += 1;
             while self.pos < self.s.len() && self.s[self.pos].is_ascii_digit() {
                 self.pos += 1;
@@ -526,7 +638,9 @@ impl Parser<'_> {
         }
         let text = std::str::from_utf8(&self.s[start..self.pos]).map_err(|e| e.to_string())?;
         let text = text.trim_end_matches('.');
-        text.parse::<f64>().map(Expr::Num).map_err(|_| format!("bad number `{text}`"))
+        text.parse::<f64>()
+            .map(Expr::Num)
+            .map_err(|_| format!("bad number `{text}`"))
     }
 
     fn group(&mut self, close: u8) -> Result<Expr, String> {
@@ -626,7 +740,10 @@ impl Parser<'_> {
                 if self.eat(b'[') {
                     let index = self.group(b']')?;
                     let radicand = self.script_arg()?;
-                    Expr::Pow(Box::new(radicand), Box::new(Expr::Div(Box::new(Expr::Num(1.0)), Box::new(index))))
+                    Expr::Pow(
+                        Box::new(radicand),
+                        Box::new(Expr::Div(Box::new(Expr::Num(1.0)), Box::new(index))),
+                    )
                 } else {
                     let radicand = self.script_arg()?;
                     Expr::Pow(Box::new(radicand), Box::new(Expr::Num(0.5)))
@@ -706,7 +823,11 @@ impl Parser<'_> {
             Some(b'(') | Some(b'{') => self.power()?,
             _ => {
                 let mut e = self.power()?;
-                while self.starts_atom() && self.peek_command().is_none_or(|c| Func::from_command(c).is_none()) {
+                while self.starts_atom()
+                    && self
+                        .peek_command()
+                        .is_none_or(|c| Func::from_command(c).is_none())
+                {
                     let rhs = self.power()?;
                     e = Expr::Mul(Box::new(e), Box::new(rhs));
                 }
@@ -768,7 +889,9 @@ mod tests {
     use super::*;
 
     fn val(s: &str) -> C {
-        parse_expr(s).unwrap_or_else(|e| panic!("{s}: {e}")).eval(&[])
+        parse_expr(s)
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .eval(&[])
     }
 
     fn close(a: C, b: f64) -> bool {
@@ -777,7 +900,14 @@ mod tests {
 
     #[test]
     fn fractions_in_every_spelling() {
-        for s in ["\\frac{3}{4}", "\\frac34", "\\dfrac{3}{4}", "3/4", "\\frac 34", "\\tfrac{3}{4}"] {
+        for s in [
+            "\\frac{3}{4}",
+            "\\frac34",
+            "\\dfrac{3}{4}",
+            "3/4",
+            "\\frac 34",
+            "\\tfrac{3}{4}",
+        ] {
             assert!(close(val(s), 0.75), "{s}");
         }
         assert!(close(val("\\frac9{19}"), 9.0 / 19.0));
@@ -825,7 +955,16 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for s in ["\\frac{1}{", "(((", "\\sqrt", "1+", "\\foo{3}", "|x", "x_{", "^^"] {
+        for s in [
+            "\\frac{1}{",
+            "(((",
+            "\\sqrt",
+            "1+",
+            "\\foo{3}",
+            "|x",
+            "x_{",
+            "^^",
+        ] {
             assert!(parse_expr(s).is_err(), "{s}");
         }
         let deep = "(".repeat(10_000) + "1" + &")".repeat(10_000);

@@ -57,12 +57,24 @@ pub fn extract_answer(response: &str) -> Option<Extracted> {
     if let Some(i) = response.rfind("</think>") {
         let after = &response[i + "</think>".len()..];
         if let Some((text, source)) = extract_from(after) {
-            return Some(Extracted { text, source, after_think: true });
+            return Some(Extracted {
+                text,
+                source,
+                after_think: true,
+            });
         }
         let before = &response[..i];
-        return extract_from(before).map(|(text, source)| Extracted { text, source, after_think: false });
+        return extract_from(before).map(|(text, source)| Extracted {
+            text,
+            source,
+            after_think: false,
+        });
     }
-    extract_from(response).map(|(text, source)| Extracted { text, source, after_think: false })
+    extract_from(response).map(|(text, source)| Extracted {
+        text,
+        source,
+        after_think: false,
+    })
 }
 
 fn extract_from(text: &str) -> Option<(String, ExtractSource)> {
@@ -211,11 +223,17 @@ mod tests {
 
     #[test]
     fn last_box_with_nested_braces() {
-        assert_eq!(last_boxed("\\boxed{1} then \\boxed{\\frac{1}{2}}").as_deref(), Some("\\frac{1}{2}"));
+        assert_eq!(
+            last_boxed("\\boxed{1} then \\boxed{\\frac{1}{2}}").as_deref(),
+            Some("\\frac{1}{2}")
+        );
         assert_eq!(last_boxed("\\fbox{7}").as_deref(), Some("7"));
         assert_eq!(last_boxed("\\boxed 5 done").as_deref(), Some("5"));
         assert_eq!(last_boxed("$\\boxed 5$").as_deref(), Some("5"));
-        assert_eq!(last_boxed("\\boxed{\\{1,2\\}}").as_deref(), Some("\\{1,2\\}"));
+        assert_eq!(
+            last_boxed("\\boxed{\\{1,2\\}}").as_deref(),
+            Some("\\{1,2\\}")
+        );
         // An unbalanced last box falls back to the one before it.
         assert_eq!(last_boxed("\\boxed{3} \\boxed{4").as_deref(), Some("3"));
         assert_eq!(last_boxed("\\boxed{}"), None);
@@ -224,17 +242,38 @@ mod tests {
 
     #[test]
     fn phrases() {
-        assert_eq!(ex("Final Answer: The final answer is $5$. I hope it is correct."), Some(("5".into(), ExtractSource::FinalAnswerIs)));
-        assert_eq!(ex("so the answer is 3.5."), Some(("3.5".into(), ExtractSource::AnswerIs)));
-        assert_eq!(ex("Answer: **12**\n"), Some(("12".into(), ExtractSource::AnswerColon)));
-        assert_eq!(ex("Answer: \\(x=2\\)"), Some(("x=2".into(), ExtractSource::AnswerColon)));
+        assert_eq!(
+            ex("Final Answer: The final answer is $5$. I hope it is correct."),
+            Some(("5".into(), ExtractSource::FinalAnswerIs))
+        );
+        assert_eq!(
+            ex("so the answer is 3.5."),
+            Some(("3.5".into(), ExtractSource::AnswerIs))
+        );
+        assert_eq!(
+            ex("Answer: **12**\n"),
+            Some(("12".into(), ExtractSource::AnswerColon))
+        );
+        assert_eq!(
+            ex("Answer: \\(x=2\\)"),
+            Some(("x=2".into(), ExtractSource::AnswerColon))
+        );
     }
 
     #[test]
     fn math_spans() {
-        assert_eq!(ex("we get $x$ and then $y=3$."), Some(("y=3".into(), ExtractSource::MathSpan)));
-        assert_eq!(ex("so $$\\frac12$$"), Some(("\\frac12".into(), ExtractSource::MathSpan)));
-        assert_eq!(ex("it is \\[ 7 \\] then $x$"), Some(("x".into(), ExtractSource::MathSpan)));
+        assert_eq!(
+            ex("we get $x$ and then $y=3$."),
+            Some(("y=3".into(), ExtractSource::MathSpan))
+        );
+        assert_eq!(
+            ex("so $$\\frac12$$"),
+            Some(("\\frac12".into(), ExtractSource::MathSpan))
+        );
+        assert_eq!(
+            ex("it is \\[ 7 \\] then $x$"),
+            Some(("x".into(), ExtractSource::MathSpan))
+        );
         assert_eq!(ex("costs \\$5"), None);
         assert_eq!(ex("no answer here"), None);
     }

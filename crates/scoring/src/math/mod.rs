@@ -50,7 +50,12 @@ pub fn grade_math(gold: &str, response: &str) -> MathGrade {
         },
         Some(e) => {
             let v = math_equal(gold, &e.text);
-            MathGrade { correct: v.equal, extracted: Some(e), rule: v.rule, detail: v.detail }
+            MathGrade {
+                correct: v.equal,
+                extracted: Some(e),
+                rule: v.rule,
+                detail: v.detail,
+            }
         }
     }
 }

@@ -53,7 +53,10 @@ pub(crate) fn strip_boxed(s: &str) -> String {
     for cmd in ["\\boxed", "\\fbox"] {
         if let Some(rest) = t.strip_prefix(cmd) {
             let rest = rest.trim_start();
-            if !rest.starts_with('{') && rest.len() < t.len() - cmd.len() && !rest.contains(char::is_whitespace) {
+            if !rest.starts_with('{')
+                && rest.len() < t.len() - cmd.len()
+                && !rest.contains(char::is_whitespace)
+            {
                 // `\boxed 5`.
                 return rest.to_owned();
             }
@@ -123,7 +126,13 @@ pub(crate) fn strip_units(s: &str) -> String {
         out = stripped;
     }
     let stripped = UNIT_WORDS.replace(&out, "").into_owned();
-    if has_digit(&stripped) && stripped.trim().bytes().last().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'}') {
+    if has_digit(&stripped)
+        && stripped
+            .trim()
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'}')
+    {
         out = stripped;
     }
     out
@@ -132,7 +141,16 @@ pub(crate) fn strip_units(s: &str) -> String {
 /// `\text{Evelyn}` -> `Evelyn`: what remains in a text wrapper after unit stripping is the answer itself.
 pub(crate) fn unwrap_text(s: &str) -> String {
     let mut out = s.to_owned();
-    for cmd in ["\\textbf", "\\textit", "\\textrm", "\\textnormal", "\\text", "\\mbox", "\\mathrm", "\\mathbf"] {
+    for cmd in [
+        "\\textbf",
+        "\\textit",
+        "\\textrm",
+        "\\textnormal",
+        "\\text",
+        "\\mbox",
+        "\\mathrm",
+        "\\mathbf",
+    ] {
         // Each pass removes one wrapper, so the loop ends after at most one pass per occurrence.
         while let Some(i) = out.find(cmd) {
             let after = i + cmd.len();
@@ -145,7 +163,9 @@ pub(crate) fn unwrap_text(s: &str) -> String {
                 // `\textbackslash` or a bare `\text`: leave it, and stop looking for this command.
                 break;
             }
-            let Some(end) = matching_brace(bytes, j) else { break };
+            let Some(end) = matching_brace(bytes, j) else {
+                break;
+            };
             // `\mathrm{e}` is Euler's number to the expression parser; keep single letters wrapped there.
             if cmd == "\\mathrm" && end == j + 2 {
                 break;
@@ -160,8 +180,9 @@ pub(crate) fn unwrap_text(s: &str) -> String {
 /// `10,\!080`, `58,500`, `11,111,111,100` -> digits only. A comma followed by three digits is taken as a
 /// separator only with `\!` or when the whole answer is one grouped number, so `2,12` stays a list.
 pub(crate) fn strip_thousands_separators(s: &str) -> String {
-    static THIN: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"(\d)(?:\s*,\s*\\!|\{,\}|\\,)\s*(\d{3})").expect("valid regex"));
+    static THIN: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(\d)(?:\s*,\s*\\!|\{,\}|\\,)\s*(\d{3})").expect("valid regex")
+    });
     static WHOLE: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"^[-+]?\d{1,3}(,\d{3})+(\.\d+)?$").expect("valid regex"));
     let mut out = s.to_owned();
@@ -190,7 +211,13 @@ pub(crate) fn repeating_decimals(s: &str) -> String {
         if int.len() + fixed.len() + rep.len() > 30 {
             return c[0].to_owned();
         }
-        let num = |d: &str| if d.is_empty() { 0 } else { d.parse::<u128>().unwrap_or(0) };
+        let num = |d: &str| {
+            if d.is_empty() {
+                0
+            } else {
+                d.parse::<u128>().unwrap_or(0)
+            }
+        };
         let p = |n: usize| 10u128.pow(n as u32);
         // x = int + (fixed rep - fixed) / (10^|fixed| (10^|rep| - 1))
         let den = p(fixed.len()) * (p(rep.len()) - 1);
@@ -202,13 +229,15 @@ pub(crate) fn repeating_decimals(s: &str) -> String {
 
 /// `10 percent` -> `10\%`.
 pub(crate) fn percent_word(s: &str) -> String {
-    static RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)(\d)\s*(?:percent|per cent)\b").expect("valid regex"));
+    static RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?i)(\d)\s*(?:percent|per cent)\b").expect("valid regex"));
     RE.replace_all(s, "$1\\%").into_owned()
 }
 
 /// `x \in [-2,7]` -> `[-2,7]`: naming the variable does not change the answer.
 pub(crate) fn strip_membership(s: &str) -> String {
-    static RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\s*[A-Za-z]\s*\\in\s*").expect("valid regex"));
+    static RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\s*[A-Za-z]\s*\\in\s*").expect("valid regex"));
     RE.replace(s, "").into_owned()
 }
 
@@ -255,16 +284,27 @@ mod tests {
         assert_eq!(strip_math_delimiters("$\\frac12$"), "\\frac12");
         assert_eq!(strip_math_delimiters("\\[ 5 \\]"), "5");
         assert_eq!(strip_boxed("\\boxed{\\{1,2\\}}"), "\\{1,2\\}");
-        assert_eq!(strip_boxed("\\boxed{1} and \\boxed{2}"), "\\boxed{1} and \\boxed{2}");
+        assert_eq!(
+            strip_boxed("\\boxed{1} and \\boxed{2}"),
+            "\\boxed{1} and \\boxed{2}"
+        );
         assert_eq!(normalize("$\\boxed{7}$."), "7");
         assert_eq!(strip_boxed("\\boxed 5"), "5");
     }
 
     #[test]
     fn sizing_and_spacing() {
-        assert_eq!(strip_sizing("\\left( 3, \\frac{\\pi}{2} \\right)"), "( 3, \\frac{\\pi}{2} )");
+        assert_eq!(
+            strip_sizing("\\left( 3, \\frac{\\pi}{2} \\right)"),
+            "( 3, \\frac{\\pi}{2} )"
+        );
         assert_eq!(strip_sizing("\\leftarrow"), "\\leftarrow");
-        assert_eq!(strip_spacing("a\\,b\\!c\\quad d~e").split_whitespace().count(), 5);
+        assert_eq!(
+            strip_spacing("a\\,b\\!c\\quad d~e")
+                .split_whitespace()
+                .count(),
+            5
+        );
         assert_eq!(strip_spacing("1 \\\\ 2"), "1 \\\\ 2");
     }
 
@@ -280,7 +320,10 @@ mod tests {
     fn units_after_numbers_only() {
         assert_eq!(strip_units("15\\mbox{ cm}^2").trim(), "15");
         assert_eq!(strip_units("5.4 \\text{ cents}").trim(), "5.4");
-        assert_eq!(strip_units("\\frac{270}7\\text{ degrees}").trim(), "\\frac{270}7");
+        assert_eq!(
+            strip_units("\\frac{270}7\\text{ degrees}").trim(),
+            "\\frac{270}7"
+        );
         assert_eq!(strip_units("12 inches").trim(), "12");
         assert_eq!(strip_units("864 square inches").trim(), "864");
         assert_eq!(strip_units("\\text{east}"), "\\text{east}");
@@ -298,7 +341,10 @@ mod tests {
     #[test]
     fn thousands_separators() {
         assert_eq!(strip_thousands_separators("10,\\!080"), "10080");
-        assert_eq!(strip_thousands_separators("11,\\! 111,\\! 111,\\! 100"), "11111111100");
+        assert_eq!(
+            strip_thousands_separators("11,\\! 111,\\! 111,\\! 100"),
+            "11111111100"
+        );
         assert_eq!(strip_thousands_separators("58,500"), "58500");
         assert_eq!(strip_thousands_separators("28{,}800"), "28800");
         assert_eq!(strip_thousands_separators("2,12"), "2,12");
