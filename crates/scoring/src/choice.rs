@@ -99,7 +99,7 @@ fn choice_in(text: &str) -> Option<(char, ChoiceSource)> {
     });
     static PHRASE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r"(?i:answer)(?:\s+(?i:is))?\s*(?::)?\s*(?:\*\*)?\s*(?:\$?\\boxed\{)?(?:\\text\{)?\s*\(?([A-D])\)?(?:[^A-Za-z0-9]|$)",
+            r"(?i:answer)(?:\s+(?i:is))?\s*(?::)?\s*(?:\*\*)?\s*(?i:(?:option|choice)\s+)?(?:\$?\\boxed\{)?(?:\\text\{)?\s*\(?([A-D])\)?(?:[^A-Za-z0-9]|$)",
         )
         .expect("valid regex")
     });
@@ -194,6 +194,16 @@ mod tests {
         assert_eq!((c.letter, c.after_think), ('B', true));
         let c = extract_choice("<think>answer is A</think>").unwrap();
         assert_eq!((c.letter, c.after_think), ('A', false));
+    }
+
+    #[test]
+    fn grade_serialises_for_run_records() {
+        let g = grade_choice('C', "\\boxed{C}");
+        let json = serde_json::to_string(&g).unwrap();
+        assert_eq!(
+            json,
+            r#"{"correct":true,"gold":"C","extracted":{"letter":"C","source":"boxed","after_think":false}}"#
+        );
     }
 
     #[test]

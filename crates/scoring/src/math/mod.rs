@@ -59,3 +59,21 @@ pub fn grade_math(gold: &str, response: &str) -> MathGrade {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grade_serialises_for_run_records() {
+        let g = grade_math("\\frac12", "</think>so $\\boxed{0.5}$");
+        let v = serde_json::to_value(&g).unwrap();
+        assert_eq!(v["correct"], true);
+        assert_eq!(v["rule"], "numeric");
+        assert_eq!(v["extracted"]["text"], "0.5");
+        assert_eq!(v["extracted"]["source"], "boxed");
+        assert_eq!(v["extracted"]["after_think"], true);
+        let back: MathGrade = serde_json::from_value(v).unwrap();
+        assert_eq!(back, g);
+    }
+}
