@@ -89,6 +89,9 @@ pub enum Error {
     /// A generation request or sampling parameter is invalid.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A precision policy could not be built or applied.
+    #[error(transparent)]
+    Precision(#[from] reprolm_precision::Error),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
