@@ -65,7 +65,10 @@ impl Generation {
     /// The top candidates of generated token `i` as (id, logprob) pairs.
     pub fn top(&self, i: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
         let r = i * self.k..(i + 1) * self.k;
-        self.top_ids[r.clone()].iter().copied().zip(self.top_logprobs[r].iter().copied())
+        self.top_ids[r.clone()]
+            .iter()
+            .copied()
+            .zip(self.top_logprobs[r].iter().copied())
     }
 }
 
@@ -91,7 +94,14 @@ impl<'a> Batch<'a> {
     /// An empty batch. `params` is validated here.
     pub fn new(decoder: &'a Decoder, params: SamplingParams) -> Result<Self> {
         params.validate()?;
-        Ok(Batch { cache: decoder.new_cache(Vec::new()), decoder, params, rows: Vec::new(), finished: Vec::new(), tokens_generated: 0 })
+        Ok(Batch {
+            cache: decoder.new_cache(Vec::new()),
+            decoder,
+            params,
+            rows: Vec::new(),
+            finished: Vec::new(),
+            tokens_generated: 0,
+        })
     }
 
     /// Number of sequences still generating.
@@ -111,10 +121,19 @@ impl<'a> Batch<'a> {
             return Ok(());
         }
         if let Some((id, _)) = requests.iter().find(|(_, r)| r.prompt.is_empty()) {
-            return Err(Error::InvalidRequest(format!("request {id} has an empty prompt")));
+            return Err(Error::InvalidRequest(format!(
+                "request {id} has an empty prompt"
+            )));
         }
-        let longest = requests.iter().map(|(_, r)| r.prompt.len()).max().unwrap_or(0);
-        let starts: Vec<usize> = requests.iter().map(|(_, r)| longest - r.prompt.len()).collect();
+        let longest = requests
+            .iter()
+            .map(|(_, r)| r.prompt.len())
+            .max()
+            .unwrap_or(0);
+        let starts: Vec<usize> = requests
+            .iter()
+            .map(|(_, r)| longest - r.prompt.len())
+            .collect();
         // Padding slots are masked out; their token id only has to be a valid one.
         let tokens: Vec<Vec<u32>> = requests
             .iter()
@@ -157,7 +176,9 @@ impl<'a> Batch<'a> {
     pub fn step(&mut self) -> Result<Vec<(usize, Generation)>> {
         if !self.rows.is_empty() {
             let tokens: Vec<Vec<u32>> = self.rows.iter().map(|r| vec![r.last]).collect();
-            let logits = self.decoder.forward(&tokens, &mut self.cache, LogitsFor::Last)?;
+            let logits = self
+                .decoder
+                .forward(&tokens, &mut self.cache, LogitsFor::Last)?;
             let mut rows = std::mem::take(&mut self.rows);
             self.pick(&mut rows, &logits)?;
             self.rows = rows;
@@ -203,7 +224,9 @@ impl<'a> Batch<'a> {
         if !self.rows.iter().any(is_done) {
             return Ok(());
         }
-        let keep: Vec<usize> = (0..self.rows.len()).filter(|&i| !is_done(&self.rows[i])).collect();
+        let keep: Vec<usize> = (0..self.rows.len())
+            .filter(|&i| !is_done(&self.rows[i]))
+            .collect();
         self.cache.select_rows(&keep)?;
         let rows = std::mem::take(&mut self.rows);
         for r in rows {
@@ -220,14 +243,28 @@ impl<'a> Batch<'a> {
 /// Generates continuations of `requests` in static batches of `batch_size` prompts, in order,
 /// each batch run to completion before the next starts (the reference implementation's scheme).
 /// Results come back in request order.
-pub fn generate(decoder: &Decoder, requests: &[Request], params: &SamplingParams, batch_size: usize) -> Result<Vec<Generation>> {
+pub fn generate(
+    decoder: &Decoder,
+    requests: &[Request],
+    params: &SamplingParams,
+    batch_size: usize,
+) -> Result<Vec<Generation>> {
     if batch_size == 0 {
-        return Err(Error::InvalidRequest("batch size must be at least 1".into()));
+        return Err(Error::InvalidRequest(
+            "batch size must be at least 1".into(),
+        ));
     }
     let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
     for (c, chunk) in requests.chunks(batch_size).enumerate() {
         let mut batch = Batch::new(decoder, params.clone())?;
-        batch.admit(chunk.iter().cloned().enumerate().map(|(i, r)| (c * batch_size + i, r)).collect())?;
+        batch.admit(
+            chunk
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, r)| (c * batch_size + i, r))
+                .collect(),
+        )?;
         loop {
             for (id, g) in batch.step()? {
                 out[id] = Some(g);
@@ -237,5 +274,8 @@ pub fn generate(decoder: &Decoder, requests: &[Request], params: &SamplingParams
             }
         }
     }
-    Ok(out.into_iter().map(|g| g.expect("every request finishes")).collect())
+    Ok(out
+        .into_iter()
+        .map(|g| g.expect("every request finishes"))
+        .collect())
 }

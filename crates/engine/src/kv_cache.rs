@@ -21,7 +21,12 @@ impl KvCache {
     /// An empty cache for `num_layers` layers and rows whose first valid position will be
     /// `starts[b]` (the number of left-padding slots of row `b`'s prompt).
     pub fn new(num_layers: usize, starts: Vec<usize>, dtype: DType) -> Self {
-        KvCache { layers: vec![None; num_layers], starts, len: 0, dtype }
+        KvCache {
+            layers: vec![None; num_layers],
+            starts,
+            len: 0,
+            dtype,
+        }
     }
 
     /// Number of rows (sequences).
@@ -61,7 +66,12 @@ impl KvCache {
     /// Appends `(batch, kv_heads, new, head_dim)` keys and values to `layer` and returns the
     /// whole cached `(batch, kv_heads, len, head_dim)` pair. The values are stored in the cache
     /// dtype before attention reads them back, so attention always sees what the cache holds.
-    pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let k = k.to_dtype(self.dtype)?.contiguous()?;
         let v = v.to_dtype(self.dtype)?.contiguous()?;
         let (k, v) = match self.layers[layer].take() {
@@ -84,13 +94,28 @@ impl KvCache {
         let starts: Vec<usize> = keep.iter().map(|&i| self.starts[i]).collect();
         let trim = starts.iter().copied().min().unwrap_or(0).min(self.len);
         if !self.is_empty() {
-            let dev = self.layers.iter().flatten().next().map(|(k, _)| k.device().clone());
+            let dev = self
+                .layers
+                .iter()
+                .flatten()
+                .next()
+                .map(|(k, _)| k.device().clone());
             if let Some(dev) = dev {
-                let idx = Tensor::from_vec(keep.iter().map(|&i| i as u32).collect::<Vec<_>>(), keep.len(), &dev)?;
+                let idx = Tensor::from_vec(
+                    keep.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+                    keep.len(),
+                    &dev,
+                )?;
                 for slot in self.layers.iter_mut() {
                     if let Some((k, v)) = slot.take() {
-                        let k = k.index_select(&idx, 0)?.narrow(2, trim, self.len - trim)?.contiguous()?;
-                        let v = v.index_select(&idx, 0)?.narrow(2, trim, self.len - trim)?.contiguous()?;
+                        let k = k
+                            .index_select(&idx, 0)?
+                            .narrow(2, trim, self.len - trim)?
+                            .contiguous()?;
+                        let v = v
+                            .index_select(&idx, 0)?
+                            .narrow(2, trim, self.len - trim)?
+                            .contiguous()?;
                         *slot = Some((k, v));
                     }
                 }
@@ -120,12 +145,20 @@ impl KvCache {
             .into_iter()
             .zip(other.layers)
             .map(|(a, b)| match (a, b) {
-                (Some((ka, va)), Some((kb, vb))) => Ok(Some((Tensor::cat(&[ka, kb], 0)?, Tensor::cat(&[va, vb], 0)?))),
+                (Some((ka, va)), Some((kb, vb))) => Ok(Some((
+                    Tensor::cat(&[ka, kb], 0)?,
+                    Tensor::cat(&[va, vb], 0)?,
+                ))),
                 _ => Ok(None),
             })
             .collect::<Result<Vec<_>>>()?;
         self.starts.extend(other.starts);
-        Ok(KvCache { layers, starts: self.starts, len, dtype: self.dtype })
+        Ok(KvCache {
+            layers,
+            starts: self.starts,
+            len,
+            dtype: self.dtype,
+        })
     }
 
     fn left_pad(&mut self, pad: usize) -> Result<()> {

@@ -7,27 +7,31 @@
 #![deny(missing_docs)]
 
 mod chat_template;
+mod device;
 mod digest;
 mod error;
 pub mod generate;
-pub mod kv_cache;
-pub mod models;
-pub mod sampling;
 mod generation_config;
+pub mod kv_cache;
 mod loader;
+mod model;
+pub mod models;
 mod pyjson;
+pub mod sampling;
 mod source;
 mod tokenizer;
 
 pub use chat_template::{ChatMessage, ChatOptions, ChatTemplate, GenerationPrompt};
+pub use device::{device_label, device_name, parse_device};
 pub use digest::{sha256_file, FileDigest};
 pub use error::{Error, Result};
 pub use generate::{generate, Batch, FinishReason, Generation, Request};
+pub use generation_config::GenerationConfig;
 pub use kv_cache::KvCache;
+pub use loader::{HubAccess, ModelFiles, ResolveOptions, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
+pub use model::{check_policy_on_device, LoadOptions, Model};
 pub use models::decoder::LogitsFor;
 pub use models::{spec_from_config_file, Architecture, Decoder, DecoderSpec};
 pub use sampling::{RequestRng, SamplingParams};
-pub use generation_config::GenerationConfig;
-pub use loader::{HubAccess, ModelFiles, ResolveOptions, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 pub use source::{ModelSource, DEFAULT_REVISION};
 pub use tokenizer::{DecodeSpecialTokens, SpecialTokens, Tokenizer};

@@ -60,7 +60,10 @@ impl SamplingParams {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidRequest(m));
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return bad(format!("temperature must be >= 0, got {}", self.temperature));
+            return bad(format!(
+                "temperature must be >= 0, got {}",
+                self.temperature
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad(format!("top_p must be in (0, 1], got {}", self.top_p));
@@ -211,9 +214,17 @@ mod tests {
         let logits = [0.3, 2.0, 1.9, -1.0];
         let mut rng = RequestRng::new(1, "x", 0);
         for _ in 0..50 {
-            let p = SamplingParams { temperature: 1.0, top_k: 1, ..SamplingParams::greedy(4) };
+            let p = SamplingParams {
+                temperature: 1.0,
+                top_k: 1,
+                ..SamplingParams::greedy(4)
+            };
             assert_eq!(choose(&logits, &p, &mut rng), 1);
-            let p = SamplingParams { temperature: 1.0, top_p: 1e-6, ..SamplingParams::greedy(4) };
+            let p = SamplingParams {
+                temperature: 1.0,
+                top_p: 1e-6,
+                ..SamplingParams::greedy(4)
+            };
             assert_eq!(choose(&logits, &p, &mut rng), 1);
         }
     }
@@ -222,10 +233,15 @@ mod tests {
     fn sampling_frequencies_follow_the_softmax() {
         // Two tokens with logits differing by ln(3): probabilities 0.75 / 0.25 at temperature 1.
         let logits = [0.0f32, 3f32.ln()];
-        let p = SamplingParams { temperature: 1.0, ..SamplingParams::greedy(4) };
+        let p = SamplingParams {
+            temperature: 1.0,
+            ..SamplingParams::greedy(4)
+        };
         let mut rng = RequestRng::new(7, "freq", 0);
         let n = 20000;
-        let ones = (0..n).filter(|_| choose(&logits, &p, &mut rng) == 1).count();
+        let ones = (0..n)
+            .filter(|_| choose(&logits, &p, &mut rng) == 1)
+            .count();
         let share = ones as f64 / n as f64;
         assert!((share - 0.75).abs() < 0.015, "{share}");
     }
@@ -233,7 +249,11 @@ mod tests {
     #[test]
     fn min_p_drops_unlikely_tokens() {
         let logits = [5.0f32, 0.0, 4.9];
-        let p = SamplingParams { temperature: 1.0, min_p: 0.5, ..SamplingParams::greedy(4) };
+        let p = SamplingParams {
+            temperature: 1.0,
+            min_p: 0.5,
+            ..SamplingParams::greedy(4)
+        };
         let mut rng = RequestRng::new(3, "m", 0);
         for _ in 0..500 {
             assert_ne!(choose(&logits, &p, &mut rng), 1);
@@ -242,9 +262,19 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named() {
-        let p = SamplingParams { top_p: 0.0, ..SamplingParams::greedy(4) };
+        let p = SamplingParams {
+            top_p: 0.0,
+            ..SamplingParams::greedy(4)
+        };
         assert!(p.validate().unwrap_err().to_string().contains("top_p"));
-        let p = SamplingParams { temperature: -1.0, ..SamplingParams::greedy(4) };
-        assert!(p.validate().unwrap_err().to_string().contains("temperature"));
+        let p = SamplingParams {
+            temperature: -1.0,
+            ..SamplingParams::greedy(4)
+        };
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("temperature"));
     }
 }

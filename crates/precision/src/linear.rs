@@ -18,10 +18,19 @@ pub struct Linear {
 impl Linear {
     /// A layer from a `(out, in)` weight and optional `(out,)` bias, converted to `storage` now
     /// and to `compute` at every call.
-    pub fn new(weight: Tensor, bias: Option<Tensor>, storage: DType, compute: DType) -> Result<Self> {
+    pub fn new(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        storage: DType,
+        compute: DType,
+    ) -> Result<Self> {
         let weight = weight.to_dtype(storage)?;
         let bias = bias.map(|b| b.to_dtype(storage)).transpose()?;
-        Ok(Linear { weight, bias, compute })
+        Ok(Linear {
+            weight,
+            bias,
+            compute,
+        })
     }
 
     /// The stored weight, `(out, in)`.
@@ -48,7 +57,9 @@ impl Module for Linear {
     /// we measured independent of the row count.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims().to_vec();
-        let in_features = *dims.last().expect("linear input has at least one dimension");
+        let in_features = *dims
+            .last()
+            .expect("linear input has at least one dimension");
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.to_dtype(self.compute)?.reshape((rows, in_features))?;
         let w = self.weight.to_dtype(self.compute)?;

@@ -85,7 +85,10 @@ impl PrecisionPolicy {
     /// One dtype for every component, except norms, which accumulate in f32 as every serving
     /// kernel (vLLM's fused RMSNorm, transformers' `LlamaRMSNorm`) does whatever `--dtype` says.
     fn uniform(name: &str, dtype: DType) -> Self {
-        let mut p = PrecisionPolicy { name: name.to_string(), dtypes: [dtype; 10] };
+        let mut p = PrecisionPolicy {
+            name: name.to_string(),
+            dtypes: [dtype; 10],
+        };
         p.set(Component::Norm, DType::F32);
         p.set(Component::Logits, dtype);
         p
@@ -109,7 +112,10 @@ impl PrecisionPolicy {
                 p
             }
             other => {
-                return Err(Error::UnknownPreset { got: other.to_string(), known: PRESETS.to_vec() })
+                return Err(Error::UnknownPreset {
+                    got: other.to_string(),
+                    known: PRESETS.to_vec(),
+                })
             }
         };
         Ok(p)
@@ -143,7 +149,10 @@ impl PrecisionPolicy {
 
     /// The policy as (component key, dtype name) pairs, for manifests and tables.
     pub fn table(&self) -> Vec<(&'static str, &'static str)> {
-        Component::ALL.iter().map(|&c| (c.key(), dtype_name(self.dtype(c)))).collect()
+        Component::ALL
+            .iter()
+            .map(|&c| (c.key(), dtype_name(self.dtype(c))))
+            .collect()
     }
 }
 
@@ -165,7 +174,10 @@ pub fn parse_dtype(key: &str, s: &str) -> Result<DType> {
         "f16" | "fp16" | "float16" | "half" => Ok(DType::F16),
         "f32" | "fp32" | "float32" | "float" => Ok(DType::F32),
         "f64" | "fp64" | "float64" | "double" => Ok(DType::F64),
-        _ => Err(Error::UnknownDtype { key: key.to_string(), got: s.to_string() }),
+        _ => Err(Error::UnknownDtype {
+            key: key.to_string(),
+            got: s.to_string(),
+        }),
     }
 }
 
@@ -177,7 +189,11 @@ mod tests {
     fn presets_place_components_as_documented() {
         let lc = PrecisionPolicy::preset("layercast").unwrap();
         for c in Component::ALL {
-            let want = if c == Component::LinearStorage { DType::BF16 } else { DType::F32 };
+            let want = if c == Component::LinearStorage {
+                DType::BF16
+            } else {
+                DType::F32
+            };
             assert_eq!(lc.dtype(c), want, "{c:?}");
         }
         let head = PrecisionPolicy::preset("fp32-head").unwrap();

@@ -52,18 +52,34 @@ pub struct DecoderSpec {
 impl DecoderSpec {
     /// Rejects configs this implementation would compute wrongly.
     pub fn validate(&self, path: &Path) -> Result<()> {
-        let bad = |field: &str, reason: String| Err(Error::BadField { path: path.to_path_buf(), field: field.into(), reason });
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
+        let bad = |field: &str, reason: String| {
+            Err(Error::BadField {
+                path: path.to_path_buf(),
+                field: field.into(),
+                reason,
+            })
+        };
+        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0
+        {
             return bad(
                 "num_key_value_heads",
-                format!("{} query heads cannot be grouped over {} key/value heads", self.num_heads, self.num_kv_heads),
+                format!(
+                    "{} query heads cannot be grouped over {} key/value heads",
+                    self.num_heads, self.num_kv_heads
+                ),
             );
         }
         if self.head_dim == 0 || self.head_dim % 2 != 0 {
-            return bad("head_dim", format!("{} must be even and positive for RoPE", self.head_dim));
+            return bad(
+                "head_dim",
+                format!("{} must be even and positive for RoPE", self.head_dim),
+            );
         }
         if self.hidden_act != "silu" {
-            return bad("hidden_act", format!("`{}` is not supported; only `silu`", self.hidden_act));
+            return bad(
+                "hidden_act",
+                format!("`{}` is not supported; only `silu`", self.hidden_act),
+            );
         }
         Ok(())
     }
@@ -88,7 +104,11 @@ impl DecoderSpec {
         }
         let layer = attn + mlp + 2 * h;
         let embed = self.vocab_size * h;
-        let head = if self.tie_word_embeddings { 0 } else { self.vocab_size * h };
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size * h
+        };
         self.num_layers * layer + embed + head + h
     }
 }
@@ -112,7 +132,11 @@ struct RmsNorm {
 impl RmsNorm {
     fn load(vb: &VarBuilder, size: usize, eps: f64, policy: &PrecisionPolicy) -> Result<Self> {
         let weight = get(vb, size, "weight", policy.dtype(Component::Activations))?;
-        Ok(RmsNorm { weight, eps, compute: policy.dtype(Component::Norm) })
+        Ok(RmsNorm {
+            weight,
+            eps,
+            compute: policy.dtype(Component::Norm),
+        })
     }
 
     /// `weight * (x / sqrt(mean(x²) + eps))`: the statistics in the norm dtype, the result cast back
@@ -168,19 +192,46 @@ pub struct Decoder {
     inv_freq: Vec<f32>,
 }
 
-fn get(vb: &VarBuilder, shape: impl Into<candle_core::Shape>, name: &str, dtype: DType) -> Result<Tensor> {
-    let full = if vb.prefix().is_empty() { name.to_string() } else { format!("{}.{name}", vb.prefix()) };
+fn get(
+    vb: &VarBuilder,
+    shape: impl Into<candle_core::Shape>,
+    name: &str,
+    dtype: DType,
+) -> Result<Tensor> {
+    let full = if vb.prefix().is_empty() {
+        name.to_string()
+    } else {
+        format!("{}.{name}", vb.prefix())
+    };
     vb.clone()
         .set_dtype(dtype)
         .get(shape, name)
-        .map_err(|e| Error::Weights { location: Path::new(&full).to_path_buf(), reason: e.to_string() })
+        .map_err(|e| Error::Weights {
+            location: Path::new(&full).to_path_buf(),
+            reason: e.to_string(),
+        })
 }
 
-fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool, policy: &PrecisionPolicy) -> Result<Linear> {
+fn linear(
+    vb: &VarBuilder,
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+    policy: &PrecisionPolicy,
+) -> Result<Linear> {
     let storage = policy.dtype(Component::LinearStorage);
     let w = get(vb, (out_dim, in_dim), "weight", storage)?;
-    let b = if bias { Some(get(vb, out_dim, "bias", storage)?) } else { None };
-    Ok(Linear::new(w, b, storage, policy.dtype(Component::MatmulCompute))?)
+    let b = if bias {
+        Some(get(vb, out_dim, "bias", storage)?)
+    } else {
+        None
+    };
+    Ok(Linear::new(
+        w,
+        b,
+        storage,
+        policy.dtype(Component::MatmulCompute),
+    )?)
 }
 
 impl Decoder {
@@ -190,7 +241,12 @@ impl Decoder {
         let device = vb.device().clone();
         let (h, d) = (spec.hidden_size, spec.head_dim);
         let m = vb.pp("model");
-        let embed = get(&m.pp("embed_tokens"), (spec.vocab_size, h), "weight", policy.dtype(Component::Embedding))?;
+        let embed = get(
+            &m.pp("embed_tokens"),
+            (spec.vocab_size, h),
+            "weight",
+            policy.dtype(Component::Embedding),
+        )?;
         let mut layers = Vec::with_capacity(spec.num_layers);
         for i in 0..spec.num_layers {
             let l = m.pp("layers").pp(i);
@@ -201,31 +257,70 @@ impl Decoder {
                 k: linear(&a.pp("k_proj"), h, kv_out, spec.qkv_bias, policy)?,
                 v: linear(&a.pp("v_proj"), h, kv_out, spec.qkv_bias, policy)?,
                 o: linear(&a.pp("o_proj"), q_out, h, spec.o_bias, policy)?,
-                q_norm: spec.qk_norm.then(|| RmsNorm::load(&a.pp("q_norm"), d, spec.rms_norm_eps, policy)).transpose()?,
-                k_norm: spec.qk_norm.then(|| RmsNorm::load(&a.pp("k_norm"), d, spec.rms_norm_eps, policy)).transpose()?,
+                q_norm: spec
+                    .qk_norm
+                    .then(|| RmsNorm::load(&a.pp("q_norm"), d, spec.rms_norm_eps, policy))
+                    .transpose()?,
+                k_norm: spec
+                    .qk_norm
+                    .then(|| RmsNorm::load(&a.pp("k_norm"), d, spec.rms_norm_eps, policy))
+                    .transpose()?,
                 num_heads: spec.num_heads,
                 num_kv_heads: spec.num_kv_heads,
                 head_dim: d,
             };
             let p = l.pp("mlp");
             let mlp = Mlp {
-                gate: linear(&p.pp("gate_proj"), h, spec.intermediate_size, spec.mlp_bias, policy)?,
-                up: linear(&p.pp("up_proj"), h, spec.intermediate_size, spec.mlp_bias, policy)?,
-                down: linear(&p.pp("down_proj"), spec.intermediate_size, h, spec.mlp_bias, policy)?,
+                gate: linear(
+                    &p.pp("gate_proj"),
+                    h,
+                    spec.intermediate_size,
+                    spec.mlp_bias,
+                    policy,
+                )?,
+                up: linear(
+                    &p.pp("up_proj"),
+                    h,
+                    spec.intermediate_size,
+                    spec.mlp_bias,
+                    policy,
+                )?,
+                down: linear(
+                    &p.pp("down_proj"),
+                    spec.intermediate_size,
+                    h,
+                    spec.mlp_bias,
+                    policy,
+                )?,
             };
             layers.push(Layer {
                 input_norm: RmsNorm::load(&l.pp("input_layernorm"), h, spec.rms_norm_eps, policy)?,
                 attn,
-                post_norm: RmsNorm::load(&l.pp("post_attention_layernorm"), h, spec.rms_norm_eps, policy)?,
+                post_norm: RmsNorm::load(
+                    &l.pp("post_attention_layernorm"),
+                    h,
+                    spec.rms_norm_eps,
+                    policy,
+                )?,
                 mlp,
             });
         }
         let norm = RmsNorm::load(&m.pp("norm"), h, spec.rms_norm_eps, policy)?;
         let head_dtype = policy.dtype(Component::LmHead);
         let head_w = if spec.tie_word_embeddings {
-            get(&m.pp("embed_tokens"), (spec.vocab_size, h), "weight", head_dtype)?
+            get(
+                &m.pp("embed_tokens"),
+                (spec.vocab_size, h),
+                "weight",
+                head_dtype,
+            )?
         } else {
-            get(&vb.pp("lm_head"), (spec.vocab_size, h), "weight", head_dtype)?
+            get(
+                &vb.pp("lm_head"),
+                (spec.vocab_size, h),
+                "weight",
+                head_dtype,
+            )?
         };
         let lm_head = Linear::new(head_w, None, head_dtype, head_dtype)?;
         Ok(Decoder {
@@ -257,7 +352,11 @@ impl Decoder {
 
     /// An empty cache for rows whose prompts are left-padded by `starts[b]` slots.
     pub fn new_cache(&self, starts: Vec<usize>) -> KvCache {
-        KvCache::new(self.spec.num_layers, starts, self.policy.dtype(Component::KvCache))
+        KvCache::new(
+            self.spec.num_layers,
+            starts,
+            self.policy.dtype(Component::KvCache),
+        )
     }
 
     /// Bytes held by the weights, by dtype name (a tied LM head in another dtype counts twice,
@@ -265,11 +364,20 @@ impl Decoder {
     pub fn weight_bytes(&self) -> std::collections::BTreeMap<&'static str, usize> {
         let mut out = std::collections::BTreeMap::new();
         let mut add = |t: &Tensor| {
-            *out.entry(reprolm_precision::dtype_name(t.dtype())).or_insert(0) += t.elem_count() * t.dtype().size_in_bytes();
+            *out.entry(reprolm_precision::dtype_name(t.dtype()))
+                .or_insert(0) += t.elem_count() * t.dtype().size_in_bytes();
         };
         add(&self.embed);
         for l in &self.layers {
-            for lin in [&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o, &l.mlp.gate, &l.mlp.up, &l.mlp.down] {
+            for lin in [
+                &l.attn.q,
+                &l.attn.k,
+                &l.attn.v,
+                &l.attn.o,
+                &l.mlp.gate,
+                &l.mlp.up,
+                &l.mlp.down,
+            ] {
                 add(lin.weight());
                 if let Some(b) = lin.bias() {
                     add(b);
@@ -289,18 +397,29 @@ impl Decoder {
     /// Runs `tokens` (`batch` rows of equal length `seq`, left-padded as `cache.starts()` says)
     /// through the decoder, appends their keys/values to `cache`, and returns logits in the
     /// policy's logits dtype: `(batch, seq, vocab)` or `(batch, 1, vocab)`.
-    pub fn forward(&self, tokens: &[Vec<u32>], cache: &mut KvCache, logits_for: LogitsFor) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        tokens: &[Vec<u32>],
+        cache: &mut KvCache,
+        logits_for: LogitsFor,
+    ) -> Result<Tensor> {
         let b = tokens.len();
         let l = tokens.first().map_or(0, Vec::len);
         if b == 0 || l == 0 || tokens.iter().any(|r| r.len() != l) {
-            return Err(Error::InvalidRequest(format!("forward needs {b} non-empty rows of equal length")));
+            return Err(Error::InvalidRequest(format!(
+                "forward needs {b} non-empty rows of equal length"
+            )));
         }
         if cache.rows() != b {
-            return Err(Error::InvalidRequest(format!("cache has {} rows, batch has {b}", cache.rows())));
+            return Err(Error::InvalidRequest(format!(
+                "cache has {} rows, batch has {b}",
+                cache.rows()
+            )));
         }
         let past = cache.len();
         let starts = cache.starts().to_vec();
-        if past + l - starts.iter().copied().min().unwrap_or(0) > self.spec.max_position_embeddings {
+        if past + l - starts.iter().copied().min().unwrap_or(0) > self.spec.max_position_embeddings
+        {
             return Err(Error::InvalidRequest(format!(
                 "sequence would exceed max_position_embeddings = {}",
                 self.spec.max_position_embeddings
@@ -309,20 +428,36 @@ impl Decoder {
         let act = self.policy.dtype(Component::Activations);
         let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
         if let Some(bad) = flat.iter().find(|&&t| t as usize >= self.spec.vocab_size) {
-            return Err(Error::InvalidRequest(format!("token id {bad} >= vocab_size {}", self.spec.vocab_size)));
+            return Err(Error::InvalidRequest(format!(
+                "token id {bad} >= vocab_size {}",
+                self.spec.vocab_size
+            )));
         }
         let ids = Tensor::from_vec(flat, b * l, &self.device)?;
-        let mut x = self.embed.index_select(&ids, 0)?.reshape((b, l, self.spec.hidden_size))?.to_dtype(act)?;
+        let mut x = self
+            .embed
+            .index_select(&ids, 0)?
+            .reshape((b, l, self.spec.hidden_size))?
+            .to_dtype(act)?;
 
         // Per-row positions: a padded row counts from its first real token.
-        let positions: Vec<Vec<usize>> =
-            starts.iter().map(|&s| (0..l).map(|i| (past + i).saturating_sub(s)).collect()).collect();
-        let (cos, sin) = rope::cos_sin(&self.inv_freq, &positions, self.policy.dtype(Component::Rope), &self.device)?;
+        let positions: Vec<Vec<usize>> = starts
+            .iter()
+            .map(|&s| (0..l).map(|i| (past + i).saturating_sub(s)).collect())
+            .collect();
+        let (cos, sin) = rope::cos_sin(
+            &self.inv_freq,
+            &positions,
+            self.policy.dtype(Component::Rope),
+            &self.device,
+        )?;
         let mask = self.attention_mask(&starts, past, l)?;
 
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_norm.forward(&x)?;
-            let a = layer.attn.forward(&h, &cos, &sin, mask.as_ref(), cache, i, &self.policy)?;
+            let a = layer
+                .attn
+                .forward(&h, &cos, &sin, mask.as_ref(), cache, i, &self.policy)?;
             x = (x + a.to_dtype(act)?)?;
             let h = layer.post_norm.forward(&x)?;
             let m = layer.mlp.forward(&h)?;
@@ -333,7 +468,9 @@ impl Decoder {
             LogitsFor::Last => x.narrow(1, l - 1, 1)?,
         };
         let x = self.norm.forward(&x)?;
-        let logits = self.lm_head.forward(&x.to_dtype(self.policy.dtype(Component::LmHead))?)?;
+        let logits = self
+            .lm_head
+            .forward(&x.to_dtype(self.policy.dtype(Component::LmHead))?)?;
         Ok(logits.to_dtype(self.policy.dtype(Component::Logits))?)
     }
 
@@ -359,7 +496,9 @@ impl Decoder {
             }
         }
         let mask = Tensor::from_vec(m, (starts.len(), 1, l, t), &self.device)?;
-        Ok(Some(mask.to_dtype(self.policy.dtype(Component::Attention))?))
+        Ok(Some(
+            mask.to_dtype(self.policy.dtype(Component::Attention))?,
+        ))
     }
 }
 
@@ -400,8 +539,13 @@ impl Attention {
             scores = scores.broadcast_add(m)?;
         }
         // Softmax in f32 (or wider), as every attention kernel accumulates it.
-        let wide = if attn_dtype == DType::F64 { DType::F64 } else { DType::F32 };
-        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(wide)?)?.to_dtype(attn_dtype)?;
+        let wide = if attn_dtype == DType::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        };
+        let probs =
+            candle_nn::ops::softmax_last_dim(&scores.to_dtype(wide)?)?.to_dtype(attn_dtype)?;
         let out = probs.matmul(&v_all)?; // (b, h, l, d)
         let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
         Ok(self.o.forward(&out)?)
@@ -413,7 +557,9 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
         return Ok(x.contiguous()?);
     }
     let (b, kvh, t, d) = x.dims4()?;
-    Ok(x.unsqueeze(2)?.expand((b, kvh, n_rep, t, d))?.reshape((b, kvh * n_rep, t, d))?)
+    Ok(x.unsqueeze(2)?
+        .expand((b, kvh, n_rep, t, d))?
+        .reshape((b, kvh * n_rep, t, d))?)
 }
 
 impl Mlp {

@@ -30,7 +30,8 @@ pub enum Architecture {
 
 impl Architecture {
     /// The `architectures` names we accept, as transformers writes them.
-    pub const SUPPORTED: [&'static str; 3] = ["LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"];
+    pub const SUPPORTED: [&'static str; 3] =
+        ["LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"];
 
     /// The transformers class name.
     pub fn class_name(self) -> &'static str {
@@ -53,16 +54,29 @@ struct ArchProbe {
 /// Reads config.json, picks the family from `architectures` (or `model_type`) and returns the
 /// family's [`DecoderSpec`].
 pub fn spec_from_config_file(path: &Path) -> Result<(Architecture, DecoderSpec)> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     spec_from_config_str(&text, path)
 }
 
 /// As [`spec_from_config_file`], from the file's text; `path` is only used in errors.
 pub fn spec_from_config_str(text: &str, path: &Path) -> Result<(Architecture, DecoderSpec)> {
-    let json = |source| Error::Json { path: path.to_path_buf(), source };
+    let json = |source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    };
     let probe: ArchProbe = serde_json::from_str(text).map_err(json)?;
-    let named = probe.architectures.first().cloned().or_else(|| probe.model_type.clone());
-    let arch = match (probe.architectures.first().map(String::as_str), probe.model_type.as_deref()) {
+    let named = probe
+        .architectures
+        .first()
+        .cloned()
+        .or_else(|| probe.model_type.clone());
+    let arch = match (
+        probe.architectures.first().map(String::as_str),
+        probe.model_type.as_deref(),
+    ) {
         (Some("LlamaForCausalLM"), _) | (None, Some("llama")) => Architecture::Llama,
         (Some("Qwen2ForCausalLM"), _) | (None, Some("qwen2")) => Architecture::Qwen2,
         (Some("Qwen3ForCausalLM"), _) | (None, Some("qwen3")) => Architecture::Qwen3,
@@ -75,9 +89,15 @@ pub fn spec_from_config_str(text: &str, path: &Path) -> Result<(Architecture, De
         }
     };
     let spec = match arch {
-        Architecture::Llama => serde_json::from_str::<llama::Config>(text).map_err(json)?.spec(path)?,
-        Architecture::Qwen2 => serde_json::from_str::<qwen2::Config>(text).map_err(json)?.spec(path)?,
-        Architecture::Qwen3 => serde_json::from_str::<qwen3::Config>(text).map_err(json)?.spec(path)?,
+        Architecture::Llama => serde_json::from_str::<llama::Config>(text)
+            .map_err(json)?
+            .spec(path)?,
+        Architecture::Qwen2 => serde_json::from_str::<qwen2::Config>(text)
+            .map_err(json)?
+            .spec(path)?,
+        Architecture::Qwen3 => serde_json::from_str::<qwen3::Config>(text)
+            .map_err(json)?
+            .spec(path)?,
     };
     spec.validate(path)?;
     Ok((arch, spec))

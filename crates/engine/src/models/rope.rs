@@ -32,16 +32,24 @@ impl RopeScaling {
     /// Parses a `rope_scaling` (or transformers 5 `rope_parameters`) object.
     pub fn from_json(v: &serde_json::Value, path: &Path) -> Result<Self> {
         let field = |name: &str| -> Result<f64> {
-            v.get(name).and_then(|x| x.as_f64()).ok_or_else(|| Error::BadField {
-                path: path.to_path_buf(),
-                field: format!("rope_scaling.{name}"),
-                reason: "missing or not a number".into(),
-            })
+            v.get(name)
+                .and_then(|x| x.as_f64())
+                .ok_or_else(|| Error::BadField {
+                    path: path.to_path_buf(),
+                    field: format!("rope_scaling.{name}"),
+                    reason: "missing or not a number".into(),
+                })
         };
-        let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
+        let kind = v
+            .get("rope_type")
+            .or_else(|| v.get("type"))
+            .and_then(|t| t.as_str())
+            .unwrap_or("default");
         match kind {
             "default" => Ok(RopeScaling::None),
-            "linear" => Ok(RopeScaling::Linear { factor: field("factor")? }),
+            "linear" => Ok(RopeScaling::Linear {
+                factor: field("factor")?,
+            }),
             "llama3" => Ok(RopeScaling::Llama3 {
                 factor: field("factor")?,
                 low_freq_factor: field("low_freq_factor")?,
@@ -77,7 +85,12 @@ impl RopeSpec {
                 let scaled = match &self.scaling {
                     RopeScaling::None => base,
                     RopeScaling::Linear { factor } => base / factor,
-                    RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+                    RopeScaling::Llama3 {
+                        factor,
+                        low_freq_factor,
+                        high_freq_factor,
+                        original_max_position_embeddings,
+                    } => {
                         let low_wavelen = original_max_position_embeddings / low_freq_factor;
                         let high_wavelen = original_max_position_embeddings / high_freq_factor;
                         let wavelen = 2.0 * std::f64::consts::PI / base;
@@ -86,7 +99,8 @@ impl RopeSpec {
                         } else if wavelen > low_wavelen {
                             base / factor
                         } else {
-                            let smooth = (original_max_position_embeddings / wavelen - low_freq_factor)
+                            let smooth = (original_max_position_embeddings / wavelen
+                                - low_freq_factor)
                                 / (high_freq_factor - low_freq_factor);
                             (1.0 - smooth) * base / factor + smooth * base
                         }
@@ -103,7 +117,12 @@ impl RopeSpec {
 /// The angles are `position * inv_freq` in f32 and cos/sin are taken in f32, as transformers does
 /// with autocast off; only then are the tables rounded to `dtype`, the policy's RoPE dtype. With
 /// f64 the angles are formed in f64 from the same f32 frequencies.
-pub fn cos_sin(inv_freq: &[f32], positions: &[Vec<usize>], dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
+pub fn cos_sin(
+    inv_freq: &[f32],
+    positions: &[Vec<usize>],
+    dtype: DType,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let b = positions.len();
     let l = positions.first().map_or(0, Vec::len);
     let half = inv_freq.len();
@@ -160,7 +179,10 @@ mod tests {
 
     #[test]
     fn llama3_scaling_leaves_high_frequencies_and_divides_low_ones() {
-        let plain = RopeSpec { theta: 500000.0, scaling: RopeScaling::None };
+        let plain = RopeSpec {
+            theta: 500000.0,
+            scaling: RopeScaling::None,
+        };
         let scaled = RopeSpec {
             theta: 500000.0,
             scaling: RopeScaling::Llama3 {
@@ -173,14 +195,20 @@ mod tests {
         let (a, b) = (plain.inv_freq(128), scaled.inv_freq(128));
         assert_eq!(a[0], b[0], "highest frequency is unchanged");
         let last = a.len() - 1;
-        assert!((a[last] / 8.0 - b[last]).abs() <= f32::EPSILON * a[last], "lowest is divided by factor");
+        assert!(
+            (a[last] / 8.0 - b[last]).abs() <= f32::EPSILON * a[last],
+            "lowest is divided by factor"
+        );
         assert!(b.iter().zip(&a).all(|(s, p)| s <= p));
     }
 
     #[test]
     fn rotation_preserves_norm_and_is_identity_at_position_zero() -> Result<()> {
         let dev = Device::Cpu;
-        let spec = RopeSpec { theta: 10000.0, scaling: RopeScaling::None };
+        let spec = RopeSpec {
+            theta: 10000.0,
+            scaling: RopeScaling::None,
+        };
         let inv = spec.inv_freq(8);
         let x = Tensor::randn(0f32, 1.0, (1, 2, 3, 8), &dev)?;
         let (c, s) = cos_sin(&inv, &[vec![0, 5, 9]], DType::F32, &dev)?;
@@ -197,7 +225,12 @@ mod tests {
     #[test]
     fn unknown_scaling_type_names_the_field() {
         let v = serde_json::json!({"rope_type": "yarn", "factor": 4.0});
-        let err = RopeScaling::from_json(&v, Path::new("config.json")).unwrap_err().to_string();
-        assert!(err.contains("rope_scaling.rope_type") && err.contains("yarn"), "{err}");
+        let err = RopeScaling::from_json(&v, Path::new("config.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rope_scaling.rope_type") && err.contains("yarn"),
+            "{err}"
+        );
     }
 }

@@ -12,13 +12,22 @@ use std::path::PathBuf;
 pub const ARCHS: [&str; 3] = ["llama", "qwen2", "qwen3"];
 
 pub fn fixture_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
 }
 
 pub fn load(name: &str, policy: &PrecisionPolicy) -> Decoder {
     let dir = fixture_dir(name);
     let (_, spec) = spec_from_config_file(&dir.join("config.json")).unwrap();
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu) }.unwrap();
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
+    }
+    .unwrap();
     Decoder::load(&spec, policy, vb).unwrap()
 }
 
@@ -30,20 +39,39 @@ impl Expected {
         Expected(candle_core::safetensors::load(&path, &Device::Cpu).unwrap())
     }
     pub fn tensor(&self, key: &str) -> &Tensor {
-        self.0.get(key).unwrap_or_else(|| panic!("expected.safetensors has no `{key}`"))
+        self.0
+            .get(key)
+            .unwrap_or_else(|| panic!("expected.safetensors has no `{key}`"))
     }
     pub fn ids(&self, key: &str) -> Vec<u32> {
-        self.tensor(key).to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect()
+        self.tensor(key)
+            .to_dtype(DType::I64)
+            .unwrap()
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|x| x as u32)
+            .collect()
     }
     pub fn ids2(&self, key: &str) -> Vec<Vec<u32>> {
         let v: Vec<Vec<i64>> = self.tensor(key).to_vec2().unwrap();
-        v.into_iter().map(|r| r.into_iter().map(|x| x as u32).collect()).collect()
+        v.into_iter()
+            .map(|r| r.into_iter().map(|x| x as u32).collect())
+            .collect()
     }
     pub fn f32_2(&self, key: &str) -> Vec<Vec<f32>> {
-        self.tensor(key).to_dtype(DType::F32).unwrap().to_vec2().unwrap()
+        self.tensor(key)
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec2()
+            .unwrap()
     }
     pub fn f64_2(&self, key: &str) -> Vec<Vec<f64>> {
-        self.tensor(key).to_dtype(DType::F64).unwrap().to_vec2().unwrap()
+        self.tensor(key)
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_vec2()
+            .unwrap()
     }
 }
 

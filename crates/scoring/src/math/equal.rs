@@ -308,7 +308,8 @@ pub(crate) fn values_close(a: C, b: C) -> bool {
     }
     // Two integers below 2^53 are exact in f64, and rounding cannot carry one integer onto another:
     // compare them exactly, or 11111111100 would "equal" 11111111101 within the relative tolerance.
-    let exact_int = |c: C| c.im == 0.0 && c.re.fract() == 0.0 && c.re.abs() < 9_007_199_254_740_992.0;
+    let exact_int =
+        |c: C| c.im == 0.0 && c.re.fract() == 0.0 && c.re.abs() < 9_007_199_254_740_992.0;
     if exact_int(a) && exact_int(b) {
         return a.re == b.re;
     }

@@ -1,0 +1,106 @@
+//! Devices by name (`cpu`, `cuda:N`), and what to call them in a manifest.
+
+use crate::{Error, Result};
+use candle_core::Device;
+
+/// Parses `cpu`, `cuda` (= `cuda:0`) or `cuda:N`.
+///
+/// A CUDA device in a build without the `cuda` feature is an error that says so, rather than a
+/// quiet fall back to the CPU: the device is part of what a run measures.
+///
+/// ```
+/// let cpu = reprolm_engine::parse_device("cpu").unwrap();
+/// assert!(cpu.is_cpu());
+/// assert!(reprolm_engine::parse_device("tpu:0").is_err());
+/// ```
+pub fn parse_device(name: &str) -> Result<Device> {
+    let name = name.trim();
+    if name == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let ordinal = match name.strip_prefix("cuda") {
+        Some("") => 0,
+        Some(rest) => rest
+            .strip_prefix(':')
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!("device `{name}`: expected cpu, cuda or cuda:N"))
+            })?,
+        None => {
+            return Err(Error::InvalidRequest(format!(
+                "device `{name}`: expected cpu, cuda or cuda:N"
+            )))
+        }
+    };
+    if !candle_core::utils::cuda_is_available() {
+        return Err(Error::InvalidRequest(format!(
+            "device `{name}`: this reprolm was built without CUDA support (rebuild with `--features cuda`)"
+        )));
+    }
+    Ok(Device::new_cuda(ordinal)?)
+}
+
+/// A human-readable name of the hardware behind `device`, for manifests: the CPU model from
+/// /proc/cpuinfo, or the GPU's name.
+pub fn device_name(device: &Device) -> String {
+    match device {
+        Device::Cpu => cpu_model().unwrap_or_else(|| std::env::consts::ARCH.to_string()),
+        Device::Cuda(_) => gpu_name().unwrap_or_else(|| "CUDA device".to_string()),
+        Device::Metal(_) => "Metal device".to_string(),
+    }
+}
+
+/// `cpu` or `cuda:N`, the spelling `parse_device` reads back.
+pub fn device_label(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let model = info
+        .lines()
+        .find(|l| l.starts_with("model name"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .to_string();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    Some(format!("{model} ({threads} threads)"))
+}
+
+/// The GPU name as nvidia-smi reports it; candle does not expose the device properties.
+fn gpu_name() -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.lines()
+        .next()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_errors() {
+        assert!(parse_device("cpu").unwrap().is_cpu());
+        assert_eq!(device_label(&Device::Cpu), "cpu");
+        let err = parse_device("cuda:x").unwrap_err().to_string();
+        assert!(err.contains("cuda:x"), "{err}");
+        if !candle_core::utils::cuda_is_available() {
+            let err = parse_device("cuda:0").unwrap_err().to_string();
+            assert!(err.contains("without CUDA"), "{err}");
+        }
+        assert!(!device_name(&Device::Cpu).is_empty());
+    }
+}

@@ -1,0 +1,166 @@
+//! A ready-to-use model: weights, tokenizer, chat template and generation defaults, loaded from a
+//! local directory or a Hub id under one precision policy on one device.
+
+use crate::chat_template::{ChatMessage, ChatOptions, ChatTemplate};
+use crate::generate::{self, Generation, Request};
+use crate::generation_config::GenerationConfig;
+use crate::loader::{ModelFiles, ResolveOptions};
+use crate::models::{spec_from_config_file, Architecture, Decoder};
+use crate::sampling::SamplingParams;
+use crate::source::ModelSource;
+use crate::tokenizer::{DecodeSpecialTokens, SpecialTokens, Tokenizer};
+use crate::{Error, Result};
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use reprolm_precision::PrecisionPolicy;
+
+/// Where and how to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The device the weights go to.
+    pub device: Device,
+    /// The precision policy every op obeys.
+    pub policy: PrecisionPolicy,
+    /// How Hub ids are resolved (cache location, offline mode).
+    pub resolve: ResolveOptions,
+}
+
+impl LoadOptions {
+    /// CPU, the given policy, Hub settings from the environment.
+    pub fn cpu(policy: PrecisionPolicy) -> Self {
+        LoadOptions {
+            device: Device::Cpu,
+            policy,
+            resolve: ResolveOptions::from_env(),
+        }
+    }
+}
+
+/// A loaded model.
+///
+/// ```no_run
+/// use reprolm_engine::{ChatMessage, ChatOptions, LoadOptions, Model, ModelSource, Request};
+/// use reprolm_precision::PrecisionPolicy;
+///
+/// let opts = LoadOptions::cpu(PrecisionPolicy::preset("layercast")?);
+/// let model = Model::load(&ModelSource::parse("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")?, &opts)?;
+/// let prompt = model.prompt(&[ChatMessage::user("What is 2+3?")], &ChatOptions::default())?;
+/// let params = model.greedy(512);
+/// let out = model.generate(&[Request { prompt, problem_id: "demo".into(), sample_index: 0 }], &params, 1)?;
+/// println!("{}", model.decode(&out[0].token_ids)?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Model {
+    /// The files it was loaded from.
+    pub files: ModelFiles,
+    /// Its family.
+    pub architecture: Architecture,
+    /// The network.
+    pub decoder: Decoder,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Its chat template, when it has one.
+    pub chat_template: Option<ChatTemplate>,
+    /// Its generation defaults (eos ids, recommended sampling).
+    pub generation_config: GenerationConfig,
+}
+
+impl Model {
+    /// Resolves, reads and places a model. The policy and device are checked before any weight
+    /// is read, so a bad combination costs nothing.
+    pub fn load(source: &ModelSource, opts: &LoadOptions) -> Result<Model> {
+        check_policy_on_device(&opts.policy, &opts.device)?;
+        let files = ModelFiles::resolve_with(source, &opts.resolve)?;
+        let (architecture, spec) = spec_from_config_file(&files.config)?;
+        let tokenizer = Tokenizer::from_file(&files.tokenizer)?;
+        let has_template = files.chat_template_file.is_some()
+            || files.tokenizer_config.as_ref().is_some_and(|p| {
+                std::fs::read_to_string(p).is_ok_and(|t| t.contains("\"chat_template\""))
+            });
+        let chat_template = if has_template {
+            Some(ChatTemplate::load(&files)?)
+        } else {
+            None
+        };
+        let generation_config = GenerationConfig::load(&files)?;
+        // Safety: memory-mapping the weight files; they must not be modified while the model lives.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&files.weights, DType::F32, &opts.device)
+        }
+        .map_err(|e| Error::Weights {
+            location: files.weights.first().cloned().unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
+        let decoder = Decoder::load(&spec, &opts.policy, vb)?;
+        Ok(Model {
+            files,
+            architecture,
+            decoder,
+            tokenizer,
+            chat_template,
+            generation_config,
+        })
+    }
+
+    /// The prompt token ids for a conversation: the chat template rendered as transformers'
+    /// `apply_chat_template(add_generation_prompt=True)` would, then tokenized without adding
+    /// special tokens. Without a template, the last message's text is tokenized as is.
+    pub fn prompt(&self, messages: &[ChatMessage], opts: &ChatOptions) -> Result<Vec<u32>> {
+        match &self.chat_template {
+            Some(t) => self
+                .tokenizer
+                .encode(&t.render(messages, opts)?, SpecialTokens::Skip),
+            None => {
+                let text = messages.last().map(|m| m.content.as_str()).unwrap_or("");
+                self.tokenizer.encode(text, SpecialTokens::Add)
+            }
+        }
+    }
+
+    /// Greedy parameters stopping on the model's eos ids.
+    pub fn greedy(&self, max_tokens: usize) -> SamplingParams {
+        SamplingParams {
+            stop_token_ids: self.generation_config.eos_token_ids.clone(),
+            ..SamplingParams::greedy(max_tokens)
+        }
+    }
+
+    /// Continues `requests` in static batches of `batch_size` (see [`generate::generate`]).
+    pub fn generate(
+        &self,
+        requests: &[Request],
+        params: &SamplingParams,
+        batch_size: usize,
+    ) -> Result<Vec<Generation>> {
+        generate::generate(&self.decoder, requests, params, batch_size)
+    }
+
+    /// Text of generated tokens, special tokens kept (so `</think>` stays visible to graders).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer.decode(ids, DecodeSpecialTokens::Keep)
+    }
+}
+
+/// Rejects policy/device combinations that cannot run, before loading anything.
+pub fn check_policy_on_device(policy: &PrecisionPolicy, device: &Device) -> Result<()> {
+    use reprolm_precision::Component;
+    for c in Component::ALL {
+        let d = policy.dtype(c);
+        if !matches!(d, DType::BF16 | DType::F16 | DType::F32 | DType::F64) {
+            return Err(Error::InvalidRequest(format!(
+                "policy `{}`: {} cannot be {d:?}",
+                policy.name,
+                c.key()
+            )));
+        }
+        if d == DType::F64 && device.is_cuda() && c != Component::Logits {
+            return Err(Error::InvalidRequest(format!(
+                "policy `{}`: {} = f64 is a CPU reference mode; use f32 or lower on {}",
+                policy.name,
+                c.key(),
+                crate::device::device_label(device)
+            )));
+        }
+    }
+    Ok(())
+}
