@@ -1,0 +1,474 @@
+//! The shape of an answer: a number or expression, an equation, a tuple or interval, a set, a matrix, a
+//! number in another base, a word, a choice letter.
+//!
+//! The shape is read from the normalised string before any expression is parsed, because the same
+//! characters mean different things in different shapes: the comma in `(2,4)` separates coordinates, the
+//! one in `2, 4` separates solutions, and `(3,4]` is an interval although its brackets do not match.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::expr::{parse_expr, Expr};
+
+/// Most elements a list, set or matrix may have; longer ones are rejected, not compared pairwise.
+pub(crate) const MAX_ELEMENTS: usize = 64;
+/// Most `\pm` signs expanded in one answer (each doubles the candidates).
+const MAX_PLUS_MINUS: usize = 3;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Answer {
+    Expr(Expr),
+    /// A number written with `\%`; compared with both the number and its hundredth.
+    Percent(Expr),
+    /// Lower-case words with single spaces.
+    Text(String),
+    Choice(char),
+    /// `204_5`: digits as written and the base.
+    Based {
+        digits: String,
+        base: String,
+    },
+    Equation(Expr, Expr),
+    /// Brackets and items of a tuple or interval: `(`, `)`, `[`, `]`.
+    Ordered {
+        open: u8,
+        close: u8,
+        items: Vec<Answer>,
+    },
+    /// Solutions in any order: `\{...\}`, `a, b, c`, expansions of `\pm`, unions of intervals.
+    Unordered(Vec<Answer>),
+    Matrix(Vec<Vec<Answer>>),
+}
+
+pub(crate) fn parse_answer(s: &str, depth: usize) -> Result<Answer, String> {
+    if depth > 8 {
+        return Err("answer structure nested too deeply".into());
+    }
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty answer".into());
+    }
+    if let Some(m) = parse_matrix(s, depth)? {
+        return Ok(m);
+    }
+    let unions = split_top_level(s, "\\cup");
+    if unions.len() > 1 {
+        return Ok(Answer::Unordered(parse_items(&unions, depth)?));
+    }
+    if let Some(inner) = s.strip_prefix("\\{").and_then(|t| t.strip_suffix("\\}")) {
+        if is_balanced(inner) {
+            let items = split_top_level(inner, ",");
+            return Ok(Answer::Unordered(expand_items(parse_items(&items, depth)?)));
+        }
+    }
+    if let Some((open, close, inner)) = bracketed(s) {
+        let items = split_top_level(inner, ",");
+        if items.len() > 1 {
+            return Ok(Answer::Ordered {
+                open,
+                close,
+                items: parse_items(&items, depth)?,
+            });
+        }
+    }
+    let items = split_top_level(s, ",");
+    if items.len() > 1 {
+        return Ok(Answer::Unordered(expand_items(parse_items(&items, depth)?)));
+    }
+    if let Some(interval) = parse_inequality(s) {
+        return interval;
+    }
+    let sides = split_top_level(s, "=");
+    if sides.len() == 2 {
+        let lhs = parse_expr(sides[0]);
+        let rhs = parse_expr(sides[1]);
+        return match (lhs, rhs) {
+            (Ok(l), Ok(r)) => Ok(Answer::Equation(l, r)),
+            // `\text{Area} = 5`: a label on the left is not part of the answer.
+            (Err(_), Ok(_)) => parse_answer(sides[1], depth + 1),
+            (_, Err(e)) => Err(e),
+        };
+    }
+    if sides.len() > 2 {
+        // `x = 2 + 3 = 5`: a chain ends in the answer.
+        return parse_answer(sides[sides.len() - 1], depth + 1);
+    }
+    if s.contains("\\pm") || s.contains("\\mp") {
+        let variants = expand_plus_minus(s)?;
+        let items = variants
+            .iter()
+            .map(|v| parse_expr(v).map(Answer::Expr))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Answer::Unordered(items));
+    }
+    if let Some(c) = parse_choice_letter(s) {
+        return Ok(Answer::Choice(c));
+    }
+    if let Some((digits, base)) = parse_based(s) {
+        return Ok(Answer::Based { digits, base });
+    }
+    if let Some(rest) = s.strip_suffix("\\%").or_else(|| s.strip_suffix('%')) {
+        return parse_expr(rest).map(Answer::Percent);
+    }
+    if let Some(words) = parse_words(s) {
+        return Ok(Answer::Text(words));
+    }
+    parse_expr(s).map(Answer::Expr)
+}
+
+/// `x \le 0` -> `(-\infty, 0]`, `3 < x \le 4` -> `(3, 4]`: an inequality in one variable is the interval
+/// of its solutions. `None` when `s` has no comparison at the top level.
+pub(crate) fn parse_inequality(s: &str) -> Option<Result<Answer, String>> {
+    let (parts, ops) = split_comparisons(s);
+    if ops.is_empty() {
+        return None;
+    }
+    let inf = || Expr::Inf;
+    let neg_inf = || Expr::Neg(Box::new(Expr::Inf));
+    let is_var = |t: &str| {
+        parse_expr(t)
+            .ok()
+            .and_then(|e| e.as_var().map(str::to_owned))
+            .is_some()
+    };
+    let bound = |t: &str| parse_expr(t);
+    let interval = |lo: Expr, lo_closed: bool, hi: Expr, hi_closed: bool| Answer::Ordered {
+        open: if lo_closed { b'[' } else { b'(' },
+        close: if hi_closed { b']' } else { b')' },
+        items: vec![Answer::Expr(lo), Answer::Expr(hi)],
+    };
+    Some((|| match (parts.as_slice(), ops.as_slice()) {
+        ([a, b], [op]) if is_var(a) => Ok(match op {
+            Cmp::Less(closed) => interval(neg_inf(), false, bound(b)?, *closed),
+            Cmp::Greater(closed) => interval(bound(b)?, *closed, inf(), false),
+        }),
+        ([a, b], [op]) if is_var(b) => Ok(match op {
+            Cmp::Less(closed) => interval(bound(a)?, *closed, inf(), false),
+            Cmp::Greater(closed) => interval(neg_inf(), false, bound(a)?, *closed),
+        }),
+        ([a, x, b], [Cmp::Less(c1), Cmp::Less(c2)]) if is_var(x) => {
+            Ok(interval(bound(a)?, *c1, bound(b)?, *c2))
+        }
+        ([a, x, b], [Cmp::Greater(c1), Cmp::Greater(c2)]) if is_var(x) => {
+            Ok(interval(bound(b)?, *c2, bound(a)?, *c1))
+        }
+        _ => Err("inequality is not `x < a`, `a < x` or `a < x < b`".to_owned()),
+    })())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cmp {
+    /// `<` (false) or `\le` (true).
+    Less(bool),
+    /// `>` (false) or `\ge` (true).
+    Greater(bool),
+}
+
+/// Splits at top-level `<`, `>`, `\le`, `\leq`, `\ge`, `\geq`, `\lt`, `\gt`, `≤`, `≥`.
+fn split_comparisons(s: &str) -> (Vec<&str>, Vec<Cmp>) {
+    const OPS: &[(&str, Cmp)] = &[
+        ("\\leqslant", Cmp::Less(true)),
+        ("\\geqslant", Cmp::Greater(true)),
+        ("\\leq", Cmp::Less(true)),
+        ("\\geq", Cmp::Greater(true)),
+        ("\\le", Cmp::Less(true)),
+        ("\\ge", Cmp::Greater(true)),
+        ("\\lt", Cmp::Less(false)),
+        ("\\gt", Cmp::Greater(false)),
+        ("≤", Cmp::Less(true)),
+        ("≥", Cmp::Greater(true)),
+        ("<", Cmp::Less(false)),
+        (">", Cmp::Greater(false)),
+    ];
+    let b = s.as_bytes();
+    let (mut parts, mut ops) = (Vec::new(), Vec::new());
+    let (mut depth, mut start, mut i) = (0i64, 0, 0);
+    'scan: while i < b.len() {
+        match b[i] {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 {
+            for (tok, cmp) in OPS {
+                let t = tok.as_bytes();
+                if b[i..].starts_with(t)
+                    && !(t[0] == b'\\' && b.get(i + t.len()).is_some_and(u8::is_ascii_alphabetic))
+                {
+                    parts.push(s[start..i].trim());
+                    ops.push(*cmp);
+                    i += t.len();
+                    start = i;
+                    continue 'scan;
+                }
+            }
+        }
+        i += 1;
+    }
+    parts.push(s[start..].trim());
+    (parts, ops)
+}
+
+fn parse_items(items: &[&str], depth: usize) -> Result<Vec<Answer>, String> {
+    if items.len() > MAX_ELEMENTS {
+        return Err(format!("more than {MAX_ELEMENTS} elements"));
+    }
+    items.iter().map(|t| parse_answer(t, depth + 1)).collect()
+}
+
+/// A list element `1 \pm \sqrt 5` stands for two solutions.
+fn expand_items(items: Vec<Answer>) -> Vec<Answer> {
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
+        match it {
+            Answer::Unordered(inner) => out.extend(inner),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `a \pm b` -> [`a + b`, `a - b`]; `\mp` the other way round.
+pub(crate) fn expand_plus_minus(s: &str) -> Result<Vec<String>, String> {
+    let count = s.matches("\\pm").count() + s.matches("\\mp").count();
+    if count > MAX_PLUS_MINUS {
+        return Err(format!("more than {MAX_PLUS_MINUS} `\\pm` signs"));
+    }
+    let mut out = vec![s.to_owned()];
+    for _ in 0..count {
+        let mut next = Vec::with_capacity(out.len() * 2);
+        for v in &out {
+            let (i, len, plus_first) = match (v.find("\\pm"), v.find("\\mp")) {
+                (Some(a), Some(b)) if b < a => (b, 3, false),
+                (Some(a), _) => (a, 3, true),
+                (None, Some(b)) => (b, 3, false),
+                (None, None) => {
+                    next.push(v.clone());
+                    continue;
+                }
+            };
+            let (first, second) = if plus_first { ("+", "-") } else { ("-", "+") };
+            next.push(format!("{}{}{}", &v[..i], first, &v[i + len..]));
+            next.push(format!("{}{}{}", &v[..i], second, &v[i + len..]));
+        }
+        out = next;
+    }
+    Ok(out)
+}
+
+/// `(B)`, `B`: a multiple-choice letter given as a math answer.
+pub(crate) fn parse_choice_letter(s: &str) -> Option<char> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix('(')
+        .and_then(|x| x.strip_suffix(')'))
+        .unwrap_or(t)
+        .trim();
+    let mut chars = t.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c @ 'A'..='J'), None) => Some(c),
+        _ => None,
+    }
+}
+
+/// `204_5`, `4210_{5}`, `2516_8`, `1A_{16}`.
+pub(crate) fn parse_based(s: &str) -> Option<(String, String)> {
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^([0-9A-Za-z]+)\s*_\s*\{?\s*(\d{1,2})\s*\}?$").expect("valid regex")
+    });
+    let caps = RE.captures(s.trim())?;
+    let digits = caps[1].to_ascii_uppercase();
+    // `x_1` is a variable, not a number: the digits must start with a digit.
+    if !digits.as_bytes()[0].is_ascii_digit() {
+        return None;
+    }
+    Some((digits, caps[2].trim_start_matches('0').to_owned()))
+}
+
+/// Words (`Evelyn`, `east`, `no solution`): letters and spaces only, with a run of three letters so that
+/// `ab` stays a product.
+pub(crate) fn parse_words(s: &str) -> Option<String> {
+    let t = s.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphabetic() || b == b' ') {
+        return None;
+    }
+    let has_word = t.split(' ').any(|w| w.len() >= 3);
+    has_word.then(|| {
+        t.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase()
+    })
+}
+
+fn parse_matrix(s: &str, depth: usize) -> Result<Option<Answer>, String> {
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?s)^\\begin\{([pbvBV]?matrix|array)\}(?:\{[lcr|]*\})?(.*)\\end\{([pbvBV]?matrix|array)\}$")
+            .expect("valid regex")
+    });
+    let Some(caps) = RE.captures(s) else {
+        return Ok(None);
+    };
+    let body = caps.get(2).map_or("", |m| m.as_str());
+    let rows: Vec<&str> = body
+        .split("\\\\")
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
+    if rows.is_empty() || rows.len() > MAX_ELEMENTS {
+        return Err("matrix with no rows or too many".into());
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let cells: Vec<&str> = row.split('&').collect();
+        out.push(parse_items(&cells, depth)?);
+    }
+    Ok(Some(Answer::Matrix(out)))
+}
+
+/// `(a, b]` -> (`(`, `]`, `a, b`) when the first bracket closes only at the end.
+fn bracketed(s: &str) -> Option<(u8, u8, &str)> {
+    let b = s.as_bytes();
+    let open = *b.first()?;
+    let close = *b.last()?;
+    if !matches!(open, b'(' | b'[') || !matches!(close, b')' | b']') || b.len() < 2 {
+        return None;
+    }
+    let mut depth = 0i64;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 && i != b.len() - 1 {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    (depth == 0).then(|| (open, close, &s[1..s.len() - 1]))
+}
+
+fn is_balanced(s: &str) -> bool {
+    let mut depth = 0i64;
+    for c in s.bytes() {
+        match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    depth == 0
+}
+
+/// Splits at `sep` outside brackets and braces. A half-open interval `(3,4]` counts as one level.
+pub(crate) fn split_top_level<'a>(s: &'a str, sep: &str) -> Vec<&'a str> {
+    let b = s.as_bytes();
+    let sep_b = sep.as_bytes();
+    let mut parts = Vec::new();
+    let mut depth = 0i64;
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if b[i..].starts_with(b"\\{") || b[i..].starts_with(b"\\}") => {
+                depth += if b[i + 1] == b'{' { 1 } else { -1 };
+                i += 2;
+                continue;
+            }
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 && b[i..].starts_with(sep_b) {
+            // `\cup` must not match inside `\cupcake`-like commands; `,` and `=` need no such care,
+            // except `\le=` style that we do not parse anyway.
+            let word_end = i + sep_b.len();
+            let is_word = sep_b[0] == b'\\' && b.get(word_end).is_some_and(u8::is_ascii_alphabetic);
+            if !is_word {
+                parts.push(s[start..i].trim());
+                start = word_end;
+                i = word_end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    parts.push(s[start..].trim());
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(s: &str) -> String {
+        match parse_answer(s, 0) {
+            Ok(Answer::Expr(_)) => "expr".into(),
+            Ok(Answer::Percent(_)) => "percent".into(),
+            Ok(Answer::Text(t)) => format!("text:{t}"),
+            Ok(Answer::Choice(c)) => format!("choice:{c}"),
+            Ok(Answer::Based { digits, base }) => format!("based:{digits}_{base}"),
+            Ok(Answer::Equation(..)) => "equation".into(),
+            Ok(Answer::Ordered { open, close, items }) => {
+                format!("ordered:{}{}{}", open as char, items.len(), close as char)
+            }
+            Ok(Answer::Unordered(items)) => format!("unordered:{}", items.len()),
+            Ok(Answer::Matrix(rows)) => format!("matrix:{}x{}", rows.len(), rows[0].len()),
+            Err(e) => format!("error:{e}"),
+        }
+    }
+
+    #[test]
+    fn shapes() {
+        assert_eq!(shape("(2,4)"), "ordered:(2)");
+        assert_eq!(shape("(3,4]"), "ordered:(2]");
+        assert_eq!(shape("(a+5)(b+2)"), "expr");
+        assert_eq!(shape("(-\\infty, 2) \\cup (3, \\infty)"), "unordered:2");
+        assert_eq!(shape("3, 5, 7"), "unordered:3");
+        assert_eq!(shape("\\{1\\pm\\sqrt{5},-2\\}"), "unordered:3");
+        assert_eq!(shape("1 \\pm \\sqrt{19}"), "unordered:2");
+        assert_eq!(shape("y = 2x + 3"), "equation");
+        assert_eq!(shape("x = 2 + 3 = 5"), "expr");
+        assert_eq!(shape("204_5"), "based:204_5");
+        assert_eq!(shape("4210_{5}"), "based:4210_5");
+        assert_eq!(shape("x_1"), "expr");
+        assert_eq!(shape("(B)"), "choice:B");
+        assert_eq!(shape("x \\le 0"), "ordered:(2]");
+        assert_eq!(shape("3 < x \\leq 4"), "ordered:(2]");
+        assert_eq!(shape("5 \\ge x"), "ordered:(2]");
+        assert_eq!(shape("x > 2"), "ordered:(2)");
+        assert!(shape("x + y < 2").starts_with("error"));
+        assert_eq!(shape("Evelyn"), "text:evelyn");
+        assert_eq!(shape("ab"), "expr");
+        assert_eq!(shape("50\\%"), "percent");
+        assert_eq!(
+            shape("\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}"),
+            "matrix:2x2"
+        );
+        assert_eq!(
+            shape("\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}"),
+            "matrix:2x1"
+        );
+    }
+
+    #[test]
+    fn plus_minus_expansion() {
+        assert_eq!(expand_plus_minus("1\\pm2").unwrap(), vec!["1+2", "1-2"]);
+        assert_eq!(expand_plus_minus("\\mp 2").unwrap(), vec!["- 2", "+ 2"]);
+        assert_eq!(expand_plus_minus("\\pm a \\pm b").unwrap().len(), 4);
+        assert!(expand_plus_minus(&"\\pm1".repeat(10)).is_err());
+    }
+
+    #[test]
+    fn top_level_split() {
+        assert_eq!(split_top_level("(1,2),3", ","), vec!["(1,2)", "3"]);
+        assert_eq!(split_top_level("\\{1,2\\},3", ","), vec!["\\{1,2\\}", "3"]);
+        assert_eq!(split_top_level("a\\cup b", "\\cup"), vec!["a", "b"]);
+    }
+}

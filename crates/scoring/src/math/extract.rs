@@ -1,0 +1,298 @@
+//! Extraction of the final answer from a model response.
+//!
+//! Reasoning models think aloud and may box intermediate results, so the answer is taken after the last
+//! `</think>` when there is one, and within a region the most explicit marker wins: the last `\boxed{}`,
+//! then "final answer is", "the answer is", "answer:", then the last math span. Every search is a
+//! bounded number of linear scans, so a megabyte of garbage costs milliseconds.
+
+use serde::{Deserialize, Serialize};
+
+use super::normalize::strip_trailing_punctuation;
+
+/// Boxes tried from the end before giving up (a box with unbalanced braces is skipped).
+const MAX_BOX_TRIES: usize = 8;
+/// Bytes scanned for the closing brace of one box.
+const MAX_BOX_SCAN: usize = 100_000;
+/// Longest answer taken after a phrase such as "final answer is".
+const MAX_PHRASE_ANSWER: usize = 500;
+
+/// Which marker an answer was found by, from most to least explicit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtractSource {
+    /// The last `\boxed{...}`, `\boxed 5` or `\fbox{...}`.
+    Boxed,
+    /// "The final answer is ...".
+    FinalAnswerIs,
+    /// "The answer is ...".
+    AnswerIs,
+    /// "Answer: ...".
+    AnswerColon,
+    /// The last `$...$`, `$$...$$`, `\(...\)` or `\[...\]`.
+    MathSpan,
+}
+
+/// An answer found in a response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extracted {
+    /// The answer as written, without its marker and delimiters.
+    pub text: String,
+    /// The marker it was found by.
+    pub source: ExtractSource,
+    /// Whether it came from the text after the last `</think>`.
+    pub after_think: bool,
+}
+
+/// Finds the final answer in a response, or `None` when it states none.
+///
+/// ```
+/// use reprolm_scoring::{extract_answer, ExtractSource};
+/// let r = "<think>maybe \\boxed{4}</think> So the answer is $\\boxed{\\frac{1}{2}}$.";
+/// let e = extract_answer(r).unwrap();
+/// assert_eq!(e.text, "\\frac{1}{2}");
+/// assert_eq!(e.source, ExtractSource::Boxed);
+/// assert!(e.after_think);
+/// ```
+pub fn extract_answer(response: &str) -> Option<Extracted> {
+    if let Some(i) = response.rfind("</think>") {
+        let after = &response[i + "</think>".len()..];
+        if let Some((text, source)) = extract_from(after) {
+            return Some(Extracted {
+                text,
+                source,
+                after_think: true,
+            });
+        }
+        let before = &response[..i];
+        return extract_from(before).map(|(text, source)| Extracted {
+            text,
+            source,
+            after_think: false,
+        });
+    }
+    extract_from(response).map(|(text, source)| Extracted {
+        text,
+        source,
+        after_think: false,
+    })
+}
+
+fn extract_from(text: &str) -> Option<(String, ExtractSource)> {
+    if let Some(b) = last_boxed(text) {
+        return Some((b, ExtractSource::Boxed));
+    }
+    let lower = text.to_ascii_lowercase();
+    for (phrase, source) in [
+        ("final answer is", ExtractSource::FinalAnswerIs),
+        ("the answer is", ExtractSource::AnswerIs),
+        ("answer:", ExtractSource::AnswerColon),
+    ] {
+        if let Some(i) = lower.rfind(phrase) {
+            if let Some(a) = after_phrase(&text[i + phrase.len()..]) {
+                return Some((a, source));
+            }
+        }
+    }
+    last_math_span(text).map(|s| (s, ExtractSource::MathSpan))
+}
+
+/// The content of the last `\boxed{}`/`\fbox{}` with balanced braces, or of `\boxed 5`.
+pub(crate) fn last_boxed(text: &str) -> Option<String> {
+    let mut end = text.len();
+    for _ in 0..MAX_BOX_TRIES {
+        let hay = &text[..end];
+        let (i, len) = match (hay.rfind("\\boxed"), hay.rfind("\\fbox")) {
+            (Some(a), Some(b)) if b > a => (b, "\\fbox".len()),
+            (Some(a), _) => (a, "\\boxed".len()),
+            (None, Some(b)) => (b, "\\fbox".len()),
+            (None, None) => return None,
+        };
+        if let Some(content) = box_content(&text[i + len..]) {
+            let t = content.trim();
+            if !t.is_empty() {
+                return Some(t.to_owned());
+            }
+        }
+        end = i;
+    }
+    None
+}
+
+fn box_content(rest: &str) -> Option<&str> {
+    let b = rest.as_bytes();
+    let mut j = 0;
+    while j < b.len() && b[j] == b' ' {
+        j += 1;
+    }
+    match b.get(j) {
+        Some(b'{') => {
+            let mut depth = 0usize;
+            let mut k = j;
+            let limit = b.len().min(j + MAX_BOX_SCAN);
+            while k < limit {
+                match b[k] {
+                    b'\\' => k += 1,
+                    b'{' => depth += 1,
+                    b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return rest.get(j + 1..k);
+                        }
+                    }
+                    _ => {}
+                }
+                k += 1;
+            }
+            None
+        }
+        // `\boxed 5`: a space, then everything up to whitespace or a closing `$`.
+        Some(_) if j > 0 => {
+            let start = j;
+            let mut k = j;
+            while k < b.len() && !b[k].is_ascii_whitespace() && b[k] != b'$' {
+                k += 1;
+            }
+            rest.get(start..k)
+        }
+        _ => None,
+    }
+}
+
+/// What follows "final answer is": a math span if it starts with one, else the rest of the sentence.
+fn after_phrase(rest: &str) -> Option<String> {
+    let t = rest.trim_start_matches(|c: char| c == ':' || c == '*' || c.is_whitespace());
+    let candidate = if let Some(inner) = t.strip_prefix("$$") {
+        inner.find("$$").map(|k| &inner[..k])
+    } else if let Some(inner) = t.strip_prefix('$') {
+        inner.find('$').map(|k| &inner[..k])
+    } else if let Some(inner) = t.strip_prefix("\\(") {
+        inner.find("\\)").map(|k| &inner[..k])
+    } else if let Some(inner) = t.strip_prefix("\\[") {
+        inner.find("\\]").map(|k| &inner[..k])
+    } else {
+        let line = t.split('\n').next().unwrap_or("");
+        // A sentence ends at ". " or at a trailing period; `3.5` has no space after its point.
+        let line = line.find(". ").map_or(line, |k| &line[..k]);
+        Some(line)
+    }?;
+    let cleaned = strip_trailing_punctuation(candidate.trim().trim_matches('*'));
+    let cleaned = last_boxed(&cleaned).unwrap_or(cleaned);
+    (!cleaned.is_empty() && cleaned.len() <= MAX_PHRASE_ANSWER).then_some(cleaned)
+}
+
+/// The content of the last math span: `$...$`, `$$...$$`, `\(...\)` or `\[...\]`.
+pub(crate) fn last_math_span(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut best: Option<(usize, &str)> = None;
+    fn consider<'a>(best: &mut Option<(usize, &'a str)>, close_at: usize, content: &'a str) {
+        if !content.trim().is_empty() && best.is_none_or(|(c, _)| close_at > c) {
+            *best = Some((close_at, content));
+        }
+    }
+    // Dollar spans: the last two unescaped `$` (or `$$` pairs).
+    let mut dollars = Vec::with_capacity(4);
+    let mut k = b.len();
+    while k > 0 && dollars.len() < 4 {
+        k -= 1;
+        if b[k] == b'$' && (k == 0 || b[k - 1] != b'\\') {
+            dollars.push(k);
+        }
+    }
+    if dollars.len() >= 4 && dollars[0] == dollars[1] + 1 && dollars[2] == dollars[3] + 1 {
+        consider(&mut best, dollars[0], &text[dollars[2] + 1..dollars[1]]);
+    } else if dollars.len() >= 2 && dollars[0] != dollars[1] + 1 {
+        consider(&mut best, dollars[0], &text[dollars[1] + 1..dollars[0]]);
+    }
+    for (open, close) in [("\\(", "\\)"), ("\\[", "\\]")] {
+        if let Some(c) = text.rfind(close) {
+            if let Some(o) = text[..c].rfind(open) {
+                consider(&mut best, c, &text[o + open.len()..c]);
+            }
+        }
+    }
+    best.map(|(_, s)| strip_trailing_punctuation(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(s: &str) -> Option<(String, ExtractSource)> {
+        extract_answer(s).map(|e| (e.text, e.source))
+    }
+
+    #[test]
+    fn last_box_with_nested_braces() {
+        assert_eq!(
+            last_boxed("\\boxed{1} then \\boxed{\\frac{1}{2}}").as_deref(),
+            Some("\\frac{1}{2}")
+        );
+        assert_eq!(last_boxed("\\fbox{7}").as_deref(), Some("7"));
+        assert_eq!(last_boxed("\\boxed 5 done").as_deref(), Some("5"));
+        assert_eq!(last_boxed("$\\boxed 5$").as_deref(), Some("5"));
+        assert_eq!(
+            last_boxed("\\boxed{\\{1,2\\}}").as_deref(),
+            Some("\\{1,2\\}")
+        );
+        // An unbalanced last box falls back to the one before it.
+        assert_eq!(last_boxed("\\boxed{3} \\boxed{4").as_deref(), Some("3"));
+        assert_eq!(last_boxed("\\boxed{}"), None);
+        assert_eq!(last_boxed("\\boxedx"), None);
+    }
+
+    #[test]
+    fn phrases() {
+        assert_eq!(
+            ex("Final Answer: The final answer is $5$. I hope it is correct."),
+            Some(("5".into(), ExtractSource::FinalAnswerIs))
+        );
+        assert_eq!(
+            ex("so the answer is 3.5."),
+            Some(("3.5".into(), ExtractSource::AnswerIs))
+        );
+        assert_eq!(
+            ex("Answer: **12**\n"),
+            Some(("12".into(), ExtractSource::AnswerColon))
+        );
+        assert_eq!(
+            ex("Answer: \\(x=2\\)"),
+            Some(("x=2".into(), ExtractSource::AnswerColon))
+        );
+    }
+
+    #[test]
+    fn math_spans() {
+        assert_eq!(
+            ex("we get $x$ and then $y=3$."),
+            Some(("y=3".into(), ExtractSource::MathSpan))
+        );
+        assert_eq!(
+            ex("so $$\\frac12$$"),
+            Some(("\\frac12".into(), ExtractSource::MathSpan))
+        );
+        assert_eq!(
+            ex("it is \\[ 7 \\] then $x$"),
+            Some(("x".into(), ExtractSource::MathSpan))
+        );
+        assert_eq!(ex("costs \\$5"), None);
+        assert_eq!(ex("no answer here"), None);
+    }
+
+    #[test]
+    fn think_tag_preferred() {
+        let e = extract_answer("<think>\\boxed{1}</think>The answer is \\boxed{2}").unwrap();
+        assert_eq!((e.text.as_str(), e.after_think), ("2", true));
+        let e = extract_answer("<think>\\boxed{1}</think>").unwrap();
+        assert_eq!((e.text.as_str(), e.after_think), ("1", false));
+    }
+
+    #[test]
+    fn hostile_inputs_are_fast() {
+        let many = "\\boxed{".repeat(200_000);
+        let t = std::time::Instant::now();
+        assert_eq!(extract_answer(&many), None);
+        let dollars = "$".repeat(1_000_000);
+        assert_eq!(extract_answer(&dollars), None);
+        assert!(t.elapsed().as_secs_f64() < 2.0);
+    }
+}

@@ -1,0 +1,376 @@
+//! String normalisation of an answer before it is parsed.
+//!
+//! Each step removes one kind of notation that changes how an answer looks but not what it says: math
+//! delimiters, `\left`/`\right`, spacing commands, degree signs, currency signs, units, thousands
+//! separators, `x \in`. They run in a fixed order (see [`normalize`]) because some depend on others:
+//! thousands separators are recognised by their `,\!` before spacing commands are dropped, and units are
+//! stripped before the remaining `\text{}` wrappers are unwrapped.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// Runs every normalisation step in order.
+pub(crate) fn normalize(s: &str) -> String {
+    let mut s = strip_trailing_punctuation(s);
+    // Wrappers can nest (`$\boxed{5}$`); peel a few layers, never loop on input.
+    for _ in 0..4 {
+        let next = strip_math_delimiters(&strip_boxed(&s));
+        if next == s {
+            break;
+        }
+        s = next;
+    }
+    let s = strip_thousands_separators(&s);
+    let s = repeating_decimals(&s);
+    let s = percent_word(&s);
+    let s = strip_sizing(&s);
+    let s = strip_spacing(&s);
+    let s = strip_degrees(&s);
+    let s = strip_currency(&s);
+    let s = strip_units(&s);
+    let s = unwrap_text(&s);
+    let s = strip_thousands_separators(&s);
+    let s = strip_membership(&s);
+    let s = strip_trailing_punctuation(&s);
+    collapse_whitespace(&s)
+}
+
+/// `$5$`, `$$5$$`, `\(5\)`, `\[5\]` -> `5`.
+pub(crate) fn strip_math_delimiters(s: &str) -> String {
+    let t = s.trim();
+    for (open, close) in [("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")] {
+        if t.len() >= open.len() + close.len() && t.starts_with(open) && t.ends_with(close) {
+            return t[open.len()..t.len() - close.len()].trim().to_owned();
+        }
+    }
+    t.to_owned()
+}
+
+/// `\boxed{5}` or `\fbox{5}` around the whole answer -> `5`.
+pub(crate) fn strip_boxed(s: &str) -> String {
+    let t = s.trim();
+    for cmd in ["\\boxed", "\\fbox"] {
+        if let Some(rest) = t.strip_prefix(cmd) {
+            let rest = rest.trim_start();
+            if !rest.starts_with('{')
+                && rest.len() < t.len() - cmd.len()
+                && !rest.contains(char::is_whitespace)
+            {
+                // `\boxed 5`.
+                return rest.to_owned();
+            }
+            if rest.starts_with('{') {
+                if let Some(end) = matching_brace(rest.as_bytes(), 0) {
+                    if end == rest.len() - 1 {
+                        return rest[1..end].trim().to_owned();
+                    }
+                }
+            }
+        }
+    }
+    t.to_owned()
+}
+
+/// Removes `\left`, `\right`, `\big` and friends and `\displaystyle`, which only size brackets.
+pub(crate) fn strip_sizing(s: &str) -> String {
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\\(left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|Biggl|Biggr|big|Big|bigg|Bigg|displaystyle)\b")
+            .expect("valid regex")
+    });
+    let t = RE.replace_all(s, "");
+    // `\left.` / `\right.` leave a lone dot that only balanced an empty side.
+    t.into_owned()
+}
+
+/// Removes LaTeX spacing: `\!`, `\,`, `\;`, `\:`, `\ `, `~`, `\quad`, `\qquad`.
+pub(crate) fn strip_spacing(s: &str) -> String {
+    static RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\\[!,;: ]|\\q?quad\b|~").expect("valid regex"));
+    // `\\` (a matrix row break) must survive: hide it while the spacing commands go.
+    let hidden = s.replace("\\\\", "\u{1}");
+    RE.replace_all(&hidden, " ").replace('\u{1}', "\\\\")
+}
+
+/// `30^\circ`, `30^{\circ}`, `30°`, `30\degree` -> `30`.
+pub(crate) fn strip_degrees(s: &str) -> String {
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree\b|\^\s*\{\s*\\degree\s*\}")
+            .expect("valid regex")
+    });
+    RE.replace_all(s, "").into_owned()
+}
+
+/// `\$18.90` -> `18.90`; a currency sign is never part of the value.
+pub(crate) fn strip_currency(s: &str) -> String {
+    s.replace("\\$", "").replace("\\textdollar", "")
+}
+
+/// Units after a number: `15\mbox{ cm}^2` -> `15`, `5.4 \text{ cents}` -> `5.4`, `12 inches` -> `12`.
+/// Only when something numeric remains, so `\text{east}` stays an answer.
+pub(crate) fn strip_units(s: &str) -> String {
+    static TEXT_GROUP: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\\(?:text|textrm|textnormal|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\s*\^\s*\{?\s*[23]\s*\}?)?")
+            .expect("valid regex")
+    });
+    static UNIT_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?i)(?:\s+(?:square|sq\.?|cubic)?\s*(?:units?|cm|centimeters?|mm|millimeters?|m|meters?|km|kilometers?|inch(?:es)?|in|feet|foot|ft|yards?|yd|miles?|mi|cents?|dollars?|degrees?|deg|radians?|hours?|hrs?|minutes?|mins?|seconds?|secs?|s|days?|weeks?|months?|years?|mph|pounds?|lbs?|ounces?|oz|grams?|g|kg|liters?|litres?|ml|gallons?|people|students|ways)|(?:cm|mm|km|inches|feet|ft|units|cents|dollars|degrees|mph))(?:\s*\^\s*\{?\s*[23]\s*\}?)?\s*\.?$",
+        )
+        .expect("valid regex")
+    });
+    let has_digit = |t: &str| t.bytes().any(|b| b.is_ascii_digit());
+    let mut out = s.to_owned();
+    let stripped = TEXT_GROUP.replace_all(&out, "").into_owned();
+    if has_digit(&stripped) && stripped.trim() != out.trim() {
+        out = stripped;
+    }
+    let stripped = UNIT_WORDS.replace(&out, "").into_owned();
+    if has_digit(&stripped)
+        && stripped
+            .trim()
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'}')
+    {
+        out = stripped;
+    }
+    out
+}
+
+/// `\text{Evelyn}` -> `Evelyn`: what remains in a text wrapper after unit stripping is the answer itself.
+pub(crate) fn unwrap_text(s: &str) -> String {
+    let mut out = s.to_owned();
+    for cmd in [
+        "\\textbf",
+        "\\textit",
+        "\\textrm",
+        "\\textnormal",
+        "\\text",
+        "\\mbox",
+        "\\mathrm",
+        "\\mathbf",
+    ] {
+        // Each pass removes one wrapper, so the loop ends after at most one pass per occurrence.
+        while let Some(i) = out.find(cmd) {
+            let after = i + cmd.len();
+            let bytes = out.as_bytes();
+            let mut j = after;
+            while j < bytes.len() && bytes[j] == b' ' {
+                j += 1;
+            }
+            if bytes.get(j) != Some(&b'{') {
+                // `\textbackslash` or a bare `\text`: leave it, and stop looking for this command.
+                break;
+            }
+            let Some(end) = matching_brace(bytes, j) else {
+                break;
+            };
+            // `\mathrm{e}` is Euler's number to the expression parser; keep single letters wrapped there.
+            if cmd == "\\mathrm" && end == j + 2 {
+                break;
+            }
+            let inner = out[j + 1..end].to_owned();
+            out = format!("{}{}{}", &out[..i], inner, &out[end + 1..]);
+        }
+    }
+    out
+}
+
+/// `10,\!080`, `58,500`, `11,111,111,100` -> digits only. A comma followed by three digits is taken as a
+/// separator only with `\!` or when the whole answer is one grouped number, so `2,12` stays a list.
+pub(crate) fn strip_thousands_separators(s: &str) -> String {
+    static THIN: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(\d)(?:\s*,\s*\\!|\{,\}|\\,)\s*(\d{3})").expect("valid regex")
+    });
+    static WHOLE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^[-+]?\d{1,3}(,\d{3})+(\.\d+)?$").expect("valid regex"));
+    let mut out = s.to_owned();
+    // Each replacement removes a separator; groups overlap (`11,\!111,\!100`), so repeat a bounded number of times.
+    for _ in 0..8 {
+        let next = THIN.replace_all(&out, "$1$2").into_owned();
+        if next == out {
+            break;
+        }
+        out = next;
+    }
+    if WHOLE.is_match(out.trim()) {
+        out = out.replace(',', "");
+    }
+    out
+}
+
+/// `0.1\overline{6}` -> `\frac{1}{6}`: a repeating decimal is an exact rational, written as one.
+pub(crate) fn repeating_decimals(s: &str) -> String {
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(\d*)\.(\d*)\\overline\s*\{\s*(\d+)\s*\}").expect("valid regex")
+    });
+    RE.replace_all(s, |c: &regex::Captures<'_>| {
+        let (int, fixed, rep) = (&c[1], &c[2], &c[3]);
+        // Digits beyond what u128 holds exactly are left for the parser to reject.
+        if int.len() + fixed.len() + rep.len() > 30 {
+            return c[0].to_owned();
+        }
+        let num = |d: &str| {
+            if d.is_empty() {
+                0
+            } else {
+                d.parse::<u128>().unwrap_or(0)
+            }
+        };
+        let p = |n: usize| 10u128.pow(n as u32);
+        // x = int + (fixed rep - fixed) / (10^|fixed| (10^|rep| - 1))
+        let den = p(fixed.len()) * (p(rep.len()) - 1);
+        let frac = num(&format!("{fixed}{rep}")) - num(fixed);
+        format!("\\frac{{{}}}{{{den}}}", num(int) * den + frac)
+    })
+    .into_owned()
+}
+
+/// `10 percent` -> `10\%`.
+pub(crate) fn percent_word(s: &str) -> String {
+    static RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?i)(\d)\s*(?:percent|per cent)\b").expect("valid regex"));
+    RE.replace_all(s, "$1\\%").into_owned()
+}
+
+/// `x \in [-2,7]` -> `[-2,7]`: naming the variable does not change the answer.
+pub(crate) fn strip_membership(s: &str) -> String {
+    static RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\s*[A-Za-z]\s*\\in\s*").expect("valid regex"));
+    RE.replace(s, "").into_owned()
+}
+
+/// Trailing `.` or `,` of a sentence, and surrounding whitespace.
+pub(crate) fn strip_trailing_punctuation(s: &str) -> String {
+    let mut t = s.trim();
+    while let Some(rest) = t.strip_suffix('.').or_else(|| t.strip_suffix(',')) {
+        t = rest.trim_end();
+    }
+    t.to_owned()
+}
+
+fn collapse_whitespace(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Index of the `}` closing the `{` at `open`, skipping escaped `\{` and `\}`.
+pub(crate) fn matching_brace(s: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = open;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => i += 1,
+            b'{' => depth += 1,
+            b'}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delimiters_and_boxes() {
+        assert_eq!(strip_math_delimiters("$\\frac12$"), "\\frac12");
+        assert_eq!(strip_math_delimiters("\\[ 5 \\]"), "5");
+        assert_eq!(strip_boxed("\\boxed{\\{1,2\\}}"), "\\{1,2\\}");
+        assert_eq!(
+            strip_boxed("\\boxed{1} and \\boxed{2}"),
+            "\\boxed{1} and \\boxed{2}"
+        );
+        assert_eq!(normalize("$\\boxed{7}$."), "7");
+        assert_eq!(strip_boxed("\\boxed 5"), "5");
+    }
+
+    #[test]
+    fn sizing_and_spacing() {
+        assert_eq!(
+            strip_sizing("\\left( 3, \\frac{\\pi}{2} \\right)"),
+            "( 3, \\frac{\\pi}{2} )"
+        );
+        assert_eq!(strip_sizing("\\leftarrow"), "\\leftarrow");
+        assert_eq!(
+            strip_spacing("a\\,b\\!c\\quad d~e")
+                .split_whitespace()
+                .count(),
+            5
+        );
+        assert_eq!(strip_spacing("1 \\\\ 2"), "1 \\\\ 2");
+    }
+
+    #[test]
+    fn degrees_and_currency() {
+        assert_eq!(strip_degrees("106^\\circ"), "106");
+        assert_eq!(strip_degrees("30^{\\circ}"), "30");
+        assert_eq!(strip_degrees("45°"), "45");
+        assert_eq!(strip_currency("\\$32,348"), "32,348");
+    }
+
+    #[test]
+    fn units_after_numbers_only() {
+        assert_eq!(strip_units("15\\mbox{ cm}^2").trim(), "15");
+        assert_eq!(strip_units("5.4 \\text{ cents}").trim(), "5.4");
+        assert_eq!(
+            strip_units("\\frac{270}7\\text{ degrees}").trim(),
+            "\\frac{270}7"
+        );
+        assert_eq!(strip_units("12 inches").trim(), "12");
+        assert_eq!(strip_units("864 square inches").trim(), "864");
+        assert_eq!(strip_units("\\text{east}"), "\\text{east}");
+        assert_eq!(strip_units("2m"), "2m");
+    }
+
+    #[test]
+    fn text_unwrapped() {
+        assert_eq!(unwrap_text("\\text{(B)}"), "(B)");
+        assert_eq!(unwrap_text("\\textbf{Evelyn}"), "Evelyn");
+        assert_eq!(unwrap_text("\\text{"), "\\text{");
+        assert_eq!(unwrap_text("\\mathrm{e}"), "\\mathrm{e}");
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(strip_thousands_separators("10,\\!080"), "10080");
+        assert_eq!(
+            strip_thousands_separators("11,\\! 111,\\! 111,\\! 100"),
+            "11111111100"
+        );
+        assert_eq!(strip_thousands_separators("58,500"), "58500");
+        assert_eq!(strip_thousands_separators("28{,}800"), "28800");
+        assert_eq!(strip_thousands_separators("2,12"), "2,12");
+        assert_eq!(strip_thousands_separators("1, 234"), "1, 234");
+    }
+
+    #[test]
+    fn repeating_decimals_and_percent_words() {
+        assert_eq!(repeating_decimals("0.\\overline{3}"), "\\frac{3}{9}");
+        assert_eq!(repeating_decimals("2.1\\overline{6}"), "\\frac{195}{90}");
+        assert_eq!(repeating_decimals(".\\overline{12}"), "\\frac{12}{99}");
+        assert_eq!(percent_word("10 percent"), "10\\%");
+        assert_eq!(percent_word("percentile"), "percentile");
+    }
+
+    #[test]
+    fn membership_and_punctuation() {
+        assert_eq!(strip_membership("x \\in [-2,7]"), "[-2,7]");
+        assert_eq!(strip_trailing_punctuation("5. "), "5");
+        assert_eq!(normalize("x \\in [-2,7]."), "[-2,7]");
+    }
+
+    #[test]
+    fn braces_match() {
+        assert_eq!(matching_brace(b"{a{b}c}", 0), Some(6));
+        assert_eq!(matching_brace(b"{a\\}b}", 0), Some(5));
+        assert_eq!(matching_brace(b"{a{b}", 0), None);
+    }
+}
