@@ -1,1 +1,4 @@
-//! placeholder
+//! Scoring for reprolm: sandboxed code execution for LiveCodeBench.
+#![deny(missing_docs)]
+
+pub mod sandbox;
