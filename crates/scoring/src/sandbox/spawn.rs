@@ -22,7 +22,8 @@
 //!
 //! Between `clone` and `execve` the children of this (multi-threaded) process may only make
 //! async-signal-safe calls: everything they need (paths, argv, envp) is prepared as C strings
-//! beforehand and the child code calls `libc` functions only, never allocates.
+//! beforehand and the child code calls `libc` functions only, never allocates, never calls
+//! glibc's `fork` or its set*id wrappers (both touch state of threads that do not exist there).
 
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -122,8 +123,10 @@ pub struct RunOutcome {
     pub timed_out: bool,
     /// stdout or stderr exceeded `limits.output` and the program was killed.
     pub output_limited: bool,
-    /// Wall-clock time from start to the end of supervision.
+    /// Wall-clock time from the program's fork to the end of supervision.
     pub wall: Duration,
+    /// Time spent creating namespaces and mounts before the program was forked.
+    pub setup: Duration,
 }
 
 const STDERR_TAIL: usize = 64 << 10;
@@ -575,6 +578,10 @@ struct PlanStrings {
 // Child -> supervisor messages on the report pipe: [kind, a, b] as native-endian i32.
 const MSG_SETUP_FAILED: i32 = 1;
 const MSG_STATUS: i32 = 2;
+const MSG_STARTED: i32 = 3;
+/// Longest time namespace and mount setup may take before the run counts as a sandbox failure.
+/// Setup time is not charged to the program: its wall clock starts when it has been forked.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 // Setup step ids beyond the mount ops (which use their index).
 const STEP_PRIVATE: i32 = 100_000;
 const STEP_PIVOT: i32 = 100_001;
@@ -682,8 +689,8 @@ fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) 
             break;
         }
     }
-    let wall = start.elapsed();
     let io = io?;
+    let started = io.started.unwrap_or(start);
     drop(stack);
     if let Some((step, errno)) = io.setup_failure {
         return Err(SandboxError::ChildSetup {
@@ -702,7 +709,8 @@ fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) 
         stderr_tail: io.stderr_tail,
         timed_out: io.timed_out,
         output_limited: io.output_limited,
-        wall,
+        wall: started.elapsed(),
+        setup: started - start,
     })
 }
 
@@ -731,6 +739,7 @@ struct PumpResult {
     output_limited: bool,
     setup_failure: Option<(i32, i32)>,
     program_status: Option<i32>,
+    started: Option<Instant>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -763,7 +772,9 @@ fn pump(
     let mut timed_out = false;
     let mut output_limited = false;
     let mut killed = false;
-    let deadline = start + limits.wall_time;
+    let mut deadline = start + SETUP_TIMEOUT;
+    let mut started = None;
+    let mut parsed = 0usize;
     let mut buf = vec![0u8; 64 << 10];
     while open.iter().any(|o| *o) {
         let mut pfds = Vec::with_capacity(4);
@@ -793,6 +804,13 @@ fn pump(
             return Err(SandboxError::last_os("poll"));
         }
         if !killed && Instant::now() >= deadline {
+            if started.is_none() {
+                killer.kill();
+                return Err(SandboxError::ChildSetup {
+                    step: format!("namespace and mount setup (over {SETUP_TIMEOUT:?})"),
+                    source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+                });
+            }
             timed_out = true;
             killed = true;
             killer.kill();
@@ -852,7 +870,18 @@ fn pump(
                         killer.kill();
                     }
                 }
-                _ => report.extend_from_slice(chunk),
+                _ => {
+                    report.extend_from_slice(chunk);
+                    while report.len() >= parsed + 12 {
+                        let kind = i32::from_ne_bytes(report[parsed..parsed + 4].try_into().expect("4 bytes"));
+                        parsed += 12;
+                        if kind == MSG_STARTED && started.is_none() {
+                            let now = Instant::now();
+                            started = Some(now);
+                            deadline = now + limits.wall_time;
+                        }
+                    }
+                }
             }
         }
     }
@@ -869,7 +898,7 @@ fn pump(
             _ => {}
         }
     }
-    Ok(PumpResult { stdout, stderr_tail, timed_out, output_limited, setup_failure, program_status })
+    Ok(PumpResult { stdout, stderr_tail, timed_out, output_limited, setup_failure, program_status, started })
 }
 
 /// Kills every process owned by `uid` (used only without a PID namespace). Repeats until a
@@ -961,13 +990,17 @@ unsafe fn init_main(plan: &ChildPlan) -> libc::c_int {
     if let Some(m) = &plan.strings.mounts {
         setup_mounts(m, rep);
     }
-    let pid = libc::fork();
+    // Not libc::fork(): glibc's fork takes malloc and other internal locks, which another
+    // thread of the supervisor may have held at the moment this process was cloned (they are
+    // copied locked and nobody here will unlock them). A bare clone syscall takes no locks.
+    let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) as libc::pid_t;
     if pid < 0 {
         fail(rep, STEP_FORK);
     }
     if pid == 0 {
         exec_program(plan, [stdin_r, stdout_w, stderr_w], rep);
     }
+    report(rep, MSG_STARTED, pid, 0);
     libc::close(stdin_r);
     libc::close(stdout_w);
     libc::close(stderr_w);
@@ -1059,14 +1092,16 @@ unsafe fn exec_program(plan: &ChildPlan, stdio: [libc::c_int; 3], rep: libc::c_i
         }
     }
     if plan.drop_uid {
-        let uid = plan.strings.uid;
-        if libc::setgroups(0, std::ptr::null()) != 0 {
+        // Raw syscalls: glibc's wrappers would try to change the credentials of every thread it
+        // believes exists, i.e. the supervisor's threads, which are not in this process.
+        let uid = plan.strings.uid as libc::c_long;
+        if libc::syscall(libc::SYS_setgroups, 0 as libc::c_long, std::ptr::null::<libc::gid_t>()) != 0 {
             fail(rep, STEP_SETGROUPS);
         }
-        if libc::setresgid(uid, uid, uid) != 0 {
+        if libc::syscall(libc::SYS_setresgid, uid, uid, uid) != 0 {
             fail(rep, STEP_SETGID);
         }
-        if libc::setresuid(uid, uid, uid) != 0 {
+        if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
             fail(rep, STEP_SETUID);
         }
     }
