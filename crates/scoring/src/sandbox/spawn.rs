@@ -208,7 +208,14 @@ impl Sandbox {
         let degraded = Layers { namespaces: false, drop_uid: is_root };
         sandbox.layers = degraded;
         sandbox.report = report_for(degraded, &[first_failure]);
-        let out = sandbox.run(&probe)?;
+        let uid = sandbox.config.uid_base;
+        let out = sandbox.run(&probe).map_err(|e| SandboxError::IsolationUnavailable {
+            layer: "rlimits only",
+            reason: format!(
+                "{e} (without a mount namespace the interpreter must be reachable by uid {uid}: \
+                 one under /root usually is not; configure another `python`)"
+            ),
+        })?;
         if out.exit != Exit::Code(0) {
             return Err(SandboxError::IsolationUnavailable {
                 layer: "rlimits only",
@@ -357,7 +364,7 @@ impl Sandbox {
         let mut ops = Vec::new();
         let mut made: Vec<PathBuf> = Vec::new();
         let tmpfs = |mode: &str| format!("size={},nr_inodes=4096,mode={mode}", limits.scratch);
-        ops.push(MountOp::Tmpfs { dst: cpath(&root)?, data: cstr(format!("size=4m,nr_inodes=4096,mode=755").as_str())? });
+        ops.push(MountOp::Tmpfs { dst: cpath(&root)?, data: cstr("size=4m,nr_inodes=4096,mode=755")? });
         let mut ro: Vec<PathBuf> = self.config.read_only_paths.clone();
         ro.extend(self.python.prefixes.iter().cloned());
         ro.sort();
@@ -680,7 +687,7 @@ fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) 
         return Err(SandboxError::last_os(format!("clone(flags={flags:#x})")));
     }
     drop((in_r, out_w, err_w, rep_w));
-    let killer = Killer { pid, namespaces: layers.namespaces };
+    let killer = Killer { pid, namespaces: layers.namespaces, uid: layers.drop_uid.then_some(plan.uid) };
     let io = pump(&killer, in_w, out_r, err_r, rep_r, stdin, limits, start);
     let mut status = 0;
     loop {
@@ -717,20 +724,38 @@ fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) 
 struct Killer {
     pid: libc::pid_t,
     namespaces: bool,
+    /// The program's uid when it differs from ours (then every process of it is the program's).
+    uid: Option<u32>,
 }
 
 impl Killer {
     fn kill(&self) {
         // With a PID namespace, killing its init kills every process in it. Without one the
-        // program's session is killed (and the uid scan after the run catches escapees).
+        // program's process group is killed, then every process of its uid (which catches
+        // children that left the group with setsid).
         unsafe {
             libc::kill(self.pid, libc::SIGKILL);
             if !self.namespaces {
                 libc::kill(-self.pid, libc::SIGKILL);
             }
         }
+        self.kill_leftovers();
+    }
+
+    /// After the program ended: without a PID namespace nothing else ends its descendants.
+    fn kill_leftovers(&self) {
+        if !self.namespaces {
+            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+            if let Some(uid) = self.uid {
+                kill_uid(uid);
+            }
+        }
     }
 }
+
+/// How long output is still read after the program's end was reported; what a leftover
+/// process (only possible without a PID namespace) writes later is not part of the result.
+const DRAIN: Duration = Duration::from_millis(500);
 
 struct PumpResult {
     stdout: Vec<u8>,
@@ -775,6 +800,7 @@ fn pump(
     let mut deadline = start + SETUP_TIMEOUT;
     let mut started = None;
     let mut parsed = 0usize;
+    let mut drain_until: Option<Instant> = None;
     let mut buf = vec![0u8; 64 << 10];
     while open.iter().any(|o| *o) {
         let mut pfds = Vec::with_capacity(4);
@@ -788,7 +814,12 @@ fn pump(
             pfds.push(libc::pollfd { fd: w.0, events: libc::POLLOUT, revents: 0 });
         }
         let now = Instant::now();
-        let timeout_ms = if killed {
+        if drain_until.is_some_and(|d| now >= d) {
+            break;
+        }
+        let timeout_ms = if let Some(d) = drain_until {
+            (d - now).as_millis() as i32 + 1
+        } else if killed {
             1000
         } else if now >= deadline {
             0
@@ -837,6 +868,11 @@ fn pump(
             let r = unsafe { libc::read(p.fd, buf.as_mut_ptr().cast(), buf.len()) };
             if r == 0 {
                 open[idx] = false;
+                if idx == 2 && drain_until.is_none() {
+                    // init has exited: the program is over.
+                    killer.kill_leftovers();
+                    drain_until = Some(Instant::now() + DRAIN);
+                }
                 continue;
             }
             if r < 0 {
@@ -906,6 +942,7 @@ fn pump(
 fn kill_uid(uid: u32) {
     for _ in 0..200 {
         let mut found = false;
+        // Zombies keep their uid until reaped by whoever inherited them; they run nothing.
         let Ok(dir) = std::fs::read_dir("/proc") else { return };
         for e in dir.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
@@ -915,7 +952,8 @@ fn kill_uid(uid: u32) {
                 .find_map(|l| l.strip_prefix("Uid:"))
                 .and_then(|l| l.split_whitespace().next())
                 .and_then(|u| u.parse::<u32>().ok());
-            if owner == Some(uid) {
+            let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
+            if owner == Some(uid) && !zombie {
                 found = true;
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
@@ -1115,3 +1153,80 @@ unsafe fn exec_program(plan: &ChildPlan, stdio: [libc::c_int; 3], rep: libc::c_i
     fail(rep, STEP_EXEC)
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Live (non-zombie) processes of `uid`.
+    fn uid_processes(uid: u32) -> usize {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("status")).ok().is_some_and(|s| {
+                    let zombie = s.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
+                    !zombie
+                        && s.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next())
+                            == Some(&uid.to_string())
+                })
+            })
+            .count()
+    }
+
+    fn small() -> SandboxConfig {
+        let limits = Limits { wall_time: Duration::from_secs(2), address_space: 256 << 20, ..Limits::default() };
+        // Without a mount namespace the interpreter must be reachable by the sandbox uid, which a
+        // pyenv interpreter under /root is not: use the system one.
+        let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+        SandboxConfig { limits, uid_slots: 1, python: python.into(), ..SandboxConfig::default() }
+    }
+
+    #[test]
+    fn degraded_mode_still_cleans_up_by_uid() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP: needs root to drop to a sandbox uid");
+            return;
+        }
+        let Ok(mut sandbox) = Sandbox::new(small()) else {
+            eprintln!("SKIP: sandbox unavailable");
+            return;
+        };
+        // What a machine without namespaces gets: uid drop, rlimits, session kill, uid scan.
+        let layers = Layers { namespaces: false, drop_uid: true };
+        sandbox.layers = layers;
+        sandbox.report = report_for(layers, &["forced by test".into()]);
+        assert!(!sandbox.isolation().is_complete());
+        assert!(sandbox.isolation().warnings.iter().any(|w| w.contains("network is NOT isolated")));
+        let uid = sandbox.config.uid_base;
+        let detach = "import os\nif os.fork() == 0:\n    os.setsid()\n    os.execv('/bin/sleep', ['sleep', '300'])\nprint(os.getuid(), os.getcwd().startswith('/work'))\n";
+        let t = Instant::now();
+        let out = sandbox.run(&RunRequest::script(detach, "")).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "waited for the detached child's output");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{uid} False\n"));
+        assert_eq!(uid_processes(uid), 0, "detached child survived");
+        let out = sandbox.run(&RunRequest::script("import time\ntime.sleep(60)\n", "")).unwrap();
+        assert!(out.timed_out);
+        assert_eq!(uid_processes(uid), 0);
+    }
+
+    #[test]
+    fn setup_errors_name_the_step() {
+        let Ok(sandbox) = Sandbox::new(small()) else {
+            eprintln!("SKIP: sandbox unavailable");
+            return;
+        };
+        let req = RunRequest { files: vec![("a/b".into(), vec![])], ..RunRequest::script("", "") };
+        let e = sandbox.run(&req).unwrap_err().to_string();
+        assert!(e.contains("files") && e.contains("a/b"), "{e}");
+    }
+
+    #[test]
+    fn isolation_report_round_trips_for_manifests() {
+        let r = report_for(Layers { namespaces: false, drop_uid: false }, &["EPERM".into()]);
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<IsolationReport>(&json).unwrap(), r);
+        assert!(r.warnings.iter().any(|w| w.contains("EPERM")));
+        assert!(report_for(Layers { namespaces: true, drop_uid: true }, &[]).is_complete());
+    }
+}
