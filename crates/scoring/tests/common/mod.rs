@@ -12,7 +12,7 @@ pub fn test_limits() -> Limits {
     Limits {
         wall_time: Duration::from_secs(2),
         cpu_time: Duration::from_secs(3),
-        address_space: 256 << 20,
+        address_space: 512 << 20,
         processes: 32,
         open_files: 64,
         file_size: 4 << 20,
@@ -66,11 +66,4 @@ pub fn survivors(sandbox: &Sandbox, marker: &str) -> Vec<String> {
         }
     }
     found
-}
-
-/// Serialises tests of one binary that check for surviving processes (a concurrent test's
-/// running programs would look like survivors).
-pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
