@@ -438,7 +438,7 @@ mod tests {
         assert_eq!(records.len(), 2);
         assert_eq!(records[0].fields["Question"], "two\nlines");
         assert_eq!((records[0].location.line, records[1].location.line), (2, 4));
-        assert_eq!(file.bytes, 33);
+        assert_eq!(file.bytes, 38);
     }
 
     #[test]

@@ -202,5 +202,5 @@ mod tests {
         // between runs.
         assert_eq!(shuffle_order(42, "recgSjpKsgoEB9yT3"), PINNED);
     }
-    const PINNED: [usize; 4] = [9, 9, 9, 9];
+    const PINNED: [usize; 4] = [2, 0, 1, 3];
 }
