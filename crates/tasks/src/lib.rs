@@ -34,7 +34,9 @@ mod task;
 pub use data::{DataSource, HubDataset};
 pub use error::{Error, Result};
 pub use options::{Params, TaskOptions, DEFAULT_SEED};
-pub use registry::{entries, find, load_task, make_task, summaries, task_names, TaskEntry, TaskSummary};
+pub use registry::{
+    entries, find, load_task, make_task, summaries, task_names, TaskEntry, TaskSummary,
+};
 pub use task::{ChatMessage, DataFile, Dataset, Problem, Score, Task};
 
 // Plugin crates name `inventory` through this re-export so their `inventory::submit!` uses the same

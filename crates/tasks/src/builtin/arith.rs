@@ -12,8 +12,8 @@
 use serde_json::{json, Map};
 
 use crate::arith::{generate, Split};
+use crate::builtin::boxed_prefix;
 use crate::builtin::math500::{load_math, Fields};
-use crate::builtin::{boxed_prefix, finish};
 use crate::data::{DataSource, Location};
 use crate::error::Result;
 use crate::grading;
@@ -40,7 +40,10 @@ impl Arith {
         if count == 0 {
             return Err(params.bad("n", "0", "at least one problem".into()));
         }
-        Ok(Box::new(Arith { seed: options.seed, count }))
+        Ok(Box::new(Arith {
+            seed: options.seed,
+            count,
+        }))
     }
 }
 
@@ -64,7 +67,11 @@ impl Task for Arith {
     }
     fn load(&self, source: &DataSource) -> Result<Dataset> {
         if *source != DataSource::Generated {
-            let fields = Fields { problem: vec!["question".into()], answer: vec!["answer".into()], id: vec!["id".into()] };
+            let fields = Fields {
+                problem: vec!["question".into()],
+                answer: vec!["answer".into()],
+                id: vec!["id".into()],
+            };
             return load_math(NAME, self.version(), source, &fields, |_| true);
         }
         let problems = generate(Split::Test, self.seed, self.count)
@@ -77,18 +84,34 @@ impl Task for Arith {
                 fields.insert("solution".into(), p.solution.into());
                 let mut metadata = Map::new();
                 metadata.insert("question".into(), p.question.into());
-                let location = Location { path: "generated".into(), line: i + 1 };
-                (Problem { id: p.id, answer: Some(p.answer.to_string()), fields, metadata }, location)
+                let location = Location {
+                    path: "generated".into(),
+                    line: i + 1,
+                };
+                (
+                    Problem {
+                        id: p.id,
+                        answer: Some(p.answer.to_string()),
+                        fields,
+                        metadata,
+                    },
+                    location,
+                )
             })
             .collect();
         let settings = json!({ "split": "test", "seed": self.seed, "n": self.count });
-        finish(NAME, self.version(), source, Vec::new(), settings, problems)
+        Dataset::new(NAME, self.version(), source, Vec::new(), settings, problems)
     }
     fn messages(&self, problem: &Problem) -> Vec<ChatMessage> {
-        vec![ChatMessage::user(boxed_prefix(problem.metadata_str("question").unwrap_or_default()))]
+        vec![ChatMessage::user(boxed_prefix(
+            problem.metadata_str("question").unwrap_or_default(),
+        ))]
     }
     fn score(&self, problem: &Problem, response: &str) -> Result<Score> {
-        Ok(grading::math(problem.answer.as_deref().unwrap_or_default(), response))
+        Ok(grading::math(
+            problem.answer.as_deref().unwrap_or_default(),
+            response,
+        ))
     }
 }
 
@@ -105,14 +128,24 @@ mod tests {
         assert_eq!(data.sha256().len(), 64);
         let p = &data.problems[0];
         let q = p.field_str("question").unwrap();
-        assert_eq!(task.messages(p)[0].content, format!("Return your final response within \\boxed{{}}. {q}"));
+        assert_eq!(
+            task.messages(p)[0].content,
+            format!("Return your final response within \\boxed{{}}. {q}")
+        );
         let solution = p.field_str("solution").unwrap();
-        assert!(task.score(p, solution).unwrap().correct, "its own worked solution must score");
-        let wrong = format!("\\boxed{{{}}}", p.answer.as_deref().unwrap().parse::<i64>().unwrap() + 1);
+        assert!(
+            task.score(p, solution).unwrap().correct,
+            "its own worked solution must score"
+        );
+        let wrong = format!(
+            "\\boxed{{{}}}",
+            p.answer.as_deref().unwrap().parse::<i64>().unwrap() + 1
+        );
         assert!(!task.score(p, &wrong).unwrap().correct);
         // Same seed, same problems; another seed, others.
         assert_eq!(task.load_default().unwrap(), data);
-        let other = Arith::boxed(&TaskOptions::default().with_seed(7).with_param("n", "5")).unwrap();
+        let other =
+            Arith::boxed(&TaskOptions::default().with_seed(7).with_param("n", "5")).unwrap();
         assert_ne!(other.load_default().unwrap().problems, data.problems);
     }
 }
