@@ -306,6 +306,12 @@ pub(crate) fn values_close(a: C, b: C) -> bool {
     if !a.is_finite() || !b.is_finite() {
         return a == b;
     }
+    // Two integers below 2^53 are exact in f64, and rounding cannot carry one integer onto another:
+    // compare them exactly, or 11111111100 would "equal" 11111111101 within the relative tolerance.
+    let exact_int = |c: C| c.im == 0.0 && c.re.fract() == 0.0 && c.re.abs() < 9_007_199_254_740_992.0;
+    if exact_int(a) && exact_int(b) {
+        return a.re == b.re;
+    }
     let diff = (a.re - b.re).hypot(a.im - b.im);
     diff <= REL_TOL * a.abs().max(b.abs()) || diff <= 1e-12
 }
@@ -682,6 +688,9 @@ mod tests {
     fn numeric_rule() {
         assert!(numeric(&e("\\frac{3}{4}"), &e("0.75")).equal);
         assert!(!numeric(&e("\\frac{1}{3}"), &e("0.33")).equal);
+        assert!(!numeric(&e("11111111100"), &e("11111111101")).equal);
+        assert!(numeric(&e("2^{40}"), &e("1099511627776")).equal);
+        assert!(numeric(&e("3 \\cdot \\frac{1}{3}"), &e("1")).equal);
         assert_eq!(numeric(&e("\\frac{1}{0}"), &e("1")).rule, Rule::NotFinite);
         assert_eq!(
             numeric(&e("10^{10^{10}}"), &e("10^{10^{11}}")).rule,

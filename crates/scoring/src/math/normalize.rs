@@ -21,6 +21,7 @@ pub(crate) fn normalize(s: &str) -> String {
         }
         s = next;
     }
+    let s = unicode_to_latex(&s);
     let s = strip_thousands_separators(&s);
     let s = repeating_decimals(&s);
     let s = percent_word(&s);
@@ -30,6 +31,8 @@ pub(crate) fn normalize(s: &str) -> String {
     let s = strip_currency(&s);
     let s = strip_units(&s);
     let s = unwrap_text(&s);
+    // `\text{5 cm}` shows its unit only once unwrapped.
+    let s = strip_units(&s);
     let s = strip_thousands_separators(&s);
     let s = strip_membership(&s);
     let s = strip_trailing_punctuation(&s);
@@ -99,6 +102,41 @@ pub(crate) fn strip_degrees(s: &str) -> String {
             .expect("valid regex")
     });
     RE.replace_all(s, "").into_owned()
+}
+
+/// `−3`, `12π`, `√5`, `2×3`, `∞` -> LaTeX: models write plain-text answers with Unicode symbols.
+pub(crate) fn unicode_to_latex(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // `√19` is the root of 19, while LaTeX's `\sqrt19` would be `\sqrt{1}9`: brace the number.
+            '√' if chars.peek().is_some_and(char::is_ascii_digit) => {
+                out.push_str("\\sqrt{");
+                while let Some(d) = chars.next_if(|d| d.is_ascii_digit() || *d == '.') {
+                    out.push(d);
+                }
+                out.push('}');
+            }
+            '−' | '–' | '—' => out.push('-'),
+            '×' => out.push_str("\\times "),
+            '·' | '⋅' => out.push_str("\\cdot "),
+            '÷' => out.push_str("\\div "),
+            'π' => out.push_str("\\pi "),
+            '√' => out.push_str("\\sqrt"),
+            '∞' => out.push_str("\\infty "),
+            '≤' => out.push_str("\\le "),
+            '≥' => out.push_str("\\ge "),
+            '∪' => out.push_str("\\cup "),
+            '±' => out.push_str("\\pm "),
+            '\u{a0}' | '\u{2009}' | '\u{202f}' => out.push(' '),
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// `\$18.90` -> `18.90`; a currency sign is never part of the value.
@@ -309,6 +347,16 @@ mod tests {
     }
 
     #[test]
+    fn unicode_symbols() {
+        assert_eq!(unicode_to_latex("−3"), "-3");
+        assert_eq!(unicode_to_latex("12π"), "12\\pi ");
+        assert_eq!(unicode_to_latex("√5"), "\\sqrt{5}");
+        assert_eq!(unicode_to_latex("2√19x"), "2\\sqrt{19}x");
+        assert_eq!(unicode_to_latex("√(x+1)"), "\\sqrt(x+1)");
+        assert_eq!(normalize("(−∞, 2]"), "(-\\infty , 2]");
+    }
+
+    #[test]
     fn degrees_and_currency() {
         assert_eq!(strip_degrees("106^\\circ"), "106");
         assert_eq!(strip_degrees("30^{\\circ}"), "30");
@@ -365,6 +413,7 @@ mod tests {
         assert_eq!(strip_membership("x \\in [-2,7]"), "[-2,7]");
         assert_eq!(strip_trailing_punctuation("5. "), "5");
         assert_eq!(normalize("x \\in [-2,7]."), "[-2,7]");
+        assert_eq!(normalize("\\text{5 cm}"), "5");
     }
 
     #[test]
