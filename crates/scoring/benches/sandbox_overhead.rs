@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reprolm_scoring::sandbox::{
-    grade_code, GradeOptions, Harness, LcbProblem, RunRequest, Sandbox, SandboxConfig, TestCase, TestKind,
+    grade_code, GradeOptions, Harness, LcbProblem, RunRequest, Sandbox, SandboxConfig, TestCase,
+    TestKind,
 };
 
 const TRIVIAL: &str = "print(int(input()) + 1)\n";
@@ -52,33 +53,60 @@ fn plain_run(python: &std::path::Path, script: &std::path::Path) -> (Duration, V
 
 fn sandbox_run(sandbox: &Sandbox) -> (Duration, Vec<u8>) {
     let t = Instant::now();
-    let out = sandbox.run(&RunRequest::script(TRIVIAL, "41\n")).expect("sandbox run");
+    let out = sandbox
+        .run(&RunRequest::script(TRIVIAL, "41\n"))
+        .expect("sandbox run");
     if out.stdout != b"42\n" {
-        eprintln!("  unexpected sandbox outcome: {:?} setup {:?} wall {:?} stderr {:?}", out.exit, out.setup, out.wall, String::from_utf8_lossy(&out.stderr_tail));
+        eprintln!(
+            "  unexpected sandbox outcome: {:?} setup {:?} wall {:?} stderr {:?}",
+            out.exit,
+            out.setup,
+            out.wall,
+            String::from_utf8_lossy(&out.stderr_tail)
+        );
     }
     (t.elapsed(), out.stdout)
 }
 
 /// Runs `total` jobs on `workers` threads; returns wall time and how many printed "42".
-fn throughput(workers: usize, total: usize, job: Arc<dyn Fn() -> Vec<u8> + Send + Sync>) -> (Duration, usize) {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(workers).build().unwrap();
+fn throughput(
+    workers: usize,
+    total: usize,
+    job: Arc<dyn Fn() -> Vec<u8> + Send + Sync>,
+) -> (Duration, usize) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .build()
+        .unwrap();
     let t = Instant::now();
     let ok = pool.install(|| {
         use rayon::prelude::*;
-        (0..total).into_par_iter().with_max_len(1).filter(|_| job() == b"42\n").count()
+        (0..total)
+            .into_par_iter()
+            .with_max_len(1)
+            .filter(|_| job() == b"42\n")
+            .count()
     });
     (t.elapsed(), ok)
 }
 
 fn main() {
-    let runs: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(40);
+    let runs: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(40);
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).expect("sandbox (needs root)"));
     let python = sandbox.python().to_path_buf();
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("main.py");
     std::fs::write(&script, TRIVIAL).unwrap();
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("sandbox overhead  cpu x{cpus}  {}  runs={runs}", python.display());
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "sandbox overhead  cpu x{cpus}  {}  runs={runs}",
+        python.display()
+    );
     println!("isolation: {:?}", sandbox.isolation());
 
     // Warm both paths (page cache, interpreter files).
@@ -102,24 +130,43 @@ fn main() {
     println!("\nper-test latency, trivial program (1 worker)");
     println!("  plain python3   {pm:8.1} ± {ps:6.1} ms   correct {plain_ok}/{runs}");
     println!("  sandbox         {bm:8.1} ± {bs:6.1} ms   correct {boxed_ok}/{runs}");
-    println!("  sandbox - plain: {:+.1} ms per test (overhead); sandbox/plain: {:.2}x time (lower is better)", bm - pm, bm / pm);
+    println!(
+        "  sandbox - plain: {:+.1} ms per test (overhead); sandbox/plain: {:.2}x time (lower is better)",
+        bm - pm,
+        bm / pm
+    );
 
     // The LiveCodeBench harness adds the driver (ast rewrite, mocks) on top of the sandbox.
     let problem = LcbProblem {
         id: "bench".into(),
         kind: TestKind::Stdin,
-        tests: vec![TestCase { input: "41\n".into(), output: "42\n".into() }],
+        tests: vec![TestCase {
+            input: "41\n".into(),
+            output: "42\n".into(),
+        }],
     };
     let mut lcb = Vec::new();
     let mut lcb_ok = 0;
     for _ in 0..runs.min(20) {
         let t = Instant::now();
-        let r = grade_code(&sandbox, &problem, TRIVIAL, &GradeOptions { harness: Harness::LiveCodeBench, ..GradeOptions::default() });
+        let r = grade_code(
+            &sandbox,
+            &problem,
+            TRIVIAL,
+            &GradeOptions {
+                harness: Harness::LiveCodeBench,
+                ..GradeOptions::default()
+            },
+        );
         lcb.push(t.elapsed());
         lcb_ok += usize::from(r.passed);
     }
     let (lm, ls) = stats(&lcb);
-    println!("  sandbox + LCB driver {lm:8.1} ± {ls:6.1} ms   passed {lcb_ok}/{}  ({:.2}x plain)", lcb.len(), lm / pm);
+    println!(
+        "  sandbox + LCB driver {lm:8.1} ± {ls:6.1} ms   passed {lcb_ok}/{}  ({:.2}x plain)",
+        lcb.len(),
+        lm / pm
+    );
 
     println!("\nthroughput, {runs} trivial programs");
     for workers in [1usize, 2, 4, 8] {

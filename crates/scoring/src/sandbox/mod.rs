@@ -13,11 +13,11 @@ mod error;
 mod lcb;
 mod spawn;
 
+pub use compare::{compare_output, Mismatch};
 pub use config::{IsolationPolicy, Limits, SandboxConfig};
 pub use error::{Result, SandboxError};
-pub use spawn::{Exit, IsolationReport, RunOutcome, RunRequest, Sandbox};
-pub use compare::{compare_output, Mismatch};
 pub use lcb::{
-    extract_code, grade_code, grade_many, grade_response, GradeJob, GradeOptions, Harness, LcbProblem, ProblemReport,
-    StopAt, TestCase, TestKind, TestReport, Verdict,
+    extract_code, grade_code, grade_many, grade_response, GradeJob, GradeOptions, Harness,
+    LcbProblem, ProblemReport, StopAt, TestCase, TestKind, TestReport, Verdict,
 };
+pub use spawn::{Exit, IsolationReport, RunOutcome, RunRequest, Sandbox};

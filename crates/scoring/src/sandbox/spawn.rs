@@ -169,18 +169,27 @@ impl Sandbox {
     /// Resolves the interpreter, probes which isolation works, and checks a trivial run.
     pub fn new(config: SandboxConfig) -> Result<Self> {
         if config.uid_slots == 0 {
-            return Err(SandboxError::Config { field: "uid_slots", reason: "must be at least 1".into() });
+            return Err(SandboxError::Config {
+                field: "uid_slots",
+                reason: "must be at least 1".into(),
+            });
         }
         if config.uid_base == 0 || config.uid_base.checked_add(config.uid_slots).is_none() {
             return Err(SandboxError::Config {
                 field: "uid_base",
-                reason: format!("{} + {} slots must be a non-root uid range", config.uid_base, config.uid_slots),
+                reason: format!(
+                    "{} + {} slots must be a non-root uid range",
+                    config.uid_base, config.uid_slots
+                ),
             });
         }
         let python = resolve_python(&config.python)?;
         let is_root = unsafe { libc::geteuid() } == 0;
         let slots = Mutex::new(vec![false; config.uid_slots as usize]);
-        let full = Layers { namespaces: true, drop_uid: true };
+        let full = Layers {
+            namespaces: true,
+            drop_uid: true,
+        };
         let mut sandbox = Sandbox {
             report: report_for(full, &[]),
             layers: full,
@@ -193,11 +202,16 @@ impl Sandbox {
         let first_failure = if is_root {
             match sandbox.run(&probe) {
                 Ok(out) if out.exit == Exit::Code(0) => return Ok(sandbox),
-                Ok(out) => format!("probe exited with {:?}: {}", out.exit, String::from_utf8_lossy(&out.stderr_tail)),
+                Ok(out) => format!(
+                    "probe exited with {:?}: {}",
+                    out.exit,
+                    String::from_utf8_lossy(&out.stderr_tail)
+                ),
                 Err(e) => e.to_string(),
             }
         } else {
-            "not running as root (namespaces and the uid drop need CAP_SYS_ADMIN and CAP_SETUID)".to_string()
+            "not running as root (namespaces and the uid drop need CAP_SYS_ADMIN and CAP_SETUID)"
+                .to_string()
         };
         if sandbox.config.isolation == IsolationPolicy::Required {
             return Err(SandboxError::IsolationUnavailable {
@@ -205,21 +219,30 @@ impl Sandbox {
                 reason: first_failure,
             });
         }
-        let degraded = Layers { namespaces: false, drop_uid: is_root };
+        let degraded = Layers {
+            namespaces: false,
+            drop_uid: is_root,
+        };
         sandbox.layers = degraded;
         sandbox.report = report_for(degraded, &[first_failure]);
         let uid = sandbox.config.uid_base;
-        let out = sandbox.run(&probe).map_err(|e| SandboxError::IsolationUnavailable {
-            layer: "rlimits only",
-            reason: format!(
+        let out = sandbox
+            .run(&probe)
+            .map_err(|e| SandboxError::IsolationUnavailable {
+                layer: "rlimits only",
+                reason: format!(
                 "{e} (without a mount namespace the interpreter must be reachable by uid {uid}: \
                  one under /root usually is not; configure another `python`)"
             ),
-        })?;
+            })?;
         if out.exit != Exit::Code(0) {
             return Err(SandboxError::IsolationUnavailable {
                 layer: "rlimits only",
-                reason: format!("probe exited with {:?}: {}", out.exit, String::from_utf8_lossy(&out.stderr_tail)),
+                reason: format!(
+                    "probe exited with {:?}: {}",
+                    out.exit,
+                    String::from_utf8_lossy(&out.stderr_tail)
+                ),
             });
         }
         Ok(sandbox)
@@ -260,7 +283,10 @@ impl Sandbox {
                 slots[i] = true;
                 return i as u32;
             }
-            slots = self.slot_freed.wait(slots).unwrap_or_else(|e| e.into_inner());
+            slots = self
+                .slot_freed
+                .wait(slots)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -275,16 +301,25 @@ impl Sandbox {
         let scratch = tempfile::Builder::new()
             .prefix("reprolm-sandbox-")
             .tempdir_in(&self.config.scratch_root)
-            .map_err(|source| SandboxError::Io { path: self.config.scratch_root.clone(), source })?;
+            .map_err(|source| SandboxError::Io {
+                path: self.config.scratch_root.clone(),
+                source,
+            })?;
         let host = scratch.path();
         let input = host.join("input");
         mkdir(&input, 0o755)?;
         for (name, bytes) in &req.files {
             if name.contains('/') || name == ".." || name.is_empty() {
-                return Err(SandboxError::Config { field: "files", reason: format!("bad file name {name:?}") });
+                return Err(SandboxError::Config {
+                    field: "files",
+                    reason: format!("bad file name {name:?}"),
+                });
             }
             let path = input.join(name);
-            std::fs::write(&path, bytes).map_err(|source| SandboxError::Io { path: path.clone(), source })?;
+            std::fs::write(&path, bytes).map_err(|source| SandboxError::Io {
+                path: path.clone(),
+                source,
+            })?;
             set_mode(&path, 0o644)?;
         }
         let (input_dir, work_dir) = if self.layers.namespaces {
@@ -317,12 +352,21 @@ impl Sandbox {
         work_dir: &Path,
     ) -> Result<PlanStrings> {
         let exe = cstr(self.python.executable.as_os_str())?;
-        let mut argv = vec![exe.clone(), cstr("-s")?, cstr("-B")?, cstr(input_dir.join(&req.script).as_os_str())?];
+        let mut argv = vec![
+            exe.clone(),
+            cstr("-s")?,
+            cstr("-B")?,
+            cstr(input_dir.join(&req.script).as_os_str())?,
+        ];
         for a in &req.args {
             argv.push(cstr(a.as_str())?);
         }
         let home = work_dir.to_string_lossy();
-        let tmp = if self.layers.namespaces { "/tmp".to_string() } else { home.to_string() };
+        let tmp = if self.layers.namespaces {
+            "/tmp".to_string()
+        } else {
+            home.to_string()
+        };
         let envp = [
             "PATH=/usr/local/bin:/usr/bin:/bin".to_string(),
             format!("HOME={home}"),
@@ -364,7 +408,10 @@ impl Sandbox {
         let mut ops = Vec::new();
         let mut made: Vec<PathBuf> = Vec::new();
         let tmpfs = |mode: &str| format!("size={},nr_inodes=4096,mode={mode}", limits.scratch);
-        ops.push(MountOp::Tmpfs { dst: cpath(&root)?, data: cstr("size=4m,nr_inodes=4096,mode=755")? });
+        ops.push(MountOp::Tmpfs {
+            dst: cpath(&root)?,
+            data: cstr("size=4m,nr_inodes=4096,mode=755")?,
+        });
         let mut ro: Vec<PathBuf> = self.config.read_only_paths.clone();
         ro.extend(self.python.prefixes.iter().cloned());
         ro.sort();
@@ -375,29 +422,53 @@ impl Sandbox {
             if bound.iter().any(|b| p.starts_with(b)) {
                 continue;
             }
-            let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
             let inside = root.join(p.strip_prefix("/").unwrap_or(&p));
             push_mkdirs(&mut ops, &mut made, &root, inside.parent().unwrap_or(&root))?;
             if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&p).map_err(|source| SandboxError::Io { path: p.clone(), source })?;
-                ops.push(MountOp::Symlink { target: cpath(&target)?, link: cpath(&inside)? });
+                let target = std::fs::read_link(&p).map_err(|source| SandboxError::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+                ops.push(MountOp::Symlink {
+                    target: cpath(&target)?,
+                    link: cpath(&inside)?,
+                });
             } else if meta.is_dir() {
                 push_mkdirs(&mut ops, &mut made, &root, &inside)?;
-                ops.push(MountOp::Bind { src: cpath(&p)?, dst: cpath(&inside)? });
-                ops.push(MountOp::ReadOnly { dst: cpath(&inside)? });
+                ops.push(MountOp::Bind {
+                    src: cpath(&p)?,
+                    dst: cpath(&inside)?,
+                });
+                ops.push(MountOp::ReadOnly {
+                    dst: cpath(&inside)?,
+                });
                 bound.push(p);
             }
         }
         let input = root.join("input");
         push_mkdirs(&mut ops, &mut made, &root, &input)?;
-        ops.push(MountOp::Bind { src: cpath(&host.join("input"))?, dst: cpath(&input)? });
-        ops.push(MountOp::ReadOnly { dst: cpath(&input)? });
+        ops.push(MountOp::Bind {
+            src: cpath(&host.join("input"))?,
+            dst: cpath(&input)?,
+        });
+        ops.push(MountOp::ReadOnly {
+            dst: cpath(&input)?,
+        });
         for (dir, mode) in [("work", "700"), ("tmp", "1777")] {
             let d = root.join(dir);
             push_mkdirs(&mut ops, &mut made, &root, &d)?;
-            ops.push(MountOp::Tmpfs { dst: cpath(&d)?, data: cstr(tmpfs(mode).as_str())? });
+            ops.push(MountOp::Tmpfs {
+                dst: cpath(&d)?,
+                data: cstr(tmpfs(mode).as_str())?,
+            });
         }
-        ops.push(MountOp::Chown { path: cpath(&root.join("work"))?, uid });
+        ops.push(MountOp::Chown {
+            path: cpath(&root.join("work"))?,
+            uid,
+        });
         let dev = root.join("dev");
         push_mkdirs(&mut ops, &mut made, &root, &dev)?;
         for node in ["null", "zero", "full", "random", "urandom"] {
@@ -405,23 +476,43 @@ impl Sandbox {
             if src.exists() {
                 let dst = dev.join(node);
                 ops.push(MountOp::Touch { path: cpath(&dst)? });
-                ops.push(MountOp::Bind { src: cpath(&src)?, dst: cpath(&dst)? });
+                ops.push(MountOp::Bind {
+                    src: cpath(&src)?,
+                    dst: cpath(&dst)?,
+                });
             }
         }
-        for (name, target) in
-            [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
-        {
-            ops.push(MountOp::Symlink { target: cstr(target)?, link: cpath(&dev.join(name))? });
+        for (name, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            ops.push(MountOp::Symlink {
+                target: cstr(target)?,
+                link: cpath(&dev.join(name))?,
+            });
         }
         let shm = dev.join("shm");
         push_mkdirs(&mut ops, &mut made, &root, &shm)?;
-        ops.push(MountOp::Tmpfs { dst: cpath(&shm)?, data: cstr(tmpfs("1777").as_str())? });
+        ops.push(MountOp::Tmpfs {
+            dst: cpath(&shm)?,
+            data: cstr(tmpfs("1777").as_str())?,
+        });
         let proc_dir = root.join("proc");
         push_mkdirs(&mut ops, &mut made, &root, &proc_dir)?;
-        ops.push(MountOp::Proc { dst: cpath(&proc_dir)? });
+        ops.push(MountOp::Proc {
+            dst: cpath(&proc_dir)?,
+        });
         let old = root.join(".oldroot");
         push_mkdirs(&mut ops, &mut made, &root, &old)?;
-        Ok(MountPlan { ops, new_root: cpath(&root)?, put_old: cpath(&old)?, old_inside: cstr("/.oldroot")?, slash: cstr("/")? })
+        Ok(MountPlan {
+            ops,
+            new_root: cpath(&root)?,
+            put_old: cpath(&old)?,
+            old_inside: cstr("/.oldroot")?,
+            slash: cstr("/")?,
+        })
     }
 }
 
@@ -429,10 +520,18 @@ fn report_for(layers: Layers, reasons: &[String]) -> IsolationReport {
     let ns = layers.namespaces;
     let mut warnings = Vec::new();
     if !ns {
-        let why = reasons.first().map(|r| format!(" ({r})")).unwrap_or_default();
-        warnings.push(format!("network is NOT isolated: no network namespace{why}"));
-        warnings.push("filesystem is NOT isolated: no mount namespace; only file permissions protect host files".into());
-        warnings.push("no PID namespace: leftover processes are killed by process group and uid scan".into());
+        let why = reasons
+            .first()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        warnings.push(format!(
+            "network is NOT isolated: no network namespace{why}"
+        ));
+        warnings
+            .push("filesystem is NOT isolated: no mount namespace; only file permissions protect host files".into());
+        warnings.push(
+            "no PID namespace: leftover processes are killed by process group and uid scan".into(),
+        );
     }
     if !layers.drop_uid {
         warnings.push("program runs as the caller's uid: RLIMIT_NPROC does not bind root, kill(-1) reaches the caller's processes".into());
@@ -449,19 +548,27 @@ fn report_for(layers: Layers, reasons: &[String]) -> IsolationReport {
 }
 
 fn resolve_python(name: &str) -> Result<PythonInfo> {
-    let err = |reason: String| SandboxError::Interpreter { interpreter: name.to_string(), reason };
+    let err = |reason: String| SandboxError::Interpreter {
+        interpreter: name.to_string(),
+        reason,
+    };
     let out = std::process::Command::new(name)
         .args(["-c", "import sys,os\nfor p in (sys.executable, sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix): print(os.path.realpath(p))"])
         .env_remove("PYTHONPATH")
         .output()
         .map_err(|e| err(format!("cannot start: {e}")))?;
     if !out.status.success() {
-        return Err(err(format!("query failed: {}", String::from_utf8_lossy(&out.stderr))));
+        return Err(err(format!(
+            "query failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<PathBuf> = text.lines().map(PathBuf::from).collect();
     if lines.len() != 5 || !lines.iter().all(|p| p.is_absolute()) {
-        return Err(err(format!("unexpected answer to the path query: {text:?}")));
+        return Err(err(format!(
+            "unexpected answer to the path query: {text:?}"
+        )));
     }
     let mut prefixes: Vec<PathBuf> = lines[1..].to_vec();
     if let Some(dir) = lines[0].parent() {
@@ -469,10 +576,18 @@ fn resolve_python(name: &str) -> Result<PythonInfo> {
     }
     prefixes.sort();
     prefixes.dedup();
-    Ok(PythonInfo { executable: lines[0].clone(), prefixes })
+    Ok(PythonInfo {
+        executable: lines[0].clone(),
+        prefixes,
+    })
 }
 
-fn push_mkdirs(ops: &mut Vec<MountOp>, made: &mut Vec<PathBuf>, root: &Path, dir: &Path) -> Result<()> {
+fn push_mkdirs(
+    ops: &mut Vec<MountOp>,
+    made: &mut Vec<PathBuf>,
+    root: &Path,
+    dir: &Path,
+) -> Result<()> {
     let mut chain = Vec::new();
     let mut cur = Some(dir);
     while let Some(d) = cur {
@@ -518,17 +633,27 @@ fn cpath(p: &Path) -> Result<CString> {
 }
 
 fn mkdir(p: &Path, mode: u32) -> Result<()> {
-    std::fs::create_dir(p).map_err(|source| SandboxError::Io { path: p.to_path_buf(), source })?;
+    std::fs::create_dir(p).map_err(|source| SandboxError::Io {
+        path: p.to_path_buf(),
+        source,
+    })?;
     set_mode(p, mode)
 }
 
 fn set_mode(p: &Path, mode: u32) -> Result<()> {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-        .map_err(|source| SandboxError::Io { path: p.to_path_buf(), source })
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        SandboxError::Io {
+            path: p.to_path_buf(),
+            source,
+        }
+    })
 }
 
 fn chown(p: &Path, uid: u32) -> Result<()> {
-    std::os::unix::fs::chown(p, Some(uid), Some(uid)).map_err(|source| SandboxError::Io { path: p.to_path_buf(), source })
+    std::os::unix::fs::chown(p, Some(uid), Some(uid)).map_err(|source| SandboxError::Io {
+        path: p.to_path_buf(),
+        source,
+    })
 }
 
 /// Mount steps executed by `init`, in order, on paths below the new root (host view).
@@ -621,7 +746,11 @@ fn step_name(plan: &PlanStrings, step: i32) -> String {
         STEP_CHDIR_WORK => format!("chdir {}", plan.workdir.to_string_lossy()),
         STEP_EXEC => format!("execve {}", plan.exe.to_string_lossy()),
         STEP_NO_NEW_PRIVS => "PR_SET_NO_NEW_PRIVS".into(),
-        i => plan.step_names.get(i as usize).cloned().unwrap_or_else(|| format!("step {i}")),
+        i => plan
+            .step_names
+            .get(i as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("step {i}")),
     }
 }
 
@@ -653,7 +782,12 @@ impl Drop for Fd {
     }
 }
 
-fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) -> Result<RunOutcome> {
+fn supervise(
+    plan: &PlanStrings,
+    stdin: &[u8],
+    limits: &Limits,
+    layers: Layers,
+) -> Result<RunOutcome> {
     let (in_r, in_w) = pipe()?;
     let (in_r, in_w) = (Fd(in_r), Fd(in_w));
     let (out_r, out_w) = pipe()?;
@@ -667,10 +801,20 @@ fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) 
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|c| c.as_ptr()).collect();
     envp.push(std::ptr::null());
-    let child = ChildPlan { strings: plan, argv, envp, fds: [in_r.0, out_w.0, err_w.0, rep_w.0], drop_uid: layers.drop_uid };
+    let child = ChildPlan {
+        strings: plan,
+        argv,
+        envp,
+        fds: [in_r.0, out_w.0, err_w.0, rep_w.0],
+        drop_uid: layers.drop_uid,
+    };
 
     let flags = if layers.namespaces {
-        libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS
+        libc::CLONE_NEWPID
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS
     } else {
         0
     };
@@ -681,18 +825,29 @@ fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) 
     let pid = unsafe {
         let top = stack.as_mut_ptr().add(stack.len());
         let top = (top as usize & !15) as *mut libc::c_void;
-        libc::clone(init_entry, top, flags | libc::SIGCHLD, &child as *const ChildPlan as *mut libc::c_void)
+        libc::clone(
+            init_entry,
+            top,
+            flags | libc::SIGCHLD,
+            &child as *const ChildPlan as *mut libc::c_void,
+        )
     };
     if pid < 0 {
         return Err(SandboxError::last_os(format!("clone(flags={flags:#x})")));
     }
     drop((in_r, out_w, err_w, rep_w));
-    let killer = Killer { pid, namespaces: layers.namespaces, uid: layers.drop_uid.then_some(plan.uid) };
+    let killer = Killer {
+        pid,
+        namespaces: layers.namespaces,
+        uid: layers.drop_uid.then_some(plan.uid),
+    };
     let io = pump(&killer, in_w, out_r, err_r, rep_r, stdin, limits, start);
     let mut status = 0;
     loop {
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)) {
+        if r == pid
+            || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
+        {
             break;
         }
     }
@@ -807,11 +962,19 @@ fn pump(
         let src = [&out_r, &err_r, &rep_r];
         for (i, fd) in src.iter().enumerate() {
             if open[i] {
-                pfds.push(libc::pollfd { fd: fd.0, events: libc::POLLIN, revents: 0 });
+                pfds.push(libc::pollfd {
+                    fd: fd.0,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
             }
         }
         if let Some(w) = &in_w {
-            pfds.push(libc::pollfd { fd: w.0, events: libc::POLLOUT, revents: 0 });
+            pfds.push(libc::pollfd {
+                fd: w.0,
+                events: libc::POLLOUT,
+                revents: 0,
+            });
         }
         let now = Instant::now();
         if drain_until.is_some_and(|d| now >= d) {
@@ -864,7 +1027,13 @@ fn pump(
                 }
                 continue;
             }
-            let idx = if p.fd == out_r.0 { 0 } else if p.fd == err_r.0 { 1 } else { 2 };
+            let idx = if p.fd == out_r.0 {
+                0
+            } else if p.fd == err_r.0 {
+                1
+            } else {
+                2
+            };
             let r = unsafe { libc::read(p.fd, buf.as_mut_ptr().cast(), buf.len()) };
             if r == 0 {
                 open[idx] = false;
@@ -909,7 +1078,9 @@ fn pump(
                 _ => {
                     report.extend_from_slice(chunk);
                     while report.len() >= parsed + 12 {
-                        let kind = i32::from_ne_bytes(report[parsed..parsed + 4].try_into().expect("4 bytes"));
+                        let kind = i32::from_ne_bytes(
+                            report[parsed..parsed + 4].try_into().expect("4 bytes"),
+                        );
                         parsed += 12;
                         if kind == MSG_STARTED && started.is_none() {
                             let now = Instant::now();
@@ -927,14 +1098,23 @@ fn pump(
     let mut setup_failure = None;
     let mut program_status = None;
     for msg in report.chunks_exact(12) {
-        let word = |i: usize| i32::from_ne_bytes(msg[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+        let word =
+            |i: usize| i32::from_ne_bytes(msg[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
         match word(0) {
             MSG_SETUP_FAILED if setup_failure.is_none() => setup_failure = Some((word(1), word(2))),
             MSG_STATUS => program_status = Some(word(1)),
             _ => {}
         }
     }
-    Ok(PumpResult { stdout, stderr_tail, timed_out, output_limited, setup_failure, program_status, started })
+    Ok(PumpResult {
+        stdout,
+        stderr_tail,
+        timed_out,
+        output_limited,
+        setup_failure,
+        program_status,
+        started,
+    })
 }
 
 /// Kills every process owned by `uid` (used only without a PID namespace). Repeats until a
@@ -943,16 +1123,24 @@ fn kill_uid(uid: u32) {
     for _ in 0..200 {
         let mut found = false;
         // Zombies keep their uid until reaped by whoever inherited them; they run nothing.
-        let Ok(dir) = std::fs::read_dir("/proc") else { return };
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
         for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-            let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+                continue;
+            };
             let owner = status
                 .lines()
                 .find_map(|l| l.strip_prefix("Uid:"))
                 .and_then(|l| l.split_whitespace().next())
                 .and_then(|u| u.parse::<u32>().ok());
-            let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
+            let zombie = status
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'));
             if owner == Some(uid) && !zombie {
                 found = true;
                 unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -1031,7 +1219,8 @@ unsafe fn init_main(plan: &ChildPlan) -> libc::c_int {
     // Not libc::fork(): glibc's fork takes malloc and other internal locks, which another
     // thread of the supervisor may have held at the moment this process was cloned (they are
     // copied locked and nobody here will unlock them). A bare clone syscall takes no locks.
-    let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) as libc::pid_t;
+    let pid =
+        libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) as libc::pid_t;
     if pid < 0 {
         fail(rep, STEP_FORK);
     }
@@ -1060,28 +1249,57 @@ unsafe fn init_main(plan: &ChildPlan) -> libc::c_int {
 
 unsafe fn setup_mounts(m: &MountPlan, rep: libc::c_int) {
     let null = std::ptr::null::<libc::c_char>();
-    if libc::mount(null, m.slash.as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+    if libc::mount(
+        null,
+        m.slash.as_ptr(),
+        null,
+        libc::MS_REC | libc::MS_PRIVATE,
+        std::ptr::null(),
+    ) != 0
+    {
         fail(rep, STEP_PRIVATE);
     }
     let tmpfs = c"tmpfs".as_ptr();
     let proc_ = c"proc".as_ptr();
     for (i, op) in m.ops.iter().enumerate() {
         let ok = match op {
-            MountOp::Mkdir { path } => libc::mkdir(path.as_ptr(), 0o755) == 0 || errno() == libc::EEXIST,
+            MountOp::Mkdir { path } => {
+                libc::mkdir(path.as_ptr(), 0o755) == 0 || errno() == libc::EEXIST
+            }
             MountOp::Touch { path } => {
-                let fd = libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                let fd = libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                );
                 fd >= 0 && libc::close(fd) == 0
             }
             MountOp::Symlink { target, link } => libc::symlink(target.as_ptr(), link.as_ptr()) == 0,
             MountOp::Bind { src, dst } => {
-                libc::mount(src.as_ptr(), dst.as_ptr(), null, libc::MS_BIND, std::ptr::null()) == 0
+                libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    null,
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) == 0
             }
             MountOp::ReadOnly { dst } => {
-                let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+                let flags = libc::MS_BIND
+                    | libc::MS_REMOUNT
+                    | libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV;
                 libc::mount(null, dst.as_ptr(), null, flags, std::ptr::null()) == 0
             }
             MountOp::Tmpfs { dst, data } => {
-                libc::mount(tmpfs, dst.as_ptr(), tmpfs, libc::MS_NOSUID | libc::MS_NODEV, data.as_ptr().cast()) == 0
+                libc::mount(
+                    tmpfs,
+                    dst.as_ptr(),
+                    tmpfs,
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    data.as_ptr().cast(),
+                ) == 0
             }
             MountOp::Proc { dst } => {
                 let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -1093,7 +1311,12 @@ unsafe fn setup_mounts(m: &MountPlan, rep: libc::c_int) {
             fail(rep, i as i32);
         }
     }
-    if libc::syscall(libc::SYS_pivot_root, m.new_root.as_ptr(), m.put_old.as_ptr()) != 0 {
+    if libc::syscall(
+        libc::SYS_pivot_root,
+        m.new_root.as_ptr(),
+        m.put_old.as_ptr(),
+    ) != 0
+    {
         fail(rep, STEP_PIVOT);
     }
     if libc::chdir(m.slash.as_ptr()) != 0 {
@@ -1103,7 +1326,8 @@ unsafe fn setup_mounts(m: &MountPlan, rep: libc::c_int) {
         fail(rep, STEP_UMOUNT_OLD);
     }
     libc::rmdir(m.old_inside.as_ptr());
-    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+    let flags =
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
     if libc::mount(null, m.slash.as_ptr(), null, flags, std::ptr::null()) != 0 {
         fail(rep, STEP_RO_ROOT);
     }
@@ -1123,7 +1347,10 @@ unsafe fn exec_program(plan: &ChildPlan, stdio: [libc::c_int; 3], rep: libc::c_i
     libc::sigemptyset(&mut empty);
     libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     for (res, value) in &plan.strings.rlimits {
-        let lim = libc::rlimit { rlim_cur: *value, rlim_max: *value };
+        let lim = libc::rlimit {
+            rlim_cur: *value,
+            rlim_max: *value,
+        };
         // CPU: a soft limit below the hard one sends SIGXCPU first; both end the program.
         if libc::setrlimit(*res, &lim) != 0 {
             fail(rep, STEP_RLIMIT);
@@ -1133,7 +1360,12 @@ unsafe fn exec_program(plan: &ChildPlan, stdio: [libc::c_int; 3], rep: libc::c_i
         // Raw syscalls: glibc's wrappers would try to change the credentials of every thread it
         // believes exists, i.e. the supervisor's threads, which are not in this process.
         let uid = plan.strings.uid as libc::c_long;
-        if libc::syscall(libc::SYS_setgroups, 0 as libc::c_long, std::ptr::null::<libc::gid_t>()) != 0 {
+        if libc::syscall(
+            libc::SYS_setgroups,
+            0 as libc::c_long,
+            std::ptr::null::<libc::gid_t>(),
+        ) != 0
+        {
             fail(rep, STEP_SETGROUPS);
         }
         if libc::syscall(libc::SYS_setresgid, uid, uid, uid) != 0 {
@@ -1149,10 +1381,13 @@ unsafe fn exec_program(plan: &ChildPlan, stdio: [libc::c_int; 3], rep: libc::c_i
     if libc::chdir(plan.strings.workdir.as_ptr()) != 0 {
         fail(rep, STEP_CHDIR_WORK);
     }
-    libc::execve(plan.strings.exe.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+    libc::execve(
+        plan.strings.exe.as_ptr(),
+        plan.argv.as_ptr(),
+        plan.envp.as_ptr(),
+    );
     fail(rep, STEP_EXEC)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1164,22 +1399,41 @@ mod tests {
             .unwrap()
             .flatten()
             .filter(|e| {
-                std::fs::read_to_string(e.path().join("status")).ok().is_some_and(|s| {
-                    let zombie = s.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
-                    !zombie
-                        && s.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next())
-                            == Some(&uid.to_string())
-                })
+                std::fs::read_to_string(e.path().join("status"))
+                    .ok()
+                    .is_some_and(|s| {
+                        let zombie = s
+                            .lines()
+                            .any(|l| l.starts_with("State:") && l.contains('Z'));
+                        !zombie
+                            && s.lines()
+                                .find_map(|l| l.strip_prefix("Uid:"))
+                                .and_then(|l| l.split_whitespace().next())
+                                == Some(&uid.to_string())
+                    })
             })
             .count()
     }
 
     fn small() -> SandboxConfig {
-        let limits = Limits { wall_time: Duration::from_secs(2), address_space: 256 << 20, ..Limits::default() };
+        let limits = Limits {
+            wall_time: Duration::from_secs(2),
+            address_space: 256 << 20,
+            ..Limits::default()
+        };
         // Without a mount namespace the interpreter must be reachable by the sandbox uid, which a
         // pyenv interpreter under /root is not: use the system one.
-        let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
-        SandboxConfig { limits, uid_slots: 1, python: python.into(), ..SandboxConfig::default() }
+        let python = if Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3"
+        } else {
+            "python3"
+        };
+        SandboxConfig {
+            limits,
+            uid_slots: 1,
+            python: python.into(),
+            ..SandboxConfig::default()
+        }
     }
 
     #[test]
@@ -1193,19 +1447,34 @@ mod tests {
             return;
         };
         // What a machine without namespaces gets: uid drop, rlimits, session kill, uid scan.
-        let layers = Layers { namespaces: false, drop_uid: true };
+        let layers = Layers {
+            namespaces: false,
+            drop_uid: true,
+        };
         sandbox.layers = layers;
         sandbox.report = report_for(layers, &["forced by test".into()]);
         assert!(!sandbox.isolation().is_complete());
-        assert!(sandbox.isolation().warnings.iter().any(|w| w.contains("network is NOT isolated")));
+        assert!(sandbox
+            .isolation()
+            .warnings
+            .iter()
+            .any(|w| w.contains("network is NOT isolated")));
         let uid = sandbox.config.uid_base;
         let detach = "import os\nif os.fork() == 0:\n    os.setsid()\n    os.execv('/bin/sleep', ['sleep', '300'])\nprint(os.getuid(), os.getcwd().startswith('/work'))\n";
         let t = Instant::now();
         let out = sandbox.run(&RunRequest::script(detach, "")).unwrap();
-        assert!(t.elapsed() < Duration::from_secs(5), "waited for the detached child's output");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{uid} False\n"));
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "waited for the detached child's output"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{uid} False\n")
+        );
         assert_eq!(uid_processes(uid), 0, "detached child survived");
-        let out = sandbox.run(&RunRequest::script("import time\ntime.sleep(60)\n", "")).unwrap();
+        let out = sandbox
+            .run(&RunRequest::script("import time\ntime.sleep(60)\n", ""))
+            .unwrap();
         assert!(out.timed_out);
         assert_eq!(uid_processes(uid), 0);
     }
@@ -1216,17 +1485,33 @@ mod tests {
             eprintln!("SKIP: sandbox unavailable");
             return;
         };
-        let req = RunRequest { files: vec![("a/b".into(), vec![])], ..RunRequest::script("", "") };
+        let req = RunRequest {
+            files: vec![("a/b".into(), vec![])],
+            ..RunRequest::script("", "")
+        };
         let e = sandbox.run(&req).unwrap_err().to_string();
         assert!(e.contains("files") && e.contains("a/b"), "{e}");
     }
 
     #[test]
     fn isolation_report_round_trips_for_manifests() {
-        let r = report_for(Layers { namespaces: false, drop_uid: false }, &["EPERM".into()]);
+        let r = report_for(
+            Layers {
+                namespaces: false,
+                drop_uid: false,
+            },
+            &["EPERM".into()],
+        );
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<IsolationReport>(&json).unwrap(), r);
         assert!(r.warnings.iter().any(|w| w.contains("EPERM")));
-        assert!(report_for(Layers { namespaces: true, drop_uid: true }, &[]).is_complete());
+        assert!(report_for(
+            Layers {
+                namespaces: true,
+                drop_uid: true
+            },
+            &[]
+        )
+        .is_complete());
     }
 }
