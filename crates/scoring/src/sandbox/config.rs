@@ -57,8 +57,9 @@ pub enum IsolationPolicy {
     /// Refuse to run unless PID, network, mount and IPC namespaces and the uid drop all work.
     #[default]
     Required,
-    /// Run with whatever works and say what is missing in the [`IsolationReport`]
-    /// (crate::sandbox::IsolationReport), so the run manifest can carry the warning.
+    /// Run with whatever works and say what is missing in the
+    /// [`IsolationReport`](crate::sandbox::IsolationReport), so the run manifest can carry the
+    /// warning.
     BestEffort,
 }
 

@@ -1210,6 +1210,9 @@ unsafe fn init_main(plan: &ChildPlan) -> libc::c_int {
     // Own session and process group, inherited by the program: without a PID namespace,
     // killing this group is the fallback way to end it.
     libc::setsid();
+    // A caller that ignores SIGCHLD would make the kernel reap the program before we can read
+    // its status.
+    libc::signal(libc::SIGCHLD, libc::SIG_DFL);
     let Some([stdin_r, stdout_w, stderr_w, rep]) = isolate_fds(plan.fds) else {
         libc::_exit(127)
     };
