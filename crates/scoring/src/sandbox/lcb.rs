@@ -64,8 +64,8 @@ impl LcbProblem {
     ///
     /// Reads `question_id`, `metadata` (a JSON string; `func_name` makes it call-based),
     /// `public_test_cases` (a JSON string) and, when it is plain JSON, `private_test_cases`.
-    /// Private tests in the release's compressed form (base64 of zlib of pickle) are rejected with
-    /// an error naming the field: decode them to JSON first.
+    /// Private tests may be plain JSON or in the release's compressed form (base64 of zlib of a
+    /// pickled JSON string), which is decoded.
     ///
     /// ```
     /// let line = r#"{"question_id":"x1","metadata":"{\"func_name\": \"add\"}",
@@ -104,12 +104,22 @@ impl LcbProblem {
             match record.get(field) {
                 None | Some(serde_json::Value::Null) => Ok(None),
                 Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
-                Some(serde_json::Value::String(s)) => serde_json::from_str(s).map(Some).map_err(|e| {
-                    err(
-                        field,
-                        format!("not a JSON string ({e}); compressed private tests must be decoded first"),
-                    )
-                }),
+                Some(serde_json::Value::String(s)) => match serde_json::from_str(s) {
+                    Ok(v) => Ok(Some(v)),
+                    // The release compresses private tests; public ones are plain JSON.
+                    Err(json_err) if field == "private_test_cases" => {
+                        let text = super::private_tests::decode(s).map_err(|e| {
+                            err(
+                                field,
+                                format!("neither JSON ({json_err}) nor compressed JSON ({e})"),
+                            )
+                        })?;
+                        serde_json::from_str(&text)
+                            .map(Some)
+                            .map_err(|e| err(field, format!("decompressed text is not JSON: {e}")))
+                    }
+                    Err(e) => Err(err(field, format!("not JSON: {e}"))),
+                },
                 Some(v) => Ok(Some(v.clone())),
             }
         };
@@ -581,6 +591,12 @@ mod tests {
                 output: "2\n".into()
             }]
         );
+        // Compressed private tests (see private_tests.rs for how the sample was made) follow
+        // the public ones.
+        let zipped = r#"{"question_id":"abc3","metadata":"{}","public_test_cases":"[{\"input\": \"0\", \"output\": \"1\"}]","private_test_cases":"eJxrYJlqwwABPRbR1UqZeQWlJUpWCkqGMXlKOgpK+aUlUAEjiEBJanFJSWVBKkiouCQlM0+pNnaKHgCVCRRG"}"#;
+        let p = LcbProblem::from_json_line(zipped).unwrap();
+        let inputs: Vec<&str> = p.tests.iter().map(|t| t.input.as_str()).collect();
+        assert_eq!(inputs, ["0", "1\n"]);
         let bad = r#"{"question_id":"abc2","metadata":"{}","public_test_cases":"[]","private_test_cases":"eJzLSM3JyQcABiwCFQ=="}"#;
         let e = LcbProblem::from_json_line(bad).unwrap_err().to_string();
         assert!(

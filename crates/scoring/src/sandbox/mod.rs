@@ -32,6 +32,7 @@ mod compare;
 mod config;
 mod error;
 mod lcb;
+mod private_tests;
 mod spawn;
 
 pub use compare::{compare_output, Mismatch};
