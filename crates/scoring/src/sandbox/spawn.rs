@@ -25,6 +25,7 @@
 //! beforehand and the child code calls `libc` functions only, never allocates, never calls
 //! glibc's `fork` or its set*id wrappers (both touch state of threads that do not exist there).
 
+use std::collections::BTreeSet;
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -130,6 +131,9 @@ pub struct RunOutcome {
 }
 
 const STDERR_TAIL: usize = 64 << 10;
+
+/// Uids of runs in flight in this process.
+static UIDS_IN_USE: (Mutex<BTreeSet<u32>>, Condvar) = (Mutex::new(BTreeSet::new()), Condvar::new());
 const INPUT_DIR: &str = "/input";
 const WORK_DIR: &str = "/work";
 
@@ -155,8 +159,6 @@ pub struct Sandbox {
     python: PythonInfo,
     report: IsolationReport,
     layers: Layers,
-    slots: Mutex<Vec<bool>>,
-    slot_freed: Condvar,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +187,6 @@ impl Sandbox {
         }
         let python = resolve_python(&config.python)?;
         let is_root = unsafe { libc::geteuid() } == 0;
-        let slots = Mutex::new(vec![false; config.uid_slots as usize]);
         let full = Layers {
             namespaces: true,
             drop_uid: true,
@@ -194,8 +195,6 @@ impl Sandbox {
             report: report_for(full, &[]),
             layers: full,
             python,
-            slots,
-            slot_freed: Condvar::new(),
             config,
         };
         let probe = RunRequest::script("import os\nprint(os.getuid())\n", "");
@@ -276,24 +275,27 @@ impl Sandbox {
         result
     }
 
+    /// Takes a uid no other run of this process uses (sandboxes with overlapping uid ranges
+    /// share the registry), waiting while all of this sandbox's uids are busy.
     fn acquire_slot(&self) -> u32 {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let (lock, freed) = &UIDS_IN_USE;
+        let mut in_use = lock.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(i) = slots.iter().position(|busy| !busy) {
-                slots[i] = true;
-                return i as u32;
+            let base = self.config.uid_base;
+            if let Some(slot) = (0..self.config.uid_slots).find(|s| !in_use.contains(&(base + s))) {
+                in_use.insert(base + slot);
+                return slot;
             }
-            slots = self
-                .slot_freed
-                .wait(slots)
-                .unwrap_or_else(|e| e.into_inner());
+            in_use = freed.wait(in_use).unwrap_or_else(|e| e.into_inner());
         }
     }
 
     fn release_slot(&self, slot: u32) {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots[slot as usize] = false;
-        self.slot_freed.notify_one();
+        let (lock, freed) = &UIDS_IN_USE;
+        lock.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(self.config.uid_base + slot));
+        freed.notify_all();
     }
 
     fn run_in_slot(&self, req: &RunRequest, limits: &Limits, slot: u32) -> Result<RunOutcome> {
