@@ -95,7 +95,7 @@ fn run_phase(fixtures: &[&Fixture], harness: Harness) -> Vec<String> {
         })
         .collect();
     let opts = GradeOptions {
-        timeout: Duration::from_millis(1500),
+        timeout: Duration::from_secs(3),
         harness,
         ..GradeOptions::default()
     };

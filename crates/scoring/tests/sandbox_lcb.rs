@@ -24,7 +24,7 @@ fn problems() -> Option<HashMap<String, Arc<LcbProblem>>> {
 
 fn opts() -> GradeOptions {
     GradeOptions {
-        timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(3),
         ..GradeOptions::default()
     }
 }
