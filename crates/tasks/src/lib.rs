@@ -14,7 +14,8 @@
 //! let (task, data) = load_task("arith", &TaskOptions::default().with_param("n", "3"))?;
 //! let problem = &data.problems[0];
 //! let messages = task.messages(problem);
-//! assert!(messages[0].content.starts_with("Return your final response within \\boxed{}."));
+//! assert_eq!(messages[0].role, "user");
+//! assert!(messages[0].content.starts_with("What is "));
 //! let score = task.score(problem, &format!("\\boxed{{{}}}", problem.answer.as_deref().unwrap()))?;
 //! assert!(score.correct);
 //! # Ok::<(), reprolm_tasks::Error>(())

@@ -2,9 +2,10 @@
 //!
 //! It exists so that `reprolm run` works on any machine with no download: the embedded default
 //! model is trained on the train split of [`crate::arith::generate`], and this task evaluates on
-//! the disjoint test split. There is no paper or reference implementation; the prompt is the
-//! MATH500 template (`Return your final response within \boxed{}. {question}`), so the same
-//! extraction grades it. The main variant is 100 test problems from the run seed.
+//! the disjoint test split. There is no paper or reference implementation. The prompt is the
+//! question alone (`What is 48 + 27 - 19 + 6 * 3?`), exactly what the embedded model saw in
+//! training; it answers with `\boxed{}`, so the math grader scores it. The main variant is 100 test
+//! problems from the run seed.
 //!
 //! A jsonl/json/csv/parquet file with `question` and `answer` fields (and optionally `id`) can be
 //! given instead, e.g. to evaluate a fixed, saved problem list.
@@ -12,7 +13,6 @@
 use serde_json::{json, Map};
 
 use crate::arith::{generate, Split};
-use crate::builtin::boxed_prefix;
 use crate::builtin::math500::{load_math, Fields};
 use crate::data::{DataSource, Location};
 use crate::error::Result;
@@ -103,9 +103,7 @@ impl Task for Arith {
         Dataset::new(NAME, self.version(), source, Vec::new(), settings, problems)
     }
     fn messages(&self, problem: &Problem) -> Vec<ChatMessage> {
-        vec![ChatMessage::user(boxed_prefix(
-            problem.metadata_str("question").unwrap_or_default(),
-        ))]
+        vec![ChatMessage::user(problem.metadata_str("question").unwrap_or_default())]
     }
     fn score(&self, problem: &Problem, response: &str) -> Result<Score> {
         Ok(grading::math(
@@ -128,10 +126,8 @@ mod tests {
         assert_eq!(data.sha256().len(), 64);
         let p = &data.problems[0];
         let q = p.field_str("question").unwrap();
-        assert_eq!(
-            task.messages(p)[0].content,
-            format!("Return your final response within \\boxed{{}}. {q}")
-        );
+        assert_eq!(task.messages(p)[0].content, q);
+        assert!(q.starts_with("What is ") && q.ends_with('?'), "{q}");
         let solution = p.field_str("solution").unwrap();
         assert!(
             task.score(p, solution).unwrap().correct,
