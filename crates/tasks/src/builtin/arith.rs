@@ -103,7 +103,9 @@ impl Task for Arith {
         Dataset::new(NAME, self.version(), source, Vec::new(), settings, problems)
     }
     fn messages(&self, problem: &Problem) -> Vec<ChatMessage> {
-        vec![ChatMessage::user(problem.metadata_str("question").unwrap_or_default())]
+        vec![ChatMessage::user(
+            problem.metadata_str("question").unwrap_or_default(),
+        )]
     }
     fn score(&self, problem: &Problem, response: &str) -> Result<Score> {
         Ok(grading::math(

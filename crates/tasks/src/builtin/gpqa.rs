@@ -263,6 +263,36 @@ mod tests {
     }
 
     #[test]
+    fn plain_csv_loads_with_the_exact_prompt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gpqa_diamond.csv");
+        std::fs::write(
+            &path,
+            "Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3,Subdomain\n\
+             recA,\"Which gas is\nnoble?\",Neon,Oxygen,Nitrogen,Chlorine,Chemistry\n",
+        )
+        .unwrap();
+        let task = GpqaDiamond::boxed(&TaskOptions::default()).unwrap();
+        let data = task.load(&DataSource::Path(path)).unwrap();
+        let p = &data.problems[0];
+        let order = shuffle_order(42, "recA");
+        let answers = ["Neon", "Oxygen", "Nitrogen", "Chlorine"];
+        let letter = LETTERS[order.iter().position(|&i| i == 0).unwrap()];
+        assert_eq!(p.answer.as_deref(), Some(letter.to_string().as_str()));
+        let expected = format!(
+            "Return your final response within \\boxed{{}} and only include the letter choice (A, B, C, or D) as \
+             your final response. Which gas is\nnoble?\nA) {}, B) {}, C) {}, D) {}",
+            answers[order[0]], answers[order[1]], answers[order[2]], answers[order[3]]
+        );
+        assert_eq!(task.messages(p)[0].content, expected);
+        assert!(
+            task.score(p, &format!("The answer is \\boxed{{{letter}}}"))
+                .unwrap()
+                .correct
+        );
+    }
+
+    #[test]
     fn shuffle_is_pinned() {
         // Pinned so that a dependency update that changed the order fails here, not in a comparison
         // between runs.
