@@ -116,5 +116,13 @@ fn comparison_details_follow_the_reference() {
         Verdict::WrongAnswer { got, .. } => assert!(got.contains("0.30000000000000004"), "{got}"),
         v => panic!("expected a wrong answer, got {v:?}"),
     }
+    // Ending the interpreter early is a failure (the reference gets no result), not a pass.
+    let p = call_problem("f", &[("1", "1")]);
+    let quit = "import os\nclass Solution:\n    def f(self, x):\n        os._exit(0)\n";
+    let r = grade_code(&sandbox, &p, quit, &opts);
+    assert!(matches!(r.verdict, Verdict::RuntimeError { .. }), "{r:?}");
+    let p = stdin_problem(&[("", "")]);
+    let r = grade_code(&sandbox, &p, "import os\nos._exit(0)\n", &opts);
+    assert!(matches!(r.verdict, Verdict::RuntimeError { .. }), "{r:?}");
     assert!(common::survivors(&sandbox, "").is_empty());
 }
