@@ -126,3 +126,40 @@ fn comparison_details_follow_the_reference() {
     assert!(matches!(r.verdict, Verdict::RuntimeError { .. }), "{r:?}");
     assert!(common::survivors(&sandbox, "").is_empty());
 }
+
+#[test]
+fn many_programs_in_parallel_keep_their_own_output_and_order() {
+    use reprolm_scoring::sandbox::{grade_many, GradeJob, Harness};
+    use std::sync::Arc;
+    let _serial = common::exclusive();
+    let sandbox = common::sandbox();
+    let jobs: Vec<GradeJob> = (0..24)
+        .map(|i| GradeJob {
+            problem: Arc::new(LcbProblem {
+                id: format!("p{i}"),
+                ..stdin_problem(&[(&format!("{i}\n"), &format!("{}\n", i * i))])
+            }),
+            // Half print their answer in pieces with stderr noise in between.
+            response: if i % 2 == 0 {
+                "```python\nn = int(input())\nprint(n * n)\n```".into()
+            } else {
+                "```python\nimport sys\nn = int(input())\nfor c in str(n * n):\n    sys.stdout.write(c)\n    sys.stdout.flush()\n    sys.stderr.write('noise')\nprint()\n```".into()
+            },
+        })
+        .collect();
+    let opts = GradeOptions {
+        timeout: Duration::from_secs(5),
+        harness: Harness::Plain,
+        ..GradeOptions::default()
+    };
+    let reports = grade_many(&sandbox, &jobs, 8, &opts).unwrap();
+    let ids: Vec<&str> = reports.iter().map(|r| r.problem_id.as_str()).collect();
+    let want: Vec<String> = (0..24).map(|i| format!("p{i}")).collect();
+    assert_eq!(ids, want);
+    assert!(
+        reports.iter().all(|r| r.passed),
+        "{:?}",
+        reports.iter().filter(|r| !r.passed).collect::<Vec<_>>()
+    );
+    assert!(common::survivors(&sandbox, "").is_empty());
+}
