@@ -52,6 +52,12 @@ fn plain_run(python: &std::path::Path, script: &std::path::Path) -> (Duration, V
 }
 
 fn sandbox_run(sandbox: &Sandbox) -> (Duration, Vec<u8>) {
+    let (d, out, _) = sandbox_run_setup(sandbox);
+    (d, out)
+}
+
+/// Also returns the namespace/mount setup time (clone to fork of the program).
+fn sandbox_run_setup(sandbox: &Sandbox) -> (Duration, Vec<u8>, Duration) {
     let t = Instant::now();
     let out = sandbox
         .run(&RunRequest::script(TRIVIAL, "41\n"))
@@ -65,7 +71,7 @@ fn sandbox_run(sandbox: &Sandbox) -> (Duration, Vec<u8>) {
             String::from_utf8_lossy(&out.stderr_tail)
         );
     }
-    (t.elapsed(), out.stdout)
+    (t.elapsed(), out.stdout, out.setup)
 }
 
 /// Runs `total` jobs on `workers` threads; returns wall time and how many printed "42".
@@ -115,13 +121,14 @@ fn main() {
         sandbox_run(&sandbox);
     }
     // Interleave so machine load drifts affect both sides alike.
-    let (mut plain, mut boxed) = (Vec::new(), Vec::new());
+    let (mut plain, mut boxed, mut setup) = (Vec::new(), Vec::new(), Vec::new());
     let (mut plain_ok, mut boxed_ok) = (0, 0);
     for _ in 0..runs {
         let (d, out) = plain_run(&python, &script);
         plain_ok += usize::from(out == b"42\n");
         plain.push(d);
-        let (d, out) = sandbox_run(&sandbox);
+        let (d, out, s) = sandbox_run_setup(&sandbox);
+        setup.push(s);
         boxed_ok += usize::from(out == b"42\n");
         boxed.push(d);
     }
@@ -130,6 +137,8 @@ fn main() {
     println!("\nper-test latency, trivial program (1 worker)");
     println!("  plain python3   {pm:8.1} ± {ps:6.1} ms   correct {plain_ok}/{runs}");
     println!("  sandbox         {bm:8.1} ± {bs:6.1} ms   correct {boxed_ok}/{runs}");
+    let (sm, ss) = stats(&setup);
+    println!("    of which namespace + mount setup {sm:6.1} ± {ss:5.1} ms");
     println!(
         "  sandbox - plain: {:+.1} ms per test (overhead); sandbox/plain: {:.2}x time (lower is better)",
         bm - pm,

@@ -116,5 +116,50 @@ fn comparison_details_follow_the_reference() {
         Verdict::WrongAnswer { got, .. } => assert!(got.contains("0.30000000000000004"), "{got}"),
         v => panic!("expected a wrong answer, got {v:?}"),
     }
+    // Ending the interpreter early is a failure (the reference gets no result), not a pass.
+    let p = call_problem("f", &[("1", "1")]);
+    let quit = "import os\nclass Solution:\n    def f(self, x):\n        os._exit(0)\n";
+    let r = grade_code(&sandbox, &p, quit, &opts);
+    assert!(matches!(r.verdict, Verdict::RuntimeError { .. }), "{r:?}");
+    let p = stdin_problem(&[("", "")]);
+    let r = grade_code(&sandbox, &p, "import os\nos._exit(0)\n", &opts);
+    assert!(matches!(r.verdict, Verdict::RuntimeError { .. }), "{r:?}");
+    assert!(common::survivors(&sandbox, "").is_empty());
+}
+
+#[test]
+fn many_programs_in_parallel_keep_their_own_output_and_order() {
+    use reprolm_scoring::sandbox::{grade_many, GradeJob, Harness};
+    use std::sync::Arc;
+    let _serial = common::exclusive();
+    let sandbox = common::sandbox();
+    let jobs: Vec<GradeJob> = (0..24)
+        .map(|i| GradeJob {
+            problem: Arc::new(LcbProblem {
+                id: format!("p{i}"),
+                ..stdin_problem(&[(&format!("{i}\n"), &format!("{}\n", i * i))])
+            }),
+            // Half print their answer in pieces with stderr noise in between.
+            response: if i % 2 == 0 {
+                "```python\nn = int(input())\nprint(n * n)\n```".into()
+            } else {
+                "```python\nimport sys\nn = int(input())\nfor c in str(n * n):\n    sys.stdout.write(c)\n    sys.stdout.flush()\n    sys.stderr.write('noise')\nprint()\n```".into()
+            },
+        })
+        .collect();
+    let opts = GradeOptions {
+        timeout: Duration::from_secs(5),
+        harness: Harness::Plain,
+        ..GradeOptions::default()
+    };
+    let reports = grade_many(&sandbox, &jobs, 8, &opts).unwrap();
+    let ids: Vec<&str> = reports.iter().map(|r| r.problem_id.as_str()).collect();
+    let want: Vec<String> = (0..24).map(|i| format!("p{i}")).collect();
+    assert_eq!(ids, want);
+    assert!(
+        reports.iter().all(|r| r.passed),
+        "{:?}",
+        reports.iter().filter(|r| !r.passed).collect::<Vec<_>>()
+    );
     assert!(common::survivors(&sandbox, "").is_empty());
 }

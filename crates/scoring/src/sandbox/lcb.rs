@@ -26,6 +26,8 @@ const EXIT_TIME: i32 = 4;
 const EXIT_OUTPUT: i32 = 5;
 const EXIT_WRONG: i32 = 6;
 const EXIT_MISSING: i32 = 7;
+/// Trailer the driver writes after a finished test (see driver.py).
+const END: &[u8] = b"\0END-OF-TEST\0";
 
 /// How a problem's tests feed the program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -501,6 +503,13 @@ fn looks_like_memory(stderr: &str) -> bool {
 
 fn verdict(out: &RunOutcome, problem: &LcbProblem, test: &TestCase, plain_stdin: bool) -> Verdict {
     let stderr = String::from_utf8_lossy(&out.stderr_tail);
+    // Through the driver, a test that finished says so; without the trailer the interpreter was
+    // ended early by the program (the reference then has no result and fails the problem).
+    let report = if plain_stdin {
+        Some(&out.stdout[..])
+    } else {
+        out.stdout.strip_suffix(END)
+    };
     let tail = || {
         let s = stderr.trim_end();
         let start = s
@@ -522,27 +531,31 @@ fn verdict(out: &RunOutcome, problem: &LcbProblem, test: &TestCase, plain_stdin:
             message: "program status not reported".into(),
         },
         Exit::Signal(libc::SIGXCPU) => Verdict::TimeLimit,
-        Exit::Signal(sig) if looks_like_memory(&stderr) => {
-            let _ = sig;
-            Verdict::MemoryLimit
-        }
+        Exit::Signal(_) if looks_like_memory(&stderr) => Verdict::MemoryLimit,
         Exit::Signal(sig) => Verdict::RuntimeError {
             stderr_tail: format!("killed by signal {sig}\n{}", tail()),
         },
         Exit::Code(EXIT_TIME) if !plain_stdin => Verdict::TimeLimit,
         Exit::Code(EXIT_OUTPUT) if !plain_stdin => Verdict::OutputLimit,
-        Exit::Code(EXIT_WRONG) if !plain_stdin => Verdict::WrongAnswer {
+        Exit::Code(EXIT_WRONG) if report.is_some() && !plain_stdin => Verdict::WrongAnswer {
             line: None,
             expected: truncate(test.output.trim()),
-            got: String::from_utf8_lossy(&out.stdout).into_owned(),
+            got: String::from_utf8_lossy(report.unwrap_or_default()).into_owned(),
         },
         Exit::Code(EXIT_MISSING) if !plain_stdin => Verdict::RuntimeError {
             stderr_tail: tail(),
         },
+        Exit::Code(0) if report.is_none() => Verdict::RuntimeError {
+            stderr_tail: format!(
+                "the program ended the interpreter before the test finished\n{}",
+                tail()
+            ),
+        },
         Exit::Code(0) => match problem.kind {
             TestKind::Call { .. } => Verdict::Passed,
             TestKind::Stdin => {
-                match compare_output(&String::from_utf8_lossy(&out.stdout), &test.output) {
+                let got = String::from_utf8_lossy(report.unwrap_or_default());
+                match compare_output(&got, &test.output) {
                     Ok(()) => Verdict::Passed,
                     Err(m) => Verdict::WrongAnswer {
                         line: m.line,

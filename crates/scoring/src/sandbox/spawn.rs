@@ -913,6 +913,9 @@ impl Killer {
 /// How long output is still read after the program's end was reported; what a leftover
 /// process (only possible without a PID namespace) writes later is not part of the result.
 const DRAIN: Duration = Duration::from_millis(500);
+/// Same after a kill: a process that escaped the kill (possible only without a PID namespace
+/// and without a uid of its own) must not keep the supervisor reading forever.
+const KILL_DRAIN: Duration = Duration::from_secs(2);
 
 struct PumpResult {
     stdout: Vec<u8>,
@@ -1009,6 +1012,7 @@ fn pump(
             }
             timed_out = true;
             killed = true;
+            drain_until.get_or_insert(Instant::now() + KILL_DRAIN);
             killer.kill();
         }
         for p in &pfds {
@@ -1062,6 +1066,7 @@ fn pump(
                     if chunk.len() > room && !killed {
                         output_limited = true;
                         killed = true;
+                        drain_until.get_or_insert(Instant::now() + KILL_DRAIN);
                         killer.kill();
                     }
                 }
@@ -1074,6 +1079,7 @@ fn pump(
                     if stderr_total > limits.output && !killed {
                         output_limited = true;
                         killed = true;
+                        drain_until.get_or_insert(Instant::now() + KILL_DRAIN);
                         killer.kill();
                     }
                 }
