@@ -110,6 +110,38 @@ pub enum Error {
         /// The CSV writer's error.
         source: csv::Error,
     },
+    /// A folder given to the reference-code importer does not hold that code's output as expected.
+    #[error("{}: not reference-code output: {reason}", path.display())]
+    NotReferenceOutput {
+        /// The folder (or file) at fault.
+        path: PathBuf,
+        /// What was expected and what was found.
+        reason: String,
+    },
+    /// A `.pt` file could not be read as one saved 2-D int64/float32 tensor.
+    #[error("{}: {reason}", path.display())]
+    TorchFile {
+        /// The `.pt` file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Files of one reference run disagree (token ids vs logprobs shapes, answers vs tensor files).
+    #[error("{}: {reason}", path.display())]
+    ImportMismatch {
+        /// The file at fault.
+        path: PathBuf,
+        /// How it disagrees, naming the other file.
+        reason: String,
+    },
+    /// The grader given to the importer failed.
+    #[error("{}: scoring imported responses: {reason}", path.display())]
+    Scoring {
+        /// The answers file whose responses were being scored.
+        path: PathBuf,
+        /// The grader's message.
+        reason: String,
+    },
     /// A report was asked for a directory that holds no run directory at any depth.
     #[error("{}: no run directories found (a run directory holds manifest.json)", path.display())]
     NoRuns {

@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod import_reference;
 pub mod inspect;
 pub mod metrics;
 pub mod passk;
