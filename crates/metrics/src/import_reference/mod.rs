@@ -254,12 +254,17 @@ pub fn read_reference(dir: &Path, opts: &ImportOptions) -> Result<ReferenceRun> 
             }
         )));
     }
-    let want_dtype = opts.dtype.as_deref().map(|d| short_dtype(d).unwrap_or(d).to_string());
+    let want_dtype = opts
+        .dtype
+        .as_deref()
+        .map(|d| short_dtype(d).unwrap_or(d).to_string());
     let chosen: Vec<_> = qa_files
         .iter()
         .filter(|(d, bs, _)| {
             opts.batch_size.is_none_or(|b| b == *bs)
-                && want_dtype.as_deref().is_none_or(|w| short_dtype(d).unwrap_or(d) == w)
+                && want_dtype
+                    .as_deref()
+                    .is_none_or(|w| short_dtype(d).unwrap_or(d) == w)
         })
         .collect();
     let list = || {
@@ -297,11 +302,15 @@ pub fn read_reference(dir: &Path, opts: &ImportOptions) -> Result<ReferenceRun> 
             file_name(&qa_path)
         )));
     }
-    let configs: BTreeSet<(String, u32)> =
-        mine.iter().map(|(t, _)| (t.task.clone(), t.max_tokens)).collect();
+    let configs: BTreeSet<(String, u32)> = mine
+        .iter()
+        .map(|(t, _)| (t.task.clone(), t.max_tokens))
+        .collect();
     if configs.len() > 1 {
-        let found: Vec<String> =
-            configs.iter().map(|(t, m)| format!("task {t} max_tokens {m}")).collect();
+        let found: Vec<String> = configs
+            .iter()
+            .map(|(t, m)| format!("task {t} max_tokens {m}"))
+            .collect();
         return Err(not_ref(format!(
             "tensor files for batch size {batch_size} and {dtype} belong to several runs ({}); move them apart",
             found.join(", ")
@@ -310,7 +319,10 @@ pub fn read_reference(dir: &Path, opts: &ImportOptions) -> Result<ReferenceRun> 
     let (task, max_tokens) = configs.into_iter().next().expect("one config");
     let mut by_problem: BTreeMap<u64, BTreeMap<TensorKind, PathBuf>> = BTreeMap::new();
     for (t, path) in mine {
-        by_problem.entry(t.problem).or_default().insert(t.kind, path);
+        by_problem
+            .entry(t.problem)
+            .or_default()
+            .insert(t.kind, path);
     }
     for (index, files) in &by_problem {
         if !answers.contains_key(index) {
@@ -428,7 +440,10 @@ pub fn read_reference(dir: &Path, opts: &ImportOptions) -> Result<ReferenceRun> 
             for (col, &id) in ids_row[..filled].iter().enumerate() {
                 let id = u32::try_from(id).map_err(|_| Error::TorchFile {
                     path: ids_path.clone(),
-                    reason: format!("position {row}, rank {}: token id {id} is not a vocabulary index", col + 1),
+                    reason: format!(
+                        "position {row}, rank {}: token id {id} is not a vocabulary index",
+                        col + 1
+                    ),
                 })?;
                 row_ids.push(id);
             }
@@ -485,7 +500,11 @@ pub fn import_reference(
     if scored.len() != samples.len() {
         return Err(Error::Scoring {
             path: run.qa_pairs.clone(),
-            reason: format!("{} responses given, {} verdicts returned", samples.len(), scored.len()),
+            reason: format!(
+                "{} responses given, {} verdicts returned",
+                samples.len(),
+                scored.len()
+            ),
         });
     }
     let manifest = build_manifest(&run, opts, &scored, scorer.grades())?;
@@ -497,8 +516,14 @@ pub fn import_reference(
         } else {
             FinishReason::Stop
         };
-        let mut record =
-            ResponseRecord::new(s.problem_id.clone(), 0, 0, p.response.clone(), p.tokens.clone(), finish);
+        let mut record = ResponseRecord::new(
+            s.problem_id.clone(),
+            0,
+            0,
+            p.response.clone(),
+            p.tokens.clone(),
+            finish,
+        );
         record.score = s.score;
         record.correct = s.correct;
         record.extracted_answer = s.extracted_answer;
@@ -552,13 +577,12 @@ fn build_manifest(
     ];
     let model = match opts.model.clone().or_else(|| run.model_from_path.clone()) {
         Some(m) => m,
-        None => {
-            return Err(Error::NotReferenceOutput {
-                path: run.source.clone(),
-                reason: "the model cannot be told from the path (expected .../{exp_name}/{model}); give it"
+        None => return Err(Error::NotReferenceOutput {
+            path: run.source.clone(),
+            reason:
+                "the model cannot be told from the path (expected .../{exp_name}/{model}); give it"
                     .into(),
-            })
-        }
+        }),
     };
     let gpu_type = opts.gpu_type.clone().or(exp.gpu_type.clone());
     let gpus = opts.gpus.or(exp.gpus);
@@ -569,7 +593,9 @@ fn build_manifest(
     if gpus.is_none() {
         unknown.push("gpu_count");
         unknown.push("tp_size");
-        warnings.push("GPU count unknown (not in the experiment name and not given); recorded as 0".into());
+        warnings.push(
+            "GPU count unknown (not in the experiment name and not given); recorded as 0".into(),
+        );
     }
     let mut task = TaskInfo {
         name: opts.task.clone(),
@@ -603,7 +629,9 @@ fn build_manifest(
         }
     }
     if !graded {
-        warnings.push("responses are not scored (no grader given): accuracy metrics mean nothing".into());
+        warnings.push(
+            "responses are not scored (no grader given): accuracy metrics mean nothing".into(),
+        );
     }
     let short = short_dtype(&run.dtype).unwrap_or(&run.dtype).to_string();
     let (started, _) = file_times(run);
@@ -657,7 +685,10 @@ fn build_manifest(
         tokens_generated: 0,
         throughput_tok_s: None,
         origin: Origin::Imported {
-            tool: opts.tool.clone().unwrap_or_else(|| REFERENCE_TOOL.to_string()),
+            tool: opts
+                .tool
+                .clone()
+                .unwrap_or_else(|| REFERENCE_TOOL.to_string()),
             source: run.source.display().to_string(),
         },
         warnings,
@@ -714,7 +745,10 @@ fn read_qa_pairs(path: &Path) -> Result<BTreeMap<u64, Answer>> {
                 path: path.to_path_buf(),
                 record: format!("line {}", i + 1),
                 field: "problem_id",
-                reason: format!("problem {} already appears on line {}", parsed.problem_id, prev.line),
+                reason: format!(
+                    "problem {} already appears on line {}",
+                    parsed.problem_id, prev.line
+                ),
             });
         }
         out.insert(

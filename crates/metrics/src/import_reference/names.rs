@@ -174,14 +174,21 @@ pub fn short_dtype(dtype: &str) -> Option<&'static str> {
 /// `2a100` -> (2, "A100"); a count, then a GPU model that starts with letters and holds a digit. The known
 /// families are listed so that `math500` or `aime24` are not read as 24 "AIME" GPUs.
 fn gpu_part(part: &str) -> Option<(u32, String)> {
-    const FAMILIES: &[&str] = &["a100", "a800", "h100", "h800", "h200", "h20", "l40s", "l40", "l4", "a10g", "a10", "a6000", "v100", "t4", "b200", "gb200", "mi300x", "mi250", "rtx4090", "rtx3090", "4090", "3090"];
+    const FAMILIES: &[&str] = &[
+        "a100", "a800", "h100", "h800", "h200", "h20", "l40s", "l40", "l4", "a10g", "a10", "a6000",
+        "v100", "t4", "b200", "gb200", "mi300x", "mi250", "rtx4090", "rtx3090", "4090", "3090",
+    ];
     let digits = part.bytes().take_while(u8::is_ascii_digit).count();
     let (count, model) = part.split_at(digits);
     let model = model.strip_prefix('x').unwrap_or(model);
     if !FAMILIES.contains(&model) {
         return None;
     }
-    let n = if count.is_empty() { 1 } else { count.parse().ok()? };
+    let n = if count.is_empty() {
+        1
+    } else {
+        count.parse().ok()?
+    };
     Some((n, model.to_ascii_uppercase()))
 }
 

@@ -82,7 +82,10 @@ pub fn read_torch_tensor(path: &Path) -> Result<Tensor2> {
         .filter_map(|i| zip.name_for_index(i).map(str::to_string))
         .find(|n| n.ends_with("/data.pkl") || n == "data.pkl")
         .ok_or_else(|| bad("the archive holds no data.pkl".into()))?;
-    let prefix = pkl_name.strip_suffix("data.pkl").unwrap_or_default().to_string();
+    let prefix = pkl_name
+        .strip_suffix("data.pkl")
+        .unwrap_or_default()
+        .to_string();
     let pkl = read_entry(&mut zip, &pkl_name).map_err(|e| bad(format!("{pkl_name}: {e}")))?;
     let object = Unpickler::new(&pkl)
         .run()
@@ -138,7 +141,10 @@ impl TensorSpec {
             return Err("_rebuild_tensor_v2 arguments are not a tuple".into());
         };
         if args.len() < 4 {
-            return Err(format!("_rebuild_tensor_v2 has {} arguments, expected at least 4", args.len()));
+            return Err(format!(
+                "_rebuild_tensor_v2 has {} arguments, expected at least 4",
+                args.len()
+            ));
         }
         let Value::PersId(pid) = &args[0] else {
             return Err("first _rebuild_tensor_v2 argument is not a storage reference".into());
@@ -157,7 +163,10 @@ impl TensorSpec {
                 };
                 (dtype, key.clone(), usize_of(*numel, "storage size")?)
             }
-            _ => return Err("storage reference is not ('storage', torch.<Type>Storage, key, location, numel)".into()),
+            _ => return Err(
+                "storage reference is not ('storage', torch.<Type>Storage, key, location, numel)"
+                    .into(),
+            ),
         };
         let offset = match &args[1] {
             Value::Int(o) => usize_of(*o, "storage offset")?,
@@ -263,7 +272,9 @@ impl Value {
         match self {
             Value::Global(m, n) => format!("{m}.{n}"),
             Value::Reduce(c, _) => format!("a call to {}", c.kind()),
-            other => format!("{:?}", std::mem::discriminant(other)).replace("Discriminant", "value "),
+            other => {
+                format!("{:?}", std::mem::discriminant(other)).replace("Discriminant", "value ")
+            }
         }
     }
 }
@@ -301,7 +312,9 @@ impl<'a> Unpickler<'a> {
     }
 
     fn u32(&mut self) -> std::result::Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     fn line(&mut self) -> std::result::Result<String, String> {
@@ -316,7 +329,9 @@ impl<'a> Unpickler<'a> {
     }
 
     fn pop(&mut self) -> std::result::Result<Value, String> {
-        self.stack.pop().ok_or_else(|| "pickle stack underflow".to_string())
+        self.stack
+            .pop()
+            .ok_or_else(|| "pickle stack underflow".to_string())
     }
 
     fn pop_mark(&mut self) -> std::result::Result<Vec<Value>, String> {
@@ -331,7 +346,9 @@ impl<'a> Unpickler<'a> {
     }
 
     fn top(&mut self) -> std::result::Result<&mut Value, String> {
-        self.stack.last_mut().ok_or_else(|| "pickle stack underflow".to_string())
+        self.stack
+            .last_mut()
+            .ok_or_else(|| "pickle stack underflow".to_string())
     }
 
     fn run(mut self) -> std::result::Result<Value, String> {
@@ -495,9 +512,13 @@ mod tests {
     #[test]
     fn long1_sign_extends() {
         // PROTO 2, LONG1 2 bytes 0xff 0xff (= -1), STOP
-        let v = Unpickler::new(&[0x80, 2, 0x8a, 2, 0xff, 0xff, b'.']).run().unwrap();
+        let v = Unpickler::new(&[0x80, 2, 0x8a, 2, 0xff, 0xff, b'.'])
+            .run()
+            .unwrap();
         assert_eq!(v, Value::Int(-1));
-        let v = Unpickler::new(&[0x80, 2, 0x8a, 2, 0x00, 0x01, b'.']).run().unwrap();
+        let v = Unpickler::new(&[0x80, 2, 0x8a, 2, 0x00, 0x01, b'.'])
+            .run()
+            .unwrap();
         assert_eq!(v, Value::Int(256));
     }
 
@@ -509,7 +530,9 @@ mod tests {
 
     #[test]
     fn truncated_pickle_is_an_error() {
-        let e = Unpickler::new(&[0x80, 2, b'X', 10, 0, 0, 0, b'a']).run().unwrap_err();
+        let e = Unpickler::new(&[0x80, 2, b'X', 10, 0, 0, 0, b'a'])
+            .run()
+            .unwrap_err();
         assert!(e.contains("ends early"), "{e}");
     }
 }

@@ -1,0 +1,386 @@
+//! Importing output of the paper's reference code: the fixtures under `fixtures/reference/` were written by
+//! `make_fixtures.py` there with `torch.save`, exactly as that code saves its tensors. Every token id and
+//! logprob is checked against `expected.json` (the same values, from the script's Python lists), the report
+//! over two imported runs against a Div_Index worked out by hand, and each damaged input against its error.
+
+use std::path::{Path, PathBuf};
+
+use reprolm_metrics::import_reference::{
+    import_reference, read_reference, ImportOptions, NotScored, ReferenceSample, Scored,
+};
+use reprolm_metrics::report::{generate, ReportOptions};
+use reprolm_metrics::run_dir::{FinishReason, LoadedRun, Origin, PAD_TOKEN};
+use reprolm_metrics::Error;
+
+const MODEL_DIR: &str = "org/tiny-model";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference")
+}
+
+fn run_folder(bs: u32) -> PathBuf {
+    fixtures()
+        .join(format!("2a100_math500_bf16_bs{bs}"))
+        .join(MODEL_DIR)
+}
+
+/// Copy a fixture run under `root`, keeping the `{exp_name}/{model}` layout, so a test may damage it.
+fn copy_run(bs: u32, root: &Path) -> PathBuf {
+    let dst = root
+        .join(format!("2a100_math500_bf16_bs{bs}"))
+        .join(MODEL_DIR);
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(run_folder(bs)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+    }
+    dst
+}
+
+fn tensor(dir: &Path, problem: u32, kind: &str, bs: u32) -> PathBuf {
+    dir.join(format!(
+        "problem_{problem}_math500_{kind}_bs_{bs}_bfloat16_max_tokens_6.pt"
+    ))
+}
+
+/// A grader standing in for the task's: correct when the response boxes the answer the fixture expects.
+fn grade(s: &ReferenceSample<'_>) -> Result<Scored, String> {
+    let answers = ["4", "12", "7", "undefined"];
+    let want = answers
+        .get(s.index as usize)
+        .ok_or(format!("no problem {}", s.index))?;
+    let correct = s.response.contains(&format!("\\boxed{{{want}}}"));
+    Ok(Scored {
+        problem_id: format!("math500/{}", s.index),
+        score: if correct { 1.0 } else { 0.0 },
+        correct,
+        extracted_answer: None,
+        detail: serde_json::json!({"question": s.question[0]["content"]}),
+    })
+}
+
+fn expected() -> serde_json::Value {
+    let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn every_token_id_and_logprob_is_imported() {
+    let expected = expected();
+    let tmp = tempfile::tempdir().unwrap();
+    for bs in [8u32, 16] {
+        let out = tmp.path().join(format!("bs{bs}"));
+        let summary = import_reference(
+            &run_folder(bs),
+            &out,
+            &ImportOptions::new("math500"),
+            &grade,
+        )
+        .unwrap();
+        assert_eq!(summary.n_problems, 4);
+        // bs 8 boxes 4, 12 and 7; bs 16 has the same answers file content.
+        assert_eq!(summary.n_correct, 3);
+
+        let run = LoadedRun::load(&out).unwrap();
+        let m = &run.manifest;
+        assert_eq!(m.model.id, MODEL_DIR, "model id comes from the folder path");
+        assert_eq!((m.batch_size, m.gpu_count, m.tp_size), (bs, 2, 2));
+        assert_eq!(m.device.name, "A100");
+        assert_eq!(m.policy.name, "bf16");
+        assert_eq!((m.max_tokens, m.logprobs_k), (6, 5));
+        assert_eq!(m.task.name, "math500");
+        assert_eq!(
+            m.task.problem_ids,
+            ["math500/0", "math500/1", "math500/2", "math500/3"]
+        );
+        assert!(
+            matches!(&m.origin, Origin::Imported { source, .. } if source.ends_with("tiny-model"))
+        );
+        assert!(m.finished_at.is_some());
+        let unknown = &m.extra["reference"]["unknown_fields"];
+        for field in [
+            "model.weight_files",
+            "seed",
+            "task.dataset_sha256",
+            "responses.prompt_tokens",
+        ] {
+            assert!(
+                unknown.as_array().unwrap().iter().any(|f| f == field),
+                "{field} not marked unknown: {unknown}"
+            );
+        }
+        assert!(m.warnings.iter().any(|w| w.contains("seed")));
+
+        let runs = expected[bs.to_string()].as_array().unwrap();
+        let mut tokens_total = 0;
+        for (problem, want) in runs.iter().enumerate() {
+            let ids = want["token_ids"].as_array().unwrap();
+            let lps = want["logprobs"].as_array().unwrap();
+            let key = reprolm_metrics::run_dir::SampleKey::new(format!("math500/{problem}"), 0);
+            let record = run.record(&key).unwrap();
+            let greedy: Vec<u32> = ids.iter().map(|r| r[0].as_u64().unwrap() as u32).collect();
+            assert_eq!(record.token_ids, greedy, "problem {problem} bs {bs}");
+            tokens_total += greedy.len() as u64;
+            let finish = if greedy.len() == 6 {
+                FinishReason::Length
+            } else {
+                FinishReason::Stop
+            };
+            assert_eq!(record.finish_reason, finish, "problem {problem} bs {bs}");
+            assert_eq!(record.prompt_tokens, 0);
+            let lp = run.logprobs_of(&key).unwrap().unwrap();
+            assert_eq!(lp.len(), ids.len());
+            for (pos, (id_row, lp_row)) in ids.iter().zip(lps).enumerate() {
+                let (got_ids, got_lps) = lp.position(pos);
+                for rank in 0..5 {
+                    let id = id_row[rank].as_u64().unwrap() as u32;
+                    let want_lp = lp_row[rank].as_f64().unwrap() as f32;
+                    if rank > 0 && id == 0 && want_lp == 0.0 {
+                        // A rank vLLM did not return, zero-filled by the reference code.
+                        assert_eq!(
+                            got_ids[rank], PAD_TOKEN,
+                            "problem {problem} pos {pos} rank {rank}"
+                        );
+                        assert_eq!(got_lps[rank], f32::NEG_INFINITY);
+                    } else {
+                        assert_eq!(got_ids[rank], id, "problem {problem} pos {pos} rank {rank}");
+                        assert_eq!(
+                            got_lps[rank], want_lp,
+                            "problem {problem} pos {pos} rank {rank}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(m.tokens_generated, tokens_total);
+    }
+}
+
+#[test]
+fn the_fixtures_hold_short_rows() {
+    // The padding branch above must be exercised: bs 8 problem 1 position 3 has 2 ranks only (rank j of
+    // problem p at position i is token 1000 + 10p + 4i + j in make_fixtures.py).
+    let run = read_reference(&run_folder(8), &ImportOptions::new("math500")).unwrap();
+    let (ids, _) = run.problems[1].candidates.position(3);
+    assert_eq!(
+        ids[1..],
+        [1000 + 10 + 3 * 4 + 1, PAD_TOKEN, PAD_TOKEN, PAD_TOKEN][..]
+    );
+    assert_eq!(run.problems[1].tokens, [20, 21, 22, 23]);
+}
+
+#[test]
+fn report_over_two_imports_gives_the_hand_computed_div_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("runs");
+    for bs in [8, 16] {
+        import_reference(
+            &run_folder(bs),
+            &root.join(format!("bs{bs}")),
+            &ImportOptions::new("math500"),
+            &NotScored,
+        )
+        .unwrap();
+    }
+    // Greedy streams (make_fixtures.py):
+    //   p0 bs8 [10 11 12 13 14 2]  bs16 [10 11 12 13 14 2]     identical
+    //   p1 bs8 [20 21 22 23]       bs16 [20 21 99 23 24]       first difference at token 2
+    //   p2 bs8 [30 31 32]          bs16 [35 31]                first difference at token 0
+    //   p3 bs8 [40 41 42 43 44 45] bs16 [40 41 42 43 44]       bs16 stops after 5 tokens: token 5
+    // Div_Index over the diverging samples: mean (2 + 0 + 5) / 3 = 7/3, median 2; 3 of 4 diverge.
+    let (report, _) = generate(&root, &ReportOptions::default()).unwrap();
+    assert_eq!(report.groups.len(), 1);
+    let metrics = report.groups[0]
+        .metrics()
+        .expect("the two imports are compared");
+    let div = metrics.divergence.value().unwrap();
+    assert_eq!((div.n_samples, div.n_diverging), (4, 3));
+    assert!((div.mean_index.value().unwrap() - 7.0 / 3.0).abs() < 1e-12);
+    assert_eq!(div.median_index.value(), Some(&2.0));
+}
+
+#[test]
+fn several_runs_in_one_folder_need_a_choice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_run(8, tmp.path());
+    for entry in std::fs::read_dir(run_folder(16)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let err = read_reference(&dir, &ImportOptions::new("math500")).unwrap_err();
+    assert!(matches!(err, Error::NotReferenceOutput { .. }), "{err}");
+    assert!(
+        err.to_string().contains("qa_pairs_bfloat16_bs_16.jsonl"),
+        "{err}"
+    );
+    let mut opts = ImportOptions::new("math500");
+    opts.batch_size = Some(16);
+    let run = read_reference(&dir, &opts).unwrap();
+    assert_eq!(run.batch_size, 16);
+    assert_eq!(run.problems[1].tokens, [20, 21, 99, 23, 24]);
+}
+
+#[test]
+fn a_folder_without_reference_output_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("notes.txt"), "hello").unwrap();
+    let err = read_reference(tmp.path(), &ImportOptions::new("math500")).unwrap_err();
+    assert!(matches!(err, Error::NotReferenceOutput { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&tmp.path().display().to_string()) && msg.contains("qa_pairs_"),
+        "{msg}"
+    );
+
+    // Tensors without their answers file.
+    let dir = copy_run(8, tmp.path());
+    std::fs::remove_file(dir.join("qa_pairs_bfloat16_bs_8.jsonl")).unwrap();
+    let err = read_reference(&dir, &ImportOptions::new("math500")).unwrap_err();
+    assert!(err.to_string().contains(".pt files are there"), "{err}");
+}
+
+#[test]
+fn a_missing_tensor_file_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_run(8, tmp.path());
+    let gone = tensor(&dir, 2, "token_ids", 8);
+    std::fs::remove_file(&gone).unwrap();
+    let err = read_reference(&dir, &ImportOptions::new("math500")).unwrap_err();
+    assert!(
+        matches!(&err, Error::ImportMismatch { path, .. } if *path == gone),
+        "{err}"
+    );
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[test]
+fn a_truncated_tensor_file_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_run(8, tmp.path());
+    let file = tensor(&dir, 1, "logprobs", 8);
+    let bytes = std::fs::read(&file).unwrap();
+    for keep in [bytes.len() / 2, 10, 0] {
+        std::fs::write(&file, &bytes[..keep]).unwrap();
+        let err = read_reference(&dir, &ImportOptions::new("math500")).unwrap_err();
+        assert!(
+            matches!(&err, Error::TorchFile { path, .. } if *path == file),
+            "{keep} bytes: {err}"
+        );
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+}
+
+#[test]
+fn token_ids_and_logprobs_of_different_lengths_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_run(16, tmp.path());
+    let file = tensor(&dir, 1, "logprobs", 16);
+    std::fs::copy(fixtures().join("logprobs_2x5.pt"), &file).unwrap();
+    let err = read_reference(&dir, &ImportOptions::new("math500")).unwrap_err();
+    assert!(
+        matches!(&err, Error::ImportMismatch { path, .. } if *path == file),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("[2, 5]") && msg.contains("[5, 5]"), "{msg}");
+    assert!(msg.contains("problem_1_math500_token_ids_bs_16"), "{msg}");
+}
+
+#[test]
+fn logprobs_where_token_ids_belong_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_run(8, tmp.path());
+    let ids = tensor(&dir, 0, "token_ids", 8);
+    std::fs::copy(tensor(&dir, 0, "logprobs", 8), &ids).unwrap();
+    let err = read_reference(&dir, &ImportOptions::new("math500")).unwrap_err();
+    assert!(
+        matches!(&err, Error::TorchFile { path, .. } if *path == ids),
+        "{err}"
+    );
+    assert!(err.to_string().contains("float32"), "{err}");
+}
+
+#[test]
+fn answers_and_tensor_files_must_list_the_same_problems() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_run(8, tmp.path());
+    let qa = dir.join("qa_pairs_bfloat16_bs_8.jsonl");
+    let text = std::fs::read_to_string(&qa).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+
+    // Tensors of problem 3 but no answer line for it.
+    std::fs::write(&qa, lines[..3].join("\n") + "\n").unwrap();
+    let err = read_reference(&dir, &ImportOptions::new("math500")).unwrap_err();
+    assert!(
+        matches!(&err, Error::ImportMismatch { path, .. } if path.file_name().unwrap().to_string_lossy().starts_with("problem_3_")),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("qa_pairs_bfloat16_bs_8.jsonl"),
+        "{err}"
+    );
+
+    // An answer line for a problem without tensors.
+    let extra = lines[0].replacen("\"problem_id\": 0", "\"problem_id\": 9", 1);
+    std::fs::write(&qa, format!("{text}{extra}\n")).unwrap();
+    let err = read_reference(&dir, &ImportOptions::new("math500")).unwrap_err();
+    assert!(
+        matches!(&err, Error::ImportMismatch { path, .. } if *path == tensor(&dir, 9, "token_ids", 8)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("line 5"), "{err}");
+
+    // The same problem twice.
+    std::fs::write(&qa, format!("{text}{}\n", lines[1])).unwrap();
+    let err = read_reference(&dir, &ImportOptions::new("math500")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BadRecord {
+                field: "problem_id",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_grader_error_stops_the_import_and_options_override_the_folder_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fail = |s: &ReferenceSample<'_>| -> Result<Scored, String> {
+        Err(format!("no grader for problem {}", s.index))
+    };
+    let err = import_reference(
+        &run_folder(8),
+        &tmp.path().join("x"),
+        &ImportOptions::new("math500"),
+        &fail,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Scoring { .. }) && err.to_string().contains("problem 0"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("x").join("manifest.json").exists());
+
+    let mut opts = ImportOptions::new("math500");
+    opts.gpu_type = Some("H100".into());
+    opts.gpus = Some(1);
+    opts.model = Some("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B".into());
+    let s = import_reference(&run_folder(8), &tmp.path().join("y"), &opts, &NotScored).unwrap();
+    assert_eq!(
+        (s.manifest.device.name.as_str(), s.manifest.gpu_count),
+        ("H100", 1)
+    );
+    assert_eq!(
+        s.manifest.model.id,
+        "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    );
+    assert_eq!(s.manifest.task.problem_ids, ["0", "1", "2", "3"]);
+    assert!(s.manifest.warnings.iter().any(|w| w.contains("not scored")));
+    // An existing run is not overwritten.
+    let err =
+        import_reference(&run_folder(8), &tmp.path().join("y"), &opts, &NotScored).unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+}
