@@ -5,6 +5,8 @@
 //! runtime configuration, and computes the metrics of "Give Me FP32 or Give Me Death?" (Yuan et al.,
 //! 2025): Std@Acc, Avg_Std@Output_Length, Div_Index and Avg_Std@top1_prob, plus Pass@1 spread and
 //! unbiased pass@k for sampled runs. The crate does not link the inference engine: it only reads files.
+//! [`import_reference`](import_reference::import_reference) brings runs made with the paper's reference
+//! code (vLLM, `torch.save` logprobs) into run directories, so they get the same metrics.
 //!
 //! ```
 //! use reprolm_metrics::run_dir::{Durability, FinishReason, LogprobsRecord, Manifest, ResponseRecord, RunDir};

@@ -384,3 +384,33 @@ fn a_grader_error_stops_the_import_and_options_override_the_folder_name() {
         import_reference(&run_folder(8), &tmp.path().join("y"), &opts, &NotScored).unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
 }
+
+#[test]
+fn inspect_shows_the_candidates_where_imported_runs_part() {
+    let tmp = tempfile::tempdir().unwrap();
+    for bs in [8, 16] {
+        import_reference(
+            &run_folder(bs),
+            &tmp.path().join(format!("bs{bs}")),
+            &ImportOptions::new("math500"),
+            &grade,
+        )
+        .unwrap();
+    }
+    let a = LoadedRun::load(&tmp.path().join("bs8")).unwrap();
+    let b = LoadedRun::load(&tmp.path().join("bs16")).unwrap();
+    let cmp = reprolm_metrics::inspect::compare_runs(&a, &b, Some("math500/1")).unwrap();
+    let s = &cmp.samples[0];
+    assert_eq!(s.diverges_at, Some(2));
+    assert_eq!((s.a.token, s.b.token), (Some(22), Some(99)));
+    // Rank 1 at position 2: logprob -0.03125 * 3 - 0.002 (bs 8), and 0.015625 lower for bs 16 problem 1.
+    let want_a = f64::from(-0.03125f32 * 3.0 - 0.002);
+    assert!(
+        (s.a.candidates[0].prob - want_a.exp()).abs() < 1e-6,
+        "{:?}",
+        s.a.candidates
+    );
+    assert!(s.b.candidates[0].prob < s.a.candidates[0].prob);
+    assert_eq!(s.a.candidates.len(), 5);
+    assert!(s.a.correct && s.b.correct);
+}

@@ -635,7 +635,6 @@ fn build_manifest(
     }
     let short = short_dtype(&run.dtype).unwrap_or(&run.dtype).to_string();
     let (started, _) = file_times(run);
-    let (reference_k, k) = (run.k, run.k);
     let extra = BTreeMap::from([(
         "reference".to_string(),
         json!({
@@ -644,8 +643,7 @@ fn build_manifest(
             "dtype": run.dtype,
             "answers_file": file_name(&run.qa_pairs),
             "problem_indices": run.problems.iter().map(|p| p.index).collect::<Vec<_>>(),
-            "logprobs_k": reference_k,
-            "unknown_fields": unknown,
+                        "unknown_fields": unknown,
         }),
     )]);
     Ok(Manifest {
@@ -679,7 +677,7 @@ fn build_manifest(
         seed: 42,
         sampling: SamplingParams::greedy(),
         max_tokens: run.max_tokens,
-        logprobs_k: k,
+        logprobs_k: run.k,
         started_at: started,
         finished_at: None,
         tokens_generated: 0,

@@ -270,11 +270,18 @@ enum Value {
 impl Value {
     fn kind(&self) -> String {
         match self {
+            Value::None => "None".into(),
+            Value::Bool(_) => "a bool".into(),
+            Value::Int(_) => "an int".into(),
+            Value::Float(_) => "a float".into(),
+            Value::Str(_) => "a string".into(),
+            Value::Tuple(_) => "a tuple".into(),
+            Value::List(_) => "a list".into(),
+            Value::Dict(_) => "a dict (a state_dict or several tensors, not one tensor)".into(),
             Value::Global(m, n) => format!("{m}.{n}"),
             Value::Reduce(c, _) => format!("a call to {}", c.kind()),
-            other => {
-                format!("{:?}", std::mem::discriminant(other)).replace("Discriminant", "value ")
-            }
+            Value::PersId(_) => "a storage reference".into(),
+            Value::Mark => "a MARK".into(),
         }
     }
 }
