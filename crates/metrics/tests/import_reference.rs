@@ -414,3 +414,79 @@ fn inspect_shows_the_candidates_where_imported_runs_part() {
     assert_eq!(s.a.candidates.len(), 5);
     assert!(s.a.correct && s.b.correct);
 }
+
+#[test]
+fn imports_compare_with_native_runs_only_when_the_model_files_are_named() {
+    use reprolm_metrics::run_dir::{Durability, LogprobsRecord, Manifest, ResponseRecord, RunDir};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // A native run of the same model, task and policy, greedy with the same max_tokens.
+    let mut native = Manifest::example();
+    native.task.name = "math500".into();
+    native.task.version = "1".into();
+    native.task.problem_ids = (0..4).map(|i| format!("math500/{i}")).collect();
+    native.policy.name = "bf16".into();
+    native.max_tokens = 6;
+    native.batch_size = 1;
+    let mut run = RunDir::create(&root.join("native"), native.clone(), Durability::Flush).unwrap();
+    for (i, stream) in [
+        vec![10u32, 11, 12, 13, 14, 2],
+        vec![20, 21, 22],
+        vec![30],
+        vec![40, 41],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut lp = LogprobsRecord::new(format!("math500/{i}"), 0, 5);
+        for &t in &stream {
+            lp.push_position(&[t], &[-0.1]);
+        }
+        let rec = ResponseRecord::new(
+            format!("math500/{i}"),
+            0,
+            9,
+            "x",
+            stream,
+            FinishReason::Stop,
+        );
+        run.append(&rec, &lp).unwrap();
+    }
+    let mut opts = ImportOptions::new("math500");
+    opts.model = Some(native.model.id.clone());
+    opts.task_version = Some("1".into());
+    opts.dataset_sha256 = Some(native.task.dataset_sha256.clone());
+    import_reference(&run_folder(8), &root.join("imported"), &opts, &grade).unwrap();
+    let (report, _) = generate(root, &ReportOptions::default()).unwrap();
+    let group = report
+        .groups
+        .iter()
+        .find(|g| g.runs.len() == 2)
+        .expect("one group of two");
+    assert!(
+        group.metrics().is_none(),
+        "unknown model files must not be compared with known ones"
+    );
+
+    std::fs::remove_dir_all(root.join("imported")).unwrap();
+    let mut named = native.model.clone();
+    named.source = "models/example".into();
+    opts.model_info = Some(named);
+    import_reference(&run_folder(8), &root.join("imported"), &opts, &grade).unwrap();
+    let (report, _) = generate(root, &ReportOptions::default()).unwrap();
+    let group = report
+        .groups
+        .iter()
+        .find(|g| g.runs.len() == 2)
+        .expect("one group of two");
+    let div = group
+        .metrics()
+        .expect("compared")
+        .divergence
+        .value()
+        .unwrap();
+    // bs 8 streams against the native ones: p0 identical, p1 [20 21 22 23] vs [20 21 22] at 3,
+    // p2 [30 31 32] vs [30] at 1, p3 [40 .. 45] vs [40 41] at 2: mean 2.
+    assert_eq!(div.n_diverging, 3);
+    assert_eq!(div.mean_index.value(), Some(&2.0));
+}

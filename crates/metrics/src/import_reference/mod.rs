@@ -75,6 +75,10 @@ pub struct ImportOptions {
     pub dtype: Option<String>,
     /// Producing tool and version for `origin.tool`; [`REFERENCE_TOOL`] when `None`.
     pub tool: Option<String>,
+    /// The model's files as hashed from a local copy the user says the reference run loaded. Reports refuse
+    /// to compare runs whose weight or tokenizer hashes differ, and the reference output records none, so
+    /// without this an imported run is compared only with other imports; its `id` wins over `model`.
+    pub model_info: Option<ModelInfo>,
 }
 
 impl ImportOptions {
@@ -558,24 +562,40 @@ fn build_manifest(
     graded: bool,
 ) -> Result<Manifest> {
     let exp = run.experiment.clone().unwrap_or_default();
-    let mut unknown: Vec<&str> = vec![
-        "model.revision",
-        "model.weight_files",
-        "model.tokenizer_sha256",
-        "model.architecture",
+    let mut unknown: Vec<&str> = Vec::new();
+    if opts.model_info.is_none() {
+        unknown.extend([
+            "model.revision",
+            "model.weight_files",
+            "model.tokenizer_sha256",
+            "model.architecture",
+        ]);
+    }
+    unknown.extend([
         "policy.table",
         "seed",
         "started_at",
         "responses.prompt_tokens",
-    ];
+    ]);
     let mut warnings = vec![
         "imported from the reference code's output: model files, tokenizer, architecture, seed and prompt \
          lengths are not recorded there (prompt_tokens is 0)"
             .to_string(),
+        match &opts.model_info {
+            Some(_) => "model files are those of a local copy named at import, not recorded by the run",
+            None => "model files unknown: reports compare this run only with runs of unknown model files",
+        }
+        .to_string(),
         "vLLM's per-layer precision is not recorded; policy is the model dtype only".to_string(),
         "started_at/finished_at are file modification times".to_string(),
     ];
-    let model = match opts.model.clone().or_else(|| run.model_from_path.clone()) {
+    let model = match opts
+        .model_info
+        .as_ref()
+        .map(|m| m.id.clone())
+        .or_else(|| opts.model.clone())
+        .or_else(|| run.model_from_path.clone())
+    {
         Some(m) => m,
         None => return Err(Error::NotReferenceOutput {
             path: run.source.clone(),
@@ -650,14 +670,14 @@ fn build_manifest(
         format_version: MANIFEST_FORMAT_VERSION,
         reprolm_version: env!("CARGO_PKG_VERSION").to_string(),
         git_revision: None,
-        model: ModelInfo {
+        model: opts.model_info.clone().unwrap_or(ModelInfo {
             id: model,
             source: "unknown (imported)".into(),
             revision: None,
             weight_files: Vec::new(),
             tokenizer_sha256: String::new(),
             architecture: String::new(),
-        },
+        }),
         task,
         policy: PolicyInfo {
             name: short,
