@@ -490,3 +490,38 @@ fn imports_compare_with_native_runs_only_when_the_model_files_are_named() {
     assert_eq!(div.n_diverging, 3);
     assert_eq!(div.mean_index.value(), Some(&2.0));
 }
+
+#[test]
+fn a_folder_outside_an_experiment_name_needs_the_model_and_leaves_the_gpus_unknown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("copied");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(run_folder(8)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let err = import_reference(
+        &dir,
+        &tmp.path().join("out"),
+        &ImportOptions::new("math500"),
+        &NotScored,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::NotReferenceOutput { .. }) && err.to_string().contains("model"),
+        "{err}"
+    );
+
+    let mut opts = ImportOptions::new("math500");
+    opts.model = Some("org/tiny-model".into());
+    opts.dtype = Some("bf16".into());
+    let s = import_reference(&dir, &tmp.path().join("out"), &opts, &NotScored).unwrap();
+    let m = &s.manifest;
+    assert_eq!((m.gpu_count, m.device.name.as_str()), (0, "unknown"));
+    let unknown = m.extra["reference"]["unknown_fields"].as_array().unwrap();
+    for field in ["gpu_count", "device.name"] {
+        assert!(unknown.iter().any(|f| f == field), "{field}: {unknown:?}");
+    }
+    assert!(m.warnings.iter().any(|w| w.contains("GPU count unknown")));
+    assert_eq!(m.extra["reference"]["experiment"], serde_json::Value::Null);
+}

@@ -787,8 +787,10 @@ fn read_qa_pairs(path: &Path) -> Result<BTreeMap<u64, Answer>> {
     Ok(out)
 }
 
-/// The experiment name on the path (`dir`, its parent or grandparent, since the reference code writes to
-/// `{exp_name}/{model}` and model ids hold one `/`), and the model id the part below it spells.
+/// The experiment name on the path and the model id the part below it spells. The reference code writes to
+/// `outputs/vllm_main/{exp_name}/{model}`, so below a `vllm_main` folder the layout decides even for a name
+/// like `baseline`; elsewhere `dir`, its parent or grandparent (model ids hold one `/`) must look like an
+/// experiment name.
 fn experiment_of(dir: &Path) -> (Option<ExperimentName>, Option<String>) {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let parts: Vec<String> = dir
@@ -798,6 +800,17 @@ fn experiment_of(dir: &Path) -> (Option<ExperimentName>, Option<String>) {
             _ => None,
         })
         .collect();
+    if let Some(at) = parts.iter().rposition(|p| p == "vllm_main") {
+        if at + 2 < parts.len() {
+            let name = &parts[at + 1];
+            let exp = ExperimentName::parse(name).unwrap_or_else(|| ExperimentName {
+                name: name.clone(),
+                rest: vec![name.clone()],
+                ..Default::default()
+            });
+            return (Some(exp), Some(parts[at + 2..].join("/")));
+        }
+    }
     for up in 0..3.min(parts.len()) {
         let at = parts.len() - 1 - up;
         if let Some(e) = ExperimentName::parse(&parts[at]) {
@@ -812,4 +825,35 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| p.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_and_experiment_from_the_reference_layout() {
+        let (e, m) = experiment_of(Path::new(
+            "/x/outputs/vllm_main/baseline/deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+        ));
+        let e = e.unwrap();
+        assert_eq!((e.name.as_str(), e.gpus), ("baseline", None));
+        assert_eq!(
+            m.as_deref(),
+            Some("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")
+        );
+
+        let (e, m) = experiment_of(Path::new("/data/4h100_aime24_fp16_bs64/Qwen/Qwen3-8B"));
+        let e = e.unwrap();
+        assert_eq!(
+            (e.gpus, e.gpu_type.as_deref(), e.batch_size),
+            (Some(4), Some("H100"), Some(64))
+        );
+        assert_eq!(m.as_deref(), Some("Qwen/Qwen3-8B"));
+
+        let (e, m) = experiment_of(Path::new("/data/2a100_math500_bf16_bs8"));
+        assert_eq!((e.unwrap().batch_size, m), (Some(8), None));
+
+        assert_eq!(experiment_of(Path::new("/data/some/where")), (None, None));
+    }
 }
