@@ -87,6 +87,18 @@ struct TrainArgs {
     warmup: usize,
     #[arg(long, default_value_t = 0.01)]
     weight_decay: f64,
+    /// Stop after this step while keeping the learning-rate schedule of `--steps`; reruns a
+    /// training that was cut short by `--max-seconds` without depending on the clock.
+    #[arg(long)]
+    stop_at_step: Option<usize>,
+    /// Continue from a saved folder (its weights and tokenizer) instead of a fresh initialisation.
+    /// The optimiser state starts afresh.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+    /// Stop training early after this many seconds (a guard for time-limited machines; the log
+    /// and the summary record the step reached).
+    #[arg(long)]
+    max_seconds: Option<f64>,
     /// Let cuBLAS use TF32 for training matmuls (never for evaluation).
     #[arg(long)]
     tf32: bool,
@@ -162,7 +174,10 @@ fn train(a: &TrainArgs) -> Result<()> {
     let dev = device(a.device)?;
     let t0 = Instant::now();
     let problems = arith::generate(Split::Train, a.seed, a.train_problems);
-    let tok = tokenizer::train(&problems[..problems.len().min(50_000)], a.vocab_size)?;
+    let tok = match &a.init_from {
+        Some(dir) => Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| anyhow!("reading tokenizer.json: {e}"))?,
+        None => tokenizer::train(&problems[..problems.len().min(50_000)], a.vocab_size)?,
+    };
     let pad = tokenizer::id(&tok, tokenizer::PAD)?;
     let examples = tokenize_all(&tok, &problems)?;
     let max_len = examples.iter().map(|e| e.ids.len()).max().unwrap_or(0);
@@ -188,6 +203,14 @@ fn train(a: &TrainArgs) -> Result<()> {
         bail!("sequences of {max_len} tokens exceed {} positions", cfg.max_position_embeddings);
     }
     let varmap = init_params(&cfg, a.seed, &dev)?;
+    if let Some(dir) = &a.init_from {
+        let saved = candle_core::safetensors::load(dir.join("model.safetensors"), &dev)?;
+        for (name, var) in varmap.data().lock().map_err(|_| anyhow!("poisoned var map"))?.iter() {
+            let t = saved.get(name).ok_or_else(|| anyhow!("{} has no {name}", dir.display()))?;
+            var.set(&t.to_dtype(DType::F32)?)?;
+        }
+        println!("initialised from {}", dir.display());
+    }
     let n_params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
     println!("model: {n_params} parameters, {cfg:?}");
     let model = Model::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
@@ -205,7 +228,17 @@ fn train(a: &TrainArgs) -> Result<()> {
     let mut cursor = 0;
     let t_train = Instant::now();
     let mut window = Vec::new();
+    let mut last_step = 0;
     for step in 1..=a.steps {
+        if a.max_seconds.is_some_and(|m| t_train.elapsed().as_secs_f64() > m) {
+            println!("stopping at step {last_step}: --max-seconds reached");
+            break;
+        }
+        if a.stop_at_step.is_some_and(|s| step > s) {
+            println!("stopping at step {last_step}: --stop-at-step reached");
+            break;
+        }
+        last_step = step;
         if cursor + a.batch > order.len() {
             order.shuffle(&mut order_rng);
             cursor = 0;
@@ -231,13 +264,19 @@ fn train(a: &TrainArgs) -> Result<()> {
         }
     }
     set_tf32(false);
-    println!("trained {} steps in {:.1}s", a.steps, t_train.elapsed().as_secs_f64());
+    let train_secs = t_train.elapsed().as_secs_f64();
+    println!("trained {last_step} of {} steps in {train_secs:.1}s on {dev:?}", a.steps);
     let weights: BTreeMap<String, Tensor> =
         varmap.data().lock().map_err(|_| anyhow!("poisoned var map"))?.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
     export::save(&a.out, &cfg, &tok, &weights)?;
     println!("saved {}", a.out.display());
-    let summary = evaluate(&a.out, &dev, a.eval_problems, a.eval_seed, Some(&a.out.join("eval_responses.jsonl")))?;
+    let mut summary = evaluate(&a.out, &dev, a.eval_problems, a.eval_seed, Some(&a.out.join("eval_responses.jsonl")))?;
+    summary["training"] = serde_json::json!({
+        "steps": last_step, "planned_steps": a.steps, "seconds": train_secs, "parameters": n_params,
+        "train_problems": examples.len(), "mean_response_tokens": mean_resp, "longest_sequence": max_len,
+    });
     println!("{}", serde_json::to_string_pretty(&summary)?);
+    std::fs::write(a.out.join("eval_summary.json"), serde_json::to_string_pretty(&summary)? + "\n")?;
     Ok(())
 }
 
@@ -322,6 +361,9 @@ fn evaluate(dir: &Path, dev: &Device, problems: usize, seed: u64, responses: Opt
     let (cfg, tok, model) = load(dir, dev)?;
     let eos = tokenizer::id(&tok, tokenizer::EOS)?;
     let test = arith::generate(Split::Test, seed, problems);
+    if test.is_empty() {
+        return Ok(serde_json::json!({ "problems": 0 }));
+    }
     let mut out = match responses {
         Some(p) => Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
         None => None,
@@ -409,4 +451,25 @@ fn boxed_answer(text: &str) -> Option<i64> {
     let start = text.rfind("\\boxed{")? + "\\boxed{".len();
     let end = text[start..].find('}')? + start;
     text[start..end].trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed model answers held-out problems correctly with greedy fp32 decoding.
+    #[test]
+    fn committed_model_solves_test_problems() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/arith-qwen2-3m");
+        let summary = evaluate(&dir, &Device::Cpu, 5, 1, None).unwrap();
+        assert!(summary["correct"].as_u64().unwrap() >= 4, "{summary}");
+        assert!(summary["mean_response_tokens"].as_f64().unwrap() > 100.0, "{summary}");
+    }
+
+    #[test]
+    fn boxed_answer_takes_the_last_box() {
+        assert_eq!(boxed_answer("\\boxed{1} then \\boxed{ 42 }."), Some(42));
+        assert_eq!(boxed_answer("no box"), None);
+        assert_eq!(boxed_answer("\\boxed{x}"), None);
+    }
 }
