@@ -6,6 +6,8 @@
 //! seeded random points. Multiple-choice letters are extracted for GPQA. Batch functions grade on all
 //! cores and return grades in input order.
 //!
+//! LiveCodeBench responses run in [`sandbox`]: Python in fresh namespaces as an unprivileged user.
+//!
 //! Nothing here panics or hangs on hostile input: answer length, nesting depth, list sizes and `\pm`
 //! expansions are bounded, and a grade that cannot be decided is "not equal" with a reason.
 //!
@@ -23,7 +25,7 @@ mod choice;
 mod error;
 mod labelled;
 mod math;
-// mod sandbox; (code execution, see sandbox/)
+pub mod sandbox;
 
 pub use batch::{grade_choice_batch, grade_math_batch};
 pub use choice::{extract_choice, grade_choice, ChoiceGrade, ChoiceSource, ExtractedChoice};

@@ -1,0 +1,1082 @@
+//! Starting one untrusted process in its own namespaces and supervising it to the end.
+//!
+//! Process tree of one run:
+//!
+//! ```text
+//! caller thread ──clone(NEWPID|NEWNET|NEWNS|NEWIPC|NEWUTS)──> init (pid 1, root, no exec)
+//!                                                              └─fork─> program (uid N, exec python)
+//! ```
+//!
+//! `init` builds a fresh root (tmpfs with read-only binds of the host's system directories and
+//! the interpreter, private `/tmp`, `/work`, `/dev/shm`, `/proc`), pivots into it, forks the
+//! program, waits for it and exits. When a PID namespace's init exits, the kernel kills every
+//! process left in it, including children that `setsid()`ed or double-forked away, and a
+//! `kill(-1)` from inside only reaches the namespace. The supervisor kills `init` on timeout
+//! or output overflow, which therefore kills everything. The program itself runs as an
+//! unprivileged, per-run uid so `RLIMIT_NPROC` binds (it does not bind root).
+//!
+//! A mount namespace was chosen over Landlock: it works on every kernel that has namespaces
+//! (Landlock needs 5.13+ *and* the LSM enabled at boot, which is not visible here), it hides the
+//! host's files instead of only denying writes (a program cannot read `$HOME` either), and it
+//! gives each run a private `/tmp` and `/proc`.
+//!
+//! Between `clone` and `execve` the children of this (multi-threaded) process may only make
+//! async-signal-safe calls: everything they need (paths, argv, envp) is prepared as C strings
+//! beforehand and the child code calls `libc` functions only, never allocates.
+
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::config::{IsolationPolicy, Limits, SandboxConfig};
+use super::error::{Result, SandboxError};
+
+/// Which isolation layers a [`Sandbox`] actually uses on this machine.
+///
+/// Filled in by probing at [`Sandbox::new`]; a run manifest should copy
+/// [`warnings`](IsolationReport::warnings) so that a result obtained without (say) network
+/// isolation says so.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IsolationReport {
+    /// New PID namespace: timeout kills every descendant; `kill(-1)` stays inside.
+    pub pid_namespace: bool,
+    /// New network namespace (only a downed loopback): no network at all.
+    pub network_namespace: bool,
+    /// New mount namespace with a private root: host files invisible or read-only, private
+    /// `/tmp`, scratch directory on a size-limited tmpfs.
+    pub mount_namespace: bool,
+    /// New IPC and UTS namespaces.
+    pub ipc_namespace: bool,
+    /// The program runs as an unprivileged per-run uid (so `RLIMIT_NPROC` binds).
+    pub unprivileged_uid: bool,
+    /// Resource limits (address space, CPU, processes, files, file size, stack, no core).
+    pub rlimits: bool,
+    /// One line per missing layer, for the run manifest.
+    pub warnings: Vec<String>,
+}
+
+impl IsolationReport {
+    /// True when every layer is active.
+    pub fn is_complete(&self) -> bool {
+        self.pid_namespace
+            && self.network_namespace
+            && self.mount_namespace
+            && self.ipc_namespace
+            && self.unprivileged_uid
+            && self.rlimits
+    }
+}
+
+/// One program to run: a script plus files, stdin and limits.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// Files placed, read-only, in the program's input directory (`/input` inside the sandbox).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Which of `files` the interpreter runs.
+    pub script: String,
+    /// Arguments after the script.
+    pub args: Vec<String>,
+    /// Bytes fed to stdin (then closed).
+    pub stdin: Vec<u8>,
+    /// Limits for this run; `None` takes the sandbox's defaults.
+    pub limits: Option<Limits>,
+}
+
+impl RunRequest {
+    /// A run of `source` as `main.py` with the given stdin.
+    pub fn script(source: impl Into<Vec<u8>>, stdin: impl Into<Vec<u8>>) -> Self {
+        RunRequest {
+            files: vec![("main.py".to_string(), source.into())],
+            script: "main.py".to_string(),
+            args: Vec::new(),
+            stdin: stdin.into(),
+            limits: None,
+        }
+    }
+}
+
+/// How the program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Exit {
+    /// `exit(code)`.
+    Code(i32),
+    /// Killed by a signal (including the supervisor's SIGKILL).
+    Signal(i32),
+    /// The namespace was killed before the program's status could be reported.
+    Killed,
+}
+
+/// What happened in one run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// Exit code or signal.
+    pub exit: Exit,
+    /// Captured stdout, at most `limits.output` bytes.
+    pub stdout: Vec<u8>,
+    /// The last 64 KiB of stderr.
+    pub stderr_tail: Vec<u8>,
+    /// The wall-clock limit expired and the program was killed.
+    pub timed_out: bool,
+    /// stdout or stderr exceeded `limits.output` and the program was killed.
+    pub output_limited: bool,
+    /// Wall-clock time from start to the end of supervision.
+    pub wall: Duration,
+}
+
+const STDERR_TAIL: usize = 64 << 10;
+const INPUT_DIR: &str = "/input";
+const WORK_DIR: &str = "/work";
+
+/// Interpreter facts resolved once on the host.
+#[derive(Debug, Clone)]
+struct PythonInfo {
+    executable: PathBuf,
+    prefixes: Vec<PathBuf>,
+}
+
+/// A reusable, thread-safe launcher of isolated Python programs.
+///
+/// ```no_run
+/// use reprolm_scoring::sandbox::{RunRequest, Sandbox, SandboxConfig};
+/// let sandbox = Sandbox::new(SandboxConfig::default())?;
+/// let out = sandbox.run(&RunRequest::script("print(int(input()) * 2)", "21\n"))?;
+/// assert_eq!(out.stdout, b"42\n");
+/// # Ok::<(), reprolm_scoring::sandbox::SandboxError>(())
+/// ```
+#[derive(Debug)]
+pub struct Sandbox {
+    config: SandboxConfig,
+    python: PythonInfo,
+    report: IsolationReport,
+    layers: Layers,
+    slots: Mutex<Vec<bool>>,
+    slot_freed: Condvar,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layers {
+    namespaces: bool,
+    drop_uid: bool,
+}
+
+impl Sandbox {
+    /// Resolves the interpreter, probes which isolation works, and checks a trivial run.
+    pub fn new(config: SandboxConfig) -> Result<Self> {
+        if config.uid_slots == 0 {
+            return Err(SandboxError::Config { field: "uid_slots", reason: "must be at least 1".into() });
+        }
+        if config.uid_base == 0 || config.uid_base.checked_add(config.uid_slots).is_none() {
+            return Err(SandboxError::Config {
+                field: "uid_base",
+                reason: format!("{} + {} slots must be a non-root uid range", config.uid_base, config.uid_slots),
+            });
+        }
+        let python = resolve_python(&config.python)?;
+        let is_root = unsafe { libc::geteuid() } == 0;
+        let slots = Mutex::new(vec![false; config.uid_slots as usize]);
+        let full = Layers { namespaces: true, drop_uid: true };
+        let mut sandbox = Sandbox {
+            report: report_for(full, &[]),
+            layers: full,
+            python,
+            slots,
+            slot_freed: Condvar::new(),
+            config,
+        };
+        let probe = RunRequest::script("import os\nprint(os.getuid())\n", "");
+        let first_failure = if is_root {
+            match sandbox.run(&probe) {
+                Ok(out) if out.exit == Exit::Code(0) => return Ok(sandbox),
+                Ok(out) => format!("probe exited with {:?}: {}", out.exit, String::from_utf8_lossy(&out.stderr_tail)),
+                Err(e) => e.to_string(),
+            }
+        } else {
+            "not running as root (namespaces and the uid drop need CAP_SYS_ADMIN and CAP_SETUID)".to_string()
+        };
+        if sandbox.config.isolation == IsolationPolicy::Required {
+            return Err(SandboxError::IsolationUnavailable {
+                layer: "pid+net+mount+ipc namespaces and uid drop",
+                reason: first_failure,
+            });
+        }
+        let degraded = Layers { namespaces: false, drop_uid: is_root };
+        sandbox.layers = degraded;
+        sandbox.report = report_for(degraded, &[first_failure]);
+        let out = sandbox.run(&probe)?;
+        if out.exit != Exit::Code(0) {
+            return Err(SandboxError::IsolationUnavailable {
+                layer: "rlimits only",
+                reason: format!("probe exited with {:?}: {}", out.exit, String::from_utf8_lossy(&out.stderr_tail)),
+            });
+        }
+        Ok(sandbox)
+    }
+
+    /// Which isolation layers are active.
+    pub fn isolation(&self) -> &IsolationReport {
+        &self.report
+    }
+
+    /// The interpreter's real path on the host.
+    pub fn python(&self) -> &Path {
+        &self.python.executable
+    }
+
+    /// The configuration this sandbox was built with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// Runs one program to completion, timeout or output overflow.
+    ///
+    /// Blocks the calling thread (which must stay alive for the run: the child is bound to it by
+    /// `PR_SET_PDEATHSIG`). Safe to call from many threads at once; at most `uid_slots` runs
+    /// proceed concurrently.
+    pub fn run(&self, req: &RunRequest) -> Result<RunOutcome> {
+        let limits = req.limits.as_ref().unwrap_or(&self.config.limits);
+        let slot = self.acquire_slot();
+        let result = self.run_in_slot(req, limits, slot);
+        self.release_slot(slot);
+        result
+    }
+
+    fn acquire_slot(&self) -> u32 {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(i) = slots.iter().position(|busy| !busy) {
+                slots[i] = true;
+                return i as u32;
+            }
+            slots = self.slot_freed.wait(slots).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn release_slot(&self, slot: u32) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots[slot as usize] = false;
+        self.slot_freed.notify_one();
+    }
+
+    fn run_in_slot(&self, req: &RunRequest, limits: &Limits, slot: u32) -> Result<RunOutcome> {
+        let uid = self.config.uid_base + slot;
+        let scratch = tempfile::Builder::new()
+            .prefix("reprolm-sandbox-")
+            .tempdir_in(&self.config.scratch_root)
+            .map_err(|source| SandboxError::Io { path: self.config.scratch_root.clone(), source })?;
+        let host = scratch.path();
+        let input = host.join("input");
+        mkdir(&input, 0o755)?;
+        for (name, bytes) in &req.files {
+            if name.contains('/') || name == ".." || name.is_empty() {
+                return Err(SandboxError::Config { field: "files", reason: format!("bad file name {name:?}") });
+            }
+            let path = input.join(name);
+            std::fs::write(&path, bytes).map_err(|source| SandboxError::Io { path: path.clone(), source })?;
+            set_mode(&path, 0o644)?;
+        }
+        let (input_dir, work_dir) = if self.layers.namespaces {
+            mkdir(&host.join("root"), 0o755)?;
+            (PathBuf::from(INPUT_DIR), PathBuf::from(WORK_DIR))
+        } else {
+            // Without a mount namespace the program sees host paths; let the uid reach them.
+            set_mode(host, 0o711)?;
+            let work = host.join("work");
+            mkdir(&work, 0o700)?;
+            chown(&work, uid)?;
+            (input, work)
+        };
+        let plan_strings = self.plan_strings(req, limits, uid, host, &input_dir, &work_dir)?;
+        let outcome = supervise(&plan_strings, &req.stdin, limits, self.layers);
+        if !self.layers.namespaces && self.layers.drop_uid {
+            kill_uid(uid);
+        }
+        drop(scratch);
+        outcome
+    }
+
+    fn plan_strings(
+        &self,
+        req: &RunRequest,
+        limits: &Limits,
+        uid: u32,
+        host: &Path,
+        input_dir: &Path,
+        work_dir: &Path,
+    ) -> Result<PlanStrings> {
+        let exe = cstr(self.python.executable.as_os_str())?;
+        let mut argv = vec![exe.clone(), cstr("-s")?, cstr("-B")?, cstr(input_dir.join(&req.script).as_os_str())?];
+        for a in &req.args {
+            argv.push(cstr(a.as_str())?);
+        }
+        let home = work_dir.to_string_lossy();
+        let tmp = if self.layers.namespaces { "/tmp".to_string() } else { home.to_string() };
+        let envp = [
+            "PATH=/usr/local/bin:/usr/bin:/bin".to_string(),
+            format!("HOME={home}"),
+            format!("TMPDIR={tmp}"),
+            "LANG=C.UTF-8".to_string(),
+            "LC_ALL=C.UTF-8".to_string(),
+            format!("PYTHONHASHSEED={}", self.config.python_hash_seed),
+            "PYTHONDONTWRITEBYTECODE=1".to_string(),
+            "OMP_NUM_THREADS=1".to_string(),
+            "OPENBLAS_NUM_THREADS=1".to_string(),
+            "MKL_NUM_THREADS=1".to_string(),
+        ]
+        .iter()
+        .map(|s| cstr(s.as_str()))
+        .collect::<Result<Vec<_>>>()?;
+        let mounts = if self.layers.namespaces {
+            Some(self.mount_plan(host, limits, uid)?)
+        } else {
+            None
+        };
+        let mut step_names = Vec::new();
+        if let Some(m) = &mounts {
+            step_names.extend(m.ops.iter().map(|op| op.describe()));
+        }
+        Ok(PlanStrings {
+            exe,
+            argv,
+            envp,
+            workdir: cstr(work_dir.as_os_str())?,
+            mounts,
+            uid,
+            rlimits: rlimits(limits),
+            step_names,
+        })
+    }
+
+    fn mount_plan(&self, host: &Path, limits: &Limits, uid: u32) -> Result<MountPlan> {
+        let root = host.join("root");
+        let mut ops = Vec::new();
+        let mut made: Vec<PathBuf> = Vec::new();
+        let tmpfs = |mode: &str| format!("size={},nr_inodes=4096,mode={mode}", limits.scratch);
+        ops.push(MountOp::Tmpfs { dst: cpath(&root)?, data: cstr(format!("size=4m,nr_inodes=4096,mode=755").as_str())? });
+        let mut ro: Vec<PathBuf> = self.config.read_only_paths.clone();
+        ro.extend(self.python.prefixes.iter().cloned());
+        ro.sort();
+        ro.dedup();
+        // Skip paths already covered by an earlier bind (e.g. a prefix under /usr).
+        let mut bound: Vec<PathBuf> = Vec::new();
+        for p in ro {
+            if bound.iter().any(|b| p.starts_with(b)) {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+            let inside = root.join(p.strip_prefix("/").unwrap_or(&p));
+            push_mkdirs(&mut ops, &mut made, &root, inside.parent().unwrap_or(&root))?;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&p).map_err(|source| SandboxError::Io { path: p.clone(), source })?;
+                ops.push(MountOp::Symlink { target: cpath(&target)?, link: cpath(&inside)? });
+            } else if meta.is_dir() {
+                push_mkdirs(&mut ops, &mut made, &root, &inside)?;
+                ops.push(MountOp::Bind { src: cpath(&p)?, dst: cpath(&inside)? });
+                ops.push(MountOp::ReadOnly { dst: cpath(&inside)? });
+                bound.push(p);
+            }
+        }
+        let input = root.join("input");
+        push_mkdirs(&mut ops, &mut made, &root, &input)?;
+        ops.push(MountOp::Bind { src: cpath(&host.join("input"))?, dst: cpath(&input)? });
+        ops.push(MountOp::ReadOnly { dst: cpath(&input)? });
+        for (dir, mode) in [("work", "700"), ("tmp", "1777")] {
+            let d = root.join(dir);
+            push_mkdirs(&mut ops, &mut made, &root, &d)?;
+            ops.push(MountOp::Tmpfs { dst: cpath(&d)?, data: cstr(tmpfs(mode).as_str())? });
+        }
+        ops.push(MountOp::Chown { path: cpath(&root.join("work"))?, uid });
+        let dev = root.join("dev");
+        push_mkdirs(&mut ops, &mut made, &root, &dev)?;
+        for node in ["null", "zero", "full", "random", "urandom"] {
+            let src = Path::new("/dev").join(node);
+            if src.exists() {
+                let dst = dev.join(node);
+                ops.push(MountOp::Touch { path: cpath(&dst)? });
+                ops.push(MountOp::Bind { src: cpath(&src)?, dst: cpath(&dst)? });
+            }
+        }
+        for (name, target) in
+            [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
+        {
+            ops.push(MountOp::Symlink { target: cstr(target)?, link: cpath(&dev.join(name))? });
+        }
+        let shm = dev.join("shm");
+        push_mkdirs(&mut ops, &mut made, &root, &shm)?;
+        ops.push(MountOp::Tmpfs { dst: cpath(&shm)?, data: cstr(tmpfs("1777").as_str())? });
+        let proc_dir = root.join("proc");
+        push_mkdirs(&mut ops, &mut made, &root, &proc_dir)?;
+        ops.push(MountOp::Proc { dst: cpath(&proc_dir)? });
+        let old = root.join(".oldroot");
+        push_mkdirs(&mut ops, &mut made, &root, &old)?;
+        Ok(MountPlan { ops, new_root: cpath(&root)?, put_old: cpath(&old)?, old_inside: cstr("/.oldroot")?, slash: cstr("/")? })
+    }
+}
+
+fn report_for(layers: Layers, reasons: &[String]) -> IsolationReport {
+    let ns = layers.namespaces;
+    let mut warnings = Vec::new();
+    if !ns {
+        let why = reasons.first().map(|r| format!(" ({r})")).unwrap_or_default();
+        warnings.push(format!("network is NOT isolated: no network namespace{why}"));
+        warnings.push("filesystem is NOT isolated: no mount namespace; only file permissions protect host files".into());
+        warnings.push("no PID namespace: leftover processes are killed by process group and uid scan".into());
+    }
+    if !layers.drop_uid {
+        warnings.push("program runs as the caller's uid: RLIMIT_NPROC does not bind root, kill(-1) reaches the caller's processes".into());
+    }
+    IsolationReport {
+        pid_namespace: ns,
+        network_namespace: ns,
+        mount_namespace: ns,
+        ipc_namespace: ns,
+        unprivileged_uid: layers.drop_uid,
+        rlimits: true,
+        warnings,
+    }
+}
+
+fn resolve_python(name: &str) -> Result<PythonInfo> {
+    let err = |reason: String| SandboxError::Interpreter { interpreter: name.to_string(), reason };
+    let out = std::process::Command::new(name)
+        .args(["-c", "import sys,os\nfor p in (sys.executable, sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix): print(os.path.realpath(p))"])
+        .env_remove("PYTHONPATH")
+        .output()
+        .map_err(|e| err(format!("cannot start: {e}")))?;
+    if !out.status.success() {
+        return Err(err(format!("query failed: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<PathBuf> = text.lines().map(PathBuf::from).collect();
+    if lines.len() != 5 || !lines.iter().all(|p| p.is_absolute()) {
+        return Err(err(format!("unexpected answer to the path query: {text:?}")));
+    }
+    let mut prefixes: Vec<PathBuf> = lines[1..].to_vec();
+    if let Some(dir) = lines[0].parent() {
+        prefixes.push(dir.to_path_buf());
+    }
+    prefixes.sort();
+    prefixes.dedup();
+    Ok(PythonInfo { executable: lines[0].clone(), prefixes })
+}
+
+fn push_mkdirs(ops: &mut Vec<MountOp>, made: &mut Vec<PathBuf>, root: &Path, dir: &Path) -> Result<()> {
+    let mut chain = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d == root || !d.starts_with(root) {
+            break;
+        }
+        chain.push(d.to_path_buf());
+        cur = d.parent();
+    }
+    for d in chain.into_iter().rev() {
+        if !made.contains(&d) {
+            ops.push(MountOp::Mkdir { path: cpath(&d)? });
+            made.push(d);
+        }
+    }
+    Ok(())
+}
+
+fn rlimits(l: &Limits) -> Vec<(libc::__rlimit_resource_t, libc::rlim_t)> {
+    let cpu = l.cpu_time.as_secs() + u64::from(l.cpu_time.subsec_nanos() > 0);
+    vec![
+        (libc::RLIMIT_AS, l.address_space),
+        (libc::RLIMIT_CPU, cpu.max(1)),
+        (libc::RLIMIT_NPROC, l.processes),
+        (libc::RLIMIT_NOFILE, l.open_files),
+        (libc::RLIMIT_FSIZE, l.file_size),
+        (libc::RLIMIT_STACK, l.stack),
+        (libc::RLIMIT_CORE, 0),
+        (libc::RLIMIT_MEMLOCK, 0),
+        (libc::RLIMIT_MSGQUEUE, 0),
+    ]
+}
+
+fn cstr(s: impl AsRef<OsStr>) -> Result<CString> {
+    CString::new(s.as_ref().as_bytes()).map_err(|_| SandboxError::Config {
+        field: "path or argument",
+        reason: format!("contains a NUL byte: {:?}", s.as_ref()),
+    })
+}
+
+fn cpath(p: &Path) -> Result<CString> {
+    cstr(p.as_os_str())
+}
+
+fn mkdir(p: &Path, mode: u32) -> Result<()> {
+    std::fs::create_dir(p).map_err(|source| SandboxError::Io { path: p.to_path_buf(), source })?;
+    set_mode(p, mode)
+}
+
+fn set_mode(p: &Path, mode: u32) -> Result<()> {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .map_err(|source| SandboxError::Io { path: p.to_path_buf(), source })
+}
+
+fn chown(p: &Path, uid: u32) -> Result<()> {
+    std::os::unix::fs::chown(p, Some(uid), Some(uid)).map_err(|source| SandboxError::Io { path: p.to_path_buf(), source })
+}
+
+/// Mount steps executed by `init`, in order, on paths below the new root (host view).
+#[derive(Debug)]
+enum MountOp {
+    Mkdir { path: CString },
+    Touch { path: CString },
+    Symlink { target: CString, link: CString },
+    Bind { src: CString, dst: CString },
+    ReadOnly { dst: CString },
+    Tmpfs { dst: CString, data: CString },
+    Proc { dst: CString },
+    Chown { path: CString, uid: u32 },
+}
+
+impl MountOp {
+    fn describe(&self) -> String {
+        let s = |c: &CString| c.to_string_lossy().into_owned();
+        match self {
+            MountOp::Mkdir { path } => format!("mkdir {}", s(path)),
+            MountOp::Touch { path } => format!("create {}", s(path)),
+            MountOp::Symlink { target, link } => format!("symlink {} -> {}", s(link), s(target)),
+            MountOp::Bind { src, dst } => format!("bind {} on {}", s(src), s(dst)),
+            MountOp::ReadOnly { dst } => format!("remount read-only {}", s(dst)),
+            MountOp::Tmpfs { dst, data } => format!("mount tmpfs ({}) on {}", s(data), s(dst)),
+            MountOp::Proc { dst } => format!("mount proc on {}", s(dst)),
+            MountOp::Chown { path, uid } => format!("chown {uid} {}", s(path)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MountPlan {
+    ops: Vec<MountOp>,
+    new_root: CString,
+    put_old: CString,
+    old_inside: CString,
+    slash: CString,
+}
+
+/// Everything the children need, owned by the supervisor for the duration of the run.
+#[derive(Debug)]
+struct PlanStrings {
+    exe: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    workdir: CString,
+    mounts: Option<MountPlan>,
+    uid: u32,
+    rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
+    step_names: Vec<String>,
+}
+
+// Child -> supervisor messages on the report pipe: [kind, a, b] as native-endian i32.
+const MSG_SETUP_FAILED: i32 = 1;
+const MSG_STATUS: i32 = 2;
+// Setup step ids beyond the mount ops (which use their index).
+const STEP_PRIVATE: i32 = 100_000;
+const STEP_PIVOT: i32 = 100_001;
+const STEP_CHDIR_ROOT: i32 = 100_002;
+const STEP_UMOUNT_OLD: i32 = 100_003;
+const STEP_RO_ROOT: i32 = 100_004;
+const STEP_FORK: i32 = 100_005;
+const STEP_FDS: i32 = 100_006;
+const STEP_RLIMIT: i32 = 100_007;
+const STEP_SETGROUPS: i32 = 100_008;
+const STEP_SETGID: i32 = 100_009;
+const STEP_SETUID: i32 = 100_010;
+const STEP_CHDIR_WORK: i32 = 100_011;
+const STEP_EXEC: i32 = 100_012;
+const STEP_NO_NEW_PRIVS: i32 = 100_013;
+
+fn step_name(plan: &PlanStrings, step: i32) -> String {
+    match step {
+        STEP_PRIVATE => "make / private".into(),
+        STEP_PIVOT => "pivot_root".into(),
+        STEP_CHDIR_ROOT => "chdir /".into(),
+        STEP_UMOUNT_OLD => "detach old root".into(),
+        STEP_RO_ROOT => "remount new root read-only".into(),
+        STEP_FORK => "fork program".into(),
+        STEP_FDS => "arrange stdio".into(),
+        STEP_RLIMIT => "setrlimit".into(),
+        STEP_SETGROUPS => "setgroups".into(),
+        STEP_SETGID => "setgid".into(),
+        STEP_SETUID => format!("setuid {}", plan.uid),
+        STEP_CHDIR_WORK => format!("chdir {}", plan.workdir.to_string_lossy()),
+        STEP_EXEC => format!("execve {}", plan.exe.to_string_lossy()),
+        STEP_NO_NEW_PRIVS => "PR_SET_NO_NEW_PRIVS".into(),
+        i => plan.step_names.get(i as usize).cloned().unwrap_or_else(|| format!("step {i}")),
+    }
+}
+
+/// Raw view of [`PlanStrings`] for the child (pointers stay valid: the supervisor keeps the
+/// owners alive, and the child works on a copy of this address space).
+struct ChildPlan<'a> {
+    strings: &'a PlanStrings,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    /// stdin read end, stdout write end, stderr write end, report write end.
+    fds: [libc::c_int; 4],
+    drop_uid: bool,
+}
+
+fn pipe() -> Result<(libc::c_int, libc::c_int)> {
+    let mut fds = [0; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(SandboxError::last_os("pipe2"));
+    }
+    Ok((fds[0], fds[1]))
+}
+
+struct Fd(libc::c_int);
+impl Drop for Fd {
+    fn drop(&mut self) {
+        if self.0 >= 0 {
+            unsafe { libc::close(self.0) };
+        }
+    }
+}
+
+fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) -> Result<RunOutcome> {
+    let (in_r, in_w) = pipe()?;
+    let (in_r, in_w) = (Fd(in_r), Fd(in_w));
+    let (out_r, out_w) = pipe()?;
+    let (out_r, out_w) = (Fd(out_r), Fd(out_w));
+    let (err_r, err_w) = pipe()?;
+    let (err_r, err_w) = (Fd(err_r), Fd(err_w));
+    let (rep_r, rep_w) = pipe()?;
+    let (rep_r, rep_w) = (Fd(rep_r), Fd(rep_w));
+
+    let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|c| c.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let child = ChildPlan { strings: plan, argv, envp, fds: [in_r.0, out_w.0, err_w.0, rep_w.0], drop_uid: layers.drop_uid };
+
+    let flags = if layers.namespaces {
+        libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS
+    } else {
+        0
+    };
+    let mut stack = vec![0u8; 256 << 10];
+    let start = Instant::now();
+    // SAFETY: the child runs `init_entry` on its own copy of `stack` (no CLONE_VM) and only
+    // makes async-signal-safe libc calls on data prepared above.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(stack.len());
+        let top = (top as usize & !15) as *mut libc::c_void;
+        libc::clone(init_entry, top, flags | libc::SIGCHLD, &child as *const ChildPlan as *mut libc::c_void)
+    };
+    if pid < 0 {
+        return Err(SandboxError::last_os(format!("clone(flags={flags:#x})")));
+    }
+    drop((in_r, out_w, err_w, rep_w));
+    let killer = Killer { pid, namespaces: layers.namespaces };
+    let io = pump(&killer, in_w, out_r, err_r, rep_r, stdin, limits, start);
+    let mut status = 0;
+    loop {
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)) {
+            break;
+        }
+    }
+    let wall = start.elapsed();
+    let io = io?;
+    drop(stack);
+    if let Some((step, errno)) = io.setup_failure {
+        return Err(SandboxError::ChildSetup {
+            step: step_name(plan, step),
+            source: std::io::Error::from_raw_os_error(errno),
+        });
+    }
+    let exit = match io.program_status {
+        Some(st) if libc::WIFEXITED(st) => Exit::Code(libc::WEXITSTATUS(st)),
+        Some(st) if libc::WIFSIGNALED(st) => Exit::Signal(libc::WTERMSIG(st)),
+        _ => Exit::Killed,
+    };
+    Ok(RunOutcome {
+        exit,
+        stdout: io.stdout,
+        stderr_tail: io.stderr_tail,
+        timed_out: io.timed_out,
+        output_limited: io.output_limited,
+        wall,
+    })
+}
+
+struct Killer {
+    pid: libc::pid_t,
+    namespaces: bool,
+}
+
+impl Killer {
+    fn kill(&self) {
+        // With a PID namespace, killing its init kills every process in it. Without one the
+        // program's session is killed (and the uid scan after the run catches escapees).
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            if !self.namespaces {
+                libc::kill(-self.pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+struct PumpResult {
+    stdout: Vec<u8>,
+    stderr_tail: Vec<u8>,
+    timed_out: bool,
+    output_limited: bool,
+    setup_failure: Option<(i32, i32)>,
+    program_status: Option<i32>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pump(
+    killer: &Killer,
+    in_w: Fd,
+    out_r: Fd,
+    err_r: Fd,
+    rep_r: Fd,
+    stdin: &[u8],
+    limits: &Limits,
+    start: Instant,
+) -> Result<PumpResult> {
+    for fd in [in_w.0, out_r.0, err_r.0, rep_r.0] {
+        unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+        }
+    }
+    let mut in_w = Some(in_w);
+    if stdin.is_empty() {
+        in_w = None;
+    }
+    let mut written = 0usize;
+    let mut open = [true; 3]; // stdout, stderr, report
+    let mut stdout = Vec::new();
+    let mut stderr_tail = Vec::new();
+    let mut stderr_total = 0usize;
+    let mut report = Vec::new();
+    let mut timed_out = false;
+    let mut output_limited = false;
+    let mut killed = false;
+    let deadline = start + limits.wall_time;
+    let mut buf = vec![0u8; 64 << 10];
+    while open.iter().any(|o| *o) {
+        let mut pfds = Vec::with_capacity(4);
+        let src = [&out_r, &err_r, &rep_r];
+        for (i, fd) in src.iter().enumerate() {
+            if open[i] {
+                pfds.push(libc::pollfd { fd: fd.0, events: libc::POLLIN, revents: 0 });
+            }
+        }
+        if let Some(w) = &in_w {
+            pfds.push(libc::pollfd { fd: w.0, events: libc::POLLOUT, revents: 0 });
+        }
+        let now = Instant::now();
+        let timeout_ms = if killed {
+            1000
+        } else if now >= deadline {
+            0
+        } else {
+            (deadline - now).as_millis().min(i32::MAX as u128) as i32 + 1
+        };
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+        if n < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            killer.kill();
+            return Err(SandboxError::last_os("poll"));
+        }
+        if !killed && Instant::now() >= deadline {
+            timed_out = true;
+            killed = true;
+            killer.kill();
+        }
+        for p in &pfds {
+            if p.revents == 0 {
+                continue;
+            }
+            if in_w.as_ref().is_some_and(|w| w.0 == p.fd) {
+                let rest = &stdin[written..];
+                let r = unsafe { libc::write(p.fd, rest.as_ptr().cast(), rest.len().min(1 << 16)) };
+                if r > 0 {
+                    written += r as usize;
+                }
+                if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+                    continue;
+                }
+                if r < 0 || written == stdin.len() {
+                    in_w = None; // closes: EOF for the program (or it stopped reading)
+                }
+                continue;
+            }
+            let idx = if p.fd == out_r.0 { 0 } else if p.fd == err_r.0 { 1 } else { 2 };
+            let r = unsafe { libc::read(p.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if r == 0 {
+                open[idx] = false;
+                continue;
+            }
+            if r < 0 {
+                let e = std::io::Error::last_os_error().raw_os_error();
+                if e == Some(libc::EAGAIN) || e == Some(libc::EINTR) {
+                    continue;
+                }
+                open[idx] = false;
+                continue;
+            }
+            let chunk = &buf[..r as usize];
+            match idx {
+                0 => {
+                    let room = limits.output.saturating_sub(stdout.len());
+                    stdout.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if chunk.len() > room && !killed {
+                        output_limited = true;
+                        killed = true;
+                        killer.kill();
+                    }
+                }
+                1 => {
+                    stderr_total += chunk.len();
+                    stderr_tail.extend_from_slice(chunk);
+                    if stderr_tail.len() > 2 * STDERR_TAIL {
+                        stderr_tail.drain(..stderr_tail.len() - STDERR_TAIL);
+                    }
+                    if stderr_total > limits.output && !killed {
+                        output_limited = true;
+                        killed = true;
+                        killer.kill();
+                    }
+                }
+                _ => report.extend_from_slice(chunk),
+            }
+        }
+    }
+    if stderr_tail.len() > STDERR_TAIL {
+        stderr_tail.drain(..stderr_tail.len() - STDERR_TAIL);
+    }
+    let mut setup_failure = None;
+    let mut program_status = None;
+    for msg in report.chunks_exact(12) {
+        let word = |i: usize| i32::from_ne_bytes(msg[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+        match word(0) {
+            MSG_SETUP_FAILED if setup_failure.is_none() => setup_failure = Some((word(1), word(2))),
+            MSG_STATUS => program_status = Some(word(1)),
+            _ => {}
+        }
+    }
+    Ok(PumpResult { stdout, stderr_tail, timed_out, output_limited, setup_failure, program_status })
+}
+
+/// Kills every process owned by `uid` (used only without a PID namespace). Repeats until a
+/// scan finds none, because a fork bomb keeps making new ones while we kill.
+fn kill_uid(uid: u32) {
+    for _ in 0..200 {
+        let mut found = false;
+        let Ok(dir) = std::fs::read_dir("/proc") else { return };
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
+            let owner = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|u| u.parse::<u32>().ok());
+            if owner == Some(uid) {
+                found = true;
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        if !found {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child side. Everything below runs between clone and execve: libc calls only, no allocation.
+
+fn report(fd: libc::c_int, kind: i32, a: i32, b: i32) {
+    let mut msg = [0u8; 12];
+    msg[0..4].copy_from_slice(&kind.to_ne_bytes());
+    msg[4..8].copy_from_slice(&a.to_ne_bytes());
+    msg[8..12].copy_from_slice(&b.to_ne_bytes());
+    unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) };
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn fail(fd: libc::c_int, step: i32) -> ! {
+    report(fd, MSG_SETUP_FAILED, step, errno());
+    unsafe { libc::_exit(127) }
+}
+
+extern "C" fn init_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points at the supervisor's ChildPlan, copied into this address space.
+    let plan = unsafe { &*(arg as *const ChildPlan) };
+    unsafe { init_main(plan) }
+}
+
+/// Moves the four plan fds above every fd of interest and closes all others, so this child does
+/// not hold pipes of runs started concurrently by other threads (which would delay their EOF).
+unsafe fn isolate_fds(fds: [libc::c_int; 4]) -> Option<[libc::c_int; 4]> {
+    let max = *fds.iter().max()?;
+    let mut moved = [0; 4];
+    for (i, fd) in fds.iter().enumerate() {
+        let n = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, max + 1);
+        if n < 0 {
+            return None;
+        }
+        moved[i] = n;
+    }
+    let mut sorted = moved;
+    sorted.sort_unstable();
+    let mut lo: libc::c_uint = 0;
+    for fd in sorted {
+        let fd = fd as libc::c_uint;
+        if fd > lo {
+            libc::syscall(libc::SYS_close_range, lo, fd - 1, 0);
+        }
+        lo = fd + 1;
+    }
+    libc::syscall(libc::SYS_close_range, lo, libc::c_uint::MAX, 0);
+    Some(moved)
+}
+
+unsafe fn init_main(plan: &ChildPlan) -> libc::c_int {
+    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    // Own session and process group, inherited by the program: without a PID namespace,
+    // killing this group is the fallback way to end it.
+    libc::setsid();
+    let Some([stdin_r, stdout_w, stderr_w, rep]) = isolate_fds(plan.fds) else {
+        libc::_exit(127)
+    };
+    if let Some(m) = &plan.strings.mounts {
+        setup_mounts(m, rep);
+    }
+    let pid = libc::fork();
+    if pid < 0 {
+        fail(rep, STEP_FORK);
+    }
+    if pid == 0 {
+        exec_program(plan, [stdin_r, stdout_w, stderr_w], rep);
+    }
+    libc::close(stdin_r);
+    libc::close(stdout_w);
+    libc::close(stderr_w);
+    // Reap everything; report the program's own status once it ends. Returning then ends the
+    // namespace, and the kernel kills whatever the program left behind.
+    loop {
+        let mut st = 0;
+        let r = libc::waitpid(-1, &mut st, 0);
+        if r == pid {
+            report(rep, MSG_STATUS, st, 0);
+            break;
+        }
+        if r < 0 && errno() != libc::EINTR {
+            break;
+        }
+    }
+    libc::_exit(0)
+}
+
+unsafe fn setup_mounts(m: &MountPlan, rep: libc::c_int) {
+    let null = std::ptr::null::<libc::c_char>();
+    if libc::mount(null, m.slash.as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+        fail(rep, STEP_PRIVATE);
+    }
+    let tmpfs = c"tmpfs".as_ptr();
+    let proc_ = c"proc".as_ptr();
+    for (i, op) in m.ops.iter().enumerate() {
+        let ok = match op {
+            MountOp::Mkdir { path } => libc::mkdir(path.as_ptr(), 0o755) == 0 || errno() == libc::EEXIST,
+            MountOp::Touch { path } => {
+                let fd = libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                fd >= 0 && libc::close(fd) == 0
+            }
+            MountOp::Symlink { target, link } => libc::symlink(target.as_ptr(), link.as_ptr()) == 0,
+            MountOp::Bind { src, dst } => {
+                libc::mount(src.as_ptr(), dst.as_ptr(), null, libc::MS_BIND, std::ptr::null()) == 0
+            }
+            MountOp::ReadOnly { dst } => {
+                let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+                libc::mount(null, dst.as_ptr(), null, flags, std::ptr::null()) == 0
+            }
+            MountOp::Tmpfs { dst, data } => {
+                libc::mount(tmpfs, dst.as_ptr(), tmpfs, libc::MS_NOSUID | libc::MS_NODEV, data.as_ptr().cast()) == 0
+            }
+            MountOp::Proc { dst } => {
+                let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+                libc::mount(proc_, dst.as_ptr(), proc_, flags, std::ptr::null()) == 0
+            }
+            MountOp::Chown { path, uid } => libc::chown(path.as_ptr(), *uid, *uid) == 0,
+        };
+        if !ok {
+            fail(rep, i as i32);
+        }
+    }
+    if libc::syscall(libc::SYS_pivot_root, m.new_root.as_ptr(), m.put_old.as_ptr()) != 0 {
+        fail(rep, STEP_PIVOT);
+    }
+    if libc::chdir(m.slash.as_ptr()) != 0 {
+        fail(rep, STEP_CHDIR_ROOT);
+    }
+    if libc::umount2(m.old_inside.as_ptr(), libc::MNT_DETACH) != 0 {
+        fail(rep, STEP_UMOUNT_OLD);
+    }
+    libc::rmdir(m.old_inside.as_ptr());
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+    if libc::mount(null, m.slash.as_ptr(), null, flags, std::ptr::null()) != 0 {
+        fail(rep, STEP_RO_ROOT);
+    }
+}
+
+unsafe fn exec_program(plan: &ChildPlan, stdio: [libc::c_int; 3], rep: libc::c_int) -> ! {
+    for (target, fd) in stdio.iter().enumerate() {
+        if libc::dup2(*fd, target as libc::c_int) < 0 {
+            fail(rep, STEP_FDS);
+        }
+    }
+    // Dispositions and the signal mask survive execve; start the program from defaults.
+    for sig in 1..=64 {
+        libc::signal(sig, libc::SIG_DFL);
+    }
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    for (res, value) in &plan.strings.rlimits {
+        let lim = libc::rlimit { rlim_cur: *value, rlim_max: *value };
+        // CPU: a soft limit below the hard one sends SIGXCPU first; both end the program.
+        if libc::setrlimit(*res, &lim) != 0 {
+            fail(rep, STEP_RLIMIT);
+        }
+    }
+    if plan.drop_uid {
+        let uid = plan.strings.uid;
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            fail(rep, STEP_SETGROUPS);
+        }
+        if libc::setresgid(uid, uid, uid) != 0 {
+            fail(rep, STEP_SETGID);
+        }
+        if libc::setresuid(uid, uid, uid) != 0 {
+            fail(rep, STEP_SETUID);
+        }
+    }
+    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+        fail(rep, STEP_NO_NEW_PRIVS);
+    }
+    if libc::chdir(plan.strings.workdir.as_ptr()) != 0 {
+        fail(rep, STEP_CHDIR_WORK);
+    }
+    libc::execve(plan.strings.exe.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+    fail(rep, STEP_EXEC)
+}
+

@@ -1,0 +1,5 @@
+# expect: runtime_error
+# phase: safe
+# harness: plain
+import ctypes
+ctypes.string_at(0)

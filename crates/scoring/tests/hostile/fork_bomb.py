@@ -1,0 +1,9 @@
+# expect: time_limit
+# phase: dangerous
+# harness: plain
+import os
+while True:
+    try:
+        os.fork()
+    except OSError:
+        pass

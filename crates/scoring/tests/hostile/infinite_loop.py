@@ -1,0 +1,5 @@
+# expect: time_limit
+# phase: safe
+# harness: plain
+while True:
+    pass

@@ -1,0 +1,4 @@
+# expect: memory_limit
+# phase: dangerous
+# harness: plain
+x = bytearray(1 << 40)
