@@ -1,1 +1,54 @@
-fn main() {}
+//! `reprolm`: a thin composition of the engine, tasks, scoring and metrics crates.
+//!
+//! `main` maps the arguments to a command, runs it, prints an error with its whole context chain, and
+//! picks the exit status: 0 success, 1 failure (or some runs of a sweep failed), 2 usage error,
+//! 130 interrupted.
+
+mod args;
+mod commands;
+mod config;
+mod interrupt;
+mod progress;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::progress::OutputMode;
+
+fn main() {
+    let cli = Cli::parse();
+    let mode = if cli.json_log {
+        OutputMode::Json
+    } else if cli.quiet {
+        OutputMode::Quiet
+    } else {
+        OutputMode::Human
+    };
+    interrupt::install();
+    let status = match run(cli.command, mode) {
+        Ok(code) => code,
+        Err(e) => {
+            if mode == OutputMode::Json {
+                progress::event("error", serde_json::json!({ "message": format!("{e:#}") }));
+            }
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(status);
+}
+
+fn run(command: Command, mode: OutputMode) -> anyhow::Result<i32> {
+    match command {
+        Command::Run(args) => {
+            let cfg = config::RunConfig::resolve(&args)?;
+            commands::run::command(&cfg, mode)
+        }
+        Command::Sweep(args) => commands::sweep::command(&args, mode),
+        Command::Score(args) => commands::score::command(&args.dir, mode),
+        Command::Inspect(args) => commands::inspect::command(&args, mode),
+        Command::Report(args) => commands::report::command(&args, mode),
+        Command::Tasks => commands::tasks::command(mode),
+        Command::Policies(args) => commands::policies::command(args.name.as_deref(), mode),
+    }
+}
