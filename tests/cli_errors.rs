@@ -17,11 +17,17 @@ fn run_flags() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let e = run_err(t, &["--task", "nosuch"]);
-    assert!(e.contains("--task: unknown task `nosuch`") && e.contains("aime24, aime25, arith"), "{e}");
+    assert!(
+        e.contains("--task: unknown task `nosuch`") && e.contains("aime24, aime25, arith"),
+        "{e}"
+    );
     let e = run_err(t, &["--policy", "fp8"]);
     assert!(e.contains("--policy: unknown precision policy `fp8`; available: bf16, fp16, fp32, layercast, fp32-head"), "{e}");
     let e = run_err(t, &["--device", "tpu:0"]);
-    assert!(e.contains("--device: ") && e.contains("expected cpu, cuda or cuda:N"), "{e}");
+    assert!(
+        e.contains("--device: ") && e.contains("expected cpu, cuda or cuda:N"),
+        "{e}"
+    );
     let e = run_err(t, &["--batch-size", "0"]);
     assert!(e.contains("--batch-size must be at least 1"), "{e}");
     let e = run_err(t, &["--limit", "0"]);
@@ -31,13 +37,23 @@ fn run_flags() {
     let e = run_err(t, &["--top-p", "0"]);
     assert!(e.contains("--top-p must be in (0, 1], got 0"), "{e}");
     let e = run_err(t, &["--task-param", "n"]);
-    assert!(e.contains("--task-param: expected KEY=VALUE, got `n`"), "{e}");
+    assert!(
+        e.contains("--task-param: expected KEY=VALUE, got `n`"),
+        "{e}"
+    );
     let e = run_err(t, &["--task-param", "size=3"]);
     assert!(e.contains("size") && e.contains("arith"), "{e}");
     let e = run_err(t, &["--data", "no/such.jsonl"]);
-    assert!(e.contains("--data: no such file or directory no/such.jsonl"), "{e}");
+    assert!(
+        e.contains("--data: no such file or directory no/such.jsonl"),
+        "{e}"
+    );
     let e = run_err(t, &["--problems", "zzz"]);
-    assert!(e.contains("--problems: task `arith` has no problem `zzz`") && e.contains("the first ids are"), "{e}");
+    assert!(
+        e.contains("--problems: task `arith` has no problem `zzz`")
+            && e.contains("the first ids are"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -47,15 +63,25 @@ fn unknown_model_lists_what_is_available() {
     std::fs::create_dir_all(t.join("models/mine")).unwrap();
     std::fs::write(t.join("models/mine/config.json"), "{}").unwrap();
     let e = error_of(t, &["run", "--model", "./models/nosuch"]);
-    assert!(e.contains("--model: model `./models/nosuch`") && e.contains("no such directory"), "{e}");
+    assert!(
+        e.contains("--model: model `./models/nosuch`") && e.contains("no such directory"),
+        "{e}"
+    );
     assert!(e.contains("available local models: models/mine"), "{e}");
     let e = error_of(t, &["run", "--model", t.join("models").to_str().unwrap()]);
-    assert!(e.contains("is not a model directory (no config.json)"), "{e}");
+    assert!(
+        e.contains("is not a model directory (no config.json)"),
+        "{e}"
+    );
     // Without --model the embedded default is used; when the checkout lacks it, say so.
-    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/arith-qwen2-3m/config.json");
+    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/arith-qwen2-3m/config.json");
     if !checkout.exists() {
         let e = error_of(t, &["run"]);
-        assert!(e.contains("the embedded default model models/arith-qwen2-3m is not here"), "{e}");
+        assert!(
+            e.contains("the embedded default model models/arith-qwen2-3m is not here"),
+            "{e}"
+        );
     }
 }
 
@@ -72,11 +98,20 @@ fn sweep_files() {
     let e = write("[axes\n");
     assert!(e.contains("sweep file s.toml: not valid TOML"), "{e}");
     let e = write("[axes]\npolicies = [\"fp32\"]\n");
-    assert!(e.contains("sweep file s.toml: [axes] unknown setting `policies`"), "{e}");
+    assert!(
+        e.contains("sweep file s.toml: [axes] unknown setting `policies`"),
+        "{e}"
+    );
     let e = write("[axes]\npolicy = \"fp32\"\n");
-    assert!(e.contains("[axes] `policy` must be a non-empty list"), "{e}");
+    assert!(
+        e.contains("[axes] `policy` must be a non-empty list"),
+        "{e}"
+    );
     let e = write("[base]\npolicy = \"fp32\"\n[axes]\npolicy = [\"bf16\"]\n");
-    assert!(e.contains("`policy` is both in [base] and in [axes]"), "{e}");
+    assert!(
+        e.contains("`policy` is both in [base] and in [axes]"),
+        "{e}"
+    );
     let e = write("[base]\nout = \"x\"\n");
     assert!(e.contains("[base] `out` cannot be set"), "{e}");
     let e = write("runs = 1\n");
@@ -85,7 +120,10 @@ fn sweep_files() {
     std::fs::write(t.join("s.toml"), "[base]\nbatching = \"dynamic\"\n").unwrap();
     let out = reprolm(t, &["sweep".into(), "s.toml".into()], 1);
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(stdout.contains("invalid value 'dynamic' for '--batching") && stdout.contains("1 failed"), "{stdout}");
+    assert!(
+        stdout.contains("invalid value 'dynamic' for '--batching") && stdout.contains("1 failed"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -93,20 +131,29 @@ fn score_inspect_report_policies() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let e = error_of(t, &["score", "nodir"]);
-    assert!(e.contains("reading run directory nodir") && e.contains("manifest.json"), "{e}");
+    assert!(
+        e.contains("reading run directory nodir") && e.contains("manifest.json"),
+        "{e}"
+    );
     let e = error_of(t, &["inspect", "a", "b"]);
     assert!(e.contains("reading run directory a"), "{e}");
     std::fs::create_dir_all(t.join("empty")).unwrap();
     let e = error_of(t, &["report", "empty"]);
     assert!(e.contains("no run directories found"), "{e}");
     let e = error_of(t, &["policies", "fp8"]);
-    assert!(e.contains("unknown precision policy `fp8`; available: bf16"), "{e}");
+    assert!(
+        e.contains("unknown precision policy `fp8`; available: bf16"),
+        "{e}"
+    );
 
     let run = t.join("run");
     reprolm(t, &run_args(&run, &["--limit", "2"]), 0);
     let r = run.display().to_string();
     let e = error_of(t, &["inspect", &r, &r, "--problem", "zzz"]);
-    assert!(e.contains("--problem zzz: neither run has this problem"), "{e}");
+    assert!(
+        e.contains("--problem zzz: neither run has this problem"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -117,6 +164,8 @@ fn listings() {
     assert!(out.contains("math500"), "{out}");
     let out = String::from_utf8(reprolm(tmp.path(), &["policies".into()], 0).stdout).unwrap();
     assert!(out.lines().any(|l| l.starts_with("layercast ")), "{out}");
-    let out = String::from_utf8(reprolm(tmp.path(), &["policies".into(), "layercast".into()], 0).stdout).unwrap();
+    let out =
+        String::from_utf8(reprolm(tmp.path(), &["policies".into(), "layercast".into()], 0).stdout)
+            .unwrap();
     assert!(out.starts_with("policy layercast\n"), "{out}");
 }

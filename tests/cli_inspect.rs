@@ -9,8 +9,16 @@ use common::*;
 fn reports_where_fp32_and_bf16_part() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("fp32"), tmp.path().join("bf16"));
-    reprolm(tmp.path(), &run_args(&a, &["--limit", "4", "--policy", "fp32"]), 0);
-    reprolm(tmp.path(), &run_args(&b, &["--limit", "4", "--policy", "bf16"]), 0);
+    reprolm(
+        tmp.path(),
+        &run_args(&a, &["--limit", "4", "--policy", "fp32"]),
+        0,
+    );
+    reprolm(
+        tmp.path(),
+        &run_args(&b, &["--limit", "4", "--policy", "bf16"]),
+        0,
+    );
     let (ta, tb) = (tokens(&a), tokens(&b));
     let mut expected = Vec::new();
     for ((id, s, x), (id_b, _, y)) in ta.iter().zip(&tb) {
@@ -20,21 +28,41 @@ fn reports_where_fp32_and_bf16_part() {
             expected.push((format!("{id}#{s}"), common));
         }
     }
-    assert!(!expected.is_empty(), "fp32 and bf16 runs of the fixture should diverge somewhere");
+    assert!(
+        !expected.is_empty(),
+        "fp32 and bf16 runs of the fixture should diverge somewhere"
+    );
 
-    let args = vec!["inspect".to_string(), a.display().to_string(), b.display().to_string()];
+    let args = vec![
+        "inspect".to_string(),
+        a.display().to_string(),
+        b.display().to_string(),
+    ];
     let out = String::from_utf8(reprolm(tmp.path(), &args, 0).stdout).unwrap();
     for (key, pos) in &expected {
-        assert!(out.contains(&format!("{key}: diverges at token {pos} ")), "{key} at {pos}:\n{out}");
+        assert!(
+            out.contains(&format!("{key}: diverges at token {pos} ")),
+            "{key} at {pos}:\n{out}"
+        );
     }
-    assert!(out.contains(&format!("{} of 4 shared samples diverge", expected.len())), "{out}");
-    assert!(out.contains("top candidates at token") && out.contains("answers: fp32:"), "{out}");
+    assert!(
+        out.contains(&format!("{} of 4 shared samples diverge", expected.len())),
+        "{out}"
+    );
+    assert!(
+        out.contains("top candidates at token") && out.contains("answers: fp32:"),
+        "{out}"
+    );
 
     // One problem, as JSON: the same position, and five candidates with probabilities on each side.
     let (key, pos) = &expected[0];
     let id = key.split('#').next().unwrap();
     let mut one = args.clone();
-    one.extend(["--problem".to_string(), id.to_string(), "--json-log".to_string()]);
+    one.extend([
+        "--problem".to_string(),
+        id.to_string(),
+        "--json-log".to_string(),
+    ]);
     let out = String::from_utf8(reprolm(tmp.path(), &one, 0).stdout).unwrap();
     let ev: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(ev["diverges_at"], *pos as u64);

@@ -19,7 +19,11 @@ pub fn fixture_model() -> PathBuf {
 pub fn run_args(out: &Path, extra: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = ["run", "--model"].iter().map(|s| s.to_string()).collect();
     v.push(fixture_model().display().to_string());
-    v.extend(["--task", "arith", "--max-tokens", "24", "--out"].iter().map(|s| s.to_string()));
+    v.extend(
+        ["--max-tokens", "24", "--out"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
     v.push(out.display().to_string());
     v.extend(extra.iter().map(|s| s.to_string()));
     v
@@ -60,8 +64,17 @@ pub fn tokens(run: &Path) -> Vec<(String, u64, Vec<u32>)> {
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let ids = v["token_ids"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
-            (v["problem_id"].as_str().unwrap().to_string(), v["sample_index"].as_u64().unwrap(), ids)
+            let ids = v["token_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_u64().unwrap() as u32)
+                .collect();
+            (
+                v["problem_id"].as_str().unwrap().to_string(),
+                v["sample_index"].as_u64().unwrap(),
+                ids,
+            )
         })
         .collect()
 }
@@ -79,13 +92,25 @@ pub fn manifest_sans_times(run: &Path) -> serde_json::Value {
 /// Assert two run directories hold the same results, byte for byte, timestamps aside.
 pub fn assert_same_run(a: &Path, b: &Path) {
     for f in ["responses.jsonl", "logprobs.bin"] {
-        let (x, y) = (std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap());
-        assert!(x == y, "{f} differs between {} and {} ({} vs {} bytes)", a.display(), b.display(), x.len(), y.len());
+        let (x, y) = (
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+        );
+        assert!(
+            x == y,
+            "{f} differs between {} and {} ({} vs {} bytes)",
+            a.display(),
+            b.display(),
+            x.len(),
+            y.len()
+        );
     }
     assert_eq!(manifest_sans_times(a), manifest_sans_times(b));
 }
 
 /// Lines in a run's responses.jsonl (0 when absent).
 pub fn lines(run: &Path) -> usize {
-    std::fs::read(run.join("responses.jsonl")).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0)
+    std::fs::read(run.join("responses.jsonl"))
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
 }

@@ -222,14 +222,23 @@ pub fn model_name(source: &ModelSource) -> String {
 
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 /// A preset name.
 pub fn resolve_policy(name: &str) -> Result<PrecisionPolicy> {
     PrecisionPolicy::preset(name).with_context(|| {
-        format!("unknown precision policy `{name}`; available: {}", PRESETS.join(", "))
+        format!(
+            "unknown precision policy `{name}`; available: {}",
+            PRESETS.join(", ")
+        )
     })
 }
 
@@ -267,16 +276,21 @@ fn checkout_root() -> PathBuf {
 }
 
 fn default_model_dir() -> Option<PathBuf> {
-    [PathBuf::from(DEFAULT_MODEL), checkout_root().join(DEFAULT_MODEL)]
-        .into_iter()
-        .find(|p| p.join("config.json").exists())
+    [
+        PathBuf::from(DEFAULT_MODEL),
+        checkout_root().join(DEFAULT_MODEL),
+    ]
+    .into_iter()
+    .find(|p| p.join("config.json").exists())
 }
 
 /// Model directories found under ./models and the checkout's models/.
 pub fn local_models() -> Vec<String> {
     let mut found = BTreeMap::new();
     for root in [PathBuf::from("models"), checkout_root().join("models")] {
-        let Ok(entries) = std::fs::read_dir(&root) else { continue };
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.join("config.json").exists() {
@@ -310,7 +324,10 @@ mod tests {
     use clap::Parser;
 
     fn args(extra: &[&str]) -> RunArgs {
-        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../engine/tests/fixtures/models/qwen2");
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../engine/tests/fixtures/models/qwen2"
+        );
         let mut argv = vec!["reprolm", "run", "--model", fixture];
         argv.extend_from_slice(extra);
         match crate::args::Cli::parse_from(argv).command {
@@ -331,7 +348,8 @@ mod tests {
     #[test]
     fn refusals_name_the_flag() {
         let err = |a: &[&str]| format!("{:#}", RunConfig::resolve(&args(a)).unwrap_err());
-        assert!(err(&["--policy", "fp8"]).starts_with("--policy: unknown precision policy `fp8`; available: bf16"));
+        assert!(err(&["--policy", "fp8"])
+            .starts_with("--policy: unknown precision policy `fp8`; available: bf16"));
         assert!(err(&["--batch-size", "0"]).contains("--batch-size must be at least 1"));
         assert!(err(&["--samples", "4"]).contains("--temperature 0"));
         assert!(err(&["--device", "tpu"]).starts_with("--device: "));

@@ -95,7 +95,13 @@ impl Progress {
     }
 
     /// One sample finished and was recorded.
-    pub fn sample_done(&mut self, problem_id: &str, sample_index: u32, n_tokens: usize, correct: bool) {
+    pub fn sample_done(
+        &mut self,
+        problem_id: &str,
+        sample_index: u32,
+        n_tokens: usize,
+        correct: bool,
+    ) {
         if let Some(b) = &self.bar {
             b.inc(1);
         }
@@ -111,7 +117,10 @@ impl Progress {
             );
             if self.last_event.elapsed() > Duration::from_secs(5) {
                 self.last_event = Instant::now();
-                event("progress", json!({ "tokens": self.tokens, "tok_s": self.rate() }));
+                event(
+                    "progress",
+                    json!({ "tokens": self.tokens, "tok_s": self.rate() }),
+                );
             }
         }
     }

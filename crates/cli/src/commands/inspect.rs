@@ -18,39 +18,66 @@ const AFTER: usize = 12;
 
 /// Compare the runs and print what differs; exit status 0 whether or not they diverge.
 pub fn command(args: &InspectArgs, mode: OutputMode) -> Result<i32> {
-    let load = |p: &Path| LoadedRun::load(p).with_context(|| format!("reading run directory {}", p.display()));
+    let load = |p: &Path| {
+        LoadedRun::load(p).with_context(|| format!("reading run directory {}", p.display()))
+    };
     let (a, b) = (load(&args.run_a)?, load(&args.run_b)?);
     if let Some(id) = &args.problem {
         let known = |r: &LoadedRun| r.records.iter().any(|x| &x.problem_id == id);
         if !known(&a) && !known(&b) {
-            let some: Vec<&str> = a.records.iter().take(5).map(|r| r.problem_id.as_str()).collect();
+            let some: Vec<&str> = a
+                .records
+                .iter()
+                .take(5)
+                .map(|r| r.problem_id.as_str())
+                .collect();
             bail!(
                 "--problem {id}: neither run has this problem (run A's first ids: {})",
-                if some.is_empty() { "none".to_string() } else { some.join(", ") }
+                if some.is_empty() {
+                    "none".to_string()
+                } else {
+                    some.join(", ")
+                }
             );
         }
     }
     if a.manifest.model.tokenizer_sha256 != b.manifest.model.tokenizer_sha256 {
-        mode.note("warning: the runs used different tokenizers; token ids are compared as they are");
+        mode.note(
+            "warning: the runs used different tokenizers; token ids are compared as they are",
+        );
     }
     let tok = tokenizer(args, &a, mode);
     let cmp = compare_runs(&a, &b, args.problem.as_deref()).context("comparing the runs")?;
     let text = |ids: &[u32]| -> String {
         match &tok {
-            Some(t) => t.decode(ids, DecodeSpecialTokens::Keep).unwrap_or_else(|e| format!("<{e}>")),
+            Some(t) => t
+                .decode(ids, DecodeSpecialTokens::Keep)
+                .unwrap_or_else(|e| format!("<{e}>")),
             None => format!("{ids:?}"),
         }
     };
-    let label = |r: &LoadedRun| r.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let label = |r: &LoadedRun| {
+        r.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
     let (la, lb) = (label(&a), label(&b));
-    let diverging = cmp.samples.iter().filter(|s| s.diverges_at.is_some()).count();
+    let diverging = cmp
+        .samples
+        .iter()
+        .filter(|s| s.diverges_at.is_some())
+        .count();
 
     for s in &cmp.samples {
         let ra = a.record(&s.key).expect("compared samples exist in A");
         let rb = b.record(&s.key).expect("compared samples exist in B");
         let Some(pos) = s.diverges_at else {
             if mode == OutputMode::Json {
-                crate::progress::event("sample", json!({ "key": s.key.to_string(), "diverges_at": null, "len": s.a.len }));
+                crate::progress::event(
+                    "sample",
+                    json!({ "key": s.key.to_string(), "diverges_at": null, "len": s.a.len }),
+                );
             } else if args.all {
                 println!("{}: identical ({} tokens)", s.key, s.a.len);
             }
@@ -61,7 +88,9 @@ pub fn command(args: &InspectArgs, mode: OutputMode) -> Result<i32> {
         let (ca, cb) = (cont(&ra.token_ids), cont(&rb.token_ids));
         if mode == OutputMode::Json {
             let cands = |c: &[Candidate]| {
-                c.iter().map(|c| json!({ "token": c.token, "text": text(&[c.token]), "prob": c.prob })).collect::<Vec<_>>()
+                c.iter()
+                    .map(|c| json!({ "token": c.token, "text": text(&[c.token]), "prob": c.prob }))
+                    .collect::<Vec<_>>()
             };
             crate::progress::event(
                 "sample",
@@ -74,14 +103,31 @@ pub fn command(args: &InspectArgs, mode: OutputMode) -> Result<i32> {
             );
             continue;
         }
-        print_sample(s, pos, &la, &lb, &text(shared), &text(&ca), &text(&cb), &text);
+        print_sample(
+            s,
+            pos,
+            &la,
+            &lb,
+            &text(shared),
+            &text(&ca),
+            &text(&cb),
+            &text,
+        );
     }
     let summary = format!(
         "{} of {} shared samples diverge{}{}",
         diverging,
         cmp.samples.len(),
-        if cmp.only_in_a.is_empty() { String::new() } else { format!("; {} only in {la}", cmp.only_in_a.len()) },
-        if cmp.only_in_b.is_empty() { String::new() } else { format!("; {} only in {lb}", cmp.only_in_b.len()) },
+        if cmp.only_in_a.is_empty() {
+            String::new()
+        } else {
+            format!("; {} only in {la}", cmp.only_in_a.len())
+        },
+        if cmp.only_in_b.is_empty() {
+            String::new()
+        } else {
+            format!("; {} only in {lb}", cmp.only_in_b.len())
+        },
     );
     mode.result(
         &summary,
@@ -102,7 +148,10 @@ fn print_sample(
     cb: &str,
     text: &dyn Fn(&[u32]) -> String,
 ) {
-    println!("{}: diverges at token {pos} (lengths {} / {})", s.key, s.a.len, s.b.len);
+    println!(
+        "{}: diverges at token {pos} (lengths {} / {})",
+        s.key, s.a.len, s.b.len
+    );
     println!("  shared   …{shared:?}");
     println!("  {la}: {ca:?}");
     println!("  {lb}: {cb:?}");
@@ -114,8 +163,17 @@ fn print_sample(
         side.candidates
             .iter()
             .map(|c| {
-                let mark = if Some(c.token) == side.token { "*" } else { " " };
-                format!("{mark}{:>8.5} {:>7} {:?}", c.prob, c.token, text(&[c.token]))
+                let mark = if Some(c.token) == side.token {
+                    "*"
+                } else {
+                    " "
+                };
+                format!(
+                    "{mark}{:>8.5} {:>7} {:?}",
+                    c.prob,
+                    c.token,
+                    text(&[c.token])
+                )
             })
             .collect()
     };
@@ -158,7 +216,9 @@ fn tokenizer(args: &InspectArgs, a: &LoadedRun, mode: OutputMode) -> Option<Toke
             Some(t)
         }
         Err(e) => {
-            mode.note(&format!("note: cannot decode tokens ({e}); showing token ids (pass --tokenizer FILE)"));
+            mode.note(&format!(
+                "note: cannot decode tokens ({e}); showing token ids (pass --tokenizer FILE)"
+            ));
             None
         }
     }

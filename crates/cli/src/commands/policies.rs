@@ -10,13 +10,22 @@ use crate::progress::OutputMode;
 pub fn command(name: Option<&str>, mode: OutputMode) -> Result<i32> {
     let policies: Vec<PrecisionPolicy> = match name {
         Some(n) => vec![resolve_policy(n)?],
-        None => PRESETS.iter().map(|p| resolve_policy(p)).collect::<Result<_>>()?,
+        None => PRESETS
+            .iter()
+            .map(|p| resolve_policy(p))
+            .collect::<Result<_>>()?,
     };
     if mode == OutputMode::Json {
         for p in &policies {
-            let table: serde_json::Map<String, serde_json::Value> =
-                p.table().into_iter().map(|(k, v)| (k.to_string(), v.into())).collect();
-            crate::progress::event("policy", serde_json::json!({ "name": p.name, "table": table }));
+            let table: serde_json::Map<String, serde_json::Value> = p
+                .table()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.into()))
+                .collect();
+            crate::progress::event(
+                "policy",
+                serde_json::json!({ "name": p.name, "table": table }),
+            );
         }
         return Ok(0);
     }

@@ -9,10 +9,17 @@ use crate::progress::OutputMode;
 
 /// Build and write the report, print its table.
 pub fn command(args: &ReportArgs, mode: OutputMode) -> Result<i32> {
-    let opts = ReportOptions { out_dir: args.out.clone(), ..Default::default() };
+    let opts = ReportOptions {
+        out_dir: args.out.clone(),
+        ..Default::default()
+    };
     let (report, files) = generate(&args.root, &opts)
         .with_context(|| format!("building the report over {}", args.root.display()))?;
-    let written: Vec<String> = files.all().iter().map(|p| p.display().to_string()).collect();
+    let written: Vec<String> = files
+        .all()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     match mode {
         OutputMode::Json => crate::progress::event(
             "report",

@@ -97,7 +97,10 @@ pub fn execute(cfg: &RunConfig, mode: OutputMode) -> Result<RunOutcome> {
             )
         })?;
     if !recovery.is_clean() {
-        mode.note(&format!("{}: repaired after an interrupted session: {recovery}", cfg.out.display()));
+        mode.note(&format!(
+            "{}: repaired after an interrupted session: {recovery}",
+            cfg.out.display()
+        ));
     }
 
     let mut items = Vec::with_capacity(problems.len() * cfg.samples as usize);
@@ -114,7 +117,11 @@ pub fn execute(cfg: &RunConfig, mode: OutputMode) -> Result<RunOutcome> {
             items.push(Item {
                 problem: p,
                 sample_index: s,
-                request: Request { prompt: prompt.clone(), problem_id: p.id.clone(), sample_index: s },
+                request: Request {
+                    prompt: prompt.clone(),
+                    problem_id: p.id.clone(),
+                    sample_index: s,
+                },
             });
         }
     }
@@ -141,7 +148,10 @@ pub fn execute(cfg: &RunConfig, mode: OutputMode) -> Result<RunOutcome> {
         completed,
         progress: Progress::new(
             mode,
-            &cfg.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            &cfg.out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             total as u64,
             (total - missing) as u64,
         ),
@@ -157,23 +167,34 @@ pub fn execute(cfg: &RunConfig, mode: OutputMode) -> Result<RunOutcome> {
         }
     }
     generator.progress.finish();
-    let (session_tokens, scoring_errors, interrupted) =
-        (generator.session_tokens, generator.scoring_errors, generator.interrupted);
+    let (session_tokens, scoring_errors, interrupted) = (
+        generator.session_tokens,
+        generator.scoring_errors,
+        generator.interrupted,
+    );
     let done = run.completed_keys().len();
     if interrupted {
         return Ok(RunOutcome::Interrupted { done, total });
     }
     if done < total {
-        bail!("{}: {done} of {total} samples recorded after generation; this is a bug", cfg.out.display());
+        bail!(
+            "{}: {done} of {total} samples recorded after generation; this is a bug",
+            cfg.out.display()
+        );
     }
-    let tok_s = (session_tokens > 0).then(|| session_tokens as f64 / started.elapsed().as_secs_f64());
+    let tok_s =
+        (session_tokens > 0).then(|| session_tokens as f64 / started.elapsed().as_secs_f64());
     let finished_before = run.manifest().finished_at.is_some();
     if !finished_before || missing > 0 {
         let throughput_tok_s = tok_s.or(run.manifest().throughput_tok_s);
-        run.finish(Finish { finished_at: now(), throughput_tok_s })
-            .with_context(|| format!("{}: writing the manifest", cfg.out.display()))?;
+        run.finish(Finish {
+            finished_at: now(),
+            throughput_tok_s,
+        })
+        .with_context(|| format!("{}: writing the manifest", cfg.out.display()))?;
     }
-    let loaded = LoadedRun::load(&cfg.out).with_context(|| format!("reading back {}", cfg.out.display()))?;
+    let loaded =
+        LoadedRun::load(&cfg.out).with_context(|| format!("reading back {}", cfg.out.display()))?;
     Ok(RunOutcome::Finished(Summary {
         samples: loaded.records.len(),
         correct: loaded.records.iter().filter(|r| r.correct).count(),
@@ -229,13 +250,20 @@ fn build_manifest(
         .weight_sha256()
         .context("hashing the weight files")?
         .into_iter()
-        .map(|d| WeightFile { name: d.file, sha256: d.sha256, bytes: d.bytes })
+        .map(|d| WeightFile {
+            name: d.file,
+            sha256: d.sha256,
+            bytes: d.bytes,
+        })
         .collect();
     weight_files.sort_by(|a, b| a.name.cmp(&b.name));
     let (id, source) = match &cfg.model {
         reprolm_engine::ModelSource::Local(p) => {
             let abs = p.canonicalize().unwrap_or_else(|_| p.clone());
-            (crate::config::model_name(&cfg.model), abs.display().to_string())
+            (
+                crate::config::model_name(&cfg.model),
+                abs.display().to_string(),
+            )
         }
         reprolm_engine::ModelSource::Hub { repo, .. } => (repo.clone(), "hf-hub".to_string()),
     };
@@ -263,9 +291,17 @@ fn build_manifest(
         },
         policy: PolicyInfo {
             name: cfg.policy.name.clone(),
-            table: cfg.policy.table().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            table: cfg
+                .policy
+                .table()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         },
-        device: DeviceInfo { kind: device_label(&cfg.device), name: device_name(&cfg.device) },
+        device: DeviceInfo {
+            kind: device_label(&cfg.device),
+            name: device_name(&cfg.device),
+        },
         tp_size: 1,
         gpu_count: u32::from(cfg.device.is_cuda()),
         batch_size: cfg.batch_size,
@@ -341,7 +377,8 @@ impl Generator<'_, '_> {
             self.admit(&mut batch, chunk)?;
             loop {
                 let finished = batch.step().context("generating")?;
-                self.progress.tokens(self.session_tokens + batch.tokens_generated() as u64);
+                self.progress
+                    .tokens(self.session_tokens + batch.tokens_generated() as u64);
                 self.record(finished)?;
                 if batch.active() == 0 {
                     break;
@@ -364,7 +401,9 @@ impl Generator<'_, '_> {
     /// next step. Replays from the first request so a resumed run sees the same batches.
     fn run_continuous(&mut self) -> Result<()> {
         let b = self.cfg.batch_size as usize;
-        let mut missing = (0..self.items.len()).filter(|&i| !self.completed.contains(&self.key(i))).count();
+        let mut missing = (0..self.items.len())
+            .filter(|&i| !self.completed.contains(&self.key(i)))
+            .count();
         let mut batch = Batch::new(&self.model.decoder, self.params())?;
         let mut next = 0;
         while missing > 0 {
@@ -423,7 +462,9 @@ impl Generator<'_, '_> {
                 }
                 Err(e) => {
                     self.scoring_errors += 1;
-                    self.progress.note(&format!("warning: {key}: grading failed, recorded as wrong: {e}"));
+                    self.progress.note(&format!(
+                        "warning: {key}: grading failed, recorded as wrong: {e}"
+                    ));
                     rec.score_detail = json!({ "error": e.to_string() });
                 }
             }
@@ -437,7 +478,12 @@ impl Generator<'_, '_> {
             self.run
                 .append(&rec, &lp)
                 .with_context(|| format!("{}: recording {key}", self.cfg.out.display()))?;
-            self.progress.sample_done(&item.problem.id, item.sample_index, rec.token_ids.len(), rec.correct);
+            self.progress.sample_done(
+                &item.problem.id,
+                item.sample_index,
+                rec.token_ids.len(),
+                rec.correct,
+            );
             self.completed.insert(key);
             appended += 1;
         }
@@ -456,7 +502,10 @@ pub fn report_outcome(out: &Path, outcome: &RunOutcome, mode: OutputMode) -> i32
     match outcome {
         RunOutcome::Finished(s) => {
             let acc = s.correct as f64 / s.samples.max(1) as f64;
-            let speed = s.tok_s.map(|t| format!(", {t:.0} tok/s")).unwrap_or_default();
+            let speed = s
+                .tok_s
+                .map(|t| format!(", {t:.0} tok/s"))
+                .unwrap_or_default();
             let errors = if s.scoring_errors > 0 {
                 format!("; {} samples could not be graded", s.scoring_errors)
             } else {

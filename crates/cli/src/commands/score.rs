@@ -16,7 +16,8 @@ use crate::progress::OutputMode;
 
 /// Re-score `dir`; the exit status is 1 when some response could not be graded.
 pub fn command(dir: &Path, mode: OutputMode) -> Result<i32> {
-    let run = LoadedRun::load(dir).with_context(|| format!("reading run directory {}", dir.display()))?;
+    let run =
+        LoadedRun::load(dir).with_context(|| format!("reading run directory {}", dir.display()))?;
     let m = &run.manifest;
     let mut options = TaskOptions::default().with_seed(m.seed);
     if let Some(rec) = m.extra.get(TASK_OPTIONS_KEY) {
@@ -30,7 +31,10 @@ pub fn command(dir: &Path, mode: OutputMode) -> Result<i32> {
         }
         if let Some(d) = rec.get("data").and_then(|d| d.as_str()) {
             let source = DataSource::parse(d).map_err(|e| {
-                anyhow::anyhow!("{}: field `{TASK_OPTIONS_KEY}.data`: {e}", dir.join("manifest.json").display())
+                anyhow::anyhow!(
+                    "{}: field `{TASK_OPTIONS_KEY}.data`: {e}",
+                    dir.join("manifest.json").display()
+                )
             })?;
             options = options.with_data(source);
         }
@@ -58,7 +62,12 @@ pub fn command(dir: &Path, mode: OutputMode) -> Result<i32> {
     let mut items = Vec::new();
     for r in &run.records {
         let p = data.get(&r.problem_id).with_context(|| {
-            format!("{}: problem `{}` is not in task `{}`", dir.join(RESPONSES_FILE).display(), r.problem_id, m.task.name)
+            format!(
+                "{}: problem `{}` is not in task `{}`",
+                dir.join(RESPONSES_FILE).display(),
+                r.problem_id,
+                m.task.name
+            )
         })?;
         items.push((p, r.response.as_str()));
     }
@@ -75,7 +84,10 @@ pub fn command(dir: &Path, mode: OutputMode) -> Result<i32> {
             }
             Err(e) => {
                 errors += 1;
-                mode.note(&format!("warning: {}: grading failed, recorded as wrong: {e}", r.key()));
+                mode.note(&format!(
+                    "warning: {}: grading failed, recorded as wrong: {e}",
+                    r.key()
+                ));
                 r.score = 0.0;
                 r.correct = false;
                 r.extracted_answer = None;

@@ -31,8 +31,24 @@ use crate::progress::OutputMode;
 
 /// The settings a run key may take; anything else is refused before any run starts.
 const KEYS: &[&str] = &[
-    "model", "task", "data", "task_param", "policy", "batch_size", "batching", "seed", "max_tokens",
-    "samples", "temperature", "top_p", "top_k", "min_p", "logprobs", "device", "limit", "problems",
+    "model",
+    "task",
+    "data",
+    "task_param",
+    "policy",
+    "batch_size",
+    "batching",
+    "seed",
+    "max_tokens",
+    "samples",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "logprobs",
+    "device",
+    "limit",
+    "problems",
 ];
 
 /// One planned run.
@@ -58,16 +74,25 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
     let root = match (&args.root, doc.get("root")) {
         (Some(r), _) => r.clone(),
         (None, Some(toml::Value::String(r))) => PathBuf::from(r),
-        (None, Some(other)) => bail!("sweep file {file}: `root` must be a string, got {}", other.type_str()),
+        (None, Some(other)) => bail!(
+            "sweep file {file}: `root` must be a string, got {}",
+            other.type_str()
+        ),
         (None, None) => Path::new("runs").join(
-            args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or("sweep".into()),
+            args.file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or("sweep".into()),
         ),
     };
     let table = |name: &str| -> Result<toml::Table> {
         match doc.get(name) {
             None => Ok(toml::Table::new()),
             Some(toml::Value::Table(t)) => Ok(t.clone()),
-            Some(v) => bail!("sweep file {file}: `{name}` must be a table, got {}", v.type_str()),
+            Some(v) => bail!(
+                "sweep file {file}: `{name}` must be a table, got {}",
+                v.type_str()
+            ),
         }
     };
     let base = table("base")?;
@@ -78,7 +103,10 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
                 bail!("sweep file {file}: [{section}] `out` cannot be set; run directories are named under the root");
             }
             if !KEYS.contains(&key.as_str()) {
-                bail!("sweep file {file}: [{section}] unknown setting `{key}`; known: {}", KEYS.join(", "));
+                bail!(
+                    "sweep file {file}: [{section}] unknown setting `{key}`; known: {}",
+                    KEYS.join(", ")
+                );
             }
         }
     }
@@ -109,7 +137,11 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
     }
     let mut planned = Vec::new();
     for combo in combos {
-        let label = combo.iter().map(|(k, v)| format!("{k}={}", show(v))).collect::<Vec<_>>().join(" ");
+        let label = combo
+            .iter()
+            .map(|(k, v)| format!("{k}={}", show(v)))
+            .collect::<Vec<_>>()
+            .join(" ");
         let config = run_args(&base, &combo)
             .with_context(|| format!("sweep file {file}"))
             .and_then(|a| RunConfig::resolve(&a))
@@ -117,7 +149,14 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
                 c.out = root.join(c.run_name());
                 c
             });
-        planned.push(Planned { label: if label.is_empty() { "base".into() } else { label }, config });
+        planned.push(Planned {
+            label: if label.is_empty() {
+                "base".into()
+            } else {
+                label
+            },
+            config,
+        });
     }
     let mut names = std::collections::BTreeMap::new();
     for p in &planned {
@@ -132,7 +171,12 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
         }
     }
 
-    mode.note(&format!("sweep {}: {} runs under {}", file, planned.len(), root.display()));
+    mode.note(&format!(
+        "sweep {}: {} runs under {}",
+        file,
+        planned.len(),
+        root.display()
+    ));
     let mut failed: Vec<(String, String)> = Vec::new();
     let (mut finished, mut skipped) = (0, 0);
     for (i, p) in planned.iter().enumerate() {
@@ -148,7 +192,10 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
         match finished_state(cfg) {
             Ok(true) => {
                 skipped += 1;
-                mode.note(&format!("{head}: {} is finished, skipped", cfg.out.display()));
+                mode.note(&format!(
+                    "{head}: {} is finished, skipped",
+                    cfg.out.display()
+                ));
                 continue;
             }
             Ok(false) => {}
@@ -221,16 +268,48 @@ fn finished_state(cfg: &RunConfig) -> Result<bool> {
         }
     };
     cmp("task.name", m.task.name.clone(), cfg.task.clone());
-    cmp("policy.name", m.policy.name.clone(), cfg.policy.name.clone());
-    cmp("batch_size", m.batch_size.to_string(), cfg.batch_size.to_string());
-    cmp("batching_mode", m.batching_mode.to_string(), cfg.batching.to_string());
+    cmp(
+        "policy.name",
+        m.policy.name.clone(),
+        cfg.policy.name.clone(),
+    );
+    cmp(
+        "batch_size",
+        m.batch_size.to_string(),
+        cfg.batch_size.to_string(),
+    );
+    cmp(
+        "batching_mode",
+        m.batching_mode.to_string(),
+        cfg.batching.to_string(),
+    );
     cmp("seed", m.seed.to_string(), cfg.seed.to_string());
-    cmp("max_tokens", m.max_tokens.to_string(), cfg.max_tokens.to_string());
-    cmp("sampling.n_samples", m.sampling.n_samples.to_string(), cfg.samples.to_string());
-    cmp("sampling.temperature", m.sampling.temperature.to_string(), cfg.temperature.to_string());
-    cmp("logprobs_k", m.logprobs_k.to_string(), cfg.logprobs.to_string());
+    cmp(
+        "max_tokens",
+        m.max_tokens.to_string(),
+        cfg.max_tokens.to_string(),
+    );
+    cmp(
+        "sampling.n_samples",
+        m.sampling.n_samples.to_string(),
+        cfg.samples.to_string(),
+    );
+    cmp(
+        "sampling.temperature",
+        m.sampling.temperature.to_string(),
+        cfg.temperature.to_string(),
+    );
+    cmp(
+        "logprobs_k",
+        m.logprobs_k.to_string(),
+        cfg.logprobs.to_string(),
+    );
     if !diffs.is_empty() {
-        bail!("{}: existing run has a different configuration: {}", cfg.out.display(), diffs.join("; "));
+        bail!(
+            "{}: existing run has a different configuration: {}",
+            cfg.out.display(),
+            diffs.join("; ")
+        );
     }
     Ok(true)
 }
@@ -245,7 +324,10 @@ fn show(v: &toml::Value) -> String {
 /// The `reprolm run` arguments `base` plus `combo` spell, parsed by the same clap definition.
 fn run_args(base: &toml::Table, combo: &[(String, toml::Value)]) -> Result<RunArgs> {
     let mut argv: Vec<String> = vec!["reprolm".into(), "run".into()];
-    let pairs = base.iter().map(|(k, v)| (k.clone(), v.clone())).chain(combo.iter().cloned());
+    let pairs = base
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(combo.iter().cloned());
     for (key, value) in pairs {
         let flag = format!("--{}", key.replace('_', "-"));
         let scalar = |v: &toml::Value| -> Result<String> {
@@ -253,7 +335,10 @@ fn run_args(base: &toml::Table, combo: &[(String, toml::Value)]) -> Result<RunAr
                 toml::Value::String(s) => Ok(s.clone()),
                 toml::Value::Integer(i) => Ok(i.to_string()),
                 toml::Value::Float(f) => Ok(f.to_string()),
-                other => Err(anyhow!("`{key}`: expected a string or number, got {}", other.type_str())),
+                other => Err(anyhow!(
+                    "`{key}`: expected a string or number, got {}",
+                    other.type_str()
+                )),
             }
         };
         match &value {
@@ -282,7 +367,12 @@ fn run_args(base: &toml::Table, combo: &[(String, toml::Value)]) -> Result<RunAr
     }
     let cli = Cli::try_parse_from(&argv).map_err(|e| {
         let msg = e.render().to_string();
-        let first = msg.lines().next().unwrap_or("").trim_start_matches("error: ").to_string();
+        let first = msg
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ")
+            .to_string();
         anyhow!("{first} (from the settings {})", argv[2..].join(" "))
     })?;
     match cli.command {

@@ -14,10 +14,16 @@ pub fn command(mode: OutputMode) -> Result<i32> {
         return Ok(0);
     }
     let width = list.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
-    println!("{:width$}  {:>7}  {:>6}  {:<28}  DESCRIPTION", "TASK", "VERSION", "SIZE", "SOURCE");
+    println!(
+        "{:width$}  {:>7}  {:>6}  {:<28}  DESCRIPTION",
+        "TASK", "VERSION", "SIZE", "SOURCE"
+    );
     for t in &list {
         let size = t.size.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
-        println!("{:width$}  {:>7}  {:>6}  {:<28}  {}", t.name, t.version, size, t.source, t.description);
+        println!(
+            "{:width$}  {:>7}  {:>6}  {:<28}  {}",
+            t.name, t.version, size, t.source, t.description
+        );
     }
     Ok(0)
 }
