@@ -22,11 +22,22 @@ for p in ["/tmp/x", "/work/x", "/usr/x"]:
 print("env", dict(os.environ))
 "#;
     let out = sandbox.run(&RunRequest::script(probe, ""))?;
-    println!("{:?} wall={:?}\n{}\n{}", out.exit, out.wall, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr_tail));
+    println!(
+        "{:?} wall={:?}\n{}\n{}",
+        out.exit,
+        out.wall,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr_tail)
+    );
     for _ in 0..5 {
         let t = std::time::Instant::now();
         let out = sandbox.run(&RunRequest::script("pass", ""))?;
-        println!("trivial: {:?} {:?} total {:?}", out.exit, out.wall, t.elapsed());
+        println!(
+            "trivial: {:?} {:?} total {:?}",
+            out.exit,
+            out.wall,
+            t.elapsed()
+        );
     }
     Ok(())
 }

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use reprolm_scoring::sandbox::{grade_many, GradeJob, GradeOptions, Harness, LcbProblem, TestCase, TestKind, Verdict};
+use reprolm_scoring::sandbox::{
+    grade_many, GradeJob, GradeOptions, Harness, LcbProblem, TestCase, TestKind, Verdict,
+};
 
 struct Fixture {
     name: String,
@@ -26,9 +28,16 @@ struct Fixture {
 fn fixtures(marker: &str, port: u16) -> Vec<Fixture> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile");
     let mut out = Vec::new();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir).expect("tests/hostile").flatten().map(|e| e.path()).collect();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/hostile")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     paths.sort();
-    for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "py")) {
+    for path in paths
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "py"))
+    {
         let text = std::fs::read_to_string(&path).expect("fixture");
         let header = |key: &str| {
             text.lines()
@@ -47,7 +56,9 @@ fn fixtures(marker: &str, port: u16) -> Vec<Fixture> {
             expect: header("expect"),
             dangerous: header("phase") == "dangerous",
             harness,
-            source: text.replace("@MARKER@", marker).replace("@PORT@", &port.to_string()),
+            source: text
+                .replace("@MARKER@", marker)
+                .replace("@PORT@", &port.to_string()),
         });
     }
     out
@@ -75,20 +86,33 @@ fn run_phase(fixtures: &[&Fixture], harness: Harness) -> Vec<String> {
             problem: Arc::new(LcbProblem {
                 id: f.name.clone(),
                 kind: TestKind::Stdin,
-                tests: vec![TestCase { input: String::new(), output: "ok\n".into() }],
+                tests: vec![TestCase {
+                    input: String::new(),
+                    output: "ok\n".into(),
+                }],
             }),
             response: format!("```python\n{}```", f.source),
         })
         .collect();
-    let opts = GradeOptions { timeout: Duration::from_millis(1500), harness, ..GradeOptions::default() };
+    let opts = GradeOptions {
+        timeout: Duration::from_secs(3),
+        harness,
+        ..GradeOptions::default()
+    };
     let reports = grade_many(&sandbox, &jobs, 4, &opts).expect("grading");
     let mut failures = Vec::new();
     for (f, r) in chosen.iter().zip(&reports) {
         assert_eq!(r.problem_id, f.name);
         let got = kind(&r.verdict);
-        println!("{:<28} expect {:<14} got {:<14} {:.2}s", f.name, f.expect, got, r.wall_s);
+        println!(
+            "{:<28} expect {:<14} got {:<14} {:.2}s",
+            f.name, f.expect, got, r.wall_s
+        );
         if got != f.expect {
-            failures.push(format!("{}: expected {}, got {:?}", f.name, f.expect, r.verdict));
+            failures.push(format!(
+                "{}: expected {}, got {:?}",
+                f.name, f.expect, r.verdict
+            ));
         }
     }
     failures
@@ -150,24 +174,41 @@ fn hostile_programs_get_their_verdicts_and_leave_the_machine_as_it_was() {
     std::fs::write(&host.sentinel, &host.sentinel_text).unwrap();
     std::fs::write(&host.secret_file, "secret").unwrap();
     // A root process outside the sandbox: a kill(-1) that escaped would take it down.
-    let canary = std::process::Command::new("sleep").arg("600").spawn().expect("canary");
-    let mut cleanup = Cleanup { canary, files: vec![host.sentinel.clone(), host.secret_file.clone()] };
+    let canary = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("canary");
+    let mut cleanup = Cleanup {
+        canary,
+        files: vec![host.sentinel.clone(), host.secret_file.clone()],
+    };
     let etc_hostname = std::fs::read("/etc/hostname").ok();
 
     let sandbox = common::sandbox();
     let report = sandbox.isolation();
     println!("isolation: {report:?}");
-    assert!(report.is_complete(), "isolation incomplete on this machine, refusing hostile tests: {report:?}");
+    assert!(
+        report.is_complete(),
+        "isolation incomplete on this machine, refusing hostile tests: {report:?}"
+    );
 
     let all = fixtures(&marker, port);
-    assert!(all.len() >= 30, "need at least 30 hostile programs, have {}", all.len());
+    assert!(
+        all.len() >= 30,
+        "need at least 30 hostile programs, have {}",
+        all.len()
+    );
     let safe: Vec<&Fixture> = all.iter().filter(|f| !f.dangerous).collect();
     let dangerous: Vec<&Fixture> = all.iter().filter(|f| f.dangerous).collect();
 
     let mut failures = run_phase(&safe, Harness::Plain);
     failures.extend(run_phase(&safe, Harness::LiveCodeBench));
     let left = common::survivors(&sandbox, &marker);
-    assert!(failures.is_empty() && left.is_empty(), "harmless phase failed; dangerous phase NOT run.\n{}\nsurvivors: {left:?}", failures.join("\n"));
+    assert!(
+        failures.is_empty() && left.is_empty(),
+        "harmless phase failed; dangerous phase NOT run.\n{}\nsurvivors: {left:?}",
+        failures.join("\n")
+    );
 
     failures.extend(run_phase(&dangerous, Harness::Plain));
 
@@ -176,13 +217,30 @@ fn hostile_programs_get_their_verdicts_and_leave_the_machine_as_it_was() {
     let canary_alive = cleanup.canary.try_wait().expect("canary status").is_none();
     let sentinel_now = std::fs::read_to_string(&host.sentinel).ok();
     drop(cleanup);
-    assert!(canary_alive, "the canary process outside the sandbox was killed");
+    assert!(
+        canary_alive,
+        "the canary process outside the sandbox was killed"
+    );
     let created: Vec<&PathBuf> = host.must_not_exist.iter().filter(|p| p.exists()).collect();
     let accepted = listener.accept().is_ok();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(left.is_empty(), "processes survived: {left:?}");
-    assert_eq!(sentinel_now.as_deref(), Some(host.sentinel_text.as_str()), "sentinel outside scratch changed");
-    assert!(created.is_empty(), "files appeared outside scratch: {created:?}");
-    assert!(!accepted, "a program connected to the host's 127.0.0.1:{port}");
-    assert_eq!(std::fs::read("/etc/hostname").ok(), etc_hostname, "/etc/hostname changed");
+    assert_eq!(
+        sentinel_now.as_deref(),
+        Some(host.sentinel_text.as_str()),
+        "sentinel outside scratch changed"
+    );
+    assert!(
+        created.is_empty(),
+        "files appeared outside scratch: {created:?}"
+    );
+    assert!(
+        !accepted,
+        "a program connected to the host's 127.0.0.1:{port}"
+    );
+    assert_eq!(
+        std::fs::read("/etc/hostname").ok(),
+        etc_hostname,
+        "/etc/hostname changed"
+    );
 }

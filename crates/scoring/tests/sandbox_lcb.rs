@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reprolm_scoring::sandbox::{grade_code, grade_many, GradeJob, GradeOptions, Harness, LcbProblem, StopAt, Verdict};
+use reprolm_scoring::sandbox::{
+    grade_code, grade_many, GradeJob, GradeOptions, Harness, LcbProblem, StopAt, Verdict,
+};
 
 fn problems() -> Option<HashMap<String, Arc<LcbProblem>>> {
     let path = common::dataset("livecodebench/test.jsonl")?;
@@ -21,7 +23,10 @@ fn problems() -> Option<HashMap<String, Arc<LcbProblem>>> {
 }
 
 fn opts() -> GradeOptions {
-    GradeOptions { timeout: Duration::from_secs(2), ..GradeOptions::default() }
+    GradeOptions {
+        timeout: Duration::from_secs(3),
+        ..GradeOptions::default()
+    }
 }
 
 /// (problem, program, expected verdict kind, tests that must have run)
@@ -75,11 +80,15 @@ fn kind(v: &Verdict) -> &'static str {
 #[test]
 fn real_problems_get_the_reference_verdicts_in_input_order() {
     let Some(problems) = problems() else { return };
+    let _serial = common::exclusive();
     let sandbox = common::sandbox();
     let cases = cases();
     let jobs: Vec<GradeJob> = cases
         .iter()
-        .map(|(id, code, _, _)| GradeJob { problem: problems[*id].clone(), response: format!("Here:\n```python\n{code}```\n") })
+        .map(|(id, code, _, _)| GradeJob {
+            problem: problems[*id].clone(),
+            response: format!("Here:\n```python\n{code}```\n"),
+        })
         .collect();
     let reports = grade_many(&sandbox, &jobs, 4, &opts()).expect("grading");
     assert_eq!(reports.len(), cases.len());
@@ -87,23 +96,39 @@ fn real_problems_get_the_reference_verdicts_in_input_order() {
     for ((id, _, want, ran), r) in cases.iter().zip(&reports) {
         assert_eq!(&r.problem_id, id, "reports must come back in input order");
         if kind(&r.verdict) != *want || r.tests.len() != *ran {
-            bad.push(format!("{id}: want {want} after {ran} tests, got {:?} after {} tests", r.verdict, r.tests.len()));
+            bad.push(format!(
+                "{id}: want {want} after {ran} tests, got {:?} after {} tests",
+                r.verdict,
+                r.tests.len()
+            ));
         }
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
     // The wrong answer on abc301_a is at test 2 (expected A), line 0, after two passes.
     let r = &reports[8];
     assert!(r.tests[0].verdict.is_passed() && r.tests[1].verdict.is_passed());
-    assert_eq!(r.verdict, Verdict::WrongAnswer { line: Some(0), expected: "A".into(), got: "T".into() });
+    assert_eq!(
+        r.verdict,
+        Verdict::WrongAnswer {
+            line: Some(0),
+            expected: "A".into(),
+            got: "T".into()
+        }
+    );
     assert!(common::survivors(&sandbox, "").is_empty());
 }
 
 #[test]
 fn plain_harness_runs_scripts_and_can_run_every_test() {
     let Some(problems) = problems() else { return };
+    let _serial = common::exclusive();
     let sandbox = common::sandbox();
     let p = &problems["abc301_a"];
-    let plain = GradeOptions { harness: Harness::Plain, stop: StopAt::Never, ..opts() };
+    let plain = GradeOptions {
+        harness: Harness::Plain,
+        stop: StopAt::Never,
+        ..opts()
+    };
     // sys.stdin.buffer is real in a plain script.
     let ok = "import sys\nn, s = sys.stdin.buffer.read().split()\ns = s.decode()\nt, a = s.count('T'), s.count('A')\nprint('T' if t > a or (t == a and s[-1] == 'A') else 'A')\n";
     let r = grade_code(&sandbox, p, ok, &plain);

@@ -45,7 +45,11 @@ pub struct HubDataset {
 impl HubDataset {
     /// Files of `repo` at `main`.
     pub fn new(repo: &str, files: &[&str]) -> Self {
-        HubDataset { repo: repo.into(), revision: "main".into(), files: files.iter().map(|f| f.to_string()).collect() }
+        HubDataset {
+            repo: repo.into(),
+            revision: "main".into(),
+            files: files.iter().map(|f| f.to_string()).collect(),
+        }
     }
 }
 
@@ -77,11 +81,20 @@ impl DataSource {
         if repo.split('/').count() != 2 || repo.split('/').any(str::is_empty) {
             return Err(format!("`{s}`: the repository must be OWNER/NAME"));
         }
-        let files: Vec<String> = files.split(',').map(str::trim).filter(|f| !f.is_empty()).map(String::from).collect();
+        let files: Vec<String> = files
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(String::from)
+            .collect();
         if files.is_empty() {
             return Err(format!("`{s}`: no files named after `:`"));
         }
-        Ok(DataSource::Hub(HubDataset { repo: repo.into(), revision: revision.into(), files }))
+        Ok(DataSource::Hub(HubDataset {
+            repo: repo.into(),
+            revision: revision.into(),
+            files,
+        }))
     }
 }
 
@@ -153,12 +166,21 @@ impl Record {
 
     /// The error for a field none of `names` supplies.
     pub fn missing(&self, task: &str, names: &[&str]) -> Error {
-        Error::MissingField { task: task.into(), field: names.join("` or `"), location: self.location.to_string() }
+        Error::MissingField {
+            task: task.into(),
+            field: names.join("` or `"),
+            location: self.location.to_string(),
+        }
     }
 
     /// The error for an unusable value of `field`.
     pub fn bad(&self, task: &str, field: &str, reason: impl Into<String>) -> Error {
-        Error::BadField { task: task.into(), field: field.into(), location: self.location.to_string(), reason: reason.into() }
+        Error::BadField {
+            task: task.into(),
+            field: field.into(),
+            location: self.location.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -232,7 +254,10 @@ pub fn read_source(source: &DataSource, task: &str) -> Result<RawData> {
 
 /// Reads a file, or every data file of a directory (not recursive) in name order.
 pub fn read_path(path: &Path) -> Result<RawData> {
-    let meta = fs::metadata(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    let meta = fs::metadata(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
     let mut out = RawData::default();
     for file in data_files(path, meta.is_dir())? {
         let (records, digest) = read_file(&file)?;
@@ -247,7 +272,10 @@ pub fn data_files(path: &Path, is_dir: bool) -> Result<Vec<PathBuf>> {
     if !is_dir {
         return Ok(vec![path.to_path_buf()]);
     }
-    let io = |source| Error::Io { path: path.into(), source };
+    let io = |source| Error::Io {
+        path: path.into(),
+        source,
+    };
     let mut files = Vec::new();
     for entry in fs::read_dir(path).map_err(io)? {
         let p = entry.map_err(io)?.path();
@@ -271,7 +299,10 @@ pub fn read_file(path: &Path) -> Result<(Vec<Record>, DataFile)> {
         path: path.into(),
         reason: "unknown extension; expected .jsonl, .json, .csv or .parquet".into(),
     })?;
-    let bytes = fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    let bytes = fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
     let digest = digest(path, &bytes);
     let records = match format {
         Format::Parquet => parse_parquet(path, bytes)?,
@@ -282,7 +313,11 @@ pub fn read_file(path: &Path) -> Result<(Vec<Record>, DataFile)> {
 
 /// The manifest entry for bytes read from `path`.
 pub fn digest(path: &Path, bytes: &[u8]) -> DataFile {
-    DataFile { path: path.into(), sha256: hex(&Sha256::digest(bytes)), bytes: bytes.len() as u64 }
+    DataFile {
+        path: path.into(),
+        sha256: hex(&Sha256::digest(bytes)),
+        bytes: bytes.len() as u64,
+    }
 }
 
 /// Parses in-memory text data (jsonl, json or csv); `label` names it in errors. Used for files and
@@ -298,8 +333,16 @@ pub fn parse_bytes(bytes: &[u8], label: &Path, format: Format) -> Result<Vec<Rec
 
 fn utf8<'a>(bytes: &'a [u8], label: &Path) -> Result<&'a str> {
     std::str::from_utf8(bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
-        Error::Malformed { path: label.into(), line, reason: format!("not UTF-8: {e}") }
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        Error::Malformed {
+            path: label.into(),
+            line,
+            reason: format!("not UTF-8: {e}"),
+        }
     })
 }
 
@@ -311,12 +354,25 @@ fn parse_jsonl(bytes: &[u8], label: &Path) -> Result<Vec<Record>> {
         if line.trim().is_empty() {
             continue;
         }
-        let malformed = |reason: String| Error::Malformed { path: label.into(), line: line_no, reason };
+        let malformed = |reason: String| Error::Malformed {
+            path: label.into(),
+            line: line_no,
+            reason,
+        };
         match serde_json::from_str::<Value>(line) {
-            Ok(Value::Object(fields)) => {
-                out.push(Record { location: Location { path: label.into(), line: line_no }, fields })
+            Ok(Value::Object(fields)) => out.push(Record {
+                location: Location {
+                    path: label.into(),
+                    line: line_no,
+                },
+                fields,
+            }),
+            Ok(other) => {
+                return Err(malformed(format!(
+                    "expected a JSON object, got {}",
+                    kind(&other)
+                )))
             }
-            Ok(other) => return Err(malformed(format!("expected a JSON object, got {}", kind(&other)))),
             Err(e) => return Err(malformed(format!("invalid JSON: {e}"))),
         }
     }
@@ -325,30 +381,52 @@ fn parse_jsonl(bytes: &[u8], label: &Path) -> Result<Vec<Record>> {
 
 fn parse_json(bytes: &[u8], label: &Path) -> Result<Vec<Record>> {
     let text = utf8(bytes, label)?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| Error::Malformed { path: label.into(), line: e.line(), reason: format!("invalid JSON: {e}") })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| Error::Malformed {
+        path: label.into(),
+        line: e.line(),
+        reason: format!("invalid JSON: {e}"),
+    })?;
     let Value::Array(items) = value else {
-        return Err(Error::BadFile { path: label.into(), reason: format!("expected a JSON array of objects, got {}", kind(&value)) });
+        return Err(Error::BadFile {
+            path: label.into(),
+            reason: format!("expected a JSON array of objects, got {}", kind(&value)),
+        });
     };
     items
         .into_iter()
         .enumerate()
         .map(|(i, item)| match item {
-            Value::Object(fields) => Ok(Record { location: Location { path: label.into(), line: i + 1 }, fields }),
+            Value::Object(fields) => Ok(Record {
+                location: Location {
+                    path: label.into(),
+                    line: i + 1,
+                },
+                fields,
+            }),
             other => Err(Error::Malformed {
                 path: label.into(),
                 line: i + 1,
-                reason: format!("record {} of the array: expected an object, got {}", i + 1, kind(&other)),
+                reason: format!(
+                    "record {} of the array: expected an object, got {}",
+                    i + 1,
+                    kind(&other)
+                ),
             }),
         })
         .collect()
 }
 
 fn parse_csv(bytes: &[u8], label: &Path) -> Result<Vec<Record>> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(bytes);
     let headers = reader
         .headers()
-        .map_err(|e| Error::Malformed { path: label.into(), line: 1, reason: format!("bad CSV header: {e}") })?
+        .map_err(|e| Error::Malformed {
+            path: label.into(),
+            line: 1,
+            reason: format!("bad CSV header: {e}"),
+        })?
         .clone();
     let mut out = Vec::new();
     for row in reader.records() {
@@ -358,22 +436,45 @@ fn parse_csv(bytes: &[u8], label: &Path) -> Result<Vec<Record>> {
             reason: format!("bad CSV row: {e}"),
         })?;
         let line = row.position().map(|p| p.line() as usize).unwrap_or(0);
-        let fields = headers.iter().zip(row.iter()).map(|(h, v)| (h.to_string(), Value::String(v.to_string()))).collect();
-        out.push(Record { location: Location { path: label.into(), line }, fields });
+        let fields = headers
+            .iter()
+            .zip(row.iter())
+            .map(|(h, v)| (h.to_string(), Value::String(v.to_string())))
+            .collect();
+        out.push(Record {
+            location: Location {
+                path: label.into(),
+                line,
+            },
+            fields,
+        });
     }
     Ok(out)
 }
 
 fn parse_parquet(label: &Path, bytes: Vec<u8>) -> Result<Vec<Record>> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    let bad = |e: parquet::errors::ParquetError| Error::BadFile { path: label.into(), reason: format!("parquet: {e}") };
+    let bad = |e: parquet::errors::ParquetError| Error::BadFile {
+        path: label.into(),
+        reason: format!("parquet: {e}"),
+    };
     let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).map_err(bad)?;
     let rows = reader.get_row_iter(None).map_err(bad)?;
     let mut out = Vec::new();
     for (i, row) in rows.enumerate() {
-        let row = row.map_err(|e| Error::Malformed { path: label.into(), line: i + 1, reason: format!("parquet row: {e}") })?;
+        let row = row.map_err(|e| Error::Malformed {
+            path: label.into(),
+            line: i + 1,
+            reason: format!("parquet row: {e}"),
+        })?;
         match row.to_json_value() {
-            Value::Object(fields) => out.push(Record { location: Location { path: label.into(), line: i + 1 }, fields }),
+            Value::Object(fields) => out.push(Record {
+                location: Location {
+                    path: label.into(),
+                    line: i + 1,
+                },
+                fields,
+            }),
             other => {
                 return Err(Error::Malformed {
                     path: label.into(),
@@ -414,26 +515,43 @@ mod tests {
     #[test]
     fn malformed_jsonl_line_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "d.jsonl", b"{\"a\": 1}\n\n{\"a\": 2\n{\"a\": 3}\n");
+        let p = write(
+            dir.path(),
+            "d.jsonl",
+            b"{\"a\": 1}\n\n{\"a\": 2\n{\"a\": 3}\n",
+        );
         let e = read_path(&p).unwrap_err();
         match &e {
-            Error::Malformed { path, line, .. } => assert_eq!((path.as_path(), *line), (p.as_path(), 3)),
+            Error::Malformed { path, line, .. } => {
+                assert_eq!((path.as_path(), *line), (p.as_path(), 3))
+            }
             other => panic!("wrong error {other:?}"),
         }
-        assert!(e.to_string().starts_with(&format!("{}:3: invalid JSON", p.display())), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}:3: invalid JSON", p.display())),
+            "{e}"
+        );
     }
 
     #[test]
     fn non_object_line_is_malformed() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "d.jsonl", b"{\"a\": 1}\n[1, 2]\n");
-        assert!(matches!(read_path(&p), Err(Error::Malformed { line: 2, .. })));
+        assert!(matches!(
+            read_path(&p),
+            Err(Error::Malformed { line: 2, .. })
+        ));
     }
 
     #[test]
     fn csv_rows_keep_their_line_numbers_across_quoted_newlines() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "d.csv", b"Question,Answer\n\"two\nlines\",1\nplain,2\n");
+        let p = write(
+            dir.path(),
+            "d.csv",
+            b"Question,Answer\n\"two\nlines\",1\nplain,2\n",
+        );
         let (records, file) = read_file(&p).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(records[0].fields["Question"], "two\nlines");
@@ -456,10 +574,17 @@ mod tests {
         write(dir.path(), "a.jsonl", b"{\"x\": \"a1\"}\n");
         write(dir.path(), "notes.txt", b"ignored");
         let raw = read_path(dir.path()).unwrap();
-        let xs: Vec<_> = raw.records.iter().map(|r| r.fields["x"].as_str().unwrap()).collect();
+        let xs: Vec<_> = raw
+            .records
+            .iter()
+            .map(|r| r.fields["x"].as_str().unwrap())
+            .collect();
         assert_eq!(xs, ["a1", "b1", "b2"]);
         assert_eq!(raw.files.len(), 2);
-        assert_eq!(raw.records[2].location.to_string(), format!("{}:2", dir.path().join("b.json").display()));
+        assert_eq!(
+            raw.records[2].location.to_string(),
+            format!("{}:2", dir.path().join("b.json").display())
+        );
     }
 
     #[test]
@@ -468,7 +593,10 @@ mod tests {
         let p = write(dir.path(), "d.jsonl", b"{}\n");
         let (_, f) = read_file(&p).unwrap();
         // sha256 of "{}\n"
-        assert_eq!(f.sha256, "ca3d163bab055381827226140568f3bef7eaac187cebd76878e0b63e9e442356");
+        assert_eq!(
+            f.sha256,
+            "ca3d163bab055381827226140568f3bef7eaac187cebd76878e0b63e9e442356"
+        );
     }
 
     #[test]
@@ -480,20 +608,31 @@ mod tests {
         use std::sync::Arc;
 
         let schema = Arc::new(
-            parse_message_type("message m { REQUIRED BYTE_ARRAY problem (UTF8); REQUIRED INT64 answer; }").unwrap(),
+            parse_message_type(
+                "message m { REQUIRED BYTE_ARRAY problem (UTF8); REQUIRED INT64 answer; }",
+            )
+            .unwrap(),
         );
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.parquet");
         let file = fs::File::create(&p).unwrap();
-        let mut w = SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build())).unwrap();
+        let mut w =
+            SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build()))
+                .unwrap();
         let mut rg = w.next_row_group().unwrap();
         let mut col = rg.next_column().unwrap().unwrap();
         col.typed::<ByteArrayType>()
-            .write_batch(&[ByteArray::from("1+1?"), ByteArray::from("2+3?")], None, None)
+            .write_batch(
+                &[ByteArray::from("1+1?"), ByteArray::from("2+3?")],
+                None,
+                None,
+            )
             .unwrap();
         col.close().unwrap();
         let mut col = rg.next_column().unwrap().unwrap();
-        col.typed::<Int64Type>().write_batch(&[2, 5], None, None).unwrap();
+        col.typed::<Int64Type>()
+            .write_batch(&[2, 5], None, None)
+            .unwrap();
         col.close().unwrap();
         rg.close().unwrap();
         w.close().unwrap();
@@ -514,7 +653,8 @@ mod tests {
 
     #[test]
     fn hub_source_strings_round_trip() {
-        let s = DataSource::parse("hf:livecodebench/code_generation_lite:test.jsonl,test2.jsonl").unwrap();
+        let s = DataSource::parse("hf:livecodebench/code_generation_lite:test.jsonl,test2.jsonl")
+            .unwrap();
         let DataSource::Hub(h) = &s else { panic!() };
         assert_eq!((h.revision.as_str(), h.files.len()), ("main", 2));
         assert_eq!(DataSource::parse(&s.to_string()).unwrap(), s);

@@ -15,14 +15,22 @@ use crate::task::Score;
 pub(crate) fn math(gold: &str, response: &str) -> Score {
     let g = grade_math(gold, response);
     let extracted = g.extracted.as_ref().map(|e| e.text.clone());
-    Score::binary(g.correct, extracted, serde_json::to_value(&g).unwrap_or(Value::Null))
+    Score::binary(
+        g.correct,
+        extracted,
+        serde_json::to_value(&g).unwrap_or(Value::Null),
+    )
 }
 
 /// Grades a multiple-choice response against the gold letter.
 pub(crate) fn choice(gold: char, response: &str) -> Score {
     let g = grade_choice(gold, response);
     let extracted = g.extracted.map(|e| e.letter.to_string());
-    Score::binary(g.correct, extracted, serde_json::to_value(g).unwrap_or(Value::Null))
+    Score::binary(
+        g.correct,
+        extracted,
+        serde_json::to_value(g).unwrap_or(Value::Null),
+    )
 }
 
 /// Runs generated programs against a problem's tests; the sandbox starts on first use, so listing or
@@ -35,7 +43,10 @@ pub(crate) struct CodeGrader {
 impl CodeGrader {
     /// A grader with LiveCodeBench's settings (6 s per test, stop at the first failure).
     pub(crate) fn new() -> Self {
-        CodeGrader { sandbox: OnceLock::new(), options: GradeOptions::default() }
+        CodeGrader {
+            sandbox: OnceLock::new(),
+            options: GradeOptions::default(),
+        }
     }
 
     fn sandbox(&self, task: &str, problem: &str) -> Result<&Sandbox> {
@@ -58,21 +69,39 @@ impl CodeGrader {
 
     /// Grades many responses on one worker per core, in input order.
     pub(crate) fn grade_many(&self, task: &str, jobs: Vec<GradeJob>) -> Result<Vec<Score>> {
-        let Some(first) = jobs.first() else { return Ok(Vec::new()) };
+        let Some(first) = jobs.first() else {
+            return Ok(Vec::new());
+        };
         let sb = self.sandbox(task, &first.problem.id)?;
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let reports = sandbox::grade_many(sb, &jobs, workers, &self.options)
-            .map_err(|e| Error::Scoring { task: task.into(), problem: first.problem.id.clone(), reason: e.to_string() })?;
-        Ok(reports.into_iter().zip(&jobs).map(|(r, j)| code_score(r, &j.response)).collect())
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let reports =
+            sandbox::grade_many(sb, &jobs, workers, &self.options).map_err(|e| Error::Scoring {
+                task: task.into(),
+                problem: first.problem.id.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(reports
+            .into_iter()
+            .zip(&jobs)
+            .map(|(r, j)| code_score(r, &j.response))
+            .collect())
     }
 }
 
 fn code_score(report: sandbox::ProblemReport, response: &str) -> Score {
-    Score::binary(report.passed, sandbox::extract_code(response), serde_json::to_value(&report).unwrap_or(Value::Null))
+    Score::binary(
+        report.passed,
+        sandbox::extract_code(response),
+        serde_json::to_value(&report).unwrap_or(Value::Null),
+    )
 }
 
 /// Builds the scoring crate's problem from a LiveCodeBench record whose private tests are plain JSON
 /// (or absent).
-pub(crate) fn lcb_problem(record: &serde_json::Map<String, Value>) -> std::result::Result<LcbProblem, String> {
+pub(crate) fn lcb_problem(
+    record: &serde_json::Map<String, Value>,
+) -> std::result::Result<LcbProblem, String> {
     LcbProblem::from_record(&Value::Object(record.clone())).map_err(|e| e.to_string())
 }

@@ -15,7 +15,12 @@ use crate::error::{Error, Result};
 /// Whether the user asked for no network (`HF_HUB_OFFLINE` = 1 / true / yes / on).
 pub fn offline() -> bool {
     std::env::var("HF_HUB_OFFLINE")
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
         .unwrap_or(false)
 }
 
@@ -34,7 +39,12 @@ pub fn resolve(h: &HubDataset) -> Result<Vec<PathBuf>> {
 
 pub(crate) fn resolve_in(cache: &Cache, offline: bool, h: &HubDataset) -> Result<Vec<PathBuf>> {
     let repo = Repo::with_revision(h.repo.clone(), RepoType::Dataset, h.revision.clone());
-    let err = |file: &str, reason: String| Error::Hub { repo: h.repo.clone(), revision: h.revision.clone(), file: file.into(), reason };
+    let err = |file: &str, reason: String| Error::Hub {
+        repo: h.repo.clone(),
+        revision: h.revision.clone(),
+        file: file.into(),
+        reason,
+    };
     let mut out = Vec::with_capacity(h.files.len());
     for file in &h.files {
         if let Some(p) = cached(cache, &repo, h, file) {
@@ -54,7 +64,10 @@ pub(crate) fn resolve_in(cache: &Cache, offline: bool, h: &HubDataset) -> Result
             .with_progress(false)
             .build()
             .map_err(|e| err(file, e.to_string()))?;
-        let p = api.repo(repo.clone()).get(file).map_err(|e| err(file, format!("download failed: {e}")))?;
+        let p = api
+            .repo(repo.clone())
+            .get(file)
+            .map_err(|e| err(file, format!("download failed: {e}")))?;
         out.push(p);
     }
     Ok(out)
@@ -67,7 +80,12 @@ fn cached(cache: &Cache, repo: &Repo, h: &HubDataset, file: &str) -> Option<Path
     }
     let is_commit = h.revision.len() == 40 && h.revision.bytes().all(|b| b.is_ascii_hexdigit());
     if is_commit {
-        let p = cache.path().join(repo.folder_name()).join("snapshots").join(&h.revision).join(file);
+        let p = cache
+            .path()
+            .join(repo.folder_name())
+            .join("snapshots")
+            .join(&h.revision)
+            .join(file);
         if p.exists() {
             return Some(p);
         }
@@ -88,7 +106,11 @@ mod tests {
         fs::create_dir_all(repo.join("refs")).unwrap();
         fs::write(repo.join("refs/main"), commit).unwrap();
         fs::create_dir_all(repo.join("snapshots").join(commit).join("data")).unwrap();
-        fs::write(repo.join("snapshots").join(commit).join("data/test.jsonl"), "{\"q\": 1}\n").unwrap();
+        fs::write(
+            repo.join("snapshots").join(commit).join("data/test.jsonl"),
+            "{\"q\": 1}\n",
+        )
+        .unwrap();
         Cache::new(dir.to_path_buf())
     }
 
@@ -96,7 +118,12 @@ mod tests {
     fn cached_files_resolve_offline() {
         let dir = tempfile::tempdir().unwrap();
         let cache = fake_cache(dir.path());
-        let got = resolve_in(&cache, true, &HubDataset::new("org/bench", &["data/test.jsonl"])).unwrap();
+        let got = resolve_in(
+            &cache,
+            true,
+            &HubDataset::new("org/bench", &["data/test.jsonl"]),
+        )
+        .unwrap();
         assert!(got[0].ends_with("data/test.jsonl") && got[0].exists());
         let by_commit = HubDataset {
             repo: "org/bench".into(),
@@ -110,7 +137,16 @@ mod tests {
     fn offline_miss_says_offline_and_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let cache = fake_cache(dir.path());
-        let e = resolve_in(&cache, true, &HubDataset::new("org/bench", &["test2.jsonl"])).unwrap_err().to_string();
-        assert!(e.contains("org/bench") && e.contains("test2.jsonl") && e.contains("HF_HUB_OFFLINE"), "{e}");
+        let e = resolve_in(
+            &cache,
+            true,
+            &HubDataset::new("org/bench", &["test2.jsonl"]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("org/bench") && e.contains("test2.jsonl") && e.contains("HF_HUB_OFFLINE"),
+            "{e}"
+        );
     }
 }

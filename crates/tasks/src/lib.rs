@@ -14,7 +14,8 @@
 //! let (task, data) = load_task("arith", &TaskOptions::default().with_param("n", "3"))?;
 //! let problem = &data.problems[0];
 //! let messages = task.messages(problem);
-//! assert!(messages[0].content.starts_with("Return your final response within \\boxed{}."));
+//! assert_eq!(messages[0].role, "user");
+//! assert!(messages[0].content.starts_with("What is "));
 //! let score = task.score(problem, &format!("\\boxed{{{}}}", problem.answer.as_deref().unwrap()))?;
 //! assert!(score.correct);
 //! # Ok::<(), reprolm_tasks::Error>(())
@@ -34,7 +35,9 @@ mod task;
 pub use data::{DataSource, HubDataset};
 pub use error::{Error, Result};
 pub use options::{Params, TaskOptions, DEFAULT_SEED};
-pub use registry::{entries, find, load_task, make_task, summaries, task_names, TaskEntry, TaskSummary};
+pub use registry::{
+    entries, find, load_task, make_task, summaries, task_names, TaskEntry, TaskSummary,
+};
 pub use task::{ChatMessage, DataFile, Dataset, Problem, Score, Task};
 
 // Plugin crates name `inventory` through this re-export so their `inventory::submit!` uses the same

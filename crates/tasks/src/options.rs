@@ -34,7 +34,11 @@ pub struct TaskOptions {
 
 impl Default for TaskOptions {
     fn default() -> Self {
-        TaskOptions { data: None, seed: DEFAULT_SEED, params: BTreeMap::new() }
+        TaskOptions {
+            data: None,
+            seed: DEFAULT_SEED,
+            params: BTreeMap::new(),
+        }
     }
 }
 
@@ -66,7 +70,9 @@ impl TaskOptions {
     /// assert!(o.set_param_str("release").is_err());
     /// ```
     pub fn set_param_str(&mut self, key_value: &str) -> Result<(), String> {
-        let (k, v) = key_value.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got `{key_value}`"))?;
+        let (k, v) = key_value
+            .split_once('=')
+            .ok_or_else(|| format!("expected KEY=VALUE, got `{key_value}`"))?;
         let k = k.trim();
         if k.is_empty() {
             return Err(format!("empty key in `{key_value}`"));
@@ -91,11 +97,18 @@ impl TaskOptions {
                 return Err(Error::UnknownOption {
                     task: task.to_string(),
                     key: key.clone(),
-                    accepted: if accepted.is_empty() { "(none)".to_string() } else { accepted.join(", ") },
+                    accepted: if accepted.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        accepted.join(", ")
+                    },
                 });
             }
         }
-        Ok(Params { task, map: &self.params })
+        Ok(Params {
+            task,
+            map: &self.params,
+        })
     }
 }
 
@@ -119,7 +132,10 @@ impl Params<'_> {
     {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|e: T::Err| self.bad(key, v, e.to_string())),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|e: T::Err| self.bad(key, v, e.to_string())),
         }
     }
 
@@ -137,6 +153,11 @@ impl Params<'_> {
 
     /// The error for a refused value of `key`.
     pub fn bad(&self, key: &str, value: &str, reason: String) -> Error {
-        Error::BadOption { task: self.task.to_string(), key: key.to_string(), value: value.to_string(), reason }
+        Error::BadOption {
+            task: self.task.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+            reason,
+        }
     }
 }

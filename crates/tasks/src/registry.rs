@@ -76,10 +76,13 @@ pub fn task_names() -> Result<Vec<&'static str>> {
 /// The entry called `name`; an unknown name is an error listing the available ones.
 pub fn find(name: &str) -> Result<&'static TaskEntry> {
     let all = entries()?;
-    all.iter().copied().find(|e| e.name == name).ok_or_else(|| Error::UnknownTask {
-        name: name.to_string(),
-        available: all.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
-    })
+    all.iter()
+        .copied()
+        .find(|e| e.name == name)
+        .ok_or_else(|| Error::UnknownTask {
+            name: name.to_string(),
+            available: all.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
+        })
 }
 
 /// Builds the task called `name` with `options`.
@@ -97,7 +100,10 @@ pub fn make_task(name: &str, options: &TaskOptions) -> Result<Box<dyn Task>> {
 /// ```
 pub fn load_task(name: &str, options: &TaskOptions) -> Result<(Box<dyn Task>, Dataset)> {
     let task = make_task(name, options)?;
-    let source: DataSource = options.data.clone().unwrap_or_else(|| task.default_source());
+    let source: DataSource = options
+        .data
+        .clone()
+        .unwrap_or_else(|| task.default_source());
     let data = task.load(&source)?;
     Ok((task, data))
 }
@@ -150,26 +156,55 @@ mod tests {
         unreachable!("never built in these tests")
     }
 
-    static A: TaskEntry = TaskEntry { name: "same", origin: "crate_a::tasks", make: unreachable_make };
-    static B: TaskEntry = TaskEntry { name: "same", origin: "crate_b::tasks", make: unreachable_make };
-    static C: TaskEntry = TaskEntry { name: "alpha", origin: "crate_c", make: unreachable_make };
+    static A: TaskEntry = TaskEntry {
+        name: "same",
+        origin: "crate_a::tasks",
+        make: unreachable_make,
+    };
+    static B: TaskEntry = TaskEntry {
+        name: "same",
+        origin: "crate_b::tasks",
+        make: unreachable_make,
+    };
+    static C: TaskEntry = TaskEntry {
+        name: "alpha",
+        origin: "crate_c",
+        make: unreachable_make,
+    };
 
     #[test]
     fn duplicate_names_are_an_error_naming_both_origins() {
-        let msg = sorted_unique(vec![&B, &C, &A]).err().expect("duplicate must fail").to_string();
-        assert!(msg.contains("`same`") && msg.contains("crate_a::tasks") && msg.contains("crate_b::tasks"), "{msg}");
+        let msg = sorted_unique(vec![&B, &C, &A])
+            .err()
+            .expect("duplicate must fail")
+            .to_string();
+        assert!(
+            msg.contains("`same`")
+                && msg.contains("crate_a::tasks")
+                && msg.contains("crate_b::tasks"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn entries_come_back_sorted() {
-        let got: Vec<_> = sorted_unique(vec![&A, &C]).unwrap().iter().map(|e| e.name).collect();
+        let got: Vec<_> = sorted_unique(vec![&A, &C])
+            .unwrap()
+            .iter()
+            .map(|e| e.name)
+            .collect();
         assert_eq!(got, ["alpha", "same"]);
     }
 
     #[test]
     fn unknown_task_lists_the_available_ones() {
         let msg = find("math5000").err().expect("unknown").to_string();
-        assert!(msg.contains("math5000") && msg.contains("available tasks: aime24, aime25, arith, gpqa_diamond") && msg.ends_with("math500"), "{msg}");
+        assert!(
+            msg.contains("math5000")
+                && msg.contains("available tasks: aime24, aime25, arith, gpqa_diamond")
+                && msg.ends_with("math500"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -189,7 +224,11 @@ mod tests {
             ]
         );
         for e in entries().unwrap() {
-            assert_eq!((e.make)(&TaskOptions::default()).unwrap().name(), e.name, "entry and task name differ");
+            assert_eq!(
+                (e.make)(&TaskOptions::default()).unwrap().name(),
+                e.name,
+                "entry and task name differ"
+            );
         }
     }
 }

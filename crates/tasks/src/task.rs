@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::data::DataSource;
-use crate::error::Result;
+use std::collections::HashMap;
+
+use crate::data::{DataSource, Location};
+use crate::error::{Error, Result};
 
 /// One benchmark item.
 ///
@@ -70,12 +72,18 @@ impl ChatMessage {
     /// assert_eq!((m.role.as_str(), m.content.as_str()), ("user", "hi"));
     /// ```
     pub fn user(content: impl Into<String>) -> Self {
-        ChatMessage { role: "user".into(), content: content.into() }
+        ChatMessage {
+            role: "user".into(),
+            content: content.into(),
+        }
     }
 
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
-        ChatMessage { role: "system".into(), content: content.into() }
+        ChatMessage {
+            role: "system".into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -100,7 +108,12 @@ impl Score {
     /// assert_eq!(s.score, 1.0);
     /// ```
     pub fn binary(correct: bool, extracted: Option<String>, detail: Value) -> Self {
-        Score { correct, score: if correct { 1.0 } else { 0.0 }, extracted, detail }
+        Score {
+            correct,
+            score: if correct { 1.0 } else { 0.0 },
+            extracted,
+            detail,
+        }
     }
 }
 
@@ -133,6 +146,56 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Wraps loaded problems with what a manifest records, refusing what would break a run: two
+    /// problems with one id (responses are keyed by id) or no problems at all. Each problem comes
+    /// with the [`Location`] it was read from, so a duplicate is reported at both places.
+    ///
+    /// ```
+    /// use reprolm_tasks::{data::Location, DataSource, Dataset, Problem};
+    /// let p = |id: &str| Problem { id: id.into(), answer: None, fields: Default::default(), metadata: Default::default() };
+    /// let at = |line| Location { path: "d.jsonl".into(), line };
+    /// let src = DataSource::Path("d.jsonl".into());
+    /// let ok = Dataset::new("t", "1", &src, vec![], serde_json::Value::Null, vec![(p("a"), at(1)), (p("b"), at(2))]);
+    /// assert_eq!(ok.unwrap().problems.len(), 2);
+    /// let dup = Dataset::new("t", "1", &src, vec![], serde_json::Value::Null, vec![(p("a"), at(1)), (p("a"), at(2))]);
+    /// assert_eq!(dup.unwrap_err().to_string(), "task `t`: problem id `a` appears twice (d.jsonl:1 and d.jsonl:2)");
+    /// ```
+    pub fn new(
+        task: &str,
+        version: &str,
+        source: &DataSource,
+        files: Vec<DataFile>,
+        settings: Value,
+        problems: Vec<(Problem, Location)>,
+    ) -> Result<Dataset> {
+        let mut seen: HashMap<&str, &Location> = HashMap::new();
+        for (p, loc) in &problems {
+            if let Some(first) = seen.insert(&p.id, loc) {
+                return Err(Error::DuplicateId {
+                    task: task.into(),
+                    id: p.id.clone(),
+                    first: first.to_string(),
+                    second: loc.to_string(),
+                });
+            }
+        }
+        if problems.is_empty() {
+            return Err(Error::Source {
+                task: task.into(),
+                source_desc: source.to_string(),
+                reason: "no problems (after filters)".into(),
+            });
+        }
+        Ok(Dataset {
+            task: task.into(),
+            version: version.into(),
+            source: source.to_string(),
+            files,
+            settings,
+            problems: problems.into_iter().map(|(p, _)| p).collect(),
+        })
+    }
+
     /// One digest for the whole dataset: the file's sha256 when there is one file, else the sha256
     /// of the lines `<sha256>  <file name>` in reading order. Generated data has no files and gets
     /// the sha256 of its problems' ids and answers.
@@ -159,7 +222,11 @@ impl Dataset {
             many => {
                 let mut h = Sha256::new();
                 for f in many {
-                    let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let name = f
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     h.update(format!("{}  {}\n", f.sha256, name).as_bytes());
                 }
                 hex(&h.finalize())

@@ -22,18 +22,32 @@ fn score(task: &dyn Task, p: &reprolm_tasks::Problem, r: &str) -> Score {
 
 #[test]
 fn math500_real_file() {
-    let Some(o) = opts("math500/test.jsonl") else { return };
+    let Some(o) = opts("math500/test.jsonl") else {
+        return;
+    };
     let (task, data) = load_task("math500", &o).unwrap();
     assert_eq!(data.problems.len(), 500);
-    assert_eq!(data.sha256(), "35dc41080a3680858b27fa7e0533d2d547825316fc5dafe5d316f4ccc5a06132");
-    let p = data.get("test/precalculus/807.json").expect("known problem");
+    assert_eq!(
+        data.sha256(),
+        "35dc41080a3680858b27fa7e0533d2d547825316fc5dafe5d316f4ccc5a06132"
+    );
+    let p = data
+        .get("test/precalculus/807.json")
+        .expect("known problem");
     assert_eq!(
         user_prompt(task.as_ref(), p),
         "Return your final response within \\boxed{}. Convert the point $(0,3)$ in rectangular coordinates to polar \
          coordinates.  Enter your answer in the form $(r,\\theta),$ where $r > 0$ and $0 \\le \\theta < 2 \\pi.$"
     );
-    assert_eq!(task.reference_answer(p).as_deref(), Some("\\left( 3, \\frac{\\pi}{2} \\right)"));
-    let right = score(task.as_ref(), p, "<think>r = 3, angle pi/2</think>The point is $\\boxed{(3, \\frac{\\pi}{2})}$.");
+    assert_eq!(
+        task.reference_answer(p).as_deref(),
+        Some("\\left( 3, \\frac{\\pi}{2} \\right)")
+    );
+    let right = score(
+        task.as_ref(),
+        p,
+        "<think>r = 3, angle pi/2</think>The point is $\\boxed{(3, \\frac{\\pi}{2})}$.",
+    );
     assert!(right.correct && right.score == 1.0, "{right:?}");
     assert_eq!(right.extracted.as_deref(), Some("(3, \\frac{\\pi}{2})"));
     let wrong = score(task.as_ref(), p, "<think>...</think>$\\boxed{(3, \\pi)}$");
@@ -42,7 +56,9 @@ fn math500_real_file() {
 
 #[test]
 fn aime24_real_file() {
-    let Some(o) = opts("aime24/test.jsonl") else { return };
+    let Some(o) = opts("aime24/test.jsonl") else {
+        return;
+    };
     let (task, data) = load_task("aime24", &o).unwrap();
     assert_eq!(data.problems.len(), 30);
     let p = data.get("72").expect("known problem");
@@ -54,13 +70,19 @@ fn aime24_real_file() {
     assert!(score(task.as_ref(), p, "So the maximum is $\\boxed{540}$.").correct);
     assert!(!score(task.as_ref(), p, "So the maximum is $\\boxed{504}$.").correct);
     // Zero-padded gold answers are graded by value.
-    let padded = data.problems.iter().find(|p| p.answer.as_deref() == Some("025")).expect("a padded answer");
+    let padded = data
+        .problems
+        .iter()
+        .find(|p| p.answer.as_deref() == Some("025"))
+        .expect("a padded answer");
     assert!(score(task.as_ref(), padded, "\\boxed{25}").correct);
 }
 
 #[test]
 fn aime25_real_file() {
-    let Some(o) = opts("aime25/test.jsonl") else { return };
+    let Some(o) = opts("aime25/test.jsonl") else {
+        return;
+    };
     let (task, data) = load_task("aime25", &o).unwrap();
     assert_eq!(data.problems.len(), 30);
     let p = data.get("0").expect("known problem");
@@ -74,20 +96,39 @@ fn aime25_real_file() {
 
 #[test]
 fn gpqa_diamond_from_the_official_zip() {
-    let Some(o) = opts("gpqa/dataset.zip") else { return };
-    let Some(password) = common::gpqa_password() else { return };
-    let (task, data) = load_task("gpqa_diamond", &o.clone().with_param("password", password.clone())).unwrap();
+    let Some(o) = opts("gpqa/dataset.zip") else {
+        return;
+    };
+    let Some(password) = common::gpqa_password() else {
+        return;
+    };
+    let (task, data) = load_task(
+        "gpqa_diamond",
+        &o.clone().with_param("password", password.clone()),
+    )
+    .unwrap();
     assert_eq!(data.problems.len(), 198);
-    assert_eq!(data.sha256(), "461ae7329f15a3e35f8184d2dac24b990f34fdf12f366ca4062d8e6638cd08dc");
+    assert_eq!(
+        data.sha256(),
+        "461ae7329f15a3e35f8184d2dac24b990f34fdf12f366ca4062d8e6638cd08dc"
+    );
     assert_eq!(data.settings["seed"], 42);
 
     let mut letters = [0usize; 4];
     for p in &data.problems {
         let order: Vec<usize> = serde_json::from_value(p.metadata["order"].clone()).unwrap();
-        let answers = ["Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"]
-            .map(|f| p.field_str(f).unwrap().to_string());
-        let listed: Vec<String> =
-            ["A", "B", "C", "D"].iter().zip(&order).map(|(l, &i)| format!("{l}) {}", answers[i])).collect();
+        let answers = [
+            "Correct Answer",
+            "Incorrect Answer 1",
+            "Incorrect Answer 2",
+            "Incorrect Answer 3",
+        ]
+        .map(|f| p.field_str(f).unwrap().to_string());
+        let listed: Vec<String> = ["A", "B", "C", "D"]
+            .iter()
+            .zip(&order)
+            .map(|(l, &i)| format!("{l}) {}", answers[i]))
+            .collect();
         let expected = format!(
             "Return your final response within \\boxed{{}} and only include the letter choice (A, B, C, or D) as your \
              final response. {}\n{}",
@@ -97,61 +138,137 @@ fn gpqa_diamond_from_the_official_zip() {
         assert_eq!(user_prompt(task.as_ref(), p), expected);
         let gold = p.answer.as_deref().unwrap();
         let gold_index = (gold.as_bytes()[0] - b'A') as usize;
-        assert_eq!(order[gold_index], 0, "the correct letter shows the correct answer");
+        assert_eq!(
+            order[gold_index], 0,
+            "the correct letter shows the correct answer"
+        );
         letters[gold_index] += 1;
-        let wrong = ["A", "B", "C", "D"].into_iter().find(|l| *l != gold).unwrap();
-        assert!(score(task.as_ref(), p, &format!("<think>...</think>\\boxed{{{gold}}}")).correct);
-        assert!(!score(task.as_ref(), p, &format!("<think>...</think>\\boxed{{{wrong}}}")).correct);
+        let wrong = ["A", "B", "C", "D"]
+            .into_iter()
+            .find(|l| *l != gold)
+            .unwrap();
+        assert!(
+            score(
+                task.as_ref(),
+                p,
+                &format!("<think>...</think>\\boxed{{{gold}}}")
+            )
+            .correct
+        );
+        assert!(
+            !score(
+                task.as_ref(),
+                p,
+                &format!("<think>...</think>\\boxed{{{wrong}}}")
+            )
+            .correct
+        );
     }
-    assert!(letters.iter().all(|&n| n > 25), "correct letters spread over A-D: {letters:?}");
+    assert!(
+        letters.iter().all(|&n| n > 25),
+        "correct letters spread over A-D: {letters:?}"
+    );
 
     // The order is a function of (seed, id): reloading gives the same letters, another seed others.
-    let (_, again) = load_task("gpqa_diamond", &o.clone().with_param("password", password.clone())).unwrap();
+    let (_, again) = load_task(
+        "gpqa_diamond",
+        &o.clone().with_param("password", password.clone()),
+    )
+    .unwrap();
     assert_eq!(again.problems, data.problems);
-    let (_, other) = load_task("gpqa_diamond", &o.with_seed(7).with_param("password", password)).unwrap();
-    let moved = other.problems.iter().zip(&data.problems).filter(|(a, b)| a.answer != b.answer).count();
-    assert!(moved > 100, "seed 7 moved only {moved} of 198 correct letters");
+    let (_, other) = load_task(
+        "gpqa_diamond",
+        &o.with_seed(7).with_param("password", password),
+    )
+    .unwrap();
+    let moved = other
+        .problems
+        .iter()
+        .zip(&data.problems)
+        .filter(|(a, b)| a.answer != b.answer)
+        .count();
+    assert!(
+        moved > 100,
+        "seed 7 moved only {moved} of 198 correct letters"
+    );
 }
 
 #[test]
 fn gpqa_zip_without_password_says_where_to_find_it() {
-    let Some(o) = opts("gpqa/dataset.zip") else { return };
+    let Some(o) = opts("gpqa/dataset.zip") else {
+        return;
+    };
     if std::env::var("REPROLM_GPQA_PASSWORD").is_ok() {
         eprintln!("SKIP: REPROLM_GPQA_PASSWORD is set");
         return;
     }
-    let e = load_task("gpqa_diamond", &o).err().expect("no password").to_string();
-    assert!(e.contains("REPROLM_GPQA_PASSWORD") && e.contains("idavidrein/gpqa"), "{e}");
-    let e = load_task("gpqa_diamond", &o.with_param("password", "not-it")).err().expect("wrong password").to_string();
+    let e = load_task("gpqa_diamond", &o)
+        .err()
+        .expect("no password")
+        .to_string();
+    assert!(
+        e.contains("REPROLM_GPQA_PASSWORD") && e.contains("idavidrein/gpqa"),
+        "{e}"
+    );
+    let e = load_task("gpqa_diamond", &o.with_param("password", "not-it"))
+        .err()
+        .expect("wrong password")
+        .to_string();
     assert!(e.contains("dataset.zip") && e.contains("password"), "{e}");
 }
 
 const STDIN_PREFIX: &str = "Generate an executable Python function generated from the given prompt. The function \
     should take stdin as input and print the output. Simply call the function after the definition. ";
-const CALL_PREFIX: &str = "Generate an executable Python function generated from the given prompt. Return the \
+const CALL_PREFIX: &str =
+    "Generate an executable Python function generated from the given prompt. Return the \
     function body without invoking it at the final solution. ";
 
 #[test]
 fn livecodebench_real_subset() {
-    let Some(o) = opts("livecodebench/test.jsonl") else { return };
+    let Some(o) = opts("livecodebench/test.jsonl") else {
+        return;
+    };
     let (task, data) = load_task("livecodebench", &o).unwrap();
     assert_eq!(data.problems.len(), 57);
-    assert_eq!(data.sha256(), "84e9570eb5bdaaa47afbf2d63370f1071746f8068c168ef3b208b928280a2d08");
-    let stdin = data.problems.iter().filter(|p| p.metadata_str("test_style") == Some("stdin")).count();
+    assert_eq!(
+        data.sha256(),
+        "84e9570eb5bdaaa47afbf2d63370f1071746f8068c168ef3b208b928280a2d08"
+    );
+    let stdin = data
+        .problems
+        .iter()
+        .filter(|p| p.metadata_str("test_style") == Some("stdin"))
+        .count();
     assert_eq!(stdin, 33);
 
     let p = data.get("abc301_a").expect("known stdin problem");
     let content = p.field_str("question_content").unwrap();
     assert!(content.starts_with("Takahashi and Aoki played N games.\r\n"));
-    assert_eq!(user_prompt(task.as_ref(), p), format!("{STDIN_PREFIX}{content}"));
+    assert_eq!(
+        user_prompt(task.as_ref(), p),
+        format!("{STDIN_PREFIX}{content}")
+    );
     let q = data.get("2777").expect("known functional problem");
-    assert_eq!(user_prompt(task.as_ref(), q), format!("{CALL_PREFIX}{}", q.field_str("question_content").unwrap()));
-    assert!(!user_prompt(task.as_ref(), q).contains("class Solution"), "starter code is off by default");
+    assert_eq!(
+        user_prompt(task.as_ref(), q),
+        format!("{CALL_PREFIX}{}", q.field_str("question_content").unwrap())
+    );
+    assert!(
+        !user_prompt(task.as_ref(), q).contains("class Solution"),
+        "starter code is off by default"
+    );
 
-    let (with_starter, _) = load_task("livecodebench", &o.clone().with_param("starter_code", "true")).unwrap();
+    let (with_starter, _) = load_task(
+        "livecodebench",
+        &o.clone().with_param("starter_code", "true"),
+    )
+    .unwrap();
     let again = with_starter.load(o.data.as_ref().unwrap()).unwrap();
     let shown = user_prompt(with_starter.as_ref(), again.get("2777").unwrap());
-    assert!(shown.contains("```python\nclass Solution:\n    def distinctDifferenceArray"), "{shown}");
+    assert!(
+        shown.contains("```python\nclass Solution:\n    def distinctDifferenceArray"),
+        "{shown}"
+    );
 
     let right = "<think>count</think>\n```python\nn = int(input())\ns = input().strip()\nt, a = s.count('T'), s.count('A')\n\
                  if t != a:\n    print('T' if t > a else 'A')\nelse:\n    print('A' if s[-1] == 'T' else 'T')\n```\n";
@@ -162,37 +279,77 @@ fn livecodebench_real_subset() {
         Err(e) => panic!("{e}"),
     };
     assert!(right.correct, "{:#}", right.detail);
-    assert!(right.extracted.as_deref().unwrap().starts_with("n = int(input())"));
+    assert!(right
+        .extracted
+        .as_deref()
+        .unwrap()
+        .starts_with("n = int(input())"));
     let wrong = task.score(p, wrong).unwrap();
     assert!(!wrong.correct, "{:#}", wrong.detail);
-    assert_eq!(wrong.detail["verdict"]["verdict"], "wrong_answer", "{:#}", wrong.detail);
+    assert_eq!(
+        wrong.detail["verdict"]["verdict"], "wrong_answer",
+        "{:#}",
+        wrong.detail
+    );
 
     let call_right = "```python\nclass Solution:\n    def distinctDifferenceArray(self, nums):\n        \
                       return [len(set(nums[:i + 1])) - len(set(nums[i + 1:])) for i in range(len(nums))]\n```";
     let call_wrong = "```python\nclass Solution:\n    def distinctDifferenceArray(self, nums):\n        return nums\n```";
-    let scores = task.score_many(&[(q, call_right), (q, call_wrong), (p, "no code at all")]).unwrap();
-    assert_eq!(scores.iter().map(|s| s.correct).collect::<Vec<_>>(), [true, false, false], "{scores:#?}");
+    let scores = task
+        .score_many(&[(q, call_right), (q, call_wrong), (p, "no code at all")])
+        .unwrap();
+    assert_eq!(
+        scores.iter().map(|s| s.correct).collect::<Vec<_>>(),
+        [true, false, false],
+        "{scores:#?}"
+    );
 }
 
 #[test]
 fn livecodebench_variants_and_date_filters() {
-    let Some(o) = opts("livecodebench/test.jsonl") else { return };
+    let Some(o) = opts("livecodebench/test.jsonl") else {
+        return;
+    };
     let count = |name: &str, o: &TaskOptions| load_task(name, o).unwrap().1.problems.len();
     assert_eq!(count("livecodebench_easy", &o), 20);
     assert_eq!(count("livecodebench_medium", &o), 18);
     assert_eq!(count("livecodebench_hard", &o), 19);
-    assert_eq!(count("livecodebench", &o.clone().with_param("difficulty", "hard")), 19);
-    assert_eq!(count("livecodebench", &o.clone().with_param("start_date", "2024-01-01")), 11);
     assert_eq!(
-        count("livecodebench", &o.clone().with_param("start_date", "2023-09-01").with_param("end_date", "2023-09-30")),
+        count("livecodebench", &o.clone().with_param("difficulty", "hard")),
+        19
+    );
+    assert_eq!(
+        count(
+            "livecodebench",
+            &o.clone().with_param("start_date", "2024-01-01")
+        ),
+        11
+    );
+    assert_eq!(
+        count(
+            "livecodebench",
+            &o.clone()
+                .with_param("start_date", "2023-09-01")
+                .with_param("end_date", "2023-09-30")
+        ),
         6
     );
     let (_, easy) = load_task("livecodebench_easy", &o).unwrap();
-    assert!(easy.problems.iter().all(|p| p.metadata["difficulty"] == "easy"));
+    assert!(easy
+        .problems
+        .iter()
+        .all(|p| p.metadata["difficulty"] == "easy"));
     assert_eq!(easy.settings["difficulty"], "easy");
     // A variant cannot be asked for another difficulty; a release needs the Hub files.
-    assert!(load_task("livecodebench_easy", &o.clone().with_param("difficulty", "hard")).is_err());
-    let e = load_task("livecodebench", &o.with_param("release", "release_v2")).err().unwrap().to_string();
+    assert!(load_task(
+        "livecodebench_easy",
+        &o.clone().with_param("difficulty", "hard")
+    )
+    .is_err());
+    let e = load_task("livecodebench", &o.with_param("release", "release_v2"))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("release") && e.contains("start_date"), "{e}");
 }
 

@@ -9,7 +9,9 @@ use reprolm_tasks::{load_task, Error, TaskOptions};
 
 #[test]
 fn default_source_reads_the_cache_offline() {
-    let Some(real) = common::dataset("math500/test.jsonl") else { return };
+    let Some(real) = common::dataset("math500/test.jsonl") else {
+        return;
+    };
     let cache = tempfile::tempdir().unwrap();
     let repo = cache.path().join("datasets--HuggingFaceH4--MATH-500");
     let commit = "ff5b20257d8185524591543f8ff5993951537bb8";
@@ -30,5 +32,8 @@ fn default_source_reads_the_cache_offline() {
     // Not cached and offline: an error that says so, with no network attempt.
     let e = load_task("aime25", &TaskOptions::default()).err().unwrap();
     assert!(matches!(e, Error::Hub { .. }), "{e:?}");
-    assert!(e.to_string().contains("HF_HUB_OFFLINE") && e.to_string().contains("opencompass/AIME2025"), "{e}");
+    assert!(
+        e.to_string().contains("HF_HUB_OFFLINE") && e.to_string().contains("opencompass/AIME2025"),
+        "{e}"
+    );
 }

@@ -18,7 +18,11 @@ fn private_tests_are_decoded_and_counted() {
     assert_eq!(data.problems.len(), 2);
     assert_eq!(data.get("fixture_add").unwrap().metadata["tests"], 3);
     assert_eq!(data.get("fixture_double").unwrap().metadata["tests"], 2);
-    let decoded = data.get("fixture_add").unwrap().field_str("private_test_cases").unwrap();
+    let decoded = data
+        .get("fixture_add")
+        .unwrap()
+        .field_str("private_test_cases")
+        .unwrap();
     let tests: serde_json::Value = serde_json::from_str(decoded).unwrap();
     assert_eq!(tests[1]["input"], "-5 5\n");
 }
@@ -47,15 +51,27 @@ fn private_tests_decide_the_grade() {
 #[test]
 fn corrupt_private_tests_name_the_field_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    let src = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lcb_private.jsonl")).unwrap();
-    let mut lines: Vec<serde_json::Value> = src.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let src = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lcb_private.jsonl"),
+    )
+    .unwrap();
+    let mut lines: Vec<serde_json::Value> = src
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     lines[1]["private_test_cases"] = "eJzLSM3JyVcozy/KSQEAGgQEXQ==".into(); // zlib of "hello world", no pickle
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let path = dir.path().join("lcb.jsonl");
     std::fs::write(&path, text).unwrap();
-    let e = load_task("livecodebench", &TaskOptions::default().with_data(DataSource::Path(path.clone())))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("private_test_cases") && e.contains(&format!("{}:2", path.display())), "{e}");
+    let e = load_task(
+        "livecodebench",
+        &TaskOptions::default().with_data(DataSource::Path(path.clone())),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("private_test_cases") && e.contains(&format!("{}:2", path.display())),
+        "{e}"
+    );
 }

@@ -28,7 +28,11 @@ pub fn compare_output(got: &str, expected: &str) -> Result<(), Mismatch> {
     let got_lines = stripped_lines(got);
     let want_lines = stripped_lines(expected);
     if got_lines.len() != want_lines.len() {
-        return Err(Mismatch { line: None, expected: truncate(expected), got: truncate(got) });
+        return Err(Mismatch {
+            line: None,
+            expected: truncate(expected),
+            got: truncate(got),
+        });
     }
     for (i, (g, w)) in got_lines.iter().zip(&want_lines).enumerate() {
         if g == w {
@@ -39,7 +43,11 @@ pub fn compare_output(got: &str, expected: &str) -> Result<(), Mismatch> {
             _ => false,
         };
         if !same {
-            return Err(Mismatch { line: Some(i), expected: truncate(w), got: truncate(g) });
+            return Err(Mismatch {
+                line: Some(i),
+                expected: truncate(w),
+                got: truncate(g),
+            });
         }
     }
     Ok(())
@@ -51,7 +59,10 @@ fn py_space(c: char) -> bool {
 }
 
 fn stripped_lines(text: &str) -> Vec<&str> {
-    text.trim_matches(py_space).split('\n').map(|l| l.trim_matches(py_space)).collect()
+    text.trim_matches(py_space)
+        .split('\n')
+        .map(|l| l.trim_matches(py_space))
+        .collect()
 }
 
 /// The reference's `truncatefn`: long values keep their first and last 150 characters.
@@ -67,15 +78,24 @@ pub(crate) fn truncate(s: &str) -> String {
 }
 
 fn decimal_line(line: &str) -> Option<Vec<Decimal>> {
-    line.split(py_space).filter(|t| !t.is_empty()).map(Decimal::parse).collect()
+    line.split(py_space)
+        .filter(|t| !t.is_empty())
+        .map(Decimal::parse)
+        .collect()
 }
 
 /// A Python `Decimal` reduced to what equality needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Decimal {
     /// `digits * 10^exp`, digits without leading or trailing zeros (empty for zero).
-    Finite { negative: bool, digits: String, exp: i128 },
-    Infinity { negative: bool },
+    Finite {
+        negative: bool,
+        digits: String,
+        exp: i128,
+    },
+    Infinity {
+        negative: bool,
+    },
     /// NaN compares unequal to everything, itself included.
     NaN,
 }
@@ -84,7 +104,9 @@ impl Decimal {
     fn equals(&self, other: &Decimal) -> bool {
         match (self, other) {
             (Decimal::NaN, _) | (_, Decimal::NaN) => false,
-            (Decimal::Finite { digits: a, .. }, Decimal::Finite { digits: b, .. }) if a.is_empty() && b.is_empty() => {
+            (Decimal::Finite { digits: a, .. }, Decimal::Finite { digits: b, .. })
+                if a.is_empty() && b.is_empty() =>
+            {
                 true
             }
             _ => self == other,
@@ -124,7 +146,10 @@ impl Decimal {
                 if !digits_ok(digits) {
                     return None;
                 }
-                let v = digits.replace('_', "").parse::<i128>().unwrap_or(i128::MAX / 4);
+                let v = digits
+                    .replace('_', "")
+                    .parse::<i128>()
+                    .unwrap_or(i128::MAX / 4);
                 if neg {
                     -v
                 } else {
@@ -142,7 +167,11 @@ impl Decimal {
         if (!int.is_empty() && !digits_ok(int)) || (!frac.is_empty() && !digits_ok(frac)) {
             return None;
         }
-        let mut digits: String = int.chars().chain(frac.chars()).filter(|c| *c != '_').collect();
+        let mut digits: String = int
+            .chars()
+            .chain(frac.chars())
+            .filter(|c| *c != '_')
+            .collect();
         let mut exp = exp - frac.chars().filter(|c| *c != '_').count() as i128;
         let trimmed = digits.trim_start_matches('0').len();
         digits.drain(..digits.len() - trimmed);
@@ -153,7 +182,11 @@ impl Decimal {
         if digits.is_empty() {
             exp = 0;
         }
-        Some(Decimal::Finite { negative, digits, exp })
+        Some(Decimal::Finite {
+            negative,
+            digits,
+            exp,
+        })
     }
 }
 
@@ -172,7 +205,9 @@ mod tests {
     use super::*;
 
     fn eq(a: &str, b: &str) -> bool {
-        Decimal::parse(a).unwrap().equals(&Decimal::parse(b).unwrap())
+        Decimal::parse(a)
+            .unwrap()
+            .equals(&Decimal::parse(b).unwrap())
     }
 
     #[test]
@@ -188,7 +223,9 @@ mod tests {
         assert!(!eq("NaN", "NaN"));
         assert!(!eq("0.30000001", "0.3"));
         assert!(!eq("50000000000000000", "50000000000000001"));
-        for bad in ["", ".", "1..2", "1e", "abc", "1__0", "_1", "0x10", "1e2.5", "--1"] {
+        for bad in [
+            "", ".", "1..2", "1e", "abc", "1__0", "_1", "0x10", "1e2.5", "--1",
+        ] {
             assert!(Decimal::parse(bad).is_none(), "{bad:?} should not parse");
         }
     }
@@ -197,15 +234,27 @@ mod tests {
     fn output_comparison_follows_the_reference() {
         assert!(compare_output("YES\nNO\n", "YES\nNO").is_ok());
         assert!(compare_output("  3 4 \r\n5\n\n\n", "3 4\n5").is_ok());
-        assert!(compare_output("3   4", "3 4").is_ok(), "numeric lines compare token-wise");
-        assert!(compare_output("a   b", "a b").is_err(), "text lines compare exactly");
+        assert!(
+            compare_output("3   4", "3 4").is_ok(),
+            "numeric lines compare token-wise"
+        );
+        assert!(
+            compare_output("a   b", "a b").is_err(),
+            "text lines compare exactly"
+        );
         assert!(compare_output("yes", "YES").is_err(), "no case folding");
         let m = compare_output("1\n2\n", "1\n2\n3\n").unwrap_err();
         assert_eq!(m.line, None);
         let m = compare_output("1\n2.5\n", "1\n2.4\n").unwrap_err();
-        assert_eq!((m.line, m.expected.as_str(), m.got.as_str()), (Some(1), "2.4", "2.5"));
+        assert_eq!(
+            (m.line, m.expected.as_str(), m.got.as_str()),
+            (Some(1), "2.4", "2.5")
+        );
         assert!(compare_output("", "").is_ok());
-        assert!(compare_output("\u{1f}1\u{1f}", "1").is_ok(), "python strips U+001F");
+        assert!(
+            compare_output("\u{1f}1\u{1f}", "1").is_ok(),
+            "python strips U+001F"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct Limits {
     /// `RLIMIT_AS` in bytes: virtual memory per process.
     pub address_space: u64,
     /// `RLIMIT_NPROC`: processes and threads of the sandbox uid (binds because it is not root).
+    /// No memory cgroup is used, so a run's total memory is bounded only by
+    /// `processes * address_space` (plus the tmpfs sizes): keep this small.
     pub processes: u64,
     /// `RLIMIT_NOFILE`.
     pub open_files: u64,
@@ -39,7 +41,7 @@ impl Default for Limits {
             wall_time: Duration::from_secs(6),
             cpu_time: Duration::from_secs(7),
             address_space: 4 << 30,
-            processes: 64,
+            processes: 32,
             open_files: 256,
             file_size: 16 << 20,
             stack: 8 << 20,
@@ -55,8 +57,9 @@ pub enum IsolationPolicy {
     /// Refuse to run unless PID, network, mount and IPC namespaces and the uid drop all work.
     #[default]
     Required,
-    /// Run with whatever works and say what is missing in the [`IsolationReport`]
-    /// (crate::sandbox::IsolationReport), so the run manifest can carry the warning.
+    /// Run with whatever works and say what is missing in the
+    /// [`IsolationReport`](crate::sandbox::IsolationReport), so the run manifest can carry the
+    /// warning.
     BestEffort,
 }
 
@@ -95,10 +98,12 @@ impl Default for SandboxConfig {
             limits: Limits::default(),
             uid_base: 1_000_000 + (pid % 4096) * 256,
             uid_slots: 256,
-            read_only_paths: ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc"]
-                .iter()
-                .map(PathBuf::from)
-                .collect(),
+            read_only_paths: [
+                "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
             isolation: IsolationPolicy::Required,
             python_hash_seed: 0,
             scratch_root: std::env::temp_dir(),

@@ -8,6 +8,8 @@
 #   GUARD  guard | noguard   (the reference disables os.fork, os.kill, ... before running code)
 # The test input arrives on stdin. What the harness reports goes to the original stdout:
 #   stdin mode: the program's captured output; call mode: repr of a wrong return value.
+# A finished test ends that report with END, so a program that kills the interpreter early
+# (os._exit(0)) fails, as it does in the reference, instead of looking like a clean exit.
 # Exit status: 0 done, 3 runtime error (traceback on stderr), 4 time limit, 5 output limit,
 #              6 wrong answer (call mode), 7 required function missing.
 import ast
@@ -19,6 +21,7 @@ import sys
 import types
 
 EXIT_RUNTIME, EXIT_TIME, EXIT_OUTPUT, EXIT_WRONG, EXIT_MISSING = 3, 4, 5, 6, 7
+END = b"\0END-OF-TEST\0"
 
 # The header the reference prepends to every program (same modules, same order).
 HEADER_MODULES = (
@@ -204,6 +207,7 @@ def main():
         out = captured.getvalue().encode("utf-8", "backslashreplace")
         if len(out) > limit:
             exit_(EXIT_OUTPUT)
+        out += END
         while out:
             out = out[write(result_fd, out) :]
         exit_(0)
@@ -220,8 +224,9 @@ def main():
         signal.setitimer(signal.ITIMER_REAL, 0)
         failed(exc)
     if ok:
+        write(result_fd, END)
         exit_(0)
-    out = truncate(prediction).encode("utf-8", "backslashreplace")
+    out = truncate(prediction).encode("utf-8", "backslashreplace") + END
     while out:
         out = out[write(result_fd, out) :]
     exit_(EXIT_WRONG)

@@ -42,7 +42,9 @@ pub enum SandboxError {
         reason: String,
     },
     /// Isolation was required but the kernel or privileges do not allow it.
-    #[error("sandbox: isolation layer `{layer}` unavailable: {reason} (set `isolation = best-effort` to run without it)")]
+    #[error(
+        "sandbox: isolation layer `{layer}` unavailable: {reason} (set `isolation = best-effort` to run without it)"
+    )]
     IsolationUnavailable {
         /// The missing layer, e.g. `pid+net+mount namespaces`.
         layer: &'static str,
@@ -72,7 +74,10 @@ pub enum SandboxError {
 impl SandboxError {
     /// The last OS error, tagged with the call that produced it.
     pub(crate) fn last_os(call: impl Into<String>) -> Self {
-        SandboxError::Sys { call: call.into(), source: std::io::Error::last_os_error() }
+        SandboxError::Sys {
+            call: call.into(),
+            source: std::io::Error::last_os_error(),
+        }
     }
 }
 

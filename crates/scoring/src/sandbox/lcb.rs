@@ -26,6 +26,8 @@ const EXIT_TIME: i32 = 4;
 const EXIT_OUTPUT: i32 = 5;
 const EXIT_WRONG: i32 = 6;
 const EXIT_MISSING: i32 = 7;
+/// Trailer the driver writes after a finished test (see driver.py).
+const END: &[u8] = b"\0END-OF-TEST\0";
 
 /// How a problem's tests feed the program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,8 +66,8 @@ impl LcbProblem {
     ///
     /// Reads `question_id`, `metadata` (a JSON string; `func_name` makes it call-based),
     /// `public_test_cases` (a JSON string) and, when it is plain JSON, `private_test_cases`.
-    /// Private tests in the release's compressed form (base64 of zlib of pickle) are rejected with
-    /// an error naming the field: decode them to JSON first.
+    /// Private tests may be plain JSON or in the release's compressed form (base64 of zlib of a
+    /// pickled JSON string), which is decoded.
     ///
     /// ```
     /// let line = r#"{"question_id":"x1","metadata":"{\"func_name\": \"add\"}",
@@ -75,11 +77,12 @@ impl LcbProblem {
     /// # Ok::<(), reprolm_scoring::sandbox::SandboxError>(())
     /// ```
     pub fn from_json_line(line: &str) -> Result<Self> {
-        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| SandboxError::Problem {
-            problem: "?".into(),
-            field: "(line)",
-            reason: format!("not JSON: {e}"),
-        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| SandboxError::Problem {
+                problem: "?".into(),
+                field: "(line)",
+                reason: format!("not JSON: {e}"),
+            })?;
         Self::from_record(&value)
     }
 
@@ -88,16 +91,37 @@ impl LcbProblem {
         let id = record
             .get("question_id")
             .and_then(|v| v.as_str())
-            .ok_or_else(|| SandboxError::Problem { problem: "?".into(), field: "question_id", reason: "missing or not a string".into() })?
+            .ok_or_else(|| SandboxError::Problem {
+                problem: "?".into(),
+                field: "question_id",
+                reason: "missing or not a string".into(),
+            })?
             .to_string();
-        let err = |field: &'static str, reason: String| SandboxError::Problem { problem: id.clone(), field, reason };
+        let err = |field: &'static str, reason: String| SandboxError::Problem {
+            problem: id.clone(),
+            field,
+            reason,
+        };
         let embedded = |field: &'static str| -> Result<Option<serde_json::Value>> {
             match record.get(field) {
                 None | Some(serde_json::Value::Null) => Ok(None),
                 Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
-                Some(serde_json::Value::String(s)) => serde_json::from_str(s)
-                    .map(Some)
-                    .map_err(|e| err(field, format!("not a JSON string ({e}); compressed private tests must be decoded first"))),
+                Some(serde_json::Value::String(s)) => match serde_json::from_str(s) {
+                    Ok(v) => Ok(Some(v)),
+                    // The release compresses private tests; public ones are plain JSON.
+                    Err(json_err) if field == "private_test_cases" => {
+                        let text = super::private_tests::decode(s).map_err(|e| {
+                            err(
+                                field,
+                                format!("neither JSON ({json_err}) nor compressed JSON ({e})"),
+                            )
+                        })?;
+                        serde_json::from_str(&text)
+                            .map(Some)
+                            .map_err(|e| err(field, format!("decompressed text is not JSON: {e}")))
+                    }
+                    Err(e) => Err(err(field, format!("not JSON: {e}"))),
+                },
                 Some(v) => Ok(Some(v.clone())),
             }
         };
@@ -108,13 +132,23 @@ impl LcbProblem {
             .map(str::to_string);
         let mut tests = Vec::new();
         for field in ["public_test_cases", "private_test_cases"] {
-            let Some(list) = embedded(field)? else { continue };
-            let list = list.as_array().ok_or_else(|| err(field, "not a list".into()))?;
+            let Some(list) = embedded(field)? else {
+                continue;
+            };
+            let list = list
+                .as_array()
+                .ok_or_else(|| err(field, "not a list".into()))?;
             for (i, t) in list.iter().enumerate() {
                 let get = |k: &str| {
-                    t.get(k).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| err(field, format!("test {i}: `{k}` missing")))
+                    t.get(k)
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                        .ok_or_else(|| err(field, format!("test {i}: `{k}` missing")))
                 };
-                tests.push(TestCase { input: get("input")?, output: get("output")? });
+                tests.push(TestCase {
+                    input: get("input")?,
+                    output: get("output")?,
+                });
             }
         }
         if tests.is_empty() {
@@ -137,7 +171,12 @@ impl LcbProblem {
 /// ```
 pub fn extract_code(response: &str) -> Option<String> {
     let lines: Vec<&str> = response.split('\n').collect();
-    let fences: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| l.contains("```")).map(|(i, _)| i).collect();
+    let fences: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("```"))
+        .map(|(i, _)| i)
+        .collect();
     if fences.len() < 2 {
         return None;
     }
@@ -220,7 +259,7 @@ pub enum StopAt {
     /// Stop at the first failure (LiveCodeBench).
     #[default]
     FirstFailure,
-    /// Run every test (for per-test statistics).
+    /// Run every test (for per-test statistics), until the problem budget is spent.
     Never,
 }
 
@@ -255,13 +294,21 @@ pub struct GradeOptions {
 
 impl Default for GradeOptions {
     fn default() -> Self {
-        GradeOptions { timeout: Duration::from_secs(6), problem_budget: None, stop: StopAt::FirstFailure, harness: Harness::LiveCodeBench, limits: None }
+        GradeOptions {
+            timeout: Duration::from_secs(6),
+            problem_budget: None,
+            stop: StopAt::FirstFailure,
+            harness: Harness::LiveCodeBench,
+            limits: None,
+        }
     }
 }
 
 impl GradeOptions {
     fn budget(&self, tests: usize) -> Duration {
-        self.problem_budget.unwrap_or((self.timeout + Duration::from_secs(1)) * tests as u32 + Duration::from_secs(5))
+        self.problem_budget.unwrap_or(
+            (self.timeout + Duration::from_secs(1)) * tests as u32 + Duration::from_secs(5),
+        )
     }
 }
 
@@ -275,11 +322,18 @@ impl GradeOptions {
 /// println!("{}", serde_json::to_string(&report).unwrap());
 /// # Ok::<(), reprolm_scoring::sandbox::SandboxError>(())
 /// ```
-pub fn grade_response(sandbox: &Sandbox, problem: &LcbProblem, response: &str, opts: &GradeOptions) -> ProblemReport {
+pub fn grade_response(
+    sandbox: &Sandbox,
+    problem: &LcbProblem,
+    response: &str,
+    opts: &GradeOptions,
+) -> ProblemReport {
     match extract_code(response) {
         Some(code) => grade_code(sandbox, problem, &code, opts),
         None => {
-            let verdict = Verdict::RuntimeError { stderr_tail: "no fenced code block in the response".into() };
+            let verdict = Verdict::RuntimeError {
+                stderr_tail: "no fenced code block in the response".into(),
+            };
             ProblemReport {
                 problem_id: problem.id.clone(),
                 passed: false,
@@ -293,7 +347,12 @@ pub fn grade_response(sandbox: &Sandbox, problem: &LcbProblem, response: &str, o
 }
 
 /// Grades a program (already extracted) against every test of a problem.
-pub fn grade_code(sandbox: &Sandbox, problem: &LcbProblem, code: &str, opts: &GradeOptions) -> ProblemReport {
+pub fn grade_code(
+    sandbox: &Sandbox,
+    problem: &LcbProblem,
+    code: &str,
+    opts: &GradeOptions,
+) -> ProblemReport {
     let start = Instant::now();
     let budget = opts.budget(problem.tests.len());
     let mut tests = Vec::new();
@@ -306,14 +365,20 @@ pub fn grade_code(sandbox: &Sandbox, problem: &LcbProblem, code: &str, opts: &Gr
         } else {
             match run_test(sandbox, problem, code, test, opts, left) {
                 Ok(v) => v,
-                Err(e) => Verdict::SandboxError { message: e.to_string() },
+                Err(e) => Verdict::SandboxError {
+                    message: e.to_string(),
+                },
             }
         };
         let failed = !verdict.is_passed();
         if failed && first_failure.is_none() {
             first_failure = Some(verdict.clone());
         }
-        tests.push(TestReport { index, verdict, wall_s: t0.elapsed().as_secs_f64() });
+        tests.push(TestReport {
+            index,
+            verdict,
+            wall_s: t0.elapsed().as_secs_f64(),
+        });
         if failed && (opts.stop == StopAt::FirstFailure || start.elapsed() >= budget) {
             break;
         }
@@ -340,32 +405,75 @@ pub struct GradeJob {
 /// Grades many responses on `workers` threads; reports come back in input order.
 ///
 /// Each worker runs one sandboxed process at a time, so `workers` bounds the programs in flight.
-pub fn grade_many(sandbox: &Sandbox, jobs: &[GradeJob], workers: usize, opts: &GradeOptions) -> Result<Vec<ProblemReport>> {
+pub fn grade_many(
+    sandbox: &Sandbox,
+    jobs: &[GradeJob],
+    workers: usize,
+    opts: &GradeOptions,
+) -> Result<Vec<ProblemReport>> {
     use rayon::prelude::*;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(workers.max(1))
         .thread_name(|i| format!("sandbox-worker-{i}"))
         .build()
-        .map_err(|e| SandboxError::Config { field: "workers", reason: e.to_string() })?;
-    Ok(pool.install(|| jobs.par_iter().with_max_len(1).map(|j| grade_response(sandbox, &j.problem, &j.response, opts)).collect()))
+        .map_err(|e| SandboxError::Config {
+            field: "workers",
+            reason: e.to_string(),
+        })?;
+    Ok(pool.install(|| {
+        jobs.par_iter()
+            .with_max_len(1)
+            .map(|j| grade_response(sandbox, &j.problem, &j.response, opts))
+            .collect()
+    }))
 }
 
-fn run_test(sandbox: &Sandbox, problem: &LcbProblem, code: &str, test: &TestCase, opts: &GradeOptions, left: Duration) -> Result<Verdict> {
-    let mut limits = opts.limits.clone().unwrap_or_else(|| sandbox.config().limits.clone());
+fn run_test(
+    sandbox: &Sandbox,
+    problem: &LcbProblem,
+    code: &str,
+    test: &TestCase,
+    opts: &GradeOptions,
+    left: Duration,
+) -> Result<Verdict> {
+    let mut limits = opts
+        .limits
+        .clone()
+        .unwrap_or_else(|| sandbox.config().limits.clone());
     let secs = opts.timeout.as_secs_f64();
     let plain_stdin = opts.harness == Harness::Plain && problem.kind == TestKind::Stdin;
     // The driver enforces `timeout` itself, separately for loading and for the call, as the
     // reference does; the outer wall limit is a backstop that also covers interpreter start-up.
-    let wall = if plain_stdin { opts.timeout } else { opts.timeout * 2 + Duration::from_secs(2) };
+    let wall = if plain_stdin {
+        opts.timeout
+    } else {
+        opts.timeout * 2 + Duration::from_secs(2)
+    };
     limits.wall_time = wall.min(left);
     limits.cpu_time = limits.wall_time + Duration::from_secs(1);
-    let guard = if opts.harness == Harness::LiveCodeBench { "guard" } else { "noguard" };
+    let guard = if opts.harness == Harness::LiveCodeBench {
+        "guard"
+    } else {
+        "noguard"
+    };
     let limit = limits.output.to_string();
     let req = if plain_stdin {
-        RunRequest { limits: Some(limits), ..RunRequest::script(code, test.input.as_bytes()) }
+        RunRequest {
+            limits: Some(limits),
+            ..RunRequest::script(code, test.input.as_bytes())
+        }
     } else {
-        let mut files = vec![("driver.py".to_string(), DRIVER.as_bytes().to_vec()), ("solution.py".to_string(), code.as_bytes().to_vec())];
-        let mut args = vec![String::new(), guard.to_string(), "solution.py".to_string(), format!("{secs}"), limit];
+        let mut files = vec![
+            ("driver.py".to_string(), DRIVER.as_bytes().to_vec()),
+            ("solution.py".to_string(), code.as_bytes().to_vec()),
+        ];
+        let mut args = vec![
+            String::new(),
+            guard.to_string(),
+            "solution.py".to_string(),
+            format!("{secs}"),
+            limit,
+        ];
         match &problem.kind {
             TestKind::Stdin => args[0] = "stdin".into(),
             TestKind::Call { func_name } => {
@@ -375,21 +483,41 @@ fn run_test(sandbox: &Sandbox, problem: &LcbProblem, code: &str, test: &TestCase
                 files.push(("expected.json".to_string(), test.output.as_bytes().to_vec()));
             }
         }
-        RunRequest { files, script: "driver.py".into(), args, stdin: test.input.as_bytes().to_vec(), limits: Some(limits) }
+        RunRequest {
+            files,
+            script: "driver.py".into(),
+            args,
+            stdin: test.input.as_bytes().to_vec(),
+            limits: Some(limits),
+        }
     };
     let out = sandbox.run(&req)?;
     Ok(verdict(&out, problem, test, plain_stdin))
 }
 
 fn looks_like_memory(stderr: &str) -> bool {
-    stderr.contains("MemoryError") || stderr.contains("Cannot allocate memory") || stderr.contains("out of memory")
+    stderr.contains("MemoryError")
+        || stderr.contains("Cannot allocate memory")
+        || stderr.contains("out of memory")
 }
 
 fn verdict(out: &RunOutcome, problem: &LcbProblem, test: &TestCase, plain_stdin: bool) -> Verdict {
     let stderr = String::from_utf8_lossy(&out.stderr_tail);
+    // Through the driver, a test that finished says so; without the trailer the interpreter was
+    // ended early by the program (the reference then has no result and fails the problem).
+    let report = if plain_stdin {
+        Some(&out.stdout[..])
+    } else {
+        out.stdout.strip_suffix(END)
+    };
     let tail = || {
         let s = stderr.trim_end();
-        let start = s.char_indices().rev().nth(2000).map(|(i, _)| i).unwrap_or(0);
+        let start = s
+            .char_indices()
+            .rev()
+            .nth(2000)
+            .map(|(i, _)| i)
+            .unwrap_or(0);
         s[start..].to_string()
     };
     if out.output_limited {
@@ -399,31 +527,51 @@ fn verdict(out: &RunOutcome, problem: &LcbProblem, test: &TestCase, plain_stdin:
         return Verdict::TimeLimit;
     }
     match out.exit {
-        Exit::Killed => Verdict::SandboxError { message: "program status not reported".into() },
+        Exit::Killed => Verdict::SandboxError {
+            message: "program status not reported".into(),
+        },
         Exit::Signal(libc::SIGXCPU) => Verdict::TimeLimit,
-        Exit::Signal(sig) if looks_like_memory(&stderr) => {
-            let _ = sig;
-            Verdict::MemoryLimit
-        }
-        Exit::Signal(sig) => Verdict::RuntimeError { stderr_tail: format!("killed by signal {sig}\n{}", tail()) },
+        Exit::Signal(_) if looks_like_memory(&stderr) => Verdict::MemoryLimit,
+        Exit::Signal(sig) => Verdict::RuntimeError {
+            stderr_tail: format!("killed by signal {sig}\n{}", tail()),
+        },
         Exit::Code(EXIT_TIME) if !plain_stdin => Verdict::TimeLimit,
         Exit::Code(EXIT_OUTPUT) if !plain_stdin => Verdict::OutputLimit,
-        Exit::Code(EXIT_WRONG) if !plain_stdin => Verdict::WrongAnswer {
+        Exit::Code(EXIT_WRONG) if report.is_some() && !plain_stdin => Verdict::WrongAnswer {
             line: None,
             expected: truncate(test.output.trim()),
-            got: String::from_utf8_lossy(&out.stdout).into_owned(),
+            got: String::from_utf8_lossy(report.unwrap_or_default()).into_owned(),
         },
-        Exit::Code(EXIT_MISSING) if !plain_stdin => Verdict::RuntimeError { stderr_tail: tail() },
+        Exit::Code(EXIT_MISSING) if !plain_stdin => Verdict::RuntimeError {
+            stderr_tail: tail(),
+        },
+        Exit::Code(0) if report.is_none() => Verdict::RuntimeError {
+            stderr_tail: format!(
+                "the program ended the interpreter before the test finished\n{}",
+                tail()
+            ),
+        },
         Exit::Code(0) => match problem.kind {
             TestKind::Call { .. } => Verdict::Passed,
-            TestKind::Stdin => match compare_output(&String::from_utf8_lossy(&out.stdout), &test.output) {
-                Ok(()) => Verdict::Passed,
-                Err(m) => Verdict::WrongAnswer { line: m.line, expected: m.expected, got: m.got },
-            },
+            TestKind::Stdin => {
+                let got = String::from_utf8_lossy(report.unwrap_or_default());
+                match compare_output(&got, &test.output) {
+                    Ok(()) => Verdict::Passed,
+                    Err(m) => Verdict::WrongAnswer {
+                        line: m.line,
+                        expected: m.expected,
+                        got: m.got,
+                    },
+                }
+            }
         },
         Exit::Code(_) if looks_like_memory(&stderr) => Verdict::MemoryLimit,
-        Exit::Code(code) if code == EXIT_RUNTIME || code == 1 => Verdict::RuntimeError { stderr_tail: tail() },
-        Exit::Code(code) => Verdict::RuntimeError { stderr_tail: format!("exit status {code}\n{}", tail()) },
+        Exit::Code(code) if code == EXIT_RUNTIME || code == 1 => Verdict::RuntimeError {
+            stderr_tail: tail(),
+        },
+        Exit::Code(code) => Verdict::RuntimeError {
+            stderr_tail: format!("exit status {code}\n{}", tail()),
+        },
     }
 }
 
@@ -437,7 +585,10 @@ mod tests {
         assert_eq!(extract_code("```python\nx=1"), None);
         assert_eq!(extract_code("```\na\n```").as_deref(), Some("a"));
         // Any line containing a fence counts, as in the reference.
-        assert_eq!(extract_code("```python\na\n```\ntext ``` inline\nb\n```").as_deref(), Some("b"));
+        assert_eq!(
+            extract_code("```python\na\n```\ntext ``` inline\nb\n```").as_deref(),
+            Some("b")
+        );
         assert_eq!(extract_code("```py\n```").as_deref(), Some(""));
     }
 
@@ -446,10 +597,25 @@ mod tests {
         let line = r#"{"question_id":"abc1","metadata":"{}","public_test_cases":"[{\"input\": \"1\\n\", \"output\": \"2\\n\", \"testtype\": \"stdin\"}]","private_test_cases":""}"#;
         let p = LcbProblem::from_json_line(line).unwrap();
         assert_eq!(p.kind, TestKind::Stdin);
-        assert_eq!(p.tests, vec![TestCase { input: "1\n".into(), output: "2\n".into() }]);
+        assert_eq!(
+            p.tests,
+            vec![TestCase {
+                input: "1\n".into(),
+                output: "2\n".into()
+            }]
+        );
+        // Compressed private tests (see private_tests.rs for how the sample was made) follow
+        // the public ones.
+        let zipped = r#"{"question_id":"abc3","metadata":"{}","public_test_cases":"[{\"input\": \"0\", \"output\": \"1\"}]","private_test_cases":"eJxrYJlqwwABPRbR1UqZeQWlJUpWCkqGMXlKOgpK+aUlUAEjiEBJanFJSWVBKkiouCQlM0+pNnaKHgCVCRRG"}"#;
+        let p = LcbProblem::from_json_line(zipped).unwrap();
+        let inputs: Vec<&str> = p.tests.iter().map(|t| t.input.as_str()).collect();
+        assert_eq!(inputs, ["0", "1\n"]);
         let bad = r#"{"question_id":"abc2","metadata":"{}","public_test_cases":"[]","private_test_cases":"eJzLSM3JyQcABiwCFQ=="}"#;
         let e = LcbProblem::from_json_line(bad).unwrap_err().to_string();
-        assert!(e.contains("abc2") && e.contains("private_test_cases"), "{e}");
+        assert!(
+            e.contains("abc2") && e.contains("private_test_cases"),
+            "{e}"
+        );
     }
 
     #[test]

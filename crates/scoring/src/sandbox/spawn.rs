@@ -22,8 +22,10 @@
 //!
 //! Between `clone` and `execve` the children of this (multi-threaded) process may only make
 //! async-signal-safe calls: everything they need (paths, argv, envp) is prepared as C strings
-//! beforehand and the child code calls `libc` functions only, never allocates.
+//! beforehand and the child code calls `libc` functions only, never allocates, never calls
+//! glibc's `fork` or its set*id wrappers (both touch state of threads that do not exist there).
 
+use std::collections::BTreeSet;
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -122,11 +124,16 @@ pub struct RunOutcome {
     pub timed_out: bool,
     /// stdout or stderr exceeded `limits.output` and the program was killed.
     pub output_limited: bool,
-    /// Wall-clock time from start to the end of supervision.
+    /// Wall-clock time from the program's fork to the end of supervision.
     pub wall: Duration,
+    /// Time spent creating namespaces and mounts before the program was forked.
+    pub setup: Duration,
 }
 
 const STDERR_TAIL: usize = 64 << 10;
+
+/// Uids of runs in flight in this process.
+static UIDS_IN_USE: (Mutex<BTreeSet<u32>>, Condvar) = (Mutex::new(BTreeSet::new()), Condvar::new());
 const INPUT_DIR: &str = "/input";
 const WORK_DIR: &str = "/work";
 
@@ -152,8 +159,6 @@ pub struct Sandbox {
     python: PythonInfo,
     report: IsolationReport,
     layers: Layers,
-    slots: Mutex<Vec<bool>>,
-    slot_freed: Condvar,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,35 +171,46 @@ impl Sandbox {
     /// Resolves the interpreter, probes which isolation works, and checks a trivial run.
     pub fn new(config: SandboxConfig) -> Result<Self> {
         if config.uid_slots == 0 {
-            return Err(SandboxError::Config { field: "uid_slots", reason: "must be at least 1".into() });
+            return Err(SandboxError::Config {
+                field: "uid_slots",
+                reason: "must be at least 1".into(),
+            });
         }
         if config.uid_base == 0 || config.uid_base.checked_add(config.uid_slots).is_none() {
             return Err(SandboxError::Config {
                 field: "uid_base",
-                reason: format!("{} + {} slots must be a non-root uid range", config.uid_base, config.uid_slots),
+                reason: format!(
+                    "{} + {} slots must be a non-root uid range",
+                    config.uid_base, config.uid_slots
+                ),
             });
         }
         let python = resolve_python(&config.python)?;
         let is_root = unsafe { libc::geteuid() } == 0;
-        let slots = Mutex::new(vec![false; config.uid_slots as usize]);
-        let full = Layers { namespaces: true, drop_uid: true };
+        let full = Layers {
+            namespaces: true,
+            drop_uid: true,
+        };
         let mut sandbox = Sandbox {
             report: report_for(full, &[]),
             layers: full,
             python,
-            slots,
-            slot_freed: Condvar::new(),
             config,
         };
         let probe = RunRequest::script("import os\nprint(os.getuid())\n", "");
         let first_failure = if is_root {
             match sandbox.run(&probe) {
                 Ok(out) if out.exit == Exit::Code(0) => return Ok(sandbox),
-                Ok(out) => format!("probe exited with {:?}: {}", out.exit, String::from_utf8_lossy(&out.stderr_tail)),
+                Ok(out) => format!(
+                    "probe exited with {:?}: {}",
+                    out.exit,
+                    String::from_utf8_lossy(&out.stderr_tail)
+                ),
                 Err(e) => e.to_string(),
             }
         } else {
-            "not running as root (namespaces and the uid drop need CAP_SYS_ADMIN and CAP_SETUID)".to_string()
+            "not running as root (namespaces and the uid drop need CAP_SYS_ADMIN and CAP_SETUID)"
+                .to_string()
         };
         if sandbox.config.isolation == IsolationPolicy::Required {
             return Err(SandboxError::IsolationUnavailable {
@@ -202,14 +218,30 @@ impl Sandbox {
                 reason: first_failure,
             });
         }
-        let degraded = Layers { namespaces: false, drop_uid: is_root };
+        let degraded = Layers {
+            namespaces: false,
+            drop_uid: is_root,
+        };
         sandbox.layers = degraded;
         sandbox.report = report_for(degraded, &[first_failure]);
-        let out = sandbox.run(&probe)?;
+        let uid = sandbox.config.uid_base;
+        let out = sandbox
+            .run(&probe)
+            .map_err(|e| SandboxError::IsolationUnavailable {
+                layer: "rlimits only",
+                reason: format!(
+                "{e} (without a mount namespace the interpreter must be reachable by uid {uid}: \
+                 one under /root usually is not; configure another `python`)"
+            ),
+            })?;
         if out.exit != Exit::Code(0) {
             return Err(SandboxError::IsolationUnavailable {
                 layer: "rlimits only",
-                reason: format!("probe exited with {:?}: {}", out.exit, String::from_utf8_lossy(&out.stderr_tail)),
+                reason: format!(
+                    "probe exited with {:?}: {}",
+                    out.exit,
+                    String::from_utf8_lossy(&out.stderr_tail)
+                ),
             });
         }
         Ok(sandbox)
@@ -243,21 +275,27 @@ impl Sandbox {
         result
     }
 
+    /// Takes a uid no other run of this process uses (sandboxes with overlapping uid ranges
+    /// share the registry), waiting while all of this sandbox's uids are busy.
     fn acquire_slot(&self) -> u32 {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let (lock, freed) = &UIDS_IN_USE;
+        let mut in_use = lock.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(i) = slots.iter().position(|busy| !busy) {
-                slots[i] = true;
-                return i as u32;
+            let base = self.config.uid_base;
+            if let Some(slot) = (0..self.config.uid_slots).find(|s| !in_use.contains(&(base + s))) {
+                in_use.insert(base + slot);
+                return slot;
             }
-            slots = self.slot_freed.wait(slots).unwrap_or_else(|e| e.into_inner());
+            in_use = freed.wait(in_use).unwrap_or_else(|e| e.into_inner());
         }
     }
 
     fn release_slot(&self, slot: u32) {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots[slot as usize] = false;
-        self.slot_freed.notify_one();
+        let (lock, freed) = &UIDS_IN_USE;
+        lock.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(self.config.uid_base + slot));
+        freed.notify_all();
     }
 
     fn run_in_slot(&self, req: &RunRequest, limits: &Limits, slot: u32) -> Result<RunOutcome> {
@@ -265,16 +303,25 @@ impl Sandbox {
         let scratch = tempfile::Builder::new()
             .prefix("reprolm-sandbox-")
             .tempdir_in(&self.config.scratch_root)
-            .map_err(|source| SandboxError::Io { path: self.config.scratch_root.clone(), source })?;
+            .map_err(|source| SandboxError::Io {
+                path: self.config.scratch_root.clone(),
+                source,
+            })?;
         let host = scratch.path();
         let input = host.join("input");
         mkdir(&input, 0o755)?;
         for (name, bytes) in &req.files {
             if name.contains('/') || name == ".." || name.is_empty() {
-                return Err(SandboxError::Config { field: "files", reason: format!("bad file name {name:?}") });
+                return Err(SandboxError::Config {
+                    field: "files",
+                    reason: format!("bad file name {name:?}"),
+                });
             }
             let path = input.join(name);
-            std::fs::write(&path, bytes).map_err(|source| SandboxError::Io { path: path.clone(), source })?;
+            std::fs::write(&path, bytes).map_err(|source| SandboxError::Io {
+                path: path.clone(),
+                source,
+            })?;
             set_mode(&path, 0o644)?;
         }
         let (input_dir, work_dir) = if self.layers.namespaces {
@@ -307,12 +354,21 @@ impl Sandbox {
         work_dir: &Path,
     ) -> Result<PlanStrings> {
         let exe = cstr(self.python.executable.as_os_str())?;
-        let mut argv = vec![exe.clone(), cstr("-s")?, cstr("-B")?, cstr(input_dir.join(&req.script).as_os_str())?];
+        let mut argv = vec![
+            exe.clone(),
+            cstr("-s")?,
+            cstr("-B")?,
+            cstr(input_dir.join(&req.script).as_os_str())?,
+        ];
         for a in &req.args {
             argv.push(cstr(a.as_str())?);
         }
         let home = work_dir.to_string_lossy();
-        let tmp = if self.layers.namespaces { "/tmp".to_string() } else { home.to_string() };
+        let tmp = if self.layers.namespaces {
+            "/tmp".to_string()
+        } else {
+            home.to_string()
+        };
         let envp = [
             "PATH=/usr/local/bin:/usr/bin:/bin".to_string(),
             format!("HOME={home}"),
@@ -354,7 +410,10 @@ impl Sandbox {
         let mut ops = Vec::new();
         let mut made: Vec<PathBuf> = Vec::new();
         let tmpfs = |mode: &str| format!("size={},nr_inodes=4096,mode={mode}", limits.scratch);
-        ops.push(MountOp::Tmpfs { dst: cpath(&root)?, data: cstr(format!("size=4m,nr_inodes=4096,mode=755").as_str())? });
+        ops.push(MountOp::Tmpfs {
+            dst: cpath(&root)?,
+            data: cstr("size=4m,nr_inodes=4096,mode=755")?,
+        });
         let mut ro: Vec<PathBuf> = self.config.read_only_paths.clone();
         ro.extend(self.python.prefixes.iter().cloned());
         ro.sort();
@@ -365,29 +424,53 @@ impl Sandbox {
             if bound.iter().any(|b| p.starts_with(b)) {
                 continue;
             }
-            let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
             let inside = root.join(p.strip_prefix("/").unwrap_or(&p));
             push_mkdirs(&mut ops, &mut made, &root, inside.parent().unwrap_or(&root))?;
             if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&p).map_err(|source| SandboxError::Io { path: p.clone(), source })?;
-                ops.push(MountOp::Symlink { target: cpath(&target)?, link: cpath(&inside)? });
+                let target = std::fs::read_link(&p).map_err(|source| SandboxError::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+                ops.push(MountOp::Symlink {
+                    target: cpath(&target)?,
+                    link: cpath(&inside)?,
+                });
             } else if meta.is_dir() {
                 push_mkdirs(&mut ops, &mut made, &root, &inside)?;
-                ops.push(MountOp::Bind { src: cpath(&p)?, dst: cpath(&inside)? });
-                ops.push(MountOp::ReadOnly { dst: cpath(&inside)? });
+                ops.push(MountOp::Bind {
+                    src: cpath(&p)?,
+                    dst: cpath(&inside)?,
+                });
+                ops.push(MountOp::ReadOnly {
+                    dst: cpath(&inside)?,
+                });
                 bound.push(p);
             }
         }
         let input = root.join("input");
         push_mkdirs(&mut ops, &mut made, &root, &input)?;
-        ops.push(MountOp::Bind { src: cpath(&host.join("input"))?, dst: cpath(&input)? });
-        ops.push(MountOp::ReadOnly { dst: cpath(&input)? });
+        ops.push(MountOp::Bind {
+            src: cpath(&host.join("input"))?,
+            dst: cpath(&input)?,
+        });
+        ops.push(MountOp::ReadOnly {
+            dst: cpath(&input)?,
+        });
         for (dir, mode) in [("work", "700"), ("tmp", "1777")] {
             let d = root.join(dir);
             push_mkdirs(&mut ops, &mut made, &root, &d)?;
-            ops.push(MountOp::Tmpfs { dst: cpath(&d)?, data: cstr(tmpfs(mode).as_str())? });
+            ops.push(MountOp::Tmpfs {
+                dst: cpath(&d)?,
+                data: cstr(tmpfs(mode).as_str())?,
+            });
         }
-        ops.push(MountOp::Chown { path: cpath(&root.join("work"))?, uid });
+        ops.push(MountOp::Chown {
+            path: cpath(&root.join("work"))?,
+            uid,
+        });
         let dev = root.join("dev");
         push_mkdirs(&mut ops, &mut made, &root, &dev)?;
         for node in ["null", "zero", "full", "random", "urandom"] {
@@ -395,23 +478,43 @@ impl Sandbox {
             if src.exists() {
                 let dst = dev.join(node);
                 ops.push(MountOp::Touch { path: cpath(&dst)? });
-                ops.push(MountOp::Bind { src: cpath(&src)?, dst: cpath(&dst)? });
+                ops.push(MountOp::Bind {
+                    src: cpath(&src)?,
+                    dst: cpath(&dst)?,
+                });
             }
         }
-        for (name, target) in
-            [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
-        {
-            ops.push(MountOp::Symlink { target: cstr(target)?, link: cpath(&dev.join(name))? });
+        for (name, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            ops.push(MountOp::Symlink {
+                target: cstr(target)?,
+                link: cpath(&dev.join(name))?,
+            });
         }
         let shm = dev.join("shm");
         push_mkdirs(&mut ops, &mut made, &root, &shm)?;
-        ops.push(MountOp::Tmpfs { dst: cpath(&shm)?, data: cstr(tmpfs("1777").as_str())? });
+        ops.push(MountOp::Tmpfs {
+            dst: cpath(&shm)?,
+            data: cstr(tmpfs("1777").as_str())?,
+        });
         let proc_dir = root.join("proc");
         push_mkdirs(&mut ops, &mut made, &root, &proc_dir)?;
-        ops.push(MountOp::Proc { dst: cpath(&proc_dir)? });
+        ops.push(MountOp::Proc {
+            dst: cpath(&proc_dir)?,
+        });
         let old = root.join(".oldroot");
         push_mkdirs(&mut ops, &mut made, &root, &old)?;
-        Ok(MountPlan { ops, new_root: cpath(&root)?, put_old: cpath(&old)?, old_inside: cstr("/.oldroot")?, slash: cstr("/")? })
+        Ok(MountPlan {
+            ops,
+            new_root: cpath(&root)?,
+            put_old: cpath(&old)?,
+            old_inside: cstr("/.oldroot")?,
+            slash: cstr("/")?,
+        })
     }
 }
 
@@ -419,10 +522,18 @@ fn report_for(layers: Layers, reasons: &[String]) -> IsolationReport {
     let ns = layers.namespaces;
     let mut warnings = Vec::new();
     if !ns {
-        let why = reasons.first().map(|r| format!(" ({r})")).unwrap_or_default();
-        warnings.push(format!("network is NOT isolated: no network namespace{why}"));
-        warnings.push("filesystem is NOT isolated: no mount namespace; only file permissions protect host files".into());
-        warnings.push("no PID namespace: leftover processes are killed by process group and uid scan".into());
+        let why = reasons
+            .first()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        warnings.push(format!(
+            "network is NOT isolated: no network namespace{why}"
+        ));
+        warnings
+            .push("filesystem is NOT isolated: no mount namespace; only file permissions protect host files".into());
+        warnings.push(
+            "no PID namespace: leftover processes are killed by process group and uid scan".into(),
+        );
     }
     if !layers.drop_uid {
         warnings.push("program runs as the caller's uid: RLIMIT_NPROC does not bind root, kill(-1) reaches the caller's processes".into());
@@ -439,19 +550,27 @@ fn report_for(layers: Layers, reasons: &[String]) -> IsolationReport {
 }
 
 fn resolve_python(name: &str) -> Result<PythonInfo> {
-    let err = |reason: String| SandboxError::Interpreter { interpreter: name.to_string(), reason };
+    let err = |reason: String| SandboxError::Interpreter {
+        interpreter: name.to_string(),
+        reason,
+    };
     let out = std::process::Command::new(name)
         .args(["-c", "import sys,os\nfor p in (sys.executable, sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix): print(os.path.realpath(p))"])
         .env_remove("PYTHONPATH")
         .output()
         .map_err(|e| err(format!("cannot start: {e}")))?;
     if !out.status.success() {
-        return Err(err(format!("query failed: {}", String::from_utf8_lossy(&out.stderr))));
+        return Err(err(format!(
+            "query failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<PathBuf> = text.lines().map(PathBuf::from).collect();
     if lines.len() != 5 || !lines.iter().all(|p| p.is_absolute()) {
-        return Err(err(format!("unexpected answer to the path query: {text:?}")));
+        return Err(err(format!(
+            "unexpected answer to the path query: {text:?}"
+        )));
     }
     let mut prefixes: Vec<PathBuf> = lines[1..].to_vec();
     if let Some(dir) = lines[0].parent() {
@@ -459,10 +578,18 @@ fn resolve_python(name: &str) -> Result<PythonInfo> {
     }
     prefixes.sort();
     prefixes.dedup();
-    Ok(PythonInfo { executable: lines[0].clone(), prefixes })
+    Ok(PythonInfo {
+        executable: lines[0].clone(),
+        prefixes,
+    })
 }
 
-fn push_mkdirs(ops: &mut Vec<MountOp>, made: &mut Vec<PathBuf>, root: &Path, dir: &Path) -> Result<()> {
+fn push_mkdirs(
+    ops: &mut Vec<MountOp>,
+    made: &mut Vec<PathBuf>,
+    root: &Path,
+    dir: &Path,
+) -> Result<()> {
     let mut chain = Vec::new();
     let mut cur = Some(dir);
     while let Some(d) = cur {
@@ -508,17 +635,27 @@ fn cpath(p: &Path) -> Result<CString> {
 }
 
 fn mkdir(p: &Path, mode: u32) -> Result<()> {
-    std::fs::create_dir(p).map_err(|source| SandboxError::Io { path: p.to_path_buf(), source })?;
+    std::fs::create_dir(p).map_err(|source| SandboxError::Io {
+        path: p.to_path_buf(),
+        source,
+    })?;
     set_mode(p, mode)
 }
 
 fn set_mode(p: &Path, mode: u32) -> Result<()> {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-        .map_err(|source| SandboxError::Io { path: p.to_path_buf(), source })
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        SandboxError::Io {
+            path: p.to_path_buf(),
+            source,
+        }
+    })
 }
 
 fn chown(p: &Path, uid: u32) -> Result<()> {
-    std::os::unix::fs::chown(p, Some(uid), Some(uid)).map_err(|source| SandboxError::Io { path: p.to_path_buf(), source })
+    std::os::unix::fs::chown(p, Some(uid), Some(uid)).map_err(|source| SandboxError::Io {
+        path: p.to_path_buf(),
+        source,
+    })
 }
 
 /// Mount steps executed by `init`, in order, on paths below the new root (host view).
@@ -575,6 +712,10 @@ struct PlanStrings {
 // Child -> supervisor messages on the report pipe: [kind, a, b] as native-endian i32.
 const MSG_SETUP_FAILED: i32 = 1;
 const MSG_STATUS: i32 = 2;
+const MSG_STARTED: i32 = 3;
+/// Longest time namespace and mount setup may take before the run counts as a sandbox failure.
+/// Setup time is not charged to the program: its wall clock starts when it has been forked.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 // Setup step ids beyond the mount ops (which use their index).
 const STEP_PRIVATE: i32 = 100_000;
 const STEP_PIVOT: i32 = 100_001;
@@ -607,7 +748,11 @@ fn step_name(plan: &PlanStrings, step: i32) -> String {
         STEP_CHDIR_WORK => format!("chdir {}", plan.workdir.to_string_lossy()),
         STEP_EXEC => format!("execve {}", plan.exe.to_string_lossy()),
         STEP_NO_NEW_PRIVS => "PR_SET_NO_NEW_PRIVS".into(),
-        i => plan.step_names.get(i as usize).cloned().unwrap_or_else(|| format!("step {i}")),
+        i => plan
+            .step_names
+            .get(i as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("step {i}")),
     }
 }
 
@@ -639,7 +784,12 @@ impl Drop for Fd {
     }
 }
 
-fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) -> Result<RunOutcome> {
+fn supervise(
+    plan: &PlanStrings,
+    stdin: &[u8],
+    limits: &Limits,
+    layers: Layers,
+) -> Result<RunOutcome> {
     let (in_r, in_w) = pipe()?;
     let (in_r, in_w) = (Fd(in_r), Fd(in_w));
     let (out_r, out_w) = pipe()?;
@@ -653,10 +803,20 @@ fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) 
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|c| c.as_ptr()).collect();
     envp.push(std::ptr::null());
-    let child = ChildPlan { strings: plan, argv, envp, fds: [in_r.0, out_w.0, err_w.0, rep_w.0], drop_uid: layers.drop_uid };
+    let child = ChildPlan {
+        strings: plan,
+        argv,
+        envp,
+        fds: [in_r.0, out_w.0, err_w.0, rep_w.0],
+        drop_uid: layers.drop_uid,
+    };
 
     let flags = if layers.namespaces {
-        libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS
+        libc::CLONE_NEWPID
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS
     } else {
         0
     };
@@ -667,23 +827,34 @@ fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) 
     let pid = unsafe {
         let top = stack.as_mut_ptr().add(stack.len());
         let top = (top as usize & !15) as *mut libc::c_void;
-        libc::clone(init_entry, top, flags | libc::SIGCHLD, &child as *const ChildPlan as *mut libc::c_void)
+        libc::clone(
+            init_entry,
+            top,
+            flags | libc::SIGCHLD,
+            &child as *const ChildPlan as *mut libc::c_void,
+        )
     };
     if pid < 0 {
         return Err(SandboxError::last_os(format!("clone(flags={flags:#x})")));
     }
     drop((in_r, out_w, err_w, rep_w));
-    let killer = Killer { pid, namespaces: layers.namespaces };
+    let killer = Killer {
+        pid,
+        namespaces: layers.namespaces,
+        uid: layers.drop_uid.then_some(plan.uid),
+    };
     let io = pump(&killer, in_w, out_r, err_r, rep_r, stdin, limits, start);
     let mut status = 0;
     loop {
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)) {
+        if r == pid
+            || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
+        {
             break;
         }
     }
-    let wall = start.elapsed();
     let io = io?;
+    let started = io.started.unwrap_or(start);
     drop(stack);
     if let Some((step, errno)) = io.setup_failure {
         return Err(SandboxError::ChildSetup {
@@ -702,27 +873,49 @@ fn supervise(plan: &PlanStrings, stdin: &[u8], limits: &Limits, layers: Layers) 
         stderr_tail: io.stderr_tail,
         timed_out: io.timed_out,
         output_limited: io.output_limited,
-        wall,
+        wall: started.elapsed(),
+        setup: started - start,
     })
 }
 
 struct Killer {
     pid: libc::pid_t,
     namespaces: bool,
+    /// The program's uid when it differs from ours (then every process of it is the program's).
+    uid: Option<u32>,
 }
 
 impl Killer {
     fn kill(&self) {
         // With a PID namespace, killing its init kills every process in it. Without one the
-        // program's session is killed (and the uid scan after the run catches escapees).
+        // program's process group is killed, then every process of its uid (which catches
+        // children that left the group with setsid).
         unsafe {
             libc::kill(self.pid, libc::SIGKILL);
             if !self.namespaces {
                 libc::kill(-self.pid, libc::SIGKILL);
             }
         }
+        self.kill_leftovers();
+    }
+
+    /// After the program ended: without a PID namespace nothing else ends its descendants.
+    fn kill_leftovers(&self) {
+        if !self.namespaces {
+            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+            if let Some(uid) = self.uid {
+                kill_uid(uid);
+            }
+        }
     }
 }
+
+/// How long output is still read after the program's end was reported; what a leftover
+/// process (only possible without a PID namespace) writes later is not part of the result.
+const DRAIN: Duration = Duration::from_millis(500);
+/// Same after a kill: a process that escaped the kill (possible only without a PID namespace
+/// and without a uid of its own) must not keep the supervisor reading forever.
+const KILL_DRAIN: Duration = Duration::from_secs(2);
 
 struct PumpResult {
     stdout: Vec<u8>,
@@ -731,6 +924,7 @@ struct PumpResult {
     output_limited: bool,
     setup_failure: Option<(i32, i32)>,
     program_status: Option<i32>,
+    started: Option<Instant>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -763,21 +957,37 @@ fn pump(
     let mut timed_out = false;
     let mut output_limited = false;
     let mut killed = false;
-    let deadline = start + limits.wall_time;
+    let mut deadline = start + SETUP_TIMEOUT;
+    let mut started = None;
+    let mut parsed = 0usize;
+    let mut drain_until: Option<Instant> = None;
     let mut buf = vec![0u8; 64 << 10];
     while open.iter().any(|o| *o) {
         let mut pfds = Vec::with_capacity(4);
         let src = [&out_r, &err_r, &rep_r];
         for (i, fd) in src.iter().enumerate() {
             if open[i] {
-                pfds.push(libc::pollfd { fd: fd.0, events: libc::POLLIN, revents: 0 });
+                pfds.push(libc::pollfd {
+                    fd: fd.0,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
             }
         }
         if let Some(w) = &in_w {
-            pfds.push(libc::pollfd { fd: w.0, events: libc::POLLOUT, revents: 0 });
+            pfds.push(libc::pollfd {
+                fd: w.0,
+                events: libc::POLLOUT,
+                revents: 0,
+            });
         }
         let now = Instant::now();
-        let timeout_ms = if killed {
+        if drain_until.is_some_and(|d| now >= d) {
+            break;
+        }
+        let timeout_ms = if let Some(d) = drain_until {
+            (d - now).as_millis() as i32 + 1
+        } else if killed {
             1000
         } else if now >= deadline {
             0
@@ -793,8 +1003,16 @@ fn pump(
             return Err(SandboxError::last_os("poll"));
         }
         if !killed && Instant::now() >= deadline {
+            if started.is_none() {
+                killer.kill();
+                return Err(SandboxError::ChildSetup {
+                    step: format!("namespace and mount setup (over {SETUP_TIMEOUT:?})"),
+                    source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+                });
+            }
             timed_out = true;
             killed = true;
+            drain_until.get_or_insert(Instant::now() + KILL_DRAIN);
             killer.kill();
         }
         for p in &pfds {
@@ -815,10 +1033,21 @@ fn pump(
                 }
                 continue;
             }
-            let idx = if p.fd == out_r.0 { 0 } else if p.fd == err_r.0 { 1 } else { 2 };
+            let idx = if p.fd == out_r.0 {
+                0
+            } else if p.fd == err_r.0 {
+                1
+            } else {
+                2
+            };
             let r = unsafe { libc::read(p.fd, buf.as_mut_ptr().cast(), buf.len()) };
             if r == 0 {
                 open[idx] = false;
+                if idx == 2 && drain_until.is_none() {
+                    // init has exited: the program is over.
+                    killer.kill_leftovers();
+                    drain_until = Some(Instant::now() + DRAIN);
+                }
                 continue;
             }
             if r < 0 {
@@ -837,6 +1066,7 @@ fn pump(
                     if chunk.len() > room && !killed {
                         output_limited = true;
                         killed = true;
+                        drain_until.get_or_insert(Instant::now() + KILL_DRAIN);
                         killer.kill();
                     }
                 }
@@ -849,10 +1079,24 @@ fn pump(
                     if stderr_total > limits.output && !killed {
                         output_limited = true;
                         killed = true;
+                        drain_until.get_or_insert(Instant::now() + KILL_DRAIN);
                         killer.kill();
                     }
                 }
-                _ => report.extend_from_slice(chunk),
+                _ => {
+                    report.extend_from_slice(chunk);
+                    while report.len() >= parsed + 12 {
+                        let kind = i32::from_ne_bytes(
+                            report[parsed..parsed + 4].try_into().expect("4 bytes"),
+                        );
+                        parsed += 12;
+                        if kind == MSG_STARTED && started.is_none() {
+                            let now = Instant::now();
+                            started = Some(now);
+                            deadline = now + limits.wall_time;
+                        }
+                    }
+                }
             }
         }
     }
@@ -862,14 +1106,23 @@ fn pump(
     let mut setup_failure = None;
     let mut program_status = None;
     for msg in report.chunks_exact(12) {
-        let word = |i: usize| i32::from_ne_bytes(msg[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+        let word =
+            |i: usize| i32::from_ne_bytes(msg[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
         match word(0) {
             MSG_SETUP_FAILED if setup_failure.is_none() => setup_failure = Some((word(1), word(2))),
             MSG_STATUS => program_status = Some(word(1)),
             _ => {}
         }
     }
-    Ok(PumpResult { stdout, stderr_tail, timed_out, output_limited, setup_failure, program_status })
+    Ok(PumpResult {
+        stdout,
+        stderr_tail,
+        timed_out,
+        output_limited,
+        setup_failure,
+        program_status,
+        started,
+    })
 }
 
 /// Kills every process owned by `uid` (used only without a PID namespace). Repeats until a
@@ -877,16 +1130,26 @@ fn pump(
 fn kill_uid(uid: u32) {
     for _ in 0..200 {
         let mut found = false;
-        let Ok(dir) = std::fs::read_dir("/proc") else { return };
+        // Zombies keep their uid until reaped by whoever inherited them; they run nothing.
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
         for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-            let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+                continue;
+            };
             let owner = status
                 .lines()
                 .find_map(|l| l.strip_prefix("Uid:"))
                 .and_then(|l| l.split_whitespace().next())
                 .and_then(|u| u.parse::<u32>().ok());
-            if owner == Some(uid) {
+            let zombie = status
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'));
+            if owner == Some(uid) && !zombie {
                 found = true;
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
@@ -955,19 +1218,27 @@ unsafe fn init_main(plan: &ChildPlan) -> libc::c_int {
     // Own session and process group, inherited by the program: without a PID namespace,
     // killing this group is the fallback way to end it.
     libc::setsid();
+    // A caller that ignores SIGCHLD would make the kernel reap the program before we can read
+    // its status.
+    libc::signal(libc::SIGCHLD, libc::SIG_DFL);
     let Some([stdin_r, stdout_w, stderr_w, rep]) = isolate_fds(plan.fds) else {
         libc::_exit(127)
     };
     if let Some(m) = &plan.strings.mounts {
         setup_mounts(m, rep);
     }
-    let pid = libc::fork();
+    // Not libc::fork(): glibc's fork takes malloc and other internal locks, which another
+    // thread of the supervisor may have held at the moment this process was cloned (they are
+    // copied locked and nobody here will unlock them). A bare clone syscall takes no locks.
+    let pid =
+        libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) as libc::pid_t;
     if pid < 0 {
         fail(rep, STEP_FORK);
     }
     if pid == 0 {
         exec_program(plan, [stdin_r, stdout_w, stderr_w], rep);
     }
+    report(rep, MSG_STARTED, pid, 0);
     libc::close(stdin_r);
     libc::close(stdout_w);
     libc::close(stderr_w);
@@ -989,28 +1260,57 @@ unsafe fn init_main(plan: &ChildPlan) -> libc::c_int {
 
 unsafe fn setup_mounts(m: &MountPlan, rep: libc::c_int) {
     let null = std::ptr::null::<libc::c_char>();
-    if libc::mount(null, m.slash.as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+    if libc::mount(
+        null,
+        m.slash.as_ptr(),
+        null,
+        libc::MS_REC | libc::MS_PRIVATE,
+        std::ptr::null(),
+    ) != 0
+    {
         fail(rep, STEP_PRIVATE);
     }
     let tmpfs = c"tmpfs".as_ptr();
     let proc_ = c"proc".as_ptr();
     for (i, op) in m.ops.iter().enumerate() {
         let ok = match op {
-            MountOp::Mkdir { path } => libc::mkdir(path.as_ptr(), 0o755) == 0 || errno() == libc::EEXIST,
+            MountOp::Mkdir { path } => {
+                libc::mkdir(path.as_ptr(), 0o755) == 0 || errno() == libc::EEXIST
+            }
             MountOp::Touch { path } => {
-                let fd = libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                let fd = libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                );
                 fd >= 0 && libc::close(fd) == 0
             }
             MountOp::Symlink { target, link } => libc::symlink(target.as_ptr(), link.as_ptr()) == 0,
             MountOp::Bind { src, dst } => {
-                libc::mount(src.as_ptr(), dst.as_ptr(), null, libc::MS_BIND, std::ptr::null()) == 0
+                libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    null,
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) == 0
             }
             MountOp::ReadOnly { dst } => {
-                let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+                let flags = libc::MS_BIND
+                    | libc::MS_REMOUNT
+                    | libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV;
                 libc::mount(null, dst.as_ptr(), null, flags, std::ptr::null()) == 0
             }
             MountOp::Tmpfs { dst, data } => {
-                libc::mount(tmpfs, dst.as_ptr(), tmpfs, libc::MS_NOSUID | libc::MS_NODEV, data.as_ptr().cast()) == 0
+                libc::mount(
+                    tmpfs,
+                    dst.as_ptr(),
+                    tmpfs,
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    data.as_ptr().cast(),
+                ) == 0
             }
             MountOp::Proc { dst } => {
                 let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -1022,7 +1322,12 @@ unsafe fn setup_mounts(m: &MountPlan, rep: libc::c_int) {
             fail(rep, i as i32);
         }
     }
-    if libc::syscall(libc::SYS_pivot_root, m.new_root.as_ptr(), m.put_old.as_ptr()) != 0 {
+    if libc::syscall(
+        libc::SYS_pivot_root,
+        m.new_root.as_ptr(),
+        m.put_old.as_ptr(),
+    ) != 0
+    {
         fail(rep, STEP_PIVOT);
     }
     if libc::chdir(m.slash.as_ptr()) != 0 {
@@ -1032,7 +1337,8 @@ unsafe fn setup_mounts(m: &MountPlan, rep: libc::c_int) {
         fail(rep, STEP_UMOUNT_OLD);
     }
     libc::rmdir(m.old_inside.as_ptr());
-    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+    let flags =
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
     if libc::mount(null, m.slash.as_ptr(), null, flags, std::ptr::null()) != 0 {
         fail(rep, STEP_RO_ROOT);
     }
@@ -1052,21 +1358,31 @@ unsafe fn exec_program(plan: &ChildPlan, stdio: [libc::c_int; 3], rep: libc::c_i
     libc::sigemptyset(&mut empty);
     libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     for (res, value) in &plan.strings.rlimits {
-        let lim = libc::rlimit { rlim_cur: *value, rlim_max: *value };
+        let lim = libc::rlimit {
+            rlim_cur: *value,
+            rlim_max: *value,
+        };
         // CPU: a soft limit below the hard one sends SIGXCPU first; both end the program.
         if libc::setrlimit(*res, &lim) != 0 {
             fail(rep, STEP_RLIMIT);
         }
     }
     if plan.drop_uid {
-        let uid = plan.strings.uid;
-        if libc::setgroups(0, std::ptr::null()) != 0 {
+        // Raw syscalls: glibc's wrappers would try to change the credentials of every thread it
+        // believes exists, i.e. the supervisor's threads, which are not in this process.
+        let uid = plan.strings.uid as libc::c_long;
+        if libc::syscall(
+            libc::SYS_setgroups,
+            0 as libc::c_long,
+            std::ptr::null::<libc::gid_t>(),
+        ) != 0
+        {
             fail(rep, STEP_SETGROUPS);
         }
-        if libc::setresgid(uid, uid, uid) != 0 {
+        if libc::syscall(libc::SYS_setresgid, uid, uid, uid) != 0 {
             fail(rep, STEP_SETGID);
         }
-        if libc::setresuid(uid, uid, uid) != 0 {
+        if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
             fail(rep, STEP_SETUID);
         }
     }
@@ -1076,7 +1392,137 @@ unsafe fn exec_program(plan: &ChildPlan, stdio: [libc::c_int; 3], rep: libc::c_i
     if libc::chdir(plan.strings.workdir.as_ptr()) != 0 {
         fail(rep, STEP_CHDIR_WORK);
     }
-    libc::execve(plan.strings.exe.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+    libc::execve(
+        plan.strings.exe.as_ptr(),
+        plan.argv.as_ptr(),
+        plan.envp.as_ptr(),
+    );
     fail(rep, STEP_EXEC)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Live (non-zombie) processes of `uid`.
+    fn uid_processes(uid: u32) -> usize {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("status"))
+                    .ok()
+                    .is_some_and(|s| {
+                        let zombie = s
+                            .lines()
+                            .any(|l| l.starts_with("State:") && l.contains('Z'));
+                        !zombie
+                            && s.lines()
+                                .find_map(|l| l.strip_prefix("Uid:"))
+                                .and_then(|l| l.split_whitespace().next())
+                                == Some(&uid.to_string())
+                    })
+            })
+            .count()
+    }
+
+    fn small() -> SandboxConfig {
+        let limits = Limits {
+            wall_time: Duration::from_secs(2),
+            address_space: 256 << 20,
+            ..Limits::default()
+        };
+        // Without a mount namespace the interpreter must be reachable by the sandbox uid, which a
+        // pyenv interpreter under /root is not: use the system one.
+        let python = if Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3"
+        } else {
+            "python3"
+        };
+        SandboxConfig {
+            limits,
+            uid_slots: 1,
+            python: python.into(),
+            ..SandboxConfig::default()
+        }
+    }
+
+    #[test]
+    fn degraded_mode_still_cleans_up_by_uid() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP: needs root to drop to a sandbox uid");
+            return;
+        }
+        let Ok(mut sandbox) = Sandbox::new(small()) else {
+            eprintln!("SKIP: sandbox unavailable");
+            return;
+        };
+        // What a machine without namespaces gets: uid drop, rlimits, session kill, uid scan.
+        let layers = Layers {
+            namespaces: false,
+            drop_uid: true,
+        };
+        sandbox.layers = layers;
+        sandbox.report = report_for(layers, &["forced by test".into()]);
+        assert!(!sandbox.isolation().is_complete());
+        assert!(sandbox
+            .isolation()
+            .warnings
+            .iter()
+            .any(|w| w.contains("network is NOT isolated")));
+        let uid = sandbox.config.uid_base;
+        let detach = "import os\nif os.fork() == 0:\n    os.setsid()\n    os.execv('/bin/sleep', ['sleep', '300'])\nprint(os.getuid(), os.getcwd().startswith('/work'))\n";
+        let t = Instant::now();
+        let out = sandbox.run(&RunRequest::script(detach, "")).unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "waited for the detached child's output"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{uid} False\n")
+        );
+        assert_eq!(uid_processes(uid), 0, "detached child survived");
+        let out = sandbox
+            .run(&RunRequest::script("import time\ntime.sleep(60)\n", ""))
+            .unwrap();
+        assert!(out.timed_out);
+        assert_eq!(uid_processes(uid), 0);
+    }
+
+    #[test]
+    fn setup_errors_name_the_step() {
+        let Ok(sandbox) = Sandbox::new(small()) else {
+            eprintln!("SKIP: sandbox unavailable");
+            return;
+        };
+        let req = RunRequest {
+            files: vec![("a/b".into(), vec![])],
+            ..RunRequest::script("", "")
+        };
+        let e = sandbox.run(&req).unwrap_err().to_string();
+        assert!(e.contains("files") && e.contains("a/b"), "{e}");
+    }
+
+    #[test]
+    fn isolation_report_round_trips_for_manifests() {
+        let r = report_for(
+            Layers {
+                namespaces: false,
+                drop_uid: false,
+            },
+            &["EPERM".into()],
+        );
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<IsolationReport>(&json).unwrap(), r);
+        assert!(r.warnings.iter().any(|w| w.contains("EPERM")));
+        assert!(report_for(
+            Layers {
+                namespaces: true,
+                drop_uid: true
+            },
+            &[]
+        )
+        .is_complete());
+    }
+}

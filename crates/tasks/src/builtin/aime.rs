@@ -27,7 +27,15 @@ pub struct Aime24 {
 impl Aime24 {
     /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`.
     pub fn boxed(options: &TaskOptions) -> Result<Box<dyn Task>> {
-        Ok(Box::new(Aime24 { fields: Fields::new(&["problem", "question"], &["answer"], &["id"], options, "aime24")? }))
+        Ok(Box::new(Aime24 {
+            fields: Fields::new(
+                &["problem", "question"],
+                &["answer"],
+                &["id"],
+                options,
+                "aime24",
+            )?,
+        }))
     }
 }
 
@@ -44,7 +52,10 @@ impl Task for Aime24 {
         "1"
     }
     fn default_source(&self) -> DataSource {
-        DataSource::Hub(HubDataset::new("AI-MO/aimo-validation-aime", &["data/train-00000-of-00001.parquet"]))
+        DataSource::Hub(HubDataset::new(
+            "AI-MO/aimo-validation-aime",
+            &["data/train-00000-of-00001.parquet"],
+        ))
     }
     fn size_hint(&self) -> Option<usize> {
         Some(30)
@@ -53,14 +64,22 @@ impl Task for Aime24 {
         // The AI-MO file holds 2022-2024; like the reference, keep 2024 by URL. Records without a
         // URL (a user's own file) are kept.
         load_math(self.name(), self.version(), source, &self.fields, |r| {
-            r.fields.get("url").and_then(|u| u.as_str()).is_none_or(|u| u.contains("2024"))
+            r.fields
+                .get("url")
+                .and_then(|u| u.as_str())
+                .is_none_or(|u| u.contains("2024"))
         })
     }
     fn messages(&self, problem: &Problem) -> Vec<ChatMessage> {
-        vec![ChatMessage::user(boxed_prefix(problem.metadata_str("question").unwrap_or_default()))]
+        vec![ChatMessage::user(boxed_prefix(
+            problem.metadata_str("question").unwrap_or_default(),
+        ))]
     }
     fn score(&self, problem: &Problem, response: &str) -> Result<Score> {
-        Ok(grading::math(problem.answer.as_deref().unwrap_or_default(), response))
+        Ok(grading::math(
+            problem.answer.as_deref().unwrap_or_default(),
+            response,
+        ))
     }
 }
 
@@ -73,7 +92,15 @@ pub struct Aime25 {
 impl Aime25 {
     /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`.
     pub fn boxed(options: &TaskOptions) -> Result<Box<dyn Task>> {
-        Ok(Box::new(Aime25 { fields: Fields::new(&["question", "problem"], &["answer"], &["id"], options, "aime25")? }))
+        Ok(Box::new(Aime25 {
+            fields: Fields::new(
+                &["question", "problem"],
+                &["answer"],
+                &["id"],
+                options,
+                "aime25",
+            )?,
+        }))
     }
 }
 
@@ -90,7 +117,10 @@ impl Task for Aime25 {
         "1"
     }
     fn default_source(&self) -> DataSource {
-        DataSource::Hub(HubDataset::new("opencompass/AIME2025", &["aime2025-I.jsonl", "aime2025-II.jsonl"]))
+        DataSource::Hub(HubDataset::new(
+            "opencompass/AIME2025",
+            &["aime2025-I.jsonl", "aime2025-II.jsonl"],
+        ))
     }
     fn size_hint(&self) -> Option<usize> {
         Some(30)
@@ -100,9 +130,14 @@ impl Task for Aime25 {
     }
     fn messages(&self, problem: &Problem) -> Vec<ChatMessage> {
         let question = problem.metadata_str("question").unwrap_or_default();
-        vec![ChatMessage::user(format!("{question}\nReturn your final response within \\boxed{{}}"))]
+        vec![ChatMessage::user(format!(
+            "{question}\nReturn your final response within \\boxed{{}}"
+        ))]
     }
     fn score(&self, problem: &Problem, response: &str) -> Result<Score> {
-        Ok(grading::math(problem.answer.as_deref().unwrap_or_default(), response))
+        Ok(grading::math(
+            problem.answer.as_deref().unwrap_or_default(),
+            response,
+        ))
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! It exists so that `reprolm run` works on any machine with no download: the embedded default
 //! model is trained on the train split of [`crate::arith::generate`], and this task evaluates on
-//! the disjoint test split. There is no paper or reference implementation; the prompt is the
-//! MATH500 template (`Return your final response within \boxed{}. {question}`), so the same
-//! extraction grades it. The main variant is 100 test problems from the run seed.
+//! the disjoint test split. There is no paper or reference implementation. The prompt is the
+//! question alone (`What is 48 + 27 - 19 + 6 * 3?`), exactly what the embedded model saw in
+//! training; it answers with `\boxed{}`, so the math grader scores it. The main variant is 100 test
+//! problems from the run seed.
 //!
 //! A jsonl/json/csv/parquet file with `question` and `answer` fields (and optionally `id`) can be
 //! given instead, e.g. to evaluate a fixed, saved problem list.
@@ -13,7 +14,6 @@ use serde_json::{json, Map};
 
 use crate::arith::{generate, Split};
 use crate::builtin::math500::{load_math, Fields};
-use crate::builtin::{boxed_prefix, finish};
 use crate::data::{DataSource, Location};
 use crate::error::Result;
 use crate::grading;
@@ -40,7 +40,10 @@ impl Arith {
         if count == 0 {
             return Err(params.bad("n", "0", "at least one problem".into()));
         }
-        Ok(Box::new(Arith { seed: options.seed, count }))
+        Ok(Box::new(Arith {
+            seed: options.seed,
+            count,
+        }))
     }
 }
 
@@ -64,7 +67,11 @@ impl Task for Arith {
     }
     fn load(&self, source: &DataSource) -> Result<Dataset> {
         if *source != DataSource::Generated {
-            let fields = Fields { problem: vec!["question".into()], answer: vec!["answer".into()], id: vec!["id".into()] };
+            let fields = Fields {
+                problem: vec!["question".into()],
+                answer: vec!["answer".into()],
+                id: vec!["id".into()],
+            };
             return load_math(NAME, self.version(), source, &fields, |_| true);
         }
         let problems = generate(Split::Test, self.seed, self.count)
@@ -77,18 +84,34 @@ impl Task for Arith {
                 fields.insert("solution".into(), p.solution.into());
                 let mut metadata = Map::new();
                 metadata.insert("question".into(), p.question.into());
-                let location = Location { path: "generated".into(), line: i + 1 };
-                (Problem { id: p.id, answer: Some(p.answer.to_string()), fields, metadata }, location)
+                let location = Location {
+                    path: "generated".into(),
+                    line: i + 1,
+                };
+                (
+                    Problem {
+                        id: p.id,
+                        answer: Some(p.answer.to_string()),
+                        fields,
+                        metadata,
+                    },
+                    location,
+                )
             })
             .collect();
         let settings = json!({ "split": "test", "seed": self.seed, "n": self.count });
-        finish(NAME, self.version(), source, Vec::new(), settings, problems)
+        Dataset::new(NAME, self.version(), source, Vec::new(), settings, problems)
     }
     fn messages(&self, problem: &Problem) -> Vec<ChatMessage> {
-        vec![ChatMessage::user(boxed_prefix(problem.metadata_str("question").unwrap_or_default()))]
+        vec![ChatMessage::user(
+            problem.metadata_str("question").unwrap_or_default(),
+        )]
     }
     fn score(&self, problem: &Problem, response: &str) -> Result<Score> {
-        Ok(grading::math(problem.answer.as_deref().unwrap_or_default(), response))
+        Ok(grading::math(
+            problem.answer.as_deref().unwrap_or_default(),
+            response,
+        ))
     }
 }
 
@@ -105,14 +128,22 @@ mod tests {
         assert_eq!(data.sha256().len(), 64);
         let p = &data.problems[0];
         let q = p.field_str("question").unwrap();
-        assert_eq!(task.messages(p)[0].content, format!("Return your final response within \\boxed{{}}. {q}"));
+        assert_eq!(task.messages(p)[0].content, q);
+        assert!(q.starts_with("What is ") && q.ends_with('?'), "{q}");
         let solution = p.field_str("solution").unwrap();
-        assert!(task.score(p, solution).unwrap().correct, "its own worked solution must score");
-        let wrong = format!("\\boxed{{{}}}", p.answer.as_deref().unwrap().parse::<i64>().unwrap() + 1);
+        assert!(
+            task.score(p, solution).unwrap().correct,
+            "its own worked solution must score"
+        );
+        let wrong = format!(
+            "\\boxed{{{}}}",
+            p.answer.as_deref().unwrap().parse::<i64>().unwrap() + 1
+        );
         assert!(!task.score(p, &wrong).unwrap().correct);
         // Same seed, same problems; another seed, others.
         assert_eq!(task.load_default().unwrap(), data);
-        let other = Arith::boxed(&TaskOptions::default().with_seed(7).with_param("n", "5")).unwrap();
+        let other =
+            Arith::boxed(&TaskOptions::default().with_seed(7).with_param("n", "5")).unwrap();
         assert_ne!(other.load_default().unwrap().problems, data.problems);
     }
 }

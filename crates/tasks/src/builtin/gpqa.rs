@@ -25,8 +25,9 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map};
 use sha2::{Digest, Sha256};
 
-use crate::builtin::finish;
-use crate::data::{self, parse_bytes, read_source, DataSource, Format, HubDataset, RawData, Record};
+use crate::data::{
+    self, parse_bytes, read_source, DataSource, Format, HubDataset, RawData, Record,
+};
 use crate::error::{Error, Result};
 use crate::grading;
 use crate::options::TaskOptions;
@@ -38,7 +39,12 @@ pub const PASSWORD_ENV: &str = "REPROLM_GPQA_PASSWORD";
 
 const NAME: &str = "gpqa_diamond";
 const LETTERS: [char; 4] = ['A', 'B', 'C', 'D'];
-const ANSWER_FIELDS: [&str; 4] = ["Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"];
+const ANSWER_FIELDS: [&str; 4] = [
+    "Correct Answer",
+    "Incorrect Answer 1",
+    "Incorrect Answer 2",
+    "Incorrect Answer 3",
+];
 
 /// The `gpqa_diamond` task.
 #[derive(Debug, Clone)]
@@ -56,23 +62,41 @@ impl GpqaDiamond {
         Ok(Box::new(GpqaDiamond {
             seed: options.seed,
             password: params.get("password").map(String::from),
-            member: params.get("member").unwrap_or("dataset/gpqa_diamond.csv").to_string(),
+            member: params
+                .get("member")
+                .unwrap_or("dataset/gpqa_diamond.csv")
+                .to_string(),
         }))
     }
 
     fn read_zip(&self, path: &Path) -> Result<RawData> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
         let file = data::digest(path, &bytes);
-        let bad = |reason: String| Error::BadFile { path: path.into(), reason };
-        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad(format!("not a zip archive: {e}")))?;
+        let bad = |reason: String| Error::BadFile {
+            path: path.into(),
+            reason,
+        };
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+            .map_err(|e| bad(format!("not a zip archive: {e}")))?;
         let label = PathBuf::from(format!("{}!{}", path.display(), self.member));
         let Some(index) = archive.index_for_name(&self.member) else {
             let names: Vec<String> = archive.file_names().map(String::from).collect();
-            return Err(bad(format!("no member `{}` (members: {})", self.member, names.join(", "))));
+            return Err(bad(format!(
+                "no member `{}` (members: {})",
+                self.member,
+                names.join(", ")
+            )));
         };
-        let encrypted = archive.by_index_raw(index).map_err(|e| bad(format!("`{}`: {e}", self.member)))?.encrypted();
+        let encrypted = archive
+            .by_index_raw(index)
+            .map_err(|e| bad(format!("`{}`: {e}", self.member)))?
+            .encrypted();
         let mut text = Vec::new();
-        let read = |mut f: zip::read::ZipFile<'_, _>, out: &mut Vec<u8>| f.read_to_end(out).map(|_| ());
+        let read =
+            |mut f: zip::read::ZipFile<'_, _>, out: &mut Vec<u8>| f.read_to_end(out).map(|_| ());
         if encrypted {
             let password = self
                 .password
@@ -89,28 +113,53 @@ impl GpqaDiamond {
             let entry = archive
                 .by_name_decrypt(&self.member, password.as_bytes())
                 .map_err(|e| bad(format!("`{}`: {e} (wrong password?)", self.member)))?;
-            read(entry, &mut text).map_err(|e| bad(format!("`{}`: {e} (wrong password?)", self.member)))?;
+            read(entry, &mut text)
+                .map_err(|e| bad(format!("`{}`: {e} (wrong password?)", self.member)))?;
         } else {
-            let entry = archive.by_name(&self.member).map_err(|e| bad(format!("`{}`: {e}", self.member)))?;
+            let entry = archive
+                .by_name(&self.member)
+                .map_err(|e| bad(format!("`{}`: {e}", self.member)))?;
             read(entry, &mut text).map_err(|e| bad(format!("`{}`: {e}", self.member)))?;
         }
-        Ok(RawData { records: parse_bytes(&text, &label, Format::Csv)?, files: vec![file] })
+        Ok(RawData {
+            records: parse_bytes(&text, &label, Format::Csv)?,
+            files: vec![file],
+        })
     }
 
     fn problem(&self, rec: Record) -> Result<(Problem, crate::data::Location)> {
         let id = rec.text(NAME, &["Record ID"])?;
         let question = rec.text(NAME, &["Question"])?;
-        let answers = ANSWER_FIELDS.iter().map(|f| rec.text(NAME, &[f])).collect::<Result<Vec<_>>>()?;
+        let answers = ANSWER_FIELDS
+            .iter()
+            .map(|f| rec.text(NAME, &[f]))
+            .collect::<Result<Vec<_>>>()?;
         let order = shuffle_order(self.seed, &id);
         let choices: Vec<&str> = order.iter().map(|&i| answers[i].as_str()).collect();
-        let correct = LETTERS[order.iter().position(|&i| i == 0).expect("permutation holds 0")];
-        let listed = LETTERS.iter().zip(&choices).map(|(l, c)| format!("{l}) {c}")).collect::<Vec<_>>().join(", ");
+        let correct = LETTERS[order
+            .iter()
+            .position(|&i| i == 0)
+            .expect("permutation holds 0")];
+        let listed = LETTERS
+            .iter()
+            .zip(&choices)
+            .map(|(l, c)| format!("{l}) {c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut metadata = Map::new();
         metadata.insert("question".into(), format!("{question}\n{listed}").into());
         metadata.insert("choices".into(), json!(choices));
         metadata.insert("order".into(), json!(order));
         metadata.insert("correct_letter".into(), correct.to_string().into());
-        Ok((Problem { id, answer: Some(correct.to_string()), fields: rec.fields, metadata }, rec.location))
+        Ok((
+            Problem {
+                id,
+                answer: Some(correct.to_string()),
+                fields: rec.fields,
+                metadata,
+            },
+            rec.location,
+        ))
     }
 }
 
@@ -158,15 +207,21 @@ impl Task for GpqaDiamond {
     }
     fn load(&self, source: &DataSource) -> Result<Dataset> {
         let raw = match source {
-            DataSource::Path(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) => self.read_zip(p)?,
+            DataSource::Path(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) => {
+                self.read_zip(p)?
+            }
             other => read_source(other, NAME)?,
         };
-        let problems = raw.records.into_iter().map(|r| self.problem(r)).collect::<Result<Vec<_>>>()?;
+        let problems = raw
+            .records
+            .into_iter()
+            .map(|r| self.problem(r))
+            .collect::<Result<Vec<_>>>()?;
         let settings = json!({
             "seed": self.seed,
             "shuffle": "fisher-yates over chacha8(sha256(seed_le64 || record_id))",
         });
-        finish(NAME, self.version(), source, raw.files, settings, problems)
+        Dataset::new(NAME, self.version(), source, raw.files, settings, problems)
     }
     fn messages(&self, problem: &Problem) -> Vec<ChatMessage> {
         let prompt = problem.metadata_str("question").unwrap_or_default();
@@ -175,7 +230,11 @@ impl Task for GpqaDiamond {
         ))]
     }
     fn score(&self, problem: &Problem, response: &str) -> Result<Score> {
-        let gold = problem.answer.as_deref().and_then(|a| a.chars().next()).unwrap_or('?');
+        let gold = problem
+            .answer
+            .as_deref()
+            .and_then(|a| a.chars().next())
+            .unwrap_or('?');
         Ok(grading::choice(gold, response))
     }
 }
@@ -191,9 +250,46 @@ mod tests {
             let o = shuffle_order(42, &format!("rec{i}"));
             correct_at[o.iter().position(|&x| x == 0).unwrap()] += 1;
         }
-        assert!(correct_at.iter().all(|&n| n > 60), "correct letter badly spread: {correct_at:?}");
-        let differ = (0..50).filter(|i| shuffle_order(1, &format!("rec{i}")) != shuffle_order(2, &format!("rec{i}"))).count();
+        assert!(
+            correct_at.iter().all(|&n| n > 60),
+            "correct letter badly spread: {correct_at:?}"
+        );
+        let differ = (0..50)
+            .filter(|i| {
+                shuffle_order(1, &format!("rec{i}")) != shuffle_order(2, &format!("rec{i}"))
+            })
+            .count();
         assert!(differ > 30, "seed barely changes the order ({differ}/50)");
+    }
+
+    #[test]
+    fn plain_csv_loads_with_the_exact_prompt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gpqa_diamond.csv");
+        std::fs::write(
+            &path,
+            "Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3,Subdomain\n\
+             recA,\"Which gas is\nnoble?\",Neon,Oxygen,Nitrogen,Chlorine,Chemistry\n",
+        )
+        .unwrap();
+        let task = GpqaDiamond::boxed(&TaskOptions::default()).unwrap();
+        let data = task.load(&DataSource::Path(path)).unwrap();
+        let p = &data.problems[0];
+        let order = shuffle_order(42, "recA");
+        let answers = ["Neon", "Oxygen", "Nitrogen", "Chlorine"];
+        let letter = LETTERS[order.iter().position(|&i| i == 0).unwrap()];
+        assert_eq!(p.answer.as_deref(), Some(letter.to_string().as_str()));
+        let expected = format!(
+            "Return your final response within \\boxed{{}} and only include the letter choice (A, B, C, or D) as \
+             your final response. Which gas is\nnoble?\nA) {}, B) {}, C) {}, D) {}",
+            answers[order[0]], answers[order[1]], answers[order[2]], answers[order[3]]
+        );
+        assert_eq!(task.messages(p)[0].content, expected);
+        assert!(
+            task.score(p, &format!("The answer is \\boxed{{{letter}}}"))
+                .unwrap()
+                .correct
+        );
     }
 
     #[test]

@@ -27,7 +27,6 @@ use base64::Engine;
 use reprolm_scoring::sandbox::{GradeJob, LcbProblem};
 use serde_json::{json, Map, Value};
 
-use crate::builtin::finish;
 use crate::data::{read_source, DataSource, HubDataset, Record};
 use crate::error::{Error, Result};
 use crate::grading::{self, CodeGrader};
@@ -37,7 +36,13 @@ use crate::task::{ChatMessage, Dataset, Problem, Score, Task};
 
 const STDIN_PREFIX: &str = "Generate an executable Python function generated from the given prompt. The function should take stdin as input and print the output. Simply call the function after the definition.";
 const CALL_PREFIX: &str = "Generate an executable Python function generated from the given prompt. Return the function body without invoking it at the final solution.";
-const OPTIONS: [&str; 5] = ["release", "start_date", "end_date", "difficulty", "starter_code"];
+const OPTIONS: [&str; 5] = [
+    "release",
+    "start_date",
+    "end_date",
+    "difficulty",
+    "starter_code",
+];
 const DEFAULT_RELEASE: &str = "release_v2";
 /// (release, number of files, problems) per LiveCodeBench's dataset card.
 const RELEASES: [(&str, usize, usize); 6] = [
@@ -100,15 +105,26 @@ pub struct LiveCodeBench {
 
 impl std::fmt::Debug for LiveCodeBench {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveCodeBench").field("name", &self.name).field("difficulty", &self.difficulty).finish()
+        f.debug_struct("LiveCodeBench")
+            .field("name", &self.name)
+            .field("difficulty", &self.difficulty)
+            .finish()
     }
 }
 
 fn date_option(params: &crate::options::Params<'_>, key: &str) -> Result<Option<String>> {
-    let Some(v) = params.get(key) else { return Ok(None) };
+    let Some(v) = params.get(key) else {
+        return Ok(None);
+    };
     let b = v.as_bytes();
     let ok = b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
     if !ok {
         return Err(params.bad(key, v, "expected a date YYYY-MM-DD".into()));
     }
@@ -116,22 +132,38 @@ fn date_option(params: &crate::options::Params<'_>, key: &str) -> Result<Option<
 }
 
 impl LiveCodeBench {
-    fn build(name: &'static str, fixed: Option<Difficulty>, options: &TaskOptions) -> Result<Box<dyn Task>> {
+    fn build(
+        name: &'static str,
+        fixed: Option<Difficulty>,
+        options: &TaskOptions,
+    ) -> Result<Box<dyn Task>> {
         let params = options.params_for(name, &OPTIONS)?;
         let mut difficulty = fixed;
         if let Some(v) = params.get("difficulty") {
-            let d = Difficulty::parse(v).ok_or_else(|| params.bad("difficulty", v, "expected easy, medium or hard".into()))?;
+            let d = Difficulty::parse(v).ok_or_else(|| {
+                params.bad("difficulty", v, "expected easy, medium or hard".into())
+            })?;
             if fixed.is_some_and(|f| f != d) {
-                return Err(params.bad("difficulty", v, format!("this variant is fixed to {}", fixed.unwrap().as_str())));
+                return Err(params.bad(
+                    "difficulty",
+                    v,
+                    format!("this variant is fixed to {}", fixed.unwrap().as_str()),
+                ));
             }
             difficulty = Some(d);
         }
         let release = match params.get("release") {
             None => None,
-            Some(r) if r == "release_latest" || RELEASES.iter().any(|(n, _, _)| *n == r) => Some(r.to_string()),
+            Some(r) if r == "release_latest" || RELEASES.iter().any(|(n, _, _)| *n == r) => {
+                Some(r.to_string())
+            }
             Some(r) => {
                 let known: Vec<&str> = RELEASES.iter().map(|(n, _, _)| *n).collect();
-                return Err(params.bad("release", r, format!("known releases: {}, release_latest", known.join(", "))));
+                return Err(params.bad(
+                    "release",
+                    r,
+                    format!("known releases: {}, release_latest", known.join(", ")),
+                ));
             }
         };
         if options.data.is_some() && release.is_some() {
@@ -170,7 +202,9 @@ impl LiveCodeBench {
         if self.start_date.is_some() || self.end_date.is_some() {
             let date = rec.text(self.name, &["contest_date"])?;
             let day = date.get(..10).unwrap_or(&date);
-            if self.start_date.as_deref().is_some_and(|s| day < s) || self.end_date.as_deref().is_some_and(|e| day > e) {
+            if self.start_date.as_deref().is_some_and(|s| day < s)
+                || self.end_date.as_deref().is_some_and(|e| day > e)
+            {
                 return Ok(false);
             }
         }
@@ -181,15 +215,23 @@ impl LiveCodeBench {
         let id = rec.text(self.name, &["question_id"])?;
         let content = rec.text(self.name, &["question_content"])?;
         let public = rec.text(self.name, &["public_test_cases"])?;
-        let public: Value = serde_json::from_str(&public).map_err(|e| rec.bad(self.name, "public_test_cases", format!("not JSON: {e}")))?;
-        let testtype = public.get(0).and_then(|t| t.get("testtype")).and_then(Value::as_str).unwrap_or("");
+        let public: Value = serde_json::from_str(&public)
+            .map_err(|e| rec.bad(self.name, "public_test_cases", format!("not JSON: {e}")))?;
+        let testtype = public
+            .get(0)
+            .and_then(|t| t.get("testtype"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let stdin = testtype == "stdin";
         if let Some(Value::String(private)) = rec.fields.get("private_test_cases") {
-            let decoded = decode_private_tests(private).map_err(|e| rec.bad(self.name, "private_test_cases", e))?;
-            rec.fields.insert("private_test_cases".into(), Value::String(decoded));
+            let decoded = decode_private_tests(private)
+                .map_err(|e| rec.bad(self.name, "private_test_cases", e))?;
+            rec.fields
+                .insert("private_test_cases".into(), Value::String(decoded));
         }
         // Build the grading problem once now, so a bad test list fails at load, not mid-run.
-        let lcb = grading::lcb_problem(&rec.fields).map_err(|e| rec.bad(self.name, "public_test_cases", e))?;
+        let lcb = grading::lcb_problem(&rec.fields)
+            .map_err(|e| rec.bad(self.name, "public_test_cases", e))?;
         let mut question = content;
         if self.starter_code == StarterCode::Include {
             let starter = rec.text(self.name, &["starter_code"]).unwrap_or_default();
@@ -201,14 +243,25 @@ impl LiveCodeBench {
         }
         let mut metadata = Map::new();
         metadata.insert("question".into(), question.into());
-        metadata.insert("test_style".into(), (if stdin { "stdin" } else { "functional" }).into());
+        metadata.insert(
+            "test_style".into(),
+            (if stdin { "stdin" } else { "functional" }).into(),
+        );
         metadata.insert("tests".into(), lcb.tests.len().into());
         for key in ["platform", "difficulty", "contest_date"] {
             if let Some(v) = rec.fields.get(key) {
                 metadata.insert(key.into(), v.clone());
             }
         }
-        Ok((Problem { id, answer: None, fields: rec.fields, metadata }, rec.location))
+        Ok((
+            Problem {
+                id,
+                answer: None,
+                fields: rec.fields,
+                metadata,
+            },
+            rec.location,
+        ))
     }
 
     fn lcb_problem(&self, problem: &Problem) -> Result<LcbProblem> {
@@ -244,10 +297,13 @@ pub fn decode_private_tests(encoded: &str) -> Result<String, String> {
         .map_err(|e| format!("zlib decoded, but not a pickle: {e}"))?;
     let text = match value {
         serde_pickle::Value::String(s) => s,
-        serde_pickle::Value::Bytes(b) => String::from_utf8(b).map_err(|e| format!("pickled bytes are not UTF-8: {e}"))?,
+        serde_pickle::Value::Bytes(b) => {
+            String::from_utf8(b).map_err(|e| format!("pickled bytes are not UTF-8: {e}"))?
+        }
         other => return Err(format!("pickle holds {other:?}, expected a JSON string")),
     };
-    let json: Value = serde_json::from_str(&text).map_err(|e| format!("unpickled text is not JSON: {e}"))?;
+    let json: Value =
+        serde_json::from_str(&text).map_err(|e| format!("unpickled text is not JSON: {e}"))?;
     if !json.is_array() {
         return Err("unpickled JSON is not a list of tests".into());
     }
@@ -265,7 +321,11 @@ macro_rules! variant {
 
 variant!(make_all, "livecodebench", None);
 variant!(make_easy, "livecodebench_easy", Some(Difficulty::Easy));
-variant!(make_medium, "livecodebench_medium", Some(Difficulty::Medium));
+variant!(
+    make_medium,
+    "livecodebench_medium",
+    Some(Difficulty::Medium)
+);
 variant!(make_hard, "livecodebench_hard", Some(Difficulty::Hard));
 
 impl Task for LiveCodeBench {
@@ -288,8 +348,15 @@ impl Task for LiveCodeBench {
             Some((_, n, _)) => *n,
             None => RELEASES.len(),
         };
-        let names: Vec<String> =
-            (1..=files).map(|i| if i == 1 { "test.jsonl".to_string() } else { format!("test{i}.jsonl") }).collect();
+        let names: Vec<String> = (1..=files)
+            .map(|i| {
+                if i == 1 {
+                    "test.jsonl".to_string()
+                } else {
+                    format!("test{i}.jsonl")
+                }
+            })
+            .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         DataSource::Hub(HubDataset::new("livecodebench/code_generation_lite", &refs))
     }
@@ -297,7 +364,10 @@ impl Task for LiveCodeBench {
         if self.difficulty.is_some() || self.start_date.is_some() || self.end_date.is_some() {
             return None;
         }
-        RELEASES.iter().find(|(n, _, _)| *n == self.release()).map(|(_, _, size)| *size)
+        RELEASES
+            .iter()
+            .find(|(n, _, _)| *n == self.release())
+            .map(|(_, _, size)| *size)
     }
     fn load(&self, source: &DataSource) -> Result<Dataset> {
         let raw = read_source(source, self.name)?;
@@ -315,14 +385,29 @@ impl Task for LiveCodeBench {
             "end_date": self.end_date,
             "starter_code": self.starter_code == StarterCode::Include,
         });
-        finish(self.name, self.version(), source, raw.files, settings, problems)
+        Dataset::new(
+            self.name,
+            self.version(),
+            source,
+            raw.files,
+            settings,
+            problems,
+        )
     }
     fn messages(&self, problem: &Problem) -> Vec<ChatMessage> {
-        let prefix = if problem.metadata_str("test_style") == Some("stdin") { STDIN_PREFIX } else { CALL_PREFIX };
-        vec![ChatMessage::user(format!("{prefix} {}", problem.metadata_str("question").unwrap_or_default()))]
+        let prefix = if problem.metadata_str("test_style") == Some("stdin") {
+            STDIN_PREFIX
+        } else {
+            CALL_PREFIX
+        };
+        vec![ChatMessage::user(format!(
+            "{prefix} {}",
+            problem.metadata_str("question").unwrap_or_default()
+        ))]
     }
     fn score(&self, problem: &Problem, response: &str) -> Result<Score> {
-        self.grader.grade(self.name, &self.lcb_problem(problem)?, response)
+        self.grader
+            .grade(self.name, &self.lcb_problem(problem)?, response)
     }
     fn score_many(&self, items: &[(&Problem, &str)]) -> Result<Vec<Score>> {
         let mut built: HashMap<&str, Arc<LcbProblem>> = HashMap::new();
@@ -336,7 +421,10 @@ impl Task for LiveCodeBench {
                     l
                 }
             };
-            jobs.push(GradeJob { problem: lcb, response: r.to_string() });
+            jobs.push(GradeJob {
+                problem: lcb,
+                response: r.to_string(),
+            });
         }
         self.grader.grade_many(self.name, jobs)
     }

@@ -9,7 +9,7 @@
 
 use serde_json::json;
 
-use crate::builtin::{boxed_prefix, finish};
+use crate::builtin::boxed_prefix;
 use crate::data::{content_id, read_source, DataSource, HubDataset};
 use crate::error::Result;
 use crate::grading;
@@ -29,13 +29,23 @@ pub(crate) struct Fields {
 }
 
 impl Fields {
-    pub(crate) fn new(problem: &[&str], answer: &[&str], id: &[&str], options: &TaskOptions, task: &str) -> Result<Self> {
+    pub(crate) fn new(
+        problem: &[&str],
+        answer: &[&str],
+        id: &[&str],
+        options: &TaskOptions,
+        task: &str,
+    ) -> Result<Self> {
         let params = options.params_for(task, &FIELD_OPTIONS)?;
         let pick = |key: &str, defaults: &[&str]| match params.get(key) {
             Some(v) => vec![v.to_string()],
             None => defaults.iter().map(|s| s.to_string()).collect(),
         };
-        Ok(Fields { problem: pick("problem_field", problem), answer: pick("answer_field", answer), id: pick("id_field", id) })
+        Ok(Fields {
+            problem: pick("problem_field", problem),
+            answer: pick("answer_field", answer),
+            id: pick("id_field", id),
+        })
     }
 }
 
@@ -67,10 +77,18 @@ pub(crate) fn load_math(
         };
         let mut metadata = serde_json::Map::new();
         metadata.insert("question".into(), question.into());
-        problems.push((Problem { id, answer: Some(answer), fields: rec.fields, metadata }, rec.location));
+        problems.push((
+            Problem {
+                id,
+                answer: Some(answer),
+                fields: rec.fields,
+                metadata,
+            },
+            rec.location,
+        ));
     }
     let settings = json!({ "problem_field": fields.problem, "answer_field": fields.answer, "id_field": fields.id });
-    finish(task, version, source, raw.files, settings, problems)
+    Dataset::new(task, version, source, raw.files, settings, problems)
 }
 
 /// The `math500` task.
@@ -82,7 +100,15 @@ pub struct Math500 {
 impl Math500 {
     /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`.
     pub fn boxed(options: &TaskOptions) -> Result<Box<dyn Task>> {
-        Ok(Box::new(Math500 { fields: Fields::new(&["problem"], &["answer"], &["unique_id"], options, "math500")? }))
+        Ok(Box::new(Math500 {
+            fields: Fields::new(
+                &["problem"],
+                &["answer"],
+                &["unique_id"],
+                options,
+                "math500",
+            )?,
+        }))
     }
 }
 
@@ -108,9 +134,14 @@ impl Task for Math500 {
         load_math(self.name(), self.version(), source, &self.fields, |_| true)
     }
     fn messages(&self, problem: &Problem) -> Vec<ChatMessage> {
-        vec![ChatMessage::user(boxed_prefix(problem.metadata_str("question").unwrap_or_default()))]
+        vec![ChatMessage::user(boxed_prefix(
+            problem.metadata_str("question").unwrap_or_default(),
+        ))]
     }
     fn score(&self, problem: &Problem, response: &str) -> Result<Score> {
-        Ok(grading::math(problem.answer.as_deref().unwrap_or_default(), response))
+        Ok(grading::math(
+            problem.answer.as_deref().unwrap_or_default(),
+            response,
+        ))
     }
 }
