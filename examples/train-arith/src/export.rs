@@ -13,7 +13,12 @@ use crate::tokenizer::{self as tk, BOS, EOS, PAD};
 
 /// Writes config.json, generation_config.json, tokenizer.json, tokenizer_config.json and
 /// model.safetensors (weights rounded to bf16) into `dir`.
-pub fn save(dir: &Path, cfg: &Config, tok: &Tokenizer, weights: &BTreeMap<String, Tensor>) -> Result<()> {
+pub fn save(
+    dir: &Path,
+    cfg: &Config,
+    tok: &Tokenizer,
+    weights: &BTreeMap<String, Tensor>,
+) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let (bos, eos, pad) = (tk::id(tok, BOS)?, tk::id(tok, EOS)?, tk::id(tok, PAD)?);
     let config = json!({
@@ -58,7 +63,8 @@ pub fn save(dir: &Path, cfg: &Config, tok: &Tokenizer, weights: &BTreeMap<String
     });
     write_json(&dir.join("tokenizer_config.json"), &tok_cfg)?;
     let tok_path = dir.join("tokenizer.json");
-    tok.save(&tok_path, true).map_err(|e| anyhow::anyhow!("writing {}: {e}", tok_path.display()))?;
+    tok.save(&tok_path, true)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", tok_path.display()))?;
     write_bf16_safetensors(&dir.join("model.safetensors"), weights)
 }
 

@@ -87,6 +87,18 @@ struct TrainArgs {
     warmup: usize,
     #[arg(long, default_value_t = 0.01)]
     weight_decay: f64,
+    /// Stop after this step while keeping the learning-rate schedule of `--steps`; reruns a
+    /// training that was cut short by `--max-seconds` without depending on the clock.
+    #[arg(long)]
+    stop_at_step: Option<usize>,
+    /// Continue from a saved folder (its weights and tokenizer) instead of a fresh initialisation.
+    /// The optimiser state starts afresh.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+    /// Stop training early after this many seconds (a guard for time-limited machines; the log
+    /// and the summary record the step reached).
+    #[arg(long)]
+    max_seconds: Option<f64>,
     /// Let cuBLAS use TF32 for training matmuls (never for evaluation).
     #[arg(long)]
     tf32: bool,
@@ -131,7 +143,10 @@ fn run(args: Args) -> Result<()> {
             Ok(())
         }
         Mode::DumpLogits(a) => {
-            let path = a.responses.as_deref().ok_or_else(|| anyhow!("dump-logits needs --responses FILE"))?;
+            let path = a
+                .responses
+                .as_deref()
+                .ok_or_else(|| anyhow!("dump-logits needs --responses FILE"))?;
             dump_logits(&a.model, &device(a.device)?, a.problems, a.seed, path)
         }
     }
@@ -162,11 +177,19 @@ fn train(a: &TrainArgs) -> Result<()> {
     let dev = device(a.device)?;
     let t0 = Instant::now();
     let problems = arith::generate(Split::Train, a.seed, a.train_problems);
-    let tok = tokenizer::train(&problems[..problems.len().min(50_000)], a.vocab_size)?;
+    let tok = match &a.init_from {
+        Some(dir) => Tokenizer::from_file(dir.join("tokenizer.json"))
+            .map_err(|e| anyhow!("reading tokenizer.json: {e}"))?,
+        None => tokenizer::train(&problems[..problems.len().min(50_000)], a.vocab_size)?,
+    };
     let pad = tokenizer::id(&tok, tokenizer::PAD)?;
     let examples = tokenize_all(&tok, &problems)?;
     let max_len = examples.iter().map(|e| e.ids.len()).max().unwrap_or(0);
-    let mean_resp = examples.iter().map(|e| e.ids.len() - e.prompt_len).sum::<usize>() as f64 / examples.len() as f64;
+    let mean_resp = examples
+        .iter()
+        .map(|e| e.ids.len() - e.prompt_len)
+        .sum::<usize>() as f64
+        / examples.len() as f64;
     println!(
         "data: {} problems, vocab {}, longest sequence {max_len} tokens, mean response {mean_resp:.1} tokens ({:.1}s)",
         examples.len(),
@@ -185,19 +208,44 @@ fn train(a: &TrainArgs) -> Result<()> {
         rms_norm_eps: 1e-6,
     };
     if max_len > cfg.max_position_embeddings {
-        bail!("sequences of {max_len} tokens exceed {} positions", cfg.max_position_embeddings);
+        bail!(
+            "sequences of {max_len} tokens exceed {} positions",
+            cfg.max_position_embeddings
+        );
     }
     let varmap = init_params(&cfg, a.seed, &dev)?;
+    if let Some(dir) = &a.init_from {
+        let saved = candle_core::safetensors::load(dir.join("model.safetensors"), &dev)?;
+        for (name, var) in varmap
+            .data()
+            .lock()
+            .map_err(|_| anyhow!("poisoned var map"))?
+            .iter()
+        {
+            let t = saved
+                .get(name)
+                .ok_or_else(|| anyhow!("{} has no {name}", dir.display()))?;
+            var.set(&t.to_dtype(DType::F32)?)?;
+        }
+        println!("initialised from {}", dir.display());
+    }
     let n_params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
     println!("model: {n_params} parameters, {cfg:?}");
     let model = Model::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
     let mut opt = AdamW::new(
         varmap.all_vars(),
-        ParamsAdamW { lr: a.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: a.weight_decay },
+        ParamsAdamW {
+            lr: a.lr,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: a.weight_decay,
+        },
     )?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let log_path = a.out.join("training_log.jsonl");
-    let mut log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let mut log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
     set_tf32(a.tf32);
     let mut order_rng = ChaCha8Rng::seed_from_u64(a.seed ^ 0x5eed_0bad);
     let mut order: Vec<usize> = (0..examples.len()).collect();
@@ -205,12 +253,27 @@ fn train(a: &TrainArgs) -> Result<()> {
     let mut cursor = 0;
     let t_train = Instant::now();
     let mut window = Vec::new();
+    let mut last_step = 0;
     for step in 1..=a.steps {
+        if a.max_seconds
+            .is_some_and(|m| t_train.elapsed().as_secs_f64() > m)
+        {
+            println!("stopping at step {last_step}: --max-seconds reached");
+            break;
+        }
+        if a.stop_at_step.is_some_and(|s| step > s) {
+            println!("stopping at step {last_step}: --stop-at-step reached");
+            break;
+        }
+        last_step = step;
         if cursor + a.batch > order.len() {
             order.shuffle(&mut order_rng);
             cursor = 0;
         }
-        let batch: Vec<&Example> = order[cursor..cursor + a.batch].iter().map(|&i| &examples[i]).collect();
+        let batch: Vec<&Example> = order[cursor..cursor + a.batch]
+            .iter()
+            .map(|&i| &examples[i])
+            .collect();
         cursor += a.batch;
         let (input, target, mask, n_tokens) = make_batch(&batch, pad, &dev)?;
         let logits = model.forward(&input, 0, &mut model.new_cache())?;
@@ -226,18 +289,48 @@ fn train(a: &TrainArgs) -> Result<()> {
             let mean = window.iter().sum::<f32>() / window.len() as f32;
             window.clear();
             let secs = t_train.elapsed().as_secs_f64();
-            println!("step {step:>6}  loss {mean:.4}  lr {:.2e}  {secs:.0}s", lr_at(step, a));
-            writeln!(log, "{}", serde_json::json!({ "step": step, "loss": mean, "lr": lr_at(step, a), "seconds": secs }))?;
+            println!(
+                "step {step:>6}  loss {mean:.4}  lr {:.2e}  {secs:.0}s",
+                lr_at(step, a)
+            );
+            writeln!(
+                log,
+                "{}",
+                serde_json::json!({ "step": step, "loss": mean, "lr": lr_at(step, a), "seconds": secs })
+            )?;
         }
     }
     set_tf32(false);
-    println!("trained {} steps in {:.1}s", a.steps, t_train.elapsed().as_secs_f64());
-    let weights: BTreeMap<String, Tensor> =
-        varmap.data().lock().map_err(|_| anyhow!("poisoned var map"))?.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+    let train_secs = t_train.elapsed().as_secs_f64();
+    println!(
+        "trained {last_step} of {} steps in {train_secs:.1}s on {dev:?}",
+        a.steps
+    );
+    let weights: BTreeMap<String, Tensor> = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow!("poisoned var map"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
     export::save(&a.out, &cfg, &tok, &weights)?;
     println!("saved {}", a.out.display());
-    let summary = evaluate(&a.out, &dev, a.eval_problems, a.eval_seed, Some(&a.out.join("eval_responses.jsonl")))?;
+    let mut summary = evaluate(
+        &a.out,
+        &dev,
+        a.eval_problems,
+        a.eval_seed,
+        Some(&a.out.join("eval_responses.jsonl")),
+    )?;
+    summary["training"] = serde_json::json!({
+        "steps": last_step, "planned_steps": a.steps, "seconds": train_secs, "parameters": n_params,
+        "train_problems": examples.len(), "mean_response_tokens": mean_resp, "longest_sequence": max_len,
+    });
     println!("{}", serde_json::to_string_pretty(&summary)?);
+    std::fs::write(
+        a.out.join("eval_summary.json"),
+        serde_json::to_string_pretty(&summary)? + "\n",
+    )?;
     Ok(())
 }
 
@@ -250,10 +343,17 @@ fn lr_at(step: usize, a: &TrainArgs) -> f64 {
 }
 
 fn tokenize_all(tok: &Tokenizer, problems: &[ArithProblem]) -> Result<Vec<Example>> {
-    let prompts: Vec<String> = problems.iter().map(|p| tokenizer::prompt(&p.question)).collect();
+    let prompts: Vec<String> = problems
+        .iter()
+        .map(|p| tokenizer::prompt(&p.question))
+        .collect();
     let responses: Vec<String> = problems.iter().map(tokenizer::response).collect();
-    let ep = tok.encode_batch(prompts, false).map_err(|e| anyhow!("encoding prompts: {e}"))?;
-    let er = tok.encode_batch(responses, false).map_err(|e| anyhow!("encoding responses: {e}"))?;
+    let ep = tok
+        .encode_batch(prompts, false)
+        .map_err(|e| anyhow!("encoding prompts: {e}"))?;
+    let er = tok
+        .encode_batch(responses, false)
+        .map_err(|e| anyhow!("encoding responses: {e}"))?;
     Ok(ep
         .iter()
         .zip(&er)
@@ -268,14 +368,22 @@ fn tokenize_all(tok: &Tokenizer, problems: &[ArithProblem]) -> Result<Vec<Exampl
 
 /// Inputs, next-token targets and the response mask, right-padded to the longest example. Padding
 /// sits after every real token, so causal attention never lets real positions see it.
-fn make_batch(batch: &[&Example], pad: u32, dev: &Device) -> Result<(Tensor, Tensor, Tensor, usize)> {
+fn make_batch(
+    batch: &[&Example],
+    pad: u32,
+    dev: &Device,
+) -> Result<(Tensor, Tensor, Tensor, usize)> {
     let t = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1) - 1;
     let (mut input, mut target, mut mask) = (Vec::new(), Vec::new(), Vec::new());
     for e in batch {
         for j in 0..t {
             input.push(e.ids.get(j).copied().unwrap_or(pad));
             target.push(e.ids.get(j + 1).copied().unwrap_or(pad));
-            mask.push(if j + 1 >= e.prompt_len && j + 1 < e.ids.len() { 1f32 } else { 0.0 });
+            mask.push(if j + 1 >= e.prompt_len && j + 1 < e.ids.len() {
+                1f32
+            } else {
+                0.0
+            });
         }
     }
     let b = batch.len();
@@ -294,7 +402,10 @@ fn init_params(cfg: &Config, seed: u64, dev: &Device) -> Result<VarMap> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let varmap = VarMap::new();
     {
-        let mut data = varmap.data().lock().map_err(|_| anyhow!("poisoned var map"))?;
+        let mut data = varmap
+            .data()
+            .lock()
+            .map_err(|_| anyhow!("poisoned var map"))?;
         for (name, shape, init) in cfg.parameters() {
             let n: usize = shape.iter().product();
             let values: Vec<f32> = match init {
@@ -317,13 +428,24 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
 }
 
 /// Greedy decoding of `problems` test problems with fp32 compute; returns the summary.
-fn evaluate(dir: &Path, dev: &Device, problems: usize, seed: u64, responses: Option<&Path>) -> Result<serde_json::Value> {
+fn evaluate(
+    dir: &Path,
+    dev: &Device,
+    problems: usize,
+    seed: u64,
+    responses: Option<&Path>,
+) -> Result<serde_json::Value> {
     set_tf32(false);
     let (cfg, tok, model) = load(dir, dev)?;
     let eos = tokenizer::id(&tok, tokenizer::EOS)?;
     let test = arith::generate(Split::Test, seed, problems);
+    if test.is_empty() {
+        return Ok(serde_json::json!({ "problems": 0 }));
+    }
     let mut out = match responses {
-        Some(p) => Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
         None => None,
     };
     let t0 = Instant::now();
@@ -331,14 +453,20 @@ fn evaluate(dir: &Path, dev: &Device, problems: usize, seed: u64, responses: Opt
     for p in &test {
         let prompt = tokenizer::encode(&tok, &tokenizer::prompt(&p.question))?;
         let ids = greedy(&model, &prompt, eos, cfg.max_position_embeddings, dev)?;
-        let text = tok.decode(&ids, true).map_err(|e| anyhow!("decoding: {e}"))?;
+        let text = tok
+            .decode(&ids, true)
+            .map_err(|e| anyhow!("decoding: {e}"))?;
         let got = boxed_answer(&text);
         let ok = got == Some(p.answer);
         correct += usize::from(ok);
         tokens += ids.len();
         lengths.push(ids.len());
         if let Some(f) = out.as_mut() {
-            writeln!(f, "{}", serde_json::json!({"id": p.id, "question": p.question, "answer": p.answer, "response": text, "tokens": ids.len(), "correct": ok}))?;
+            writeln!(
+                f,
+                "{}",
+                serde_json::json!({"id": p.id, "question": p.question, "answer": p.answer, "response": text, "tokens": ids.len(), "correct": ok})
+            )?;
         }
     }
     lengths.sort_unstable();
@@ -362,11 +490,15 @@ fn evaluate(dir: &Path, dev: &Device, problems: usize, seed: u64, responses: Opt
 
 fn load(dir: &Path, dev: &Device) -> Result<(Config, Tokenizer, Model)> {
     let cfg: Config = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("config.json")).with_context(|| format!("reading {}/config.json", dir.display()))?,
+        &std::fs::read_to_string(dir.join("config.json"))
+            .with_context(|| format!("reading {}/config.json", dir.display()))?,
     )?;
-    let tok = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| anyhow!("reading tokenizer.json: {e}"))?;
+    let tok = Tokenizer::from_file(dir.join("tokenizer.json"))
+        .map_err(|e| anyhow!("reading tokenizer.json: {e}"))?;
     // SAFETY: the file is not modified while mapped.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, dev)? };
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, dev)?
+    };
     let model = Model::new(&cfg, vb)?;
     Ok((cfg, tok, model))
 }
@@ -377,15 +509,29 @@ fn dump_logits(dir: &Path, dev: &Device, problems: usize, seed: u64, path: &Path
     for p in arith::generate(Split::Test, seed, problems) {
         let text = tokenizer::prompt(&p.question) + &tokenizer::response(&p);
         let ids = tokenizer::encode(&tok, &text)?;
-        let logits = model.forward(&Tensor::new(ids.as_slice(), dev)?.unsqueeze(0)?, 0, &mut model.new_cache())?;
-        let logits = logits.squeeze(0)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+        let logits = model.forward(
+            &Tensor::new(ids.as_slice(), dev)?.unsqueeze(0)?,
+            0,
+            &mut model.new_cache(),
+        )?;
+        let logits = logits
+            .squeeze(0)?
+            .to_device(&Device::Cpu)?
+            .to_vec2::<f32>()?;
         rows.push(serde_json::json!({ "question": p.question, "text": text, "ids": ids, "logits": logits }));
     }
-    std::fs::write(path, serde_json::to_string(&rows)?).with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, serde_json::to_string(&rows)?)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Generated ids (EOS included when produced) after `prompt`, one token at a time with a KV cache.
-fn greedy(model: &Model, prompt: &[u32], eos: u32, max_pos: usize, dev: &Device) -> Result<Vec<u32>> {
+fn greedy(
+    model: &Model,
+    prompt: &[u32],
+    eos: u32,
+    max_pos: usize,
+    dev: &Device,
+) -> Result<Vec<u32>> {
     let mut cache = model.new_cache();
     let mut out = Vec::new();
     let mut input = Tensor::new(prompt, dev)?.unsqueeze(0)?;
@@ -394,7 +540,11 @@ fn greedy(model: &Model, prompt: &[u32], eos: u32, max_pos: usize, dev: &Device)
         let n = input.dim(1)?;
         let logits = model.forward(&input, pos, &mut cache)?;
         pos += n;
-        let next = logits.narrow(1, n - 1, 1)?.flatten_all()?.argmax(0)?.to_scalar::<u32>()?;
+        let next = logits
+            .narrow(1, n - 1, 1)?
+            .flatten_all()?
+            .argmax(0)?
+            .to_scalar::<u32>()?;
         out.push(next);
         if next == eos {
             break;
@@ -409,4 +559,28 @@ fn boxed_answer(text: &str) -> Option<i64> {
     let start = text.rfind("\\boxed{")? + "\\boxed{".len();
     let end = text[start..].find('}')? + start;
     text[start..end].trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed model answers held-out problems correctly with greedy fp32 decoding.
+    #[test]
+    fn committed_model_solves_test_problems() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/arith-qwen2-3m");
+        let summary = evaluate(&dir, &Device::Cpu, 5, 1, None).unwrap();
+        assert!(summary["correct"].as_u64().unwrap() >= 4, "{summary}");
+        assert!(
+            summary["mean_response_tokens"].as_f64().unwrap() > 100.0,
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn boxed_answer_takes_the_last_box() {
+        assert_eq!(boxed_answer("\\boxed{1} then \\boxed{ 42 }."), Some(42));
+        assert_eq!(boxed_answer("no box"), None);
+        assert_eq!(boxed_answer("\\boxed{x}"), None);
+    }
 }

@@ -29,24 +29,64 @@ impl Config {
 
     /// Every parameter as (Hugging Face name, shape, initial value kind), embeddings tied.
     pub fn parameters(&self) -> Vec<(String, Vec<usize>, Init)> {
-        let (h, kv, ff) = (self.hidden_size, self.num_key_value_heads * self.head_dim(), self.intermediate_size);
+        let (h, kv, ff) = (
+            self.hidden_size,
+            self.num_key_value_heads * self.head_dim(),
+            self.intermediate_size,
+        );
         // GPT-2 style: residual-branch outputs start smaller so the stream's scale stays put with depth.
         let out_std = 0.02 / (2.0 * self.num_hidden_layers as f64).sqrt();
-        let mut p = vec![("model.embed_tokens.weight".to_string(), vec![self.vocab_size, h], Init::Normal(0.02))];
+        let mut p = vec![(
+            "model.embed_tokens.weight".to_string(),
+            vec![self.vocab_size, h],
+            Init::Normal(0.02),
+        )];
         for i in 0..self.num_hidden_layers {
             let l = format!("model.layers.{i}");
             p.push((format!("{l}.input_layernorm.weight"), vec![h], Init::Ones));
-            p.push((format!("{l}.self_attn.q_proj.weight"), vec![h, h], Init::Normal(0.02)));
+            p.push((
+                format!("{l}.self_attn.q_proj.weight"),
+                vec![h, h],
+                Init::Normal(0.02),
+            ));
             p.push((format!("{l}.self_attn.q_proj.bias"), vec![h], Init::Zeros));
-            p.push((format!("{l}.self_attn.k_proj.weight"), vec![kv, h], Init::Normal(0.02)));
+            p.push((
+                format!("{l}.self_attn.k_proj.weight"),
+                vec![kv, h],
+                Init::Normal(0.02),
+            ));
             p.push((format!("{l}.self_attn.k_proj.bias"), vec![kv], Init::Zeros));
-            p.push((format!("{l}.self_attn.v_proj.weight"), vec![kv, h], Init::Normal(0.02)));
+            p.push((
+                format!("{l}.self_attn.v_proj.weight"),
+                vec![kv, h],
+                Init::Normal(0.02),
+            ));
             p.push((format!("{l}.self_attn.v_proj.bias"), vec![kv], Init::Zeros));
-            p.push((format!("{l}.self_attn.o_proj.weight"), vec![h, h], Init::Normal(out_std)));
-            p.push((format!("{l}.post_attention_layernorm.weight"), vec![h], Init::Ones));
-            p.push((format!("{l}.mlp.gate_proj.weight"), vec![ff, h], Init::Normal(0.02)));
-            p.push((format!("{l}.mlp.up_proj.weight"), vec![ff, h], Init::Normal(0.02)));
-            p.push((format!("{l}.mlp.down_proj.weight"), vec![h, ff], Init::Normal(out_std)));
+            p.push((
+                format!("{l}.self_attn.o_proj.weight"),
+                vec![h, h],
+                Init::Normal(out_std),
+            ));
+            p.push((
+                format!("{l}.post_attention_layernorm.weight"),
+                vec![h],
+                Init::Ones,
+            ));
+            p.push((
+                format!("{l}.mlp.gate_proj.weight"),
+                vec![ff, h],
+                Init::Normal(0.02),
+            ));
+            p.push((
+                format!("{l}.mlp.up_proj.weight"),
+                vec![ff, h],
+                Init::Normal(0.02),
+            ));
+            p.push((
+                format!("{l}.mlp.down_proj.weight"),
+                vec![h, ff],
+                Init::Normal(out_std),
+            ));
         }
         p.push(("model.norm.weight".to_string(), vec![h], Init::Ones));
         p
@@ -68,12 +108,16 @@ struct RmsNorm {
 
 impl RmsNorm {
     fn new(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
-        Ok(Self { weight: vb.get(size, "weight")?, eps })
+        Ok(Self {
+            weight: vb.get(size, "weight")?,
+            eps,
+        })
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let var = x.sqr()?.mean_keepdim(D::Minus1)?;
-        x.broadcast_div(&(var + self.eps)?.sqrt()?)?.broadcast_mul(&self.weight)
+        x.broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .broadcast_mul(&self.weight)
     }
 }
 
@@ -87,15 +131,19 @@ struct Rope {
 impl Rope {
     fn new(cfg: &Config, dev: &Device) -> candle_core::Result<Self> {
         let hd = cfg.head_dim();
-        let inv: Vec<f32> =
-            (0..hd / 2).map(|i| 1.0 / (cfg.rope_theta as f32).powf((2 * i) as f32 / hd as f32)).collect();
+        let inv: Vec<f32> = (0..hd / 2)
+            .map(|i| 1.0 / (cfg.rope_theta as f32).powf((2 * i) as f32 / hd as f32))
+            .collect();
         let inv = Tensor::from_vec(inv, (1, hd / 2), dev)?;
         let pos = Tensor::arange(0u32, cfg.max_position_embeddings as u32, dev)?
             .to_dtype(DType::F32)?
             .reshape((cfg.max_position_embeddings, 1))?;
         let ang = pos.broadcast_mul(&inv)?;
         let ang = Tensor::cat(&[&ang, &ang], 1)?;
-        Ok(Self { cos: ang.cos()?, sin: ang.sin()? })
+        Ok(Self {
+            cos: ang.cos()?,
+            sin: ang.sin()?,
+        })
     }
 
     /// Rotates `x` of shape `(batch, heads, seq, head_dim)` for positions `offset..offset + seq`.
@@ -152,7 +200,11 @@ impl Attention {
         cache: &mut LayerCache,
     ) -> candle_core::Result<Tensor> {
         let (b, t, h) = x.dims3()?;
-        let split = |y: Tensor, n: usize| y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?.contiguous();
+        let split = |y: Tensor, n: usize| {
+            y.reshape((b, t, n, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
         let q = rope.apply(&split(self.q.forward(x)?, self.heads)?, offset)?;
         let mut k = rope.apply(&split(self.k.forward(x)?, self.kv_heads)?, offset)?;
         let mut v = split(self.v.forward(x)?, self.kv_heads)?;
@@ -219,20 +271,32 @@ pub struct Model {
 impl Model {
     pub fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
         let vb = vb.pp("model");
-        let embed = vb.pp("embed_tokens").get((cfg.vocab_size, cfg.hidden_size), "weight")?;
+        let embed = vb
+            .pp("embed_tokens")
+            .get((cfg.vocab_size, cfg.hidden_size), "weight")?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let vb = vb.pp("layers").pp(i);
             layers.push(Layer {
                 norm1: RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
                 attn: Attention::new(cfg, vb.pp("self_attn"))?,
-                norm2: RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
+                norm2: RmsNorm::new(
+                    cfg.hidden_size,
+                    cfg.rms_norm_eps,
+                    vb.pp("post_attention_layernorm"),
+                )?,
                 mlp: Mlp::new(cfg, vb.pp("mlp"))?,
             });
         }
         let norm = RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("norm"))?;
         let device = embed.device().clone();
-        Ok(Self { embed, layers, norm, rope: Rope::new(cfg, &device)?, device })
+        Ok(Self {
+            embed,
+            layers,
+            norm,
+            rope: Rope::new(cfg, &device)?,
+            device,
+        })
     }
 
     pub fn new_cache(&self) -> Vec<LayerCache> {
@@ -241,19 +305,39 @@ impl Model {
 
     /// Logits `(batch, seq, vocab)` for `ids` `(batch, seq)` placed at positions `offset..`, after
     /// the keys/values already in `cache` (empty for training).
-    pub fn forward(&self, ids: &Tensor, offset: usize, cache: &mut [LayerCache]) -> candle_core::Result<Tensor> {
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        offset: usize,
+        cache: &mut [LayerCache],
+    ) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
-        let mask = if t > 1 { Some(causal_mask(t, offset, &self.device)?) } else { None };
+        let mut x = self
+            .embed
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, ()))?;
+        let mask = if t > 1 {
+            Some(causal_mask(t, offset, &self.device)?)
+        } else {
+            None
+        };
         for (layer, c) in self.layers.iter().zip(cache.iter_mut()) {
-            let a = layer.attn.forward(&layer.norm1.forward(&x)?, &self.rope, offset, mask.as_ref(), c)?;
+            let a = layer.attn.forward(
+                &layer.norm1.forward(&x)?,
+                &self.rope,
+                offset,
+                mask.as_ref(),
+                c,
+            )?;
             x = (x + a)?;
             let m = layer.mlp.forward(&layer.norm2.forward(&x)?)?;
             x = (x + m)?;
         }
         let x = self.norm.forward(&x)?;
         let h = x.dim(2)?;
-        x.reshape((b * t, h))?.matmul(&self.embed.t()?)?.reshape((b, t, ()))
+        x.reshape((b * t, h))?
+            .matmul(&self.embed.t()?)?
+            .reshape((b, t, ()))
     }
 }
 
@@ -261,7 +345,15 @@ impl Model {
 fn causal_mask(t: usize, offset: usize, dev: &Device) -> candle_core::Result<Tensor> {
     let total = offset + t;
     let m: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j > i + offset { f32::NEG_INFINITY } else { 0.0 }))
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > i + offset {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
         .collect();
     Tensor::from_vec(m, (t, total), dev)
 }

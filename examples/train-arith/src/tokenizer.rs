@@ -13,8 +13,8 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::{
-    AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer,
-    TokenizerBuilder,
+    AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper,
+    PreTokenizerWrapper, Tokenizer, TokenizerBuilder,
 };
 
 pub const BOS: &str = "<｜begin▁of▁sentence｜>";
@@ -47,14 +47,19 @@ pub fn response(p: &ArithProblem) -> String {
 }
 
 fn response_body(p: &ArithProblem) -> String {
-    format!("{}\n{END_THINK}\n\nThe answer is \\boxed{{{}}}.", p.reasoning, p.answer)
+    format!(
+        "{}\n{END_THINK}\n\nThe answer is \\boxed{{{}}}.",
+        p.reasoning, p.answer
+    )
 }
 
 /// Trains byte-level BPE on prompts and responses. Digits are always split one per token, as in
 /// Qwen2's tokenizer, so numbers are spelled the same way whatever their neighbours.
 pub fn train(problems: &[ArithProblem], vocab_size: usize) -> Result<Tokenizer> {
-    let specials: Vec<AddedToken> =
-        [BOS, EOS, USER, ASSISTANT, PAD].iter().map(|s| AddedToken::from(*s, true)).collect();
+    let specials: Vec<AddedToken> = [BOS, EOS, USER, ASSISTANT, PAD]
+        .iter()
+        .map(|s| AddedToken::from(*s, true))
+        .collect();
     let trainer = BpeTrainerBuilder::new()
         .vocab_size(vocab_size)
         .min_frequency(2)
@@ -74,28 +79,39 @@ pub fn train(problems: &[ArithProblem], vocab_size: usize) -> Result<Tokenizer> 
         PostProcessorWrapper,
         DecoderWrapper,
     >::new()
-        .with_model(ModelWrapper::BPE(BPE::default()))
-        .with_normalizer(None)
-        .with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(pre)))
-        .with_post_processor(None)
-        .with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevelDecoder::default())))
-        .build()
-        .map_err(|e| anyhow!("building tokenizer: {e}"))?
-        .into();
+    .with_model(ModelWrapper::BPE(BPE::default()))
+    .with_normalizer(None)
+    .with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(pre)))
+    .with_post_processor(None)
+    .with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevelDecoder::default())))
+    .build()
+    .map_err(|e| anyhow!("building tokenizer: {e}"))?
+    .into();
     // Special tokens stay out of the corpus: merges spent on their pieces would never be used.
-    let texts = problems.iter().flat_map(|p| [p.question.clone(), response_body(p)]);
-    tok.train(&mut trainer, texts).map_err(|e| anyhow!("training tokenizer: {e}"))?;
+    let texts = problems
+        .iter()
+        .flat_map(|p| [p.question.clone(), response_body(p)]);
+    tok.train(&mut trainer, texts)
+        .map_err(|e| anyhow!("training tokenizer: {e}"))?;
     // R1 keeps the thought markers visible in decoded text, so they are added tokens, not special.
-    tok.add_tokens([AddedToken::from(THINK, false), AddedToken::from(END_THINK, false)])
-        .map_err(|e| anyhow!("adding thought markers: {e}"))?;
+    tok.add_tokens([
+        AddedToken::from(THINK, false),
+        AddedToken::from(END_THINK, false),
+    ])
+    .map_err(|e| anyhow!("adding thought markers: {e}"))?;
     Ok(tok)
 }
 
 /// Token ids of `text`, with special tokens written in the text recognised and nothing added.
 pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
-    Ok(tok.encode(text, false).map_err(|e| anyhow!("encoding: {e}"))?.get_ids().to_vec())
+    Ok(tok
+        .encode(text, false)
+        .map_err(|e| anyhow!("encoding: {e}"))?
+        .get_ids()
+        .to_vec())
 }
 
 pub fn id(tok: &Tokenizer, token: &str) -> Result<u32> {
-    tok.token_to_id(token).ok_or_else(|| anyhow!("token {token} missing from the vocabulary"))
+    tok.token_to_id(token)
+        .ok_or_else(|| anyhow!("token {token} missing from the vocabulary"))
 }
