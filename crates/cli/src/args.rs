@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "reprolm", version, about, max_term_width = 100)]
 pub struct Cli {
     /// Print nothing but errors and the final result.
-    #[arg(long, global = true, conflicts_with = "json_log")]
+    #[arg(short, long, global = true, conflicts_with = "json_log")]
     pub quiet: bool,
     /// Print progress and results as JSON lines on stdout, for scripts.
     #[arg(long, global = true)]

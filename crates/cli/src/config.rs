@@ -346,6 +346,25 @@ mod tests {
     }
 
     #[test]
+    fn without_model_the_embedded_one_is_used() {
+        let a = match crate::args::Cli::parse_from(["reprolm", "run"]).command {
+            crate::args::Command::Run(a) => *a,
+            _ => unreachable!(),
+        };
+        match RunConfig::resolve(&a) {
+            Ok(c) => {
+                assert!(c.model_spec.ends_with(DEFAULT_MODEL), "{}", c.model_spec);
+                assert_eq!(c.out, Path::new("runs/arith-qwen2-3m-arith-fp32-bs8"));
+            }
+            // A checkout without the model directory (e.g. a crates.io build).
+            Err(e) => assert!(
+                format!("{e:#}").contains("the embedded default model"),
+                "{e:#}"
+            ),
+        }
+    }
+
+    #[test]
     fn refusals_name_the_flag() {
         let err = |a: &[&str]| format!("{:#}", RunConfig::resolve(&args(a)).unwrap_err());
         assert!(err(&["--policy", "fp8"])

@@ -28,10 +28,11 @@ fn main() {
     let status = match run(cli.command, mode) {
         Ok(code) => code,
         Err(e) => {
+            let msg = error_chain(&e);
             if mode == OutputMode::Json {
-                progress::event("error", serde_json::json!({ "message": format!("{e:#}") }));
+                progress::event("error", serde_json::json!({ "message": msg }));
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {msg}");
             1
         }
     };
@@ -51,4 +52,22 @@ fn run(command: Command, mode: OutputMode) -> anyhow::Result<i32> {
         Command::Tasks => commands::tasks::command(mode),
         Command::Policies(args) => commands::policies::command(args.name.as_deref(), mode),
     }
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose text the message before it
+/// already ends with (library errors that print their source, e.g. `path: No such file`, would
+/// otherwise show it twice).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
