@@ -121,7 +121,7 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
         }
     }
 
-    // The product, first axis slowest, in file order.
+    // The product, axes in name order (a TOML table keeps no order), the first one slowest.
     let mut combos: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
     for (key, values) in &axis_values {
         combos = combos
