@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use reprolm_engine::{DecodeSpecialTokens, Tokenizer};
+use reprolm_engine::{DecodeSpecialTokens, ResolveOptions, Tokenizer};
 use reprolm_metrics::inspect::{compare_runs, Candidate, SampleComparison, Side};
 use reprolm_metrics::LoadedRun;
 use serde_json::json;
@@ -197,12 +197,20 @@ fn print_sample(
     println!("  answers: {la}: {} | {lb}: {}", ans(&s.a), ans(&s.b));
 }
 
-/// The tokenizer to decode with: `--tokenizer`, else the one in run A's model directory. Without one,
-/// token ids are shown instead of text.
+/// The tokenizer to decode with: `--tokenizer`, else the one in run A's model directory (for a Hub
+/// model, its snapshot in the local Hub cache; nothing is downloaded). Without one, token ids are
+/// shown instead of text.
 fn tokenizer(args: &InspectArgs, a: &LoadedRun, mode: OutputMode) -> Option<Tokenizer> {
-    let path = match &args.tokenizer {
-        Some(p) => p.clone(),
-        None => PathBuf::from(&a.manifest.model.source).join("tokenizer.json"),
+    let model = &a.manifest.model;
+    let path = match (&args.tokenizer, &model.revision) {
+        (Some(p), _) => p.clone(),
+        (None, Some(commit)) if model.source == "hf-hub" => ResolveOptions::from_env()
+            .hub_cache
+            .join(format!("models--{}", model.id.replace('/', "--")))
+            .join("snapshots")
+            .join(commit)
+            .join("tokenizer.json"),
+        (None, _) => PathBuf::from(&model.source).join("tokenizer.json"),
     };
     match Tokenizer::from_file(&path) {
         Ok(t) => {
