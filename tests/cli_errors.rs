@@ -67,7 +67,7 @@ fn unknown_model_lists_what_is_available() {
         e.contains("--model: model `./models/nosuch`") && e.contains("no such directory"),
         "{e}"
     );
-    assert!(e.contains("available local models: models/mine"), "{e}");
+    assert!(e.contains("available local models: ") && e.contains("models/mine"), "{e}");
     let e = error_of(t, &["run", "--model", t.join("models").to_str().unwrap()]);
     assert!(
         e.contains("is not a model directory (no config.json)"),

@@ -256,8 +256,10 @@ fn resolve_model(spec: Option<&str>) -> Result<(String, ModelSource)> {
             ),
         },
     };
-    let source = ModelSource::parse(&spec)
-        .with_context(|| format!("model `{spec}`{}", available_models_hint()))?;
+    let source = match ModelSource::parse(&spec) {
+        Ok(s) => s,
+        Err(e) => bail!("{e}{}", available_models_hint()),
+    };
     if let ModelSource::Local(dir) = &source {
         if !dir.join("config.json").exists() {
             bail!(
