@@ -23,6 +23,18 @@ fn run_flags() {
     );
     let e = run_err(t, &["--policy", "fp8"]);
     assert!(e.contains("--policy: unknown precision policy `fp8`; available: bf16, fp16, fp32, layercast, fp32-head"), "{e}");
+    std::fs::write(
+        t.join("bad.toml"),
+        "version = 1\nname = \"bad\"\nlm_heads = \"f32\"\n",
+    )
+    .unwrap();
+    let e = run_err(t, &["--policy", "bad.toml"]);
+    assert!(
+        e.contains(
+            "--policy: bad.toml:3: `lm_heads`: unknown key; known keys: version, name, base"
+        ),
+        "{e}"
+    );
     let e = run_err(t, &["--device", "tpu:0"]);
     assert!(
         e.contains("--device: ") && e.contains("expected cpu, cuda or cuda:N"),
@@ -67,7 +79,10 @@ fn unknown_model_lists_what_is_available() {
         e.contains("--model: model `./models/nosuch`") && e.contains("no such directory"),
         "{e}"
     );
-    assert!(e.contains("available local models: ") && e.contains("models/mine"), "{e}");
+    assert!(
+        e.contains("available local models: ") && e.contains("models/mine"),
+        "{e}"
+    );
     let e = error_of(t, &["run", "--model", t.join("models").to_str().unwrap()]);
     assert!(
         e.contains("is not a model directory (no config.json)"),
@@ -168,4 +183,69 @@ fn listings() {
         String::from_utf8(reprolm(tmp.path(), &["policies".into(), "layercast".into()], 0).stdout)
             .unwrap();
     assert!(out.starts_with("policy layercast\n"), "{out}");
+}
+
+#[test]
+fn policy_files_and_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::write(
+        t.join("mine.toml"),
+        "version = 1\nname = \"mine\"\nbase = \"bf16\"\nlm_head = \"f32\"\n",
+    )
+    .unwrap();
+    let out = String::from_utf8(
+        reprolm(
+            t,
+            &["policies".into(), "mine.toml".into(), "--toml".into()],
+            0,
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        out.contains("name = \"mine\"")
+            && out.contains("lm_head = \"f32\"")
+            && out.contains("kv_cache = \"bf16\""),
+        "{out}"
+    );
+    // The full file reads back to the same policy, and a run records its name and table.
+    std::fs::write(t.join("full.toml"), &out).unwrap();
+    let run = t.join("run");
+    reprolm(
+        t,
+        &run_args(&run, &["--limit", "1", "--policy", "full.toml"]),
+        0,
+    );
+    let m = manifest_sans_times(&run);
+    assert_eq!(m["policy"]["name"], "mine");
+    assert_eq!(m["policy"]["table"]["lm_head"], "f32");
+    assert_eq!(m["policy"]["table"]["linear_storage"], "bf16");
+
+    let model = fixture_model().display().to_string();
+    let args: Vec<String> = [
+        "memory",
+        "--model",
+        &model,
+        "--policy",
+        "fp32",
+        "--policy",
+        "layercast",
+        "--context",
+        "64",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = String::from_utf8(reprolm(t, &args, 0).stdout).unwrap();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("layercast ") && l.ends_with('%')),
+        "{out}"
+    );
+    let e = error_of(t, &["memory", "--model", "nosuch/model"]);
+    assert!(
+        e.contains("--model nosuch/model: not in the local Hub cache"),
+        "{e}"
+    );
 }

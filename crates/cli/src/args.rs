@@ -40,6 +40,8 @@ pub enum Command {
     Tasks,
     /// List the precision policies, or show one in full.
     Policies(PoliciesArgs),
+    /// Memory each precision policy needs for a model's weights and KV cache (reads config.json only).
+    Memory(MemoryArgs),
 }
 
 /// How prompts are put into batches.
@@ -67,7 +69,7 @@ pub struct RunArgs {
     /// Task setting KEY=VALUE (repeatable), e.g. `n=20` for arith or `difficulty=hard`.
     #[arg(long = "task-param", value_name = "KEY=VALUE")]
     pub task_params: Vec<String>,
-    /// Precision policy: a preset name (see `reprolm policies`).
+    /// Precision policy: a preset name (see `reprolm policies`) or a policy file `*.toml`.
     #[arg(long, default_value = "fp32")]
     pub policy: String,
     /// Prompts per batch (static) or concurrent sequences (continuous).
@@ -168,6 +170,26 @@ pub struct ReportArgs {
 /// `reprolm policies`.
 #[derive(Debug, Args)]
 pub struct PoliciesArgs {
-    /// Show this policy's full table.
+    /// Show this policy (a preset or a `.toml` file) in full.
     pub name: Option<String>,
+    /// Print it as a complete policy file, a starting point for a custom one.
+    #[arg(long, requires = "name")]
+    pub toml: bool,
+}
+
+/// `reprolm memory`.
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    /// Model directory, config.json, or Hub id found in the local Hub cache [default: the embedded model].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Policies to compare (repeatable) [default: every preset].
+    #[arg(long = "policy")]
+    pub policies: Vec<String>,
+    /// Sequences held in the KV cache at once.
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Tokens per sequence (prompt plus response) [default: the model's max_position_embeddings].
+    #[arg(long)]
+    pub context: Option<usize>,
 }

@@ -232,18 +232,19 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// A preset name.
+/// A preset name or a policy file (`*.toml`).
 pub fn resolve_policy(name: &str) -> Result<PrecisionPolicy> {
-    PrecisionPolicy::preset(name).with_context(|| {
-        format!(
-            "unknown precision policy `{name}`; available: {}",
+    PrecisionPolicy::resolve(name).map_err(|e| match e {
+        reprolm_precision::Error::NotAPolicy { .. } => anyhow::anyhow!(
+            "unknown precision policy `{name}`; available: {} (or a policy file ending in .toml)",
             PRESETS.join(", ")
-        )
+        ),
+        other => anyhow::Error::new(other),
     })
 }
 
 /// The model the user named, or the embedded default.
-fn resolve_model(spec: Option<&str>) -> Result<(String, ModelSource)> {
+pub fn resolve_model(spec: Option<&str>) -> Result<(String, ModelSource)> {
     let spec = match spec {
         Some(s) => s.to_string(),
         None => match default_model_dir() {

@@ -50,7 +50,10 @@ fn run(command: Command, mode: OutputMode) -> anyhow::Result<i32> {
         Command::Inspect(args) => commands::inspect::command(&args, mode),
         Command::Report(args) => commands::report::command(&args, mode),
         Command::Tasks => commands::tasks::command(mode),
-        Command::Policies(args) => commands::policies::command(args.name.as_deref(), mode),
+        Command::Policies(args) => {
+            commands::policies::command(args.name.as_deref(), args.toml, mode)
+        }
+        Command::Memory(args) => commands::memory::command(&args, mode),
     }
 }
 

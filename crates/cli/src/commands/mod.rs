@@ -1,6 +1,7 @@
 //! One module per subcommand; each takes its resolved arguments and returns an exit status.
 
 pub mod inspect;
+pub mod memory;
 pub mod policies;
 pub mod report;
 pub mod run;

@@ -7,7 +7,7 @@ use crate::config::resolve_policy;
 use crate::progress::OutputMode;
 
 /// Print every preset as one row, or one policy's full table.
-pub fn command(name: Option<&str>, mode: OutputMode) -> Result<i32> {
+pub fn command(name: Option<&str>, toml: bool, mode: OutputMode) -> Result<i32> {
     let policies: Vec<PrecisionPolicy> = match name {
         Some(n) => vec![resolve_policy(n)?],
         None => PRESETS
@@ -31,9 +31,10 @@ pub fn command(name: Option<&str>, mode: OutputMode) -> Result<i32> {
     }
     if let [p] = policies.as_slice() {
         if name.is_some() {
-            println!("policy {}", p.name);
-            for (k, v) in p.table() {
-                println!("  {k:<16} {v}");
+            if toml {
+                print!("{}", p.to_toml_string());
+            } else {
+                print!("{p}");
             }
             return Ok(0);
         }
