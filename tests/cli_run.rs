@@ -177,6 +177,14 @@ fn json_log_and_score_regrades_without_generating() {
         .collect();
     assert_eq!(events.iter().filter(|e| e["event"] == "sample").count(), 3);
     assert_eq!(events.last().unwrap()["event"], "finished");
+    let start = events
+        .iter()
+        .find(|e| e["event"] == "start")
+        .expect("a start event");
+    assert_eq!(
+        (start["samples"].as_u64(), start["recorded"].as_u64()),
+        (Some(3), Some(0))
+    );
 
     // Mark every response correct by hand; `score` must grade them again from their text.
     let path = out.join("responses.jsonl");

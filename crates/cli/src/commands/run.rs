@@ -139,6 +139,14 @@ pub fn execute(cfg: &RunConfig, mode: OutputMode) -> Result<RunOutcome> {
         ));
     }
 
+    if mode == OutputMode::Json {
+        crate::progress::event(
+            "start",
+            json!({ "out": cfg.out, "samples": total, "recorded": total - missing, "model": cfg.model_spec,
+                    "task": cfg.task, "policy": cfg.policy.name, "batch_size": cfg.batch_size,
+                    "batching": cfg.batching.to_string() }),
+        );
+    }
     let mut generator = Generator {
         cfg,
         model: &model,
