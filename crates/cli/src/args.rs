@@ -165,6 +165,18 @@ pub struct ReportArgs {
     /// Where report.md/.csv/.json and the plots go [default: ROOT].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Standard deviation over runs: `sample` (n - 1, the paper's) or `population` (n).
+    #[arg(long, value_enum, default_value_t = StdArg::Sample)]
+    pub std: StdArg,
+}
+
+/// Which standard deviation a report uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StdArg {
+    /// Divide by n - 1.
+    Sample,
+    /// Divide by n.
+    Population,
 }
 
 /// `reprolm policies`.

@@ -1,17 +1,21 @@
 //! `reprolm report ROOT`: the reproducibility tables and plots over every run under a root.
 
 use anyhow::{Context, Result};
-use reprolm_metrics::{generate, ReportOptions};
+use reprolm_metrics::{generate, ReportOptions, StdKind};
 use serde_json::json;
 
-use crate::args::ReportArgs;
+use crate::args::{ReportArgs, StdArg};
 use crate::progress::OutputMode;
 
 /// Build and write the report, print its table.
 pub fn command(args: &ReportArgs, mode: OutputMode) -> Result<i32> {
+    let std_kind = match args.std {
+        StdArg::Sample => StdKind::Sample,
+        StdArg::Population => StdKind::Population,
+    };
     let opts = ReportOptions {
         out_dir: args.out.clone(),
-        ..Default::default()
+        std_kind,
     };
     let (report, files) = generate(&args.root, &opts)
         .with_context(|| format!("building the report over {}", args.root.display()))?;

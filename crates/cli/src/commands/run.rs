@@ -22,7 +22,7 @@ use reprolm_metrics::run_dir::{
     WeightFile, MANIFEST_FORMAT_VERSION,
 };
 use reprolm_metrics::LoadedRun;
-use reprolm_tasks::{Dataset, Problem, Task};
+use reprolm_tasks::{Dataset, Problem, Score, Task};
 use serde_json::json;
 
 use crate::config::{RunConfig, Selection};
@@ -437,8 +437,11 @@ impl Generator<'_, '_> {
     }
 
     /// Score and append finished sequences not yet on disk; returns how many were appended.
+    /// Score and append finished sequences not yet on disk, in the order they finished; returns how
+    /// many were appended. The sequences that finished in one step are graded together
+    /// (`Task::score_many`, in parallel), which matters for code tasks whose tests take seconds.
     fn record(&mut self, finished: Vec<(usize, Generation)>) -> Result<usize> {
-        let mut appended = 0;
+        let mut pending = Vec::new();
         for (i, g) in finished {
             let key = self.key(i);
             if self.completed.contains(&key) {
@@ -453,7 +456,7 @@ impl Generator<'_, '_> {
                 reprolm_engine::FinishReason::Stop => FinishReason::Stop,
                 reprolm_engine::FinishReason::Length => FinishReason::Length,
             };
-            let mut rec = ResponseRecord::new(
+            let rec = ResponseRecord::new(
                 item.problem.id.clone(),
                 item.sample_index,
                 g.prompt_tokens as u32,
@@ -461,7 +464,27 @@ impl Generator<'_, '_> {
                 g.token_ids.clone(),
                 finish,
             );
-            match self.task.score(item.problem, &rec.response) {
+            pending.push((i, key, rec, g));
+        }
+        let task = self.task;
+        let scores: Vec<std::result::Result<Score, String>> = {
+            let inputs: Vec<(&Problem, &str)> = pending
+                .iter()
+                .map(|(i, _, rec, _)| (self.items[*i].problem, rec.response.as_str()))
+                .collect();
+            match task.score_many(&inputs) {
+                Ok(all) => all.into_iter().map(Ok).collect(),
+                // One failure fails the batch call; grade one by one to find which.
+                Err(_) => inputs
+                    .iter()
+                    .map(|(p, r)| task.score(p, r).map_err(|e| e.to_string()))
+                    .collect(),
+            }
+        };
+        let mut appended = 0;
+        for ((i, key, mut rec, g), score) in pending.into_iter().zip(scores) {
+            let item = &self.items[i];
+            match score {
                 Ok(s) => {
                     rec.score = s.score.clamp(0.0, 1.0);
                     rec.correct = s.correct;
@@ -473,7 +496,7 @@ impl Generator<'_, '_> {
                     self.progress.note(&format!(
                         "warning: {key}: grading failed, recorded as wrong: {e}"
                     ));
-                    rec.score_detail = json!({ "error": e.to_string() });
+                    rec.score_detail = json!({ "error": e });
                 }
             }
             let lp = LogprobsRecord::from_flat(
