@@ -1,7 +1,34 @@
-//! A linear layer that stores its weight in one dtype and multiplies in another.
+//! A linear layer that stores its weight in one dtype and multiplies in another, and the matmul
+//! it (and attention) runs in a chosen dtype.
 
 use crate::Result;
 use candle_core::{DType, Module, Tensor};
+
+/// `lhs · rhs` with both operands cast to `dtype`, the result in `dtype`.
+///
+/// candle's CPU backend has no bf16 GEMM. A bf16 GEMM on a GPU (cuBLAS, and torch's CPU kernel)
+/// multiplies bf16 operands with f32 accumulation and rounds the result once, so on CPU we do the
+/// same by hand: bf16 values widen to f32 exactly, the f32 matmul accumulates, and the product is
+/// rounded to bf16. Only the summation order differs from a GPU kernel, as between any two
+/// kernels. Every other dtype and device uses candle's own matmul.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// let a = Tensor::new(&[[1f32, 2.0]], &Device::Cpu)?;
+/// let b = Tensor::new(&[[3f32], [4.0]], &Device::Cpu)?;
+/// let y = reprolm_precision::matmul(&a, &b, DType::BF16)?;
+/// assert_eq!(y.dtype(), DType::BF16);
+/// assert_eq!(y.to_dtype(DType::F32)?.to_vec2::<f32>()?, vec![vec![11.0]]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn matmul(lhs: &Tensor, rhs: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
+    let (lhs, rhs) = (lhs.to_dtype(dtype)?, rhs.to_dtype(dtype)?);
+    if dtype == DType::BF16 && lhs.device().is_cpu() {
+        let wide = lhs.to_dtype(DType::F32)?.matmul(&rhs.to_dtype(DType::F32)?)?;
+        return wide.to_dtype(DType::BF16);
+    }
+    lhs.matmul(&rhs)
+}
 
 /// `y = x Wᵀ + b` with storage and compute dtypes chosen by a policy.
 ///
@@ -63,7 +90,7 @@ impl Module for Linear {
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.to_dtype(self.compute)?.reshape((rows, in_features))?;
         let w = self.weight.to_dtype(self.compute)?;
-        let mut y = x2.matmul(&w.t()?)?;
+        let mut y = matmul(&x2, &w.t()?, self.compute)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.to_dtype(self.compute)?)?;
         }
@@ -93,6 +120,26 @@ mod tests {
         assert_eq!(a.dims(), &[2, 3, 24]);
         let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert_eq!(diff, 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn bf16_matmul_rounds_an_f32_accumulated_product_once() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let a = Tensor::randn(0f32, 1.0, (5, 64), &dev)?.to_dtype(DType::BF16)?;
+        let b = Tensor::randn(0f32, 1.0, (64, 7), &dev)?.to_dtype(DType::BF16)?;
+        let got = matmul(&a, &b, DType::BF16)?;
+        let exact = a
+            .to_dtype(DType::F64)?
+            .matmul(&b.to_dtype(DType::F64)?)?
+            .to_dtype(DType::BF16)?;
+        // Rounding the f64 product and the f32-accumulated one to bf16 agree except at ties.
+        let diff = (got.to_dtype(DType::F64)? - exact.to_dtype(DType::F64)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f64>()?;
+        let scale = exact.to_dtype(DType::F64)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        assert!(diff <= scale * 2f64.powi(-8), "{diff} vs {scale}");
         Ok(())
     }
 

@@ -82,15 +82,17 @@ pub struct PrecisionPolicy {
 }
 
 impl PrecisionPolicy {
-    /// One dtype for every component, except norms, which accumulate in f32 as every serving
-    /// kernel (vLLM's fused RMSNorm, transformers' `LlamaRMSNorm`) does whatever `--dtype` says.
+    /// One dtype for every component, except norms, which accumulate in at least f32 as every
+    /// serving kernel (vLLM's fused RMSNorm, transformers' `LlamaRMSNorm`) does whatever `--dtype`
+    /// says. (An f64 policy keeps its norms in f64: it is a reference and must not round to f32.)
     fn uniform(name: &str, dtype: DType) -> Self {
         let mut p = PrecisionPolicy {
             name: name.to_string(),
             dtypes: [dtype; 10],
         };
-        p.set(Component::Norm, DType::F32);
-        p.set(Component::Logits, dtype);
+        if dtype.size_in_bytes() < 4 {
+            p.set(Component::Norm, DType::F32);
+        }
         p
     }
 
@@ -126,7 +128,8 @@ impl PrecisionPolicy {
         Self::uniform("fp32", DType::F32)
     }
 
-    /// Every component in float64; only used by tests as an exact-enough reference.
+    /// Every component in float64, norms included; a CPU-only reference that tests measure the
+    /// other policies against (it is not a preset, since no serving stack runs it).
     pub fn fp64_reference() -> Self {
         Self::uniform("fp64-reference", DType::F64)
     }

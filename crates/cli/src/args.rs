@@ -1,0 +1,207 @@
+//! What the user typed: the clap definitions, and nothing resolved yet.
+//!
+//! Values stay as given (strings for the model, policy and device) so that the resolving step in
+//! `config.rs` can name the flag at fault, and a sweep file can produce the same `RunArgs` the
+//! command line does.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Evaluate reasoning LLMs under a chosen numerical precision and measure how far the results move
+/// when only the runtime configuration changes.
+#[derive(Debug, Parser)]
+#[command(name = "reprolm", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Print nothing but errors and the final result.
+    #[arg(short, long, global = true, conflicts_with = "json_log")]
+    pub quiet: bool,
+    /// Print progress and results as JSON lines on stdout, for scripts.
+    #[arg(long, global = true)]
+    pub json_log: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate, score and record one run into a run directory (resumes an unfinished one).
+    Run(Box<RunArgs>),
+    /// Run the product of the axes in a sweep file, one run directory each.
+    Sweep(SweepArgs),
+    /// Re-score a run's responses (e.g. after a grader fix) without generating again.
+    Score(ScoreArgs),
+    /// Compare two runs token by token and show where and why they diverge.
+    Inspect(InspectArgs),
+    /// Group the runs under a root and write the reproducibility report.
+    Report(ReportArgs),
+    /// List the registered tasks.
+    Tasks,
+    /// List the precision policies, or show one in full.
+    Policies(PoliciesArgs),
+    /// Memory each precision policy needs for a model's weights and KV cache (reads config.json only).
+    Memory(MemoryArgs),
+}
+
+/// How prompts are put into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchingArg {
+    /// Fixed chunks of `--batch-size` prompts in dataset order (the paper's setting).
+    Static,
+    /// A finished sequence's slot is refilled with the next prompt at once.
+    Continuous,
+}
+
+/// `reprolm run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Model directory or Hub id `owner/name[@revision]` [default: the embedded models/arith-qwen2-3m].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Registered task name (see `reprolm tasks`).
+    #[arg(long, default_value = "arith")]
+    pub task: String,
+    /// Data file or directory to read instead of the task's default source.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Task setting KEY=VALUE (repeatable), e.g. `n=20` for arith or `difficulty=hard`.
+    #[arg(long = "task-param", value_name = "KEY=VALUE")]
+    pub task_params: Vec<String>,
+    /// Precision policy: a preset name (see `reprolm policies`) or a policy file `*.toml`.
+    #[arg(long, default_value = "fp32")]
+    pub policy: String,
+    /// Prompts per batch (static) or concurrent sequences (continuous).
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: u32,
+    /// How prompts are put into batches.
+    #[arg(long, value_enum, default_value_t = BatchingArg::Static)]
+    pub batching: BatchingArg,
+    /// Seed of every per-request random stream (and of the task's own randomness).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Generation limit per response, in tokens.
+    #[arg(long, default_value_t = 1024)]
+    pub max_tokens: u32,
+    /// Samples per problem (pass@k); more than 1 needs a temperature above 0.
+    #[arg(long, default_value_t = 1)]
+    pub samples: u32,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus sampling threshold.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Keep only the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: u32,
+    /// Min-p threshold (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f64,
+    /// Top candidates recorded per generated token.
+    #[arg(long, default_value_t = 5)]
+    pub logprobs: u32,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Evaluate only the first N problems [default for arith: 32, else all].
+    #[arg(long, conflicts_with = "problems")]
+    pub limit: Option<usize>,
+    /// Evaluate only these problem ids (comma-separated), in the order given.
+    #[arg(long, value_delimiter = ',')]
+    pub problems: Option<Vec<String>>,
+    /// Run directory [default: runs/<model>-<task>-<policy>-bs<B>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `reprolm sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The sweep file (TOML): `root`, a `[base]` table of run settings and an `[axes]` table of lists.
+    pub file: PathBuf,
+    /// Root directory of the run directories [default: the file's `root`, else runs/<file stem>].
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// List the runs the sweep would make, with their state, and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `reprolm score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// The run directory.
+    pub dir: PathBuf,
+}
+
+/// `reprolm inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// First run directory.
+    pub run_a: PathBuf,
+    /// Second run directory.
+    pub run_b: PathBuf,
+    /// Only this problem.
+    #[arg(long)]
+    pub problem: Option<String>,
+    /// Tokens of shared text shown before the divergence point.
+    #[arg(long, default_value_t = 24)]
+    pub context: usize,
+    /// Tokenizer file used to decode tokens [default: the one in run A's model directory].
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Also list samples whose streams are identical.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `reprolm report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Directory holding run directories (searched recursively).
+    pub root: PathBuf,
+    /// Where report.md/.csv/.json and the plots go [default: ROOT].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Standard deviation over runs: `sample` (n - 1, the paper's) or `population` (n).
+    #[arg(long, value_enum, default_value_t = StdArg::Sample)]
+    pub std: StdArg,
+}
+
+/// Which standard deviation a report uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StdArg {
+    /// Divide by n - 1.
+    Sample,
+    /// Divide by n.
+    Population,
+}
+
+/// `reprolm policies`.
+#[derive(Debug, Args)]
+pub struct PoliciesArgs {
+    /// Show this policy (a preset or a `.toml` file) in full.
+    pub name: Option<String>,
+    /// Print it as a complete policy file, a starting point for a custom one.
+    #[arg(long, requires = "name")]
+    pub toml: bool,
+}
+
+/// `reprolm memory`.
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    /// Model directory, config.json, or Hub id found in the local Hub cache [default: the embedded model].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Policies to compare (repeatable) [default: every preset].
+    #[arg(long = "policy")]
+    pub policies: Vec<String>,
+    /// Sequences held in the KV cache at once.
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Tokens per sequence (prompt plus response) [default: the model's max_position_embeddings].
+    #[arg(long)]
+    pub context: Option<usize>,
+}

@@ -1,0 +1,233 @@
+//! `reprolm inspect RUN_A RUN_B`: for each sample, whether the two token streams diverge, where, the
+//! text around that point, both runs' top candidates there (the near-tie that flipped), and both
+//! final answers.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use reprolm_engine::{DecodeSpecialTokens, ResolveOptions, Tokenizer};
+use reprolm_metrics::inspect::{compare_runs, Candidate, SampleComparison, Side};
+use reprolm_metrics::LoadedRun;
+use serde_json::json;
+
+use crate::args::InspectArgs;
+use crate::progress::OutputMode;
+
+/// Tokens of each run's continuation shown after the divergence point.
+const AFTER: usize = 12;
+
+/// Compare the runs and print what differs; exit status 0 whether or not they diverge.
+pub fn command(args: &InspectArgs, mode: OutputMode) -> Result<i32> {
+    let load = |p: &Path| {
+        LoadedRun::load(p).with_context(|| format!("reading run directory {}", p.display()))
+    };
+    let (a, b) = (load(&args.run_a)?, load(&args.run_b)?);
+    if let Some(id) = &args.problem {
+        let known = |r: &LoadedRun| r.records.iter().any(|x| &x.problem_id == id);
+        if !known(&a) && !known(&b) {
+            let some: Vec<&str> = a
+                .records
+                .iter()
+                .take(5)
+                .map(|r| r.problem_id.as_str())
+                .collect();
+            bail!(
+                "--problem {id}: neither run has this problem (run A's first ids: {})",
+                if some.is_empty() {
+                    "none".to_string()
+                } else {
+                    some.join(", ")
+                }
+            );
+        }
+    }
+    if a.manifest.model.tokenizer_sha256 != b.manifest.model.tokenizer_sha256 {
+        mode.note(
+            "warning: the runs used different tokenizers; token ids are compared as they are",
+        );
+    }
+    let tok = tokenizer(args, &a, mode);
+    let cmp = compare_runs(&a, &b, args.problem.as_deref()).context("comparing the runs")?;
+    let text = |ids: &[u32]| -> String {
+        match &tok {
+            Some(t) => t
+                .decode(ids, DecodeSpecialTokens::Keep)
+                .unwrap_or_else(|e| format!("<{e}>")),
+            None => format!("{ids:?}"),
+        }
+    };
+    let label = |r: &LoadedRun| {
+        r.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let (la, lb) = (label(&a), label(&b));
+    let diverging = cmp
+        .samples
+        .iter()
+        .filter(|s| s.diverges_at.is_some())
+        .count();
+
+    for s in &cmp.samples {
+        let ra = a.record(&s.key).expect("compared samples exist in A");
+        let rb = b.record(&s.key).expect("compared samples exist in B");
+        let Some(pos) = s.diverges_at else {
+            if mode == OutputMode::Json {
+                crate::progress::event(
+                    "sample",
+                    json!({ "key": s.key.to_string(), "diverges_at": null, "len": s.a.len }),
+                );
+            } else if args.all {
+                println!("{}: identical ({} tokens)", s.key, s.a.len);
+            }
+            continue;
+        };
+        let shared = &ra.token_ids[pos.saturating_sub(args.context)..pos];
+        let cont = |ids: &[u32]| ids[pos.min(ids.len())..(pos + AFTER).min(ids.len())].to_vec();
+        let (ca, cb) = (cont(&ra.token_ids), cont(&rb.token_ids));
+        if mode == OutputMode::Json {
+            let cands = |c: &[Candidate]| {
+                c.iter()
+                    .map(|c| json!({ "token": c.token, "text": text(&[c.token]), "prob": c.prob }))
+                    .collect::<Vec<_>>()
+            };
+            crate::progress::event(
+                "sample",
+                json!({
+                    "key": s.key.to_string(), "diverges_at": pos,
+                    "shared_text": text(shared), "a_text": text(&ca), "b_text": text(&cb),
+                    "a": { "len": s.a.len, "token": s.a.token, "candidates": cands(&s.a.candidates), "answer": s.a.answer, "score": s.a.score, "correct": s.a.correct },
+                    "b": { "len": s.b.len, "token": s.b.token, "candidates": cands(&s.b.candidates), "answer": s.b.answer, "score": s.b.score, "correct": s.b.correct },
+                }),
+            );
+            continue;
+        }
+        print_sample(
+            s,
+            pos,
+            &la,
+            &lb,
+            &text(shared),
+            &text(&ca),
+            &text(&cb),
+            &text,
+        );
+    }
+    let summary = format!(
+        "{} of {} shared samples diverge{}{}",
+        diverging,
+        cmp.samples.len(),
+        if cmp.only_in_a.is_empty() {
+            String::new()
+        } else {
+            format!("; {} only in {la}", cmp.only_in_a.len())
+        },
+        if cmp.only_in_b.is_empty() {
+            String::new()
+        } else {
+            format!("; {} only in {lb}", cmp.only_in_b.len())
+        },
+    );
+    mode.result(
+        &summary,
+        "inspected",
+        json!({ "shared": cmp.samples.len(), "diverging": diverging, "only_in_a": cmp.only_in_a.len(), "only_in_b": cmp.only_in_b.len() }),
+    );
+    Ok(0)
+}
+
+#[allow(clippy::too_many_arguments)] // one printing helper; a struct would only rename the locals
+fn print_sample(
+    s: &SampleComparison,
+    pos: usize,
+    la: &str,
+    lb: &str,
+    shared: &str,
+    ca: &str,
+    cb: &str,
+    text: &dyn Fn(&[u32]) -> String,
+) {
+    println!(
+        "{}: diverges at token {pos} (lengths {} / {})",
+        s.key, s.a.len, s.b.len
+    );
+    println!("  shared   …{shared:?}");
+    println!("  {la}: {ca:?}");
+    println!("  {lb}: {cb:?}");
+    println!("  top candidates at token {pos}:");
+    let col = |side: &Side| -> Vec<String> {
+        if side.candidates.is_empty() {
+            return vec!["(response ended)".into()];
+        }
+        side.candidates
+            .iter()
+            .map(|c| {
+                let mark = if Some(c.token) == side.token {
+                    "*"
+                } else {
+                    " "
+                };
+                format!(
+                    "{mark}{:>8.5} {:>7} {:?}",
+                    c.prob,
+                    c.token,
+                    text(&[c.token])
+                )
+            })
+            .collect()
+    };
+    let (xa, xb) = (col(&s.a), col(&s.b));
+    println!("    {:<40} {}", la, lb);
+    for i in 0..xa.len().max(xb.len()) {
+        println!(
+            "    {:<40} {}",
+            xa.get(i).map(String::as_str).unwrap_or(""),
+            xb.get(i).map(String::as_str).unwrap_or("")
+        );
+    }
+    let ans = |side: &Side| {
+        format!(
+            "{} ({}, score {})",
+            side.answer.as_deref().unwrap_or("no answer"),
+            if side.correct { "correct" } else { "wrong" },
+            side.score
+        )
+    };
+    println!("  answers: {la}: {} | {lb}: {}", ans(&s.a), ans(&s.b));
+}
+
+/// The tokenizer to decode with: `--tokenizer`, else the one in run A's model directory (for a Hub
+/// model, its snapshot in the local Hub cache; nothing is downloaded). Without one, token ids are
+/// shown instead of text.
+fn tokenizer(args: &InspectArgs, a: &LoadedRun, mode: OutputMode) -> Option<Tokenizer> {
+    let model = &a.manifest.model;
+    let path = match (&args.tokenizer, &model.revision) {
+        (Some(p), _) => p.clone(),
+        (None, Some(commit)) if model.source == "hf-hub" => ResolveOptions::from_env()
+            .hub_cache
+            .join(format!("models--{}", model.id.replace('/', "--")))
+            .join("snapshots")
+            .join(commit)
+            .join("tokenizer.json"),
+        (None, _) => PathBuf::from(&model.source).join("tokenizer.json"),
+    };
+    match Tokenizer::from_file(&path) {
+        Ok(t) => {
+            if t.sha256() != a.manifest.model.tokenizer_sha256 {
+                mode.note(&format!(
+                    "warning: {} differs from the run's tokenizer (sha256 {}); decoded text may be wrong",
+                    path.display(),
+                    a.manifest.model.tokenizer_sha256
+                ));
+            }
+            Some(t)
+        }
+        Err(e) => {
+            mode.note(&format!(
+                "note: cannot decode tokens ({e}); showing token ids (pass --tokenizer FILE)"
+            ));
+            None
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `reprolm memory`: bytes of weights and KV cache under each precision policy, from config.json
+//! alone, so the question "does LayerCast fit on this GPU?" costs no download of the weights.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use reprolm_engine::{spec_from_config_file, ModelSource, ResolveOptions};
+use reprolm_precision::{format_bytes, ModelShape, PrecisionPolicy, PRESETS};
+use serde_json::json;
+
+use crate::args::MemoryArgs;
+use crate::config::{resolve_model, resolve_policy};
+use crate::progress::OutputMode;
+
+/// Print one estimate per policy, then the totals side by side.
+pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
+    let config = config_path(args.model.as_deref())?;
+    let (_, spec) = spec_from_config_file(&config)
+        .with_context(|| format!("--model: reading {}", config.display()))?;
+    let shape = ModelShape {
+        vocab_size: spec.vocab_size,
+        hidden_size: spec.hidden_size,
+        intermediate_size: spec.intermediate_size,
+        num_layers: spec.num_layers,
+        num_heads: spec.num_heads,
+        num_kv_heads: spec.num_kv_heads,
+        head_dim: spec.head_dim,
+        tie_word_embeddings: spec.tie_word_embeddings,
+        qkv_bias: spec.qkv_bias,
+        o_bias: spec.o_bias,
+        mlp_bias: spec.mlp_bias,
+        qk_norm: spec.qk_norm,
+    };
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let context = args.context.unwrap_or(spec.max_position_embeddings);
+    let names: Vec<String> = if args.policies.is_empty() {
+        PRESETS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.policies.clone()
+    };
+    let policies: Vec<PrecisionPolicy> = names
+        .iter()
+        .map(|n| resolve_policy(n).context("--policy"))
+        .collect::<Result<_>>()?;
+    let estimates: Vec<_> = policies
+        .iter()
+        .map(|p| shape.memory(p, args.batch_size, context))
+        .collect();
+    if mode == OutputMode::Json {
+        for e in &estimates {
+            crate::progress::event(
+                "memory",
+                json!({
+                    "policy": e.policy, "weights_bytes": e.weights.total_bytes(),
+                    "kv_cache_bytes": e.kv_cache.bytes, "total_bytes": e.total_bytes(),
+                    "batch_size": args.batch_size, "context": context,
+                }),
+            );
+        }
+        return Ok(0);
+    }
+    println!(
+        "{}: {} parameters; KV cache for {} x {context} tokens\n",
+        config.display(),
+        shape.parameter_count(),
+        args.batch_size
+    );
+    if mode == OutputMode::Human {
+        for e in &estimates {
+            println!("{e}");
+        }
+    }
+    let base = estimates
+        .iter()
+        .find(|e| e.policy == "fp32")
+        .map(|e| e.weights.total_bytes());
+    println!(
+        "{:<12} {:>28} {:>28} {:>28}  weights vs fp32",
+        "policy", "weights", "kv_cache", "total"
+    );
+    for e in &estimates {
+        let ratio = base
+            .map(|b| format!("{:.0}%", 100.0 * e.weights.total_bytes() as f64 / b as f64))
+            .unwrap_or_default();
+        println!(
+            "{:<12} {:>28} {:>28} {:>28}  {ratio}",
+            e.policy,
+            format_bytes(e.weights.total_bytes()),
+            format_bytes(e.kv_cache.bytes),
+            format_bytes(e.total_bytes())
+        );
+    }
+    Ok(0)
+}
+
+/// config.json of the model: a directory's, a file given directly, or a Hub snapshot's in the local
+/// cache (never downloaded here).
+fn config_path(spec: Option<&str>) -> Result<PathBuf> {
+    if let Some(s) = spec {
+        let p = Path::new(s);
+        if p.is_file() {
+            return Ok(p.to_path_buf());
+        }
+    }
+    let (spec, source) = resolve_model(spec).context("--model")?;
+    match source {
+        ModelSource::Local(dir) => Ok(dir.join("config.json")),
+        ModelSource::Hub { repo, revision } => {
+            let cache = ResolveOptions::from_env()
+                .hub_cache
+                .join(format!("models--{}", repo.replace('/', "--")));
+            let commit = std::fs::read_to_string(cache.join("refs").join(&revision))
+                .map(|c| c.trim().to_string())
+                .unwrap_or(revision);
+            let path = cache.join("snapshots").join(commit).join("config.json");
+            if !path.exists() {
+                bail!(
+                    "--model {spec}: not in the local Hub cache ({} is missing); download it first or pass its config.json",
+                    path.display()
+                );
+            }
+            Ok(path)
+        }
+    }
+}

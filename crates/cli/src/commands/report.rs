@@ -1,0 +1,42 @@
+//! `reprolm report ROOT`: the reproducibility tables and plots over every run under a root.
+
+use anyhow::{Context, Result};
+use reprolm_metrics::{generate, ReportOptions, StdKind};
+use serde_json::json;
+
+use crate::args::{ReportArgs, StdArg};
+use crate::progress::OutputMode;
+
+/// Build and write the report, print its table.
+pub fn command(args: &ReportArgs, mode: OutputMode) -> Result<i32> {
+    let std_kind = match args.std {
+        StdArg::Sample => StdKind::Sample,
+        StdArg::Population => StdKind::Population,
+    };
+    let opts = ReportOptions {
+        out_dir: args.out.clone(),
+        std_kind,
+    };
+    let (report, files) = generate(&args.root, &opts)
+        .with_context(|| format!("building the report over {}", args.root.display()))?;
+    let written: Vec<String> = files
+        .all()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    match mode {
+        OutputMode::Json => crate::progress::event(
+            "report",
+            json!({ "root": args.root, "groups": report.groups.len(), "files": written }),
+        ),
+        _ => {
+            print!("{}", report.terminal_table());
+            if mode == OutputMode::Human {
+                for f in &written {
+                    println!("wrote {f}");
+                }
+            }
+        }
+    }
+    Ok(0)
+}

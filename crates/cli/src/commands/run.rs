@@ -1,0 +1,574 @@
+//! `reprolm run`: load the model once, generate in static or continuous batches, score each finished
+//! sample through its task and append it to the run directory at once.
+//!
+//! Resuming reproduces the batches of an uninterrupted run, so the resumed files are byte for byte
+//! the ones an uninterrupted run writes: a static chunk with any sample missing is generated again as
+//! a whole (the same rows in the same batch), and a continuous run replays its schedule from the
+//! start until every missing sample is done (a slot's refill depends on everything before it).
+//! Samples already on disk are never written twice.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use reprolm_engine::{
+    device_label, device_name, Batch, ChatOptions, Generation, LoadOptions, Model, Request,
+    ResolveOptions,
+};
+use reprolm_metrics::run_dir::{
+    BatchingMode, DeviceInfo, Durability, Finish, FinishReason, LogprobsRecord, Manifest,
+    ModelInfo, Origin, PolicyInfo, ResponseRecord, RunDir, SampleKey, SamplingParams, TaskInfo,
+    WeightFile, MANIFEST_FORMAT_VERSION,
+};
+use reprolm_metrics::LoadedRun;
+use reprolm_tasks::{Dataset, Problem, Score, Task};
+use serde_json::json;
+
+use crate::config::{RunConfig, Selection};
+use crate::interrupt;
+use crate::progress::{OutputMode, Progress};
+
+/// Manifest key (outside the shared schema) holding the task settings `reprolm score` reloads with.
+pub const TASK_OPTIONS_KEY: &str = "task_options";
+
+/// How a run session ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    /// Every sample is on disk and the manifest is marked finished.
+    Finished(Summary),
+    /// Stopped by Ctrl-C; re-running the same command resumes.
+    Interrupted {
+        /// Samples on disk.
+        done: usize,
+        /// Samples the run needs.
+        total: usize,
+    },
+}
+
+/// The result of a finished run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Samples recorded.
+    pub samples: usize,
+    /// Of which correct.
+    pub correct: usize,
+    /// Tokens generated over all sessions.
+    pub tokens: u64,
+    /// Generation throughput of this session, if it generated anything.
+    pub tok_s: Option<f64>,
+    /// Samples whose grading failed (recorded with score 0 and the error).
+    pub scoring_errors: usize,
+}
+
+/// One request of the run, in generation order.
+struct Item<'a> {
+    problem: &'a Problem,
+    sample_index: u32,
+    request: Request,
+}
+
+/// Execute the run `cfg` describes, resuming whatever its directory already holds.
+pub fn execute(cfg: &RunConfig, mode: OutputMode) -> Result<RunOutcome> {
+    let (task, data) = reprolm_tasks::load_task(&cfg.task, &cfg.task_options)
+        .with_context(|| format!("--task {}: loading its problems", cfg.task))?;
+    let problems = select(&data, &cfg.selection)?;
+    mode.note(&format!(
+        "loading {} ({} policy, {})",
+        cfg.model_spec,
+        cfg.policy.name,
+        device_label(&cfg.device)
+    ));
+    let model = Model::load(
+        &cfg.model,
+        &LoadOptions {
+            device: cfg.device.clone(),
+            policy: cfg.policy.clone(),
+            resolve: ResolveOptions::from_env(),
+        },
+    )
+    .with_context(|| format!("--model {}: loading", cfg.model_spec))?;
+    let manifest = build_manifest(cfg, &model, task.as_ref(), &data, &problems)?;
+    let (mut run, recovery) = RunDir::open_or_create(&cfg.out, manifest, Durability::Flush)
+        .with_context(|| {
+            format!(
+                "--out {}: opening the run directory (pass another --out to start a new run there)",
+                cfg.out.display()
+            )
+        })?;
+    if !recovery.is_clean() {
+        mode.note(&format!(
+            "{}: repaired after an interrupted session: {recovery}",
+            cfg.out.display()
+        ));
+    }
+
+    let mut items = Vec::with_capacity(problems.len() * cfg.samples as usize);
+    for p in &problems {
+        let messages: Vec<reprolm_engine::ChatMessage> = task
+            .messages(p)
+            .into_iter()
+            .map(|m| reprolm_engine::ChatMessage::new(m.role, m.content))
+            .collect();
+        let prompt = model
+            .prompt(&messages, &ChatOptions::default())
+            .with_context(|| format!("problem `{}`: building the prompt", p.id))?;
+        for s in 0..cfg.samples {
+            items.push(Item {
+                problem: p,
+                sample_index: s,
+                request: Request {
+                    prompt: prompt.clone(),
+                    problem_id: p.id.clone(),
+                    sample_index: s,
+                },
+            });
+        }
+    }
+    let completed: BTreeSet<SampleKey> = run.completed_keys().clone();
+    let total = items.len();
+    let missing = items
+        .iter()
+        .filter(|i| !completed.contains(&SampleKey::new(i.problem.id.clone(), i.sample_index)))
+        .count();
+    if missing < total && missing > 0 {
+        mode.note(&format!(
+            "{}: resuming, {} of {total} samples already recorded",
+            cfg.out.display(),
+            total - missing
+        ));
+    }
+
+    if mode == OutputMode::Json {
+        crate::progress::event(
+            "start",
+            json!({ "out": cfg.out, "samples": total, "recorded": total - missing, "model": cfg.model_spec,
+                    "task": cfg.task, "policy": cfg.policy.name, "batch_size": cfg.batch_size,
+                    "batching": cfg.batching.to_string() }),
+        );
+    }
+    let mut generator = Generator {
+        cfg,
+        model: &model,
+        task: task.as_ref(),
+        items: &items,
+        run: &mut run,
+        completed,
+        progress: Progress::new(
+            mode,
+            &cfg.out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            total as u64,
+            (total - missing) as u64,
+        ),
+        session_tokens: 0,
+        scoring_errors: 0,
+        interrupted: false,
+    };
+    let started = Instant::now();
+    if missing > 0 {
+        match cfg.batching {
+            BatchingMode::Static => generator.run_static()?,
+            BatchingMode::Continuous => generator.run_continuous()?,
+        }
+    }
+    generator.progress.finish();
+    let (session_tokens, scoring_errors, interrupted) = (
+        generator.session_tokens,
+        generator.scoring_errors,
+        generator.interrupted,
+    );
+    let done = run.completed_keys().len();
+    if interrupted {
+        return Ok(RunOutcome::Interrupted { done, total });
+    }
+    if done < total {
+        bail!(
+            "{}: {done} of {total} samples recorded after generation; this is a bug",
+            cfg.out.display()
+        );
+    }
+    let tok_s =
+        (session_tokens > 0).then(|| session_tokens as f64 / started.elapsed().as_secs_f64());
+    let finished_before = run.manifest().finished_at.is_some();
+    if !finished_before || missing > 0 {
+        let throughput_tok_s = tok_s.or(run.manifest().throughput_tok_s);
+        run.finish(Finish {
+            finished_at: now(),
+            throughput_tok_s,
+        })
+        .with_context(|| format!("{}: writing the manifest", cfg.out.display()))?;
+    }
+    let loaded =
+        LoadedRun::load(&cfg.out).with_context(|| format!("reading back {}", cfg.out.display()))?;
+    Ok(RunOutcome::Finished(Summary {
+        samples: loaded.records.len(),
+        correct: loaded.records.iter().filter(|r| r.correct).count(),
+        tokens: loaded.manifest.tokens_generated,
+        tok_s,
+        scoring_errors,
+    }))
+}
+
+/// The problems `selection` picks, in run order.
+fn select<'a>(data: &'a Dataset, selection: &Selection) -> Result<Vec<&'a Problem>> {
+    Ok(match selection {
+        Selection::All => data.problems.iter().collect(),
+        Selection::First(n) => data.problems.iter().take(*n).collect(),
+        Selection::Ids(ids) => {
+            let mut out = Vec::new();
+            for id in ids {
+                let p = data.get(id).ok_or_else(|| {
+                    let some: Vec<&str> = data.problems.iter().take(5).map(|p| p.id.as_str()).collect();
+                    anyhow!(
+                        "--problems: task `{}` has no problem `{id}` ({} problems; the first ids are {})",
+                        data.task,
+                        data.problems.len(),
+                        some.join(", ")
+                    )
+                })?;
+                out.push(p);
+            }
+            out
+        }
+    })
+}
+
+/// RFC 3339 UTC, as manifests record times.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The git revision this binary was built from (see build.rs).
+pub fn git_revision() -> Option<String> {
+    option_env!("REPROLM_GIT_REVISION").map(str::to_string)
+}
+
+fn build_manifest(
+    cfg: &RunConfig,
+    model: &Model,
+    task: &dyn Task,
+    data: &Dataset,
+    problems: &[&Problem],
+) -> Result<Manifest> {
+    let mut weight_files: Vec<WeightFile> = model
+        .files
+        .weight_sha256()
+        .context("hashing the weight files")?
+        .into_iter()
+        .map(|d| WeightFile {
+            name: d.file,
+            sha256: d.sha256,
+            bytes: d.bytes,
+        })
+        .collect();
+    weight_files.sort_by(|a, b| a.name.cmp(&b.name));
+    let (id, source) = match &cfg.model {
+        reprolm_engine::ModelSource::Local(p) => {
+            let abs = p.canonicalize().unwrap_or_else(|_| p.clone());
+            (
+                crate::config::model_name(&cfg.model),
+                abs.display().to_string(),
+            )
+        }
+        reprolm_engine::ModelSource::Hub { repo, .. } => (repo.clone(), "hf-hub".to_string()),
+    };
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert(TASK_OPTIONS_KEY.to_string(), cfg.task_record());
+    Ok(Manifest {
+        format_version: MANIFEST_FORMAT_VERSION,
+        reprolm_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_revision: git_revision(),
+        model: ModelInfo {
+            id,
+            source,
+            revision: model.files.commit.clone(),
+            weight_files,
+            tokenizer_sha256: model.tokenizer.sha256().to_string(),
+            architecture: model.architecture.class_name().to_string(),
+        },
+        task: TaskInfo {
+            name: task.name().to_string(),
+            version: task.version().to_string(),
+            dataset_sha256: data.sha256(),
+            dataset_source: data.source.clone(),
+            n_problems: problems.len() as u32,
+            problem_ids: problems.iter().map(|p| p.id.clone()).collect(),
+        },
+        policy: PolicyInfo {
+            name: cfg.policy.name.clone(),
+            table: cfg
+                .policy
+                .table()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        },
+        device: DeviceInfo {
+            kind: device_label(&cfg.device),
+            name: device_name(&cfg.device),
+        },
+        tp_size: 1,
+        gpu_count: u32::from(cfg.device.is_cuda()),
+        batch_size: cfg.batch_size,
+        batching_mode: cfg.batching,
+        deterministic: false,
+        seed: cfg.seed,
+        sampling: SamplingParams {
+            temperature: cfg.temperature,
+            top_p: cfg.top_p,
+            top_k: cfg.top_k,
+            min_p: cfg.min_p,
+            n_samples: cfg.samples,
+        },
+        max_tokens: cfg.max_tokens,
+        logprobs_k: cfg.logprobs,
+        started_at: now(),
+        finished_at: None,
+        tokens_generated: 0,
+        throughput_tok_s: None,
+        origin: Origin::Reprolm,
+        warnings: Vec::new(),
+        extra,
+    })
+}
+
+struct Generator<'a, 'r> {
+    cfg: &'a RunConfig,
+    model: &'a Model,
+    task: &'a dyn Task,
+    items: &'a [Item<'a>],
+    run: &'r mut RunDir,
+    completed: BTreeSet<SampleKey>,
+    progress: Progress,
+    session_tokens: u64,
+    scoring_errors: usize,
+    interrupted: bool,
+}
+
+impl Generator<'_, '_> {
+    fn params(&self) -> reprolm_engine::SamplingParams {
+        reprolm_engine::SamplingParams {
+            temperature: self.cfg.temperature,
+            top_p: self.cfg.top_p,
+            top_k: self.cfg.top_k as usize,
+            min_p: self.cfg.min_p,
+            max_tokens: self.cfg.max_tokens as usize,
+            seed: self.cfg.seed,
+            logprobs: self.cfg.logprobs as usize,
+            stop_token_ids: self.model.generation_config.eos_token_ids.clone(),
+        }
+    }
+
+    fn key(&self, i: usize) -> SampleKey {
+        SampleKey::new(self.items[i].problem.id.clone(), self.items[i].sample_index)
+    }
+
+    fn admit(&self, batch: &mut Batch, ids: std::ops::Range<usize>) -> Result<()> {
+        let reqs = ids.map(|i| (i, self.items[i].request.clone())).collect();
+        batch.admit(reqs).context("generating (prefill)")
+    }
+
+    /// Fixed chunks of `batch_size` requests in order, each run to completion.
+    fn run_static(&mut self) -> Result<()> {
+        let b = self.cfg.batch_size as usize;
+        let mut start = 0;
+        while start < self.items.len() {
+            let chunk = start..(start + b).min(self.items.len());
+            start = chunk.end;
+            if chunk.clone().all(|i| self.completed.contains(&self.key(i))) {
+                continue;
+            }
+            let mut batch = Batch::new(&self.model.decoder, self.params())?;
+            self.admit(&mut batch, chunk)?;
+            loop {
+                let finished = batch.step().context("generating")?;
+                self.progress
+                    .tokens(self.session_tokens + batch.tokens_generated() as u64);
+                self.record(finished)?;
+                if batch.active() == 0 {
+                    break;
+                }
+                if interrupt::requested() {
+                    self.interrupted = true;
+                    return Ok(());
+                }
+            }
+            self.session_tokens += batch.tokens_generated() as u64;
+            if interrupt::requested() {
+                self.interrupted = true;
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// `batch_size` slots; each finished sequence's slot is refilled with the next request before the
+    /// next step. Replays from the first request so a resumed run sees the same batches.
+    fn run_continuous(&mut self) -> Result<()> {
+        let b = self.cfg.batch_size as usize;
+        let mut missing = (0..self.items.len())
+            .filter(|&i| !self.completed.contains(&self.key(i)))
+            .count();
+        let mut batch = Batch::new(&self.model.decoder, self.params())?;
+        let mut next = 0;
+        while missing > 0 {
+            let free = b - batch.active();
+            if free > 0 && next < self.items.len() {
+                let end = (next + free).min(self.items.len());
+                self.admit(&mut batch, next..end)?;
+                next = end;
+            }
+            let finished = batch.step().context("generating")?;
+            self.progress.tokens(batch.tokens_generated() as u64);
+            missing -= self.record(finished)?;
+            if batch.active() == 0 && next >= self.items.len() {
+                break;
+            }
+            if interrupt::requested() {
+                self.interrupted = true;
+                break;
+            }
+        }
+        self.session_tokens = batch.tokens_generated() as u64;
+        Ok(())
+    }
+
+    /// Score and append finished sequences not yet on disk; returns how many were appended.
+    /// Score and append finished sequences not yet on disk, in the order they finished; returns how
+    /// many were appended. The sequences that finished in one step are graded together
+    /// (`Task::score_many`, in parallel), which matters for code tasks whose tests take seconds.
+    fn record(&mut self, finished: Vec<(usize, Generation)>) -> Result<usize> {
+        let mut pending = Vec::new();
+        for (i, g) in finished {
+            let key = self.key(i);
+            if self.completed.contains(&key) {
+                continue;
+            }
+            let item = &self.items[i];
+            let text = self
+                .model
+                .decode(&g.token_ids)
+                .with_context(|| format!("{key}: decoding the response"))?;
+            let finish = match g.finish_reason {
+                reprolm_engine::FinishReason::Stop => FinishReason::Stop,
+                reprolm_engine::FinishReason::Length => FinishReason::Length,
+            };
+            let rec = ResponseRecord::new(
+                item.problem.id.clone(),
+                item.sample_index,
+                g.prompt_tokens as u32,
+                text,
+                g.token_ids.clone(),
+                finish,
+            );
+            pending.push((i, key, rec, g));
+        }
+        let task = self.task;
+        let scores: Vec<std::result::Result<Score, String>> = {
+            let inputs: Vec<(&Problem, &str)> = pending
+                .iter()
+                .map(|(i, _, rec, _)| (self.items[*i].problem, rec.response.as_str()))
+                .collect();
+            match task.score_many(&inputs) {
+                Ok(all) => all.into_iter().map(Ok).collect(),
+                // One failure fails the batch call; grade one by one to find which.
+                Err(_) => inputs
+                    .iter()
+                    .map(|(p, r)| task.score(p, r).map_err(|e| e.to_string()))
+                    .collect(),
+            }
+        };
+        let mut appended = 0;
+        for ((i, key, mut rec, g), score) in pending.into_iter().zip(scores) {
+            let item = &self.items[i];
+            match score {
+                Ok(s) => {
+                    rec.score = s.score.clamp(0.0, 1.0);
+                    rec.correct = s.correct;
+                    rec.extracted_answer = s.extracted;
+                    rec.score_detail = s.detail;
+                }
+                Err(e) => {
+                    self.scoring_errors += 1;
+                    self.progress.note(&format!(
+                        "warning: {key}: grading failed, recorded as wrong: {e}"
+                    ));
+                    rec.score_detail = json!({ "error": e });
+                }
+            }
+            let lp = LogprobsRecord::from_flat(
+                item.problem.id.clone(),
+                item.sample_index,
+                g.k as u32,
+                g.top_ids,
+                g.top_logprobs,
+            );
+            self.run
+                .append(&rec, &lp)
+                .with_context(|| format!("{}: recording {key}", self.cfg.out.display()))?;
+            self.progress.sample_done(
+                &item.problem.id,
+                item.sample_index,
+                rec.token_ids.len(),
+                rec.correct,
+            );
+            self.completed.insert(key);
+            appended += 1;
+        }
+        Ok(appended)
+    }
+}
+
+/// `reprolm run` as a command: run, then print the outcome. Returns the exit status.
+pub fn command(cfg: &RunConfig, mode: OutputMode) -> Result<i32> {
+    let outcome = execute(cfg, mode)?;
+    Ok(report_outcome(&cfg.out, &outcome, mode))
+}
+
+/// Print a run's outcome; the exit status it implies.
+pub fn report_outcome(out: &Path, outcome: &RunOutcome, mode: OutputMode) -> i32 {
+    match outcome {
+        RunOutcome::Finished(s) => {
+            let acc = s.correct as f64 / s.samples.max(1) as f64;
+            let speed = s
+                .tok_s
+                .map(|t| format!(", {t:.0} tok/s"))
+                .unwrap_or_default();
+            let errors = if s.scoring_errors > 0 {
+                format!("; {} samples could not be graded", s.scoring_errors)
+            } else {
+                String::new()
+            };
+            mode.result(
+                &format!(
+                    "{}: {} samples, accuracy {acc:.3} ({}/{}), {} tokens{speed}{errors}",
+                    out.display(),
+                    s.samples,
+                    s.correct,
+                    s.samples,
+                    s.tokens
+                ),
+                "finished",
+                json!({
+                    "out": out, "samples": s.samples, "correct": s.correct, "accuracy": acc,
+                    "tokens": s.tokens, "tok_s": s.tok_s, "scoring_errors": s.scoring_errors,
+                }),
+            );
+            i32::from(s.scoring_errors > 0)
+        }
+        RunOutcome::Interrupted { done, total } => {
+            mode.result(
+                &format!(
+                    "{}: interrupted with {done} of {total} samples recorded; run the same command again to resume",
+                    out.display()
+                ),
+                "interrupted",
+                json!({ "out": out, "done": done, "total": total }),
+            );
+            interrupt::EXIT_INTERRUPTED
+        }
+    }
+}

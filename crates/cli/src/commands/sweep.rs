@@ -1,0 +1,382 @@
+//! `reprolm sweep FILE.toml`: the product of the axes as run directories under one root.
+//!
+//! ```toml
+//! root = "runs/batch-sweep"            # optional
+//! [base]                               # settings shared by every run: `reprolm run` flag names
+//! task = "arith"
+//! max_tokens = 256
+//! limit = 16
+//! [axes]                               # one list per varied setting; the runs are their product
+//! policy = ["fp32", "bf16"]
+//! batch_size = [1, 8]
+//! ```
+//! Each combination becomes the `reprolm run` flags it spells (`batch_size = 8` is `--batch-size 8`), so
+//! a sweep accepts exactly what `run` accepts and refuses what `run` refuses. A run's directory is
+//! `ROOT/<run name>`, a name made from the values only (see `RunConfig::run_name`), so adding an axis
+//! value later leaves the existing names alone. Finished runs are skipped, unfinished ones resumed,
+//! and a failing run is reported at the end without stopping the others.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use reprolm_metrics::run_dir::{Manifest, MANIFEST_FILE};
+use serde_json::json;
+
+use crate::args::{Cli, Command, RunArgs, SweepArgs};
+use crate::commands::run::{self, RunOutcome};
+use crate::config::RunConfig;
+use crate::interrupt;
+use crate::progress::OutputMode;
+
+/// The settings a run key may take; anything else is refused before any run starts.
+const KEYS: &[&str] = &[
+    "model",
+    "task",
+    "data",
+    "task_param",
+    "policy",
+    "batch_size",
+    "batching",
+    "seed",
+    "max_tokens",
+    "samples",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "logprobs",
+    "device",
+    "limit",
+    "problems",
+];
+
+/// One planned run.
+struct Planned {
+    /// The settings of this combination, for messages.
+    label: String,
+    /// The resolved configuration, or why it could not be resolved.
+    config: Result<RunConfig>,
+}
+
+/// Run the sweep; the exit status is 0 when every run finished.
+pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading sweep file {}", args.file.display()))?;
+    let doc: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("sweep file {}: not valid TOML", args.file.display()))?;
+    let file = args.file.display().to_string();
+    for key in doc.keys() {
+        if !["root", "base", "axes"].contains(&key.as_str()) {
+            bail!("sweep file {file}: unknown top-level key `{key}`; expected root, [base] and [axes]");
+        }
+    }
+    let root = match (&args.root, doc.get("root")) {
+        (Some(r), _) => r.clone(),
+        (None, Some(toml::Value::String(r))) => PathBuf::from(r),
+        (None, Some(other)) => bail!(
+            "sweep file {file}: `root` must be a string, got {}",
+            other.type_str()
+        ),
+        (None, None) => Path::new("runs").join(
+            args.file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or("sweep".into()),
+        ),
+    };
+    let table = |name: &str| -> Result<toml::Table> {
+        match doc.get(name) {
+            None => Ok(toml::Table::new()),
+            Some(toml::Value::Table(t)) => Ok(t.clone()),
+            Some(v) => bail!(
+                "sweep file {file}: `{name}` must be a table, got {}",
+                v.type_str()
+            ),
+        }
+    };
+    let base = table("base")?;
+    let axes = table("axes")?;
+    for (section, t) in [("base", &base), ("axes", &axes)] {
+        for key in t.keys() {
+            if key == "out" {
+                bail!("sweep file {file}: [{section}] `out` cannot be set; run directories are named under the root");
+            }
+            if !KEYS.contains(&key.as_str()) {
+                bail!(
+                    "sweep file {file}: [{section}] unknown setting `{key}`; known: {}",
+                    KEYS.join(", ")
+                );
+            }
+        }
+    }
+    let mut axis_values: Vec<(String, Vec<toml::Value>)> = Vec::new();
+    for (key, v) in &axes {
+        if base.contains_key(key) {
+            bail!("sweep file {file}: `{key}` is both in [base] and in [axes]");
+        }
+        match v {
+            toml::Value::Array(a) if !a.is_empty() => axis_values.push((key.clone(), a.clone())),
+            _ => bail!("sweep file {file}: [axes] `{key}` must be a non-empty list"),
+        }
+    }
+
+    // The product, axes in name order (a TOML table keeps no order), the first one slowest.
+    let mut combos: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+    for (key, values) in &axis_values {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push((key.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    let mut planned = Vec::new();
+    for combo in combos {
+        let label = combo
+            .iter()
+            .map(|(k, v)| format!("{k}={}", show(v)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let config = run_args(&base, &combo)
+            .with_context(|| format!("sweep file {file}"))
+            .and_then(|a| RunConfig::resolve(&a))
+            .map(|mut c| {
+                c.out = root.join(c.run_name());
+                c
+            });
+        planned.push(Planned {
+            label: if label.is_empty() {
+                "base".into()
+            } else {
+                label
+            },
+            config,
+        });
+    }
+    let mut names = std::collections::BTreeMap::new();
+    for p in &planned {
+        if let Ok(c) = &p.config {
+            if let Some(other) = names.insert(c.out.clone(), p.label.clone()) {
+                bail!(
+                    "sweep file {file}: `{other}` and `{}` resolve to the same run {}",
+                    p.label,
+                    c.out.display()
+                );
+            }
+        }
+    }
+
+    mode.note(&format!(
+        "sweep {}: {} runs under {}",
+        file,
+        planned.len(),
+        root.display()
+    ));
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let (mut finished, mut skipped) = (0, 0);
+    for (i, p) in planned.iter().enumerate() {
+        let head = format!("[{}/{}] {}", i + 1, planned.len(), p.label);
+        let cfg = match &p.config {
+            Ok(c) => c,
+            Err(e) => {
+                mode.note(&format!("{head}: failed: {e:#}"));
+                failed.push((p.label.clone(), format!("{e:#}")));
+                continue;
+            }
+        };
+        match finished_state(cfg) {
+            Ok(true) => {
+                skipped += 1;
+                mode.note(&format!(
+                    "{head}: {} is finished, skipped",
+                    cfg.out.display()
+                ));
+                continue;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                mode.note(&format!("{head}: failed: {e:#}"));
+                failed.push((p.label.clone(), format!("{e:#}")));
+                continue;
+            }
+        }
+        if args.dry_run {
+            mode.note(&format!("{head}: would run into {}", cfg.out.display()));
+            continue;
+        }
+        mode.note(&format!("{head} -> {}", cfg.out.display()));
+        match run::execute(cfg, mode) {
+            Ok(outcome @ RunOutcome::Finished(_)) => {
+                finished += 1;
+                run::report_outcome(&cfg.out, &outcome, mode);
+            }
+            Ok(outcome @ RunOutcome::Interrupted { .. }) => {
+                run::report_outcome(&cfg.out, &outcome, mode);
+                mode.result(
+                    "sweep interrupted; run the same command again to continue",
+                    "sweep_interrupted",
+                    json!({}),
+                );
+                return Ok(interrupt::EXIT_INTERRUPTED);
+            }
+            Err(e) => {
+                mode.note(&format!("{head}: failed: {e:#}"));
+                failed.push((p.label.clone(), format!("{e:#}")));
+            }
+        }
+    }
+    let mut text = format!(
+        "sweep {}: {} runs: {finished} finished now, {skipped} already finished, {} failed",
+        file,
+        planned.len(),
+        failed.len()
+    );
+    for (label, err) in &failed {
+        text.push_str(&format!("\n  failed: {label}: {err}"));
+    }
+    mode.result(
+        &text,
+        "sweep_finished",
+        json!({
+            "root": root, "runs": planned.len(), "finished": finished, "skipped": skipped,
+            "failed": failed.iter().map(|(l, e)| json!({"run": l, "error": e})).collect::<Vec<_>>(),
+        }),
+    );
+    Ok(i32::from(!failed.is_empty()))
+}
+
+/// Whether `cfg.out` holds a finished run of this configuration. A finished run with other settings
+/// is an error naming them; checked from the manifest alone, without loading the model.
+fn finished_state(cfg: &RunConfig) -> Result<bool> {
+    let path = cfg.out.join(MANIFEST_FILE);
+    if !path.exists() {
+        return Ok(false);
+    }
+    let m = Manifest::read(&path)?;
+    if m.finished_at.is_none() {
+        return Ok(false);
+    }
+    let mut diffs = Vec::new();
+    let mut cmp = |field: &str, a: String, b: String| {
+        if a != b {
+            diffs.push(format!("{field}: {a} (existing) vs {b} (requested)"));
+        }
+    };
+    cmp("task.name", m.task.name.clone(), cfg.task.clone());
+    cmp(
+        "policy.name",
+        m.policy.name.clone(),
+        cfg.policy.name.clone(),
+    );
+    cmp(
+        "batch_size",
+        m.batch_size.to_string(),
+        cfg.batch_size.to_string(),
+    );
+    cmp(
+        "batching_mode",
+        m.batching_mode.to_string(),
+        cfg.batching.to_string(),
+    );
+    cmp("seed", m.seed.to_string(), cfg.seed.to_string());
+    cmp(
+        "max_tokens",
+        m.max_tokens.to_string(),
+        cfg.max_tokens.to_string(),
+    );
+    cmp(
+        "sampling.n_samples",
+        m.sampling.n_samples.to_string(),
+        cfg.samples.to_string(),
+    );
+    cmp(
+        "sampling.temperature",
+        m.sampling.temperature.to_string(),
+        cfg.temperature.to_string(),
+    );
+    cmp(
+        "logprobs_k",
+        m.logprobs_k.to_string(),
+        cfg.logprobs.to_string(),
+    );
+    if !diffs.is_empty() {
+        bail!(
+            "{}: existing run has a different configuration: {}",
+            cfg.out.display(),
+            diffs.join("; ")
+        );
+    }
+    Ok(true)
+}
+
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The `reprolm run` arguments `base` plus `combo` spell, parsed by the same clap definition.
+fn run_args(base: &toml::Table, combo: &[(String, toml::Value)]) -> Result<RunArgs> {
+    let mut argv: Vec<String> = vec!["reprolm".into(), "run".into()];
+    let pairs = base
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(combo.iter().cloned());
+    for (key, value) in pairs {
+        let flag = format!("--{}", key.replace('_', "-"));
+        let scalar = |v: &toml::Value| -> Result<String> {
+            match v {
+                toml::Value::String(s) => Ok(s.clone()),
+                toml::Value::Integer(i) => Ok(i.to_string()),
+                toml::Value::Float(f) => Ok(f.to_string()),
+                other => Err(anyhow!(
+                    "`{key}`: expected a string or number, got {}",
+                    other.type_str()
+                )),
+            }
+        };
+        match &value {
+            toml::Value::Array(items) if key == "problems" => {
+                let ids: Result<Vec<String>> = items.iter().map(scalar).collect();
+                argv.push(flag);
+                argv.push(ids?.join(","));
+            }
+            toml::Value::Array(items) if key == "task_param" => {
+                for it in items {
+                    argv.push(flag.clone());
+                    argv.push(scalar(it)?);
+                }
+            }
+            toml::Value::Table(t) if key == "task_param" => {
+                for (k, v) in t {
+                    argv.push(flag.clone());
+                    argv.push(format!("{k}={}", scalar(v)?));
+                }
+            }
+            v => {
+                argv.push(flag);
+                argv.push(scalar(v)?);
+            }
+        }
+    }
+    let cli = Cli::try_parse_from(&argv).map_err(|e| {
+        let msg = e.render().to_string();
+        let first = msg
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ")
+            .to_string();
+        anyhow!("{first} (from the settings {})", argv[2..].join(" "))
+    })?;
+    match cli.command {
+        Command::Run(a) => Ok(*a),
+        _ => unreachable!("argv starts with `run`"),
+    }
+}

@@ -1,0 +1,380 @@
+//! The resolved run configuration: `RunArgs` checked and turned into engine, task and precision
+//! values, with every refusal naming the flag at fault. Nothing here reads weights or data, so a bad
+//! flag costs nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use reprolm_engine::{device_label, parse_device, ModelSource};
+use reprolm_metrics::run_dir::BatchingMode;
+use reprolm_precision::{PrecisionPolicy, PRESETS};
+use reprolm_tasks::{DataSource, TaskOptions};
+
+use crate::args::{BatchingArg, RunArgs};
+
+/// The embedded default model, relative to the working directory or the source checkout.
+pub const DEFAULT_MODEL: &str = "models/arith-qwen2-3m";
+
+/// Problems `reprolm run` evaluates on `arith` when neither `--limit` nor `--problems` is given: enough
+/// for an accuracy figure, few enough for a couple of minutes on a laptop CPU.
+pub const ARITH_DEFAULT_LIMIT: usize = 32;
+
+/// Which problems of the task a run evaluates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every problem.
+    All,
+    /// The first N, in dataset order.
+    First(usize),
+    /// These ids, in this order.
+    Ids(Vec<String>),
+}
+
+/// A run's settings after validation.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The model as the user named it (or the default's path).
+    pub model_spec: String,
+    /// Where the model comes from.
+    pub model: ModelSource,
+    /// Task name.
+    pub task: String,
+    /// Options the task is built and loaded with.
+    pub task_options: TaskOptions,
+    /// Which problems.
+    pub selection: Selection,
+    /// Precision policy.
+    pub policy: PrecisionPolicy,
+    /// Device.
+    pub device: Device,
+    /// Prompts per batch or concurrent sequences.
+    pub batch_size: u32,
+    /// Batching mode.
+    pub batching: BatchingMode,
+    /// Seed.
+    pub seed: u64,
+    /// Tokens per response at most.
+    pub max_tokens: u32,
+    /// Samples per problem.
+    pub samples: u32,
+    /// Sampling temperature (0 = greedy).
+    pub temperature: f64,
+    /// Nucleus threshold.
+    pub top_p: f64,
+    /// Top-k cut.
+    pub top_k: u32,
+    /// Min-p threshold.
+    pub min_p: f64,
+    /// Logprobs recorded per token.
+    pub logprobs: u32,
+    /// Run directory.
+    pub out: PathBuf,
+}
+
+impl RunConfig {
+    /// Check `args` and resolve every value that can be resolved without loading anything.
+    pub fn resolve(args: &RunArgs) -> Result<RunConfig> {
+        if args.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        if args.samples == 0 {
+            bail!("--samples must be at least 1");
+        }
+        if args.samples > 1 && args.temperature == 0.0 {
+            bail!(
+                "--samples {} with --temperature 0 would repeat one greedy answer; give a temperature above 0 (e.g. 0.7)",
+                args.samples
+            );
+        }
+        if args.max_tokens == 0 {
+            bail!("--max-tokens must be at least 1");
+        }
+        if args.logprobs == 0 {
+            bail!("--logprobs must be at least 1");
+        }
+        if !(args.temperature >= 0.0 && args.temperature.is_finite()) {
+            bail!("--temperature must be 0 or more, got {}", args.temperature);
+        }
+        if !(args.top_p > 0.0 && args.top_p <= 1.0) {
+            bail!("--top-p must be in (0, 1], got {}", args.top_p);
+        }
+        if !(0.0..=1.0).contains(&args.min_p) {
+            bail!("--min-p must be in [0, 1], got {}", args.min_p);
+        }
+        let selection = match (&args.limit, &args.problems) {
+            (Some(0), _) => bail!("--limit must be at least 1"),
+            (Some(n), _) => Selection::First(*n),
+            (None, Some(ids)) if ids.is_empty() || ids.iter().any(|i| i.trim().is_empty()) => {
+                bail!("--problems: empty problem id")
+            }
+            (None, Some(ids)) => Selection::Ids(ids.iter().map(|s| s.trim().to_string()).collect()),
+            (None, None) if args.task == "arith" && args.data.is_none() => {
+                Selection::First(ARITH_DEFAULT_LIMIT)
+            }
+            (None, None) => Selection::All,
+        };
+        reprolm_tasks::find(&args.task).context("--task")?;
+        let mut task_options = TaskOptions::default().with_seed(args.seed);
+        for kv in &args.task_params {
+            task_options
+                .set_param_str(kv)
+                .map_err(|e| anyhow::anyhow!("--task-param: {e}"))?;
+        }
+        if let Some(d) = &args.data {
+            let source = DataSource::parse(d).map_err(|e| anyhow::anyhow!("--data: {e}"))?;
+            if let DataSource::Path(p) = &source {
+                if !p.exists() {
+                    bail!("--data: no such file or directory {}", p.display());
+                }
+            }
+            task_options = task_options.with_data(source);
+        }
+        // Building the task checks its settings (a typo in a key is refused here, before any loading).
+        reprolm_tasks::make_task(&args.task, &task_options).context("--task-param")?;
+        let policy = resolve_policy(&args.policy).context("--policy")?;
+        let device = parse_device(&args.device).context("--device")?;
+        let (model_spec, model) = resolve_model(args.model.as_deref()).context("--model")?;
+        let batching = match args.batching {
+            BatchingArg::Static => BatchingMode::Static,
+            BatchingArg::Continuous => BatchingMode::Continuous,
+        };
+        let mut cfg = RunConfig {
+            model_spec,
+            model,
+            task: args.task.clone(),
+            task_options,
+            selection,
+            policy,
+            device,
+            batch_size: args.batch_size,
+            batching,
+            seed: args.seed,
+            max_tokens: args.max_tokens,
+            samples: args.samples,
+            temperature: args.temperature,
+            top_p: args.top_p,
+            top_k: args.top_k,
+            min_p: args.min_p,
+            logprobs: args.logprobs,
+            out: PathBuf::new(),
+        };
+        cfg.out = match &args.out {
+            Some(o) => o.clone(),
+            None => Path::new("runs").join(cfg.run_name()),
+        };
+        Ok(cfg)
+    }
+
+    /// The stable directory name of this configuration: `<model>-<task>-<policy>-bs<B>`, then
+    /// `-continuous`, `-<device>`, `-seed<S>`, `-n<K>`, `-t<T>` where those differ from the defaults. It
+    /// depends only on the values, so a sweep names a run the same however its axes are listed.
+    pub fn run_name(&self) -> String {
+        let mut name = format!(
+            "{}-{}-{}-bs{}",
+            model_name(&self.model),
+            self.task,
+            self.policy.name,
+            self.batch_size
+        );
+        if self.batching == BatchingMode::Continuous {
+            name.push_str("-continuous");
+        }
+        if !self.device.is_cpu() {
+            name.push('-');
+            name.push_str(&device_label(&self.device).replace(':', ""));
+        }
+        if self.seed != 42 {
+            name.push_str(&format!("-seed{}", self.seed));
+        }
+        if self.samples > 1 {
+            name.push_str(&format!("-n{}", self.samples));
+        }
+        if self.temperature != 0.0 {
+            name.push_str(&format!("-t{}", self.temperature));
+        }
+        sanitize(&name)
+    }
+
+    /// The task settings as recorded in the manifest, so `reprolm score` can load the same problems.
+    pub fn task_record(&self) -> serde_json::Value {
+        serde_json::json!({
+            "params": self.task_options.params,
+            "data": self.task_options.data.as_ref().map(|d| d.to_string()),
+            "seed": self.task_options.seed,
+        })
+    }
+}
+
+/// Short name of a model for directory names: the directory's or repository's last component.
+pub fn model_name(source: &ModelSource) -> String {
+    match source {
+        ModelSource::Local(p) => p
+            .canonicalize()
+            .unwrap_or_else(|_| p.clone())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into()),
+        ModelSource::Hub { repo, .. } => repo.rsplit('/').next().unwrap_or(repo).to_string(),
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A preset name or a policy file (`*.toml`).
+pub fn resolve_policy(name: &str) -> Result<PrecisionPolicy> {
+    PrecisionPolicy::resolve(name).map_err(|e| match e {
+        reprolm_precision::Error::NotAPolicy { .. } => anyhow::anyhow!(
+            "unknown precision policy `{name}`; available: {} (or a policy file ending in .toml)",
+            PRESETS.join(", ")
+        ),
+        other => anyhow::Error::new(other),
+    })
+}
+
+/// The model the user named, or the embedded default.
+pub fn resolve_model(spec: Option<&str>) -> Result<(String, ModelSource)> {
+    let spec = match spec {
+        Some(s) => s.to_string(),
+        None => match default_model_dir() {
+            Some(p) => p.display().to_string(),
+            None => bail!(
+                "the embedded default model {DEFAULT_MODEL} is not here (looked in the working directory and in {}); \
+                 pass --model DIR or a Hub id such as deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B{}",
+                checkout_root().display(),
+                available_models_hint()
+            ),
+        },
+    };
+    let source = match ModelSource::parse(&spec) {
+        Ok(s) => s,
+        Err(e) => bail!("{e}{}", available_models_hint()),
+    };
+    if let ModelSource::Local(dir) = &source {
+        if !dir.join("config.json").exists() {
+            bail!(
+                "{} is not a model directory (no config.json){}",
+                dir.display(),
+                available_models_hint()
+            );
+        }
+    }
+    Ok((spec, source))
+}
+
+/// The workspace this binary was built from; the default model lives under it.
+fn checkout_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn default_model_dir() -> Option<PathBuf> {
+    [
+        PathBuf::from(DEFAULT_MODEL),
+        checkout_root().join(DEFAULT_MODEL),
+    ]
+    .into_iter()
+    .find(|p| p.join("config.json").exists())
+}
+
+/// Model directories found under ./models and the checkout's models/.
+pub fn local_models() -> Vec<String> {
+    let mut found = BTreeMap::new();
+    for root in [PathBuf::from("models"), checkout_root().join("models")] {
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.join("config.json").exists() {
+                let shown = if root.is_relative() && root == Path::new("models") {
+                    p.display().to_string()
+                } else {
+                    p.canonicalize().unwrap_or(p.clone()).display().to_string()
+                };
+                found.entry(e.file_name()).or_insert(shown);
+            }
+        }
+    }
+    found.into_values().collect()
+}
+
+fn available_models_hint() -> String {
+    let local = local_models();
+    if local.is_empty() {
+        "; no local model directories found under models/; a Hub id has the form owner/name[@revision]".into()
+    } else {
+        format!(
+            "; available local models: {}; or a Hub id owner/name[@revision]",
+            local.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../engine/tests/fixtures/models/qwen2"
+        );
+        let mut argv = vec!["reprolm", "run", "--model", fixture];
+        argv.extend_from_slice(extra);
+        match crate::args::Cli::parse_from(argv).command {
+            crate::args::Command::Run(a) => *a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn default_out_dir_names_the_configuration() {
+        let c = RunConfig::resolve(&args(&["--policy", "bf16", "--batch-size", "4"])).unwrap();
+        assert_eq!(c.out, Path::new("runs/qwen2-arith-bf16-bs4"));
+        let c = RunConfig::resolve(&args(&["--batching", "continuous", "--seed", "7"])).unwrap();
+        assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-continuous-seed7");
+        assert_eq!(c.selection, Selection::First(ARITH_DEFAULT_LIMIT));
+    }
+
+    #[test]
+    fn without_model_the_embedded_one_is_used() {
+        let a = match crate::args::Cli::parse_from(["reprolm", "run"]).command {
+            crate::args::Command::Run(a) => *a,
+            _ => unreachable!(),
+        };
+        match RunConfig::resolve(&a) {
+            Ok(c) => {
+                assert!(c.model_spec.ends_with(DEFAULT_MODEL), "{}", c.model_spec);
+                assert_eq!(c.out, Path::new("runs/arith-qwen2-3m-arith-fp32-bs8"));
+            }
+            // A checkout without the model directory (e.g. a crates.io build).
+            Err(e) => assert!(
+                format!("{e:#}").contains("the embedded default model"),
+                "{e:#}"
+            ),
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_flag() {
+        let err = |a: &[&str]| format!("{:#}", RunConfig::resolve(&args(a)).unwrap_err());
+        assert!(err(&["--policy", "fp8"])
+            .starts_with("--policy: unknown precision policy `fp8`; available: bf16"));
+        assert!(err(&["--batch-size", "0"]).contains("--batch-size must be at least 1"));
+        assert!(err(&["--samples", "4"]).contains("--temperature 0"));
+        assert!(err(&["--device", "tpu"]).starts_with("--device: "));
+        assert!(err(&["--task-param", "n"]).contains("--task-param: expected KEY=VALUE"));
+    }
+}

@@ -1,0 +1,78 @@
+//! `reprolm inspect` on an fp32 and a bf16 run of the fixture model: the reported divergence
+//! positions are the common-prefix lengths of the two token files, computed here independently.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn reports_where_fp32_and_bf16_part() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("fp32"), tmp.path().join("bf16"));
+    reprolm(
+        tmp.path(),
+        &run_args(&a, &["--limit", "4", "--policy", "fp32"]),
+        0,
+    );
+    reprolm(
+        tmp.path(),
+        &run_args(&b, &["--limit", "4", "--policy", "bf16"]),
+        0,
+    );
+    let (ta, tb) = (tokens(&a), tokens(&b));
+    let mut expected = Vec::new();
+    for ((id, s, x), (id_b, _, y)) in ta.iter().zip(&tb) {
+        assert_eq!(id, id_b);
+        let common = x.iter().zip(y).take_while(|(p, q)| p == q).count();
+        if common < x.len().max(y.len()) {
+            expected.push((format!("{id}#{s}"), common));
+        }
+    }
+    assert!(
+        !expected.is_empty(),
+        "fp32 and bf16 runs of the fixture should diverge somewhere"
+    );
+
+    let args = vec![
+        "inspect".to_string(),
+        a.display().to_string(),
+        b.display().to_string(),
+    ];
+    let out = String::from_utf8(reprolm(tmp.path(), &args, 0).stdout).unwrap();
+    for (key, pos) in &expected {
+        assert!(
+            out.contains(&format!("{key}: diverges at token {pos} ")),
+            "{key} at {pos}:\n{out}"
+        );
+    }
+    assert!(
+        out.contains(&format!("{} of 4 shared samples diverge", expected.len())),
+        "{out}"
+    );
+    assert!(
+        out.contains("top candidates at token") && out.contains("answers: fp32:"),
+        "{out}"
+    );
+
+    // One problem, as JSON: the same position, and five candidates with probabilities on each side.
+    let (key, pos) = &expected[0];
+    let id = key.split('#').next().unwrap();
+    let mut one = args.clone();
+    one.extend([
+        "--problem".to_string(),
+        id.to_string(),
+        "--json-log".to_string(),
+    ]);
+    let out = String::from_utf8(reprolm(tmp.path(), &one, 0).stdout).unwrap();
+    let ev: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(ev["diverges_at"], *pos as u64);
+    for side in ["a", "b"] {
+        if ev[side]["token"].is_null() {
+            continue; // that response ended at the divergence point
+        }
+        let cands = ev[side]["candidates"].as_array().unwrap();
+        assert_eq!(cands.len(), 5, "{ev}");
+        let p: f64 = cands.iter().map(|c| c["prob"].as_f64().unwrap()).sum();
+        assert!(p > 0.0 && p <= 1.0 + 1e-6, "{ev}");
+    }
+}

@@ -1,0 +1,216 @@
+//! `reprolm run`: a run killed with SIGKILL mid-way and resumed writes the same files as an
+//! uninterrupted one; Ctrl-C stops cleanly; a finished run is left alone; `score` re-grades.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Enough samples that the run is still going when the test kills it.
+const WORK: &[&str] = &["--task-param", "n=160", "--limit", "160"];
+
+/// Start `args`, SIGKILL the process once `at_least` samples are on disk, and return how many were.
+fn kill_mid_way(cwd: &Path, args: &[String], out: &Path, at_least: usize) -> usize {
+    let mut child = cmd(cwd, args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while lines(out) < at_least {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no progress within 2 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL: no handler runs, nothing is flushed beyond what the run already did
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed by SIGKILL"
+    );
+    lines(out)
+}
+
+fn kill_resume_compare(extra: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (full, broken) = (tmp.path().join("full"), tmp.path().join("broken"));
+    let flags: Vec<&str> = WORK.iter().chain(extra).copied().collect();
+    let t = Instant::now();
+    reprolm(tmp.path(), &run_args(&full, &flags), 0);
+    let total = lines(&full);
+    eprintln!("uninterrupted run: {total} samples in {:.2?}", t.elapsed());
+
+    let args = run_args(&broken, &flags);
+    let done = kill_mid_way(tmp.path(), &args, &broken, 5);
+    assert!(done < total, "killed after {done} of {total}: not mid-way");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(broken.join("manifest.json")).unwrap())
+            .unwrap();
+    assert!(m["finished_at"].is_null(), "a killed run is not finished");
+
+    let out = reprolm(tmp.path(), &args, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("{total} samples")), "{stdout}");
+    assert_same_run(&full, &broken);
+}
+
+#[test]
+fn sigkill_then_resume_equals_uninterrupted_static() {
+    kill_resume_compare(&["--batch-size", "4", "--batching", "static"]);
+}
+
+#[test]
+fn sigkill_then_resume_equals_uninterrupted_continuous_sampled() {
+    kill_resume_compare(&[
+        "--batch-size",
+        "3",
+        "--batching",
+        "continuous",
+        "--samples",
+        "2",
+        "--temperature",
+        "0.7",
+        "--top-p",
+        "0.95",
+    ]);
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let args = run_args(&out, &[WORK, &["--batch-size", "2"]].concat());
+    let mut child = cmd(tmp.path(), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while lines(&out) < 3 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let res = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert_eq!(
+        res.status.code(),
+        Some(130),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(
+        stdout.contains("interrupted with")
+            && stdout.contains("run the same command again to resume"),
+        "{stdout}"
+    );
+    // Stopped between steps: both files end on a complete record.
+    let done = lines(&out);
+    let bytes = std::fs::read(out.join("responses.jsonl")).unwrap();
+    assert_eq!(bytes.last(), Some(&b'\n'));
+    let (_, _) = (done, bytes);
+    reprolm(tmp.path(), &args, 0);
+    assert_eq!(lines(&out), 160);
+}
+
+#[test]
+fn finished_run_is_left_alone_and_another_config_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let args = run_args(&out, &["--limit", "3", "--batch-size", "2"]);
+    reprolm(tmp.path(), &args, 0);
+    let before = std::fs::read(out.join("manifest.json")).unwrap();
+    let again = reprolm(tmp.path(), &args, 0);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("3 samples"));
+    assert_eq!(
+        std::fs::read(out.join("manifest.json")).unwrap(),
+        before,
+        "a finished run is not rewritten"
+    );
+
+    let other = run_args(
+        &out,
+        &["--limit", "3", "--batch-size", "1", "--policy", "bf16"],
+    );
+    let err = String::from_utf8(reprolm(tmp.path(), &other, 1).stderr).unwrap();
+    assert!(
+        err.contains("existing run has a different configuration"),
+        "{err}"
+    );
+    assert!(
+        err.contains("policy.name: fp32 (existing) vs bf16 (requested)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("batch_size: 2 (existing) vs 1 (requested)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn json_log_and_score_regrades_without_generating() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut args = run_args(&out, &["--limit", "3"]);
+    args.push("--json-log".into());
+    let res = reprolm(tmp.path(), &args, 0);
+    let events: Vec<serde_json::Value> = String::from_utf8(res.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+        .collect();
+    assert_eq!(events.iter().filter(|e| e["event"] == "sample").count(), 3);
+    assert_eq!(events.last().unwrap()["event"], "finished");
+    let start = events
+        .iter()
+        .find(|e| e["event"] == "start")
+        .expect("a start event");
+    assert_eq!(
+        (start["samples"].as_u64(), start["recorded"].as_u64()),
+        (Some(3), Some(0))
+    );
+
+    // Mark every response correct by hand; `score` must grade them again from their text.
+    let path = out.join("responses.jsonl");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let tampered: String = original
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["correct"] = true.into();
+            v["score"] = 1.0.into();
+            format!("{v}\n")
+        })
+        .collect();
+    std::fs::write(&path, tampered).unwrap();
+    let res = reprolm(
+        tmp.path(),
+        &["score".to_string(), out.display().to_string()],
+        0,
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(stdout.contains("re-scored 3 responses"), "{stdout}");
+    let back = std::fs::read_to_string(&path).unwrap();
+    let strip = |s: &str| {
+        s.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&back), strip(&original));
+}

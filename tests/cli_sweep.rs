@@ -1,0 +1,115 @@
+//! `reprolm sweep`: the product of the axes under one root with stable names; finished runs skipped,
+//! broken ones resumed, a failing run reported without stopping the others; `report` over the root.
+
+mod common;
+
+use common::*;
+
+fn sweep_file(dir: &std::path::Path, axes: &str) -> std::path::PathBuf {
+    let path = dir.join("sweep.toml");
+    let text = format!(
+        "root = \"{root}\"\n[base]\nmodel = \"{model}\"\ntask = \"arith\"\nlimit = 3\nmax_tokens = 16\n[axes]\n{axes}\n",
+        root = dir.join("runs").display(),
+        model = fixture_model().display(),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn two_policies_by_two_batch_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(
+        tmp.path(),
+        "policy = [\"fp32\", \"bf16\"]\nbatch_size = [1, 2]",
+    );
+    let args = vec!["sweep".to_string(), file.display().to_string()];
+    let res = reprolm(tmp.path(), &args, 0);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        stdout.contains("4 runs: 4 finished now, 0 already finished, 0 failed"),
+        "{stdout}"
+    );
+    let root = tmp.path().join("runs");
+    let mut names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "qwen2-arith-bf16-bs1",
+            "qwen2-arith-bf16-bs2",
+            "qwen2-arith-fp32-bs1",
+            "qwen2-arith-fp32-bs2"
+        ]
+    );
+    for n in &names {
+        assert_eq!(lines(&root.join(n)), 3, "{n}");
+        let m = manifest_sans_times(&root.join(n));
+        assert_eq!(m["batching_mode"], "static");
+        assert_eq!(m["max_tokens"], 16);
+    }
+
+    // Break one run: drop its last response and its end time. The next sweep resumes it only.
+    let victim = root.join("qwen2-arith-bf16-bs2");
+    let keep = tempfile::tempdir().unwrap();
+    for f in ["responses.jsonl", "logprobs.bin", "manifest.json"] {
+        std::fs::copy(victim.join(f), keep.path().join(f)).unwrap();
+    }
+    let text = std::fs::read_to_string(victim.join("responses.jsonl")).unwrap();
+    let cut: Vec<&str> = text.lines().collect();
+    std::fs::write(
+        victim.join("responses.jsonl"),
+        format!("{}\n{}\n", cut[0], cut[1]),
+    )
+    .unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(victim.join("manifest.json")).unwrap())
+            .unwrap();
+    m["finished_at"] = serde_json::Value::Null;
+    std::fs::write(victim.join("manifest.json"), m.to_string()).unwrap();
+
+    let res = reprolm(tmp.path(), &args, 0);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        stdout.contains("4 runs: 1 finished now, 3 already finished, 0 failed"),
+        "{stdout}"
+    );
+    assert_same_run(&victim, keep.path());
+
+    // The report groups the four runs by policy.
+    let res = reprolm(
+        tmp.path(),
+        &["report".to_string(), root.display().to_string()],
+        0,
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        stdout.contains("bf16") && stdout.contains("fp32"),
+        "{stdout}"
+    );
+    assert!(root.join("report.md").exists() && root.join("report.json").exists());
+}
+
+#[test]
+fn a_failing_run_is_reported_and_the_others_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(tmp.path(), "policy = [\"fp32\", \"fp64x\"]");
+    let res = reprolm(
+        tmp.path(),
+        &["sweep".to_string(), file.display().to_string()],
+        1,
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        stdout.contains("2 runs: 1 finished now, 0 already finished, 1 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("failed: policy=fp64x: --policy: unknown precision policy `fp64x`"),
+        "{stdout}"
+    );
+    assert_eq!(lines(&tmp.path().join("runs/qwen2-arith-fp32-bs8")), 3);
+}
