@@ -81,27 +81,124 @@ fn layercast_is_bitwise_fp32_on_bf16_rounded_projection_weights() {
     }
 }
 
+fn transformers(exp: &Expected, key: &str) -> Vec<Vec<f64>> {
+    exp.f64_2(key)
+}
+
+/// fp32 against two float64 references: the engine's own all-f64 policy, and transformers'
+/// float64 model. Bound: 3e-5 absolute (measured ≤ 1.0e-5 on logits of magnitude ~10). The two
+/// f64 references differ by ~3e-6 because transformers computes RoPE angles and cos/sin in f32
+/// even in a float64 model (`inv_freq.float()`), while the f64 policy computes them in f64.
 #[test]
-fn measure() {
-    let mut policies: Vec<PrecisionPolicy> = PRESETS.iter().map(|p| PrecisionPolicy::preset(p).unwrap()).collect();
-    policies.push(PrecisionPolicy::fp64_reference());
+fn fp32_is_within_3e_5_of_float64() {
     for arch in ARCHS {
         let exp = Expected::load(arch);
         let ids = exp.ids("prompt_ids");
         let r64 = f64_rows(&logits(&load(arch, &PrecisionPolicy::fp64_reference()), &ids));
-        println!("{arch}: engine f64 vs transformers f64: max {:.3e}", max_abs_diff(&r64, &exp.f64_2("logits_f64")));
-        for p in &policies {
-            let got = f64_rows(&logits(&load(arch, p), &ids));
-            println!("{arch} {:<10} vs f64 max {:.3e} mean {:.3e} | vs tf f32 {:.3e} bf16 {:.3e} f16 {:.3e}", p.name,
-              max_abs_diff(&got, &r64), mean_abs_diff(&got, &r64),
-              max_abs_diff(&got, &exp.f64_2("logits_f32")), max_abs_diff(&got, &exp.f64_2("logits_bf16")), max_abs_diff(&got, &exp.f64_2("logits_f16")));
-            println!("      mean vs tf bf16 {:.3e} f16 {:.3e}", mean_abs_diff(&got, &exp.f64_2("logits_bf16")), mean_abs_diff(&got, &exp.f64_2("logits_f16")));
+        let fp32 = f64_rows(&logits(&load(arch, &PrecisionPolicy::fp32()), &ids));
+        let tf64 = transformers(&exp, "logits_f64");
+        let (e_ours, e_tf, e_refs) = (
+            max_abs_diff(&fp32, &r64),
+            max_abs_diff(&fp32, &tf64),
+            max_abs_diff(&r64, &tf64),
+        );
+        println!(
+            "{arch}: max |fp32 - f64 policy| {e_ours:.2e}, |fp32 - transformers f64| {e_tf:.2e}, \
+             |f64 policy - transformers f64| {e_refs:.2e}"
+        );
+        assert!(e_ours <= 3e-5 && e_tf <= 3e-5, "{arch}: {e_ours} {e_tf}");
+        assert!(e_refs <= 1e-5, "{arch}: the f64 references disagree by {e_refs}");
+    }
+}
+
+/// bf16 and fp16 against transformers' logits in the same dtype. Bounds: the mean absolute
+/// difference is at most 0.85 x transformers' own mean error against its float64 logits, and
+/// the max at most 0.25 (bf16) / 0.03 (fp16); measured ratios 0.61-0.77.
+///
+/// Two 16-bit implementations cannot agree to better than their own rounding noise once a single
+/// rounding differs. The main difference here is known: transformers' `model.to(bfloat16)` also
+/// rounds the RoPE `inv_freq` buffer to bf16 (0.3164 for 0.3162), while the engine, like vLLM,
+/// builds cos/sin from f32 frequencies. With that buffer restored to f32, transformers' bf16
+/// logits were found bitwise equal to ours on llama and qwen3.
+#[test]
+fn bf16_and_fp16_are_within_bounds_of_transformers_in_the_same_dtype() {
+    for arch in ARCHS {
+        let exp = Expected::load(arch);
+        let ids = exp.ids("prompt_ids");
+        let tf64 = transformers(&exp, "logits_f64");
+        for (preset, key, max_bound) in [("bf16", "logits_bf16", 0.25), ("fp16", "logits_f16", 0.03)] {
+            let ours = f64_rows(&logits(&load(arch, &PrecisionPolicy::preset(preset).unwrap()), &ids));
+            let tf = transformers(&exp, key);
+            let (max, mean) = (max_abs_diff(&ours, &tf), mean_abs_diff(&ours, &tf));
+            let tf_noise = mean_abs_diff(&tf, &tf64);
+            println!(
+                "{arch} {preset}: vs transformers {key}: max {max:.3e} mean {mean:.3e}; \
+                 transformers {key} vs f64: mean {tf_noise:.3e} (ratio {:.2})",
+                mean / tf_noise
+            );
+            assert!(max <= max_bound, "{arch} {preset}: max {max}");
+            assert!(mean <= 0.85 * tf_noise, "{arch} {preset}: mean {mean} vs {tf_noise}");
         }
-        let tf = exp.f64_2("logits_f64");
-        for k in ["logits_f32", "logits_bf16", "logits_f16"] {
-            let t = exp.f64_2(k);
-            println!("{arch} transformers {k} vs tf f64: max {:.3e} mean {:.3e}", max_abs_diff(&t, &tf), mean_abs_diff(&t, &tf));
+    }
+}
+
+/// Each preset's error against float64, printed, with the ordering checked rather than assumed.
+///
+/// Two references, because they answer different questions. Against f64 on the fixtures'
+/// original f32 weights, LayerCast pays for rounding every projection weight to bf16 (8
+/// significant bits) while fp16 rounds weights and activations to 11 bits, so on these models
+/// fp16 lands between fp32 and LayerCast: measured fp32 < fp16 < layercast < bf16. Real
+/// checkpoints (DeepSeek-R1-Distill-*) ship in bf16, so their exact model is the bf16-rounded
+/// one; against f64 on bf16-rounded projection weights LayerCast is exactly fp32 (see the
+/// bitwise test) and the order is fp32 = layercast < fp16 < bf16. fp32-head is printed, not
+/// ordered: its LM head alone cannot undo bf16 errors made in the layers below it.
+#[test]
+fn error_of_each_policy_against_float64() {
+    let presets = ["bf16", "fp16", "fp32-head", "layercast", "fp32"];
+    for arch in ARCHS {
+        let ids = Expected::load(arch).ids("prompt_ids");
+        let (_, spec) = spec_from_config_file(&fixture_dir(arch).join("config.json")).unwrap();
+        let rounded = bf16_rounded_projections(arch);
+        // Column 0: the fixture's f32 weights; column 1: projections rounded to bf16 first, as
+        // in a checkpoint shipped in bf16. Each policy runs on, and is compared with f64 on, the
+        // same weights.
+        let run = |column: usize, policy: &PrecisionPolicy| -> Vec<Vec<f64>> {
+            if column == 0 {
+                return f64_rows(&logits(&load(arch, policy), &ids));
+            }
+            let vb = VarBuilder::from_tensors(rounded.clone(), DType::F32, &Device::Cpu);
+            f64_rows(&logits(&Decoder::load(&spec, policy, vb).unwrap(), &ids))
+        };
+        let refs = [
+            ("f32 weights", run(0, &PrecisionPolicy::fp64_reference())),
+            ("bf16 proj. weights", run(1, &PrecisionPolicy::fp64_reference())),
+        ];
+        println!("{arch}: logits error against float64 on the same weights (max | mean absolute)");
+        println!("  {:<10} {:>22} {:>22}", "policy", refs[0].0, refs[1].0);
+        let mut mean = HashMap::new();
+        for name in presets {
+            let policy = PrecisionPolicy::preset(name).unwrap();
+            let cells: Vec<String> = refs
+                .iter()
+                .enumerate()
+                .map(|(r, (_, reference))| {
+                    let got = run(r, &policy);
+                    let m = mean_abs_diff(&got, reference);
+                    mean.insert((name, r), m);
+                    format!("{:.2e} | {:.2e}", max_abs_diff(&got, reference), m)
+                })
+                .collect();
+            println!("  {name:<10} {:>22} {:>22}", cells[0], cells[1]);
         }
+        let m = |name, r| mean[&(name, r)];
+        // Original weights: fp32 < fp16 < layercast < bf16 (mean absolute error).
+        assert!(m("fp32", 0) < m("fp16", 0), "{arch}");
+        assert!(m("fp16", 0) < m("layercast", 0), "{arch}");
+        assert!(m("layercast", 0) < m("bf16", 0), "{arch}");
+        // bf16-rounded projections: fp32 = layercast < fp16 < bf16.
+        assert_eq!(m("fp32", 1), m("layercast", 1), "{arch}");
+        assert!(m("layercast", 1) < m("fp16", 1), "{arch}");
+        assert!(m("fp16", 1) < m("bf16", 1), "{arch}");
     }
 }
 
