@@ -74,7 +74,7 @@ impl PrecisionPolicy {
             ),
             Component::Norm => format!(
                 "RMSNorm (and Qwen3's q/k head norms): input cast to {n}; mean of squares, + eps, \
-                 1/sqrt and the scaling in {n}; result cast to {act}, then times the {act} weight"
+                 sqrt and the division in {n}; result cast to {act}, then times the {act} weight"
             ),
             Component::Rope => format!(
                 "inv_freq computed in f64, stored f32; angles pos·inv_freq and cos/sin in {}; \

@@ -165,15 +165,13 @@ impl RmsNorm {
         })
     }
 
-    /// `weight * (x * (1 / sqrt(mean(x²) + eps)))`: the statistics in the norm dtype, the result
-    /// cast back to the input dtype before the weight multiplies it, as transformers'
-    /// `LlamaRMSNorm` orders it (multiplying by the reciprocal, as its `rsqrt` does, rather than
-    /// dividing, which rounds differently).
+    /// `weight * (x / sqrt(mean(x²) + eps))`: the statistics in the norm dtype, the result cast back
+    /// to the input dtype before the weight multiplies it, as transformers' `LlamaRMSNorm` orders it.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let in_dtype = x.dtype();
         let xc = x.to_dtype(self.compute)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = xc.broadcast_mul(&(var + self.eps)?.sqrt()?.recip()?)?;
+        let normed = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
         let normed = normed.to_dtype(in_dtype)?;
         Ok(normed.broadcast_mul(&self.weight.to_dtype(in_dtype)?)?)
     }
