@@ -39,9 +39,17 @@ fn mean_abs_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
 
 /// The projections whose weights and biases LayerCast stores in bf16.
 fn is_projection(name: &str) -> bool {
-    ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-        .iter()
-        .any(|p| name.contains(&format!(".{p}.")))
+    [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
+    .iter()
+    .any(|p| name.contains(&format!(".{p}.")))
 }
 
 /// The fixture's weights with every projection weight and bias rounded to bf16 (and held in f32
@@ -52,11 +60,18 @@ fn bf16_rounded_projections(arch: &str) -> HashMap<String, Tensor> {
     let mut rounded = 0;
     for (name, t) in tensors.iter_mut() {
         if is_projection(name) {
-            *t = t.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap();
+            *t = t
+                .to_dtype(DType::BF16)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
             rounded += 1;
         }
     }
-    assert!(rounded >= 14, "{arch}: only {rounded} projection tensors found");
+    assert!(
+        rounded >= 14,
+        "{arch}: only {rounded} projection tensors found"
+    );
     tensors
 }
 
@@ -64,20 +79,43 @@ fn bf16_rounded_projections(arch: &str) -> HashMap<String, Tensor> {
 fn layercast_is_bitwise_fp32_on_bf16_rounded_projection_weights() {
     for arch in ARCHS {
         let ids = Expected::load(arch).ids("prompt_ids");
-        let lc = logits(&load(arch, &PrecisionPolicy::preset("layercast").unwrap()), &ids);
+        let lc = logits(
+            &load(arch, &PrecisionPolicy::preset("layercast").unwrap()),
+            &ids,
+        );
         let (_, spec) = spec_from_config_file(&fixture_dir(arch).join("config.json")).unwrap();
         let vb = VarBuilder::from_tensors(bf16_rounded_projections(arch), DType::F32, &Device::Cpu);
         let fp32 = Decoder::load(&spec, &PrecisionPolicy::fp32(), vb).unwrap();
         let reference = logits(&fp32, &ids);
         assert_eq!(lc.dtype(), DType::F32);
-        let a: Vec<u32> = lc.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect();
-        let b: Vec<u32> = reference.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect();
+        let a: Vec<u32> = lc
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
+        let b: Vec<u32> = reference
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
         let differing = a.iter().zip(&b).filter(|(x, y)| x != y).count();
-        println!("{arch}: layercast vs fp32 on bf16-rounded weights: {differing} of {} logits differ", a.len());
+        println!(
+            "{arch}: layercast vs fp32 on bf16-rounded weights: {differing} of {} logits differ",
+            a.len()
+        );
         assert_eq!(differing, 0, "{arch}");
         // And the rounding matters: with the original weights fp32 differs.
         let original = logits(&load(arch, &PrecisionPolicy::fp32()), &ids);
-        assert!(max_abs_diff(&f64_rows(&original), &f64_rows(&lc)) > 0.0, "{arch}");
+        assert!(
+            max_abs_diff(&f64_rows(&original), &f64_rows(&lc)) > 0.0,
+            "{arch}"
+        );
     }
 }
 
@@ -94,7 +132,10 @@ fn fp32_is_within_3e_5_of_float64() {
     for arch in ARCHS {
         let exp = Expected::load(arch);
         let ids = exp.ids("prompt_ids");
-        let r64 = f64_rows(&logits(&load(arch, &PrecisionPolicy::fp64_reference()), &ids));
+        let r64 = f64_rows(&logits(
+            &load(arch, &PrecisionPolicy::fp64_reference()),
+            &ids,
+        ));
         let fp32 = f64_rows(&logits(&load(arch, &PrecisionPolicy::fp32()), &ids));
         let tf64 = transformers(&exp, "logits_f64");
         let (e_ours, e_tf, e_refs) = (
@@ -107,7 +148,10 @@ fn fp32_is_within_3e_5_of_float64() {
              |f64 policy - transformers f64| {e_refs:.2e}"
         );
         assert!(e_ours <= 3e-5 && e_tf <= 3e-5, "{arch}: {e_ours} {e_tf}");
-        assert!(e_refs <= 1e-5, "{arch}: the f64 references disagree by {e_refs}");
+        assert!(
+            e_refs <= 1e-5,
+            "{arch}: the f64 references disagree by {e_refs}"
+        );
     }
 }
 
@@ -126,8 +170,13 @@ fn bf16_and_fp16_are_within_bounds_of_transformers_in_the_same_dtype() {
         let exp = Expected::load(arch);
         let ids = exp.ids("prompt_ids");
         let tf64 = transformers(&exp, "logits_f64");
-        for (preset, key, max_bound) in [("bf16", "logits_bf16", 0.25), ("fp16", "logits_f16", 0.03)] {
-            let ours = f64_rows(&logits(&load(arch, &PrecisionPolicy::preset(preset).unwrap()), &ids));
+        for (preset, key, max_bound) in
+            [("bf16", "logits_bf16", 0.25), ("fp16", "logits_f16", 0.03)]
+        {
+            let ours = f64_rows(&logits(
+                &load(arch, &PrecisionPolicy::preset(preset).unwrap()),
+                &ids,
+            ));
             let tf = transformers(&exp, key);
             let (max, mean) = (max_abs_diff(&ours, &tf), mean_abs_diff(&ours, &tf));
             let tf_noise = mean_abs_diff(&tf, &tf64);
@@ -137,7 +186,10 @@ fn bf16_and_fp16_are_within_bounds_of_transformers_in_the_same_dtype() {
                 mean / tf_noise
             );
             assert!(max <= max_bound, "{arch} {preset}: max {max}");
-            assert!(mean <= 0.85 * tf_noise, "{arch} {preset}: mean {mean} vs {tf_noise}");
+            assert!(
+                mean <= 0.85 * tf_noise,
+                "{arch} {preset}: mean {mean} vs {tf_noise}"
+            );
         }
     }
 }
@@ -171,7 +223,10 @@ fn error_of_each_policy_against_float64() {
         };
         let refs = [
             ("f32 weights", run(0, &PrecisionPolicy::fp64_reference())),
-            ("bf16 proj. weights", run(1, &PrecisionPolicy::fp64_reference())),
+            (
+                "bf16 proj. weights",
+                run(1, &PrecisionPolicy::fp64_reference()),
+            ),
         ];
         println!("{arch}: logits error against float64 on the same weights (max | mean absolute)");
         println!("  {:<10} {:>22} {:>22}", "policy", refs[0].0, refs[1].0);
@@ -235,14 +290,21 @@ fn bad_policies_are_rejected_before_any_weight_is_read() {
         Ok(_) => panic!("loaded a model with a u8 attention policy"),
         Err(e) => e.to_string(),
     };
-    assert!(err.contains("attention") && !err.contains("nonexistent"), "{err}");
+    assert!(
+        err.contains("attention") && !err.contains("nonexistent"),
+        "{err}"
+    );
 
     // Malformed and partial files fail in resolve, before a source is even looked at.
     let dir = std::env::temp_dir().join(format!("reprolm-engine-policy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (file, text, want) in [
         ("partial.toml", "kv_cache = \"f32\"\n", "missing components"),
-        ("typo.toml", "base = \"bf16\"\nkv_cahce = \"f32\"\n", ":2: `kv_cahce`: unknown key"),
+        (
+            "typo.toml",
+            "base = \"bf16\"\nkv_cahce = \"f32\"\n",
+            ":2: `kv_cahce`: unknown key",
+        ),
         ("broken.toml", "base = [\n", "not a valid policy file"),
     ] {
         let path = dir.join(file);

@@ -114,7 +114,11 @@ impl PrecisionPolicy {
 impl fmt::Display for PrecisionPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "policy {}", self.name)?;
-        writeln!(f, "{:<15} {:<5}  what runs in which dtype", "component", "dtype")?;
+        writeln!(
+            f,
+            "{:<15} {:<5}  what runs in which dtype",
+            "component", "dtype"
+        )?;
         for c in Component::ALL {
             writeln!(
                 f,

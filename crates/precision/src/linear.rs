@@ -161,7 +161,11 @@ mod tests {
             .abs()?
             .max_all()?
             .to_scalar::<f64>()?;
-        let scale = exact.to_dtype(DType::F64)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        let scale = exact
+            .to_dtype(DType::F64)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f64>()?;
         assert!(diff <= scale * 2f64.powi(-8), "{diff} vs {scale}");
         Ok(())
     }
