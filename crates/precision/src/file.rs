@@ -213,7 +213,11 @@ impl PrecisionPolicy {
             toml::Value::String(self.name.clone())
         );
         for c in Component::ALL {
-            out.push_str(&format!("{} = \"{}\"\n", c.key(), dtype_name(self.dtype(c))));
+            out.push_str(&format!(
+                "{} = \"{}\"\n",
+                c.key(),
+                dtype_name(self.dtype(c))
+            ));
         }
         out
     }
@@ -248,7 +252,10 @@ mod tests {
     #[test]
     fn a_full_file_sets_every_component() {
         let p = PrecisionPolicy::from_toml_str(
-            &format!("name = \"mine\"\n{}", full(&[("kv_cache", "bf16"), ("rope", "fp16")])),
+            &format!(
+                "name = \"mine\"\n{}",
+                full(&[("kv_cache", "bf16"), ("rope", "fp16")])
+            ),
             "p.toml",
         )
         .unwrap();
@@ -264,7 +271,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("dir/p.toml: missing components"), "{err}");
-        assert!(err.contains("linear_storage") && err.contains("base ="), "{err}");
+        assert!(
+            err.contains("linear_storage") && err.contains("base ="),
+            "{err}"
+        );
         assert!(!err.contains("kv_cache,"), "{err}");
     }
 
@@ -285,11 +295,26 @@ mod tests {
     #[test]
     fn unknown_keys_dtypes_bases_and_versions_name_the_line() {
         let cases = [
-            ("base = \"bf16\"\n\nkv = \"f32\"\n", "p.toml:3: `kv`: unknown key"),
-            ("base = \"bf16\"\nnorm = \"f8\"\n", "p.toml:2: `norm`: unknown dtype `f8`"),
-            ("base = \"bf17\"\n", "p.toml:1: `base`: unknown precision policy `bf17`"),
-            ("version = 2\nbase = \"bf16\"\n", "p.toml:1: `version`: unknown policy file version 2"),
-            ("base = \"bf16\"\nnorm = 32\n", "p.toml:2: `norm`: expected a string, got integer"),
+            (
+                "base = \"bf16\"\n\nkv = \"f32\"\n",
+                "p.toml:3: `kv`: unknown key",
+            ),
+            (
+                "base = \"bf16\"\nnorm = \"f8\"\n",
+                "p.toml:2: `norm`: unknown dtype `f8`",
+            ),
+            (
+                "base = \"bf17\"\n",
+                "p.toml:1: `base`: unknown precision policy `bf17`",
+            ),
+            (
+                "version = 2\nbase = \"bf16\"\n",
+                "p.toml:1: `version`: unknown policy file version 2",
+            ),
+            (
+                "base = \"bf16\"\nnorm = 32\n",
+                "p.toml:2: `norm`: expected a string, got integer",
+            ),
         ];
         for (text, want) in cases {
             let err = PrecisionPolicy::from_toml_str(text, "p.toml")

@@ -310,7 +310,15 @@ impl fmt::Display for MemoryEstimate {
             )?;
         }
         let w = self.weights.total_bytes();
-        writeln!(f, "{:<12} {:<5} {:>15} {:>16}  {}", "all weights", "", "", w, format_bytes(w))?;
+        writeln!(
+            f,
+            "{:<12} {:<5} {:>15} {:>16}  {}",
+            "all weights",
+            "",
+            "",
+            w,
+            format_bytes(w)
+        )?;
         let kv = &self.kv_cache;
         writeln!(
             f,
@@ -325,7 +333,15 @@ impl fmt::Display for MemoryEstimate {
             kv.bytes_per_token
         )?;
         let t = self.total_bytes();
-        writeln!(f, "{:<12} {:<5} {:>15} {:>16}  {}", "total", "", "", t, format_bytes(t))
+        writeln!(
+            f,
+            "{:<12} {:<5} {:>15} {:>16}  {}",
+            "total",
+            "",
+            "",
+            t,
+            format_bytes(t)
+        )
     }
 }
 

@@ -72,8 +72,8 @@ fn layercast_halves_the_projections_of_r1_distill_qwen_7b() {
     assert_eq!(round2(lc.projections().bytes), 13.05);
     assert_eq!(round2(fp32.total_bytes()), 30.46);
     assert_eq!(round2(lc.total_bytes()), 17.41);
-    let head_and_embedding = fp32.group(WeightGroup::Embedding).params
-        + fp32.group(WeightGroup::LmHead).params;
+    let head_and_embedding =
+        fp32.group(WeightGroup::Embedding).params + fp32.group(WeightGroup::LmHead).params;
     assert_eq!(head_and_embedding, 1_089_994_752, "1.09 B kept in f32");
 }
 
@@ -82,7 +82,11 @@ fn saving_with_an_fp32_kv_cache_for_32_sequences_of_32k_tokens() {
     let shape = r1_distill_qwen_7b();
     let (batch, context) = (32, 32 * 1024);
     let fp32 = shape.memory(&PrecisionPolicy::preset("fp32").unwrap(), batch, context);
-    let lc = shape.memory(&PrecisionPolicy::preset("layercast").unwrap(), batch, context);
+    let lc = shape.memory(
+        &PrecisionPolicy::preset("layercast").unwrap(),
+        batch,
+        context,
+    );
     // 2 (k, v) x 28 layers x 4 kv heads x 128 dims x 4 bytes per token.
     assert_eq!(fp32.kv_cache.bytes_per_token, 2 * 28 * 4 * 128 * 4);
     assert_eq!(lc.kv_cache, fp32.kv_cache, "LayerCast keeps the f32 cache");
@@ -111,7 +115,14 @@ fn every_preset_prints_a_full_estimate() {
     for name in PRESETS {
         let m = shape.memory(&PrecisionPolicy::preset(name).unwrap(), 1, 1024);
         let text = m.to_string();
-        for row in ["projections", "embedding", "lm_head", "norms", "kv_cache", "total"] {
+        for row in [
+            "projections",
+            "embedding",
+            "lm_head",
+            "norms",
+            "kv_cache",
+            "total",
+        ] {
             assert!(text.contains(row), "{name}: no `{row}` in\n{text}");
         }
     }
