@@ -104,7 +104,7 @@ impl ModelCache {
             )
             .with_context(|| format!("--model {}: loading", cfg.model_spec))?;
             let weights = model.files.weights.clone();
-            if !self.digests.contains_key(&weights) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.digests.entry(weights) {
                 let mut files: Vec<WeightFile> = model
                     .files
                     .weight_sha256()
@@ -117,7 +117,7 @@ impl ModelCache {
                     })
                     .collect();
                 files.sort_by(|a, b| a.name.cmp(&b.name));
-                self.digests.insert(weights, files);
+                slot.insert(files);
             }
             self.loaded = Some((key, model));
         }
