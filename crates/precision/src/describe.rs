@@ -18,11 +18,11 @@ fn wide(d: DType) -> &'static str {
 /// How a matmul in `d` runs on the engine's devices.
 fn matmul_note(d: DType) -> String {
     match d {
-        DType::BF16 => "bf16 operands, f32 accumulation, result rounded once to bf16 \
-                        (cuBLAS on CUDA; on CPU, where candle has no bf16 GEMM, the bf16 values are \
-                        widened to f32 exactly and the f32 product rounded to bf16)"
-            .into(),
-        DType::F16 => "f16 operands, f32 accumulation, result rounded to f16".into(),
+        DType::BF16 | DType::F16 => format!(
+            "{n} operands, f32 accumulation, result rounded once to {n} (cuBLAS on CUDA; on \
+             CPU the {n} values are widened to f32 exactly and the f32 product rounded)",
+            n = dtype_name(d)
+        ),
         other => format!("{} operands and accumulation", dtype_name(other)),
     }
 }
@@ -54,9 +54,16 @@ impl PrecisionPolicy {
                 }
             }
             Component::MatmulCompute => format!(
-                "x·Wᵀ + b of every projection: input cast to {n}; {}; bias added in {n}; SiLU and \
-                 gate·up also run in {n}",
-                matmul_note(d)
+                "x·Wᵀ + b of every projection: input cast to {n}; {}; bias added {}; SiLU \
+                 computed in {w} and rounded to {n}, gate·up in {n}",
+                matmul_note(d),
+                if matches!(d, DType::BF16 | DType::F16) {
+                    "in f32 before that rounding on CPU, in {n} after it on CUDA"
+                } else {
+                    "in {n}"
+                }
+                .replace("{n}", n),
+                w = wide(d)
             ),
             Component::Activations => format!(
                 "residual stream and residual adds, projection outputs, norm weights and norm \

@@ -20,8 +20,10 @@
 //! [`PrecisionPolicy::describe`] and `Display`):
 //!
 //! - **Matmuls** in bf16 or f16 take 16-bit operands, accumulate in f32 and round the result once
-//!   (cuBLAS on CUDA, gemm's f16 kernel on CPU; candle has no CPU bf16 GEMM, so [`matmul`] widens
-//!   the bf16 values to f32 exactly, multiplies in f32 and rounds to bf16).
+//!   (cuBLAS on CUDA; on CPU, where candle has no bf16 GEMM, [`matmul`] widens the 16-bit values
+//!   to f32 exactly, multiplies in f32 and rounds once, adding a projection's bias before that
+//!   rounding as torch's `addmm` does). SiLU runs in f32 and is rounded once; `gate · up` and the
+//!   residual adds run in the 16-bit type.
 //! - **RMSNorm**: input cast to the norm dtype; mean of squares, `+ eps`, `1/sqrt` and the
 //!   scaling in the norm dtype; the result cast to the activations dtype and only then multiplied
 //!   by the weight, held in the activations dtype (transformers' `LlamaRMSNorm` order).

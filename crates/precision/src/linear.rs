@@ -6,11 +6,11 @@ use candle_core::{DType, Module, Tensor};
 
 /// `lhs · rhs` with both operands cast to `dtype`, the result in `dtype`.
 ///
-/// candle's CPU backend has no bf16 GEMM. A bf16 GEMM on a GPU (cuBLAS, and torch's CPU kernel)
-/// multiplies bf16 operands with f32 accumulation and rounds the result once, so on CPU we do the
-/// same by hand: bf16 values widen to f32 exactly, the f32 matmul accumulates, and the product is
-/// rounded to bf16. Only the summation order differs from a GPU kernel, as between any two
-/// kernels. Every other dtype and device uses candle's own matmul.
+/// candle's CPU backend has no bf16 GEMM. A 16-bit GEMM on a GPU (cuBLAS, and torch's CPU kernel)
+/// multiplies 16-bit operands with f32 accumulation and rounds the result once, so on CPU we do
+/// the same by hand for bf16 and f16: the values widen to f32 exactly, the f32 matmul
+/// accumulates, and the product is rounded once. Only the summation order differs from a GPU
+/// kernel, as between any two kernels. f32 and f64, and every dtype on CUDA, use candle's matmul.
 ///
 /// ```
 /// use candle_core::{DType, Device, Tensor};
@@ -22,12 +22,38 @@ use candle_core::{DType, Module, Tensor};
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn matmul(lhs: &Tensor, rhs: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
-    let (lhs, rhs) = (lhs.to_dtype(dtype)?, rhs.to_dtype(dtype)?);
-    if dtype == DType::BF16 && lhs.device().is_cpu() {
-        let wide = lhs.to_dtype(DType::F32)?.matmul(&rhs.to_dtype(DType::F32)?)?;
-        return wide.to_dtype(DType::BF16);
+    affine_product(lhs, rhs, None, dtype)
+}
+
+/// Whether a `dtype` matmul on this device is done by widening to f32 (see [`matmul`]).
+fn widened(dtype: DType, device: &candle_core::Device) -> bool {
+    matches!(dtype, DType::BF16 | DType::F16) && device.is_cpu()
+}
+
+/// `lhs · rhs (+ bias)` in `dtype`. When the product is widened (16-bit on CPU), the bias is
+/// added in f32 before the single rounding, as torch's `addmm` and cuBLAS's bias epilogue do;
+/// otherwise the product is rounded, then the bias added in `dtype`.
+fn affine_product(
+    lhs: &Tensor,
+    rhs: &Tensor,
+    bias: Option<&Tensor>,
+    dtype: DType,
+) -> candle_core::Result<Tensor> {
+    if widened(dtype, lhs.device()) {
+        // Round the operands to `dtype` first, so the result is what a `dtype` kernel computes
+        // whatever dtype the caller handed in.
+        let wide = |t: &Tensor| t.to_dtype(dtype)?.to_dtype(DType::F32);
+        let mut y = wide(lhs)?.matmul(&wide(rhs)?)?;
+        if let Some(b) = bias {
+            y = y.broadcast_add(&wide(b)?)?;
+        }
+        return y.to_dtype(dtype);
     }
-    lhs.matmul(&rhs)
+    let y = lhs.to_dtype(dtype)?.matmul(&rhs.to_dtype(dtype)?)?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.to_dtype(dtype)?),
+        None => Ok(y),
+    }
 }
 
 /// `y = x Wᵀ + b` with storage and compute dtypes chosen by a policy.
@@ -90,10 +116,7 @@ impl Module for Linear {
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.to_dtype(self.compute)?.reshape((rows, in_features))?;
         let w = self.weight.to_dtype(self.compute)?;
-        let mut y = matmul(&x2, &w.t()?, self.compute)?;
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(&b.to_dtype(self.compute)?)?;
-        }
+        let y = affine_product(&x2, &w.t()?, self.bias.as_ref(), self.compute)?;
         let mut out_dims = dims;
         *out_dims.last_mut().unwrap() = y.dim(1)?;
         y.reshape(out_dims)

@@ -9,7 +9,7 @@ use crate::kv_cache::KvCache;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::VarBuilder;
-use reprolm_precision::{Component, Linear, PrecisionPolicy};
+use reprolm_precision::{matmul, Component, Linear, ModelShape, PrecisionPolicy};
 use std::path::Path;
 
 /// The shape and switches of a decoder, independent of the family's config.json spelling.
@@ -84,6 +84,32 @@ impl DecoderSpec {
         Ok(())
     }
 
+    /// The shape the memory calculator works on.
+    ///
+    /// ```
+    /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
+    /// let (_, spec) = reprolm_engine::spec_from_config_file(&dir.join("config.json"))?;
+    /// let shape = spec.shape();
+    /// assert_eq!(shape.parameter_count() as usize, spec.parameter_count());
+    /// # Ok::<(), reprolm_engine::Error>(())
+    /// ```
+    pub fn shape(&self) -> ModelShape {
+        ModelShape {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_layers: self.num_layers,
+            num_heads: self.num_heads,
+            num_kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+            tie_word_embeddings: self.tie_word_embeddings,
+            qkv_bias: self.qkv_bias,
+            o_bias: self.o_bias,
+            mlp_bias: self.mlp_bias,
+            qk_norm: self.qk_norm,
+        }
+    }
+
     /// Number of parameters, counting a tied LM head once.
     pub fn parameter_count(&self) -> usize {
         let (h, i, d) = (self.hidden_size, self.intermediate_size, self.head_dim);
@@ -139,13 +165,15 @@ impl RmsNorm {
         })
     }
 
-    /// `weight * (x / sqrt(mean(x²) + eps))`: the statistics in the norm dtype, the result cast back
-    /// to the input dtype before the weight multiplies it, as transformers' `LlamaRMSNorm` orders it.
+    /// `weight * (x * (1 / sqrt(mean(x²) + eps)))`: the statistics in the norm dtype, the result
+    /// cast back to the input dtype before the weight multiplies it, as transformers'
+    /// `LlamaRMSNorm` orders it (multiplying by the reciprocal, as its `rsqrt` does, rather than
+    /// dividing, which rounds differently).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let in_dtype = x.dtype();
         let xc = x.to_dtype(self.compute)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        let normed = xc.broadcast_mul(&(var + self.eps)?.sqrt()?.recip()?)?;
         let normed = normed.to_dtype(in_dtype)?;
         Ok(normed.broadcast_mul(&self.weight.to_dtype(in_dtype)?)?)
     }
@@ -189,6 +217,8 @@ pub struct Decoder {
     layers: Vec<Layer>,
     norm: RmsNorm,
     lm_head: Linear,
+    /// The LM head's weight is the embedding tensor itself (tied, same dtype): counted once.
+    head_shares_embedding: bool,
     inv_freq: Vec<f32>,
 }
 
@@ -307,7 +337,12 @@ impl Decoder {
         }
         let norm = RmsNorm::load(&m.pp("norm"), h, spec.rms_norm_eps, policy)?;
         let head_dtype = policy.dtype(Component::LmHead);
-        let head_w = if spec.tie_word_embeddings {
+        // A tied head in the embedding's dtype shares its storage; in another dtype it is a copy.
+        let head_shares_embedding =
+            spec.tie_word_embeddings && head_dtype == policy.dtype(Component::Embedding);
+        let head_w = if head_shares_embedding {
+            embed.clone()
+        } else if spec.tie_word_embeddings {
             get(
                 &m.pp("embed_tokens"),
                 (spec.vocab_size, h),
@@ -332,6 +367,7 @@ impl Decoder {
             layers,
             norm,
             lm_head,
+            head_shares_embedding,
         })
     }
 
@@ -359,8 +395,10 @@ impl Decoder {
         )
     }
 
-    /// Bytes held by the weights, by dtype name (a tied LM head in another dtype counts twice,
-    /// since it is a second copy).
+    /// Bytes held by the weights, by dtype name. A tied LM head counts once when it shares the
+    /// embedding tensor, and again when the policy gives it another dtype (a second copy). Equals
+    /// [`ModelShape::weight_memory`](reprolm_precision::ModelShape::weight_memory)'s `by_dtype()`
+    /// for `spec().shape()`.
     pub fn weight_bytes(&self) -> std::collections::BTreeMap<&'static str, usize> {
         let mut out = std::collections::BTreeMap::new();
         let mut add = |t: &Tensor| {
@@ -390,7 +428,9 @@ impl Decoder {
             }
         }
         add(&self.norm.weight);
-        add(self.lm_head.weight());
+        if !self.head_shares_embedding {
+            add(self.lm_head.weight());
+        }
         out
     }
 
@@ -496,9 +536,9 @@ impl Decoder {
             }
         }
         let mask = Tensor::from_vec(m, (starts.len(), 1, l, t), &self.device)?;
-        Ok(Some(
-            mask.to_dtype(self.policy.dtype(Component::Attention))?,
-        ))
+        Ok(Some(mask.to_dtype(softmax_dtype(
+            self.policy.dtype(Component::Attention),
+        ))?))
     }
 }
 
@@ -534,21 +574,31 @@ impl Attention {
         let k_all = repeat_kv(k_all.to_dtype(attn_dtype)?, h / kvh)?;
         let v_all = repeat_kv(v_all.to_dtype(attn_dtype)?, h / kvh)?;
         let scale = 1.0 / (d as f64).sqrt();
-        let mut scores = (q.matmul(&k_all.t()?.contiguous()?)? * scale)?;
+        let wide = softmax_dtype(attn_dtype);
+        let scores = matmul(&q, &k_all.t()?.contiguous()?, attn_dtype)?;
+        // Scale in f32 and round once, as torch's `bf16_tensor * python_float` does; candle's
+        // affine would first round 1/√d itself to bf16 (inexact for head_dim 32 or 128).
+        let mut scores = (scores.to_dtype(wide)? * scale)?
+            .to_dtype(attn_dtype)?
+            .to_dtype(wide)?;
         if let Some(m) = mask {
             scores = scores.broadcast_add(m)?;
         }
         // Softmax in f32 (or wider), as every attention kernel accumulates it.
-        let wide = if attn_dtype == DType::F64 {
-            DType::F64
-        } else {
-            DType::F32
-        };
-        let probs =
-            candle_nn::ops::softmax_last_dim(&scores.to_dtype(wide)?)?.to_dtype(attn_dtype)?;
-        let out = probs.matmul(&v_all)?; // (b, h, l, d)
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(attn_dtype)?;
+        let out = matmul(&probs, &v_all, attn_dtype)?; // (b, h, l, d)
         let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
         Ok(self.o.forward(&out)?)
+    }
+}
+
+/// The dtype softmax, the attention mask and SiLU use for a computation in `attn`: f32, or f64
+/// for f64.
+fn softmax_dtype(attn: DType) -> DType {
+    if attn == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
     }
 }
 
@@ -564,7 +614,11 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate.forward(x)?)?;
+        // SiLU in f32 (or f64) and rounded once, as torch's kernel does; candle's 16-bit SiLU
+        // would round after each of its divide, add and exp.
+        let gate = self.gate.forward(x)?;
+        let gate = candle_nn::ops::silu(&gate.to_dtype(softmax_dtype(gate.dtype()))?)?
+            .to_dtype(gate.dtype())?;
         let up = self.up.forward(x)?;
         Ok(self.down.forward(&(gate * up)?)?)
     }
