@@ -30,6 +30,12 @@ fn two_policies_by_two_batch_sizes() {
         stdout.contains("4 runs: 4 finished now, 0 already finished, 0 failed"),
         "{stdout}"
     );
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(
+        stderr.matches("loading ").count(),
+        2,
+        "one load per policy:\n{stderr}"
+    );
     let root = tmp.path().join("runs");
     let mut names: Vec<String> = std::fs::read_dir(&root)
         .unwrap()

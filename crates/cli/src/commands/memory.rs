@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use reprolm_engine::{spec_from_config_file, ModelSource, ResolveOptions};
-use reprolm_precision::{format_bytes, ModelShape, PrecisionPolicy, PRESETS};
+use reprolm_precision::{format_bytes, PrecisionPolicy, PRESETS};
 use serde_json::json;
 
 use crate::args::MemoryArgs;
@@ -17,20 +17,7 @@ pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
     let config = config_path(args.model.as_deref())?;
     let (_, spec) = spec_from_config_file(&config)
         .with_context(|| format!("--model: reading {}", config.display()))?;
-    let shape = ModelShape {
-        vocab_size: spec.vocab_size,
-        hidden_size: spec.hidden_size,
-        intermediate_size: spec.intermediate_size,
-        num_layers: spec.num_layers,
-        num_heads: spec.num_heads,
-        num_kv_heads: spec.num_kv_heads,
-        head_dim: spec.head_dim,
-        tie_word_embeddings: spec.tie_word_embeddings,
-        qkv_bias: spec.qkv_bias,
-        o_bias: spec.o_bias,
-        mlp_bias: spec.mlp_bias,
-        qk_norm: spec.qk_norm,
-    };
+    let shape = spec.shape();
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }

@@ -68,27 +68,80 @@ struct Item<'a> {
     request: Request,
 }
 
+/// Models and weight digests kept between the runs of one process (a sweep), so runs that share a
+/// model, policy and device load it once, and weight files are hashed once however many policies
+/// use them. Holds one loaded model at a time.
+#[derive(Default)]
+pub struct ModelCache {
+    loaded: Option<(String, Model)>,
+    digests: std::collections::HashMap<Vec<std::path::PathBuf>, Vec<WeightFile>>,
+}
+
+impl ModelCache {
+    /// The model for `cfg` and the digests of its weight files.
+    fn model(&mut self, cfg: &RunConfig, mode: OutputMode) -> Result<(&Model, Vec<WeightFile>)> {
+        let key = format!(
+            "{}|{:?}|{}",
+            cfg.model_spec,
+            cfg.policy.table(),
+            device_label(&cfg.device)
+        );
+        if self.loaded.as_ref().is_none_or(|(k, _)| *k != key) {
+            self.loaded = None; // free the previous model before loading the next
+            mode.note(&format!(
+                "loading {} ({} policy, {})",
+                cfg.model_spec,
+                cfg.policy.name,
+                device_label(&cfg.device)
+            ));
+            let model = Model::load(
+                &cfg.model,
+                &LoadOptions {
+                    device: cfg.device.clone(),
+                    policy: cfg.policy.clone(),
+                    resolve: ResolveOptions::from_env(),
+                },
+            )
+            .with_context(|| format!("--model {}: loading", cfg.model_spec))?;
+            let weights = model.files.weights.clone();
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.digests.entry(weights) {
+                let mut files: Vec<WeightFile> = model
+                    .files
+                    .weight_sha256()
+                    .context("hashing the weight files")?
+                    .into_iter()
+                    .map(|d| WeightFile {
+                        name: d.file,
+                        sha256: d.sha256,
+                        bytes: d.bytes,
+                    })
+                    .collect();
+                files.sort_by(|a, b| a.name.cmp(&b.name));
+                slot.insert(files);
+            }
+            self.loaded = Some((key, model));
+        }
+        let model = &self.loaded.as_ref().expect("loaded above").1;
+        Ok((model, self.digests[&model.files.weights].clone()))
+    }
+}
+
 /// Execute the run `cfg` describes, resuming whatever its directory already holds.
 pub fn execute(cfg: &RunConfig, mode: OutputMode) -> Result<RunOutcome> {
+    execute_with(cfg, mode, &mut ModelCache::default())
+}
+
+/// [`execute`] with models shared across calls through `cache`.
+pub fn execute_with(
+    cfg: &RunConfig,
+    mode: OutputMode,
+    cache: &mut ModelCache,
+) -> Result<RunOutcome> {
     let (task, data) = reprolm_tasks::load_task(&cfg.task, &cfg.task_options)
         .with_context(|| format!("--task {}: loading its problems", cfg.task))?;
     let problems = select(&data, &cfg.selection)?;
-    mode.note(&format!(
-        "loading {} ({} policy, {})",
-        cfg.model_spec,
-        cfg.policy.name,
-        device_label(&cfg.device)
-    ));
-    let model = Model::load(
-        &cfg.model,
-        &LoadOptions {
-            device: cfg.device.clone(),
-            policy: cfg.policy.clone(),
-            resolve: ResolveOptions::from_env(),
-        },
-    )
-    .with_context(|| format!("--model {}: loading", cfg.model_spec))?;
-    let manifest = build_manifest(cfg, &model, task.as_ref(), &data, &problems)?;
+    let (model, weight_files) = cache.model(cfg, mode)?;
+    let manifest = build_manifest(cfg, model, weight_files, task.as_ref(), &data, &problems)?;
     let (mut run, recovery) = RunDir::open_or_create(&cfg.out, manifest, Durability::Flush)
         .with_context(|| {
             format!(
@@ -149,7 +202,7 @@ pub fn execute(cfg: &RunConfig, mode: OutputMode) -> Result<RunOutcome> {
     }
     let mut generator = Generator {
         cfg,
-        model: &model,
+        model,
         task: task.as_ref(),
         items: &items,
         run: &mut run,
@@ -249,22 +302,11 @@ pub fn git_revision() -> Option<String> {
 fn build_manifest(
     cfg: &RunConfig,
     model: &Model,
+    weight_files: Vec<WeightFile>,
     task: &dyn Task,
     data: &Dataset,
     problems: &[&Problem],
 ) -> Result<Manifest> {
-    let mut weight_files: Vec<WeightFile> = model
-        .files
-        .weight_sha256()
-        .context("hashing the weight files")?
-        .into_iter()
-        .map(|d| WeightFile {
-            name: d.file,
-            sha256: d.sha256,
-            bytes: d.bytes,
-        })
-        .collect();
-    weight_files.sort_by(|a, b| a.name.cmp(&b.name));
     let (id, source) = match &cfg.model {
         reprolm_engine::ModelSource::Local(p) => {
             let abs = p.canonicalize().unwrap_or_else(|_| p.clone());

@@ -14,7 +14,8 @@
 //! a sweep accepts exactly what `run` accepts and refuses what `run` refuses. A run's directory is
 //! `ROOT/<run name>`, a name made from the values only (see `RunConfig::run_name`), so adding an axis
 //! value later leaves the existing names alone. Finished runs are skipped, unfinished ones resumed,
-//! and a failing run is reported at the end without stopping the others.
+//! and a failing run is reported at the end without stopping the others. Runs sharing a model,
+//! policy and device run back to back and share one loaded model.
 
 use std::path::{Path, PathBuf};
 
@@ -158,6 +159,17 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
             config,
         });
     }
+    // Runs that share a model, policy and device run back to back, so the model is loaded once for
+    // them (the order does not change any result).
+    planned.sort_by_key(|p| {
+        p.config.as_ref().ok().map(|c| {
+            (
+                c.model_spec.clone(),
+                format!("{:?}", c.policy.table()),
+                reprolm_engine::device_label(&c.device),
+            )
+        })
+    });
     let mut names = std::collections::BTreeMap::new();
     for p in &planned {
         if let Ok(c) = &p.config {
@@ -179,6 +191,7 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
     ));
     let mut failed: Vec<(String, String)> = Vec::new();
     let (mut finished, mut skipped) = (0, 0);
+    let mut models = run::ModelCache::default();
     for (i, p) in planned.iter().enumerate() {
         let head = format!("[{}/{}] {}", i + 1, planned.len(), p.label);
         let cfg = match &p.config {
@@ -210,7 +223,7 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
             continue;
         }
         mode.note(&format!("{head} -> {}", cfg.out.display()));
-        match run::execute(cfg, mode) {
+        match run::execute_with(cfg, mode, &mut models) {
             Ok(outcome @ RunOutcome::Finished(_)) => {
                 finished += 1;
                 run::report_outcome(&cfg.out, &outcome, mode);
