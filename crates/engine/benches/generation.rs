@@ -33,16 +33,28 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn run_ours(dec: &Decoder, case: &Case, vocab: usize) -> (f64, f64) {
     let mut state = 12345u64;
     let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((state >> 33) % vocab as u64) as u32
     };
     let requests: Vec<(usize, Request)> = (0..case.batch)
         .map(|i| {
             let prompt = (0..case.prompt_len).map(|_| next()).collect();
-            (i, Request { prompt, problem_id: format!("bench{i}"), sample_index: 0 })
+            (
+                i,
+                Request {
+                    prompt,
+                    problem_id: format!("bench{i}"),
+                    sample_index: 0,
+                },
+            )
         })
         .collect();
-    let params = SamplingParams { logprobs: 5, ..SamplingParams::greedy(case.new_tokens + 1) };
+    let params = SamplingParams {
+        logprobs: 5,
+        ..SamplingParams::greedy(case.new_tokens + 1)
+    };
     let mut batch = Batch::new(dec, params).unwrap();
     let t0 = Instant::now();
     batch.admit(requests).unwrap();
@@ -64,14 +76,27 @@ fn peer(dir: &Path, case: &Case, threads: usize) -> Option<serde_json::Value> {
         .arg(script)
         .arg("--model")
         .arg(dir)
-        .args(["--batch", &case.batch.to_string(), "--prompt-len", &case.prompt_len.to_string()])
-        .args(["--new-tokens", &case.new_tokens.to_string(), "--threads", &threads.to_string()])
+        .args([
+            "--batch",
+            &case.batch.to_string(),
+            "--prompt-len",
+            &case.prompt_len.to_string(),
+        ])
+        .args([
+            "--new-tokens",
+            &case.new_tokens.to_string(),
+            "--threads",
+            &threads.to_string(),
+        ])
         .args(["--repeats", "3"])
         .output()
         .ok()?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        println!("  transformers: not measured ({})", err.lines().last().unwrap_or("python3 failed"));
+        println!(
+            "  transformers: not measured ({})",
+            err.lines().last().unwrap_or("python3 failed")
+        );
         return None;
     }
     let text = String::from_utf8_lossy(&out.stdout);
@@ -80,7 +105,8 @@ fn peer(dir: &Path, case: &Case, threads: usize) -> Option<serde_json::Value> {
 
 /// A random-init Qwen2 with the tensor names transformers expects.
 fn write_random_qwen2(dir: &Path) -> candle_core::Result<()> {
-    let (vocab, h, inter, layers, heads, kv) = (8192usize, 512usize, 1536usize, 8usize, 8usize, 2usize);
+    let (vocab, h, inter, layers, heads, kv) =
+        (8192usize, 512usize, 1536usize, 8usize, 8usize, 2usize);
     let d = h / heads;
     let config = serde_json::json!({
         "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": vocab,
@@ -90,52 +116,102 @@ fn write_random_qwen2(dir: &Path) -> candle_core::Result<()> {
         "hidden_act": "silu", "torch_dtype": "float32", "use_sliding_window": false,
         "bos_token_id": 0, "eos_token_id": 1
     });
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap())?;
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config).unwrap(),
+    )?;
     let dev = Device::Cpu;
     let mut t: HashMap<String, Tensor> = HashMap::new();
     let w = |r: usize, c: usize| Tensor::randn(0f32, 0.02, (r, c), &dev);
     t.insert("model.embed_tokens.weight".into(), w(vocab, h)?);
-    t.insert("model.norm.weight".into(), Tensor::ones(h, DType::F32, &dev)?);
+    t.insert(
+        "model.norm.weight".into(),
+        Tensor::ones(h, DType::F32, &dev)?,
+    );
     for i in 0..layers {
         let p = format!("model.layers.{i}");
-        for (name, rows, cols) in [("q_proj", h, h), ("k_proj", kv * d, h), ("v_proj", kv * d, h), ("o_proj", h, h)] {
+        for (name, rows, cols) in [
+            ("q_proj", h, h),
+            ("k_proj", kv * d, h),
+            ("v_proj", kv * d, h),
+            ("o_proj", h, h),
+        ] {
             t.insert(format!("{p}.self_attn.{name}.weight"), w(rows, cols)?);
             if name != "o_proj" {
-                t.insert(format!("{p}.self_attn.{name}.bias"), Tensor::zeros(rows, DType::F32, &dev)?);
+                t.insert(
+                    format!("{p}.self_attn.{name}.bias"),
+                    Tensor::zeros(rows, DType::F32, &dev)?,
+                );
             }
         }
         t.insert(format!("{p}.mlp.gate_proj.weight"), w(inter, h)?);
         t.insert(format!("{p}.mlp.up_proj.weight"), w(inter, h)?);
         t.insert(format!("{p}.mlp.down_proj.weight"), w(h, inter)?);
-        t.insert(format!("{p}.input_layernorm.weight"), Tensor::ones(h, DType::F32, &dev)?);
-        t.insert(format!("{p}.post_attention_layernorm.weight"), Tensor::ones(h, DType::F32, &dev)?);
+        t.insert(
+            format!("{p}.input_layernorm.weight"),
+            Tensor::ones(h, DType::F32, &dev)?,
+        );
+        t.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            Tensor::ones(h, DType::F32, &dev)?,
+        );
     }
     candle_core::safetensors::save(&t, dir.join("model.safetensors"))
 }
 
 fn load(dir: &Path) -> (Decoder, usize, usize) {
     let (_, spec) = spec_from_config_file(&dir.join("config.json")).unwrap();
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu) }
-        .unwrap();
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
+    }
+    .unwrap();
     let params = spec.parameter_count();
-    (Decoder::load(&spec, &PrecisionPolicy::fp32(), vb).unwrap(), spec.vocab_size, params)
+    (
+        Decoder::load(&spec, &PrecisionPolicy::fp32(), vb).unwrap(),
+        spec.vocab_size,
+        params,
+    )
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let tmp = tempfile::tempdir().unwrap();
     let random_dir = tmp.path().join("random-qwen2");
     std::fs::create_dir_all(&random_dir).unwrap();
     write_random_qwen2(&random_dir).unwrap();
-    let fixture: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
+    let fixture: PathBuf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
     let models = [("fixture-qwen2", fixture), ("random-qwen2", random_dir)];
     let cases: Vec<Case> = if quick {
-        vec![Case { batch: 1, prompt_len: 64, new_tokens: 16 }]
+        vec![Case {
+            batch: 1,
+            prompt_len: 64,
+            new_tokens: 16,
+        }]
     } else {
-        vec![Case { batch: 1, prompt_len: 128, new_tokens: 32 }, Case { batch: 8, prompt_len: 128, new_tokens: 32 }]
+        vec![
+            Case {
+                batch: 1,
+                prompt_len: 128,
+                new_tokens: 32,
+            },
+            Case {
+                batch: 8,
+                prompt_len: 128,
+                new_tokens: 32,
+            },
+        ]
     };
-    println!("engine generation benchmark: cpu, f32, {threads} threads, median of 3 after one warm-up");
+    println!(
+        "engine generation benchmark: cpu, f32, {threads} threads, median of 3 after one warm-up"
+    );
     for (name, dir) in &models {
         let (dec, vocab, params) = load(dir);
         for case in &cases {
@@ -145,7 +221,10 @@ fn main() {
             let decode_s = median(runs.iter().map(|r| r.1).collect());
             let prefill_tokens = case.batch * case.prompt_len;
             let decode_tokens = case.batch * case.new_tokens;
-            let ours = (prefill_tokens as f64 / prefill_s, decode_tokens as f64 / decode_s);
+            let ours = (
+                prefill_tokens as f64 / prefill_s,
+                decode_tokens as f64 / decode_s,
+            );
             println!(
                 "\n{name} ({:.1}M params)  batch {}  prompt {}  new {}",
                 params as f64 / 1e6,
@@ -153,7 +232,10 @@ fn main() {
                 case.prompt_len,
                 case.new_tokens
             );
-            println!("  reprolm       prefill {:>10.0} tok/s  decode {:>8.1} tok/s", ours.0, ours.1);
+            println!(
+                "  reprolm       prefill {:>10.0} tok/s  decode {:>8.1} tok/s",
+                ours.0, ours.1
+            );
             println!("                ({prefill_tokens} prompt tokens; {decode_tokens} decode steps x rows, after the first token)");
             if let Some(p) = peer(dir, case, threads) {
                 let pf = p["prefill_tok_s"].as_f64().unwrap_or(f64::NAN);

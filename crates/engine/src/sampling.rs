@@ -118,7 +118,9 @@ pub fn top_k(values: &[f32], k: usize) -> Vec<(u32, f32)> {
     let k = k.min(values.len());
     let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
     for (i, &v) in values.iter().enumerate() {
-        if best.len() == k && (k == 0 || !(v > best[k - 1].1)) {
+        if best.len() == k
+            && (k == 0 || v.partial_cmp(&best[k - 1].1) != Some(std::cmp::Ordering::Greater))
+        {
             continue;
         }
         let pos = best.partition_point(|&(_, b)| b >= v);

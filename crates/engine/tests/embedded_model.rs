@@ -35,7 +35,11 @@ fn boxed(text: &str) -> Option<i64> {
 #[test]
 fn embedded_model_answers_held_out_problems() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/arith-qwen2-3m");
-    let model = Model::load(&ModelSource::Local(dir), &LoadOptions::cpu(PrecisionPolicy::fp32())).unwrap();
+    let model = Model::load(
+        &ModelSource::Local(dir),
+        &LoadOptions::cpu(PrecisionPolicy::fp32()),
+    )
+    .unwrap();
     let questions = [
         "What is 55 + 30 + 95 + 2 * 3?",
         "What is 39 - 36 + 55 * 2?",
@@ -46,7 +50,9 @@ fn embedded_model_answers_held_out_problems() {
         .iter()
         .enumerate()
         .map(|(i, q)| Request {
-            prompt: model.prompt(&[ChatMessage::user(*q)], &ChatOptions::default()).unwrap(),
+            prompt: model
+                .prompt(&[ChatMessage::user(*q)], &ChatOptions::default())
+                .unwrap(),
             problem_id: format!("q{i}"),
             sample_index: 0,
         })
@@ -55,8 +61,16 @@ fn embedded_model_answers_held_out_problems() {
     for (q, g) in questions.iter().zip(&out) {
         let text = model.decode(&g.token_ids).unwrap();
         let want = evaluate(q.trim_start_matches("What is ").trim_end_matches('?'));
-        assert_eq!(g.finish_reason, reprolm_engine::FinishReason::Stop, "{q}: {text}");
-        assert!(g.token_ids.len() >= 100, "{q}: a worked answer, got {} tokens", g.token_ids.len());
+        assert_eq!(
+            g.finish_reason,
+            reprolm_engine::FinishReason::Stop,
+            "{q}: {text}"
+        );
+        assert!(
+            g.token_ids.len() >= 100,
+            "{q}: a worked answer, got {} tokens",
+            g.token_ids.len()
+        );
         assert_eq!(boxed(&text), Some(want), "{q}: {text}");
     }
 }
