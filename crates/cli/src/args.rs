@@ -40,6 +40,8 @@ pub enum Command {
     Tasks,
     /// List the precision policies, or show one in full.
     Policies(PoliciesArgs),
+    /// Convert an output folder of the paper's reference code (vLLM based) into a run directory.
+    ImportReference(ImportReferenceArgs),
     /// Memory each precision policy needs for a model's weights and KV cache (reads config.json only).
     Memory(MemoryArgs),
 }
@@ -204,4 +206,41 @@ pub struct MemoryArgs {
     /// Tokens per sequence (prompt plus response) [default: the model's max_position_embeddings].
     #[arg(long)]
     pub context: Option<usize>,
+}
+
+/// `reprolm import-reference`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportReferenceArgs {
+    /// The reference code's output folder (qa_pairs_*.jsonl and problem_*_token_ids/logprobs *.pt files).
+    pub dir: PathBuf,
+    /// The reprolm task the problems come from (its graders re-score the responses).
+    #[arg(long)]
+    pub task: String,
+    /// Data file or directory of the task, in the order the reference code used.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Task setting KEY=VALUE (repeatable), as for `run`.
+    #[arg(long = "task-param", value_name = "KEY=VALUE")]
+    pub task_params: Vec<String>,
+    /// Model id to record (otherwise taken from the folder layout, if it names one).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// GPU type to record, e.g. A100 (otherwise parsed from the experiment name).
+    #[arg(long)]
+    pub gpu_type: Option<String>,
+    /// GPU count to record (otherwise parsed from the experiment name).
+    #[arg(long)]
+    pub gpus: Option<u32>,
+    /// Pick the run with this batch size when the folder holds several.
+    #[arg(long)]
+    pub batch_size: Option<u32>,
+    /// Pick the run with this dtype when the folder holds several.
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// The run directory to create (must not exist yet).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Keep the reference's responses unscored instead of grading them with the task.
+    #[arg(long)]
+    pub no_score: bool,
 }

@@ -7,6 +7,9 @@
 //! directory (so the numbers reflect GEMM work, not per-op overhead). The peer is
 //! `benches/transformers_peer.py`, given the same directory, batch, prompt length, new tokens and
 //! thread count.
+//!
+//! `REPROLM_ENGINE_DIR` overrides where the fixture and the peer script are found (for a bench binary
+//! copied to another machine), `REPROLM_PYTHON` the interpreter that runs the peer.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -21,6 +24,12 @@ struct Case {
     batch: usize,
     prompt_len: usize,
     new_tokens: usize,
+}
+
+fn engine_dir() -> PathBuf {
+    std::env::var_os("REPROLM_ENGINE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -71,8 +80,9 @@ fn run_ours(dec: &Decoder, case: &Case, vocab: usize) -> (f64, f64) {
 }
 
 fn peer(dir: &Path, case: &Case, threads: usize) -> Option<serde_json::Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/transformers_peer.py");
-    let out = Command::new("python3")
+    let script = engine_dir().join("benches/transformers_peer.py");
+    let python = std::env::var("REPROLM_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
         .arg(script)
         .arg("--model")
         .arg(dir)

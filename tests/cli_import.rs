@@ -1,0 +1,95 @@
+//! `reprolm import-reference` on outputs written exactly as the paper's reference code writes them
+//! (crates/metrics/tests/fixtures/reference, made by its make_fixtures.py with torch.save).
+
+mod common;
+
+use common::reprolm;
+use std::path::{Path, PathBuf};
+
+fn reference(bs: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "../metrics/tests/fixtures/reference/2a100_math500_bf16_bs{bs}/org/tiny-model"
+    ))
+}
+
+fn args(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn imported_runs_are_reported_like_native_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    for bs in [8, 16] {
+        let out = tmp.path().join(format!("root/bs{bs}"));
+        let dir = reference(bs);
+        let o = reprolm(
+            tmp.path(),
+            &args(&[
+                "import-reference",
+                dir.to_str().unwrap(),
+                "--task",
+                "math500",
+                "--no-score",
+                "--out",
+                out.to_str().unwrap(),
+            ]),
+            0,
+        );
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(stdout.contains("imported 4 problems"), "{stdout}");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(manifest["batch_size"], bs);
+        assert_eq!(manifest["gpu_count"], 2);
+    }
+    // Importing over an existing run is refused, naming the folder.
+    let again = reprolm(
+        tmp.path(),
+        &args(&[
+            "import-reference",
+            reference(8).to_str().unwrap(),
+            "--task",
+            "math500",
+            "--no-score",
+            "--out",
+            "root/bs8",
+        ]),
+        1,
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("bs8"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    reprolm(tmp.path(), &args(&["report", "root"]), 0);
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("root/report.json")).unwrap(),
+    )
+    .unwrap();
+    let text = report.to_string();
+    assert!(
+        text.contains("bs8") && text.contains("bs16"),
+        "both imports grouped: {text}"
+    );
+}
+
+#[test]
+fn a_folder_that_is_not_reference_output_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = reprolm(
+        tmp.path(),
+        &args(&[
+            "import-reference",
+            tmp.path().to_str().unwrap(),
+            "--task",
+            "math500",
+            "--no-score",
+            "--out",
+            "x",
+        ]),
+        1,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(tmp.path().to_str().unwrap()), "{err}");
+}
