@@ -35,3 +35,8 @@ pub use models::{spec_from_config_file, Architecture, Decoder, DecoderSpec};
 pub use sampling::{RequestRng, SamplingParams};
 pub use source::{ModelSource, DEFAULT_REVISION};
 pub use tokenizer::{DecodeSpecialTokens, SpecialTokens, Tokenizer};
+
+/// The README's Rust examples, compiled as doctests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
