@@ -33,6 +33,15 @@ const SPECIAL_TOKEN_NAMES: [&str; 7] = [
 
 const TEMPLATE_NAME: &str = "chat_template";
 
+/// The error for a tokenizer_config.json that has no `chat_template`.
+fn absent(path: &Path) -> Error {
+    Error::BadField {
+        path: path.to_path_buf(),
+        field: "chat_template".into(),
+        reason: "absent: this tokenizer has no chat template (is it a base model?)".into(),
+    }
+}
+
 /// One turn of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChatMessage {
@@ -119,26 +128,40 @@ impl ChatTemplate {
     /// # Ok::<(), reprolm_engine::Error>(())
     /// ```
     pub fn load(files: &ModelFiles) -> Result<Self> {
-        let special_tokens = match &files.tokenizer_config {
-            Some(path) => special_tokens_from_config(path, &read_json(path)?)?,
-            None => BTreeMap::new(),
-        };
-        if let Some(path) = &files.chat_template_file {
-            let source = std::fs::read_to_string(path).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-            return Self::compile(source, path.display().to_string(), special_tokens);
-        }
-        let Some(path) = &files.tokenizer_config else {
-            return Err(Error::MissingFile {
+        match (Self::find(files)?, &files.tokenizer_config) {
+            (Some(t), _) => Ok(t),
+            (None, Some(path)) => Err(absent(path)),
+            (None, None) => Err(Error::MissingFile {
                 file: "tokenizer_config.json".into(),
                 location: files.source.to_string(),
                 hint: "; there is no chat_template.jinja either, so the model has no chat template"
                     .into(),
-            });
+            }),
+        }
+    }
+
+    /// As [`ChatTemplate::load`], but `None` for a model without a chat template (a base model):
+    /// no chat_template.jinja, and no `chat_template` in tokenizer_config.json.
+    pub fn find(files: &ModelFiles) -> Result<Option<Self>> {
+        let config = match &files.tokenizer_config {
+            Some(path) => Some((path, read_json(path)?)),
+            None => None,
         };
-        Self::from_tokenizer_config(path)
+        if let Some(path) = &files.chat_template_file {
+            let special_tokens = match &config {
+                Some((p, json)) => special_tokens_from_config(p, json)?,
+                None => BTreeMap::new(),
+            };
+            let source = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            return Self::compile(source, path.display().to_string(), special_tokens).map(Some);
+        }
+        match config {
+            Some((path, json)) => Self::from_config_json(path, &json),
+            None => Ok(None),
+        }
     }
 
     /// The template and special tokens of one tokenizer_config.json.
@@ -146,19 +169,19 @@ impl ChatTemplate {
     /// `chat_template` may be a string or, as transformers saves several templates, a list of
     /// `{"name", "template"}` from which the one named `default` is used.
     pub fn from_tokenizer_config(path: &Path) -> Result<Self> {
-        let json = read_json(path)?;
-        let special_tokens = special_tokens_from_config(path, &json)?;
+        Self::from_config_json(path, &read_json(path)?)?.ok_or_else(|| absent(path))
+    }
+
+    /// The template of a parsed tokenizer_config.json; `None` when it has none.
+    fn from_config_json(path: &Path, json: &Json) -> Result<Option<Self>> {
+        let special_tokens = special_tokens_from_config(path, json)?;
         let bad = |reason: String| Error::BadField {
             path: path.to_path_buf(),
             field: "chat_template".into(),
             reason,
         };
         let source = match json.get("chat_template") {
-            None | Some(Json::Null) => {
-                return Err(bad(
-                    "absent: this tokenizer has no chat template (is it a base model?)".into(),
-                ))
-            }
+            None | Some(Json::Null) => return Ok(None),
             Some(Json::String(s)) => s.clone(),
             Some(Json::Array(items)) => {
                 let mut names = Vec::new();
@@ -186,7 +209,7 @@ impl ChatTemplate {
                 )))
             }
         };
-        Self::compile(source, path.display().to_string(), special_tokens)
+        Self::compile(source, path.display().to_string(), special_tokens).map(Some)
     }
 
     /// A template from source, with the special tokens it may refer to (`bos_token`, `eos_token`, ...).

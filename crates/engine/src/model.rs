@@ -73,15 +73,7 @@ impl Model {
         let files = ModelFiles::resolve_with(source, &opts.resolve)?;
         let (architecture, spec) = spec_from_config_file(&files.config)?;
         let tokenizer = Tokenizer::from_file(&files.tokenizer)?;
-        let has_template = files.chat_template_file.is_some()
-            || files.tokenizer_config.as_ref().is_some_and(|p| {
-                std::fs::read_to_string(p).is_ok_and(|t| t.contains("\"chat_template\""))
-            });
-        let chat_template = if has_template {
-            Some(ChatTemplate::load(&files)?)
-        } else {
-            None
-        };
+        let chat_template = ChatTemplate::find(&files)?;
         let generation_config = GenerationConfig::load(&files)?;
         // Safety: memory-mapping the weight files; they must not be modified while the model lives.
         let vb = unsafe {

@@ -302,3 +302,26 @@ fn online_resolution_reports_hub_errors_with_the_repo() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_base_model_has_no_chat_template_and_load_says_so() {
+    use reprolm_engine::ChatTemplate;
+    let tmp = tempfile::tempdir().unwrap();
+    model_dir(tmp.path());
+    let files = ModelFiles::resolve(&ModelSource::Local(tmp.path().to_path_buf())).unwrap();
+    assert!(ChatTemplate::find(&files).unwrap().is_some());
+    write(
+        tmp.path(),
+        "tokenizer_config.json",
+        r#"{"eos_token": "<|im_end|>", "chat_template": null}"#,
+    );
+    assert!(ChatTemplate::find(&files).unwrap().is_none());
+    let err = ChatTemplate::load(&files).unwrap_err().to_string();
+    assert!(err.contains("field `chat_template`: absent"), "{err}");
+    write(tmp.path(), "chat_template.jinja", "{{ bos_token }}");
+    let files = ModelFiles::resolve(&ModelSource::Local(tmp.path().to_path_buf())).unwrap();
+    assert!(
+        ChatTemplate::find(&files).unwrap().is_some(),
+        "chat_template.jinja wins"
+    );
+}
