@@ -139,3 +139,96 @@ impl RopeFields {
 fn default_eps() -> f64 {
     1e-6
 }
+
+fn default_act() -> String {
+    "silu".into()
+}
+
+/// The config.json fields every family shares, with transformers' names.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CommonConfig {
+    /// Vocabulary size (rows of the embedding table).
+    pub vocab_size: usize,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the SwiGLU MLP.
+    pub intermediate_size: usize,
+    /// Number of decoder layers.
+    pub num_hidden_layers: usize,
+    /// Number of query heads.
+    pub num_attention_heads: usize,
+    /// Number of key/value heads (GQA); equals the query heads when absent.
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    /// Per-head width, for families that read it; `hidden_size / num_attention_heads` otherwise.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    /// RMSNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// Longest supported context; the family's default when absent.
+    #[serde(default)]
+    pub max_position_embeddings: Option<usize>,
+    /// Whether the LM head reuses the embedding table.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// `hidden_act`; only SiLU is implemented.
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(flatten)]
+    pub(crate) rope: RopeFields,
+}
+
+/// What a family adds to the shared fields: its defaults and its switches.
+pub(crate) struct Family {
+    pub default_rope_theta: f64,
+    pub default_max_position_embeddings: usize,
+    /// Whether config.json's `head_dim` is honoured (Qwen2 always derives it).
+    pub reads_head_dim: bool,
+    pub qkv_bias: bool,
+    pub o_bias: bool,
+    pub mlp_bias: bool,
+    pub qk_norm: bool,
+}
+
+impl CommonConfig {
+    pub(crate) fn spec(&self, family: Family, path: &Path) -> Result<DecoderSpec> {
+        let derived_head_dim = self.hidden_size / self.num_attention_heads.max(1);
+        let head_dim = match (family.reads_head_dim, self.head_dim) {
+            (true, Some(d)) => d,
+            _ => derived_head_dim,
+        };
+        Ok(DecoderSpec {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_layers: self.num_hidden_layers,
+            num_heads: self.num_attention_heads,
+            num_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
+            head_dim,
+            rms_norm_eps: self.rms_norm_eps,
+            rope: self.rope.spec(family.default_rope_theta, path)?,
+            max_position_embeddings: self
+                .max_position_embeddings
+                .unwrap_or(family.default_max_position_embeddings),
+            tie_word_embeddings: self.tie_word_embeddings,
+            qkv_bias: family.qkv_bias,
+            o_bias: family.o_bias,
+            mlp_bias: family.mlp_bias,
+            qk_norm: family.qk_norm,
+            hidden_act: self.hidden_act.clone(),
+        })
+    }
+}
+
+/// Sliding-window attention is not implemented; a config that turns it on is refused.
+pub(crate) fn refuse_sliding_window(on: bool, path: &Path) -> Result<()> {
+    if on {
+        return Err(Error::BadField {
+            path: path.to_path_buf(),
+            field: "use_sliding_window".into(),
+            reason: "sliding-window attention is not implemented; set it to false".into(),
+        });
+    }
+    Ok(())
+}

@@ -2,77 +2,35 @@
 //! on o), tied embeddings in the small models. Sliding-window attention is not implemented and is
 //! refused when a config turns it on.
 
-use super::{default_eps, llama::default_act, DecoderSpec, RopeFields};
-use crate::{Error, Result};
+use super::{refuse_sliding_window, CommonConfig, DecoderSpec, Family};
+use crate::Result;
 use serde::Deserialize;
 use std::path::Path;
 
 /// config.json of a Qwen2 checkpoint, with transformers' field names.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
-    /// Vocabulary size.
-    pub vocab_size: usize,
-    /// Width of the residual stream.
-    pub hidden_size: usize,
-    /// Width of the SwiGLU MLP.
-    pub intermediate_size: usize,
-    /// Number of decoder layers.
-    pub num_hidden_layers: usize,
-    /// Number of query heads.
-    pub num_attention_heads: usize,
-    /// Number of key/value heads (GQA).
-    #[serde(default)]
-    pub num_key_value_heads: Option<usize>,
-    /// RMSNorm epsilon.
-    #[serde(default = "default_eps")]
-    pub rms_norm_eps: f64,
-    /// Longest supported context.
-    #[serde(default = "default_max_pos")]
-    pub max_position_embeddings: usize,
-    /// Whether the LM head reuses the embedding table.
-    #[serde(default)]
-    pub tie_word_embeddings: bool,
+    /// The fields all families share (`head_dim` is always derived for Qwen2).
+    #[serde(flatten)]
+    pub common: CommonConfig,
     /// Sliding-window attention switch; must be off.
     #[serde(default)]
     pub use_sliding_window: bool,
-    /// `hidden_act`; only SiLU is implemented.
-    #[serde(default = "default_act")]
-    pub hidden_act: String,
-    #[serde(flatten)]
-    pub(crate) rope: RopeFields,
-}
-
-fn default_max_pos() -> usize {
-    32768
 }
 
 impl Config {
     /// The decoder this config describes.
     pub fn spec(&self, path: &Path) -> Result<DecoderSpec> {
-        if self.use_sliding_window {
-            return Err(Error::BadField {
-                path: path.to_path_buf(),
-                field: "use_sliding_window".into(),
-                reason: "sliding-window attention is not implemented; set it to false".into(),
-            });
-        }
-        Ok(DecoderSpec {
-            vocab_size: self.vocab_size,
-            hidden_size: self.hidden_size,
-            intermediate_size: self.intermediate_size,
-            num_layers: self.num_hidden_layers,
-            num_heads: self.num_attention_heads,
-            num_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
-            head_dim: self.hidden_size / self.num_attention_heads.max(1),
-            rms_norm_eps: self.rms_norm_eps,
-            rope: self.rope.spec(10000.0, path)?,
-            max_position_embeddings: self.max_position_embeddings,
-            tie_word_embeddings: self.tie_word_embeddings,
+        refuse_sliding_window(self.use_sliding_window, path)?;
+        let family = Family {
+            default_rope_theta: 10000.0,
+            default_max_position_embeddings: 32768,
+            reads_head_dim: false,
             qkv_bias: true,
             o_bias: false,
             mlp_bias: false,
             qk_norm: false,
-            hidden_act: self.hidden_act.clone(),
-        })
+        };
+        self.common.spec(family, path)
     }
 }
