@@ -205,55 +205,14 @@ fn length_plot(
             Some((g.policy.clone(), v))
         })
         .collect();
-    let max_n = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
-    let max_y = series
-        .iter()
-        .flat_map(|(_, v)| v.iter().copied())
-        .fold(0.0, f64::max);
-    let caption = if max_n == 0 {
-        format!("Response-length spread — {title} (no data: needs at least 2 runs)")
-    } else {
-        format!("Response-length spread — {title}")
+    let caption = format!("Response-length spread — {title}");
+    let axes = LineAxes {
+        empty_reason: "needs at least 2 runs",
+        x_desc: "sample, by length std (largest first)",
+        y_desc: "std of response length (tokens)",
+        stroke: 2,
     };
-    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(e)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(caption, ("sans-serif", 18))
-        .margin(15)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(
-            0f64..(max_n.max(2) - 1) as f64,
-            0f64..(max_y * 1.05).max(1.0),
-        )
-        .map_err(e)?;
-    chart
-        .configure_mesh()
-        .x_desc("sample, by length std (largest first)")
-        .x_label_formatter(&integer_label)
-        .y_desc("std of response length (tokens)")
-        .draw()
-        .map_err(e)?;
-    for (i, (policy, v)) in series.iter().enumerate() {
-        let c = color(i);
-        chart
-            .draw_series(LineSeries::new(
-                v.iter().enumerate().map(|(x, &y)| (x as f64, y)),
-                c.stroke_width(2),
-            ))
-            .map_err(e)?
-            .label(policy.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-    }
-    if max_n > 0 {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(e)?;
-    }
-    root.present().map_err(e)
+    policy_lines(svg, &caption, &axes, &series)
 }
 
 /// Histogram of Div_Index over diverging samples; bars of the policies side by side in each bin.
@@ -340,19 +299,52 @@ fn top1_plot(
     title: &str,
     groups: &[&GroupReport],
 ) -> std::result::Result<(), String> {
-    let series: Vec<(String, &Vec<f64>)> = groups
+    let series: Vec<(String, Vec<f64>)> = groups
         .iter()
-        .filter_map(|g| Some((g.policy.clone(), &g.metrics()?.series.top1_std_by_position)))
+        .filter_map(|g| {
+            let per_position = &g.metrics()?.series.top1_std_by_position;
+            Some((
+                g.policy.clone(),
+                per_position.iter().map(|x| x * 1e4).collect(),
+            ))
+        })
         .collect();
+    let caption = format!("Top-1 probability std per position — {title}");
+    let axes = LineAxes {
+        empty_reason: "needs 2 runs and shared tokens",
+        x_desc: "token position (before divergence)",
+        y_desc: "std of top-1 probability (x1e-4)",
+        stroke: 1,
+    };
+    policy_lines(svg, &caption, &axes, &series)
+}
+
+/// Labels and line width of a [`policy_lines`] chart.
+struct LineAxes {
+    /// Said in the caption when no policy has a point.
+    empty_reason: &'static str,
+    x_desc: &'static str,
+    y_desc: &'static str,
+    stroke: u32,
+}
+
+/// One line per policy over an integer x axis (the length and top-1 plots differ only in data and
+/// labels).
+fn policy_lines(
+    svg: &mut String,
+    caption: &str,
+    axes: &LineAxes,
+    series: &[(String, Vec<f64>)],
+) -> std::result::Result<(), String> {
     let max_n = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
     let max_y = series
         .iter()
-        .flat_map(|(_, v)| v.iter().map(|x| x * 1e4))
+        .flat_map(|(_, v)| v.iter().copied())
         .fold(0.0, f64::max);
     let caption = if max_n == 0 {
-        format!("Top-1 probability std per position — {title} (no data: needs 2 runs and shared tokens)")
+        format!("{caption} (no data: {})", axes.empty_reason)
     } else {
-        format!("Top-1 probability std per position — {title}")
+        caption.to_string()
     };
     let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(e)?;
@@ -368,17 +360,17 @@ fn top1_plot(
         .map_err(e)?;
     chart
         .configure_mesh()
-        .x_desc("token position (before divergence)")
+        .x_desc(axes.x_desc)
         .x_label_formatter(&integer_label)
-        .y_desc("std of top-1 probability (x1e-4)")
+        .y_desc(axes.y_desc)
         .draw()
         .map_err(e)?;
     for (i, (policy, v)) in series.iter().enumerate() {
         let c = color(i);
         chart
             .draw_series(LineSeries::new(
-                v.iter().enumerate().map(|(x, &y)| (x as f64, y * 1e4)),
-                c.stroke_width(1),
+                v.iter().enumerate().map(|(x, &y)| (x as f64, y)),
+                c.stroke_width(axes.stroke),
             ))
             .map_err(e)?
             .label(policy.clone())
