@@ -44,6 +44,10 @@ pub enum Command {
     ImportReference(ImportReferenceArgs),
     /// Memory each precision policy needs for a model's weights and KV cache (reads config.json only).
     Memory(MemoryArgs),
+    /// Measure the engine: prefill/decode speed per policy and batch size, or dump logits for a
+    /// parity check against another implementation.
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
 /// How prompts are put into batches.
@@ -243,4 +247,73 @@ pub struct ImportReferenceArgs {
     /// Keep the reference's responses unscored instead of grading them with the task.
     #[arg(long)]
     pub no_score: bool,
+}
+
+/// `reprolm bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Prefill and decode tokens/s of random prompts, for each policy and batch size.
+    Speed(BenchSpeedArgs),
+    /// Logits of every position of one prompt, and a greedy continuation, written to files.
+    Logits(BenchLogitsArgs),
+}
+
+/// What `reprolm bench` subcommands share: which model, where, and its prompts.
+#[derive(Debug, Clone, Args)]
+pub struct BenchModelArgs {
+    /// Model directory or Hub id [default: the embedded model].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Tokens per prompt (random ids from `--seed`, unless `--prompts` is given).
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+    /// Seed of the random prompt ids.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A JSON file holding a list of prompts, each a list of token ids, used instead of random ones
+    /// (so that a peer implementation can be fed the very same prompts).
+    #[arg(long)]
+    pub prompts: Option<PathBuf>,
+}
+
+/// `reprolm bench speed`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchSpeedArgs {
+    #[command(flatten)]
+    pub model: BenchModelArgs,
+    /// Policies to measure (repeatable).
+    #[arg(long = "policy", default_value = "bf16")]
+    pub policies: Vec<String>,
+    /// Batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    pub batch_sizes: Vec<usize>,
+    /// Tokens generated per sequence (stop tokens ignored).
+    #[arg(long, default_value_t = 256)]
+    pub new_tokens: usize,
+    /// Untimed repetitions before each measurement (kernel compilation, allocator warm-up).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `reprolm bench logits`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchLogitsArgs {
+    #[command(flatten)]
+    pub model: BenchModelArgs,
+    /// Precision policy.
+    #[arg(long, default_value = "fp32")]
+    pub policy: String,
+    /// Greedy tokens to generate after the prompt (stop tokens ignored).
+    #[arg(long, default_value_t = 64)]
+    pub greedy_tokens: usize,
+    /// Output directory: `logits.safetensors` (`(positions, vocab)` f32 of the first prompt) and
+    /// `greedy.json` (prompt, generated ids, top-5 candidates).
+    #[arg(long)]
+    pub out: PathBuf,
 }

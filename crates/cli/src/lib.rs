@@ -58,6 +58,7 @@ fn run(command: Command, mode: OutputMode) -> anyhow::Result<i32> {
         }
         Command::Memory(args) => commands::memory::command(&args, mode),
         Command::ImportReference(args) => commands::import_reference::command(&args, mode),
+        Command::Bench(cmd) => commands::bench::command(&cmd, mode),
     }
 }
 

@@ -5,6 +5,7 @@
 //! back the ones that finished. Static batching (the reference's fixed chunks) admits a chunk and
 //! steps until it is empty; continuous batching admits a new request whenever one finishes.
 
+use crate::device_top_k;
 use crate::kv_cache::KvCache;
 use crate::models::decoder::LogitsFor;
 use crate::models::Decoder;
@@ -193,6 +194,18 @@ impl<'a> Batch<'a> {
         let logits = logits.squeeze(1)?.to_dtype(DType::F32)?;
         // Log-softmax in float32 over the (policy-dtype) logits, as the reference records them.
         let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        if self.params.is_greedy() && !logits.device().is_cpu() {
+            // On a GPU, choose on the device and copy back k candidates, not the vocabulary.
+            let picks = device_top_k::pick_rows(&logits, &logprobs, self.params.logprobs)?;
+            for (row, p) in rows.iter_mut().zip(picks) {
+                for (id, v) in p.top {
+                    row.out.top_ids.push(id);
+                    row.out.top_logprobs.push(v);
+                }
+                self.record(row, p.token, p.token_logprob);
+            }
+            return Ok(());
+        }
         let logits: Vec<Vec<f32>> = logits.to_vec2()?;
         let logprobs: Vec<Vec<f32>> = logprobs.to_vec2()?;
         for (i, row) in rows.iter_mut().enumerate() {
@@ -202,16 +215,21 @@ impl<'a> Batch<'a> {
                 row.out.top_ids.push(id);
                 row.out.top_logprobs.push(v);
             }
-            row.out.token_ids.push(token);
-            row.out.token_logprobs.push(lp[token as usize]);
-            row.last = token;
-            row.position += 1;
-            self.tokens_generated += 1;
-            if self.params.stop_token_ids.contains(&token) {
-                row.out.finish_reason = FinishReason::Stop;
-            }
+            self.record(row, token, lp[token as usize]);
         }
         Ok(())
+    }
+
+    /// Appends the chosen token to its row and marks the row stopped on a stop token.
+    fn record(&mut self, row: &mut Row, token: u32, logprob: f32) {
+        row.out.token_ids.push(token);
+        row.out.token_logprobs.push(logprob);
+        row.last = token;
+        row.position += 1;
+        self.tokens_generated += 1;
+        if self.params.stop_token_ids.contains(&token) {
+            row.out.finish_reason = FinishReason::Stop;
+        }
     }
 
     /// Moves finished rows out of the batch and drops their cache rows.

@@ -8,6 +8,7 @@
 
 mod chat_template;
 mod device;
+pub mod device_top_k;
 mod digest;
 mod error;
 pub mod generate;
@@ -18,6 +19,7 @@ mod model;
 pub mod models;
 mod pyjson;
 pub mod sampling;
+pub mod throughput;
 mod source;
 mod tokenizer;
 

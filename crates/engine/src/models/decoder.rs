@@ -568,12 +568,27 @@ impl Attention {
         let v = v.transpose(1, 2)?;
         let (k_all, v_all) = cache.append(layer, &k, &v)?;
 
-        let q = q.to_dtype(attn_dtype)?.contiguous()?;
-        let k_all = repeat_kv(k_all.to_dtype(attn_dtype)?, h / kvh)?;
-        let v_all = repeat_kv(v_all.to_dtype(attn_dtype)?, h / kvh)?;
+        // Grouped-query attention without copying keys and values per query head: the `n_rep`
+        // query heads that share a key/value head are stacked as extra query rows of one matmul,
+        // `(b, kvh, n_rep * l, d) · (b, kvh, d, t)`, then viewed back as `(b, h, l, t)`.
+        let n_rep = h / kvh;
+        let t = k_all.dim(2)?;
+        let q = q
+            .to_dtype(attn_dtype)?
+            .contiguous()?
+            .reshape((b, kvh, n_rep * l, d))?;
+        let k_all = k_all.to_dtype(attn_dtype)?;
+        let v_all = v_all.to_dtype(attn_dtype)?.contiguous()?;
+        // cuBLAS reads a transposed operand in place; candle's CPU GEMM is given the layout it
+        // was measured with.
+        let k_t = if k_all.device().is_cpu() {
+            k_all.t()?.contiguous()?
+        } else {
+            k_all.t()?
+        };
         let scale = 1.0 / (d as f64).sqrt();
         let wide = softmax_dtype(attn_dtype);
-        let scores = matmul(&q, &k_all.t()?.contiguous()?, attn_dtype)?;
+        let scores = matmul(&q, &k_t, attn_dtype)?.reshape((b, h, l, t))?;
         // Scale in f32 and round once, as torch's `bf16_tensor * python_float` does; candle's
         // affine would first round 1/√d itself to bf16 (inexact for head_dim 32 or 128).
         let mut scores = (scores.to_dtype(wide)? * scale)?
@@ -583,8 +598,10 @@ impl Attention {
             scores = scores.broadcast_add(m)?;
         }
         // Softmax in f32 (or wider), as every attention kernel accumulates it.
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(attn_dtype)?;
-        let out = matmul(&probs, &v_all, attn_dtype)?; // (b, h, l, d)
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?
+            .to_dtype(attn_dtype)?
+            .reshape((b, kvh, n_rep * l, t))?;
+        let out = matmul(&probs, &v_all, attn_dtype)?.reshape((b, h, l, d))?;
         let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
         Ok(self.o.forward(&out)?)
     }
@@ -598,16 +615,6 @@ fn softmax_dtype(attn: DType) -> DType {
     } else {
         DType::F32
     }
-}
-
-fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
-    if n_rep == 1 {
-        return Ok(x.contiguous()?);
-    }
-    let (b, kvh, t, d) = x.dims4()?;
-    Ok(x.unsqueeze(2)?
-        .expand((b, kvh, n_rep, t, d))?
-        .reshape((b, kvh * n_rep, t, d))?)
 }
 
 impl Mlp {

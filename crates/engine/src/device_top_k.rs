@@ -1,0 +1,118 @@
+//! Greedy choice and top-k log-probabilities computed where the logits are, so that a GPU decode
+//! step copies `1 + 2k` numbers per row to the host instead of the whole vocabulary.
+//!
+//! A Qwen vocabulary has 151,936 entries: copying f32 logits and log-probabilities of 32 rows is
+//! 39 MB per token, which would take longer than the decode step itself. Everything here is a
+//! handful of elementwise and row-reduction kernels, and the tie rules are the host ones
+//! ([`sampling::argmax`](crate::sampling::argmax) and [`sampling::top_k`](crate::sampling::top_k)):
+//! the lowest index wins a tie, so the device and host paths choose the same tokens.
+
+use crate::Result;
+use candle_core::{DType, Tensor, D};
+
+/// What one decode step needs from each row: the greedy token, its log-probability, and the
+/// top-k candidates by log-probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowPick {
+    /// The first index of the largest logit.
+    pub token: u32,
+    /// `log_softmax(logits)[token]`.
+    pub token_logprob: f32,
+    /// The k largest log-probabilities as (id, value), descending, lower id first on ties.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// Greedy token and top-`k` log-probabilities of each row of `logits` (`(rows, vocab)`, f32),
+/// computed on the logits' device.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let logits = Tensor::new(&[[0.5f32, 2.0, 2.0, -1.0]], &Device::Cpu)?;
+/// let lp = candle_nn::ops::log_softmax(&logits, 1)?;
+/// let picks = reprolm_engine::device_top_k::pick_rows(&logits, &lp, 2)?;
+/// assert_eq!(picks[0].token, 1);
+/// assert_eq!(picks[0].top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 2]);
+/// # Ok::<(), reprolm_engine::Error>(())
+/// ```
+pub fn pick_rows(logits: &Tensor, logprobs: &Tensor, k: usize) -> Result<Vec<RowPick>> {
+    let (rows, n) = logits.dims2()?;
+    let dev = logits.device();
+    // `n - i` for column i: the largest marked value of `is_max * reversed` is the first index.
+    // Exact in f32 for any vocabulary below 2^24.
+    let reversed = Tensor::arange(0f32, n as f32, dev)?
+        .affine(-1.0, n as f64)?
+        .unsqueeze(0)?;
+    let first_max = |values: &Tensor| -> Result<(Tensor, Tensor)> {
+        let max = values.max_keepdim(D::Minus1)?;
+        let is_max = values.broadcast_eq(&max)?.to_dtype(DType::F32)?;
+        let rev = is_max.broadcast_mul(&reversed)?.max_keepdim(D::Minus1)?;
+        Ok((rev, max))
+    };
+    let (token_rev, _) = first_max(logits)?;
+    let token_idx = token_rev.affine(-1.0, n as f64)?.to_dtype(DType::U32)?;
+    let mut columns = vec![token_rev, logprobs.gather(&token_idx, D::Minus1)?];
+    let neg_inf = Tensor::full(f32::NEG_INFINITY, (rows, n), dev)?;
+    let mut remaining = logprobs.clone();
+    for i in 0..k.min(n) {
+        let (rev, max) = first_max(&remaining)?;
+        if i + 1 < k.min(n) {
+            let taken = reversed.broadcast_eq(&rev)?;
+            remaining = taken.where_cond(&neg_inf, &remaining)?;
+        }
+        columns.push(rev);
+        columns.push(max);
+    }
+    let table: Vec<Vec<f32>> = Tensor::cat(&columns, D::Minus1)?.to_vec2()?;
+    let id = |rev: f32| (n as f32 - rev) as u32;
+    Ok(table
+        .into_iter()
+        .map(|r| RowPick {
+            token: id(r[0]),
+            token_logprob: r[1],
+            top: r[2..].chunks(2).map(|c| (id(c[0]), c[1])).collect(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampling;
+    use candle_core::Device;
+
+    #[test]
+    fn agrees_with_the_host_rules_including_ties() -> Result<()> {
+        let dev = Device::Cpu;
+        // Coarse values (multiples of 1/4 in a small range) make ties at the top common.
+        let raw = Tensor::randn(0f32, 1.0, (16, 300), &dev)?;
+        let logits = ((raw * 4.0)?.round()? / 4.0)?;
+        let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let picks = pick_rows(&logits, &lp, 5)?;
+        let (hl, hp): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (logits.to_vec2()?, lp.to_vec2()?);
+        let mut ties = 0;
+        for (r, p) in picks.iter().enumerate() {
+            let token = sampling::argmax(&hl[r]);
+            assert_eq!(p.token, token, "row {r}");
+            assert_eq!(p.token_logprob, hp[r][token as usize]);
+            assert_eq!(p.top, sampling::top_k(&hp[r], 5), "row {r}");
+            ties += usize::from(p.top[0].1 == p.top[1].1);
+        }
+        assert!(ties > 0, "the data must exercise ties");
+        Ok(())
+    }
+
+    #[test]
+    fn k_larger_than_the_row_and_k_zero() -> Result<()> {
+        let logits = Tensor::new(&[[1f32, 3.0, 2.0]], &Device::Cpu)?;
+        let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let all = pick_rows(&logits, &lp, 10)?;
+        assert_eq!(
+            all[0].top.iter().map(|t| t.0).collect::<Vec<_>>(),
+            vec![1, 2, 0]
+        );
+        let none = pick_rows(&logits, &lp, 0)?;
+        assert!(none[0].top.is_empty());
+        assert_eq!(none[0].token, 1);
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! Prefill and decode speed of a loaded decoder, measured the way a run uses it.
+//!
+//! The timed work is [`Batch::admit`] (prefill of the whole batch and the choice of the first
+//! tokens) and then [`Batch::step`] until every row has its tokens, top-k log-probabilities
+//! included, because that is what an evaluation pays for. Stop tokens are ignored so that every
+//! row decodes exactly `new_tokens`. On a GPU the device is synchronised before each clock read, so
+//! queued kernels are not mistaken for finished ones.
+
+use crate::generate::{Batch, Request};
+use crate::models::Decoder;
+use crate::sampling::SamplingParams;
+use crate::{Error, Result};
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+/// One measured configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workload {
+    /// Sequences decoded together.
+    pub batch: usize,
+    /// Tokens of every prompt (random ids, all the same length, so no padding).
+    pub prompt_tokens: usize,
+    /// Tokens generated per sequence, the first one (chosen by the prefill) included.
+    pub new_tokens: usize,
+}
+
+/// Measured speed of one [`Workload`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throughput {
+    /// What was run.
+    pub workload: Workload,
+    /// Seconds of the prefill (all prompts, first token chosen).
+    pub prefill_seconds: f64,
+    /// Seconds of the remaining `new_tokens - 1` decode steps.
+    pub decode_seconds: f64,
+}
+
+impl Throughput {
+    /// Prompt tokens processed per second by the prefill.
+    pub fn prefill_tokens_per_second(&self) -> f64 {
+        (self.workload.batch * self.workload.prompt_tokens) as f64 / self.prefill_seconds
+    }
+
+    /// Tokens generated per second by the decode steps, over all rows.
+    pub fn decode_tokens_per_second(&self) -> f64 {
+        (self.workload.batch * (self.workload.new_tokens - 1)) as f64 / self.decode_seconds
+    }
+
+    /// Milliseconds per decode step (one token for every row).
+    pub fn decode_step_ms(&self) -> f64 {
+        1e3 * self.decode_seconds / (self.workload.new_tokens - 1) as f64
+    }
+}
+
+/// Random prompt ids for `workload`, the same for the same `seed` and vocabulary size, so that
+/// another implementation can be fed the very same prompts.
+pub fn random_prompts(workload: &Workload, vocab_size: usize, seed: u64) -> Vec<Vec<u32>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..workload.batch)
+        .map(|_| {
+            (0..workload.prompt_tokens)
+                .map(|_| rng.random_range(0..vocab_size as u32))
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs `prompts` (one per row, equal lengths) for `new_tokens` tokens and times prefill and decode.
+pub fn measure(decoder: &Decoder, prompts: &[Vec<u32>], new_tokens: usize) -> Result<Throughput> {
+    let prompt_tokens = prompts.first().map_or(0, Vec::len);
+    if prompts.is_empty() || prompt_tokens == 0 || new_tokens < 2 {
+        return Err(Error::InvalidRequest(
+            "a throughput measurement needs at least one non-empty prompt and 2 new tokens".into(),
+        ));
+    }
+    if prompts.iter().any(|p| p.len() != prompt_tokens) {
+        return Err(Error::InvalidRequest(
+            "throughput prompts must all have the same length".into(),
+        ));
+    }
+    let params = SamplingParams {
+        stop_token_ids: Vec::new(),
+        ..SamplingParams::greedy(new_tokens)
+    };
+    let device = decoder.device();
+    let requests = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            (
+                i,
+                Request {
+                    prompt: p.clone(),
+                    problem_id: format!("throughput-{i}"),
+                    sample_index: 0,
+                },
+            )
+        })
+        .collect();
+    let mut batch = Batch::new(decoder, params)?;
+    device.synchronize()?;
+    let start = Instant::now();
+    batch.admit(requests)?;
+    device.synchronize()?;
+    let prefill_seconds = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut finished = 0;
+    while batch.active() > 0 {
+        finished += batch.step()?.len();
+    }
+    device.synchronize()?;
+    let decode_seconds = start.elapsed().as_secs_f64();
+    debug_assert_eq!(finished, prompts.len());
+    Ok(Throughput {
+        workload: Workload {
+            batch: prompts.len(),
+            prompt_tokens,
+            new_tokens,
+        },
+        prefill_seconds,
+        decode_seconds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_are_reproducible_and_in_range() {
+        let w = Workload {
+            batch: 3,
+            prompt_tokens: 7,
+            new_tokens: 4,
+        };
+        let a = random_prompts(&w, 50, 1);
+        assert_eq!(a, random_prompts(&w, 50, 1));
+        assert_ne!(a, random_prompts(&w, 50, 2));
+        assert_eq!(a.len(), 3);
+        assert!(a.iter().all(|p| p.len() == 7 && p.iter().all(|&t| t < 50)));
+    }
+}
