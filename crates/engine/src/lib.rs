@@ -9,6 +9,7 @@
 mod chat_template;
 mod device;
 pub mod device_top_k;
+mod fused;
 mod digest;
 mod error;
 pub mod generate;

@@ -139,4 +139,25 @@ mod tests {
         assert_eq!(a.len(), 3);
         assert!(a.iter().all(|p| p.len() == 7 && p.iter().all(|&t| t < 50)));
     }
+
+    #[test]
+    fn measures_every_row_for_exactly_the_new_tokens() -> Result<()> {
+        use crate::{LoadOptions, Model, ModelSource};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
+        let policy = reprolm_precision::PrecisionPolicy::fp32();
+        let model = Model::load(&ModelSource::Local(dir), &LoadOptions::cpu(policy))?;
+        let w = Workload {
+            batch: 3,
+            prompt_tokens: 5,
+            new_tokens: 4,
+        };
+        let prompts = random_prompts(&w, model.decoder.spec().vocab_size, 0);
+        let t = measure(&model.decoder, &prompts, w.new_tokens)?;
+        assert_eq!(t.workload, w);
+        assert!(t.prefill_seconds > 0.0 && t.decode_seconds > 0.0);
+        assert!((t.decode_tokens_per_second() * t.decode_seconds - 9.0).abs() < 1e-9);
+        assert!(measure(&model.decoder, &prompts, 1).is_err());
+        assert!(measure(&model.decoder, &[vec![1, 2], vec![3]], 3).is_err());
+        Ok(())
+    }
 }

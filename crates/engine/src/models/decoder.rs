@@ -5,6 +5,7 @@
 //! `(batch, heads, seq, head_dim)`, the cache `(batch, kv_heads, len, head_dim)`.
 
 use super::rope::{self, RopeSpec};
+use crate::fused;
 use crate::kv_cache::KvCache;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
@@ -169,6 +170,11 @@ impl RmsNorm {
     /// to the input dtype before the weight multiplies it, as transformers' `LlamaRMSNorm` orders it.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let in_dtype = x.dtype();
+        if self.compute == DType::F32 && self.weight.dtype() == in_dtype {
+            if let Some(y) = fused::rms_norm(x, &self.weight, self.eps)? {
+                return Ok(y);
+            }
+        }
         let xc = x.to_dtype(self.compute)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
@@ -563,8 +569,14 @@ impl Attention {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;
         }
-        let q = rope::apply(&q.transpose(1, 2)?.contiguous()?, cos, sin)?;
-        let k = rope::apply(&k.transpose(1, 2)?.contiguous()?, cos, sin)?.to_dtype(act)?;
+        let rotate = |x: &Tensor| -> Result<Tensor> {
+            match fused::rope(x, cos, sin)? {
+                Some(y) => Ok(y),
+                None => rope::apply(&x.transpose(1, 2)?.contiguous()?, cos, sin),
+            }
+        };
+        let q = rotate(&q)?;
+        let k = rotate(&k)?.to_dtype(act)?;
         let v = v.transpose(1, 2)?;
         let (k_all, v_all) = cache.append(layer, &k, &v)?;
 
@@ -622,9 +634,12 @@ impl Mlp {
         // SiLU in f32 (or f64) and rounded once, as torch's kernel does; candle's 16-bit SiLU
         // would round after each of its divide, add and exp.
         let gate = self.gate.forward(x)?;
+        let up = self.up.forward(x)?;
+        if let Some(product) = fused::silu_mul(&gate, &up)? {
+            return Ok(self.down.forward(&product)?);
+        }
         let gate = candle_nn::ops::silu(&gate.to_dtype(softmax_dtype(gate.dtype()))?)?
             .to_dtype(gate.dtype())?;
-        let up = self.up.forward(x)?;
         Ok(self.down.forward(&(gate * up)?)?)
     }
 }

@@ -1,0 +1,106 @@
+// Fused CUDA kernels for the decoder's small ops, compiled at run time with NVRTC.
+//
+// Each kernel computes exactly what the composed candle ops of crates/engine/src/models compute,
+// rounding at the same points (a 16-bit value is rounded wherever the composed path stores one),
+// so that fusing changes the number of kernel launches and not the numbers. The one exception is
+// RMSNorm's sum of squares, which a block reduces in its own order.
+//
+// No CUDA headers are included (NVRTC then needs no include path on the machine that runs it):
+// bf16 and f16 are handled as raw 16-bit words and converted with bit operations and PTX `cvt`.
+
+typedef unsigned short u16;
+
+__device__ __forceinline__ float load_f32(const float* p, int i) { return p[i]; }
+__device__ __forceinline__ float load_bf16(const u16* p, int i) { return __uint_as_float(((unsigned)p[i]) << 16); }
+__device__ __forceinline__ float load_f16(const u16* p, int i) {
+  float f; u16 h = p[i]; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f;
+}
+__device__ __forceinline__ float round_f32(float f) { return f; }
+__device__ __forceinline__ u16 to_bf16(float f) {
+  unsigned u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u);  // NaN stays NaN
+  return (u16)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);                 // round to nearest even
+}
+__device__ __forceinline__ u16 to_f16(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+__device__ __forceinline__ float round_bf16(float f) { return __uint_as_float(((unsigned)to_bf16(f)) << 16); }
+__device__ __forceinline__ float round_f16(float f) {
+  float g; u16 h = to_f16(f); asm("cvt.f32.f16 %0, %1;" : "=f"(g) : "h"(h)); return g;
+}
+__device__ __forceinline__ void store_f32(float* p, int i, float v) { p[i] = v; }
+__device__ __forceinline__ void store_bf16(u16* p, int i, float v) { p[i] = to_bf16(v); }
+__device__ __forceinline__ void store_f16(u16* p, int i, float v) { p[i] = to_f16(v); }
+
+// RMSNorm as transformers' LlamaRMSNorm orders it: statistics in f32 (the mean as candle takes it,
+// the sum times 1/cols), `x / sqrt(mean(x^2) + eps)`
+// rounded to the input dtype, then multiplied by the weight in the input dtype. One block per row.
+#define RMSNORM(NAME, T, LOAD, ROUND, STORE)                                                     \
+  extern "C" __global__ void NAME(const T* x, const T* w, T* out, int cols, float inv_cols, float eps) { \
+    __shared__ float partial[32];                                                                \
+    const T* row = x + (long)blockIdx.x * cols;                                                  \
+    T* dst = out + (long)blockIdx.x * cols;                                                      \
+    float acc = 0.f;                                                                             \
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {                                       \
+      float v = LOAD(row, i);                                                                    \
+      acc = __fadd_rn(acc, __fmul_rn(v, v));                                                     \
+    }                                                                                            \
+    for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(0xffffffffu, acc, o)); \
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = acc;                                \
+    __syncthreads();                                                                             \
+    if (threadIdx.x < 32) {                                                                      \
+      acc = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;                        \
+      for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(0xffffffffu, acc, o)); \
+      if (threadIdx.x == 0) partial[0] = acc;                                                    \
+    }                                                                                            \
+    __syncthreads();                                                                             \
+    float denom = __fsqrt_rn(__fadd_rn(__fmul_rn(partial[0], inv_cols), eps));                    \
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {                                       \
+      float normed = ROUND(__fdiv_rn(LOAD(row, i), denom));                                      \
+      STORE(dst, i, __fmul_rn(normed, LOAD(w, i)));                                              \
+    }                                                                                            \
+  }
+RMSNORM(rmsnorm_f32, float, load_f32, round_f32, store_f32)
+RMSNORM(rmsnorm_bf16, u16, load_bf16, round_bf16, store_bf16)
+RMSNORM(rmsnorm_f16, u16, load_f16, round_f16, store_f16)
+
+// The SwiGLU product: SiLU of the gate in f32 (candle's formula x / (1 + exp(-x))), rounded to
+// the dtype, times `up` in the dtype.
+#define SILU_MUL(NAME, T, LOAD, ROUND, STORE)                                                    \
+  extern "C" __global__ void NAME(const T* gate, const T* up, T* out, long n) {                  \
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) { \
+      float g = LOAD(gate, i);                                                                   \
+      float s = ROUND(__fdiv_rn(g, __fadd_rn(1.f, expf(-g))));                                   \
+      STORE(out, i, __fmul_rn(s, LOAD(up, i)));                                                  \
+    }                                                                                            \
+  }
+SILU_MUL(silu_mul_f32, float, load_f32, round_f32, store_f32)
+SILU_MUL(silu_mul_bf16, u16, load_bf16, round_bf16, store_bf16)
+SILU_MUL(silu_mul_f16, u16, load_f16, round_f16, store_f16)
+
+// Rotary embedding (the rotate-half form) from `(b, l, heads, d)` input of dtype T into
+// `(b, heads, l, d)` output of the cos/sin dtype R, with per-row cos/sin `(b, l, d/2)`: the
+// transpose, the cast and the rotation of the composed path in one pass.
+#define ROPE(NAME, T, R, LOADX, LOADR, ROUNDR, STORER)                                           \
+  extern "C" __global__ void NAME(const T* x, const R* cos, const R* sin, R* out,                \
+                                  int b, int l, int heads, int d) {                              \
+    int half = d / 2;                                                                            \
+    long n = (long)b * l * heads * half;                                                         \
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) { \
+      int j = i % half; long r = i / half;                                                       \
+      int h = r % heads; r /= heads;                                                             \
+      int t = r % l; int bb = r / l;                                                             \
+      long src = (((long)bb * l + t) * heads + h) * d;                                           \
+      long cs = ((long)bb * l + t) * half + j;                                                   \
+      long dst = (((long)bb * heads + h) * l + t) * d;                                           \
+      float x1 = ROUNDR(LOADX(x, src + j)), x2 = ROUNDR(LOADX(x, src + j + half));               \
+      float c = LOADR(cos, cs), s = LOADR(sin, cs);                                              \
+      float r1 = __fsub_rn(ROUNDR(__fmul_rn(x1, c)), ROUNDR(__fmul_rn(x2, s)));                  \
+      float r2 = __fadd_rn(ROUNDR(__fmul_rn(x2, c)), ROUNDR(__fmul_rn(x1, s)));                  \
+      STORER(out, dst + j, r1);                                                                  \
+      STORER(out, dst + j + half, r2);                                                           \
+    }                                                                                            \
+  }
+ROPE(rope_f32_f32, float, float, load_f32, load_f32, round_f32, store_f32)
+ROPE(rope_bf16_bf16, u16, u16, load_bf16, load_bf16, round_bf16, store_bf16)
+ROPE(rope_f16_f16, u16, u16, load_f16, load_f16, round_f16, store_f16)
+ROPE(rope_bf16_f32, u16, float, load_bf16, load_f32, round_f32, store_f32)
+ROPE(rope_f16_f32, u16, float, load_f16, load_f32, round_f32, store_f32)

@@ -1,0 +1,372 @@
+//! Fused GPU kernels for the decoder's small ops: RMSNorm, the SwiGLU product and RoPE.
+//!
+//! On a GPU a decode step of a small batch is bound by kernel launches, not by arithmetic: the
+//! composed candle ops of one RMSNorm are nine launches, of one RoPE about ten. These kernels
+//! (`kernels.cu` beside this file, compiled at run time by NVRTC) do each in one
+//! launch and round at the same points as the composed ops, so a fused run computes the same
+//! numbers except for the order in which RMSNorm sums its squares.
+//!
+//! Every function returns `Ok(None)` where it does not apply (CPU tensors, a build without the
+//! `cuda` feature, a dtype combination without a kernel, or `REPROLM_FUSED_KERNELS=0`), and the
+//! caller then runs the composed ops.
+
+use crate::Result;
+use candle_core::{DType, Tensor};
+
+/// Whether fused kernels may run for tensors on `device`: a CUDA device, unless the environment
+/// variable `REPROLM_FUSED_KERNELS` is `0` (for measuring what the fusion buys, or ruling it out).
+pub fn enabled(device: &candle_core::Device) -> bool {
+    device.is_cuda() && std::env::var("REPROLM_FUSED_KERNELS").map_or(true, |v| v != "0")
+}
+
+/// `weight * (x / sqrt(mean(x²) + eps))` over the last dimension with f32 statistics, the
+/// normalised value rounded to `x`'s dtype before the multiply (transformers' order).
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Option<Tensor>> {
+    if !enabled(x.device()) || x.dtype() != weight.dtype() {
+        return Ok(None);
+    }
+    imp::rms_norm(x, weight, eps)
+}
+
+/// `silu(gate) * up`, SiLU in f32 rounded once to the dtype, the product in the dtype.
+pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+    if !enabled(gate.device()) || gate.dtype() != up.dtype() || gate.dims() != up.dims() {
+        return Ok(None);
+    }
+    imp::silu_mul(gate, up)
+}
+
+/// Rotary embedding of `x` laid out `(batch, seq, heads, head_dim)`, returned as
+/// `(batch, heads, seq, head_dim)` in the dtype of `cos`/`sin` (`(batch, seq, head_dim / 2)`).
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tensor>> {
+    if !enabled(x.device()) || cos.dtype() != sin.dtype() {
+        return Ok(None);
+    }
+    let supported = matches!(
+        (x.dtype(), cos.dtype()),
+        (DType::F32, DType::F32)
+            | (DType::BF16, DType::BF16)
+            | (DType::F16, DType::F16)
+            | (DType::BF16, DType::F32)
+            | (DType::F16, DType::F32)
+    );
+    if !supported {
+        return Ok(None);
+    }
+    imp::rope(x, cos, sin)
+}
+
+#[cfg(not(feature = "cuda"))]
+mod imp {
+    use crate::Result;
+    use candle_core::Tensor;
+
+    pub fn rms_norm(_: &Tensor, _: &Tensor, _: f64) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    pub fn silu_mul(_: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    pub fn rope(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod imp {
+    use crate::Result;
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::WrapErr;
+    use candle_core::{CudaDevice, CudaStorage, DType, Layout, Shape, Tensor};
+    use std::sync::OnceLock;
+
+    const SOURCE: &str = include_str!("kernels.cu");
+    const MODULE: &str = "reprolm_fused";
+
+    /// The PTX of `kernels.cu`, compiled once per process.
+    fn ptx() -> candle_core::Result<&'static str> {
+        static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
+        PTX.get_or_init(|| {
+            candle_core::cuda_backend::cudarc::nvrtc::compile_ptx(SOURCE)
+                .map(|p| p.to_src())
+                .map_err(|e| format!("compiling the fused kernels with NVRTC: {e:?}"))
+        })
+        .as_deref()
+        .map_err(|e| candle_core::Error::Msg(e.clone()))
+    }
+
+    fn suffix(dtype: DType) -> candle_core::Result<&'static str> {
+        Ok(match dtype {
+            DType::F32 => "f32",
+            DType::BF16 => "bf16",
+            DType::F16 => "f16",
+            other => candle_core::bail!("no fused kernel for {other:?}"),
+        })
+    }
+
+    fn contiguous<'a, T>(s: &'a CudaSlice<T>, l: &Layout) -> candle_core::Result<CudaView<'a, T>> {
+        match l.contiguous_offsets() {
+            Some((a, b)) => Ok(s.slice(a..b)),
+            None => candle_core::bail!("fused kernel input must be contiguous"),
+        }
+    }
+
+    /// The raw device words of a storage, whatever its 2- or 4-byte dtype: the kernels read
+    /// bf16 and f16 as 16-bit integers.
+    enum Words<'a> {
+        W32(CudaView<'a, f32>),
+        W16(CudaView<'a, u16>),
+    }
+
+    fn words<'a>(s: &'a CudaStorage, l: &Layout) -> candle_core::Result<Words<'a>> {
+        Ok(match s.dtype() {
+            DType::F32 => Words::W32(contiguous(s.as_cuda_slice::<f32>()?, l)?),
+            DType::BF16 => {
+                let v = contiguous(s.as_cuda_slice::<half::bf16>()?, l)?;
+                // Safety: bf16 and u16 have the same size and alignment; the kernels only move
+                // and reinterpret the bits.
+                Words::W16(unsafe { v.transmute::<u16>(v.len()) }.expect("same size"))
+            }
+            DType::F16 => {
+                let v = contiguous(s.as_cuda_slice::<half::f16>()?, l)?;
+                // Safety: as above.
+                Words::W16(unsafe { v.transmute::<u16>(v.len()) }.expect("same size"))
+            }
+            other => candle_core::bail!("no fused kernel for {other:?}"),
+        })
+    }
+
+    /// An uninitialised output of `n` elements of `dtype`, written fully by the kernel.
+    enum Out {
+        F32(CudaSlice<f32>),
+        BF16(CudaSlice<half::bf16>),
+        F16(CudaSlice<half::f16>),
+    }
+
+    impl Out {
+        fn new(dev: &CudaDevice, dtype: DType, n: usize) -> candle_core::Result<Out> {
+            // Safety: every element is written by the kernel before anything reads it.
+            Ok(unsafe {
+                match dtype {
+                    DType::F32 => Out::F32(dev.alloc::<f32>(n)?),
+                    DType::BF16 => Out::BF16(dev.alloc::<half::bf16>(n)?),
+                    DType::F16 => Out::F16(dev.alloc::<half::f16>(n)?),
+                    other => candle_core::bail!("no fused kernel for {other:?}"),
+                }
+            })
+        }
+
+        fn into_storage(self, dev: &CudaDevice) -> CudaStorage {
+            match self {
+                Out::F32(s) => CudaStorage::wrap_cuda_slice(s, dev.clone()),
+                Out::BF16(s) => CudaStorage::wrap_cuda_slice(s, dev.clone()),
+                Out::F16(s) => CudaStorage::wrap_cuda_slice(s, dev.clone()),
+            }
+        }
+    }
+
+    /// Pushes a kernel argument of any of the storage kinds.
+    macro_rules! push_words {
+        ($b:ident, $w:expr) => {
+            match $w {
+                Words::W32(v) => $b.arg(v),
+                Words::W16(v) => $b.arg(v),
+            }
+        };
+    }
+    macro_rules! push_out {
+        ($b:ident, $o:expr) => {
+            match $o {
+                Out::F32(s) => $b.arg(s),
+                Out::BF16(s) => $b.arg(s),
+                Out::F16(s) => $b.arg(s),
+            }
+        };
+    }
+
+    fn elementwise_config(n: usize) -> LaunchConfig {
+        let block = 256u32;
+        let grid = n.div_ceil(block as usize).clamp(1, 65_535) as u32;
+        LaunchConfig {
+            grid_dim: (grid, 1, 1),
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    struct RmsNorm {
+        eps: f32,
+    }
+
+    impl candle_core::CustomOp2 for RmsNorm {
+        fn name(&self) -> &'static str {
+            "reprolm-fused-rmsnorm"
+        }
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+            candle_core::bail!("the fused RMSNorm kernel runs on CUDA only")
+        }
+        fn cuda_fwd(
+            &self,
+            x: &CudaStorage,
+            xl: &Layout,
+            w: &CudaStorage,
+            wl: &Layout,
+        ) -> candle_core::Result<(CudaStorage, Shape)> {
+            let dev = x.device();
+            let cols = *xl.dims().last().unwrap_or(&1);
+            if wl.shape().elem_count() != cols {
+                candle_core::bail!("rmsnorm weight has {} values for rows of {cols}", wl.shape().elem_count());
+            }
+            let n = xl.shape().elem_count();
+            let rows = n / cols.max(1);
+            let func = dev.get_or_load_custom_func(
+                &format!("rmsnorm_{}", suffix(x.dtype())?),
+                MODULE,
+                ptx()?,
+            )?;
+            let (xw, ww) = (words(x, xl)?, words(w, wl)?);
+            let out = Out::new(dev, x.dtype(), n)?;
+            let cols_i = cols as i32;
+            let mut b = func.builder();
+            push_words!(b, &xw);
+            push_words!(b, &ww);
+            push_out!(b, &out);
+            let inv_cols = (1.0 / cols as f64) as f32;
+            b.arg(&cols_i);
+            b.arg(&inv_cols);
+            b.arg(&self.eps);
+            let block = if cols >= 1024 { 1024 } else { cols.next_power_of_two().clamp(32, 1024) } as u32;
+            let cfg = LaunchConfig {
+                grid_dim: (rows as u32, 1, 1),
+                block_dim: (block, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // Safety: the arguments match the kernel's signature; sizes were checked above.
+            unsafe { b.launch(cfg) }.w()?;
+            Ok((out.into_storage(dev), xl.shape().clone()))
+        }
+    }
+
+    pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Option<Tensor>> {
+        let x = x.contiguous()?;
+        Ok(Some(x.apply_op2_no_bwd(weight, &RmsNorm { eps: eps as f32 })?))
+    }
+
+    struct SiluMul;
+
+    impl candle_core::CustomOp2 for SiluMul {
+        fn name(&self) -> &'static str {
+            "reprolm-fused-silu-mul"
+        }
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+            candle_core::bail!("the fused SiLU kernel runs on CUDA only")
+        }
+        fn cuda_fwd(
+            &self,
+            g: &CudaStorage,
+            gl: &Layout,
+            u: &CudaStorage,
+            ul: &Layout,
+        ) -> candle_core::Result<(CudaStorage, Shape)> {
+            let dev = g.device();
+            let n = gl.shape().elem_count();
+            let func = dev.get_or_load_custom_func(
+                &format!("silu_mul_{}", suffix(g.dtype())?),
+                MODULE,
+                ptx()?,
+            )?;
+            let (gw, uw) = (words(g, gl)?, words(u, ul)?);
+            let out = Out::new(dev, g.dtype(), n)?;
+            let n_i = n as i64;
+            let mut b = func.builder();
+            push_words!(b, &gw);
+            push_words!(b, &uw);
+            push_out!(b, &out);
+            b.arg(&n_i);
+            // Safety: the arguments match the kernel's signature.
+            unsafe { b.launch(elementwise_config(n)) }.w()?;
+            Ok((out.into_storage(dev), gl.shape().clone()))
+        }
+    }
+
+    pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+        let (gate, up) = (gate.contiguous()?, up.contiguous()?);
+        Ok(Some(gate.apply_op2_no_bwd(&up, &SiluMul)?))
+    }
+
+    struct Rope;
+
+    impl candle_core::CustomOp3 for Rope {
+        fn name(&self) -> &'static str {
+            "reprolm-fused-rope"
+        }
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+            candle_core::bail!("the fused RoPE kernel runs on CUDA only")
+        }
+        fn cuda_fwd(
+            &self,
+            x: &CudaStorage,
+            xl: &Layout,
+            c: &CudaStorage,
+            cl: &Layout,
+            s: &CudaStorage,
+            sl: &Layout,
+        ) -> candle_core::Result<(CudaStorage, Shape)> {
+            let dev = x.device();
+            let (b, l, h, d) = xl.shape().dims4()?;
+            if cl.dims() != [b, l, d / 2] || sl.dims() != cl.dims() || d % 2 != 0 {
+                candle_core::bail!(
+                    "rope: cos/sin {:?} do not fit x {:?}",
+                    cl.dims(),
+                    xl.dims()
+                );
+            }
+            let func = dev.get_or_load_custom_func(
+                &format!("rope_{}_{}", suffix(x.dtype())?, suffix(c.dtype())?),
+                MODULE,
+                ptx()?,
+            )?;
+            let (xw, cw, sw) = (words(x, xl)?, words(c, cl)?, words(s, sl)?);
+            let n = b * l * h * d;
+            let out = Out::new(dev, c.dtype(), n)?;
+            let dims = [b as i32, l as i32, h as i32, d as i32];
+            let mut bl = func.builder();
+            push_words!(bl, &xw);
+            push_words!(bl, &cw);
+            push_words!(bl, &sw);
+            push_out!(bl, &out);
+            for v in &dims {
+                bl.arg(v);
+            }
+            // Safety: the arguments match the kernel's signature; shapes were checked above.
+            unsafe { bl.launch(elementwise_config(n / 2)) }.w()?;
+            Ok((out.into_storage(dev), Shape::from((b, h, l, d))))
+        }
+    }
+
+    pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tensor>> {
+        let (x, cos, sin) = (x.contiguous()?, cos.contiguous()?, sin.contiguous()?);
+        Ok(Some(x.apply_op3_no_bwd(&cos, &sin, &Rope)?))
+    }
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Every GPU check of reprolm in one go, on a machine with one NVIDIA GPU, PyTorch and transformers:
+#
+#   1. random-init models with the real configs of DeepSeek-R1-Distill-Qwen-1.5B and Qwen3-0.6B,
+#      made here by transformers from a fixed seed (scripts/gpu/make_random_model.py);
+#   2. parity: reprolm's fp32, layercast and bf16 logits over 512 positions and 64 greedy tokens
+#      against transformers' (scripts/gpu/parity.py);
+#   3. speed: prefill and decode tokens/s of reprolm (bf16, fp32, layercast) and transformers
+#      `generate` (bf16, fp32) on the same prompts, batch 1, 8, 32, with the peak GPU memory of each
+#      reprolm process from nvidia-smi;
+#   4. the paper's experiment on the GPU: the embedded model and the random 1.5B model under bf16,
+#      fp16, fp32 and layercast at batch sizes 8, 16 and 32, then `reprolm report`.
+#
+#   usage: scripts/gpu-check.sh [RESULTS_DIR]        (default: $OUT if set, else gpu-check-results)
+#   env:   REPROLM (the reprolm command; default `bash .gpu/run.sh reprolm`, the bundled CUDA build),
+#          WORK (scratch space for the models, default /tmp/reprolm-gpu), STEPS (default "models
+#          parity speed paper") to run a subset, DEVICE (default cuda:0) and MODEL_LAYERS (fewer
+#          layers) to rehearse the models and parity steps on a CPU.
+#
+# Results: gpu-check.md (the tables), gpu-check.log, and results.tar.gz holding every JSON file
+# and the run directories of the paper's experiment.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+RES="${1:-${OUT:-gpu-check-results}}"
+WORK="${WORK:-/tmp/reprolm-gpu}"
+STEPS="${STEPS:-models parity speed paper}"
+DEVICE="${DEVICE:-cuda:0}"
+TORCH_DEVICE="${DEVICE%%:*}"
+read -r -a REPROLM <<< "${REPROLM:-bash .gpu/run.sh reprolm}"
+mkdir -p "$RES" "$WORK/models" "$WORK/results"
+R="$WORK/results"
+export PYTHONUNBUFFERED=1
+exec > >(tee -a "$RES/gpu-check.log") 2>&1
+step() { [[ " $STEPS " == *" $1 "* ]]; }
+say() { echo; echo "=== $(date +%T) $*"; }
+R15="$WORK/models/deepseek-r1-distill-qwen-1.5b"
+Q06="$WORK/models/qwen3-0.6b"
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+
+if step models; then
+  say "random-init models"
+  for m in deepseek-r1-distill-qwen-1.5b qwen3-0.6b; do
+    [ -f "$WORK/models/$m/model.safetensors" ] || python3 scripts/gpu/make_random_model.py "$m" "$WORK/models/$m" --seed 0 \
+      --device "$TORCH_DEVICE" ${MODEL_LAYERS:+--num-hidden-layers "$MODEL_LAYERS"}
+  done
+fi
+
+if step parity; then
+  for m in "$R15" "$Q06"; do
+    name=$(basename "$m")
+    say "parity $name"
+    ours=()
+    for p in fp32 layercast bf16; do
+      "${REPROLM[@]}" bench logits --model "$m" --device "$DEVICE" --policy "$p" --prompt-tokens 512 \
+        --greedy-tokens 64 --seed 1 --out "$WORK/logits-$name-$p" && ours+=("$p=$WORK/logits-$name-$p")
+    done
+    # The same without the fused kernels: what fusing changes in the numbers.
+    for p in fp32 bf16; do
+      REPROLM_FUSED_KERNELS=0 "${REPROLM[@]}" bench logits --model "$m" --device "$DEVICE" --policy "$p" \
+        --prompt-tokens 512 --greedy-tokens 64 --seed 1 --out "$WORK/logits-$name-$p-composed" \
+        && ours+=("$p-composed=$WORK/logits-$name-$p-composed")
+    done
+    python3 scripts/gpu/parity.py "$m" --ours "${ours[@]}" --json "$R/parity-$name.json" --device "$TORCH_DEVICE"
+  done
+fi
+
+# Peak GPU memory of one command, minus the reading before it started, in MiB.
+peak_mib() {
+  local log="$WORK/smi.log" base
+  base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > "$log" &
+  local smi=$!
+  "$@"
+  local rc=$?
+  kill $smi 2>/dev/null; wait $smi 2>/dev/null
+  PEAK=$(( $(sort -n "$log" | tail -1) - base ))
+  return $rc
+}
+
+if step speed; then
+  say "speed (reprolm and transformers, same prompts)"
+  python3 - "$R15/config.json" "$R/speed-model-config.json" "$WORK/prompts.json" <<'PY'
+import json, random, sys
+cfg = json.load(open(sys.argv[1])); cfg["_name"] = "DeepSeek-R1-Distill-Qwen-1.5B"
+json.dump(cfg, open(sys.argv[2], "w"))
+rng = random.Random(0)
+json.dump([[rng.randrange(cfg["vocab_size"]) for _ in range(512)] for _ in range(32)], open(sys.argv[3], "w"))
+PY
+  echo "{" > "$R/memory.json.part"
+  for p in bf16 fp32 layercast; do
+    peak_mib "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy "$p" \
+      --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 256 --json "$R/ours-speed-$p.json"
+    echo "  \"reprolm $p\": $PEAK," >> "$R/memory.json.part"
+  done
+  # What the fused kernels buy: bf16 with the composed ops.
+  REPROLM_FUSED_KERNELS=0 "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 \
+    --batch-sizes 1,32 --prompts "$WORK/prompts.json" --new-tokens 128 --json "$R/composed-speed-bf16.json"
+  peak_mib python3 scripts/gpu/transformers_speed.py "$R15" --prompts "$WORK/prompts.json" \
+    --json "$R/tf-speed.json" --dtypes bf16,fp32 --batch-sizes 1,8,32 --new-tokens 256
+  echo "  \"transformers bf16 then fp32 (one process)\": $PEAK" >> "$R/memory.json.part"
+  echo "}" >> "$R/memory.json.part"
+  mv "$R/memory.json.part" "$R/memory.json"
+fi
+
+if step paper; then
+  say "the paper's experiment: embedded model"
+  "${REPROLM[@]}" sweep scripts/gpu/paper-embedded.toml --root "$R/paper-embedded" \
+    && "${REPROLM[@]}" report "$R/paper-embedded"
+  say "the paper's experiment: random-init DeepSeek-R1-Distill-Qwen-1.5B"
+  # The sweep file names the model at the default $WORK.
+  "${REPROLM[@]}" sweep scripts/gpu/paper-random-1.5b.toml --root "$R/paper-random-1.5b" \
+    && "${REPROLM[@]}" report "$R/paper-random-1.5b"
+fi
+
+say "summary"
+python3 scripts/gpu/summarize.py "$R" > "$RES/gpu-check.md"
+for d in "$R"/paper-*/; do
+  [ -f "$d/report.md" ] && { echo "## $(basename "$d")"; echo; cat "$d/report.md"; echo; } >> "$RES/gpu-check.md"
+done
+cat "$RES/gpu-check.md"
+tar -C "$R" -czf "$RES/results.tar.gz" . 2>/dev/null
+ls -la "$RES"

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Turn the JSON files of scripts/gpu-check.sh into one markdown report (speed ratios against
+transformers, the batch-1 decode roofline, GPU memory per policy, logit parity).
+
+    python3 scripts/gpu/summarize.py RESULTS_DIR > RESULTS_DIR/gpu-check.md
+"""
+import glob
+import json
+import os
+import sys
+
+# Peak memory bandwidth by GPU name (bytes/s), for the roofline.
+BANDWIDTH = {"H100 80GB HBM3": 3.35e12, "H100 PCIe": 2.0e12, "H200": 4.8e12, "H100 NVL": 3.9e12}
+
+
+def bandwidth(name):
+    for k, v in BANDWIDTH.items():
+        if k in name:
+            return v
+    return None
+
+
+def main():
+    d = sys.argv[1]
+    ours = []
+    for p in sorted(glob.glob(os.path.join(d, "ours-speed-*.json"))):
+        ours += json.load(open(p))
+    tf = json.load(open(os.path.join(d, "tf-speed.json"))) if os.path.exists(os.path.join(d, "tf-speed.json")) else []
+    cfg = json.load(open(os.path.join(d, "speed-model-config.json")))
+    mem = json.load(open(os.path.join(d, "memory.json"))) if os.path.exists(os.path.join(d, "memory.json")) else {}
+    peer = {(r["dtype"], r["batch"]): r for r in tf}
+
+    print("# GPU check\n")
+    if ours:
+        print(f"Device: {ours[0]['device_name']}. Model: {cfg['_name']} (random init, real config), "
+              f"prompts of {ours[0]['prompt_tokens']} tokens, {ours[0]['new_tokens']} new tokens.\n")
+        print("## Speed against transformers (same prompts, same call)\n")
+        print("| policy | batch | prefill tok/s | decode tok/s | ms/step | transformers peer | peer prefill | peer decode | prefill ratio | decode ratio |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in ours:
+            pd = "bf16" if r["policy"] == "bf16" else "fp32"
+            t = peer.get((pd, r["batch"]))
+            pr = f"{t['prefill_tokens_per_second']:.0f}" if t else "-"
+            dr = f"{t['decode_tokens_per_second']:.1f}" if t else "-"
+            rp = f"{r['prefill_tokens_per_second'] / t['prefill_tokens_per_second']:.2f}x" if t else "-"
+            rd = f"{r['decode_tokens_per_second'] / t['decode_tokens_per_second']:.2f}x" if t else "-"
+            print(f"| {r['policy']} | {r['batch']} | {r['prefill_tokens_per_second']:.0f} | {r['decode_tokens_per_second']:.1f} | "
+                  f"{r['decode_step_ms']:.2f} | {pd} | {pr} | {dr} | {rp} | {rd} |")
+        print()
+        bw = bandwidth(ours[0]["device_name"])
+        by = {(r["policy"], r["batch"]): r for r in ours}
+        print("## Batch-1 decode against the memory-bandwidth roofline\n")
+        print("Bytes per token = all weights read once per step, the embedding table excepted (one row is read).\n")
+        print("| policy | weight bytes/token | roofline ms/token | measured ms/step | % of roofline |")
+        print("|---|---|---|---|---|")
+        for pol in ("bf16", "fp32", "layercast"):
+            r = by.get((pol, 1))
+            if not r or not bw:
+                continue
+            emb_bytes = cfg["vocab_size"] * cfg["hidden_size"] * (2 if pol == "bf16" else 4)
+            per_token = r["weight_bytes"] - emb_bytes
+            roof = 1e3 * per_token / bw
+            print(f"| {pol} | {per_token / 1e9:.2f} GB | {roof:.3f} | {r['decode_step_ms']:.2f} | {100 * roof / r['decode_step_ms']:.0f}% |")
+        if ("layercast", 1) in by and ("bf16", 1) in by:
+            print(f"\nLayerCast / bf16 decode time at batch 1: {by[('layercast', 1)]['decode_step_ms'] / by[('bf16', 1)]['decode_step_ms']:.2f}x; "
+                  f"at batch 32: {by.get(('layercast', 32), by[('layercast', 1)])['decode_step_ms'] / by.get(('bf16', 32), by[('bf16', 1)])['decode_step_ms']:.2f}x.")
+        comp = os.path.join(d, "composed-speed-bf16.json")
+        if os.path.exists(comp):
+            print("\nFused kernels (RMSNorm, SwiGLU product, RoPE) against the composed candle ops, bf16:\n")
+            for r in json.load(open(comp)):
+                f = by.get(("bf16", r["batch"]))
+                if f:
+                    print(f"- batch {r['batch']}: {r['decode_step_ms']:.2f} ms/step composed, {f['decode_step_ms']:.2f} fused "
+                          f"({r['decode_step_ms'] / f['decode_step_ms']:.2f}x); prefill {r['prefill_seconds']:.3f} s vs {f['prefill_seconds']:.3f} s")
+        print()
+    if mem:
+        print("## GPU memory (nvidia-smi, peak while the process ran, minus the idle reading)\n")
+        print("| process | peak MiB | weights (reprolm's count) |")
+        print("|---|---|---|")
+        wb = {r["policy"]: r["weight_bytes"] for r in ours}
+        for k, v in mem.items():
+            w = wb.get(k.replace("reprolm ", ""))
+            print(f"| {k} | {v} | {f'{w / 2**20:.0f} MiB' if w else '-'} |")
+        print()
+    for p in sorted(glob.glob(os.path.join(d, "parity-*.json"))):
+        rep = json.load(open(p))
+        print(f"## Parity: {os.path.basename(rep['model'].rstrip('/'))}\n")
+        print(f"{rep['prompt_tokens']} prompt positions, {rep['greedy_tokens']} greedy tokens, logits compared in float64.\n")
+        print("| reprolm policy | against | max abs logit error | mean abs error | top-1 agreement | greedy tokens | top-5 logprob max error |")
+        print("|---|---|---|---|---|---|---|")
+        for pol, r in rep["policies"].items():
+            v = r["vs_peer"]
+            g = "identical" if r["greedy_identical"] else f"differ from {r['greedy_first_difference']}"
+            if "fused_vs_composed_max_abs" in r:
+                print(f"| {pol} fused vs composed ops | reprolm | {r['fused_vs_composed_max_abs']:.3e} | | | | |")
+            print(f"| {pol} | {r['peer']} | {v['max_abs_error']:.3e} | {v['mean_abs_error']:.3e} | {v['top1_agree']}/{v['positions']} | {g} | {r['greedy_top5_logprob_max_error']:.2e} |")
+            if "vs_transformers_fp32" in r:
+                w = r["vs_transformers_fp32"]
+                print(f"| {pol} | transformers fp32 | {w['max_abs_error']:.3e} | {w['mean_abs_error']:.3e} | {w['top1_agree']}/{w['positions']} | | |")
+        t = rep["transformers_bf16_vs_fp32"]
+        print(f"| (transformers bf16) | transformers fp32 | {t['max_abs_error']:.3e} | {t['mean_abs_error']:.3e} | {t['top1_agree']}/{t['positions']} | | |")
+        print()
+
+
+if __name__ == "__main__":
+    main()
