@@ -41,3 +41,45 @@ pub fn log_path(root: &Path, job_id: &str, index: usize) -> PathBuf {
         .join("logs")
         .join(format!("{job_id}_{index}.log"))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::args::{Cli, Command, ExecutorArg, SweepAction};
+
+    fn sweep(argv: &[&str]) -> crate::args::SweepArgs {
+        let mut full = vec!["reprolm", "sweep"];
+        full.extend_from_slice(argv);
+        match Cli::try_parse_from(full).unwrap().command {
+            Command::Sweep(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn status_is_a_subcommand_and_anything_else_a_sweep_file() {
+        let a = sweep(&["status", "runs/x"]);
+        match a.action {
+            Some(SweepAction::Status(s)) => assert_eq!(s.root, std::path::Path::new("runs/x")),
+            other => panic!("{other:?}"),
+        }
+        let a = sweep(&[
+            "s.toml",
+            "--executor",
+            "slurm",
+            "--gpus-per-run",
+            "2",
+            "--extra-sbatch",
+            "--qos=high --mem=8G",
+        ]);
+        assert!(a.action.is_none());
+        assert_eq!(a.file.as_deref(), Some(std::path::Path::new("s.toml")));
+        assert_eq!(a.executor, ExecutorArg::Slurm);
+        assert_eq!(a.slurm.gpus_per_run, 2);
+        assert_eq!(a.slurm.extra_sbatch, ["--qos=high --mem=8G"]);
+        assert_eq!(sweep(&["s.toml"]).executor, ExecutorArg::Local);
+        assert!(Cli::try_parse_from(["reprolm", "sweep"]).is_err());
+        assert!(Cli::try_parse_from(["reprolm", "sweep", "status"]).is_err());
+    }
+}

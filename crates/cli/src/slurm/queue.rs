@@ -327,9 +327,11 @@ mod tests {
 
     #[test]
     fn squeue_beats_sacct_for_a_task_it_holds() {
-        let mut view = QueueView::default();
-        view.queued = keyed(parse_squeue("812|3|RUNNING|gpu005\n").unwrap());
-        view.accounted = keyed(parse_sacct(SACCT).unwrap());
+        let view = QueueView {
+            queued: keyed(parse_squeue("812|3|RUNNING|gpu005\n").unwrap()),
+            accounted: keyed(parse_sacct(SACCT).unwrap()),
+            ..QueueView::default()
+        };
         assert_eq!(view.task("812", 3).unwrap().state, JobState::Running);
         assert_eq!(
             view.task("812", 2).unwrap().state,

@@ -212,11 +212,17 @@ pub fn command(args: &SweepStatusArgs, mode: OutputMode) -> Result<i32> {
         root.display(),
         plan.runs.len()
     );
-    for note in [&view.squeue_error, &view.sacct_error]
-        .into_iter()
-        .flatten()
+    // What Slurm could not tell matters only for runs that are not done.
+    if rows
+        .iter()
+        .any(|r| matches!(r.3, RunState::Failed { .. } | RunState::Unknown { .. }))
     {
-        text.push_str(&format!("\n  ({note})"));
+        for note in [&view.squeue_error, &view.sacct_error]
+            .into_iter()
+            .flatten()
+        {
+            text.push_str(&format!("\n  ({note})"));
+        }
     }
     for (index, label, run_dir, state, log, log_tail) in &rows {
         let name = run_dir
