@@ -109,11 +109,11 @@ fn ensure_slurm() -> Result<(), String> {
     }
     let apt = |args: &[&str]| {
         let mut c = Command::new("timeout");
-        c.arg("300")
+        c.arg("180")
             .arg("apt-get")
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive");
-        run_limited(c, Duration::from_secs(320))
+        run_limited(c, Duration::from_secs(200))
     };
     let install = ["install", "-y", "slurm-wlm", "munge"];
     if !apt(&install).status.success() {
