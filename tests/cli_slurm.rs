@@ -93,16 +93,16 @@ fn slurm_installed() -> bool {
 
 /// Ok when Slurm and munge are here (installing them if this process may); else why the test skips.
 fn ensure_slurm() -> Result<(), String> {
-    if slurm_installed() {
-        return Ok(());
-    }
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Err(
-            "slurm-wlm and munge are not installed and this is not root, so they cannot be \
-                    installed (as root: apt-get install -y slurm-wlm munge)"
+            "not root: the test cluster's slurmd and munged run as root (and installing \
+                    slurm-wlm and munge needs root too)"
                 .into(),
         );
+    }
+    if slurm_installed() {
+        return Ok(());
     }
     if !has("apt-get") {
         return Err("slurm-wlm and munge are not installed and there is no apt-get".into());
