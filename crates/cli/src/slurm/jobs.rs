@@ -38,8 +38,19 @@ pub struct Submission {
     pub script: PathBuf,
     /// Configurations in the sweep.
     pub runs: usize,
-    /// The configuration numbers (array indices) this job runs.
-    pub indices: Vec<usize>,
+    /// The configurations this job runs.
+    pub tasks: Vec<SubmittedTask>,
+}
+
+/// One configuration of a submission. The run directory's name, not the index, is what identifies a
+/// configuration across submissions: after the sweep file gains an axis value, index 3 may name
+/// another configuration, while a directory name always names the same one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmittedTask {
+    /// Array index (the configuration's number in the submitted copy of the sweep file).
+    pub index: usize,
+    /// Name of its run directory under the sweep root.
+    pub run: String,
 }
 
 /// The record's path under `root`.
@@ -91,16 +102,19 @@ pub fn read(root: &Path) -> Result<Vec<Submission>> {
     Ok(out)
 }
 
-/// The latest submission that ran configuration `index`, if any.
-pub fn latest_for(subs: &[Submission], index: usize) -> Option<&Submission> {
-    subs.iter().rev().find(|s| s.indices.contains(&index))
+/// The latest submission that included the run directory named `run`, with the array index it had
+/// there.
+pub fn latest_for<'a>(subs: &'a [Submission], run: &str) -> Option<(&'a Submission, usize)> {
+    subs.iter()
+        .rev()
+        .find_map(|s| s.tasks.iter().find(|t| t.run == run).map(|t| (s, t.index)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sub(job: &str, indices: &[usize]) -> Submission {
+    fn sub(job: &str, runs: &[&str]) -> Submission {
         Submission {
             format_version: JOBS_FORMAT_VERSION,
             job_id: job.into(),
@@ -111,7 +125,14 @@ mod tests {
             sweep_file: "root/slurm/sweep-0.toml".into(),
             script: "root/slurm/sweep.sbatch".into(),
             runs: 4,
-            indices: indices.to_vec(),
+            tasks: runs
+                .iter()
+                .enumerate()
+                .map(|(i, r)| SubmittedTask {
+                    index: i + 1,
+                    run: r.to_string(),
+                })
+                .collect(),
         }
     }
 
@@ -120,20 +141,22 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(super::super::slurm_dir(tmp.path())).unwrap();
         assert!(read(tmp.path()).unwrap().is_empty());
-        append(tmp.path(), &sub("10", &[1, 2, 3, 4])).unwrap();
-        append(tmp.path(), &sub("11", &[3])).unwrap();
+        append(tmp.path(), &sub("10", &["a", "b", "c", "d"])).unwrap();
+        // An edited sweep file numbers `c` 1 now.
+        append(tmp.path(), &sub("11", &["c"])).unwrap();
         let subs = read(tmp.path()).unwrap();
-        assert_eq!(subs, [sub("10", &[1, 2, 3, 4]), sub("11", &[3])]);
-        assert_eq!(latest_for(&subs, 3).unwrap().job_id, "11");
-        assert_eq!(latest_for(&subs, 2).unwrap().job_id, "10");
-        assert!(latest_for(&subs, 5).is_none());
+        assert_eq!(subs, [sub("10", &["a", "b", "c", "d"]), sub("11", &["c"])]);
+        let job = |run| latest_for(&subs, run).map(|(s, i)| (s.job_id.as_str(), i));
+        assert_eq!(job("c"), Some(("11", 1)));
+        assert_eq!(job("b"), Some(("10", 2)));
+        assert_eq!(job("e"), None);
     }
 
     #[test]
     fn an_unknown_version_is_refused_with_its_line() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(super::super::slurm_dir(tmp.path())).unwrap();
-        append(tmp.path(), &sub("10", &[1])).unwrap();
+        append(tmp.path(), &sub("10", &["a"])).unwrap();
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(jobs_path(tmp.path()))

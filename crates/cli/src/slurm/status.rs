@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::jobs::{self, Submission};
+use super::jobs;
 use super::queue::{JobState, QueueView};
 use crate::args::SweepStatusArgs;
 use crate::commands::sweep::{finished_state, plan};
@@ -29,6 +29,21 @@ pub enum DirState {
     Invalid(String),
 }
 
+/// An array task: the job and the index in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskId {
+    /// Array job id.
+    pub job: String,
+    /// Array index.
+    pub index: usize,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.job, self.index)
+    }
+}
+
 /// A configuration's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunState {
@@ -36,22 +51,22 @@ pub enum RunState {
     Done,
     /// Slurm runs it.
     Running {
-        /// Array job id.
-        job: String,
+        /// The task.
+        task: TaskId,
         /// Node list.
         node: String,
     },
     /// Slurm has it queued.
     Pending {
-        /// Array job id.
-        job: String,
+        /// The task.
+        task: TaskId,
         /// squeue's reason.
         reason: String,
     },
     /// It cannot run, or its task ended without finishing the run.
     Failed {
-        /// Array job id, when a task ran.
-        job: Option<String>,
+        /// The task, when one ran.
+        task: Option<TaskId>,
         /// What is known of why.
         why: String,
     },
@@ -59,8 +74,8 @@ pub enum RunState {
     NotSubmitted,
     /// Unfinished, and the queue could not be asked whether a task still runs it.
     Unknown {
-        /// Array job id.
-        job: String,
+        /// The task.
+        task: TaskId,
         /// Why the queue could not be asked.
         why: String,
     },
@@ -79,65 +94,74 @@ impl RunState {
         }
     }
 
-    /// The job whose log belongs to this state, if a task ran or runs.
-    pub fn job(&self) -> Option<&str> {
+    /// The task whose log belongs to this state, if a task ran or runs.
+    pub fn task(&self) -> Option<&TaskId> {
         match self {
-            RunState::Running { job, .. }
-            | RunState::Pending { job, .. }
-            | RunState::Unknown { job, .. } => Some(job),
-            RunState::Failed { job, .. } => job.as_deref(),
+            RunState::Running { task, .. }
+            | RunState::Pending { task, .. }
+            | RunState::Unknown { task, .. } => Some(task),
+            RunState::Failed { task, .. } => task.as_ref(),
             RunState::Done | RunState::NotSubmitted => None,
+        }
+    }
+
+    /// What to print after the state word.
+    pub fn detail(&self) -> String {
+        match self {
+            RunState::Running { task, node } => format!("job {task} on {node}"),
+            RunState::Pending { task, reason } => format!("job {task} {reason}"),
+            RunState::Failed {
+                task: Some(task),
+                why,
+            } => format!("job {task}: {why}"),
+            RunState::Failed { task: None, why } => why.clone(),
+            RunState::Unknown { task, why } => format!("job {task}: queue not reachable ({why})"),
+            RunState::Done | RunState::NotSubmitted => String::new(),
         }
     }
 }
 
-/// The state of configuration `index` from its directory, the latest submission that included it,
-/// and the queue. Pure, so each combination is tested without a cluster.
-pub fn classify(
-    index: usize,
-    dir: &DirState,
-    latest: Option<&Submission>,
-    view: &QueueView,
-) -> RunState {
+/// The state of a configuration from its directory, the task of the latest submission that
+/// included it, and the queue. Pure, so each combination is tested without a cluster.
+pub fn classify(dir: &DirState, latest: Option<TaskId>, view: &QueueView) -> RunState {
     match dir {
         DirState::Finished => return RunState::Done,
         DirState::Invalid(why) => {
             return RunState::Failed {
-                job: None,
+                task: None,
                 why: why.clone(),
             }
         }
         DirState::Unfinished => {}
     }
-    let Some(sub) = latest else {
+    let Some(task) = latest else {
         return RunState::NotSubmitted;
     };
-    let job = sub.job_id.clone();
-    match view.task(&job, index) {
+    match view.task(&task.job, task.index) {
         Some(t) => match &t.state {
             JobState::Running => RunState::Running {
-                job,
+                task,
                 node: t.detail.clone(),
             },
             JobState::Pending => RunState::Pending {
-                job,
+                task,
                 reason: t.detail.clone(),
             },
             JobState::Completed => RunState::Failed {
-                job: Some(job),
+                task: Some(task),
                 why: "the task completed but left the run directory unfinished".into(),
             },
             JobState::Ended(state) => RunState::Failed {
-                job: Some(job),
+                task: Some(task),
                 why: format!("{state} ({})", t.detail),
             },
         },
         None if view.queue_known() => RunState::Failed {
-            job: Some(job),
+            task: Some(task),
             why: "the task left the queue without finishing the run".into(),
         },
         None => RunState::Unknown {
-            job,
+            task,
             why: view.squeue_error.clone().unwrap_or_default(),
         },
     }
@@ -190,9 +214,19 @@ pub fn command(args: &SweepStatusArgs, mode: OutputMode) -> Result<i32> {
                 Err(e) => (DirState::Invalid(format!("{e:#}")), Some(cfg.out.clone())),
             },
         };
-        let state = classify(index, &dir, jobs::latest_for(&subs, index), &view);
+        let latest = run_dir
+            .as_ref()
+            .and_then(|d| d.file_name())
+            .and_then(|n| jobs::latest_for(&subs, &n.to_string_lossy()))
+            .map(|(sub, index)| TaskId {
+                job: sub.job_id.clone(),
+                index,
+            });
+        let state = classify(&dir, latest, &view);
         *counts.entry(state.name()).or_default() += 1;
-        let log = state.job().map(|j| super::log_path(&root, j, index));
+        let log = state
+            .task()
+            .map(|t| super::log_path(&root, &t.job, t.index));
         let log_tail = match (&state, &log) {
             (RunState::Failed { .. } | RunState::Unknown { .. }, Some(l)) => {
                 tail(l, args.log_lines)
@@ -230,14 +264,7 @@ pub fn command(args: &SweepStatusArgs, mode: OutputMode) -> Result<i32> {
             .and_then(|d| d.file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "-".into());
-        let detail = match state {
-            RunState::Running { job, node } => format!("job {job}_{index} on {node}"),
-            RunState::Pending { job, reason } => format!("job {job}_{index} {reason}"),
-            RunState::Failed { job: Some(j), why } => format!("job {j}_{index}: {why}"),
-            RunState::Failed { job: None, why } => why.clone(),
-            RunState::Unknown { job, .. } => format!("job {job}_{index}: queue not reachable"),
-            RunState::Done | RunState::NotSubmitted => String::new(),
-        };
+        let detail = state.detail();
         text.push_str(&format!(
             "\n{index:>4}  {:<13} {name}  [{label}]",
             state.name()
@@ -258,7 +285,7 @@ pub fn command(args: &SweepStatusArgs, mode: OutputMode) -> Result<i32> {
         .iter()
         .map(|(index, label, run_dir, state, log, log_tail)| {
             json!({"index": index, "label": label, "run_dir": run_dir, "state": state.name(),
-                   "job_id": state.job(), "detail": format!("{state:?}"), "log": log,
+                   "task": state.task().map(|t| t.to_string()), "detail": state.detail(), "log": log,
                    "log_tail": log_tail})
         })
         .collect();
@@ -276,19 +303,11 @@ mod tests {
     use super::super::queue::{parse_sacct, parse_squeue, TaskRecord};
     use super::*;
 
-    fn sub(job: &str) -> Submission {
-        Submission {
-            format_version: jobs::JOBS_FORMAT_VERSION,
-            job_id: job.into(),
-            cluster: None,
-            submitted_at: String::new(),
-            source_file: PathBuf::new(),
-            workdir: PathBuf::new(),
-            sweep_file: PathBuf::new(),
-            script: PathBuf::new(),
-            runs: 4,
-            indices: vec![1, 2, 3, 4],
-        }
+    fn task(index: usize) -> Option<TaskId> {
+        Some(TaskId {
+            job: "7".into(),
+            index,
+        })
     }
 
     fn view(squeue: &str, sacct: &str) -> QueueView {
@@ -303,20 +322,16 @@ mod tests {
     #[test]
     fn the_run_directory_comes_first() {
         let v = view("7|1|RUNNING|n1\n", "");
-        let s = sub("7");
+        assert_eq!(classify(&DirState::Finished, task(1), &v), RunState::Done);
         assert_eq!(
-            classify(1, &DirState::Finished, Some(&s), &v),
-            RunState::Done
-        );
-        assert_eq!(
-            classify(1, &DirState::Invalid("bad".into()), Some(&s), &v),
+            classify(&DirState::Invalid("bad".into()), task(1), &v),
             RunState::Failed {
-                job: None,
+                task: None,
                 why: "bad".into()
             }
         );
         assert_eq!(
-            classify(1, &DirState::Unfinished, None, &v),
+            classify(&DirState::Unfinished, None, &v),
             RunState::NotSubmitted
         );
     }
@@ -327,27 +342,21 @@ mod tests {
             "7|1|RUNNING|n1\n7|2|PENDING|(Resources)\n7|3|CANCELLED|n1\n",
             "7_3|CANCELLED by 0|0:15|n1\n7_4|TIMEOUT|0:0|n2\n",
         );
-        let s = sub("7");
-        let st = |i| classify(i, &DirState::Unfinished, Some(&s), &v);
+        let st = |i| classify(&DirState::Unfinished, task(i), &v);
         assert_eq!(
             st(1),
             RunState::Running {
-                job: "7".into(),
+                task: task(1).unwrap(),
                 node: "n1".into()
             }
         );
+        assert_eq!(st(1).detail(), "job 7_1 on n1");
         assert_eq!(st(2).name(), "pending");
-        assert_eq!(
-            st(3),
-            RunState::Failed {
-                job: Some("7".into()),
-                why: "CANCELLED (n1)".into()
-            }
-        );
+        assert_eq!(st(3).detail(), "job 7_3: CANCELLED (n1)");
         assert_eq!(
             st(4),
             RunState::Failed {
-                job: Some("7".into()),
+                task: task(4),
                 why: "TIMEOUT (exit code 0:0 on n2)".into()
             }
         );
@@ -355,10 +364,9 @@ mod tests {
 
     #[test]
     fn gone_from_the_queue_is_failed_unless_the_queue_is_unreachable() {
-        let s = sub("7");
         let known = view("", "");
         assert_eq!(
-            classify(2, &DirState::Unfinished, Some(&s), &known).name(),
+            classify(&DirState::Unfinished, task(2), &known).name(),
             "failed"
         );
         let unreachable = QueueView {
@@ -366,14 +374,14 @@ mod tests {
             ..QueueView::default()
         };
         assert_eq!(
-            classify(2, &DirState::Unfinished, Some(&s), &unreachable),
+            classify(&DirState::Unfinished, task(2), &unreachable),
             RunState::Unknown {
-                job: "7".into(),
+                task: task(2).unwrap(),
                 why: "squeue is not installed here".into()
             }
         );
         assert_eq!(
-            classify(2, &DirState::Finished, Some(&s), &unreachable),
+            classify(&DirState::Finished, task(2), &unreachable),
             RunState::Done
         );
     }

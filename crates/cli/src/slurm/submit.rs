@@ -15,7 +15,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::indices::format_index_set;
-use super::jobs::{self, Submission, JOBS_FORMAT_VERSION};
+use super::jobs::{self, Submission, SubmittedTask, JOBS_FORMAT_VERSION};
 use super::queue::QueueView;
 use super::script::{self, SbatchOptions, ScriptSpec};
 use super::tool::{self, ToolOutput};
@@ -107,10 +107,10 @@ pub fn command(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i
             if done.contains(&i) {
                 continue;
             }
-            if let Some(sub) = jobs::latest_for(&earlier, i) {
+            if let Some((sub, index)) = jobs::latest_for(&earlier, &run_name(plan, i)) {
                 if view
                     .queued
-                    .get(&(sub.job_id.clone(), i))
+                    .get(&(sub.job_id.clone(), index))
                     .is_some_and(|t| t.state.is_active())
                 {
                     queued.push(i);
@@ -207,7 +207,13 @@ pub fn command(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i
         sweep_file: frozen,
         script: script_path.clone(),
         runs: plan.runs.len(),
-        indices: todo.clone(),
+        tasks: todo
+            .iter()
+            .map(|&index| SubmittedTask {
+                index,
+                run: run_name(plan, index),
+            })
+            .collect(),
     };
     jobs::append(&root, &sub)?;
     mode.result(
@@ -223,6 +229,15 @@ pub fn command(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i
                "script": script_path}),
     );
     Ok(0)
+}
+
+/// The run directory name of configuration `index` (resolved: checked before any use).
+fn run_name(plan: &SweepPlan, index: usize) -> String {
+    plan.runs[index - 1]
+        .config
+        .as_ref()
+        .map(|c| c.run_name())
+        .unwrap_or_default()
 }
 
 /// `sbatch --parsable` prints `JOBID` or `JOBID;CLUSTER`.
