@@ -28,7 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate, score and record one run into a run directory (resumes an unfinished one).
     Run(Box<RunArgs>),
-    /// Run the product of the axes in a sweep file, one run directory each.
+    /// Run the product of the axes in a sweep file, one run directory each, here or as a Slurm job
+    /// array (`--executor slurm`); `sweep status ROOT` follows a submitted one.
     Sweep(SweepArgs),
     /// Re-score a run's responses (e.g. after a grader fix) without generating again.
     Score(ScoreArgs),
