@@ -38,7 +38,7 @@ cat "$dir/munge/munged.pid" >> "$dir/pids"
 
 cat > "$dir/slurm.conf" <<CONF
 ClusterName=reprolmtest
-SlurmctldHost=localhost
+SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
 SlurmUser=root
