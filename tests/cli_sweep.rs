@@ -119,3 +119,73 @@ fn a_failing_run_is_reported_and_the_others_finish() {
     );
     assert_eq!(lines(&tmp.path().join("runs/qwen2-arith-fp32-bs8")), 3);
 }
+
+#[test]
+fn only_runs_one_configuration_and_slurm_flags_need_the_slurm_executor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(tmp.path(), "policy = [\"fp32\", \"bf16\"]");
+    let f = file.display().to_string();
+    let args = |extra: &[&str]| {
+        let mut v = vec!["sweep".to_string(), f.clone()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    // Configurations run in policy-table order; number 2 is fp32.
+    let res = reprolm(tmp.path(), &args(&["--only", "2"]), 0);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(stderr.contains("[2/2] policy=fp32 -> "), "{stderr}");
+    let names: Vec<String> = std::fs::read_dir(tmp.path().join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["qwen2-arith-fp32-bs8"]);
+
+    let err = String::from_utf8(reprolm(tmp.path(), &args(&["--only", "3"]), 1).stderr).unwrap();
+    assert!(
+        err.contains("--only 3: sweep file") && err.contains("has configurations 1 to 2"),
+        "{err}"
+    );
+    let err =
+        String::from_utf8(reprolm(tmp.path(), &args(&["--partition", "gpu"]), 1).stderr).unwrap();
+    assert!(
+        err.contains("--partition applies to --executor slurm only"),
+        "{err}"
+    );
+
+    // The script is shown without Slurm installed; the finished configuration is left out of it.
+    let res = reprolm(
+        tmp.path(),
+        &args(&[
+            "--executor",
+            "slurm",
+            "--dry-run",
+            "--partition",
+            "gpu",
+            "--gpus-per-run",
+            "1",
+            "--time",
+            "04:00:00",
+        ]),
+        0,
+    );
+    let script = String::from_utf8_lossy(&res.stdout);
+    for line in [
+        "#SBATCH --array=1",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --time=04:00:00",
+    ] {
+        assert!(
+            script.lines().any(|l| l == line),
+            "no `{line}` in\n{script}"
+        );
+    }
+    assert!(
+        script.contains(" --only \"$SLURM_ARRAY_TASK_ID\""),
+        "{script}"
+    );
+    assert!(
+        !tmp.path().join("runs/slurm").exists(),
+        "--dry-run wrote files"
+    );
+}

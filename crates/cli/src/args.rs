@@ -28,7 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate, score and record one run into a run directory (resumes an unfinished one).
     Run(Box<RunArgs>),
-    /// Run the product of the axes in a sweep file, one run directory each.
+    /// Run the product of the axes in a sweep file, one run directory each, here or as a Slurm job
+    /// array (`--executor slurm`); `sweep status ROOT` follows a submitted one.
     Sweep(SweepArgs),
     /// Re-score a run's responses (e.g. after a grader fix) without generating again.
     Score(ScoreArgs),
@@ -122,17 +123,82 @@ pub struct RunArgs {
     pub out: Option<PathBuf>,
 }
 
-/// `reprolm sweep`.
+/// `reprolm sweep`: run a sweep file (locally or as a Slurm job array), or `sweep status ROOT`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SweepArgs {
+    /// Inspect a sweep instead of running one.
+    #[command(subcommand)]
+    pub action: Option<SweepAction>,
     /// The sweep file (TOML): `root`, a `[base]` table of run settings and an `[axes]` table of lists.
-    pub file: PathBuf,
+    #[arg(required = true)]
+    pub file: Option<PathBuf>,
     /// Root directory of the run directories [default: the file's `root`, else runs/<file stem>].
     #[arg(long)]
     pub root: Option<PathBuf>,
-    /// List the runs the sweep would make, with their state, and run nothing.
+    /// List the runs the sweep would make, with their state, and run nothing; with `--executor
+    /// slurm`, print the sbatch script instead of submitting it.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run only configuration number INDEX (1-based, the `[INDEX/N]` of the listing); each Slurm
+    /// array task runs one this way.
+    #[arg(long, value_name = "INDEX")]
+    pub only: Option<usize>,
+    /// Where the runs execute: one after another in this process, or as a Slurm job array.
+    #[arg(long, value_enum, default_value_t = ExecutorArg::Local)]
+    pub executor: ExecutorArg,
+    /// Settings of the Slurm job array.
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+}
+
+/// Where a sweep's runs execute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExecutorArg {
+    /// In this process, one run after another.
+    Local,
+    /// Submitted with sbatch as a job array, one array task per configuration.
+    Slurm,
+}
+
+/// `reprolm sweep --executor slurm` settings; each becomes an `#SBATCH` line of the script.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Slurm executor (--executor slurm)")]
+pub struct SlurmArgs {
+    /// Partition the array tasks run in (`#SBATCH --partition`).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// GPUs each run gets (`#SBATCH --gres=gpu:N`); 0 asks for none.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub gpus_per_run: u32,
+    /// Time limit of each run, in Slurm's syntax, e.g. 04:00:00 (`#SBATCH --time`).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Account the runs are charged to (`#SBATCH --account`).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Further sbatch options, e.g. "--qos=high --mem=64G" (repeatable; split at whitespace, one
+    /// `#SBATCH` line each).
+    #[arg(long, value_name = "OPTIONS", allow_hyphen_values = true)]
+    pub extra_sbatch: Vec<String>,
+}
+
+/// What `reprolm sweep` can do besides running a sweep file.
+#[derive(Debug, Subcommand)]
+pub enum SweepAction {
+    /// Each configuration's state (done, running, pending, failed with its log's tail), from the
+    /// run directories and, where Slurm is reachable, squeue and sacct.
+    Status(SweepStatusArgs),
+}
+
+/// `reprolm sweep status`.
+#[derive(Debug, Args)]
+pub struct SweepStatusArgs {
+    /// The sweep root a `reprolm sweep --executor slurm` submitted into.
+    pub root: PathBuf,
+    /// Lines of a failed run's Slurm log shown.
+    #[arg(long, default_value_t = 10)]
+    pub log_lines: usize,
 }
 
 /// `reprolm score`.

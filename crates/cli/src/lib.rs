@@ -11,6 +11,7 @@ mod commands;
 mod config;
 mod interrupt;
 mod progress;
+mod slurm;
 
 use clap::Parser;
 

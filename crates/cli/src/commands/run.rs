@@ -319,6 +319,12 @@ fn build_manifest(
     };
     let mut extra = std::collections::BTreeMap::new();
     extra.insert(TASK_OPTIONS_KEY.to_string(), cfg.task_record());
+    if let Some(p) = crate::slurm::placement::SlurmPlacement::from_env() {
+        extra.insert(
+            crate::slurm::placement::MANIFEST_KEY.to_string(),
+            p.to_json(),
+        );
+    }
     Ok(Manifest {
         format_version: MANIFEST_FORMAT_VERSION,
         reprolm_version: env!("CARGO_PKG_VERSION").to_string(),

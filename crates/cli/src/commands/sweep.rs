@@ -16,6 +16,10 @@
 //! value later leaves the existing names alone. Finished runs are skipped, unfinished ones resumed,
 //! and a failing run is reported at the end without stopping the others. Runs sharing a model,
 //! policy and device run back to back and share one loaded model.
+//!
+//! The configurations are numbered 1..=N in the order they run; `--only INDEX` runs one of them, which
+//! is how a Slurm array task (`--executor slurm`, see `crate::slurm`) picks its run, so both executors
+//! make the same run directories.
 
 use std::path::{Path, PathBuf};
 
@@ -24,7 +28,7 @@ use clap::Parser;
 use reprolm_metrics::run_dir::{Manifest, MANIFEST_FILE};
 use serde_json::json;
 
-use crate::args::{Cli, Command, RunArgs, SweepArgs};
+use crate::args::{Cli, Command, ExecutorArg, RunArgs, SweepAction, SweepArgs};
 use crate::commands::run::{self, RunOutcome};
 use crate::config::RunConfig;
 use crate::interrupt;
@@ -53,35 +57,81 @@ const KEYS: &[&str] = &[
 ];
 
 /// One planned run.
-struct Planned {
+pub(crate) struct Planned {
     /// The settings of this combination, for messages.
-    label: String,
+    pub label: String,
     /// The resolved configuration, or why it could not be resolved.
-    config: Result<RunConfig>,
+    pub config: Result<RunConfig>,
 }
 
-/// Run the sweep; the exit status is 0 when every run finished.
+/// A sweep file resolved: where its runs go and each configuration, in run order (`--only INDEX`
+/// names `runs[INDEX - 1]`).
+pub(crate) struct SweepPlan {
+    /// The sweep file as given, for messages.
+    pub file: String,
+    /// Root of the run directories.
+    pub root: PathBuf,
+    /// The configurations.
+    pub runs: Vec<Planned>,
+}
+
+impl SweepPlan {
+    /// The 1-based numbers to run: all, or the one `--only` names.
+    pub fn selected(&self, only: Option<usize>) -> Result<Vec<usize>> {
+        match only {
+            None => Ok((1..=self.runs.len()).collect()),
+            Some(i) if (1..=self.runs.len()).contains(&i) => Ok(vec![i]),
+            Some(i) => bail!(
+                "--only {i}: sweep file {} has configurations 1 to {}",
+                self.file,
+                self.runs.len()
+            ),
+        }
+    }
+}
+
+/// Run the sweep (or show its status); the exit status is 0 when every run finished.
 pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("reading sweep file {}", args.file.display()))?;
+    if let Some(SweepAction::Status(s)) = &args.action {
+        return crate::slurm::status::command(s, mode);
+    }
+    let file = args
+        .file
+        .as_deref()
+        .context("a sweep file is required (clap enforces it)")?;
+    let plan = plan(file, args.root.as_deref())?;
+    match args.executor {
+        ExecutorArg::Slurm => crate::slurm::submit::command(&plan, args, mode),
+        ExecutorArg::Local => {
+            if let Some(flag) = crate::slurm::submit::slurm_only_flag(&args.slurm) {
+                bail!("{flag} applies to --executor slurm only");
+            }
+            run_local(&plan, args, mode)
+        }
+    }
+}
+
+/// Read and resolve a sweep file; `root` overrides the file's own.
+pub(crate) fn plan(path: &Path, root: Option<&Path>) -> Result<SweepPlan> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading sweep file {}", path.display()))?;
     let doc: toml::Table = toml::from_str(&text)
-        .with_context(|| format!("sweep file {}: not valid TOML", args.file.display()))?;
-    let file = args.file.display().to_string();
+        .with_context(|| format!("sweep file {}: not valid TOML", path.display()))?;
+    let file = path.display().to_string();
     for key in doc.keys() {
         if !["root", "base", "axes"].contains(&key.as_str()) {
             bail!("sweep file {file}: unknown top-level key `{key}`; expected root, [base] and [axes]");
         }
     }
-    let root = match (&args.root, doc.get("root")) {
-        (Some(r), _) => r.clone(),
+    let root = match (root, doc.get("root")) {
+        (Some(r), _) => r.to_path_buf(),
         (None, Some(toml::Value::String(r))) => PathBuf::from(r),
         (None, Some(other)) => bail!(
             "sweep file {file}: `root` must be a string, got {}",
             other.type_str()
         ),
         (None, None) => Path::new("runs").join(
-            args.file
-                .file_stem()
+            path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or("sweep".into()),
         ),
@@ -183,6 +233,17 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
         }
     }
 
+    Ok(SweepPlan {
+        file,
+        root,
+        runs: planned,
+    })
+}
+
+/// Run the selected configurations one after another in this process.
+fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32> {
+    let (file, root, planned) = (&plan.file, &plan.root, &plan.runs);
+    let selected = plan.selected(args.only)?;
     mode.note(&format!(
         "sweep {}: {} runs under {}",
         file,
@@ -193,6 +254,9 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
     let (mut finished, mut skipped) = (0, 0);
     let mut models = run::ModelCache::default();
     for (i, p) in planned.iter().enumerate() {
+        if !selected.contains(&(i + 1)) {
+            continue;
+        }
         let head = format!("[{}/{}] {}", i + 1, planned.len(), p.label);
         let cfg = match &p.config {
             Ok(c) => c,
@@ -246,7 +310,7 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
     let mut text = format!(
         "sweep {}: {} runs: {finished} finished now, {skipped} already finished, {} failed",
         file,
-        planned.len(),
+        selected.len(),
         failed.len()
     );
     for (label, err) in &failed {
@@ -256,7 +320,7 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
         &text,
         "sweep_finished",
         json!({
-            "root": root, "runs": planned.len(), "finished": finished, "skipped": skipped,
+            "root": root, "runs": selected.len(), "finished": finished, "skipped": skipped,
             "failed": failed.iter().map(|(l, e)| json!({"run": l, "error": e})).collect::<Vec<_>>(),
         }),
     );
@@ -265,7 +329,7 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
 
 /// Whether `cfg.out` holds a finished run of this configuration. A finished run with other settings
 /// is an error naming them; checked from the manifest alone, without loading the model.
-fn finished_state(cfg: &RunConfig) -> Result<bool> {
+pub(crate) fn finished_state(cfg: &RunConfig) -> Result<bool> {
     let path = cfg.out.join(MANIFEST_FILE);
     if !path.exists() {
         return Ok(false);
