@@ -57,6 +57,8 @@
 //! [`ModelShape::memory`] counts the bytes each policy needs for a model's weights and KV cache.
 #![deny(missing_docs)]
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod describe;
 mod error;
 mod file;

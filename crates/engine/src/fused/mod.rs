@@ -76,113 +76,16 @@ mod imp {
 mod imp {
     use crate::Result;
     use candle_core::backend::BackendStorage;
-    use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::WrapErr;
-    use candle_core::{CudaDevice, CudaStorage, DType, Layout, Shape, Tensor};
-    use std::sync::OnceLock;
+    use candle_core::{CudaStorage, Layout, Shape, Tensor};
+    use reprolm_precision::cuda::{ptx, suffix, Output as Out, Words};
 
     const SOURCE: &str = include_str!("kernels.cu");
     const MODULE: &str = "reprolm_fused";
 
-    /// The PTX of `kernels.cu`, compiled once per process.
-    fn ptx() -> candle_core::Result<&'static str> {
-        static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-        PTX.get_or_init(|| {
-            candle_core::cuda_backend::cudarc::nvrtc::compile_ptx(SOURCE)
-                .map(|p| p.to_src())
-                .map_err(|e| format!("compiling the fused kernels with NVRTC: {e:?}"))
-        })
-        .as_deref()
-        .map_err(|e| candle_core::Error::Msg(e.clone()))
-    }
-
-    fn suffix(dtype: DType) -> candle_core::Result<&'static str> {
-        Ok(match dtype {
-            DType::F32 => "f32",
-            DType::BF16 => "bf16",
-            DType::F16 => "f16",
-            other => candle_core::bail!("no fused kernel for {other:?}"),
-        })
-    }
-
-    fn contiguous<'a, T>(s: &'a CudaSlice<T>, l: &Layout) -> candle_core::Result<CudaView<'a, T>> {
-        match l.contiguous_offsets() {
-            Some((a, b)) => Ok(s.slice(a..b)),
-            None => candle_core::bail!("fused kernel input must be contiguous"),
-        }
-    }
-
-    /// The raw device words of a storage, whatever its 2- or 4-byte dtype: the kernels read
-    /// bf16 and f16 as 16-bit integers.
-    enum Words<'a> {
-        W32(CudaView<'a, f32>),
-        W16(CudaView<'a, u16>),
-    }
-
     fn words<'a>(s: &'a CudaStorage, l: &Layout) -> candle_core::Result<Words<'a>> {
-        Ok(match s.dtype() {
-            DType::F32 => Words::W32(contiguous(s.as_cuda_slice::<f32>()?, l)?),
-            DType::BF16 => {
-                let v = contiguous(s.as_cuda_slice::<half::bf16>()?, l)?;
-                // Safety: bf16 and u16 have the same size and alignment; the kernels only move
-                // and reinterpret the bits.
-                Words::W16(unsafe { v.transmute::<u16>(v.len()) }.expect("same size"))
-            }
-            DType::F16 => {
-                let v = contiguous(s.as_cuda_slice::<half::f16>()?, l)?;
-                // Safety: as above.
-                Words::W16(unsafe { v.transmute::<u16>(v.len()) }.expect("same size"))
-            }
-            other => candle_core::bail!("no fused kernel for {other:?}"),
-        })
-    }
-
-    /// An uninitialised output of `n` elements of `dtype`, written fully by the kernel.
-    enum Out {
-        F32(CudaSlice<f32>),
-        BF16(CudaSlice<half::bf16>),
-        F16(CudaSlice<half::f16>),
-    }
-
-    impl Out {
-        fn new(dev: &CudaDevice, dtype: DType, n: usize) -> candle_core::Result<Out> {
-            // Safety: every element is written by the kernel before anything reads it.
-            Ok(unsafe {
-                match dtype {
-                    DType::F32 => Out::F32(dev.alloc::<f32>(n)?),
-                    DType::BF16 => Out::BF16(dev.alloc::<half::bf16>(n)?),
-                    DType::F16 => Out::F16(dev.alloc::<half::f16>(n)?),
-                    other => candle_core::bail!("no fused kernel for {other:?}"),
-                }
-            })
-        }
-
-        fn into_storage(self, dev: &CudaDevice) -> CudaStorage {
-            match self {
-                Out::F32(s) => CudaStorage::wrap_cuda_slice(s, dev.clone()),
-                Out::BF16(s) => CudaStorage::wrap_cuda_slice(s, dev.clone()),
-                Out::F16(s) => CudaStorage::wrap_cuda_slice(s, dev.clone()),
-            }
-        }
-    }
-
-    /// Pushes a kernel argument of any of the storage kinds.
-    macro_rules! push_words {
-        ($b:ident, $w:expr) => {
-            match $w {
-                Words::W32(v) => $b.arg(v),
-                Words::W16(v) => $b.arg(v),
-            }
-        };
-    }
-    macro_rules! push_out {
-        ($b:ident, $o:expr) => {
-            match $o {
-                Out::F32(s) => $b.arg(s),
-                Out::BF16(s) => $b.arg(s),
-                Out::F16(s) => $b.arg(s),
-            }
-        };
+        Words::of(s, l)
     }
 
     fn elementwise_config(n: usize) -> LaunchConfig {
@@ -229,15 +132,15 @@ mod imp {
             let func = dev.get_or_load_custom_func(
                 &format!("rmsnorm_{}", suffix(x.dtype())?),
                 MODULE,
-                ptx()?,
+                ptx(MODULE, SOURCE)?,
             )?;
             let (xw, ww) = (words(x, xl)?, words(w, wl)?);
-            let out = Out::new(dev, x.dtype(), n)?;
+            let out = Out::alloc(dev, x.dtype(), n)?;
             let cols_i = cols as i32;
             let mut b = func.builder();
-            push_words!(b, &xw);
-            push_words!(b, &ww);
-            push_out!(b, &out);
+            xw.push(&mut b);
+            ww.push(&mut b);
+            out.push(&mut b);
             let inv_cols = (1.0 / cols as f64) as f32;
             b.arg(&cols_i);
             b.arg(&inv_cols);
@@ -286,15 +189,15 @@ mod imp {
             let func = dev.get_or_load_custom_func(
                 &format!("silu_mul_{}", suffix(g.dtype())?),
                 MODULE,
-                ptx()?,
+                ptx(MODULE, SOURCE)?,
             )?;
             let (gw, uw) = (words(g, gl)?, words(u, ul)?);
-            let out = Out::new(dev, g.dtype(), n)?;
+            let out = Out::alloc(dev, g.dtype(), n)?;
             let n_i = n as i64;
             let mut b = func.builder();
-            push_words!(b, &gw);
-            push_words!(b, &uw);
-            push_out!(b, &out);
+            gw.push(&mut b);
+            uw.push(&mut b);
+            out.push(&mut b);
             b.arg(&n_i);
             // Safety: the arguments match the kernel's signature.
             unsafe { b.launch(elementwise_config(n)) }.w()?;
@@ -345,17 +248,17 @@ mod imp {
             let func = dev.get_or_load_custom_func(
                 &format!("rope_{}_{}", suffix(x.dtype())?, suffix(c.dtype())?),
                 MODULE,
-                ptx()?,
+                ptx(MODULE, SOURCE)?,
             )?;
             let (xw, cw, sw) = (words(x, xl)?, words(c, cl)?, words(s, sl)?);
             let n = b * l * h * d;
-            let out = Out::new(dev, c.dtype(), n)?;
+            let out = Out::alloc(dev, c.dtype(), n)?;
             let dims = [b as i32, l as i32, h as i32, d as i32];
             let mut bl = func.builder();
-            push_words!(bl, &xw);
-            push_words!(bl, &cw);
-            push_words!(bl, &sw);
-            push_out!(bl, &out);
+            xw.push(&mut bl);
+            cw.push(&mut bl);
+            sw.push(&mut bl);
+            out.push(&mut bl);
             for v in &dims {
                 bl.arg(v);
             }

@@ -1,0 +1,130 @@
+//! Our own CUDA kernels, compiled at run time with NVRTC, and what launching them on candle
+//! tensors takes. Only in builds with the `cuda` feature.
+//!
+//! Kernels are CUDA C sources embedded in the binary and compiled once per process on first use,
+//! so a build needs no CUDA compiler for them and the PTX always matches the driver that runs it.
+//! The sources include no CUDA headers (NVRTC then needs no include path on the machine that runs
+//! them): bf16 and f16 are read and written as raw 16-bit words.
+
+pub mod deterministic;
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchArgs, PushKernelArg};
+use candle_core::{CudaDevice, CudaStorage, DType, Layout};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+/// Conversions between f32 and the 16-bit formats, shared by every kernel source.
+pub const PRELUDE: &str = include_str!("prelude.cu");
+
+/// The PTX of `source` (compiled with [`PRELUDE`] in front), compiled once per process and cached
+/// under `module`.
+pub fn ptx(module: &'static str, source: &'static str) -> candle_core::Result<&'static str> {
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static str>>> = OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().expect("ptx cache");
+    if let Some(p) = cache.get(module) {
+        return Ok(p);
+    }
+    let src = format!("{PRELUDE}\n{source}");
+    let compiled = candle_core::cuda_backend::cudarc::nvrtc::compile_ptx(src)
+        .map_err(|e| candle_core::Error::Msg(format!("compiling the {module} kernels with NVRTC: {e:?}")))?;
+    let text: &'static str = Box::leak(compiled.to_src().into_boxed_str());
+    cache.insert(module, text);
+    Ok(text)
+}
+
+/// The kernel-name suffix of a dtype: `f32`, `bf16` or `f16`.
+pub fn suffix(dtype: DType) -> candle_core::Result<&'static str> {
+    Ok(match dtype {
+        DType::F32 => "f32",
+        DType::BF16 => "bf16",
+        DType::F16 => "f16",
+        other => candle_core::bail!("no CUDA kernel of ours handles {other:?}"),
+    })
+}
+
+fn contiguous<'a, T>(s: &'a CudaSlice<T>, l: &Layout) -> candle_core::Result<CudaView<'a, T>> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(s.slice(a..b)),
+        None => candle_core::bail!("kernel input must be contiguous"),
+    }
+}
+
+/// The device words of a contiguous storage of a 2- or 4-byte float dtype.
+pub enum Words<'a> {
+    /// f32 values.
+    W32(CudaView<'a, f32>),
+    /// bf16 or f16 bits.
+    W16(CudaView<'a, u16>),
+}
+
+impl<'a> Words<'a> {
+    /// The words of `s` under layout `l` (which must be contiguous).
+    pub fn of(s: &'a CudaStorage, l: &Layout) -> candle_core::Result<Words<'a>> {
+        Ok(match s.dtype() {
+            DType::F32 => Words::W32(contiguous(s.as_cuda_slice::<f32>()?, l)?),
+            DType::BF16 => {
+                let v = contiguous(s.as_cuda_slice::<half::bf16>()?, l)?;
+                // Safety: bf16 and u16 have the same size and alignment; kernels reinterpret bits.
+                Words::W16(unsafe { v.transmute::<u16>(v.len()) }.expect("same size"))
+            }
+            DType::F16 => {
+                let v = contiguous(s.as_cuda_slice::<half::f16>()?, l)?;
+                // Safety: as above.
+                Words::W16(unsafe { v.transmute::<u16>(v.len()) }.expect("same size"))
+            }
+            other => candle_core::bail!("no CUDA kernel of ours handles {other:?}"),
+        })
+    }
+
+    /// Pushes the pointer as the next kernel argument.
+    pub fn push<'b>(&'b self, args: &mut LaunchArgs<'b>) {
+        match self {
+            Words::W32(v) => args.arg(v),
+            Words::W16(v) => args.arg(v),
+        };
+    }
+}
+
+/// A kernel's output buffer of `n` elements of a dtype, every element written by the kernel.
+pub enum Output {
+    /// f32.
+    F32(CudaSlice<f32>),
+    /// bf16.
+    BF16(CudaSlice<half::bf16>),
+    /// f16.
+    F16(CudaSlice<half::f16>),
+}
+
+impl Output {
+    /// Allocates, uninitialised: the kernel must write every element.
+    pub fn alloc(dev: &CudaDevice, dtype: DType, n: usize) -> candle_core::Result<Output> {
+        // Safety: callers launch a kernel that writes all `n` elements before anything reads them.
+        Ok(unsafe {
+            match dtype {
+                DType::F32 => Output::F32(dev.alloc::<f32>(n)?),
+                DType::BF16 => Output::BF16(dev.alloc::<half::bf16>(n)?),
+                DType::F16 => Output::F16(dev.alloc::<half::f16>(n)?),
+                other => candle_core::bail!("no CUDA kernel of ours handles {other:?}"),
+            }
+        })
+    }
+
+    /// Pushes the pointer as the next kernel argument.
+    pub fn push<'b>(&'b self, args: &mut LaunchArgs<'b>) {
+        match self {
+            Output::F32(s) => args.arg(s),
+            Output::BF16(s) => args.arg(s),
+            Output::F16(s) => args.arg(s),
+        };
+    }
+
+    /// The buffer as candle storage.
+    pub fn into_storage(self, dev: &CudaDevice) -> CudaStorage {
+        match self {
+            Output::F32(s) => CudaStorage::wrap_cuda_slice(s, dev.clone()),
+            Output::BF16(s) => CudaStorage::wrap_cuda_slice(s, dev.clone()),
+            Output::F16(s) => CudaStorage::wrap_cuda_slice(s, dev.clone()),
+        }
+    }
+}
