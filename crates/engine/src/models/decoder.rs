@@ -7,9 +7,10 @@
 use super::rope::{self, RopeSpec};
 use crate::kv_cache::KvCache;
 use crate::{Error, Result};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use reprolm_precision::{matmul, Component, Linear, ModelShape, PrecisionPolicy};
+use reprolm_precision::deterministic::{self, AttentionRows};
+use reprolm_precision::{matmul, Component, ComputeMode, Linear, ModelShape, PrecisionPolicy};
 use std::path::Path;
 
 /// The shape and switches of a decoder, independent of the family's config.json spelling.
@@ -218,6 +219,7 @@ pub struct Decoder {
     /// The LM head's weight is the embedding tensor itself (tied, same dtype): counted once.
     head_shares_embedding: bool,
     inv_freq: Vec<f32>,
+    mode: ComputeMode,
 }
 
 fn get(
@@ -366,7 +368,40 @@ impl Decoder {
             norm,
             lm_head,
             head_shares_embedding,
+            mode: ComputeMode::Fast,
         })
+    }
+
+    /// Chooses the kernels every later [`forward`](Decoder::forward) runs. In
+    /// [`ComputeMode::Deterministic`] a sequence's logits do not depend on the other rows of its
+    /// batch, on the batch size, on its row's padding or position, or on how its prompt was
+    /// split into forward calls; those kernels exist on the CPU only, so asking for them on
+    /// another device is an error rather than a silently non-deterministic run.
+    ///
+    /// ```
+    /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
+    /// use reprolm_engine::{LoadOptions, Model, ModelSource};
+    /// use reprolm_precision::{ComputeMode, PrecisionPolicy, ReductionOrder};
+    /// let opts = LoadOptions::cpu(PrecisionPolicy::preset("bf16")?);
+    /// let mut model = Model::load(&ModelSource::parse(dir.to_str().unwrap())?, &opts)?;
+    /// model.decoder.set_compute_mode(ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL))?;
+    /// assert!(model.decoder.compute_mode().is_deterministic());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_compute_mode(&mut self, mode: ComputeMode) -> Result<()> {
+        if mode.is_deterministic() && !self.device.is_cpu() {
+            return Err(Error::InvalidRequest(format!(
+                "deterministic mode is implemented on the CPU only; {} has no batch-invariant kernels yet",
+                crate::device::device_label(&self.device)
+            )));
+        }
+        self.mode = mode;
+        Ok(())
+    }
+
+    /// The kernels [`forward`](Decoder::forward) runs.
+    pub fn compute_mode(&self) -> ComputeMode {
+        self.mode
     }
 
     /// The decoder's shape.
@@ -489,16 +524,29 @@ impl Decoder {
             self.policy.dtype(Component::Rope),
             &self.device,
         )?;
-        let mask = self.attention_mask(&starts, past, l)?;
+        // The deterministic attention kernel reads the row starts itself; it needs no mask.
+        let mask = match self.mode {
+            ComputeMode::Fast => self.attention_mask(&starts, past, l)?,
+            ComputeMode::Deterministic(_) => None,
+        };
+        let ctx = AttentionContext {
+            cos: &cos,
+            sin: &sin,
+            mask: mask.as_ref(),
+            rows: AttentionRows {
+                starts: &starts,
+                past,
+            },
+            policy: &self.policy,
+            mode: self.mode,
+        };
 
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_norm.forward(&x)?;
-            let a = layer
-                .attn
-                .forward(&h, &cos, &sin, mask.as_ref(), cache, i, &self.policy)?;
+            let a = layer.attn.forward(&h, &ctx, cache, i)?;
             x = (x + a.to_dtype(act)?)?;
             let h = layer.post_norm.forward(&x)?;
-            let m = layer.mlp.forward(&h)?;
+            let m = layer.mlp.forward(&h, self.mode)?;
             x = (x + m.to_dtype(act)?)?;
         }
         let x = match logits_for {
@@ -506,9 +554,10 @@ impl Decoder {
             LogitsFor::Last => x.narrow(1, l - 1, 1)?,
         };
         let x = self.norm.forward(&x)?;
-        let logits = self
-            .lm_head
-            .forward(&x.to_dtype(self.policy.dtype(Component::LmHead))?)?;
+        let logits = self.lm_head.forward_with(
+            &x.to_dtype(self.policy.dtype(Component::LmHead))?,
+            self.mode,
+        )?;
         Ok(logits.to_dtype(self.policy.dtype(Component::Logits))?)
     }
 
@@ -540,25 +589,45 @@ impl Decoder {
     }
 }
 
+/// What every layer's attention needs to know about one forward call.
+struct AttentionContext<'a> {
+    cos: &'a Tensor,
+    sin: &'a Tensor,
+    /// The additive mask of the fast path (`None` in deterministic mode, or when nothing is masked).
+    mask: Option<&'a Tensor>,
+    rows: AttentionRows<'a>,
+    policy: &'a PrecisionPolicy,
+    mode: ComputeMode,
+}
+
 impl Attention {
-    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
+        ctx: &AttentionContext<'_>,
         cache: &mut KvCache,
         layer: usize,
-        policy: &PrecisionPolicy,
     ) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let act = policy.dtype(Component::Activations);
-        let attn_dtype = policy.dtype(Component::Attention);
-        let mut q = self.q.forward(x)?.to_dtype(act)?.reshape((b, l, h, d))?;
-        let mut k = self.k.forward(x)?.to_dtype(act)?.reshape((b, l, kvh, d))?;
-        let v = self.v.forward(x)?.to_dtype(act)?.reshape((b, l, kvh, d))?;
+        let (cos, sin, mode) = (ctx.cos, ctx.sin, ctx.mode);
+        let act = ctx.policy.dtype(Component::Activations);
+        let attn_dtype = ctx.policy.dtype(Component::Attention);
+        let mut q = self
+            .q
+            .forward_with(x, mode)?
+            .to_dtype(act)?
+            .reshape((b, l, h, d))?;
+        let mut k = self
+            .k
+            .forward_with(x, mode)?
+            .to_dtype(act)?
+            .reshape((b, l, kvh, d))?;
+        let v = self
+            .v
+            .forward_with(x, mode)?
+            .to_dtype(act)?
+            .reshape((b, l, kvh, d))?;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;
@@ -567,11 +636,18 @@ impl Attention {
         let k = rope::apply(&k.transpose(1, 2)?.contiguous()?, cos, sin)?.to_dtype(act)?;
         let v = v.transpose(1, 2)?;
         let (k_all, v_all) = cache.append(layer, &k, &v)?;
+        let scale = 1.0 / (d as f64).sqrt();
 
+        if mode.is_deterministic() {
+            // Keys and values are read back from the cache (already rounded to its dtype), GQA
+            // groups are read in place, and each query sums over its row's own slots only.
+            let out = deterministic::attention(&q, &k_all, &v_all, ctx.rows, scale, attn_dtype)?;
+            let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
+            return Ok(self.o.forward_with(&out, mode)?);
+        }
         let q = q.to_dtype(attn_dtype)?.contiguous()?;
         let k_all = repeat_kv(k_all.to_dtype(attn_dtype)?, h / kvh)?;
         let v_all = repeat_kv(v_all.to_dtype(attn_dtype)?, h / kvh)?;
-        let scale = 1.0 / (d as f64).sqrt();
         let wide = softmax_dtype(attn_dtype);
         let scores = matmul(&q, &k_all.t()?.contiguous()?, attn_dtype)?;
         // Scale in f32 and round once, as torch's `bf16_tensor * python_float` does; candle's
@@ -579,14 +655,14 @@ impl Attention {
         let mut scores = (scores.to_dtype(wide)? * scale)?
             .to_dtype(attn_dtype)?
             .to_dtype(wide)?;
-        if let Some(m) = mask {
+        if let Some(m) = ctx.mask {
             scores = scores.broadcast_add(m)?;
         }
         // Softmax in f32 (or wider), as every attention kernel accumulates it.
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(attn_dtype)?;
         let out = matmul(&probs, &v_all, attn_dtype)?; // (b, h, l, d)
         let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
-        Ok(self.o.forward(&out)?)
+        Ok(self.o.forward_with(&out, mode)?)
     }
 }
 
@@ -611,13 +687,13 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
 }
 
 impl Mlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
         // SiLU in f32 (or f64) and rounded once, as torch's kernel does; candle's 16-bit SiLU
         // would round after each of its divide, add and exp.
-        let gate = self.gate.forward(x)?;
+        let gate = self.gate.forward_with(x, mode)?;
         let gate = candle_nn::ops::silu(&gate.to_dtype(softmax_dtype(gate.dtype()))?)?
             .to_dtype(gate.dtype())?;
-        let up = self.up.forward(x)?;
-        Ok(self.down.forward(&(gate * up)?)?)
+        let up = self.up.forward_with(x, mode)?;
+        Ok(self.down.forward_with(&(gate * up)?, mode)?)
     }
 }
