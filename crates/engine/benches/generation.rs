@@ -11,11 +11,10 @@
 //! `REPROLM_ENGINE_DIR` overrides where the fixture and the peer script are found (for a bench binary
 //! copied to another machine), `REPROLM_PYTHON` the interpreter that runs the peer.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use reprolm_engine::{spec_from_config_file, Batch, Decoder, Request, SamplingParams};
 use reprolm_precision::PrecisionPolicy;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
