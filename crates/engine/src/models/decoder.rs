@@ -697,3 +697,57 @@ impl Mlp {
         Ok(self.down.forward_with(&(gate * up)?, mode)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic mode leaves RMSNorm and log-softmax to candle: both reduce each contiguous
+    /// row on its own, sequentially, so a row's result must not depend on how many rows there are
+    /// or where it sits. This checks it for the widths and dtypes the models use.
+    #[test]
+    fn rmsnorm_and_log_softmax_rows_do_not_depend_on_the_batch() -> Result<()> {
+        let dev = Device::Cpu;
+        for (dtype, norm) in [
+            (DType::F32, DType::F32),
+            (DType::BF16, DType::F32),
+            (DType::F16, DType::F32),
+            (DType::F64, DType::F64),
+        ] {
+            let width = 896;
+            let x = Tensor::randn(0f32, 2.0, (40, width), &dev)?.to_dtype(dtype)?;
+            let n = RmsNorm {
+                weight: Tensor::randn(1f32, 0.1, width, &dev)?.to_dtype(dtype)?,
+                eps: 1e-6,
+                compute: norm,
+            };
+            let bits = |t: &Tensor| -> Result<Vec<u64>> {
+                Ok(t.to_dtype(DType::F64)?
+                    .flatten_all()?
+                    .to_vec1::<f64>()?
+                    .into_iter()
+                    .map(f64::to_bits)
+                    .collect())
+            };
+            let all_norm = n.forward(&x)?;
+            let all_lsm = candle_nn::ops::log_softmax(&x.to_dtype(DType::F32)?, D::Minus1)?;
+            for (row, m) in [(0, 1), (1, 2), (2, 3), (7, 8), (32, 33), (39, 5)] {
+                let start = row + 1 - m;
+                let part = x.narrow(0, start, m)?;
+                let one = n.forward(&part)?.narrow(0, row - start, 1)?;
+                assert_eq!(
+                    bits(&one)?,
+                    bits(&all_norm.narrow(0, row, 1)?)?,
+                    "{dtype:?} norm row {row} of {m}"
+                );
+                let lsm = candle_nn::ops::log_softmax(&part.to_dtype(DType::F32)?, D::Minus1)?;
+                assert_eq!(
+                    bits(&lsm.narrow(0, row - start, 1)?)?,
+                    bits(&all_lsm.narrow(0, row, 1)?)?,
+                    "{dtype:?} log-softmax row {row} of {m}"
+                );
+            }
+        }
+        Ok(())
+    }
+}
