@@ -112,6 +112,10 @@ pub struct RunArgs {
     /// `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Batch-invariant kernels: a response does not depend on its batch (size, order, other
+    /// prompts) on the same binary and device type (CPU or CUDA).
+    #[arg(long)]
+    pub deterministic: bool,
     /// Evaluate only the first N problems [default for arith: 32, else all].
     #[arg(long, conflicts_with = "problems")]
     pub limit: Option<usize>,

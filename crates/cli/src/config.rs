@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use reprolm_engine::{device_label, parse_device, ModelSource};
 use reprolm_metrics::run_dir::BatchingMode;
-use reprolm_precision::{PrecisionPolicy, PRESETS};
+use reprolm_precision::{ComputeMode, PrecisionPolicy, ReductionOrder, PRESETS};
 use reprolm_tasks::{DataSource, TaskOptions};
 
 use crate::args::{BatchingArg, RunArgs};
@@ -49,6 +49,8 @@ pub struct RunConfig {
     pub policy: PrecisionPolicy,
     /// Device.
     pub device: Device,
+    /// Fast or batch-invariant (`--deterministic`) kernels.
+    pub compute: ComputeMode,
     /// Prompts per batch or concurrent sequences.
     pub batch_size: u32,
     /// Batching mode.
@@ -135,6 +137,11 @@ impl RunConfig {
         reprolm_tasks::make_task(&args.task, &task_options).context("--task-param")?;
         let policy = resolve_policy(&args.policy).context("--policy")?;
         let device = parse_device(&args.device).context("--device")?;
+        let compute = if args.deterministic {
+            ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL)
+        } else {
+            ComputeMode::Fast
+        };
         let (model_spec, model) = resolve_model(args.model.as_deref()).context("--model")?;
         let batching = match args.batching {
             BatchingArg::Static => BatchingMode::Static,
@@ -148,6 +155,7 @@ impl RunConfig {
             selection,
             policy,
             device,
+            compute,
             batch_size: args.batch_size,
             batching,
             seed: args.seed,
@@ -168,7 +176,7 @@ impl RunConfig {
     }
 
     /// The stable directory name of this configuration: `<model>-<task>-<policy>-bs<B>`, then
-    /// `-continuous`, `-<device>`, `-seed<S>`, `-n<K>`, `-t<T>` where those differ from the defaults. It
+    /// `-continuous`, `-det`, `-<device>`, `-seed<S>`, `-n<K>`, `-t<T>` where those differ from the defaults. It
     /// depends only on the values, so a sweep names a run the same however its axes are listed.
     pub fn run_name(&self) -> String {
         let mut name = format!(
@@ -180,6 +188,9 @@ impl RunConfig {
         );
         if self.batching == BatchingMode::Continuous {
             name.push_str("-continuous");
+        }
+        if self.compute.is_deterministic() {
+            name.push_str("-det");
         }
         if !self.device.is_cpu() {
             name.push('-');
@@ -345,6 +356,9 @@ mod tests {
         assert_eq!(c.out, Path::new("runs/qwen2-arith-bf16-bs4"));
         let c = RunConfig::resolve(&args(&["--batching", "continuous", "--seed", "7"])).unwrap();
         assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-continuous-seed7");
+        let c = RunConfig::resolve(&args(&["--deterministic"])).unwrap();
+        assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-det");
+        assert!(c.compute.is_deterministic());
         assert_eq!(c.selection, Selection::First(ARITH_DEFAULT_LIMIT));
     }
 

@@ -121,6 +121,12 @@ impl ModelCache {
             }
             self.loaded = Some((key, model));
         }
+        // The kernels are a switch on the loaded model: runs differing only in it share the load.
+        let model = &mut self.loaded.as_mut().expect("loaded above").1;
+        model
+            .decoder
+            .set_compute_mode(cfg.compute)
+            .context("--deterministic")?;
         let model = &self.loaded.as_ref().expect("loaded above").1;
         Ok((model, self.digests[&model.files.weights].clone()))
     }
@@ -362,7 +368,7 @@ fn build_manifest(
         gpu_count: u32::from(cfg.device.is_cuda()),
         batch_size: cfg.batch_size,
         batching_mode: cfg.batching,
-        deterministic: false,
+        deterministic: cfg.compute.is_deterministic(),
         seed: cfg.seed,
         sampling: SamplingParams {
             temperature: cfg.temperature,

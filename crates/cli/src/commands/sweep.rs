@@ -9,6 +9,7 @@
 //! [axes]                               # one list per varied setting; the runs are their product
 //! policy = ["fp32", "bf16"]
 //! batch_size = [1, 8]
+//! deterministic = [false, true]        # a switch: `true` passes --deterministic
 //! ```
 //! Each combination becomes the `reprolm run` flags it spells (`batch_size = 8` is `--batch-size 8`), so
 //! a sweep accepts exactly what `run` accepts and refuses what `run` refuses. A run's directory is
@@ -52,6 +53,7 @@ const KEYS: &[&str] = &[
     "min_p",
     "logprobs",
     "device",
+    "deterministic",
     "limit",
     "problems",
 ];
@@ -360,6 +362,11 @@ pub(crate) fn finished_state(cfg: &RunConfig) -> Result<bool> {
         m.batching_mode.to_string(),
         cfg.batching.to_string(),
     );
+    cmp(
+        "deterministic",
+        m.deterministic.to_string(),
+        cfg.compute.is_deterministic().to_string(),
+    );
     cmp("seed", m.seed.to_string(), cfg.seed.to_string());
     cmp(
         "max_tokens",
@@ -434,6 +441,12 @@ fn run_args(base: &toml::Table, combo: &[(String, toml::Value)]) -> Result<RunAr
                 for (k, v) in t {
                     argv.push(flag.clone());
                     argv.push(format!("{k}={}", scalar(v)?));
+                }
+            }
+            // A switch: `true` passes the flag, `false` leaves it out.
+            toml::Value::Boolean(on) => {
+                if *on {
+                    argv.push(flag);
                 }
             }
             v => {

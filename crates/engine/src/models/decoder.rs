@@ -8,9 +8,10 @@ use super::rope::{self, RopeSpec};
 use crate::fused;
 use crate::kv_cache::KvCache;
 use crate::{Error, Result};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use reprolm_precision::{matmul, Component, Linear, ModelShape, PrecisionPolicy};
+use reprolm_precision::deterministic::{self, AttentionRows};
+use reprolm_precision::{matmul, Component, ComputeMode, Linear, ModelShape, PrecisionPolicy};
 use std::path::Path;
 
 /// The shape and switches of a decoder, independent of the family's config.json spelling.
@@ -224,6 +225,7 @@ pub struct Decoder {
     /// The LM head's weight is the embedding tensor itself (tied, same dtype): counted once.
     head_shares_embedding: bool,
     inv_freq: Vec<f32>,
+    mode: ComputeMode,
 }
 
 fn get(
@@ -372,7 +374,40 @@ impl Decoder {
             norm,
             lm_head,
             head_shares_embedding,
+            mode: ComputeMode::Fast,
         })
+    }
+
+    /// Chooses the kernels every later [`forward`](Decoder::forward) runs. In
+    /// [`ComputeMode::Deterministic`] a sequence's logits do not depend on the other rows of its
+    /// batch, on the batch size, on its row's padding or position, or on how its prompt was
+    /// split into forward calls; those kernels exist for the CPU and CUDA, so asking for them on
+    /// another device is an error rather than a silently non-deterministic run.
+    ///
+    /// ```
+    /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
+    /// use reprolm_engine::{LoadOptions, Model, ModelSource};
+    /// use reprolm_precision::{ComputeMode, PrecisionPolicy, ReductionOrder};
+    /// let opts = LoadOptions::cpu(PrecisionPolicy::preset("bf16")?);
+    /// let mut model = Model::load(&ModelSource::parse(dir.to_str().unwrap())?, &opts)?;
+    /// model.decoder.set_compute_mode(ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL))?;
+    /// assert!(model.decoder.compute_mode().is_deterministic());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_compute_mode(&mut self, mode: ComputeMode) -> Result<()> {
+        if mode.is_deterministic() && !(self.device.is_cpu() || self.device.is_cuda()) {
+            return Err(Error::InvalidRequest(format!(
+                "deterministic mode has batch-invariant kernels for the CPU and CUDA only, not {}",
+                crate::device::device_label(&self.device)
+            )));
+        }
+        self.mode = mode;
+        Ok(())
+    }
+
+    /// The kernels [`forward`](Decoder::forward) runs.
+    pub fn compute_mode(&self) -> ComputeMode {
+        self.mode
     }
 
     /// The decoder's shape.
@@ -495,16 +530,29 @@ impl Decoder {
             self.policy.dtype(Component::Rope),
             &self.device,
         )?;
-        let mask = self.attention_mask(&starts, past, l)?;
+        // The deterministic attention kernel reads the row starts itself; it needs no mask.
+        let mask = match self.mode {
+            ComputeMode::Fast => self.attention_mask(&starts, past, l)?,
+            ComputeMode::Deterministic(_) => None,
+        };
+        let ctx = AttentionContext {
+            cos: &cos,
+            sin: &sin,
+            mask: mask.as_ref(),
+            rows: AttentionRows {
+                starts: &starts,
+                past,
+            },
+            policy: &self.policy,
+            mode: self.mode,
+        };
 
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_norm.forward(&x)?;
-            let a = layer
-                .attn
-                .forward(&h, &cos, &sin, mask.as_ref(), cache, i, &self.policy)?;
+            let a = layer.attn.forward(&h, &ctx, cache, i)?;
             x = (x + a.to_dtype(act)?)?;
             let h = layer.post_norm.forward(&x)?;
-            let m = layer.mlp.forward(&h)?;
+            let m = layer.mlp.forward(&h, self.mode)?;
             x = (x + m.to_dtype(act)?)?;
         }
         let x = match logits_for {
@@ -512,9 +560,10 @@ impl Decoder {
             LogitsFor::Last => x.narrow(1, l - 1, 1)?,
         };
         let x = self.norm.forward(&x)?;
-        let logits = self
-            .lm_head
-            .forward(&x.to_dtype(self.policy.dtype(Component::LmHead))?)?;
+        let logits = self.lm_head.forward_with(
+            &x.to_dtype(self.policy.dtype(Component::LmHead))?,
+            self.mode,
+        )?;
         Ok(logits.to_dtype(self.policy.dtype(Component::Logits))?)
     }
 
@@ -546,25 +595,45 @@ impl Decoder {
     }
 }
 
+/// What every layer's attention needs to know about one forward call.
+struct AttentionContext<'a> {
+    cos: &'a Tensor,
+    sin: &'a Tensor,
+    /// The additive mask of the fast path (`None` in deterministic mode, or when nothing is masked).
+    mask: Option<&'a Tensor>,
+    rows: AttentionRows<'a>,
+    policy: &'a PrecisionPolicy,
+    mode: ComputeMode,
+}
+
 impl Attention {
-    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
+        ctx: &AttentionContext<'_>,
         cache: &mut KvCache,
         layer: usize,
-        policy: &PrecisionPolicy,
     ) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let act = policy.dtype(Component::Activations);
-        let attn_dtype = policy.dtype(Component::Attention);
-        let mut q = self.q.forward(x)?.to_dtype(act)?.reshape((b, l, h, d))?;
-        let mut k = self.k.forward(x)?.to_dtype(act)?.reshape((b, l, kvh, d))?;
-        let v = self.v.forward(x)?.to_dtype(act)?.reshape((b, l, kvh, d))?;
+        let (cos, sin, mode) = (ctx.cos, ctx.sin, ctx.mode);
+        let act = ctx.policy.dtype(Component::Activations);
+        let attn_dtype = ctx.policy.dtype(Component::Attention);
+        let mut q = self
+            .q
+            .forward_with(x, mode)?
+            .to_dtype(act)?
+            .reshape((b, l, h, d))?;
+        let mut k = self
+            .k
+            .forward_with(x, mode)?
+            .to_dtype(act)?
+            .reshape((b, l, kvh, d))?;
+        let v = self
+            .v
+            .forward_with(x, mode)?
+            .to_dtype(act)?
+            .reshape((b, l, kvh, d))?;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;
@@ -579,7 +648,15 @@ impl Attention {
         let k = rotate(&k)?.to_dtype(act)?;
         let v = v.transpose(1, 2)?;
         let (k_all, v_all) = cache.append(layer, &k, &v)?;
+        let scale = 1.0 / (d as f64).sqrt();
 
+        if mode.is_deterministic() {
+            // Keys and values are read back from the cache (already rounded to its dtype), GQA
+            // groups are read in place, and each query sums over its row's own slots only.
+            let out = deterministic::attention(&q, &k_all, &v_all, ctx.rows, scale, attn_dtype)?;
+            let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
+            return Ok(self.o.forward_with(&out, mode)?);
+        }
         // Grouped-query attention without copying keys and values per query head: the `n_rep`
         // query heads that share a key/value head are stacked as extra query rows of one matmul,
         // `(b, kvh, n_rep * l, d) · (b, kvh, d, t)`, then viewed back as `(b, h, l, t)`.
@@ -598,7 +675,6 @@ impl Attention {
         } else {
             k_all.t()?
         };
-        let scale = 1.0 / (d as f64).sqrt();
         let wide = softmax_dtype(attn_dtype);
         let scores = matmul(&q, &k_t, attn_dtype)?.reshape((b, h, l, t))?;
         // Scale in f32 and round once, as torch's `bf16_tensor * python_float` does; candle's
@@ -606,7 +682,7 @@ impl Attention {
         let mut scores = (scores.to_dtype(wide)? * scale)?
             .to_dtype(attn_dtype)?
             .to_dtype(wide)?;
-        if let Some(m) = mask {
+        if let Some(m) = ctx.mask {
             scores = scores.broadcast_add(m)?;
         }
         // Softmax in f32 (or wider), as every attention kernel accumulates it.
@@ -615,7 +691,7 @@ impl Attention {
             .reshape((b, kvh, n_rep * l, t))?;
         let out = matmul(&probs, &v_all, attn_dtype)?.reshape((b, h, l, d))?;
         let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
-        Ok(self.o.forward(&out)?)
+        Ok(self.o.forward_with(&out, mode)?)
     }
 }
 
@@ -630,16 +706,70 @@ fn softmax_dtype(attn: DType) -> DType {
 }
 
 impl Mlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
         // SiLU in f32 (or f64) and rounded once, as torch's kernel does; candle's 16-bit SiLU
         // would round after each of its divide, add and exp.
-        let gate = self.gate.forward(x)?;
-        let up = self.up.forward(x)?;
+        let gate = self.gate.forward_with(x, mode)?;
+        let up = self.up.forward_with(x, mode)?;
         if let Some(product) = fused::silu_mul(&gate, &up)? {
-            return Ok(self.down.forward(&product)?);
+            return Ok(self.down.forward_with(&product, mode)?);
         }
         let gate = candle_nn::ops::silu(&gate.to_dtype(softmax_dtype(gate.dtype()))?)?
             .to_dtype(gate.dtype())?;
-        Ok(self.down.forward(&(gate * up)?)?)
+        Ok(self.down.forward_with(&(gate * up)?, mode)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic mode leaves RMSNorm and log-softmax to candle: both reduce each contiguous
+    /// row on its own, sequentially, so a row's result must not depend on how many rows there are
+    /// or where it sits. This checks it for the widths and dtypes the models use.
+    #[test]
+    fn rmsnorm_and_log_softmax_rows_do_not_depend_on_the_batch() -> Result<()> {
+        let dev = Device::Cpu;
+        for (dtype, norm) in [
+            (DType::F32, DType::F32),
+            (DType::BF16, DType::F32),
+            (DType::F16, DType::F32),
+            (DType::F64, DType::F64),
+        ] {
+            let width = 896;
+            let x = Tensor::randn(0f32, 2.0, (40, width), &dev)?.to_dtype(dtype)?;
+            let n = RmsNorm {
+                weight: Tensor::randn(1f32, 0.1, width, &dev)?.to_dtype(dtype)?,
+                eps: 1e-6,
+                compute: norm,
+            };
+            let bits = |t: &Tensor| -> Result<Vec<u64>> {
+                Ok(t.to_dtype(DType::F64)?
+                    .flatten_all()?
+                    .to_vec1::<f64>()?
+                    .into_iter()
+                    .map(f64::to_bits)
+                    .collect())
+            };
+            let all_norm = n.forward(&x)?;
+            let all_lsm = candle_nn::ops::log_softmax(&x.to_dtype(DType::F32)?, D::Minus1)?;
+            for (row, m) in [(0, 1), (1, 2), (2, 3), (7, 8), (32, 33), (39, 5)] {
+                let start = row + 1 - m;
+                let part = x.narrow(0, start, m)?;
+                let one = n.forward(&part)?.narrow(0, row - start, 1)?;
+                assert_eq!(
+                    bits(&one)?,
+                    bits(&all_norm.narrow(0, row, 1)?)?,
+                    "{dtype:?} norm row {row} of {m}"
+                );
+                let lsm = candle_nn::ops::log_softmax(&part.to_dtype(DType::F32)?, D::Minus1)?;
+                assert_eq!(
+                    bits(&lsm.narrow(0, row - start, 1)?)?,
+                    bits(&all_lsm.narrow(0, row, 1)?)?,
+                    "{dtype:?} log-softmax row {row} of {m}"
+                );
+            }
+        }
+        Ok(())
     }
 }
