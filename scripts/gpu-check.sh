@@ -8,8 +8,11 @@
 #   3. speed: prefill and decode tokens/s of reprolm (bf16, fp32, layercast) and transformers
 #      `generate` (bf16, fp32) on the same prompts, batch 1, 8, 32, with the peak GPU memory of each
 #      reprolm process from nvidia-smi;
-#   4. the paper's experiment on the GPU: the embedded model and the random 1.5B model under bf16,
-#      fp16, fp32 and layercast at batch sizes 8, 16 and 32, then `reprolm report`.
+#   4. deterministic mode: greedy tokens and top-5 log-probabilities across batch sizes, orders and
+#      prefill chunking (`reprolm bench invariance`), and its speed against the fast kernels;
+#   5. the paper's experiment on the GPU: the embedded model and the random 1.5B model under bf16,
+#      fp16, fp32 and layercast at batch sizes 8, 16 and 32, with and without --deterministic,
+#      then `reprolm report`.
 #
 #   usage: scripts/gpu-check.sh [RESULTS_DIR]        (default: $OUT if set, else gpu-check-results)
 #   env:   REPROLM (the reprolm command; default `bash .gpu/run.sh reprolm`, the bundled CUDA build),
@@ -23,7 +26,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 RES="${1:-${OUT:-gpu-check-results}}"
 WORK="${WORK:-/tmp/reprolm-gpu}"
-STEPS="${STEPS:-models parity speed paper}"
+STEPS="${STEPS:-models parity speed determinism paper}"
 DEVICE="${DEVICE:-cuda:0}"
 TORCH_DEVICE="${DEVICE%%:*}"
 read -r -a REPROLM <<< "${REPROLM:-bash .gpu/run.sh reprolm}"
@@ -44,6 +47,17 @@ if step models; then
     [ -f "$WORK/models/$m/model.safetensors" ] || python3 scripts/gpu/make_random_model.py "$m" "$WORK/models/$m" --seed 0 \
       --device "$TORCH_DEVICE" ${MODEL_LAYERS:+--num-hidden-layers "$MODEL_LAYERS"}
   done
+fi
+
+# The prompts every speed measurement shares (reprolm and transformers): 32 x 512 random ids.
+if [ -f "$R15/config.json" ] && [ ! -f "$WORK/prompts.json" ]; then
+  python3 - "$R15/config.json" "$R/speed-model-config.json" "$WORK/prompts.json" <<'PY'
+import json, random, sys
+cfg = json.load(open(sys.argv[1])); cfg["_name"] = "DeepSeek-R1-Distill-Qwen-1.5B"
+json.dump(cfg, open(sys.argv[2], "w"))
+rng = random.Random(0)
+json.dump([[rng.randrange(cfg["vocab_size"]) for _ in range(512)] for _ in range(32)], open(sys.argv[3], "w"))
+PY
 fi
 
 if step parity; then
@@ -80,14 +94,7 @@ peak_mib() {
 
 if step speed; then
   say "speed (reprolm and transformers, same prompts)"
-  python3 - "$R15/config.json" "$R/speed-model-config.json" "$WORK/prompts.json" <<'PY'
-import json, random, sys
-cfg = json.load(open(sys.argv[1])); cfg["_name"] = "DeepSeek-R1-Distill-Qwen-1.5B"
-json.dump(cfg, open(sys.argv[2], "w"))
-rng = random.Random(0)
-json.dump([[rng.randrange(cfg["vocab_size"]) for _ in range(512)] for _ in range(32)], open(sys.argv[3], "w"))
-PY
-  echo "{" > "$R/memory.json.part"
+    echo "{" > "$R/memory.json.part"
   for p in bf16 fp32 layercast; do
     peak_mib "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy "$p" \
       --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 256 --json "$R/ours-speed-$p.json"
@@ -101,6 +108,18 @@ PY
   echo "  \"transformers bf16 then fp32 (one process)\": $PEAK" >> "$R/memory.json.part"
   echo "}" >> "$R/memory.json.part"
   mv "$R/memory.json.part" "$R/memory.json"
+fi
+
+if step determinism; then
+  say "deterministic mode: invariance and speed"
+  "${REPROLM[@]}" bench invariance --device "$DEVICE" --policy bf16 --policy fp32 --count 24 \
+    --prompt-tokens 96 --new-tokens 24 --batch-sizes 3,8,24 --json "$R/invariance-embedded.json"
+  "${REPROLM[@]}" bench invariance --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 \
+    --count 16 --prompt-tokens 64 --new-tokens 16 --batch-sizes 3,8,16 --json "$R/invariance-1.5b.json"
+  "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 --deterministic \
+    --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 64 --json "$R/det-speed.json"
+  "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy fp32 \
+    --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 64 --json "$R/fast-speed-64.json"
 fi
 
 if step paper; then

@@ -26,7 +26,8 @@ def main():
     for p in sorted(glob.glob(os.path.join(d, "ours-speed-*.json"))):
         ours += json.load(open(p))
     tf = json.load(open(os.path.join(d, "tf-speed.json"))) if os.path.exists(os.path.join(d, "tf-speed.json")) else []
-    cfg = json.load(open(os.path.join(d, "speed-model-config.json")))
+    cfg_path = os.path.join(d, "speed-model-config.json")
+    cfg = json.load(open(cfg_path)) if os.path.exists(cfg_path) else {}
     mem = json.load(open(os.path.join(d, "memory.json"))) if os.path.exists(os.path.join(d, "memory.json")) else {}
     peer = {(r["dtype"], r["batch"]): r for r in tf}
 
@@ -81,6 +82,33 @@ def main():
         for k, v in mem.items():
             w = wb.get(k.replace("reprolm ", ""))
             print(f"| {k} | {v} | {f'{w / 2**20:.0f} MiB' if w else '-'} |")
+        print()
+    inv = sorted(glob.glob(os.path.join(d, "invariance-*.json")))
+    if inv:
+        print("## Batch invariance (`reprolm bench invariance`): prompts whose greedy tokens and top-5 logprobs are bitwise those of batch 1\n")
+        print("| model | policy | kernels | layout | identical | max abs logprob difference |")
+        print("|---|---|---|---|---|---|")
+        for p in inv:
+            name = os.path.basename(p)[len("invariance-"):-len(".json")]
+            for r in json.load(open(p)):
+                print(f"| {name} | {r['policy']} | {r['kernels']} | {r['layout']} | {r['identical']}/{r['prompts']} | {r['max_top_logprob_difference']:.2e} |")
+        print()
+    det_p, fast_p = os.path.join(d, "det-speed.json"), os.path.join(d, "fast-speed-64.json")
+    if os.path.exists(det_p):
+        fast = {}
+        for path in [fast_p] + sorted(glob.glob(os.path.join(d, "ours-speed-*.json"))):
+            if os.path.exists(path):
+                for r in json.load(open(path)):
+                    fast.setdefault((r["policy"], r["batch"]), r)
+        print("## Deterministic kernels against the fast ones (time ratios, > 1 is slower)\n")
+        print("| policy | batch | det prefill s | det ms/step | fast prefill s | fast ms/step | prefill time ratio | decode time ratio |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in json.load(open(det_p)):
+            f = fast.get((r["policy"], r["batch"]))
+            if not f:
+                continue
+            print(f"| {r['policy']} | {r['batch']} | {r['prefill_seconds']:.3f} | {r['decode_step_ms']:.2f} | {f['prefill_seconds']:.3f} | "
+                  f"{f['decode_step_ms']:.2f} | {r['prefill_seconds'] / f['prefill_seconds']:.2f}x | {r['decode_step_ms'] / f['decode_step_ms']:.2f}x |")
         print()
     for p in sorted(glob.glob(os.path.join(d, "parity-*.json"))):
         rep = json.load(open(p))

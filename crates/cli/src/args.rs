@@ -326,6 +326,9 @@ pub enum BenchCommand {
     Speed(BenchSpeedArgs),
     /// Logits of every position of one prompt, and a greedy continuation, written to files.
     Logits(BenchLogitsArgs),
+    /// Whether each prompt's greedy tokens and top-k log-probabilities stay bitwise the same across
+    /// batch sizes, orders and prefill chunking, in the fast and the deterministic kernels.
+    Invariance(BenchInvarianceArgs),
 }
 
 /// What `reprolm bench` subcommands share: which model, where, and its prompts.
@@ -366,6 +369,9 @@ pub struct BenchSpeedArgs {
     /// Untimed repetitions before each measurement (kernel compilation, allocator warm-up).
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    /// Use the batch-invariant kernels (see `run --deterministic`).
+    #[arg(long)]
+    pub deterministic: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -382,8 +388,36 @@ pub struct BenchLogitsArgs {
     /// Greedy tokens to generate after the prompt (stop tokens ignored).
     #[arg(long, default_value_t = 64)]
     pub greedy_tokens: usize,
+    /// Use the batch-invariant kernels (see `run --deterministic`).
+    #[arg(long)]
+    pub deterministic: bool,
     /// Output directory: `logits.safetensors` (`(positions, vocab)` f32 of the first prompt) and
     /// `greedy.json` (prompt, generated ids, top-5 candidates).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// `reprolm bench invariance`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchInvarianceArgs {
+    #[command(flatten)]
+    pub model: BenchModelArgs,
+    /// Policies to check (repeatable).
+    #[arg(long = "policy", default_value = "fp32")]
+    pub policies: Vec<String>,
+    /// Number of prompts (random ids, lengths spread between half of `--prompt-tokens` and all of it).
+    #[arg(long, default_value_t = 32)]
+    pub count: usize,
+    /// Batch sizes to compare with batch size 1, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "3,8,32")]
+    pub batch_sizes: Vec<usize>,
+    /// Greedy tokens per prompt (stop tokens ignored).
+    #[arg(long, default_value_t = 32)]
+    pub new_tokens: usize,
+    /// Prompt chunk of the chunked-prefill case.
+    #[arg(long, default_value_t = 7)]
+    pub prefill_chunk: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }

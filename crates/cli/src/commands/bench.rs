@@ -13,12 +13,15 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use reprolm_engine::throughput::{self, Throughput, Workload};
 use reprolm_engine::{
-    device_label, device_name, parse_device, LoadOptions, LogitsFor, Model, Request,
-    ResolveOptions, SamplingParams,
+    device_label, device_name, parse_device, Batch, Generation, LoadOptions, LogitsFor, Model,
+    Request, ResolveOptions, SamplingParams,
 };
+use reprolm_precision::{ComputeMode, ReductionOrder};
 use serde_json::json;
 
-use crate::args::{BenchCommand, BenchLogitsArgs, BenchModelArgs, BenchSpeedArgs};
+use crate::args::{
+    BenchCommand, BenchInvarianceArgs, BenchLogitsArgs, BenchModelArgs, BenchSpeedArgs,
+};
 use crate::config::{resolve_model, resolve_policy};
 use crate::progress::OutputMode;
 
@@ -27,6 +30,15 @@ pub fn command(cmd: &BenchCommand, mode: OutputMode) -> Result<i32> {
     match cmd {
         BenchCommand::Speed(args) => speed(args, mode),
         BenchCommand::Logits(args) => logits(args, mode),
+        BenchCommand::Invariance(args) => invariance(args, mode),
+    }
+}
+
+fn compute_mode(deterministic: bool) -> ComputeMode {
+    if deterministic {
+        ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL)
+    } else {
+        ComputeMode::Fast
     }
 }
 
@@ -89,7 +101,10 @@ fn speed(args: &BenchSpeedArgs, mode: OutputMode) -> Result<i32> {
     }
     let mut results = Vec::new();
     for policy in &args.policies {
-        let (model, device) = load(&args.model, policy)?;
+        let (mut model, device) = load(&args.model, policy)?;
+        model
+            .decoder
+            .set_compute_mode(compute_mode(args.deterministic))?;
         let decoder = &model.decoder;
         let weight_bytes: usize = decoder.weight_bytes().values().sum();
         if mode == OutputMode::Human {
@@ -106,7 +121,8 @@ fn speed(args: &BenchSpeedArgs, mode: OutputMode) -> Result<i32> {
                 throughput::measure(decoder, &p, args.new_tokens.min(8))?;
             }
             let t = throughput::measure(decoder, &p, args.new_tokens)?;
-            let row = speed_row(policy, &device, weight_bytes, &t);
+            let mut row = speed_row(policy, &device, weight_bytes, &t);
+            row["deterministic"] = args.deterministic.into();
             match mode {
                 OutputMode::Json => crate::progress::event("bench_speed", row.clone()),
                 OutputMode::Human => println!(
@@ -146,7 +162,10 @@ fn speed_row(policy: &str, device: &Device, weight_bytes: usize, t: &Throughput)
 }
 
 fn logits(args: &BenchLogitsArgs, mode: OutputMode) -> Result<i32> {
-    let (model, device) = load(&args.model, &args.policy)?;
+    let (mut model, device) = load(&args.model, &args.policy)?;
+    model
+        .decoder
+        .set_compute_mode(compute_mode(args.deterministic))?;
     let decoder = &model.decoder;
     let prompt = prompts(&args.model, 1, decoder.spec().vocab_size)?.remove(0);
     std::fs::create_dir_all(&args.out)
@@ -198,4 +217,182 @@ fn logits(args: &BenchLogitsArgs, mode: OutputMode) -> Result<i32> {
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     std::fs::write(path, serde_json::to_string(value)? + "\n")
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// How one prompt set is put through the engine.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    batch: usize,
+    reversed: bool,
+    prefill_chunk: Option<usize>,
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "batch {}", self.batch)?;
+        if self.reversed {
+            f.write_str(", reversed")?;
+        }
+        if let Some(c) = self.prefill_chunk {
+            write!(f, ", prefill in chunks of {c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Greedy generations of `prompts` in static batches laid out as `layout` says, in prompt order.
+fn generate_laid_out(
+    decoder: &reprolm_engine::Decoder,
+    prompts: &[Vec<u32>],
+    new_tokens: usize,
+    layout: Layout,
+) -> Result<Vec<Generation>> {
+    let params = SamplingParams {
+        stop_token_ids: Vec::new(),
+        ..SamplingParams::greedy(new_tokens)
+    };
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    if layout.reversed {
+        order.reverse();
+    }
+    let mut out: Vec<Option<Generation>> = vec![None; prompts.len()];
+    for chunk in order.chunks(layout.batch) {
+        let mut batch = Batch::new(decoder, params.clone())?;
+        if let Some(c) = layout.prefill_chunk {
+            batch = batch.with_prefill_chunk(c)?;
+        }
+        batch.admit(
+            chunk
+                .iter()
+                .map(|&i| {
+                    (
+                        i,
+                        Request {
+                            prompt: prompts[i].clone(),
+                            problem_id: format!("invariance-{i}"),
+                            sample_index: 0,
+                        },
+                    )
+                })
+                .collect(),
+        )?;
+        while batch.active() > 0 {
+            for (i, g) in batch.step()? {
+                out[i] = Some(g);
+            }
+        }
+        for (i, g) in batch.step()? {
+            out[i] = Some(g);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|g| g.expect("every prompt finishes"))
+        .collect())
+}
+
+/// How far `got` is from `want`: whether tokens and top-k are bitwise equal, and the largest
+/// log-probability difference where the candidates agree.
+fn difference(want: &Generation, got: &Generation) -> (bool, f32) {
+    let same_ids = want.token_ids == got.token_ids && want.top_ids == got.top_ids;
+    let bits_equal = same_ids
+        && want
+            .top_logprobs
+            .iter()
+            .zip(&got.top_logprobs)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+    let max = want
+        .top_logprobs
+        .iter()
+        .zip(&got.top_logprobs)
+        .zip(want.top_ids.iter().zip(&got.top_ids))
+        .take_while(|(_, (a, b))| a == b)
+        .map(|((a, b), _)| (a - b).abs())
+        .fold(0f32, f32::max);
+    (bits_equal, max)
+}
+
+fn invariance(args: &BenchInvarianceArgs, mode: OutputMode) -> Result<i32> {
+    if args.count == 0 || args.new_tokens == 0 || args.model.prompt_tokens < 2 {
+        bail!("--count, --new-tokens and --prompt-tokens (at least 2) must be positive");
+    }
+    if args.batch_sizes.is_empty() || args.batch_sizes.contains(&0) {
+        bail!("--batch-sizes: every batch size must be at least 1");
+    }
+    let mut results = Vec::new();
+    for policy in &args.policies {
+        let (mut model, device) = load(&args.model, policy)?;
+        // Prompts of different lengths, so batches pad them differently.
+        let full = prompts(&args.model, args.count, model.decoder.spec().vocab_size)?;
+        let prompts: Vec<Vec<u32>> = full
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let min = (p.len() / 2).max(1);
+                let len = min + (i * 7919) % (p.len() - min + 1);
+                p[..len].to_vec()
+            })
+            .collect();
+        let mut layouts: Vec<Layout> = Vec::new();
+        for &batch in &args.batch_sizes {
+            for reversed in [false, true] {
+                layouts.push(Layout {
+                    batch,
+                    reversed,
+                    prefill_chunk: None,
+                });
+            }
+        }
+        layouts.push(Layout {
+            batch: 1,
+            reversed: false,
+            prefill_chunk: Some(args.prefill_chunk),
+        });
+        layouts.push(Layout {
+            batch: *args.batch_sizes.iter().max().expect("checked non-empty"),
+            reversed: true,
+            prefill_chunk: Some(args.prefill_chunk),
+        });
+        for deterministic in [false, true] {
+            model.decoder.set_compute_mode(compute_mode(deterministic))?;
+            let alone = Layout {
+                batch: 1,
+                reversed: false,
+                prefill_chunk: None,
+            };
+            let reference = generate_laid_out(&model.decoder, &prompts, args.new_tokens, alone)?;
+            let kernels = if deterministic { "deterministic" } else { "fast" };
+            for &layout in &layouts {
+                let got = generate_laid_out(&model.decoder, &prompts, args.new_tokens, layout)?;
+                let diffs: Vec<(bool, f32)> = reference
+                    .iter()
+                    .zip(&got)
+                    .map(|(w, g)| difference(w, g))
+                    .collect();
+                let identical = diffs.iter().filter(|d| d.0).count();
+                let max = diffs.iter().map(|d| d.1).fold(0f32, f32::max);
+                let row = json!({
+                    "policy": policy, "kernels": kernels, "device": device_label(&device),
+                    "device_name": device_name(&device), "layout": layout.to_string(),
+                    "prompts": prompts.len(), "identical": identical,
+                    "max_top_logprob_difference": max,
+                });
+                match mode {
+                    OutputMode::Json => crate::progress::event("bench_invariance", row.clone()),
+                    OutputMode::Human => println!(
+                        "{policy:>9} {kernels:>13} {:<40} {identical:>3}/{} identical to batch 1, max |dlogprob| {max:.3e}",
+                        layout.to_string(),
+                        prompts.len()
+                    ),
+                    OutputMode::Quiet => {}
+                }
+                results.push(row);
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)? + "\n")
+            .with_context(|| format!("--json {}", path.display()))?;
+    }
+    Ok(0)
 }
