@@ -35,6 +35,14 @@ R="$WORK/results"
 export PYTHONUNBUFFERED=1
 exec > >(tee -a "$RES/gpu-check.log") 2>&1
 step() { [[ " $STEPS " == *" $1 "* ]]; }
+# A deadline for the whole script (seconds, default 560), so that the summary and the archive are
+# written even when a step runs long: each heavy command gets the time left minus a margin.
+DEADLINE="${DEADLINE:-560}"
+run_t() {
+  local t=$(( DEADLINE - SECONDS - 25 ))
+  if [ "$t" -lt 5 ]; then echo "skipped, deadline reached: $*"; return 124; fi
+  timeout "$t" "$@"
+}
 say() { echo; echo "=== $(date +%T) $*"; }
 R15="$WORK/models/deepseek-r1-distill-qwen-1.5b"
 Q06="$WORK/models/qwen3-0.6b"
@@ -44,7 +52,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 if step models; then
   say "random-init models"
   for m in deepseek-r1-distill-qwen-1.5b qwen3-0.6b; do
-    [ -f "$WORK/models/$m/model.safetensors" ] || python3 scripts/gpu/make_random_model.py "$m" "$WORK/models/$m" --seed 0 \
+    [ -f "$WORK/models/$m/model.safetensors" ] || run_t python3 scripts/gpu/make_random_model.py "$m" "$WORK/models/$m" --seed 0 \
       --device "$TORCH_DEVICE" ${MODEL_LAYERS:+--num-hidden-layers "$MODEL_LAYERS"}
   done
 fi
@@ -66,16 +74,16 @@ if step parity; then
     say "parity $name"
     ours=()
     for p in fp32 layercast bf16; do
-      "${REPROLM[@]}" bench logits --model "$m" --device "$DEVICE" --policy "$p" --prompt-tokens 512 \
+      run_t "${REPROLM[@]}" bench logits --model "$m" --device "$DEVICE" --policy "$p" --prompt-tokens 512 \
         --greedy-tokens 64 --seed 1 --out "$WORK/logits-$name-$p" && ours+=("$p=$WORK/logits-$name-$p")
     done
     # The same without the fused kernels: what fusing changes in the numbers.
     for p in fp32 bf16; do
-      REPROLM_FUSED_KERNELS=0 "${REPROLM[@]}" bench logits --model "$m" --device "$DEVICE" --policy "$p" \
+      REPROLM_FUSED_KERNELS=0 run_t "${REPROLM[@]}" bench logits --model "$m" --device "$DEVICE" --policy "$p" \
         --prompt-tokens 512 --greedy-tokens 64 --seed 1 --out "$WORK/logits-$name-$p-composed" \
         && ours+=("$p-composed=$WORK/logits-$name-$p-composed")
     done
-    python3 scripts/gpu/parity.py "$m" --ours "${ours[@]}" --json "$R/parity-$name.json" --device "$TORCH_DEVICE"
+    run_t python3 scripts/gpu/parity.py "$m" --ours "${ours[@]}" --json "$R/parity-$name.json" --device "$TORCH_DEVICE"
   done
 fi
 
@@ -85,7 +93,7 @@ peak_mib() {
   base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > "$log" &
   local smi=$!
-  "$@"
+  run_t "$@"
   local rc=$?
   kill $smi 2>/dev/null; wait $smi 2>/dev/null
   PEAK=$(( $(sort -n "$log" | tail -1) - base ))
@@ -94,14 +102,14 @@ peak_mib() {
 
 if step speed; then
   say "speed (reprolm and transformers, same prompts)"
-    echo "{" > "$R/memory.json.part"
+  echo "{" > "$R/memory.json.part"
   for p in bf16 fp32 layercast; do
     peak_mib "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy "$p" \
       --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 256 --json "$R/ours-speed-$p.json"
     echo "  \"reprolm $p\": $PEAK," >> "$R/memory.json.part"
   done
   # What the fused kernels buy: bf16 with the composed ops.
-  REPROLM_FUSED_KERNELS=0 "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 \
+  REPROLM_FUSED_KERNELS=0 run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 \
     --batch-sizes 1,32 --prompts "$WORK/prompts.json" --new-tokens 128 --json "$R/composed-speed-bf16.json"
   peak_mib python3 scripts/gpu/transformers_speed.py "$R15" --prompts "$WORK/prompts.json" \
     --json "$R/tf-speed.json" --dtypes bf16,fp32 --batch-sizes 1,8,32 --new-tokens 256
@@ -112,23 +120,23 @@ fi
 
 if step determinism; then
   say "deterministic mode: invariance and speed"
-  "${REPROLM[@]}" bench invariance --device "$DEVICE" --policy bf16 --policy fp32 --count 24 \
+  run_t "${REPROLM[@]}" bench invariance --device "$DEVICE" --policy bf16 --policy fp32 --count 24 \
     --prompt-tokens 96 --new-tokens 24 --batch-sizes 3,8,24 --json "$R/invariance-embedded.json"
-  "${REPROLM[@]}" bench invariance --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 \
+  run_t "${REPROLM[@]}" bench invariance --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 \
     --count 16 --prompt-tokens 64 --new-tokens 16 --batch-sizes 3,8,16 --json "$R/invariance-1.5b.json"
-  "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 --deterministic \
+  run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 --deterministic \
     --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 64 --json "$R/det-speed.json"
-  "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy fp32 \
+  run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy fp32 \
     --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 64 --json "$R/fast-speed-64.json"
 fi
 
 if step paper; then
   say "the paper's experiment: embedded model"
-  "${REPROLM[@]}" sweep scripts/gpu/paper-embedded.toml --root "$R/paper-embedded" \
+  run_t "${REPROLM[@]}" sweep scripts/gpu/paper-embedded.toml --root "$R/paper-embedded" \
     && "${REPROLM[@]}" report "$R/paper-embedded"
   say "the paper's experiment: random-init DeepSeek-R1-Distill-Qwen-1.5B"
   # The sweep file names the model at the default $WORK.
-  "${REPROLM[@]}" sweep scripts/gpu/paper-random-1.5b.toml --root "$R/paper-random-1.5b" \
+  run_t "${REPROLM[@]}" sweep scripts/gpu/paper-random-1.5b.toml --root "$R/paper-random-1.5b" \
     && "${REPROLM[@]}" report "$R/paper-random-1.5b"
 fi
 
