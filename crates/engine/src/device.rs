@@ -39,7 +39,10 @@ pub fn parse_device(name: &str) -> Result<Device> {
     }
     let device = Device::new_cuda(ordinal)?;
     #[cfg(feature = "cuda")]
-    if let Device::Cuda(cuda) = &device {
+    if let (Device::Cuda(cuda), false) = (
+        &device,
+        std::env::var("REPROLM_CUDA_EVENT_TRACKING").is_ok_and(|v| v == "1"),
+    ) {
         // The engine runs every kernel on the device's one stream, so cudarc's cross-stream event
         // tracking (an event recorded per buffer per launch) only costs time.
         // Safety: no tensor of this device is used from another stream.

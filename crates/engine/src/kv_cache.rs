@@ -91,6 +91,14 @@ impl KvCache {
         if keep.len() == self.rows() && keep.iter().enumerate().all(|(i, &k)| i == k) {
             return Ok(());
         }
+        if keep.is_empty() {
+            // Nothing left: drop the tensors rather than select zero rows (a zero-sized launch
+            // is an error on CUDA).
+            self.layers.iter_mut().for_each(|slot| *slot = None);
+            self.starts.clear();
+            self.len = 0;
+            return Ok(());
+        }
         let starts: Vec<usize> = keep.iter().map(|&i| self.starts[i]).collect();
         let trim = starts.iter().copied().min().unwrap_or(0).min(self.len);
         if !self.is_empty() {
