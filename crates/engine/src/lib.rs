@@ -16,6 +16,7 @@ pub mod kv_cache;
 mod loader;
 mod model;
 pub mod models;
+pub mod parallel;
 mod pyjson;
 pub mod sampling;
 mod source;

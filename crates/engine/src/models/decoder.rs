@@ -5,12 +5,18 @@
 //! `(batch, heads, seq, head_dim)`, the cache `(batch, kv_heads, len, head_dim)`.
 
 use super::rope::{self, RopeSpec};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{CacheShard, KvCache};
+use crate::parallel::tree_matmul::tree_product;
+use crate::parallel::{
+    self, Communicator, LocalComm, ShardLayout, TensorParallel, TpMode, TREE_CHUNKS,
+};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::VarBuilder;
 use reprolm_precision::{matmul, Component, Linear, ModelShape, PrecisionPolicy};
+use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The shape and switches of a decoder, independent of the family's config.json spelling.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,7 +154,7 @@ pub enum LogitsFor {
     Last,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RmsNorm {
     weight: Tensor,
     eps: f64,
@@ -177,24 +183,96 @@ impl RmsNorm {
     }
 }
 
+/// A projection (q/k/v/o, gate/up/down, LM head) of one rank, with how it is split.
+#[derive(Debug)]
+struct Proj {
+    lin: Linear,
+    split: Split,
+    /// For a row-parallel projection over several ranks: the bias, added once after the
+    /// all-reduce (the rank's `lin` has none, so it is not summed `n` times).
+    bias_after_reduce: Option<Tensor>,
+}
+
+/// How a projection's weight is divided among ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Split {
+    /// By output rows: each rank computes its own output columns (q/k/v, gate/up).
+    Column,
+    /// By input columns: each rank computes a partial sum of every output (o, down).
+    Row,
+    /// By vocabulary rows, the outputs gathered across ranks (LM head).
+    Vocab,
+}
+
+/// What a rank's forward pass needs to know about its group.
+#[derive(Clone, Copy)]
+struct RankCtx<'a> {
+    comm: Option<&'a dyn Communicator>,
+    size: usize,
+    mode: TpMode,
+}
+
+impl Proj {
+    fn forward(&self, x: &Tensor, ctx: RankCtx<'_>) -> Result<Tensor> {
+        let mut y = match ctx.mode {
+            TpMode::Standard => {
+                let y = self.lin.forward(x)?;
+                match (self.split, ctx.comm) {
+                    (Split::Row, Some(comm)) => {
+                        let y = comm.all_reduce_sum(&y)?;
+                        match &self.bias_after_reduce {
+                            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
+                            None => y,
+                        }
+                    }
+                    _ => y,
+                }
+            }
+            TpMode::Invariant => {
+                // Partials stay in the accumulation dtype through the all-reduce; the bias joins
+                // the finished sum and the result is rounded once, on every tp size alike.
+                let compute = self.lin.compute_dtype();
+                let chunks = match self.split {
+                    Split::Row => TREE_CHUNKS / ctx.size,
+                    Split::Column | Split::Vocab => TREE_CHUNKS,
+                };
+                let mut y = tree_product(x, self.lin.weight(), compute, chunks)?;
+                if let (Split::Row, Some(comm)) = (self.split, ctx.comm) {
+                    y = comm.all_reduce_sum(&y)?;
+                }
+                if let Some(b) = self.lin.bias().or(self.bias_after_reduce.as_ref()) {
+                    y = y.broadcast_add(&b.to_dtype(compute)?.to_dtype(y.dtype())?)?;
+                }
+                y.to_dtype(compute)?
+            }
+        };
+        if let (Split::Vocab, Some(comm)) = (self.split, ctx.comm) {
+            y = comm.all_gather(&y, y.rank() - 1)?;
+        }
+        Ok(y)
+    }
+}
+
 #[derive(Debug)]
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
+    /// Query heads on this rank.
     num_heads: usize,
+    /// Key/value heads on this rank.
     num_kv_heads: usize,
     head_dim: usize,
 }
 
 #[derive(Debug)]
 struct Mlp {
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
 }
 
 #[derive(Debug)]
@@ -205,19 +283,41 @@ struct Layer {
     mlp: Mlp,
 }
 
-/// A loaded decoder: weights placed per the policy, ready to run batches against a [`KvCache`].
+/// One rank's weights: all of them for a single device, its shard under tensor parallelism.
+#[derive(Debug)]
+struct Rank {
+    layout: ShardLayout,
+    /// `None` on a single device.
+    comm: Option<Arc<dyn Communicator>>,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    lm_head: Proj,
+    /// The LM head's weight is (a slice of) the embedding tensor itself: counted once.
+    head_shares_embedding: bool,
+}
+
+/// A Llama/Qwen2/Qwen3 decoder: embeddings, pre-norm attention + SwiGLU blocks, final norm and
+/// LM head, on one device or split over the ranks of a tensor-parallel group.
 #[derive(Debug)]
 pub struct Decoder {
     spec: DecoderSpec,
     policy: PrecisionPolicy,
     device: Device,
-    embed: Tensor,
-    layers: Vec<Layer>,
-    norm: RmsNorm,
-    lm_head: Linear,
-    /// The LM head's weight is the embedding tensor itself (tied, same dtype): counted once.
-    head_shares_embedding: bool,
+    tp: TensorParallel,
+    ranks: Vec<Rank>,
     inv_freq: Vec<f32>,
+}
+
+/// The inputs every rank shares for one forward pass (replicated, read-only).
+struct Inputs {
+    ids: Tensor,
+    batch: usize,
+    seq: usize,
+    cos: Tensor,
+    sin: Tensor,
+    mask: Option<Tensor>,
+    logits_for: LogitsFor,
 }
 
 fn get(
@@ -240,132 +340,335 @@ fn get(
         })
 }
 
-fn linear(
-    vb: &VarBuilder,
+/// `rows` of `dim` of `t`, copied into storage of their own so that the whole tensor can be
+/// freed (a narrow alone would keep it alive). The whole range is `t` itself.
+fn slice(t: Tensor, dim: usize, rows: &Range<usize>) -> Result<Tensor> {
+    if rows.start == 0 && rows.end == t.dim(dim)? {
+        return Ok(t);
+    }
+    Ok(t.narrow(dim, rows.start, rows.len())?.force_contiguous()?)
+}
+
+/// Where a projection's shard lies in its `(out, in)` weight.
+struct ProjShape<'a> {
     in_dim: usize,
     out_dim: usize,
     bias: bool,
-    policy: &PrecisionPolicy,
-) -> Result<Linear> {
+    split: Split,
+    /// Rows (column split) or columns (row split) of the weight this rank holds.
+    part: &'a Range<usize>,
+    ranks: usize,
+}
+
+fn proj(vb: &VarBuilder, s: ProjShape<'_>, policy: &PrecisionPolicy) -> Result<Proj> {
     let storage = policy.dtype(Component::LinearStorage);
-    let w = get(vb, (out_dim, in_dim), "weight", storage)?;
-    let b = if bias {
-        Some(get(vb, out_dim, "bias", storage)?)
+    let w = get(vb, (s.out_dim, s.in_dim), "weight", storage)?;
+    let b = if s.bias {
+        Some(get(vb, s.out_dim, "bias", storage)?)
     } else {
         None
     };
-    Ok(Linear::new(
-        w,
-        b,
-        storage,
-        policy.dtype(Component::MatmulCompute),
-    )?)
+    let (w, b, bias_after_reduce) = match s.split {
+        Split::Column | Split::Vocab => (
+            slice(w, 0, s.part)?,
+            b.map(|b| slice(b, 0, s.part)).transpose()?,
+            None,
+        ),
+        Split::Row if s.ranks == 1 => (w, b, None),
+        Split::Row => (slice(w, 1, s.part)?, None, b),
+    };
+    Ok(Proj {
+        lin: Linear::new(w, b, storage, policy.dtype(Component::MatmulCompute))?,
+        split: s.split,
+        bias_after_reduce,
+    })
+}
+
+impl Rank {
+    /// Reads rank `layout.rank`'s weights. Replicated tensors (embeddings, norms) are read once
+    /// and shared between the ranks of this process (`shared`); each rank still counts them.
+    fn load(
+        spec: &DecoderSpec,
+        policy: &PrecisionPolicy,
+        vb: &VarBuilder,
+        layout: ShardLayout,
+        comm: Option<Arc<dyn Communicator>>,
+        shared: &mut Option<(Tensor, Vec<Vec<RmsNorm>>, RmsNorm)>,
+    ) -> Result<Self> {
+        let (h, d, n) = (spec.hidden_size, spec.head_dim, layout.size);
+        let m = vb.pp("model");
+        if shared.is_none() {
+            let embed = get(
+                &m.pp("embed_tokens"),
+                (spec.vocab_size, h),
+                "weight",
+                policy.dtype(Component::Embedding),
+            )?;
+            let mut norms = Vec::with_capacity(spec.num_layers);
+            for i in 0..spec.num_layers {
+                let l = m.pp("layers").pp(i);
+                let a = l.pp("self_attn");
+                let eps = spec.rms_norm_eps;
+                let mut ln = vec![
+                    RmsNorm::load(&l.pp("input_layernorm"), h, eps, policy)?,
+                    RmsNorm::load(&l.pp("post_attention_layernorm"), h, eps, policy)?,
+                ];
+                if spec.qk_norm {
+                    ln.push(RmsNorm::load(&a.pp("q_norm"), d, eps, policy)?);
+                    ln.push(RmsNorm::load(&a.pp("k_norm"), d, eps, policy)?);
+                }
+                norms.push(ln);
+            }
+            let norm = RmsNorm::load(&m.pp("norm"), h, spec.rms_norm_eps, policy)?;
+            *shared = Some((embed, norms, norm));
+        }
+        let (embed, norms, norm) = shared.as_ref().expect("loaded above");
+        let heads = layout.heads.start * d..layout.heads.end * d;
+        let kv = layout.kv_heads.start * d..layout.kv_heads.end * d;
+        let (q_out, kv_out) = (spec.num_heads * d, spec.num_kv_heads * d);
+        let mut layers = Vec::with_capacity(spec.num_layers);
+        for (i, ln) in norms.iter().enumerate() {
+            let l = m.pp("layers").pp(i);
+            let a = l.pp("self_attn");
+            let column = |out_dim, bias, part| ProjShape {
+                in_dim: h,
+                out_dim,
+                bias,
+                split: Split::Column,
+                part,
+                ranks: n,
+            };
+            let row = |in_dim, bias, part| ProjShape {
+                in_dim,
+                out_dim: h,
+                bias,
+                split: Split::Row,
+                part,
+                ranks: n,
+            };
+            let attn = Attention {
+                q: proj(&a.pp("q_proj"), column(q_out, spec.qkv_bias, &heads), policy)?,
+                k: proj(&a.pp("k_proj"), column(kv_out, spec.qkv_bias, &kv), policy)?,
+                v: proj(&a.pp("v_proj"), column(kv_out, spec.qkv_bias, &kv), policy)?,
+                o: proj(&a.pp("o_proj"), row(q_out, spec.o_bias, &heads), policy)?,
+                q_norm: ln.get(2).cloned(),
+                k_norm: ln.get(3).cloned(),
+                num_heads: layout.heads.len(),
+                num_kv_heads: layout.kv_heads.len(),
+                head_dim: d,
+            };
+            let p = l.pp("mlp");
+            let inter = spec.intermediate_size;
+            let units = &layout.intermediate;
+            let mlp = Mlp {
+                gate: proj(&p.pp("gate_proj"), column(inter, spec.mlp_bias, units), policy)?,
+                up: proj(&p.pp("up_proj"), column(inter, spec.mlp_bias, units), policy)?,
+                down: proj(&p.pp("down_proj"), row(inter, spec.mlp_bias, units), policy)?,
+            };
+            layers.push(Layer {
+                input_norm: ln[0].clone(),
+                attn,
+                post_norm: ln[1].clone(),
+                mlp,
+            });
+        }
+        let head_dtype = policy.dtype(Component::LmHead);
+        // A tied head in the embedding's dtype shares its storage; in another dtype it is a copy.
+        let head_shares_embedding =
+            spec.tie_word_embeddings && head_dtype == policy.dtype(Component::Embedding);
+        let head_w = if head_shares_embedding {
+            // A view: a row slice of a contiguous tensor needs no copy.
+            let v = &layout.vocab;
+            if v.len() == spec.vocab_size {
+                embed.clone()
+            } else {
+                embed.narrow(0, v.start, v.len())?
+            }
+        } else {
+            let (vb_head, name) = if spec.tie_word_embeddings {
+                (m.pp("embed_tokens"), "weight")
+            } else {
+                (vb.pp("lm_head"), "weight")
+            };
+            let w = get(&vb_head, (spec.vocab_size, h), name, head_dtype)?;
+            slice(w, 0, &layout.vocab)?
+        };
+        let lm_head = Proj {
+            lin: Linear::new(head_w, None, head_dtype, head_dtype)?,
+            split: Split::Vocab,
+            bias_after_reduce: None,
+        };
+        Ok(Rank {
+            layout,
+            comm,
+            embed: embed.clone(),
+            layers,
+            norm: norm.clone(),
+            lm_head,
+            head_shares_embedding,
+        })
+    }
+
+    fn ctx(&self, mode: TpMode) -> RankCtx<'_> {
+        RankCtx {
+            comm: self.comm.as_deref(),
+            size: self.layout.size,
+            mode,
+        }
+    }
+
+    fn weight_bytes(&self, out: &mut std::collections::BTreeMap<&'static str, usize>) {
+        let mut add = |t: &Tensor| {
+            *out.entry(reprolm_precision::dtype_name(t.dtype()))
+                .or_insert(0) += t.elem_count() * t.dtype().size_in_bytes();
+        };
+        add(&self.embed);
+        for l in &self.layers {
+            for p in [
+                &l.attn.q,
+                &l.attn.k,
+                &l.attn.v,
+                &l.attn.o,
+                &l.mlp.gate,
+                &l.mlp.up,
+                &l.mlp.down,
+            ] {
+                add(p.lin.weight());
+                for b in p.lin.bias().into_iter().chain(&p.bias_after_reduce) {
+                    add(b);
+                }
+            }
+            add(&l.input_norm.weight);
+            add(&l.post_norm.weight);
+            for n in [&l.attn.q_norm, &l.attn.k_norm].into_iter().flatten() {
+                add(&n.weight);
+            }
+        }
+        add(&self.norm.weight);
+        if !self.head_shares_embedding {
+            add(self.lm_head.lin.weight());
+        }
+    }
+
+    /// This rank's share of a forward pass; returns the full logits (every rank gets them).
+    fn forward(
+        &self,
+        dec: &Decoder,
+        inp: &Inputs,
+        mut cache: CacheShard<'_>,
+    ) -> Result<Tensor> {
+        let ctx = self.ctx(dec.tp.mode);
+        let policy = &dec.policy;
+        let act = policy.dtype(Component::Activations);
+        let (b, l) = (inp.batch, inp.seq);
+        let mut x = self
+            .embed
+            .index_select(&inp.ids, 0)?
+            .reshape((b, l, dec.spec.hidden_size))?
+            .to_dtype(act)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer.input_norm.forward(&x)?;
+            let a = layer.attn.forward(
+                &h,
+                &inp.cos,
+                &inp.sin,
+                inp.mask.as_ref(),
+                (&mut cache, i),
+                policy,
+                ctx,
+            )?;
+            x = (x + a.to_dtype(act)?)?;
+            let h = layer.post_norm.forward(&x)?;
+            let m = layer.mlp.forward(&h, ctx)?;
+            x = (x + m.to_dtype(act)?)?;
+        }
+        let x = match inp.logits_for {
+            LogitsFor::All => x,
+            LogitsFor::Last => x.narrow(1, l - 1, 1)?,
+        };
+        let x = self.norm.forward(&x)?;
+        let logits = self
+            .lm_head
+            .forward(&x.to_dtype(policy.dtype(Component::LmHead))?, ctx)?;
+        Ok(logits.to_dtype(policy.dtype(Component::Logits))?)
+    }
+}
+
+/// Releases the other ranks of a group if this rank's body returns an error or panics before
+/// its collectives are done.
+struct AbortOnDrop<'a>(Option<&'a dyn Communicator>);
+
+impl Drop for AbortOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
+            c.abort();
+        }
+    }
 }
 
 impl Decoder {
     /// Builds the decoder from weights under transformers' names (`model.layers.N...`,
     /// `lm_head.weight`), each converted to its component's dtype as it is read.
     pub fn load(spec: &DecoderSpec, policy: &PrecisionPolicy, vb: VarBuilder) -> Result<Self> {
+        Self::load_parallel(spec, policy, vb, TensorParallel::default())
+    }
+
+    /// As [`Decoder::load`], split over `tp.size` ranks (see [`crate::parallel`]). Each rank
+    /// keeps only its slices of the projection weights: a weight is read whole, sliced and
+    /// copied, and the whole dropped, so the transient peak is one weight tensor. On CPU the
+    /// ranks are threads; on CUDA tensor parallelism needs NCCL, which is not built yet, and
+    /// `tp.size > 1` is an error there rather than a single-device run.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device};
+    /// # use candle_nn::VarBuilder;
+    /// use reprolm_engine::parallel::{TensorParallel, TpMode};
+    /// use reprolm_engine::{Decoder, LogitsFor};
+    /// use reprolm_precision::PrecisionPolicy;
+    /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
+    /// let (_, spec) = reprolm_engine::spec_from_config_file(&dir.join("config.json"))?;
+    /// let vb = unsafe {
+    ///     VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)?
+    /// };
+    /// let tp = TensorParallel::new(2, TpMode::Standard);
+    /// let dec = Decoder::load_parallel(&spec, &PrecisionPolicy::fp32(), vb, tp)?;
+    /// let mut cache = dec.new_cache(vec![0]);
+    /// let logits = dec.forward(&[vec![1, 2, 3]], &mut cache, LogitsFor::Last)?;
+    /// assert_eq!(logits.dims(), &[1, 1, spec.vocab_size]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn load_parallel(
+        spec: &DecoderSpec,
+        policy: &PrecisionPolicy,
+        vb: VarBuilder,
+        tp: TensorParallel,
+    ) -> Result<Self> {
         let device = vb.device().clone();
-        let (h, d) = (spec.hidden_size, spec.head_dim);
-        let m = vb.pp("model");
-        let embed = get(
-            &m.pp("embed_tokens"),
-            (spec.vocab_size, h),
-            "weight",
-            policy.dtype(Component::Embedding),
-        )?;
-        let mut layers = Vec::with_capacity(spec.num_layers);
-        for i in 0..spec.num_layers {
-            let l = m.pp("layers").pp(i);
-            let a = l.pp("self_attn");
-            let (q_out, kv_out) = (spec.num_heads * d, spec.num_kv_heads * d);
-            let attn = Attention {
-                q: linear(&a.pp("q_proj"), h, q_out, spec.qkv_bias, policy)?,
-                k: linear(&a.pp("k_proj"), h, kv_out, spec.qkv_bias, policy)?,
-                v: linear(&a.pp("v_proj"), h, kv_out, spec.qkv_bias, policy)?,
-                o: linear(&a.pp("o_proj"), q_out, h, spec.o_bias, policy)?,
-                q_norm: spec
-                    .qk_norm
-                    .then(|| RmsNorm::load(&a.pp("q_norm"), d, spec.rms_norm_eps, policy))
-                    .transpose()?,
-                k_norm: spec
-                    .qk_norm
-                    .then(|| RmsNorm::load(&a.pp("k_norm"), d, spec.rms_norm_eps, policy))
-                    .transpose()?,
-                num_heads: spec.num_heads,
-                num_kv_heads: spec.num_kv_heads,
-                head_dim: d,
-            };
-            let p = l.pp("mlp");
-            let mlp = Mlp {
-                gate: linear(
-                    &p.pp("gate_proj"),
-                    h,
-                    spec.intermediate_size,
-                    spec.mlp_bias,
-                    policy,
-                )?,
-                up: linear(
-                    &p.pp("up_proj"),
-                    h,
-                    spec.intermediate_size,
-                    spec.mlp_bias,
-                    policy,
-                )?,
-                down: linear(
-                    &p.pp("down_proj"),
-                    spec.intermediate_size,
-                    h,
-                    spec.mlp_bias,
-                    policy,
-                )?,
-            };
-            layers.push(Layer {
-                input_norm: RmsNorm::load(&l.pp("input_layernorm"), h, spec.rms_norm_eps, policy)?,
-                attn,
-                post_norm: RmsNorm::load(
-                    &l.pp("post_attention_layernorm"),
-                    h,
-                    spec.rms_norm_eps,
-                    policy,
-                )?,
-                mlp,
-            });
-        }
-        let norm = RmsNorm::load(&m.pp("norm"), h, spec.rms_norm_eps, policy)?;
-        let head_dtype = policy.dtype(Component::LmHead);
-        // A tied head in the embedding's dtype shares its storage; in another dtype it is a copy.
-        let head_shares_embedding =
-            spec.tie_word_embeddings && head_dtype == policy.dtype(Component::Embedding);
-        let head_w = if head_shares_embedding {
-            embed.clone()
-        } else if spec.tie_word_embeddings {
-            get(
-                &m.pp("embed_tokens"),
-                (spec.vocab_size, h),
-                "weight",
-                head_dtype,
-            )?
+        parallel::check_parallel_device(&tp, &device)?;
+        let layouts = (0..tp.size)
+            .map(|r| parallel::layout(spec, &tp, r))
+            .collect::<Result<Vec<_>>>()?;
+        let comms: Vec<Option<Arc<dyn Communicator>>> = if tp.size == 1 {
+            vec![None]
         } else {
-            get(
-                &vb.pp("lm_head"),
-                (spec.vocab_size, h),
-                "weight",
-                head_dtype,
-            )?
+            LocalComm::group(tp.size)
+                .into_iter()
+                .map(|c| Some(Arc::new(c) as Arc<dyn Communicator>))
+                .collect()
         };
-        let lm_head = Linear::new(head_w, None, head_dtype, head_dtype)?;
+        let mut shared = None;
+        let ranks = layouts
+            .into_iter()
+            .zip(comms)
+            .map(|(layout, comm)| Rank::load(spec, policy, &vb, layout, comm, &mut shared))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Decoder {
-            inv_freq: spec.rope.inv_freq(d),
+            inv_freq: spec.rope.inv_freq(spec.head_dim),
             spec: spec.clone(),
             policy: policy.clone(),
             device,
-            embed,
-            layers,
-            norm,
-            lm_head,
-            head_shares_embedding,
+            tp,
+            ranks,
         })
     }
 
@@ -384,50 +687,46 @@ impl Decoder {
         &self.device
     }
 
-    /// An empty cache for rows whose prompts are left-padded by `starts[b]` slots.
+    /// How the decoder is split over ranks (size 1 on a single device).
+    pub fn tensor_parallel(&self) -> TensorParallel {
+        self.tp
+    }
+
+    /// What each rank holds, in rank order.
+    pub fn shard_layouts(&self) -> Vec<&ShardLayout> {
+        self.ranks.iter().map(|r| &r.layout).collect()
+    }
+
+    /// An empty cache (one shard per rank) for rows whose prompts are left-padded by
+    /// `starts[b]` slots.
     pub fn new_cache(&self, starts: Vec<usize>) -> KvCache {
-        KvCache::new(
+        KvCache::sharded(
+            self.ranks.len(),
             self.spec.num_layers,
             starts,
             self.policy.dtype(Component::KvCache),
         )
     }
 
-    /// Bytes held by the weights, by dtype name. A tied LM head counts once when it shares the
-    /// embedding tensor, and again when the policy gives it another dtype (a second copy). Equals
-    /// [`ModelShape::weight_memory`](reprolm_precision::ModelShape::weight_memory)'s `by_dtype()`
-    /// for `spec().shape()`.
+    /// Bytes held by the weights, by dtype name, summed over ranks. A tied LM head counts once
+    /// when it shares the embedding tensor, and again when the policy gives it another dtype (a
+    /// second copy). On a single device this equals
+    /// [`ModelShape::weight_memory`](reprolm_precision::ModelShape::weight_memory)'s
+    /// `by_dtype()` for `spec().shape()`; under tensor parallelism the replicated embeddings and
+    /// norms count once per rank, as each GPU of a group would hold them.
     pub fn weight_bytes(&self) -> std::collections::BTreeMap<&'static str, usize> {
         let mut out = std::collections::BTreeMap::new();
-        let mut add = |t: &Tensor| {
-            *out.entry(reprolm_precision::dtype_name(t.dtype()))
-                .or_insert(0) += t.elem_count() * t.dtype().size_in_bytes();
-        };
-        add(&self.embed);
-        for l in &self.layers {
-            for lin in [
-                &l.attn.q,
-                &l.attn.k,
-                &l.attn.v,
-                &l.attn.o,
-                &l.mlp.gate,
-                &l.mlp.up,
-                &l.mlp.down,
-            ] {
-                add(lin.weight());
-                if let Some(b) = lin.bias() {
-                    add(b);
-                }
-            }
-            add(&l.input_norm.weight);
-            add(&l.post_norm.weight);
-            for n in [&l.attn.q_norm, &l.attn.k_norm].into_iter().flatten() {
-                add(&n.weight);
-            }
+        for r in &self.ranks {
+            r.weight_bytes(&mut out);
         }
-        add(&self.norm.weight);
-        if !self.head_shares_embedding {
-            add(self.lm_head.weight());
+        out
+    }
+
+    /// As [`Decoder::weight_bytes`], for one rank.
+    pub fn rank_weight_bytes(&self, rank: usize) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        if let Some(r) = self.ranks.get(rank) {
+            r.weight_bytes(&mut out);
         }
         out
     }
@@ -454,6 +753,13 @@ impl Decoder {
                 cache.rows()
             )));
         }
+        if cache.shards() != self.ranks.len() {
+            return Err(Error::InvalidRequest(format!(
+                "cache has {} shards, the decoder {} tensor-parallel ranks",
+                cache.shards(),
+                self.ranks.len()
+            )));
+        }
         let past = cache.len();
         let starts = cache.starts().to_vec();
         if past + l - starts.iter().copied().min().unwrap_or(0) > self.spec.max_position_embeddings
@@ -463,7 +769,6 @@ impl Decoder {
                 self.spec.max_position_embeddings
             )));
         }
-        let act = self.policy.dtype(Component::Activations);
         let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
         if let Some(bad) = flat.iter().find(|&&t| t as usize >= self.spec.vocab_size) {
             return Err(Error::InvalidRequest(format!(
@@ -472,12 +777,6 @@ impl Decoder {
             )));
         }
         let ids = Tensor::from_vec(flat, b * l, &self.device)?;
-        let mut x = self
-            .embed
-            .index_select(&ids, 0)?
-            .reshape((b, l, self.spec.hidden_size))?
-            .to_dtype(act)?;
-
         // Per-row positions: a padded row counts from its first real token.
         let positions: Vec<Vec<usize>> = starts
             .iter()
@@ -489,27 +788,70 @@ impl Decoder {
             self.policy.dtype(Component::Rope),
             &self.device,
         )?;
-        let mask = self.attention_mask(&starts, past, l)?;
-
-        for (i, layer) in self.layers.iter().enumerate() {
-            let h = layer.input_norm.forward(&x)?;
-            let a = layer
-                .attn
-                .forward(&h, &cos, &sin, mask.as_ref(), cache, i, &self.policy)?;
-            x = (x + a.to_dtype(act)?)?;
-            let h = layer.post_norm.forward(&x)?;
-            let m = layer.mlp.forward(&h)?;
-            x = (x + m.to_dtype(act)?)?;
-        }
-        let x = match logits_for {
-            LogitsFor::All => x,
-            LogitsFor::Last => x.narrow(1, l - 1, 1)?,
+        let inputs = Inputs {
+            ids,
+            batch: b,
+            seq: l,
+            cos,
+            sin,
+            mask: self.attention_mask(&starts, past, l)?,
+            logits_for,
         };
-        let x = self.norm.forward(&x)?;
-        let logits = self
-            .lm_head
-            .forward(&x.to_dtype(self.policy.dtype(Component::LmHead))?)?;
-        Ok(logits.to_dtype(self.policy.dtype(Component::Logits))?)
+        let mut shards = cache.shard_views();
+        let logits = if self.ranks.len() == 1 {
+            self.ranks[0].forward(self, &inputs, shards.remove(0))?
+        } else {
+            self.forward_ranks(&inputs, shards)?
+        };
+        cache.set_len(past + l);
+        Ok(logits)
+    }
+
+    /// Runs every rank's share on its own thread (plain threads, never rayon workers: a rank
+    /// blocks at the group's barrier, and candle's kernels inside it use rayon's pool) and
+    /// returns rank 0's logits. A rank's own error is preferred over the "another rank failed"
+    /// errors it causes in the others.
+    fn forward_ranks(&self, inputs: &Inputs, shards: Vec<CacheShard<'_>>) -> Result<Tensor> {
+        let results: Vec<Result<Tensor>> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .ranks
+                .iter()
+                .zip(shards)
+                .map(|(rank, shard)| {
+                    s.spawn(move || {
+                        let guard = AbortOnDrop(rank.comm.as_deref());
+                        let out = rank.forward(self, inputs, shard);
+                        if out.is_ok() {
+                            std::mem::forget(guard);
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .enumerate()
+                .map(|(r, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Collective {
+                            op: "forward",
+                            rank: r,
+                            reason: "the rank's thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let (oks, errs): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+        let mut errs: Vec<Error> = errs.into_iter().filter_map(Result::err).collect();
+        if !errs.is_empty() {
+            let own = errs.iter().position(|e| !e.is_group_abort()).unwrap_or(0);
+            return Err(errs.swap_remove(own));
+        }
+        // No rank failed, so rank 0's logits come first.
+        oks.into_iter()
+            .next()
+            .expect("a group has at least one rank")
     }
 
     /// Additive mask `(batch, 1, seq, past + seq)`: query `i` of row `b` sees slots
@@ -548,17 +890,17 @@ impl Attention {
         cos: &Tensor,
         sin: &Tensor,
         mask: Option<&Tensor>,
-        cache: &mut KvCache,
-        layer: usize,
+        (cache, layer): (&mut CacheShard<'_>, usize),
         policy: &PrecisionPolicy,
+        ctx: RankCtx<'_>,
     ) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let act = policy.dtype(Component::Activations);
         let attn_dtype = policy.dtype(Component::Attention);
-        let mut q = self.q.forward(x)?.to_dtype(act)?.reshape((b, l, h, d))?;
-        let mut k = self.k.forward(x)?.to_dtype(act)?.reshape((b, l, kvh, d))?;
-        let v = self.v.forward(x)?.to_dtype(act)?.reshape((b, l, kvh, d))?;
+        let mut q = self.q.forward(x, ctx)?.to_dtype(act)?.reshape((b, l, h, d))?;
+        let mut k = self.k.forward(x, ctx)?.to_dtype(act)?.reshape((b, l, kvh, d))?;
+        let v = self.v.forward(x, ctx)?.to_dtype(act)?.reshape((b, l, kvh, d))?;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;
@@ -586,7 +928,7 @@ impl Attention {
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(attn_dtype)?;
         let out = matmul(&probs, &v_all, attn_dtype)?; // (b, h, l, d)
         let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
-        Ok(self.o.forward(&out)?)
+        self.o.forward(&out, ctx)
     }
 }
 
@@ -611,13 +953,13 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
 }
 
 impl Mlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: RankCtx<'_>) -> Result<Tensor> {
         // SiLU in f32 (or f64) and rounded once, as torch's kernel does; candle's 16-bit SiLU
         // would round after each of its divide, add and exp.
-        let gate = self.gate.forward(x)?;
+        let gate = self.gate.forward(x, ctx)?;
         let gate = candle_nn::ops::silu(&gate.to_dtype(softmax_dtype(gate.dtype()))?)?
             .to_dtype(gate.dtype())?;
-        let up = self.up.forward(x)?;
-        Ok(self.down.forward(&(gate * up)?)?)
+        let up = self.up.forward(x, ctx)?;
+        self.down.forward(&(gate * up)?, ctx)
     }
 }
