@@ -645,6 +645,7 @@ impl Decoder {
     ) -> Result<Self> {
         let device = vb.device().clone();
         parallel::check_parallel_device(&tp, &device)?;
+        parallel::check_split(spec, &tp)?;
         let layouts = (0..tp.size)
             .map(|r| parallel::layout(spec, &tp, r))
             .collect::<Result<Vec<_>>>()?;
