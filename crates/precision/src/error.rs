@@ -55,6 +55,28 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A deterministic kernel was handed operands whose shapes do not fit.
+    #[error("{op}: {reason}")]
+    KernelShape {
+        /// The kernel.
+        op: &'static str,
+        /// What does not fit.
+        reason: String,
+    },
+    /// A tree-ordered reduction was asked for a number of chunks that is not a power of two.
+    #[error("a tree-ordered reduction needs a power-of-two number of chunks, got {chunks}")]
+    ReductionChunks {
+        /// The number asked for.
+        chunks: usize,
+    },
+    /// A deterministic kernel was asked to run on a device it has no implementation for.
+    #[error("{op}: deterministic kernels run on the CPU only; got a tensor on {device}")]
+    DeterministicDevice {
+        /// The kernel.
+        op: &'static str,
+        /// The device the tensor lives on.
+        device: String,
+    },
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

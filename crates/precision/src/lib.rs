@@ -54,16 +54,22 @@
 //! KV cache are f32. `fp32-head` is `bf16` with the LM head weight, its matmul and the logits in
 //! f32 (MiniMax-M1's fix). Custom policies come from TOML files ([`PrecisionPolicy::from_toml_str`]).
 //!
+//! [`deterministic`] holds the batch-invariant CPU kernels that `ComputeMode::Deterministic`
+//! selects: matmuls with one reduction order per output (optionally tree-split over K to match a
+//! tensor-parallel all-reduce) and attention reduced over each row's own keys.
+//!
 //! [`ModelShape::memory`] counts the bytes each policy needs for a model's weights and KV cache.
 #![deny(missing_docs)]
 
 mod describe;
+pub mod deterministic;
 mod error;
 mod file;
 mod linear;
 mod memory;
 mod policy;
 
+pub use deterministic::{ComputeMode, ReductionOrder};
 pub use error::{Error, Result};
 pub use file::POLICY_FILE_VERSION;
 pub use linear::{matmul, Linear};

@@ -1,6 +1,7 @@
 //! A linear layer that stores its weight in one dtype and multiplies in another, and the matmul
 //! it (and attention) runs in a chosen dtype.
 
+use crate::deterministic::{self, ComputeMode};
 use crate::Result;
 use candle_core::{DType, Module, Tensor};
 
@@ -100,26 +101,60 @@ impl Linear {
     pub fn compute_dtype(&self) -> DType {
         self.compute
     }
-}
 
-impl Module for Linear {
-    /// `x` is `(..., in)`; the output is `(..., out)` in the compute dtype.
+    /// `x Wᵀ + b` with the kernels `mode` selects; `x` is `(..., in)`, the output `(..., out)`
+    /// in the compute dtype.
     ///
-    /// Leading dimensions are flattened into one `(rows, in)` matrix so that every row goes
-    /// through the same 2-D GEMM whatever the batch shape; this is the path whose per-row results
-    /// we measured independent of the row count.
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// Leading dimensions are flattened into one `(rows, in)` matrix. In
+    /// [`ComputeMode::Deterministic`] every output element is reduced in the one order of
+    /// [`deterministic::linear`], whatever the number of rows; in [`ComputeMode::Fast`] candle's
+    /// GEMM runs, whose row results can depend on the row count (one row takes another path).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use reprolm_precision::{ComputeMode, Linear, ReductionOrder};
+    /// let w = Tensor::randn(0f32, 1.0, (6, 16), &Device::Cpu)?;
+    /// let lin = Linear::new(w, None, DType::BF16, DType::BF16)?;
+    /// let x = Tensor::randn(0f32, 1.0, (3, 16), &Device::Cpu)?;
+    /// let det = ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL);
+    /// let all = lin.forward_with(&x, det)?;
+    /// let one = lin.forward_with(&x.narrow(0, 2, 1)?, det)?;
+    /// assert_eq!(all.narrow(0, 2, 1)?.to_dtype(DType::F32)?.to_vec2::<f32>()?,
+    ///            one.to_dtype(DType::F32)?.to_vec2::<f32>()?);
+    /// # Ok::<(), reprolm_precision::Error>(())
+    /// ```
+    pub fn forward_with(&self, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let in_features = *dims
             .last()
             .expect("linear input has at least one dimension");
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.to_dtype(self.compute)?.reshape((rows, in_features))?;
-        let w = self.weight.to_dtype(self.compute)?;
-        let y = affine_product(&x2, &w.t()?, self.bias.as_ref(), self.compute)?;
+        let y = match mode {
+            ComputeMode::Fast => {
+                let w = self.weight.to_dtype(self.compute)?;
+                affine_product(&x2, &w.t()?, self.bias.as_ref(), self.compute)?
+            }
+            ComputeMode::Deterministic(order) => {
+                deterministic::linear(&x2, &self.weight, self.bias.as_ref(), self.compute, order)?
+            }
+        };
         let mut out_dims = dims;
         *out_dims.last_mut().unwrap() = y.dim(1)?;
-        y.reshape(out_dims)
+        Ok(y.reshape(out_dims)?)
+    }
+}
+
+impl Module for Linear {
+    /// [`Linear::forward_with`] in [`ComputeMode::Fast`]: candle's GEMM on one flattened
+    /// `(rows, in)` matrix, whose row results we measured independent of the row count for two
+    /// rows or more.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_with(x, ComputeMode::Fast)
+            .map_err(|e| match e {
+                crate::Error::Candle(e) => e,
+                other => candle_core::Error::Msg(other.to_string()),
+            })
     }
 }
 
