@@ -6,14 +6,16 @@
 
 use super::rope::{self, RopeSpec};
 use crate::kv_cache::{CacheShard, KvCache};
-use crate::parallel::tree_matmul::tree_product;
 use crate::parallel::{
     self, Communicator, LocalComm, ShardLayout, TensorParallel, TpMode, TREE_CHUNKS,
 };
 use crate::{Error, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::VarBuilder;
-use reprolm_precision::{matmul, Component, Linear, ModelShape, PrecisionPolicy};
+use reprolm_precision::deterministic::{partial_sums, round_output, tree_sum};
+use reprolm_precision::{
+    matmul, Component, ComputeMode, Linear, ModelShape, PrecisionPolicy, ReductionOrder,
+};
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -229,21 +231,26 @@ impl Proj {
                 }
             }
             TpMode::Invariant => {
-                // Partials stay in the accumulation dtype through the all-reduce; the bias joins
-                // the finished sum and the result is rounded once, on every tp size alike.
-                let compute = self.lin.compute_dtype();
-                let chunks = match self.split {
-                    Split::Row => TREE_CHUNKS / ctx.size,
-                    Split::Column | Split::Vocab => TREE_CHUNKS,
-                };
-                let mut y = tree_product(x, self.lin.weight(), compute, chunks)?;
-                if let (Split::Row, Some(comm)) = (self.split, ctx.comm) {
-                    y = comm.all_reduce_sum(&y)?;
+                let whole = ComputeMode::Deterministic(ReductionOrder::tree(TREE_CHUNKS)?);
+                match (self.split, ctx.comm) {
+                    (Split::Row, Some(comm)) => {
+                        // This rank's chunks of K summed in their subtree, the subtrees of all
+                        // ranks in the all-reduce's tree, still in f32; the bias joins the
+                        // finished sum and the result is rounded once, as on one device.
+                        let compute = self.lin.compute_dtype();
+                        let dims = x.dims().to_vec();
+                        let k = *dims.last().expect("projection input has a feature dim");
+                        let x2 = x.reshape((x.elem_count() / k, k))?;
+                        let order = ReductionOrder::tree(TREE_CHUNKS / ctx.size)?;
+                        let mine = tree_sum(&partial_sums(&x2, self.lin.weight(), compute, order)?)?;
+                        let sum = comm.all_reduce_sum(&mine)?;
+                        let y = round_output(&sum, self.bias_after_reduce.as_ref(), compute)?;
+                        let mut out_dims = dims;
+                        *out_dims.last_mut().expect("non-empty") = y.dim(1)?;
+                        y.reshape(out_dims)?
+                    }
+                    _ => self.lin.forward_with(x, whole)?,
                 }
-                if let Some(b) = self.lin.bias().or(self.bias_after_reduce.as_ref()) {
-                    y = y.broadcast_add(&b.to_dtype(compute)?.to_dtype(y.dtype())?)?;
-                }
-                y.to_dtype(compute)?
             }
         };
         if let (Split::Vocab, Some(comm)) = (self.split, ctx.comm) {

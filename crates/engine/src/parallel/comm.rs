@@ -6,7 +6,7 @@
 //! input dtype. The order is a property of the group size alone, never of which rank arrives
 //! first, so a sum is reproducible run to run; and because the tree over ranks is the top of the
 //! tree a single device computes over the same chunks of K, the TP-invariant mode can make the
-//! result independent of the group size too (see [`super::tree_matmul`]).
+//! result independent of the group size too (see [`super::TREE_CHUNKS`]).
 
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
@@ -62,7 +62,8 @@ pub(crate) fn accumulation_dtype(dtype: DType) -> DType {
 
 /// `parts[0] + ... + parts[n-1]` in the fixed binary tree: the two halves `[0, n/2)` and
 /// `[n/2, n)` are summed recursively, then added. For `n` a power of two this is the balanced
-/// tree whose leaves are the parts in order.
+/// tree whose leaves are the parts in order, the same as the adjacent-pair tree of
+/// [`reprolm_precision::deterministic::tree_sum`] (tested below).
 pub(crate) fn tree_sum(parts: &[Tensor]) -> candle_core::Result<Tensor> {
     match parts {
         [] => candle_core::bail!("tree_sum of no tensors"),
@@ -268,6 +269,21 @@ mod tests {
                 assert_eq!(g.to_bits(), want.to_bits(), "late rank {delay_rank}");
             }
         }
+    }
+
+    #[test]
+    fn the_rank_tree_is_the_top_of_the_kernels_chunk_tree() -> Result<()> {
+        for n in [2usize, 4, 8] {
+            let parts: Vec<Tensor> = (0..n)
+                .map(|r| Tensor::randn(0f32, 1.0, 64, &Device::Cpu).map(|t| (t * 10f64.powi(r as i32 - 3)).unwrap()))
+                .collect::<candle_core::Result<_>>()?;
+            let ours = tree_sum(&parts)?.to_vec1::<f32>()?;
+            let kernel = reprolm_precision::deterministic::tree_sum(&Tensor::stack(&parts, 0)?)?;
+            let kernel = kernel.to_vec1::<f32>()?;
+            let same = ours.iter().zip(&kernel).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{n} ranks");
+        }
+        Ok(())
     }
 
     #[test]

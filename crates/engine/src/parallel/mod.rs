@@ -9,18 +9,24 @@
 //! asking for it is an error rather than a silent single-GPU run.
 //!
 //! Two modes ([`TpMode`]): `Standard` uses the fast kernels, so logits move with `n` at the level
-//! of float rounding (as on real multi-GPU servers); `Invariant` runs every projection through a
-//! tree-ordered matmul whose K-reduction tree has the all-reduce as its top levels, so greedy
-//! tokens and logits are bitwise the same for every `n` dividing 8.
+//! of float rounding (as on real multi-GPU servers); `Invariant` runs every projection through
+//! the fixed-order kernels of [`reprolm_precision::deterministic`] with K reduced over
+//! [`TREE_CHUNKS`] chunks in a binary tree whose top levels are the all-reduce, so greedy tokens
+//! and logits are bitwise the same for every `n` dividing 8.
 
 mod comm;
 mod shard;
-pub(crate) mod tree_matmul;
 
 pub use comm::{Communicator, LocalComm};
 pub use shard::{check_split, ShardLayout};
 pub(crate) use shard::layout;
-pub use tree_matmul::TREE_CHUNKS;
+
+/// The number of K chunks the TP-invariant mode's matmuls are reduced over, in a binary tree:
+/// the largest tensor-parallel size it supports. Rank `r` of `n` holds chunks
+/// `r·8/n .. (r+1)·8/n` of a row-parallel weight, reduces them with
+/// [`ReductionOrder::tree`](reprolm_precision::ReductionOrder::tree)`(8 / n)`, and the all-reduce
+/// adds the ranks' sums in the upper levels of the same tree; one device reduces all 8 chunks.
+pub const TREE_CHUNKS: usize = 8;
 
 /// How the ranks' partial sums are computed and combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,8 +35,9 @@ pub enum TpMode {
     /// is exactly the single-device decoder.
     #[default]
     Standard,
-    /// Every projection through the tree-ordered matmul (K in [`TREE_CHUNKS`] chunks), partials
-    /// kept in f32 through the all-reduce and rounded once: results independent of `size`.
+    /// Every projection through the fixed-order matmul with K in [`TREE_CHUNKS`] chunks summed
+    /// in a binary tree; partials stay in f32 through the all-reduce and are rounded once:
+    /// results independent of `size`. CPU only, slower (see the README for the measured cost).
     Invariant,
 }
 
@@ -94,7 +101,7 @@ pub fn check_parallel_device(tp: &TensorParallel, device: &candle_core::Device) 
         return refuse("tensor parallelism on CUDA needs NCCL support, not built yet; use --tp 1 or the cpu device");
     }
     if tp.mode == TpMode::Invariant {
-        return refuse("the TP-invariant mode's tree-ordered matmul runs on the CPU only");
+        return refuse("the TP-invariant mode's fixed-order kernels run on the CPU only");
     }
     Ok(())
 }

@@ -61,13 +61,13 @@ pub(crate) fn layout(spec: &DecoderSpec, tp: &TensorParallel, rank: usize) -> Re
     if n == 0 {
         return bad("tp", 0, "the group needs at least one rank".into());
     }
-    if tp.mode == super::TpMode::Invariant && super::tree_matmul::TREE_CHUNKS % n != 0 {
+    if tp.mode == super::TpMode::Invariant && super::TREE_CHUNKS % n != 0 {
         return bad(
             "tp",
             n,
             format!(
                 "the TP-invariant mode splits K into {} chunks; tp must divide it",
-                super::tree_matmul::TREE_CHUNKS
+                super::TREE_CHUNKS
             ),
         );
     }
