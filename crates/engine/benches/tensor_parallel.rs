@@ -44,7 +44,14 @@ fn run(dec: &Decoder, case: &Case) -> (f64, f64, Vec<Vec<u32>>) {
         .map(|i| {
             let prompt = (0..case.prompt_len).map(|_| next()).collect();
             let problem_id = format!("bench{i}");
-            (i, Request { prompt, problem_id, sample_index: 0 })
+            (
+                i,
+                Request {
+                    prompt,
+                    problem_id,
+                    sample_index: 0,
+                },
+            )
         })
         .collect();
     let params = SamplingParams::greedy(case.new_tokens + 1);
@@ -68,7 +75,9 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let dir = std::env::var_os("REPROLM_MODEL_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/arith-qwen2-3m"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/arith-qwen2-3m")
+        });
     let (_, spec) = spec_from_config_file(&dir.join("config.json")).unwrap();
     let policy = PrecisionPolicy::fp32();
     let case = Case {
@@ -91,11 +100,15 @@ fn main() {
         let mut reference: Option<Vec<Vec<u32>>> = None;
         for size in [1usize, 2, 4] {
             let vb = unsafe {
-                VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)
+                VarBuilder::from_mmaped_safetensors(
+                    &[dir.join("model.safetensors")],
+                    DType::F32,
+                    &Device::Cpu,
+                )
             }
             .unwrap();
-            let dec =
-                Decoder::load_parallel(&spec, &policy, vb, TensorParallel::new(size, mode)).unwrap();
+            let dec = Decoder::load_parallel(&spec, &policy, vb, TensorParallel::new(size, mode))
+                .unwrap();
             run(&dec, &case); // warm-up
             let (mut p, mut d) = (Vec::new(), Vec::new());
             let mut tokens = Vec::new();
@@ -108,7 +121,11 @@ fn main() {
             let prefill = (case.batch * case.prompt_len) as f64 / median(p);
             let decode = (case.batch * case.new_tokens) as f64 / median(d);
             let reference = reference.get_or_insert_with(|| tokens.clone());
-            let same = tokens.iter().zip(reference.iter()).filter(|(a, b)| a == b).count();
+            let same = tokens
+                .iter()
+                .zip(reference.iter())
+                .filter(|(a, b)| a == b)
+                .count();
             println!(
                 "  {size}   {:<10}  {prefill:>13.0}   {decode:>12.0}   {same}/{}",
                 mode.as_str(),

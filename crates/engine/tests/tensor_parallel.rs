@@ -28,18 +28,31 @@ fn logits_all(dec: &Decoder, ids: &[u32]) -> Vec<Vec<f32>> {
         .to_vec2()
         .unwrap();
     for &t in &ids[..6] {
-        let l = dec.forward(&[vec![t]], &mut cache, LogitsFor::Last).unwrap();
-        rows.push(l.flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1().unwrap());
+        let l = dec
+            .forward(&[vec![t]], &mut cache, LogitsFor::Last)
+            .unwrap();
+        rows.push(
+            l.flatten_all()
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+                .to_vec1()
+                .unwrap(),
+        );
     }
     rows
 }
 
 fn to_f64(m: &[Vec<f32>]) -> Vec<Vec<f64>> {
-    m.iter().map(|r| r.iter().map(|&x| x as f64).collect()).collect()
+    m.iter()
+        .map(|r| r.iter().map(|&x| x as f64).collect())
+        .collect()
 }
 
 fn bits(m: &[Vec<f32>]) -> Vec<Vec<u32>> {
-    m.iter().map(|r| r.iter().map(|x| x.to_bits()).collect()).collect()
+    m.iter()
+        .map(|r| r.iter().map(|x| x.to_bits()).collect())
+        .collect()
 }
 
 /// Four prompts of different lengths, generated together (padding, merge and row removal of the
@@ -85,7 +98,10 @@ fn standard_mode_matches_one_rank_within_fp32_rounding() {
 
 #[test]
 fn invariant_mode_is_bitwise_the_same_for_1_2_and_4_ranks() {
-    for policy in [PrecisionPolicy::fp32(), PrecisionPolicy::preset("bf16").unwrap()] {
+    for policy in [
+        PrecisionPolicy::fp32(),
+        PrecisionPolicy::preset("bf16").unwrap(),
+    ] {
         for arch in ARCHS {
             let ids = Expected::load(arch).ids("prompt_ids");
             let one = load_tp(arch, &policy, tp(1, TpMode::Invariant)).unwrap();
@@ -94,13 +110,24 @@ fn invariant_mode_is_bitwise_the_same_for_1_2_and_4_ranks() {
             // The invariant kernel is a different summation order, not a different model.
             let standard = logits_all(&load(arch, &policy), &ids);
             let err = max_abs_diff(&to_f64(&want), &to_f64(&standard));
-            println!("{arch} {}: invariant vs standard tp 1, logits max abs diff {err:.3e}", policy.name);
+            println!(
+                "{arch} {}: invariant vs standard tp 1, logits max abs diff {err:.3e}",
+                policy.name
+            );
             let bound = if policy.name == "fp32" { 1e-4 } else { 0.1 };
-            assert!(err <= bound, "{arch} {}: invariant vs standard {err}", policy.name);
+            assert!(
+                err <= bound,
+                "{arch} {}: invariant vs standard {err}",
+                policy.name
+            );
             for n in [2, 4] {
                 let dec = load_tp(arch, &policy, tp(n, TpMode::Invariant)).unwrap();
                 let got = logits_all(&dec, &ids);
-                assert!(bits(&got) == bits(&want), "{arch} {} tp {n}: logits differ", policy.name);
+                assert!(
+                    bits(&got) == bits(&want),
+                    "{arch} {} tp {n}: logits differ",
+                    policy.name
+                );
                 for (g, w) in batch_greedy(&dec, arch).iter().zip(&want_gen) {
                     assert_eq!(g.token_ids, w.token_ids, "{arch} {} tp {n}", policy.name);
                     let (gb, wb): (Vec<u32>, Vec<u32>) = (
@@ -124,12 +151,21 @@ fn standard_mode_differs_from_one_rank_somewhere_so_the_invariant_test_means_som
         let ids = Expected::load(arch).ids("prompt_ids");
         let want = logits_all(&load(arch, &policy), &ids);
         for n in [2, 4] {
-            let got = logits_all(&load_tp(arch, &policy, tp(n, TpMode::Standard)).unwrap(), &ids);
+            let got = logits_all(
+                &load_tp(arch, &policy, tp(n, TpMode::Standard)).unwrap(),
+                &ids,
+            );
             any_differs |= bits(&got) != bits(&want);
         }
     }
-    println!("standard mode bitwise equal to tp 1 on every fixture: {}", !any_differs);
-    assert!(any_differs, "standard-mode all-reduce gave tp 1's bits on every fixture");
+    println!(
+        "standard mode bitwise equal to tp 1 on every fixture: {}",
+        !any_differs
+    );
+    assert!(
+        any_differs,
+        "standard-mode all-reduce gave tp 1's bits on every fixture"
+    );
 }
 
 #[test]
@@ -139,7 +175,8 @@ fn each_rank_holds_its_share_of_the_projections_and_lm_head() {
     let one = load("llama", &policy);
     let two = load_tp("llama", &policy, tp(2, TpMode::Standard)).unwrap();
     let s = one.spec().clone();
-    let replicated = 4 * (s.vocab_size * s.hidden_size // embedding
+    let replicated = 4
+        * (s.vocab_size * s.hidden_size // embedding
         + (2 * s.num_layers + 1) * s.hidden_size); // norms
     let total = one.weight_bytes()["f32"];
     let rank = two.rank_weight_bytes(1)["f32"];
@@ -150,18 +187,28 @@ fn each_rank_holds_its_share_of_the_projections_and_lm_head() {
     assert_eq!(layouts[1].kv_heads, 1..2);
     // Four ranks over two kv heads: each holds the kv head its queries read.
     let four = load_tp("llama", &policy, tp(4, TpMode::Standard)).unwrap();
-    let kv: Vec<_> = four.shard_layouts().iter().map(|l| l.kv_heads.clone()).collect();
+    let kv: Vec<_> = four
+        .shard_layouts()
+        .iter()
+        .map(|l| l.kv_heads.clone())
+        .collect();
     assert_eq!(kv, vec![0..1, 0..1, 1..2, 1..2]);
 }
 
 #[test]
 fn splits_that_do_not_divide_are_refused_naming_the_field() {
     let policy = PrecisionPolicy::fp32();
-    let err = load_tp("qwen2", &policy, tp(3, TpMode::Standard)).unwrap_err().to_string();
+    let err = load_tp("qwen2", &policy, tp(3, TpMode::Standard))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("`num_attention_heads` = 4"), "{err}");
-    let err = load_tp("qwen2", &policy, tp(8, TpMode::Standard)).unwrap_err().to_string();
+    let err = load_tp("qwen2", &policy, tp(8, TpMode::Standard))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("`num_attention_heads` = 4"), "{err}");
-    let err = load_tp("qwen2", &policy, tp(0, TpMode::Standard)).unwrap_err().to_string();
+    let err = load_tp("qwen2", &policy, tp(0, TpMode::Standard))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("at least one rank"), "{err}");
 }
 
@@ -171,6 +218,8 @@ fn a_cache_from_another_split_is_refused() {
     let one = load("qwen3", &policy);
     let two = load_tp("qwen3", &policy, tp(2, TpMode::Standard)).unwrap();
     let mut cache = one.new_cache(vec![0]);
-    let err = two.forward(&[vec![1, 2]], &mut cache, LogitsFor::Last).unwrap_err();
+    let err = two
+        .forward(&[vec![1, 2]], &mut cache, LogitsFor::Last)
+        .unwrap_err();
     assert!(err.to_string().contains("shards"), "{err}");
 }

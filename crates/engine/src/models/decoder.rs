@@ -242,7 +242,8 @@ impl Proj {
                         let k = *dims.last().expect("projection input has a feature dim");
                         let x2 = x.reshape((x.elem_count() / k, k))?;
                         let order = ReductionOrder::tree(TREE_CHUNKS / ctx.size)?;
-                        let mine = tree_sum(&partial_sums(&x2, self.lin.weight(), compute, order)?)?;
+                        let mine =
+                            tree_sum(&partial_sums(&x2, self.lin.weight(), compute, order)?)?;
                         let sum = comm.all_reduce_sum(&mine)?;
                         let y = round_output(&sum, self.bias_after_reduce.as_ref(), compute)?;
                         let mut out_dims = dims;
@@ -454,7 +455,11 @@ impl Rank {
                 ranks: n,
             };
             let attn = Attention {
-                q: proj(&a.pp("q_proj"), column(q_out, spec.qkv_bias, &heads), policy)?,
+                q: proj(
+                    &a.pp("q_proj"),
+                    column(q_out, spec.qkv_bias, &heads),
+                    policy,
+                )?,
                 k: proj(&a.pp("k_proj"), column(kv_out, spec.qkv_bias, &kv), policy)?,
                 v: proj(&a.pp("v_proj"), column(kv_out, spec.qkv_bias, &kv), policy)?,
                 o: proj(&a.pp("o_proj"), row(q_out, spec.o_bias, &heads), policy)?,
@@ -468,8 +473,16 @@ impl Rank {
             let inter = spec.intermediate_size;
             let units = &layout.intermediate;
             let mlp = Mlp {
-                gate: proj(&p.pp("gate_proj"), column(inter, spec.mlp_bias, units), policy)?,
-                up: proj(&p.pp("up_proj"), column(inter, spec.mlp_bias, units), policy)?,
+                gate: proj(
+                    &p.pp("gate_proj"),
+                    column(inter, spec.mlp_bias, units),
+                    policy,
+                )?,
+                up: proj(
+                    &p.pp("up_proj"),
+                    column(inter, spec.mlp_bias, units),
+                    policy,
+                )?,
                 down: proj(&p.pp("down_proj"), row(inter, spec.mlp_bias, units), policy)?,
             };
             layers.push(Layer {
@@ -558,12 +571,7 @@ impl Rank {
     }
 
     /// This rank's share of a forward pass; returns the full logits (every rank gets them).
-    fn forward(
-        &self,
-        dec: &Decoder,
-        inp: &Inputs,
-        mut cache: CacheShard<'_>,
-    ) -> Result<Tensor> {
+    fn forward(&self, dec: &Decoder, inp: &Inputs, mut cache: CacheShard<'_>) -> Result<Tensor> {
         let ctx = self.ctx(dec.tp.mode);
         let policy = &dec.policy;
         let act = policy.dtype(Component::Activations);
@@ -731,7 +739,10 @@ impl Decoder {
     }
 
     /// As [`Decoder::weight_bytes`], for one rank.
-    pub fn rank_weight_bytes(&self, rank: usize) -> std::collections::BTreeMap<&'static str, usize> {
+    pub fn rank_weight_bytes(
+        &self,
+        rank: usize,
+    ) -> std::collections::BTreeMap<&'static str, usize> {
         let mut out = std::collections::BTreeMap::new();
         if let Some(r) = self.ranks.get(rank) {
             r.weight_bytes(&mut out);
@@ -906,9 +917,21 @@ impl Attention {
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let act = policy.dtype(Component::Activations);
         let attn_dtype = policy.dtype(Component::Attention);
-        let mut q = self.q.forward(x, ctx)?.to_dtype(act)?.reshape((b, l, h, d))?;
-        let mut k = self.k.forward(x, ctx)?.to_dtype(act)?.reshape((b, l, kvh, d))?;
-        let v = self.v.forward(x, ctx)?.to_dtype(act)?.reshape((b, l, kvh, d))?;
+        let mut q = self
+            .q
+            .forward(x, ctx)?
+            .to_dtype(act)?
+            .reshape((b, l, h, d))?;
+        let mut k = self
+            .k
+            .forward(x, ctx)?
+            .to_dtype(act)?
+            .reshape((b, l, kvh, d))?;
+        let v = self
+            .v
+            .forward(x, ctx)?
+            .to_dtype(act)?
+            .reshape((b, l, kvh, d))?;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;

@@ -275,12 +275,18 @@ mod tests {
     fn the_rank_tree_is_the_top_of_the_kernels_chunk_tree() -> Result<()> {
         for n in [2usize, 4, 8] {
             let parts: Vec<Tensor> = (0..n)
-                .map(|r| Tensor::randn(0f32, 1.0, 64, &Device::Cpu).map(|t| (t * 10f64.powi(r as i32 - 3)).unwrap()))
+                .map(|r| {
+                    Tensor::randn(0f32, 1.0, 64, &Device::Cpu)
+                        .map(|t| (t * 10f64.powi(r as i32 - 3)).unwrap())
+                })
                 .collect::<candle_core::Result<_>>()?;
             let ours = tree_sum(&parts)?.to_vec1::<f32>()?;
             let kernel = reprolm_precision::deterministic::tree_sum(&Tensor::stack(&parts, 0)?)?;
             let kernel = kernel.to_vec1::<f32>()?;
-            let same = ours.iter().zip(&kernel).all(|(a, b)| a.to_bits() == b.to_bits());
+            let same = ours
+                .iter()
+                .zip(&kernel)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(same, "{n} ranks");
         }
         Ok(())
@@ -291,7 +297,13 @@ mod tests {
         // bf16 has 8 significant bits: 256 + 1 + 1 summed in bf16 step by step stays 256, while
         // the f32 sum 258 is representable in bf16.
         let got = on_ranks(4, |c| {
-            let v = if c.rank() == 0 { 256.0f32 } else if c.rank() < 3 { 1.0 } else { 0.0 };
+            let v = if c.rank() == 0 {
+                256.0f32
+            } else if c.rank() < 3 {
+                1.0
+            } else {
+                0.0
+            };
             let x = Tensor::new(&[v], &Device::Cpu)?.to_dtype(DType::BF16)?;
             let y = c.all_reduce_sum(&x)?;
             assert_eq!(y.dtype(), DType::BF16);

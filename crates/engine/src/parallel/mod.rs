@@ -18,8 +18,8 @@ mod comm;
 mod shard;
 
 pub use comm::{Communicator, LocalComm};
-pub use shard::{check_split, ShardLayout};
 pub(crate) use shard::layout;
+pub use shard::{check_split, ShardLayout};
 
 /// The number of K chunks the TP-invariant mode's matmuls are reduced over, in a binary tree:
 /// the largest tensor-parallel size it supports. Rank `r` of `n` holds chunks
@@ -87,7 +87,10 @@ impl Default for TensorParallel {
 /// use reprolm_engine::parallel::{check_parallel_device, TensorParallel, TpMode};
 /// assert!(check_parallel_device(&TensorParallel::new(4, TpMode::Invariant), &Device::Cpu).is_ok());
 /// ```
-pub fn check_parallel_device(tp: &TensorParallel, device: &candle_core::Device) -> crate::Result<()> {
+pub fn check_parallel_device(
+    tp: &TensorParallel,
+    device: &candle_core::Device,
+) -> crate::Result<()> {
     let refuse = |reason: &str| {
         Err(crate::Error::TensorParallelDevice {
             device: crate::device_label(device),

@@ -103,7 +103,11 @@ pub(crate) fn layout(spec: &DecoderSpec, tp: &TensorParallel, rank: usize) -> Re
     }
     let v = spec.vocab_size;
     if v < n {
-        return bad("vocab_size", v, format!("fewer vocabulary rows than {n} ranks"));
+        return bad(
+            "vocab_size",
+            v,
+            format!("fewer vocabulary rows than {n} ranks"),
+        );
     }
     Ok(ShardLayout {
         rank,
@@ -167,7 +171,9 @@ mod tests {
     #[test]
     fn fewer_kv_heads_than_ranks_replicates_the_one_each_rank_reads() {
         let s = spec(8, 2, 128, 64);
-        let kv: Vec<_> = (0..4).map(|r| layout(&s, &tp(4), r).unwrap().kv_heads).collect();
+        let kv: Vec<_> = (0..4)
+            .map(|r| layout(&s, &tp(4), r).unwrap().kv_heads)
+            .collect();
         assert_eq!(kv, vec![0..1, 0..1, 1..2, 1..2]);
         // Query heads 0..4 read kv head 0 (groups of 4), 4..8 read kv head 1.
         assert_eq!(layout(&s, &tp(4), 2).unwrap().heads, 4..6);
@@ -179,7 +185,10 @@ mod tests {
         assert!(err(&spec(6, 6, 128, 64), tp(4)).contains("`num_attention_heads` = 6"));
         assert!(err(&spec(12, 3, 128, 64), tp(2)).contains("`num_key_value_heads` = 3"));
         assert!(err(&spec(8, 8, 100, 64), tp(8)).contains("`intermediate_size` = 100"));
-        let e = err(&spec(6, 6, 120, 64), TensorParallel::new(3, TpMode::Invariant));
+        let e = err(
+            &spec(6, 6, 120, 64),
+            TensorParallel::new(3, TpMode::Invariant),
+        );
         assert!(e.contains("TP-invariant") && e.contains("tp"), "{e}");
         assert!(check_split(&spec(6, 6, 120, 64), &tp(3)).is_ok());
     }
