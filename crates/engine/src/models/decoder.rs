@@ -3,6 +3,11 @@
 //!
 //! Shapes follow candle's convention: activations are `(batch, seq, hidden)`, attention tensors
 //! `(batch, heads, seq, head_dim)`, the cache `(batch, kv_heads, len, head_dim)`.
+//!
+//! The weights are held by one or more ranks (see [`crate::parallel`]): a single device is one
+//! rank holding everything and running exactly the single-device ops; under tensor parallelism
+//! each rank holds its slices, counts `heads` and `kv_heads` as its own, and its row-parallel
+//! projections finish with an all-reduce.
 
 use super::rope::{self, RopeSpec};
 use crate::kv_cache::{CacheShard, KvCache};
