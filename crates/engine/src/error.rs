@@ -87,7 +87,7 @@ pub enum Error {
         reason: String,
     },
     /// A model's shape does not split over the requested number of tensor-parallel ranks.
-    #[error("tensor parallelism over {tp} ranks: config field `{field}` = {value}: {reason}")]
+    #[error("tensor parallelism over {tp} ranks: `{field}` = {value}: {reason}")]
     TensorParallelSplit {
         /// The config.json field (or `tp` itself) at fault.
         field: &'static str,

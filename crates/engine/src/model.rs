@@ -77,13 +77,16 @@ impl Model {
         check_parallel_device(&opts.tp, &opts.device)?;
         let files = ModelFiles::resolve_with(source, &opts.resolve)?;
         let (architecture, spec) = spec_from_config_file(&files.config)?;
-        check_split(&spec, &opts.tp).map_err(|e| Error::BadField {
-            path: files.config.clone(),
-            field: match &e {
-                Error::TensorParallelSplit { field, .. } => (*field).to_string(),
-                _ => "tp".into(),
+        check_split(&spec, &opts.tp).map_err(|e| match e {
+            // A config field that does not split: point at the file it is in.
+            Error::TensorParallelSplit {
+                field, tp, reason, ..
+            } if field != "tp" => Error::BadField {
+                path: files.config.clone(),
+                field: field.into(),
+                reason: format!("tensor parallelism over {tp} ranks: {reason}"),
             },
-            reason: e.to_string(),
+            other => other,
         })?;
         let tokenizer = Tokenizer::from_file(&files.tokenizer)?;
         let chat_template = ChatTemplate::find(&files)?;

@@ -223,3 +223,62 @@ fn a_cache_from_another_split_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("shards"), "{err}");
 }
+
+#[test]
+fn the_embedded_model_loads_split_and_its_invariant_greedy_answers_do_not_depend_on_tp() {
+    // 8 query heads over 2 kv heads (replicated at tp 4) and a 327-token vocabulary (an uneven
+    // vocab-parallel split), through Model::load as the CLI uses it.
+    use reprolm_engine::{ChatMessage, ChatOptions, LoadOptions, Model, ModelSource};
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/arith-qwen2-3m");
+    let load_in = |size, mode| {
+        let opts = LoadOptions {
+            tp: tp(size, mode),
+            ..LoadOptions::cpu(PrecisionPolicy::fp32())
+        };
+        Model::load(&ModelSource::Local(dir.clone()), &opts)
+    };
+    let load = |size| load_in(size, TpMode::Invariant);
+    let err = load_in(3, TpMode::Standard)
+        .err()
+        .expect("8 heads do not split over 3");
+    let err = err.to_string();
+    assert!(
+        err.contains("config.json: field `num_attention_heads`: tensor parallelism over 3 ranks"),
+        "{err}"
+    );
+    let err = load(3)
+        .err()
+        .expect("the invariant mode needs tp | 8")
+        .to_string();
+    assert!(
+        err.contains("`tp` = 3") && err.contains("8 chunks"),
+        "{err}"
+    );
+    let mut want: Option<Vec<Generation>> = None;
+    for size in [1, 2, 4] {
+        let model = load(size).unwrap();
+        let reqs: Vec<Request> = ["What is 12 + 7 * 3?", "What is 90 - 45 + 8?"]
+            .iter()
+            .enumerate()
+            .map(|(i, q)| Request {
+                prompt: model
+                    .prompt(&[ChatMessage::user(*q)], &ChatOptions::default())
+                    .unwrap(),
+                problem_id: format!("q{i}"),
+                sample_index: 0,
+            })
+            .collect();
+        let got = model.generate(&reqs, &model.greedy(80), 2).unwrap();
+        match &want {
+            None => want = Some(got),
+            Some(w) => {
+                for (g, w) in got.iter().zip(w) {
+                    assert_eq!(g.token_ids, w.token_ids, "tp {size}");
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&g.top_logprobs), bits(&w.top_logprobs), "tp {size}");
+                }
+            }
+        }
+    }
+}
