@@ -11,8 +11,9 @@ use candle_core::{CpuStorage, DType, Storage, Tensor};
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-/// Rows of `x` per tile.
-const MR: usize = 2;
+/// Rows of `x` per tile: 3 × 4 outputs of 8 f32 lanes fill 12 of AVX2's 16 registers, the
+/// fastest of the shapes we timed (the shape never changes a result).
+const MR: usize = 3;
 /// Weight rows per tile.
 const NR: usize = 4;
 /// Weight rows per parallel task: widened once per task and reused over every row of `x`.
