@@ -4,6 +4,11 @@
 //! [`PrecisionPolicy`](reprolm_precision::PrecisionPolicy) assigns, a left-padded KV cache for
 //! batches of prompts of different lengths, greedy and seeded sampling with a random stream per
 //! request, and the top-k log-probabilities of every generated token.
+//!
+//! [`Decoder::set_compute_mode`] switches to batch-invariant CPU kernels
+//! ([`ComputeMode::Deterministic`](reprolm_precision::ComputeMode)), under which a sequence's
+//! logits do not depend on its batch, its position in it, or how its prompt was chunked
+//! ([`Batch::with_prefill_chunk`]).
 #![deny(missing_docs)]
 
 mod chat_template;
