@@ -146,3 +146,37 @@ fn tensor_parallel_size_is_an_axis_and_the_invariant_mode_does_not_move_with_it(
         assert_eq!(tokens(&root.join(name)), want, "{name}");
     }
 }
+
+#[test]
+fn deterministic_axis_names_records_and_keeps_responses_across_batch_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(
+        tmp.path(),
+        "policy = [\"bf16\"]\nbatch_size = [1, 3]\ndeterministic = [false, true]",
+    );
+    let args = vec!["sweep".to_string(), file.display().to_string()];
+    let res = reprolm(tmp.path(), &args, 0);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(stdout.contains("4 runs: 4 finished now"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(stderr.matches("loading ").count(), 1, "one load:\n{stderr}");
+    let root = tmp.path().join("runs");
+    for (name, det) in [
+        ("qwen2-arith-bf16-bs1", false),
+        ("qwen2-arith-bf16-bs3", false),
+        ("qwen2-arith-bf16-bs1-det", true),
+        ("qwen2-arith-bf16-bs3-det", true),
+    ] {
+        let m = manifest_sans_times(&root.join(name));
+        assert_eq!(m["deterministic"], det, "{name}");
+    }
+    let sorted = |n: &str| {
+        let mut t = tokens(&root.join(n));
+        t.sort();
+        t
+    };
+    assert_eq!(
+        sorted("qwen2-arith-bf16-bs1-det"),
+        sorted("qwen2-arith-bf16-bs3-det")
+    );
+}

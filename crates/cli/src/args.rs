@@ -122,6 +122,10 @@ pub struct RunArgs {
     /// How tensor-parallel partial sums are computed: `invariant` makes results independent of --tp.
     #[arg(long, value_enum, default_value_t = TpModeArg::Standard)]
     pub tp_mode: TpModeArg,
+    /// Batch-invariant kernels: a response does not depend on its batch (size, order, other
+    /// prompts). CPU only for now.
+    #[arg(long)]
+    pub deterministic: bool,
     /// Evaluate only the first N problems [default for arith: 32, else all].
     #[arg(long, conflicts_with = "problems")]
     pub limit: Option<usize>,

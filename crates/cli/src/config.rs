@@ -10,7 +10,7 @@ use candle_core::Device;
 use reprolm_engine::parallel::{check_parallel_device, TensorParallel, TpMode};
 use reprolm_engine::{device_label, parse_device, ModelSource};
 use reprolm_metrics::run_dir::BatchingMode;
-use reprolm_precision::{PrecisionPolicy, PRESETS};
+use reprolm_precision::{ComputeMode, PrecisionPolicy, ReductionOrder, PRESETS};
 use reprolm_tasks::{DataSource, TaskOptions};
 
 use crate::args::{BatchingArg, RunArgs, TpModeArg};
@@ -52,6 +52,8 @@ pub struct RunConfig {
     pub device: Device,
     /// Tensor-parallel ranks and mode.
     pub tp: TensorParallel,
+    /// Fast or batch-invariant (`--deterministic`) kernels.
+    pub compute: ComputeMode,
     /// Prompts per batch or concurrent sequences.
     pub batch_size: u32,
     /// Batching mode.
@@ -147,6 +149,18 @@ impl RunConfig {
         };
         let tp = TensorParallel::new(args.tp as usize, tp_mode);
         check_parallel_device(&tp, &device).context("--tp")?;
+        let compute = if args.deterministic {
+            if !device.is_cpu() {
+                bail!(
+                    "--deterministic: batch-invariant kernels exist for the CPU only; {} would run \
+                     the ordinary (batch-dependent) kernels, so this combination is refused",
+                    device_label(&device)
+                );
+            }
+            ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL)
+        } else {
+            ComputeMode::Fast
+        };
         let (model_spec, model) = resolve_model(args.model.as_deref()).context("--model")?;
         let batching = match args.batching {
             BatchingArg::Static => BatchingMode::Static,
@@ -161,6 +175,7 @@ impl RunConfig {
             policy,
             device,
             tp,
+            compute,
             batch_size: args.batch_size,
             batching,
             seed: args.seed,
@@ -181,7 +196,7 @@ impl RunConfig {
     }
 
     /// The stable directory name of this configuration: `<model>-<task>-<policy>-bs<B>`, then
-    /// `-continuous`, `-<device>`, `-tp<N>`, `-tpinv`, `-seed<S>`, `-n<K>`, `-t<T>` where those differ from the defaults. It
+    /// `-continuous`, `-det`, `-<device>`, `-tp<N>`, `-tpinv`, `-seed<S>`, `-n<K>`, `-t<T>` where those differ from the defaults. It
     /// depends only on the values, so a sweep names a run the same however its axes are listed.
     pub fn run_name(&self) -> String {
         let mut name = format!(
@@ -193,6 +208,9 @@ impl RunConfig {
         );
         if self.batching == BatchingMode::Continuous {
             name.push_str("-continuous");
+        }
+        if self.compute.is_deterministic() {
+            name.push_str("-det");
         }
         if !self.device.is_cpu() {
             name.push('-');
@@ -364,6 +382,9 @@ mod tests {
         assert_eq!(c.out, Path::new("runs/qwen2-arith-bf16-bs4"));
         let c = RunConfig::resolve(&args(&["--batching", "continuous", "--seed", "7"])).unwrap();
         assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-continuous-seed7");
+        let c = RunConfig::resolve(&args(&["--deterministic"])).unwrap();
+        assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-det");
+        assert!(c.compute.is_deterministic());
         assert_eq!(c.selection, Selection::First(ARITH_DEFAULT_LIMIT));
         let c = RunConfig::resolve(&args(&["--tp", "2", "--tp-mode", "invariant"])).unwrap();
         assert_eq!(c.tp, TensorParallel::new(2, TpMode::Invariant));
@@ -398,6 +419,13 @@ mod tests {
         assert!(err(&["--samples", "4"]).contains("--temperature 0"));
         assert!(err(&["--device", "tpu"]).starts_with("--device: "));
         assert!(err(&["--tp", "0"]).contains("--tp must be at least 1"));
+        // A build without CUDA refuses the device itself first; one with it refuses the pair.
+        let e = err(&["--deterministic", "--device", "cuda:0"]);
+        assert!(
+            e.starts_with("--deterministic: batch-invariant kernels exist for the CPU only")
+                || e.starts_with("--device: "),
+            "{e}"
+        );
         assert!(err(&["--task-param", "n"]).contains("--task-param: expected KEY=VALUE"));
     }
 }

@@ -88,6 +88,7 @@ pub struct Batch<'a> {
     rows: Vec<Row>,
     finished: Vec<(usize, Generation)>,
     tokens_generated: usize,
+    prefill_chunk: Option<usize>,
 }
 
 impl<'a> Batch<'a> {
@@ -101,7 +102,31 @@ impl<'a> Batch<'a> {
             rows: Vec::new(),
             finished: Vec::new(),
             tokens_generated: 0,
+            prefill_chunk: None,
         })
+    }
+
+    /// Prefills admitted prompts in forward calls of at most `tokens` positions each (chunked
+    /// prefill), instead of one call over the whole prompt. In deterministic mode the result is
+    /// bitwise the same as one call; in fast mode it may differ in the last bits.
+    ///
+    /// ```
+    /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
+    /// use reprolm_engine::{Batch, LoadOptions, Model, ModelSource, SamplingParams};
+    /// use reprolm_precision::PrecisionPolicy;
+    /// let model = Model::load(&ModelSource::parse(dir.to_str().unwrap())?, &LoadOptions::cpu(PrecisionPolicy::fp32()))?;
+    /// let batch = Batch::new(&model.decoder, SamplingParams::greedy(4))?.with_prefill_chunk(16)?;
+    /// assert!(Batch::new(&model.decoder, SamplingParams::greedy(4))?.with_prefill_chunk(0).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_prefill_chunk(mut self, tokens: usize) -> Result<Self> {
+        if tokens == 0 {
+            return Err(Error::InvalidRequest(
+                "prefill chunk must be at least 1 token".into(),
+            ));
+        }
+        self.prefill_chunk = Some(tokens);
+        Ok(self)
     }
 
     /// Number of sequences still generating.
@@ -144,7 +169,14 @@ impl<'a> Batch<'a> {
             })
             .collect();
         let mut cache = self.decoder.new_cache(starts);
-        let logits = self.decoder.forward(&tokens, &mut cache, LogitsFor::Last)?;
+        let chunk = self.prefill_chunk.unwrap_or(longest).max(1);
+        let mut logits = None;
+        for c0 in (0..longest).step_by(chunk) {
+            let c1 = (c0 + chunk).min(longest);
+            let part: Vec<Vec<u32>> = tokens.iter().map(|r| r[c0..c1].to_vec()).collect();
+            logits = Some(self.decoder.forward(&part, &mut cache, LogitsFor::Last)?);
+        }
+        let logits = logits.expect("prompts are not empty");
         let mut new_rows: Vec<Row> = requests
             .into_iter()
             .map(|(id, r)| Row {

@@ -5,6 +5,11 @@
 //! batches of prompts of different lengths, greedy and seeded sampling with a random stream per
 //! request, and the top-k log-probabilities of every generated token. A decoder can be split over
 //! tensor-parallel ranks ([`parallel`]), with a mode whose results do not depend on their number.
+//!
+//! [`Decoder::set_compute_mode`] switches to batch-invariant CPU kernels
+//! ([`ComputeMode::Deterministic`](reprolm_precision::ComputeMode)), under which a sequence's
+//! logits do not depend on its batch, its position in it, or how its prompt was chunked
+//! ([`Batch::with_prefill_chunk`]).
 #![deny(missing_docs)]
 
 mod chat_template;

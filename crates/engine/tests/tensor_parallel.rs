@@ -282,3 +282,22 @@ fn the_embedded_model_loads_split_and_its_invariant_greedy_answers_do_not_depend
         }
     }
 }
+
+#[test]
+fn deterministic_mode_with_the_sequential_order_splits_too() {
+    // The sequential order cannot be cut into rank subtrees, so each rank reduces its own slice in
+    // it: the result is close to one rank's, and the run must not fail.
+    use reprolm_precision::{ComputeMode, ReductionOrder};
+    let policy = PrecisionPolicy::fp32();
+    let ids = Expected::load("qwen3").ids("prompt_ids");
+    let mut one = load("qwen3", &policy);
+    let mut two = load_tp("qwen3", &policy, tp(2, TpMode::Standard)).unwrap();
+    let det = ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL);
+    one.set_compute_mode(det).unwrap();
+    two.set_compute_mode(det).unwrap();
+    let err = max_abs_diff(
+        &to_f64(&logits_all(&two, &ids)),
+        &to_f64(&logits_all(&one, &ids)),
+    );
+    assert!(err <= 1e-5, "{err}");
+}

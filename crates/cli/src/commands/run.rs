@@ -132,6 +132,12 @@ impl ModelCache {
             }
             self.loaded = Some((key, model));
         }
+        // The kernels are a switch on the loaded model: runs differing only in it share the load.
+        let model = &mut self.loaded.as_mut().expect("loaded above").1;
+        model
+            .decoder
+            .set_compute_mode(cfg.compute)
+            .context("--deterministic")?;
         let model = &self.loaded.as_ref().expect("loaded above").1;
         Ok((model, self.digests[&model.files.weights].clone()))
     }
@@ -372,7 +378,8 @@ fn build_manifest(
         },
         batch_size: cfg.batch_size,
         batching_mode: cfg.batching,
-        deterministic: false,
+        // The TP-invariant mode runs the batch-invariant kernels too (with a tree order).
+        deterministic: cfg.compute.is_deterministic() || cfg.tp.mode == TpMode::Invariant,
         seed: cfg.seed,
         sampling: SamplingParams {
             temperature: cfg.temperature,

@@ -10,6 +10,7 @@
 //! policy = ["fp32", "bf16"]
 //! batch_size = [1, 8]
 //! tp = [1, 2, 4]                       # tensor-parallel size (GPU count; on cpu, rank threads)
+//! deterministic = [false, true]        # a switch: `true` passes --deterministic
 //! ```
 //! Each combination becomes the `reprolm run` flags it spells (`batch_size = 8` is `--batch-size 8`), so
 //! a sweep accepts exactly what `run` accepts and refuses what `run` refuses. A run's directory is
@@ -51,6 +52,7 @@ const KEYS: &[&str] = &[
     "device",
     "tp",
     "tp_mode",
+    "deterministic",
     "limit",
     "problems",
 ];
@@ -301,6 +303,11 @@ fn finished_state(cfg: &RunConfig) -> Result<bool> {
         m.batching_mode.to_string(),
         cfg.batching.to_string(),
     );
+    cmp(
+        "deterministic",
+        m.deterministic.to_string(),
+        cfg.compute.is_deterministic().to_string(),
+    );
     cmp("seed", m.seed.to_string(), cfg.seed.to_string());
     cmp(
         "max_tokens",
@@ -375,6 +382,12 @@ fn run_args(base: &toml::Table, combo: &[(String, toml::Value)]) -> Result<RunAr
                 for (k, v) in t {
                     argv.push(flag.clone());
                     argv.push(format!("{k}={}", scalar(v)?));
+                }
+            }
+            // A switch: `true` passes the flag, `false` leaves it out.
+            toml::Value::Boolean(on) => {
+                if *on {
+                    argv.push(flag);
                 }
             }
             v => {

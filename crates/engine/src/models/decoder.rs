@@ -15,9 +15,9 @@ use crate::parallel::{
     self, Communicator, LocalComm, ShardLayout, TensorParallel, TpMode, TREE_CHUNKS,
 };
 use crate::{Error, Result};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use reprolm_precision::deterministic::{partial_sums, round_output, tree_sum};
+use reprolm_precision::deterministic::{self, partial_sums, round_output, tree_sum, AttentionRows};
 use reprolm_precision::{
     matmul, Component, ComputeMode, Linear, ModelShape, PrecisionPolicy, ReductionOrder,
 };
@@ -216,48 +216,43 @@ enum Split {
 struct RankCtx<'a> {
     comm: Option<&'a dyn Communicator>,
     size: usize,
-    mode: TpMode,
+    /// The kernels: the decoder's compute mode, or the TP-invariant tree (see [`Decoder::kernels`]).
+    mode: ComputeMode,
 }
 
 impl Proj {
     fn forward(&self, x: &Tensor, ctx: RankCtx<'_>) -> Result<Tensor> {
-        let mut y = match ctx.mode {
-            TpMode::Standard => {
-                let y = self.lin.forward(x)?;
-                match (self.split, ctx.comm) {
-                    (Split::Row, Some(comm)) => {
-                        let y = comm.all_reduce_sum(&y)?;
-                        match &self.bias_after_reduce {
-                            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
-                            None => y,
-                        }
-                    }
-                    _ => y,
+        let mut y = match (ctx.mode, self.split, ctx.comm) {
+            (ComputeMode::Fast, Split::Row, Some(comm)) => {
+                let y = comm.all_reduce_sum(&self.lin.forward_with(x, ctx.mode)?)?;
+                match &self.bias_after_reduce {
+                    Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
+                    None => y,
                 }
             }
-            TpMode::Invariant => {
-                let whole = ComputeMode::Deterministic(ReductionOrder::tree(TREE_CHUNKS)?);
-                match (self.split, ctx.comm) {
-                    (Split::Row, Some(comm)) => {
-                        // This rank's chunks of K summed in their subtree, the subtrees of all
-                        // ranks in the all-reduce's tree, still in f32; the bias joins the
-                        // finished sum and the result is rounded once, as on one device.
-                        let compute = self.lin.compute_dtype();
-                        let dims = x.dims().to_vec();
-                        let k = *dims.last().expect("projection input has a feature dim");
-                        let x2 = x.reshape((x.elem_count() / k, k))?;
-                        let order = ReductionOrder::tree(TREE_CHUNKS / ctx.size)?;
-                        let mine =
-                            tree_sum(&partial_sums(&x2, self.lin.weight(), compute, order)?)?;
-                        let sum = comm.all_reduce_sum(&mine)?;
-                        let y = round_output(&sum, self.bias_after_reduce.as_ref(), compute)?;
-                        let mut out_dims = dims;
-                        *out_dims.last_mut().expect("non-empty") = y.dim(1)?;
-                        y.reshape(out_dims)?
-                    }
-                    _ => self.lin.forward_with(x, whole)?,
-                }
+            (ComputeMode::Deterministic(order), Split::Row, Some(comm)) => {
+                // This rank's chunks of K summed in their subtree, the ranks' sums in the
+                // all-reduce's tree, still in f32; the bias joins the finished sum and the result
+                // is rounded once, as on one device. When the order's chunks do not divide over
+                // the ranks (e.g. the sequential order), each rank reduces its slice in `order`:
+                // batch invariant, but not tp invariant.
+                let rank_order = if order.chunks() % ctx.size == 0 {
+                    ReductionOrder::tree(order.chunks() / ctx.size)?
+                } else {
+                    order
+                };
+                let compute = self.lin.compute_dtype();
+                let dims = x.dims().to_vec();
+                let k = *dims.last().expect("projection input has a feature dim");
+                let x2 = x.reshape((x.elem_count() / k, k))?;
+                let partials = partial_sums(&x2, self.lin.weight(), compute, rank_order)?;
+                let sum = comm.all_reduce_sum(&tree_sum(&partials)?)?;
+                let y = round_output(&sum, self.bias_after_reduce.as_ref(), compute)?;
+                let mut out_dims = dims;
+                *out_dims.last_mut().expect("non-empty") = y.dim(1)?;
+                y.reshape(out_dims)?
             }
+            _ => self.lin.forward_with(x, ctx.mode)?,
         };
         if let (Split::Vocab, Some(comm)) = (self.split, ctx.comm) {
             y = comm.all_gather(&y, y.rank() - 1)?;
@@ -320,6 +315,7 @@ pub struct Decoder {
     tp: TensorParallel,
     ranks: Vec<Rank>,
     inv_freq: Vec<f32>,
+    mode: ComputeMode,
 }
 
 /// The inputs every rank shares for one forward pass (replicated, read-only).
@@ -329,7 +325,12 @@ struct Inputs {
     seq: usize,
     cos: Tensor,
     sin: Tensor,
+    /// The additive mask of the fast attention (`None` in deterministic mode, or when nothing
+    /// is masked).
     mask: Option<Tensor>,
+    /// Where each row's real slots start, and how many slots were cached before this call.
+    starts: Vec<usize>,
+    past: usize,
     logits_for: LogitsFor,
 }
 
@@ -534,7 +535,7 @@ impl Rank {
         })
     }
 
-    fn ctx(&self, mode: TpMode) -> RankCtx<'_> {
+    fn ctx(&self, mode: ComputeMode) -> RankCtx<'_> {
         RankCtx {
             comm: self.comm.as_deref(),
             size: self.layout.size,
@@ -577,7 +578,7 @@ impl Rank {
 
     /// This rank's share of a forward pass; returns the full logits (every rank gets them).
     fn forward(&self, dec: &Decoder, inp: &Inputs, mut cache: CacheShard<'_>) -> Result<Tensor> {
-        let ctx = self.ctx(dec.tp.mode);
+        let ctx = self.ctx(dec.kernels()?);
         let policy = &dec.policy;
         let act = policy.dtype(Component::Activations);
         let (b, l) = (inp.batch, inp.seq);
@@ -588,15 +589,7 @@ impl Rank {
             .to_dtype(act)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_norm.forward(&x)?;
-            let a = layer.attn.forward(
-                &h,
-                &inp.cos,
-                &inp.sin,
-                inp.mask.as_ref(),
-                (&mut cache, i),
-                policy,
-                ctx,
-            )?;
+            let a = layer.attn.forward(&h, inp, (&mut cache, i), policy, ctx)?;
             x = (x + a.to_dtype(act)?)?;
             let h = layer.post_norm.forward(&x)?;
             let m = layer.mlp.forward(&h, ctx)?;
@@ -690,6 +683,50 @@ impl Decoder {
             device,
             tp,
             ranks,
+            mode: ComputeMode::Fast,
+        })
+    }
+
+    /// Chooses the kernels every later [`forward`](Decoder::forward) runs. In
+    /// [`ComputeMode::Deterministic`] a sequence's logits do not depend on the other rows of its
+    /// batch, on the batch size, on its row's padding or position, or on how its prompt was
+    /// split into forward calls; those kernels exist on the CPU only, so asking for them on
+    /// another device is an error rather than a silently non-deterministic run.
+    ///
+    /// ```
+    /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
+    /// use reprolm_engine::{LoadOptions, Model, ModelSource};
+    /// use reprolm_precision::{ComputeMode, PrecisionPolicy, ReductionOrder};
+    /// let opts = LoadOptions::cpu(PrecisionPolicy::preset("bf16")?);
+    /// let mut model = Model::load(&ModelSource::parse(dir.to_str().unwrap())?, &opts)?;
+    /// model.decoder.set_compute_mode(ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL))?;
+    /// assert!(model.decoder.compute_mode().is_deterministic());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_compute_mode(&mut self, mode: ComputeMode) -> Result<()> {
+        if mode.is_deterministic() && !self.device.is_cpu() {
+            return Err(Error::InvalidRequest(format!(
+                "deterministic mode is implemented on the CPU only; {} has no batch-invariant kernels yet",
+                crate::device::device_label(&self.device)
+            )));
+        }
+        self.mode = mode;
+        Ok(())
+    }
+
+    /// The kernels [`forward`](Decoder::forward) runs, as set by
+    /// [`set_compute_mode`](Decoder::set_compute_mode).
+    pub fn compute_mode(&self) -> ComputeMode {
+        self.mode
+    }
+
+    /// The kernels a forward pass runs: the compute mode, except that the TP-invariant mode is
+    /// the deterministic mode with K reduced over [`TREE_CHUNKS`] tree chunks (whatever order
+    /// the compute mode names), so that tp 1 computes the tree a group of up to 8 ranks does.
+    fn kernels(&self) -> Result<ComputeMode> {
+        Ok(match self.tp.mode {
+            TpMode::Standard => self.mode,
+            TpMode::Invariant => ComputeMode::Deterministic(ReductionOrder::tree(TREE_CHUNKS)?),
         })
     }
 
@@ -818,7 +855,13 @@ impl Decoder {
             seq: l,
             cos,
             sin,
-            mask: self.attention_mask(&starts, past, l)?,
+            // The deterministic attention kernel reads the row starts itself; it needs no mask.
+            mask: match self.kernels()? {
+                ComputeMode::Fast => self.attention_mask(&starts, past, l)?,
+                ComputeMode::Deterministic(_) => None,
+            },
+            starts,
+            past,
             logits_for,
         };
         let mut shards = cache.shard_views();
@@ -907,19 +950,17 @@ impl Decoder {
 }
 
 impl Attention {
-    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
+        inp: &Inputs,
         (cache, layer): (&mut CacheShard<'_>, usize),
         policy: &PrecisionPolicy,
         ctx: RankCtx<'_>,
     ) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let (cos, sin) = (&inp.cos, &inp.sin);
         let act = policy.dtype(Component::Activations);
         let attn_dtype = policy.dtype(Component::Attention);
         let mut q = self
@@ -945,11 +986,22 @@ impl Attention {
         let k = rope::apply(&k.transpose(1, 2)?.contiguous()?, cos, sin)?.to_dtype(act)?;
         let v = v.transpose(1, 2)?;
         let (k_all, v_all) = cache.append(layer, &k, &v)?;
+        let scale = 1.0 / (d as f64).sqrt();
 
+        if ctx.mode.is_deterministic() {
+            // Keys and values are read back from the cache (already rounded to its dtype), GQA
+            // groups are read in place, and each query sums over its row's own slots only.
+            let rows = AttentionRows {
+                starts: &inp.starts,
+                past: inp.past,
+            };
+            let out = deterministic::attention(&q, &k_all, &v_all, rows, scale, attn_dtype)?;
+            let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
+            return self.o.forward(&out, ctx);
+        }
         let q = q.to_dtype(attn_dtype)?.contiguous()?;
         let k_all = repeat_kv(k_all.to_dtype(attn_dtype)?, h / kvh)?;
         let v_all = repeat_kv(v_all.to_dtype(attn_dtype)?, h / kvh)?;
-        let scale = 1.0 / (d as f64).sqrt();
         let wide = softmax_dtype(attn_dtype);
         let scores = matmul(&q, &k_all.t()?.contiguous()?, attn_dtype)?;
         // Scale in f32 and round once, as torch's `bf16_tensor * python_float` does; candle's
@@ -957,7 +1009,7 @@ impl Attention {
         let mut scores = (scores.to_dtype(wide)? * scale)?
             .to_dtype(attn_dtype)?
             .to_dtype(wide)?;
-        if let Some(m) = mask {
+        if let Some(m) = &inp.mask {
             scores = scores.broadcast_add(m)?;
         }
         // Softmax in f32 (or wider), as every attention kernel accumulates it.
@@ -997,5 +1049,58 @@ impl Mlp {
             .to_dtype(gate.dtype())?;
         let up = self.up.forward(x, ctx)?;
         self.down.forward(&(gate * up)?, ctx)
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic mode leaves RMSNorm and log-softmax to candle: both reduce each contiguous
+    /// row on its own, sequentially, so a row's result must not depend on how many rows there are
+    /// or where it sits. This checks it for the widths and dtypes the models use.
+    #[test]
+    fn rmsnorm_and_log_softmax_rows_do_not_depend_on_the_batch() -> Result<()> {
+        let dev = Device::Cpu;
+        for (dtype, norm) in [
+            (DType::F32, DType::F32),
+            (DType::BF16, DType::F32),
+            (DType::F16, DType::F32),
+            (DType::F64, DType::F64),
+        ] {
+            let width = 896;
+            let x = Tensor::randn(0f32, 2.0, (40, width), &dev)?.to_dtype(dtype)?;
+            let n = RmsNorm {
+                weight: Tensor::randn(1f32, 0.1, width, &dev)?.to_dtype(dtype)?,
+                eps: 1e-6,
+                compute: norm,
+            };
+            let bits = |t: &Tensor| -> Result<Vec<u64>> {
+                Ok(t.to_dtype(DType::F64)?
+                    .flatten_all()?
+                    .to_vec1::<f64>()?
+                    .into_iter()
+                    .map(f64::to_bits)
+                    .collect())
+            };
+            let all_norm = n.forward(&x)?;
+            let all_lsm = candle_nn::ops::log_softmax(&x.to_dtype(DType::F32)?, D::Minus1)?;
+            for (row, m) in [(0, 1), (1, 2), (2, 3), (7, 8), (32, 33), (39, 5)] {
+                let start = row + 1 - m;
+                let part = x.narrow(0, start, m)?;
+                let one = n.forward(&part)?.narrow(0, row - start, 1)?;
+                assert_eq!(
+                    bits(&one)?,
+                    bits(&all_norm.narrow(0, row, 1)?)?,
+                    "{dtype:?} norm row {row} of {m}"
+                );
+                let lsm = candle_nn::ops::log_softmax(&part.to_dtype(DType::F32)?, D::Minus1)?;
+                assert_eq!(
+                    bits(&lsm.narrow(0, row - start, 1)?)?,
+                    bits(&all_lsm.narrow(0, row, 1)?)?,
+                    "{dtype:?} log-softmax row {row} of {m}"
+                );
+            }
+        }
+        Ok(())
     }
 }

@@ -164,6 +164,12 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 /// `R × C` dot products at once: `out[r][c] = dot(xs[r], ws[c])`. Each output keeps its own
 /// [`LANES`] accumulators, so its value is the same as a lone [`dot`]; sharing the loads across
 /// the tile is only what makes it fast.
+///
+/// The last, partial block of `n % LANES` elements is run as a full block padded with zeros: the
+/// padded lanes add `+0.0`, which leaves them unchanged (an accumulator that starts at `+0.0` and
+/// adds finite values never becomes `-0.0`), so the order is the documented one, and the
+/// accumulators can stay in registers (a loop over a variable number of lanes would force them
+/// into memory and cost a factor of five).
 #[inline(always)]
 fn tile<T: Float, const R: usize, const C: usize>(xs: [&[T]; R], ws: [&[T]; C]) -> [[T; C]; R] {
     let n = xs[0].len();
@@ -175,23 +181,40 @@ fn tile<T: Float, const R: usize, const C: usize>(xs: [&[T]; R], ws: [&[T]; C]) 
             std::array::from_fn(|r| xs[r][i..i + LANES].try_into().expect("lane block"));
         let wb: [&[T; LANES]; C] =
             std::array::from_fn(|c| ws[c][i..i + LANES].try_into().expect("lane block"));
-        for r in 0..R {
-            for c in 0..C {
-                for l in 0..LANES {
-                    acc[r][c][l] = acc[r][c][l] + xb[r][l] * wb[c][l];
-                }
-            }
-        }
+        lane_block(&mut acc, xb, wb);
         i += LANES;
     }
-    for l in 0..n - full {
-        for r in 0..R {
-            for c in 0..C {
-                acc[r][c][l] = acc[r][c][l] + xs[r][full + l] * ws[c][full + l];
+    if full < n {
+        let pad = |s: &[T]| {
+            let mut p = [T::ZERO; LANES];
+            p[..n - full].copy_from_slice(&s[full..n]);
+            p
+        };
+        let xp: [[T; LANES]; R] = std::array::from_fn(|r| pad(xs[r]));
+        let wp: [[T; LANES]; C] = std::array::from_fn(|c| pad(ws[c]));
+        lane_block(
+            &mut acc,
+            std::array::from_fn(|r| &xp[r]),
+            std::array::from_fn(|c| &wp[c]),
+        );
+    }
+    std::array::from_fn(|r| std::array::from_fn(|c| combine_lanes(acc[r][c])))
+}
+
+/// One block of [`LANES`] elements into every accumulator of a tile.
+#[inline(always)]
+fn lane_block<T: Float, const R: usize, const C: usize>(
+    acc: &mut [[[T; LANES]; C]; R],
+    xb: [&[T; LANES]; R],
+    wb: [&[T; LANES]; C],
+) {
+    for r in 0..R {
+        for c in 0..C {
+            for l in 0..LANES {
+                acc[r][c][l] = acc[r][c][l] + xb[r][l] * wb[c][l];
             }
         }
     }
-    std::array::from_fn(|r| std::array::from_fn(|c| combine_lanes(acc[r][c])))
 }
 
 /// Halving combination of the lanes: `l += l + w` for `w = LANES/2 … 1`; the result is lane 0.
