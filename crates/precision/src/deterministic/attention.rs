@@ -40,7 +40,8 @@ pub struct AttentionRows<'a> {
 ///    [module docs](super), rounded to `dtype`, scaled in the accumulator and rounded again (as
 ///    a `dtype` matmul followed by a scale in f32);
 /// 2. `m = max s_j`, `e_j = exp(s_j − m)`, `z = Σ e_j` (sequential), `p_j = round(e_j / z)`;
-/// 3. `out = round(Σ p_j · v_j)`, the sum sequential over `j`, element-wise over `head_dim`.
+/// 3. `out = round(Σ p_j · v_j)`, the sum sequential over `j` (`acc = fma(p_j, v_j, acc)`),
+///    element-wise over `head_dim`.
 ///
 /// `round` is the rounding to `dtype`. Operands are taken as their values in `dtype`.
 ///
@@ -170,15 +171,15 @@ struct Head<'a, T> {
 /// (see `column_block_best` in the matmul module).
 fn head_best<T: Float>(h: &Head<'_, T>, s: Shape, scale: T, dtype: DType, dst: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
         return unsafe { head_avx2(h, s, scale, dtype, dst) };
     }
     head(h, s, scale, dtype, dst)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn head_avx2<T: Float>(h: &Head<'_, T>, s: Shape, scale: T, dtype: DType, dst: &mut [T]) {
     head(h, s, scale, dtype, dst)
 }
@@ -212,7 +213,7 @@ fn head<T: Float>(h: &Head<'_, T>, s: Shape, scale: T, dtype: DType, dst: &mut [
             let p = (e / z).round_to(dtype);
             let vj = &h.vals[(first + n) * s.d..(first + n + 1) * s.d];
             for (a, &x) in acc.iter_mut().zip(vj) {
-                *a = *a + p * x;
+                *a = p.mul_add(x, *a);
             }
         }
         for (o, &a) in dst[i * s.d..(i + 1) * s.d].iter_mut().zip(&acc) {
