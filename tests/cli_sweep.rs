@@ -188,6 +188,34 @@ fn only_runs_one_configuration_and_slurm_flags_need_the_slurm_executor() {
         !tmp.path().join("runs/slurm").exists(),
         "--dry-run wrote files"
     );
+    );
+}
+
+#[test]
+fn tensor_parallel_size_is_an_axis_and_the_invariant_mode_does_not_move_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(tmp.path(), "tp = [1, 2, 4]\ntp_mode = [\"invariant\"]");
+    let args = vec!["sweep".to_string(), file.display().to_string()];
+    let res = reprolm(tmp.path(), &args, 0);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(stdout.contains("3 runs: 3 finished now"), "{stdout}");
+    let root = tmp.path().join("runs");
+    let runs = [
+        ("qwen2-arith-fp32-bs8-tpinv", 1),
+        ("qwen2-arith-fp32-bs8-tp2-tpinv", 2),
+        ("qwen2-arith-fp32-bs8-tp4-tpinv", 4),
+    ];
+    for (name, tp) in runs {
+        let m = manifest_sans_times(&root.join(name));
+        assert_eq!(m["tp_size"], tp, "{name}");
+        assert_eq!(m["tp_mode"], "invariant", "{name}");
+        assert_eq!(m["gpu_count"], 0, "{name}");
+    }
+    let want = tokens(&root.join(runs[0].0));
+    assert_eq!(want.len(), 3);
+    for (name, _) in &runs[1..] {
+        assert_eq!(tokens(&root.join(name)), want, "{name}");
+    }
 }
 
 #[test]

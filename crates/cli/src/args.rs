@@ -61,6 +61,15 @@ pub enum BatchingArg {
     Continuous,
 }
 
+/// `--tp-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TpModeArg {
+    /// The fast kernels; results move with --tp at the level of float rounding.
+    Standard,
+    /// Tree-ordered reductions over 8 chunks of K (CPU only, slower): bitwise the same for --tp 1, 2, 4, 8.
+    Invariant,
+}
+
 /// `reprolm run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -112,6 +121,12 @@ pub struct RunArgs {
     /// `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Tensor-parallel ranks: the model's heads and MLP split over N ranks (on cpu, N threads).
+    #[arg(long, default_value_t = 1)]
+    pub tp: u32,
+    /// How tensor-parallel partial sums are computed: `invariant` makes results independent of --tp.
+    #[arg(long, value_enum, default_value_t = TpModeArg::Standard)]
+    pub tp_mode: TpModeArg,
     /// Batch-invariant kernels: a response does not depend on its batch (size, order, other
     /// prompts) on the same binary and device type (CPU or CUDA).
     #[arg(long)]

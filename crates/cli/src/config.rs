@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
+use reprolm_engine::parallel::{check_parallel_device, TensorParallel, TpMode};
 use reprolm_engine::{device_label, parse_device, ModelSource};
 use reprolm_metrics::run_dir::BatchingMode;
 use reprolm_precision::{ComputeMode, PrecisionPolicy, ReductionOrder, PRESETS};
 use reprolm_tasks::{DataSource, TaskOptions};
 
-use crate::args::{BatchingArg, RunArgs};
+use crate::args::{BatchingArg, RunArgs, TpModeArg};
 
 /// The embedded default model, relative to the working directory or the source checkout.
 pub const DEFAULT_MODEL: &str = "models/arith-qwen2-3m";
@@ -49,6 +50,8 @@ pub struct RunConfig {
     pub policy: PrecisionPolicy,
     /// Device.
     pub device: Device,
+    /// Tensor-parallel ranks and mode.
+    pub tp: TensorParallel,
     /// Fast or batch-invariant (`--deterministic`) kernels.
     pub compute: ComputeMode,
     /// Prompts per batch or concurrent sequences.
@@ -137,6 +140,15 @@ impl RunConfig {
         reprolm_tasks::make_task(&args.task, &task_options).context("--task-param")?;
         let policy = resolve_policy(&args.policy).context("--policy")?;
         let device = parse_device(&args.device).context("--device")?;
+        if args.tp == 0 {
+            bail!("--tp must be at least 1");
+        }
+        let tp_mode = match args.tp_mode {
+            TpModeArg::Standard => TpMode::Standard,
+            TpModeArg::Invariant => TpMode::Invariant,
+        };
+        let tp = TensorParallel::new(args.tp as usize, tp_mode);
+        check_parallel_device(&tp, &device).context("--tp")?;
         let compute = if args.deterministic {
             ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL)
         } else {
@@ -155,6 +167,7 @@ impl RunConfig {
             selection,
             policy,
             device,
+            tp,
             compute,
             batch_size: args.batch_size,
             batching,
@@ -176,7 +189,7 @@ impl RunConfig {
     }
 
     /// The stable directory name of this configuration: `<model>-<task>-<policy>-bs<B>`, then
-    /// `-continuous`, `-det`, `-<device>`, `-seed<S>`, `-n<K>`, `-t<T>` where those differ from the defaults. It
+    /// `-continuous`, `-det`, `-<device>`, `-tp<N>`, `-tpinv`, `-seed<S>`, `-n<K>`, `-t<T>` where those differ from the defaults. It
     /// depends only on the values, so a sweep names a run the same however its axes are listed.
     pub fn run_name(&self) -> String {
         let mut name = format!(
@@ -195,6 +208,12 @@ impl RunConfig {
         if !self.device.is_cpu() {
             name.push('-');
             name.push_str(&device_label(&self.device).replace(':', ""));
+        }
+        if self.tp.size > 1 {
+            name.push_str(&format!("-tp{}", self.tp.size));
+        }
+        if self.tp.mode == TpMode::Invariant {
+            name.push_str("-tpinv");
         }
         if self.seed != 42 {
             name.push_str(&format!("-seed{}", self.seed));
@@ -360,6 +379,9 @@ mod tests {
         assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-det");
         assert!(c.compute.is_deterministic());
         assert_eq!(c.selection, Selection::First(ARITH_DEFAULT_LIMIT));
+        let c = RunConfig::resolve(&args(&["--tp", "2", "--tp-mode", "invariant"])).unwrap();
+        assert_eq!(c.tp, TensorParallel::new(2, TpMode::Invariant));
+        assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-tp2-tpinv");
     }
 
     #[test]
@@ -389,6 +411,7 @@ mod tests {
         assert!(err(&["--batch-size", "0"]).contains("--batch-size must be at least 1"));
         assert!(err(&["--samples", "4"]).contains("--temperature 0"));
         assert!(err(&["--device", "tpu"]).starts_with("--device: "));
+        assert!(err(&["--tp", "0"]).contains("--tp must be at least 1"));
         assert!(err(&["--task-param", "n"]).contains("--task-param: expected KEY=VALUE"));
     }
 }

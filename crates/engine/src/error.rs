@@ -86,6 +86,36 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A model's shape does not split over the requested number of tensor-parallel ranks.
+    #[error("tensor parallelism over {tp} ranks: `{field}` = {value}: {reason}")]
+    TensorParallelSplit {
+        /// The config.json field (or `tp` itself) at fault.
+        field: &'static str,
+        /// Its value.
+        value: usize,
+        /// The requested number of ranks.
+        tp: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Tensor parallelism was asked for where it is not available.
+    #[error("tensor parallelism on {device}: {reason}")]
+    TensorParallelDevice {
+        /// The device, as `cpu` or `cuda:N`.
+        device: String,
+        /// Why not.
+        reason: String,
+    },
+    /// A collective operation between tensor-parallel ranks failed.
+    #[error("{op} on rank {rank}: {reason}")]
+    Collective {
+        /// The collective (`all_reduce_sum`, `all_gather`) or `forward`.
+        op: &'static str,
+        /// The rank that reports it.
+        rank: usize,
+        /// What happened.
+        reason: String,
+    },
     /// A generation request or sampling parameter is invalid.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -96,6 +126,17 @@ pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
+
+impl Error {
+    /// Whether this is a rank released because another rank of its group failed (the other
+    /// rank's error says what went wrong).
+    pub fn is_group_abort(&self) -> bool {
+        matches!(self, Error::Collective { reason, .. } if reason == GROUP_ABORTED)
+    }
+}
+
+/// The reason of a [`Error::Collective`] raised in a rank released by another's failure.
+pub(crate) const GROUP_ABORTED: &str = "another rank of the group failed";
 
 /// The engine's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

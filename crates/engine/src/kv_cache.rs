@@ -4,14 +4,20 @@
 //! Left padding lets one dense `(batch, kv_heads, len, head_dim)` tensor per layer serve prompts of
 //! different lengths, and lets a finished row leave (or a new one join) without touching the
 //! others' numbers: padded slots are masked out of attention, never summed.
+//!
+//! Under tensor parallelism the cache holds one shard per rank (that rank's key/value heads);
+//! every row operation applies to all shards alike.
 
 use crate::Result;
 use candle_core::{DType, Tensor};
 
+/// One shard's per-layer keys and values.
+type Layers = Vec<Option<(Tensor, Tensor)>>;
+
 /// Per-layer keys and values for a batch, plus where each row's valid entries start.
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    shards: Vec<Layers>,
     starts: Vec<usize>,
     len: usize,
     dtype: DType,
@@ -21,12 +27,42 @@ impl KvCache {
     /// An empty cache for `num_layers` layers and rows whose first valid position will be
     /// `starts[b]` (the number of left-padding slots of row `b`'s prompt).
     pub fn new(num_layers: usize, starts: Vec<usize>, dtype: DType) -> Self {
+        Self::sharded(1, num_layers, starts, dtype)
+    }
+
+    /// As [`KvCache::new`], with one shard per tensor-parallel rank.
+    pub(crate) fn sharded(
+        shards: usize,
+        num_layers: usize,
+        starts: Vec<usize>,
+        dtype: DType,
+    ) -> Self {
         KvCache {
-            layers: vec![None; num_layers],
+            shards: vec![vec![None; num_layers]; shards],
             starts,
             len: 0,
             dtype,
         }
+    }
+
+    /// Number of shards: the tensor-parallel size of the decoder that made it.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Each shard's layers, to hand one to each rank for a forward pass. The ranks append the
+    /// same number of slots; [`KvCache::set_len`] records it afterwards.
+    pub(crate) fn shard_views(&mut self) -> Vec<CacheShard<'_>> {
+        let dtype = self.dtype;
+        self.shards
+            .iter_mut()
+            .map(|layers| CacheShard { layers, dtype })
+            .collect()
+    }
+
+    /// Records the number of slots per row after a forward pass appended to every layer.
+    pub(crate) fn set_len(&mut self, len: usize) {
+        self.len = len;
     }
 
     /// Number of rows (sequences).
@@ -56,33 +92,12 @@ impl KvCache {
 
     /// Bytes held by the cached keys and values.
     pub fn bytes(&self) -> usize {
-        self.layers
+        self.shards
             .iter()
+            .flatten()
             .flatten()
             .map(|(k, v)| (k.elem_count() + v.elem_count()) * self.dtype.size_in_bytes())
             .sum()
-    }
-
-    /// Appends `(batch, kv_heads, new, head_dim)` keys and values to `layer` and returns the
-    /// whole cached `(batch, kv_heads, len, head_dim)` pair. The values are stored in the cache
-    /// dtype before attention reads them back, so attention always sees what the cache holds.
-    pub(crate) fn append(
-        &mut self,
-        layer: usize,
-        k: &Tensor,
-        v: &Tensor,
-    ) -> Result<(Tensor, Tensor)> {
-        let k = k.to_dtype(self.dtype)?.contiguous()?;
-        let v = v.to_dtype(self.dtype)?.contiguous()?;
-        let (k, v) = match self.layers[layer].take() {
-            None => (k, v),
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-        };
-        if layer + 1 == self.layers.len() {
-            self.len = k.dim(2)?;
-        }
-        self.layers[layer] = Some((k.clone(), v.clone()));
-        Ok((k, v))
     }
 
     /// Keeps only the rows `keep` (in that order), then drops padding columns that no remaining
@@ -94,7 +109,7 @@ impl KvCache {
         if keep.is_empty() {
             // Nothing left: drop the tensors rather than select zero rows (a zero-sized launch
             // is an error on CUDA).
-            self.layers.iter_mut().for_each(|slot| *slot = None);
+            self.shards.iter_mut().flatten().for_each(|slot| *slot = None);
             self.starts.clear();
             self.len = 0;
             return Ok(());
@@ -103,8 +118,9 @@ impl KvCache {
         let trim = starts.iter().copied().min().unwrap_or(0).min(self.len);
         if !self.is_empty() {
             let dev = self
-                .layers
+                .shards
                 .iter()
+                .flatten()
                 .flatten()
                 .next()
                 .map(|(k, _)| k.device().clone());
@@ -114,7 +130,7 @@ impl KvCache {
                     keep.len(),
                     &dev,
                 )?;
-                for slot in self.layers.iter_mut() {
+                for slot in self.shards.iter_mut().flatten() {
                     if let Some((k, v)) = slot.take() {
                         let k = k
                             .index_select(&idx, 0)?
@@ -145,24 +161,36 @@ impl KvCache {
         if other.rows() == 0 {
             return Ok(self);
         }
+        if self.shards() != other.shards() {
+            return Err(crate::Error::InvalidRequest(format!(
+                "cannot merge caches of {} and {} tensor-parallel shards",
+                self.shards(),
+                other.shards()
+            )));
+        }
         let len = self.len.max(other.len);
         self.left_pad(len - self.len)?;
         other.left_pad(len - other.len)?;
-        let layers = self
-            .layers
+        let shards = self
+            .shards
             .into_iter()
-            .zip(other.layers)
-            .map(|(a, b)| match (a, b) {
-                (Some((ka, va)), Some((kb, vb))) => Ok(Some((
-                    Tensor::cat(&[ka, kb], 0)?,
-                    Tensor::cat(&[va, vb], 0)?,
-                ))),
-                _ => Ok(None),
+            .zip(other.shards)
+            .map(|(a, b)| {
+                a.into_iter()
+                    .zip(b)
+                    .map(|(a, b)| match (a, b) {
+                        (Some((ka, va)), Some((kb, vb))) => Ok(Some((
+                            Tensor::cat(&[ka, kb], 0)?,
+                            Tensor::cat(&[va, vb], 0)?,
+                        ))),
+                        _ => Ok(None),
+                    })
+                    .collect::<Result<Layers>>()
             })
             .collect::<Result<Vec<_>>>()?;
         self.starts.extend(other.starts);
         Ok(KvCache {
-            layers,
+            shards,
             starts: self.starts,
             len,
             dtype: self.dtype,
@@ -173,7 +201,7 @@ impl KvCache {
         if pad == 0 {
             return Ok(());
         }
-        for slot in self.layers.iter_mut() {
+        for slot in self.shards.iter_mut().flatten() {
             if let Some((k, v)) = slot.take() {
                 *slot = Some((k.pad_with_zeros(2, pad, 0)?, v.pad_with_zeros(2, pad, 0)?));
             }
@@ -183,5 +211,32 @@ impl KvCache {
             *s += pad;
         }
         Ok(())
+    }
+}
+
+/// One rank's layers of a [`KvCache`], lent to that rank for one forward pass.
+pub(crate) struct CacheShard<'a> {
+    layers: &'a mut Layers,
+    dtype: DType,
+}
+
+impl CacheShard<'_> {
+    /// Appends `(batch, kv_heads, new, head_dim)` keys and values to `layer` and returns the
+    /// whole cached `(batch, kv_heads, len, head_dim)` pair. The values are stored in the cache
+    /// dtype before attention reads them back, so attention always sees what the cache holds.
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let k = k.to_dtype(self.dtype)?.contiguous()?;
+        let v = v.to_dtype(self.dtype)?.contiguous()?;
+        let (k, v) = match self.layers[layer].take() {
+            None => (k, v),
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+        };
+        self.layers[layer] = Some((k.clone(), v.clone()));
+        Ok((k, v))
     }
 }

@@ -3,7 +3,13 @@
 //! Llama, Qwen2 and Qwen3 decoders whose every op runs in the dtype a
 //! [`PrecisionPolicy`](reprolm_precision::PrecisionPolicy) assigns, a left-padded KV cache for
 //! batches of prompts of different lengths, greedy and seeded sampling with a random stream per
-//! request, and the top-k log-probabilities of every generated token.
+//! request, and the top-k log-probabilities of every generated token. A decoder can be split over
+//! tensor-parallel ranks ([`parallel`]), with a mode whose results do not depend on their number.
+//!
+//! [`Decoder::set_compute_mode`] switches to batch-invariant CPU kernels
+//! ([`ComputeMode::Deterministic`](reprolm_precision::ComputeMode)), under which a sequence's
+//! logits do not depend on its batch, its position in it, or how its prompt was chunked
+//! ([`Batch::with_prefill_chunk`]).
 #![deny(missing_docs)]
 
 mod chat_template;
@@ -18,6 +24,7 @@ pub mod kv_cache;
 mod loader;
 mod model;
 pub mod models;
+pub mod parallel;
 mod pyjson;
 pub mod sampling;
 pub mod throughput;
@@ -35,6 +42,7 @@ pub use loader::{HubAccess, ModelFiles, ResolveOptions, WEIGHTS_FILE, WEIGHTS_IN
 pub use model::{check_policy_on_device, LoadOptions, Model};
 pub use models::decoder::LogitsFor;
 pub use models::{spec_from_config_file, Architecture, Decoder, DecoderSpec};
+pub use parallel::{Communicator, LocalComm, TensorParallel, TpMode};
 pub use sampling::{RequestRng, SamplingParams};
 pub use source::{ModelSource, DEFAULT_REVISION};
 pub use tokenizer::{DecodeSpecialTokens, SpecialTokens, Tokenizer};

@@ -6,6 +6,7 @@ use crate::generate::{self, Generation, Request};
 use crate::generation_config::GenerationConfig;
 use crate::loader::{ModelFiles, ResolveOptions};
 use crate::models::{spec_from_config_file, Architecture, Decoder};
+use crate::parallel::{check_parallel_device, check_split, TensorParallel};
 use crate::sampling::SamplingParams;
 use crate::source::ModelSource;
 use crate::tokenizer::{DecodeSpecialTokens, SpecialTokens, Tokenizer};
@@ -23,6 +24,8 @@ pub struct LoadOptions {
     pub policy: PrecisionPolicy,
     /// How Hub ids are resolved (cache location, offline mode).
     pub resolve: ResolveOptions,
+    /// Tensor parallelism: 1 rank by default; on the CPU, `n` ranks are `n` threads.
+    pub tp: TensorParallel,
 }
 
 impl LoadOptions {
@@ -32,6 +35,7 @@ impl LoadOptions {
             device: Device::Cpu,
             policy,
             resolve: ResolveOptions::from_env(),
+            tp: TensorParallel::default(),
         }
     }
 }
@@ -66,12 +70,24 @@ pub struct Model {
 }
 
 impl Model {
-    /// Resolves, reads and places a model. The policy and device are checked before any weight
-    /// is read, so a bad combination costs nothing.
+    /// Resolves, reads and places a model. The policy, device and tensor-parallel split are
+    /// checked before any weight is read, so a bad combination costs nothing.
     pub fn load(source: &ModelSource, opts: &LoadOptions) -> Result<Model> {
         check_policy_on_device(&opts.policy, &opts.device)?;
+        check_parallel_device(&opts.tp, &opts.device)?;
         let files = ModelFiles::resolve_with(source, &opts.resolve)?;
         let (architecture, spec) = spec_from_config_file(&files.config)?;
+        check_split(&spec, &opts.tp).map_err(|e| match e {
+            // A config field that does not split: point at the file it is in.
+            Error::TensorParallelSplit {
+                field, tp, reason, ..
+            } if field != "tp" => Error::BadField {
+                path: files.config.clone(),
+                field: field.into(),
+                reason: format!("tensor parallelism over {tp} ranks: {reason}"),
+            },
+            other => other,
+        })?;
         let tokenizer = Tokenizer::from_file(&files.tokenizer)?;
         let chat_template = ChatTemplate::find(&files)?;
         let generation_config = GenerationConfig::load(&files)?;
@@ -83,7 +99,7 @@ impl Model {
             location: files.weights.first().cloned().unwrap_or_default(),
             reason: e.to_string(),
         })?;
-        let decoder = Decoder::load(&spec, &opts.policy, vb)?;
+        let decoder = Decoder::load_parallel(&spec, &opts.policy, vb, opts.tp)?;
         Ok(Model {
             files,
             architecture,

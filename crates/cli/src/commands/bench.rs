@@ -50,6 +50,7 @@ fn load(args: &BenchModelArgs, policy: &str) -> Result<(Model, Device)> {
         device: device.clone(),
         policy,
         resolve: ResolveOptions::from_env(),
+        tp: Default::default(),
     };
     let model = Model::load(&source, &opts).context("--model")?;
     Ok((model, device))

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
+use reprolm_engine::parallel::TpMode;
 use reprolm_engine::{
     device_label, device_name, Batch, ChatOptions, Generation, LoadOptions, Model, Request,
     ResolveOptions,
@@ -31,6 +32,10 @@ use crate::progress::{OutputMode, Progress};
 
 /// Manifest key (outside the shared schema) holding the task settings `reprolm score` reloads with.
 pub const TASK_OPTIONS_KEY: &str = "task_options";
+
+/// The manifest's `extra` key recording `--tp-mode` (`standard` or `invariant`); `tp_size` has its
+/// own field.
+pub const TP_MODE_KEY: &str = "tp_mode";
 
 /// How a run session ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,18 +86,23 @@ impl ModelCache {
     /// The model for `cfg` and the digests of its weight files.
     fn model(&mut self, cfg: &RunConfig, mode: OutputMode) -> Result<(&Model, Vec<WeightFile>)> {
         let key = format!(
-            "{}|{:?}|{}",
+            "{}|{:?}|{}|{:?}",
             cfg.model_spec,
             cfg.policy.table(),
-            device_label(&cfg.device)
+            device_label(&cfg.device),
+            cfg.tp
         );
         if self.loaded.as_ref().is_none_or(|(k, _)| *k != key) {
             self.loaded = None; // free the previous model before loading the next
             mode.note(&format!(
-                "loading {} ({} policy, {})",
+                "loading {} ({} policy, {}{})",
                 cfg.model_spec,
                 cfg.policy.name,
-                device_label(&cfg.device)
+                device_label(&cfg.device),
+                match (cfg.tp.size, cfg.tp.mode) {
+                    (1, TpMode::Standard) => String::new(),
+                    (n, m) => format!(", tp {n} {}", m.as_str()),
+                }
             ));
             let model = Model::load(
                 &cfg.model,
@@ -100,6 +110,7 @@ impl ModelCache {
                     device: cfg.device.clone(),
                     policy: cfg.policy.clone(),
                     resolve: ResolveOptions::from_env(),
+                    tp: cfg.tp,
                 },
             )
             .with_context(|| format!("--model {}: loading", cfg.model_spec))?;
@@ -331,6 +342,7 @@ fn build_manifest(
             p.to_json(),
         );
     }
+    extra.insert(TP_MODE_KEY.to_string(), json!(cfg.tp.mode.as_str()));
     Ok(Manifest {
         format_version: MANIFEST_FORMAT_VERSION,
         reprolm_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -364,11 +376,16 @@ fn build_manifest(
             kind: device_label(&cfg.device),
             name: device_name(&cfg.device),
         },
-        tp_size: 1,
-        gpu_count: u32::from(cfg.device.is_cuda()),
+        tp_size: cfg.tp.size as u32,
+        gpu_count: if cfg.device.is_cuda() {
+            cfg.tp.size as u32
+        } else {
+            0
+        },
         batch_size: cfg.batch_size,
         batching_mode: cfg.batching,
-        deterministic: cfg.compute.is_deterministic(),
+        // The TP-invariant mode runs the batch-invariant kernels too (with a tree order).
+        deterministic: cfg.compute.is_deterministic() || cfg.tp.mode == TpMode::Invariant,
         seed: cfg.seed,
         sampling: SamplingParams {
             temperature: cfg.temperature,

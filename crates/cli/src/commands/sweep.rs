@@ -9,6 +9,7 @@
 //! [axes]                               # one list per varied setting; the runs are their product
 //! policy = ["fp32", "bf16"]
 //! batch_size = [1, 8]
+//! tp = [1, 2, 4]                       # tensor-parallel size (GPU count; on cpu, rank threads)
 //! deterministic = [false, true]        # a switch: `true` passes --deterministic
 //! ```
 //! Each combination becomes the `reprolm run` flags it spells (`batch_size = 8` is `--batch-size 8`), so
@@ -53,6 +54,8 @@ const KEYS: &[&str] = &[
     "min_p",
     "logprobs",
     "device",
+    "tp",
+    "tp_mode",
     "deterministic",
     "limit",
     "problems",
@@ -219,6 +222,7 @@ pub(crate) fn plan(path: &Path, root: Option<&Path>) -> Result<SweepPlan> {
                 c.model_spec.clone(),
                 format!("{:?}", c.policy.table()),
                 reprolm_engine::device_label(&c.device),
+                format!("{:?}", c.tp),
             )
         })
     });
@@ -357,6 +361,7 @@ pub(crate) fn finished_state(cfg: &RunConfig) -> Result<bool> {
         m.batch_size.to_string(),
         cfg.batch_size.to_string(),
     );
+    cmp("tp_size", m.tp_size.to_string(), cfg.tp.size.to_string());
     cmp(
         "batching_mode",
         m.batching_mode.to_string(),

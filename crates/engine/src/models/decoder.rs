@@ -3,16 +3,28 @@
 //!
 //! Shapes follow candle's convention: activations are `(batch, seq, hidden)`, attention tensors
 //! `(batch, heads, seq, head_dim)`, the cache `(batch, kv_heads, len, head_dim)`.
+//!
+//! The weights are held by one or more ranks (see [`crate::parallel`]): a single device is one
+//! rank holding everything and running exactly the single-device ops; under tensor parallelism
+//! each rank holds its slices, counts `heads` and `kv_heads` as its own, and its row-parallel
+//! projections finish with an all-reduce.
 
 use super::rope::{self, RopeSpec};
 use crate::fused;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{CacheShard, KvCache};
+use crate::parallel::{
+    self, Communicator, LocalComm, ShardLayout, TensorParallel, TpMode, TREE_CHUNKS,
+};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use reprolm_precision::deterministic::{self, AttentionRows};
-use reprolm_precision::{matmul, Component, ComputeMode, Linear, ModelShape, PrecisionPolicy};
+use reprolm_precision::deterministic::{self, partial_sums, round_output, tree_sum, AttentionRows};
+use reprolm_precision::{
+    matmul, Component, ComputeMode, Linear, ModelShape, PrecisionPolicy, ReductionOrder,
+};
+use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The shape and switches of a decoder, independent of the family's config.json spelling.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,7 +162,7 @@ pub enum LogitsFor {
     Last,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RmsNorm {
     weight: Tensor,
     eps: f64,
@@ -184,24 +196,97 @@ impl RmsNorm {
     }
 }
 
+/// A projection (q/k/v/o, gate/up/down, LM head) of one rank, with how it is split.
+#[derive(Debug)]
+struct Proj {
+    lin: Linear,
+    split: Split,
+    /// For a row-parallel projection over several ranks: the bias, added once after the
+    /// all-reduce (the rank's `lin` has none, so it is not summed `n` times).
+    bias_after_reduce: Option<Tensor>,
+}
+
+/// How a projection's weight is divided among ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Split {
+    /// By output rows: each rank computes its own output columns (q/k/v, gate/up).
+    Column,
+    /// By input columns: each rank computes a partial sum of every output (o, down).
+    Row,
+    /// By vocabulary rows, the outputs gathered across ranks (LM head).
+    Vocab,
+}
+
+/// What a rank's forward pass needs to know about its group.
+#[derive(Clone, Copy)]
+struct RankCtx<'a> {
+    comm: Option<&'a dyn Communicator>,
+    size: usize,
+    /// The kernels: the decoder's compute mode, or the TP-invariant tree (see [`Decoder::kernels`]).
+    mode: ComputeMode,
+}
+
+impl Proj {
+    fn forward(&self, x: &Tensor, ctx: RankCtx<'_>) -> Result<Tensor> {
+        let mut y = match (ctx.mode, self.split, ctx.comm) {
+            (ComputeMode::Fast, Split::Row, Some(comm)) => {
+                let y = comm.all_reduce_sum(&self.lin.forward_with(x, ctx.mode)?)?;
+                match &self.bias_after_reduce {
+                    Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
+                    None => y,
+                }
+            }
+            (ComputeMode::Deterministic(order), Split::Row, Some(comm)) => {
+                // This rank's chunks of K summed in their subtree, the ranks' sums in the
+                // all-reduce's tree, still in f32; the bias joins the finished sum and the result
+                // is rounded once, as on one device. When the order's chunks do not divide over
+                // the ranks (e.g. the sequential order), each rank reduces its slice in `order`:
+                // batch invariant, but not tp invariant.
+                let rank_order = if order.chunks() % ctx.size == 0 {
+                    ReductionOrder::tree(order.chunks() / ctx.size)?
+                } else {
+                    order
+                };
+                let compute = self.lin.compute_dtype();
+                let dims = x.dims().to_vec();
+                let k = *dims.last().expect("projection input has a feature dim");
+                let x2 = x.reshape((x.elem_count() / k, k))?;
+                let partials = partial_sums(&x2, self.lin.weight(), compute, rank_order)?;
+                let sum = comm.all_reduce_sum(&tree_sum(&partials)?)?;
+                let y = round_output(&sum, self.bias_after_reduce.as_ref(), compute)?;
+                let mut out_dims = dims;
+                *out_dims.last_mut().expect("non-empty") = y.dim(1)?;
+                y.reshape(out_dims)?
+            }
+            _ => self.lin.forward_with(x, ctx.mode)?,
+        };
+        if let (Split::Vocab, Some(comm)) = (self.split, ctx.comm) {
+            y = comm.all_gather(&y, y.rank() - 1)?;
+        }
+        Ok(y)
+    }
+}
+
 #[derive(Debug)]
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
+    /// Query heads on this rank.
     num_heads: usize,
+    /// Key/value heads on this rank.
     num_kv_heads: usize,
     head_dim: usize,
 }
 
 #[derive(Debug)]
 struct Mlp {
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
 }
 
 #[derive(Debug)]
@@ -212,20 +297,47 @@ struct Layer {
     mlp: Mlp,
 }
 
-/// A loaded decoder: weights placed per the policy, ready to run batches against a [`KvCache`].
+/// One rank's weights: all of them for a single device, its shard under tensor parallelism.
+#[derive(Debug)]
+struct Rank {
+    layout: ShardLayout,
+    /// `None` on a single device.
+    comm: Option<Arc<dyn Communicator>>,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    lm_head: Proj,
+    /// The LM head's weight is (a slice of) the embedding tensor itself: counted once.
+    head_shares_embedding: bool,
+}
+
+/// A Llama/Qwen2/Qwen3 decoder: embeddings, pre-norm attention + SwiGLU blocks, final norm and
+/// LM head, on one device or split over the ranks of a tensor-parallel group.
 #[derive(Debug)]
 pub struct Decoder {
     spec: DecoderSpec,
     policy: PrecisionPolicy,
     device: Device,
-    embed: Tensor,
-    layers: Vec<Layer>,
-    norm: RmsNorm,
-    lm_head: Linear,
-    /// The LM head's weight is the embedding tensor itself (tied, same dtype): counted once.
-    head_shares_embedding: bool,
+    tp: TensorParallel,
+    ranks: Vec<Rank>,
     inv_freq: Vec<f32>,
     mode: ComputeMode,
+}
+
+/// The inputs every rank shares for one forward pass (replicated, read-only).
+struct Inputs {
+    ids: Tensor,
+    batch: usize,
+    seq: usize,
+    cos: Tensor,
+    sin: Tensor,
+    /// The additive mask of the fast attention (`None` in deterministic mode, or when nothing
+    /// is masked).
+    mask: Option<Tensor>,
+    /// Where each row's real slots start, and how many slots were cached before this call.
+    starts: Vec<usize>,
+    past: usize,
+    logits_for: LogitsFor,
 }
 
 fn get(
@@ -248,132 +360,335 @@ fn get(
         })
 }
 
-fn linear(
-    vb: &VarBuilder,
+/// `rows` of `dim` of `t`, copied into storage of their own so that the whole tensor can be
+/// freed (a narrow alone would keep it alive). The whole range is `t` itself.
+fn slice(t: Tensor, dim: usize, rows: &Range<usize>) -> Result<Tensor> {
+    if rows.start == 0 && rows.end == t.dim(dim)? {
+        return Ok(t);
+    }
+    Ok(t.narrow(dim, rows.start, rows.len())?.force_contiguous()?)
+}
+
+/// Where a projection's shard lies in its `(out, in)` weight.
+struct ProjShape<'a> {
     in_dim: usize,
     out_dim: usize,
     bias: bool,
-    policy: &PrecisionPolicy,
-) -> Result<Linear> {
+    split: Split,
+    /// Rows (column split) or columns (row split) of the weight this rank holds.
+    part: &'a Range<usize>,
+    ranks: usize,
+}
+
+fn proj(vb: &VarBuilder, s: ProjShape<'_>, policy: &PrecisionPolicy) -> Result<Proj> {
     let storage = policy.dtype(Component::LinearStorage);
-    let w = get(vb, (out_dim, in_dim), "weight", storage)?;
-    let b = if bias {
-        Some(get(vb, out_dim, "bias", storage)?)
+    let w = get(vb, (s.out_dim, s.in_dim), "weight", storage)?;
+    let b = if s.bias {
+        Some(get(vb, s.out_dim, "bias", storage)?)
     } else {
         None
     };
-    Ok(Linear::new(
-        w,
-        b,
-        storage,
-        policy.dtype(Component::MatmulCompute),
-    )?)
+    let (w, b, bias_after_reduce) = match s.split {
+        Split::Column | Split::Vocab => (
+            slice(w, 0, s.part)?,
+            b.map(|b| slice(b, 0, s.part)).transpose()?,
+            None,
+        ),
+        Split::Row if s.ranks == 1 => (w, b, None),
+        Split::Row => (slice(w, 1, s.part)?, None, b),
+    };
+    Ok(Proj {
+        lin: Linear::new(w, b, storage, policy.dtype(Component::MatmulCompute))?,
+        split: s.split,
+        bias_after_reduce,
+    })
+}
+
+impl Rank {
+    /// Reads rank `layout.rank`'s weights. Replicated tensors (embeddings, norms) are read once
+    /// and shared between the ranks of this process (`shared`); each rank still counts them.
+    fn load(
+        spec: &DecoderSpec,
+        policy: &PrecisionPolicy,
+        vb: &VarBuilder,
+        layout: ShardLayout,
+        comm: Option<Arc<dyn Communicator>>,
+        shared: &mut Option<(Tensor, Vec<Vec<RmsNorm>>, RmsNorm)>,
+    ) -> Result<Self> {
+        let (h, d, n) = (spec.hidden_size, spec.head_dim, layout.size);
+        let m = vb.pp("model");
+        if shared.is_none() {
+            let embed = get(
+                &m.pp("embed_tokens"),
+                (spec.vocab_size, h),
+                "weight",
+                policy.dtype(Component::Embedding),
+            )?;
+            let mut norms = Vec::with_capacity(spec.num_layers);
+            for i in 0..spec.num_layers {
+                let l = m.pp("layers").pp(i);
+                let a = l.pp("self_attn");
+                let eps = spec.rms_norm_eps;
+                let mut ln = vec![
+                    RmsNorm::load(&l.pp("input_layernorm"), h, eps, policy)?,
+                    RmsNorm::load(&l.pp("post_attention_layernorm"), h, eps, policy)?,
+                ];
+                if spec.qk_norm {
+                    ln.push(RmsNorm::load(&a.pp("q_norm"), d, eps, policy)?);
+                    ln.push(RmsNorm::load(&a.pp("k_norm"), d, eps, policy)?);
+                }
+                norms.push(ln);
+            }
+            let norm = RmsNorm::load(&m.pp("norm"), h, spec.rms_norm_eps, policy)?;
+            *shared = Some((embed, norms, norm));
+        }
+        let (embed, norms, norm) = shared.as_ref().expect("loaded above");
+        let heads = layout.heads.start * d..layout.heads.end * d;
+        let kv = layout.kv_heads.start * d..layout.kv_heads.end * d;
+        let (q_out, kv_out) = (spec.num_heads * d, spec.num_kv_heads * d);
+        let mut layers = Vec::with_capacity(spec.num_layers);
+        for (i, ln) in norms.iter().enumerate() {
+            let l = m.pp("layers").pp(i);
+            let a = l.pp("self_attn");
+            let column = |out_dim, bias, part| ProjShape {
+                in_dim: h,
+                out_dim,
+                bias,
+                split: Split::Column,
+                part,
+                ranks: n,
+            };
+            let row = |in_dim, bias, part| ProjShape {
+                in_dim,
+                out_dim: h,
+                bias,
+                split: Split::Row,
+                part,
+                ranks: n,
+            };
+            let attn = Attention {
+                q: proj(
+                    &a.pp("q_proj"),
+                    column(q_out, spec.qkv_bias, &heads),
+                    policy,
+                )?,
+                k: proj(&a.pp("k_proj"), column(kv_out, spec.qkv_bias, &kv), policy)?,
+                v: proj(&a.pp("v_proj"), column(kv_out, spec.qkv_bias, &kv), policy)?,
+                o: proj(&a.pp("o_proj"), row(q_out, spec.o_bias, &heads), policy)?,
+                q_norm: ln.get(2).cloned(),
+                k_norm: ln.get(3).cloned(),
+                num_heads: layout.heads.len(),
+                num_kv_heads: layout.kv_heads.len(),
+                head_dim: d,
+            };
+            let p = l.pp("mlp");
+            let inter = spec.intermediate_size;
+            let units = &layout.intermediate;
+            let mlp = Mlp {
+                gate: proj(
+                    &p.pp("gate_proj"),
+                    column(inter, spec.mlp_bias, units),
+                    policy,
+                )?,
+                up: proj(
+                    &p.pp("up_proj"),
+                    column(inter, spec.mlp_bias, units),
+                    policy,
+                )?,
+                down: proj(&p.pp("down_proj"), row(inter, spec.mlp_bias, units), policy)?,
+            };
+            layers.push(Layer {
+                input_norm: ln[0].clone(),
+                attn,
+                post_norm: ln[1].clone(),
+                mlp,
+            });
+        }
+        let head_dtype = policy.dtype(Component::LmHead);
+        // A tied head in the embedding's dtype shares its storage; in another dtype it is a copy.
+        let head_shares_embedding =
+            spec.tie_word_embeddings && head_dtype == policy.dtype(Component::Embedding);
+        let head_w = if head_shares_embedding {
+            // A view: a row slice of a contiguous tensor needs no copy.
+            let v = &layout.vocab;
+            if v.len() == spec.vocab_size {
+                embed.clone()
+            } else {
+                embed.narrow(0, v.start, v.len())?
+            }
+        } else {
+            let (vb_head, name) = if spec.tie_word_embeddings {
+                (m.pp("embed_tokens"), "weight")
+            } else {
+                (vb.pp("lm_head"), "weight")
+            };
+            let w = get(&vb_head, (spec.vocab_size, h), name, head_dtype)?;
+            slice(w, 0, &layout.vocab)?
+        };
+        let lm_head = Proj {
+            lin: Linear::new(head_w, None, head_dtype, head_dtype)?,
+            split: Split::Vocab,
+            bias_after_reduce: None,
+        };
+        Ok(Rank {
+            layout,
+            comm,
+            embed: embed.clone(),
+            layers,
+            norm: norm.clone(),
+            lm_head,
+            head_shares_embedding,
+        })
+    }
+
+    fn ctx(&self, mode: ComputeMode) -> RankCtx<'_> {
+        RankCtx {
+            comm: self.comm.as_deref(),
+            size: self.layout.size,
+            mode,
+        }
+    }
+
+    fn weight_bytes(&self, out: &mut std::collections::BTreeMap<&'static str, usize>) {
+        let mut add = |t: &Tensor| {
+            *out.entry(reprolm_precision::dtype_name(t.dtype()))
+                .or_insert(0) += t.elem_count() * t.dtype().size_in_bytes();
+        };
+        add(&self.embed);
+        for l in &self.layers {
+            for p in [
+                &l.attn.q,
+                &l.attn.k,
+                &l.attn.v,
+                &l.attn.o,
+                &l.mlp.gate,
+                &l.mlp.up,
+                &l.mlp.down,
+            ] {
+                add(p.lin.weight());
+                for b in p.lin.bias().into_iter().chain(&p.bias_after_reduce) {
+                    add(b);
+                }
+            }
+            add(&l.input_norm.weight);
+            add(&l.post_norm.weight);
+            for n in [&l.attn.q_norm, &l.attn.k_norm].into_iter().flatten() {
+                add(&n.weight);
+            }
+        }
+        add(&self.norm.weight);
+        if !self.head_shares_embedding {
+            add(self.lm_head.lin.weight());
+        }
+    }
+
+    /// This rank's share of a forward pass; returns the full logits (every rank gets them).
+    fn forward(&self, dec: &Decoder, inp: &Inputs, mut cache: CacheShard<'_>) -> Result<Tensor> {
+        let ctx = self.ctx(dec.kernels()?);
+        let policy = &dec.policy;
+        let act = policy.dtype(Component::Activations);
+        let (b, l) = (inp.batch, inp.seq);
+        let mut x = self
+            .embed
+            .index_select(&inp.ids, 0)?
+            .reshape((b, l, dec.spec.hidden_size))?
+            .to_dtype(act)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer.input_norm.forward(&x)?;
+            let a = layer.attn.forward(&h, inp, (&mut cache, i), policy, ctx)?;
+            x = (x + a.to_dtype(act)?)?;
+            let h = layer.post_norm.forward(&x)?;
+            let m = layer.mlp.forward(&h, ctx)?;
+            x = (x + m.to_dtype(act)?)?;
+        }
+        let x = match inp.logits_for {
+            LogitsFor::All => x,
+            LogitsFor::Last => x.narrow(1, l - 1, 1)?,
+        };
+        let x = self.norm.forward(&x)?;
+        let logits = self
+            .lm_head
+            .forward(&x.to_dtype(policy.dtype(Component::LmHead))?, ctx)?;
+        Ok(logits.to_dtype(policy.dtype(Component::Logits))?)
+    }
+}
+
+/// Releases the other ranks of a group if this rank's body returns an error or panics before
+/// its collectives are done.
+struct AbortOnDrop<'a>(Option<&'a dyn Communicator>);
+
+impl Drop for AbortOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
+            c.abort();
+        }
+    }
 }
 
 impl Decoder {
     /// Builds the decoder from weights under transformers' names (`model.layers.N...`,
     /// `lm_head.weight`), each converted to its component's dtype as it is read.
     pub fn load(spec: &DecoderSpec, policy: &PrecisionPolicy, vb: VarBuilder) -> Result<Self> {
+        Self::load_parallel(spec, policy, vb, TensorParallel::default())
+    }
+
+    /// As [`Decoder::load`], split over `tp.size` ranks (see [`crate::parallel`]). Each rank
+    /// keeps only its slices of the projection weights: a weight is read whole, sliced and
+    /// copied, and the whole dropped, so the transient peak is one weight tensor. On CPU the
+    /// ranks are threads; on CUDA tensor parallelism needs NCCL, which is not built yet, and
+    /// `tp.size > 1` is an error there rather than a single-device run.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device};
+    /// # use candle_nn::VarBuilder;
+    /// use reprolm_engine::parallel::{TensorParallel, TpMode};
+    /// use reprolm_engine::{Decoder, LogitsFor};
+    /// use reprolm_precision::PrecisionPolicy;
+    /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
+    /// let (_, spec) = reprolm_engine::spec_from_config_file(&dir.join("config.json"))?;
+    /// let vb = unsafe {
+    ///     VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)?
+    /// };
+    /// let tp = TensorParallel::new(2, TpMode::Standard);
+    /// let dec = Decoder::load_parallel(&spec, &PrecisionPolicy::fp32(), vb, tp)?;
+    /// let mut cache = dec.new_cache(vec![0]);
+    /// let logits = dec.forward(&[vec![1, 2, 3]], &mut cache, LogitsFor::Last)?;
+    /// assert_eq!(logits.dims(), &[1, 1, spec.vocab_size]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn load_parallel(
+        spec: &DecoderSpec,
+        policy: &PrecisionPolicy,
+        vb: VarBuilder,
+        tp: TensorParallel,
+    ) -> Result<Self> {
         let device = vb.device().clone();
-        let (h, d) = (spec.hidden_size, spec.head_dim);
-        let m = vb.pp("model");
-        let embed = get(
-            &m.pp("embed_tokens"),
-            (spec.vocab_size, h),
-            "weight",
-            policy.dtype(Component::Embedding),
-        )?;
-        let mut layers = Vec::with_capacity(spec.num_layers);
-        for i in 0..spec.num_layers {
-            let l = m.pp("layers").pp(i);
-            let a = l.pp("self_attn");
-            let (q_out, kv_out) = (spec.num_heads * d, spec.num_kv_heads * d);
-            let attn = Attention {
-                q: linear(&a.pp("q_proj"), h, q_out, spec.qkv_bias, policy)?,
-                k: linear(&a.pp("k_proj"), h, kv_out, spec.qkv_bias, policy)?,
-                v: linear(&a.pp("v_proj"), h, kv_out, spec.qkv_bias, policy)?,
-                o: linear(&a.pp("o_proj"), q_out, h, spec.o_bias, policy)?,
-                q_norm: spec
-                    .qk_norm
-                    .then(|| RmsNorm::load(&a.pp("q_norm"), d, spec.rms_norm_eps, policy))
-                    .transpose()?,
-                k_norm: spec
-                    .qk_norm
-                    .then(|| RmsNorm::load(&a.pp("k_norm"), d, spec.rms_norm_eps, policy))
-                    .transpose()?,
-                num_heads: spec.num_heads,
-                num_kv_heads: spec.num_kv_heads,
-                head_dim: d,
-            };
-            let p = l.pp("mlp");
-            let mlp = Mlp {
-                gate: linear(
-                    &p.pp("gate_proj"),
-                    h,
-                    spec.intermediate_size,
-                    spec.mlp_bias,
-                    policy,
-                )?,
-                up: linear(
-                    &p.pp("up_proj"),
-                    h,
-                    spec.intermediate_size,
-                    spec.mlp_bias,
-                    policy,
-                )?,
-                down: linear(
-                    &p.pp("down_proj"),
-                    spec.intermediate_size,
-                    h,
-                    spec.mlp_bias,
-                    policy,
-                )?,
-            };
-            layers.push(Layer {
-                input_norm: RmsNorm::load(&l.pp("input_layernorm"), h, spec.rms_norm_eps, policy)?,
-                attn,
-                post_norm: RmsNorm::load(
-                    &l.pp("post_attention_layernorm"),
-                    h,
-                    spec.rms_norm_eps,
-                    policy,
-                )?,
-                mlp,
-            });
-        }
-        let norm = RmsNorm::load(&m.pp("norm"), h, spec.rms_norm_eps, policy)?;
-        let head_dtype = policy.dtype(Component::LmHead);
-        // A tied head in the embedding's dtype shares its storage; in another dtype it is a copy.
-        let head_shares_embedding =
-            spec.tie_word_embeddings && head_dtype == policy.dtype(Component::Embedding);
-        let head_w = if head_shares_embedding {
-            embed.clone()
-        } else if spec.tie_word_embeddings {
-            get(
-                &m.pp("embed_tokens"),
-                (spec.vocab_size, h),
-                "weight",
-                head_dtype,
-            )?
+        parallel::check_parallel_device(&tp, &device)?;
+        parallel::check_split(spec, &tp)?;
+        let layouts = (0..tp.size)
+            .map(|r| parallel::layout(spec, &tp, r))
+            .collect::<Result<Vec<_>>>()?;
+        let comms: Vec<Option<Arc<dyn Communicator>>> = if tp.size == 1 {
+            vec![None]
         } else {
-            get(
-                &vb.pp("lm_head"),
-                (spec.vocab_size, h),
-                "weight",
-                head_dtype,
-            )?
+            LocalComm::group(tp.size)
+                .into_iter()
+                .map(|c| Some(Arc::new(c) as Arc<dyn Communicator>))
+                .collect()
         };
-        let lm_head = Linear::new(head_w, None, head_dtype, head_dtype)?;
+        let mut shared = None;
+        let ranks = layouts
+            .into_iter()
+            .zip(comms)
+            .map(|(layout, comm)| Rank::load(spec, policy, &vb, layout, comm, &mut shared))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Decoder {
-            inv_freq: spec.rope.inv_freq(d),
+            inv_freq: spec.rope.inv_freq(spec.head_dim),
             spec: spec.clone(),
             policy: policy.clone(),
             device,
-            embed,
-            layers,
-            norm,
-            lm_head,
-            head_shares_embedding,
+            tp,
+            ranks,
             mode: ComputeMode::Fast,
         })
     }
@@ -405,9 +720,20 @@ impl Decoder {
         Ok(())
     }
 
-    /// The kernels [`forward`](Decoder::forward) runs.
+    /// The kernels [`forward`](Decoder::forward) runs, as set by
+    /// [`set_compute_mode`](Decoder::set_compute_mode).
     pub fn compute_mode(&self) -> ComputeMode {
         self.mode
+    }
+
+    /// The kernels a forward pass runs: the compute mode, except that the TP-invariant mode is
+    /// the deterministic mode with K reduced over [`TREE_CHUNKS`] tree chunks (whatever order
+    /// the compute mode names), so that tp 1 computes the tree a group of up to 8 ranks does.
+    fn kernels(&self) -> Result<ComputeMode> {
+        Ok(match self.tp.mode {
+            TpMode::Standard => self.mode,
+            TpMode::Invariant => ComputeMode::Deterministic(ReductionOrder::tree(TREE_CHUNKS)?),
+        })
     }
 
     /// The decoder's shape.
@@ -425,50 +751,49 @@ impl Decoder {
         &self.device
     }
 
-    /// An empty cache for rows whose prompts are left-padded by `starts[b]` slots.
+    /// How the decoder is split over ranks (size 1 on a single device).
+    pub fn tensor_parallel(&self) -> TensorParallel {
+        self.tp
+    }
+
+    /// What each rank holds, in rank order.
+    pub fn shard_layouts(&self) -> Vec<&ShardLayout> {
+        self.ranks.iter().map(|r| &r.layout).collect()
+    }
+
+    /// An empty cache (one shard per rank) for rows whose prompts are left-padded by
+    /// `starts[b]` slots.
     pub fn new_cache(&self, starts: Vec<usize>) -> KvCache {
-        KvCache::new(
+        KvCache::sharded(
+            self.ranks.len(),
             self.spec.num_layers,
             starts,
             self.policy.dtype(Component::KvCache),
         )
     }
 
-    /// Bytes held by the weights, by dtype name. A tied LM head counts once when it shares the
-    /// embedding tensor, and again when the policy gives it another dtype (a second copy). Equals
-    /// [`ModelShape::weight_memory`](reprolm_precision::ModelShape::weight_memory)'s `by_dtype()`
-    /// for `spec().shape()`.
+    /// Bytes held by the weights, by dtype name, summed over ranks. A tied LM head counts once
+    /// when it shares the embedding tensor, and again when the policy gives it another dtype (a
+    /// second copy). On a single device this equals
+    /// [`ModelShape::weight_memory`](reprolm_precision::ModelShape::weight_memory)'s
+    /// `by_dtype()` for `spec().shape()`; under tensor parallelism the replicated embeddings and
+    /// norms count once per rank, as each GPU of a group would hold them.
     pub fn weight_bytes(&self) -> std::collections::BTreeMap<&'static str, usize> {
         let mut out = std::collections::BTreeMap::new();
-        let mut add = |t: &Tensor| {
-            *out.entry(reprolm_precision::dtype_name(t.dtype()))
-                .or_insert(0) += t.elem_count() * t.dtype().size_in_bytes();
-        };
-        add(&self.embed);
-        for l in &self.layers {
-            for lin in [
-                &l.attn.q,
-                &l.attn.k,
-                &l.attn.v,
-                &l.attn.o,
-                &l.mlp.gate,
-                &l.mlp.up,
-                &l.mlp.down,
-            ] {
-                add(lin.weight());
-                if let Some(b) = lin.bias() {
-                    add(b);
-                }
-            }
-            add(&l.input_norm.weight);
-            add(&l.post_norm.weight);
-            for n in [&l.attn.q_norm, &l.attn.k_norm].into_iter().flatten() {
-                add(&n.weight);
-            }
+        for r in &self.ranks {
+            r.weight_bytes(&mut out);
         }
-        add(&self.norm.weight);
-        if !self.head_shares_embedding {
-            add(self.lm_head.weight());
+        out
+    }
+
+    /// As [`Decoder::weight_bytes`], for one rank.
+    pub fn rank_weight_bytes(
+        &self,
+        rank: usize,
+    ) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        if let Some(r) = self.ranks.get(rank) {
+            r.weight_bytes(&mut out);
         }
         out
     }
@@ -495,6 +820,13 @@ impl Decoder {
                 cache.rows()
             )));
         }
+        if cache.shards() != self.ranks.len() {
+            return Err(Error::InvalidRequest(format!(
+                "cache has {} shards, the decoder {} tensor-parallel ranks",
+                cache.shards(),
+                self.ranks.len()
+            )));
+        }
         let past = cache.len();
         let starts = cache.starts().to_vec();
         if past + l - starts.iter().copied().min().unwrap_or(0) > self.spec.max_position_embeddings
@@ -504,7 +836,6 @@ impl Decoder {
                 self.spec.max_position_embeddings
             )));
         }
-        let act = self.policy.dtype(Component::Activations);
         let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
         if let Some(bad) = flat.iter().find(|&&t| t as usize >= self.spec.vocab_size) {
             return Err(Error::InvalidRequest(format!(
@@ -513,12 +844,6 @@ impl Decoder {
             )));
         }
         let ids = Tensor::from_vec(flat, b * l, &self.device)?;
-        let mut x = self
-            .embed
-            .index_select(&ids, 0)?
-            .reshape((b, l, self.spec.hidden_size))?
-            .to_dtype(act)?;
-
         // Per-row positions: a padded row counts from its first real token.
         let positions: Vec<Vec<usize>> = starts
             .iter()
@@ -530,41 +855,76 @@ impl Decoder {
             self.policy.dtype(Component::Rope),
             &self.device,
         )?;
-        // The deterministic attention kernel reads the row starts itself; it needs no mask.
-        let mask = match self.mode {
-            ComputeMode::Fast => self.attention_mask(&starts, past, l)?,
-            ComputeMode::Deterministic(_) => None,
-        };
-        let ctx = AttentionContext {
-            cos: &cos,
-            sin: &sin,
-            mask: mask.as_ref(),
-            rows: AttentionRows {
-                starts: &starts,
-                past,
+        let inputs = Inputs {
+            ids,
+            batch: b,
+            seq: l,
+            cos,
+            sin,
+            // The deterministic attention kernel reads the row starts itself; it needs no mask.
+            mask: match self.kernels()? {
+                ComputeMode::Fast => self.attention_mask(&starts, past, l)?,
+                ComputeMode::Deterministic(_) => None,
             },
-            policy: &self.policy,
-            mode: self.mode,
+            starts,
+            past,
+            logits_for,
         };
+        let mut shards = cache.shard_views();
+        let logits = if self.ranks.len() == 1 {
+            self.ranks[0].forward(self, &inputs, shards.remove(0))?
+        } else {
+            self.forward_ranks(&inputs, shards)?
+        };
+        cache.set_len(past + l);
+        Ok(logits)
+    }
 
-        for (i, layer) in self.layers.iter().enumerate() {
-            let h = layer.input_norm.forward(&x)?;
-            let a = layer.attn.forward(&h, &ctx, cache, i)?;
-            x = (x + a.to_dtype(act)?)?;
-            let h = layer.post_norm.forward(&x)?;
-            let m = layer.mlp.forward(&h, self.mode)?;
-            x = (x + m.to_dtype(act)?)?;
+    /// Runs every rank's share on its own thread (plain threads, never rayon workers: a rank
+    /// blocks at the group's barrier, and candle's kernels inside it use rayon's pool) and
+    /// returns rank 0's logits. A rank's own error is preferred over the "another rank failed"
+    /// errors it causes in the others.
+    fn forward_ranks(&self, inputs: &Inputs, shards: Vec<CacheShard<'_>>) -> Result<Tensor> {
+        let results: Vec<Result<Tensor>> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .ranks
+                .iter()
+                .zip(shards)
+                .map(|(rank, shard)| {
+                    s.spawn(move || {
+                        let guard = AbortOnDrop(rank.comm.as_deref());
+                        let out = rank.forward(self, inputs, shard);
+                        if out.is_ok() {
+                            std::mem::forget(guard);
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .enumerate()
+                .map(|(r, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Collective {
+                            op: "forward",
+                            rank: r,
+                            reason: "the rank's thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let (oks, errs): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+        let mut errs: Vec<Error> = errs.into_iter().filter_map(Result::err).collect();
+        if !errs.is_empty() {
+            let own = errs.iter().position(|e| !e.is_group_abort()).unwrap_or(0);
+            return Err(errs.swap_remove(own));
         }
-        let x = match logits_for {
-            LogitsFor::All => x,
-            LogitsFor::Last => x.narrow(1, l - 1, 1)?,
-        };
-        let x = self.norm.forward(&x)?;
-        let logits = self.lm_head.forward_with(
-            &x.to_dtype(self.policy.dtype(Component::LmHead))?,
-            self.mode,
-        )?;
-        Ok(logits.to_dtype(self.policy.dtype(Component::Logits))?)
+        // No rank failed, so rank 0's logits come first.
+        oks.into_iter()
+            .next()
+            .expect("a group has at least one rank")
     }
 
     /// Additive mask `(batch, 1, seq, past + seq)`: query `i` of row `b` sees slots
@@ -595,43 +955,33 @@ impl Decoder {
     }
 }
 
-/// What every layer's attention needs to know about one forward call.
-struct AttentionContext<'a> {
-    cos: &'a Tensor,
-    sin: &'a Tensor,
-    /// The additive mask of the fast path (`None` in deterministic mode, or when nothing is masked).
-    mask: Option<&'a Tensor>,
-    rows: AttentionRows<'a>,
-    policy: &'a PrecisionPolicy,
-    mode: ComputeMode,
-}
-
 impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        ctx: &AttentionContext<'_>,
-        cache: &mut KvCache,
-        layer: usize,
+        inp: &Inputs,
+        (cache, layer): (&mut CacheShard<'_>, usize),
+        policy: &PrecisionPolicy,
+        ctx: RankCtx<'_>,
     ) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let (cos, sin, mode) = (ctx.cos, ctx.sin, ctx.mode);
-        let act = ctx.policy.dtype(Component::Activations);
-        let attn_dtype = ctx.policy.dtype(Component::Attention);
+        let (cos, sin) = (&inp.cos, &inp.sin);
+        let act = policy.dtype(Component::Activations);
+        let attn_dtype = policy.dtype(Component::Attention);
         let mut q = self
             .q
-            .forward_with(x, mode)?
+            .forward(x, ctx)?
             .to_dtype(act)?
             .reshape((b, l, h, d))?;
         let mut k = self
             .k
-            .forward_with(x, mode)?
+            .forward(x, ctx)?
             .to_dtype(act)?
             .reshape((b, l, kvh, d))?;
         let v = self
             .v
-            .forward_with(x, mode)?
+            .forward(x, ctx)?
             .to_dtype(act)?
             .reshape((b, l, kvh, d))?;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
@@ -650,12 +1000,16 @@ impl Attention {
         let (k_all, v_all) = cache.append(layer, &k, &v)?;
         let scale = 1.0 / (d as f64).sqrt();
 
-        if mode.is_deterministic() {
+        if ctx.mode.is_deterministic() {
             // Keys and values are read back from the cache (already rounded to its dtype), GQA
             // groups are read in place, and each query sums over its row's own slots only.
-            let out = deterministic::attention(&q, &k_all, &v_all, ctx.rows, scale, attn_dtype)?;
+            let rows = AttentionRows {
+                starts: &inp.starts,
+                past: inp.past,
+            };
+            let out = deterministic::attention(&q, &k_all, &v_all, rows, scale, attn_dtype)?;
             let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
-            return Ok(self.o.forward_with(&out, mode)?);
+            return self.o.forward(&out, ctx);
         }
         // Grouped-query attention without copying keys and values per query head: the `n_rep`
         // query heads that share a key/value head are stacked as extra query rows of one matmul,
@@ -682,7 +1036,7 @@ impl Attention {
         let mut scores = (scores.to_dtype(wide)? * scale)?
             .to_dtype(attn_dtype)?
             .to_dtype(wide)?;
-        if let Some(m) = ctx.mask {
+        if let Some(m) = &inp.mask {
             scores = scores.broadcast_add(m)?;
         }
         // Softmax in f32 (or wider), as every attention kernel accumulates it.
@@ -691,7 +1045,7 @@ impl Attention {
             .reshape((b, kvh, n_rep * l, t))?;
         let out = matmul(&probs, &v_all, attn_dtype)?.reshape((b, h, l, d))?;
         let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
-        Ok(self.o.forward_with(&out, mode)?)
+        self.o.forward(&out, ctx)
     }
 }
 
@@ -706,20 +1060,19 @@ fn softmax_dtype(attn: DType) -> DType {
 }
 
 impl Mlp {
-    fn forward(&self, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: RankCtx<'_>) -> Result<Tensor> {
         // SiLU in f32 (or f64) and rounded once, as torch's kernel does; candle's 16-bit SiLU
         // would round after each of its divide, add and exp.
-        let gate = self.gate.forward_with(x, mode)?;
-        let up = self.up.forward_with(x, mode)?;
+        let gate = self.gate.forward(x, ctx)?;
+        let up = self.up.forward(x, ctx)?;
         if let Some(product) = fused::silu_mul(&gate, &up)? {
-            return Ok(self.down.forward_with(&product, mode)?);
+            return self.down.forward(&product, ctx);
         }
         let gate = candle_nn::ops::silu(&gate.to_dtype(softmax_dtype(gate.dtype()))?)?
             .to_dtype(gate.dtype())?;
-        Ok(self.down.forward_with(&(gate * up)?, mode)?)
+        self.down.forward(&(gate * up)?, ctx)
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

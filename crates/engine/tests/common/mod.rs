@@ -4,6 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use reprolm_engine::parallel::TensorParallel;
 use reprolm_engine::{spec_from_config_file, Decoder};
 use reprolm_precision::PrecisionPolicy;
 use std::collections::HashMap;
@@ -18,6 +19,15 @@ pub fn fixture_dir(name: &str) -> PathBuf {
 }
 
 pub fn load(name: &str, policy: &PrecisionPolicy) -> Decoder {
+    load_tp(name, policy, TensorParallel::default()).unwrap()
+}
+
+/// The fixture split over `tp.size` ranks.
+pub fn load_tp(
+    name: &str,
+    policy: &PrecisionPolicy,
+    tp: TensorParallel,
+) -> reprolm_engine::Result<Decoder> {
     let dir = fixture_dir(name);
     let (_, spec) = spec_from_config_file(&dir.join("config.json")).unwrap();
     let vb = unsafe {
@@ -28,7 +38,7 @@ pub fn load(name: &str, policy: &PrecisionPolicy) -> Decoder {
         )
     }
     .unwrap();
-    Decoder::load(&spec, policy, vb).unwrap()
+    Decoder::load_parallel(&spec, policy, vb, tp)
 }
 
 pub struct Expected(pub HashMap<String, Tensor>);

@@ -40,7 +40,8 @@ pub struct AttentionRows<'a> {
 ///    [module docs](super), rounded to `dtype`, scaled in the accumulator and rounded again (as
 ///    a `dtype` matmul followed by a scale in f32);
 /// 2. `m = max s_j`, `e_j = exp(s_j − m)`, `z = Σ e_j` (sequential), `p_j = round(e_j / z)`;
-/// 3. `out = round(Σ p_j · v_j)`, the sum sequential over `j`, element-wise over `head_dim`.
+/// 3. `out = round(Σ p_j · v_j)`, the sum sequential over `j` (`acc = fma(p_j, v_j, acc)`),
+///    element-wise over `head_dim`.
 ///
 /// `round` is the rounding to `dtype`. Operands are taken as their values in `dtype`.
 ///
@@ -158,43 +159,79 @@ fn run<T: Float>(
     out.par_chunks_mut(block).enumerate().for_each(|(bh, dst)| {
         let (b, head) = (bh / s.h, bh % s.h);
         let kv = (b * s.kvh + head / group) * s.t * s.d;
-        let keys = &k[kv..kv + s.t * s.d];
-        let vals = &v[kv..kv + s.t * s.d];
-        let mut scores: Vec<T> = Vec::with_capacity(s.t);
-        let mut acc = vec![T::ZERO; s.d];
-        for i in 0..s.l {
-            let slot = s.past + i;
-            let first = if slot >= starts[b] { starts[b] } else { slot };
-            let qi = &q[(bh * s.l + i) * s.d..(bh * s.l + i + 1) * s.d];
-            scores.clear();
-            let mut max = T::NEG_INFINITY;
-            for j in first..=slot {
-                let raw = dot(qi, &keys[j * s.d..(j + 1) * s.d]).round_to(dtype);
-                let sj = (raw * scale).round_to(dtype);
-                if sj > max {
-                    max = sj;
-                }
-                scores.push(sj);
-            }
-            let mut z = T::ZERO;
-            for e in scores.iter_mut() {
-                *e = (*e - max).exp();
-                z = z + *e;
-            }
-            acc.iter_mut().for_each(|a| *a = T::ZERO);
-            for (n, &e) in scores.iter().enumerate() {
-                let p = (e / z).round_to(dtype);
-                let vj = &vals[(first + n) * s.d..(first + n + 1) * s.d];
-                for (a, &x) in acc.iter_mut().zip(vj) {
-                    *a = *a + p * x;
-                }
-            }
-            for (o, &a) in dst[i * s.d..(i + 1) * s.d].iter_mut().zip(&acc) {
-                *o = a.round_to(dtype);
-            }
-        }
+        let head = Head {
+            q: &q[bh * block..(bh + 1) * block],
+            keys: &k[kv..kv + s.t * s.d],
+            vals: &v[kv..kv + s.t * s.d],
+            start: starts[b],
+        };
+        head_best(&head, s, scale, dtype, dst);
     });
     Ok(out)
+}
+
+/// One (row, query head): its queries, and the keys and values of its key/value head.
+struct Head<'a, T> {
+    q: &'a [T],
+    keys: &'a [T],
+    vals: &'a [T],
+    /// The row's first real slot.
+    start: usize,
+}
+
+/// [`head`] compiled for the widest vector unit this CPU has; every path gives the same bits
+/// (see `column_block_best` in the matmul module).
+fn head_best<T: Float>(h: &Head<'_, T>, s: Shape, scale: T, dtype: DType, dst: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        return unsafe { head_avx2(h, s, scale, dtype, dst) };
+    }
+    head(h, s, scale, dtype, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn head_avx2<T: Float>(h: &Head<'_, T>, s: Shape, scale: T, dtype: DType, dst: &mut [T]) {
+    head(h, s, scale, dtype, dst)
+}
+
+/// Every query of one (row, head), in the order documented on [`attention`].
+#[inline(always)]
+fn head<T: Float>(h: &Head<'_, T>, s: Shape, scale: T, dtype: DType, dst: &mut [T]) {
+    let mut scores: Vec<T> = Vec::with_capacity(s.t);
+    let mut acc = vec![T::ZERO; s.d];
+    for i in 0..s.l {
+        let slot = s.past + i;
+        let first = if slot >= h.start { h.start } else { slot };
+        let qi = &h.q[i * s.d..(i + 1) * s.d];
+        scores.clear();
+        let mut max = T::NEG_INFINITY;
+        for j in first..=slot {
+            let raw = dot(qi, &h.keys[j * s.d..(j + 1) * s.d]).round_to(dtype);
+            let sj = (raw * scale).round_to(dtype);
+            if sj > max {
+                max = sj;
+            }
+            scores.push(sj);
+        }
+        let mut z = T::ZERO;
+        for e in scores.iter_mut() {
+            *e = (*e - max).exp();
+            z = z + *e;
+        }
+        acc.iter_mut().for_each(|a| *a = T::ZERO);
+        for (n, &e) in scores.iter().enumerate() {
+            let p = (e / z).round_to(dtype);
+            let vj = &h.vals[(first + n) * s.d..(first + n + 1) * s.d];
+            for (a, &x) in acc.iter_mut().zip(vj) {
+                *a = p.mul_add(x, *a);
+            }
+        }
+        for (o, &a) in dst[i * s.d..(i + 1) * s.d].iter_mut().zip(&acc) {
+            *o = a.round_to(dtype);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -337,6 +374,40 @@ mod tests {
             );
         }
         Ok(())
+    }
+
+    #[test]
+    fn every_instruction_set_gives_the_same_bits() {
+        let (l, d) = (9, 20);
+        let val = |seed| -> Vec<f32> {
+            rand((1, 1, l, d), seed)
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let (q, k, v) = (val(13), val(14), val(15));
+        let h = Head {
+            q: &q,
+            keys: &k,
+            vals: &v,
+            start: 2,
+        };
+        let s = Shape {
+            h: 1,
+            kvh: 1,
+            l,
+            t: l,
+            d,
+            past: 0,
+        };
+        for dt in [DType::F32, DType::BF16] {
+            let (mut a, mut b) = (vec![0f32; l * d], vec![0f32; l * d]);
+            head(&h, s, 0.3, dt, &mut a);
+            head_best(&h, s, 0.3, dt, &mut b);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "{dt:?}");
+        }
     }
 
     #[test]

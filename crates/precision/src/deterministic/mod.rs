@@ -12,9 +12,12 @@
 //!   real slot, so left padding, batch size and prefill chunking do not move a single bit.
 //!
 //! The innermost order (the *lane order*) is the same everywhere: a dot product of length `n`
-//! keeps [`LANES`] partial sums; element `i` is added to lane `i % LANES` in increasing `i`
-//! (each product `a[i]·b[i]` rounded, then added: Rust never fuses a multiply and an add), and
-//! the lanes are combined by halving: lane `l` += lane `l + w` for `w = LANES/2, …, 2, 1`.
+//! keeps [`LANES`] partial sums; element `i` goes into lane `i % LANES` in increasing `i` as a
+//! fused multiply-add (`lane = fma(a[i], b[i], lane)`, one rounding, as GPUs and BLAS kernels
+//! compute), and the lanes are combined by halving: lane `l` += lane `l + w` for
+//! `w = LANES/2, …, 2, 1`. An FMA is exactly specified, so the vector path (AVX2 + FMA, chosen at
+//! run time) and the portable one (which calls the C library's `fma`, much slower) agree bit for
+//! bit.
 //! Accumulation is in f32 for bf16, f16 and f32 operands (16-bit values widen exactly) and in f64
 //! for f64.
 //!
@@ -62,6 +65,8 @@ pub(crate) trait Float:
     /// The candle dtype of this accumulator.
     const DTYPE: DType;
     fn exp(self) -> Self;
+    /// `self · a + b` with one rounding.
+    fn mul_add(self, a: Self, b: Self) -> Self;
     fn from_f64(v: f64) -> Self;
     /// Rounds to `dtype` (round to nearest even) and widens back: what storing the value in a
     /// `dtype` tensor and reading it again gives.
@@ -74,6 +79,9 @@ impl Float for f32 {
     const DTYPE: DType = DType::F32;
     fn exp(self) -> Self {
         f32::exp(self)
+    }
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32::mul_add(self, a, b)
     }
     fn from_f64(v: f64) -> Self {
         v as f32
@@ -93,6 +101,9 @@ impl Float for f64 {
     const DTYPE: DType = DType::F64;
     fn exp(self) -> Self {
         f64::exp(self)
+    }
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f64::mul_add(self, a, b)
     }
     fn from_f64(v: f64) -> Self {
         v
@@ -164,6 +175,12 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 /// `R × C` dot products at once: `out[r][c] = dot(xs[r], ws[c])`. Each output keeps its own
 /// [`LANES`] accumulators, so its value is the same as a lone [`dot`]; sharing the loads across
 /// the tile is only what makes it fast.
+///
+/// The last, partial block of `n % LANES` elements is run as a full block padded with zeros: the
+/// padded lanes get `fma(0, 0, lane)`, which leaves them unchanged (an accumulator that starts at
+/// `+0.0` never becomes `-0.0` in round-to-nearest), so the order is the documented one, and the
+/// accumulators can stay in registers (a loop over a variable number of lanes would force them
+/// into memory and cost a factor of five).
 #[inline(always)]
 fn tile<T: Float, const R: usize, const C: usize>(xs: [&[T]; R], ws: [&[T]; C]) -> [[T; C]; R] {
     let n = xs[0].len();
@@ -175,23 +192,40 @@ fn tile<T: Float, const R: usize, const C: usize>(xs: [&[T]; R], ws: [&[T]; C]) 
             std::array::from_fn(|r| xs[r][i..i + LANES].try_into().expect("lane block"));
         let wb: [&[T; LANES]; C] =
             std::array::from_fn(|c| ws[c][i..i + LANES].try_into().expect("lane block"));
-        for r in 0..R {
-            for c in 0..C {
-                for l in 0..LANES {
-                    acc[r][c][l] = acc[r][c][l] + xb[r][l] * wb[c][l];
-                }
-            }
-        }
+        lane_block(&mut acc, xb, wb);
         i += LANES;
     }
-    for l in 0..n - full {
-        for r in 0..R {
-            for c in 0..C {
-                acc[r][c][l] = acc[r][c][l] + xs[r][full + l] * ws[c][full + l];
+    if full < n {
+        let pad = |s: &[T]| {
+            let mut p = [T::ZERO; LANES];
+            p[..n - full].copy_from_slice(&s[full..n]);
+            p
+        };
+        let xp: [[T; LANES]; R] = std::array::from_fn(|r| pad(xs[r]));
+        let wp: [[T; LANES]; C] = std::array::from_fn(|c| pad(ws[c]));
+        lane_block(
+            &mut acc,
+            std::array::from_fn(|r| &xp[r]),
+            std::array::from_fn(|c| &wp[c]),
+        );
+    }
+    std::array::from_fn(|r| std::array::from_fn(|c| combine_lanes(acc[r][c])))
+}
+
+/// One block of [`LANES`] elements into every accumulator of a tile.
+#[inline(always)]
+fn lane_block<T: Float, const R: usize, const C: usize>(
+    acc: &mut [[[T; LANES]; C]; R],
+    xb: [&[T; LANES]; R],
+    wb: [&[T; LANES]; C],
+) {
+    for r in 0..R {
+        for c in 0..C {
+            for l in 0..LANES {
+                acc[r][c][l] = xb[r][l].mul_add(wb[c][l], acc[r][c][l]);
             }
         }
     }
-    std::array::from_fn(|r| std::array::from_fn(|c| combine_lanes(acc[r][c])))
 }
 
 /// Halving combination of the lanes: `l += l + w` for `w = LANES/2 … 1`; the result is lane 0.
@@ -218,11 +252,24 @@ mod tests {
         let b: Vec<f32> = (0..11).map(|i| (i as f32 - 5.0) * 0.37).collect();
         let mut lanes = [0f32; LANES];
         for i in 0..11 {
-            lanes[i % LANES] += a[i] * b[i];
+            lanes[i % LANES] = a[i].mul_add(b[i], lanes[i % LANES]);
         }
         let l = lanes;
         let want = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
         assert_eq!(dot(&a, &b).to_bits(), want.to_bits());
+    }
+
+    #[test]
+    fn the_multiply_add_is_fused() {
+        // Elements 0 and 8 share lane 0: lane = fma(a, a, c · 1). (1 + 2^-13)² = 1 + 2^-12 + 2^-26,
+        // and c = -(1 + 2^-12): only a fused multiply-add keeps the 2^-26.
+        let a = 1.0f32 + 2f32.powi(-13);
+        let c = -(1.0f32 + 2f32.powi(-12));
+        let mut x = [0f32; 9];
+        let mut w = [0f32; 9];
+        (x[0], w[0], x[8], w[8]) = (c, 1.0, a, a);
+        assert_eq!(a * a + c, 0.0);
+        assert_eq!(dot(&x, &w), 2f32.powi(-26));
     }
 
     #[test]

@@ -1,0 +1,110 @@
+//! Tensor parallelism: one decoder's weights split over `n` ranks (Megatron-style), each rank
+//! running its share of every layer and meeting the others at two all-reduces per layer.
+//!
+//! On the CPU the ranks are `n` threads of this process, each holding only its slices of the
+//! projection weights and its own key/value heads' cache, talking through [`LocalComm`]. That
+//! makes the sharding logic testable without GPUs; it does not make a CPU run faster than one
+//! rank using every core (candle's kernels already do that). On CUDA the ranks would be GPUs
+//! talking through NCCL behind the same [`Communicator`] trait; that backend is not built yet, and
+//! asking for it is an error rather than a silent single-GPU run.
+//!
+//! Two modes ([`TpMode`]): `Standard` uses the fast kernels, so logits move with `n` at the level
+//! of float rounding (as on real multi-GPU servers); `Invariant` runs every projection through
+//! the fixed-order kernels of [`reprolm_precision::deterministic`] with K reduced over
+//! [`TREE_CHUNKS`] chunks in a binary tree whose top levels are the all-reduce, so greedy tokens
+//! and logits are bitwise the same for every `n` dividing 8.
+
+mod comm;
+mod shard;
+
+pub use comm::{Communicator, LocalComm};
+pub(crate) use shard::layout;
+pub use shard::{check_split, ShardLayout};
+
+/// The number of K chunks the TP-invariant mode's matmuls are reduced over, in a binary tree:
+/// the largest tensor-parallel size it supports. Rank `r` of `n` holds chunks
+/// `r·8/n .. (r+1)·8/n` of a row-parallel weight, reduces them with
+/// [`ReductionOrder::tree`](reprolm_precision::ReductionOrder::tree)`(8 / n)`, and the all-reduce
+/// adds the ranks' sums in the upper levels of the same tree; one device reduces all 8 chunks.
+pub const TREE_CHUNKS: usize = 8;
+
+/// How the ranks' partial sums are computed and combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TpMode {
+    /// candle's GEMM for every product; the all-reduce sums the ranks' rounded partials. tp = 1
+    /// is exactly the single-device decoder.
+    #[default]
+    Standard,
+    /// Every projection through the fixed-order matmul with K in [`TREE_CHUNKS`] chunks summed
+    /// in a binary tree; partials stay in f32 through the all-reduce and are rounded once:
+    /// results independent of `size`. CPU only, slower (see the README for the measured cost).
+    Invariant,
+}
+
+impl TpMode {
+    /// `standard` or `invariant`, as manifests write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TpMode::Standard => "standard",
+            TpMode::Invariant => "invariant",
+        }
+    }
+}
+
+/// The tensor-parallel configuration of a decoder: how many ranks, and which [`TpMode`].
+///
+/// ```
+/// use reprolm_engine::parallel::{TensorParallel, TpMode};
+/// let tp = TensorParallel::new(2, TpMode::Invariant);
+/// assert_eq!((tp.size, tp.mode.as_str()), (2, "invariant"));
+/// assert_eq!(TensorParallel::default().size, 1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorParallel {
+    /// Number of ranks (`--tp`); 1 is the single-device decoder.
+    pub size: usize,
+    /// How partial sums are computed and combined.
+    pub mode: TpMode,
+}
+
+impl TensorParallel {
+    /// `size` ranks in `mode`.
+    pub fn new(size: usize, mode: TpMode) -> Self {
+        TensorParallel { size, mode }
+    }
+}
+
+impl Default for TensorParallel {
+    fn default() -> Self {
+        TensorParallel::new(1, TpMode::Standard)
+    }
+}
+
+/// Refuses tensor parallelism where this build cannot run it, before any weight is read.
+///
+/// ```
+/// use candle_core::Device;
+/// use reprolm_engine::parallel::{check_parallel_device, TensorParallel, TpMode};
+/// assert!(check_parallel_device(&TensorParallel::new(4, TpMode::Invariant), &Device::Cpu).is_ok());
+/// ```
+pub fn check_parallel_device(
+    tp: &TensorParallel,
+    device: &candle_core::Device,
+) -> crate::Result<()> {
+    let refuse = |reason: &str| {
+        Err(crate::Error::TensorParallelDevice {
+            device: crate::device_label(device),
+            reason: reason.into(),
+        })
+    };
+    if device.is_cpu() {
+        return Ok(());
+    }
+    if tp.size > 1 {
+        return refuse("tensor parallelism on CUDA needs NCCL support, not built yet; use --tp 1 or the cpu device");
+    }
+    if tp.mode == TpMode::Invariant {
+        return refuse("the TP-invariant mode's fixed-order kernels run on the CPU only");
+    }
+    Ok(())
+}
