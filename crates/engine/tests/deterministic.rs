@@ -173,8 +173,9 @@ fn run_joining(
     out.into_iter().map(Option::unwrap).collect()
 }
 
-/// Largest difference between two runs' top-k log-probabilities, and whether tokens, top ids
-/// and log-probabilities are all bitwise equal.
+/// Whether two runs' tokens, top ids and top-k log-probabilities are all bitwise equal, and the
+/// largest log-probability difference up to each row's first differing token (after a fork the
+/// rows continue different texts, and their numbers are no longer comparable).
 fn compare(a: &[Generation], b: &[Generation]) -> (bool, f32) {
     let mut same = true;
     let mut max = 0f32;
@@ -187,11 +188,18 @@ fn compare(a: &[Generation], b: &[Generation]) -> (bool, f32) {
                 .collect::<Vec<_>>()
         };
         same &= bits(x) == bits(y);
-        for (p, q) in x.top_logprobs.iter().zip(&y.top_logprobs) {
+        let shared = x
+            .token_ids
+            .iter()
+            .zip(&y.token_ids)
+            .position(|(p, q)| p != q)
+            .map_or(x.token_ids.len().min(y.token_ids.len()), |i| i + 1);
+        let k = x.k;
+        for (p, q) in x.top_logprobs[..shared * k]
+            .iter()
+            .zip(&y.top_logprobs[..shared * k])
+        {
             max = max.max((p - q).abs());
-        }
-        if x.top_logprobs.len() != y.top_logprobs.len() {
-            max = f32::INFINITY;
         }
     }
     (same, max)
@@ -314,10 +322,13 @@ fn fast_mode_differences_are_reported() {
         let mut model = load_embedded(policy);
         for (name, same, max) in measure(&mut model, ComputeMode::Fast, 12) {
             println!("fast          {policy:9} {name:32} bitwise {same}  max |Δ logprob| {max:e}");
-            // Greedy paths can fork on a near tie; the logprobs of the shared prefix stay close.
-            if same {
-                assert_eq!(max, 0.0);
-            }
+            // Not bitwise, but the same function: the differences stay at rounding level
+            // (measured up to 1.4e-5 in fp32 and 7.8e-3 in bf16 on x86_64).
+            let bound = if policy == "fp32" { 1e-3 } else { 0.1 };
+            assert!(
+                max < bound,
+                "{policy}, {name}: fast mode moved a logprob by {max:e}"
+            );
         }
     }
     // The matmul behind it: candle's GEMM row 0 at M = 1 against M = 2..

@@ -5,7 +5,9 @@
 //! element falls in changes its value. Rows of `x` are processed in tiles of [`MR`] and weight
 //! rows in tiles of [`NR`] to share loads; edge tiles run the same per-element arithmetic.
 
-use super::{require_cpu, tensor_from, tile, values, Float, ReductionOrder};
+use super::{
+    combine_lanes, require_cpu, tensor_from, tile_lanes, values, Float, ReductionOrder, LANES,
+};
 use crate::{Error, Result};
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 use half::{bf16, f16};
@@ -20,6 +22,27 @@ const NR: usize = 4;
 const NB: usize = 32;
 /// Rows of `x` per cache block: the block stays in L2 while a task's weight rows pass over it.
 const MB: usize = 64;
+/// Elements of K per cache block (a multiple of [`LANES`]): 3 rows of `x` and 4 of `w` of this
+/// length fit in L1 with room to spare.
+const KC: usize = 512;
+
+/// Runs an `R × C` tile of the accumulators in `acc` (row-major, `nb` outputs per row, the tile's
+/// top-left at `at`) over the slices `xs` and `ws`, as [`tile_lanes`] does.
+#[inline(always)]
+fn accumulate<T: Float, const R: usize, const C: usize>(
+    acc: &mut [[T; LANES]],
+    nb: usize,
+    at: (usize, usize),
+    xs: [&[T]; R],
+    ws: [&[T]; C],
+) {
+    let mut t: [[[T; LANES]; C]; R] =
+        std::array::from_fn(|r| std::array::from_fn(|c| acc[(at.0 + r) * nb + at.1 + c]));
+    tile_lanes(&mut t, xs, ws);
+    for (r, row) in t.iter().enumerate() {
+        acc[(at.0 + r) * nb + at.1..(at.0 + r) * nb + at.1 + C].copy_from_slice(row);
+    }
+}
 
 /// A weight's storage, read in place.
 #[derive(Clone, Copy)]
@@ -236,35 +259,49 @@ fn column_block<T: Borrow>(
     };
     let kc = k / chunks;
     let mut part = vec![T::ZERO; chunks * m * nb];
+    // Lane accumulators of one cache block of rows, kept between the K blocks.
+    let mut acc: Vec<[T; LANES]> = Vec::with_capacity(MB * nb);
     for c in 0..chunks {
         let ks = c * kc..(c + 1) * kc;
-        let xr = |i: usize| &x[i * k + ks.start..i * k + ks.end];
-        let wr = |j: usize| &w[j * k + ks.start..j * k + ks.end];
         let dst = &mut part[c * m * nb..(c + 1) * m * nb];
         for i0 in (0..m).step_by(MB) {
             let i1 = (i0 + MB).min(m);
-            let mut j = 0;
-            while j + NR <= nb {
-                let ws: [&[T]; NR] = std::array::from_fn(|t| wr(j + t));
-                let mut i = i0;
-                while i + MR <= i1 {
-                    let t = tile::<T, MR, NR>(std::array::from_fn(|r| xr(i + r)), ws);
-                    for (r, row) in t.iter().enumerate() {
-                        dst[(i + r) * nb + j..(i + r) * nb + j + NR].copy_from_slice(row);
+            acc.clear();
+            acc.resize((i1 - i0) * nb, [T::ZERO; LANES]);
+            // K in blocks of KC (a multiple of LANES, so element i stays in lane i % LANES and
+            // each lane still adds its elements in increasing i): a tile's slices of x and w
+            // then stay in L1 while the tiles of this row block pass over them.
+            for kb in (ks.start..ks.end).step_by(KC) {
+                let kr = kb..(kb + KC).min(ks.end);
+                let xr = |i: usize| &x[i * k + kr.start..i * k + kr.end];
+                let wr = |j: usize| &w[j * k + kr.start..j * k + kr.end];
+                let mut j = 0;
+                while j + NR <= nb {
+                    let ws: [&[T]; NR] = std::array::from_fn(|t| wr(j + t));
+                    let mut i = i0;
+                    while i + MR <= i1 {
+                        accumulate::<T, MR, NR>(
+                            &mut acc,
+                            nb,
+                            (i - i0, j),
+                            std::array::from_fn(|r| xr(i + r)),
+                            ws,
+                        );
+                        i += MR;
                     }
-                    i += MR;
+                    for i in i..i1 {
+                        accumulate::<T, 1, NR>(&mut acc, nb, (i - i0, j), [xr(i)], ws);
+                    }
+                    j += NR;
                 }
-                for i in i..i1 {
-                    let [row] = tile::<T, 1, NR>([xr(i)], ws);
-                    dst[i * nb + j..i * nb + j + NR].copy_from_slice(&row);
+                for j in j..nb {
+                    for i in i0..i1 {
+                        accumulate::<T, 1, 1>(&mut acc, nb, (i - i0, j), [xr(i)], [wr(j)]);
+                    }
                 }
-                j += NR;
             }
-            for j in j..nb {
-                for i in i0..i1 {
-                    let [[s]] = tile::<T, 1, 1>([xr(i)], [wr(j)]);
-                    dst[i * nb + j] = s;
-                }
+            for (o, a) in dst[i0 * nb..i1 * nb].iter_mut().zip(&acc) {
+                *o = combine_lanes(*a);
             }
         }
     }
@@ -479,6 +516,42 @@ mod tests {
                 excess <= 0.0,
                 "{order:?}: error exceeds the bound by {excess}"
             );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn cache_blocking_keeps_the_documented_order() -> Result<()> {
+        // K longer than a cache block (and not a multiple of it or of LANES): every output must
+        // still be the plain lane-order dot product, and with chunks the tree of per-chunk dots.
+        let (m, k, n) = (4, 2 * KC + 3 * LANES + 5, 6);
+        let (x, w) = (randn((m, k), 30), randn((n, k), 31));
+        let got: Vec<Vec<f32>> = linear(&x, &w, None, DType::F32, SEQ)?.to_vec2()?;
+        let (xv, wv): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (x.to_vec2()?, w.to_vec2()?);
+        for i in 0..m {
+            for j in 0..n {
+                assert_eq!(
+                    got[i][j].to_bits(),
+                    super::super::dot(&xv[i], &wv[j]).to_bits()
+                );
+            }
+        }
+        let k4 = 4 * (KC + 88);
+        let (x, w) = (randn((m, k4), 32), randn((n, k4), 33));
+        let got: Vec<Vec<f32>> =
+            linear(&x, &w, None, DType::F32, ReductionOrder::tree(4)?)?.to_vec2()?;
+        let (xv, wv): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (x.to_vec2()?, w.to_vec2()?);
+        let c = k4 / 4;
+        for i in 0..m {
+            for j in 0..n {
+                let p: Vec<f32> = (0..4)
+                    .map(|q| {
+                        super::super::dot(&xv[i][q * c..(q + 1) * c], &wv[j][q * c..(q + 1) * c])
+                    })
+                    .collect();
+                let want = (p[0] + p[1]) + (p[2] + p[3]);
+                assert_eq!(got[i][j].to_bits(), want.to_bits());
+            }
         }
         Ok(())
     }

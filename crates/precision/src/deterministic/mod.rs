@@ -183,8 +183,22 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 /// into memory and cost a factor of five).
 #[inline(always)]
 fn tile<T: Float, const R: usize, const C: usize>(xs: [&[T]; R], ws: [&[T]; C]) -> [[T; C]; R] {
-    let n = xs[0].len();
     let mut acc = [[[T::ZERO; LANES]; C]; R];
+    tile_lanes(&mut acc, xs, ws);
+    std::array::from_fn(|r| std::array::from_fn(|c| combine_lanes(acc[r][c])))
+}
+
+/// The lane loop of [`tile`] on accumulators that may already hold the sums of earlier
+/// elements: element `i` of the slices goes into lane `i % LANES`, so a caller that splits a
+/// reduction into pieces whose lengths are multiples of [`LANES`] and runs them in order gets
+/// the same lanes as one call over the whole.
+#[inline(always)]
+fn tile_lanes<T: Float, const R: usize, const C: usize>(
+    acc: &mut [[[T; LANES]; C]; R],
+    xs: [&[T]; R],
+    ws: [&[T]; C],
+) {
+    let n = xs[0].len();
     let full = n - n % LANES;
     let mut i = 0;
     while i < full {
@@ -192,7 +206,7 @@ fn tile<T: Float, const R: usize, const C: usize>(xs: [&[T]; R], ws: [&[T]; C]) 
             std::array::from_fn(|r| xs[r][i..i + LANES].try_into().expect("lane block"));
         let wb: [&[T; LANES]; C] =
             std::array::from_fn(|c| ws[c][i..i + LANES].try_into().expect("lane block"));
-        lane_block(&mut acc, xb, wb);
+        lane_block(acc, xb, wb);
         i += LANES;
     }
     if full < n {
@@ -204,12 +218,11 @@ fn tile<T: Float, const R: usize, const C: usize>(xs: [&[T]; R], ws: [&[T]; C]) 
         let xp: [[T; LANES]; R] = std::array::from_fn(|r| pad(xs[r]));
         let wp: [[T; LANES]; C] = std::array::from_fn(|c| pad(ws[c]));
         lane_block(
-            &mut acc,
+            acc,
             std::array::from_fn(|r| &xp[r]),
             std::array::from_fn(|c| &wp[c]),
         );
     }
-    std::array::from_fn(|r| std::array::from_fn(|c| combine_lanes(acc[r][c])))
 }
 
 /// One block of [`LANES`] elements into every accumulator of a tile.
