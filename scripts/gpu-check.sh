@@ -123,10 +123,10 @@ if step determinism; then
   run_t "${REPROLM[@]}" bench invariance --device "$DEVICE" --policy bf16 --policy fp32 --count 24 \
     --prompt-tokens 96 --new-tokens 24 --batch-sizes 3,8,24 --json "$R/invariance-embedded.json"
   run_t "${REPROLM[@]}" bench invariance --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 \
-    --count 16 --prompt-tokens 64 --new-tokens 16 --batch-sizes 3,8,16 --json "$R/invariance-1.5b.json"
-  run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 --deterministic \
-    --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 64 --json "$R/det-speed.json"
-  run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy fp32 \
+    --count 8 --prompt-tokens 64 --new-tokens 12 --batch-sizes 3,8 --json "$R/invariance-1.5b.json"
+  run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 --policy layercast \
+    --deterministic --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 64 --json "$R/det-speed.json"
+  run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 --policy layercast \
     --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 64 --json "$R/fast-speed-64.json"
 fi
 
@@ -146,5 +146,7 @@ for d in "$R"/paper-*/; do
   [ -f "$d/report.md" ] && { echo "## $(basename "$d")"; echo; cat "$d/report.md"; echo; } >> "$RES/gpu-check.md"
 done
 cat "$RES/gpu-check.md"
-tar -C "$R" -czf "$RES/results.tar.gz" . 2>/dev/null
+# The JSON results and the run directories without their log-probability files (which would make
+# the archive too large to fetch back).
+tar -C "$R" --exclude='logprobs.bin' -czf "$RES/results.tar.gz" . 2>/dev/null
 ls -la "$RES"

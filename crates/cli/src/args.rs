@@ -432,6 +432,9 @@ pub struct BenchInvarianceArgs {
     /// Prompt chunk of the chunked-prefill case.
     #[arg(long, default_value_t = 7)]
     pub prefill_chunk: usize,
+    /// Give every prompt the full `--prompt-tokens` length, so no batch has padding.
+    #[arg(long)]
+    pub equal_lengths: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

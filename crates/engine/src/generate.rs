@@ -226,7 +226,7 @@ impl<'a> Batch<'a> {
         let logits = logits.squeeze(1)?.to_dtype(DType::F32)?;
         // Log-softmax in float32 over the (policy-dtype) logits, as the reference records them.
         let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        if self.params.is_greedy() && !logits.device().is_cpu() {
+        if self.params.is_greedy() && !logits.device().is_cpu() && !host_pick() {
             // On a GPU, choose on the device and copy back k candidates, not the vocabulary.
             let picks = device_top_k::pick_rows(&logits, &logprobs, self.params.logprobs)?;
             for (row, p) in rows.iter_mut().zip(picks) {
@@ -288,6 +288,12 @@ impl<'a> Batch<'a> {
         }
         Ok(())
     }
+}
+
+/// `REPROLM_HOST_PICK=1` makes a GPU run choose tokens on the host, as the CPU does (a check of
+/// the device-side choice).
+fn host_pick() -> bool {
+    std::env::var("REPROLM_HOST_PICK").is_ok_and(|v| v == "1")
 }
 
 /// Generates continuations of `requests` in static batches of `batch_size` prompts, in order,

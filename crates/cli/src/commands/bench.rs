@@ -329,6 +329,9 @@ fn invariance(args: &BenchInvarianceArgs, mode: OutputMode) -> Result<i32> {
             .iter()
             .enumerate()
             .map(|(i, p)| {
+                if args.equal_lengths {
+                    return p.clone();
+                }
                 let min = (p.len() / 2).max(1);
                 let len = min + (i * 7919) % (p.len() - min + 1);
                 p[..len].to_vec()
