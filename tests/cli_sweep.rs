@@ -188,7 +188,6 @@ fn only_runs_one_configuration_and_slurm_flags_need_the_slurm_executor() {
         !tmp.path().join("runs/slurm").exists(),
         "--dry-run wrote files"
     );
-    );
 }
 
 #[test]
