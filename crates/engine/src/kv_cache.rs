@@ -109,7 +109,10 @@ impl KvCache {
         if keep.is_empty() {
             // Nothing left: drop the tensors rather than select zero rows (a zero-sized launch
             // is an error on CUDA).
-            self.shards.iter_mut().flatten().for_each(|slot| *slot = None);
+            self.shards
+                .iter_mut()
+                .flatten()
+                .for_each(|slot| *slot = None);
             self.starts.clear();
             self.len = 0;
             return Ok(());

@@ -15,9 +15,9 @@
 mod chat_template;
 mod device;
 pub mod device_top_k;
-mod fused;
 mod digest;
 mod error;
+mod fused;
 pub mod generate;
 mod generation_config;
 pub mod kv_cache;
@@ -27,8 +27,8 @@ pub mod models;
 pub mod parallel;
 mod pyjson;
 pub mod sampling;
-pub mod throughput;
 mod source;
+pub mod throughput;
 mod tokenizer;
 
 pub use chat_template::{ChatMessage, ChatOptions, ChatTemplate, GenerationPrompt};

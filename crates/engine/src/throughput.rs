@@ -143,7 +143,8 @@ mod tests {
     #[test]
     fn measures_every_row_for_exactly_the_new_tokens() -> Result<()> {
         use crate::{LoadOptions, Model, ModelSource};
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
         let policy = reprolm_precision::PrecisionPolicy::fp32();
         let model = Model::load(&ModelSource::Local(dir), &LoadOptions::cpu(policy))?;
         let w = Workload {

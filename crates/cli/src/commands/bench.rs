@@ -80,11 +80,11 @@ fn prompts(args: &BenchModelArgs, count: usize, vocab_size: usize) -> Result<Vec
             path.display()
         );
     }
-    if let Some((i, t)) = all
-        .iter()
-        .enumerate()
-        .find_map(|(i, p)| p.iter().find(|&&t| t as usize >= vocab_size).map(|t| (i, t)))
-    {
+    if let Some((i, t)) = all.iter().enumerate().find_map(|(i, p)| {
+        p.iter()
+            .find(|&&t| t as usize >= vocab_size)
+            .map(|t| (i, t))
+    }) {
         bail!(
             "--prompts {}: prompt {i} has token id {t} >= vocab size {vocab_size}",
             path.display()
@@ -145,7 +145,12 @@ fn speed(args: &BenchSpeedArgs, mode: OutputMode) -> Result<i32> {
     Ok(0)
 }
 
-fn speed_row(policy: &str, device: &Device, weight_bytes: usize, t: &Throughput) -> serde_json::Value {
+fn speed_row(
+    policy: &str,
+    device: &Device,
+    weight_bytes: usize,
+    t: &Throughput,
+) -> serde_json::Value {
     json!({
         "policy": policy,
         "device": device_label(device),
@@ -169,8 +174,7 @@ fn logits(args: &BenchLogitsArgs, mode: OutputMode) -> Result<i32> {
         .set_compute_mode(compute_mode(args.deterministic))?;
     let decoder = &model.decoder;
     let prompt = prompts(&args.model, 1, decoder.spec().vocab_size)?.remove(0);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("--out {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
 
     let mut cache = decoder.new_cache(vec![0]);
     let logits = decoder
@@ -179,8 +183,11 @@ fn logits(args: &BenchLogitsArgs, mode: OutputMode) -> Result<i32> {
         .to_dtype(DType::F32)?
         .to_device(&Device::Cpu)?;
     let logits_path = args.out.join("logits.safetensors");
-    candle_core::safetensors::save(&HashMap::from([("logits".to_string(), logits)]), &logits_path)
-        .with_context(|| format!("writing {}", logits_path.display()))?;
+    candle_core::safetensors::save(
+        &HashMap::from([("logits".to_string(), logits)]),
+        &logits_path,
+    )
+    .with_context(|| format!("writing {}", logits_path.display()))?;
 
     let params = SamplingParams {
         stop_token_ids: Vec::new(),
@@ -358,14 +365,20 @@ fn invariance(args: &BenchInvarianceArgs, mode: OutputMode) -> Result<i32> {
             prefill_chunk: Some(args.prefill_chunk),
         });
         for deterministic in [false, true] {
-            model.decoder.set_compute_mode(compute_mode(deterministic))?;
+            model
+                .decoder
+                .set_compute_mode(compute_mode(deterministic))?;
             let alone = Layout {
                 batch: 1,
                 reversed: false,
                 prefill_chunk: None,
             };
             let reference = generate_laid_out(&model.decoder, &prompts, args.new_tokens, alone)?;
-            let kernels = if deterministic { "deterministic" } else { "fast" };
+            let kernels = if deterministic {
+                "deterministic"
+            } else {
+                "fast"
+            };
             for &layout in &layouts {
                 let got = generate_laid_out(&model.decoder, &prompts, args.new_tokens, layout)?;
                 let diffs: Vec<(bool, f32)> = reference

@@ -125,7 +125,10 @@ mod imp {
             let dev = x.device();
             let cols = *xl.dims().last().unwrap_or(&1);
             if wl.shape().elem_count() != cols {
-                candle_core::bail!("rmsnorm weight has {} values for rows of {cols}", wl.shape().elem_count());
+                candle_core::bail!(
+                    "rmsnorm weight has {} values for rows of {cols}",
+                    wl.shape().elem_count()
+                );
             }
             let n = xl.shape().elem_count();
             let rows = n / cols.max(1);
@@ -145,7 +148,11 @@ mod imp {
             b.arg(&cols_i);
             b.arg(&inv_cols);
             b.arg(&self.eps);
-            let block = if cols >= 1024 { 1024 } else { cols.next_power_of_two().clamp(32, 1024) } as u32;
+            let block = if cols >= 1024 {
+                1024
+            } else {
+                cols.next_power_of_two().clamp(32, 1024)
+            } as u32;
             let cfg = LaunchConfig {
                 grid_dim: (rows as u32, 1, 1),
                 block_dim: (block, 1, 1),
@@ -159,7 +166,9 @@ mod imp {
 
     pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Option<Tensor>> {
         let x = x.contiguous()?;
-        Ok(Some(x.apply_op2_no_bwd(weight, &RmsNorm { eps: eps as f32 })?))
+        Ok(Some(
+            x.apply_op2_no_bwd(weight, &RmsNorm { eps: eps as f32 })?,
+        ))
     }
 
     struct SiluMul;
@@ -239,11 +248,7 @@ mod imp {
             let dev = x.device();
             let (b, l, h, d) = xl.shape().dims4()?;
             if cl.dims() != [b, l, d / 2] || sl.dims() != cl.dims() || d % 2 != 0 {
-                candle_core::bail!(
-                    "rope: cos/sin {:?} do not fit x {:?}",
-                    cl.dims(),
-                    xl.dims()
-                );
+                candle_core::bail!("rope: cos/sin {:?} do not fit x {:?}", cl.dims(), xl.dims());
             }
             let func = dev.get_or_load_custom_func(
                 &format!("rope_{}_{}", suffix(x.dtype())?, suffix(c.dtype())?),

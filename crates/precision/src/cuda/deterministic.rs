@@ -146,7 +146,9 @@ pub fn linear(
     chunks: usize,
 ) -> candle_core::Result<Tensor> {
     if !chunks.is_power_of_two() || chunks > MAX_CHUNKS {
-        candle_core::bail!("deterministic matmul: {chunks} chunks (a power of two up to {MAX_CHUNKS})");
+        candle_core::bail!(
+            "deterministic matmul: {chunks} chunks (a power of two up to {MAX_CHUNKS})"
+        );
     }
     let x = x.to_dtype(compute)?.contiguous()?;
     let exact = matches!(
@@ -155,7 +157,12 @@ pub fn linear(
             | (DType::BF16, DType::F32 | DType::BF16)
             | (DType::F16, DType::F32 | DType::F16)
     );
-    let w = if exact { w.clone() } else { w.to_dtype(compute)? }.contiguous()?;
+    let w = if exact {
+        w.clone()
+    } else {
+        w.to_dtype(compute)?
+    }
+    .contiguous()?;
     let op = LinearOp { chunks };
     match bias {
         Some(b) => x.apply_op3_no_bwd(&w, &b.to_dtype(compute)?.contiguous()?, &op),

@@ -21,13 +21,17 @@ pub const PRELUDE: &str = include_str!("prelude.cu");
 /// under `module`.
 pub fn ptx(module: &'static str, source: &'static str) -> candle_core::Result<&'static str> {
     static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static str>>> = OnceLock::new();
-    let mut cache = CACHE.get_or_init(Default::default).lock().expect("ptx cache");
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .expect("ptx cache");
     if let Some(p) = cache.get(module) {
         return Ok(p);
     }
     let src = format!("{PRELUDE}\n{source}");
-    let compiled = candle_core::cuda_backend::cudarc::nvrtc::compile_ptx(src)
-        .map_err(|e| candle_core::Error::Msg(format!("compiling the {module} kernels with NVRTC: {e:?}")))?;
+    let compiled = candle_core::cuda_backend::cudarc::nvrtc::compile_ptx(src).map_err(|e| {
+        candle_core::Error::Msg(format!("compiling the {module} kernels with NVRTC: {e:?}"))
+    })?;
     let text: &'static str = Box::leak(compiled.to_src().into_boxed_str());
     cache.insert(module, text);
     Ok(text)

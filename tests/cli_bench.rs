@@ -1,0 +1,135 @@
+//! `reprolm bench`: speed rows for every policy and batch size, a logits dump another implementation
+//! can read, and the invariance check, whose deterministic rows must all be identical on the CPU.
+
+mod common;
+
+use common::*;
+
+fn json_file(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn speed_writes_one_row_per_policy_and_batch_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("speed.json");
+    let model = fixture_model().display().to_string();
+    let args: Vec<String> = [
+        "bench",
+        "speed",
+        "--model",
+        &model,
+        "--policy",
+        "fp32",
+        "--policy",
+        "bf16",
+        "--batch-sizes",
+        "1,3",
+        "--prompt-tokens",
+        "6",
+        "--new-tokens",
+        "3",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([out.display().to_string()])
+    .collect();
+    reprolm(tmp.path(), &args, 0);
+    let rows = json_file(&out);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for (row, (policy, batch)) in
+        rows.iter()
+            .zip([("fp32", 1), ("fp32", 3), ("bf16", 1), ("bf16", 3)])
+    {
+        assert_eq!(row["policy"], policy);
+        assert_eq!(row["batch"], batch);
+        assert_eq!(row["new_tokens"], 3);
+        assert!(
+            row["decode_tokens_per_second"].as_f64().unwrap() > 0.0,
+            "{row}"
+        );
+    }
+}
+
+#[test]
+fn logits_dump_matches_the_greedy_continuation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("logits");
+    let model = fixture_model().display().to_string();
+    let args: Vec<String> = [
+        "bench",
+        "logits",
+        "--model",
+        &model,
+        "--prompt-tokens",
+        "9",
+        "--greedy-tokens",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    reprolm(tmp.path(), &args, 0);
+    let greedy = json_file(&out.join("greedy.json"));
+    assert_eq!(greedy["prompt"].as_array().unwrap().len(), 9);
+    assert_eq!(greedy["greedy_tokens"].as_array().unwrap().len(), 4);
+    // The last prompt position's argmax is the first greedy token.
+    let bytes = std::fs::read(out.join("logits.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let shape: Vec<usize> = header["logits"]["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(shape[0], 9);
+    let data = &bytes[8 + header_len..];
+    let last: Vec<f32> = data[(8 * shape[1]) * 4..(9 * shape[1]) * 4]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let argmax = (0..last.len()).fold(0, |b, i| if last[i] > last[b] { i } else { b });
+    assert_eq!(greedy["greedy_tokens"][0], argmax);
+}
+
+#[test]
+fn invariance_deterministic_rows_are_identical_on_the_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("inv.json");
+    let model = fixture_model().display().to_string();
+    let args: Vec<String> = [
+        "bench",
+        "invariance",
+        "--model",
+        &model,
+        "--policy",
+        "bf16",
+        "--count",
+        "5",
+        "--prompt-tokens",
+        "12",
+        "--new-tokens",
+        "4",
+        "--batch-sizes",
+        "2,5",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([out.display().to_string()])
+    .collect();
+    reprolm(tmp.path(), &args, 0);
+    let rows = json_file(&out);
+    let rows = rows.as_array().unwrap();
+    // Two kernels x (2 batch sizes x 2 orders + 2 chunked layouts).
+    assert_eq!(rows.len(), 12);
+    for row in rows.iter().filter(|r| r["kernels"] == "deterministic") {
+        assert_eq!(row["identical"], 5, "{row}");
+        assert_eq!(row["max_top_logprob_difference"], 0.0, "{row}");
+    }
+}
