@@ -10,6 +10,32 @@
 use crate::Result;
 use candle_core::{DType, Tensor, D};
 
+/// Row width every row of a log-softmax on a GPU is padded to (see [`log_softmax_rows`]).
+const ROW_ALIGN: usize = 8;
+
+/// `log_softmax` over the last dimension of `(rows, n)` f32 logits, each row's value independent of
+/// the row's position in the batch.
+///
+/// candle's CUDA row sum (`fast_sum_f32`) loads a row in float4 groups counted from the buffer's
+/// start, with a scalar head up to the first 16-byte boundary: a row that starts at element
+/// `r * n` groups its terms by `r * n mod 4`, so with an `n` that is not a multiple of 4 the same
+/// logits give log-probabilities that differ in the last bit by row. Padding each row with `-inf`
+/// to a multiple of 8 makes every row start on a boundary (an `exp` of `-inf` adds an exact zero),
+/// so each row is summed in one grouping. On the CPU rows are summed one by one and nothing is
+/// padded.
+pub fn log_softmax_rows(logits: &Tensor) -> Result<Tensor> {
+    let (rows, n) = logits.dims2()?;
+    if logits.device().is_cpu() || n % ROW_ALIGN == 0 {
+        return Ok(candle_nn::ops::log_softmax(logits, D::Minus1)?);
+    }
+    let pad = ROW_ALIGN - n % ROW_ALIGN;
+    let fill = Tensor::full(f32::NEG_INFINITY, (rows, pad), logits.device())?;
+    let padded = Tensor::cat(&[&logits.to_dtype(DType::F32)?, &fill], 1)?;
+    Ok(candle_nn::ops::log_softmax(&padded, D::Minus1)?
+        .narrow(1, 0, n)?
+        .contiguous()?)
+}
+
 /// What one decode step needs from each row: the greedy token, its log-probability, and the
 /// top-k candidates by log-probability.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +124,25 @@ mod tests {
             ties += usize::from(p.top[0].1 == p.top[1].1);
         }
         assert!(ties > 0, "the data must exercise ties");
+        Ok(())
+    }
+
+    #[test]
+    fn padding_a_row_with_minus_infinity_changes_no_log_probability() -> Result<()> {
+        // The padded form (used on GPUs) must give the same values as the plain one; on the CPU,
+        // where rows are summed sequentially, bitwise.
+        let logits = Tensor::randn(0f32, 3.0, (5, 327), &Device::Cpu)?;
+        let plain = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let fill = Tensor::full(f32::NEG_INFINITY, (5, 5), &Device::Cpu)?;
+        let padded = candle_nn::ops::log_softmax(&Tensor::cat(&[&logits, &fill], 1)?, D::Minus1)?
+            .narrow(1, 0, 327)?;
+        let (a, b): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (plain.to_vec2()?, padded.to_vec2()?);
+        for (ra, rb) in a.iter().zip(&b) {
+            for (x, y) in ra.iter().zip(rb) {
+                assert_eq!(x.to_bits(), y.to_bits());
+            }
+        }
+        assert_eq!(log_softmax_rows(&logits)?.to_vec2::<f32>()?, a);
         Ok(())
     }
 

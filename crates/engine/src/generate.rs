@@ -11,7 +11,7 @@ use crate::models::decoder::LogitsFor;
 use crate::models::Decoder;
 use crate::sampling::{self, RequestRng, SamplingParams};
 use crate::{Error, Result};
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 
 /// One prompt to continue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,7 +225,7 @@ impl<'a> Batch<'a> {
     fn pick(&mut self, rows: &mut [Row], logits: &Tensor) -> Result<()> {
         let logits = logits.squeeze(1)?.to_dtype(DType::F32)?;
         // Log-softmax in float32 over the (policy-dtype) logits, as the reference records them.
-        let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let logprobs = device_top_k::log_softmax_rows(&logits)?;
         if self.params.is_greedy() && !logits.device().is_cpu() && !host_pick() {
             // On a GPU, choose on the device and copy back k candidates, not the vocabulary.
             let picks = device_top_k::pick_rows(&logits, &logprobs, self.params.logprobs)?;
