@@ -5,6 +5,10 @@ mod common;
 
 use common::*;
 
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
 fn json_file(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -14,7 +18,8 @@ fn speed_writes_one_row_per_policy_and_batch_size() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("speed.json");
     let model = fixture_model().display().to_string();
-    let args: Vec<String> = [
+    let out_arg = out.display().to_string();
+    let args = strings(&[
         "bench",
         "speed",
         "--model",
@@ -30,11 +35,8 @@ fn speed_writes_one_row_per_policy_and_batch_size() {
         "--new-tokens",
         "3",
         "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([out.display().to_string()])
-    .collect();
+        &out_arg,
+    ]);
     reprolm(tmp.path(), &args, 0);
     let rows = json_file(&out);
     let rows = rows.as_array().unwrap();
@@ -58,7 +60,7 @@ fn logits_dump_matches_the_greedy_continuation() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("logits");
     let model = fixture_model().display().to_string();
-    let args: Vec<String> = [
+    let args = strings(&[
         "bench",
         "logits",
         "--model",
@@ -69,10 +71,7 @@ fn logits_dump_matches_the_greedy_continuation() {
         "4",
         "--out",
         out.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     reprolm(tmp.path(), &args, 0);
     let greedy = json_file(&out.join("greedy.json"));
     assert_eq!(greedy["prompt"].as_array().unwrap().len(), 9);
@@ -102,7 +101,8 @@ fn invariance_deterministic_rows_are_identical_on_the_cpu() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("inv.json");
     let model = fixture_model().display().to_string();
-    let args: Vec<String> = [
+    let out_arg = out.display().to_string();
+    let args = strings(&[
         "bench",
         "invariance",
         "--model",
@@ -118,11 +118,8 @@ fn invariance_deterministic_rows_are_identical_on_the_cpu() {
         "--batch-sizes",
         "2,5",
         "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([out.display().to_string()])
-    .collect();
+        &out_arg,
+    ]);
     reprolm(tmp.path(), &args, 0);
     let rows = json_file(&out);
     let rows = rows.as_array().unwrap();

@@ -291,9 +291,10 @@ impl<'a> Batch<'a> {
 }
 
 /// `REPROLM_HOST_PICK=1` makes a GPU run choose tokens on the host, as the CPU does (a check of
-/// the device-side choice).
+/// the device-side choice). Read once per process: this is asked at every decode step.
 fn host_pick() -> bool {
-    std::env::var("REPROLM_HOST_PICK").is_ok_and(|v| v == "1")
+    static HOST_PICK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HOST_PICK.get_or_init(|| std::env::var("REPROLM_HOST_PICK").is_ok_and(|v| v == "1"))
 }
 
 /// Generates continuations of `requests` in static batches of `batch_size` prompts, in order,
@@ -305,6 +306,18 @@ pub fn generate(
     params: &SamplingParams,
     batch_size: usize,
 ) -> Result<Vec<Generation>> {
+    generate_chunked(decoder, requests, params, batch_size, None)
+}
+
+/// [`generate`], with each batch's prompts prefilled in chunks of `prefill_chunk` tokens when
+/// given (see [`Batch::with_prefill_chunk`]).
+pub fn generate_chunked(
+    decoder: &Decoder,
+    requests: &[Request],
+    params: &SamplingParams,
+    batch_size: usize,
+    prefill_chunk: Option<usize>,
+) -> Result<Vec<Generation>> {
     if batch_size == 0 {
         return Err(Error::InvalidRequest(
             "batch size must be at least 1".into(),
@@ -313,6 +326,9 @@ pub fn generate(
     let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
     for (c, chunk) in requests.chunks(batch_size).enumerate() {
         let mut batch = Batch::new(decoder, params.clone())?;
+        if let Some(tokens) = prefill_chunk {
+            batch = batch.with_prefill_chunk(tokens)?;
+        }
         batch.admit(
             chunk
                 .iter()

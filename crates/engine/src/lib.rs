@@ -35,7 +35,7 @@ pub use chat_template::{ChatMessage, ChatOptions, ChatTemplate, GenerationPrompt
 pub use device::{device_label, device_name, parse_device};
 pub use digest::{sha256_file, FileDigest};
 pub use error::{Error, Result};
-pub use generate::{generate, Batch, FinishReason, Generation, Request};
+pub use generate::{generate, generate_chunked, Batch, FinishReason, Generation, Request};
 pub use generation_config::GenerationConfig;
 pub use kv_cache::KvCache;
 pub use loader::{HubAccess, ModelFiles, ResolveOptions, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};

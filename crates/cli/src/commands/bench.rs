@@ -13,8 +13,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use reprolm_engine::throughput::{self, Throughput, Workload};
 use reprolm_engine::{
-    device_label, device_name, parse_device, Batch, Generation, LoadOptions, LogitsFor, Model,
-    Request, ResolveOptions, SamplingParams,
+    device_label, device_name, generate_chunked, parse_device, Generation, LoadOptions, LogitsFor,
+    Model, Request, ResolveOptions, SamplingParams,
 };
 use reprolm_precision::{ComputeMode, ReductionOrder};
 use serde_json::json;
@@ -259,44 +259,29 @@ fn generate_laid_out(
         stop_token_ids: Vec::new(),
         ..SamplingParams::greedy(new_tokens)
     };
-    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    let mut requests: Vec<Request> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Request {
+            prompt: p.clone(),
+            problem_id: format!("invariance-{i}"),
+            sample_index: 0,
+        })
+        .collect();
     if layout.reversed {
-        order.reverse();
+        requests.reverse();
     }
-    let mut out: Vec<Option<Generation>> = vec![None; prompts.len()];
-    for chunk in order.chunks(layout.batch) {
-        let mut batch = Batch::new(decoder, params.clone())?;
-        if let Some(c) = layout.prefill_chunk {
-            batch = batch.with_prefill_chunk(c)?;
-        }
-        batch.admit(
-            chunk
-                .iter()
-                .map(|&i| {
-                    (
-                        i,
-                        Request {
-                            prompt: prompts[i].clone(),
-                            problem_id: format!("invariance-{i}"),
-                            sample_index: 0,
-                        },
-                    )
-                })
-                .collect(),
-        )?;
-        while batch.active() > 0 {
-            for (i, g) in batch.step()? {
-                out[i] = Some(g);
-            }
-        }
-        for (i, g) in batch.step()? {
-            out[i] = Some(g);
-        }
+    let mut out = generate_chunked(
+        decoder,
+        &requests,
+        &params,
+        layout.batch,
+        layout.prefill_chunk,
+    )?;
+    if layout.reversed {
+        out.reverse();
     }
-    Ok(out
-        .into_iter()
-        .map(|g| g.expect("every prompt finishes"))
-        .collect())
+    Ok(out)
 }
 
 /// How far `got` is from `want`: whether tokens and top-k are bitwise equal, and the largest

@@ -15,8 +15,11 @@ use candle_core::{DType, Tensor};
 
 /// Whether fused kernels may run for tensors on `device`: a CUDA device, unless the environment
 /// variable `REPROLM_FUSED_KERNELS` is `0` (for measuring what the fusion buys, or ruling it out).
+/// The variable is read once per process: this is asked several times per layer per step.
 pub fn enabled(device: &candle_core::Device) -> bool {
-    device.is_cuda() && std::env::var("REPROLM_FUSED_KERNELS").map_or(true, |v| v != "0")
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    device.is_cuda()
+        && *ON.get_or_init(|| std::env::var("REPROLM_FUSED_KERNELS").map_or(true, |v| v != "0"))
 }
 
 /// `weight * (x / sqrt(mean(x²) + eps))` over the last dimension with f32 statistics, the
@@ -84,10 +87,6 @@ mod imp {
     const SOURCE: &str = include_str!("kernels.cu");
     const MODULE: &str = "reprolm_fused";
 
-    fn words<'a>(s: &'a CudaStorage, l: &Layout) -> candle_core::Result<Words<'a>> {
-        Words::of(s, l)
-    }
-
     fn elementwise_config(n: usize) -> LaunchConfig {
         let block = 256u32;
         let grid = n.div_ceil(block as usize).clamp(1, 65_535) as u32;
@@ -137,7 +136,7 @@ mod imp {
                 MODULE,
                 ptx(MODULE, SOURCE)?,
             )?;
-            let (xw, ww) = (words(x, xl)?, words(w, wl)?);
+            let (xw, ww) = (Words::of(x, xl)?, Words::of(w, wl)?);
             let out = Out::alloc(dev, x.dtype(), n)?;
             let cols_i = cols as i32;
             let mut b = func.builder();
@@ -200,7 +199,7 @@ mod imp {
                 MODULE,
                 ptx(MODULE, SOURCE)?,
             )?;
-            let (gw, uw) = (words(g, gl)?, words(u, ul)?);
+            let (gw, uw) = (Words::of(g, gl)?, Words::of(u, ul)?);
             let out = Out::alloc(dev, g.dtype(), n)?;
             let n_i = n as i64;
             let mut b = func.builder();
@@ -255,7 +254,7 @@ mod imp {
                 MODULE,
                 ptx(MODULE, SOURCE)?,
             )?;
-            let (xw, cw, sw) = (words(x, xl)?, words(c, cl)?, words(s, sl)?);
+            let (xw, cw, sw) = (Words::of(x, xl)?, Words::of(c, cl)?, Words::of(s, sl)?);
             let n = b * l * h * d;
             let out = Out::alloc(dev, c.dtype(), n)?;
             let dims = [b as i32, l as i32, h as i32, d as i32];
