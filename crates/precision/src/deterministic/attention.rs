@@ -237,6 +237,7 @@ fn head<T: Float>(h: &Head<'_, T>, s: Shape, scale: T, dtype: DType, dst: &mut [
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deterministic::bits;
     use candle_core::{Device, IndexOp};
 
     fn rand(dims: (usize, usize, usize, usize), seed: u64) -> Tensor {
@@ -251,18 +252,6 @@ mod tests {
             })
             .collect();
         Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
-    }
-
-    fn bits(t: &Tensor) -> Vec<u64> {
-        t.to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap()
-            .into_iter()
-            .map(f64::to_bits)
-            .collect()
     }
 
     #[test]

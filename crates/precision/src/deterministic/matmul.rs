@@ -463,7 +463,7 @@ pub fn linear(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deterministic::LANES;
+    use crate::deterministic::{bits, LANES};
     use candle_core::Device;
 
     fn randn(dims: (usize, usize), seed: u64) -> Tensor {
@@ -480,18 +480,6 @@ mod tests {
             })
             .collect();
         Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
-    }
-
-    fn bits(t: &Tensor) -> Vec<u64> {
-        t.to_dtype(DType::F64)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap()
-            .into_iter()
-            .map(f64::to_bits)
-            .collect()
     }
 
     const SEQ: ReductionOrder = ReductionOrder::SEQUENTIAL;

@@ -254,6 +254,20 @@ fn combine_lanes<T: Float>(mut a: [T; LANES]) -> T {
     a[0]
 }
 
+/// Every bit of a tensor's values, for the bitwise comparisons of this module's tests.
+#[cfg(test)]
+fn bits(t: &Tensor) -> Vec<u64> {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+        .into_iter()
+        .map(f64::to_bits)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
