@@ -9,10 +9,13 @@
 #      `generate` (bf16, fp32) on the same prompts, batch 1, 8, 32, with the peak GPU memory of each
 #      reprolm process from nvidia-smi;
 #   4. deterministic mode: greedy tokens and top-5 log-probabilities across batch sizes, orders and
-#      prefill chunking (`reprolm bench invariance`), and its speed against the fast kernels;
+#      prefill chunking (`reprolm bench invariance`; step `determinism`), and its speed against the
+#      fast kernels (step `detspeed`);
 #   5. the paper's experiment on the GPU: the embedded model and the random 1.5B model under bf16,
 #      fp16, fp32 and layercast at batch sizes 8, 16 and 32, with and without --deterministic,
-#      then `reprolm report`.
+#      then `reprolm report`;
+#   6. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8 and
+#      one decode step, read by Nsight Compute (scripts/gpu/kernel_profile.py).
 #
 #   usage: scripts/gpu-check.sh [RESULTS_DIR]        (default: $OUT if set, else gpu-check-results)
 #   env:   REPROLM (the reprolm command; default `bash .gpu/run.sh reprolm`, the bundled CUDA build),
@@ -26,7 +29,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 RES="${1:-${OUT:-gpu-check-results}}"
 WORK="${WORK:-/tmp/reprolm-gpu}"
-STEPS="${STEPS:-models parity speed determinism paper}"
+STEPS="${STEPS:-models parity speed determinism detspeed paper}"
 DEVICE="${DEVICE:-cuda:0}"
 TORCH_DEVICE="${DEVICE%%:*}"
 read -r -a REPROLM <<< "${REPROLM:-bash .gpu/run.sh reprolm}"
@@ -124,10 +127,28 @@ if step determinism; then
     --prompt-tokens 96 --new-tokens 24 --batch-sizes 3,8,24 --json "$R/invariance-embedded.json"
   run_t "${REPROLM[@]}" bench invariance --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 \
     --count 8 --prompt-tokens 64 --new-tokens 12 --batch-sizes 3,8 --json "$R/invariance-1.5b.json"
+fi
+
+if step detspeed; then
+  say "deterministic mode: speed against the fast kernels"
   run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 --policy layercast \
     --deterministic --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 64 --json "$R/det-speed.json"
   run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 --policy layercast \
     --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 64 --json "$R/fast-speed-64.json"
+fi
+
+if step profile; then
+  say "GPU time per kernel: bf16 prefill at batch 8 and one decode step (Nsight Compute)"
+  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+  if [ -n "$ncu" ]; then
+    run_t "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv --page raw \
+      --log-file "$R/ncu-bf16-b8.csv" "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" \
+      --policy bf16 --batch-sizes 8 --prompts "$WORK/prompts.json" --new-tokens 2 --warmup 0
+    python3 scripts/gpu/kernel_profile.py "$R/ncu-bf16-b8.csv" --json "$R/kernel-profile-bf16-b8.json" \
+      | tee "$R/kernel-profile.md"
+  else
+    echo "no ncu on this machine: profile skipped"
+  fi
 fi
 
 if step paper; then
@@ -142,6 +163,7 @@ fi
 
 say "summary"
 python3 scripts/gpu/summarize.py "$R" > "$RES/gpu-check.md"
+[ -f "$R/kernel-profile.md" ] && { echo "## GPU time per kernel, bf16, batch 8: prefill and one decode step"; echo; cat "$R/kernel-profile.md"; echo; } >> "$RES/gpu-check.md"
 for d in "$R"/paper-*/; do
   [ -f "$d/report.md" ] && { echo "## $(basename "$d")"; echo; cat "$d/report.md"; echo; } >> "$RES/gpu-check.md"
 done

@@ -331,9 +331,12 @@ struct Inputs {
     seq: usize,
     cos: Tensor,
     sin: Tensor,
-    /// The additive mask of the fast attention (`None` in deterministic mode, or when nothing
-    /// is masked).
+    /// The additive mask of the composed fast attention (`None` in deterministic mode, when the
+    /// fused softmax masks instead, or when nothing is masked).
     mask: Option<Tensor>,
+    /// `starts` as a `(batch,)` u32 tensor on the device, when the fused attention softmax
+    /// (which masks by itself) runs instead of the composed ops.
+    starts_on_device: Option<Tensor>,
     /// Where each row's real slots start, and how many slots were cached before this call.
     starts: Vec<usize>,
     past: usize,
@@ -855,17 +858,29 @@ impl Decoder {
             self.policy.dtype(Component::Rope),
             &self.device,
         )?;
+        // The deterministic attention kernel and the fused softmax read the row starts
+        // themselves; only the composed fast attention needs an additive mask.
+        let fast = matches!(self.kernels()?, ComputeMode::Fast);
+        let fused_softmax = fast
+            && fused::masked_softmax_applies(&self.device, self.policy.dtype(Component::Attention));
+        let starts_on_device = if fused_softmax {
+            let s: Vec<u32> = starts.iter().map(|&s| s as u32).collect();
+            Some(Tensor::from_vec(s, b, &self.device)?)
+        } else {
+            None
+        };
         let inputs = Inputs {
             ids,
             batch: b,
             seq: l,
             cos,
             sin,
-            // The deterministic attention kernel reads the row starts itself; it needs no mask.
-            mask: match self.kernels()? {
-                ComputeMode::Fast => self.attention_mask(&starts, past, l)?,
-                ComputeMode::Deterministic(_) => None,
+            mask: if fast && !fused_softmax {
+                self.attention_mask(&starts, past, l)?
+            } else {
+                None
             },
+            starts_on_device,
             starts,
             past,
             logits_for,
@@ -1029,20 +1044,31 @@ impl Attention {
         } else {
             k_all.t()?
         };
-        let wide = softmax_dtype(attn_dtype);
         let scores = matmul(&q, &k_t, attn_dtype)?.reshape((b, h, l, t))?;
-        // Scale in f32 and round once, as torch's `bf16_tensor * python_float` does; candle's
-        // affine would first round 1/√d itself to bf16 (inexact for head_dim 32 or 128).
-        let mut scores = (scores.to_dtype(wide)? * scale)?
-            .to_dtype(attn_dtype)?
-            .to_dtype(wide)?;
-        if let Some(m) = &inp.mask {
-            scores = scores.broadcast_add(m)?;
-        }
-        // Softmax in f32 (or wider), as every attention kernel accumulates it.
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?
-            .to_dtype(attn_dtype)?
-            .reshape((b, kvh, n_rep * l, t))?;
+        let probs = match &inp.starts_on_device {
+            Some(starts) => {
+                fused::masked_softmax(&scores, starts, inp.past, scale)?.ok_or_else(|| {
+                    Error::InvalidRequest(
+                        "the fused attention softmax was planned but not run".into(),
+                    )
+                })?
+            }
+            None => {
+                let wide = softmax_dtype(attn_dtype);
+                // Scale in f32 and round once, as torch's `bf16_tensor * python_float` does;
+                // candle's affine would first round 1/√d itself to bf16 (inexact for head_dim 32
+                // or 128).
+                let mut scores = (scores.to_dtype(wide)? * scale)?
+                    .to_dtype(attn_dtype)?
+                    .to_dtype(wide)?;
+                if let Some(m) = &inp.mask {
+                    scores = scores.broadcast_add(m)?;
+                }
+                // Softmax in f32 (or wider), as every attention kernel accumulates it.
+                candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(attn_dtype)?
+            }
+        };
+        let probs = probs.reshape((b, kvh, n_rep * l, t))?;
         let out = matmul(&probs, &v_all, attn_dtype)?.reshape((b, h, l, d))?;
         let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
         self.o.forward(&out, ctx)

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""GPU time per kernel from an Nsight Compute CSV (`ncu --csv --page raw --metrics
+gpu__time_duration.sum --log-file FILE ...`): kernels grouped by name, largest total first.
+
+    python3 scripts/gpu/kernel_profile.py ncu.csv [--json out.json] [--top 25]
+
+Names lose their parameter lists, so that every launch of one kernel instantiation is one line
+(cuBLAS's tile shapes stay apart: they are template arguments).
+"""
+import argparse
+import csv
+import json
+import re
+import sys
+from collections import defaultdict
+
+
+def short(name):
+    name = re.sub(r"\((T1::)?Params\)$|\([^()<>]*\)$", "", name.strip())  # parameter list
+    return name.replace("void ", "").strip()
+
+
+def rows(path):
+    lines = open(path, errors="replace").read().splitlines()
+    start = next((i for i, l in enumerate(lines) if l.startswith('"ID"')), None)
+    if start is None:
+        sys.exit(f"{path}: no ncu CSV header (a line starting with \"ID\")")
+    reader = csv.DictReader(lines[start:])
+    for r in reader:
+        v = r.get("gpu__time_duration.sum", "")
+        try:
+            yield int(r["ID"]), r["Kernel Name"], float(v.replace(",", ""))
+        except (ValueError, KeyError):
+            continue  # the units row, or a line that is not a kernel
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("csv")
+    ap.add_argument("--json")
+    ap.add_argument("--top", type=int, default=25)
+    a = ap.parse_args()
+    launches = sorted(rows(a.csv))
+    if not launches:
+        sys.exit(f"{a.csv}: no kernel rows")
+    total = defaultdict(float)
+    count = defaultdict(int)
+    for _, name, ns in launches:
+        total[short(name)] += ns
+        count[short(name)] += 1
+    all_ns = sum(total.values())
+    table = sorted(total.items(), key=lambda kv: -kv[1])
+    print(f"{len(launches)} kernel launches, {all_ns / 1e6:.2f} ms of GPU time in all\n")
+    print("| kernel | launches | total ms | share |")
+    print("|---|---|---|---|")
+    for name, ns in table[: a.top]:
+        print(f"| `{name[:110]}` | {count[name]} | {ns / 1e6:.3f} | {100 * ns / all_ns:.1f}% |")
+    if a.json:
+        json.dump(
+            {
+                "launches": len(launches),
+                "total_ms": all_ns / 1e6,
+                "kernels": [{"name": n, "launches": count[n], "total_ms": ns / 1e6} for n, ns in table],
+            },
+            open(a.json, "w"),
+            indent=1,
+        )
+
+
+if __name__ == "__main__":
+    main()
