@@ -21,7 +21,8 @@
 #   env:   REPROLM (the reprolm command; default `bash .gpu/run.sh reprolm`, the bundled CUDA build),
 #          WORK (scratch space for the models, default /tmp/reprolm-gpu), STEPS (default "models
 #          parity speed paper") to run a subset, DEVICE (default cuda:0) and MODEL_LAYERS (fewer
-#          layers) to rehearse the models and parity steps on a CPU.
+#          layers) to rehearse the models and parity steps on a CPU, PARITY_MODELS (default both:
+#          "deepseek-r1-distill-qwen-1.5b qwen3-0.6b").
 #
 # Results: gpu-check.md (the tables), gpu-check.log, and results.tar.gz holding every JSON file
 # and the run directories of the paper's experiment.
@@ -74,6 +75,7 @@ fi
 if step parity; then
   for m in "$R15" "$Q06"; do
     name=$(basename "$m")
+    [[ " ${PARITY_MODELS:-$(basename "$R15") $(basename "$Q06")} " == *" $name "* ]] || continue
     say "parity $name"
     ours=()
     for p in fp32 layercast bf16; do
@@ -81,7 +83,7 @@ if step parity; then
         --greedy-tokens 64 --seed 1 --out "$WORK/logits-$name-$p" && ours+=("$p=$WORK/logits-$name-$p")
     done
     # The same without the fused kernels: what fusing changes in the numbers.
-    for p in fp32 bf16; do
+    for p in fp32 layercast bf16; do
       REPROLM_FUSED_KERNELS=0 run_t "${REPROLM[@]}" bench logits --model "$m" --device "$DEVICE" --policy "$p" \
         --prompt-tokens 512 --greedy-tokens 64 --seed 1 --out "$WORK/logits-$name-$p-composed" \
         && ours+=("$p-composed=$WORK/logits-$name-$p-composed")
@@ -122,7 +124,18 @@ if step speed; then
 fi
 
 if step determinism; then
-  say "deterministic mode: invariance and speed"
+  say "the device's greedy choice and top-5 against the host's (REPROLM_HOST_PICK=1), bitwise"
+  for p in bf16 fp32; do
+    for pick in device host; do
+      REPROLM_HOST_PICK=$([ $pick = host ] && echo 1 || echo 0) run_t "${REPROLM[@]}" run --task arith \
+        --limit 32 --batch-size 8 --max-tokens 300 --policy $p --device "$DEVICE" --out "$WORK/pick-$p-$pick" >/dev/null
+    done
+    if cmp -s "$WORK/pick-$p-device/logprobs.bin" "$WORK/pick-$p-host/logprobs.bin" \
+      && cmp -s "$WORK/pick-$p-device/responses.jsonl" "$WORK/pick-$p-host/responses.jsonl"; then same=true; else same=false; fi
+    echo "{\"policy\": \"$p\", \"identical\": $same}" > "$R/pick-$p.json"
+    echo "device vs host choice, $p: identical=$same"
+  done
+  say "deterministic mode: invariance"
   run_t "${REPROLM[@]}" bench invariance --device "$DEVICE" --policy bf16 --policy fp32 --count 24 \
     --prompt-tokens 96 --new-tokens 24 --batch-sizes 3,8,24 --json "$R/invariance-embedded.json"
   run_t "${REPROLM[@]}" bench invariance --model "$R15" --device "$DEVICE" --policy bf16 --policy fp32 \

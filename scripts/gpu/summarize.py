@@ -83,6 +83,15 @@ def main():
             w = wb.get(k.replace("reprolm ", ""))
             print(f"| {k} | {v} | {f'{w / 2**20:.0f} MiB' if w else '-'} |")
         print()
+    picks = sorted(glob.glob(os.path.join(d, "pick-*.json")))
+    if picks:
+        print("## Greedy choice on the device against the host's\n")
+        print("`reprolm run` on 32 arith problems at batch 8, tokens chosen on the GPU (fused kernel) and on the host "
+              "(`REPROLM_HOST_PICK=1`): are the responses and the log-probability files byte for byte the same?\n")
+        for p in picks:
+            r = json.load(open(p))
+            print(f"- {r['policy']}: {'identical' if r['identical'] else 'DIFFERENT'}")
+        print()
     inv = sorted(glob.glob(os.path.join(d, "invariance-*.json")))
     if inv:
         print("## Batch invariance (`reprolm bench invariance`): prompts whose greedy tokens and top-5 logprobs are bitwise those of batch 1\n")

@@ -131,10 +131,7 @@ impl Linear {
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.to_dtype(self.compute)?.reshape((rows, in_features))?;
         let y = match mode {
-            ComputeMode::Fast => {
-                let w = self.weight.to_dtype(self.compute)?;
-                affine_product(&x2, &w.t()?, self.bias.as_ref(), self.compute)?
-            }
+            ComputeMode::Fast => self.fast_product(&x2)?,
             ComputeMode::Deterministic(order) => {
                 deterministic::linear(&x2, &self.weight, self.bias.as_ref(), self.compute, order)?
             }
@@ -142,6 +139,29 @@ impl Linear {
         let mut out_dims = dims;
         *out_dims.last_mut().unwrap() = y.dim(1)?;
         Ok(y.reshape(out_dims)?)
+    }
+}
+
+impl Linear {
+    /// `x Wᵀ + b` for a flattened `(rows, in)` input with the fast kernels: candle's GEMM, after
+    /// widening a 16-bit weight stored for an f32 computation (LayerCast). On a GPU, a few rows
+    /// against a bf16 weight take a kernel that widens in registers instead of copying the matrix.
+    fn fast_product(&self, x2: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if self.weight.dtype() != self.compute && crate::fused_kernels_enabled() {
+            if let Some(y) =
+                crate::cuda::upcast::upcast_linear(x2, &self.weight, self.bias.as_ref())?
+            {
+                return Ok(y);
+            }
+        }
+        let w = self.weight.to_dtype(self.compute)?;
+        Ok(affine_product(
+            x2,
+            &w.t()?,
+            self.bias.as_ref(),
+            self.compute,
+        )?)
     }
 }
 

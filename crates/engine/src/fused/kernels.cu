@@ -100,24 +100,118 @@ ROPE(rope_f16_f32, u16, float, load_f16, load_f32, round_f32, store_f32)
     int q = past + row % l;                                                                      \
     const T* src = scores + (long)row * t;                                                       \
     T* dst = out + (long)row * t;                                                                \
-    float mx = -INFINITY;                                                                        \
+    float mx = NEG_INF;                                                                        \
     for (int j = lane; j < t; j += 32) {                                                         \
-      float v = ((j >= s && j <= q) || j == q) ? ROUND(__fmul_rn(LOAD(src, j), scale)) : -INFINITY; \
+      float v = ((j >= s && j <= q) || j == q) ? ROUND(__fmul_rn(LOAD(src, j), scale)) : NEG_INF; \
       mx = fmaxf(mx, v);                                                                         \
     }                                                                                            \
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));         \
     float acc = 0.f;                                                                             \
     for (int j = lane; j < t; j += 32) {                                                         \
-      float v = ((j >= s && j <= q) || j == q) ? ROUND(__fmul_rn(LOAD(src, j), scale)) : -INFINITY; \
+      float v = ((j >= s && j <= q) || j == q) ? ROUND(__fmul_rn(LOAD(src, j), scale)) : NEG_INF; \
       acc = __fadd_rn(acc, expf(__fsub_rn(v, mx)));                                              \
     }                                                                                            \
     for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(0xffffffffu, acc, o));  \
     float inv = (float)(1.0 / (double)acc);                                                      \
     for (int j = lane; j < t; j += 32) {                                                         \
-      float v = ((j >= s && j <= q) || j == q) ? ROUND(__fmul_rn(LOAD(src, j), scale)) : -INFINITY; \
+      float v = ((j >= s && j <= q) || j == q) ? ROUND(__fmul_rn(LOAD(src, j), scale)) : NEG_INF; \
       STORE(dst, j, __fmul_rn(expf(__fsub_rn(v, mx)), inv));                                     \
     }                                                                                            \
   }
 MASKED_SOFTMAX(masked_softmax_f32, float, load_f32, round_f32, store_f32)
 MASKED_SOFTMAX(masked_softmax_bf16, u16, load_bf16, round_bf16, store_bf16)
 MASKED_SOFTMAX(masked_softmax_f16, u16, load_f16, round_f16, store_f16)
+
+// A greedy decode step's choice in one launch per batch: per row of `(rows, n)` f32 logits, the
+// first index of the largest logit and its log-probability, and the K largest log-probabilities
+// (descending, the lower index first on a tie), written as `2 + 2 * k_out` floats per row: token,
+// its log-probability, then (index, value) pairs. Indices travel as f32, exact below 2^24. The
+// selection is exact, so it is the host's (`sampling::argmax`, `sampling::top_k`) bit for bit.
+// One block of TOPK_THREADS per row: each thread keeps its own sorted top K of a strided slice,
+// then the lists are merged pairwise in shared memory.
+#define TOPK_THREADS 256
+
+__device__ __forceinline__ bool topk_better(float a, int ia, float b, int ib) {
+  return a > b || (a == b && ia < ib);
+}
+
+template <int K>
+__device__ __forceinline__ void topk_insert(float* v, int* id, float x, int i) {
+  if (!topk_better(x, i, v[K - 1], id[K - 1])) return;
+  bool placed = false;
+#pragma unroll
+  for (int j = K - 1; j >= 0; j--) {
+    if (!placed) {
+      if (j > 0 && topk_better(x, i, v[j - 1], id[j - 1])) {
+        v[j] = v[j - 1]; id[j] = id[j - 1];
+      } else {
+        v[j] = x; id[j] = i; placed = true;
+      }
+    }
+  }
+}
+
+template <int K>
+__device__ void greedy_top_k(const float* logits, const float* logprobs, float* out, int n, int k_out) {
+  __shared__ float sv[TOPK_THREADS][K];
+  __shared__ int si[TOPK_THREADS][K];
+  __shared__ float bv[TOPK_THREADS];
+  __shared__ int bi[TOPK_THREADS];
+  const float* lg = logits + (long)blockIdx.x * n;
+  const float* lp = logprobs + (long)blockIdx.x * n;
+  int t = threadIdx.x;
+  float v[K]; int id[K];
+#pragma unroll
+  for (int j = 0; j < K; j++) { v[j] = NEG_INF; id[j] = 0x7fffffff; }
+  float best = NEG_INF; int best_i = 0x7fffffff;
+  for (int i = t; i < n; i += TOPK_THREADS) {
+    float x = lg[i];
+    if (topk_better(x, i, best, best_i)) { best = x; best_i = i; }
+    topk_insert<K>(v, id, lp[i], i);
+  }
+  bv[t] = best; bi[t] = best_i;
+#pragma unroll
+  for (int j = 0; j < K; j++) { sv[t][j] = v[j]; si[t][j] = id[j]; }
+  __syncthreads();
+  for (int stride = TOPK_THREADS / 2; stride > 0; stride >>= 1) {
+    if (t < stride) {
+      int o = t + stride;
+      if (topk_better(bv[o], bi[o], bv[t], bi[t])) { bv[t] = bv[o]; bi[t] = bi[o]; }
+      // Merge two sorted lists, keeping the best K.
+      float mv[K]; int mi[K];
+      int a = 0, b = 0;
+#pragma unroll
+      for (int j = 0; j < K; j++) {
+        bool take_a = topk_better(sv[t][a], si[t][a], sv[o][b], si[o][b]);
+        mv[j] = take_a ? sv[t][a] : sv[o][b];
+        mi[j] = take_a ? si[t][a] : si[o][b];
+        if (take_a) a++; else b++;
+      }
+#pragma unroll
+      for (int j = 0; j < K; j++) { sv[t][j] = mv[j]; si[t][j] = mi[j]; }
+    }
+    __syncthreads();
+  }
+  if (t == 0) {
+    // A row of NaNs has no largest value; index 0 keeps the result a valid token.
+    int token = bi[0] < n ? bi[0] : 0;
+    float* row = out + (long)blockIdx.x * (2 + 2 * k_out);
+    row[0] = (float)token;
+    row[1] = lp[token];
+    for (int j = 0; j < k_out; j++) {
+      int i = si[0][j] < n ? si[0][j] : 0;
+      row[2 + 2 * j] = (float)i;
+      row[3 + 2 * j] = sv[0][j];
+    }
+  }
+}
+
+#define GREEDY_TOP_K(K)                                                                          \
+  extern "C" __global__ void greedy_top_k_##K(const float* logits, const float* logprobs,        \
+                                              float* out, int n, int k_out) {                    \
+    greedy_top_k<K>(logits, logprobs, out, n, k_out);                                            \
+  }
+GREEDY_TOP_K(1)
+GREEDY_TOP_K(2)
+GREEDY_TOP_K(4)
+GREEDY_TOP_K(8)

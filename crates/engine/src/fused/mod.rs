@@ -17,13 +17,10 @@
 use crate::Result;
 use candle_core::{DType, Tensor};
 
-/// Whether fused kernels may run for tensors on `device`: a CUDA device, unless the environment
-/// variable `REPROLM_FUSED_KERNELS` is `0` (for measuring what the fusion buys, or ruling it out).
-/// The variable is read once per process: this is asked several times per layer per step.
+/// Whether fused kernels may run for tensors on `device`: a CUDA device, unless
+/// `REPROLM_FUSED_KERNELS=0` ([`reprolm_precision::fused_kernels_enabled`]).
 pub fn enabled(device: &candle_core::Device) -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    device.is_cuda()
-        && *ON.get_or_init(|| std::env::var("REPROLM_FUSED_KERNELS").map_or(true, |v| v != "0"))
+    device.is_cuda() && reprolm_precision::fused_kernels_enabled()
 }
 
 /// `weight * (x / sqrt(mean(x²) + eps))` over the last dimension with f32 statistics, the
@@ -86,6 +83,28 @@ pub fn masked_softmax(
     imp::masked_softmax(scores, starts, past, scale)
 }
 
+/// Largest `k` [`greedy_top_k`] handles.
+pub const MAX_TOP_K: usize = 8;
+
+/// A greedy step's choice for each row of `(rows, n)` f32 `logits` with their `logprobs`, in one
+/// launch: a `(rows, 2 + 2k)` f32 table of the token (the first index of the largest logit), its
+/// log-probability, and `k` (index, log-probability) pairs, largest first, the lower index first
+/// on a tie. Indices are exact in f32 below 2^24. `k` must be at most `n` and [`MAX_TOP_K`].
+pub fn greedy_top_k(logits: &Tensor, logprobs: &Tensor, k: usize) -> Result<Option<Tensor>> {
+    let applies = enabled(logits.device())
+        && logits.dtype() == DType::F32
+        && logprobs.dtype() == DType::F32
+        && logits.dims() == logprobs.dims()
+        && logits.rank() == 2
+        && k <= MAX_TOP_K
+        && k <= logits.dim(1)?
+        && logits.dim(1)? < 1 << 24;
+    if !applies {
+        return Ok(None);
+    }
+    imp::greedy_top_k(logits, logprobs, k)
+}
+
 #[cfg(not(feature = "cuda"))]
 mod imp {
     use crate::Result;
@@ -103,6 +122,9 @@ mod imp {
     pub fn masked_softmax(_: &Tensor, _: &Tensor, _: usize, _: f64) -> Result<Option<Tensor>> {
         Ok(None)
     }
+    pub fn greedy_top_k(_: &Tensor, _: &Tensor, _: usize) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
 }
 
 #[cfg(feature = "cuda")]
@@ -111,7 +133,7 @@ mod imp {
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::WrapErr;
-    use candle_core::{CudaStorage, Layout, Shape, Tensor};
+    use candle_core::{CudaStorage, DType, Layout, Shape, Tensor};
     use reprolm_precision::cuda::{ptx, suffix, Output as Out, Words};
 
     const SOURCE: &str = include_str!("kernels.cu");
@@ -398,5 +420,73 @@ mod imp {
             scale: scale as f32,
         };
         Ok(Some(scores.apply_op2_no_bwd(starts, &op)?))
+    }
+
+    struct GreedyTopK {
+        k: usize,
+    }
+
+    impl candle_core::CustomOp2 for GreedyTopK {
+        fn name(&self) -> &'static str {
+            "reprolm-fused-greedy-top-k"
+        }
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+            candle_core::bail!("the fused greedy top-k runs on CUDA only")
+        }
+        fn cuda_fwd(
+            &self,
+            lg: &CudaStorage,
+            lgl: &Layout,
+            lp: &CudaStorage,
+            lpl: &Layout,
+        ) -> candle_core::Result<(CudaStorage, Shape)> {
+            let dev = lg.device();
+            let (rows, n) = lgl.shape().dims2()?;
+            if lpl.dims() != lgl.dims() || self.k > n {
+                candle_core::bail!(
+                    "greedy top-{}: logits {:?}, log-probabilities {:?}",
+                    self.k,
+                    lgl.dims(),
+                    lpl.dims()
+                );
+            }
+            // The smallest compiled list length that holds k (at least 1, for the token alone).
+            let list = self.k.max(1).next_power_of_two();
+            let func = dev.get_or_load_custom_func(
+                &format!("greedy_top_k_{list}"),
+                MODULE,
+                ptx(MODULE, SOURCE)?,
+            )?;
+            let (lgw, lpw) = (Words::of(lg, lgl)?, Words::of(lp, lpl)?);
+            let width = 2 + 2 * self.k;
+            let out = Out::alloc(dev, DType::F32, rows * width)?;
+            let ints = [n as i32, self.k as i32];
+            let mut bl = func.builder();
+            lgw.push(&mut bl);
+            lpw.push(&mut bl);
+            out.push(&mut bl);
+            for v in &ints {
+                bl.arg(v);
+            }
+            let cfg = LaunchConfig {
+                grid_dim: (rows as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // Safety: the arguments match the kernel's signature; shapes were checked above.
+            unsafe { bl.launch(cfg) }.w()?;
+            Ok((out.into_storage(dev), Shape::from((rows, width))))
+        }
+    }
+
+    pub fn greedy_top_k(logits: &Tensor, logprobs: &Tensor, k: usize) -> Result<Option<Tensor>> {
+        let (logits, logprobs) = (logits.contiguous()?, logprobs.contiguous()?);
+        Ok(Some(logits.apply_op2_no_bwd(&logprobs, &GreedyTopK { k })?))
     }
 }

@@ -7,6 +7,7 @@
 //! them): bf16 and f16 are read and written as raw 16-bit words.
 
 pub mod deterministic;
+pub mod upcast;
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchArgs, PushKernelArg};

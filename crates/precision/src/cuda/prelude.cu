@@ -1,6 +1,8 @@
 // Shared by every reprolm kernel source: 16-bit floats as raw words, converted exactly to f32
 // and rounded to nearest-even back.
 typedef unsigned short u16;
+// NVRTC compiles without the C headers, so there is no INFINITY.
+#define NEG_INF __int_as_float(0xff800000)
 
 __device__ __forceinline__ float load_f32(const float* p, long i) { return p[i]; }
 __device__ __forceinline__ float load_bf16(const u16* p, long i) { return __uint_as_float(((unsigned)p[i]) << 16); }

@@ -1,0 +1,158 @@
+//! LayerCast's matmul for a decode step's few rows on CUDA (`upcast.cu`): bf16 weights widened to
+//! f32 in registers instead of in an f32 copy of the whole matrix.
+//!
+//! At batch 1 the composed path (a cast kernel, then an f32 GEMM) reads 2 bytes, writes 4 and
+//! reads 4 again for every weight; this kernel reads the 2. It accumulates in f32 in its own order,
+//! so its results differ from cuBLAS's in the last bits, as two f32 GEMM algorithms do.
+
+use super::{ptx, Output, Words};
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::{CudaStorage, DType, Layout, Shape, Tensor};
+
+const SOURCE: &str = include_str!("upcast.cu");
+const MODULE: &str = "reprolm_upcast";
+/// The most rows the kernel takes (its largest compile-time row count).
+pub const MAX_ROWS: usize = 8;
+/// Warps (output columns) per block.
+const WARPS: usize = 8;
+
+struct UpcastGemv;
+
+impl UpcastGemv {
+    fn launch(
+        x: (&CudaStorage, &Layout),
+        w: (&CudaStorage, &Layout),
+        bias: Option<(&CudaStorage, &Layout)>,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let dev = x.0.device();
+        let (m, k) = x.1.shape().dims2()?;
+        let (n, kw) = w.1.shape().dims2()?;
+        if k != kw || m == 0 || m > MAX_ROWS || k % 8 != 0 {
+            candle_core::bail!("upcast matmul: x {:?}, w {:?}", x.1.dims(), w.1.dims());
+        }
+        let r = m.next_power_of_two();
+        let func = dev.get_or_load_custom_func(
+            &format!("upcast_gemv_bf16_r{r}"),
+            MODULE,
+            ptx(MODULE, SOURCE)?,
+        )?;
+        let xw = Words::of(x.0, x.1)?;
+        let ww = Words::of(w.0, w.1)?;
+        let bw = bias.map(|(s, l)| Words::of(s, l)).transpose()?;
+        let null: u64 = 0;
+        let out = Output::alloc(dev, DType::F32, m * n)?;
+        let dims = [m as i32, n as i32, k as i32];
+        let mut b = func.builder();
+        xw.push(&mut b);
+        ww.push(&mut b);
+        match &bw {
+            Some(bw) => bw.push(&mut b),
+            None => {
+                b.arg(&null);
+            }
+        }
+        out.push(&mut b);
+        for d in &dims {
+            b.arg(d);
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(WARPS) as u32, 1, 1),
+            block_dim: ((32 * WARPS) as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // Safety: the arguments match the kernel's signature; shapes were checked above and
+        // alignment by `upcast_linear`.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok((out.into_storage(dev), Shape::from((m, n))))
+    }
+}
+
+impl candle_core::CustomOp2 for UpcastGemv {
+    fn name(&self) -> &'static str {
+        "reprolm-upcast-gemv"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("the CUDA upcast matmul got CPU tensors")
+    }
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        xl: &Layout,
+        w: &CudaStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        Self::launch((x, xl), (w, wl), None)
+    }
+}
+
+impl candle_core::CustomOp3 for UpcastGemv {
+    fn name(&self) -> &'static str {
+        "reprolm-upcast-gemv-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("the CUDA upcast matmul got CPU tensors")
+    }
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        xl: &Layout,
+        w: &CudaStorage,
+        wl: &Layout,
+        b: &CudaStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        Self::launch((x, xl), (w, wl), Some((b, bl)))
+    }
+}
+
+/// Whether a 16-byte vector load at element `offset` of a `bytes`-wide dtype is aligned (the
+/// allocation itself is).
+fn aligned(offset: usize, bytes: usize) -> bool {
+    (offset * bytes) % 16 == 0
+}
+
+/// `x · wᵀ (+ bias)` in f32 for `x: (M, K)` f32 with `M <= MAX_ROWS` and `w: (N, K)`, bias `(N,)`
+/// both bf16, on CUDA; `None` where the kernel does not apply (other dtypes or shapes, more rows,
+/// `K` not a multiple of 8, unaligned views), and the caller runs cast + GEMM.
+pub fn upcast_linear(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+) -> candle_core::Result<Option<Tensor>> {
+    let (m, k) = x.dims2()?;
+    let applies = x.device().is_cuda()
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::BF16
+        && bias.is_none_or(|b| b.dtype() == DType::BF16 && b.rank() == 1)
+        && (1..=MAX_ROWS).contains(&m)
+        && k % 8 == 0
+        && w.dims2()?.1 == k;
+    if !applies {
+        return Ok(None);
+    }
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    if !aligned(x.layout().start_offset(), 4) || !aligned(w.layout().start_offset(), 2) {
+        return Ok(None);
+    }
+    let y = match bias {
+        Some(b) => x.apply_op3_no_bwd(&w, &b.contiguous()?, &UpcastGemv)?,
+        None => x.apply_op2_no_bwd(&w, &UpcastGemv)?,
+    };
+    Ok(Some(y))
+}
