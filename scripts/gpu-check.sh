@@ -135,6 +135,23 @@ if step determinism; then
     echo "{\"policy\": \"$p\", \"identical\": $same}" > "$R/pick-$p.json"
     echo "device vs host choice, $p: identical=$same"
   done
+  say "deterministic fp32: the CPU's outputs against the GPU's"
+  for dev in cpu "$DEVICE"; do
+    run_t "${REPROLM[@]}" run --task arith --limit 16 --batch-size 8 --max-tokens 300 --policy fp32 --deterministic \
+      --device "$dev" --out "$WORK/cpu-gpu-${dev%%:*}" >/dev/null
+  done
+  python3 - "$WORK/cpu-gpu-cpu" "$WORK/cpu-gpu-${DEVICE%%:*}" "$R/cpu-vs-gpu.json" <<'PY'
+import filecmp, json, os, sys
+a, b, out = sys.argv[1:]
+ra = [json.loads(l) for l in open(os.path.join(a, "responses.jsonl"))]
+rb = [json.loads(l) for l in open(os.path.join(b, "responses.jsonl"))]
+same = sum(x["token_ids"] == y["token_ids"] for x, y in zip(ra, rb))
+firsts = [next((i for i, (s, t) in enumerate(zip(x["token_ids"], y["token_ids"])) if s != t), None) for x, y in zip(ra, rb)]
+r = {"samples": len(ra), "identical_tokens": same,
+     "first_divergence": [f for f in firsts if f is not None],
+     "logprobs_bitwise": filecmp.cmp(os.path.join(a, "logprobs.bin"), os.path.join(b, "logprobs.bin"), shallow=False)}
+json.dump(r, open(out, "w")); print(r)
+PY
   say "deterministic mode: invariance"
   run_t "${REPROLM[@]}" bench invariance --device "$DEVICE" --policy bf16 --policy fp32 --count 24 \
     --prompt-tokens 96 --new-tokens 24 --batch-sizes 3,8,24 --json "$R/invariance-embedded.json"

@@ -92,6 +92,14 @@ def main():
             r = json.load(open(p))
             print(f"- {r['policy']}: {'identical' if r['identical'] else 'DIFFERENT'}")
         print()
+    cg = os.path.join(d, "cpu-vs-gpu.json")
+    if os.path.exists(cg):
+        r = json.load(open(cg))
+        print("## Deterministic fp32, CPU against GPU\n")
+        print(f"`reprolm run --deterministic --policy fp32` on {r['samples']} arith problems with the embedded model: "
+              f"{r['identical_tokens']}/{r['samples']} responses with the same tokens, log-probability files "
+              f"{'bitwise equal' if r['logprobs_bitwise'] else 'not bitwise equal'}"
+              + (f"; tokens first differ at positions {r['first_divergence']}" if r['first_divergence'] else "") + ".\n")
     inv = sorted(glob.glob(os.path.join(d, "invariance-*.json")))
     if inv:
         print("## Batch invariance (`reprolm bench invariance`): prompts whose greedy tokens and top-5 logprobs are bitwise those of batch 1\n")
