@@ -259,6 +259,10 @@ pub struct ReportArgs {
     /// Standard deviation over runs: `sample` (n - 1, the paper's) or `population` (n).
     #[arg(long, value_enum, default_value_t = StdArg::Sample)]
     pub std: StdArg,
+    /// Runtime fields that separate groups instead of varying inside them, comma-separated (e.g.
+    /// `deterministic`: each kernel mode compared across batch sizes on its own).
+    #[arg(long, value_delimiter = ',')]
+    pub split_by: Vec<String>,
 }
 
 /// Which standard deviation a report uses.

@@ -94,6 +94,14 @@ pub enum Error {
         /// The sample index.
         sample_index: u32,
     },
+    /// `split_by` named a field that is not a runtime field of a run.
+    #[error("cannot split a report by `{field}`: not a runtime field (known: {known})")]
+    UnknownField {
+        /// The name given.
+        field: String,
+        /// The names that exist.
+        known: String,
+    },
     /// Writing a plot failed inside the plotting library.
     #[error("{}: drawing plot: {reason}", path.display())]
     Plot {

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::{sample, stored, write_run, RunSpec, Sample};
-use reprolm_metrics::report::{generate, GroupReport, ReportOptions};
+use reprolm_metrics::report::{generate, report, GroupReport, ReportOptions};
 use reprolm_metrics::run_dir::SamplingParams;
 
 fn sstd(xs: &[f64]) -> f64 {
@@ -434,4 +434,84 @@ fn a_single_run_root_reports_na() {
     let text = std::fs::read_to_string(div).unwrap();
     roxmltree::Document::parse(&text).unwrap();
     assert!(text.contains("no sample diverges"), "{text}");
+}
+
+/// A sweep over batch sizes with the fast and the deterministic kernels: the fast runs disagree at
+/// batch 8, the deterministic ones never. Grouped together the modes blur into one divergence
+/// figure; split by `deterministic`, each mode is measured across batch sizes on its own.
+#[test]
+fn split_by_deterministic_measures_each_kernel_mode_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs");
+    for deterministic in [false, true] {
+        for (r, bs) in [1u32, 8].into_iter().enumerate() {
+            let diverges = !deterministic && bs == 8;
+            // Deterministic runs carry identical probabilities; fast ones differ a little.
+            let run = if deterministic { 0 } else { r };
+            let p2: &[u32] = if diverges { &[5, 6, 0] } else { &[5, 6, 7] };
+            let samples = [
+                sample("p1", &[1, 2, 3, 4], &probs(run, 4), true),
+                sample("p2", p2, &probs(run, 3), !diverges),
+            ];
+            let spec = RunSpec {
+                deterministic,
+                ..RunSpec::greedy("bf16", bs)
+            };
+            write_run(
+                &root.join(format!("bf16-bs{bs}-det{deterministic}")),
+                &spec,
+                2,
+                &samples,
+            );
+        }
+    }
+
+    let together = report(&root, &ReportOptions::default()).unwrap();
+    assert_eq!(together.groups.len(), 1);
+    let g = &together.groups[0];
+    assert_eq!(g.varying, ["batch_size", "deterministic"]);
+    assert_eq!(g.policy_label(), "bf16");
+    let d = g.metrics().unwrap().divergence.value().unwrap();
+    assert_eq!((d.n_diverging, d.n_samples), (1, 2));
+
+    let opts = ReportOptions {
+        split_by: vec!["deterministic".into()],
+        ..Default::default()
+    };
+    let split = report(&root, &opts).unwrap();
+    assert_eq!(split.groups.len(), 2);
+    for g in &split.groups {
+        let det = g.split == [("deterministic".to_string(), "true".to_string())];
+        assert!(
+            det || g.split == [("deterministic".to_string(), "false".to_string())],
+            "{:?}",
+            g.split
+        );
+        assert_eq!(g.varying, ["batch_size"]);
+        assert!(g.policy_label().starts_with("bf16 [deterministic="));
+        assert!(g.why.contains("deterministic = "), "{}", g.why);
+        let m = g.metrics().unwrap();
+        let d = m.divergence.value().unwrap();
+        let acc = *m.std_acc.value().unwrap();
+        if det {
+            assert_eq!((d.n_diverging, d.n_samples), (0, 2));
+            assert_eq!(acc, 0.0);
+            assert_eq!(*m.avg_std_top1_prob.value().unwrap(), 0.0);
+        } else {
+            assert_eq!((d.n_diverging, d.n_samples), (1, 2));
+            assert!(acc > 0.0);
+        }
+    }
+    // The split shows in the markdown tables.
+    assert!(split.to_markdown(&[]).contains("bf16 [deterministic=true]"));
+
+    let bad = ReportOptions {
+        split_by: vec!["batch".into()],
+        ..Default::default()
+    };
+    let err = report(&root, &bad).unwrap_err().to_string();
+    assert!(
+        err.contains("`batch`") && err.contains("batch_size") && err.contains("deterministic"),
+        "{err}"
+    );
 }

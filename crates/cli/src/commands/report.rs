@@ -16,6 +16,7 @@ pub fn command(args: &ReportArgs, mode: OutputMode) -> Result<i32> {
     let opts = ReportOptions {
         out_dir: args.out.clone(),
         std_kind,
+        split_by: args.split_by.clone(),
     };
     let (report, files) = generate(&args.root, &opts)
         .with_context(|| format!("building the report over {}", args.root.display()))?;

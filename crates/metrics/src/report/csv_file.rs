@@ -52,7 +52,7 @@ pub(crate) fn write_groups_csv(report: &Report, path: &Path) -> Result<()> {
             g.task.clone(),
             g.task_versions.join("/"),
             g.decoding.clone(),
-            g.policy.clone(),
+            g.policy_label(),
         ];
         match &g.outcome {
             GroupOutcome::Refused(reason) => {
@@ -143,7 +143,7 @@ pub(crate) fn write_runs_csv(report: &Report, path: &Path) -> Result<()> {
                 g.model.clone(),
                 g.task.clone(),
                 g.decoding.clone(),
-                g.policy.clone(),
+                g.policy_label(),
                 r.path.display().to_string(),
                 r.label.clone(),
                 r.device_kind.clone(),

@@ -53,18 +53,32 @@ pub struct GroupKey {
     pub decoding: String,
     /// Policy name.
     pub policy: String,
+    /// Values of the runtime fields the report was asked to split groups by, `(field, value)`.
+    pub split: Vec<(String, String)>,
 }
 
 impl GroupKey {
-    /// The key of one run.
-    pub fn of(m: &Manifest) -> Self {
+    /// The key of one run; `split_by` names runtime fields (see [`runtime_field_names`]) whose
+    /// values also separate groups.
+    pub fn of(m: &Manifest, split_by: &[String]) -> Self {
+        let split = RUNTIME_FIELDS
+            .iter()
+            .filter(|(name, _, _)| split_by.iter().any(|s| s == name))
+            .map(|(name, value, _)| (name.to_string(), value(m)))
+            .collect();
         GroupKey {
             model: m.model.id.clone(),
             task: m.task.name.clone(),
             decoding: decoding_label(m),
             policy: m.policy.name.clone(),
+            split,
         }
     }
+}
+
+/// The runtime fields a report can compare runs across, or split groups by.
+pub fn runtime_field_names() -> Vec<&'static str> {
+    RUNTIME_FIELDS.iter().map(|(name, _, _)| *name).collect()
 }
 
 /// Reads one field of a manifest as text.
@@ -120,10 +134,12 @@ const RUNTIME_FIELDS: &[(&str, FieldFn, FieldFn)] = &[
     ),
 ];
 
-/// The runtime fields whose values differ among `runs`.
-pub fn varying_fields(runs: &[&Manifest]) -> Vec<&'static str> {
+/// The runtime fields whose values differ among `runs`, except those in `split_by` (which are
+/// constant within a group by construction).
+pub fn varying_fields(runs: &[&Manifest], split_by: &[String]) -> Vec<&'static str> {
     RUNTIME_FIELDS
         .iter()
+        .filter(|(name, _, _)| !split_by.iter().any(|s| s == name))
         .filter(|(_, value, _)| runs.iter().any(|m| value(m) != value(runs[0])))
         .map(|(name, _, _)| *name)
         .collect()

@@ -84,7 +84,7 @@ fn summary_table(groups: &[&GroupReport], with_pass: bool) -> Table {
     for g in groups {
         let mut row = vec![
             format!("{} v{}", g.task, g.task_versions.join("/")),
-            g.policy.clone(),
+            g.policy_label(),
         ];
         row.extend(summary_cells(g, with_pass));
         t.push(row);
@@ -237,7 +237,7 @@ impl Report {
                 g.model,
                 g.task,
                 g.task_versions.join("/"),
-                g.policy,
+                g.policy_label(),
                 g.decoding
             ));
             out.push_str(&format!("Grouped because: {}.\n\n", g.why));
@@ -297,7 +297,10 @@ impl Report {
         for g in &self.groups {
             out.push_str(&format!(
                 "{} · {} · {} · {}\n",
-                g.model, g.task, g.policy, g.decoding
+                g.model,
+                g.task,
+                g.policy_label(),
+                g.decoding
             ));
             out.push_str(&runs_table(g).to_text());
             if let GroupOutcome::Refused(r) = &g.outcome {

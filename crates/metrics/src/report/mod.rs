@@ -20,7 +20,9 @@ use crate::metrics::{group_metrics, run_stats, GroupMetrics, RunObs, RunStats, S
 use crate::run_dir::{FinishReason, LoadedRun, SampleKey};
 use crate::stats::StdKind;
 
-pub use group::{config_label, decoding_label, discover_runs, varying_fields, GroupKey};
+pub use group::{
+    config_label, decoding_label, discover_runs, runtime_field_names, varying_fields, GroupKey,
+};
 
 /// The report.json format this build writes.
 pub const REPORT_FORMAT_VERSION: u32 = 1;
@@ -32,6 +34,9 @@ pub struct ReportOptions {
     pub std_kind: StdKind,
     /// Where [`generate`] writes its files; the root when `None`.
     pub out_dir: Option<PathBuf>,
+    /// Runtime fields that separate groups instead of varying within them (e.g.
+    /// `deterministic`, to measure each kernel mode across batch sizes on its own).
+    pub split_by: Vec<String>,
 }
 
 /// A report over all runs under a root.
@@ -73,6 +78,9 @@ pub struct GroupReport {
     pub sampled: bool,
     /// Precision policy.
     pub policy: String,
+    /// The values of the fields the report was split by ([`ReportOptions::split_by`]), which
+    /// every run of the group shares.
+    pub split: Vec<(String, String)>,
     /// Why these runs were grouped and what distinguishes them.
     pub why: String,
     /// Runtime configuration fields that differ among the runs.
@@ -96,6 +104,15 @@ pub enum GroupOutcome {
 }
 
 impl GroupReport {
+    /// The policy, followed by the split values when there are any: `bf16 [deterministic=true]`.
+    pub fn policy_label(&self) -> String {
+        if self.split.is_empty() {
+            return self.policy.clone();
+        }
+        let split: Vec<String> = self.split.iter().map(|(f, v)| format!("{f}={v}")).collect();
+        format!("{} [{}]", self.policy, split.join(", "))
+    }
+
     /// The metrics, if the group was compared.
     pub fn metrics(&self) -> Option<&GroupMetrics> {
         match &self.outcome {
@@ -154,6 +171,13 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         });
     }
+    let known = runtime_field_names();
+    if let Some(bad) = opts.split_by.iter().find(|f| !known.contains(&f.as_str())) {
+        return Err(Error::UnknownField {
+            field: bad.clone(),
+            known: known.join(", "),
+        });
+    }
     let dirs = discover_runs(root)?;
     if dirs.is_empty() {
         return Err(Error::NoRuns { path: root.into() });
@@ -172,7 +196,7 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
     let mut by_key: BTreeMap<GroupKey, Vec<LoadedRun>> = BTreeMap::new();
     for run in loaded {
         by_key
-            .entry(GroupKey::of(&run.manifest))
+            .entry(GroupKey::of(&run.manifest, &opts.split_by))
             .or_default()
             .push(run);
     }
@@ -189,7 +213,7 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
             set.extend(runs.iter().map(|r| &r.manifest));
         }
         for (k, ms) in sets {
-            varying_by_set.insert(k, varying_fields(&ms));
+            varying_by_set.insert(k, varying_fields(&ms, &opts.split_by));
         }
     }
     let mut groups = Vec::new();
@@ -201,7 +225,7 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
         });
         let label_fields =
             &varying_by_set[&(key.model.clone(), key.task.clone(), key.decoding.clone())];
-        groups.push(build_group(key, runs, label_fields, opts.std_kind)?);
+        groups.push(build_group(key, runs, label_fields, opts)?);
     }
     Ok(Report {
         format_version: REPORT_FORMAT_VERSION,
@@ -216,10 +240,11 @@ fn build_group(
     key: GroupKey,
     runs: Vec<LoadedRun>,
     label_fields: &[&str],
-    kind: StdKind,
+    opts: &ReportOptions,
 ) -> Result<GroupReport> {
+    let kind = opts.std_kind;
     let manifests: Vec<&crate::run_dir::Manifest> = runs.iter().map(|r| &r.manifest).collect();
-    let varying: Vec<String> = varying_fields(&manifests)
+    let varying: Vec<String> = varying_fields(&manifests, &opts.split_by)
         .into_iter()
         .map(String::from)
         .collect();
@@ -236,6 +261,9 @@ fn build_group(
         key.policy,
         key.decoding,
     );
+    for (field, value) in &key.split {
+        why.push_str(&format!(", {field} = {value} (the report is split by it)"));
+    }
     if runs.len() > 1 {
         if varying.is_empty() {
             why.push_str(
@@ -367,6 +395,7 @@ fn build_group(
         task_versions: task_versions.into_iter().collect(),
         decoding: key.decoding,
         policy: key.policy,
+        split: key.split,
         why,
         varying,
         notes,

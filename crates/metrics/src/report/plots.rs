@@ -168,7 +168,7 @@ fn accuracy_plot(
         chart
             .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
             .map_err(e)?
-            .label(g.policy.clone())
+            .label(g.policy_label())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         chart
             .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
@@ -202,7 +202,7 @@ fn length_plot(
             let m = g.metrics()?;
             let mut v = m.series.length_std.clone();
             v.sort_by(|a, b| b.total_cmp(a));
-            Some((g.policy.clone(), v))
+            Some((g.policy_label(), v))
         })
         .collect();
     let caption = format!("Response-length spread — {title}");
@@ -223,7 +223,7 @@ fn divergence_plot(
 ) -> std::result::Result<(), String> {
     let series: Vec<(String, &Vec<usize>)> = groups
         .iter()
-        .filter_map(|g| Some((g.policy.clone(), &g.metrics()?.series.divergence_positions)))
+        .filter_map(|g| Some((g.policy_label(), &g.metrics()?.series.divergence_positions)))
         .collect();
     let max_pos = series.iter().flat_map(|(_, v)| v.iter().copied()).max();
     let n_bins = 20usize;
@@ -304,7 +304,7 @@ fn top1_plot(
         .filter_map(|g| {
             let per_position = &g.metrics()?.series.top1_std_by_position;
             Some((
-                g.policy.clone(),
+                g.policy_label(),
                 per_position.iter().map(|x| x * 1e4).collect(),
             ))
         })

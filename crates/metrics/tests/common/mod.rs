@@ -42,6 +42,7 @@ pub struct RunSpec<'a> {
     pub task_version: &'a str,
     pub sampling: SamplingParams,
     pub finished: bool,
+    pub deterministic: bool,
 }
 
 impl<'a> RunSpec<'a> {
@@ -52,6 +53,7 @@ impl<'a> RunSpec<'a> {
             task_version: "1",
             sampling: SamplingParams::greedy(),
             finished: true,
+            deterministic: false,
         }
     }
 }
@@ -64,6 +66,7 @@ pub fn manifest(spec: &RunSpec<'_>, n_problems: u32) -> Manifest {
     m.task.n_problems = n_problems;
     m.policy.name = spec.policy.into();
     m.batch_size = spec.batch_size;
+    m.deterministic = spec.deterministic;
     m.sampling = spec.sampling.clone();
     m.max_tokens = 16;
     m
