@@ -252,10 +252,15 @@ mod tests {
         let mut b = a.clone();
         b.batch_size = 16;
         b.device.name = "A100".into();
-        let fields = varying_fields(&[&a, &b]);
+        let fields = varying_fields(&[&a, &b], &[]);
         assert_eq!(fields, ["device.name", "batch_size"]);
         assert_eq!(config_label(&b, &fields), "A100 bs=16");
-        assert!(varying_fields(&[&a, &a]).is_empty());
+        assert!(varying_fields(&[&a, &a], &[]).is_empty());
+        // A field the report is split by is never a varying one.
+        assert_eq!(
+            varying_fields(&[&a, &b], &["device.name".into()]),
+            ["batch_size"]
+        );
         let mut s = a.clone();
         s.sampling.temperature = 0.7;
         s.sampling.n_samples = 4;
