@@ -1,9 +1,10 @@
 //! Greedy choice and top-k log-probabilities computed where the logits are, so that a GPU decode
-//! step copies `1 + 2k` numbers per row to the host instead of the whole vocabulary.
+//! step copies `2 + 2k` numbers per row to the host instead of the whole vocabulary.
 //!
 //! A Qwen vocabulary has 151,936 entries: copying f32 logits and log-probabilities of 32 rows is
-//! 39 MB per token, which would take longer than the decode step itself. Everything here is a
-//! handful of elementwise and row-reduction kernels, and the tie rules are the host ones
+//! 39 MB per token, which would take longer than the decode step itself. On a GPU one fused kernel
+//! ([`crate::fused::greedy_top_k`]) makes the choice; elsewhere (and for k above its limit) a
+//! handful of elementwise and row-reduction ops do. Either way the tie rules are the host ones
 //! ([`sampling::argmax`](crate::sampling::argmax) and [`sampling::top_k`](crate::sampling::top_k)):
 //! the lowest index wins a tie, so the device and host paths choose the same tokens.
 
@@ -49,7 +50,8 @@ pub struct RowPick {
 }
 
 /// Greedy token and top-`k` log-probabilities of each row of `logits` (`(rows, vocab)`, f32),
-/// computed on the logits' device.
+/// computed on the logits' device (selection is exact, so the fused kernel and the composed ops
+/// agree bit for bit).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};

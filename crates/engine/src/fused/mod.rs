@@ -1,5 +1,5 @@
-//! Fused GPU kernels for the decoder's small ops: RMSNorm, the SwiGLU product, RoPE, and
-//! attention's scale + mask + softmax.
+//! Fused GPU kernels for the decoder's small ops: RMSNorm, the SwiGLU product, RoPE,
+//! attention's scale + mask + softmax, and a greedy step's token and top-k choice.
 //!
 //! On a GPU a decode step of a small batch is bound by kernel launches, not by arithmetic: the
 //! composed candle ops of one RMSNorm are nine launches, of one RoPE about ten. These kernels
@@ -9,6 +9,8 @@
 //! attention softmax is worse than many launches: it passes over the `(batch, heads, seq, seq)`
 //! scores seven times in f32 (casts, scale, mask, softmax), about half the GPU time of a batch-8
 //! prefill of a 1.5B model; the fused kernel reads the scores once and writes the probabilities once.
+//! The greedy choice was about 45 launches per step, a dozen of them single-block reductions over
+//! the vocabulary; its kernel makes the same exact selection in one.
 //!
 //! Every function returns `Ok(None)` where it does not apply (CPU tensors, a build without the
 //! `cuda` feature, a dtype combination without a kernel, or `REPROLM_FUSED_KERNELS=0`), and the
@@ -69,8 +71,8 @@ pub fn masked_softmax_applies(device: &candle_core::Device, attn: DType) -> bool
 /// Attention probabilities from raw `(batch, heads, seq, slots)` scores: `round(score * scale)`,
 /// query `i` of row `b` (at position `past + i`) sees slots `starts[b] ..= past + i` and its own,
 /// softmax in f32, rounded to the scores' dtype. `starts` is a `(batch,)` u32 tensor on the
-/// scores' device. Bitwise what the composed path (f32 scale, additive mask, candle's softmax)
-/// computes.
+/// scores' device. Each row is reduced in the order of candle's softmax kernel, so this computes
+/// what the composed path (f32 scale, additive mask, candle's softmax) computes, bit for bit.
 pub fn masked_softmax(
     scores: &Tensor,
     starts: &Tensor,
@@ -488,5 +490,85 @@ mod imp {
     pub fn greedy_top_k(logits: &Tensor, logprobs: &Tensor, k: usize) -> Result<Option<Tensor>> {
         let (logits, logprobs) = (logits.contiguous()?, logprobs.contiguous()?);
         Ok(Some(logits.apply_op2_no_bwd(&logprobs, &GreedyTopK { k })?))
+    }
+}
+
+/// The fused kernels against the composed ops they replace, on a real GPU: run with
+/// `cargo test --release --features cuda -p reprolm-engine fused`; without a CUDA device each test
+/// says so and passes vacuously (CI has none; `scripts/gpu-check.sh` covers the same ground there).
+#[cfg(all(test, feature = "cuda"))]
+mod gpu_tests {
+    use super::*;
+    use candle_core::{Device, D};
+
+    fn gpu() -> Option<Device> {
+        match Device::new_cuda(0) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("skipped: no CUDA device ({e})");
+                None
+            }
+        }
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+            .expect("readable")
+            .into_iter()
+            .map(f32::to_bits)
+            .collect()
+    }
+
+    #[test]
+    fn masked_softmax_is_the_composed_scale_mask_softmax_bit_for_bit() -> Result<()> {
+        let Some(dev) = gpu() else { return Ok(()) };
+        let (b, h, l, past) = (3, 4, 5, 6);
+        let t = past + l;
+        let starts = [0u32, 2, 7];
+        let scale = 1.0 / (128f64).sqrt();
+        for dtype in [DType::F32, DType::BF16, DType::F16] {
+            let scores = (Tensor::randn(0f32, 4.0, (b, h, l, t), &dev)?).to_dtype(dtype)?;
+            let mut mask = vec![0f32; b * l * t];
+            for (r, &s) in starts.iter().enumerate() {
+                for i in 0..l {
+                    let q = past + i;
+                    for j in 0..t {
+                        if !((j >= s as usize && j <= q) || j == q) {
+                            mask[(r * l + i) * t + j] = f32::NEG_INFINITY;
+                        }
+                    }
+                }
+            }
+            let mask = Tensor::from_vec(mask, (b, 1, l, t), &dev)?;
+            let composed = ((scores.to_dtype(DType::F32)? * scale)?
+                .to_dtype(dtype)?
+                .to_dtype(DType::F32)?
+                .broadcast_add(&mask))?;
+            let composed = candle_nn::ops::softmax_last_dim(&composed)?.to_dtype(dtype)?;
+            let st = Tensor::new(&starts, &dev)?;
+            let fused = masked_softmax(&scores, &st, past, scale)?.expect("applies on CUDA");
+            assert_eq!(bits(&fused), bits(&composed), "{dtype:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn greedy_top_k_is_the_composed_choice() -> Result<()> {
+        let Some(dev) = gpu() else { return Ok(()) };
+        // Coarse values make ties at the top common; an odd width exercises the row tails.
+        let raw = Tensor::randn(0f32, 1.0, (6, 1001), &dev)?;
+        let logits = ((raw * 4.0)?.round()? / 4.0)?;
+        let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        for k in [0, 1, 5, 8] {
+            let fused = crate::device_top_k::pick_rows(&logits, &lp, k)?;
+            let host = crate::device_top_k::pick_rows(
+                &logits.to_device(&Device::Cpu)?,
+                &lp.to_device(&Device::Cpu)?,
+                k,
+            )?;
+            assert_eq!(fused, host, "k = {k}");
+        }
+        Ok(())
     }
 }

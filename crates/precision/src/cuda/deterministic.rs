@@ -82,57 +82,7 @@ impl LinearOp {
     }
 }
 
-impl candle_core::CustomOp2 for LinearOp {
-    fn name(&self) -> &'static str {
-        "reprolm-deterministic-linear"
-    }
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("the CUDA deterministic matmul got CPU tensors")
-    }
-    fn cuda_fwd(
-        &self,
-        x: &CudaStorage,
-        xl: &Layout,
-        w: &CudaStorage,
-        wl: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        self.launch((x, xl), (w, wl), None)
-    }
-}
-
-impl candle_core::CustomOp3 for LinearOp {
-    fn name(&self) -> &'static str {
-        "reprolm-deterministic-linear-bias"
-    }
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("the CUDA deterministic matmul got CPU tensors")
-    }
-    fn cuda_fwd(
-        &self,
-        x: &CudaStorage,
-        xl: &Layout,
-        w: &CudaStorage,
-        wl: &Layout,
-        b: &CudaStorage,
-        bl: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        self.launch((x, xl), (w, wl), Some((b, bl)))
-    }
-}
+super::cuda_linear_op!(LinearOp, "reprolm-deterministic-linear");
 
 /// `x · wᵀ (+ bias)` for `x: (M, K)` and `w: (N, K)` on CUDA, in `compute`: `x` and the bias are
 /// taken in `compute`; `w` is read in its own dtype when widening it to f32 is exact (f32, or

@@ -9,6 +9,66 @@
 pub mod deterministic;
 pub mod upcast;
 
+/// Implements candle's `CustomOp2` (`x · wᵀ`) and `CustomOp3` (`x · wᵀ + bias`) for a CUDA-only
+/// matmul-shaped op whose inherent `launch(&self, x, w, bias)` does the work, so each op writes
+/// its kernel launch once. The CPU entry points refuse: these ops are only built for CUDA tensors.
+macro_rules! cuda_linear_op {
+    ($op:ty, $name:literal) => {
+        impl candle_core::CustomOp2 for $op {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn cpu_fwd(
+                &self,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                candle_core::bail!(concat!($name, " runs on CUDA only"))
+            }
+            fn cuda_fwd(
+                &self,
+                x: &candle_core::CudaStorage,
+                xl: &candle_core::Layout,
+                w: &candle_core::CudaStorage,
+                wl: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+                self.launch((x, xl), (w, wl), None)
+            }
+        }
+
+        impl candle_core::CustomOp3 for $op {
+            fn name(&self) -> &'static str {
+                concat!($name, "-bias")
+            }
+            fn cpu_fwd(
+                &self,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+                _: &candle_core::CpuStorage,
+                _: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                candle_core::bail!(concat!($name, " runs on CUDA only"))
+            }
+            fn cuda_fwd(
+                &self,
+                x: &candle_core::CudaStorage,
+                xl: &candle_core::Layout,
+                w: &candle_core::CudaStorage,
+                wl: &candle_core::Layout,
+                b: &candle_core::CudaStorage,
+                bl: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+                self.launch((x, xl), (w, wl), Some((b, bl)))
+            }
+        }
+    };
+}
+pub(crate) use cuda_linear_op;
+
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchArgs, PushKernelArg};
 use candle_core::{CudaDevice, CudaStorage, DType, Layout};

@@ -22,6 +22,7 @@ struct UpcastGemv;
 
 impl UpcastGemv {
     fn launch(
+        &self,
         x: (&CudaStorage, &Layout),
         w: (&CudaStorage, &Layout),
         bias: Option<(&CudaStorage, &Layout)>,
@@ -69,57 +70,7 @@ impl UpcastGemv {
     }
 }
 
-impl candle_core::CustomOp2 for UpcastGemv {
-    fn name(&self) -> &'static str {
-        "reprolm-upcast-gemv"
-    }
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("the CUDA upcast matmul got CPU tensors")
-    }
-    fn cuda_fwd(
-        &self,
-        x: &CudaStorage,
-        xl: &Layout,
-        w: &CudaStorage,
-        wl: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        Self::launch((x, xl), (w, wl), None)
-    }
-}
-
-impl candle_core::CustomOp3 for UpcastGemv {
-    fn name(&self) -> &'static str {
-        "reprolm-upcast-gemv-bias"
-    }
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("the CUDA upcast matmul got CPU tensors")
-    }
-    fn cuda_fwd(
-        &self,
-        x: &CudaStorage,
-        xl: &Layout,
-        w: &CudaStorage,
-        wl: &Layout,
-        b: &CudaStorage,
-        bl: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        Self::launch((x, xl), (w, wl), Some((b, bl)))
-    }
-}
+super::cuda_linear_op!(UpcastGemv, "reprolm-upcast-gemv");
 
 /// Whether a 16-byte vector load at element `offset` of a `bytes`-wide dtype is aligned (the
 /// allocation itself is).
@@ -155,4 +106,46 @@ pub fn upcast_linear(
         None => x.apply_op2_no_bwd(&w, &UpcastGemv)?,
     };
     Ok(Some(y))
+}
+
+/// Against the cast + f32 GEMM it replaces, on a real GPU (`cargo test --release --features cuda
+/// -p reprolm-precision upcast`); without a CUDA device the test says so and passes vacuously.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn upcast_linear_is_the_f32_product_of_the_widened_weight() -> candle_core::Result<()> {
+        let dev = match Device::new_cuda(0) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("skipped: no CUDA device ({e})");
+                return Ok(());
+            }
+        };
+        let (n, k) = (300, 1536);
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?.to_dtype(DType::BF16)?;
+        let b = Tensor::randn(0f32, 1.0, n, &dev)?.to_dtype(DType::BF16)?;
+        for rows in [1, 3, 8] {
+            let x = Tensor::randn(0f32, 1.0, (rows, k), &dev)?;
+            for bias in [None, Some(&b)] {
+                let got = upcast_linear(&x, &w, bias)?.expect("applies");
+                let mut want = x.matmul(&w.to_dtype(DType::F32)?.t()?)?;
+                if let Some(b) = bias {
+                    want = want.broadcast_add(&b.to_dtype(DType::F32)?)?;
+                }
+                // Two f32 accumulation orders: within a few ulps of the sum of |terms|.
+                let scale = x.abs()?.matmul(&w.to_dtype(DType::F32)?.abs()?.t()?)?;
+                let err = ((got - want)?.abs()? / scale)?
+                    .max_all()?
+                    .to_scalar::<f32>()?;
+                assert!(err < 1e-5, "rows {rows}: relative error {err}");
+            }
+        }
+        // More rows than the kernel takes: the caller's cast + GEMM runs instead.
+        let x = Tensor::randn(0f32, 1.0, (MAX_ROWS + 1, k), &dev)?;
+        assert!(upcast_linear(&x, &w, None)?.is_none());
+        Ok(())
+    }
 }
