@@ -5,7 +5,7 @@
 //! (the source file states it exactly), so a row's numbers do not depend on the batch it is in.
 //! They are not the CPU kernels' numbers: the guarantee is per device type.
 
-use super::{ptx, suffix, Output, Words};
+use super::{ptx, suffix, LinearOperands, Output, Words};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
@@ -48,21 +48,11 @@ impl LinearOp {
             suffix(w.0.dtype())?
         );
         let func = dev.get_or_load_custom_func(&name, MODULE, ptx(MODULE, SOURCE)?)?;
-        let xw = Words::of(x.0, x.1)?;
-        let ww = Words::of(w.0, w.1)?;
-        let bw = bias.map(|(s, l)| Words::of(s, l)).transpose()?;
-        let null: u64 = 0;
+        let operands = LinearOperands::of(x, w, bias)?;
         let out = Output::alloc(dev, x.0.dtype(), m * n)?;
         let dims = [m as i32, n as i32, k as i32, self.chunks as i32];
         let mut b = func.builder();
-        xw.push(&mut b);
-        ww.push(&mut b);
-        match &bw {
-            Some(bw) => bw.push(&mut b),
-            None => {
-                b.arg(&null);
-            }
-        }
+        operands.push(&mut b);
         out.push(&mut b);
         for d in &dims {
             b.arg(d);

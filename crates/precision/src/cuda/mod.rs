@@ -151,6 +151,44 @@ impl<'a> Words<'a> {
     }
 }
 
+/// A null device pointer, for an absent optional kernel argument.
+static NULL: u64 = 0;
+
+/// The operands of a matmul-shaped kernel `k(x, w, bias, ...)` as device words; a missing bias
+/// goes in as a null pointer, which the kernels test for.
+pub struct LinearOperands<'a> {
+    x: Words<'a>,
+    w: Words<'a>,
+    bias: Option<Words<'a>>,
+}
+
+impl<'a> LinearOperands<'a> {
+    /// The words of `x`, `w` and the optional bias (each contiguous under its layout).
+    pub fn of(
+        x: (&'a CudaStorage, &Layout),
+        w: (&'a CudaStorage, &Layout),
+        bias: Option<(&'a CudaStorage, &Layout)>,
+    ) -> candle_core::Result<Self> {
+        Ok(LinearOperands {
+            x: Words::of(x.0, x.1)?,
+            w: Words::of(w.0, w.1)?,
+            bias: bias.map(|(s, l)| Words::of(s, l)).transpose()?,
+        })
+    }
+
+    /// Pushes `x`, `w` and the bias (or null) as the next three kernel arguments.
+    pub fn push<'b>(&'b self, args: &mut LaunchArgs<'b>) {
+        self.x.push(args);
+        self.w.push(args);
+        match &self.bias {
+            Some(b) => b.push(args),
+            None => {
+                args.arg(&NULL);
+            }
+        }
+    }
+}
+
 /// A kernel's output buffer of `n` elements of a dtype, every element written by the kernel.
 pub enum Output {
     /// f32.

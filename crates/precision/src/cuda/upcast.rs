@@ -5,7 +5,7 @@
 //! reads 4 again for every weight; this kernel reads the 2. It accumulates in f32 in its own order,
 //! so its results differ from cuBLAS's in the last bits, as two f32 GEMM algorithms do.
 
-use super::{ptx, Output, Words};
+use super::{ptx, LinearOperands, Output};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
@@ -39,21 +39,11 @@ impl UpcastGemv {
             MODULE,
             ptx(MODULE, SOURCE)?,
         )?;
-        let xw = Words::of(x.0, x.1)?;
-        let ww = Words::of(w.0, w.1)?;
-        let bw = bias.map(|(s, l)| Words::of(s, l)).transpose()?;
-        let null: u64 = 0;
+        let operands = LinearOperands::of(x, w, bias)?;
         let out = Output::alloc(dev, DType::F32, m * n)?;
         let dims = [m as i32, n as i32, k as i32];
         let mut b = func.builder();
-        xw.push(&mut b);
-        ww.push(&mut b);
-        match &bw {
-            Some(bw) => bw.push(&mut b),
-            None => {
-                b.arg(&null);
-            }
-        }
+        operands.push(&mut b);
         out.push(&mut b);
         for d in &dims {
             b.arg(d);
