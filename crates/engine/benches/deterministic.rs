@@ -10,20 +10,14 @@
 //! rows generated the same tokens in both modes.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use reprolm_engine::{spec_from_config_file, Batch, Decoder, Request, SamplingParams};
 use reprolm_precision::{deterministic, ComputeMode, PrecisionPolicy, ReductionOrder};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod common;
+use common::{load_decoder, median};
 
 const DET: ComputeMode = ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL);
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// Median seconds of `f` over `reps` runs after one warm-up.
 fn time(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -77,68 +71,6 @@ fn matmuls(quick: bool) {
     }
 }
 
-fn load(dir: &Path, policy: &PrecisionPolicy) -> (Decoder, usize) {
-    let (_, spec) = spec_from_config_file(&dir.join("config.json")).unwrap();
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(
-            &[dir.join("model.safetensors")],
-            DType::F32,
-            &Device::Cpu,
-        )
-    }
-    .unwrap();
-    let params = spec.parameter_count();
-    (Decoder::load(&spec, policy, vb).unwrap(), params)
-}
-
-/// (prefill s, decode s, token ids per row) of one prefill of `batch × prompt_len` and
-/// `new_tokens` greedy steps.
-fn generate(
-    dec: &Decoder,
-    batch: usize,
-    prompt_len: usize,
-    new_tokens: usize,
-) -> (f64, f64, Vec<Vec<u32>>) {
-    let vocab = dec.spec().vocab_size as u64;
-    let mut state = 12345u64;
-    let mut next = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) % vocab) as u32
-    };
-    let requests: Vec<(usize, Request)> = (0..batch)
-        .map(|i| {
-            let prompt = (0..prompt_len).map(|_| next()).collect();
-            let problem_id = format!("bench{i}");
-            (
-                i,
-                Request {
-                    prompt,
-                    problem_id,
-                    sample_index: 0,
-                },
-            )
-        })
-        .collect();
-    let mut b = Batch::new(dec, SamplingParams::greedy(new_tokens + 1)).unwrap();
-    let t0 = Instant::now();
-    b.admit(requests).unwrap();
-    let prefill = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let mut done = Vec::new();
-    while b.active() > 0 {
-        done.extend(b.step().unwrap());
-    }
-    let decode = t1.elapsed().as_secs_f64();
-    done.sort_by_key(|(id, _)| *id);
-    (
-        prefill,
-        decode,
-        done.into_iter().map(|(_, g)| g.token_ids).collect(),
-    )
-}
-
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -162,13 +94,15 @@ fn main() {
     println!("\ngeneration: prompt {prompt_len} tokens, {new_tokens} decode steps, median of {reps} after one warm-up");
     for (name, dir) in &models {
         for policy in &policies {
-            let (mut dec, params) = load(dir, &PrecisionPolicy::preset(policy).unwrap());
+            let policy_ = PrecisionPolicy::preset(policy).unwrap();
+            let mut dec = load_decoder(dir, &policy_, Default::default());
+            let params = dec.spec().parameter_count();
             for &batch in batches {
                 let mut run = |mode: ComputeMode| {
                     dec.set_compute_mode(mode).unwrap();
-                    generate(&dec, batch, prompt_len, new_tokens);
+                    common::run(&dec, batch, prompt_len, new_tokens);
                     let runs: Vec<_> = (0..reps)
-                        .map(|_| generate(&dec, batch, prompt_len, new_tokens))
+                        .map(|_| common::run(&dec, batch, prompt_len, new_tokens))
                         .collect();
                     let tokens = runs[0].2.clone();
                     (

@@ -11,16 +11,12 @@
 //! `REPROLM_ENGINE_DIR` overrides where the fixture and the peer script are found (for a bench binary
 //! copied to another machine), `REPROLM_PYTHON` the interpreter that runs the peer.
 
-use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
-use reprolm_engine::{spec_from_config_file, Batch, Decoder, Request, SamplingParams};
 use reprolm_precision::PrecisionPolicy;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 mod common;
-use common::write_random_qwen2;
+use common::{load_decoder, median, write_random_qwen2};
 
 struct Case {
     batch: usize,
@@ -32,53 +28,6 @@ fn engine_dir() -> PathBuf {
     std::env::var_os("REPROLM_ENGINE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// (prefill seconds, decode seconds) of one prefill of `batch x prompt_len` tokens and
-/// `new_tokens` greedy steps with no stop token.
-fn run_ours(dec: &Decoder, case: &Case, vocab: usize) -> (f64, f64) {
-    let mut state = 12345u64;
-    let mut next = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) % vocab as u64) as u32
-    };
-    let requests: Vec<(usize, Request)> = (0..case.batch)
-        .map(|i| {
-            let prompt = (0..case.prompt_len).map(|_| next()).collect();
-            (
-                i,
-                Request {
-                    prompt,
-                    problem_id: format!("bench{i}"),
-                    sample_index: 0,
-                },
-            )
-        })
-        .collect();
-    let params = SamplingParams {
-        logprobs: 5,
-        ..SamplingParams::greedy(case.new_tokens + 1)
-    };
-    let mut batch = Batch::new(dec, params).unwrap();
-    let t0 = Instant::now();
-    batch.admit(requests).unwrap();
-    let prefill = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let mut finished = 0;
-    while batch.active() > 0 {
-        finished += batch.step().unwrap().len();
-    }
-    let decode = t1.elapsed().as_secs_f64();
-    assert_eq!(finished, case.batch);
-    assert_eq!(batch.tokens_generated(), case.batch * (case.new_tokens + 1));
-    (prefill, decode)
 }
 
 fn peer(dir: &Path, case: &Case, threads: usize) -> Option<serde_json::Value> {
@@ -113,24 +62,6 @@ fn peer(dir: &Path, case: &Case, threads: usize) -> Option<serde_json::Value> {
     }
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().last()?).ok()
-}
-
-fn load(dir: &Path) -> (Decoder, usize, usize) {
-    let (_, spec) = spec_from_config_file(&dir.join("config.json")).unwrap();
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(
-            &[dir.join("model.safetensors")],
-            DType::F32,
-            &Device::Cpu,
-        )
-    }
-    .unwrap();
-    let params = spec.parameter_count();
-    (
-        Decoder::load(&spec, &PrecisionPolicy::fp32(), vb).unwrap(),
-        spec.vocab_size,
-        params,
-    )
 }
 
 fn main() {
@@ -169,10 +100,12 @@ fn main() {
         "engine generation benchmark: cpu, f32, {threads} threads, median of 3 after one warm-up"
     );
     for (name, dir) in &models {
-        let (dec, vocab, params) = load(dir);
+        let dec = load_decoder(dir, &PrecisionPolicy::fp32(), Default::default());
+        let params = dec.spec().parameter_count();
         for case in &cases {
-            run_ours(&dec, case, vocab); // warm-up
-            let runs: Vec<(f64, f64)> = (0..3).map(|_| run_ours(&dec, case, vocab)).collect();
+            let run_ours = || common::run(&dec, case.batch, case.prompt_len, case.new_tokens);
+            run_ours(); // warm-up
+            let runs: Vec<_> = (0..3).map(|_| run_ours()).collect();
             let prefill_s = median(runs.iter().map(|r| r.0).collect());
             let decode_s = median(runs.iter().map(|r| r.1).collect());
             let prefill_tokens = case.batch * case.prompt_len;

@@ -11,64 +11,17 @@
 //!
 //! `REPROLM_MODEL_DIR` overrides the model directory.
 
-use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
 use reprolm_engine::parallel::{TensorParallel, TpMode};
-use reprolm_engine::{spec_from_config_file, Batch, Decoder, Request, SamplingParams};
 use reprolm_precision::PrecisionPolicy;
 use std::path::PathBuf;
-use std::time::Instant;
+
+mod common;
+use common::{load_decoder, median};
 
 struct Case {
     batch: usize,
     prompt_len: usize,
     new_tokens: usize,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// (prefill s, decode s, generated tokens per sequence) for one prefill and `new_tokens` steps.
-fn run(dec: &Decoder, case: &Case) -> (f64, f64, Vec<Vec<u32>>) {
-    let vocab = dec.spec().vocab_size as u64;
-    let mut state = 12345u64;
-    let mut next = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) % vocab) as u32
-    };
-    let requests: Vec<(usize, Request)> = (0..case.batch)
-        .map(|i| {
-            let prompt = (0..case.prompt_len).map(|_| next()).collect();
-            let problem_id = format!("bench{i}");
-            (
-                i,
-                Request {
-                    prompt,
-                    problem_id,
-                    sample_index: 0,
-                },
-            )
-        })
-        .collect();
-    let params = SamplingParams::greedy(case.new_tokens + 1);
-    let mut batch = Batch::new(dec, params).unwrap();
-    let t0 = Instant::now();
-    batch.admit(requests).unwrap();
-    let prefill = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let mut out = vec![Vec::new(); case.batch];
-    while batch.active() > 0 {
-        for (id, g) in batch.step().unwrap() {
-            out[id] = g.token_ids;
-        }
-    }
-    let decode = t1.elapsed().as_secs_f64();
-    assert_eq!(batch.tokens_generated(), case.batch * (case.new_tokens + 1));
-    (prefill, decode, out)
 }
 
 fn main() {
@@ -78,7 +31,6 @@ fn main() {
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/arith-qwen2-3m")
         });
-    let (_, spec) = spec_from_config_file(&dir.join("config.json")).unwrap();
     let policy = PrecisionPolicy::fp32();
     let case = Case {
         batch: 4,
@@ -99,21 +51,13 @@ fn main() {
     for mode in [TpMode::Standard, TpMode::Invariant] {
         let mut reference: Option<Vec<Vec<u32>>> = None;
         for size in [1usize, 2, 4] {
-            let vb = unsafe {
-                VarBuilder::from_mmaped_safetensors(
-                    &[dir.join("model.safetensors")],
-                    DType::F32,
-                    &Device::Cpu,
-                )
-            }
-            .unwrap();
-            let dec = Decoder::load_parallel(&spec, &policy, vb, TensorParallel::new(size, mode))
-                .unwrap();
-            run(&dec, &case); // warm-up
+            let dec = load_decoder(&dir, &policy, TensorParallel::new(size, mode));
+            let run = || common::run(&dec, case.batch, case.prompt_len, case.new_tokens);
+            run(); // warm-up
             let (mut p, mut d) = (Vec::new(), Vec::new());
             let mut tokens = Vec::new();
             for _ in 0..reps {
-                let (pt, dt, t) = run(&dec, &case);
+                let (pt, dt, t) = run();
                 p.push(pt);
                 d.push(dt);
                 tokens = t;

@@ -67,6 +67,16 @@ pub fn random_prompts(workload: &Workload, vocab_size: usize, seed: u64) -> Vec<
 
 /// Runs `prompts` (one per row, equal lengths) for `new_tokens` tokens and times prefill and decode.
 pub fn measure(decoder: &Decoder, prompts: &[Vec<u32>], new_tokens: usize) -> Result<Throughput> {
+    Ok(measure_generations(decoder, prompts, new_tokens)?.0)
+}
+
+/// [`measure`], also returning each row's generated token ids (in prompt order), for comparing
+/// what two configurations computed as well as how fast.
+pub fn measure_generations(
+    decoder: &Decoder,
+    prompts: &[Vec<u32>],
+    new_tokens: usize,
+) -> Result<(Throughput, Vec<Vec<u32>>)> {
     let prompt_tokens = prompts.first().map_or(0, Vec::len);
     if prompts.is_empty() || prompt_tokens == 0 || new_tokens < 2 {
         return Err(Error::InvalidRequest(
@@ -104,14 +114,16 @@ pub fn measure(decoder: &Decoder, prompts: &[Vec<u32>], new_tokens: usize) -> Re
     device.synchronize()?;
     let prefill_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    let mut finished = 0;
+    let mut tokens = vec![Vec::new(); prompts.len()];
     while batch.active() > 0 {
-        finished += batch.step()?.len();
+        for (id, g) in batch.step()? {
+            tokens[id] = g.token_ids;
+        }
     }
     device.synchronize()?;
     let decode_seconds = start.elapsed().as_secs_f64();
-    debug_assert_eq!(finished, prompts.len());
-    Ok(Throughput {
+    debug_assert!(tokens.iter().all(|t| t.len() == new_tokens));
+    let t = Throughput {
         workload: Workload {
             batch: prompts.len(),
             prompt_tokens,
@@ -119,7 +131,8 @@ pub fn measure(decoder: &Decoder, prompts: &[Vec<u32>], new_tokens: usize) -> Re
         },
         prefill_seconds,
         decode_seconds,
-    })
+    };
+    Ok((t, tokens))
 }
 
 #[cfg(test)]
@@ -157,6 +170,27 @@ mod tests {
         assert_eq!(t.workload, w);
         assert!(t.prefill_seconds > 0.0 && t.decode_seconds > 0.0);
         assert!((t.decode_tokens_per_second() * t.decode_seconds - 9.0).abs() < 1e-9);
+        // The tokens are those of an ordinary greedy batch over the same prompts.
+        let (_, tokens) = measure_generations(&model.decoder, &prompts, w.new_tokens)?;
+        let requests: Vec<Request> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Request {
+                prompt: p.clone(),
+                problem_id: format!("p{i}"),
+                sample_index: 0,
+            })
+            .collect();
+        let greedy = crate::generate::generate(
+            &model.decoder,
+            &requests,
+            &SamplingParams::greedy(w.new_tokens),
+            w.batch,
+        )?;
+        assert_eq!(
+            tokens,
+            greedy.into_iter().map(|g| g.token_ids).collect::<Vec<_>>()
+        );
         assert!(measure(&model.decoder, &prompts, 1).is_err());
         assert!(measure(&model.decoder, &[vec![1, 2], vec![3]], 3).is_err());
         Ok(())

@@ -1,9 +1,59 @@
 //! What the engine's benchmarks share: a random-init model big enough that GEMM work, not
-//! per-op overhead, sets the pace.
+//! per-op overhead, sets the pace, loading a decoder without a tokenizer, and one timed
+//! generation (the engine's own [`throughput::measure_generations`]).
+#![allow(dead_code)]
 
 use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use reprolm_engine::parallel::TensorParallel;
+use reprolm_engine::throughput::{self, Workload};
+use reprolm_engine::{spec_from_config_file, Decoder};
+use reprolm_precision::PrecisionPolicy;
 use std::collections::HashMap;
 use std::path::Path;
+
+/// The decoder of a directory holding config.json and model.safetensors (no tokenizer needed),
+/// on the CPU, split over `tp.size` ranks.
+pub fn load_decoder(dir: &Path, policy: &PrecisionPolicy, tp: TensorParallel) -> Decoder {
+    let (_, spec) = spec_from_config_file(&dir.join("config.json")).unwrap();
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
+    }
+    .unwrap();
+    Decoder::load_parallel(&spec, policy, vb, tp).unwrap()
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// (prefill seconds, decode seconds, generated ids per row) of one prefill of `batch` random
+/// prompts of `prompt_len` ids (the same in every call) and `steps` greedy decode steps, stop
+/// tokens ignored.
+pub fn run(
+    dec: &Decoder,
+    batch: usize,
+    prompt_len: usize,
+    steps: usize,
+) -> (f64, f64, Vec<Vec<u32>>) {
+    let w = Workload {
+        batch,
+        prompt_tokens: prompt_len,
+        new_tokens: steps + 1,
+    };
+    let prompts = throughput::random_prompts(&w, dec.spec().vocab_size, 12345);
+    let (t, tokens) = throughput::measure_generations(dec, &prompts, w.new_tokens).unwrap();
+    assert!(
+        tokens.iter().all(|t| t.len() == w.new_tokens),
+        "a row stopped early"
+    );
+    (t.prefill_seconds, t.decode_seconds, tokens)
+}
 
 /// A random-init Qwen2 with the tensor names transformers expects.
 pub fn write_random_qwen2(dir: &Path) -> candle_core::Result<()> {
