@@ -138,10 +138,7 @@ fn speed(args: &BenchSpeedArgs, mode: OutputMode) -> Result<i32> {
             results.push(row);
         }
     }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&results)? + "\n")
-            .with_context(|| format!("--json {}", path.display()))?;
-    }
+    write_results(args.json.as_deref(), &results)?;
     Ok(0)
 }
 
@@ -220,6 +217,15 @@ fn logits(args: &BenchLogitsArgs, mode: OutputMode) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// The rows of `bench speed` or `bench invariance` as a JSON list, when `--json` asked for them.
+fn write_results(json: Option<&Path>, results: &[serde_json::Value]) -> Result<()> {
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(results)? + "\n")
+            .with_context(|| format!("--json {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
@@ -392,9 +398,6 @@ fn invariance(args: &BenchInvarianceArgs, mode: OutputMode) -> Result<i32> {
             }
         }
     }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&results)? + "\n")
-            .with_context(|| format!("--json {}", path.display()))?;
-    }
+    write_results(args.json.as_deref(), &results)?;
     Ok(0)
 }
