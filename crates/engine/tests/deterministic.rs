@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::max_abs_diff_tensors;
+
 use reprolm_engine::{
     Batch, ChatMessage, ChatOptions, Decoder, Generation, LoadOptions, Model, ModelSource, Request,
     SamplingParams,
@@ -347,14 +349,7 @@ fn fast_mode_differences_are_reported() {
     };
     let base = row0(2);
     for m in [1, 3, 8, 32] {
-        let d = (row0(m) - &base)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff_tensors(&row0(m), &base);
         println!(
             "fast          candle f32 GEMM 1536x1536: row 0 at M = {m:2} vs M = 2: max |Δ| {d:e}"
         );
@@ -444,14 +439,7 @@ fn deterministic_logits_stay_close_to_the_fast_ones() {
         let fast = logits(&model);
         model.decoder.set_compute_mode(DET).unwrap();
         let det = logits(&model);
-        let diff = (fast - det)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff_tensors(&fast, &det);
         println!("{policy}: max |fast − deterministic| logit {diff:e}");
         let tol = if policy == "fp32" { 1e-3 } else { 0.25 };
         assert!(diff < tol, "{policy}: {diff}");

@@ -1,7 +1,10 @@
 //! The embedded default model (models/arith-qwen2-3m) loads through the same path as Hub models
 //! and solves held-out arithmetic problems step by step.
 
-use reprolm_engine::{ChatMessage, ChatOptions, LoadOptions, Model, ModelSource, Request};
+mod common;
+
+use common::question_requests;
+use reprolm_engine::{LoadOptions, Model, ModelSource};
 use reprolm_precision::PrecisionPolicy;
 use std::path::PathBuf;
 
@@ -46,17 +49,7 @@ fn embedded_model_answers_held_out_problems() {
         "What is 66 + 78 - 92 + 5 + 19?",
         "What is 77 + 28 + 81 * 4 - 25 * 7?",
     ];
-    let requests: Vec<Request> = questions
-        .iter()
-        .enumerate()
-        .map(|(i, q)| Request {
-            prompt: model
-                .prompt(&[ChatMessage::user(*q)], &ChatOptions::default())
-                .unwrap(),
-            problem_id: format!("q{i}"),
-            sample_index: 0,
-        })
-        .collect();
+    let requests = question_requests(&model, &questions);
     let out = model.generate(&requests, &model.greedy(600), 4).unwrap();
     for (q, g) in questions.iter().zip(&out) {
         let text = model.decode(&g.token_ids).unwrap();

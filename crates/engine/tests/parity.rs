@@ -104,13 +104,7 @@ fn a_padded_batch_gives_each_prompt_its_solo_greedy_tokens() {
     for arch in ARCHS {
         let dec = load(arch, &PrecisionPolicy::fp32());
         let exp = Expected::load(arch);
-        let reqs: Vec<Request> = (0..4)
-            .map(|i| Request {
-                prompt: exp.ids(&format!("batch_prompt_{i}")),
-                problem_id: format!("b{i}"),
-                sample_index: 0,
-            })
-            .collect();
+        let reqs = exp.batch_requests();
         let params = SamplingParams {
             stop_token_ids: eos_ids(arch),
             ..SamplingParams::greedy(16)

@@ -5,9 +5,9 @@
 mod common;
 
 use candle_core::DType;
-use common::{eos_ids, load, load_tp, max_abs_diff, Expected, ARCHS};
+use common::{eos_ids, load, load_tp, max_abs_diff, question_requests, Expected, ARCHS};
 use reprolm_engine::parallel::{TensorParallel, TpMode};
-use reprolm_engine::{generate, Decoder, Generation, LogitsFor, Request, SamplingParams};
+use reprolm_engine::{generate, Decoder, Generation, LogitsFor, SamplingParams};
 use reprolm_precision::PrecisionPolicy;
 
 fn tp(size: usize, mode: TpMode) -> TensorParallel {
@@ -58,14 +58,7 @@ fn bits(m: &[Vec<f32>]) -> Vec<Vec<u32>> {
 /// Four prompts of different lengths, generated together (padding, merge and row removal of the
 /// sharded cache are all exercised) and greedily.
 fn batch_greedy(dec: &Decoder, arch: &str) -> Vec<Generation> {
-    let exp = Expected::load(arch);
-    let reqs: Vec<Request> = (0..4)
-        .map(|i| Request {
-            prompt: exp.ids(&format!("batch_prompt_{i}")),
-            problem_id: format!("b{i}"),
-            sample_index: 0,
-        })
-        .collect();
+    let reqs = Expected::load(arch).batch_requests();
     let params = SamplingParams {
         stop_token_ids: eos_ids(arch),
         ..SamplingParams::greedy(24)
@@ -228,7 +221,7 @@ fn a_cache_from_another_split_is_refused() {
 fn the_embedded_model_loads_split_and_its_invariant_greedy_answers_do_not_depend_on_tp() {
     // 8 query heads over 2 kv heads (replicated at tp 4) and a 327-token vocabulary (an uneven
     // vocab-parallel split), through Model::load as the CLI uses it.
-    use reprolm_engine::{ChatMessage, ChatOptions, LoadOptions, Model, ModelSource};
+    use reprolm_engine::{LoadOptions, Model, ModelSource};
     let dir =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/arith-qwen2-3m");
     let load_in = |size, mode| {
@@ -258,17 +251,7 @@ fn the_embedded_model_loads_split_and_its_invariant_greedy_answers_do_not_depend
     let mut want: Option<Vec<Generation>> = None;
     for size in [1, 2, 4] {
         let model = load(size).unwrap();
-        let reqs: Vec<Request> = ["What is 12 + 7 * 3?", "What is 90 - 45 + 8?"]
-            .iter()
-            .enumerate()
-            .map(|(i, q)| Request {
-                prompt: model
-                    .prompt(&[ChatMessage::user(*q)], &ChatOptions::default())
-                    .unwrap(),
-                problem_id: format!("q{i}"),
-                sample_index: 0,
-            })
-            .collect();
+        let reqs = question_requests(&model, &["What is 12 + 7 * 3?", "What is 90 - 45 + 8?"]);
         let got = model.generate(&reqs, &model.greedy(80), 2).unwrap();
         match &want {
             None => want = Some(got),

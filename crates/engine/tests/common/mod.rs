@@ -5,7 +5,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use reprolm_engine::parallel::TensorParallel;
-use reprolm_engine::{spec_from_config_file, Decoder};
+use reprolm_engine::{spec_from_config_file, ChatMessage, ChatOptions, Decoder, Model, Request};
 use reprolm_precision::PrecisionPolicy;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -52,6 +52,17 @@ impl Expected {
         self.0
             .get(key)
             .unwrap_or_else(|| panic!("expected.safetensors has no `{key}`"))
+    }
+    /// The fixture's four batch prompts (`batch_prompt_0..3`, of different lengths) as requests
+    /// `b0..b3`.
+    pub fn batch_requests(&self) -> Vec<Request> {
+        (0..4)
+            .map(|i| Request {
+                prompt: self.ids(&format!("batch_prompt_{i}")),
+                problem_id: format!("b{i}"),
+                sample_index: 0,
+            })
+            .collect()
     }
     pub fn ids(&self, key: &str) -> Vec<u32> {
         self.tensor(key)
@@ -106,4 +117,31 @@ pub fn max_abs_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
             x.iter().zip(y).map(|(p, q)| (p - q).abs())
         })
         .fold(0.0, f64::max)
+}
+
+/// One request `q{i}` per question, each prompt the model's chat template around it.
+pub fn question_requests(model: &Model, questions: &[&str]) -> Vec<Request> {
+    questions
+        .iter()
+        .enumerate()
+        .map(|(i, q)| Request {
+            prompt: model
+                .prompt(&[ChatMessage::user(*q)], &ChatOptions::default())
+                .unwrap(),
+            problem_id: format!("q{i}"),
+            sample_index: 0,
+        })
+        .collect()
+}
+
+/// Largest absolute difference between two equally shaped tensors, in f32.
+pub fn max_abs_diff_tensors(a: &Tensor, b: &Tensor) -> f32 {
+    (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
