@@ -14,7 +14,9 @@
 #   5. the paper's experiment on the GPU: the embedded model and the random 1.5B model under bf16,
 #      fp16, fp32 and layercast at batch sizes 8, 16 and 32, with and without --deterministic,
 #      then `reprolm report`;
-#   6. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8 and
+#   6. (step `gemm`) the GEMM layer against candle's default matmul on the 1.5B and 7B shapes, and
+#      (step `invariance`) the fast path's invariance with equal prompt lengths;
+#   7. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8 and
 #      one decode step, read by Nsight Compute (scripts/gpu/kernel_profile.py).
 #
 #   usage: scripts/gpu-check.sh [RESULTS_DIR]        (default: $OUT if set, else gpu-check-results)
@@ -104,6 +106,46 @@ peak_mib() {
   PEAK=$(( $(sort -n "$log" | tail -1) - base ))
   return $rc
 }
+
+if step gemm; then
+  say "GEMM layer against candle's default matmul (bench gemm): time, row-0 invariance, f32 accuracy"
+  configs=()
+  for c in "$R15/config.json" scripts/gpu/configs/deepseek-r1-distill-qwen-7b.json; do
+    [ -f "$c" ] && configs+=(--config "$c")
+  done
+  run_t "${REPROLM[@]}" bench gemm "${configs[@]}" --device "$DEVICE" --policy bf16 --policy layercast \
+    --policy fp32 --rows 1,8,32,512,4096 --min-ms 10 --json "$R/gemm.json"
+  # Other ways of pinning the cuBLASLt algorithms (GEMM_STRATEGIES: "rows:splitk ..."), bf16 and fp32.
+  for st in ${GEMM_STRATEGIES:-}; do
+    REPROLM_GEMM_PIN=${st%%:*} REPROLM_GEMM_SPLITK=${st##*:} run_t "${REPROLM[@]}" bench gemm "${configs[@]}" \
+      --device "$DEVICE" --policy bf16 --rows 1,8,32,512,4096 --min-ms 5 \
+      --json "$R/gemm-pin${st%%:*}-splitk${st##*:}.json"
+  done
+fi
+
+if step invariance; then
+  say "fast path: greedy tokens and top-5 across batch sizes with equal prompt lengths (GEMMs alone)"
+  run_t "${REPROLM[@]}" bench invariance --model "$R15" --device "$DEVICE" --policy bf16 --policy layercast \
+    --policy fp32 --equal-lengths --count 8 --prompt-tokens 64 --new-tokens 16 --batch-sizes 3,8 \
+    --json "$R/invariance-equal-1.5b.json"
+fi
+
+if step speed7b; then
+  say "LayerCast against bf16 on the DeepSeek-R1-Distill-Qwen-7B config, batch 32"
+  R7="$WORK/models/deepseek-r1-distill-qwen-7b"
+  [ -f "$R7/config.json" ] || run_t python3 scripts/gpu/make_random_model.py deepseek-r1-distill-qwen-7b "$R7" --seed 0 \
+    --device "$TORCH_DEVICE"
+  run_t "${REPROLM[@]}" bench speed --model "$R7" --device "$DEVICE" --policy bf16 --policy layercast \
+    --batch-sizes 32 --prompts "$WORK/prompts.json" --new-tokens 64 --json "$R/speed-7b.json"
+fi
+
+if step peer; then
+  say "the speed peer: transformers with a static cache and torch.compile, and reprolm, same prompts"
+  run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 \
+    --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 128 --json "$R/ours-peer-speed-bf16.json"
+  run_t python3 "${PEER:-.gpu/peers/transformers_static.py}" "$R15" --prompts "$WORK/prompts.json" \
+    --json "$R/tf-static-speed.json" --dtype bf16 --batch-sizes 1,8,32 --new-tokens 128 --compile
+fi
 
 if step speed; then
   say "speed (reprolm and transformers, same prompts)"

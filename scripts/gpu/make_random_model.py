@@ -64,6 +64,11 @@ CONFIGS = {
 }
 
 
+# The 7B config is kept as the published config.json file beside this script.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "deepseek-r1-distill-qwen-7b.json")) as f:
+    CONFIGS["deepseek-r1-distill-qwen-7b"] = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+
+
 def byte_tokenizer(vocab_size, path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 

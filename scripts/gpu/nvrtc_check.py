@@ -3,7 +3,7 @@
 machine without a GPU: a source that a normal CUDA compiler accepts can still fail under NVRTC, which
 has no C headers (no INFINITY, no <math.h>), and that failure would otherwise show only on the GPU.
 
-    python3 scripts/gpu/nvrtc_check.py            # every crates/**/*.cu, each after prelude.cu
+    python3 scripts/gpu/nvrtc_check.py            # every crates/**/*.cu, each after prelude.cu, for sm_90
     NVRTC_LIB=/path/to/libnvrtc.so.13 python3 scripts/gpu/nvrtc_check.py
 
 libnvrtc is found through NVRTC_LIB, the `nvidia` Python packages (cu13, then cu12) or the loader path.
@@ -54,7 +54,10 @@ def main():
         prog = ctypes.c_void_p()
         if lib.nvrtcCreateProgram(ctypes.byref(prog), text, b"default_program", 0, None, None) != 0:
             sys.exit(f"nvrtc_check: nvrtcCreateProgram failed for {src}")
-        rc = lib.nvrtcCompileProgram(prog, 0, None)
+        # The architecture the kernels are compiled for at run time on a Hopper GPU (the engine
+        # passes the device's own compute capability).
+        opts = (ctypes.c_char_p * 1)(b"--gpu-architecture=compute_90")
+        rc = lib.nvrtcCompileProgram(prog, 1, opts)
         size = ctypes.c_size_t()
         lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
         log = ctypes.create_string_buffer(size.value)

@@ -348,6 +348,35 @@ pub enum BenchCommand {
     /// Whether each prompt's greedy tokens and top-k log-probabilities stay bitwise the same across
     /// batch sizes, orders and prefill chunking, in the fast and the deterministic kernels.
     Invariance(BenchInvarianceArgs),
+    /// The GEMM layer against candle's default matmul on a model's projection shapes: time per
+    /// call at several row counts, whether row 0 keeps its bits across them, and (f32 compute)
+    /// the error against a float64 product.
+    Gemm(BenchGemmArgs),
+}
+
+/// `reprolm bench gemm`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchGemmArgs {
+    /// A model's config.json (repeatable) whose projection shapes are measured [default: the
+    /// embedded model's].
+    #[arg(long = "config")]
+    pub configs: Vec<PathBuf>,
+    /// Policies to measure (repeatable): the projections' storage and compute dtypes, and the LM
+    /// head's.
+    #[arg(long = "policy", default_value = "bf16")]
+    pub policies: Vec<String>,
+    /// Row counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,512,4096")]
+    pub rows: Vec<usize>,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Shortest timed batch of calls, in milliseconds (each figure is the median of 5 batches).
+    #[arg(long, default_value_t = 20.0)]
+    pub min_ms: f64,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// What `reprolm bench` subcommands share: which model, where, and its prompts.

@@ -20,6 +20,7 @@ mod error;
 mod fused;
 pub mod generate;
 mod generation_config;
+pub mod kernels;
 pub mod kv_cache;
 mod loader;
 mod model;

@@ -107,8 +107,10 @@ impl Linear {
     ///
     /// Leading dimensions are flattened into one `(rows, in)` matrix. In
     /// [`ComputeMode::Deterministic`] every output element is reduced in the one order of
-    /// [`deterministic::linear`], whatever the number of rows; in [`ComputeMode::Fast`] candle's
-    /// GEMM runs, whose row results can depend on the row count (one row takes another path).
+    /// [`deterministic::linear`], whatever the number of rows (CPU only); in [`ComputeMode::Fast`]
+    /// candle's GEMM runs, whose row results can depend on the row count (one row takes another
+    /// path). The decoder calls neither directly: its GEMM layer (`reprolm_engine::kernels::gemm`)
+    /// is batch invariant in every mode and on every device.
     ///
     /// ```
     /// use candle_core::{DType, Device, Tensor};
@@ -143,18 +145,9 @@ impl Linear {
 }
 
 impl Linear {
-    /// `x Wᵀ + b` for a flattened `(rows, in)` input with the fast kernels: candle's GEMM, after
-    /// widening a 16-bit weight stored for an f32 computation (LayerCast). On a GPU, a few rows
-    /// against a bf16 weight take a kernel that widens in registers instead of copying the matrix.
+    /// `x Wᵀ + b` for a flattened `(rows, in)` input with candle's GEMM, after widening a 16-bit
+    /// weight stored for an f32 computation (LayerCast).
     fn fast_product(&self, x2: &Tensor) -> Result<Tensor> {
-        #[cfg(feature = "cuda")]
-        if self.weight.dtype() != self.compute && crate::fused_kernels_enabled() {
-            if let Some(y) =
-                crate::cuda::upcast::upcast_linear(x2, &self.weight, self.bias.as_ref())?
-            {
-                return Ok(y);
-            }
-        }
         let w = self.weight.to_dtype(self.compute)?;
         Ok(affine_product(
             x2,

@@ -20,7 +20,7 @@ use reprolm_precision::{ComputeMode, ReductionOrder};
 use serde_json::json;
 
 use crate::args::{
-    BenchCommand, BenchInvarianceArgs, BenchLogitsArgs, BenchModelArgs, BenchSpeedArgs,
+    BenchCommand, BenchGemmArgs, BenchInvarianceArgs, BenchLogitsArgs, BenchModelArgs, BenchSpeedArgs,
 };
 use crate::config::{resolve_model, resolve_policy};
 use crate::progress::OutputMode;
@@ -31,6 +31,7 @@ pub fn command(cmd: &BenchCommand, mode: OutputMode) -> Result<i32> {
         BenchCommand::Speed(args) => speed(args, mode),
         BenchCommand::Logits(args) => logits(args, mode),
         BenchCommand::Invariance(args) => invariance(args, mode),
+        BenchCommand::Gemm(args) => gemm(args, mode),
     }
 }
 
@@ -140,6 +141,142 @@ fn speed(args: &BenchSpeedArgs, mode: OutputMode) -> Result<i32> {
     }
     write_results(args.json.as_deref(), &results)?;
     Ok(0)
+}
+
+/// `bench gemm`: per config, policy and projection shape, the GEMM layer's time per call against
+/// candle's default matmul at each row count, row-0 invariance of both, and f32 accuracy.
+fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
+    use reprolm_engine::kernels::gemm::{bench, Family16};
+    use reprolm_engine::models::spec_from_config_file;
+    use reprolm_precision::Component;
+    if args.rows.is_empty() || args.rows.contains(&0) {
+        bail!("--rows: every row count must be at least 1");
+    }
+    let device = parse_device(&args.device).context("--device")?;
+    let configs: Vec<std::path::PathBuf> = if args.configs.is_empty() {
+        let (_, source) = resolve_model(None)?;
+        match source {
+            reprolm_engine::ModelSource::Local(dir) => vec![dir.join("config.json")],
+            other => bail!("--config: no default config for {other:?}; name a config.json"),
+        }
+    } else {
+        args.configs.clone()
+    };
+    let mut rows = args.rows.clone();
+    rows.sort_unstable();
+    rows.dedup();
+    let mut results = Vec::new();
+    for config in &configs {
+        let (_, spec) =
+            spec_from_config_file(config).with_context(|| format!("--config {}", config.display()))?;
+        for policy_name in &args.policies {
+            let policy = resolve_policy(policy_name).context("--policy")?;
+            if mode == OutputMode::Human {
+                println!(
+                    "{} · {policy_name} on {} ({}); 16-bit family {}{}",
+                    config.display(),
+                    device_label(&device),
+                    device_name(&device),
+                    Family16::from_env().name(),
+                    pin_strategy(),
+                );
+                println!(
+                    "  {:<8} {:>6} {:>6} {:>5} {:>11} {:>11} {:>6} {:>11}",
+                    "shape", "N", "K", "rows", "layer µs", "default µs", "ratio", "other µs"
+                );
+            }
+            for shape in bench::shapes(&spec) {
+                let (storage, compute) = if shape.name == "lm_head" {
+                    (policy.dtype(Component::LmHead), policy.dtype(Component::LmHead))
+                } else {
+                    (
+                        policy.dtype(Component::LinearStorage),
+                        policy.dtype(Component::MatmulCompute),
+                    )
+                };
+                let r = bench::measure(&shape, storage, compute, &rows, &device, args.min_ms / 1e3)?;
+                if mode == OutputMode::Human {
+                    for t in &r.timings {
+                        println!(
+                            "  {:<8} {:>6} {:>6} {:>5} {:>11.1} {:>11.1} {:>5.2}x {:>11}",
+                            shape.name,
+                            shape.n,
+                            shape.k,
+                            t.rows,
+                            t.layer_seconds * 1e6,
+                            t.default_seconds * 1e6,
+                            t.default_seconds / t.layer_seconds,
+                            t.other_seconds.map_or("-".into(), |s| format!("{:.1}", s * 1e6)),
+                        );
+                    }
+                    println!(
+                        "  {:<8} max |layer - default| / max |default| {:.2e}; row 0 bitwise equal across rows {:?}: layer {}, default {}{}{}",
+                        shape.name,
+                        r.relative_difference,
+                        rows,
+                        yes(r.layer_invariant),
+                        yes(r.default_invariant),
+                        r.other_invariant.map_or(String::new(), |o| format!(", other {}", yes(o))),
+                        match (r.layer_error, r.default_error) {
+                            (Some(l), Some(d)) => format!(
+                                "; max |error| vs float64: layer {l:.3e}, default {d:.3e} ({:.2}x)",
+                                l / d
+                            ),
+                            _ => String::new(),
+                        }
+                    );
+                    if let Some(p) = &r.pinned {
+                        println!("  {:<8} cuBLASLt pinned: {p}", shape.name);
+                    }
+                }
+                let row = json!({
+                    "config": config.display().to_string(),
+                    "policy": policy_name,
+                    "device": device_label(&device),
+                    "device_name": device_name(&device),
+                    "family16": Family16::from_env().name(),
+                    "shape": shape.name, "n": shape.n, "k": shape.k, "bias": shape.bias,
+                    "storage": format!("{storage:?}"), "compute": format!("{compute:?}"),
+                    "rows": r.timings.iter().map(|t| t.rows).collect::<Vec<_>>(),
+                    "layer_seconds": r.timings.iter().map(|t| t.layer_seconds).collect::<Vec<_>>(),
+                    "default_seconds": r.timings.iter().map(|t| t.default_seconds).collect::<Vec<_>>(),
+                    "other_seconds": r.timings.iter().map(|t| t.other_seconds).collect::<Vec<_>>(),
+                    "layer_invariant": r.layer_invariant,
+                    "default_invariant": r.default_invariant,
+                    "other_invariant": r.other_invariant,
+                    "layer_error": r.layer_error,
+                    "default_error": r.default_error,
+                    "relative_difference": r.relative_difference,
+                    "pinned": r.pinned,
+                });
+                if mode == OutputMode::Json {
+                    crate::progress::event("bench_gemm", row.clone());
+                }
+                results.push(row);
+            }
+        }
+    }
+    write_results(args.json.as_deref(), &results)?;
+    Ok(0)
+}
+
+/// How cuBLASLt algorithms are pinned, for the header of `bench gemm` (CUDA builds).
+fn pin_strategy() -> String {
+    #[cfg(feature = "cuda")]
+    return format!(
+        "; cuBLASLt {}",
+        reprolm_engine::kernels::gemm::cublaslt::PinStrategy::from_env()
+    );
+    #[cfg(not(feature = "cuda"))]
+    String::new()
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "NO"
+    }
 }
 
 fn speed_row(

@@ -11,6 +11,7 @@
 
 use super::rope::{self, RopeSpec};
 use crate::fused;
+use crate::kernels::gemm;
 use crate::kv_cache::{CacheShard, KvCache};
 use crate::parallel::{
     self, Communicator, LocalComm, ShardLayout, TensorParallel, TpMode, TREE_CHUNKS,
@@ -230,7 +231,7 @@ impl Proj {
     fn forward(&self, x: &Tensor, ctx: RankCtx<'_>) -> Result<Tensor> {
         let mut y = match (ctx.mode, self.split, ctx.comm) {
             (ComputeMode::Fast, Split::Row, Some(comm)) => {
-                let y = comm.all_reduce_sum(&self.lin.forward_with(x, ctx.mode)?)?;
+                let y = comm.all_reduce_sum(&gemm::linear(&self.lin, x, ctx.mode)?)?;
                 match &self.bias_after_reduce {
                     Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
                     None => y,
@@ -258,7 +259,7 @@ impl Proj {
                 *out_dims.last_mut().expect("non-empty") = y.dim(1)?;
                 y.reshape(out_dims)?
             }
-            _ => self.lin.forward_with(x, ctx.mode)?,
+            _ => gemm::linear(&self.lin, x, ctx.mode)?,
         };
         if let (Split::Vocab, Some(comm)) = (self.split, ctx.comm) {
             y = comm.all_gather(&y, y.rank() - 1)?;

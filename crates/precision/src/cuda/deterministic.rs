@@ -1,11 +1,12 @@
-//! The batch-invariant matmul and attention on CUDA (`deterministic.cu`): the GPU side of
-//! [`ComputeMode::Deterministic`](crate::ComputeMode).
+//! The batch-invariant attention on CUDA (`deterministic.cu`): the GPU side of
+//! [`ComputeMode::Deterministic`](crate::ComputeMode)'s attention. (Its matmuls run the engine's
+//! GEMM layer, `reprolm_engine::kernels::gemm`, which is batch invariant in every mode.)
 //!
-//! Each output element is computed by one warp in an order fixed by the reduction length alone
-//! (the source file states it exactly), so a row's numbers do not depend on the batch it is in.
-//! They are not the CPU kernels' numbers: the guarantee is per device type.
+//! Each query row is reduced by one warp in an order fixed by its own row's keys alone (the source
+//! file states it exactly), so a row's numbers do not depend on the batch it is in. They are not
+//! the CPU kernels' numbers: the guarantee is per device type.
 
-use super::{ptx, suffix, LinearOperands, Output, Words};
+use super::{ptx, suffix, Output, Words};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
@@ -13,102 +14,8 @@ use candle_core::{CudaStorage, DType, Layout, Shape, Tensor};
 
 const SOURCE: &str = include_str!("deterministic.cu");
 const MODULE: &str = "reprolm_deterministic";
-/// Rows of `x` one warp takes (`MT` in the source).
-const ROWS_PER_WARP: usize = 8;
-/// Warps per block.
+/// Warps (query rows) per block.
 const WARPS: usize = 4;
-/// Most chunks the kernel's tree holds (`2^(MAXLV - 1)`).
-pub const MAX_CHUNKS: usize = 128;
-
-struct LinearOp {
-    chunks: usize,
-}
-
-impl LinearOp {
-    fn launch(
-        &self,
-        x: (&CudaStorage, &Layout),
-        w: (&CudaStorage, &Layout),
-        bias: Option<(&CudaStorage, &Layout)>,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dev = x.0.device();
-        let (m, k) = x.1.shape().dims2()?;
-        let (n, kw) = w.1.shape().dims2()?;
-        if k != kw || k % self.chunks != 0 {
-            candle_core::bail!(
-                "deterministic matmul: x {:?} and w {:?} with {} chunks",
-                x.1.dims(),
-                w.1.dims(),
-                self.chunks
-            );
-        }
-        let name = format!(
-            "det_linear_{}_{}",
-            suffix(x.0.dtype())?,
-            suffix(w.0.dtype())?
-        );
-        let func = dev.get_or_load_custom_func(&name, MODULE, ptx(MODULE, SOURCE)?)?;
-        let operands = LinearOperands::of(x, w, bias)?;
-        let out = Output::alloc(dev, x.0.dtype(), m * n)?;
-        let dims = [m as i32, n as i32, k as i32, self.chunks as i32];
-        let mut b = func.builder();
-        operands.push(&mut b);
-        out.push(&mut b);
-        for d in &dims {
-            b.arg(d);
-        }
-        let cfg = LaunchConfig {
-            grid_dim: (
-                m.div_ceil(ROWS_PER_WARP) as u32,
-                n.div_ceil(WARPS) as u32,
-                1,
-            ),
-            block_dim: ((32 * WARPS) as u32, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // Safety: the arguments match the kernel's signature; shapes were checked above.
-        unsafe { b.launch(cfg) }.w()?;
-        Ok((out.into_storage(dev), Shape::from((m, n))))
-    }
-}
-
-super::cuda_linear_op!(LinearOp, "reprolm-deterministic-linear");
-
-/// `x · wᵀ (+ bias)` for `x: (M, K)` and `w: (N, K)` on CUDA, in `compute`: `x` and the bias are
-/// taken in `compute`; `w` is read in its own dtype when widening it to f32 is exact (f32, or
-/// bf16/f16 under a 16-bit or f32 computation), else rounded to `compute` first. f32 accumulation,
-/// `chunks` a power of two dividing `K` (at most [`MAX_CHUNKS`]).
-pub fn linear(
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    compute: DType,
-    chunks: usize,
-) -> candle_core::Result<Tensor> {
-    if !chunks.is_power_of_two() || chunks > MAX_CHUNKS {
-        candle_core::bail!(
-            "deterministic matmul: {chunks} chunks (a power of two up to {MAX_CHUNKS})"
-        );
-    }
-    let x = x.to_dtype(compute)?.contiguous()?;
-    let exact = matches!(
-        (w.dtype(), compute),
-        (DType::F32, DType::F32)
-            | (DType::BF16, DType::F32 | DType::BF16)
-            | (DType::F16, DType::F32 | DType::F16)
-    );
-    let w = if exact {
-        w.clone()
-    } else {
-        w.to_dtype(compute)?
-    }
-    .contiguous()?;
-    let op = LinearOp { chunks };
-    match bias {
-        Some(b) => x.apply_op3_no_bwd(&w, &b.to_dtype(compute)?.contiguous()?, &op),
-        None => x.apply_op2_no_bwd(&w, &op),
-    }
-}
 
 struct AttentionOp {
     starts: Vec<i32>,

@@ -7,11 +7,11 @@
 //! them): bf16 and f16 are read and written as raw 16-bit words.
 
 pub mod deterministic;
-pub mod upcast;
 
 /// Implements candle's `CustomOp2` (`x · wᵀ`) and `CustomOp3` (`x · wᵀ + bias`) for a CUDA-only
 /// matmul-shaped op whose inherent `launch(&self, x, w, bias)` does the work, so each op writes
 /// its kernel launch once. The CPU entry points refuse: these ops are only built for CUDA tensors.
+#[macro_export]
 macro_rules! cuda_linear_op {
     ($op:ty, $name:literal) => {
         impl candle_core::CustomOp2 for $op {
@@ -67,7 +67,7 @@ macro_rules! cuda_linear_op {
         }
     };
 }
-pub(crate) use cuda_linear_op;
+pub use crate::cuda_linear_op;
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchArgs, PushKernelArg};
@@ -93,6 +93,46 @@ pub fn ptx(module: &'static str, source: &'static str) -> candle_core::Result<&'
     let compiled = candle_core::cuda_backend::cudarc::nvrtc::compile_ptx(src).map_err(|e| {
         candle_core::Error::Msg(format!("compiling the {module} kernels with NVRTC: {e:?}"))
     })?;
+    let text: &'static str = Box::leak(compiled.to_src().into_boxed_str());
+    cache.insert(module, text);
+    Ok(text)
+}
+
+/// The PTX of `source` (with [`PRELUDE`] in front) for `dev`'s own architecture
+/// (`compute_XY` from its compute capability), compiled once per process and cached under `module`:
+/// for kernels that use instructions the default NVRTC target lacks (tensor-core `mma`).
+pub fn ptx_for_device(
+    dev: &CudaDevice,
+    module: &'static str,
+    source: &'static str,
+) -> candle_core::Result<&'static str> {
+    use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute as A;
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static str>>> = OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .expect("ptx cache");
+    if let Some(p) = cache.get(module) {
+        return Ok(p);
+    }
+    let ctx = dev.cuda_stream().context().clone();
+    let cc = |a| ctx.attribute(a).map_err(|e| candle_core::Error::Msg(format!("{e:?}")));
+    let (major, minor) = (
+        cc(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+        cc(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+    );
+    let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
+    let opts = candle_core::cuda_backend::cudarc::nvrtc::CompileOptions {
+        arch: Some(arch),
+        ..Default::default()
+    };
+    let src = format!("{PRELUDE}\n{source}");
+    let compiled = candle_core::cuda_backend::cudarc::nvrtc::compile_ptx_with_opts(src, opts)
+        .map_err(|e| {
+            candle_core::Error::Msg(format!(
+                "compiling the {module} kernels with NVRTC for {arch}: {e:?}"
+            ))
+        })?;
     let text: &'static str = Box::leak(compiled.to_src().into_boxed_str());
     cache.insert(module, text);
     Ok(text)

@@ -430,18 +430,6 @@ pub fn linear(
     compute: DType,
     order: ReductionOrder,
 ) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if x.device().is_cuda() {
-        // The GPU kernel: the same contract (fixed order per element, chunk tree over K), its own
-        // lane order.
-        return Ok(crate::cuda::deterministic::linear(
-            x,
-            w,
-            bias,
-            compute,
-            order.chunks(),
-        )?);
-    }
     let d = dims(x, w, order)?;
     let (m, _, n) = d;
     let w = operand(w, compute)?;

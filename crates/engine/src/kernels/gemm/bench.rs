@@ -1,0 +1,261 @@
+//! Measuring the GEMM layer against candle's default matmul on a model's projection shapes: time
+//! per call at several row counts, whether row 0 keeps its bits across all of them, and (for
+//! f32 compute) the error against a float64 product. `reprolm bench gemm` prints these.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use reprolm_precision::{ComputeMode, Linear};
+
+use super::linear;
+use crate::models::DecoderSpec;
+use crate::Result;
+
+/// One projection shape of a model: `y = x Wᵀ (+ b)` with `W: (n, k)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GemmShape {
+    /// The projection, e.g. `q` or `down`.
+    pub name: &'static str,
+    /// Output features.
+    pub n: usize,
+    /// Input features.
+    pub k: usize,
+    /// Whether the projection has a bias.
+    pub bias: bool,
+}
+
+/// The distinct projection shapes of a decoder (q/k/v/o, gate/up/down, LM head; k and v share a
+/// shape, as do gate and up).
+///
+/// ```
+/// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
+/// let (_, spec) = reprolm_engine::models::spec_from_config_file(&dir.join("config.json"))?;
+/// let shapes = reprolm_engine::kernels::gemm::bench::shapes(&spec);
+/// assert_eq!(shapes.last().unwrap().name, "lm_head");
+/// # Ok::<(), reprolm_engine::Error>(())
+/// ```
+pub fn shapes(spec: &DecoderSpec) -> Vec<GemmShape> {
+    let (h, q, kv) = (
+        spec.hidden_size,
+        spec.num_heads * spec.head_dim,
+        spec.num_kv_heads * spec.head_dim,
+    );
+    let i = spec.intermediate_size;
+    vec![
+        GemmShape { name: "q", n: q, k: h, bias: spec.qkv_bias },
+        GemmShape { name: "k/v", n: kv, k: h, bias: spec.qkv_bias },
+        GemmShape { name: "o", n: h, k: q, bias: spec.o_bias },
+        GemmShape { name: "gate/up", n: i, k: h, bias: spec.mlp_bias },
+        GemmShape { name: "down", n: h, k: i, bias: spec.mlp_bias },
+        GemmShape { name: "lm_head", n: spec.vocab_size, k: h, bias: false },
+    ]
+}
+
+/// One shape at one row count.
+#[derive(Debug, Clone)]
+pub struct RowTiming {
+    /// Rows of x.
+    pub rows: usize,
+    /// Seconds per call of the GEMM layer.
+    pub layer_seconds: f64,
+    /// Seconds per call of candle's default matmul (for LayerCast: the weight cast to f32, then
+    /// candle's f32 GEMM, as LayerCast ran before the tensor-core kernel).
+    pub default_seconds: f64,
+    /// Seconds per call of the other 16-bit family of the layer ([`Family16`](super::Family16)),
+    /// where there is one (16-bit compute on CUDA).
+    pub other_seconds: Option<f64>,
+}
+
+/// What [`measure`] found for one shape and one storage/compute pair.
+#[derive(Debug, Clone)]
+pub struct GemmReport {
+    /// The shape.
+    pub shape: GemmShape,
+    /// Weight storage dtype.
+    pub storage: DType,
+    /// Compute dtype.
+    pub compute: DType,
+    /// Per row count.
+    pub timings: Vec<RowTiming>,
+    /// Row 0 of the GEMM layer's output is bitwise the same at every row count.
+    pub layer_invariant: bool,
+    /// The same for candle's default matmul.
+    pub default_invariant: bool,
+    /// The same for the other 16-bit family, where measured.
+    pub other_invariant: Option<bool>,
+    /// Max |error| of the layer over the first rows against a float64 product of the same
+    /// (rounded) operands, for f32 compute; `None` for 16-bit compute.
+    pub layer_error: Option<f64>,
+    /// The same for the default matmul (true FP32 for LayerCast).
+    pub default_error: Option<f64>,
+    /// Max |layer - default| over every output at the largest row count, relative to the largest
+    /// |default|: a sanity bound (about the output type's rounding) for any dtype.
+    pub relative_difference: f64,
+    /// The cuBLASLt algorithm pinned for this shape, where the layer (or the other 16-bit
+    /// family) runs one.
+    pub pinned: Option<String>,
+}
+
+/// Rows of the float64 reference.
+const CHECK_ROWS: usize = 4;
+
+/// Times the GEMM layer and candle's default for `shape` with weights stored in `storage` and
+/// computed in `compute`, at each of `rows` (ascending), on `device`; each timing is the median
+/// of `repeats` batches of calls, a batch lasting at least `min_seconds`.
+pub fn measure(
+    shape: &GemmShape,
+    storage: DType,
+    compute: DType,
+    rows: &[usize],
+    device: &Device,
+    min_seconds: f64,
+) -> Result<GemmReport> {
+    let max_rows = *rows.iter().max().expect("at least one row count");
+    let w = (Tensor::randn(0f32, 1.0, (shape.n, shape.k), device)? * 0.02)?;
+    let b = shape
+        .bias
+        .then(|| Tensor::randn(0f32, 0.1, shape.n, device))
+        .transpose()?;
+    let lin = Linear::new(w, b, storage, compute)?;
+    let x_all = Tensor::randn(0f32, 1.0, (max_rows, shape.k), device)?.to_dtype(compute)?;
+    let default = |x: &Tensor| -> Result<Tensor> {
+        let wc = lin.weight().to_dtype(compute)?;
+        let y = x.matmul(&wc.t()?)?;
+        Ok(match lin.bias() {
+            Some(b) => y.broadcast_add(&b.to_dtype(compute)?)?,
+            None => y,
+        })
+    };
+    let layer = |x: &Tensor| linear(&lin, x, ComputeMode::Fast);
+    let other = other_family(&lin, device);
+
+    let mut other_rows0 = Vec::new();
+    let mut timings = Vec::new();
+    let mut relative_difference = 0.0;
+    let (mut layer_rows0, mut default_rows0) = (Vec::new(), Vec::new());
+    for &m in rows {
+        let x = x_all.narrow(0, 0, m)?.contiguous()?;
+        let yl = layer(&x)?;
+        let yd = default(&x)?;
+        if m == max_rows {
+            let (a, b) = (yl.to_dtype(DType::F32)?, yd.to_dtype(DType::F32)?);
+            let diff = (&a - &b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let scale = b.abs()?.max_all()?.to_scalar::<f32>()?.max(f32::MIN_POSITIVE);
+            relative_difference = (diff / scale) as f64;
+        }
+        layer_rows0.push(bits(&yl.narrow(0, 0, 1)?)?);
+        default_rows0.push(bits(&yd.narrow(0, 0, 1)?)?);
+        let other_seconds = match &other {
+            Some(f) => {
+                other_rows0.push(bits(&f(&x)?.narrow(0, 0, 1)?)?);
+                Some(time(device, min_seconds, || f(&x).map(drop))?)
+            }
+            None => None,
+        };
+        timings.push(RowTiming {
+            rows: m,
+            layer_seconds: time(device, min_seconds, || layer(&x).map(drop))?,
+            default_seconds: time(device, min_seconds, || default(&x).map(drop))?,
+            other_seconds,
+        });
+    }
+    let same = |v: &[Vec<u64>]| v.windows(2).all(|p| p[0] == p[1]);
+
+    let (layer_error, default_error) = if compute == DType::F32 {
+        let r = CHECK_ROWS.min(max_rows);
+        let x = x_all.narrow(0, 0, r)?.contiguous()?;
+        let exact = {
+            let w64 = lin.weight().to_dtype(DType::F64)?.to_device(&Device::Cpu)?;
+            let mut y = x.to_dtype(DType::F64)?.to_device(&Device::Cpu)?.matmul(&w64.t()?)?;
+            if let Some(b) = lin.bias() {
+                y = y.broadcast_add(&b.to_dtype(DType::F64)?.to_device(&Device::Cpu)?)?;
+            }
+            y
+        };
+        let err = |y: Tensor| -> Result<f64> {
+            let d = (y.to_dtype(DType::F64)?.to_device(&Device::Cpu)? - &exact)?;
+            Ok(d.abs()?.max_all()?.to_scalar::<f64>()?)
+        };
+        (Some(err(layer(&x)?)?), Some(err(default(&x)?)?))
+    } else {
+        (None, None)
+    };
+    Ok(GemmReport {
+        shape: shape.clone(),
+        storage,
+        compute,
+        timings,
+        layer_invariant: same(&layer_rows0),
+        default_invariant: same(&default_rows0),
+        other_invariant: other.is_some().then(|| same(&other_rows0)),
+        layer_error,
+        default_error,
+        relative_difference,
+        pinned: pinned_algorithm(&lin, device),
+    })
+}
+
+/// A call of the 16-bit family the layer does not use by default, where one exists.
+#[allow(clippy::type_complexity)]
+fn other_family<'a>(
+    lin: &'a Linear,
+    device: &Device,
+) -> Option<Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>> {
+    #[cfg(feature = "cuda")]
+    if device.is_cuda()
+        && lin.weight().dtype() == lin.compute_dtype()
+        && matches!(lin.compute_dtype(), DType::BF16 | DType::F16)
+    {
+        let other = match super::Family16::from_env() {
+            super::Family16::Mma => super::Family16::PinnedCublasLt,
+            super::Family16::PinnedCublasLt => super::Family16::Mma,
+        };
+        return Some(Box::new(move |x: &Tensor| super::cuda_linear(lin, x, other)));
+    }
+    let _ = (lin, device);
+    None
+}
+
+/// The cuBLASLt algorithm pinned for `lin`'s shape on CUDA, if a cuBLASLt plan serves it.
+fn pinned_algorithm(lin: &Linear, device: &Device) -> Option<String> {
+    #[cfg(feature = "cuda")]
+    if device.is_cuda() && lin.weight().dtype() == lin.compute_dtype() {
+        let key = super::cublaslt::key_for(lin.weight(), lin.bias().is_some()).ok()?;
+        return super::cublaslt::plan(key).ok().map(|p| p.describe());
+    }
+    let _ = (lin, device);
+    None
+}
+
+/// The bits of every value of a (small) tensor.
+fn bits(t: &Tensor) -> Result<Vec<u64>> {
+    Ok(t.to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?
+        .into_iter()
+        .map(f64::to_bits)
+        .collect())
+}
+
+/// Median seconds per call of `f` over 5 batches, each at least `min_seconds` long (after one
+/// warm-up call), the device synchronised around each batch.
+fn time(device: &Device, min_seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    device.synchronize()?;
+    let t = Instant::now();
+    f()?;
+    device.synchronize()?;
+    let once = t.elapsed().as_secs_f64().max(1e-7);
+    let calls = ((min_seconds / once).ceil() as usize).clamp(1, 10_000);
+    let mut per_call = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..calls {
+            f()?;
+        }
+        device.synchronize()?;
+        per_call.push(t.elapsed().as_secs_f64() / calls as f64);
+    }
+    per_call.sort_by(f64::total_cmp);
+    Ok(per_call[2])
+}

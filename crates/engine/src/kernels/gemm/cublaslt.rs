@@ -1,0 +1,599 @@
+//! cuBLASLt with one algorithm pinned per weight shape: the GEMM of 16-bit and f32 projections
+//! whose reduction order over K does not depend on the number of rows.
+//!
+//! cuBLAS's default call asks its heuristic for every shape it sees, and the heuristic picks
+//! another kernel (tile, split-K, stream-K) as the row count changes, so a row's bits change with
+//! its batch. Here a weight shape `(N, K)` gets its algorithm once ([`Plan::choose`]: ranked by
+//! the heuristic at fixed row counts, [`PIN_ROWS`], and checked to run every row count), and that
+//! algorithm is then used for every row count after `cublasLtMatmulAlgoCheck` accepts it; there
+//! is no fallback to another algorithm. With the same kernel, tile, split of K and K loop for all
+//! row counts, each output element is reduced in the same order. Which algorithm a shape got is
+//! reported by [`Plan::describe`].
+//!
+//! The bias rides in the epilogue (`CUBLASLT_EPILOGUE_BIAS`): added in f32 to the accumulated sum
+//! before the one rounding to the output type, as torch's `addmm` does.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::c_void;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::cublaslt::sys as lt;
+use candle_core::cuda_backend::cudarc::driver::DevicePtr;
+use candle_core::cuda_backend::CudaDevice;
+use candle_core::{CudaStorage, DType, Layout, Shape, Tensor};
+
+/// The row counts at which the heuristic ranks a shape's candidates: a decode-sized and a
+/// prefill-sized problem, so that the pinned algorithm is good at both.
+pub const PIN_ROWS: &[usize] = &[8, 512];
+
+/// Row counts every pinned algorithm must run (checked with `cublasLtMatmulAlgoCheck` when it is
+/// chosen; other row counts are checked when first met).
+pub const VALID_ROWS: &[usize] = &[1, 2, 3, 8, 17, 64, 333, 4096, 65536];
+
+/// The pointer alignment (bytes) the pinned algorithms are chosen for; operands that start
+/// elsewhere are copied first.
+const ALIGN: usize = 16;
+
+/// Bytes of workspace a pinned algorithm may use (one buffer per device, kept for the process).
+/// Some split-K-free kernels ask for a few bytes (a tile scheduler's counter) at larger row counts.
+const WORKSPACE: usize = 1 << 20;
+
+/// Candidates asked of the heuristic per shape.
+const CANDIDATES: usize = 16;
+
+fn check(status: lt::cublasStatus_t, what: &str) -> candle_core::Result<()> {
+    if status == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+        Ok(())
+    } else {
+        Err(candle_core::Error::Msg(format!("cuBLASLt {what}: {status:?}")))
+    }
+}
+
+/// A cuBLASLt handle (one per process; a handle is not tied to a device or stream).
+struct Handle(lt::cublasLtHandle_t);
+// Safety: cuBLASLt handles may be used from any thread; calls that share a descriptor are
+// serialised by the plan's lock.
+unsafe impl Send for Handle {}
+unsafe impl Sync for Handle {}
+
+fn handle() -> candle_core::Result<&'static Handle> {
+    static HANDLE: OnceLock<Handle> = OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h);
+    }
+    let mut h = std::ptr::null_mut();
+    // Safety: writes a new handle into `h`.
+    check(unsafe { lt::cublasLtCreate(&mut h) }, "create")?;
+    Ok(HANDLE.get_or_init(|| Handle(h)))
+}
+
+/// The cuBLAS types of an operand dtype: `(data type, compute type)`.
+fn types(dtype: DType) -> candle_core::Result<(lt::cudaDataType_t, lt::cublasComputeType_t)> {
+    use lt::cublasComputeType_t::CUBLAS_COMPUTE_32F;
+    use lt::cudaDataType_t::*;
+    Ok(match dtype {
+        DType::BF16 => (CUDA_R_16BF, CUBLAS_COMPUTE_32F),
+        DType::F16 => (CUDA_R_16F, CUBLAS_COMPUTE_32F),
+        // True FP32 (no TF32), as candle's own f32 GEMM.
+        DType::F32 => (CUDA_R_32F, CUBLAS_COMPUTE_32F),
+        other => candle_core::bail!("pinned cuBLASLt GEMM: no {other:?} support"),
+    })
+}
+
+/// A matrix layout, destroyed on drop.
+struct MatrixLayout(lt::cublasLtMatrixLayout_t);
+
+impl MatrixLayout {
+    /// Column-major `rows × cols` with leading dimension `rows`.
+    fn new(ty: lt::cudaDataType_t, rows: usize, cols: usize) -> candle_core::Result<Self> {
+        let mut l = std::ptr::null_mut();
+        // Safety: creates a new layout object.
+        check(
+            unsafe { lt::cublasLtMatrixLayoutCreate(&mut l, ty, rows as u64, cols as u64, rows as i64) },
+            "layout",
+        )?;
+        Ok(MatrixLayout(l))
+    }
+}
+
+impl Drop for MatrixLayout {
+    fn drop(&mut self) {
+        // Safety: created by cublasLtMatrixLayoutCreate, destroyed once.
+        unsafe { lt::cublasLtMatrixLayoutDestroy(self.0) };
+    }
+}
+
+/// A matmul descriptor (`D = op(A) op(B)`, A transposed), destroyed on drop.
+struct Desc(lt::cublasLtMatmulDesc_t);
+
+impl Drop for Desc {
+    fn drop(&mut self) {
+        // Safety: created by cublasLtMatmulDescCreate, destroyed once.
+        unsafe { lt::cublasLtMatmulDescDestroy(self.0) };
+    }
+}
+
+fn set_desc<T>(d: &Desc, attr: lt::cublasLtMatmulDescAttributes_t, v: &T) -> candle_core::Result<()> {
+    // Safety: `v` is a live value of the attribute's documented type and size.
+    check(
+        unsafe {
+            lt::cublasLtMatmulDescSetAttribute(
+                d.0,
+                attr,
+                v as *const T as *const c_void,
+                std::mem::size_of::<T>(),
+            )
+        },
+        "descriptor attribute",
+    )
+}
+
+/// The shape a plan serves: the weight `(n, k)`, the dtype of both operands and of the output,
+/// whether a bias is fused, and the row count its algorithm was chosen at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PlanKey {
+    /// Output features (weight rows).
+    pub n: usize,
+    /// Input features.
+    pub k: usize,
+    /// Operand and output dtype.
+    pub dtype: DType,
+    /// Bias in the epilogue.
+    pub bias: bool,
+    /// How the algorithm is chosen.
+    pub strategy: PinStrategy,
+}
+
+/// How a shape's algorithm is chosen: the row counts the heuristic is asked at, and whether
+/// split-K algorithms may be pinned (their partial sums are reduced in a fixed order, so a pinned
+/// split-K algorithm is as batch invariant as any other; the benchmark checks it bitwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PinStrategy {
+    /// Row counts the heuristic ranks candidates at; the smallest rank sum wins.
+    pub rows: &'static [usize],
+    /// Whether split-K algorithms are candidates.
+    pub split_k: bool,
+}
+
+impl PinStrategy {
+    /// The default: see [`PIN_ROWS`].
+    pub const DEFAULT: PinStrategy = PinStrategy {
+        rows: PIN_ROWS,
+        split_k: true,
+    };
+
+    /// `REPROLM_GEMM_PIN` (comma-separated row counts) and `REPROLM_GEMM_SPLITK` (`0` or `1`)
+    /// over [`PinStrategy::DEFAULT`]; read once per process.
+    pub fn from_env() -> PinStrategy {
+        static S: OnceLock<PinStrategy> = OnceLock::new();
+        *S.get_or_init(|| {
+            let mut s = PinStrategy::DEFAULT;
+            if let Ok(v) = std::env::var("REPROLM_GEMM_PIN") {
+                let rows: Vec<usize> = v.split(',').filter_map(|r| r.trim().parse().ok()).filter(|&r| r > 0).collect();
+                if !rows.is_empty() {
+                    s.rows = Box::leak(rows.into_boxed_slice());
+                }
+            }
+            if let Ok(v) = std::env::var("REPROLM_GEMM_SPLITK") {
+                s.split_k = v != "0";
+            }
+            s
+        })
+    }
+}
+
+impl std::fmt::Display for PinStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rows: Vec<String> = self.rows.iter().map(|r| r.to_string()).collect();
+        write!(f, "ranked at {} rows, split-K {}", rows.join("+"), if self.split_k { "allowed" } else { "off" })
+    }
+}
+
+/// One pinned algorithm for one [`PlanKey`].
+pub struct Plan {
+    key: PlanKey,
+    desc: Desc,
+    a: MatrixLayout,
+    algo: lt::cublasLtMatmulAlgo_t,
+    /// Row counts `cublasLtMatmulAlgoCheck` has accepted.
+    checked: Mutex<HashSet<usize>>,
+    /// Held for each call: the bias pointer is written into the shared descriptor.
+    call: Mutex<()>,
+}
+
+// Safety: the raw descriptor and layout are only touched under `call` (or read-only).
+unsafe impl Send for Plan {}
+unsafe impl Sync for Plan {}
+
+/// One attribute of an algorithm's configuration (cuBLASLt wants the attribute's exact size: 4
+/// bytes for most, 2 for the inner and cluster shapes); -1 if it cannot be read.
+fn algo_attr(algo: &lt::cublasLtMatmulAlgo_t, attr: lt::cublasLtMatmulAlgoConfigAttributes_t) -> i64 {
+    for size in [4usize, 2, 8] {
+        let mut v: u64 = 0;
+        let mut written = 0usize;
+        // Safety: reads at most `size` <= 8 bytes into `v`.
+        let st = unsafe {
+            lt::cublasLtMatmulAlgoConfigGetAttribute(
+                algo,
+                attr,
+                &mut v as *mut u64 as *mut c_void,
+                size,
+                &mut written,
+            )
+        };
+        if st == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            return match size {
+                2 => (v & 0xffff) as i64,
+                4 => (v & 0xffff_ffff) as u32 as i32 as i64,
+                _ => v as i64,
+            };
+        }
+    }
+    -1
+}
+
+impl Plan {
+    /// Chooses the algorithm for `key`: the heuristic is asked at each of the strategy's row
+    /// counts for its ranked candidates (within [`WORKSPACE`]; split-K only if the strategy
+    /// allows it), the candidates that `cublasLtMatmulAlgoCheck` accepts at every row count of
+    /// [`VALID_ROWS`] are kept, and the one with the smallest sum of ranks wins (ties to the
+    /// earlier rank at the first row count). Deterministic: the same cuBLAS version on the same
+    /// GPU type picks the same algorithm every time, which is what lets two runs compare bitwise.
+    pub fn choose(key: PlanKey) -> candle_core::Result<Plan> {
+        use lt::cublasLtMatmulAlgoConfigAttributes_t as C;
+        use lt::cublasLtMatmulDescAttributes_t as D;
+        let (ty, compute) = types(key.dtype)?;
+        let mut d = std::ptr::null_mut();
+        // Safety: creates a descriptor object.
+        check(
+            unsafe { lt::cublasLtMatmulDescCreate(&mut d, compute, lt::cudaDataType_t::CUDA_R_32F) },
+            "descriptor",
+        )?;
+        let desc = Desc(d);
+        // cublasOperation_t as an i32: 1 = transposed, 0 = not.
+        set_desc(&desc, D::CUBLASLT_MATMUL_DESC_TRANSA, &1i32)?;
+        set_desc(&desc, D::CUBLASLT_MATMUL_DESC_TRANSB, &0i32)?;
+        if key.bias {
+            set_desc(&desc, D::CUBLASLT_MATMUL_DESC_EPILOGUE, &lt::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS)?;
+        }
+        // Column-major view of row-major operands: A = W is K x N (transposed to N x K),
+        // B = x is K x M, D = y is N x M.
+        let a = MatrixLayout::new(ty, key.k, key.n)?;
+        let mut plan = Plan {
+            key,
+            desc,
+            a,
+            algo: lt::cublasLtMatmulAlgo_t { data: [0; 8] },
+            checked: Mutex::new(HashSet::new()),
+            call: Mutex::new(()),
+        };
+        let lists: Vec<Vec<lt::cublasLtMatmulAlgo_t>> = key
+            .strategy
+            .rows
+            .iter()
+            .map(|&r| plan.candidates(r))
+            .collect::<candle_core::Result<_>>()?;
+        let split_ok = |a: &lt::cublasLtMatmulAlgo_t| {
+            key.strategy.split_k
+                || (algo_attr(a, C::CUBLASLT_ALGO_CONFIG_SPLITK_NUM) <= 1
+                    && algo_attr(a, C::CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME) <= 0)
+        };
+        let mut best: Option<(usize, usize, lt::cublasLtMatmulAlgo_t)> = None;
+        for list in &lists {
+            for algo in list {
+                if !split_ok(algo) {
+                    continue;
+                }
+                let score: usize = lists
+                    .iter()
+                    .map(|l| l.iter().position(|b| b.data == algo.data).unwrap_or(CANDIDATES))
+                    .sum();
+                let first = lists[0].iter().position(|b| b.data == algo.data).unwrap_or(CANDIDATES);
+                if best.is_some_and(|(s, f, _)| (s, f) <= (score, first)) {
+                    continue;
+                }
+                plan.algo = *algo;
+                let valid = VALID_ROWS.iter().all(|&m| plan.runs(m).unwrap_or(false));
+                if valid {
+                    best = Some((score, first, *algo));
+                }
+            }
+        }
+        let Some((_, _, algo)) = best else {
+            candle_core::bail!(
+                "pinned cuBLASLt GEMM: no algorithm{} within {WORKSPACE} bytes of workspace runs every row count of {VALID_ROWS:?} for {key:?}",
+                if key.strategy.split_k { "" } else { " without split-K" }
+            );
+        };
+        plan.algo = algo;
+        Ok(plan)
+    }
+
+    /// The heuristic's ranked candidates at `rows` rows.
+    fn candidates(&self, rows: usize) -> candle_core::Result<Vec<lt::cublasLtMatmulAlgo_t>> {
+        use lt::cublasLtMatmulPreferenceAttributes_t as P;
+        let (ty, _) = types(self.key.dtype)?;
+        let b = MatrixLayout::new(ty, self.key.k, rows)?;
+        let c = MatrixLayout::new(ty, self.key.n, rows)?;
+        let mut pref = std::ptr::null_mut();
+        // Safety: creates a preference object, destroyed below.
+        check(unsafe { lt::cublasLtMatmulPreferenceCreate(&mut pref) }, "preference")?;
+        let ws_bytes: u64 = WORKSPACE as u64;
+        let align: u32 = ALIGN as u32;
+        let mut st = lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS;
+        // Safety: attribute values of their documented types.
+        unsafe {
+            let mut set = |attr, v: *const c_void, size| {
+                let r = lt::cublasLtMatmulPreferenceSetAttribute(pref, attr, v, size);
+                if r != lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                    st = r;
+                }
+            };
+            set(P::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes as *const u64 as *const c_void, 8);
+            for attr in [
+                P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+            ] {
+                set(attr, &align as *const u32 as *const c_void, 4);
+            }
+        }
+        let mut results: Vec<lt::cublasLtMatmulHeuristicResult_t> = Vec::with_capacity(CANDIDATES);
+        let mut found = 0i32;
+        // Safety: `results` has room for CANDIDATES entries; `found` receives how many are set.
+        let heur = unsafe {
+            lt::cublasLtMatmulAlgoGetHeuristic(
+                handle()?.0,
+                self.desc.0,
+                self.a.0,
+                b.0,
+                c.0,
+                c.0,
+                pref,
+                CANDIDATES as i32,
+                results.as_mut_ptr(),
+                &mut found,
+            )
+        };
+        // Safety: destroys the preference created above.
+        unsafe { lt::cublasLtMatmulPreferenceDestroy(pref) };
+        check(st, "preference attribute")?;
+        check(heur, "heuristic")?;
+        // Safety: the heuristic initialised the first `found` entries.
+        unsafe { results.set_len(found.clamp(0, CANDIDATES as i32) as usize) };
+        Ok(results
+            .into_iter()
+            .filter(|r| r.state == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS && r.workspaceSize <= WORKSPACE)
+            .map(|r| r.algo)
+            .collect())
+    }
+
+    /// The shape this plan serves.
+    pub fn key(&self) -> PlanKey {
+        self.key
+    }
+
+    /// The pinned algorithm's configuration, e.g. `algo 66 tile 20 stages 22 splitk 1 ...`.
+    pub fn describe(&self) -> String {
+        use lt::cublasLtMatmulAlgoConfigAttributes_t as C;
+        let a = |c| algo_attr(&self.algo, c);
+        format!(
+            "algo {} tile {} stages {} splitk {} reduction {} swizzle {} custom {} inner {} cluster {}",
+            a(C::CUBLASLT_ALGO_CONFIG_ID),
+            a(C::CUBLASLT_ALGO_CONFIG_TILE_ID),
+            a(C::CUBLASLT_ALGO_CONFIG_STAGES_ID),
+            a(C::CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
+            a(C::CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME),
+            a(C::CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING),
+            a(C::CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION),
+            a(C::CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID),
+            a(C::CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID),
+        )
+    }
+
+    /// Whether `cublasLtMatmulAlgoCheck` accepts the pinned algorithm for `m` rows within the
+    /// workspace.
+    fn runs(&self, m: usize) -> candle_core::Result<bool> {
+        let (ty, _) = types(self.key.dtype)?;
+        let b = MatrixLayout::new(ty, self.key.k, m)?;
+        let c = MatrixLayout::new(ty, self.key.n, m)?;
+        let mut result = std::mem::MaybeUninit::<lt::cublasLtMatmulHeuristicResult_t>::zeroed();
+        // Safety: every descriptor is live; `result` is written by the call.
+        let st = unsafe {
+            lt::cublasLtMatmulAlgoCheck(
+                handle()?.0,
+                self.desc.0,
+                self.a.0,
+                b.0,
+                c.0,
+                c.0,
+                &self.algo,
+                result.as_mut_ptr(),
+            )
+        };
+        // Safety: zero-initialised, and written by a successful call.
+        let ws = unsafe { result.assume_init() }.workspaceSize;
+        Ok(st == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS && ws <= WORKSPACE)
+    }
+
+    /// [`Plan::runs`] for a live row count, asked once per `m`; an error names the shape, since
+    /// there is no other algorithm to fall back to.
+    fn check_rows(&self, m: usize) -> candle_core::Result<()> {
+        let mut checked = self.checked.lock().expect("plan lock");
+        if checked.contains(&m) {
+            return Ok(());
+        }
+        if !self.runs(m)? {
+            candle_core::bail!(
+                "pinned cuBLASLt GEMM: the algorithm pinned for {:?} ({}) does not run {m} rows within {WORKSPACE} bytes of workspace",
+                self.key,
+                self.describe()
+            );
+        }
+        checked.insert(m);
+        Ok(())
+    }
+
+    fn launch(
+        &self,
+        x: (&CudaStorage, &Layout),
+        w: (&CudaStorage, &Layout),
+        bias: Option<(&CudaStorage, &Layout)>,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        use candle_core::cuda_backend::cudarc::driver::CudaView;
+        let dev: &CudaDevice = x.0.device();
+        let (m, k) = x.1.shape().dims2()?;
+        let (n, kw) = w.1.shape().dims2()?;
+        if k != self.key.k || kw != k || n != self.key.n || bias.is_some() != self.key.bias {
+            candle_core::bail!("pinned cuBLASLt GEMM: call {:?} x {:?} does not fit {:?}", x.1.dims(), w.1.dims(), self.key);
+        }
+        self.check_rows(m)?;
+        let (ty, _) = types(self.key.dtype)?;
+        let b_layout = MatrixLayout::new(ty, k, m)?;
+        let c_layout = MatrixLayout::new(ty, n, m)?;
+        let stream = dev.cuda_stream();
+        let out = reprolm_precision::cuda::Output::alloc(dev, self.key.dtype, m * n)?;
+        fn view<'a, T>(s: &'a candle_core::cuda_backend::cudarc::driver::CudaSlice<T>, l: &Layout) -> candle_core::Result<CudaView<'a, T>> {
+            match l.contiguous_offsets() {
+                Some((a, b)) => Ok(s.slice(a..b)),
+                None => candle_core::bail!("pinned cuBLASLt GEMM: operands must be contiguous"),
+            }
+        }
+        macro_rules! ptr {
+            ($st:expr, $l:expr) => {{
+                match $st.dtype() {
+                    DType::BF16 => view($st.as_cuda_slice::<half::bf16>()?, $l)?.device_ptr(&stream).0,
+                    DType::F16 => view($st.as_cuda_slice::<half::f16>()?, $l)?.device_ptr(&stream).0,
+                    DType::F32 => view($st.as_cuda_slice::<f32>()?, $l)?.device_ptr(&stream).0,
+                    other => candle_core::bail!("pinned cuBLASLt GEMM: no {other:?} support"),
+                }
+            }};
+        }
+        let xp = ptr!(x.0, x.1);
+        let wp = ptr!(w.0, w.1);
+        let bp = match bias {
+            Some((s, l)) => Some(ptr!(s, l)),
+            None => None,
+        };
+        let yp = match &out {
+            reprolm_precision::cuda::Output::F32(s) => s.device_ptr(&stream).0,
+            reprolm_precision::cuda::Output::BF16(s) => s.device_ptr(&stream).0,
+            reprolm_precision::cuda::Output::F16(s) => s.device_ptr(&stream).0,
+        };
+        let workspace = workspace(dev)?;
+        let wsp = workspace.device_ptr(&stream).0;
+        let (alpha, beta) = (1f32, 0f32);
+        let _call = self.call.lock().expect("plan lock");
+        if let Some(bp) = bp {
+            set_desc(&self.desc, lt::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp)?;
+        }
+        // Safety: pointers are live device buffers of the layouts' sizes (checked shapes,
+        // contiguous views), the algorithm was checked for `m` rows within the workspace.
+        let st = unsafe {
+            lt::cublasLtMatmul(
+                handle()?.0,
+                self.desc.0,
+                &alpha as *const f32 as *const c_void,
+                wp as *const c_void,
+                self.a.0,
+                xp as *const c_void,
+                b_layout.0,
+                &beta as *const f32 as *const c_void,
+                yp as *const c_void,
+                c_layout.0,
+                yp as *mut c_void,
+                c_layout.0,
+                &self.algo,
+                wsp as *mut c_void,
+                WORKSPACE,
+                stream.cu_stream() as *mut _,
+            )
+        };
+        check(st, "matmul")?;
+        Ok((out.into_storage(dev), Shape::from((m, n))))
+    }
+}
+
+/// The device's workspace buffer: [`WORKSPACE`] bytes, allocated on first use and kept, so that
+/// a captured graph can replay a GEMM that uses it.
+fn workspace(
+    dev: &CudaDevice,
+) -> candle_core::Result<Arc<candle_core::cuda_backend::cudarc::driver::CudaSlice<u8>>> {
+    type Slice = candle_core::cuda_backend::cudarc::driver::CudaSlice<u8>;
+    static BUFFERS: OnceLock<Mutex<HashMap<candle_core::cuda_backend::DeviceId, Arc<Slice>>>> =
+        OnceLock::new();
+    let mut b = BUFFERS.get_or_init(Default::default).lock().expect("workspace lock");
+    if let Some(s) = b.get(&dev.id()) {
+        return Ok(s.clone());
+    }
+    let s = Arc::new(dev.alloc_zeros::<u8>(WORKSPACE)?);
+    b.insert(dev.id(), s.clone());
+    Ok(s)
+}
+
+struct PinnedGemm(Arc<Plan>);
+
+impl PinnedGemm {
+    fn launch(
+        &self,
+        x: (&CudaStorage, &Layout),
+        w: (&CudaStorage, &Layout),
+        bias: Option<(&CudaStorage, &Layout)>,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        self.0.launch(x, w, bias)
+    }
+}
+
+reprolm_precision::cuda_linear_op!(PinnedGemm, "reprolm-pinned-gemm");
+
+/// The plan of `key`, chosen on first request and kept for the process.
+pub fn plan(key: PlanKey) -> candle_core::Result<Arc<Plan>> {
+    static PLANS: OnceLock<Mutex<HashMap<PlanKey, Arc<Plan>>>> = OnceLock::new();
+    let mut plans = PLANS.get_or_init(Default::default).lock().expect("plans lock");
+    if let Some(p) = plans.get(&key) {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(Plan::choose(key)?);
+    plans.insert(key, p.clone());
+    Ok(p)
+}
+
+/// The key of the plan that serves `w` (and a bias or not) at the process's pin row count.
+pub fn key_for(w: &Tensor, bias: bool) -> candle_core::Result<PlanKey> {
+    let (n, k) = w.dims2()?;
+    Ok(PlanKey {
+        n,
+        k,
+        dtype: w.dtype(),
+        bias,
+        strategy: PinStrategy::from_env(),
+    })
+}
+
+/// `t` contiguous and starting on an [`ALIGN`]-byte boundary (copied if its view starts elsewhere).
+pub(crate) fn aligned(t: &Tensor) -> candle_core::Result<Tensor> {
+    let t = t.contiguous()?;
+    if (t.layout().start_offset() * t.dtype().size_in_bytes()) % ALIGN == 0 {
+        Ok(t)
+    } else {
+        t.copy()
+    }
+}
+
+/// `x · wᵀ (+ bias)` through `plan` (x, w and bias of the plan's dtype; x `(M, K)`).
+pub fn linear_with(plan: &Arc<Plan>, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let op = PinnedGemm(plan.clone());
+    let (x, w) = (aligned(x)?, aligned(w)?);
+    match bias {
+        Some(b) => x.apply_op3_no_bwd(&w, &aligned(&b.to_dtype(w.dtype())?)?, &op),
+        None => x.apply_op2_no_bwd(&w, &op),
+    }
+}
+
+/// `x · wᵀ (+ bias)` with the algorithm pinned for `w`'s shape.
+pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let p = plan(key_for(w, bias.is_some())?)?;
+    linear_with(&p, x, w, bias)
+}

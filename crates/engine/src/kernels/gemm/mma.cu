@@ -1,0 +1,253 @@
+// The tensor-core linear of reprolm: y = x · Wᵀ (+ b) with W in a 16-bit type, on mma.sync
+// (sm_80 and later). Two operand kinds:
+//   - x in W's type (bf16 · bf16 or f16 · f16), one product per element;
+//   - x in f32 against bf16 W (LayerCast): x = hi + mid + lo exactly, each part a bf16, so every
+//     product of a part with a (bf16) weight is exact in f32 and the three tensor-core products
+//     sum to x·W with f32 accumulation and no f32 copy of W.
+//
+// THE ORDER (the numerical contract; every kernel here follows it, whatever the row count, the
+// tile a row falls in or the number of rows in the launch):
+//   1. K is cut into stretches of STRETCH = 64 elements (the last one zero-padded).
+//   2. A stretch's sum starts from an f32 accumulator of 0 and runs the stretch's four k16 steps in
+//      order through the tensor cores; within a step the parts go hi, mid, lo. Inside a 32-element
+//      chunk, lane t of a quad holds elements 8t..8t+7; step 0 takes 8t..8t+3 and step 1
+//      8t+4..8t+7 (the same permutation of k for x and W, so the product is unchanged).
+//   3. Stretches are folded in f32 (round to nearest) into `groups` contiguous groups of `spg`
+//      stretches each (the last may be shorter): group = ((s0 + s1) + s2) + ...
+//   4. The groups are folded in order into the total, starting from 0; then the bias (widened to
+//      f32) is added and the total rounded once to the output type.
+// Tensor-core accumulation inside a stretch is the hardware's; promoting every 64 elements into
+// f32 registers bounds its error (the DeepSeek-V3 recipe). `spg` and `groups` are chosen by the
+// host from (N, K) alone, so the order never depends on the number of rows.
+//
+// Kernels:
+//   - *_small<NT>: rows <= 8·NT (NT = 1, 2, 4). A block is `groups` warps, all on the same 16
+//     weight rows and the same rows of x, warp g summing group g; the block folds the groups
+//     through shared memory. Many warps stream W at once: decode speed.
+//   - *_large: any row count. A block is 4 warps on 64 weight rows x 64 rows of x; each warp owns
+//     32 x 32 outputs and runs every group itself.
+
+#define STRETCH 64
+
+__device__ __forceinline__ void mma_bf16(float* d, unsigned a0, unsigned a1, unsigned a2,
+                                         unsigned a3, unsigned b0, unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void mma_f16(float* d, unsigned a0, unsigned a1, unsigned a2,
+                                        unsigned a3, unsigned b0, unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Eight 16-bit values of a row, or zeros past the row's end (k % 8 == 0 is required, so a group
+// of eight is either inside K or wholly past it) or past the last row.
+__device__ __forceinline__ uint4 load8_u16(const u16* p, long row, int rows, int k, int col) {
+  if (row >= rows || col >= k) {
+    uint4 z;
+    z.x = z.y = z.z = z.w = 0u;
+    return z;
+  }
+  return *reinterpret_cast<const uint4*>(p + row * (long)k + col);
+}
+
+__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
+  return (unsigned)to_bf16(lo) | ((unsigned)to_bf16(hi) << 16);
+}
+
+// One row's eight values of x as the operand words of the parts: w[p][0..4] = pairs (0,1) (2,3)
+// (4,5) (6,7) of part p. For f32 x the parts are hi = bf16(x), mid = bf16(x - hi),
+// lo = bf16(x - hi - mid); both differences are exact in f32, and hi + mid + lo == x.
+template <int PARTS, bool XF32>
+__device__ __forceinline__ void load_x8(const void* x, long row, int rows, int k, int col,
+                                        unsigned (&w)[PARTS][4]) {
+  if (!XF32) {
+    uint4 v = load8_u16((const u16*)x, row, rows, k, col);
+    w[0][0] = v.x; w[0][1] = v.y; w[0][2] = v.z; w[0][3] = v.w;
+    return;
+  }
+  float f[8];
+  if (row >= rows || col >= k) {
+#pragma unroll
+    for (int i = 0; i < 8; i++) f[i] = 0.f;
+  } else {
+    const float4* p = reinterpret_cast<const float4*>((const float*)x + row * (long)k + col);
+    float4 a = p[0], b = p[1];
+    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+  }
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    float h0 = round_bf16(f[2 * i]), h1 = round_bf16(f[2 * i + 1]);
+    float r0 = f[2 * i] - h0, r1 = f[2 * i + 1] - h1;
+    float m0 = round_bf16(r0), m1 = round_bf16(r1);
+    w[0][i] = pack_bf16(h0, h1);
+    if (PARTS > 1) w[1][i] = pack_bf16(m0, m1);
+    if (PARTS > 2) w[2][i] = pack_bf16(r0 - m0, r1 - m1);
+  }
+}
+
+// The sum of one group of stretches for an MT x NT tile of (16 weight rows) x (8 rows of x):
+// acc[i][j][0..4] in the mma accumulator layout. n0/m0: first weight row / row of x of the tile.
+template <int MT, int NT, int PARTS, bool XF32, bool F16>
+__device__ __forceinline__ void group_sum(const void* __restrict__ x, const u16* __restrict__ w,
+                                          int m, int n, int k, int m0, int n0, int s_begin,
+                                          int s_end, float (&acc)[MT][NT][4]) {
+  const int lane = threadIdx.x & 31, gid = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int i = 0; i < MT; i++)
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
+  for (int s = s_begin; s < s_end; s++) {
+    float part[MT][NT][4];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+      for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) part[i][j][e] = 0.f;
+#pragma unroll
+    for (int c = 0; c < STRETCH / 32; c++) {
+      const int col = s * STRETCH + c * 32 + 8 * t;
+      uint4 wa[MT], wb[MT];
+#pragma unroll
+      for (int i = 0; i < MT; i++) {
+        wa[i] = load8_u16(w, n0 + 16 * i + gid, n, k, col);
+        wb[i] = load8_u16(w, n0 + 16 * i + gid + 8, n, k, col);
+      }
+      unsigned xv[NT][PARTS][4];
+#pragma unroll
+      for (int j = 0; j < NT; j++) load_x8<PARTS, XF32>(x, m0 + 8 * j + gid, m, k, col, xv[j]);
+#pragma unroll
+      for (int step = 0; step < 2; step++) {
+#pragma unroll
+        for (int i = 0; i < MT; i++) {
+          unsigned a0 = step ? wa[i].z : wa[i].x, a1 = step ? wb[i].z : wb[i].x;
+          unsigned a2 = step ? wa[i].w : wa[i].y, a3 = step ? wb[i].w : wb[i].y;
+#pragma unroll
+          for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int p = 0; p < PARTS; p++) {
+              unsigned b0 = xv[j][p][2 * step], b1 = xv[j][p][2 * step + 1];
+              if (F16) mma_f16(part[i][j], a0, a1, a2, a3, b0, b1);
+              else mma_bf16(part[i][j], a0, a1, a2, a3, b0, b1);
+            }
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+      for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[i][j][e] = __fadd_rn(acc[i][j][e], part[i][j][e]);
+  }
+}
+
+// Writes one accumulator fragment: element e of tile (i, j) is weight row n0 + 16i + gid + 8(e/2),
+// row of x m0 + 8j + 2t + (e%2). OUT: 0 f32, 1 bf16, 2 f16; the bias is in W's 16-bit type.
+template <int OUT, bool F16>
+__device__ __forceinline__ void store_out(void* y, const u16* bias, int m, int n, int row, int c,
+                                          float v) {
+  if (row >= m || c >= n) return;
+  if (bias) v = __fadd_rn(v, F16 ? load_f16(bias, c) : load_bf16(bias, c));
+  long at = (long)row * n + c;
+  if (OUT == 0) ((float*)y)[at] = v;
+  else if (OUT == 1) ((u16*)y)[at] = to_bf16(v);
+  else ((u16*)y)[at] = to_f16(v);
+}
+
+template <int NT, int PARTS, bool XF32, bool F16, int OUT>
+__device__ __forceinline__ void linear_small(const void* x, const u16* w, const u16* bias, void* y,
+                                             int m, int n, int k, int spg, int groups) {
+  // [group][lane][NT*4]: each warp's group sums, folded in group order by warp 0.
+  __shared__ float sums[16][32][4 * 4];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gid = lane >> 2, t = lane & 3;
+  const int n0 = blockIdx.x * 16, m0 = 0;
+  const int stretches = (k + STRETCH - 1) / STRETCH;
+  float acc[1][NT][4];
+  int s0 = warp * spg, s1 = s0 + spg < stretches ? s0 + spg : stretches;
+  group_sum<1, NT, PARTS, XF32, F16>(x, w, m, n, k, m0, n0, s0, s1, acc);
+#pragma unroll
+  for (int j = 0; j < NT; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) sums[warp][lane][4 * j + e] = acc[0][j][e];
+  __syncthreads();
+  if (warp != 0) return;
+#pragma unroll
+  for (int j = 0; j < NT; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      float total = 0.f;
+      for (int g = 0; g < groups; g++) total = __fadd_rn(total, sums[g][lane][4 * j + e]);
+      store_out<OUT, F16>(y, bias, m, n, m0 + 8 * j + 2 * t + (e & 1), n0 + gid + 8 * (e >> 1),
+                          total);
+    }
+}
+
+template <int PARTS, bool XF32, bool F16, int OUT>
+__device__ __forceinline__ void linear_large(const void* x, const u16* w, const u16* bias, void* y,
+                                             int m, int n, int k, int spg, int groups) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gid = lane >> 2, t = lane & 3;
+  const int n0 = blockIdx.x * 64 + (warp & 1) * 32, m0 = blockIdx.y * 64 + (warp >> 1) * 32;
+  const int stretches = (k + STRETCH - 1) / STRETCH;
+  float total[2][4][4];
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) total[i][j][e] = 0.f;
+  for (int g = 0; g < groups; g++) {
+    float acc[2][4][4];
+    int s0 = g * spg, s1 = s0 + spg < stretches ? s0 + spg : stretches;
+    group_sum<2, 4, PARTS, XF32, F16>(x, w, m, n, k, m0, n0, s0, s1, acc);
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+      for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) total[i][j][e] = __fadd_rn(total[i][j][e], acc[i][j][e]);
+  }
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        store_out<OUT, F16>(y, bias, m, n, m0 + 8 * j + 2 * t + (e & 1),
+                            n0 + 16 * i + gid + 8 * (e >> 1), total[i][j][e]);
+}
+
+// name: mma_linear_<x>_<w>; x f32 means the LayerCast split (f32 out), x bf16/f16 one part (out
+// in the same type).
+#define MMA_LINEAR(NAME, PARTS, XF32, F16, OUT)                                                    \
+  extern "C" __global__ void NAME##_small1(const void* x, const u16* w, const u16* b, void* y,    \
+                                           int m, int n, int k, int spg, int groups) {            \
+    linear_small<1, PARTS, XF32, F16, OUT>(x, w, b, y, m, n, k, spg, groups);                     \
+  }                                                                                               \
+  extern "C" __global__ void NAME##_small2(const void* x, const u16* w, const u16* b, void* y,    \
+                                           int m, int n, int k, int spg, int groups) {            \
+    linear_small<2, PARTS, XF32, F16, OUT>(x, w, b, y, m, n, k, spg, groups);                     \
+  }                                                                                               \
+  extern "C" __global__ void NAME##_small4(const void* x, const u16* w, const u16* b, void* y,    \
+                                           int m, int n, int k, int spg, int groups) {            \
+    linear_small<4, PARTS, XF32, F16, OUT>(x, w, b, y, m, n, k, spg, groups);                     \
+  }                                                                                               \
+  extern "C" __global__ void __launch_bounds__(128) NAME##_large(                                 \
+      const void* x, const u16* w, const u16* b, void* y, int m, int n, int k, int spg,           \
+      int groups) {                                                                               \
+    linear_large<PARTS, XF32, F16, OUT>(x, w, b, y, m, n, k, spg, groups);                        \
+  }
+
+MMA_LINEAR(mma_linear_f32_bf16, 3, true, false, 0)
+MMA_LINEAR(mma_linear_bf16_bf16, 1, false, false, 1)
+MMA_LINEAR(mma_linear_f16_f16, 1, false, true, 2)

@@ -1,0 +1,245 @@
+//! Our tensor-core linear (`mma.cu`): `x · Wᵀ (+ b)` for 16-bit weights, with x in the weight's
+//! type or in f32 (LayerCast: x split into three exact bf16 parts in registers, no f32 copy of W).
+//!
+//! Every kernel of the file reduces K in the one order the source states (stretches of
+//! [`STRETCH`] promoted into f32, grouped as [`grouping`] says from `(N, K)` alone), so a row's
+//! result does not depend on how many rows are in the call; the launcher picks the kernel by row
+//! count only for speed.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::{CudaStorage, DType, Layout, Shape, Tensor};
+use reprolm_precision::cuda::{ptx_for_device, LinearOperands, Output};
+
+const SOURCE: &str = include_str!("mma.cu");
+const MODULE: &str = "reprolm_mma_linear";
+
+/// Elements of K per tensor-core stretch (`STRETCH` in the source): each stretch's sum starts
+/// from zero in the tensor cores and is then added in f32.
+pub const STRETCH: usize = 64;
+/// The most rows the decode kernels take (8 per tensor-core column tile, up to 4 tiles).
+pub const SMALL_ROWS: usize = 32;
+/// The most groups (warps of a decode block; the source's shared array holds 16).
+const MAX_GROUPS: usize = 16;
+/// Warps a decode launch aims for, so that enough loads are in flight to stream W at full
+/// bandwidth (132 SMs, 16 warps each).
+const TARGET_WARPS: usize = 2048;
+
+/// How the kernels split a weight of `n` rows and `k` columns: `(stretches per group, groups)`.
+/// A function of the weight's shape alone (the row count never enters), which is what makes the
+/// result batch invariant. More groups give a decode step more warps; up to [`MAX_GROUPS`].
+///
+/// ```
+/// use reprolm_engine::kernels::gemm::mma::grouping;
+/// assert_eq!(grouping(1536, 8960), (9, 16)); // 140 stretches: 15 groups of 9, one of 5
+/// assert_eq!(grouping(151936, 1536), (24, 1)); // the LM head has warps enough
+/// ```
+pub fn grouping(n: usize, k: usize) -> (usize, usize) {
+    let stretches = k.div_ceil(STRETCH).max(1);
+    let tiles = n.div_ceil(16).max(1);
+    let want = TARGET_WARPS
+        .div_ceil(tiles)
+        .next_power_of_two()
+        .clamp(1, MAX_GROUPS)
+        .min(stretches);
+    let spg = stretches.div_ceil(want);
+    (spg, stretches.div_ceil(spg))
+}
+
+/// The kernel family for an operand pair: `(name prefix, output dtype)`.
+fn family(x: DType, w: DType) -> Option<(&'static str, DType)> {
+    match (x, w) {
+        (DType::F32, DType::BF16) => Some(("mma_linear_f32_bf16", DType::F32)),
+        (DType::BF16, DType::BF16) => Some(("mma_linear_bf16_bf16", DType::BF16)),
+        (DType::F16, DType::F16) => Some(("mma_linear_f16_f16", DType::F16)),
+        _ => None,
+    }
+}
+
+/// Whether [`linear`] serves `x` of `x_dtype` against a weight of `w_dtype` with `k` columns.
+pub fn serves(x_dtype: DType, w_dtype: DType, k: usize) -> bool {
+    family(x_dtype, w_dtype).is_some() && k % 8 == 0
+}
+
+/// Which kernel a launch with `m` rows uses, for reports: `small1/2/4` (decode) or `large`.
+pub fn kernel_for_rows(m: usize) -> &'static str {
+    match m {
+        0..=8 => "small1",
+        9..=16 => "small2",
+        17..=SMALL_ROWS => "small4",
+        _ => "large",
+    }
+}
+
+struct MmaLinear;
+
+impl MmaLinear {
+    fn launch(
+        &self,
+        x: (&CudaStorage, &Layout),
+        w: (&CudaStorage, &Layout),
+        bias: Option<(&CudaStorage, &Layout)>,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let dev = x.0.device();
+        let (m, k) = x.1.shape().dims2()?;
+        let (n, kw) = w.1.shape().dims2()?;
+        let Some((prefix, out_dtype)) = family(x.0.dtype(), w.0.dtype()) else {
+            candle_core::bail!(
+                "tensor-core linear: no kernel for x {:?} and w {:?}",
+                x.0.dtype(),
+                w.0.dtype()
+            );
+        };
+        if k != kw || k % 8 != 0 || m == 0 {
+            candle_core::bail!("tensor-core linear: x {:?}, w {:?}", x.1.dims(), w.1.dims());
+        }
+        let kernel = kernel_for_rows(m);
+        let func = dev.get_or_load_custom_func(
+            &format!("{prefix}_{kernel}"),
+            MODULE,
+            ptx_for_device(dev, MODULE, SOURCE)?,
+        )?;
+        let (spg, groups) = grouping(n, k);
+        let operands = LinearOperands::of(x, w, bias)?;
+        let out = Output::alloc(dev, out_dtype, m * n)?;
+        let dims = [m as i32, n as i32, k as i32, spg as i32, groups as i32];
+        let mut b = func.builder();
+        operands.push(&mut b);
+        out.push(&mut b);
+        for d in &dims {
+            b.arg(d);
+        }
+        let cfg = if kernel == "large" {
+            LaunchConfig {
+                grid_dim: (n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: 0,
+            }
+        } else {
+            LaunchConfig {
+                grid_dim: (n.div_ceil(16) as u32, 1, 1),
+                block_dim: ((32 * groups) as u32, 1, 1),
+                shared_mem_bytes: 0,
+            }
+        };
+        // Safety: the arguments match the kernel's signature; shapes were checked above and
+        // alignment by `linear`.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok((out.into_storage(dev), Shape::from((m, n))))
+    }
+}
+
+reprolm_precision::cuda_linear_op!(MmaLinear, "reprolm-mma-linear");
+
+/// `x · wᵀ (+ bias)` for `x: (M, K)` and `w: (N, K)` (bias `(N,)` in w's dtype) on CUDA, in the
+/// order of the module docs. Output in f32 for f32 `x` (LayerCast), else in `x`'s dtype.
+pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let (_, k) = x.dims2()?;
+    if !serves(x.dtype(), w.dtype(), k) {
+        candle_core::bail!(
+            "tensor-core linear: no kernel for x {:?} {:?} against w {:?} {:?} (K must be a multiple of 8)",
+            x.dtype(),
+            x.dims(),
+            w.dtype(),
+            w.dims()
+        );
+    }
+    // 16-byte loads need 16-byte aligned rows; a view that starts elsewhere is copied.
+    use super::cublaslt::aligned;
+    let (x, w) = (aligned(x)?, aligned(w)?);
+    match bias {
+        Some(b) => x.apply_op3_no_bwd(&w, &b.to_dtype(w.dtype())?.contiguous()?, &MmaLinear),
+        None => x.apply_op2_no_bwd(&w, &MmaLinear),
+    }
+}
+
+/// On a real GPU (`cargo test --release --features cuda -p reprolm-engine gemm`); without a CUDA
+/// device each test says so and passes vacuously.
+#[cfg(test)]
+mod gpu_tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn gpu() -> Option<Device> {
+        match Device::new_cuda(0) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("skipped: no CUDA device ({e})");
+                None
+            }
+        }
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f32::to_bits)
+            .collect()
+    }
+
+    /// Every row count from 1 to 70 (every decode kernel and the large one, with partial tiles)
+    /// gives every row the bits it gets alone, for LayerCast and bf16, K with a partial stretch.
+    #[test]
+    fn each_row_has_the_same_bits_at_every_row_count() -> candle_core::Result<()> {
+        let Some(dev) = gpu() else { return Ok(()) };
+        let (n, k) = (300, 200);
+        let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.05)?.to_dtype(DType::BF16)?;
+        let b = Tensor::randn(0f32, 0.1, n, &dev)?.to_dtype(DType::BF16)?;
+        for x_dtype in [DType::F32, DType::BF16] {
+            let x = Tensor::randn(0f32, 1.0, (70, k), &dev)?.to_dtype(x_dtype)?;
+            let all = linear(&x, &w, Some(&b))?;
+            for m in 1..=70 {
+                let part = linear(&x.narrow(0, 0, m)?, &w, Some(&b))?;
+                assert_eq!(bits(&part), bits(&all.narrow(0, 0, m)?), "{x_dtype:?}, {m} rows");
+            }
+        }
+        Ok(())
+    }
+
+    /// LayerCast's three-part product against float64, next to candle's true-FP32 GEMM of the
+    /// widened weight: within 2x its error (and both tiny).
+    #[test]
+    fn layercast_is_as_accurate_as_an_f32_gemm() -> candle_core::Result<()> {
+        let Some(dev) = gpu() else { return Ok(()) };
+        for (n, k) in [(256, 1536), (64, 8960)] {
+            let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.02)?.to_dtype(DType::BF16)?;
+            let x = Tensor::randn(0f32, 1.0, (8, k), &dev)?;
+            let exact = x
+                .to_dtype(DType::F64)?
+                .matmul(&w.to_dtype(DType::F64)?.t()?)?;
+            let err = |y: Tensor| -> candle_core::Result<f64> {
+                (y.to_dtype(DType::F64)? - &exact)?.abs()?.max_all()?.to_scalar::<f64>()
+            };
+            let ours = err(linear(&x, &w, None)?)?;
+            let fp32 = err(x.matmul(&w.to_dtype(DType::F32)?.t()?)?)?;
+            eprintln!("{n}x{k}: tensor-core LayerCast {ours:.3e}, f32 GEMM {fp32:.3e}");
+            assert!(ours <= 2.0 * fp32.max(1e-7), "{n}x{k}: {ours:e} vs f32 GEMM {fp32:e}");
+        }
+        Ok(())
+    }
+
+    /// The pinned cuBLASLt GEMM gives row 0 the same bits at every row count.
+    #[test]
+    fn the_pinned_gemm_keeps_row_0_at_every_row_count() -> candle_core::Result<()> {
+        let Some(dev) = gpu() else { return Ok(()) };
+        let (n, k) = (1536, 1536);
+        let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.02)?.to_dtype(DType::BF16)?;
+        let b = Tensor::randn(0f32, 0.1, n, &dev)?.to_dtype(DType::BF16)?;
+        let x = Tensor::randn(0f32, 1.0, (4096, k), &dev)?.to_dtype(DType::BF16)?;
+        let row0 = |m: usize| -> candle_core::Result<Vec<u32>> {
+            let y = super::super::cublaslt::linear(&x.narrow(0, 0, m)?, &w, Some(&b))?;
+            Ok(bits(&y.narrow(0, 0, 1)?))
+        };
+        let one = row0(1)?;
+        for m in [2, 3, 7, 8, 9, 31, 64, 100, 512, 4096] {
+            assert_eq!(row0(m)?, one, "{m} rows");
+        }
+        Ok(())
+    }
+}

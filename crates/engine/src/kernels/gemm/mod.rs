@@ -1,0 +1,163 @@
+//! The GEMM layer: `y = x · Wᵀ (+ b)` for every projection of the decoder, reduced over K in an
+//! order that does not depend on how many rows the call has, so a sequence's numbers do not
+//! depend on its batch.
+//!
+//! - **CUDA.** 16-bit and f32 projections run cuBLASLt with one algorithm pinned per weight shape
+//!   ([`cublaslt`]: chosen once, split-K off, checked at each live row count, no fallback), or our
+//!   own tensor-core kernel ([`mma`]) when `REPROLM_GEMM=mma`. LayerCast (bf16 weights, f32
+//!   compute) always runs [`mma`]: x is split into three exact bf16 parts in registers and the
+//!   tensor-core sums are promoted into f32 every 64 elements of K, so no f32 copy of a weight
+//!   is made and the accuracy is that of an f32 GEMM (measured by `reprolm bench gemm`).
+//!   The same GEMMs serve the fast path and deterministic mode.
+//! - **CPU.** The fixed-order kernel of [`reprolm_precision::deterministic::linear`] in every
+//!   mode (the sequential order, or the tree order the mode names): candle's CPU GEMM picks its
+//!   path by shape, so a row's bits change with the row count (one row against two at any width,
+//!   and at 64 columns also between 2 and 5 rows), while the fixed-order kernel is as fast up to
+//!   32 rows and reads 16-bit weights in place.
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use reprolm_engine::kernels::gemm;
+//! use reprolm_precision::{ComputeMode, Linear, ReductionOrder};
+//! let w = Tensor::randn(0f32, 1.0, (6, 16), &Device::Cpu)?;
+//! let lin = Linear::new(w, None, DType::BF16, DType::BF16)?;
+//! let x = Tensor::randn(0f32, 1.0, (3, 16), &Device::Cpu)?;
+//! let y = gemm::linear(&lin, &x, ComputeMode::Fast)?;
+//! assert_eq!(y.dims(), &[3, 6]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#[cfg(feature = "cuda")]
+pub mod cublaslt;
+#[cfg(feature = "cuda")]
+pub mod mma;
+
+pub mod bench;
+
+use crate::Result;
+use candle_core::Tensor;
+use reprolm_precision::{ComputeMode, Linear, ReductionOrder};
+
+/// Which GEMM serves 16-bit × 16-bit projections on CUDA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family16 {
+    /// cuBLASLt with an algorithm pinned per weight shape.
+    PinnedCublasLt,
+    /// Our tensor-core kernel ([`mma`] in CUDA builds).
+    Mma,
+}
+
+impl Family16 {
+    /// `REPROLM_GEMM=mma` or `cublaslt` (the default); read once per process.
+    pub fn from_env() -> Family16 {
+        static F: std::sync::OnceLock<Family16> = std::sync::OnceLock::new();
+        *F.get_or_init(|| match std::env::var("REPROLM_GEMM").as_deref() {
+            Ok("mma") => Family16::Mma,
+            _ => Family16::PinnedCublasLt,
+        })
+    }
+
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family16::PinnedCublasLt => "cublaslt-pinned",
+            Family16::Mma => "mma",
+        }
+    }
+}
+
+/// `x Wᵀ + b` for the projection `lin`: `x` is `(..., in)`, the result `(..., out)` in the
+/// layer's compute dtype. See the module docs for which kernel runs where.
+pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        if let ComputeMode::Deterministic(order) = mode {
+            if order.chunks() > 1 {
+                return Err(crate::Error::InvalidRequest(format!(
+                    "a matmul reduced in {} tree chunks (the TP-invariant order) runs on the CPU only",
+                    order.chunks()
+                )));
+            }
+        }
+        return cuda_linear(lin, x, Family16::from_env());
+    }
+    let order = match mode {
+        ComputeMode::Fast => ReductionOrder::SEQUENTIAL,
+        ComputeMode::Deterministic(order) => order,
+    };
+    Ok(lin.forward_with(x, ComputeMode::Deterministic(order))?)
+}
+
+/// [`linear`] on CUDA with the 16-bit family named (for benchmarks that compare them).
+#[cfg(feature = "cuda")]
+pub fn cuda_linear(lin: &Linear, x: &Tensor, family: Family16) -> Result<Tensor> {
+    use candle_core::DType;
+    let compute = lin.compute_dtype();
+    let w = lin.weight();
+    let dims = x.dims().to_vec();
+    let k = *dims.last().expect("linear input has at least one dimension");
+    let rows = x.elem_count() / k.max(1);
+    let x2 = x.to_dtype(compute)?.reshape((rows, k))?;
+    let bias = lin.bias();
+    let y = match (compute, w.dtype()) {
+        (DType::F32, DType::BF16) => mma::linear(&x2, w, bias)?,
+        (c, wd) if c == wd && matches!(c, DType::BF16 | DType::F16) => match family {
+            Family16::Mma => mma::linear(&x2, w, bias)?,
+            Family16::PinnedCublasLt => cublaslt::linear(&x2, w, bias)?,
+        },
+        (DType::F32, DType::F32) => cublaslt::linear(&x2, w, bias)?,
+        // Other storage/compute pairs (custom policies): the weight rounded or widened to the
+        // compute dtype, then the pinned GEMM of that dtype.
+        (c, _) => {
+            let wc = w.to_dtype(c)?;
+            let bc = bias.map(|b| b.to_dtype(c)).transpose()?;
+            cublaslt::linear(&x2, &wc, bc.as_ref())?
+        }
+    };
+    let mut out = dims;
+    *out.last_mut().expect("non-empty") = y.dim(1)?;
+    Ok(y.reshape(out)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// The fast path's row 0 has the same bits whatever the row count, one row included (candle's
+    /// CPU GEMM alone gives a single row other bits, and at 64 columns also 5 rows).
+    #[test]
+    fn the_fast_path_gives_row_0_the_same_bits_for_1_to_64_rows() -> Result<()> {
+        let dev = Device::Cpu;
+        for (n, k) in [(64, 1536), (704, 256)] {
+            let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.05)?;
+            let b = Tensor::randn(0f32, 0.1, n, &dev)?;
+            let x = Tensor::randn(0f32, 1.0, (64, k), &dev)?;
+            for (storage, compute) in [
+                (DType::F32, DType::F32),
+                (DType::BF16, DType::BF16),
+                (DType::BF16, DType::F32),
+            ] {
+                let lin = Linear::new(w.clone(), Some(b.clone()), storage, compute)?;
+                let row0 = |m: usize| -> Result<Vec<u32>> {
+                    let y = linear(&lin, &x.narrow(0, 0, m)?, ComputeMode::Fast)?;
+                    Ok(y.narrow(0, 0, 1)?
+                        .to_dtype(DType::F32)?
+                        .flatten_all()?
+                        .to_vec1::<f32>()?
+                        .into_iter()
+                        .map(f32::to_bits)
+                        .collect())
+                };
+                let one = row0(1)?;
+                for m in 2..=64 {
+                    assert!(
+                        row0(m)? == one,
+                        "{storage:?}/{compute:?} ({n}x{k}): row 0 differs at {m} rows"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
