@@ -114,11 +114,11 @@ if step gemm; then
     [ -f "$c" ] && configs+=(--config "$c")
   done
   run_t "${REPROLM[@]}" bench gemm "${configs[@]}" --device "$DEVICE" --policy bf16 --policy layercast \
-    --policy fp32 --rows 1,8,32,512,4096 --min-ms 10 --json "$R/gemm.json"
+    --policy fp32 --rows 1,8,32,512,4096 --min-ms "${GEMM_MIN_MS:-10}" --json "$R/gemm.json"
   # Other ways of pinning the cuBLASLt algorithms (GEMM_STRATEGIES: "rows:splitk ..."), bf16 and fp32.
   for st in ${GEMM_STRATEGIES:-}; do
     REPROLM_GEMM_PIN=${st%%:*} REPROLM_GEMM_SPLITK=${st##*:} run_t "${REPROLM[@]}" bench gemm "${configs[@]}" \
-      --device "$DEVICE" --policy bf16 --rows 1,8,32,512,4096 --min-ms 5 \
+      --device "$DEVICE" --policy bf16 --rows 1,8,32,512,4096 --min-ms 3 \
       --json "$R/gemm-pin${st%%:*}-splitk${st##*:}.json"
   done
 fi
@@ -142,9 +142,9 @@ fi
 if step peer; then
   say "the speed peer: transformers with a static cache and torch.compile, and reprolm, same prompts"
   run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 \
-    --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 128 --json "$R/ours-peer-speed-bf16.json"
+    --batch-sizes 1,32 --prompts "$WORK/prompts.json" --new-tokens 128 --json "$R/ours-peer-speed-bf16.json"
   run_t python3 "${PEER:-.gpu/peers/transformers_static.py}" "$R15" --prompts "$WORK/prompts.json" \
-    --json "$R/tf-static-speed.json" --dtype bf16 --batch-sizes 1,8,32 --new-tokens 128 --compile
+    --json "$R/tf-static-speed.json" --dtype bf16 --batch-sizes 1,32 --new-tokens 128 --compile
 fi
 
 if step speed; then

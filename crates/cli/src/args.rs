@@ -374,6 +374,10 @@ pub struct BenchGemmArgs {
     /// Shortest timed batch of calls, in milliseconds (each figure is the median of 5 batches).
     #[arg(long, default_value_t = 20.0)]
     pub min_ms: f64,
+    /// Instead of measuring the layer: time every cuBLASLt candidate of each shape (16-bit and
+    /// f32 operands of the policies) and write the pin table of the best to this file (CUDA builds).
+    #[arg(long)]
+    pub tune: Option<PathBuf>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -165,6 +165,9 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
     let mut rows = args.rows.clone();
     rows.sort_unstable();
     rows.dedup();
+    if let Some(out) = &args.tune {
+        return tune_gemm(args, &configs, &rows, &device, out, mode);
+    }
     let mut results = Vec::new();
     for config in &configs {
         let (_, spec) =
@@ -217,10 +220,11 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
                         yes(r.layer_invariant),
                         yes(r.default_invariant),
                         r.other_invariant.map_or(String::new(), |o| format!(", other {}", yes(o))),
-                        match (r.layer_error, r.default_error) {
-                            (Some(l), Some(d)) => format!(
-                                "; max |error| vs float64: layer {l:.3e}, default {d:.3e} ({:.2}x)",
-                                l / d
+                        match (r.layer_error, r.default_error, r.layer_rms_error, r.default_rms_error) {
+                            (Some(l), Some(d), Some(lr), Some(dr)) => format!(
+                                "; error vs float64, max: layer {l:.3e}, default {d:.3e} ({:.2}x); rms: {lr:.3e}, {dr:.3e} ({:.2}x)",
+                                l / d,
+                                lr / dr
                             ),
                             _ => String::new(),
                         }
@@ -246,6 +250,8 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
                     "other_invariant": r.other_invariant,
                     "layer_error": r.layer_error,
                     "default_error": r.default_error,
+                    "layer_rms_error": r.layer_rms_error,
+                    "default_rms_error": r.default_rms_error,
                     "relative_difference": r.relative_difference,
                     "pinned": r.pinned,
                 });
@@ -258,6 +264,109 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
     }
     write_results(args.json.as_deref(), &results)?;
     Ok(0)
+}
+
+/// `bench gemm --tune FILE`: the pin table of the best cuBLASLt candidate per shape and dtype.
+#[cfg(feature = "cuda")]
+fn tune_gemm(
+    args: &BenchGemmArgs,
+    configs: &[std::path::PathBuf],
+    rows: &[usize],
+    device: &Device,
+    out: &Path,
+    mode: OutputMode,
+) -> Result<i32> {
+    use reprolm_engine::kernels::gemm::{bench, pins};
+    use reprolm_engine::models::spec_from_config_file;
+    use reprolm_precision::Component;
+    let mut table: Vec<pins::Pin> = Vec::new();
+    for config in configs {
+        let (_, spec) =
+            spec_from_config_file(config).with_context(|| format!("--config {}", config.display()))?;
+        for policy_name in &args.policies {
+            let policy = resolve_policy(policy_name).context("--policy")?;
+            for shape in bench::shapes(&spec) {
+                let dtype = if shape.name == "lm_head" {
+                    policy.dtype(Component::LmHead)
+                } else {
+                    policy.dtype(Component::MatmulCompute)
+                };
+                let storage = if shape.name == "lm_head" { dtype } else { policy.dtype(Component::LinearStorage) };
+                // Only the projections cuBLASLt serves: same storage and compute, 16-bit or f32
+                // (LayerCast's bf16 weights run the tensor-core kernel instead).
+                if storage != dtype || !matches!(dtype, DType::BF16 | DType::F16 | DType::F32) {
+                    continue;
+                }
+                let done = table.iter().any(|p| {
+                    p.n == shape.n && p.k == shape.k && p.bias == shape.bias
+                        && p.dtype == reprolm_precision::dtype_name(dtype)
+                });
+                if done {
+                    continue;
+                }
+                // The LM head runs a few rows at a time (prefill asks for the last position's logits).
+                let shape_rows: Vec<usize> = if shape.name == "lm_head" {
+                    rows.iter().copied().filter(|&r| r <= 256).collect()
+                } else {
+                    rows.to_vec()
+                };
+                let (pin, candidates) =
+                    bench::tune(&shape, dtype, &shape_rows, device, args.min_ms / 1e3)?;
+                if mode == OutputMode::Human {
+                    println!(
+                        "{} {} {}x{}{}: {} candidates; rows {:?}",
+                        config.display(),
+                        pin.dtype,
+                        shape.n,
+                        shape.k,
+                        if shape.bias { " +bias" } else { "" },
+                        candidates.len(),
+                        shape_rows
+                    );
+                    for c in &candidates {
+                        let mark = if c.algo == pin.algo { "*" } else { " " };
+                        let times: Vec<String> = c.seconds.iter().map(|s| format!("{:8.1}", s * 1e6)).collect();
+                        println!("  {mark} {:?} µs {}", c.algo, times.join(" "));
+                    }
+                }
+                table.push(pin);
+            }
+        }
+    }
+    // Keep the file's entries for other GPUs, versions and shapes.
+    if let Ok(text) = std::fs::read_to_string(out) {
+        let old = pins::parse(&text).with_context(|| format!("--tune {}: not a pin table", out.display()))?;
+        for p in old {
+            let same = |q: &pins::Pin| {
+                q.gpu == p.gpu && q.cublaslt == p.cublaslt && q.dtype == p.dtype && q.n == p.n && q.k == p.k && q.bias == p.bias
+            };
+            if !table.iter().any(same) {
+                table.push(p);
+            }
+        }
+    }
+    let header = "# The cuBLASLt algorithm pinned per weight shape, GPU type and cuBLASLt version: the candidate\n\
+# (from the heuristic at 1 to 4096 rows, every one checked to run 1 to 65536 rows) with the\n\
+# smallest sum of time ratios to the fastest candidate at each measured row count. Written by\n\
+# `reprolm bench gemm --tune FILE` on the GPU it names; a shape, GPU or version missing here gets\n\
+# the heuristic's choice at 512 rows (kernels::gemm::cublaslt::Plan::choose).";
+    std::fs::write(out, pins::to_toml(header, &table)).with_context(|| format!("--tune {}", out.display()))?;
+    if mode == OutputMode::Human {
+        println!("wrote {} pins to {}", table.len(), out.display());
+    }
+    Ok(0)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn tune_gemm(
+    _: &BenchGemmArgs,
+    _: &[std::path::PathBuf],
+    _: &[usize],
+    _: &Device,
+    _: &Path,
+    _: OutputMode,
+) -> Result<i32> {
+    bail!("--tune times cuBLASLt algorithms: it needs a CUDA build (--features cuda) and --device cuda")
 }
 
 /// How cuBLASLt algorithms are pinned, for the header of `bench gemm` (CUDA builds).

@@ -88,6 +88,10 @@ pub struct GemmReport {
     pub layer_error: Option<f64>,
     /// The same for the default matmul (true FP32 for LayerCast).
     pub default_error: Option<f64>,
+    /// Root-mean-square error of the layer over the same outputs (a steadier figure than the max).
+    pub layer_rms_error: Option<f64>,
+    /// The same for the default matmul.
+    pub default_rms_error: Option<f64>,
     /// Max |layer - default| over every output at the largest row count, relative to the largest
     /// |default|: a sanity bound (about the output type's rounding) for any dtype.
     pub relative_difference: f64,
@@ -97,7 +101,7 @@ pub struct GemmReport {
 }
 
 /// Rows of the float64 reference.
-const CHECK_ROWS: usize = 4;
+const CHECK_ROWS: usize = 16;
 
 /// Times the GEMM layer and candle's default for `shape` with weights stored in `storage` and
 /// computed in `compute`, at each of `rows` (ascending), on `device`; each timing is the median
@@ -161,7 +165,7 @@ pub fn measure(
     }
     let same = |v: &[Vec<u64>]| v.windows(2).all(|p| p[0] == p[1]);
 
-    let (layer_error, default_error) = if compute == DType::F32 {
+    let (errors_layer, errors_default) = if compute == DType::F32 {
         let r = CHECK_ROWS.min(max_rows);
         let x = x_all.narrow(0, 0, r)?.contiguous()?;
         let exact = {
@@ -172,9 +176,11 @@ pub fn measure(
             }
             y
         };
-        let err = |y: Tensor| -> Result<f64> {
+        let err = |y: Tensor| -> Result<(f64, f64)> {
             let d = (y.to_dtype(DType::F64)?.to_device(&Device::Cpu)? - &exact)?;
-            Ok(d.abs()?.max_all()?.to_scalar::<f64>()?)
+            let max = d.abs()?.max_all()?.to_scalar::<f64>()?;
+            let rms = d.sqr()?.mean_all()?.to_scalar::<f64>()?.sqrt();
+            Ok((max, rms))
         };
         (Some(err(layer(&x)?)?), Some(err(default(&x)?)?))
     } else {
@@ -188,8 +194,10 @@ pub fn measure(
         layer_invariant: same(&layer_rows0),
         default_invariant: same(&default_rows0),
         other_invariant: other.is_some().then(|| same(&other_rows0)),
-        layer_error,
-        default_error,
+        layer_error: errors_layer.map(|e| e.0),
+        default_error: errors_default.map(|e| e.0),
+        layer_rms_error: errors_layer.map(|e| e.1),
+        default_rms_error: errors_default.map(|e| e.1),
         relative_difference,
         pinned: pinned_algorithm(&lin, device),
     })
@@ -221,7 +229,8 @@ fn pinned_algorithm(lin: &Linear, device: &Device) -> Option<String> {
     #[cfg(feature = "cuda")]
     if device.is_cuda() && lin.weight().dtype() == lin.compute_dtype() {
         let key = super::cublaslt::key_for(lin.weight(), lin.bias().is_some()).ok()?;
-        return super::cublaslt::plan(key).ok().map(|p| p.describe());
+        let dev = super::cublaslt::cuda_device(lin.weight()).ok()?;
+        return super::cublaslt::plan_on(dev, key).ok().map(|p| p.describe());
     }
     let _ = (lin, device);
     None
@@ -258,4 +267,87 @@ fn time(device: &Device, min_seconds: f64, mut f: impl FnMut() -> Result<()>) ->
     }
     per_call.sort_by(f64::total_cmp);
     Ok(per_call[2])
+}
+
+/// The row counts the heuristic is asked at for tuning candidates.
+#[cfg(feature = "cuda")]
+const CANDIDATE_ROWS: &[usize] = &[1, 8, 32, 128, 512, 4096];
+
+/// One tuning candidate and its time per call at each measured row count.
+#[cfg(feature = "cuda")]
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The algorithm.
+    pub algo: super::pins::AlgoConfig,
+    /// Seconds per call, one per row count.
+    pub seconds: Vec<f64>,
+}
+
+/// Times every cuBLASLt candidate for `shape` in `dtype` (16-bit or f32 operands) at `rows` on a
+/// CUDA `device` and returns them with the pin of the best: the smallest sum over row counts of
+/// its time over the fastest candidate's time at that row count.
+#[cfg(feature = "cuda")]
+pub fn tune(
+    shape: &GemmShape,
+    dtype: DType,
+    rows: &[usize],
+    device: &Device,
+    min_seconds: f64,
+) -> Result<(super::pins::Pin, Vec<Candidate>)> {
+    use super::cublaslt::{self, Plan, PlanKey};
+    let dev = cublaslt::cuda_device(&Tensor::zeros(1, DType::F32, device)?)?.clone();
+    let key = PlanKey {
+        n: shape.n,
+        k: shape.k,
+        dtype,
+        bias: shape.bias,
+        strategy: cublaslt::PinStrategy::from_env(),
+    };
+    let w = (Tensor::randn(0f32, 1.0, (shape.n, shape.k), device)? * 0.02)?.to_dtype(dtype)?;
+    let b = shape
+        .bias
+        .then(|| Tensor::randn(0f32, 0.1, shape.n, device).and_then(|b| b.to_dtype(dtype)))
+        .transpose()?;
+    let max_rows = *rows.iter().max().expect("at least one row count");
+    let x_all = Tensor::randn(0f32, 1.0, (max_rows, shape.k), device)?.to_dtype(dtype)?;
+    let mut out = Vec::new();
+    for algo in Plan::candidates_for(key, CANDIDATE_ROWS)? {
+        let Some(plan) = Plan::with_algo(key, &algo)? else {
+            continue;
+        };
+        let plan = std::sync::Arc::new(plan);
+        let mut seconds = Vec::new();
+        for &m in rows {
+            let x = x_all.narrow(0, 0, m)?.contiguous()?;
+            let run = || -> Result<()> {
+                cublaslt::linear_with(&plan, &x, &w, b.as_ref())?;
+                Ok(())
+            };
+            seconds.push(time(device, min_seconds, run)?);
+        }
+        out.push(Candidate { algo, seconds });
+    }
+    if out.is_empty() {
+        return Err(crate::Error::InvalidRequest(format!(
+            "no cuBLASLt candidate runs every row count for {shape:?} in {dtype:?}"
+        )));
+    }
+    let best_at: Vec<f64> = (0..rows.len())
+        .map(|i| out.iter().map(|c| c.seconds[i]).fold(f64::INFINITY, f64::min))
+        .collect();
+    let score = |c: &Candidate| -> f64 { c.seconds.iter().zip(&best_at).map(|(s, b)| s / b).sum() };
+    let best = out
+        .iter()
+        .min_by(|a, b| score(a).total_cmp(&score(b)))
+        .expect("non-empty");
+    let pin = super::pins::Pin {
+        gpu: cublaslt::gpu_name(&dev),
+        cublaslt: cublaslt::cublaslt_version(),
+        dtype: reprolm_precision::dtype_name(dtype).to_string(),
+        n: shape.n,
+        k: shape.k,
+        bias: shape.bias,
+        algo: best.algo,
+    };
+    Ok((pin, out))
 }

@@ -23,9 +23,13 @@ use candle_core::cuda_backend::cudarc::driver::DevicePtr;
 use candle_core::cuda_backend::CudaDevice;
 use candle_core::{CudaStorage, DType, Layout, Shape, Tensor};
 
-/// The row counts at which the heuristic ranks a shape's candidates: a decode-sized and a
-/// prefill-sized problem, so that the pinned algorithm is good at both.
-pub const PIN_ROWS: &[usize] = &[8, 512];
+use super::pins::{self, AlgoConfig};
+
+/// The row count at which the heuristic ranks the candidates of a shape the pin table does not
+/// hold: a prefill-sized problem (measured on an H200: such algorithms are about as fast as
+/// cuBLAS's own choice from 512 rows up, and up to 2x slower for a few rows of a large weight;
+/// ranking at a decode size instead picks algorithms up to 10x slower at prefill).
+pub const PIN_ROWS: &[usize] = &[512];
 
 /// Row counts every pinned algorithm must run (checked with `cublasLtMatmulAlgoCheck` when it is
 /// chosen; other row counts are checked when first met).
@@ -200,6 +204,8 @@ pub struct Plan {
     checked: Mutex<HashSet<usize>>,
     /// Held for each call: the bias pointer is written into the shared descriptor.
     call: Mutex<()>,
+    /// Where the algorithm came from: `pin table` or `heuristic`.
+    source: &'static str,
 }
 
 // Safety: the raw descriptor and layout are only touched under `call` (or read-only).
@@ -233,15 +239,121 @@ fn algo_attr(algo: &lt::cublasLtMatmulAlgo_t, attr: lt::cublasLtMatmulAlgoConfig
     -1
 }
 
-impl Plan {
-    /// Chooses the algorithm for `key`: the heuristic is asked at each of the strategy's row
-    /// counts for its ranked candidates (within [`WORKSPACE`]; split-K only if the strategy
-    /// allows it), the candidates that `cublasLtMatmulAlgoCheck` accepts at every row count of
-    /// [`VALID_ROWS`] are kept, and the one with the smallest sum of ranks wins (ties to the
-    /// earlier rank at the first row count). Deterministic: the same cuBLAS version on the same
-    /// GPU type picks the same algorithm every time, which is what lets two runs compare bitwise.
-    pub fn choose(key: PlanKey) -> candle_core::Result<Plan> {
+/// What cuBLASLt makes of an [`AlgoConfig`]: read from, and rebuilt into, an algorithm.
+trait Cublas: Sized {
+    fn of(algo: &lt::cublasLtMatmulAlgo_t) -> Self;
+    fn build(&self, dtype: DType) -> candle_core::Result<lt::cublasLtMatmulAlgo_t>;
+}
+
+impl Cublas for AlgoConfig {
+    fn of(algo: &lt::cublasLtMatmulAlgo_t) -> AlgoConfig {
         use lt::cublasLtMatmulAlgoConfigAttributes_t as C;
+        let a = |c| algo_attr(algo, c) as i32;
+        AlgoConfig {
+            id: a(C::CUBLASLT_ALGO_CONFIG_ID),
+            tile: a(C::CUBLASLT_ALGO_CONFIG_TILE_ID),
+            stages: a(C::CUBLASLT_ALGO_CONFIG_STAGES_ID),
+            splitk: a(C::CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
+            reduction: a(C::CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME),
+            swizzle: a(C::CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING),
+            custom: a(C::CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION),
+            inner: a(C::CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID),
+            cluster: a(C::CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID),
+        }
+    }
+
+    /// The algorithm with this configuration for operands of `dtype`.
+    fn build(&self, dtype: DType) -> candle_core::Result<lt::cublasLtMatmulAlgo_t> {
+        use lt::cublasLtMatmulAlgoConfigAttributes_t as C;
+        let (ty, compute) = types(dtype)?;
+        let mut algo = lt::cublasLtMatmulAlgo_t { data: [0; 8] };
+        // Safety: initialises `algo` for the given types and id.
+        check(
+            unsafe {
+                lt::cublasLtMatmulAlgoInit(
+                    handle()?.0,
+                    compute,
+                    lt::cudaDataType_t::CUDA_R_32F,
+                    ty,
+                    ty,
+                    ty,
+                    ty,
+                    self.id,
+                    &mut algo,
+                )
+            },
+            "algorithm init",
+        )?;
+        let set = |algo: &mut lt::cublasLtMatmulAlgo_t, attr, v: i32, size: usize| {
+            let v32 = v as u32;
+            let v16 = v as u16;
+            let ptr = if size == 2 {
+                &v16 as *const u16 as *const c_void
+            } else {
+                &v32 as *const u32 as *const c_void
+            };
+            // Safety: `ptr` points at a value of the attribute's size.
+            check(
+                unsafe { lt::cublasLtMatmulAlgoConfigSetAttribute(algo, attr, ptr, size) },
+                "algorithm attribute",
+            )
+        };
+        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_TILE_ID, self.tile, 4)?;
+        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_STAGES_ID, self.stages, 4)?;
+        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_SPLITK_NUM, self.splitk, 4)?;
+        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, self.reduction, 4)?;
+        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, self.swizzle, 4)?;
+        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, self.custom, 4)?;
+        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID, self.inner, 2)?;
+        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, self.cluster, 2)?;
+        Ok(algo)
+    }
+}
+
+/// `cublasLtGetVersion()` of the loaded library.
+pub fn cublaslt_version() -> usize {
+    // Safety: a plain query.
+    unsafe { lt::cublasLtGetVersion() }
+}
+
+/// The GPU name the pin table is keyed by.
+pub fn gpu_name(dev: &CudaDevice) -> String {
+    dev.cuda_stream()
+        .context()
+        .name()
+        .unwrap_or_else(|_| "unknown GPU".into())
+}
+
+impl Plan {
+    /// A plan for `key` with the given algorithm, if `cublasLtMatmulAlgoCheck` accepts it at every
+    /// row count of [`VALID_ROWS`].
+    pub fn with_algo(key: PlanKey, algo: &AlgoConfig) -> candle_core::Result<Option<Plan>> {
+        let mut plan = Plan::empty(key)?;
+        plan.algo = algo.build(key.dtype)?;
+        Ok(VALID_ROWS
+            .iter()
+            .all(|&m| plan.runs(m).unwrap_or(false))
+            .then_some(plan))
+    }
+
+    /// The candidates the heuristic offers for `key` at any of `rows` (within [`WORKSPACE`],
+    /// split-K included), each once, that run every row count of [`VALID_ROWS`].
+    pub fn candidates_for(key: PlanKey, rows: &[usize]) -> candle_core::Result<Vec<AlgoConfig>> {
+        let plan = Plan::empty(key)?;
+        let mut out: Vec<AlgoConfig> = Vec::new();
+        for &r in rows {
+            for algo in plan.candidates(r)? {
+                let cfg = AlgoConfig::of(&algo);
+                if !out.contains(&cfg) && Plan::with_algo(key, &cfg)?.is_some() {
+                    out.push(cfg);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The plan of `key` before an algorithm is set: descriptor and weight layout.
+    fn empty(key: PlanKey) -> candle_core::Result<Plan> {
         use lt::cublasLtMatmulDescAttributes_t as D;
         let (ty, compute) = types(key.dtype)?;
         let mut d = std::ptr::null_mut();
@@ -260,14 +372,26 @@ impl Plan {
         // Column-major view of row-major operands: A = W is K x N (transposed to N x K),
         // B = x is K x M, D = y is N x M.
         let a = MatrixLayout::new(ty, key.k, key.n)?;
-        let mut plan = Plan {
+        Ok(Plan {
             key,
             desc,
             a,
             algo: lt::cublasLtMatmulAlgo_t { data: [0; 8] },
             checked: Mutex::new(HashSet::new()),
             call: Mutex::new(()),
-        };
+            source: "heuristic",
+        })
+    }
+
+    /// Chooses the algorithm for `key`: the heuristic is asked at each of the strategy's row
+    /// counts for its ranked candidates (within [`WORKSPACE`]; split-K only if the strategy
+    /// allows it), the candidates that `cublasLtMatmulAlgoCheck` accepts at every row count of
+    /// [`VALID_ROWS`] are kept, and the one with the smallest sum of ranks wins (ties to the
+    /// earlier rank at the first row count). Deterministic: the same cuBLAS version on the same
+    /// GPU type picks the same algorithm every time, which is what lets two runs compare bitwise.
+    pub fn choose(key: PlanKey) -> candle_core::Result<Plan> {
+        use lt::cublasLtMatmulAlgoConfigAttributes_t as C;
+        let mut plan = Plan::empty(key)?;
         let lists: Vec<Vec<lt::cublasLtMatmulAlgo_t>> = key
             .strategy
             .rows
@@ -380,7 +504,8 @@ impl Plan {
         use lt::cublasLtMatmulAlgoConfigAttributes_t as C;
         let a = |c| algo_attr(&self.algo, c);
         format!(
-            "algo {} tile {} stages {} splitk {} reduction {} swizzle {} custom {} inner {} cluster {}",
+            "{}: algo {} tile {} stages {} splitk {} reduction {} swizzle {} custom {} inner {} cluster {}",
+            self.source,
             a(C::CUBLASLT_ALGO_CONFIG_ID),
             a(C::CUBLASLT_ALGO_CONFIG_TILE_ID),
             a(C::CUBLASLT_ALGO_CONFIG_STAGES_ID),
@@ -548,15 +673,30 @@ impl PinnedGemm {
 
 reprolm_precision::cuda_linear_op!(PinnedGemm, "reprolm-pinned-gemm");
 
-/// The plan of `key`, chosen on first request and kept for the process.
-pub fn plan(key: PlanKey) -> candle_core::Result<Arc<Plan>> {
-    static PLANS: OnceLock<Mutex<HashMap<PlanKey, Arc<Plan>>>> = OnceLock::new();
+/// The plan of `key` on `dev`: the pin table's algorithm for this GPU, cuBLASLt version and
+/// shape when there is one (and it still runs every row count), else [`Plan::choose`]'s.
+pub fn plan_on(dev: &CudaDevice, key: PlanKey) -> candle_core::Result<Arc<Plan>> {
+    static PLANS: OnceLock<Mutex<HashMap<(String, PlanKey), Arc<Plan>>>> = OnceLock::new();
+    let gpu = gpu_name(dev);
     let mut plans = PLANS.get_or_init(Default::default).lock().expect("plans lock");
-    if let Some(p) = plans.get(&key) {
+    if let Some(p) = plans.get(&(gpu.clone(), key)) {
         return Ok(p.clone());
     }
-    let p = Arc::new(Plan::choose(key)?);
-    plans.insert(key, p.clone());
+    let version = cublaslt_version();
+    let dtype = reprolm_precision::dtype_name(key.dtype);
+    let pinned = pins::lookup(&gpu, version, dtype, key.n, key.k, key.bias);
+    let plan = match pinned {
+        Some(p) => match Plan::with_algo(key, &p.algo)? {
+            Some(mut plan) => {
+                plan.source = "pin table";
+                plan
+            }
+            None => Plan::choose(key)?,
+        },
+        None => Plan::choose(key)?,
+    };
+    let p = Arc::new(plan);
+    plans.insert((gpu, key), p.clone());
     Ok(p)
 }
 
@@ -594,6 +734,14 @@ pub fn linear_with(plan: &Arc<Plan>, x: &Tensor, w: &Tensor, bias: Option<&Tenso
 
 /// `x · wᵀ (+ bias)` with the algorithm pinned for `w`'s shape.
 pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
-    let p = plan(key_for(w, bias.is_some())?)?;
+    let p = plan_on(cuda_device(w)?, key_for(w, bias.is_some())?)?;
     linear_with(&p, x, w, bias)
+}
+
+/// The CUDA device a tensor lives on.
+pub fn cuda_device(t: &Tensor) -> candle_core::Result<&CudaDevice> {
+    match t.device() {
+        candle_core::Device::Cuda(d) => Ok(d),
+        other => candle_core::bail!("pinned cuBLASLt GEMM: a tensor on {other:?}, not CUDA"),
+    }
 }

@@ -24,8 +24,9 @@
 //   - *_small<NT>: rows <= 8·NT (NT = 1, 2, 4). A block is `groups` warps, all on the same 16
 //     weight rows and the same rows of x, warp g summing group g; the block folds the groups
 //     through shared memory. Many warps stream W at once: decode speed.
-//   - *_large: any row count. A block is 4 warps on 64 weight rows x 64 rows of x; each warp owns
-//     32 x 32 outputs and runs every group itself.
+//   - *_tiled: any row count. A block is 8 warps on 128 weight rows x 64 rows of x, staged in
+//     shared memory one stretch at a time; each warp owns 32 x 32 outputs and runs every group
+//     itself, in the same mma sequence as group_sum.
 
 #define STRETCH 64
 
@@ -193,12 +194,96 @@ __device__ __forceinline__ void linear_small(const void* x, const u16* w, const 
     }
 }
 
+// The tiled kernel for many rows: a block of 8 warps computes 128 weight rows x 64 rows of x;
+// each stretch of W and x is staged once in shared memory (x already split into its parts), so
+// every weight and x element is read from global memory once per block instead of once per warp.
+// Warp w owns weight rows 32 (w % 4) .. +32 and x rows 32 (w / 4) .. +32 of the block, and runs
+// exactly the mma sequence of group_sum for them, so its results are the other kernels' bits.
+// Shared rows are 8 chunks of 16 bytes, chunk j of row r stored at j ^ 4 (r & 1), which makes the
+// fragment reads (two rows of four chunks per quarter-warp) conflict-free.
+#define TN 128
+#define TM 64
+
+__device__ __forceinline__ int swz(int row, int chunk) { return row * 8 + (chunk ^ ((row & 1) << 2)); }
+
 template <int PARTS, bool XF32, bool F16, int OUT>
-__device__ __forceinline__ void linear_large(const void* x, const u16* w, const u16* bias, void* y,
+__device__ __forceinline__ void linear_tiled(const void* x, const u16* w, const u16* bias, void* y,
                                              int m, int n, int k, int spg, int groups) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gid = lane >> 2, t = lane & 3;
-  const int n0 = blockIdx.x * 64 + (warp & 1) * 32, m0 = blockIdx.y * 64 + (warp >> 1) * 32;
+  __shared__ uint4 sw[TN * 8];
+  __shared__ uint4 sx[PARTS][TM * 8];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, t = lane & 3;
+  const int n0 = blockIdx.x * TN, m0 = blockIdx.y * TM;
+  const int wn = (warp & 3) * 32, wm = (warp >> 2) * 32;
   const int stretches = (k + STRETCH - 1) / STRETCH;
+  // What this thread carries from global memory to shared memory for one stretch.
+  uint4 pw[4];
+  float4 px[4];
+  uint4 pxh[2];
+  auto fetch = [&](int s) {
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      int id = tid + 256 * q, row = id >> 3, ch = id & 7;
+      pw[q] = load8_u16(w, n0 + row, n, k, s * STRETCH + ch * 8);
+    }
+    if (XF32) {
+#pragma unroll
+      for (int q = 0; q < 4; q++) {
+        int id = tid + 256 * q, row = id >> 4, f4 = id & 15, col = s * STRETCH + f4 * 4;
+        if (m0 + row < m && col < k) {
+          px[q] = *reinterpret_cast<const float4*>((const float*)x + (long)(m0 + row) * k + col);
+        } else {
+          px[q].x = px[q].y = px[q].z = px[q].w = 0.f;
+        }
+      }
+    } else {
+#pragma unroll
+      for (int q = 0; q < 2; q++) {
+        int id = tid + 256 * q, row = id >> 3, ch = id & 7;
+        pxh[q] = load8_u16((const u16*)x, m0 + row, m, k, s * STRETCH + ch * 8);
+      }
+    }
+  };
+  auto stage = [&]() {
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      int id = tid + 256 * q, row = id >> 3, ch = id & 7;
+      sw[swz(row, ch)] = pw[q];
+    }
+    if (XF32) {
+#pragma unroll
+      for (int q = 0; q < 4; q++) {
+        int id = tid + 256 * q, row = id >> 4, f4 = id & 15;
+        float f[4] = {px[q].x, px[q].y, px[q].z, px[q].w};
+        unsigned hi[2], mid[2], lo[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+          float h0 = round_bf16(f[2 * i]), h1 = round_bf16(f[2 * i + 1]);
+          float r0 = f[2 * i] - h0, r1 = f[2 * i + 1] - h1;
+          float m0_ = round_bf16(r0), m1_ = round_bf16(r1);
+          hi[i] = pack_bf16(h0, h1);
+          mid[i] = pack_bf16(m0_, m1_);
+          lo[i] = pack_bf16(r0 - m0_, r1 - m1_);
+        }
+        // Half f4 & 1 of chunk f4 >> 1.
+        unsigned* d0 = reinterpret_cast<unsigned*>(&sx[0][swz(row, f4 >> 1)]) + 2 * (f4 & 1);
+        d0[0] = hi[0]; d0[1] = hi[1];
+        if (PARTS > 1) {
+          unsigned* d1 = reinterpret_cast<unsigned*>(&sx[PARTS > 1 ? 1 : 0][swz(row, f4 >> 1)]) + 2 * (f4 & 1);
+          d1[0] = mid[0]; d1[1] = mid[1];
+        }
+        if (PARTS > 2) {
+          unsigned* d2 = reinterpret_cast<unsigned*>(&sx[PARTS > 2 ? 2 : 0][swz(row, f4 >> 1)]) + 2 * (f4 & 1);
+          d2[0] = lo[0]; d2[1] = lo[1];
+        }
+      }
+    } else {
+#pragma unroll
+      for (int q = 0; q < 2; q++) {
+        int id = tid + 256 * q, row = id >> 3, ch = id & 7;
+        sx[0][swz(row, ch)] = pxh[q];
+      }
+    }
+  };
   float total[2][4][4];
 #pragma unroll
   for (int i = 0; i < 2; i++)
@@ -206,10 +291,65 @@ __device__ __forceinline__ void linear_large(const void* x, const u16* w, const 
     for (int j = 0; j < 4; j++)
 #pragma unroll
       for (int e = 0; e < 4; e++) total[i][j][e] = 0.f;
+  fetch(0);
   for (int g = 0; g < groups; g++) {
     float acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+      for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
     int s0 = g * spg, s1 = s0 + spg < stretches ? s0 + spg : stretches;
-    group_sum<2, 4, PARTS, XF32, F16>(x, w, m, n, k, m0, n0, s0, s1, acc);
+    for (int s = s0; s < s1; s++) {
+      __syncthreads();
+      stage();
+      __syncthreads();
+      if (s + 1 < stretches) fetch(s + 1);
+      float part[2][4][4];
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) part[i][j][e] = 0.f;
+#pragma unroll
+      for (int c = 0; c < STRETCH / 32; c++) {
+        uint4 wa[2], wb[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+          wa[i] = sw[swz(wn + 16 * i + gid, 4 * c + t)];
+          wb[i] = sw[swz(wn + 16 * i + gid + 8, 4 * c + t)];
+        }
+        uint4 xv[4][PARTS];
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+          for (int p = 0; p < PARTS; p++) xv[j][p] = sx[p][swz(wm + 8 * j + gid, 4 * c + t)];
+#pragma unroll
+        for (int step = 0; step < 2; step++) {
+#pragma unroll
+          for (int i = 0; i < 2; i++) {
+            unsigned a0 = step ? wa[i].z : wa[i].x, a1 = step ? wb[i].z : wb[i].x;
+            unsigned a2 = step ? wa[i].w : wa[i].y, a3 = step ? wb[i].w : wb[i].y;
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+              for (int p = 0; p < PARTS; p++) {
+                unsigned b0 = step ? xv[j][p].z : xv[j][p].x, b1 = step ? xv[j][p].w : xv[j][p].y;
+                if (F16) mma_f16(part[i][j], a0, a1, a2, a3, b0, b1);
+                else mma_bf16(part[i][j], a0, a1, a2, a3, b0, b1);
+              }
+          }
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) acc[i][j][e] = __fadd_rn(acc[i][j][e], part[i][j][e]);
+    }
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -223,8 +363,8 @@ __device__ __forceinline__ void linear_large(const void* x, const u16* w, const 
     for (int j = 0; j < 4; j++)
 #pragma unroll
       for (int e = 0; e < 4; e++)
-        store_out<OUT, F16>(y, bias, m, n, m0 + 8 * j + 2 * t + (e & 1),
-                            n0 + 16 * i + gid + 8 * (e >> 1), total[i][j][e]);
+        store_out<OUT, F16>(y, bias, m, n, m0 + wm + 8 * j + 2 * t + (e & 1),
+                            n0 + wn + 16 * i + gid + 8 * (e >> 1), total[i][j][e]);
 }
 
 // name: mma_linear_<x>_<w>; x f32 means the LayerCast split (f32 out), x bf16/f16 one part (out
@@ -242,10 +382,10 @@ __device__ __forceinline__ void linear_large(const void* x, const u16* w, const 
                                            int m, int n, int k, int spg, int groups) {            \
     linear_small<4, PARTS, XF32, F16, OUT>(x, w, b, y, m, n, k, spg, groups);                     \
   }                                                                                               \
-  extern "C" __global__ void __launch_bounds__(128) NAME##_large(                                 \
+  extern "C" __global__ void __launch_bounds__(256) NAME##_tiled(                                 \
       const void* x, const u16* w, const u16* b, void* y, int m, int n, int k, int spg,           \
       int groups) {                                                                               \
-    linear_large<PARTS, XF32, F16, OUT>(x, w, b, y, m, n, k, spg, groups);                        \
+    linear_tiled<PARTS, XF32, F16, OUT>(x, w, b, y, m, n, k, spg, groups);                        \
   }
 
 MMA_LINEAR(mma_linear_f32_bf16, 3, true, false, 0)

@@ -62,13 +62,14 @@ pub fn serves(x_dtype: DType, w_dtype: DType, k: usize) -> bool {
     family(x_dtype, w_dtype).is_some() && k % 8 == 0
 }
 
-/// Which kernel a launch with `m` rows uses, for reports: `small1/2/4` (decode) or `large`.
+/// Which kernel a launch with `m` rows uses: `small1/2/4` (decode: `groups` warps per 16 weight
+/// rows) or `tiled` (shared-memory tiles of 128 weight rows x 64 rows). Only speed depends on it.
 pub fn kernel_for_rows(m: usize) -> &'static str {
     match m {
         0..=8 => "small1",
         9..=16 => "small2",
         17..=SMALL_ROWS => "small4",
-        _ => "large",
+        _ => "tiled",
     }
 }
 
@@ -110,10 +111,10 @@ impl MmaLinear {
         for d in &dims {
             b.arg(d);
         }
-        let cfg = if kernel == "large" {
+        let cfg = if kernel == "tiled" {
             LaunchConfig {
-                grid_dim: (n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1),
-                block_dim: (128, 1, 1),
+                grid_dim: (n.div_ceil(128) as u32, m.div_ceil(64) as u32, 1),
+                block_dim: (256, 1, 1),
                 shared_mem_bytes: 0,
             }
         } else {
@@ -183,8 +184,9 @@ mod gpu_tests {
             .collect()
     }
 
-    /// Every row count from 1 to 70 (every decode kernel and the large one, with partial tiles)
-    /// gives every row the bits it gets alone, for LayerCast and bf16, K with a partial stretch.
+    /// Every row count from 1 to 70 and a few more (every decode kernel and the tiled one, with
+    /// partial tiles in both directions) gives every row the bits it gets in a call of 200 rows,
+    /// for LayerCast and bf16, K with a partial stretch and several groups.
     #[test]
     fn each_row_has_the_same_bits_at_every_row_count() -> candle_core::Result<()> {
         let Some(dev) = gpu() else { return Ok(()) };
@@ -192,9 +194,9 @@ mod gpu_tests {
         let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.05)?.to_dtype(DType::BF16)?;
         let b = Tensor::randn(0f32, 0.1, n, &dev)?.to_dtype(DType::BF16)?;
         for x_dtype in [DType::F32, DType::BF16] {
-            let x = Tensor::randn(0f32, 1.0, (70, k), &dev)?.to_dtype(x_dtype)?;
+            let x = Tensor::randn(0f32, 1.0, (200, k), &dev)?.to_dtype(x_dtype)?;
             let all = linear(&x, &w, Some(&b))?;
-            for m in 1..=70 {
+            for m in (1..=70).chain([128, 129, 200]) {
                 let part = linear(&x.narrow(0, 0, m)?, &w, Some(&b))?;
                 assert_eq!(bits(&part), bits(&all.narrow(0, 0, m)?), "{x_dtype:?}, {m} rows");
             }

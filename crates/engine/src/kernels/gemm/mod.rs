@@ -31,6 +31,7 @@
 pub mod cublaslt;
 #[cfg(feature = "cuda")]
 pub mod mma;
+pub mod pins;
 
 pub mod bench;
 
