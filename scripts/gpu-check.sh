@@ -113,8 +113,10 @@ if step gemm; then
   for c in "$R15/config.json" scripts/gpu/configs/deepseek-r1-distill-qwen-7b.json; do
     [ -f "$c" ] && configs+=(--config "$c")
   done
-  run_t "${REPROLM[@]}" bench gemm "${configs[@]}" --device "$DEVICE" --policy bf16 --policy layercast \
-    --policy fp32 --rows 1,8,32,512,4096 --min-ms "${GEMM_MIN_MS:-10}" --json "$R/gemm.json"
+  policies=()
+  for p in ${GEMM_POLICIES:-bf16 layercast fp32}; do policies+=(--policy "$p"); done
+  run_t "${REPROLM[@]}" bench gemm "${configs[@]}" --device "$DEVICE" "${policies[@]}" \
+    --rows 1,8,32,512,4096 --min-ms "${GEMM_MIN_MS:-10}" --json "$R/gemm.json"
   # Other ways of pinning the cuBLASLt algorithms (GEMM_STRATEGIES: "rows:splitk ..."), bf16 and fp32.
   for st in ${GEMM_STRATEGIES:-}; do
     REPROLM_GEMM_PIN=${st%%:*} REPROLM_GEMM_SPLITK=${st##*:} run_t "${REPROLM[@]}" bench gemm "${configs[@]}" \
@@ -128,6 +130,10 @@ if step invariance; then
   run_t "${REPROLM[@]}" bench invariance --model "$R15" --device "$DEVICE" --policy bf16 --policy layercast \
     --policy fp32 --equal-lengths --count 8 --prompt-tokens 64 --new-tokens 16 --batch-sizes 3,8 \
     --json "$R/invariance-equal-1.5b.json"
+  # The batch-dependent GEMMs of other engines (candle's per-call cuBLAS choice), for contrast.
+  REPROLM_GEMM=candle run_t "${REPROLM[@]}" bench invariance --model "$R15" --device "$DEVICE" --policy bf16 \
+    --equal-lengths --count 8 --prompt-tokens 64 --new-tokens 16 --batch-sizes 3,8 \
+    --json "$R/invariance-equal-1.5b-candle-gemm.json"
 fi
 
 if step speed7b; then

@@ -216,7 +216,7 @@ fn other_family<'a>(
     {
         let other = match super::Family16::from_env() {
             super::Family16::Mma => super::Family16::PinnedCublasLt,
-            super::Family16::PinnedCublasLt => super::Family16::Mma,
+            super::Family16::PinnedCublasLt | super::Family16::Candle => super::Family16::Mma,
         };
         return Some(Box::new(move |x: &Tensor| super::cuda_linear(lin, x, other)));
     }

@@ -3,8 +3,10 @@
 //! depend on its batch.
 //!
 //! - **CUDA.** 16-bit and f32 projections run cuBLASLt with one algorithm pinned per weight shape
-//!   ([`cublaslt`]: chosen once, split-K off, checked at each live row count, no fallback), or our
-//!   own tensor-core kernel ([`mma`]) when `REPROLM_GEMM=mma`. LayerCast (bf16 weights, f32
+//!   ([`cublaslt`]: from a table tuned per GPU type ([`pins`]) or the heuristic's deterministic
+//!   choice, checked at each live row count, no fallback), or our own tensor-core kernel ([`mma`])
+//!   when `REPROLM_GEMM=mma`; `REPROLM_GEMM=candle` restores candle's per-call cuBLAS choice,
+//!   which is batch dependent (to reproduce what other engines do). LayerCast (bf16 weights, f32
 //!   compute) always runs [`mma`]: x is split into three exact bf16 parts in registers and the
 //!   tensor-core sums are promoted into f32 every 64 elements of K, so no f32 copy of a weight
 //!   is made and the accuracy is that of an f32 GEMM (measured by `reprolm bench gemm`).
@@ -39,21 +41,26 @@ use crate::Result;
 use candle_core::Tensor;
 use reprolm_precision::{ComputeMode, Linear, ReductionOrder};
 
-/// Which GEMM serves 16-bit × 16-bit projections on CUDA.
+/// Which GEMM serves the projections on CUDA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family16 {
-    /// cuBLASLt with an algorithm pinned per weight shape.
+    /// cuBLASLt with an algorithm pinned per weight shape (16-bit and f32 operands), our
+    /// tensor-core kernel for LayerCast. The default.
     PinnedCublasLt,
-    /// Our tensor-core kernel ([`mma`] in CUDA builds).
+    /// Our tensor-core kernel ([`mma`] in CUDA builds) for 16-bit operands too.
     Mma,
+    /// candle's own matmul, cuBLAS choosing its kernel per call: **not** batch invariant. For
+    /// reproducing the batch dependence the paper measures in other engines.
+    Candle,
 }
 
 impl Family16 {
-    /// `REPROLM_GEMM=mma` or `cublaslt` (the default); read once per process.
+    /// `REPROLM_GEMM=cublaslt` (the default), `mma` or `candle`; read once per process.
     pub fn from_env() -> Family16 {
         static F: std::sync::OnceLock<Family16> = std::sync::OnceLock::new();
         *F.get_or_init(|| match std::env::var("REPROLM_GEMM").as_deref() {
             Ok("mma") => Family16::Mma,
+            Ok("candle") => Family16::Candle,
             _ => Family16::PinnedCublasLt,
         })
     }
@@ -63,6 +70,7 @@ impl Family16 {
         match self {
             Family16::PinnedCublasLt => "cublaslt-pinned",
             Family16::Mma => "mma",
+            Family16::Candle => "candle (batch dependent)",
         }
     }
 }
@@ -100,11 +108,14 @@ pub fn cuda_linear(lin: &Linear, x: &Tensor, family: Family16) -> Result<Tensor>
     let rows = x.elem_count() / k.max(1);
     let x2 = x.to_dtype(compute)?.reshape((rows, k))?;
     let bias = lin.bias();
+    if family == Family16::Candle {
+        return Ok(lin.forward_with(x, ComputeMode::Fast)?);
+    }
     let y = match (compute, w.dtype()) {
         (DType::F32, DType::BF16) => mma::linear(&x2, w, bias)?,
         (c, wd) if c == wd && matches!(c, DType::BF16 | DType::F16) => match family {
             Family16::Mma => mma::linear(&x2, w, bias)?,
-            Family16::PinnedCublasLt => cublaslt::linear(&x2, w, bias)?,
+            Family16::PinnedCublasLt | Family16::Candle => cublaslt::linear(&x2, w, bias)?,
         },
         (DType::F32, DType::F32) => cublaslt::linear(&x2, w, bias)?,
         // Other storage/compute pairs (custom policies): the weight rounded or widened to the
