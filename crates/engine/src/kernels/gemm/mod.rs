@@ -15,7 +15,8 @@
 //!   mode (the sequential order, or the tree order the mode names): candle's CPU GEMM picks its
 //!   path by shape, so a row's bits change with the row count (one row against two at any width,
 //!   and at 64 columns also between 2 and 5 rows), while the fixed-order kernel is as fast up to
-//!   32 rows and reads 16-bit weights in place.
+//!   32 rows and reads 16-bit weights in place. `REPROLM_GEMM=candle` restores candle's GEMM in
+//!   the fast path.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -41,7 +42,7 @@ use crate::Result;
 use candle_core::Tensor;
 use reprolm_precision::{ComputeMode, Linear, ReductionOrder};
 
-/// Which GEMM serves the projections on CUDA.
+/// Which GEMM serves the projections (`REPROLM_GEMM`; only `candle` changes anything on the CPU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family16 {
     /// cuBLASLt with an algorithm pinned per weight shape (16-bit and f32 operands), our
@@ -49,8 +50,9 @@ pub enum Family16 {
     PinnedCublasLt,
     /// Our tensor-core kernel ([`mma`] in CUDA builds) for 16-bit operands too.
     Mma,
-    /// candle's own matmul, cuBLAS choosing its kernel per call: **not** batch invariant. For
-    /// reproducing the batch dependence the paper measures in other engines.
+    /// candle's own matmul (cuBLAS choosing its kernel per call; on the CPU candle's GEMM, which
+    /// takes another path for one row): **not** batch invariant. For reproducing the batch
+    /// dependence the paper measures in other engines; deterministic mode is unaffected.
     Candle,
 }
 
@@ -91,6 +93,9 @@ pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
         return cuda_linear(lin, x, Family16::from_env());
     }
     let order = match mode {
+        ComputeMode::Fast if Family16::from_env() == Family16::Candle => {
+            return Ok(lin.forward_with(x, mode)?);
+        }
         ComputeMode::Fast => ReductionOrder::SEQUENTIAL,
         ComputeMode::Deterministic(order) => order,
     };
