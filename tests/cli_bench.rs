@@ -130,3 +130,53 @@ fn invariance_deterministic_rows_are_identical_on_the_cpu() {
         assert_eq!(row["max_top_logprob_difference"], 0.0, "{row}");
     }
 }
+
+/// `bench gemm` on the CPU: one row per policy and projection shape, every row count timed, the
+/// layer's row 0 bitwise the same at every row count, and for f32 compute an error against float64
+/// no larger than candle's own GEMM's by more than rounding would explain.
+#[test]
+fn gemm_reports_the_layer_invariant_on_every_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("gemm.json");
+    let config = fixture_model().join("config.json").display().to_string();
+    let out_arg = out.display().to_string();
+    let args = strings(&[
+        "bench",
+        "gemm",
+        "--config",
+        &config,
+        "--policy",
+        "bf16",
+        "--policy",
+        "layercast",
+        "--rows",
+        "1,5,8",
+        "--min-ms",
+        "1",
+        "--json",
+        &out_arg,
+    ]);
+    reprolm(tmp.path(), &args, 0);
+    let rows = json_file(&out);
+    let rows = rows.as_array().unwrap();
+    // q, k/v, o, gate/up, down, lm_head for each policy.
+    assert_eq!(rows.len(), 12, "{rows:?}");
+    for row in rows {
+        assert_eq!(row["rows"], serde_json::json!([1, 5, 8]), "{row}");
+        assert_eq!(row["layer_invariant"], true, "{row}");
+        assert!(row["layer_seconds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s.as_f64().unwrap() > 0.0));
+        if row["compute"] == "F32" {
+            let (l, d) = (
+                row["layer_error"].as_f64().unwrap(),
+                row["default_error"].as_f64().unwrap(),
+            );
+            assert!(l <= 4.0 * d.max(1e-7), "{row}");
+        } else {
+            assert!(row["layer_error"].is_null(), "{row}");
+        }
+    }
+}

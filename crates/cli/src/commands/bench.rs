@@ -20,7 +20,8 @@ use reprolm_precision::{ComputeMode, ReductionOrder};
 use serde_json::json;
 
 use crate::args::{
-    BenchCommand, BenchGemmArgs, BenchInvarianceArgs, BenchLogitsArgs, BenchModelArgs, BenchSpeedArgs,
+    BenchCommand, BenchGemmArgs, BenchInvarianceArgs, BenchLogitsArgs, BenchModelArgs,
+    BenchSpeedArgs,
 };
 use crate::config::{resolve_model, resolve_policy};
 use crate::progress::OutputMode;
@@ -170,8 +171,8 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
     }
     let mut results = Vec::new();
     for config in &configs {
-        let (_, spec) =
-            spec_from_config_file(config).with_context(|| format!("--config {}", config.display()))?;
+        let (_, spec) = spec_from_config_file(config)
+            .with_context(|| format!("--config {}", config.display()))?;
         for policy_name in &args.policies {
             let policy = resolve_policy(policy_name).context("--policy")?;
             if mode == OutputMode::Human {
@@ -190,14 +191,18 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
             }
             for shape in bench::shapes(&spec) {
                 let (storage, compute) = if shape.name == "lm_head" {
-                    (policy.dtype(Component::LmHead), policy.dtype(Component::LmHead))
+                    (
+                        policy.dtype(Component::LmHead),
+                        policy.dtype(Component::LmHead),
+                    )
                 } else {
                     (
                         policy.dtype(Component::LinearStorage),
                         policy.dtype(Component::MatmulCompute),
                     )
                 };
-                let r = bench::measure(&shape, storage, compute, &rows, &device, args.min_ms / 1e3)?;
+                let r =
+                    bench::measure(&shape, storage, compute, &rows, &device, args.min_ms / 1e3)?;
                 if mode == OutputMode::Human {
                     for t in &r.timings {
                         println!(
@@ -209,7 +214,8 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
                             t.layer_seconds * 1e6,
                             t.default_seconds * 1e6,
                             t.default_seconds / t.layer_seconds,
-                            t.other_seconds.map_or("-".into(), |s| format!("{:.1}", s * 1e6)),
+                            t.other_seconds
+                                .map_or("-".into(), |s| format!("{:.1}", s * 1e6)),
                         );
                     }
                     println!(
@@ -281,8 +287,8 @@ fn tune_gemm(
     use reprolm_precision::Component;
     let mut table: Vec<pins::Pin> = Vec::new();
     for config in configs {
-        let (_, spec) =
-            spec_from_config_file(config).with_context(|| format!("--config {}", config.display()))?;
+        let (_, spec) = spec_from_config_file(config)
+            .with_context(|| format!("--config {}", config.display()))?;
         for policy_name in &args.policies {
             let policy = resolve_policy(policy_name).context("--policy")?;
             for shape in bench::shapes(&spec) {
@@ -291,14 +297,20 @@ fn tune_gemm(
                 } else {
                     policy.dtype(Component::MatmulCompute)
                 };
-                let storage = if shape.name == "lm_head" { dtype } else { policy.dtype(Component::LinearStorage) };
+                let storage = if shape.name == "lm_head" {
+                    dtype
+                } else {
+                    policy.dtype(Component::LinearStorage)
+                };
                 // Only the projections cuBLASLt serves: same storage and compute, 16-bit or f32
                 // (LayerCast's bf16 weights run the tensor-core kernel instead).
                 if storage != dtype || !matches!(dtype, DType::BF16 | DType::F16 | DType::F32) {
                     continue;
                 }
                 let done = table.iter().any(|p| {
-                    p.n == shape.n && p.k == shape.k && p.bias == shape.bias
+                    p.n == shape.n
+                        && p.k == shape.k
+                        && p.bias == shape.bias
                         && p.dtype == reprolm_precision::dtype_name(dtype)
                 });
                 if done {
@@ -325,7 +337,11 @@ fn tune_gemm(
                     );
                     for c in &candidates {
                         let mark = if c.algo == pin.algo { "*" } else { " " };
-                        let times: Vec<String> = c.seconds.iter().map(|s| format!("{:8.1}", s * 1e6)).collect();
+                        let times: Vec<String> = c
+                            .seconds
+                            .iter()
+                            .map(|s| format!("{:8.1}", s * 1e6))
+                            .collect();
                         println!("  {mark} {:?} µs {}", c.algo, times.join(" "));
                     }
                 }
@@ -335,10 +351,16 @@ fn tune_gemm(
     }
     // Keep the file's entries for other GPUs, versions and shapes.
     if let Ok(text) = std::fs::read_to_string(out) {
-        let old = pins::parse(&text).with_context(|| format!("--tune {}: not a pin table", out.display()))?;
+        let old = pins::parse(&text)
+            .with_context(|| format!("--tune {}: not a pin table", out.display()))?;
         for p in old {
             let same = |q: &pins::Pin| {
-                q.gpu == p.gpu && q.cublaslt == p.cublaslt && q.dtype == p.dtype && q.n == p.n && q.k == p.k && q.bias == p.bias
+                q.gpu == p.gpu
+                    && q.cublaslt == p.cublaslt
+                    && q.dtype == p.dtype
+                    && q.n == p.n
+                    && q.k == p.k
+                    && q.bias == p.bias
             };
             if !table.iter().any(same) {
                 table.push(p);
@@ -350,7 +372,8 @@ fn tune_gemm(
 # smallest sum of time ratios to the fastest candidate at each measured row count. Written by\n\
 # `reprolm bench gemm --tune FILE` on the GPU it names; a shape, GPU or version missing here gets\n\
 # the heuristic's choice at 512 rows (kernels::gemm::cublaslt::Plan::choose).";
-    std::fs::write(out, pins::to_toml(header, &table)).with_context(|| format!("--tune {}", out.display()))?;
+    std::fs::write(out, pins::to_toml(header, &table))
+        .with_context(|| format!("--tune {}", out.display()))?;
     if mode == OutputMode::Human {
         println!("wrote {} pins to {}", table.len(), out.display());
     }

@@ -116,7 +116,10 @@ pub fn ptx_for_device(
         return Ok(p);
     }
     let ctx = dev.cuda_stream().context().clone();
-    let cc = |a| ctx.attribute(a).map_err(|e| candle_core::Error::Msg(format!("{e:?}")));
+    let cc = |a| {
+        ctx.attribute(a)
+            .map_err(|e| candle_core::Error::Msg(format!("{e:?}")))
+    };
     let (major, minor) = (
         cc(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
         cc(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,

@@ -42,12 +42,42 @@ pub fn shapes(spec: &DecoderSpec) -> Vec<GemmShape> {
     );
     let i = spec.intermediate_size;
     vec![
-        GemmShape { name: "q", n: q, k: h, bias: spec.qkv_bias },
-        GemmShape { name: "k/v", n: kv, k: h, bias: spec.qkv_bias },
-        GemmShape { name: "o", n: h, k: q, bias: spec.o_bias },
-        GemmShape { name: "gate/up", n: i, k: h, bias: spec.mlp_bias },
-        GemmShape { name: "down", n: h, k: i, bias: spec.mlp_bias },
-        GemmShape { name: "lm_head", n: spec.vocab_size, k: h, bias: false },
+        GemmShape {
+            name: "q",
+            n: q,
+            k: h,
+            bias: spec.qkv_bias,
+        },
+        GemmShape {
+            name: "k/v",
+            n: kv,
+            k: h,
+            bias: spec.qkv_bias,
+        },
+        GemmShape {
+            name: "o",
+            n: h,
+            k: q,
+            bias: spec.o_bias,
+        },
+        GemmShape {
+            name: "gate/up",
+            n: i,
+            k: h,
+            bias: spec.mlp_bias,
+        },
+        GemmShape {
+            name: "down",
+            n: h,
+            k: i,
+            bias: spec.mlp_bias,
+        },
+        GemmShape {
+            name: "lm_head",
+            n: spec.vocab_size,
+            k: h,
+            bias: false,
+        },
     ]
 }
 
@@ -144,7 +174,11 @@ pub fn measure(
         if m == max_rows {
             let (a, b) = (yl.to_dtype(DType::F32)?, yd.to_dtype(DType::F32)?);
             let diff = (&a - &b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            let scale = b.abs()?.max_all()?.to_scalar::<f32>()?.max(f32::MIN_POSITIVE);
+            let scale = b
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?
+                .max(f32::MIN_POSITIVE);
             relative_difference = (diff / scale) as f64;
         }
         layer_rows0.push(bits(&yl.narrow(0, 0, 1)?)?);
@@ -170,7 +204,10 @@ pub fn measure(
         let x = x_all.narrow(0, 0, r)?.contiguous()?;
         let exact = {
             let w64 = lin.weight().to_dtype(DType::F64)?.to_device(&Device::Cpu)?;
-            let mut y = x.to_dtype(DType::F64)?.to_device(&Device::Cpu)?.matmul(&w64.t()?)?;
+            let mut y = x
+                .to_dtype(DType::F64)?
+                .to_device(&Device::Cpu)?
+                .matmul(&w64.t()?)?;
             if let Some(b) = lin.bias() {
                 y = y.broadcast_add(&b.to_dtype(DType::F64)?.to_device(&Device::Cpu)?)?;
             }
@@ -218,7 +255,9 @@ fn other_family<'a>(
             super::Family16::Mma => super::Family16::PinnedCublasLt,
             super::Family16::PinnedCublasLt | super::Family16::Candle => super::Family16::Mma,
         };
-        return Some(Box::new(move |x: &Tensor| super::cuda_linear(lin, x, other)));
+        return Some(Box::new(move |x: &Tensor| {
+            super::cuda_linear(lin, x, other)
+        }));
     }
     let _ = (lin, device);
     None
@@ -230,7 +269,9 @@ fn pinned_algorithm(lin: &Linear, device: &Device) -> Option<String> {
     if device.is_cuda() && lin.weight().dtype() == lin.compute_dtype() {
         let key = super::cublaslt::key_for(lin.weight(), lin.bias().is_some()).ok()?;
         let dev = super::cublaslt::cuda_device(lin.weight()).ok()?;
-        return super::cublaslt::plan_on(dev, key).ok().map(|p| p.describe());
+        return super::cublaslt::plan_on(dev, key)
+            .ok()
+            .map(|p| p.describe());
     }
     let _ = (lin, device);
     None
@@ -333,7 +374,11 @@ pub fn tune(
         )));
     }
     let best_at: Vec<f64> = (0..rows.len())
-        .map(|i| out.iter().map(|c| c.seconds[i]).fold(f64::INFINITY, f64::min))
+        .map(|i| {
+            out.iter()
+                .map(|c| c.seconds[i])
+                .fold(f64::INFINITY, f64::min)
+        })
         .collect();
     let score = |c: &Candidate| -> f64 { c.seconds.iter().zip(&best_at).map(|(s, b)| s / b).sum() };
     let best = out

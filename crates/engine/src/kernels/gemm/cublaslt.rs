@@ -3,12 +3,15 @@
 //!
 //! cuBLAS's default call asks its heuristic for every shape it sees, and the heuristic picks
 //! another kernel (tile, split-K, stream-K) as the row count changes, so a row's bits change with
-//! its batch. Here a weight shape `(N, K)` gets its algorithm once ([`Plan::choose`]: ranked by
-//! the heuristic at fixed row counts, [`PIN_ROWS`], and checked to run every row count), and that
-//! algorithm is then used for every row count after `cublasLtMatmulAlgoCheck` accepts it; there
-//! is no fallback to another algorithm. With the same kernel, tile, split of K and K loop for all
-//! row counts, each output element is reduced in the same order. Which algorithm a shape got is
-//! reported by [`Plan::describe`].
+//! its batch. Here a weight shape `(N, K)` gets its algorithm once ([`plan_on`]): the pin table's
+//! ([`pins`](super::pins), tuned per GPU type and cuBLASLt version by `reprolm bench gemm --tune`)
+//! or, for shapes it lacks, the heuristic's ranking at fixed row counts ([`Plan::choose`],
+//! [`PIN_ROWS`]); either is checked to run every row count of [`VALID_ROWS`]. That algorithm then
+//! serves every row count after `cublasLtMatmulAlgoCheck` accepts it; there is no fallback to
+//! another algorithm. With the same kernel, tile, split of K (a pinned split-K algorithm cuts K
+//! the same way and reduces the parts in the same order at every row count) and K loop, each
+//! output element is reduced in the same order; `reprolm bench gemm` checks it bitwise per shape.
+//! Which algorithm a shape got is reported by [`Plan::describe`].
 //!
 //! The bias rides in the epilogue (`CUBLASLT_EPILOGUE_BIAS`): added in f32 to the accumulated sum
 //! before the one rounding to the output type, as torch's `addmm` does.
@@ -41,7 +44,7 @@ const ALIGN: usize = 16;
 
 /// Bytes of workspace a pinned algorithm may use (one buffer per device, kept for the process).
 /// Some split-K-free kernels ask for a few bytes (a tile scheduler's counter) at larger row counts.
-const WORKSPACE: usize = 1 << 20;
+pub const WORKSPACE: usize = 1 << 20;
 
 /// Candidates asked of the heuristic per shape.
 const CANDIDATES: usize = 16;
@@ -50,7 +53,9 @@ fn check(status: lt::cublasStatus_t, what: &str) -> candle_core::Result<()> {
     if status == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
         Ok(())
     } else {
-        Err(candle_core::Error::Msg(format!("cuBLASLt {what}: {status:?}")))
+        Err(candle_core::Error::Msg(format!(
+            "cuBLASLt {what}: {status:?}"
+        )))
     }
 }
 
@@ -94,7 +99,9 @@ impl MatrixLayout {
         let mut l = std::ptr::null_mut();
         // Safety: creates a new layout object.
         check(
-            unsafe { lt::cublasLtMatrixLayoutCreate(&mut l, ty, rows as u64, cols as u64, rows as i64) },
+            unsafe {
+                lt::cublasLtMatrixLayoutCreate(&mut l, ty, rows as u64, cols as u64, rows as i64)
+            },
             "layout",
         )?;
         Ok(MatrixLayout(l))
@@ -118,7 +125,11 @@ impl Drop for Desc {
     }
 }
 
-fn set_desc<T>(d: &Desc, attr: lt::cublasLtMatmulDescAttributes_t, v: &T) -> candle_core::Result<()> {
+fn set_desc<T>(
+    d: &Desc,
+    attr: lt::cublasLtMatmulDescAttributes_t,
+    v: &T,
+) -> candle_core::Result<()> {
     // Safety: `v` is a live value of the attribute's documented type and size.
     check(
         unsafe {
@@ -174,7 +185,11 @@ impl PinStrategy {
         *S.get_or_init(|| {
             let mut s = PinStrategy::DEFAULT;
             if let Ok(v) = std::env::var("REPROLM_GEMM_PIN") {
-                let rows: Vec<usize> = v.split(',').filter_map(|r| r.trim().parse().ok()).filter(|&r| r > 0).collect();
+                let rows: Vec<usize> = v
+                    .split(',')
+                    .filter_map(|r| r.trim().parse().ok())
+                    .filter(|&r| r > 0)
+                    .collect();
                 if !rows.is_empty() {
                     s.rows = Box::leak(rows.into_boxed_slice());
                 }
@@ -190,7 +205,12 @@ impl PinStrategy {
 impl std::fmt::Display for PinStrategy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let rows: Vec<String> = self.rows.iter().map(|r| r.to_string()).collect();
-        write!(f, "ranked at {} rows, split-K {}", rows.join("+"), if self.split_k { "allowed" } else { "off" })
+        write!(
+            f,
+            "ranked at {} rows, split-K {}",
+            rows.join("+"),
+            if self.split_k { "allowed" } else { "off" }
+        )
     }
 }
 
@@ -214,7 +234,10 @@ unsafe impl Sync for Plan {}
 
 /// One attribute of an algorithm's configuration (cuBLASLt wants the attribute's exact size: 4
 /// bytes for most, 2 for the inner and cluster shapes); -1 if it cannot be read.
-fn algo_attr(algo: &lt::cublasLtMatmulAlgo_t, attr: lt::cublasLtMatmulAlgoConfigAttributes_t) -> i64 {
+fn algo_attr(
+    algo: &lt::cublasLtMatmulAlgo_t,
+    attr: lt::cublasLtMatmulAlgoConfigAttributes_t,
+) -> i64 {
     for size in [4usize, 2, 8] {
         let mut v: u64 = 0;
         let mut written = 0usize;
@@ -300,12 +323,42 @@ impl Cublas for AlgoConfig {
         };
         set(&mut algo, C::CUBLASLT_ALGO_CONFIG_TILE_ID, self.tile, 4)?;
         set(&mut algo, C::CUBLASLT_ALGO_CONFIG_STAGES_ID, self.stages, 4)?;
-        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_SPLITK_NUM, self.splitk, 4)?;
-        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, self.reduction, 4)?;
-        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, self.swizzle, 4)?;
-        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, self.custom, 4)?;
-        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID, self.inner, 2)?;
-        set(&mut algo, C::CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, self.cluster, 2)?;
+        set(
+            &mut algo,
+            C::CUBLASLT_ALGO_CONFIG_SPLITK_NUM,
+            self.splitk,
+            4,
+        )?;
+        set(
+            &mut algo,
+            C::CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+            self.reduction,
+            4,
+        )?;
+        set(
+            &mut algo,
+            C::CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING,
+            self.swizzle,
+            4,
+        )?;
+        set(
+            &mut algo,
+            C::CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION,
+            self.custom,
+            4,
+        )?;
+        set(
+            &mut algo,
+            C::CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID,
+            self.inner,
+            2,
+        )?;
+        set(
+            &mut algo,
+            C::CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID,
+            self.cluster,
+            2,
+        )?;
         Ok(algo)
     }
 }
@@ -359,7 +412,9 @@ impl Plan {
         let mut d = std::ptr::null_mut();
         // Safety: creates a descriptor object.
         check(
-            unsafe { lt::cublasLtMatmulDescCreate(&mut d, compute, lt::cudaDataType_t::CUDA_R_32F) },
+            unsafe {
+                lt::cublasLtMatmulDescCreate(&mut d, compute, lt::cudaDataType_t::CUDA_R_32F)
+            },
             "descriptor",
         )?;
         let desc = Desc(d);
@@ -367,7 +422,11 @@ impl Plan {
         set_desc(&desc, D::CUBLASLT_MATMUL_DESC_TRANSA, &1i32)?;
         set_desc(&desc, D::CUBLASLT_MATMUL_DESC_TRANSB, &0i32)?;
         if key.bias {
-            set_desc(&desc, D::CUBLASLT_MATMUL_DESC_EPILOGUE, &lt::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS)?;
+            set_desc(
+                &desc,
+                D::CUBLASLT_MATMUL_DESC_EPILOGUE,
+                &lt::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS,
+            )?;
         }
         // Column-major view of row-major operands: A = W is K x N (transposed to N x K),
         // B = x is K x M, D = y is N x M.
@@ -411,9 +470,16 @@ impl Plan {
                 }
                 let score: usize = lists
                     .iter()
-                    .map(|l| l.iter().position(|b| b.data == algo.data).unwrap_or(CANDIDATES))
+                    .map(|l| {
+                        l.iter()
+                            .position(|b| b.data == algo.data)
+                            .unwrap_or(CANDIDATES)
+                    })
                     .sum();
-                let first = lists[0].iter().position(|b| b.data == algo.data).unwrap_or(CANDIDATES);
+                let first = lists[0]
+                    .iter()
+                    .position(|b| b.data == algo.data)
+                    .unwrap_or(CANDIDATES);
                 if best.is_some_and(|(s, f, _)| (s, f) <= (score, first)) {
                     continue;
                 }
@@ -442,7 +508,10 @@ impl Plan {
         let c = MatrixLayout::new(ty, self.key.n, rows)?;
         let mut pref = std::ptr::null_mut();
         // Safety: creates a preference object, destroyed below.
-        check(unsafe { lt::cublasLtMatmulPreferenceCreate(&mut pref) }, "preference")?;
+        check(
+            unsafe { lt::cublasLtMatmulPreferenceCreate(&mut pref) },
+            "preference",
+        )?;
         let ws_bytes: u64 = WORKSPACE as u64;
         let align: u32 = ALIGN as u32;
         let mut st = lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS;
@@ -454,7 +523,11 @@ impl Plan {
                     st = r;
                 }
             };
-            set(P::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes as *const u64 as *const c_void, 8);
+            set(
+                P::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                &ws_bytes as *const u64 as *const c_void,
+                8,
+            );
             for attr in [
                 P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
                 P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
@@ -489,7 +562,9 @@ impl Plan {
         unsafe { results.set_len(found.clamp(0, CANDIDATES as i32) as usize) };
         Ok(results
             .into_iter()
-            .filter(|r| r.state == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS && r.workspaceSize <= WORKSPACE)
+            .filter(|r| {
+                r.state == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS && r.workspaceSize <= WORKSPACE
+            })
             .map(|r| r.algo)
             .collect())
     }
@@ -572,7 +647,12 @@ impl Plan {
         let (m, k) = x.1.shape().dims2()?;
         let (n, kw) = w.1.shape().dims2()?;
         if k != self.key.k || kw != k || n != self.key.n || bias.is_some() != self.key.bias {
-            candle_core::bail!("pinned cuBLASLt GEMM: call {:?} x {:?} does not fit {:?}", x.1.dims(), w.1.dims(), self.key);
+            candle_core::bail!(
+                "pinned cuBLASLt GEMM: call {:?} x {:?} does not fit {:?}",
+                x.1.dims(),
+                w.1.dims(),
+                self.key
+            );
         }
         self.check_rows(m)?;
         let (ty, _) = types(self.key.dtype)?;
@@ -580,7 +660,10 @@ impl Plan {
         let c_layout = MatrixLayout::new(ty, n, m)?;
         let stream = dev.cuda_stream();
         let out = reprolm_precision::cuda::Output::alloc(dev, self.key.dtype, m * n)?;
-        fn view<'a, T>(s: &'a candle_core::cuda_backend::cudarc::driver::CudaSlice<T>, l: &Layout) -> candle_core::Result<CudaView<'a, T>> {
+        fn view<'a, T>(
+            s: &'a candle_core::cuda_backend::cudarc::driver::CudaSlice<T>,
+            l: &Layout,
+        ) -> candle_core::Result<CudaView<'a, T>> {
             match l.contiguous_offsets() {
                 Some((a, b)) => Ok(s.slice(a..b)),
                 None => candle_core::bail!("pinned cuBLASLt GEMM: operands must be contiguous"),
@@ -589,8 +672,16 @@ impl Plan {
         macro_rules! ptr {
             ($st:expr, $l:expr) => {{
                 match $st.dtype() {
-                    DType::BF16 => view($st.as_cuda_slice::<half::bf16>()?, $l)?.device_ptr(&stream).0,
-                    DType::F16 => view($st.as_cuda_slice::<half::f16>()?, $l)?.device_ptr(&stream).0,
+                    DType::BF16 => {
+                        view($st.as_cuda_slice::<half::bf16>()?, $l)?
+                            .device_ptr(&stream)
+                            .0
+                    }
+                    DType::F16 => {
+                        view($st.as_cuda_slice::<half::f16>()?, $l)?
+                            .device_ptr(&stream)
+                            .0
+                    }
                     DType::F32 => view($st.as_cuda_slice::<f32>()?, $l)?.device_ptr(&stream).0,
                     other => candle_core::bail!("pinned cuBLASLt GEMM: no {other:?} support"),
                 }
@@ -612,7 +703,11 @@ impl Plan {
         let (alpha, beta) = (1f32, 0f32);
         let _call = self.call.lock().expect("plan lock");
         if let Some(bp) = bp {
-            set_desc(&self.desc, lt::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp)?;
+            set_desc(
+                &self.desc,
+                lt::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                &bp,
+            )?;
         }
         // Safety: pointers are live device buffers of the layouts' sizes (checked shapes,
         // contiguous views), the algorithm was checked for `m` rows within the workspace.
@@ -649,7 +744,10 @@ fn workspace(
     type Slice = candle_core::cuda_backend::cudarc::driver::CudaSlice<u8>;
     static BUFFERS: OnceLock<Mutex<HashMap<candle_core::cuda_backend::DeviceId, Arc<Slice>>>> =
         OnceLock::new();
-    let mut b = BUFFERS.get_or_init(Default::default).lock().expect("workspace lock");
+    let mut b = BUFFERS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("workspace lock");
     if let Some(s) = b.get(&dev.id()) {
         return Ok(s.clone());
     }
@@ -676,9 +774,14 @@ reprolm_precision::cuda_linear_op!(PinnedGemm, "reprolm-pinned-gemm");
 /// The plan of `key` on `dev`: the pin table's algorithm for this GPU, cuBLASLt version and
 /// shape when there is one (and it still runs every row count), else [`Plan::choose`]'s.
 pub fn plan_on(dev: &CudaDevice, key: PlanKey) -> candle_core::Result<Arc<Plan>> {
-    static PLANS: OnceLock<Mutex<HashMap<(String, PlanKey), Arc<Plan>>>> = OnceLock::new();
+    /// Plans by GPU name and key.
+    type Plans = HashMap<(String, PlanKey), Arc<Plan>>;
+    static PLANS: OnceLock<Mutex<Plans>> = OnceLock::new();
     let gpu = gpu_name(dev);
-    let mut plans = PLANS.get_or_init(Default::default).lock().expect("plans lock");
+    let mut plans = PLANS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("plans lock");
     if let Some(p) = plans.get(&(gpu.clone(), key)) {
         return Ok(p.clone());
     }
@@ -723,7 +826,12 @@ pub(crate) fn aligned(t: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// `x · wᵀ (+ bias)` through `plan` (x, w and bias of the plan's dtype; x `(M, K)`).
-pub fn linear_with(plan: &Arc<Plan>, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+pub fn linear_with(
+    plan: &Arc<Plan>,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
     let op = PinnedGemm(plan.clone());
     let (x, w) = (aligned(x)?, aligned(w)?);
     match bias {

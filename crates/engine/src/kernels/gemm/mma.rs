@@ -21,7 +21,7 @@ pub const STRETCH: usize = 64;
 /// The most rows the decode kernels take (8 per tensor-core column tile, up to 4 tiles).
 pub const SMALL_ROWS: usize = 32;
 /// The most groups (warps of a decode block; the source's shared array holds 16).
-const MAX_GROUPS: usize = 16;
+pub const MAX_GROUPS: usize = 16;
 /// Warps a decode launch aims for, so that enough loads are in flight to stream W at full
 /// bandwidth (132 SMs, 16 warps each).
 const TARGET_WARPS: usize = 2048;
@@ -198,7 +198,11 @@ mod gpu_tests {
             let all = linear(&x, &w, Some(&b))?;
             for m in (1..=70).chain([128, 129, 200]) {
                 let part = linear(&x.narrow(0, 0, m)?, &w, Some(&b))?;
-                assert_eq!(bits(&part), bits(&all.narrow(0, 0, m)?), "{x_dtype:?}, {m} rows");
+                assert_eq!(
+                    bits(&part),
+                    bits(&all.narrow(0, 0, m)?),
+                    "{x_dtype:?}, {m} rows"
+                );
             }
         }
         Ok(())
@@ -216,12 +220,18 @@ mod gpu_tests {
                 .to_dtype(DType::F64)?
                 .matmul(&w.to_dtype(DType::F64)?.t()?)?;
             let err = |y: Tensor| -> candle_core::Result<f64> {
-                (y.to_dtype(DType::F64)? - &exact)?.abs()?.max_all()?.to_scalar::<f64>()
+                (y.to_dtype(DType::F64)? - &exact)?
+                    .abs()?
+                    .max_all()?
+                    .to_scalar::<f64>()
             };
             let ours = err(linear(&x, &w, None)?)?;
             let fp32 = err(x.matmul(&w.to_dtype(DType::F32)?.t()?)?)?;
             eprintln!("{n}x{k}: tensor-core LayerCast {ours:.3e}, f32 GEMM {fp32:.3e}");
-            assert!(ours <= 2.0 * fp32.max(1e-7), "{n}x{k}: {ours:e} vs f32 GEMM {fp32:e}");
+            assert!(
+                ours <= 2.0 * fp32.max(1e-7),
+                "{n}x{k}: {ours:e} vs f32 GEMM {fp32:e}"
+            );
         }
         Ok(())
     }

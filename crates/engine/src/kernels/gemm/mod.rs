@@ -109,7 +109,9 @@ pub fn cuda_linear(lin: &Linear, x: &Tensor, family: Family16) -> Result<Tensor>
     let compute = lin.compute_dtype();
     let w = lin.weight();
     let dims = x.dims().to_vec();
-    let k = *dims.last().expect("linear input has at least one dimension");
+    let k = *dims
+        .last()
+        .expect("linear input has at least one dimension");
     let rows = x.elem_count() / k.max(1);
     let x2 = x.to_dtype(compute)?.reshape((rows, k))?;
     let bias = lin.bias();

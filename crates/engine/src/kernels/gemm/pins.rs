@@ -71,7 +71,8 @@ pub fn parse(text: &str) -> Result<Vec<Pin>, toml::de::Error> {
 pub fn to_toml(header: &str, pins: &[Pin]) -> String {
     let mut pins = pins.to_vec();
     pins.sort_by(|a, b| {
-        (&a.gpu, a.cublaslt, &a.dtype, a.n, a.k, a.bias).cmp(&(&b.gpu, b.cublaslt, &b.dtype, b.n, b.k, b.bias))
+        (&a.gpu, a.cublaslt, &a.dtype, a.n, a.k, a.bias)
+            .cmp(&(&b.gpu, b.cublaslt, &b.dtype, b.n, b.k, b.bias))
     });
     let body = toml::to_string(&File { pin: pins }).expect("pins serialise");
     format!("{header}\n{body}")
@@ -84,9 +85,21 @@ pub fn shipped() -> &'static [Pin] {
 }
 
 /// The shipped table's algorithm for a shape on a GPU type and cuBLASLt version, if any.
-pub fn lookup(gpu: &str, cublaslt: usize, dtype: &str, n: usize, k: usize, bias: bool) -> Option<&'static Pin> {
+pub fn lookup(
+    gpu: &str,
+    cublaslt: usize,
+    dtype: &str,
+    n: usize,
+    k: usize,
+    bias: bool,
+) -> Option<&'static Pin> {
     shipped().iter().find(|p| {
-        p.gpu == gpu && p.cublaslt == cublaslt && p.dtype == dtype && p.n == n && p.k == k && p.bias == bias
+        p.gpu == gpu
+            && p.cublaslt == cublaslt
+            && p.dtype == dtype
+            && p.n == n
+            && p.k == k
+            && p.bias == bias
     })
 }
 
@@ -97,7 +110,10 @@ mod tests {
     #[test]
     fn the_shipped_table_parses_and_has_one_entry_per_key() {
         let pins = shipped();
-        let mut keys: Vec<_> = pins.iter().map(|p| (&p.gpu, p.cublaslt, &p.dtype, p.n, p.k, p.bias)).collect();
+        let mut keys: Vec<_> = pins
+            .iter()
+            .map(|p| (&p.gpu, p.cublaslt, &p.dtype, p.n, p.k, p.bias))
+            .collect();
         let all = keys.len();
         keys.sort();
         keys.dedup();
@@ -113,7 +129,17 @@ mod tests {
             n: 1536,
             k: 8960,
             bias: false,
-            algo: AlgoConfig { id: 66, tile: 27, stages: 35, splitk: 1, reduction: 0, swizzle: 0, custom: 2, inner: 0, cluster: 3 },
+            algo: AlgoConfig {
+                id: 66,
+                tile: 27,
+                stages: 35,
+                splitk: 1,
+                reduction: 0,
+                swizzle: 0,
+                custom: 2,
+                inner: 0,
+                cluster: 3,
+            },
         };
         let text = to_toml("# test", std::slice::from_ref(&pin));
         assert!(text.starts_with("# test\n"));
