@@ -4,7 +4,7 @@
 //! cuBLAS's default call asks its heuristic for every shape it sees, and the heuristic picks
 //! another kernel (tile, split-K, stream-K) as the row count changes, so a row's bits change with
 //! its batch. Here a weight shape `(N, K)` gets its algorithm once ([`plan_on`]): the pin table's
-//! ([`pins`](super::pins), tuned per GPU type and cuBLASLt version by `reprolm bench gemm --tune`)
+//! ([`pins`], tuned per GPU type and cuBLASLt version by `reprolm bench gemm --tune`)
 //! or, for shapes it lacks, the heuristic's ranking at fixed row counts ([`Plan::choose`],
 //! [`PIN_ROWS`]); either is checked to run every row count of [`VALID_ROWS`]. That algorithm then
 //! serves every row count after `cublasLtMatmulAlgoCheck` accepts it; there is no fallback to
