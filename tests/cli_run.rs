@@ -214,3 +214,46 @@ fn json_log_and_score_regrades_without_generating() {
     };
     assert_eq!(strip(&back), strip(&original));
 }
+
+/// The paper's own flags (`eval_main.py --dtype bfloat16 --batch_size ... --max_tokens ...
+/// --exp_name ...`) run as they are, and the run records the preset's own name.
+#[test]
+fn the_papers_flags_and_dtype_names_are_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture_model().display().to_string();
+    let args: Vec<String> = [
+        "run",
+        "--model",
+        &model,
+        "--task",
+        "arith",
+        "--dtype",
+        "bfloat16",
+        "--seed",
+        "42",
+        "--batch_size",
+        "2",
+        "--max_tokens",
+        "6",
+        "--exp_name",
+        "2cpu_arith_bf16_bs2",
+        "--limit",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    reprolm(tmp.path(), &args, 0);
+    let m = manifest_sans_times(&tmp.path().join("2cpu_arith_bf16_bs2"));
+    assert_eq!(m["policy"]["name"], "bf16", "{m}");
+    assert_eq!(m["batch_size"], 2, "{m}");
+    assert_eq!(m["max_tokens"], 6, "{m}");
+    // An unknown name lists the aliases beside the presets.
+    let err = reprolm(
+        tmp.path(),
+        &run_args(&tmp.path().join("x"), &["--dtype", "bfloat17"]),
+        1,
+    );
+    let err = String::from_utf8_lossy(&err.stderr);
+    assert!(err.contains("bfloat16 = bf16"), "{err}");
+}

@@ -85,11 +85,13 @@ pub struct RunArgs {
     /// Task setting KEY=VALUE (repeatable), e.g. `n=20` for arith or `difficulty=hard`.
     #[arg(long = "task-param", value_name = "KEY=VALUE")]
     pub task_params: Vec<String>,
-    /// Precision policy: a preset name (see `reprolm policies`) or a policy file `*.toml`.
-    #[arg(long, default_value = "fp32")]
+    /// Precision policy: a preset name (see `reprolm policies`; `bfloat16`, `float16` and
+    /// `float32` name the uniform presets) or a policy file `*.toml`. `--dtype` is the paper's
+    /// spelling.
+    #[arg(long, visible_alias = "dtype", default_value = "fp32")]
     pub policy: String,
     /// Prompts per batch (static) or concurrent sequences (continuous).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, alias = "batch_size", default_value_t = 8)]
     pub batch_size: u32,
     /// How prompts are put into batches.
     #[arg(long, value_enum, default_value_t = BatchingArg::Static)]
@@ -98,16 +100,17 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Generation limit per response, in tokens.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, alias = "max_tokens", default_value_t = 1024)]
     pub max_tokens: u32,
-    /// Samples per problem (pass@k); more than 1 needs a temperature above 0.
-    #[arg(long, default_value_t = 1)]
+    /// Samples per problem (pass@k; the paper's `--passk`); more than 1 needs a temperature
+    /// above 0.
+    #[arg(long, alias = "passk", default_value_t = 1)]
     pub samples: u32,
     /// Sampling temperature; 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
     /// Nucleus sampling threshold.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, alias = "top_p", default_value_t = 1.0)]
     pub top_p: f64,
     /// Keep only the k most likely tokens (0 = off).
     #[arg(long, default_value_t = 0)]
@@ -137,8 +140,9 @@ pub struct RunArgs {
     /// Evaluate only these problem ids (comma-separated), in the order given.
     #[arg(long, value_delimiter = ',')]
     pub problems: Option<Vec<String>>,
-    /// Run directory [default: runs/<model>-<task>-<policy>-bs<B>].
-    #[arg(long)]
+    /// Run directory [default: runs/<model>-<task>-<policy>-bs<B>]; the paper's `--exp_name`
+    /// names it too.
+    #[arg(long, alias = "exp_name")]
     pub out: Option<PathBuf>,
 }
 

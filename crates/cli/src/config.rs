@@ -266,8 +266,13 @@ fn sanitize(s: &str) -> String {
 pub fn resolve_policy(name: &str) -> Result<PrecisionPolicy> {
     PrecisionPolicy::resolve(name).map_err(|e| match e {
         reprolm_precision::Error::NotAPolicy { .. } => anyhow::anyhow!(
-            "unknown precision policy `{name}`; available: {} (or a policy file ending in .toml)",
-            PRESETS.join(", ")
+            "unknown precision policy `{name}`; available: {} (also {}), or a policy file ending in .toml",
+            PRESETS.join(", "),
+            reprolm_precision::PRESET_ALIASES
+                .iter()
+                .map(|(a, p)| format!("{a} = {p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         other => anyhow::Error::new(other),
     })

@@ -181,7 +181,7 @@ impl PrecisionPolicy {
     /// # Ok::<(), reprolm_precision::Error>(())
     /// ```
     pub fn resolve(name_or_path: &str) -> Result<Self> {
-        if PRESETS.contains(&name_or_path) {
+        if crate::policy::preset_name(name_or_path).is_some() {
             return Self::preset(name_or_path);
         }
         let looks_like_file = name_or_path.ends_with(".toml")
@@ -351,6 +351,12 @@ mod tests {
         assert_eq!(p.name, "half-kv");
         assert_eq!(p.dtype(Component::KvCache), DType::BF16);
         assert_eq!(PrecisionPolicy::resolve("bf16").unwrap().name, "bf16");
+        // The paper's and torch's dtype names are the uniform presets, under the preset's name.
+        for (alias, preset) in crate::PRESET_ALIASES {
+            let p = PrecisionPolicy::resolve(alias).unwrap();
+            assert_eq!(p, PrecisionPolicy::preset(preset).unwrap(), "{alias}");
+            assert_eq!(p.name, preset);
+        }
         let missing = PrecisionPolicy::resolve(dir.join("nope.toml").to_str().unwrap())
             .unwrap_err()
             .to_string();

@@ -86,4 +86,6 @@ pub use linear::{matmul, Linear};
 pub use memory::{
     format_bytes, GroupBytes, KvCacheMemory, MemoryEstimate, ModelShape, WeightGroup, WeightMemory,
 };
-pub use policy::{dtype_name, parse_dtype, Component, PrecisionPolicy, PRESETS};
+pub use policy::{
+    dtype_name, parse_dtype, preset_name, Component, PrecisionPolicy, PRESETS, PRESET_ALIASES,
+};

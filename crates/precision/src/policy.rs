@@ -73,6 +73,33 @@ impl Component {
 /// The preset names, in the order `reprolm policies` lists them.
 pub const PRESETS: [&str; 5] = ["bf16", "fp16", "fp32", "layercast", "fp32-head"];
 
+/// Other names of the uniform presets: the dtype names of torch, vLLM's `--dtype` and the paper's
+/// scripts (`eval_main.py --dtype bfloat16`), as `(alias, preset)`.
+pub const PRESET_ALIASES: [(&str, &str); 6] = [
+    ("bfloat16", "bf16"),
+    ("float16", "fp16"),
+    ("half", "fp16"),
+    ("float32", "fp32"),
+    ("float", "fp32"),
+    ("f32", "fp32"),
+];
+
+/// The preset a name or alias stands for (`bfloat16` is `bf16`), if any.
+///
+/// ```
+/// assert_eq!(reprolm_precision::preset_name("bfloat16"), Some("bf16"));
+/// assert_eq!(reprolm_precision::preset_name("layercast"), Some("layercast"));
+/// assert_eq!(reprolm_precision::preset_name("bf17"), None);
+/// ```
+pub fn preset_name(name: &str) -> Option<&'static str> {
+    PRESETS.iter().copied().find(|p| *p == name).or_else(|| {
+        PRESET_ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == name)
+            .map(|(_, p)| *p)
+    })
+}
+
 /// Which dtype each [`Component`] uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrecisionPolicy {
@@ -96,9 +123,10 @@ impl PrecisionPolicy {
         p
     }
 
-    /// A named preset: `bf16`, `fp16`, `fp32`, `layercast` or `fp32-head`.
+    /// A named preset: `bf16`, `fp16`, `fp32`, `layercast` or `fp32-head`, or an alias of one
+    /// ([`PRESET_ALIASES`]; the policy then carries the preset's own name).
     pub fn preset(name: &str) -> Result<Self> {
-        let p = match name {
+        let p = match preset_name(name).unwrap_or(name) {
             "bf16" => Self::uniform("bf16", DType::BF16),
             "fp16" => Self::uniform("fp16", DType::F16),
             "fp32" => Self::uniform("fp32", DType::F32),
