@@ -1,7 +1,8 @@
 //! The human-readable report: report.md and the table printed to the terminal.
 //!
-//! Units follow the paper: accuracies and Std@Acc in percentage points, lengths in tokens,
-//! Avg_Std@top1_prob in units of 1e-4.
+//! Units follow the paper: accuracies and Std@Acc in percentage points, lengths in tokens;
+//! Avg_Std@top1_prob is a probability in scientific notation (the paper's tables give it in units
+//! of 1e-4, where a reproducible policy's 1e-8 would read 0.00).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,6 +14,16 @@ use crate::stats::StdKind;
 
 pub(crate) fn fmt_pct(x: f64) -> String {
     format!("{:.2}", x * 100.0)
+}
+
+/// A small positive quantity in scientific notation with three significant digits (`8.10e-8`),
+/// `0` for zero.
+pub(crate) fn fmt_sci(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else {
+        format!("{x:.2e}")
+    }
 }
 
 fn cell<T>(m: &Measure<T>, f: impl Fn(&T) -> String) -> String {
@@ -52,7 +63,7 @@ fn summary_cells(g: &GroupReport, with_pass: bool) -> Vec<String> {
         share,
         mean_i,
         med_i,
-        cell(&m.avg_std_top1_prob, |x| format!("{:.2}", x * 1e4)),
+        cell(&m.avg_std_top1_prob, |x| fmt_sci(*x)),
     ];
     if with_pass {
         let p1 = m.pass_at_k.first();
@@ -74,7 +85,7 @@ fn summary_table(groups: &[&GroupReport], with_pass: bool) -> Table {
         ("Div %", Align::Right),
         ("Div_Index mean", Align::Right),
         ("Div_Index median", Align::Right),
-        ("Avg_Std@top1 x1e-4", Align::Right),
+        ("Avg_Std@top1", Align::Right),
     ];
     if with_pass {
         headers.push(("Pass@1 %", Align::Right));
@@ -219,7 +230,8 @@ impl Report {
         let mut out = format!(
             "# reprolm report\n\nRoot: `{}`. {} run(s) in {} group(s). A group holds the runs of one model, task, \
              decoding setting and precision policy; its runs differ only in runtime configuration. Metrics use {}; \
-             accuracies in %, lengths in tokens, Avg_Std@top1_prob in units of 1e-4.\n",
+             accuracies in %, lengths in tokens, Avg_Std@top1_prob as a probability (the paper's tables \
+             give it in units of 1e-4).\n",
             self.root.display(),
             n_runs,
             self.groups.len(),
