@@ -147,7 +147,7 @@ fn speed(args: &BenchSpeedArgs, mode: OutputMode) -> Result<i32> {
 /// `bench gemm`: per config, policy and projection shape, the GEMM layer's time per call against
 /// candle's default matmul at each row count, row-0 invariance of both, and f32 accuracy.
 fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
-    use reprolm_engine::kernels::gemm::{bench, Family16};
+    use reprolm_engine::kernels::gemm::{bench, GemmFamily};
     use reprolm_engine::models::spec_from_config_file;
     use reprolm_precision::Component;
     if args.rows.is_empty() || args.rows.contains(&0) {
@@ -177,11 +177,11 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
             let policy = resolve_policy(policy_name).context("--policy")?;
             if mode == OutputMode::Human {
                 println!(
-                    "{} · {policy_name} on {} ({}); 16-bit family {}{}",
+                    "{} · {policy_name} on {} ({}); GEMM family {}{}",
                     config.display(),
                     device_label(&device),
                     device_name(&device),
-                    Family16::from_env().name(),
+                    GemmFamily::from_env().name(),
                     pin_strategy(),
                 );
                 println!(
@@ -244,7 +244,7 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
                     "policy": policy_name,
                     "device": device_label(&device),
                     "device_name": device_name(&device),
-                    "family16": Family16::from_env().name(),
+                    "gemm_family": GemmFamily::from_env().name(),
                     "shape": shape.name, "n": shape.n, "k": shape.k, "bias": shape.bias,
                     "storage": format!("{storage:?}"), "compute": format!("{compute:?}"),
                     "rows": r.timings.iter().map(|t| t.rows).collect::<Vec<_>>(),

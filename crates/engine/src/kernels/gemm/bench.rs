@@ -91,7 +91,7 @@ pub struct RowTiming {
     /// Seconds per call of candle's default matmul (for LayerCast: the weight cast to f32, then
     /// candle's f32 GEMM, as LayerCast ran before the tensor-core kernel).
     pub default_seconds: f64,
-    /// Seconds per call of the other 16-bit family of the layer ([`Family16`](super::Family16)),
+    /// Seconds per call of the other 16-bit family of the layer ([`GemmFamily`](super::GemmFamily)),
     /// where there is one (16-bit compute on CUDA).
     pub other_seconds: Option<f64>,
 }
@@ -251,9 +251,9 @@ fn other_family<'a>(
         && lin.weight().dtype() == lin.compute_dtype()
         && matches!(lin.compute_dtype(), DType::BF16 | DType::F16)
     {
-        let other = match super::Family16::from_env() {
-            super::Family16::Mma => super::Family16::PinnedCublasLt,
-            super::Family16::PinnedCublasLt | super::Family16::Candle => super::Family16::Mma,
+        let other = match super::GemmFamily::from_env() {
+            super::GemmFamily::Mma => super::GemmFamily::PinnedCublasLt,
+            super::GemmFamily::PinnedCublasLt | super::GemmFamily::Candle => super::GemmFamily::Mma,
         };
         return Some(Box::new(move |x: &Tensor| {
             super::cuda_linear(lin, x, other)

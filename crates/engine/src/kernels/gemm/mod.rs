@@ -21,7 +21,7 @@
 //! ```
 //! use candle_core::{DType, Device, Tensor};
 //! use reprolm_engine::kernels::gemm;
-//! use reprolm_precision::{ComputeMode, Linear, ReductionOrder};
+//! use reprolm_precision::{ComputeMode, Linear};
 //! let w = Tensor::randn(0f32, 1.0, (6, 16), &Device::Cpu)?;
 //! let lin = Linear::new(w, None, DType::BF16, DType::BF16)?;
 //! let x = Tensor::randn(0f32, 1.0, (3, 16), &Device::Cpu)?;
@@ -44,7 +44,7 @@ use reprolm_precision::{ComputeMode, Linear, ReductionOrder};
 
 /// Which GEMM serves the projections (`REPROLM_GEMM`; only `candle` changes anything on the CPU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family16 {
+pub enum GemmFamily {
     /// cuBLASLt with an algorithm pinned per weight shape (16-bit and f32 operands), our
     /// tensor-core kernel for LayerCast. The default.
     PinnedCublasLt,
@@ -56,23 +56,23 @@ pub enum Family16 {
     Candle,
 }
 
-impl Family16 {
+impl GemmFamily {
     /// `REPROLM_GEMM=cublaslt` (the default), `mma` or `candle`; read once per process.
-    pub fn from_env() -> Family16 {
-        static F: std::sync::OnceLock<Family16> = std::sync::OnceLock::new();
+    pub fn from_env() -> GemmFamily {
+        static F: std::sync::OnceLock<GemmFamily> = std::sync::OnceLock::new();
         *F.get_or_init(|| match std::env::var("REPROLM_GEMM").as_deref() {
-            Ok("mma") => Family16::Mma,
-            Ok("candle") => Family16::Candle,
-            _ => Family16::PinnedCublasLt,
+            Ok("mma") => GemmFamily::Mma,
+            Ok("candle") => GemmFamily::Candle,
+            _ => GemmFamily::PinnedCublasLt,
         })
     }
 
     /// The name used in reports.
     pub fn name(self) -> &'static str {
         match self {
-            Family16::PinnedCublasLt => "cublaslt-pinned",
-            Family16::Mma => "mma",
-            Family16::Candle => "candle (batch dependent)",
+            GemmFamily::PinnedCublasLt => "cublaslt-pinned",
+            GemmFamily::Mma => "mma",
+            GemmFamily::Candle => "candle (batch dependent)",
         }
     }
 }
@@ -90,10 +90,10 @@ pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
                 )));
             }
         }
-        return cuda_linear(lin, x, Family16::from_env());
+        return cuda_linear(lin, x, GemmFamily::from_env());
     }
     let order = match mode {
-        ComputeMode::Fast if Family16::from_env() == Family16::Candle => {
+        ComputeMode::Fast if GemmFamily::from_env() == GemmFamily::Candle => {
             return Ok(lin.forward_with(x, mode)?);
         }
         ComputeMode::Fast => ReductionOrder::SEQUENTIAL,
@@ -102,9 +102,9 @@ pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
     Ok(lin.forward_with(x, ComputeMode::Deterministic(order))?)
 }
 
-/// [`linear`] on CUDA with the 16-bit family named (for benchmarks that compare them).
+/// [`linear`] on CUDA with the GEMM family named (for benchmarks that compare them).
 #[cfg(feature = "cuda")]
-pub fn cuda_linear(lin: &Linear, x: &Tensor, family: Family16) -> Result<Tensor> {
+pub fn cuda_linear(lin: &Linear, x: &Tensor, family: GemmFamily) -> Result<Tensor> {
     use candle_core::DType;
     let compute = lin.compute_dtype();
     let w = lin.weight();
@@ -115,14 +115,14 @@ pub fn cuda_linear(lin: &Linear, x: &Tensor, family: Family16) -> Result<Tensor>
     let rows = x.elem_count() / k.max(1);
     let x2 = x.to_dtype(compute)?.reshape((rows, k))?;
     let bias = lin.bias();
-    if family == Family16::Candle {
+    if family == GemmFamily::Candle {
         return Ok(lin.forward_with(x, ComputeMode::Fast)?);
     }
     let y = match (compute, w.dtype()) {
         (DType::F32, DType::BF16) => mma::linear(&x2, w, bias)?,
         (c, wd) if c == wd && matches!(c, DType::BF16 | DType::F16) => match family {
-            Family16::Mma => mma::linear(&x2, w, bias)?,
-            Family16::PinnedCublasLt | Family16::Candle => cublaslt::linear(&x2, w, bias)?,
+            GemmFamily::Mma => mma::linear(&x2, w, bias)?,
+            GemmFamily::PinnedCublasLt | GemmFamily::Candle => cublaslt::linear(&x2, w, bias)?,
         },
         (DType::F32, DType::F32) => cublaslt::linear(&x2, w, bias)?,
         // Other storage/compute pairs (custom policies): the weight rounded or widened to the
