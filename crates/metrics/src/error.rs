@@ -126,6 +126,17 @@ pub enum Error {
         /// What was expected and what was found.
         reason: String,
     },
+    /// Reference-code output whose model the path does not name (a folder copied out of
+    /// `outputs/.../{exp_name}/{model}`): valid, but the model must be given.
+    #[error(
+        "{}: the model is not in the path (the reference code writes outputs/.../{{exp_name}}/{{model}}); \
+         name it with --model, e.g. --model deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+        path.display()
+    )]
+    ReferenceModelUnknown {
+        /// The folder imported.
+        path: PathBuf,
+    },
     /// A `.pt` file could not be read as one saved 2-D int64/float32 tensor.
     #[error("{}: {reason}", path.display())]
     TorchFile {

@@ -507,8 +507,13 @@ fn a_folder_outside_an_experiment_name_needs_the_model_and_leaves_the_gpus_unkno
         &NotScored,
     )
     .unwrap_err();
+    // Valid output whose model is not in the path: the error says so and names the flag.
     assert!(
-        matches!(err, Error::NotReferenceOutput { .. }) && err.to_string().contains("model"),
+        matches!(err, Error::ReferenceModelUnknown { .. }) && err.to_string().contains("--model"),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("not reference-code output"),
         "{err}"
     );
 

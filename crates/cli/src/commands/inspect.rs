@@ -156,6 +156,13 @@ fn print_sample(
     println!("  {la}: {ca:?}");
     println!("  {lb}: {cb:?}");
     println!("  top candidates at token {pos}:");
+    let probs: Vec<f64> =
+        s.a.candidates
+            .iter()
+            .chain(&s.b.candidates)
+            .map(|c| c.prob)
+            .collect();
+    let decimals = decimals_to_tell_apart(&probs);
     let col = |side: &Side| -> Vec<String> {
         if side.candidates.is_empty() {
             return vec!["(response ended)".into()];
@@ -169,10 +176,11 @@ fn print_sample(
                     " "
                 };
                 format!(
-                    "{mark}{:>8.5} {:>7} {:?}",
+                    "{mark}{:>w$.decimals$} {:>7} {:?}",
                     c.prob,
                     c.token,
-                    text(&[c.token])
+                    text(&[c.token]),
+                    w = decimals + 3,
                 )
             })
             .collect()
@@ -195,6 +203,20 @@ fn print_sample(
         )
     };
     println!("  answers: {la}: {} | {lb}: {}", ans(&s.a), ans(&s.b));
+}
+
+/// Decimals (5 to 12) that print every pair of different probabilities differently, so that a
+/// near tie (`0.25300` beside `0.25300`) shows where the two values part.
+fn decimals_to_tell_apart(probs: &[f64]) -> usize {
+    (5..=12)
+        .find(|&d| {
+            probs.iter().enumerate().all(|(i, a)| {
+                probs[i + 1..]
+                    .iter()
+                    .all(|b| a == b || format!("{a:.d$}") != format!("{b:.d$}"))
+            })
+        })
+        .unwrap_or(12)
 }
 
 /// The tokenizer to decode with: `--tokenizer`, else the one in run A's model directory (for a Hub
@@ -229,5 +251,19 @@ fn tokenizer(args: &InspectArgs, a: &LoadedRun, mode: OutputMode) -> Option<Toke
             ));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_ties_get_the_decimals_that_part_them() {
+        assert_eq!(decimals_to_tell_apart(&[0.5, 0.25]), 5);
+        assert_eq!(decimals_to_tell_apart(&[0.253001, 0.253004, 0.1]), 6);
+        assert_eq!(decimals_to_tell_apart(&[0.25300001, 0.25300004]), 8);
+        // Equal values need no more digits.
+        assert_eq!(decimals_to_tell_apart(&[0.3, 0.3]), 5);
     }
 }

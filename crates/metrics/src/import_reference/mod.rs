@@ -597,12 +597,11 @@ fn build_manifest(
         .or_else(|| run.model_from_path.clone())
     {
         Some(m) => m,
-        None => return Err(Error::NotReferenceOutput {
-            path: run.source.clone(),
-            reason:
-                "the model cannot be told from the path (expected .../{exp_name}/{model}); give it"
-                    .into(),
-        }),
+        None => {
+            return Err(Error::ReferenceModelUnknown {
+                path: run.source.clone(),
+            })
+        }
     };
     let gpu_type = opts.gpu_type.clone().or(exp.gpu_type.clone());
     let gpus = opts.gpus.or(exp.gpus);
