@@ -248,6 +248,33 @@ fn the_papers_flags_and_dtype_names_are_accepted() {
     assert_eq!(m["policy"]["name"], "bf16", "{m}");
     assert_eq!(m["batch_size"], 2, "{m}");
     assert_eq!(m["max_tokens"], 6, "{m}");
+    // results.json: the run's own numbers, from its responses.
+    let run = tmp.path().join("2cpu_arith_bf16_bs2");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("responses.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let correct = lines.iter().filter(|r| r["correct"] == true).count();
+    assert_eq!(results["policy"], "bf16", "{results}");
+    assert_eq!(
+        (results["problems"].as_u64(), results["finished"].as_bool()),
+        (Some(2), Some(true))
+    );
+    assert_eq!(results["n_samples"], 2, "{results}");
+    assert_eq!(results["n_correct"], correct, "{results}");
+    assert_eq!(
+        results["accuracy"]["value"],
+        correct as f64 / 2.0,
+        "{results}"
+    );
+    let ci = &results["accuracy_ci95"]["value"];
+    assert!(
+        ci["lo"].as_f64().unwrap() <= correct as f64 / 2.0,
+        "{results}"
+    );
     // An unknown name lists the aliases beside the presets.
     let err = reprolm(
         tmp.path(),

@@ -91,7 +91,7 @@ pub fn manifest_sans_times(run: &Path) -> serde_json::Value {
 
 /// Assert two run directories hold the same results, byte for byte, timestamps aside.
 pub fn assert_same_run(a: &Path, b: &Path) {
-    for f in ["responses.jsonl", "logprobs.bin"] {
+    for f in ["responses.jsonl", "logprobs.bin", "results.json"] {
         let (x, y) = (
             std::fs::read(a.join(f)).unwrap(),
             std::fs::read(b.join(f)).unwrap(),

@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod passk;
 pub mod report;
 pub mod repro;
+pub mod results;
 pub mod run_dir;
 pub mod stats;
 

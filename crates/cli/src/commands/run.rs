@@ -271,6 +271,13 @@ pub fn execute_with(
         })
         .with_context(|| format!("{}: writing the manifest", cfg.out.display()))?;
     }
+    reprolm_metrics::results::write(&cfg.out).with_context(|| {
+        format!(
+            "{}: writing {}",
+            cfg.out.display(),
+            reprolm_metrics::results::RESULTS_FILE
+        )
+    })?;
     let loaded =
         LoadedRun::load(&cfg.out).with_context(|| format!("reading back {}", cfg.out.display()))?;
     Ok(RunOutcome::Finished(Summary {

@@ -103,6 +103,15 @@ pub fn command(dir: &Path, mode: OutputMode) -> Result<i32> {
         mode.note(&format!("{}: {}", dir.display(), run.notes.join("; ")));
     }
     write_responses(&path, &records).with_context(|| format!("writing {}", path.display()))?;
+    if run.is_finished() {
+        reprolm_metrics::results::write(dir).with_context(|| {
+            format!(
+                "{}: writing {}",
+                dir.display(),
+                reprolm_metrics::results::RESULTS_FILE
+            )
+        })?;
+    }
     let correct = records.iter().filter(|r| r.correct).count();
     mode.result(
         &format!(
