@@ -243,7 +243,14 @@ fn the_papers_flags_and_dtype_names_are_accepted() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    reprolm(tmp.path(), &args, 0);
+    let out = reprolm(tmp.path(), &args, 0);
+    // Redirected, the run prints plain progress lines (the bar is for terminals).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("2cpu_arith_bf16_bs2: 2/2 samples (100%)")
+            && stderr.contains("ETA 0:00:00"),
+        "{stderr}"
+    );
     let m = manifest_sans_times(&tmp.path().join("2cpu_arith_bf16_bs2"));
     assert_eq!(m["policy"]["name"], "bf16", "{m}");
     assert_eq!(m["batch_size"], 2, "{m}");

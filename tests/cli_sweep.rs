@@ -61,7 +61,12 @@ fn two_policies_by_two_batch_sizes() {
     // Break one run: drop its last response and its end time. The next sweep resumes it only.
     let victim = root.join("qwen2-arith-bf16-bs2");
     let keep = tempfile::tempdir().unwrap();
-    for f in ["responses.jsonl", "logprobs.bin", "manifest.json"] {
+    for f in [
+        "responses.jsonl",
+        "logprobs.bin",
+        "manifest.json",
+        "results.json",
+    ] {
         std::fs::copy(victim.join(f), keep.path().join(f)).unwrap();
     }
     let text = std::fs::read_to_string(victim.join("responses.jsonl")).unwrap();
