@@ -501,24 +501,7 @@ mod gpu_tests {
     use super::*;
     use candle_core::{Device, D};
 
-    fn gpu() -> Option<Device> {
-        match Device::new_cuda(0) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                eprintln!("skipped: no CUDA device ({e})");
-                None
-            }
-        }
-    }
-
-    fn bits(t: &Tensor) -> Vec<u32> {
-        t.to_dtype(DType::F32)
-            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
-            .expect("readable")
-            .into_iter()
-            .map(f32::to_bits)
-            .collect()
-    }
+    use crate::kernels::gpu_test::{bits, device as gpu};
 
     #[test]
     fn masked_softmax_is_the_composed_scale_mask_softmax_bit_for_bit() -> Result<()> {

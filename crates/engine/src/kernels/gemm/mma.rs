@@ -160,29 +160,8 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> candle_core::Res
 #[cfg(test)]
 mod gpu_tests {
     use super::*;
-    use candle_core::Device;
 
-    fn gpu() -> Option<Device> {
-        match Device::new_cuda(0) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                eprintln!("skipped: no CUDA device ({e})");
-                None
-            }
-        }
-    }
-
-    fn bits(t: &Tensor) -> Vec<u32> {
-        t.to_dtype(DType::F32)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-            .into_iter()
-            .map(f32::to_bits)
-            .collect()
-    }
+    use crate::kernels::gpu_test::{bits, device as gpu};
 
     /// Every row count from 1 to 70 and a few more (every decode kernel and the tiled one, with
     /// partial tiles in both directions) gives every row the bits it gets in a call of 200 rows,
