@@ -36,6 +36,9 @@ fn two_policies_by_two_batch_sizes() {
         2,
         "one load per policy:\n{stderr}"
     );
+    // The sweep's own progress: how many of the runs to do are done, and the time left after one.
+    assert!(stderr.contains("0 of 4 runs to do done)"), "{stderr}");
+    assert!(stderr.contains("3 of 4 runs to do done, ETA "), "{stderr}");
     let root = tmp.path().join("runs");
     let mut names: Vec<String> = std::fs::read_dir(&root)
         .unwrap()
@@ -82,6 +85,16 @@ fn two_policies_by_two_batch_sizes() {
     m["finished_at"] = serde_json::Value::Null;
     std::fs::write(victim.join("manifest.json"), m.to_string()).unwrap();
 
+    // A dry run says which run would resume and what it holds.
+    let mut dry = args.clone();
+    dry.push("--dry-run".into());
+    let res = reprolm(tmp.path(), &dry, 0);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("would resume (2 samples recorded) in")
+            && stderr.matches("is finished, skipped").count() == 3,
+        "{stderr}"
+    );
     let res = reprolm(tmp.path(), &args, 0);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(

@@ -259,6 +259,18 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
     let mut failed: Vec<(String, String)> = Vec::new();
     let (mut finished, mut skipped) = (0, 0);
     let mut models = run::ModelCache::default();
+    // The runs this session will execute (not finished yet), for the sweep's own progress and ETA.
+    let to_run = planned
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| {
+            selected.contains(&(i + 1))
+                && p.config
+                    .as_ref()
+                    .is_ok_and(|c| matches!(finished_state(c), Ok(false)))
+        })
+        .count();
+    let started = std::time::Instant::now();
     for (i, p) in planned.iter().enumerate() {
         if !selected.contains(&(i + 1)) {
             continue;
@@ -289,10 +301,34 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
             }
         }
         if args.dry_run {
-            mode.note(&format!("{head}: would run into {}", cfg.out.display()));
+            let recorded = recorded_samples(&cfg.out);
+            mode.note(&format!(
+                "{head}: would {} {}",
+                if recorded > 0 {
+                    format!("resume ({recorded} samples recorded) in")
+                } else {
+                    "run into".to_string()
+                },
+                cfg.out.display()
+            ));
             continue;
         }
-        mode.note(&format!("{head} -> {}", cfg.out.display()));
+        let executed = finished + failed.len();
+        mode.note(&format!(
+            "{head} -> {} (sweep: {}; {executed} of {to_run} runs to do done{})",
+            cfg.out.display(),
+            crate::progress::clock(started.elapsed().as_secs_f64()),
+            match executed {
+                0 => String::new(),
+                n => format!(
+                    ", ETA {}",
+                    crate::progress::clock(
+                        started.elapsed().as_secs_f64() / n as f64
+                            * to_run.saturating_sub(n) as f64
+                    )
+                ),
+            }
+        ));
         match run::execute_with(cfg, mode, &mut models) {
             Ok(outcome @ RunOutcome::Finished(_)) => {
                 finished += 1;
@@ -331,6 +367,13 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
         }),
     );
     Ok(i32::from(!failed.is_empty()))
+}
+
+/// Samples already in `dir`'s responses file (0 if there is none).
+fn recorded_samples(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join(reprolm_metrics::run_dir::RESPONSES_FILE))
+        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count())
+        .unwrap_or(0)
 }
 
 /// Whether `cfg.out` holds a finished run of this configuration. A finished run with other settings
