@@ -145,7 +145,7 @@ fn set_desc<T>(
 }
 
 /// The shape a plan serves: the weight `(n, k)`, the dtype of both operands and of the output,
-/// whether a bias is fused, and the row count its algorithm was chosen at.
+/// whether a bias is fused, and how its algorithm is chosen when the pin table has none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PlanKey {
     /// Output features (weight rows).
