@@ -40,9 +40,13 @@ fn two_policies_by_two_batch_sizes() {
     assert!(stderr.contains("0 of 4 runs to do done)"), "{stderr}");
     assert!(stderr.contains("3 of 4 runs to do done, ETA "), "{stderr}");
     let root = tmp.path().join("runs");
+    // Run directories, and the local sweep's record for `sweep status`.
+    assert!(root.join("sweep-local.json").is_file());
     let mut names: Vec<String> = std::fs::read_dir(&root)
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
     assert_eq!(
@@ -95,11 +99,34 @@ fn two_policies_by_two_batch_sizes() {
             && stderr.matches("is finished, skipped").count() == 3,
         "{stderr}"
     );
+    // `sweep status` on the local root: the same, per configuration; not all done, status 1.
+    let res = reprolm(
+        tmp.path(),
+        &["sweep".into(), "status".into(), "runs".into()],
+        1,
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        stdout.contains("4 configurations: 3 done, 1 partial")
+            && stdout.contains("partial      qwen2-arith-bf16-bs2")
+            && stdout.contains("2 samples recorded"),
+        "{stdout}"
+    );
     let res = reprolm(tmp.path(), &args, 0);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(
         stdout.contains("4 runs: 1 finished now, 3 already finished, 0 failed"),
         "{stdout}"
+    );
+    let res = reprolm(
+        tmp.path(),
+        &["sweep".into(), "status".into(), "runs".into()],
+        0,
+    );
+    assert!(
+        String::from_utf8_lossy(&res.stdout).contains("4 configurations: 4 done"),
+        "{}",
+        String::from_utf8_lossy(&res.stdout)
     );
     assert_same_run(&victim, keep.path());
 
@@ -154,7 +181,9 @@ fn only_runs_one_configuration_and_slurm_flags_need_the_slurm_executor() {
     assert!(stderr.contains("[2/2] policy=fp32 -> "), "{stderr}");
     let names: Vec<String> = std::fs::read_dir(tmp.path().join("runs"))
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["qwen2-arith-fp32-bs8"]);
 

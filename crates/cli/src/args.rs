@@ -209,15 +209,15 @@ pub struct SlurmArgs {
 /// What `reprolm sweep` can do besides running a sweep file.
 #[derive(Debug, Subcommand)]
 pub enum SweepAction {
-    /// Each configuration's state (done, running, pending, failed with its log's tail), from the
-    /// run directories and, where Slurm is reachable, squeue and sacct.
+    /// Each configuration's state from the run directories: for a local sweep done, partial or not
+    /// started; for a Slurm sweep also running, pending or failed with its log's tail (squeue, sacct).
     Status(SweepStatusArgs),
 }
 
 /// `reprolm sweep status`.
 #[derive(Debug, Args)]
 pub struct SweepStatusArgs {
-    /// The sweep root a `reprolm sweep --executor slurm` submitted into.
+    /// The sweep root: one `reprolm sweep` ran into locally, or submitted into with `--executor slurm`.
     pub root: PathBuf,
     /// Lines of a failed run's Slurm log shown.
     #[arg(long, default_value_t = 10)]

@@ -98,6 +98,13 @@ impl SweepPlan {
 /// Run the sweep (or show its status); the exit status is 0 when every run finished.
 pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
     if let Some(SweepAction::Status(s)) = &args.action {
+        let root = std::path::absolute(&s.root)
+            .with_context(|| format!("resolving {}", s.root.display()))?;
+        if crate::slurm::jobs::read(&root)?.is_empty() {
+            if let Some(local) = read_local_record(&root)? {
+                return local_status(&root, &local, mode);
+            }
+        }
         return crate::slurm::status::command(s, mode);
     }
     let file = args
@@ -256,6 +263,9 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
         planned.len(),
         root.display()
     ));
+    if !args.dry_run {
+        write_local_record(root, Path::new(file))?;
+    }
     let mut failed: Vec<(String, String)> = Vec::new();
     let (mut finished, mut skipped) = (0, 0);
     let mut models = run::ModelCache::default();
@@ -367,6 +377,97 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
         }),
     );
     Ok(i32::from(!failed.is_empty()))
+}
+
+/// File name, under a local sweep's root, of the record `sweep status` reads.
+pub const LOCAL_RECORD: &str = "sweep-local.json";
+
+/// What a local sweep leaves in its root so that `sweep status ROOT` can list its runs: the sweep
+/// file and the directory its relative paths are relative to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct LocalRecord {
+    /// The sweep file, absolute.
+    pub sweep_file: PathBuf,
+    /// The working directory of the sweep.
+    pub workdir: PathBuf,
+}
+
+fn write_local_record(root: &Path, file: &Path) -> Result<()> {
+    let record = LocalRecord {
+        sweep_file: std::path::absolute(file)
+            .with_context(|| format!("resolving {}", file.display()))?,
+        workdir: std::env::current_dir().context("the working directory")?,
+    };
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let path = root.join(LOCAL_RECORD);
+    std::fs::write(&path, serde_json::to_string_pretty(&record)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn read_local_record(root: &Path) -> Result<Option<LocalRecord>> {
+    let path = root.join(LOCAL_RECORD);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
+            format!("{}: not a local sweep record", path.display())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// `sweep status ROOT` for a sweep run locally: each configuration done, partly recorded (resumes
+/// where it stopped), not started, or invalid, from the run directories.
+fn local_status(root: &Path, record: &LocalRecord, mode: OutputMode) -> Result<i32> {
+    if record.workdir.is_dir() {
+        std::env::set_current_dir(&record.workdir)
+            .with_context(|| format!("entering {}", record.workdir.display()))?;
+    }
+    let plan = plan(&record.sweep_file, Some(root))?;
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    let mut lines = Vec::new();
+    let mut rows = Vec::new();
+    for (i, p) in plan.runs.iter().enumerate() {
+        let (state, detail, dir) = match &p.config {
+            Err(e) => ("invalid", format!("{e:#}"), None),
+            Ok(cfg) => match finished_state(cfg) {
+                Ok(true) => ("done", String::new(), Some(cfg.out.clone())),
+                Ok(false) => match recorded_samples(&cfg.out) {
+                    0 => ("not-started", String::new(), Some(cfg.out.clone())),
+                    n => (
+                        "partial",
+                        format!("{n} samples recorded; `reprolm sweep` resumes it"),
+                        Some(cfg.out.clone()),
+                    ),
+                },
+                Err(e) => ("invalid", format!("{e:#}"), Some(cfg.out.clone())),
+            },
+        };
+        *counts.entry(state).or_default() += 1;
+        let name = dir
+            .as_ref()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "-".into());
+        lines.push(format!("{:>4}  {state:<12} {name}  [{}]", i + 1, p.label));
+        if !detail.is_empty() {
+            lines.push(format!("        {detail}"));
+        }
+        rows.push(json!({"index": i + 1, "label": p.label, "run_dir": dir, "state": state, "detail": detail}));
+    }
+    let summary = counts
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = format!(
+        "sweep {} (local, {}): {} configurations: {summary}\n{}",
+        root.display(),
+        record.sweep_file.display(),
+        plan.runs.len(),
+        lines.join("\n")
+    );
+    mode.result(&text, "sweep_status", json!({ "root": root, "runs": rows }));
+    Ok(i32::from(counts.get("done") != Some(&plan.runs.len())))
 }
 
 /// Samples already in `dir`'s responses file (0 if there is none).

@@ -188,9 +188,10 @@ pub fn command(args: &SweepStatusArgs, mode: OutputMode) -> Result<i32> {
     let subs = jobs::read(&root)?;
     let Some(last) = subs.last() else {
         bail!(
-            "{}: no Slurm submission recorded; `sweep status` follows sweeps submitted with \
-             `reprolm sweep FILE --executor slurm` (a local sweep's state is its run directories)",
-            jobs::jobs_path(&root).display()
+            "{}: no Slurm submission recorded, and no {} of a local sweep: `sweep status` follows \
+             sweeps run with `reprolm sweep FILE` (locally or with --executor slurm) into this root",
+            jobs::jobs_path(&root).display(),
+            crate::commands::sweep::LOCAL_RECORD
         );
     };
     // The sweep file's relative paths (model, data) mean what they meant at submission.
