@@ -37,8 +37,14 @@ fn two_policies_by_two_batch_sizes() {
         "one load per policy:\n{stderr}"
     );
     // The sweep's own progress: how many of the runs to do are done, and the time left after one.
-    assert!(stderr.contains("0 of 4 runs to do done)"), "{stderr}");
-    assert!(stderr.contains("3 of 4 runs to do done, ETA "), "{stderr}");
+    assert!(
+        stderr.contains("sweep: 0 of 4 runs to do done, elapsed 0:00:00\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sweep: 3 of 4 runs to do done, elapsed ") && stderr.contains(", ETA "),
+        "{stderr}"
+    );
     let root = tmp.path().join("runs");
     // Run directories, and the local sweep's record for `sweep status`.
     assert!(root.join("sweep-local.json").is_file());

@@ -330,6 +330,15 @@ fn full_report_over_known_runs() {
 
     // report.md: tables, grouping reasons, n/a reasons, refusals, plots, skipped runs.
     let md = std::fs::read_to_string(&files.markdown).unwrap();
+    // The report says what its columns mean.
+    for term in [
+        "**Div %**",
+        "**Div_Index**",
+        "**cut %**",
+        "**Avg_Std@top1**",
+    ] {
+        assert!(md.contains(term), "no definition of {term}");
+    }
     for needle in [
         "## test/model — greedy, max_tokens 16",
         "Grouped because: 3 run(s) share model `test/model`, task `arith` (version 1",

@@ -324,9 +324,9 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
             continue;
         }
         let executed = finished + failed.len();
+        // The sweep's own progress on a line of its own: the `-> DIR` line ends with the directory.
         mode.note(&format!(
-            "{head} -> {} (sweep: {}; {executed} of {to_run} runs to do done{})",
-            cfg.out.display(),
+            "sweep: {executed} of {to_run} runs to do done, elapsed {}{}",
             crate::progress::clock(started.elapsed().as_secs_f64()),
             match executed {
                 0 => String::new(),
@@ -339,6 +339,7 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
                 ),
             }
         ));
+        mode.note(&format!("{head} -> {}", cfg.out.display()));
         match run::execute_with(cfg, mode, &mut models) {
             Ok(outcome @ RunOutcome::Finished(_)) => {
                 finished += 1;

@@ -223,6 +223,25 @@ fn std_note(kind: StdKind) -> &'static str {
     }
 }
 
+/// What each column of report.md means (the paper's metrics, arXiv 2506.09501, and ours).
+const DEFINITIONS: &str = "
+### What the columns mean
+
+Over the samples (problem, sample index) present in every run of a group:
+- **Acc %**: share of samples scored correct, averaged over the runs; **Std@Acc %**: the standard deviation of the
+  runs' accuracies.
+- **Avg_Std@Len**: for each sample the standard deviation of its response length (tokens) across the runs, averaged
+  over samples.
+- **Div %**: share of samples whose token streams are not identical in every run. **Div_Index**: for a diverging
+  sample, the position of the first token at which the runs differ (the length of their common prefix); its mean
+  and median over the diverging samples.
+- **Avg_Std@top1**: at each position before a sample's first divergence, the standard deviation across runs of the
+  probability of the most likely token; averaged over positions, then over samples. It moves with rounding even
+  when no token flips.
+- **cut %** (per run): share of responses that hit max_tokens. **Pass@k**: the unbiased estimator over each
+  problem's samples (Chen et al. 2021).
+";
+
 impl Report {
     /// report.md; `plots` are the SVG paths relative to the report's directory.
     pub fn to_markdown(&self, plots: &[PathBuf]) -> String {
@@ -242,6 +261,7 @@ impl Report {
             out.push_str(&format!("\n## {model} — {decoding}\n\n"));
             out.push_str(&summary_table(&groups, sampled).to_markdown());
         }
+        out.push_str(DEFINITIONS);
         out.push_str("\n## Groups\n");
         for g in &self.groups {
             out.push_str(&format!(
