@@ -67,9 +67,15 @@ fn run(command: Command, mode: OutputMode) -> anyhow::Result<i32> {
 /// already ends with (library errors that print their source, e.g. `path: No such file`, would
 /// otherwise show it twice).
 fn error_chain(e: &anyhow::Error) -> String {
+    let keep_frames = std::env::var("RUST_BACKTRACE").as_deref() == Ok("full");
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
+        let text = if keep_frames {
+            text
+        } else {
+            without_backtrace(&text)
+        };
         if out.ends_with(&text) {
             continue;
         }
@@ -79,4 +85,41 @@ fn error_chain(e: &anyhow::Error) -> String {
         out.push_str(&text);
     }
     out
+}
+
+/// `text` without the stack frames candle appends to its errors when `RUST_BACKTRACE` is set
+/// (lines `  12: symbol` and `      at file:line`): a user needs the message, not 48 frames of
+/// the library's internals (`RUST_BACKTRACE=full` keeps them, for a bug report).
+fn without_backtrace(text: &str) -> String {
+    let frame = |l: &str| {
+        let t = l.trim_start();
+        let indented = t.len() < l.len();
+        let numbered = t
+            .split_once(": ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        indented && (numbered || t.starts_with("at ") || t == "stack backtrace:")
+    };
+    text.lines()
+        .filter(|l| !frame(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backtrace_frames_are_left_out_of_error_messages() {
+        let text = "pinned cuBLASLt GEMM: no algorithm for 1536x1536\n   0: <unknown>\n  19: __libc_start_main\n             at /rustc/x/library/std/src/rt.rs:12:5\n  20: <unknown>";
+        assert_eq!(
+            without_backtrace(text),
+            "pinned cuBLASLt GEMM: no algorithm for 1536x1536"
+        );
+        // Indented lines that are part of a message stay.
+        let sweep = "sweep s.toml: 2 runs\n  failed: policy=bf16: no such model";
+        assert_eq!(without_backtrace(sweep), sweep);
+    }
 }
