@@ -249,3 +249,25 @@ fn policy_files_and_memory() {
         "{e}"
     );
 }
+
+/// `reprolm tasks NAME` shows the task's settings; an unknown name lists the registered ones.
+#[test]
+fn tasks_name_lists_the_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = reprolm(tmp.path(), &["tasks".into(), "livecodebench".into()], 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for key in [
+        "release",
+        "start_date",
+        "end_date",
+        "difficulty",
+        "starter_code",
+    ] {
+        assert!(text.contains(&format!("\n    {key} ")), "{key}:\n{text}");
+    }
+    let out = reprolm(tmp.path(), &["tasks".into(), "arith".into()], 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("    n  number of problems"));
+    let out = reprolm(tmp.path(), &["tasks".into(), "nope".into()], 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no task `nope`; registered: aime24"), "{err}");
+}

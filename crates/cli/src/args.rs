@@ -37,8 +37,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Group the runs under a root and write the reproducibility report.
     Report(ReportArgs),
-    /// List the registered tasks.
-    Tasks,
+    /// List the registered tasks, or show one with the settings it accepts.
+    Tasks(TasksArgs),
     /// List the precision policies, or show one in full.
     Policies(PoliciesArgs),
     /// Convert an output folder of the paper's reference code (vLLM based) into a run directory.
@@ -356,6 +356,13 @@ pub enum BenchCommand {
     /// call at several row counts, whether row 0 keeps its bits across them, and (f32 compute)
     /// the error against a float64 product.
     Gemm(BenchGemmArgs),
+}
+
+/// `reprolm tasks`.
+#[derive(Debug, Clone, Args)]
+pub struct TasksArgs {
+    /// A task to show in full: description, version, data source and its `--task-param` settings.
+    pub name: Option<String>,
 }
 
 /// `reprolm bench gemm`.

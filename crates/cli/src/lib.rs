@@ -53,7 +53,7 @@ fn run(command: Command, mode: OutputMode) -> anyhow::Result<i32> {
         Command::Score(args) => commands::score::command(&args.dir, mode),
         Command::Inspect(args) => commands::inspect::command(&args, mode),
         Command::Report(args) => commands::report::command(&args, mode),
-        Command::Tasks => commands::tasks::command(mode),
+        Command::Tasks(args) => commands::tasks::command(args.name.as_deref(), mode),
         Command::Policies(args) => {
             commands::policies::command(args.name.as_deref(), args.toml, mode)
         }

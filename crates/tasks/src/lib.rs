@@ -34,7 +34,7 @@ mod task;
 
 pub use data::{DataSource, HubDataset};
 pub use error::{Error, Result};
-pub use options::{Params, TaskOptions, DEFAULT_SEED};
+pub use options::{Params, TaskOption, TaskOptions, DEFAULT_SEED};
 pub use registry::{
     entries, find, load_task, make_task, summaries, task_names, TaskEntry, TaskSummary,
 };

@@ -14,6 +14,28 @@ use crate::error::{Error, Result};
 /// The run seed the reference implementation uses; GPQA's choice shuffle derives from it.
 pub const DEFAULT_SEED: u64 = 42;
 
+/// One setting a task accepts (`--task-param KEY=VALUE`), as `reprolm tasks NAME` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TaskOption {
+    /// The key.
+    pub key: &'static str,
+    /// What it does and its default.
+    pub help: &'static str,
+}
+
+impl TaskOption {
+    /// The keys of `options`, for [`TaskOptions::params_for`].
+    ///
+    /// ```
+    /// use reprolm_tasks::TaskOption;
+    /// const OPTIONS: [TaskOption; 1] = [TaskOption { key: "n", help: "problems" }];
+    /// assert_eq!(TaskOption::keys(&OPTIONS), vec!["n"]);
+    /// ```
+    pub fn keys(options: &[TaskOption]) -> Vec<&'static str> {
+        options.iter().map(|o| o.key).collect()
+    }
+}
+
 /// Options for building and loading a task.
 ///
 /// ```

@@ -121,6 +121,8 @@ pub struct TaskSummary {
     pub size: Option<usize>,
     /// The default data source.
     pub source: String,
+    /// The settings it accepts (`--task-param KEY=VALUE`).
+    pub options: Vec<crate::TaskOption>,
 }
 
 /// One summary per registered task, sorted by name, built with default options.
@@ -143,6 +145,7 @@ pub fn summaries() -> Result<Vec<TaskSummary>> {
                 version: t.version().to_string(),
                 size: t.size_hint(),
                 source: t.default_source().to_string(),
+                options: t.options().to_vec(),
             })
         })
         .collect()
@@ -151,6 +154,34 @@ pub fn summaries() -> Result<Vec<TaskSummary>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every setting a built-in task lists is one it accepts (a listed key never gets "unknown
+    /// setting"), and a key it does not list is refused.
+    #[test]
+    fn the_listed_settings_are_the_accepted_ones() {
+        for e in entries().unwrap() {
+            let t = (e.make)(&TaskOptions::default()).unwrap();
+            for o in t.options() {
+                assert!(!o.help.is_empty(), "{}: {}", e.name, o.key);
+                // The value may be refused, the key may not.
+                let opts = TaskOptions::default().with_param(o.key, "1");
+                if let Err(err) = (e.make)(&opts) {
+                    assert!(
+                        !matches!(err, crate::Error::UnknownOption { .. }),
+                        "{}: listed `{}` is refused: {err}",
+                        e.name,
+                        o.key
+                    );
+                }
+            }
+            let opts = TaskOptions::default().with_param("no_such_setting", "1");
+            assert!(
+                matches!((e.make)(&opts), Err(crate::Error::UnknownOption { .. })),
+                "{}",
+                e.name
+            );
+        }
+    }
 
     fn unreachable_make(_: &TaskOptions) -> Result<Box<dyn Task>> {
         unreachable!("never built in these tests")

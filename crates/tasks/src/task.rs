@@ -263,6 +263,11 @@ pub trait Task: Send + Sync {
     /// Where the data comes from when the user names none.
     fn default_source(&self) -> DataSource;
 
+    /// The settings the task accepts (`--task-param KEY=VALUE`), for `reprolm tasks NAME`.
+    fn options(&self) -> &'static [crate::TaskOption] {
+        &[]
+    }
+
     /// Number of problems the default source holds, when known without loading it (shown by
     /// `reprolm tasks`; loading may need the network or a password).
     fn size_hint(&self) -> Option<usize> {

@@ -14,7 +14,7 @@ use crate::builtin::math500::{load_math, Fields};
 use crate::data::{DataSource, HubDataset};
 use crate::error::Result;
 use crate::grading;
-use crate::options::TaskOptions;
+use crate::options::{TaskOption, TaskOptions};
 use crate::registry::TaskEntry;
 use crate::task::{ChatMessage, Dataset, Problem, Score, Task};
 
@@ -42,6 +42,10 @@ impl Aime24 {
 inventory::submit! { TaskEntry { name: "aime24", origin: module_path!(), make: Aime24::boxed } }
 
 impl Task for Aime24 {
+    fn options(&self) -> &'static [TaskOption] {
+        &super::math500::FIELD_OPTIONS
+    }
+
     fn name(&self) -> &str {
         "aime24"
     }
@@ -107,6 +111,10 @@ impl Aime25 {
 inventory::submit! { TaskEntry { name: "aime25", origin: module_path!(), make: Aime25::boxed } }
 
 impl Task for Aime25 {
+    fn options(&self) -> &'static [TaskOption] {
+        &super::math500::FIELD_OPTIONS
+    }
+
     fn name(&self) -> &str {
         "aime25"
     }

@@ -17,7 +17,7 @@ use crate::builtin::math500::{load_math, Fields};
 use crate::data::{DataSource, Location};
 use crate::error::Result;
 use crate::grading;
-use crate::options::TaskOptions;
+use crate::options::{TaskOption, TaskOptions};
 use crate::registry::TaskEntry;
 use crate::task::{ChatMessage, Dataset, Problem, Score, Task};
 
@@ -35,7 +35,7 @@ pub struct Arith {
 impl Arith {
     /// Builds the task; accepts `n` (number of problems). The generator seed is [`TaskOptions::seed`].
     pub fn boxed(options: &TaskOptions) -> Result<Box<dyn Task>> {
-        let params = options.params_for(NAME, &["n"])?;
+        let params = options.params_for(NAME, &TaskOption::keys(&OPTIONS))?;
         let count = params.parse::<usize>("n")?.unwrap_or(DEFAULT_COUNT);
         if count == 0 {
             return Err(params.bad("n", "0", "at least one problem".into()));
@@ -49,7 +49,17 @@ impl Arith {
 
 inventory::submit! { TaskEntry { name: NAME, origin: module_path!(), make: Arith::boxed } }
 
+/// What `arith` accepts.
+const OPTIONS: [TaskOption; 1] = [TaskOption {
+    key: "n",
+    help: "number of problems generated from the seed",
+}];
+
 impl Task for Arith {
+    fn options(&self) -> &'static [TaskOption] {
+        &OPTIONS
+    }
+
     fn name(&self) -> &str {
         NAME
     }

@@ -30,7 +30,7 @@ use crate::data::{
 };
 use crate::error::{Error, Result};
 use crate::grading;
-use crate::options::TaskOptions;
+use crate::options::{TaskOption, TaskOptions};
 use crate::registry::TaskEntry;
 use crate::task::{ChatMessage, Dataset, Problem, Score, Task};
 
@@ -58,7 +58,7 @@ impl GpqaDiamond {
     /// Builds the task; accepts `password` (for the zip) and `member` (the csv inside the zip,
     /// default `dataset/gpqa_diamond.csv`). The shuffle seed is [`TaskOptions::seed`].
     pub fn boxed(options: &TaskOptions) -> Result<Box<dyn Task>> {
-        let params = options.params_for(NAME, &["password", "member"])?;
+        let params = options.params_for(NAME, &TaskOption::keys(&OPTIONS))?;
         Ok(Box::new(GpqaDiamond {
             seed: options.seed,
             password: params.get("password").map(String::from),
@@ -189,7 +189,23 @@ pub fn shuffle_order(seed: u64, record_id: &str) -> [usize; 4] {
 
 inventory::submit! { TaskEntry { name: NAME, origin: module_path!(), make: GpqaDiamond::boxed } }
 
+/// What `gpqa_diamond` accepts.
+const OPTIONS: [TaskOption; 2] = [
+    TaskOption {
+        key: "password",
+        help: "the password of the dataset's zip (also REPROLM_GPQA_PASSWORD)",
+    },
+    TaskOption {
+        key: "member",
+        help: "the csv inside the zip (default dataset/gpqa_diamond.csv)",
+    },
+];
+
 impl Task for GpqaDiamond {
+    fn options(&self) -> &'static [TaskOption] {
+        &OPTIONS
+    }
+
     fn name(&self) -> &str {
         NAME
     }

@@ -30,18 +30,33 @@ use serde_json::{json, Map, Value};
 use crate::data::{read_source, DataSource, HubDataset, Record};
 use crate::error::{Error, Result};
 use crate::grading::{self, CodeGrader};
-use crate::options::TaskOptions;
+use crate::options::{TaskOption, TaskOptions};
 use crate::registry::TaskEntry;
 use crate::task::{ChatMessage, Dataset, Problem, Score, Task};
 
 const STDIN_PREFIX: &str = "Generate an executable Python function generated from the given prompt. The function should take stdin as input and print the output. Simply call the function after the definition.";
 const CALL_PREFIX: &str = "Generate an executable Python function generated from the given prompt. Return the function body without invoking it at the final solution.";
-const OPTIONS: [&str; 5] = [
-    "release",
-    "start_date",
-    "end_date",
-    "difficulty",
-    "starter_code",
+const OPTIONS: [TaskOption; 5] = [
+    TaskOption {
+        key: "release",
+        help: "release_v1 .. release_v6 or release_latest: which files of the Hub dataset (default release_v2)",
+    },
+    TaskOption {
+        key: "start_date",
+        help: "keep problems from this contest date on (YYYY-MM-DD)",
+    },
+    TaskOption {
+        key: "end_date",
+        help: "keep problems up to this contest date (YYYY-MM-DD)",
+    },
+    TaskOption {
+        key: "difficulty",
+        help: "easy, medium or hard (the _easy/_medium/_hard variants fix it)",
+    },
+    TaskOption {
+        key: "starter_code",
+        help: "true: append the problem's starter code to the prompt, as LiveCodeBench does (default false, as the paper's reference)",
+    },
 ];
 const DEFAULT_RELEASE: &str = "release_v2";
 /// (release, number of files, problems) per LiveCodeBench's dataset card.
@@ -137,7 +152,7 @@ impl LiveCodeBench {
         fixed: Option<Difficulty>,
         options: &TaskOptions,
     ) -> Result<Box<dyn Task>> {
-        let params = options.params_for(name, &OPTIONS)?;
+        let params = options.params_for(name, &TaskOption::keys(&OPTIONS))?;
         let mut difficulty = fixed;
         if let Some(v) = params.get("difficulty") {
             let d = Difficulty::parse(v).ok_or_else(|| {
@@ -329,6 +344,10 @@ variant!(
 variant!(make_hard, "livecodebench_hard", Some(Difficulty::Hard));
 
 impl Task for LiveCodeBench {
+    fn options(&self) -> &'static [TaskOption] {
+        &OPTIONS
+    }
+
     fn name(&self) -> &str {
         self.name
     }

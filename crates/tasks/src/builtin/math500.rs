@@ -13,12 +13,25 @@ use crate::builtin::boxed_prefix;
 use crate::data::{content_id, read_source, DataSource, HubDataset};
 use crate::error::Result;
 use crate::grading;
-use crate::options::TaskOptions;
+use crate::options::{TaskOption, TaskOptions};
 use crate::registry::TaskEntry;
 use crate::task::{ChatMessage, Dataset, Problem, Score, Task};
 
 /// Field-name settings every math task accepts, for datasets that name things differently.
-pub(crate) const FIELD_OPTIONS: [&str; 3] = ["problem_field", "answer_field", "id_field"];
+pub(crate) const FIELD_OPTIONS: [TaskOption; 3] = [
+    TaskOption {
+        key: "problem_field",
+        help: "the record field holding the problem text (default: the task's usual names)",
+    },
+    TaskOption {
+        key: "answer_field",
+        help: "the record field holding the gold answer",
+    },
+    TaskOption {
+        key: "id_field",
+        help: "the record field holding the problem id",
+    },
+];
 
 /// Which record fields hold the problem, answer and id (first present wins).
 #[derive(Debug, Clone)]
@@ -36,7 +49,7 @@ impl Fields {
         options: &TaskOptions,
         task: &str,
     ) -> Result<Self> {
-        let params = options.params_for(task, &FIELD_OPTIONS)?;
+        let params = options.params_for(task, &TaskOption::keys(&FIELD_OPTIONS))?;
         let pick = |key: &str, defaults: &[&str]| match params.get(key) {
             Some(v) => vec![v.to_string()],
             None => defaults.iter().map(|s| s.to_string()).collect(),
@@ -115,6 +128,10 @@ impl Math500 {
 inventory::submit! { TaskEntry { name: "math500", origin: module_path!(), make: Math500::boxed } }
 
 impl Task for Math500 {
+    fn options(&self) -> &'static [TaskOption] {
+        &FIELD_OPTIONS
+    }
+
     fn name(&self) -> &str {
         "math500"
     }
