@@ -262,6 +262,19 @@ fn full_report_over_known_runs() {
         reason.contains("task.version differs (1 in lc-bs1; 2 in lc-bs8)"),
         "{reason}"
     );
+    // Its runs still show their own figures, over their own samples, and the report says so.
+    for r in &lc.runs {
+        let stats = r
+            .stats
+            .as_ref()
+            .expect("a refused group's run keeps its figures");
+        assert_eq!(stats.n_samples, r.n_completed, "{}", r.path.display());
+        assert!(stats.accuracy.value().is_some());
+    }
+    assert!(lc
+        .notes
+        .iter()
+        .any(|n| n.contains("each run's figures use its own samples")));
 
     // Sampled: bs1 q1 1/2, q2 2/2 ; bs4 q1 0/2, q2 1/2.
     // pass@1: bs1 (0.5 + 1)/2 = 0.75, bs4 (0 + 0.5)/2 = 0.25.

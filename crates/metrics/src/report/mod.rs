@@ -151,7 +151,8 @@ pub struct RunReport {
     pub n_completed: usize,
     /// Samples the run was asked for (problems x samples per problem).
     pub n_expected: u64,
-    /// Statistics over the group's common samples (absent when the group was refused).
+    /// Statistics over the group's common samples, or over the run's own samples when the group
+    /// was refused.
     pub stats: Option<RunStats>,
 }
 
@@ -318,15 +319,15 @@ fn build_group(
 
     let refs: Vec<&LoadedRun> = runs.iter().collect();
     let refused = group::refusal(&refs);
+    // Every run's own figures are shown even when the group cannot be compared (over its own
+    // samples then); the comparison uses the samples present in all runs.
     let mut obs: Vec<RunObs> = Vec::new();
-    if refused.is_none() {
-        for r in &runs {
-            obs.push(load_obs(r)?);
-        }
+    for r in &runs {
+        obs.push(load_obs(r)?);
     }
-    let common: Vec<SampleKey> = match obs.split_first() {
-        None => Vec::new(),
-        Some((first, rest)) => first
+    let common: Vec<SampleKey> = match (&refused, obs.split_first()) {
+        (Some(_), _) | (None, None) => Vec::new(),
+        (None, Some((first, rest))) => first
             .keys()
             .filter(|k| rest.iter().all(|o| o.contains_key(*k)))
             .cloned()
@@ -346,6 +347,10 @@ fn build_group(
             ));
         }
         let stats = obs.get(i).map(|o| {
+            if refused.is_some() {
+                let own: Vec<SampleKey> = o.keys().cloned().collect();
+                return run_stats(o, &own);
+            }
             let left_out = o.len() - common.len();
             if left_out > 0 {
                 notes.push(format!(
@@ -380,6 +385,12 @@ fn build_group(
             "metrics use the {} sample(s) present in all runs",
             common.len()
         ));
+    }
+    if refused.is_some() {
+        notes.push(
+            "each run's figures use its own samples; the runs are not compared with each other"
+                .into(),
+        );
     }
     let outcome = match refused {
         Some(reason) => GroupOutcome::Refused(reason),
