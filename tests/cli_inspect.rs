@@ -53,6 +53,27 @@ fn reports_where_fp32_and_bf16_part() {
         out.contains("top candidates at token") && out.contains("answers: fp32:"),
         "{out}"
     );
+    // fp32 against bf16: the log-probabilities differ even before the streams part.
+    assert!(
+        out.contains(
+            "over their shared tokens the top-k log-probabilities are bitwise identical in 0 of 4"
+        ),
+        "{out}"
+    );
+    // A run against itself: nothing diverges, every log-probability is the same.
+    let same = vec![
+        "inspect".to_string(),
+        a.display().to_string(),
+        a.display().to_string(),
+    ];
+    let out = String::from_utf8(reprolm(tmp.path(), &same, 0).stdout).unwrap();
+    assert!(
+        out.contains(
+            "0 of 4 shared samples diverge; over their shared tokens the top-k log-probabilities are \
+             bitwise identical in 4 of 4, largest top-1 log-probability difference 0.000e0"
+        ),
+        "{out}"
+    );
 
     // One problem, as JSON: the same position, and five candidates with probabilities on each side.
     let (key, pos) = &expected[0];

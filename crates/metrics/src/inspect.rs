@@ -47,6 +47,12 @@ pub struct SampleComparison {
     pub a: Side,
     /// Run B's side.
     pub b: Side,
+    /// Over the tokens both runs share (before the divergence, or all of them): whether the
+    /// recorded top-k ids and log-probabilities are bitwise the same; `None` without logprobs or
+    /// without a shared token.
+    pub logprobs_identical: Option<bool>,
+    /// Over the same tokens, the largest difference between the runs' top-1 log-probabilities.
+    pub max_top1_logprob_delta: Option<f64>,
 }
 
 /// The comparison of two runs.
@@ -120,11 +126,36 @@ pub fn compare_runs(a: &LoadedRun, b: &LoadedRun, problem: Option<&str>) -> Resu
                 correct: r.correct,
             })
         };
+        let shared = pos.unwrap_or(ra.token_ids.len().min(rb.token_ids.len()));
+        let (logprobs_identical, max_top1_logprob_delta) =
+            match (a.logprobs_of(key)?, b.logprobs_of(key)?) {
+                // No shared token (divergence at the first): nothing to compare.
+                (Some(la), Some(lb)) if shared > 0 => {
+                    let n = shared.min(la.len()).min(lb.len());
+                    let mut same = la.len().min(shared) == lb.len().min(shared);
+                    let mut delta = 0f64;
+                    for i in 0..n {
+                        let ((ia, pa), (ib, pb)) = (la.position(i), lb.position(i));
+                        same &= ia == ib
+                            && pa
+                                .iter()
+                                .map(|x| x.to_bits())
+                                .eq(pb.iter().map(|x| x.to_bits()));
+                        if let (Some(&x), Some(&y)) = (pa.first(), pb.first()) {
+                            delta = delta.max((f64::from(x) - f64::from(y)).abs());
+                        }
+                    }
+                    (Some(same), Some(delta))
+                }
+                _ => (None, None),
+            };
         samples.push(SampleComparison {
             key: key.clone(),
             diverges_at: pos,
             a: side(a, ra)?,
             b: side(b, rb)?,
+            logprobs_identical,
+            max_top1_logprob_delta,
         });
     }
     Ok(RunComparison {

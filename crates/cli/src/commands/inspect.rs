@@ -114,8 +114,30 @@ pub fn command(args: &InspectArgs, mode: OutputMode) -> Result<i32> {
             &text,
         );
     }
+    let with_lp: Vec<&SampleComparison> = cmp
+        .samples
+        .iter()
+        .filter(|s| s.logprobs_identical.is_some())
+        .collect();
+    let lp_note = if with_lp.is_empty() {
+        String::new()
+    } else {
+        let same = with_lp
+            .iter()
+            .filter(|s| s.logprobs_identical == Some(true))
+            .count();
+        let delta = with_lp
+            .iter()
+            .filter_map(|s| s.max_top1_logprob_delta)
+            .fold(0f64, f64::max);
+        format!(
+            "; over their shared tokens the top-k log-probabilities are bitwise identical in {same} of {}, \
+             largest top-1 log-probability difference {delta:.3e}",
+            with_lp.len()
+        )
+    };
     let summary = format!(
-        "{} of {} shared samples diverge{}{}",
+        "{} of {} shared samples diverge{lp_note}{}{}",
         diverging,
         cmp.samples.len(),
         if cmp.only_in_a.is_empty() {
