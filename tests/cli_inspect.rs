@@ -97,3 +97,48 @@ fn reports_where_fp32_and_bf16_part() {
         assert!(p > 0.0 && p <= 1.0 + 1e-6, "{ev}");
     }
 }
+
+/// `reprolm export`: one JSON line per sample, its tokens and, per token, the top-5 ids and
+/// log-probabilities in descending order; greedy decoding chose the first of them every time.
+#[test]
+fn export_writes_each_sample_with_its_top_candidates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("fp32");
+    reprolm(
+        tmp.path(),
+        &run_args(&run, &["--limit", "3", "--policy", "fp32"]),
+        0,
+    );
+    let args = vec!["export".to_string(), run.display().to_string()];
+    reprolm(tmp.path(), &args, 0);
+    let text = std::fs::read_to_string(run.join("export.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want = tokens(&run);
+    assert_eq!(lines.len(), want.len());
+    for (line, (id, s, ids)) in lines.iter().zip(&want) {
+        assert_eq!(
+            (&line["problem_id"], &line["sample_index"]),
+            (&serde_json::json!(id), &serde_json::json!(s))
+        );
+        assert_eq!(line["token_ids"], serde_json::json!(ids));
+        let (top_ids, top_lps) = (
+            line["top_ids"].as_array().unwrap(),
+            line["top_logprobs"].as_array().unwrap(),
+        );
+        assert_eq!((top_ids.len(), top_lps.len()), (ids.len(), ids.len()));
+        for (i, (ti, tl)) in top_ids.iter().zip(top_lps).enumerate() {
+            assert_eq!(ti.as_array().unwrap().len(), 5);
+            assert_eq!(ti[0], serde_json::json!(ids[i]), "greedy picks rank 0");
+            let lp: Vec<f64> = tl
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert!(lp.windows(2).all(|w| w[0] >= w[1]), "{lp:?}");
+        }
+    }
+}

@@ -35,6 +35,8 @@ pub enum Command {
     Score(ScoreArgs),
     /// Compare two runs token by token and show where and why they diverge.
     Inspect(InspectArgs),
+    /// Write a run's responses and top-k log-probabilities as JSON Lines, for pandas and friends.
+    Export(ExportArgs),
     /// Group the runs under a root and write the reproducibility report.
     Report(ReportArgs),
     /// List the registered tasks, or show one with the settings it accepts.
@@ -229,6 +231,16 @@ pub struct SweepStatusArgs {
 pub struct ScoreArgs {
     /// The run directory.
     pub dir: PathBuf,
+}
+
+/// `reprolm export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Output file, or `-` for stdout [default: DIR/export.jsonl].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `reprolm inspect`.

@@ -52,6 +52,7 @@ fn run(command: Command, mode: OutputMode) -> anyhow::Result<i32> {
         Command::Sweep(args) => commands::sweep::command(&args, mode),
         Command::Score(args) => commands::score::command(&args.dir, mode),
         Command::Inspect(args) => commands::inspect::command(&args, mode),
+        Command::Export(args) => commands::export::command(&args, mode),
         Command::Report(args) => commands::report::command(&args, mode),
         Command::Tasks(args) => commands::tasks::command(args.name.as_deref(), mode),
         Command::Policies(args) => {

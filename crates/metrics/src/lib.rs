@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod export;
 pub mod import_reference;
 pub mod inspect;
 pub mod metrics;

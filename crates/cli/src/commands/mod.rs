@@ -1,6 +1,7 @@
 //! One module per subcommand; each takes its resolved arguments and returns an exit status.
 
 pub mod bench;
+pub mod export;
 pub mod import_reference;
 pub mod inspect;
 pub mod memory;
