@@ -78,24 +78,10 @@ use std::sync::{Mutex, OnceLock};
 /// Conversions between f32 and the 16-bit formats, shared by every kernel source.
 pub const PRELUDE: &str = include_str!("prelude.cu");
 
-/// The PTX of `source` (compiled with [`PRELUDE`] in front), compiled once per process and cached
-/// under `module`.
+/// The PTX of `source` (compiled with [`PRELUDE`] in front) for NVRTC's default target, compiled
+/// once per process and cached under `module`.
 pub fn ptx(module: &'static str, source: &'static str) -> candle_core::Result<&'static str> {
-    static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static str>>> = OnceLock::new();
-    let mut cache = CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .expect("ptx cache");
-    if let Some(p) = cache.get(module) {
-        return Ok(p);
-    }
-    let src = format!("{PRELUDE}\n{source}");
-    let compiled = candle_core::cuda_backend::cudarc::nvrtc::compile_ptx(src).map_err(|e| {
-        candle_core::Error::Msg(format!("compiling the {module} kernels with NVRTC: {e:?}"))
-    })?;
-    let text: &'static str = Box::leak(compiled.to_src().into_boxed_str());
-    cache.insert(module, text);
-    Ok(text)
+    compile_cached(module, source, None)
 }
 
 /// The PTX of `source` (with [`PRELUDE`] in front) for `dev`'s own architecture
@@ -107,6 +93,27 @@ pub fn ptx_for_device(
     source: &'static str,
 ) -> candle_core::Result<&'static str> {
     use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute as A;
+    let ctx = dev.cuda_stream().context().clone();
+    let cc = |a| {
+        ctx.attribute(a)
+            .map_err(|e| candle_core::Error::Msg(format!("{e:?}")))
+    };
+    let arch = format!(
+        "compute_{}{}",
+        cc(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+        cc(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?
+    );
+    compile_cached(module, source, Some(arch))
+}
+
+/// The one NVRTC compile of every kernel module: `PRELUDE + source` for `arch` (NVRTC's default
+/// when `None`), done once per process; the PTX is kept under `module` for later calls.
+fn compile_cached(
+    module: &'static str,
+    source: &'static str,
+    arch: Option<String>,
+) -> candle_core::Result<&'static str> {
+    use candle_core::cuda_backend::cudarc::nvrtc;
     static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static str>>> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
@@ -115,25 +122,15 @@ pub fn ptx_for_device(
     if let Some(p) = cache.get(module) {
         return Ok(p);
     }
-    let ctx = dev.cuda_stream().context().clone();
-    let cc = |a| {
-        ctx.attribute(a)
-            .map_err(|e| candle_core::Error::Msg(format!("{e:?}")))
-    };
-    let (major, minor) = (
-        cc(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
-        cc(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
-    );
-    let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
-    let opts = candle_core::cuda_backend::cudarc::nvrtc::CompileOptions {
-        arch: Some(arch),
+    let target = arch.as_deref().unwrap_or("the default target").to_string();
+    let opts = nvrtc::CompileOptions {
+        arch: arch.map(|a| &*Box::leak(a.into_boxed_str())),
         ..Default::default()
     };
-    let src = format!("{PRELUDE}\n{source}");
-    let compiled = candle_core::cuda_backend::cudarc::nvrtc::compile_ptx_with_opts(src, opts)
-        .map_err(|e| {
+    let compiled =
+        nvrtc::compile_ptx_with_opts(format!("{PRELUDE}\n{source}"), opts).map_err(|e| {
             candle_core::Error::Msg(format!(
-                "compiling the {module} kernels with NVRTC for {arch}: {e:?}"
+                "compiling the {module} kernels with NVRTC for {target}: {e:?}"
             ))
         })?;
     let text: &'static str = Box::leak(compiled.to_src().into_boxed_str());
