@@ -503,9 +503,7 @@ impl Plan {
     /// The heuristic's ranked candidates at `rows` rows.
     fn candidates(&self, rows: usize) -> candle_core::Result<Vec<lt::cublasLtMatmulAlgo_t>> {
         use lt::cublasLtMatmulPreferenceAttributes_t as P;
-        let (ty, _) = types(self.key.dtype)?;
-        let b = MatrixLayout::new(ty, self.key.k, rows)?;
-        let c = MatrixLayout::new(ty, self.key.n, rows)?;
+        let (b, c) = self.row_layouts(rows)?;
         let mut pref = std::ptr::null_mut();
         // Safety: creates a preference object, destroyed below.
         check(
@@ -593,12 +591,19 @@ impl Plan {
         )
     }
 
+    /// The layouts of x (`K x rows`) and of the output (`N x rows`) for a call of `rows` rows.
+    fn row_layouts(&self, rows: usize) -> candle_core::Result<(MatrixLayout, MatrixLayout)> {
+        let (ty, _) = types(self.key.dtype)?;
+        Ok((
+            MatrixLayout::new(ty, self.key.k, rows)?,
+            MatrixLayout::new(ty, self.key.n, rows)?,
+        ))
+    }
+
     /// Whether `cublasLtMatmulAlgoCheck` accepts the pinned algorithm for `m` rows within the
     /// workspace.
     fn runs(&self, m: usize) -> candle_core::Result<bool> {
-        let (ty, _) = types(self.key.dtype)?;
-        let b = MatrixLayout::new(ty, self.key.k, m)?;
-        let c = MatrixLayout::new(ty, self.key.n, m)?;
+        let (b, c) = self.row_layouts(m)?;
         let mut result = std::mem::MaybeUninit::<lt::cublasLtMatmulHeuristicResult_t>::zeroed();
         // Safety: every descriptor is live; `result` is written by the call.
         let st = unsafe {
@@ -655,9 +660,7 @@ impl Plan {
             );
         }
         self.check_rows(m)?;
-        let (ty, _) = types(self.key.dtype)?;
-        let b_layout = MatrixLayout::new(ty, k, m)?;
-        let c_layout = MatrixLayout::new(ty, n, m)?;
+        let (b_layout, c_layout) = self.row_layouts(m)?;
         let stream = dev.cuda_stream();
         let out = reprolm_precision::cuda::Output::alloc(dev, self.key.dtype, m * n)?;
         fn view<'a, T>(
@@ -774,20 +777,25 @@ reprolm_precision::cuda_linear_op!(PinnedGemm, "reprolm-pinned-gemm");
 /// The plan of `key` on `dev`: the pin table's algorithm for this GPU, cuBLASLt version and
 /// shape when there is one (and it still runs every row count), else [`Plan::choose`]'s.
 pub fn plan_on(dev: &CudaDevice, key: PlanKey) -> candle_core::Result<Arc<Plan>> {
-    /// Plans by GPU name and key.
-    type Plans = HashMap<(String, PlanKey), Arc<Plan>>;
+    /// Plans by device and key: the lookup every GEMM call makes, so it asks the driver nothing.
+    type Plans = HashMap<(candle_core::cuda_backend::DeviceId, PlanKey), Arc<Plan>>;
     static PLANS: OnceLock<Mutex<Plans>> = OnceLock::new();
-    let gpu = gpu_name(dev);
     let mut plans = PLANS
         .get_or_init(Default::default)
         .lock()
         .expect("plans lock");
-    if let Some(p) = plans.get(&(gpu.clone(), key)) {
+    if let Some(p) = plans.get(&(dev.id(), key)) {
         return Ok(p.clone());
     }
-    let version = cublaslt_version();
     let dtype = reprolm_precision::dtype_name(key.dtype);
-    let pinned = pins::lookup(&gpu, version, dtype, key.n, key.k, key.bias);
+    let pinned = pins::lookup(
+        &gpu_name(dev),
+        cublaslt_version(),
+        dtype,
+        key.n,
+        key.k,
+        key.bias,
+    );
     let plan = match pinned {
         Some(p) => match Plan::with_algo(key, &p.algo)? {
             Some(mut plan) => {
@@ -799,7 +807,7 @@ pub fn plan_on(dev: &CudaDevice, key: PlanKey) -> candle_core::Result<Arc<Plan>>
         None => Plan::choose(key)?,
     };
     let p = Arc::new(plan);
-    plans.insert((gpu, key), p.clone());
+    plans.insert((dev.id(), key), p.clone());
     Ok(p)
 }
 
