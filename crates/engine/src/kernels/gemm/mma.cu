@@ -63,9 +63,21 @@ __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
   return (unsigned)to_bf16(lo) | ((unsigned)to_bf16(hi) << 16);
 }
 
+// The three bf16 parts of two f32 values a, b as packed operand words: s[0] = (hi(a), hi(b)),
+// s[1] = mid, s[2] = lo, with hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid); both
+// differences are exact in f32, and hi + mid + lo == x. Every kernel splits through this one
+// function, so the parts (and with them the products) are the same bits in each.
+__device__ __forceinline__ void split_pair(float a, float b, unsigned (&s)[3]) {
+  float h0 = round_bf16(a), h1 = round_bf16(b);
+  float r0 = a - h0, r1 = b - h1;
+  float m0 = round_bf16(r0), m1 = round_bf16(r1);
+  s[0] = pack_bf16(h0, h1);
+  s[1] = pack_bf16(m0, m1);
+  s[2] = pack_bf16(r0 - m0, r1 - m1);
+}
+
 // One row's eight values of x as the operand words of the parts: w[p][0..4] = pairs (0,1) (2,3)
-// (4,5) (6,7) of part p. For f32 x the parts are hi = bf16(x), mid = bf16(x - hi),
-// lo = bf16(x - hi - mid); both differences are exact in f32, and hi + mid + lo == x.
+// (4,5) (6,7) of part p (split_pair for f32 x).
 template <int PARTS, bool XF32>
 __device__ __forceinline__ void load_x8(const void* x, long row, int rows, int k, int col,
                                         unsigned (&w)[PARTS][4]) {
@@ -85,12 +97,10 @@ __device__ __forceinline__ void load_x8(const void* x, long row, int rows, int k
   }
 #pragma unroll
   for (int i = 0; i < 4; i++) {
-    float h0 = round_bf16(f[2 * i]), h1 = round_bf16(f[2 * i + 1]);
-    float r0 = f[2 * i] - h0, r1 = f[2 * i + 1] - h1;
-    float m0 = round_bf16(r0), m1 = round_bf16(r1);
-    w[0][i] = pack_bf16(h0, h1);
-    if (PARTS > 1) w[1][i] = pack_bf16(m0, m1);
-    if (PARTS > 2) w[2][i] = pack_bf16(r0 - m0, r1 - m1);
+    unsigned parts[3];
+    split_pair(f[2 * i], f[2 * i + 1], parts);
+#pragma unroll
+    for (int p = 0; p < PARTS; p++) w[p][i] = parts[p];
   }
 }
 
@@ -253,27 +263,15 @@ __device__ __forceinline__ void linear_tiled(const void* x, const u16* w, const 
 #pragma unroll
       for (int q = 0; q < 4; q++) {
         int id = tid + 256 * q, row = id >> 4, f4 = id & 15;
-        float f[4] = {px[q].x, px[q].y, px[q].z, px[q].w};
-        unsigned hi[2], mid[2], lo[2];
+        unsigned parts[2][3];
+        split_pair(px[q].x, px[q].y, parts[0]);
+        split_pair(px[q].z, px[q].w, parts[1]);
+        // Half f4 & 1 of chunk f4 >> 1 of each part's row.
 #pragma unroll
-        for (int i = 0; i < 2; i++) {
-          float h0 = round_bf16(f[2 * i]), h1 = round_bf16(f[2 * i + 1]);
-          float r0 = f[2 * i] - h0, r1 = f[2 * i + 1] - h1;
-          float m0_ = round_bf16(r0), m1_ = round_bf16(r1);
-          hi[i] = pack_bf16(h0, h1);
-          mid[i] = pack_bf16(m0_, m1_);
-          lo[i] = pack_bf16(r0 - m0_, r1 - m1_);
-        }
-        // Half f4 & 1 of chunk f4 >> 1.
-        unsigned* d0 = reinterpret_cast<unsigned*>(&sx[0][swz(row, f4 >> 1)]) + 2 * (f4 & 1);
-        d0[0] = hi[0]; d0[1] = hi[1];
-        if (PARTS > 1) {
-          unsigned* d1 = reinterpret_cast<unsigned*>(&sx[PARTS > 1 ? 1 : 0][swz(row, f4 >> 1)]) + 2 * (f4 & 1);
-          d1[0] = mid[0]; d1[1] = mid[1];
-        }
-        if (PARTS > 2) {
-          unsigned* d2 = reinterpret_cast<unsigned*>(&sx[PARTS > 2 ? 2 : 0][swz(row, f4 >> 1)]) + 2 * (f4 & 1);
-          d2[0] = lo[0]; d2[1] = lo[1];
+        for (int p = 0; p < PARTS; p++) {
+          unsigned* d = reinterpret_cast<unsigned*>(&sx[p][swz(row, f4 >> 1)]) + 2 * (f4 & 1);
+          d[0] = parts[0][p];
+          d[1] = parts[1][p];
         }
       }
     } else {
