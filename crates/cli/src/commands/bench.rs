@@ -149,7 +149,6 @@ fn speed(args: &BenchSpeedArgs, mode: OutputMode) -> Result<i32> {
 fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
     use reprolm_engine::kernels::gemm::{bench, GemmFamily};
     use reprolm_engine::models::spec_from_config_file;
-    use reprolm_precision::Component;
     if args.rows.is_empty() || args.rows.contains(&0) {
         bail!("--rows: every row count must be at least 1");
     }
@@ -190,17 +189,7 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
                 );
             }
             for shape in bench::shapes(&spec) {
-                let (storage, compute) = if shape.name == "lm_head" {
-                    (
-                        policy.dtype(Component::LmHead),
-                        policy.dtype(Component::LmHead),
-                    )
-                } else {
-                    (
-                        policy.dtype(Component::LinearStorage),
-                        policy.dtype(Component::MatmulCompute),
-                    )
-                };
+                let (storage, compute) = bench::dtypes(&policy, &shape);
                 let r =
                     bench::measure(&shape, storage, compute, &rows, &device, args.min_ms / 1e3)?;
                 if mode == OutputMode::Human {
@@ -284,7 +273,6 @@ fn tune_gemm(
 ) -> Result<i32> {
     use reprolm_engine::kernels::gemm::{bench, pins};
     use reprolm_engine::models::spec_from_config_file;
-    use reprolm_precision::Component;
     let mut table: Vec<pins::Pin> = Vec::new();
     for config in configs {
         let (_, spec) = spec_from_config_file(config)
@@ -292,16 +280,7 @@ fn tune_gemm(
         for policy_name in &args.policies {
             let policy = resolve_policy(policy_name).context("--policy")?;
             for shape in bench::shapes(&spec) {
-                let dtype = if shape.name == "lm_head" {
-                    policy.dtype(Component::LmHead)
-                } else {
-                    policy.dtype(Component::MatmulCompute)
-                };
-                let storage = if shape.name == "lm_head" {
-                    dtype
-                } else {
-                    policy.dtype(Component::LinearStorage)
-                };
+                let (storage, dtype) = bench::dtypes(&policy, &shape);
                 // Only the projections cuBLASLt serves: same storage and compute, 16-bit or f32
                 // (LayerCast's bf16 weights run the tensor-core kernel instead).
                 if storage != dtype || !matches!(dtype, DType::BF16 | DType::F16 | DType::F32) {
@@ -354,15 +333,7 @@ fn tune_gemm(
         let old = pins::parse(&text)
             .with_context(|| format!("--tune {}: not a pin table", out.display()))?;
         for p in old {
-            let same = |q: &pins::Pin| {
-                q.gpu == p.gpu
-                    && q.cublaslt == p.cublaslt
-                    && q.dtype == p.dtype
-                    && q.n == p.n
-                    && q.k == p.k
-                    && q.bias == p.bias
-            };
-            if !table.iter().any(same) {
+            if !table.iter().any(|q| q.key() == p.key()) {
                 table.push(p);
             }
         }

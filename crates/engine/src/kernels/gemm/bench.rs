@@ -81,6 +81,21 @@ pub fn shapes(spec: &DecoderSpec) -> Vec<GemmShape> {
     ]
 }
 
+/// The `(storage, compute)` dtypes `policy` gives `shape`'s weight: the LM head's for the LM head,
+/// the projections' otherwise, as the decoder places them.
+pub fn dtypes(policy: &reprolm_precision::PrecisionPolicy, shape: &GemmShape) -> (DType, DType) {
+    use reprolm_precision::Component;
+    if shape.name == "lm_head" {
+        let d = policy.dtype(Component::LmHead);
+        (d, d)
+    } else {
+        (
+            policy.dtype(Component::LinearStorage),
+            policy.dtype(Component::MatmulCompute),
+        )
+    }
+}
+
 /// One shape at one row count.
 #[derive(Debug, Clone)]
 pub struct RowTiming {

@@ -52,6 +52,23 @@ pub struct Pin {
     pub algo: AlgoConfig,
 }
 
+/// What identifies an entry: `(gpu, cublaslt, dtype, n, k, bias)`; a table holds one entry per key.
+pub type PinKey<'a> = (&'a str, usize, &'a str, usize, usize, bool);
+
+impl Pin {
+    /// The entry's key.
+    pub fn key(&self) -> PinKey<'_> {
+        (
+            &self.gpu,
+            self.cublaslt,
+            &self.dtype,
+            self.n,
+            self.k,
+            self.bias,
+        )
+    }
+}
+
 #[derive(Serialize, Deserialize, Default)]
 struct File {
     #[serde(default)]
@@ -70,10 +87,7 @@ pub fn parse(text: &str) -> Result<Vec<Pin>, toml::de::Error> {
 /// shape so that a regenerated table diffs cleanly.
 pub fn to_toml(header: &str, pins: &[Pin]) -> String {
     let mut pins = pins.to_vec();
-    pins.sort_by(|a, b| {
-        (&a.gpu, a.cublaslt, &a.dtype, a.n, a.k, a.bias)
-            .cmp(&(&b.gpu, b.cublaslt, &b.dtype, b.n, b.k, b.bias))
-    });
+    pins.sort_by(|a, b| a.key().cmp(&b.key()));
     let body = toml::to_string(&File { pin: pins }).expect("pins serialise");
     format!("{header}\n{body}")
 }
@@ -93,14 +107,9 @@ pub fn lookup(
     k: usize,
     bias: bool,
 ) -> Option<&'static Pin> {
-    shipped().iter().find(|p| {
-        p.gpu == gpu
-            && p.cublaslt == cublaslt
-            && p.dtype == dtype
-            && p.n == n
-            && p.k == k
-            && p.bias == bias
-    })
+    shipped()
+        .iter()
+        .find(|p| p.key() == (gpu, cublaslt, dtype, n, k, bias))
 }
 
 #[cfg(test)]
@@ -110,10 +119,7 @@ mod tests {
     #[test]
     fn the_shipped_table_parses_and_has_one_entry_per_key() {
         let pins = shipped();
-        let mut keys: Vec<_> = pins
-            .iter()
-            .map(|p| (&p.gpu, p.cublaslt, &p.dtype, p.n, p.k, p.bias))
-            .collect();
+        let mut keys: Vec<_> = pins.iter().map(Pin::key).collect();
         let all = keys.len();
         keys.sort();
         keys.dedup();
