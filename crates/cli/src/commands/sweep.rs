@@ -269,17 +269,22 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
     let mut failed: Vec<(String, String)> = Vec::new();
     let (mut finished, mut skipped) = (0, 0);
     let mut models = run::ModelCache::default();
-    // The runs this session will execute (not finished yet), for the sweep's own progress and ETA.
-    let to_run = planned
+    // Each selected configuration's directory state, read once: it decides what runs, and the runs
+    // to do (unfinished) are what the sweep's own progress and ETA count.
+    let mut states: Vec<Option<Result<bool>>> = planned
         .iter()
         .enumerate()
-        .filter(|(i, p)| {
-            selected.contains(&(i + 1))
-                && p.config
-                    .as_ref()
-                    .is_ok_and(|c| matches!(finished_state(c), Ok(false)))
+        .map(|(i, p)| match &p.config {
+            Ok(c) if selected.contains(&(i + 1)) => Some(finished_state(c)),
+            _ => None,
         })
+        .collect();
+    let to_run = states
+        .iter()
+        .filter(|s| matches!(s, Some(Ok(false))))
         .count();
+    // Runs of this session started and ended (finished or failed while running).
+    let mut executed = 0usize;
     let started = std::time::Instant::now();
     for (i, p) in planned.iter().enumerate() {
         if !selected.contains(&(i + 1)) {
@@ -294,7 +299,10 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
                 continue;
             }
         };
-        match finished_state(cfg) {
+        match states[i]
+            .take()
+            .expect("read for every selected configuration")
+        {
             Ok(true) => {
                 skipped += 1;
                 mode.note(&format!(
@@ -323,7 +331,6 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
             ));
             continue;
         }
-        let executed = finished + failed.len();
         // The sweep's own progress on a line of its own: the `-> DIR` line ends with the directory.
         mode.note(&format!(
             "sweep: {executed} of {to_run} runs to do done, elapsed {}{}",
@@ -340,6 +347,7 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
             }
         ));
         mode.note(&format!("{head} -> {}", cfg.out.display()));
+        executed += 1;
         match run::execute_with(cfg, mode, &mut models) {
             Ok(outcome @ RunOutcome::Finished(_)) => {
                 finished += 1;
