@@ -841,10 +841,25 @@ pub fn linear_with(
     bias: Option<&Tensor>,
 ) -> candle_core::Result<Tensor> {
     let op = PinnedGemm(plan.clone());
+    apply_aligned(x, w, bias, &op)
+}
+
+/// Runs a matmul-shaped op (`reprolm_precision::cuda_linear_op!`) on `x`, `w` and the bias (in
+/// `w`'s dtype), each made contiguous and [`ALIGN`]-aligned first: what both GEMM families need for
+/// their vector loads.
+pub(crate) fn apply_aligned<Op>(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    op: &Op,
+) -> candle_core::Result<Tensor>
+where
+    Op: candle_core::CustomOp2 + candle_core::CustomOp3,
+{
     let (x, w) = (aligned(x)?, aligned(w)?);
     match bias {
-        Some(b) => x.apply_op3_no_bwd(&w, &aligned(&b.to_dtype(w.dtype())?)?, &op),
-        None => x.apply_op2_no_bwd(&w, &op),
+        Some(b) => x.apply_op3_no_bwd(&w, &aligned(&b.to_dtype(w.dtype())?)?, op),
+        None => x.apply_op2_no_bwd(&w, op),
     }
 }
 

@@ -147,12 +147,7 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> candle_core::Res
         );
     }
     // 16-byte loads need 16-byte aligned rows; a view that starts elsewhere is copied.
-    use super::cublaslt::aligned;
-    let (x, w) = (aligned(x)?, aligned(w)?);
-    match bias {
-        Some(b) => x.apply_op3_no_bwd(&w, &b.to_dtype(w.dtype())?.contiguous()?, &MmaLinear),
-        None => x.apply_op2_no_bwd(&w, &MmaLinear),
-    }
+    super::cublaslt::apply_aligned(x, w, bias, &MmaLinear)
 }
 
 /// On a real GPU (`cargo test --release --features cuda -p reprolm-engine gemm`); without a CUDA
