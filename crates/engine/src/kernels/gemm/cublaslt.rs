@@ -824,7 +824,7 @@ pub fn key_for(w: &Tensor, bias: bool) -> candle_core::Result<PlanKey> {
 }
 
 /// `t` contiguous and starting on an [`ALIGN`]-byte boundary (copied if its view starts elsewhere).
-pub(crate) fn aligned(t: &Tensor) -> candle_core::Result<Tensor> {
+fn aligned(t: &Tensor) -> candle_core::Result<Tensor> {
     let t = t.contiguous()?;
     if (t.layout().start_offset() * t.dtype().size_in_bytes()) % ALIGN == 0 {
         Ok(t)
