@@ -21,12 +21,12 @@
 // host from (N, K) alone, so the order never depends on the number of rows.
 //
 // Kernels:
-//   - *_small<NT>: rows <= 8·NT (NT = 1, 2, 4). A block is `groups` warps, all on the same 16
-//     weight rows and the same rows of x, warp g summing group g; the block folds the groups
-//     through shared memory. Many warps stream W at once: decode speed.
+//   - *_split<NT>: rows <= 8·NT (NT = 1, 2, 4), decode. A block is 8 warps on 128 weight rows and
+//     one group; each warp streams its 16 weight rows from global memory, two stretches ahead,
+//     against x staged in shared memory; the last block of a column folds the groups.
 //   - *_tiled: any row count. A block is 8 warps on 128 weight rows x 64 rows of x, staged in
 //     shared memory one stretch at a time; each warp owns 32 x 32 outputs and runs every group
-//     itself, in the same mma sequence as group_sum.
+//     itself.
 
 #define STRETCH 64
 
@@ -104,64 +104,29 @@ __device__ __forceinline__ void load_x8(const void* x, long row, int rows, int k
   }
 }
 
-// The sum of one group of stretches for an MT x NT tile of (16 weight rows) x (8 rows of x):
-// acc[i][j][0..4] in the mma accumulator layout. n0/m0: first weight row / row of x of the tile.
-template <int MT, int NT, int PARTS, bool XF32, bool F16>
-__device__ __forceinline__ void group_sum(const void* __restrict__ x, const u16* __restrict__ w,
-                                          int m, int n, int k, int m0, int n0, int s_begin,
-                                          int s_end, float (&acc)[MT][NT][4]) {
-  const int lane = threadIdx.x & 31, gid = lane >> 2, t = lane & 3;
+// One 32-element chunk of a stretch for one 16 x 8 output tile: wa / wb are weight rows gid and
+// gid + 8, xv[p] row gid of x's part p, each holding elements 8t..8t+7 of the chunk. Two k16
+// steps, the parts in order hi, mid, lo within each: the one mma sequence of every kernel here.
+template <int PARTS, bool F16>
+__device__ __forceinline__ void chunk_mma(float (&part)[4], uint4 wa, uint4 wb,
+                                          const uint4 (&xv)[PARTS]) {
 #pragma unroll
-  for (int i = 0; i < MT; i++)
+  for (int step = 0; step < 2; step++) {
+    unsigned a0 = step ? wa.z : wa.x, a1 = step ? wb.z : wb.x;
+    unsigned a2 = step ? wa.w : wa.y, a3 = step ? wb.w : wb.y;
 #pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
-  for (int s = s_begin; s < s_end; s++) {
-    float part[MT][NT][4];
-#pragma unroll
-    for (int i = 0; i < MT; i++)
-#pragma unroll
-      for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) part[i][j][e] = 0.f;
-#pragma unroll
-    for (int c = 0; c < STRETCH / 32; c++) {
-      const int col = s * STRETCH + c * 32 + 8 * t;
-      uint4 wa[MT], wb[MT];
-#pragma unroll
-      for (int i = 0; i < MT; i++) {
-        wa[i] = load8_u16(w, n0 + 16 * i + gid, n, k, col);
-        wb[i] = load8_u16(w, n0 + 16 * i + gid + 8, n, k, col);
-      }
-      unsigned xv[NT][PARTS][4];
-#pragma unroll
-      for (int j = 0; j < NT; j++) load_x8<PARTS, XF32>(x, m0 + 8 * j + gid, m, k, col, xv[j]);
-#pragma unroll
-      for (int step = 0; step < 2; step++) {
-#pragma unroll
-        for (int i = 0; i < MT; i++) {
-          unsigned a0 = step ? wa[i].z : wa[i].x, a1 = step ? wb[i].z : wb[i].x;
-          unsigned a2 = step ? wa[i].w : wa[i].y, a3 = step ? wb[i].w : wb[i].y;
-#pragma unroll
-          for (int j = 0; j < NT; j++)
-#pragma unroll
-            for (int p = 0; p < PARTS; p++) {
-              unsigned b0 = xv[j][p][2 * step], b1 = xv[j][p][2 * step + 1];
-              if (F16) mma_f16(part[i][j], a0, a1, a2, a3, b0, b1);
-              else mma_bf16(part[i][j], a0, a1, a2, a3, b0, b1);
-            }
-        }
-      }
+    for (int p = 0; p < PARTS; p++) {
+      unsigned b0 = step ? xv[p].z : xv[p].x, b1 = step ? xv[p].w : xv[p].y;
+      if (F16) mma_f16(part, a0, a1, a2, a3, b0, b1);
+      else mma_bf16(part, a0, a1, a2, a3, b0, b1);
     }
-#pragma unroll
-    for (int i = 0; i < MT; i++)
-#pragma unroll
-      for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) acc[i][j][e] = __fadd_rn(acc[i][j][e], part[i][j][e]);
   }
 }
+
+// Shared rows of x (and W in the tiled kernel) are 8 chunks of 16 bytes, chunk j of row r stored
+// at j ^ 4 (r & 1), which makes the fragment reads (two rows of four chunks per quarter-warp)
+// conflict-free.
+__device__ __forceinline__ int swz(int row, int chunk) { return row * 8 + (chunk ^ ((row & 1) << 2)); }
 
 // Writes one accumulator fragment: element e of tile (i, j) is weight row n0 + 16i + gid + 8(e/2),
 // row of x m0 + 8j + 2t + (e%2). OUT: 0 f32, 1 bf16, 2 f16; the bias is in W's 16-bit type.
@@ -176,45 +141,167 @@ __device__ __forceinline__ void store_out(void* y, const u16* bias, int m, int n
   else ((u16*)y)[at] = to_f16(v);
 }
 
+// The decode kernel, for up to 8·NT rows of x (NT = 1, 2, 4). A block is 8 warps on 128 weight
+// rows and ONE group of stretches (blockIdx.y), so that narrow weights still spread over every
+// SM. Each warp streams its own 16 weight rows straight from global memory into registers, two
+// stretches ahead of its tensor cores; the block stages each stretch of x in shared memory (f32 x
+// split into its parts once, for all 8 warps). With one group the block writes y itself; else it
+// writes its group sum to `partial` and the block that arrives last for its 128 weight rows
+// folds the groups in order (0, 1, ...) into y: the same additions, in the same order, as the
+// tiled kernel's.
+#define SPLIT_WARPS 8
+#define SPLIT_N (16 * SPLIT_WARPS)
+
 template <int NT, int PARTS, bool XF32, bool F16, int OUT>
-__device__ __forceinline__ void linear_small(const void* x, const u16* w, const u16* bias, void* y,
-                                             int m, int n, int k, int spg, int groups) {
-  // [group][lane][NT*4]: each warp's group sums, folded in group order by warp 0.
-  __shared__ float sums[16][32][4 * 4];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gid = lane >> 2, t = lane & 3;
-  const int n0 = blockIdx.x * 16, m0 = 0;
+__device__ __forceinline__ void linear_split(const void* x, const u16* w, const u16* bias, void* y,
+                                             float* partial, unsigned* arrivals, int m, int n,
+                                             int k, int spg, int groups) {
+  constexpr int XROWS = 8 * NT;
+  constexpr int XF4 = XROWS * (STRETCH / 4);  // float4 of f32 x per stretch
+  constexpr int XQ = (XF4 + 255) / 256;
+  __shared__ uint4 sx[2][PARTS][XROWS * 8];
+  __shared__ bool last;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, t = lane & 3;
+  const int n0 = blockIdx.x * SPLIT_N + 16 * warp, g = blockIdx.y;
   const int stretches = (k + STRETCH - 1) / STRETCH;
-  float acc[1][NT][4];
-  int s0 = warp * spg, s1 = s0 + spg < stretches ? s0 + spg : stretches;
-  group_sum<1, NT, PARTS, XF32, F16>(x, w, m, n, k, m0, n0, s0, s1, acc);
+  const int s0 = g * spg, s1 = s0 + spg < stretches ? s0 + spg : stretches;
+
+  float4 px[XQ];
+  uint4 pxh;
+  auto fetch_x = [&](int s) {
+    if (XF32) {
+#pragma unroll
+      for (int q = 0; q < XQ; q++) {
+        int id = tid + 256 * q, row = id >> 4, col = s * STRETCH + (id & 15) * 4;
+        if (id < XF4 && row < m && col < k) {
+          px[q] = *reinterpret_cast<const float4*>((const float*)x + (long)row * k + col);
+        } else {
+          px[q].x = px[q].y = px[q].z = px[q].w = 0.f;
+        }
+      }
+    } else if (tid < XROWS * 8) {
+      pxh = load8_u16((const u16*)x, tid >> 3, m, k, s * STRETCH + (tid & 7) * 8);
+    }
+  };
+  auto stage_x = [&](int b) {
+    if (XF32) {
+#pragma unroll
+      for (int q = 0; q < XQ; q++) {
+        int id = tid + 256 * q, row = id >> 4, f4 = id & 15;
+        if (id >= XF4) continue;
+        unsigned parts[2][3];
+        split_pair(px[q].x, px[q].y, parts[0]);
+        split_pair(px[q].z, px[q].w, parts[1]);
+#pragma unroll
+        for (int p = 0; p < PARTS; p++) {
+          unsigned* d = reinterpret_cast<unsigned*>(&sx[b][p][swz(row, f4 >> 1)]) + 2 * (f4 & 1);
+          d[0] = parts[0][p];
+          d[1] = parts[1][p];
+        }
+      }
+    } else if (tid < XROWS * 8) {
+      sx[b][0][swz(tid >> 3, tid & 7)] = pxh;
+    }
+  };
+  // This warp's weight words of one stretch: [chunk][row gid, row gid + 8].
+  auto fetch_w = [&](int s, uint4 (&r)[2][2]) {
+#pragma unroll
+    for (int c = 0; c < STRETCH / 32; c++) {
+      int col = s * STRETCH + c * 32 + 8 * t;
+      r[c][0] = load8_u16(w, n0 + gid, n, k, col);
+      r[c][1] = load8_u16(w, n0 + gid + 8, n, k, col);
+    }
+  };
+
+  float acc[NT][4];
 #pragma unroll
   for (int j = 0; j < NT; j++)
 #pragma unroll
-    for (int e = 0; e < 4; e++) sums[warp][lane][4 * j + e] = acc[0][j][e];
-  __syncthreads();
-  if (warp != 0) return;
+    for (int e = 0; e < 4; e++) acc[j][e] = 0.f;
+  uint4 w0[2][2], w1[2][2], w2[2][2];
+  fetch_w(s0, w0);
+  if (s0 + 1 < s1) fetch_w(s0 + 1, w1);
+  fetch_x(s0);
+  for (int s = s0; s < s1; s++) {
+    const int b = (s - s0) & 1;
+    stage_x(b);
+    __syncthreads();
+    if (s + 1 < s1) fetch_x(s + 1);
+    if (s + 2 < s1) fetch_w(s + 2, w2);
+    float part[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) part[j][e] = 0.f;
+#pragma unroll
+    for (int c = 0; c < STRETCH / 32; c++) {
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        uint4 xv[PARTS];
+#pragma unroll
+        for (int p = 0; p < PARTS; p++) xv[p] = sx[b][p][swz(8 * j + gid, 4 * c + t)];
+        chunk_mma<PARTS, F16>(part[j], w0[c][0], w0[c][1], xv);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) acc[j][e] = __fadd_rn(acc[j][e], part[j][e]);
+#pragma unroll
+    for (int c = 0; c < 2; c++)
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        w0[c][h] = w1[c][h];
+        w1[c][h] = w2[c][h];
+      }
+  }
+
+  // acc[j][e]: weight row n0 + gid + 8 (e >> 1), row of x 8j + 2t + (e & 1).
+  if (groups == 1) {
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        store_out<OUT, F16>(y, bias, m, n, 8 * j + 2 * t + (e & 1), n0 + gid + 8 * (e >> 1),
+                            __fadd_rn(0.f, acc[j][e]));
+    return;
+  }
 #pragma unroll
   for (int j = 0; j < NT; j++)
 #pragma unroll
     for (int e = 0; e < 4; e++) {
-      float total = 0.f;
-      for (int g = 0; g < groups; g++) total = __fadd_rn(total, sums[g][lane][4 * j + e]);
-      store_out<OUT, F16>(y, bias, m, n, m0 + 8 * j + 2 * t + (e & 1), n0 + gid + 8 * (e >> 1),
-                          total);
+      int row = 8 * j + 2 * t + (e & 1), c = n0 + gid + 8 * (e >> 1);
+      if (row < m && c < n) partial[((long)g * m + row) * n + c] = acc[j][e];
     }
+  // Publish this block's sums before counting its arrival; the last block to arrive sees all.
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) last = atomicAdd(&arrivals[blockIdx.x], 1u) == (unsigned)(groups - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+#pragma unroll
+  for (int j = 0; j < NT; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      int row = 8 * j + 2 * t + (e & 1), c = n0 + gid + 8 * (e >> 1);
+      if (row >= m || c >= n) continue;
+      float total = 0.f;
+      for (int gg = 0; gg < groups; gg++)
+        total = __fadd_rn(total, __ldcg(&partial[((long)gg * m + row) * n + c]));
+      store_out<OUT, F16>(y, bias, m, n, row, c, total);
+    }
+  // Ready for the next launch on this stream.
+  if (tid == 0) arrivals[blockIdx.x] = 0u;
 }
 
 // The tiled kernel for many rows: a block of 8 warps computes 128 weight rows x 64 rows of x;
 // each stretch of W and x is staged once in shared memory (x already split into its parts), so
 // every weight and x element is read from global memory once per block instead of once per warp.
-// Warp w owns weight rows 32 (w % 4) .. +32 and x rows 32 (w / 4) .. +32 of the block, and runs
-// exactly the mma sequence of group_sum for them, so its results are the other kernels' bits.
-// Shared rows are 8 chunks of 16 bytes, chunk j of row r stored at j ^ 4 (r & 1), which makes the
-// fragment reads (two rows of four chunks per quarter-warp) conflict-free.
+// Warp w owns weight rows 32 (w % 4) .. +32 and x rows 32 (w / 4) .. +32 of the block and runs
+// every group itself, through chunk_mma, so its results are the decode kernel's bits.
 #define TN 128
 #define TM 64
-
-__device__ __forceinline__ int swz(int row, int chunk) { return row * 8 + (chunk ^ ((row & 1) << 2)); }
 
 template <int PARTS, bool XF32, bool F16, int OUT>
 __device__ __forceinline__ void linear_tiled(const void* x, const u16* w, const u16* bias, void* y,
@@ -325,21 +412,9 @@ __device__ __forceinline__ void linear_tiled(const void* x, const u16* w, const 
 #pragma unroll
           for (int p = 0; p < PARTS; p++) xv[j][p] = sx[p][swz(wm + 8 * j + gid, 4 * c + t)];
 #pragma unroll
-        for (int step = 0; step < 2; step++) {
+        for (int i = 0; i < 2; i++)
 #pragma unroll
-          for (int i = 0; i < 2; i++) {
-            unsigned a0 = step ? wa[i].z : wa[i].x, a1 = step ? wb[i].z : wb[i].x;
-            unsigned a2 = step ? wa[i].w : wa[i].y, a3 = step ? wb[i].w : wb[i].y;
-#pragma unroll
-            for (int j = 0; j < 4; j++)
-#pragma unroll
-              for (int p = 0; p < PARTS; p++) {
-                unsigned b0 = step ? xv[j][p].z : xv[j][p].x, b1 = step ? xv[j][p].w : xv[j][p].y;
-                if (F16) mma_f16(part[i][j], a0, a1, a2, a3, b0, b1);
-                else mma_bf16(part[i][j], a0, a1, a2, a3, b0, b1);
-              }
-          }
-        }
+          for (int j = 0; j < 4; j++) chunk_mma<PARTS, F16>(part[i][j], wa[i], wb[i], xv[j]);
       }
 #pragma unroll
       for (int i = 0; i < 2; i++)
@@ -366,20 +441,17 @@ __device__ __forceinline__ void linear_tiled(const void* x, const u16* w, const 
 }
 
 // name: mma_linear_<x>_<w>; x f32 means the LayerCast split (f32 out), x bf16/f16 one part (out
-// in the same type).
+// in the same type). _split<NT>: the decode kernel for up to 8·NT rows; _tiled: any row count.
+#define MMA_SPLIT(NAME, NT, PARTS, XF32, F16, OUT)                                                 \
+  extern "C" __global__ void __launch_bounds__(256, 2)                                            \
+      NAME##_split##NT(const void* x, const u16* w, const u16* b, void* y, float* partial,        \
+                       unsigned* arrivals, int m, int n, int k, int spg, int groups) {            \
+    linear_split<NT, PARTS, XF32, F16, OUT>(x, w, b, y, partial, arrivals, m, n, k, spg, groups); \
+  }
 #define MMA_LINEAR(NAME, PARTS, XF32, F16, OUT)                                                    \
-  extern "C" __global__ void NAME##_small1(const void* x, const u16* w, const u16* b, void* y,    \
-                                           int m, int n, int k, int spg, int groups) {            \
-    linear_small<1, PARTS, XF32, F16, OUT>(x, w, b, y, m, n, k, spg, groups);                     \
-  }                                                                                               \
-  extern "C" __global__ void NAME##_small2(const void* x, const u16* w, const u16* b, void* y,    \
-                                           int m, int n, int k, int spg, int groups) {            \
-    linear_small<2, PARTS, XF32, F16, OUT>(x, w, b, y, m, n, k, spg, groups);                     \
-  }                                                                                               \
-  extern "C" __global__ void NAME##_small4(const void* x, const u16* w, const u16* b, void* y,    \
-                                           int m, int n, int k, int spg, int groups) {            \
-    linear_small<4, PARTS, XF32, F16, OUT>(x, w, b, y, m, n, k, spg, groups);                     \
-  }                                                                                               \
+  MMA_SPLIT(NAME, 1, PARTS, XF32, F16, OUT)                                                        \
+  MMA_SPLIT(NAME, 2, PARTS, XF32, F16, OUT)                                                        \
+  MMA_SPLIT(NAME, 4, PARTS, XF32, F16, OUT)                                                        \
   extern "C" __global__ void __launch_bounds__(256) NAME##_tiled(                                 \
       const void* x, const u16* w, const u16* b, void* y, int m, int n, int k, int spg,           \
       int groups) {                                                                               \

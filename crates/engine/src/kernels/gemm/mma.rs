@@ -20,11 +20,16 @@ const MODULE: &str = "reprolm_mma_linear";
 pub const STRETCH: usize = 64;
 /// The most rows the decode kernels take (8 per tensor-core column tile, up to 4 tiles).
 pub const SMALL_ROWS: usize = 32;
-/// The most groups (warps of a decode block; the source's shared array holds 16).
+/// The most groups a weight's K is cut into.
 pub const MAX_GROUPS: usize = 16;
-/// Warps a decode launch aims for, so that enough loads are in flight to stream W at full
-/// bandwidth (132 SMs, 16 warps each).
+/// Weight rows per decode block (8 warps of 16): `SPLIT_N` in the source.
+const SPLIT_N: usize = 128;
+/// Warps a decode launch aims for (each streaming 16 weight rows of one group), so that enough
+/// loads are in flight to stream W at full bandwidth: two blocks of 8 warps on each of an
+/// H100/H200's 132 SMs.
 const TARGET_WARPS: usize = 2048;
+/// Decode blocks the arrival counters can serve (`n / 128` for the widest weight folded in groups).
+const ARRIVALS: usize = 1 << 16;
 
 /// How the kernels split a weight of `n` rows and `k` columns: `(stretches per group, groups)`.
 /// A function of the weight's shape alone (the row count never enters), which is what makes the
@@ -40,7 +45,6 @@ pub fn grouping(n: usize, k: usize) -> (usize, usize) {
     let tiles = n.div_ceil(16).max(1);
     let want = TARGET_WARPS
         .div_ceil(tiles)
-        .next_power_of_two()
         .clamp(1, MAX_GROUPS)
         .min(stretches);
     let spg = stretches.div_ceil(want);
@@ -62,16 +66,43 @@ pub fn serves(x_dtype: DType, w_dtype: DType, k: usize) -> bool {
     family(x_dtype, w_dtype).is_some() && k % 8 == 0
 }
 
-/// Which kernel a launch with `m` rows uses: `small1/2/4` (decode: `groups` warps per 16 weight
-/// rows) or `tiled` (shared-memory tiles of 128 weight rows x 64 rows). Only speed depends on it.
+/// Which kernel a launch with `m` rows uses: `split1/2/4` (decode: blocks of 128 weight rows
+/// and one group each, the groups folded by the last block) or `tiled` (shared-memory tiles of
+/// 128 weight rows x 64 rows, every group in one block). Only speed depends on it.
 pub fn kernel_for_rows(m: usize) -> &'static str {
     match m {
-        0..=8 => "small1",
-        9..=16 => "small2",
-        17..=SMALL_ROWS => "small4",
+        0..=8 => "split1",
+        9..=16 => "split2",
+        17..=SMALL_ROWS => "split4",
         _ => "tiled",
     }
 }
+
+/// The device's arrival counters of the decode kernels (one per block column, zero between
+/// launches: the last block of a column resets its own), allocated once per device.
+fn arrivals(
+    dev: &candle_core::CudaDevice,
+) -> candle_core::Result<std::sync::Arc<candle_core::cuda_backend::cudarc::driver::CudaSlice<u32>>>
+{
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Slice = candle_core::cuda_backend::cudarc::driver::CudaSlice<u32>;
+    static BUFFERS: OnceLock<Mutex<HashMap<candle_core::cuda_backend::DeviceId, Arc<Slice>>>> =
+        OnceLock::new();
+    let mut b = BUFFERS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("arrivals lock");
+    if let Some(s) = b.get(&dev.id()) {
+        return Ok(s.clone());
+    }
+    let s = Arc::new(dev.alloc_zeros::<u32>(ARRIVALS)?);
+    b.insert(dev.id(), s.clone());
+    Ok(s)
+}
+
+/// A null device pointer, for the decode kernels' group buffers when there is one group.
+static NULL: u64 = 0;
 
 struct MmaLinear;
 
@@ -105,11 +136,33 @@ impl MmaLinear {
         let operands = LinearOperands::of(x, w, bias)?;
         let out = Output::alloc(dev, out_dtype, m * n)?;
         let dims = [m as i32, n as i32, k as i32, spg as i32, groups as i32];
+        // The decode kernels' group sums and arrival counters (unused with one group).
+        let mut partial = None;
+        let mut counters = None;
+        if kernel != "tiled" && groups > 1 {
+            if n.div_ceil(SPLIT_N) > ARRIVALS {
+                candle_core::bail!(
+                    "tensor-core linear: {n} weight rows are more than the decode kernel folds"
+                );
+            }
+            // Safety: every element a block folds was written by its group's block first.
+            partial = Some(unsafe { dev.alloc::<f32>(groups * m * n) }?);
+            counters = Some(arrivals(dev)?);
+        }
         let mut b = func.builder();
         operands.push(&mut b);
         out.push(&mut b);
-        for d in &dims {
-            b.arg(d);
+        if kernel != "tiled" {
+            match (&partial, &counters) {
+                (Some(p), Some(c)) => {
+                    b.arg(p);
+                    b.arg(&**c);
+                }
+                _ => {
+                    b.arg(&NULL);
+                    b.arg(&NULL);
+                }
+            }
         }
         let cfg = if kernel == "tiled" {
             LaunchConfig {
@@ -119,11 +172,14 @@ impl MmaLinear {
             }
         } else {
             LaunchConfig {
-                grid_dim: (n.div_ceil(16) as u32, 1, 1),
-                block_dim: ((32 * groups) as u32, 1, 1),
+                grid_dim: (n.div_ceil(SPLIT_N) as u32, groups as u32, 1),
+                block_dim: (256, 1, 1),
                 shared_mem_bytes: 0,
             }
         };
+        for d in &dims {
+            b.arg(d);
+        }
         // Safety: the arguments match the kernel's signature; shapes were checked above and
         // alignment by `linear`.
         unsafe { b.launch(cfg) }.w()?;
