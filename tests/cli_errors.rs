@@ -9,7 +9,7 @@ fn run_err(tmp: &std::path::Path, extra: &[&str]) -> String {
     let out = tmp.join("run");
     let args = run_args(&out, extra);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    error_of(tmp, &args)
+    usage_error_of(tmp, &args)
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn unknown_model_lists_what_is_available() {
     let t = tmp.path();
     std::fs::create_dir_all(t.join("models/mine")).unwrap();
     std::fs::write(t.join("models/mine/config.json"), "{}").unwrap();
-    let e = error_of(t, &["run", "--model", "./models/nosuch"]);
+    let e = usage_error_of(t, &["run", "--model", "./models/nosuch"]);
     assert!(
         e.contains("--model: model `./models/nosuch`") && e.contains("no such directory"),
         "{e}"
@@ -83,7 +83,7 @@ fn unknown_model_lists_what_is_available() {
         e.contains("available local models: ") && e.contains("models/mine"),
         "{e}"
     );
-    let e = error_of(t, &["run", "--model", t.join("models").to_str().unwrap()]);
+    let e = usage_error_of(t, &["run", "--model", t.join("models").to_str().unwrap()]);
     assert!(
         e.contains("is not a model directory (no config.json)"),
         "{e}"
@@ -92,7 +92,7 @@ fn unknown_model_lists_what_is_available() {
     let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../models/arith-qwen2-3m/config.json");
     if !checkout.exists() {
-        let e = error_of(t, &["run"]);
+        let e = usage_error_of(t, &["run"]);
         assert!(
             e.contains("the embedded default model models/arith-qwen2-3m is not here"),
             "{e}"

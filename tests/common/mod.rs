@@ -50,6 +50,14 @@ pub fn reprolm(cwd: &Path, args: &[String], expect: i32) -> Output {
     out
 }
 
+/// stderr of a command whose command line cannot be resolved (a flag's value, or what it names):
+/// status 2, the usage error of crates/cli/README.md.
+pub fn usage_error_of(cwd: &Path, args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let out = reprolm(cwd, &args, 2);
+    String::from_utf8(out.stderr).unwrap()
+}
+
 /// stderr of a run expected to fail with status 1.
 pub fn error_of(cwd: &Path, args: &[&str]) -> String {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

@@ -31,37 +31,68 @@ pub fn main() -> ! {
     interrupt::install();
     let status = match run(cli.command, mode) {
         Ok(code) => code,
-        Err(e) => {
+        Err(failure) => {
+            let (e, code) = match failure {
+                Failure::Usage(e) => (e, 2),
+                Failure::Error(e) if e.chain().any(|c| c.is::<UsageError>()) => (e, 2),
+                Failure::Error(e) => (e, 1),
+            };
             let msg = error_chain(&e);
             if mode == OutputMode::Json {
-                progress::event("error", serde_json::json!({ "message": msg }));
+                progress::event("error", serde_json::json!({ "message": msg, "status": code }));
             }
             eprintln!("error: {msg}");
-            1
+            code
         }
     };
     std::process::exit(status);
 }
 
-fn run(command: Command, mode: OutputMode) -> anyhow::Result<i32> {
-    match command {
-        Command::Run(args) => {
-            let cfg = config::RunConfig::resolve(&args)?;
-            commands::run::command(&cfg, mode)
-        }
-        Command::Sweep(args) => commands::sweep::command(&args, mode),
-        Command::Score(args) => commands::score::command(&args.dir, mode),
-        Command::Inspect(args) => commands::inspect::command(&args, mode),
-        Command::Export(args) => commands::export::command(&args, mode),
-        Command::Report(args) => commands::report::command(&args, mode),
-        Command::Tasks(args) => commands::tasks::command(args.name.as_deref(), mode),
-        Command::Policies(args) => {
-            commands::policies::command(args.name.as_deref(), args.toml, mode)
-        }
-        Command::Memory(args) => commands::memory::command(&args, mode),
-        Command::ImportReference(args) => commands::import_reference::command(&args, mode),
-        Command::Bench(cmd) => commands::bench::command(&cmd, mode),
+/// A flag's value that turned out wrong only once the command had read what it names (e.g. a
+/// `--problems` id the task's data lacks): exit status 2 like any other usage error.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Why a command failed, which decides the exit status: 2 when the command line itself cannot be
+/// resolved (a flag's value, or a file or name a flag points at), 1 for everything after.
+enum Failure {
+    Usage(anyhow::Error),
+    Error(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::Error(e)
+    }
+}
+
+fn run(command: Command, mode: OutputMode) -> Result<i32, Failure> {
+    Ok(match command {
+        Command::Run(args) => {
+            let cfg = config::RunConfig::resolve(&args).map_err(Failure::Usage)?;
+            commands::run::command(&cfg, mode)?
+        }
+        Command::Sweep(args) => commands::sweep::command(&args, mode)?,
+        Command::Score(args) => commands::score::command(&args.dir, mode)?,
+        Command::Inspect(args) => commands::inspect::command(&args, mode)?,
+        Command::Export(args) => commands::export::command(&args, mode)?,
+        Command::Report(args) => commands::report::command(&args, mode)?,
+        Command::Tasks(args) => commands::tasks::command(args.name.as_deref(), mode)?,
+        Command::Policies(args) => {
+            commands::policies::command(args.name.as_deref(), args.toml, mode)?
+        }
+        Command::Memory(args) => commands::memory::command(&args, mode)?,
+        Command::ImportReference(args) => commands::import_reference::command(&args, mode)?,
+        Command::Bench(cmd) => commands::bench::command(&cmd, mode)?,
+    })
 }
 
 /// The error and its causes joined by `: `, leaving out a cause whose text the message before it

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use reprolm_engine::parallel::TpMode;
 use reprolm_engine::{
     device_label, device_name, Batch, ChatOptions, Generation, LoadOptions, Model, Request,
@@ -299,12 +299,12 @@ fn select<'a>(data: &'a Dataset, selection: &Selection) -> Result<Vec<&'a Proble
             for id in ids {
                 let p = data.get(id).ok_or_else(|| {
                     let some: Vec<&str> = data.problems.iter().take(5).map(|p| p.id.as_str()).collect();
-                    anyhow!(
+                    anyhow::Error::new(crate::UsageError(format!(
                         "--problems: task `{}` has no problem `{id}` ({} problems; the first ids are {})",
                         data.task,
                         data.problems.len(),
                         some.join(", ")
-                    )
+                    )))
                 })?;
                 out.push(p);
             }

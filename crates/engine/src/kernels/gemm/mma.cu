@@ -23,7 +23,8 @@
 // Kernels:
 //   - *_split<NT>: rows <= 8·NT (NT = 1, 2, 4), decode. A block is 8 warps on 128 weight rows and
 //     one group; each warp streams its 16 weight rows from global memory, two stretches ahead,
-//     against x staged in shared memory; the last block of a column folds the groups.
+//     against x copied asynchronously into a shared ring; the last block of a column folds the
+//     groups.
 //   - *_tiled: any row count. A block is 8 warps on 128 weight rows x 64 rows of x, staged in
 //     shared memory one stretch at a time; each warp owns 32 x 32 outputs and runs every group
 //     itself.
@@ -144,13 +145,28 @@ __device__ __forceinline__ void store_out(void* y, const u16* bias, int m, int n
 // The decode kernel, for up to 8·NT rows of x (NT = 1, 2, 4). A block is 8 warps on 128 weight
 // rows and ONE group of stretches (blockIdx.y), so that narrow weights still spread over every
 // SM. Each warp streams its own 16 weight rows straight from global memory into registers, two
-// stretches ahead of its tensor cores; the block stages each stretch of x in shared memory (f32 x
-// split into its parts once, for all 8 warps). With one group the block writes y itself; else it
+// stretches ahead of its tensor cores; x arrives XSTAGES - 1 stretches ahead by cp.async into a
+// shared ring, once for all 8 warps (f32 x is split into its parts once per stretch). With one group the block writes y itself; else it
 // writes its group sum to `partial` and the block that arrives last for its 128 weight rows
 // folds the groups in order (0, 1, ...) into y: the same additions, in the same order, as the
 // tiled kernel's.
 #define SPLIT_WARPS 8
 #define SPLIT_N (16 * SPLIT_WARPS)
+
+// Asynchronous 16-byte copy global -> shared (zero-filled when !valid; `src` must still point
+// into the buffer), and the waits of the copy groups.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  unsigned d;
+  asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(d) : "l"(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
+
+// Stretches of x in flight in the decode kernel's shared ring.
+#define XSTAGES 3
 
 template <int NT, int PARTS, bool XF32, bool F16, int OUT>
 __device__ __forceinline__ void linear_split(const void* x, const u16* w, const u16* bias, void* y,
@@ -159,48 +175,50 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
   constexpr int XROWS = 8 * NT;
   constexpr int XF4 = XROWS * (STRETCH / 4);  // float4 of f32 x per stretch
   constexpr int XQ = (XF4 + 255) / 256;
-  __shared__ uint4 sx[2][PARTS][XROWS * 8];
+  // f32 x: a ring of raw stretches, split once per stretch into `sx` for all warps. 16-bit x:
+  // the ring holds the operand rows themselves.
+  __shared__ float4 raw[XF32 ? XSTAGES : 1][XF32 ? XF4 : 1];
+  __shared__ uint4 sx[XF32 ? 1 : XSTAGES][PARTS][XROWS * 8];
   __shared__ bool last;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, t = lane & 3;
   const int n0 = blockIdx.x * SPLIT_N + 16 * warp, g = blockIdx.y;
   const int stretches = (k + STRETCH - 1) / STRETCH;
   const int s0 = g * spg, s1 = s0 + spg < stretches ? s0 + spg : stretches;
 
-  float4 px[XQ];
-  uint4 pxh;
-  auto fetch_x = [&](int s) {
+  // Starts the copy of stretch s of x into ring slot `slot`.
+  auto copy_x = [&](int s, int slot) {
     if (XF32) {
 #pragma unroll
       for (int q = 0; q < XQ; q++) {
         int id = tid + 256 * q, row = id >> 4, col = s * STRETCH + (id & 15) * 4;
-        if (id < XF4 && row < m && col < k) {
-          px[q] = *reinterpret_cast<const float4*>((const float*)x + (long)row * k + col);
-        } else {
-          px[q].x = px[q].y = px[q].z = px[q].w = 0.f;
+        if (id < XF4) {
+          bool ok = row < m && col < k;
+          cp_async16(&raw[slot][id], (const float*)x + (ok ? (long)row * k + col : 0), ok);
         }
       }
     } else if (tid < XROWS * 8) {
-      pxh = load8_u16((const u16*)x, tid >> 3, m, k, s * STRETCH + (tid & 7) * 8);
+      int row = tid >> 3, col = s * STRETCH + (tid & 7) * 8;
+      bool ok = row < m && col < k;
+      cp_async16(&sx[slot][0][swz(row, tid & 7)], (const u16*)x + (ok ? (long)row * k + col : 0),
+                 ok);
     }
   };
-  auto stage_x = [&](int b) {
-    if (XF32) {
+  // f32 x: splits ring slot `slot` into the parts' operand rows.
+  auto split_x = [&](int slot) {
 #pragma unroll
-      for (int q = 0; q < XQ; q++) {
-        int id = tid + 256 * q, row = id >> 4, f4 = id & 15;
-        if (id >= XF4) continue;
-        unsigned parts[2][3];
-        split_pair(px[q].x, px[q].y, parts[0]);
-        split_pair(px[q].z, px[q].w, parts[1]);
+    for (int q = 0; q < XQ; q++) {
+      int id = tid + 256 * q, row = id >> 4, f4 = id & 15;
+      if (id >= XF4) continue;
+      float4 v = raw[slot][id];
+      unsigned parts[2][3];
+      split_pair(v.x, v.y, parts[0]);
+      split_pair(v.z, v.w, parts[1]);
 #pragma unroll
-        for (int p = 0; p < PARTS; p++) {
-          unsigned* d = reinterpret_cast<unsigned*>(&sx[b][p][swz(row, f4 >> 1)]) + 2 * (f4 & 1);
-          d[0] = parts[0][p];
-          d[1] = parts[1][p];
-        }
+      for (int p = 0; p < PARTS; p++) {
+        unsigned* d = reinterpret_cast<unsigned*>(&sx[0][p][swz(row, f4 >> 1)]) + 2 * (f4 & 1);
+        d[0] = parts[0][p];
+        d[1] = parts[1][p];
       }
-    } else if (tid < XROWS * 8) {
-      sx[b][0][swz(tid >> 3, tid & 7)] = pxh;
     }
   };
   // This warp's weight words of one stretch: [chunk][row gid, row gid + 8].
@@ -221,13 +239,25 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
   uint4 w0[2][2], w1[2][2], w2[2][2];
   fetch_w(s0, w0);
   if (s0 + 1 < s1) fetch_w(s0 + 1, w1);
-  fetch_x(s0);
+#pragma unroll
+  for (int i = 0; i < XSTAGES - 1; i++) {
+    if (s0 + i < s1) copy_x(s0 + i, i);
+    cp_async_commit();
+  }
   for (int s = s0; s < s1; s++) {
-    const int b = (s - s0) & 1;
-    stage_x(b);
+    const int slot = (s - s0) % XSTAGES;
+    // Stretch s has landed (this thread's copies; the barrier makes everyone's visible), and
+    // every warp is done with the slot the next copy refills.
+    cp_async_wait<XSTAGES - 2>();
     __syncthreads();
-    if (s + 1 < s1) fetch_x(s + 1);
+    if (s + XSTAGES - 1 < s1) copy_x(s + XSTAGES - 1, (s - s0 + XSTAGES - 1) % XSTAGES);
+    cp_async_commit();
+    if (XF32) {
+      split_x(slot);
+      __syncthreads();
+    }
     if (s + 2 < s1) fetch_w(s + 2, w2);
+    const int b = XF32 ? 0 : slot;
     float part[NT][4];
 #pragma unroll
     for (int j = 0; j < NT; j++)

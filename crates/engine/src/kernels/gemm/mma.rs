@@ -21,13 +21,13 @@ pub const STRETCH: usize = 64;
 /// The most rows the decode kernels take (8 per tensor-core column tile, up to 4 tiles).
 pub const SMALL_ROWS: usize = 32;
 /// The most groups a weight's K is cut into.
-pub const MAX_GROUPS: usize = 16;
+pub const MAX_GROUPS: usize = 32;
 /// Weight rows per decode block (8 warps of 16): `SPLIT_N` in the source.
 const SPLIT_N: usize = 128;
-/// Warps a decode launch aims for (each streaming 16 weight rows of one group), so that enough
-/// loads are in flight to stream W at full bandwidth: two blocks of 8 warps on each of an
-/// H100/H200's 132 SMs.
-const TARGET_WARPS: usize = 2048;
+/// Warps a decode launch aims for (each streaming 16 weight rows of one group): about four waves
+/// of two 8-warp blocks on each of an H100/H200's 132 SMs, so that the blocks of the last wave
+/// are a small part of the time (one wave and a bit would leave the GPU mostly idle for the bit).
+const TARGET_WARPS: usize = 8192;
 /// Decode blocks the arrival counters can serve (`n / 128` for the widest weight folded in groups).
 const ARRIVALS: usize = 1 << 16;
 
@@ -37,7 +37,7 @@ const ARRIVALS: usize = 1 << 16;
 ///
 /// ```
 /// use reprolm_engine::kernels::gemm::mma::grouping;
-/// assert_eq!(grouping(1536, 8960), (9, 16)); // 140 stretches: 15 groups of 9, one of 5
+/// assert_eq!(grouping(1536, 8960), (5, 28)); // 140 stretches: 28 groups of 5
 /// assert_eq!(grouping(151936, 1536), (24, 1)); // the LM head has warps enough
 /// ```
 pub fn grouping(n: usize, k: usize) -> (usize, usize) {
