@@ -282,11 +282,11 @@ fn the_papers_flags_and_dtype_names_are_accepted() {
         ci["lo"].as_f64().unwrap() <= correct as f64 / 2.0,
         "{results}"
     );
-    // An unknown name lists the aliases beside the presets.
+    // An unknown name lists the aliases beside the presets, and is a usage error (status 2).
     let err = reprolm(
         tmp.path(),
         &run_args(&tmp.path().join("x"), &["--dtype", "bfloat17"]),
-        1,
+        2,
     );
     let err = String::from_utf8_lossy(&err.stderr);
     assert!(err.contains("bfloat16 = bf16"), "{err}");
