@@ -39,7 +39,10 @@ pub fn main() -> ! {
             };
             let msg = error_chain(&e);
             if mode == OutputMode::Json {
-                progress::event("error", serde_json::json!({ "message": msg, "status": code }));
+                progress::event(
+                    "error",
+                    serde_json::json!({ "message": msg, "status": code }),
+                );
             }
             eprintln!("error: {msg}");
             code

@@ -2,9 +2,12 @@
 //! in the sandbox. Tasks turn the grader's report into a [`Score`] here, so a change in the scoring
 //! crate's API touches this file only.
 
+use std::num::NonZeroUsize;
 use std::sync::OnceLock;
 
-use reprolm_scoring::sandbox::{self, GradeJob, GradeOptions, LcbProblem, Sandbox, SandboxConfig};
+use reprolm_scoring::sandbox::{
+    self, GradeJob, GradeOptions, LcbProblem, Limits, Sandbox, SandboxConfig, Workers,
+};
 use reprolm_scoring::{grade_choice, grade_math};
 use serde_json::Value;
 
@@ -38,26 +41,70 @@ pub(crate) fn choice(gold: char, response: &str) -> Score {
 pub(crate) struct CodeGrader {
     sandbox: OnceLock<std::result::Result<Sandbox, String>>,
     options: GradeOptions,
+    memory: u64,
+    workers: Option<NonZeroUsize>,
 }
 
 impl CodeGrader {
-    /// A grader with LiveCodeBench's settings (6 s per test, stop at the first failure).
-    pub(crate) fn new() -> Self {
+    /// A grader with LiveCodeBench's settings (6 s per test, stop at the first failure), each
+    /// program bounded to `memory` bytes (default [`Limits::default`]'s) and `workers` programs
+    /// at once (default [`Workers::for_machine`]).
+    pub(crate) fn new(memory: Option<u64>, workers: Option<NonZeroUsize>) -> Self {
         CodeGrader {
             sandbox: OnceLock::new(),
             options: GradeOptions::default(),
+            memory: memory.unwrap_or(Limits::default().memory),
+            workers,
         }
     }
 
     fn sandbox(&self, task: &str, problem: &str) -> Result<&Sandbox> {
         self.sandbox
-            .get_or_init(|| Sandbox::new(SandboxConfig::default()).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                let config = SandboxConfig {
+                    limits: Limits {
+                        memory: self.memory,
+                        ..Limits::default()
+                    },
+                    ..SandboxConfig::default()
+                };
+                Sandbox::new(config).map_err(|e| e.to_string())
+            })
             .as_ref()
             .map_err(|reason| Error::Scoring {
                 task: task.into(),
                 problem: problem.into(),
                 reason: format!("the code sandbox cannot start: {reason}"),
             })
+    }
+
+    /// How many programs run at once: as configured, or as many as the cores and the memory
+    /// allow at the memory bound each.
+    fn workers(&self) -> Workers {
+        let plan = Workers::for_machine(self.memory);
+        match self.workers {
+            Some(n) => Workers {
+                count: n.get(),
+                ..plan
+            },
+            None => plan,
+        }
+    }
+
+    /// Starts the sandbox and describes how programs will run (workers, memory bound, which
+    /// isolation is missing).
+    pub(crate) fn prepare(&self, task: &str) -> Result<String> {
+        let sb = self.sandbox(task, "(none yet)")?;
+        let isolation = sb.isolation();
+        let mut line = format!(
+            "{task}: grading with {}; memory bounded by {}",
+            self.workers(),
+            isolation.memory_bound
+        );
+        for w in &isolation.warnings {
+            line.push_str(&format!("\nwarning: {task}: sandbox: {w}"));
+        }
+        Ok(line)
     }
 
     /// Grades one response (its last fenced code block).
@@ -67,15 +114,13 @@ impl CodeGrader {
         Ok(code_score(report, response))
     }
 
-    /// Grades many responses on one worker per core, in input order.
+    /// Grades many responses on [`workers`](Self::workers) workers, in input order.
     pub(crate) fn grade_many(&self, task: &str, jobs: Vec<GradeJob>) -> Result<Vec<Score>> {
         let Some(first) = jobs.first() else {
             return Ok(Vec::new());
         };
         let sb = self.sandbox(task, &first.problem.id)?;
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let workers = self.workers().count;
         let reports =
             sandbox::grade_many(sb, &jobs, workers, &self.options).map_err(|e| Error::Scoring {
                 task: task.into(),

@@ -173,6 +173,41 @@ impl Params<'_> {
         }
     }
 
+    /// A size in bytes: a number with an optional unit, `KiB`/`MiB`/`GiB` (or `K`/`M`/`G`,
+    /// binary) or `kB`/`MB`/`GB` (decimal), e.g. `2GiB`, `512M`, `1500000000`.
+    pub fn bytes(&self, key: &str) -> Result<Option<u64>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let t = v.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (number, unit) = (&t[..split], t[split..].trim());
+        let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kib" => 1 << 10,
+            "m" | "mib" => 1 << 20,
+            "g" | "gib" => 1 << 30,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            _ => {
+                return Err(self.bad(
+                    key,
+                    v,
+                    format!("unknown unit `{unit}` (use KiB, MiB, GiB, kB, MB or GB)"),
+                ))
+            }
+        };
+        match number.parse::<f64>() {
+            Ok(n) if n > 0.0 && (n * scale as f64) < u64::MAX as f64 => {
+                Ok(Some((n * scale as f64).round() as u64))
+            }
+            _ => Err(self.bad(key, v, "expected a positive size such as 2GiB".into())),
+        }
+    }
+
     /// The error for a refused value of `key`.
     pub fn bad(&self, key: &str, value: &str, reason: String) -> Error {
         Error::BadOption {
@@ -180,6 +215,28 @@ impl Params<'_> {
             key: key.to_string(),
             value: value.to_string(),
             reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_with_binary_and_decimal_units() {
+        let size = |v: &str| {
+            let opts = TaskOptions::default().with_param("memory_limit", v);
+            let params = opts.params_for("t", &["memory_limit"]).unwrap();
+            params.bytes("memory_limit").map_err(|e| e.to_string())
+        };
+        assert_eq!(size("2GiB"), Ok(Some(2 << 30)));
+        assert_eq!(size("512M"), Ok(Some(512 << 20)));
+        assert_eq!(size("1.5 GB"), Ok(Some(1_500_000_000)));
+        assert_eq!(size("4096"), Ok(Some(4096)));
+        for bad in ["lots", "2TiB", "0", "-1G", ""] {
+            let e = size(bad).unwrap_err();
+            assert!(e.contains("memory_limit") && e.contains(bad), "{bad}: {e}");
         }
     }
 }

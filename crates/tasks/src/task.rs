@@ -285,6 +285,13 @@ pub trait Task: Send + Sync {
     /// The chat messages sent to the model for `problem`.
     fn messages(&self, problem: &Problem) -> Vec<ChatMessage>;
 
+    /// Gets grading ready before any response exists (the code sandbox starts here) and says
+    /// how it will run, so that a run learns at its start, not hours later, that its responses
+    /// cannot be graded. `Ok(None)` when there is nothing to prepare or say.
+    fn prepare_scoring(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Grades one response. A wrong, empty or unparsable response is a `Score` with
     /// `correct: false`; an `Err` means grading itself could not run (e.g. no code sandbox).
     fn score(&self, problem: &Problem, response: &str) -> Result<Score>;

@@ -306,6 +306,48 @@ fn livecodebench_real_subset() {
 }
 
 #[test]
+fn livecodebench_memory_bound_and_workers_are_settings() {
+    let Some(o) = opts("livecodebench/test.jsonl") else {
+        return;
+    };
+    let o = o
+        .with_param("memory_limit", "256MiB")
+        .with_param("workers", "3");
+    let (task, data) = load_task("livecodebench", &o).unwrap();
+    let said = match task.prepare_scoring() {
+        Ok(said) => said.expect("a code task says how it grades"),
+        Err(e) => {
+            eprintln!("SKIP: no sandbox on this machine: {e}");
+            return;
+        }
+    };
+    assert!(
+        said.contains("3 sandbox workers") && said.contains("0.25 GiB per program"),
+        "{said}"
+    );
+    let p = data.get("abc307_a").expect("abc307_a in the subset");
+    // 400 MB held at once: under the per-process address space, over the bound.
+    let hog = "```python\nkeep = b'x' * (400 << 20)\nprint(len(keep))\n```";
+    let s = task.score(p, hog).unwrap();
+    assert!(!s.correct);
+    assert_eq!(
+        s.detail["verdict"]["verdict"], "memory_limit",
+        "{:#}",
+        s.detail
+    );
+    for (key, value) in [("memory_limit", "lots"), ("workers", "0")] {
+        let bad = opts("livecodebench/test.jsonl")
+            .unwrap()
+            .with_param(key, value);
+        let Err(e) = load_task("livecodebench", &bad) else {
+            panic!("{key}={value} was accepted");
+        };
+        let e = e.to_string();
+        assert!(e.contains(key) && e.contains(value), "{e}");
+    }
+}
+
+#[test]
 fn livecodebench_variants_and_date_filters() {
     let Some(o) = opts("livecodebench/test.jsonl") else {
         return;

@@ -209,6 +209,15 @@ pub fn execute_with(
         ));
     }
 
+    if missing > 0 {
+        match task.prepare_scoring() {
+            Ok(Some(line)) => line.lines().for_each(|l| mode.note(l)),
+            Ok(None) => {}
+            Err(e) => mode.note(&format!(
+                "warning: {e}; responses will be recorded, graded as wrong with this error"
+            )),
+        }
+    }
     if mode == OutputMode::Json {
         crate::progress::event(
             "start",

@@ -3,12 +3,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::memory::MemoryControl;
+
 /// Resource limits for one program run.
 ///
 /// Defaults follow LiveCodeBench where it has a value (6 s per test) and are otherwise chosen so
 /// that a correct competitive-programming solution never meets them while a hostile one is
 /// stopped within seconds: the reference sets no memory limit at all, which on a shared machine
-/// lets one memory bomb take the evaluation down.
+/// lets one memory bomb take the evaluation down. Judges of the contests the problems come from
+/// allow 256 MB to 1 GB; the default total of 2 GiB leaves room for the interpreter and harness.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Wall-clock time after which the whole program (every process it made) is killed.
@@ -16,11 +19,17 @@ pub struct Limits {
     /// `RLIMIT_CPU`, rounded up to whole seconds. Catches busy loops even if the wall clock
     /// supervisor were delayed.
     pub cpu_time: Duration,
-    /// `RLIMIT_AS` in bytes: virtual memory per process.
+    /// Bytes of memory the whole program (all its processes and threads, and the files it keeps
+    /// in its tmpfs where a cgroup counts them) may hold at once; past it the program is stopped
+    /// with a [`memory limit`](crate::sandbox::RunOutcome::memory_limited). Enforced by a memory
+    /// cgroup per run, or by resident-set accounting where none is available (see
+    /// [`MemoryControl`](crate::sandbox::MemoryControl)).
+    pub memory: u64,
+    /// `RLIMIT_AS` in bytes: virtual memory per process. A second line behind
+    /// [`memory`](Self::memory): a single huge allocation fails at once (`MemoryError`) instead of
+    /// being faulted in up to the bound.
     pub address_space: u64,
     /// `RLIMIT_NPROC`: processes and threads of the sandbox uid (binds because it is not root).
-    /// No memory cgroup is used, so a run's total memory is bounded only by
-    /// `processes * address_space` (plus the tmpfs sizes): keep this small.
     pub processes: u64,
     /// `RLIMIT_NOFILE`.
     pub open_files: u64,
@@ -40,6 +49,7 @@ impl Default for Limits {
         Limits {
             wall_time: Duration::from_secs(6),
             cpu_time: Duration::from_secs(7),
+            memory: 2 << 30,
             address_space: 4 << 30,
             processes: 32,
             open_files: 256,
@@ -86,6 +96,8 @@ pub struct SandboxConfig {
     pub python_hash_seed: u32,
     /// Host directory under which per-run scratch directories are created (and removed).
     pub scratch_root: PathBuf,
+    /// How [`Limits::memory`] is enforced.
+    pub memory_control: MemoryControl,
 }
 
 impl Default for SandboxConfig {
@@ -107,6 +119,7 @@ impl Default for SandboxConfig {
             isolation: IsolationPolicy::Required,
             python_hash_seed: 0,
             scratch_root: std::env::temp_dir(),
+            memory_control: MemoryControl::Auto,
         }
     }
 }

@@ -2,7 +2,7 @@
 # (lcb_runner/evaluation/testing_util.py) runs it in its worker process, so that a program passes
 # here exactly when it passes there.
 #
-# argv: MODE GUARD SOLUTION TIMEOUT_S OUTPUT_LIMIT [FUNC_NAME EXPECTED_JSON_FILE]
+# argv: MODE GUARD SOLUTION TIMEOUT_S [FUNC_NAME EXPECTED_JSON_FILE]
 #   (file names relative to this script's directory)
 #   MODE   stdin | call
 #   GUARD  guard | noguard   (the reference disables os.fork, os.kill, ... before running code)
@@ -10,7 +10,12 @@
 #   stdin mode: the program's captured output; call mode: repr of a wrong return value.
 # A finished test ends that report with END, so a program that kills the interpreter early
 # (os._exit(0)) fails, as it does in the reference, instead of looking like a clean exit.
-# Exit status: 0 done, 3 runtime error (traceback on stderr), 4 time limit, 5 output limit,
+# What the program prints is sent on as it comes, not kept here: the supervisor bounds it from
+# outside (and stops the test as an output limit), so a flood cannot grow this process. The start of each step the reference times
+# separately (loading the solution, running the test) is marked with a byte on fd 3, on which
+# the supervisor restarts the per-test wall clock, so the limit holds whatever the program does
+# with the alarm.
+# Exit status: 0 done, 3 runtime error (traceback on stderr), 4 time limit,
 #              6 wrong answer (call mode), 7 required function missing.
 import ast
 import io
@@ -20,8 +25,10 @@ import signal
 import sys
 import types
 
-EXIT_RUNTIME, EXIT_TIME, EXIT_OUTPUT, EXIT_WRONG, EXIT_MISSING = 3, 4, 5, 6, 7
+EXIT_RUNTIME, EXIT_TIME, EXIT_WRONG, EXIT_MISSING = 3, 4, 6, 7
 END = b"\0END-OF-TEST\0"
+CLOCK_FD = 3
+SEND_AT = 1 << 16
 
 # The header the reference prepends to every program (same modules, same order).
 HEADER_MODULES = (
@@ -37,6 +44,55 @@ HEADER = (
 
 class TimeoutException(Exception):
     pass
+
+
+def start_timed_step(last=False):
+    try:
+        os.write(CLOCK_FD, b".")
+        if last:
+            os.close(CLOCK_FD)
+    except OSError:
+        pass  # the program closed it: it gets no fresh clock
+
+
+class StreamedOutput(io.StringIO):
+    # The reference captures sys.stdout in an io.StringIO; this is one (same attributes, no
+    # `buffer`, no `fileno`) whose text goes on to the supervisor in blocks instead of staying in
+    # this process.
+
+    def __init__(self, fd, write, lock):
+        super().__init__()
+        self._fd, self._write, self._lock = fd, write, lock
+        self._pending, self._size = [], 0
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError("string argument expected, got '%s'" % type(s).__name__)
+        data = s.encode("utf-8", "backslashreplace")
+        with self._lock:
+            self._pending.append(data)
+            self._size += len(data)
+            if self._size >= SEND_AT:
+                self._send()
+        return len(s)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def close(self, *args):
+        return 1
+
+    def _send(self):
+        data = b"".join(self._pending)
+        self._pending, self._size = [], 0
+        view = memoryview(data)
+        while view:
+            view = view[self._write(self._fd, view) :]
+
+    def finish(self):
+        with self._lock:
+            self._send()
 
 
 def on_alarm(signum, frame):
@@ -101,6 +157,7 @@ def wrap_in_function(code):
 
 
 def load(code, timeout):
+    start_timed_step()
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         module = types.ModuleType("tmp_sol", "")
@@ -136,10 +193,10 @@ def call_with_mocked_stdin(method, text):
 
 
 def main():
-    mode, guard, solution, timeout, limit = sys.argv[1:6]
+    mode, guard, solution, timeout = sys.argv[1:5]
     here = os.path.dirname(os.path.abspath(__file__))
     solution = os.path.join(here, solution)
-    timeout, limit = float(timeout), int(limit)
+    timeout = float(timeout)
     exit_ = os._exit
     write = os.write
     chunks = []
@@ -158,8 +215,8 @@ def main():
     with open(solution, encoding="utf-8") as f:
         code = f.read()
     if mode == "call":
-        func_name = sys.argv[6]
-        with open(os.path.join(here, sys.argv[7]), encoding="utf-8") as f:
+        func_name = sys.argv[5]
+        with open(os.path.join(here, sys.argv[6]), encoding="utf-8") as f:
             expected = json.loads(f.read())
     signal.signal(signal.SIGALRM, on_alarm)
     if guard == "guard":
@@ -191,10 +248,12 @@ def main():
         exit_(EXIT_MISSING)
 
     if mode == "stdin":
-        captured = io.StringIO()
-        captured.close = lambda *a: 1
+        import threading
+
+        captured = StreamedOutput(result_fd, write, threading.Lock())
         saved = sys.stdout
         sys.stdout = captured
+        start_timed_step(last=True)
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             call_with_mocked_stdin(method, text)
@@ -204,15 +263,14 @@ def main():
             sys.stdout = saved
             failed(exc)
         sys.stdout = saved
-        out = captured.getvalue().encode("utf-8", "backslashreplace")
-        if len(out) > limit:
-            exit_(EXIT_OUTPUT)
-        out += END
+        captured.finish()
+        out = END
         while out:
             out = out[write(result_fd, out) :]
         exit_(0)
 
     args = [json.loads(line) for line in text.split("\n")]
+    start_timed_step(last=True)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         prediction = method(*args)

@@ -23,11 +23,12 @@ use super::spawn::{Exit, RunOutcome, RunRequest, Sandbox};
 const DRIVER: &str = include_str!("driver.py");
 const EXIT_RUNTIME: i32 = 3;
 const EXIT_TIME: i32 = 4;
-const EXIT_OUTPUT: i32 = 5;
 const EXIT_WRONG: i32 = 6;
 const EXIT_MISSING: i32 = 7;
 /// Trailer the driver writes after a finished test (see driver.py).
 const END: &[u8] = b"\0END-OF-TEST\0";
+/// How long after the driver's own alarm a timed step is stopped from outside.
+const OUTSIDE_GRACE: Duration = Duration::from_millis(500);
 
 /// How a problem's tests feed the program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,7 +203,8 @@ pub enum Verdict {
     },
     /// Ran past the per-test timeout or the problem budget (also CPU-time limit).
     TimeLimit,
-    /// Hit the address-space limit.
+    /// The program's processes together passed the memory bound, or an allocation failed at
+    /// the address-space limit.
     MemoryLimit,
     /// Raised, crashed, or exited abnormally.
     RuntimeError {
@@ -222,6 +224,26 @@ impl Verdict {
     /// True only for [`Verdict::Passed`].
     pub fn is_passed(&self) -> bool {
         matches!(self, Verdict::Passed)
+    }
+}
+
+/// The judge's words for the verdict (details are in the fields).
+///
+/// ```
+/// use reprolm_scoring::sandbox::Verdict;
+/// assert_eq!(Verdict::MemoryLimit.to_string(), "memory limit exceeded");
+/// ```
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Passed => "passed",
+            Verdict::WrongAnswer { .. } => "wrong answer",
+            Verdict::TimeLimit => "time limit exceeded",
+            Verdict::MemoryLimit => "memory limit exceeded",
+            Verdict::RuntimeError { .. } => "runtime error",
+            Verdict::OutputLimit => "output limit exceeded",
+            Verdict::SandboxError { .. } => "sandbox error",
+        })
     }
 }
 
@@ -442,21 +464,22 @@ fn run_test(
         .unwrap_or_else(|| sandbox.config().limits.clone());
     let secs = opts.timeout.as_secs_f64();
     let plain_stdin = opts.harness == Harness::Plain && problem.kind == TestKind::Stdin;
-    // The driver enforces `timeout` itself, separately for loading and for the call, as the
-    // reference does; the outer wall limit is a backstop that also covers interpreter start-up.
-    let wall = if plain_stdin {
-        opts.timeout
+    // The driver times loading the solution and running the test separately, as the reference
+    // does, with an alarm the program can catch and ignore. So the same limit is also enforced
+    // from outside on each of those steps (the driver marks their start, see `clock_restarts`),
+    // a little later than the alarm so that an honest timeout is reported by the driver.
+    let (wall, restarts) = if plain_stdin {
+        (opts.timeout, 0)
     } else {
-        opts.timeout * 2 + Duration::from_secs(2)
+        (opts.timeout + OUTSIDE_GRACE, 2)
     };
     limits.wall_time = wall.min(left);
-    limits.cpu_time = limits.wall_time + Duration::from_secs(1);
+    limits.cpu_time = limits.wall_time * (restarts + 1) + Duration::from_secs(1);
     let guard = if opts.harness == Harness::LiveCodeBench {
         "guard"
     } else {
         "noguard"
     };
-    let limit = limits.output.to_string();
     let req = if plain_stdin {
         RunRequest {
             limits: Some(limits),
@@ -472,7 +495,6 @@ fn run_test(
             guard.to_string(),
             "solution.py".to_string(),
             format!("{secs}"),
-            limit,
         ];
         match &problem.kind {
             TestKind::Stdin => args[0] = "stdin".into(),
@@ -489,6 +511,7 @@ fn run_test(
             args,
             stdin: test.input.as_bytes().to_vec(),
             limits: Some(limits),
+            clock_restarts: restarts,
         }
     };
     let out = sandbox.run(&req)?;
@@ -523,6 +546,9 @@ fn verdict(out: &RunOutcome, problem: &LcbProblem, test: &TestCase, plain_stdin:
     if out.output_limited {
         return Verdict::OutputLimit;
     }
+    if out.memory_limited {
+        return Verdict::MemoryLimit;
+    }
     if out.timed_out {
         return Verdict::TimeLimit;
     }
@@ -536,7 +562,6 @@ fn verdict(out: &RunOutcome, problem: &LcbProblem, test: &TestCase, plain_stdin:
             stderr_tail: format!("killed by signal {sig}\n{}", tail()),
         },
         Exit::Code(EXIT_TIME) if !plain_stdin => Verdict::TimeLimit,
-        Exit::Code(EXIT_OUTPUT) if !plain_stdin => Verdict::OutputLimit,
         Exit::Code(EXIT_WRONG) if report.is_some() && !plain_stdin => Verdict::WrongAnswer {
             line: None,
             expected: truncate(test.output.trim()),

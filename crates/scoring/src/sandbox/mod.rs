@@ -1,8 +1,11 @@
 //! Sandboxed execution of untrusted Python programs, and LiveCodeBench scoring on top of it.
 //!
 //! [`Sandbox`] runs one program in fresh PID, network, mount, IPC and UTS namespaces, as an
-//! unprivileged per-run uid, under resource limits, with a wall-clock timeout that kills every
-//! process the program made. [`IsolationReport`] says which of those layers this machine
+//! unprivileged per-run uid, under resource limits and a memory bound for all its processes
+//! together (a memory cgroup per run, or resident-set accounting where none can be made: see
+//! [`MemoryControl`]), with a wall-clock timeout that kills every process the program made. Its
+//! output is captured outside it, with a bound. [`Workers`] says how many programs a machine can
+//! run at once at that memory bound. [`IsolationReport`] says which of those layers this machine
 //! allows; copy its `warnings` into the run manifest. The LiveCodeBench layer
 //! ([`grade_response`], [`grade_many`]) reproduces the reference harness's test semantics
 //! (stdin and call-based tests, output comparison, per-test timeout, problem budget,
@@ -32,14 +35,18 @@ mod compare;
 mod config;
 mod error;
 mod lcb;
+mod memory;
 mod private_tests;
 mod spawn;
 
 pub use compare::{compare_output, Mismatch};
-pub use config::{IsolationPolicy, Limits, SandboxConfig};
+pub use config::{IsolationPolicy, Limits, MemoryControl, SandboxConfig};
 pub use error::{Result, SandboxError};
 pub use lcb::{
     extract_code, grade_code, grade_many, grade_response, GradeJob, GradeOptions, Harness,
     LcbProblem, ProblemReport, StopAt, TestCase, TestKind, TestReport, Verdict,
 };
-pub use spawn::{Exit, IsolationReport, RunOutcome, RunRequest, Sandbox};
+pub use memory::{available_memory, Workers};
+pub use spawn::{
+    Exit, IsolationReport, RunOutcome, RunRequest, Sandbox, CLOCK_FD, STDOUT_IN_MEMORY,
+};

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use super::config::{IsolationPolicy, Limits, SandboxConfig};
 use super::error::{Result, SandboxError};
+use super::memory::{Backend, RunMemory, ACCOUNTING_PERIOD};
 
 /// Which isolation layers a [`Sandbox`] actually uses on this machine.
 ///
@@ -56,6 +57,11 @@ pub struct IsolationReport {
     pub unprivileged_uid: bool,
     /// Resource limits (address space, CPU, processes, files, file size, stack, no core).
     pub rlimits: bool,
+    /// How the program's total memory ([`Limits::memory`]) is bounded: `cgroup v2` or
+    /// `cgroup v1` (a memory cgroup per run), or `accounting` (the supervisor sums the
+    /// program's resident memory, where no cgroup can be made; a warning says why).
+    #[serde(default)]
+    pub memory_bound: String,
     /// One line per missing layer, for the run manifest.
     pub warnings: Vec<String>,
 }
@@ -85,7 +91,17 @@ pub struct RunRequest {
     pub stdin: Vec<u8>,
     /// Limits for this run; `None` takes the sandbox's defaults.
     pub limits: Option<Limits>,
+    /// How many times the program may restart its wall clock by writing a byte to fd 3
+    /// ([`CLOCK_FD`]); each restart grants a fresh `wall_time`. With 0 (the default) fd 3 is not
+    /// open. A harness that times steps of one process separately (loading a solution, then
+    /// calling it, each under the per-test limit as the reference does) marks each step, so the
+    /// limit is enforced from outside on each step, whatever the program does inside.
+    pub clock_restarts: u32,
 }
+
+/// The file descriptor on which a program with [`RunRequest::clock_restarts`] marks the start of
+/// a newly timed step.
+pub const CLOCK_FD: i32 = 3;
 
 impl RunRequest {
     /// A run of `source` as `main.py` with the given stdin.
@@ -96,6 +112,7 @@ impl RunRequest {
             args: Vec::new(),
             stdin: stdin.into(),
             limits: None,
+            clock_restarts: 0,
         }
     }
 }
@@ -116,7 +133,8 @@ pub enum Exit {
 pub struct RunOutcome {
     /// Exit code or signal.
     pub exit: Exit,
-    /// Captured stdout, at most `limits.output` bytes.
+    /// Captured stdout, at most `limits.output` bytes; of a run stopped for its output only the
+    /// first [`STDOUT_IN_MEMORY`] bytes are kept.
     pub stdout: Vec<u8>,
     /// The last 64 KiB of stderr.
     pub stderr_tail: Vec<u8>,
@@ -124,6 +142,11 @@ pub struct RunOutcome {
     pub timed_out: bool,
     /// stdout or stderr exceeded `limits.output` and the program was killed.
     pub output_limited: bool,
+    /// The program's processes together passed `limits.memory` and were killed.
+    pub memory_limited: bool,
+    /// The most memory the program held at once, in bytes, where the memory bound measures it
+    /// (a cgroup's peak, or the largest resident total the accounting saw).
+    pub memory_peak: Option<u64>,
     /// Wall-clock time from the program's fork to the end of supervision.
     pub wall: Duration,
     /// Time spent creating namespaces and mounts before the program was forked.
@@ -131,6 +154,10 @@ pub struct RunOutcome {
 }
 
 const STDERR_TAIL: usize = 64 << 10;
+/// Bytes of a program's stdout held in the supervisor's memory; the rest of an output that may
+/// still be graded goes to a file in the run's scratch directory until the program ends, so that
+/// many programs flooding their output at once cannot exhaust the evaluator's memory.
+pub const STDOUT_IN_MEMORY: usize = 1 << 20;
 
 /// Uids of runs in flight in this process.
 static UIDS_IN_USE: (Mutex<BTreeSet<u32>>, Condvar) = (Mutex::new(BTreeSet::new()), Condvar::new());
@@ -159,6 +186,7 @@ pub struct Sandbox {
     python: PythonInfo,
     report: IsolationReport,
     layers: Layers,
+    memory: Backend,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,11 +219,13 @@ impl Sandbox {
             namespaces: true,
             drop_uid: true,
         };
+        let memory = Backend::detect(config.memory_control);
         let mut sandbox = Sandbox {
-            report: report_for(full, &[]),
+            report: report_for(full, &[], &memory),
             layers: full,
             python,
             config,
+            memory,
         };
         let probe = RunRequest::script("import os\nprint(os.getuid())\n", "");
         let first_failure = if is_root {
@@ -223,7 +253,7 @@ impl Sandbox {
             drop_uid: is_root,
         };
         sandbox.layers = degraded;
-        sandbox.report = report_for(degraded, &[first_failure]);
+        sandbox.report = report_for(degraded, &[first_failure], &sandbox.memory);
         let uid = sandbox.config.uid_base;
         let out = sandbox
             .run(&probe)
@@ -336,7 +366,12 @@ impl Sandbox {
             (input, work)
         };
         let plan_strings = self.plan_strings(req, limits, uid, host, &input_dir, &work_dir)?;
-        let outcome = supervise(&plan_strings, &req.stdin, limits, self.layers);
+        let bound = Bound {
+            backend: &self.memory,
+            name: format!("reprolm-{}-{uid}", std::process::id()),
+            spill: host.join("stdout.spill"),
+        };
+        let outcome = supervise(&plan_strings, req, limits, self.layers, &bound);
         if !self.layers.namespaces && self.layers.drop_uid {
             kill_uid(uid);
         }
@@ -518,7 +553,7 @@ impl Sandbox {
     }
 }
 
-fn report_for(layers: Layers, reasons: &[String]) -> IsolationReport {
+fn report_for(layers: Layers, reasons: &[String], memory: &Backend) -> IsolationReport {
     let ns = layers.namespaces;
     let mut warnings = Vec::new();
     if !ns {
@@ -538,6 +573,13 @@ fn report_for(layers: Layers, reasons: &[String]) -> IsolationReport {
     if !layers.drop_uid {
         warnings.push("program runs as the caller's uid: RLIMIT_NPROC does not bind root, kill(-1) reaches the caller's processes".into());
     }
+    if let Backend::Accounting { reason } = memory {
+        warnings.push(format!(
+            "memory is bounded by summing the program's resident memory every {} ms, not by a \
+             cgroup ({reason}): a program may overshoot its bound by what it allocates in that time",
+            ACCOUNTING_PERIOD.as_millis()
+        ));
+    }
     IsolationReport {
         pid_namespace: ns,
         network_namespace: ns,
@@ -545,6 +587,7 @@ fn report_for(layers: Layers, reasons: &[String]) -> IsolationReport {
         ipc_namespace: ns,
         unprivileged_uid: layers.drop_uid,
         rlimits: true,
+        memory_bound: memory.name().to_string(),
         warnings,
     }
 }
@@ -731,6 +774,7 @@ const STEP_SETUID: i32 = 100_010;
 const STEP_CHDIR_WORK: i32 = 100_011;
 const STEP_EXEC: i32 = 100_012;
 const STEP_NO_NEW_PRIVS: i32 = 100_013;
+const STEP_GO: i32 = 100_014;
 
 fn step_name(plan: &PlanStrings, step: i32) -> String {
     match step {
@@ -748,6 +792,7 @@ fn step_name(plan: &PlanStrings, step: i32) -> String {
         STEP_CHDIR_WORK => format!("chdir {}", plan.workdir.to_string_lossy()),
         STEP_EXEC => format!("execve {}", plan.exe.to_string_lossy()),
         STEP_NO_NEW_PRIVS => "PR_SET_NO_NEW_PRIVS".into(),
+        STEP_GO => "wait for the memory bound".into(),
         i => plan
             .step_names
             .get(i as usize)
@@ -762,9 +807,20 @@ struct ChildPlan<'a> {
     strings: &'a PlanStrings,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
-    /// stdin read end, stdout write end, stderr write end, report write end.
-    fds: [libc::c_int; 4],
+    /// stdin read end, stdout write end, stderr write end, report write end, go read end (one
+    /// byte once the memory bound covers `init`), clock write end.
+    fds: [libc::c_int; 6],
     drop_uid: bool,
+    /// Whether the clock pipe becomes the program's [`CLOCK_FD`].
+    clock: bool,
+}
+
+/// The memory bound of a run: where and under which name its cgroup goes, and where stdout
+/// beyond [`STDOUT_IN_MEMORY`] is kept.
+struct Bound<'a> {
+    backend: &'a Backend,
+    name: String,
+    spill: PathBuf,
 }
 
 fn pipe() -> Result<(libc::c_int, libc::c_int)> {
@@ -786,9 +842,10 @@ impl Drop for Fd {
 
 fn supervise(
     plan: &PlanStrings,
-    stdin: &[u8],
+    req: &RunRequest,
     limits: &Limits,
     layers: Layers,
+    bound: &Bound,
 ) -> Result<RunOutcome> {
     let (in_r, in_w) = pipe()?;
     let (in_r, in_w) = (Fd(in_r), Fd(in_w));
@@ -798,6 +855,10 @@ fn supervise(
     let (err_r, err_w) = (Fd(err_r), Fd(err_w));
     let (rep_r, rep_w) = pipe()?;
     let (rep_r, rep_w) = (Fd(rep_r), Fd(rep_w));
+    let (go_r, go_w) = pipe()?;
+    let (go_r, go_w) = (Fd(go_r), Fd(go_w));
+    let (clock_r, clock_w) = pipe()?;
+    let (clock_r, clock_w) = (Fd(clock_r), Fd(clock_w));
 
     let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|c| c.as_ptr()).collect();
     argv.push(std::ptr::null());
@@ -807,8 +868,9 @@ fn supervise(
         strings: plan,
         argv,
         envp,
-        fds: [in_r.0, out_w.0, err_w.0, rep_w.0],
+        fds: [in_r.0, out_w.0, err_w.0, rep_w.0, go_r.0, clock_w.0],
         drop_uid: layers.drop_uid,
+        clock: req.clock_restarts > 0,
     };
 
     let flags = if layers.namespaces {
@@ -837,13 +899,58 @@ fn supervise(
     if pid < 0 {
         return Err(SandboxError::last_os(format!("clone(flags={flags:#x})")));
     }
-    drop((in_r, out_w, err_w, rep_w));
+    drop((in_r, out_w, err_w, rep_w, go_r, clock_w));
     let killer = Killer {
         pid,
         namespaces: layers.namespaces,
         uid: layers.drop_uid.then_some(plan.uid),
     };
-    let io = pump(&killer, in_w, out_r, err_r, rep_r, stdin, limits, start);
+    // `init` forks the program only after this byte: everything the program ever runs is inside
+    // the bound.
+    let memory = bound
+        .backend
+        .start(&bound.name, limits.memory, pid)
+        .and_then(|m| {
+            let go = [1u8];
+            if unsafe { libc::write(go_w.0, go.as_ptr().cast(), 1) } == 1 {
+                Ok(m)
+            } else {
+                Err(SandboxError::last_os("write to the go pipe"))
+            }
+        });
+    drop(go_w);
+    let io = match memory {
+        Ok(mut memory) => {
+            let pipes = Pipes {
+                stdin: in_w,
+                stdout: out_r,
+                stderr: err_r,
+                report: rep_r,
+                clock: clock_r,
+            };
+            let io = pump(
+                &killer,
+                pipes,
+                req,
+                limits,
+                start,
+                &mut memory,
+                &bound.spill,
+            );
+            // One last look: the kernel may have OOM-killed the program after the last poll.
+            io.map(|mut io| {
+                if !io.timed_out && !io.output_limited && memory.exceeded(true) {
+                    io.memory_limited = true;
+                }
+                io.memory_peak = memory.peak();
+                (io, memory)
+            })
+        }
+        Err(e) => {
+            killer.kill();
+            Err(e)
+        }
+    };
     let mut status = 0;
     loop {
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -853,7 +960,9 @@ fn supervise(
             break;
         }
     }
-    let io = io?;
+    // The group is removed (and whatever is left in it killed) once init has been reaped.
+    let (io, memory) = io?;
+    drop(memory);
     let started = io.started.unwrap_or(start);
     drop(stack);
     if let Some((step, errno)) = io.setup_failure {
@@ -873,6 +982,8 @@ fn supervise(
         stderr_tail: io.stderr_tail,
         timed_out: io.timed_out,
         output_limited: io.output_limited,
+        memory_limited: io.memory_limited,
+        memory_peak: io.memory_peak,
         wall: started.elapsed(),
         setup: started - start,
     })
@@ -922,23 +1033,89 @@ struct PumpResult {
     stderr_tail: Vec<u8>,
     timed_out: bool,
     output_limited: bool,
+    memory_limited: bool,
+    memory_peak: Option<u64>,
     setup_failure: Option<(i32, i32)>,
     program_status: Option<i32>,
     started: Option<Instant>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The supervisor's ends of a run's pipes.
+struct Pipes {
+    stdin: Fd,
+    stdout: Fd,
+    stderr: Fd,
+    report: Fd,
+    clock: Fd,
+}
+
+/// A program's stdout: the first [`STDOUT_IN_MEMORY`] bytes in memory, the rest in a file.
+struct Capture<'a> {
+    head: Vec<u8>,
+    spill_path: &'a Path,
+    spill: Option<std::fs::File>,
+}
+
+impl Capture<'_> {
+    fn push(&mut self, mut bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let room = STDOUT_IN_MEMORY.saturating_sub(self.head.len());
+        let now = bytes.len().min(room);
+        self.head.extend_from_slice(&bytes[..now]);
+        bytes = &bytes[now..];
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let io_err = |source| SandboxError::Io {
+            path: self.spill_path.to_path_buf(),
+            source,
+        };
+        if self.spill.is_none() {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(self.spill_path)
+                .map_err(io_err)?;
+            self.spill = Some(file);
+        }
+        let file = self.spill.as_mut().expect("just created");
+        file.write_all(bytes).map_err(io_err)
+    }
+
+    /// Everything captured (only the in-memory head when `head_only`).
+    fn finish(mut self, head_only: bool) -> Result<Vec<u8>> {
+        use std::io::{Read, Seek};
+        if let (Some(mut file), false) = (self.spill.take(), head_only) {
+            let io_err = |source| SandboxError::Io {
+                path: self.spill_path.to_path_buf(),
+                source,
+            };
+            file.rewind().map_err(io_err)?;
+            file.read_to_end(&mut self.head).map_err(io_err)?;
+        }
+        Ok(self.head)
+    }
+}
+
 fn pump(
     killer: &Killer,
-    in_w: Fd,
-    out_r: Fd,
-    err_r: Fd,
-    rep_r: Fd,
-    stdin: &[u8],
+    pipes: Pipes,
+    req: &RunRequest,
     limits: &Limits,
     start: Instant,
+    memory: &mut RunMemory,
+    spill_path: &Path,
 ) -> Result<PumpResult> {
-    for fd in [in_w.0, out_r.0, err_r.0, rep_r.0] {
+    let Pipes {
+        stdin: in_w,
+        stdout: out_r,
+        stderr: err_r,
+        report: rep_r,
+        clock: clock_r,
+    } = pipes;
+    let stdin = &req.stdin[..];
+    for fd in [in_w.0, out_r.0, err_r.0, rep_r.0, clock_r.0] {
         unsafe {
             let fl = libc::fcntl(fd, libc::F_GETFL);
             libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
@@ -950,7 +1127,15 @@ fn pump(
     }
     let mut written = 0usize;
     let mut open = [true; 3]; // stdout, stderr, report
-    let mut stdout = Vec::new();
+    let mut clock_open = req.clock_restarts > 0;
+    let mut restarts_left = req.clock_restarts;
+    let mut stdout = Capture {
+        head: Vec::new(),
+        spill_path,
+        spill: None,
+    };
+    let mut stdout_total = 0usize;
+    let mut memory_limited = false;
     let mut stderr_tail = Vec::new();
     let mut stderr_total = 0usize;
     let mut report = Vec::new();
@@ -981,6 +1166,13 @@ fn pump(
                 revents: 0,
             });
         }
+        if clock_open {
+            pfds.push(libc::pollfd {
+                fd: clock_r.0,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
         let now = Instant::now();
         if drain_until.is_some_and(|d| now >= d) {
             break;
@@ -992,7 +1184,8 @@ fn pump(
         } else if now >= deadline {
             0
         } else {
-            (deadline - now).as_millis().min(i32::MAX as u128) as i32 + 1
+            // Wake up at least once per accounting period to look at the memory bound.
+            (deadline - now).min(ACCOUNTING_PERIOD).as_millis() as i32 + 1
         };
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
         if n < 0 {
@@ -1001,6 +1194,12 @@ fn pump(
             }
             killer.kill();
             return Err(SandboxError::last_os("poll"));
+        }
+        if !killed && started.is_some() && memory.exceeded(false) {
+            memory_limited = true;
+            killed = true;
+            drain_until.get_or_insert(Instant::now() + KILL_DRAIN);
+            killer.kill();
         }
         if !killed && Instant::now() >= deadline {
             if started.is_none() {
@@ -1033,6 +1232,19 @@ fn pump(
                 }
                 continue;
             }
+            if clock_open && p.fd == clock_r.0 {
+                let r = unsafe { libc::read(p.fd, buf.as_mut_ptr().cast(), buf.len()) };
+                if r == 0 || (r < 0 && errno() != libc::EAGAIN && errno() != libc::EINTR) {
+                    clock_open = false;
+                }
+                for _ in 0..r.max(0) {
+                    if restarts_left > 0 && started.is_some() && !killed {
+                        restarts_left -= 1;
+                        deadline = Instant::now() + limits.wall_time;
+                    }
+                }
+                continue;
+            }
             let idx = if p.fd == out_r.0 {
                 0
             } else if p.fd == err_r.0 {
@@ -1061,8 +1273,13 @@ fn pump(
             let chunk = &buf[..r as usize];
             match idx {
                 0 => {
-                    let room = limits.output.saturating_sub(stdout.len());
-                    stdout.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    let room = limits.output.saturating_sub(stdout_total);
+                    let kept = chunk.len().min(room);
+                    stdout_total += kept;
+                    if let Err(e) = stdout.push(&chunk[..kept]) {
+                        killer.kill();
+                        return Err(e);
+                    }
                     if chunk.len() > room && !killed {
                         output_limited = true;
                         killed = true;
@@ -1115,10 +1332,12 @@ fn pump(
         }
     }
     Ok(PumpResult {
-        stdout,
+        stdout: stdout.finish(output_limited)?,
         stderr_tail,
         timed_out,
         output_limited,
+        memory_limited,
+        memory_peak: None,
         setup_failure,
         program_status,
         started,
@@ -1187,11 +1406,11 @@ extern "C" fn init_entry(arg: *mut libc::c_void) -> libc::c_int {
     unsafe { init_main(plan) }
 }
 
-/// Moves the four plan fds above every fd of interest and closes all others, so this child does
+/// Moves the plan's fds above every fd of interest and closes all others, so this child does
 /// not hold pipes of runs started concurrently by other threads (which would delay their EOF).
-unsafe fn isolate_fds(fds: [libc::c_int; 4]) -> Option<[libc::c_int; 4]> {
+unsafe fn isolate_fds(fds: [libc::c_int; 6]) -> Option<[libc::c_int; 6]> {
     let max = *fds.iter().max()?;
-    let mut moved = [0; 4];
+    let mut moved = [0; 6];
     for (i, fd) in fds.iter().enumerate() {
         let n = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, max + 1);
         if n < 0 {
@@ -1218,15 +1437,33 @@ unsafe fn init_main(plan: &ChildPlan) -> libc::c_int {
     // Own session and process group, inherited by the program: without a PID namespace,
     // killing this group is the fallback way to end it.
     libc::setsid();
+    // Orphans of the program are re-parented here rather than to the host's init, so that they
+    // stay among this process's descendants (which the memory accounting sums) even without a
+    // PID namespace.
+    libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     // A caller that ignores SIGCHLD would make the kernel reap the program before we can read
     // its status.
     libc::signal(libc::SIGCHLD, libc::SIG_DFL);
-    let Some([stdin_r, stdout_w, stderr_w, rep]) = isolate_fds(plan.fds) else {
+    let Some([stdin_r, stdout_w, stderr_w, rep, go, clock]) = isolate_fds(plan.fds) else {
         libc::_exit(127)
     };
     if let Some(m) = &plan.strings.mounts {
         setup_mounts(m, rep);
     }
+    // The supervisor has put this process under the memory bound when this byte arrives; EOF
+    // means it gave up on the run.
+    let mut byte = 0u8;
+    loop {
+        let r = libc::read(go, (&mut byte as *mut u8).cast(), 1);
+        if r == 1 {
+            break;
+        }
+        if r < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        fail(rep, STEP_GO);
+    }
+    libc::close(go);
     // Not libc::fork(): glibc's fork takes malloc and other internal locks, which another
     // thread of the supervisor may have held at the moment this process was cloned (they are
     // copied locked and nobody here will unlock them). A bare clone syscall takes no locks.
@@ -1236,12 +1473,13 @@ unsafe fn init_main(plan: &ChildPlan) -> libc::c_int {
         fail(rep, STEP_FORK);
     }
     if pid == 0 {
-        exec_program(plan, [stdin_r, stdout_w, stderr_w], rep);
+        exec_program(plan, [stdin_r, stdout_w, stderr_w], clock, rep);
     }
     report(rep, MSG_STARTED, pid, 0);
     libc::close(stdin_r);
     libc::close(stdout_w);
     libc::close(stderr_w);
+    libc::close(clock);
     // Reap everything; report the program's own status once it ends. Returning then ends the
     // namespace, and the kernel kills whatever the program left behind.
     loop {
@@ -1344,11 +1582,20 @@ unsafe fn setup_mounts(m: &MountPlan, rep: libc::c_int) {
     }
 }
 
-unsafe fn exec_program(plan: &ChildPlan, stdio: [libc::c_int; 3], rep: libc::c_int) -> ! {
+unsafe fn exec_program(
+    plan: &ChildPlan,
+    stdio: [libc::c_int; 3],
+    clock: libc::c_int,
+    rep: libc::c_int,
+) -> ! {
     for (target, fd) in stdio.iter().enumerate() {
         if libc::dup2(*fd, target as libc::c_int) < 0 {
             fail(rep, STEP_FDS);
         }
+    }
+    // The moved fds all lie above CLOCK_FD (see isolate_fds), so this overwrites none of them.
+    if plan.clock && libc::dup2(clock, CLOCK_FD) < 0 {
+        fail(rep, STEP_FDS);
     }
     // Dispositions and the signal mask survive execve; start the program from defaults.
     for sig in 1..=64 {
@@ -1463,7 +1710,7 @@ mod tests {
             drop_uid: true,
         };
         sandbox.layers = layers;
-        sandbox.report = report_for(layers, &["forced by test".into()]);
+        sandbox.report = report_for(layers, &["forced by test".into()], &sandbox.memory);
         assert!(!sandbox.isolation().is_complete());
         assert!(sandbox
             .isolation()
@@ -1512,17 +1759,32 @@ mod tests {
                 drop_uid: false,
             },
             &["EPERM".into()],
+            &Backend::Accounting {
+                reason: "no memory controller".into(),
+            },
         );
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<IsolationReport>(&json).unwrap(), r);
         assert!(r.warnings.iter().any(|w| w.contains("EPERM")));
-        assert!(report_for(
+        assert_eq!(r.memory_bound, "accounting");
+        assert!(r
+            .warnings
+            .iter()
+            .any(|w| w.contains("no memory controller")));
+        let full = report_for(
             Layers {
                 namespaces: true,
-                drop_uid: true
+                drop_uid: true,
             },
-            &[]
-        )
-        .is_complete());
+            &[],
+            &Backend::V1 {
+                parent: "/sys/fs/cgroup/memory".into(),
+            },
+        );
+        assert!(full.is_complete() && full.warnings.is_empty());
+        // Manifests written before the memory bound existed still read.
+        let mut old = serde_json::to_value(&full).unwrap();
+        old.as_object_mut().unwrap().remove("memory_bound");
+        assert!(serde_json::from_value::<IsolationReport>(old).is_ok());
     }
 }

@@ -12,6 +12,7 @@ pub fn test_limits() -> Limits {
     Limits {
         wall_time: Duration::from_secs(2),
         cpu_time: Duration::from_secs(3),
+        memory: 512 << 20,
         address_space: 256 << 20,
         processes: 32,
         open_files: 64,

@@ -36,7 +36,15 @@ use crate::task::{ChatMessage, Dataset, Problem, Score, Task};
 
 const STDIN_PREFIX: &str = "Generate an executable Python function generated from the given prompt. The function should take stdin as input and print the output. Simply call the function after the definition.";
 const CALL_PREFIX: &str = "Generate an executable Python function generated from the given prompt. Return the function body without invoking it at the final solution.";
-const OPTIONS: [TaskOption; 5] = [
+const OPTIONS: [TaskOption; 7] = [
+    TaskOption {
+        key: "memory_limit",
+        help: "memory of one graded program, all its processes together, e.g. 1GiB (default 2GiB; past it the verdict is memory limit exceeded)",
+    },
+    TaskOption {
+        key: "workers",
+        help: "programs graded at once (default: one per core, as many as the available memory holds at memory_limit each)",
+    },
     TaskOption {
         key: "release",
         help: "release_v1 .. release_v6 or release_latest: which files of the Hub dataset (default release_v2)",
@@ -199,7 +207,10 @@ impl LiveCodeBench {
             start_date: date_option(&params, "start_date")?,
             end_date: date_option(&params, "end_date")?,
             starter_code,
-            grader: CodeGrader::new(),
+            grader: CodeGrader::new(
+                params.bytes("memory_limit")?,
+                params.parse::<std::num::NonZeroUsize>("workers")?,
+            ),
         }))
     }
 
@@ -423,6 +434,9 @@ impl Task for LiveCodeBench {
             "{prefix} {}",
             problem.metadata_str("question").unwrap_or_default()
         ))]
+    }
+    fn prepare_scoring(&self) -> Result<Option<String>> {
+        self.grader.prepare(self.name).map(Some)
     }
     fn score(&self, problem: &Problem, response: &str) -> Result<Score> {
         self.grader
