@@ -541,10 +541,17 @@ pub(crate) fn equation(l1: &Expr, r1: &Expr, l2: &Expr, r2: &Expr) -> Equivalenc
     Equivalence::new(true, Rule::Equation, "lhs - rhs proportional")
 }
 
-/// Rule [`Rule::EquationRhs`]: `x = 3` against `3`; only when the left side is a lone variable.
+/// Rule [`Rule::EquationRhs`]: `x = 3` against `3`; only when the left side names the answer: a lone
+/// variable, or a label such as `AB` or `f(x)` (`f(x) = 1` against `1`), never an expression of it.
 pub(crate) fn equation_rhs(lhs: &Expr, rhs: &Expr, other: &Answer) -> Equivalence {
-    let Some(var) = lhs.as_var() else {
-        return Equivalence::new(false, Rule::ShapeMismatch, "equation vs a non-equation");
+    let label;
+    let var = match lhs.as_var() {
+        Some(v) => v,
+        None if lhs.is_label() => {
+            label = "a label".to_string();
+            &label
+        }
+        None => return Equivalence::new(false, Rule::ShapeMismatch, "equation vs a non-equation"),
     };
     let inner = compare(&Answer::Expr(rhs.clone()), other);
     let rule = if inner.rule == Rule::NotFinite {

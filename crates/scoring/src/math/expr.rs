@@ -313,6 +313,16 @@ impl Expr {
             _ => None,
         }
     }
+
+    /// True when the tree only names something: a variable or a product of variables (`AB`, and
+    /// `f(x)`, which reads as `f` times `x`), as in the labelled answers `AB = 4` or `f(x) = 1`.
+    pub fn is_label(&self) -> bool {
+        match self {
+            Expr::Var(_) => true,
+            Expr::Mul(a, b) => a.is_label() && b.is_label(),
+            _ => false,
+        }
+    }
 }
 
 fn factorial(x: C) -> C {

@@ -2,7 +2,8 @@
 //!
 //! Each step removes one kind of notation that changes how an answer looks but not what it says: math
 //! delimiters, `\left`/`\right`, spacing commands, degree signs, currency signs, units, thousands
-//! separators, `x \in`. They run in a fixed order (see [`normalize`]) because some depend on others:
+//! separators (also SI spaces, `1 000`), `x \in`, ASCII relations (`>=`), words and semicolons between
+//! listed answers (`6 and 8`), plain braces around a set (`{2, 3}`), plain-text mixed numbers (`1 1/2`). They run in a fixed order (see [`normalize`]) because some depend on others:
 //! thousands separators are recognised by their `,\!` before spacing commands are dropped, and units are
 //! stripped before the remaining `\text{}` wrappers are unwrapped.
 
@@ -22,6 +23,10 @@ pub(crate) fn normalize(s: &str) -> String {
         s = next;
     }
     let s = unicode_to_latex(&s);
+    let s = ascii_relations(&s);
+    // Before units are stripped, which would take `\text{ and }` for one.
+    let s = list_connectors(&s);
+    let s = plain_brace_set(&s);
     let s = strip_thousands_separators(&s);
     let s = repeating_decimals(&s);
     let s = percent_word(&s);
@@ -35,8 +40,79 @@ pub(crate) fn normalize(s: &str) -> String {
     let s = strip_units(&s);
     let s = strip_thousands_separators(&s);
     let s = strip_membership(&s);
+    let s = mixed_number(&s);
     let s = strip_trailing_punctuation(&s);
     collapse_whitespace(&s)
+}
+
+/// `x >= 2` -> `x \ge 2`, `<=` -> `\le`, `!=` -> `\ne`: the ASCII spellings of relations.
+pub(crate) fn ascii_relations(s: &str) -> String {
+    if !s.contains(['<', '>', '!', '\\']) {
+        return s.to_owned();
+    }
+    s.replace("\\neq", "\\ne")
+        .replace(">=", "\\ge ")
+        .replace("=>", "\\ge ")
+        .replace("<=", "\\le ")
+        .replace("=<", "\\le ")
+        .replace("!=", "\\ne ")
+}
+
+/// `{2, 3, 5}` -> `\{2, 3, 5\}`: a whole answer in plain braces with a comma at its top level is a set
+/// (a brace group of LaTeX holds one argument, never a list).
+pub(crate) fn plain_brace_set(s: &str) -> String {
+    let t = s.trim();
+    let b = t.as_bytes();
+    if b.first() != Some(&b'{') || matching_brace(b, 0) != Some(b.len() - 1) {
+        return s.to_owned();
+    }
+    let inner = &t[1..t.len() - 1];
+    let mut depth = 0i32;
+    let top_comma = inner.bytes().any(|c| {
+        match c {
+            b'{' | b'(' | b'[' => depth += 1,
+            b'}' | b')' | b']' => depth -= 1,
+            b',' if depth == 0 => return true,
+            _ => {}
+        }
+        false
+    });
+    if top_comma {
+        format!("\\{{{inner}\\}}")
+    } else {
+        s.to_owned()
+    }
+}
+
+/// `6 and 8`, `1 or -1`, `2; 3` -> `6, 8`, `1, -1`, `2, 3`: words and semicolons between listed answers.
+pub(crate) fn list_connectors(s: &str) -> String {
+    static WORDS: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)\s*(?:,\s*)?(?:\\(?:text|textrm|mbox|mathrm)\s*\{\s*(?:and|or)\s*\}|\b(?:and|or)\b)\s*")
+            .expect("valid regex")
+    });
+    let mut out = s.to_owned();
+    if out.contains(';') {
+        out = out.replace(';', ",");
+    }
+    let lower = out.to_ascii_lowercase();
+    if lower.contains("and") || lower.contains("or") {
+        // Only between two answers: not at either end (`\text{or}` alone stays a word).
+        let replaced = WORDS.replace_all(&out, ", ").into_owned();
+        let r = replaced.trim();
+        if !r.starts_with(',') && !r.ends_with(',') {
+            out = replaced;
+        }
+    }
+    out
+}
+
+/// `1 1/2` -> `(1+1/2)`, `-2 3/4` -> `-(2+3/4)`: a whole answer written as a mixed number (the space would
+/// otherwise read as a product).
+pub(crate) fn mixed_number(s: &str) -> String {
+    static MIXED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^([-+]?)\s*(\d+)\s+(\d+)\s*/\s*(\d+)$").expect("valid regex")
+    });
+    MIXED.replace(s.trim(), "$1($2+$3/$4)").into_owned()
 }
 
 /// `$5$`, `$$5$$`, `\(5\)`, `\[5\]` -> `5`.
@@ -159,7 +235,18 @@ pub(crate) fn strip_units(s: &str) -> String {
     });
     let has_digit = |t: &str| t.bytes().any(|b| b.is_ascii_digit());
     let mut out = s.to_owned();
-    let stripped = TEXT_GROUP.replace_all(&out, "").into_owned();
+    // `\mathrm{e}` and `\mathrm{i}` are Euler's number and the imaginary unit, never units.
+    let stripped = TEXT_GROUP
+        .replace_all(&out, |c: &regex::Captures| {
+            let m = &c[0];
+            let inner = m[m.find('{').map_or(0, |i| i + 1)..].trim_start();
+            if inner.starts_with("e}") || inner.starts_with("i}") {
+                m.to_owned()
+            } else {
+                String::new()
+            }
+        })
+        .into_owned();
     if has_digit(&stripped) && stripped.trim() != out.trim() {
         out = stripped;
     }
@@ -223,6 +310,9 @@ pub(crate) fn strip_thousands_separators(s: &str) -> String {
     });
     static WHOLE: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"^[-+]?\d{1,3}(,\d{3})+(\.\d+)?$").expect("valid regex"));
+    // `1 000 000`: groups of three digits set apart by spaces (SI style), again only as the whole answer.
+    static SPACED: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^[-+]?\d{1,3}( \d{3})+(\.\d+)?$").expect("valid regex"));
     let mut out = s.to_owned();
     // Each replacement removes a separator; groups overlap (`11,\!111,\!100`), so repeat a bounded number of times.
     for _ in 0..8 {
@@ -234,6 +324,9 @@ pub(crate) fn strip_thousands_separators(s: &str) -> String {
     }
     if WHOLE.is_match(out.trim()) {
         out = out.replace(',', "");
+    }
+    if SPACED.is_match(out.trim()) {
+        out = out.replace(' ', "");
     }
     out
 }
