@@ -596,34 +596,32 @@ pub(crate) fn ordered(b1: (u8, u8), i1: &[Answer], b2: (u8, u8), i2: &[Answer]) 
     Equivalence::new(true, rule, format!("{} items equal", i1.len()))
 }
 
-/// Rule [`Rule::Set`]: a perfect matching of equal elements, found greedily (equality is transitive up to
-/// the tolerance, so greedy matching finds one when it exists).
+/// Rule [`Rule::Set`]: every element of each side equals some element of the other, so the order and
+/// repetitions of listed elements do not matter (`(3,17,3,7)` listed twice is one element of the set).
 pub(crate) fn set(x: &[Answer], y: &[Answer]) -> Equivalence {
-    if x.len() != y.len() {
+    let unmatched = |a: &[Answer], b: &[Answer]| {
+        a.iter()
+            .position(|e| !b.iter().any(|f| compare(e, f).equal))
+    };
+    if let Some(k) = unmatched(x, y) {
         return Equivalence::new(
             false,
             Rule::Set,
-            format!("{} elements vs {}", x.len(), y.len()),
+            format!("gold element {} has no match", k + 1),
         );
     }
-    let mut used = vec![false; y.len()];
-    for (k, a) in x.iter().enumerate() {
-        let found = y
-            .iter()
-            .enumerate()
-            .position(|(j, b)| !used[j] && compare(a, b).equal);
-        match found {
-            Some(j) => used[j] = true,
-            None => {
-                return Equivalence::new(
-                    false,
-                    Rule::Set,
-                    format!("gold element {} has no match", k + 1),
-                )
-            }
-        }
+    if let Some(k) = unmatched(y, x) {
+        return Equivalence::new(
+            false,
+            Rule::Set,
+            format!("predicted element {} has no match", k + 1),
+        );
     }
-    Equivalence::new(true, Rule::Set, format!("{} elements matched", x.len()))
+    Equivalence::new(
+        true,
+        Rule::Set,
+        format!("same elements ({} and {} listed)", x.len(), y.len()),
+    )
 }
 
 /// Rule [`Rule::Matrix`].

@@ -316,10 +316,12 @@ impl Expr {
 
     /// True when the tree only names something: a variable or a product of variables (`AB`, and
     /// `f(x)`, which reads as `f` times `x`), as in the labelled answers `AB = 4` or `f(x) = 1`.
+    /// Also a ratio or an absolute value of labels (`\\frac{NO}{BO} = ...`, `|AB| = 1`).
     pub fn is_label(&self) -> bool {
         match self {
             Expr::Var(_) => true,
-            Expr::Mul(a, b) => a.is_label() && b.is_label(),
+            Expr::Mul(a, b) | Expr::Div(a, b) => a.is_label() && b.is_label(),
+            Expr::Func(Func::Abs, a) => a.is_label(),
             _ => false,
         }
     }

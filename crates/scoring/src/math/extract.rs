@@ -96,29 +96,65 @@ fn extract_from(text: &str) -> Option<(String, ExtractSource)> {
     last_math_span(text).map(|s| (s, ExtractSource::MathSpan))
 }
 
-/// The content of the last `\boxed{}`/`\fbox{}` with balanced braces, or of `\boxed 5`.
+/// The content of the last `\boxed{}`/`\fbox{}` with balanced braces, or of `\boxed 5`. Boxes listed
+/// together (`\boxed{3}, \boxed{5} and \boxed{7}`: nothing but commas, `and`/`or`, spacing and math
+/// delimiters between them) are one answer, `3, 5, 7`; a box earlier in the text is an intermediate
+/// result and is not taken.
 pub(crate) fn last_boxed(text: &str) -> Option<String> {
     let mut end = text.len();
+    // (start of the box command, end of the box) of the boxes taken, last first.
+    let mut taken: Vec<(usize, usize, &str)> = Vec::new();
     for _ in 0..MAX_BOX_TRIES {
         let hay = &text[..end];
         let (i, len) = match (hay.rfind("\\boxed"), hay.rfind("\\fbox")) {
             (Some(a), Some(b)) if b > a => (b, "\\fbox".len()),
             (Some(a), _) => (a, "\\boxed".len()),
             (None, Some(b)) => (b, "\\fbox".len()),
-            (None, None) => return None,
+            (None, None) => break,
         };
-        if let Some(content) = box_content(&text[i + len..]) {
-            let t = content.trim();
-            if !t.is_empty() {
-                return Some(t.to_owned());
-            }
-        }
         end = i;
+        let Some((content, box_end)) = box_content(&text[i + len..]) else {
+            continue;
+        };
+        let t = content.trim();
+        if t.is_empty() {
+            continue;
+        }
+        let box_end = i + len + box_end;
+        match taken.last() {
+            None => taken.push((i, box_end, t)),
+            Some(&(next_start, _, _))
+                if box_end <= next_start && only_separators(&text[box_end..next_start]) =>
+            {
+                taken.push((i, box_end, t))
+            }
+            Some(_) => break,
+        }
     }
-    None
+    if taken.is_empty() {
+        return None;
+    }
+    let items: Vec<&str> = taken.iter().rev().map(|&(_, _, t)| t).collect();
+    Some(items.join(", "))
 }
 
-fn box_content(rest: &str) -> Option<&str> {
+/// Whether the text between two boxes only lists them: `, `, ` and `, `$, $`, `\quad`. Not `or`: two
+/// boxes joined by "or" restate one answer in two forms (`\boxed{15\frac{39}{40}}, or
+/// \boxed{\frac{639}{40}}` in a MATH reference solution), so the last is taken.
+fn only_separators(between: &str) -> bool {
+    if between.len() > 40 {
+        return false;
+    }
+    let mut rest = between.to_ascii_lowercase();
+    for sep in ["\\qquad", "\\quad", "\\text", "\\mbox", "\\(", "\\)", "and"] {
+        rest = rest.replace(sep, "");
+    }
+    rest.chars()
+        .all(|c| c.is_whitespace() || matches!(c, ',' | ';' | '$' | '{' | '}'))
+}
+
+/// The content of the box whose command ends where `rest` begins, and where the box ends in `rest`.
+fn box_content(rest: &str) -> Option<(&str, usize)> {
     let b = rest.as_bytes();
     let mut j = 0;
     while j < b.len() && b[j] == b' ' {
@@ -136,7 +172,7 @@ fn box_content(rest: &str) -> Option<&str> {
                     b'}' => {
                         depth -= 1;
                         if depth == 0 {
-                            return rest.get(j + 1..k);
+                            return rest.get(j + 1..k).map(|c| (c, k + 1));
                         }
                     }
                     _ => {}
@@ -152,7 +188,7 @@ fn box_content(rest: &str) -> Option<&str> {
             while k < b.len() && !b[k].is_ascii_whitespace() && b[k] != b'$' {
                 k += 1;
             }
-            rest.get(start..k)
+            rest.get(start..k).map(|c| (c, k))
         }
         _ => None,
     }
@@ -173,6 +209,16 @@ fn after_phrase(rest: &str) -> Option<String> {
         let line = t.split('\n').next().unwrap_or("");
         // A sentence ends at ". " or at a trailing period; `3.5` has no space after its point.
         let line = line.find(". ").map_or(line, |k| &line[..k]);
+        // `Answer: The largest $n$ is 34.`: a sentence that states the answer ends with it.
+        let line = line
+            .rfind(" is ")
+            .map_or(line, |k| &line[k + " is ".len()..]);
+        let line = line.trim();
+        let line = match (line.strip_prefix('$'), line.strip_prefix("\\(")) {
+            (Some(inner), _) => inner.find('$').map_or(line, |k| &inner[..k]),
+            (None, Some(inner)) => inner.find("\\)").map_or(line, |k| &inner[..k]),
+            _ => line,
+        };
         Some(line)
     }?;
     let cleaned = strip_trailing_punctuation(candidate.trim().trim_matches('*'));
@@ -203,6 +249,7 @@ pub(crate) fn last_math_span(text: &str) -> Option<String> {
     } else if dollars.len() >= 2 && dollars[0] != dollars[1] + 1 {
         consider(&mut best, dollars[0], &text[dollars[1] + 1..dollars[0]]);
     }
+    let listed = listed_dollar_spans(text);
     for (open, close) in [("\\(", "\\)"), ("\\[", "\\]")] {
         if let Some(c) = text.rfind(close) {
             if let Some(o) = text[..c].rfind(open) {
@@ -210,7 +257,49 @@ pub(crate) fn last_math_span(text: &str) -> Option<String> {
             }
         }
     }
-    best.map(|(_, s)| strip_trailing_punctuation(s))
+    best.map(|(close, s)| match listed {
+        // `$1$ and $2$ and $3$`: spans listed together are one answer, as boxes are.
+        Some((last_close, joined)) if last_close == close => strip_trailing_punctuation(&joined),
+        _ => strip_trailing_punctuation(s),
+    })
+}
+
+/// The last `$...$` spans of `text` when more than one of them are listed together (only separators
+/// between them): where the last one closes, and their contents joined by `, `.
+fn listed_dollar_spans(text: &str) -> Option<(usize, String)> {
+    let b = text.as_bytes();
+    let mut dollars = Vec::with_capacity(2 * MAX_BOX_TRIES);
+    let mut k = b.len();
+    while k > 0 && dollars.len() < 2 * MAX_BOX_TRIES {
+        k -= 1;
+        if b[k] == b'$' && (k == 0 || b[k - 1] != b'\\') {
+            if k > 0 && b[k - 1] == b'$' {
+                break; // a display span: not part of a list of inline ones
+            }
+            dollars.push(k);
+        }
+    }
+    let spans: Vec<(usize, usize)> = dollars.chunks_exact(2).map(|p| (p[1], p[0])).collect();
+    let mut taken = vec![*spans.first()?];
+    for pair in spans.windows(2) {
+        let ((_, close), (open, _)) = (pair[1], pair[0]);
+        if !only_separators(&text[close + 1..open]) {
+            break;
+        }
+        taken.push(pair[1]);
+    }
+    if taken.len() < 2 {
+        return None;
+    }
+    let items: Vec<&str> = taken
+        .iter()
+        .rev()
+        .map(|&(o, c)| text[o + 1..c].trim())
+        .collect();
+    if items.iter().any(|i| i.is_empty()) {
+        return None;
+    }
+    Some((taken[0].1, items.join(", ")))
 }
 
 #[cfg(test)]
@@ -238,6 +327,52 @@ mod tests {
         assert_eq!(last_boxed("\\boxed{3} \\boxed{4").as_deref(), Some("3"));
         assert_eq!(last_boxed("\\boxed{}"), None);
         assert_eq!(last_boxed("\\boxedx"), None);
+    }
+
+    #[test]
+    fn boxes_listed_together_are_one_answer() {
+        assert_eq!(
+            last_boxed("so $\\boxed{3}$, $\\boxed{5}$, and $\\boxed{7}$.").as_deref(),
+            Some("3, 5, 7")
+        );
+        assert_eq!(
+            last_boxed("\\boxed{1} \\text{ and } \\boxed{-1}").as_deref(),
+            Some("1, -1")
+        );
+        // "or" between boxes gives the same answer in another form.
+        assert_eq!(
+            last_boxed("\\boxed{1.5}, or \\boxed{\\frac32}").as_deref(),
+            Some("\\frac32")
+        );
+        // An earlier box with words in between is an intermediate result.
+        assert_eq!(
+            last_boxed("first \\boxed{4}, so adding two we get \\boxed{6}").as_deref(),
+            Some("6")
+        );
+    }
+
+    #[test]
+    fn math_spans_listed_together_are_one_answer() {
+        assert_eq!(
+            ex("the roots are $1$, $2$ and $3$."),
+            Some(("1, 2, 3".into(), ExtractSource::MathSpan))
+        );
+        assert_eq!(
+            ex("first $x$ and then $y=3$."),
+            Some(("y=3".into(), ExtractSource::MathSpan))
+        );
+    }
+
+    #[test]
+    fn a_stated_answer_ends_its_sentence() {
+        assert_eq!(
+            ex("Final Answer: The largest $n$ is 34."),
+            Some(("34".into(), ExtractSource::AnswerColon))
+        );
+        assert_eq!(
+            ex("Answer: the area is $12\\pi$ square units."),
+            Some(("12\\pi".into(), ExtractSource::AnswerColon))
+        );
     }
 
     #[test]

@@ -3,6 +3,30 @@
 //! Modules, in the order a grade uses them: [`extract`] finds the answer in the response, `normalize`
 //! removes notation that does not change the value, `answer` reads the answer's shape, `expr` parses and
 //! evaluates expressions, and [`equal`] decides with one named rule per shape.
+//!
+//! # Policies
+//!
+//! Where graders differ, this one decides as follows (Math-Verify and the hendrycks MATH `is_equiv`
+//! used by lm-evaluation-harness for comparison):
+//!
+//! - **Which answer**: the last `\boxed{}` after `</think>`, then an answer phrase, then the last math
+//!   span. Boxes (or `$...$` spans) listed together, with only commas, `and`, `;`, spacing or math
+//!   delimiters between them, are one answer (`\boxed{3}, \boxed{5} and \boxed{7}` is `3, 5, 7`), as in
+//!   Math-Verify; boxes joined by "or" restate one answer in two forms and the last is taken; boxes with
+//!   other words between them (`\boxed{1} papers and \boxed{2} bins`) are intermediate results. A
+//!   response with no box, phrase or math span has no answer: there is no "last number in the text"
+//!   fallback (Math-Verify has one; `is_equiv` has no extraction at all).
+//! - **Lists and sets**: `6 and 8`, `6 or 8`, `6; 8` and `{6, 8}` are the list `6, 8`. A list compares as
+//!   a set: order and repetition do not matter (`is_equiv` compares strings, so order matters there).
+//!   A tuple `(1, 3)` is not the set `{1, 3}` (Math-Verify accepts this pair).
+//! - **Labels**: an equation whose left side only names the answer (`x = 3`, `AB = 4`, `f(x) = 1`,
+//!   `|AB| = 1`, `\frac{NO}{BO} = ...`, `(p, q) = (3, 2)`, `V_1 : V_2 = 11 : 21`) equals its right side;
+//!   `2x = 6` is an equation, not a label.
+//! - **Numbers**: `1 000` and `1,000` are a thousand, `1 1/2` and `1\frac12` one and a half; a decimal
+//!   comma is not read (`1,5` is the list `1, 5`; Math-Verify reads it as 1.5); values agree within a
+//!   relative 1e-8, so `1.732` is not `\sqrt 3` (Math-Verify rounds to 6 digits by default).
+//! - **Spelling**: `>=`, `<=`, `!=` are `\ge`, `\le`, `\ne`; `percent`, `percentage` and `pct` after a
+//!   number are `\%`; `\mathrm{e}` is Euler's number; a backslash doubled by escaping (`\\frac`) is one.
 
 pub mod equal;
 pub mod extract;

@@ -23,6 +23,7 @@ pub(crate) fn normalize(s: &str) -> String {
         s = next;
     }
     let s = unicode_to_latex(&s);
+    let s = undouble_backslashes(&s);
     let s = ascii_relations(&s);
     // Before units are stripped, which would take `\text{ and }` for one.
     let s = list_connectors(&s);
@@ -40,9 +41,39 @@ pub(crate) fn normalize(s: &str) -> String {
     let s = strip_units(&s);
     let s = strip_thousands_separators(&s);
     let s = strip_membership(&s);
+    let s = strip_label(&s);
     let s = mixed_number(&s);
     let s = strip_trailing_punctuation(&s);
     collapse_whitespace(&s)
+}
+
+/// `\\frac{1}{2}` -> `\frac{1}{2}`: a backslash doubled by escaping (a JSON or source string printed
+/// raw) before a command name. LaTeX's line break `\\` is not followed by a letter inside an answer.
+pub(crate) fn undouble_backslashes(s: &str) -> String {
+    static RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\\\\([A-Za-z{}])").expect("valid regex"));
+    if !s.contains(r"\\") {
+        return s.to_owned();
+    }
+    RE.replace_all(s, r"\$1").into_owned()
+}
+
+/// `(p, q) = (3, 2)` -> `(3, 2)`, `V_1 : V_2 = 11 : 21` -> `11 : 21`: a tuple or ratio of names before `=`
+/// labels the answer after it.
+pub(crate) fn strip_label(s: &str) -> String {
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        let name = r"[A-Za-z](?:_\{?\w+\}?)?";
+        Regex::new(&format!(
+            r"^\s*(?:\(\s*{name}(?:\s*,\s*{name})+\s*\)|{name}(?:\s*:\s*{name})+)\s*=\s*"
+        ))
+        .expect("valid regex")
+    });
+    let stripped = RE.replace(s, "");
+    if stripped.contains('=') {
+        s.to_owned()
+    } else {
+        stripped.into_owned()
+    }
 }
 
 /// `x >= 2` -> `x \ge 2`, `<=` -> `\le`, `!=` -> `\ne`: the ASCII spellings of relations.
@@ -360,8 +391,9 @@ pub(crate) fn repeating_decimals(s: &str) -> String {
 
 /// `10 percent` -> `10\%`.
 pub(crate) fn percent_word(s: &str) -> String {
-    static RE: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"(?i)(\d)\s*(?:percent|per cent)\b").expect("valid regex"));
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)(\d)\s*(?:percentage|percent|per cent|pct)\b").expect("valid regex")
+    });
     RE.replace_all(s, "$1\\%").into_owned()
 }
 
