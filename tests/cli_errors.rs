@@ -104,11 +104,12 @@ fn unknown_model_lists_what_is_available() {
 fn sweep_files() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let e = error_of(t, &["sweep", "missing.toml"]);
+    // The sweep file is what the command line points at: its faults are usage errors (status 2).
+    let e = usage_error_of(t, &["sweep", "missing.toml"]);
     assert!(e.contains("reading sweep file missing.toml"), "{e}");
     let write = |text: &str| {
         std::fs::write(t.join("s.toml"), text).unwrap();
-        error_of(t, &["sweep", "s.toml"])
+        usage_error_of(t, &["sweep", "s.toml"])
     };
     let e = write("[axes\n");
     assert!(e.contains("sweep file s.toml: not valid TOML"), "{e}");
@@ -155,7 +156,7 @@ fn score_inspect_report_policies() {
     std::fs::create_dir_all(t.join("empty")).unwrap();
     let e = error_of(t, &["report", "empty"]);
     assert!(e.contains("no run directories found"), "{e}");
-    let e = error_of(t, &["policies", "fp8"]);
+    let e = usage_error_of(t, &["policies", "fp8"]);
     assert!(
         e.contains("unknown precision policy `fp8`; available: bf16"),
         "{e}"
@@ -164,7 +165,7 @@ fn score_inspect_report_policies() {
     let run = t.join("run");
     reprolm(t, &run_args(&run, &["--limit", "2"]), 0);
     let r = run.display().to_string();
-    let e = error_of(t, &["inspect", &r, &r, "--problem", "zzz"]);
+    let e = usage_error_of(t, &["inspect", &r, &r, "--problem", "zzz"]);
     assert!(
         e.contains("--problem zzz: neither run has this problem"),
         "{e}"
@@ -267,7 +268,7 @@ fn tasks_name_lists_the_settings() {
     }
     let out = reprolm(tmp.path(), &["tasks".into(), "arith".into()], 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("    n  number of problems"));
-    let out = reprolm(tmp.path(), &["tasks".into(), "nope".into()], 1);
+    let out = reprolm(tmp.path(), &["tasks".into(), "nope".into()], 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no task `nope`; registered: aime24"), "{err}");
 }

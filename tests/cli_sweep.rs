@@ -193,13 +193,13 @@ fn only_runs_one_configuration_and_slurm_flags_need_the_slurm_executor() {
         .collect();
     assert_eq!(names, ["qwen2-arith-fp32-bs8"]);
 
-    let err = String::from_utf8(reprolm(tmp.path(), &args(&["--only", "3"]), 1).stderr).unwrap();
+    let err = String::from_utf8(reprolm(tmp.path(), &args(&["--only", "3"]), 2).stderr).unwrap();
     assert!(
         err.contains("--only 3: sweep file") && err.contains("has configurations 1 to 2"),
         "{err}"
     );
     let err =
-        String::from_utf8(reprolm(tmp.path(), &args(&["--partition", "gpu"]), 1).stderr).unwrap();
+        String::from_utf8(reprolm(tmp.path(), &args(&["--partition", "gpu"]), 2).stderr).unwrap();
     assert!(
         err.contains("--partition applies to --executor slurm only"),
         "{err}"

@@ -64,6 +64,11 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// A usage error (exit status 2) with this message.
+pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}
+
 /// Why a command failed, which decides the exit status: 2 when the command line itself cannot be
 /// resolved (a flag's value, or a file or name a flag points at), 1 for everything after.
 enum Failure {
@@ -83,7 +88,11 @@ fn run(command: Command, mode: OutputMode) -> Result<i32, Failure> {
             let cfg = config::RunConfig::resolve(&args).map_err(Failure::Usage)?;
             commands::run::command(&cfg, mode)?
         }
-        Command::Sweep(args) => commands::sweep::command(&args, mode)?,
+        Command::Sweep(args) => {
+            // The sweep file and the flags that select from it are resolved before anything runs.
+            let plan = commands::sweep::resolve(&args).map_err(Failure::Usage)?;
+            commands::sweep::command(&args, plan, mode)?
+        }
         Command::Score(args) => commands::score::command(&args.dir, mode)?,
         Command::Inspect(args) => commands::inspect::command(&args, mode)?,
         Command::Export(args) => commands::export::command(&args, mode)?,

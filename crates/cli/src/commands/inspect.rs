@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use reprolm_engine::{DecodeSpecialTokens, ResolveOptions, Tokenizer};
 use reprolm_metrics::inspect::{compare_runs, Candidate, SampleComparison, Side};
 use reprolm_metrics::LoadedRun;
@@ -31,14 +31,14 @@ pub fn command(args: &InspectArgs, mode: OutputMode) -> Result<i32> {
                 .take(5)
                 .map(|r| r.problem_id.as_str())
                 .collect();
-            bail!(
+            return Err(crate::usage(format!(
                 "--problem {id}: neither run has this problem (run A's first ids: {})",
                 if some.is_empty() {
                     "none".to_string()
                 } else {
                     some.join(", ")
                 }
-            );
+            )));
         }
     }
     if a.manifest.model.tokenizer_sha256 != b.manifest.model.tokenizer_sha256 {

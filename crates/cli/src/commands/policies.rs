@@ -9,7 +9,8 @@ use crate::progress::OutputMode;
 /// Print every preset as one row, or one policy's full table.
 pub fn command(name: Option<&str>, toml: bool, mode: OutputMode) -> Result<i32> {
     let policies: Vec<PrecisionPolicy> = match name {
-        Some(n) => vec![resolve_policy(n)?],
+        // NAME is a preset or a policy file: one it cannot be is a usage error.
+        Some(n) => vec![resolve_policy(n).map_err(|e| crate::usage(format!("{e:#}")))?],
         None => PRESETS
             .iter()
             .map(|p| resolve_policy(p))

@@ -95,8 +95,29 @@ impl SweepPlan {
     }
 }
 
-/// Run the sweep (or show its status); the exit status is 0 when every run finished.
-pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
+/// The sweep's plan, with `--only` and the executor's flags checked against it (`None` for
+/// `sweep status`, which reads what the sweep recorded instead). Every error here is one of usage.
+pub fn resolve(args: &SweepArgs) -> Result<Option<SweepPlan>> {
+    if let Some(SweepAction::Status(_)) = &args.action {
+        return Ok(None);
+    }
+    let file = args
+        .file
+        .as_deref()
+        .context("a sweep file is required (clap enforces it)")?;
+    let plan = plan(file, args.root.as_deref())?;
+    plan.selected(args.only)?;
+    if args.executor == ExecutorArg::Local {
+        if let Some(flag) = crate::slurm::submit::slurm_only_flag(&args.slurm) {
+            bail!("{flag} applies to --executor slurm only");
+        }
+    }
+    Ok(Some(plan))
+}
+
+/// Run the sweep `plan` (from [`resolve`]), or show its status; the exit status is 0 when every
+/// run finished.
+pub fn command(args: &SweepArgs, plan: Option<SweepPlan>, mode: OutputMode) -> Result<i32> {
     if let Some(SweepAction::Status(s)) = &args.action {
         let root = std::path::absolute(&s.root)
             .with_context(|| format!("resolving {}", s.root.display()))?;
@@ -107,19 +128,10 @@ pub fn command(args: &SweepArgs, mode: OutputMode) -> Result<i32> {
         }
         return crate::slurm::status::command(s, mode);
     }
-    let file = args
-        .file
-        .as_deref()
-        .context("a sweep file is required (clap enforces it)")?;
-    let plan = plan(file, args.root.as_deref())?;
+    let plan = plan.context("a sweep plan is required to run a sweep")?;
     match args.executor {
         ExecutorArg::Slurm => crate::slurm::submit::command(&plan, args, mode),
-        ExecutorArg::Local => {
-            if let Some(flag) = crate::slurm::submit::slurm_only_flag(&args.slurm) {
-                bail!("{flag} applies to --executor slurm only");
-            }
-            run_local(&plan, args, mode)
-        }
+        ExecutorArg::Local => run_local(&plan, args, mode),
     }
 }
 

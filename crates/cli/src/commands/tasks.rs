@@ -9,13 +9,13 @@ pub fn command(name: Option<&str>, mode: OutputMode) -> Result<i32> {
     let list = reprolm_tasks::summaries().context("listing tasks")?;
     if let Some(name) = name {
         let Some(t) = list.iter().find(|t| t.name == name) else {
-            anyhow::bail!(
+            return Err(crate::usage(format!(
                 "no task `{name}`; registered: {}",
                 list.iter()
                     .map(|t| t.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            )));
         };
         if mode == OutputMode::Json {
             crate::progress::event("task", serde_json::to_value(t)?);
