@@ -134,14 +134,30 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let args = run_args(&out, &["--limit", "3", "--batch-size", "2"]);
-    reprolm(tmp.path(), &args, 0);
+    let first = reprolm(tmp.path(), &args, 0);
+    assert!(String::from_utf8_lossy(&first.stderr).contains("loading "));
     let before = std::fs::read(out.join("manifest.json")).unwrap();
+    let results = std::fs::metadata(out.join("results.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
     let again = reprolm(tmp.path(), &args, 0);
     assert!(String::from_utf8_lossy(&again.stdout).contains("3 samples"));
+    // Answered from the directory and the model's files: the model is not loaded.
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(!said.contains("loading "), "{said}");
     assert_eq!(
         std::fs::read(out.join("manifest.json")).unwrap(),
         before,
         "a finished run is not rewritten"
+    );
+    assert_eq!(
+        std::fs::metadata(out.join("results.json"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        results,
+        "results.json is not rewritten with the same bytes"
     );
 
     let other = run_args(
@@ -152,6 +168,10 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
     assert!(
         err.contains("existing run has a different configuration"),
         "{err}"
+    );
+    assert!(
+        !err.contains("loading "),
+        "refused before loading the model: {err}"
     );
     assert!(
         err.contains("policy.name: fp32 (existing) vs bf16 (requested)"),

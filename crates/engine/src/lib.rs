@@ -40,7 +40,7 @@ pub use generate::{generate, generate_chunked, Batch, FinishReason, Generation, 
 pub use generation_config::GenerationConfig;
 pub use kv_cache::KvCache;
 pub use loader::{HubAccess, ModelFiles, ResolveOptions, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
-pub use model::{check_policy_on_device, LoadOptions, Model};
+pub use model::{check_policy_on_device, LoadOptions, Model, ModelIdentity};
 pub use models::decoder::LogitsFor;
 pub use models::{spec_from_config_file, Architecture, Decoder, DecoderSpec};
 pub use parallel::{Communicator, LocalComm, TensorParallel, TpMode};

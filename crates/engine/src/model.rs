@@ -69,6 +69,42 @@ pub struct Model {
     pub generation_config: GenerationConfig,
 }
 
+/// What identifies a model in a run manifest, read from its files without loading the weights or
+/// building the tokenizer: enough to tell whether an existing run was made with this model before
+/// spending the time (and device memory) a load takes.
+#[derive(Debug, Clone)]
+pub struct ModelIdentity {
+    /// Its files.
+    pub files: ModelFiles,
+    /// Its family, from config.json.
+    pub architecture: Architecture,
+    /// Lower-case hex SHA-256 of tokenizer.json (what [`Tokenizer::sha256`] of the loaded model says).
+    pub tokenizer_sha256: String,
+}
+
+impl ModelIdentity {
+    /// Resolves the files of `source` and reads what identifies them.
+    pub fn read(source: &ModelSource, resolve: &ResolveOptions) -> Result<ModelIdentity> {
+        let files = ModelFiles::resolve_with(source, resolve)?;
+        let (architecture, _) = spec_from_config_file(&files.config)?;
+        let tokenizer_sha256 = crate::digest::sha256_file(&files.tokenizer)?.sha256;
+        Ok(ModelIdentity {
+            files,
+            architecture,
+            tokenizer_sha256,
+        })
+    }
+
+    /// Whether `model` was loaded from the files this identity names (a check that nothing was
+    /// swapped between reading the identity and loading).
+    pub fn same_files_as(&self, model: &Model) -> bool {
+        self.files.weights == model.files.weights
+            && self.files.commit == model.files.commit
+            && self.tokenizer_sha256 == model.tokenizer.sha256()
+            && self.architecture == model.architecture
+    }
+}
+
 impl Model {
     /// Resolves, reads and places a model. The policy, device and tensor-parallel split are
     /// checked before any weight is read, so a bad combination costs nothing.

@@ -43,6 +43,15 @@ fn embedded_model_answers_held_out_problems() {
         &LoadOptions::cpu(PrecisionPolicy::fp32()),
     )
     .unwrap();
+    // What identifies the model without loading it is what the loaded model says.
+    let id = reprolm_engine::ModelIdentity::read(
+        &ModelSource::Local(dir.clone()),
+        &reprolm_engine::ResolveOptions::from_env(),
+    )
+    .unwrap();
+    assert_eq!(id.tokenizer_sha256, model.tokenizer.sha256());
+    assert_eq!(id.architecture, model.architecture);
+    assert_eq!(id.files.weights, model.files.weights);
     let questions = [
         "What is 55 + 30 + 95 + 2 * 3?",
         "What is 39 - 36 + 55 * 2?",

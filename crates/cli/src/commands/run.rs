@@ -1,4 +1,5 @@
-//! `reprolm run`: load the model once, generate in static or continuous batches, score each finished
+//! `reprolm run`: check the run directory against the model's files (read, not loaded), load the model
+//! once if any sample is missing, generate in static or continuous batches, score each finished
 //! sample through its task and append it to the run directory at once.
 //!
 //! Resuming reproduces the batches of an uninterrupted run, so the resumed files are byte for byte
@@ -14,8 +15,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use reprolm_engine::parallel::TpMode;
 use reprolm_engine::{
-    device_label, device_name, Batch, ChatOptions, Generation, LoadOptions, Model, Request,
-    ResolveOptions,
+    device_label, device_name, Batch, ChatOptions, Generation, LoadOptions, Model, ModelIdentity,
+    Request, ResolveOptions,
 };
 use reprolm_metrics::run_dir::{
     BatchingMode, DeviceInfo, Durability, Finish, FinishReason, LogprobsRecord, Manifest,
@@ -83,8 +84,34 @@ pub struct ModelCache {
 }
 
 impl ModelCache {
-    /// The model for `cfg` and the digests of its weight files.
-    fn model(&mut self, cfg: &RunConfig, mode: OutputMode) -> Result<(&Model, Vec<WeightFile>)> {
+    /// What identifies the model of `cfg` in a manifest, and the digests of its weight files: its
+    /// files read and hashed (once per set of weight files), the model not loaded.
+    fn identity(&mut self, cfg: &RunConfig) -> Result<(ModelIdentity, Vec<WeightFile>)> {
+        let identity = ModelIdentity::read(&cfg.model, &ResolveOptions::from_env())
+            .with_context(|| format!("--model {}: reading its files", cfg.model_spec))?;
+        let weights = identity.files.weights.clone();
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.digests.entry(weights) {
+            let mut files: Vec<WeightFile> = identity
+                .files
+                .weight_sha256()
+                .context("hashing the weight files")?
+                .into_iter()
+                .map(|d| WeightFile {
+                    name: d.file,
+                    sha256: d.sha256,
+                    bytes: d.bytes,
+                })
+                .collect();
+            files.sort_by(|a, b| a.name.cmp(&b.name));
+            slot.insert(files);
+        }
+        let digests = self.digests[&identity.files.weights].clone();
+        Ok((identity, digests))
+    }
+
+    /// The model for `cfg`, loaded (or kept from the previous run when model, policy, device and
+    /// parallelism are the same).
+    fn model(&mut self, cfg: &RunConfig, mode: OutputMode) -> Result<&Model> {
         let key = format!(
             "{}|{:?}|{}|{:?}",
             cfg.model_spec,
@@ -114,22 +141,6 @@ impl ModelCache {
                 },
             )
             .with_context(|| format!("--model {}: loading", cfg.model_spec))?;
-            let weights = model.files.weights.clone();
-            if let std::collections::hash_map::Entry::Vacant(slot) = self.digests.entry(weights) {
-                let mut files: Vec<WeightFile> = model
-                    .files
-                    .weight_sha256()
-                    .context("hashing the weight files")?
-                    .into_iter()
-                    .map(|d| WeightFile {
-                        name: d.file,
-                        sha256: d.sha256,
-                        bytes: d.bytes,
-                    })
-                    .collect();
-                files.sort_by(|a, b| a.name.cmp(&b.name));
-                slot.insert(files);
-            }
             self.loaded = Some((key, model));
         }
         // The kernels are a switch on the loaded model: runs differing only in it share the load.
@@ -138,8 +149,7 @@ impl ModelCache {
             .decoder
             .set_compute_mode(cfg.compute)
             .context("--deterministic")?;
-        let model = &self.loaded.as_ref().expect("loaded above").1;
-        Ok((model, self.digests[&model.files.weights].clone()))
+        Ok(&self.loaded.as_ref().expect("loaded above").1)
     }
 }
 
@@ -157,8 +167,17 @@ pub fn execute_with(
     let (task, data) = reprolm_tasks::load_task(&cfg.task, &cfg.task_options)
         .with_context(|| format!("--task {}: loading its problems", cfg.task))?;
     let problems = select(&data, &cfg.selection)?;
-    let (model, weight_files) = cache.model(cfg, mode)?;
-    let manifest = build_manifest(cfg, model, weight_files, task.as_ref(), &data, &problems)?;
+    // The run directory is checked against the model's files before the model is loaded: a run
+    // made with other weights or settings is refused, and a finished one is answered, at once.
+    let (identity, weight_files) = cache.identity(cfg)?;
+    let manifest = build_manifest(
+        cfg,
+        &identity,
+        weight_files,
+        task.as_ref(),
+        &data,
+        &problems,
+    )?;
     let (mut run, recovery) = RunDir::open_or_create(&cfg.out, manifest, Durability::Flush)
         .with_context(|| {
             format!(
@@ -173,7 +192,25 @@ pub fn execute_with(
         ));
     }
 
-    let mut items = Vec::with_capacity(problems.len() * cfg.samples as usize);
+    let completed: BTreeSet<SampleKey> = run.completed_keys().clone();
+    let total = problems.len() * cfg.samples as usize;
+    let missing = problems
+        .iter()
+        .flat_map(|p| (0..cfg.samples).map(move |s| SampleKey::new(p.id.clone(), s)))
+        .filter(|k| !completed.contains(k))
+        .count();
+    if missing == 0 {
+        return finish_run(cfg, run, missing, None, 0);
+    }
+    let model = cache.model(cfg, mode)?;
+    if !identity.same_files_as(model) {
+        bail!(
+            "--model {}: its files changed while it was being loaded; run again",
+            cfg.model_spec
+        );
+    }
+
+    let mut items = Vec::with_capacity(total);
     for p in &problems {
         let messages: Vec<reprolm_engine::ChatMessage> = task
             .messages(p)
@@ -195,13 +232,7 @@ pub fn execute_with(
             });
         }
     }
-    let completed: BTreeSet<SampleKey> = run.completed_keys().clone();
-    let total = items.len();
-    let missing = items
-        .iter()
-        .filter(|i| !completed.contains(&SampleKey::new(i.problem.id.clone(), i.sample_index)))
-        .count();
-    if missing < total && missing > 0 {
+    if missing < total {
         mode.note(&format!(
             "{}: resuming, {} of {total} samples already recorded",
             cfg.out.display(),
@@ -209,7 +240,7 @@ pub fn execute_with(
         ));
     }
 
-    if missing > 0 {
+    {
         match task.prepare_scoring() {
             Ok(Some(line)) => line.lines().for_each(|l| mode.note(l)),
             Ok(None) => {}
@@ -247,11 +278,9 @@ pub fn execute_with(
         interrupted: false,
     };
     let started = Instant::now();
-    if missing > 0 {
-        match cfg.batching {
-            BatchingMode::Static => generator.run_static()?,
-            BatchingMode::Continuous => generator.run_continuous()?,
-        }
+    match cfg.batching {
+        BatchingMode::Static => generator.run_static()?,
+        BatchingMode::Continuous => generator.run_continuous()?,
     }
     generator.progress.finish();
     let (session_tokens, scoring_errors, interrupted) = (
@@ -271,6 +300,18 @@ pub fn execute_with(
     }
     let tok_s =
         (session_tokens > 0).then(|| session_tokens as f64 / started.elapsed().as_secs_f64());
+    finish_run(cfg, run, missing, tok_s, scoring_errors)
+}
+
+/// Marks the run finished (when this session added samples, or it never was), writes its
+/// results.json and reads it back for the summary.
+fn finish_run(
+    cfg: &RunConfig,
+    run: RunDir,
+    missing: usize,
+    tok_s: Option<f64>,
+    scoring_errors: usize,
+) -> Result<RunOutcome> {
     let finished_before = run.manifest().finished_at.is_some();
     if !finished_before || missing > 0 {
         let throughput_tok_s = tok_s.or(run.manifest().throughput_tok_s);
@@ -334,7 +375,7 @@ pub fn git_revision() -> Option<String> {
 
 fn build_manifest(
     cfg: &RunConfig,
-    model: &Model,
+    model: &ModelIdentity,
     weight_files: Vec<WeightFile>,
     task: &dyn Task,
     data: &Dataset,
@@ -368,7 +409,7 @@ fn build_manifest(
             source,
             revision: model.files.commit.clone(),
             weight_files,
-            tokenizer_sha256: model.tokenizer.sha256().to_string(),
+            tokenizer_sha256: model.tokenizer_sha256.clone(),
             architecture: model.architecture.class_name().to_string(),
         },
         task: TaskInfo {
