@@ -39,13 +39,13 @@ fn boxed(text: &str) -> Option<i64> {
 fn embedded_model_answers_held_out_problems() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/arith-qwen2-3m");
     let model = Model::load(
-        &ModelSource::Local(dir),
+        &ModelSource::Local(dir.clone()),
         &LoadOptions::cpu(PrecisionPolicy::fp32()),
     )
     .unwrap();
     // What identifies the model without loading it is what the loaded model says.
     let id = reprolm_engine::ModelIdentity::read(
-        &ModelSource::Local(dir.clone()),
+        &ModelSource::Local(dir),
         &reprolm_engine::ResolveOptions::from_env(),
     )
     .unwrap();
