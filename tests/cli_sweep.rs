@@ -268,6 +268,11 @@ fn tensor_parallel_size_is_an_axis_and_the_invariant_mode_does_not_move_with_it(
     for (name, _) in &runs[1..] {
         assert_eq!(tokens(&root.join(name)), want, "{name}");
     }
+    // The same sweep again finds every run finished (the invariant mode records `deterministic`,
+    // and the sweep's check derives it the same way).
+    let again = reprolm(tmp.path(), &args, 0);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("3 already finished"), "{stdout}");
 }
 
 #[test]

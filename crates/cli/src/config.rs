@@ -79,6 +79,14 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// Whether the run computes with the batch-invariant kernels, as the manifest's `deterministic`
+    /// records it: `--deterministic`, or the invariant tensor-parallel mode, which runs them with a
+    /// tree order. The one place this is derived (the run writes it, the sweep compares it).
+    pub fn invariant_kernels(&self) -> bool {
+        self.compute.is_deterministic()
+            || self.tp.mode == reprolm_engine::parallel::TpMode::Invariant
+    }
+
     /// Check `args` and resolve every value that can be resolved without loading anything.
     pub fn resolve(args: &RunArgs) -> Result<RunConfig> {
         if args.batch_size == 0 {

@@ -441,8 +441,7 @@ fn build_manifest(
         },
         batch_size: cfg.batch_size,
         batching_mode: cfg.batching,
-        // The TP-invariant mode runs the batch-invariant kernels too (with a tree order).
-        deterministic: cfg.compute.is_deterministic() || cfg.tp.mode == TpMode::Invariant,
+        deterministic: cfg.invariant_kernels(),
         seed: cfg.seed,
         sampling: SamplingParams {
             temperature: cfg.temperature,

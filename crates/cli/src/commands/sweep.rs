@@ -535,7 +535,16 @@ pub(crate) fn finished_state(cfg: &RunConfig) -> Result<bool> {
     cmp(
         "deterministic",
         m.deterministic.to_string(),
-        cfg.compute.is_deterministic().to_string(),
+        cfg.invariant_kernels().to_string(),
+    );
+    cmp(
+        "tp_mode",
+        m.extra
+            .get(run::TP_MODE_KEY)
+            .and_then(|v| v.as_str())
+            .unwrap_or("standard")
+            .to_string(),
+        cfg.tp.mode.as_str().to_string(),
     );
     cmp("seed", m.seed.to_string(), cfg.seed.to_string());
     cmp(
