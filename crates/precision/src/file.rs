@@ -75,6 +75,7 @@ impl PrecisionPolicy {
         };
 
         let mut name = None;
+        let mut name_key = None;
         let mut base = None;
         let mut given: BTreeMap<Component, candle_core::DType> = BTreeMap::new();
         for (k, v) in &table {
@@ -96,6 +97,7 @@ impl PrecisionPolicy {
                         return Err(key_err(k, "must not be empty".into()));
                     }
                     name = Some(n);
+                    name_key = Some(k);
                 }
                 "base" => {
                     let b = string_value(k, v)?;
@@ -152,6 +154,37 @@ impl PrecisionPolicy {
             policy.set(c, d);
         }
         policy.name = name.unwrap_or_else(|| default_name(origin));
+        // Runs are grouped and compared by policy name: a preset's name on another table would pool
+        // different numerics as one configuration.
+        if let Some(preset) = crate::policy::preset_name(&policy.name) {
+            let reference = PrecisionPolicy::preset(preset)?;
+            let differs: Vec<String> = Component::ALL
+                .iter()
+                .filter(|c| policy.dtype(**c) != reference.dtype(**c))
+                .map(|c| {
+                    format!(
+                        "{} is {} here, {} in {preset}",
+                        c.key(),
+                        crate::policy::dtype_name(policy.dtype(*c)),
+                        crate::policy::dtype_name(reference.dtype(*c))
+                    )
+                })
+                .collect();
+            if !differs.is_empty() {
+                let reason = format!(
+                    "`{}` is the name of a preset whose table differs ({}); give this policy its own name",
+                    policy.name,
+                    differs.join(", ")
+                );
+                return Err(match name_key {
+                    Some(k) => key_err(k, reason),
+                    None => Error::PolicyFile {
+                        origin: origin.to_string(),
+                        reason: format!("the file name gives the policy its name: {reason}"),
+                    },
+                });
+            }
+        }
         Ok(policy)
     }
 
@@ -235,6 +268,40 @@ fn default_name(origin: &str) -> String {
 mod tests {
     use super::*;
     use candle_core::DType;
+
+    #[test]
+    fn a_presets_name_on_another_table_is_refused() {
+        // `reprolm policies layercast --toml`, unchanged, is the preset itself.
+        let lc = PrecisionPolicy::preset("layercast").unwrap();
+        assert_eq!(
+            PrecisionPolicy::from_toml_str(&lc.to_toml_string(), "lc.toml").unwrap(),
+            lc
+        );
+        // The same with a bf16 KV cache is another policy and may not call itself layercast.
+        let text = lc
+            .to_toml_string()
+            .replace("kv_cache = \"f32\"", "kv_cache = \"bf16\"");
+        assert!(text.contains("kv_cache = \"bf16\""), "{text}");
+        let e = PrecisionPolicy::from_toml_str(&text, "my.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("my.toml:2: `name`")
+                && e.contains("kv_cache is bf16 here, f32 in layercast")
+                && e.contains("its own name"),
+            "{e}"
+        );
+        // Named by its file: `bf16.toml` holding an f32 table.
+        let e = PrecisionPolicy::from_toml_str("base = \"fp32\"\n", "dir/bf16.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("file name gives the policy its name"), "{e}");
+        // An alias is a preset's name too.
+        let e = PrecisionPolicy::from_toml_str("name = \"float32\"\nbase = \"bf16\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`float32` is the name of a preset"), "{e}");
+    }
 
     fn full(overrides: &[(&str, &str)]) -> String {
         Component::ALL
