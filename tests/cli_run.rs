@@ -160,6 +160,26 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
         "results.json is not rewritten with the same bytes"
     );
 
+    // The kernels that decided the numbers are recorded, and compared like any setting: a run
+    // made with another GEMM family (edited in here to stand for one) is not resumed.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["kernels"]["gemm"], "cpu", "{manifest}");
+    assert_eq!(manifest["kernels"]["token_choice"], "host", "{manifest}");
+    let mut edited = manifest.clone();
+    edited["kernels"]["gemm"] = "mma".into();
+    std::fs::write(
+        out.join("manifest.json"),
+        serde_json::to_vec_pretty(&edited).unwrap(),
+    )
+    .unwrap();
+    let err = String::from_utf8(reprolm(tmp.path(), &args, 1).stderr).unwrap();
+    assert!(
+        err.contains("kernels: gemm=mma token_choice=host (existing) vs gemm=cpu token_choice=host (requested)"),
+        "{err}"
+    );
+    std::fs::write(out.join("manifest.json"), &before).unwrap();
+
     let other = run_args(
         &out,
         &["--limit", "3", "--batch-size", "1", "--policy", "bf16"],

@@ -292,7 +292,7 @@ impl<'a> Batch<'a> {
 
 /// `REPROLM_HOST_PICK=1` makes a GPU run choose tokens on the host, as the CPU does (a check of
 /// the device-side choice). Read once per process: this is asked at every decode step.
-fn host_pick() -> bool {
+pub(crate) fn host_pick() -> bool {
     static HOST_PICK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HOST_PICK.get_or_init(|| std::env::var("REPROLM_HOST_PICK").is_ok_and(|v| v == "1"))
 }

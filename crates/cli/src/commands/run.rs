@@ -442,6 +442,7 @@ fn build_manifest(
         batch_size: cfg.batch_size,
         batching_mode: cfg.batching,
         deterministic: cfg.invariant_kernels(),
+        kernels: reprolm_engine::kernels::recorded(&cfg.device),
         seed: cfg.seed,
         sampling: SamplingParams {
             temperature: cfg.temperature,

@@ -6,6 +6,41 @@
 
 pub mod gemm;
 
+use std::collections::BTreeMap;
+
+/// The switches besides the precision policy and the compute mode that decide a run's numbers on
+/// `device`, by name, for the run manifest (where resuming compares them): the GEMM family
+/// (`REPROLM_GEMM`), whether fused GPU kernels replace composed ops (`REPROLM_FUSED_KERNELS`), and
+/// where greedy tokens are chosen (`REPROLM_HOST_PICK`). On the CPU none of them applies.
+///
+/// ```
+/// let k = reprolm_engine::kernels::recorded(&candle_core::Device::Cpu);
+/// assert_eq!(k["gemm"], "cpu");
+/// assert_eq!(k["token_choice"], "host");
+/// ```
+pub fn recorded(device: &candle_core::Device) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if device.is_cuda() {
+        out.insert("gemm".into(), gemm::GemmFamily::from_env().name().into());
+        let fused = if reprolm_precision::fused_kernels_enabled() {
+            "on"
+        } else {
+            "off"
+        };
+        out.insert("fused_kernels".into(), fused.into());
+        let pick = if crate::generate::host_pick() {
+            "host"
+        } else {
+            "device"
+        };
+        out.insert("token_choice".into(), pick.into());
+    } else {
+        out.insert("gemm".into(), "cpu".into());
+        out.insert("token_choice".into(), "host".into());
+    }
+    out
+}
+
 /// What the GPU unit tests of the kernels share: the device (or a note that there is none) and
 /// the bits of a result.
 #[cfg(all(test, feature = "cuda"))]

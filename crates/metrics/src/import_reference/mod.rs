@@ -692,6 +692,7 @@ fn build_manifest(
         // The reference code submits fixed chunks of batch_size prompts in dataset order.
         batching_mode: BatchingMode::Static,
         deterministic: false,
+        kernels: Default::default(),
         // The reference code's default; its output does not record the seed actually passed.
         seed: 42,
         sampling: SamplingParams::greedy(),

@@ -128,6 +128,23 @@ const RUNTIME_FIELDS: &[(&str, FieldFn, FieldFn)] = &[
         },
     ),
     (
+        "kernels",
+        |m| {
+            m.kernels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+        |m| {
+            m.kernels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    ),
+    (
         "seed",
         |m| m.seed.to_string(),
         |m| format!("seed={}", m.seed),

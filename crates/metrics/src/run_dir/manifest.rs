@@ -55,6 +55,11 @@ pub struct Manifest {
     pub batching_mode: BatchingMode,
     /// Whether batch-invariant (deterministic) kernels were used.
     pub deterministic: bool,
+    /// The other switches that decide the numbers, by name (GEMM family, fused kernels, where
+    /// tokens are chosen): compared on resume like every field here. Empty in manifests written
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kernels: BTreeMap<String, String>,
     /// Seed from which every per-request RNG is derived.
     pub seed: u64,
     /// Decoding parameters.
@@ -361,6 +366,13 @@ impl Manifest {
             self.deterministic.to_string(),
             other.deterministic.to_string(),
         );
+        let switches = |k: &BTreeMap<String, String>| {
+            k.iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        cmp("kernels", switches(&self.kernels), switches(&other.kernels));
         cmp("seed", self.seed.to_string(), other.seed.to_string());
         let (s, o) = (&self.sampling, &other.sampling);
         cmp(
@@ -465,6 +477,7 @@ impl Manifest {
             batch_size: 8,
             batching_mode: BatchingMode::Static,
             deterministic: false,
+            kernels: Default::default(),
             seed: 42,
             sampling: SamplingParams::greedy(),
             max_tokens: 256,
