@@ -144,8 +144,28 @@ pub struct GroupMetrics {
     pub top1_samples: usize,
     /// pass@k mean and spread across runs; k = 1 is Pass@1. Empty for one sample per problem.
     pub pass_at_k: Vec<PassAtKSpread>,
+    /// The samples whose tokens are not the same in every run, in key order: which problems moved.
+    pub diverged: Vec<SampleOutcomes>,
+    /// The samples graded correct in some runs and wrong in others, in key order: which answers
+    /// the runtime configuration changed.
+    pub flipped: Vec<SampleOutcomes>,
     /// Plot data.
     pub series: GroupSeries,
+}
+
+/// One sample across the runs of a group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SampleOutcomes {
+    /// The problem.
+    pub problem_id: String,
+    /// The sample of it.
+    pub sample_index: u32,
+    /// The first token position where the runs' tokens differ (`None`: the same tokens).
+    pub first_divergence: Option<usize>,
+    /// Whether each run graded it correct, in the group's run order.
+    pub correct: Vec<bool>,
+    /// Its length in tokens in each run.
+    pub lengths: Vec<usize>,
 }
 
 /// Per-run statistics over `keys` (all present in `run`).
@@ -238,6 +258,7 @@ pub fn group_metrics(runs: &[&RunObs], keys: &[SampleKey], kind: StdKind) -> Gro
     let mut top1_means = Vec::new();
     let mut pos_sum: Vec<f64> = Vec::new();
     let mut pos_count: Vec<u32> = Vec::new();
+    let (mut diverged, mut flipped) = (Vec::new(), Vec::new());
     for key in keys {
         let samples: Vec<&SampleObs> = runs.iter().map(|r| &r[key]).collect();
         let seqs: Vec<&[u32]> = samples.iter().map(|s| s.token_ids.as_slice()).collect();
@@ -248,6 +269,23 @@ pub fn group_metrics(runs: &[&RunObs], keys: &[SampleKey], kind: StdKind) -> Gro
         let div = divergence(&seqs);
         if let Divergence::At(i) = div {
             diverging.push(i);
+        }
+        let correct: Vec<bool> = samples.iter().map(|s| s.correct).collect();
+        let outcome = || SampleOutcomes {
+            problem_id: key.problem_id.clone(),
+            sample_index: key.sample_index,
+            first_divergence: match div {
+                Divergence::At(i) => Some(i),
+                _ => None,
+            },
+            correct: correct.clone(),
+            lengths: lengths.clone(),
+        };
+        if matches!(div, Divergence::At(_)) {
+            diverged.push(outcome());
+        }
+        if correct.iter().any(|&c| c != correct[0]) {
+            flipped.push(outcome());
         }
         if n_runs >= 2 {
             let upto = div.shared_len(&seqs);
@@ -327,6 +365,8 @@ pub fn group_metrics(runs: &[&RunObs], keys: &[SampleKey], kind: StdKind) -> Gro
         avg_std_top1_prob,
         top1_samples: top1_means.len(),
         pass_at_k,
+        diverged,
+        flipped,
         series,
     }
 }

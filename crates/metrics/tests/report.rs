@@ -198,6 +198,16 @@ fn full_report_over_known_runs() {
     let d = m.divergence.value().unwrap();
     assert_eq!((d.n_diverging, d.n_samples), (1, 3));
     assert_eq!(d.mean_index.value(), Some(&2.0));
+    // Which sample moved: p2 diverges at token 2 and is wrong only at batch 8.
+    let moved = |list: &[reprolm_metrics::metrics::SampleOutcomes]| -> Vec<(String, Option<usize>, Vec<bool>)> {
+        list.iter()
+            .map(|s| (s.problem_id.clone(), s.first_divergence, s.correct.clone()))
+            .collect()
+    };
+    let p2 = vec![("p2".to_string(), Some(2), vec![true, true, false])];
+    assert_eq!(moved(&m.diverged), p2);
+    assert_eq!(moved(&m.flipped), p2);
+    assert_eq!(m.diverged[0].lengths, [5, 5, 4]);
     // Top-1: p1 over 4 positions, p2 over 2 (before divergence), p3 none.
     let pos_std = |j: usize| sstd(&[stored(prob(0, j)), stored(prob(1, j)), stored(prob(2, j))]);
     let p1 = mean(&(0..4).map(pos_std).collect::<Vec<_>>());
@@ -229,6 +239,7 @@ fn full_report_over_known_runs() {
     assert_eq!(m32.n_samples, 2);
     assert_eq!(m32.std_acc.value(), Some(&0.0));
     assert_eq!(m32.divergence.value().unwrap().n_diverging, 0);
+    assert!(m32.diverged.is_empty() && m32.flipped.is_empty());
     assert_eq!(m32.avg_std_top1_prob.value(), Some(&0.0));
     let notes = g32.notes.join("\n");
     assert!(
@@ -300,6 +311,8 @@ fn full_report_over_known_runs() {
     assert!((json_num(jm, &["std_acc", "value"]) - want_std_acc).abs() < 1e-12);
     assert!((json_num(jm, &["avg_std_top1_prob", "value"]) - want_top1).abs() < 1e-12);
     assert_eq!(jm["divergence"]["value"]["n_diverging"], 1);
+    assert_eq!(jm["flipped"][0]["problem_id"], "p2");
+    assert_eq!(jm["diverged"][0]["first_divergence"], 2);
     let j16 = json["groups"]
         .as_array()
         .unwrap()
@@ -362,6 +375,9 @@ fn full_report_over_known_runs() {
         "![accuracy_test_model_arith_greedy_max_tokens_16](plots/accuracy_test_model_arith_greedy_max_tokens_16.svg)",
         "## Skipped directories",
         "33.33 [",
+        "Flipped correctness: 1 of 3 sample(s), graded correct in some runs and wrong in others (correct per run, in the order bs=1 · bs=4 · bs=8):",
+        "- `p2` #0: ✓✓✗ first differs at token 2; lengths 5 / 5 / 4",
+        "Diverged: 1 of 3 sample(s), tokens not the same in every run",
     ] {
         assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");
     }

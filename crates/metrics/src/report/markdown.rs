@@ -164,6 +164,55 @@ fn runs_table(g: &GroupReport) -> Table {
     t
 }
 
+/// Samples listed in a group's section, at most (report.json holds them all).
+const LISTED_SAMPLES: usize = 20;
+
+/// Which samples diverged and which flipped correctness, with where and in which runs.
+fn moved_samples(g: &GroupReport, m: &GroupMetrics) -> String {
+    let mut out = String::new();
+    let runs: Vec<&str> = g.runs.iter().map(|r| r.label.as_str()).collect();
+    let marks =
+        |c: &[bool]| -> String { c.iter().map(|&ok| if ok { '✓' } else { '✗' }).collect() };
+    for (title, list, what) in [
+        (
+            "Flipped correctness",
+            &m.flipped,
+            "graded correct in some runs and wrong in others",
+        ),
+        ("Diverged", &m.diverged, "tokens not the same in every run"),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "\n{title}: {} of {} sample(s), {what} (correct per run, in the order {}):\n\n",
+            list.len(),
+            m.n_samples,
+            runs.join(" · ")
+        ));
+        for s in list.iter().take(LISTED_SAMPLES) {
+            let at = s.first_divergence.map_or("same tokens".to_string(), |i| {
+                format!("first differs at token {i}")
+            });
+            let lengths: Vec<String> = s.lengths.iter().map(|l| l.to_string()).collect();
+            out.push_str(&format!(
+                "- `{}` #{}: {} {at}; lengths {}\n",
+                s.problem_id,
+                s.sample_index,
+                marks(&s.correct),
+                lengths.join(" / ")
+            ));
+        }
+        if list.len() > LISTED_SAMPLES {
+            out.push_str(&format!(
+                "- ... and {} more (all in report.json)\n",
+                list.len() - LISTED_SAMPLES
+            ));
+        }
+    }
+    out
+}
+
 fn pass_table(m: &GroupMetrics) -> Table {
     let mut t = Table::new(&[
         ("k", Align::Right),
@@ -289,6 +338,7 @@ impl Report {
                         out.push_str("\npass@k (unbiased estimator, Chen et al. 2021):\n\n");
                         out.push_str(&pass_table(m).to_markdown());
                     }
+                    out.push_str(&moved_samples(g, m));
                 }
             }
             if !notes.is_empty() {
