@@ -32,5 +32,7 @@ pub use choice::{extract_choice, grade_choice, ChoiceGrade, ChoiceSource, Extrac
 pub use error::{Error, Result};
 pub use labelled::{read_labelled_pairs, LabelledPair};
 pub use math::equal::{math_equal, Equivalence, Rule, MAX_ANSWER_LEN, RANDOM_POINTS, REL_TOL};
-pub use math::extract::{extract_answer, ExtractSource, Extracted};
-pub use math::{grade_math, MathGrade};
+pub use math::extract::{
+    extract_answer, extract_answer_with, ExtractSource, Extracted, MathOptions,
+};
+pub use math::{grade_math, grade_math_with, MathGrade};

@@ -127,6 +127,9 @@ fn random_garbage_never_panics() {
     let mut rng = Rng(0xBAD_5EED);
     let start = Instant::now();
     let mut slowest = Duration::ZERO;
+    let last_number = reprolm_scoring::MathOptions {
+        last_number_fallback: true,
+    };
     for _ in 0..20_000 {
         let a = garbage(&mut rng);
         let b = garbage(&mut rng);
@@ -139,6 +142,7 @@ fn random_garbage_never_panics() {
         let _ = math_equal(&a, &a);
         let _ = grade_math("\\frac{1}{2}", &a);
         let _ = extract_answer(&b);
+        let _ = reprolm_scoring::extract_answer_with(&b, &last_number);
         let _ = extract_choice(&a);
         slowest = slowest.max(t.elapsed());
     }

@@ -8,15 +8,15 @@ use std::sync::OnceLock;
 use reprolm_scoring::sandbox::{
     self, GradeJob, GradeOptions, LcbProblem, Limits, Sandbox, SandboxConfig, Workers,
 };
-use reprolm_scoring::{grade_choice, grade_math};
+use reprolm_scoring::{grade_choice, grade_math_with, MathOptions};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::task::Score;
 
 /// Grades a math response against a gold answer (last `\boxed{}` after `</think>`, equivalence).
-pub(crate) fn math(gold: &str, response: &str) -> Score {
-    let g = grade_math(gold, response);
+pub(crate) fn math(gold: &str, response: &str, opts: &MathOptions) -> Score {
+    let g = grade_math_with(gold, response, opts);
     let extracted = g.extracted.as_ref().map(|e| e.text.clone());
     Score::binary(
         g.correct,

@@ -21,6 +21,34 @@ fn score(task: &dyn Task, p: &reprolm_tasks::Problem, r: &str) -> Score {
 }
 
 #[test]
+fn math_tasks_grade_a_last_number_only_when_asked() {
+    let Some(o) = opts("math500/test.jsonl") else {
+        return;
+    };
+    // A response that states its answer only in a sentence (gold of this problem: 10).
+    let (task, data) = load_task("math500", &o).unwrap();
+    let p = data
+        .problems
+        .iter()
+        .find(|p| p.answer.as_deref() == Some("10"))
+        .expect("a problem whose answer is 10");
+    let response = "Counting the cases with $n$ fixed, we find there are 10 of them.";
+    assert!(!task.score(p, response).unwrap().correct);
+    for name in ["math500", "aime24"] {
+        let with = o.clone().with_param("last_number", "true");
+        assert!(load_task(name, &with).is_ok(), "{name} accepts last_number");
+    }
+    let (task, _) = load_task("math500", &o.clone().with_param("last_number", "true")).unwrap();
+    let s = task.score(p, response).unwrap();
+    assert!(s.correct, "{:#}", s.detail);
+    assert_eq!(s.detail["extracted"]["source"], "last_number");
+    let Err(e) = load_task("math500", &o.with_param("last_number", "maybe")) else {
+        panic!("last_number=maybe accepted");
+    };
+    assert!(e.to_string().contains("last_number"), "{e}");
+}
+
+#[test]
 fn math500_real_file() {
     let Some(o) = opts("math500/test.jsonl") else {
         return;

@@ -30,6 +30,19 @@ pub enum ExtractSource {
     AnswerColon,
     /// The last `$...$`, `$$...$$`, `\(...\)` or `\[...\]`.
     MathSpan,
+    /// The last number in the text, taken only with [`MathOptions::last_number_fallback`]
+    /// (`... so there are 12 such sequences.`).
+    LastNumber,
+}
+
+/// Choices where math graders differ; the defaults are this grader's policies (see the
+/// [module documentation](crate::math)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MathOptions {
+    /// When the response states no answer with a box or an answer phrase, grade the last number in
+    /// it if nothing else comes after it (a math span that ends before it, or none), as Math-Verify
+    /// does. Off by default: a number in a sentence is not a stated answer.
+    pub last_number_fallback: bool,
 }
 
 /// An answer found in a response.
@@ -54,6 +67,21 @@ pub struct Extracted {
 /// assert!(e.after_think);
 /// ```
 pub fn extract_answer(response: &str) -> Option<Extracted> {
+    extract_answer_with(response, &MathOptions::default())
+}
+
+/// [`extract_answer`] under other [`MathOptions`].
+///
+/// ```
+/// use reprolm_scoring::{extract_answer_with, ExtractSource, MathOptions};
+/// let r = "Since $d = 90/n$ for each divisor, there are 12 such sequences.";
+/// let opts = MathOptions { last_number_fallback: true };
+/// let e = extract_answer_with(r, &opts).unwrap();
+/// assert_eq!((e.text.as_str(), e.source), ("12", ExtractSource::LastNumber));
+/// assert_eq!(reprolm_scoring::extract_answer(r).unwrap().source, ExtractSource::MathSpan);
+/// ```
+pub fn extract_answer_with(response: &str, opts: &MathOptions) -> Option<Extracted> {
+    let extract_from = |text: &str| extract_from(text, opts);
     if let Some(i) = response.rfind("</think>") {
         let after = &response[i + "</think>".len()..];
         if let Some((text, source)) = extract_from(after) {
@@ -77,11 +105,18 @@ pub fn extract_answer(response: &str) -> Option<Extracted> {
     })
 }
 
-fn extract_from(text: &str) -> Option<(String, ExtractSource)> {
-    if let Some(b) = last_boxed(text) {
+fn extract_from(text: &str, opts: &MathOptions) -> Option<(String, ExtractSource)> {
+    let lower = text.to_ascii_lowercase();
+    if let Some((b, box_end)) = boxed_answer(text) {
+        // "The final answer is $10,455$" after the last box states the answer the box was a step
+        // towards (`... = \boxed{255}$ So ... Final Answer: The final answer is $10,455$.`).
+        if let Some(i) = lower.rfind("final answer is").filter(|&i| i >= box_end) {
+            if let Some(a) = after_phrase(&text[i + "final answer is".len()..]) {
+                return Some((a, ExtractSource::FinalAnswerIs));
+            }
+        }
         return Some((b, ExtractSource::Boxed));
     }
-    let lower = text.to_ascii_lowercase();
     for (phrase, source) in [
         ("final answer is", ExtractSource::FinalAnswerIs),
         ("the answer is", ExtractSource::AnswerIs),
@@ -93,7 +128,29 @@ fn extract_from(text: &str) -> Option<(String, ExtractSource)> {
             }
         }
     }
-    last_math_span(text).map(|s| (s, ExtractSource::MathSpan))
+    let span = last_math_span(text);
+    if opts.last_number_fallback {
+        let span_end = span.as_ref().map_or(0, |(end, _)| *end);
+        if let Some(n) = last_number(&text[span_end..]) {
+            return Some((n, ExtractSource::LastNumber));
+        }
+    }
+    span.map(|(_, s)| (s, ExtractSource::MathSpan))
+}
+
+/// The last number in `text` (`-3`, `2/3`, `10,455`, `0.5`), without a sentence's final period.
+fn last_number(text: &str) -> Option<String> {
+    use std::sync::LazyLock;
+    static NUMBER: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?").expect("valid regex")
+    });
+    // Bounded: only the text's last few kilobytes can hold its last number worth grading.
+    let start = text.len().saturating_sub(4096);
+    let start = (start..=text.len()).find(|&i| text.is_char_boundary(i))?;
+    NUMBER
+        .find_iter(&text[start..])
+        .last()
+        .map(|m| m.as_str().to_string())
 }
 
 /// The content of the last `\boxed{}`/`\fbox{}` with balanced braces, or of `\boxed 5`. Boxes listed
@@ -101,6 +158,11 @@ fn extract_from(text: &str) -> Option<(String, ExtractSource)> {
 /// delimiters between them) are one answer, `3, 5, 7`; a box earlier in the text is an intermediate
 /// result and is not taken.
 pub(crate) fn last_boxed(text: &str) -> Option<String> {
+    boxed_answer(text).map(|(answer, _)| answer)
+}
+
+/// [`last_boxed`], and where the last box ends in `text`.
+fn boxed_answer(text: &str) -> Option<(String, usize)> {
     let mut end = text.len();
     // (start of the box command, end of the box) of the boxes taken, last first.
     let mut taken: Vec<(usize, usize, &str)> = Vec::new();
@@ -135,7 +197,7 @@ pub(crate) fn last_boxed(text: &str) -> Option<String> {
         return None;
     }
     let items: Vec<&str> = taken.iter().rev().map(|&(_, _, t)| t).collect();
-    Some(items.join(", "))
+    Some((items.join(", "), taken[0].1))
 }
 
 /// Whether the text between two boxes only lists them: `, `, ` and `, `$, $`, `\quad`. Not `or`: two
@@ -226,8 +288,8 @@ fn after_phrase(rest: &str) -> Option<String> {
     (!cleaned.is_empty() && cleaned.len() <= MAX_PHRASE_ANSWER).then_some(cleaned)
 }
 
-/// The content of the last math span: `$...$`, `$$...$$`, `\(...\)` or `\[...\]`.
-pub(crate) fn last_math_span(text: &str) -> Option<String> {
+/// Where the last math span (`$...$`, `$$...$$`, `\(...\)` or `\[...\]`) closes, and its content.
+pub(crate) fn last_math_span(text: &str) -> Option<(usize, String)> {
     let b = text.as_bytes();
     let mut best: Option<(usize, &str)> = None;
     fn consider<'a>(best: &mut Option<(usize, &'a str)>, close_at: usize, content: &'a str) {
@@ -257,10 +319,15 @@ pub(crate) fn last_math_span(text: &str) -> Option<String> {
             }
         }
     }
-    best.map(|(close, s)| match listed {
-        // `$1$ and $2$ and $3$`: spans listed together are one answer, as boxes are.
-        Some((last_close, joined)) if last_close == close => strip_trailing_punctuation(&joined),
-        _ => strip_trailing_punctuation(s),
+    best.map(|(close, s)| {
+        let text = match &listed {
+            // `$1$ and $2$ and $3$`: spans listed together are one answer, as boxes are.
+            Some((last_close, joined)) if *last_close == close => {
+                strip_trailing_punctuation(joined)
+            }
+            _ => strip_trailing_punctuation(s),
+        };
+        (close + 1, text)
     })
 }
 
@@ -360,6 +427,19 @@ mod tests {
         assert_eq!(
             ex("first $x$ and then $y=3$."),
             Some(("y=3".into(), ExtractSource::MathSpan))
+        );
+    }
+
+    #[test]
+    fn a_final_answer_after_the_last_box_wins() {
+        assert_eq!(
+            ex("so $0.05 \\cdot 10200 / 2 = \\boxed{255}$ and the total is 10455. Final Answer: The final answer is $10,455$. I hope it is correct."),
+            Some(("10,455".into(), ExtractSource::FinalAnswerIs))
+        );
+        // Before the box it is not the last word.
+        assert_eq!(
+            ex("The final answer is $3$, wait, no: \\boxed{4}"),
+            Some(("4".into(), ExtractSource::Boxed))
         );
     }
 

@@ -15,7 +15,9 @@
 //!   Math-Verify; boxes joined by "or" restate one answer in two forms and the last is taken; boxes with
 //!   other words between them (`\boxed{1} papers and \boxed{2} bins`) are intermediate results. A
 //!   response with no box, phrase or math span has no answer: there is no "last number in the text"
-//!   fallback (Math-Verify has one; `is_equiv` has no extraction at all).
+//!   fallback unless [`MathOptions::last_number_fallback`] asks for it (Math-Verify has one;
+//!   `is_equiv` has no extraction at all). A "final answer is" phrase after the last box wins over
+//!   the box, which was then a step towards it.
 //! - **Lists and sets**: `6 and 8`, `6 or 8`, `6; 8` and `{6, 8}` are the list `6, 8`. A list compares as
 //!   a set: order and repetition do not matter (`is_equiv` compares strings, so order matters there).
 //!   A tuple `(1, 3)` is not the set `{1, 3}` (Math-Verify accepts this pair).
@@ -38,7 +40,7 @@ mod normalize;
 use serde::{Deserialize, Serialize};
 
 use equal::{math_equal, Rule};
-use extract::{extract_answer, Extracted};
+use extract::{extract_answer_with, Extracted, MathOptions};
 
 /// The grade of one response against a gold answer; stored as the score detail of a run record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +67,12 @@ pub struct MathGrade {
 /// assert_eq!((none.correct, none.rule), (false, Rule::NoAnswer));
 /// ```
 pub fn grade_math(gold: &str, response: &str) -> MathGrade {
-    match extract_answer(response) {
+    grade_math_with(gold, response, &MathOptions::default())
+}
+
+/// [`grade_math`] under other [`MathOptions`].
+pub fn grade_math_with(gold: &str, response: &str, opts: &MathOptions) -> MathGrade {
+    match extract_answer_with(response, opts) {
         None => MathGrade {
             correct: false,
             extracted: None,

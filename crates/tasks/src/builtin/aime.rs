@@ -17,17 +17,20 @@ use crate::grading;
 use crate::options::{TaskOption, TaskOptions};
 use crate::registry::TaskEntry;
 use crate::task::{ChatMessage, Dataset, Problem, Score, Task};
+use reprolm_scoring::MathOptions;
 
 /// The `aime24` task.
 #[derive(Debug, Clone)]
 pub struct Aime24 {
     fields: Fields,
+    grading: MathOptions,
 }
 
 impl Aime24 {
-    /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`.
+    /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`, `last_number`.
     pub fn boxed(options: &TaskOptions) -> Result<Box<dyn Task>> {
         Ok(Box::new(Aime24 {
+            grading: super::math500::math_options(options, "aime24")?,
             fields: Fields::new(
                 &["problem", "question"],
                 &["answer"],
@@ -43,7 +46,7 @@ inventory::submit! { TaskEntry { name: "aime24", origin: module_path!(), make: A
 
 impl Task for Aime24 {
     fn options(&self) -> &'static [TaskOption] {
-        &super::math500::FIELD_OPTIONS
+        &super::math500::MATH_OPTIONS
     }
 
     fn name(&self) -> &str {
@@ -83,6 +86,7 @@ impl Task for Aime24 {
         Ok(grading::math(
             problem.answer.as_deref().unwrap_or_default(),
             response,
+            &self.grading,
         ))
     }
 }
@@ -91,12 +95,14 @@ impl Task for Aime24 {
 #[derive(Debug, Clone)]
 pub struct Aime25 {
     fields: Fields,
+    grading: MathOptions,
 }
 
 impl Aime25 {
-    /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`.
+    /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`, `last_number`.
     pub fn boxed(options: &TaskOptions) -> Result<Box<dyn Task>> {
         Ok(Box::new(Aime25 {
+            grading: super::math500::math_options(options, "aime25")?,
             fields: Fields::new(
                 &["question", "problem"],
                 &["answer"],
@@ -112,7 +118,7 @@ inventory::submit! { TaskEntry { name: "aime25", origin: module_path!(), make: A
 
 impl Task for Aime25 {
     fn options(&self) -> &'static [TaskOption] {
-        &super::math500::FIELD_OPTIONS
+        &super::math500::MATH_OPTIONS
     }
 
     fn name(&self) -> &str {
@@ -146,6 +152,7 @@ impl Task for Aime25 {
         Ok(grading::math(
             problem.answer.as_deref().unwrap_or_default(),
             response,
+            &self.grading,
         ))
     }
 }

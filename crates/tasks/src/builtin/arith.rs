@@ -121,6 +121,7 @@ impl Task for Arith {
         Ok(grading::math(
             problem.answer.as_deref().unwrap_or_default(),
             response,
+            &reprolm_scoring::MathOptions::default(),
         ))
     }
 }

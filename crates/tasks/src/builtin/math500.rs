@@ -16,9 +16,11 @@ use crate::grading;
 use crate::options::{TaskOption, TaskOptions};
 use crate::registry::TaskEntry;
 use crate::task::{ChatMessage, Dataset, Problem, Score, Task};
+use reprolm_scoring::MathOptions;
 
-/// Field-name settings every math task accepts, for datasets that name things differently.
-pub(crate) const FIELD_OPTIONS: [TaskOption; 3] = [
+/// Settings every math task accepts: field names, for datasets that name things differently, and
+/// the grading choices where graders differ.
+pub(crate) const MATH_OPTIONS: [TaskOption; 4] = [
     TaskOption {
         key: "problem_field",
         help: "the record field holding the problem text (default: the task's usual names)",
@@ -31,7 +33,19 @@ pub(crate) const FIELD_OPTIONS: [TaskOption; 3] = [
         key: "id_field",
         help: "the record field holding the problem id",
     },
+    TaskOption {
+        key: "last_number",
+        help: "true: a response with no \\boxed{} or answer phrase is graded by its last number when nothing follows it, as Math-Verify does (default false: such a response states no answer)",
+    },
 ];
+
+/// The grading choices of `options` (`last_number`).
+pub(crate) fn math_options(options: &TaskOptions, task: &str) -> Result<MathOptions> {
+    let params = options.params_for(task, &TaskOption::keys(&MATH_OPTIONS))?;
+    Ok(MathOptions {
+        last_number_fallback: params.flag("last_number")?.unwrap_or(false),
+    })
+}
 
 /// Which record fields hold the problem, answer and id (first present wins).
 #[derive(Debug, Clone)]
@@ -49,7 +63,7 @@ impl Fields {
         options: &TaskOptions,
         task: &str,
     ) -> Result<Self> {
-        let params = options.params_for(task, &TaskOption::keys(&FIELD_OPTIONS))?;
+        let params = options.params_for(task, &TaskOption::keys(&MATH_OPTIONS))?;
         let pick = |key: &str, defaults: &[&str]| match params.get(key) {
             Some(v) => vec![v.to_string()],
             None => defaults.iter().map(|s| s.to_string()).collect(),
@@ -108,12 +122,14 @@ pub(crate) fn load_math(
 #[derive(Debug, Clone)]
 pub struct Math500 {
     fields: Fields,
+    grading: MathOptions,
 }
 
 impl Math500 {
-    /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`.
+    /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`, `last_number`.
     pub fn boxed(options: &TaskOptions) -> Result<Box<dyn Task>> {
         Ok(Box::new(Math500 {
+            grading: math_options(options, "math500")?,
             fields: Fields::new(
                 &["problem"],
                 &["answer"],
@@ -129,7 +145,7 @@ inventory::submit! { TaskEntry { name: "math500", origin: module_path!(), make: 
 
 impl Task for Math500 {
     fn options(&self) -> &'static [TaskOption] {
-        &FIELD_OPTIONS
+        &MATH_OPTIONS
     }
 
     fn name(&self) -> &str {
@@ -159,6 +175,7 @@ impl Task for Math500 {
         Ok(grading::math(
             problem.answer.as_deref().unwrap_or_default(),
             response,
+            &self.grading,
         ))
     }
 }
