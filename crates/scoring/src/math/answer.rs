@@ -126,12 +126,8 @@ pub(crate) fn parse_inequality(s: &str) -> Option<Result<Answer, String>> {
     }
     let inf = || Expr::Inf;
     let neg_inf = || Expr::Neg(Box::new(Expr::Inf));
-    let is_var = |t: &str| {
-        parse_expr(t)
-            .ok()
-            .and_then(|e| e.as_var().map(str::to_owned))
-            .is_some()
-    };
+    // The side that names what is bounded: `x`, or a quantity such as `f(x)` (the range of f).
+    let is_var = |t: &str| parse_expr(t).is_ok_and(|e| e.is_named_quantity());
     let bound = |t: &str| parse_expr(t);
     let interval = |lo: Expr, lo_closed: bool, hi: Expr, hi_closed: bool| Answer::Ordered {
         open: if lo_closed { b'[' } else { b'(' },

@@ -325,6 +325,16 @@ impl Expr {
             _ => false,
         }
     }
+
+    /// True for a variable or a product of variables: a quantity named by letters (`x`, `AB`, and
+    /// `f(x)`, which reads as `f` times `x`), the middle of `0 < f(x) < 1`.
+    pub fn is_named_quantity(&self) -> bool {
+        match self {
+            Expr::Var(_) => true,
+            Expr::Mul(a, b) => a.is_named_quantity() && b.is_named_quantity(),
+            _ => false,
+        }
+    }
 }
 
 fn factorial(x: C) -> C {

@@ -27,6 +27,8 @@
 //! - **Numbers**: `1 000` and `1,000` are a thousand, `1 1/2` and `1\frac12` one and a half; a decimal
 //!   comma is not read (`1,5` is the list `1, 5`; Math-Verify reads it as 1.5); values agree within a
 //!   relative 1e-8, so `1.732` is not `\sqrt 3` (Math-Verify rounds to 6 digits by default).
+//! - **Degrees** inside a trigonometric function are a unit of its argument (`\\sin(90^\\circ - x)` is
+//!   `\\cos x`); elsewhere the degree sign is dropped (`30^\\circ` is `30`).
 //! - **Spelling**: `>=`, `<=`, `!=` are `\ge`, `\le`, `\ne`; `percent`, `percentage` and `pct` after a
 //!   number are `\%`; `\mathrm{e}` is Euler's number; a backslash doubled by escaping (`\\frac`) is one.
 

@@ -25,6 +25,8 @@ pub(crate) fn normalize(s: &str) -> String {
     let s = unicode_to_latex(&s);
     let s = undouble_backslashes(&s);
     let s = ascii_relations(&s);
+    // Before `;` becomes a list separator.
+    let s = assignment_groups(&s);
     // Before units are stripped, which would take `\text{ and }` for one.
     let s = list_connectors(&s);
     let s = plain_brace_set(&s);
@@ -204,11 +206,78 @@ pub(crate) fn strip_spacing(s: &str) -> String {
 
 /// `30^\circ`, `30^{\circ}`, `30°`, `30\degree` -> `30`.
 pub(crate) fn strip_degrees(s: &str) -> String {
-    static RE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree\b|\^\s*\{\s*\\degree\s*\}")
-            .expect("valid regex")
-    });
+    const DEGREE: &str =
+        r"(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree\b|\^\s*\{\s*\\degree\s*\})";
+    static RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(DEGREE).expect("valid regex"));
+    static NUMBER_IN_DEGREES: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(&format!(r"(\d+(?:\.\d+)?)\s*{DEGREE}")).expect("valid regex"));
+    // Inside a trigonometric function a degree is a unit of the argument: `\sin(90^\circ - x)` is
+    // `\cos x`, so the number becomes radians. Elsewhere (`30^\circ` as an answer) it is dropped.
+    if ["\\sin", "\\cos", "\\tan", "\\cot", "\\sec", "\\csc"]
+        .iter()
+        .any(|f| s.contains(f))
+    {
+        let radians = NUMBER_IN_DEGREES.replace_all(s, r"(${1}\pi/180)");
+        return RE.replace_all(&radians, "").into_owned();
+    }
     RE.replace_all(s, "").into_owned()
+}
+
+/// `p=5, q=2; p=7, q=2` -> `(5, 2), (7, 2)`: groups of assignments to the same distinct names, in
+/// the same order, separated by `;`, are points (`x = -2, x = 1` stays two solutions).
+pub(crate) fn assignment_groups(s: &str) -> String {
+    static ASSIGN: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\s*([A-Za-z](?:_\{?\w+\}?)?)\s*=\s*([^=]+?)\s*$").expect("valid regex")
+    });
+    // One group stays a list of equations (compared as a set, so `a_3 = 2, a_{37} = 19` equals
+    // its reordering); only several groups make a list of points.
+    if !s.contains('=') || !s.contains(',') || !s.contains(';') {
+        return s.to_owned();
+    }
+    let mut names: Option<Vec<String>> = None;
+    let mut points = Vec::new();
+    for group in s.split(';') {
+        let mut these = Vec::new();
+        let mut values = Vec::new();
+        for item in top_level_split(group, b',') {
+            let Some(c) = ASSIGN.captures(item) else {
+                return s.to_owned();
+            };
+            these.push(c[1].to_owned());
+            values.push(c[2].to_owned());
+        }
+        // `x = -2, x = 1` names two solutions for one variable, not a point.
+        let distinct = these
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == these.len();
+        if these.len() < 2 || !distinct || names.as_ref().is_some_and(|n| *n != these) {
+            return s.to_owned();
+        }
+        names = Some(these);
+        points.push(format!("({})", values.join(", ")));
+    }
+    points.join(", ")
+}
+
+/// `s` split at `sep` where no bracket is open.
+fn top_level_split(s: &str, sep: u8) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in s.bytes().enumerate() {
+        match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            c if c == sep && depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
 }
 
 /// `−3`, `12π`, `√5`, `2×3`, `∞` -> LaTeX: models write plain-text answers with Unicode symbols.
