@@ -124,6 +124,10 @@ fn export_writes_each_sample_with_its_top_candidates() {
             (&serde_json::json!(id), &serde_json::json!(s))
         );
         assert_eq!(line["token_ids"], serde_json::json!(ids));
+        assert!(line["question"]
+            .as_str()
+            .is_some_and(|q| q.starts_with("What is ")));
+        assert!(line["gold_answer"].is_string() && line["prompt"].is_string());
         let (top_ids, top_lps) = (
             line["top_ids"].as_array().unwrap(),
             line["top_logprobs"].as_array().unwrap(),

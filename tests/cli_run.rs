@@ -160,6 +160,29 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
         "results.json is not rewritten with the same bytes"
     );
 
+    // A record reads without the dataset or the model: the question, the reference answer and the
+    // whole prompt the model was given are in it.
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(out.join("responses.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let question = first["question"].as_str().expect("question");
+    assert!(question.starts_with("What is "), "{first}");
+    assert!(
+        first["gold_answer"].as_str().is_some_and(|g| !g.is_empty()),
+        "{first}"
+    );
+    assert!(
+        first["prompt"]
+            .as_str()
+            .is_some_and(|p| p.contains(question)),
+        "{first}"
+    );
+
     // The kernels that decided the numbers are recorded, and compared like any setting: a run
     // made with another GEMM family (edited in here to stand for one) is not resumed.
     let manifest: serde_json::Value =

@@ -150,14 +150,26 @@ impl Model {
     /// `apply_chat_template(add_generation_prompt=True)` would, then tokenized without adding
     /// special tokens. Without a template, the last message's text is tokenized as is.
     pub fn prompt(&self, messages: &[ChatMessage], opts: &ChatOptions) -> Result<Vec<u32>> {
+        let text = self.prompt_text(messages, opts)?;
+        // A rendered template spells out its special tokens; a bare text gets the tokenizer's.
+        let special = if self.chat_template.is_some() {
+            SpecialTokens::Skip
+        } else {
+            SpecialTokens::Add
+        };
+        self.tokenizer.encode(&text, special)
+    }
+
+    /// The text [`prompt`](Self::prompt) encodes: the chat template rendered, or the last
+    /// message's content for a model without one. Run records keep it, so a reader sees exactly
+    /// what the model was given.
+    pub fn prompt_text(&self, messages: &[ChatMessage], opts: &ChatOptions) -> Result<String> {
         match &self.chat_template {
-            Some(t) => self
-                .tokenizer
-                .encode(&t.render(messages, opts)?, SpecialTokens::Skip),
-            None => {
-                let text = messages.last().map(|m| m.content.as_str()).unwrap_or("");
-                self.tokenizer.encode(text, SpecialTokens::Add)
-            }
+            Some(t) => t.render(messages, opts),
+            None => Ok(messages
+                .last()
+                .map(|m| m.content.clone())
+                .unwrap_or_default()),
         }
     }
 

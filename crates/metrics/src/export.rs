@@ -47,6 +47,9 @@ pub fn export_jsonl(run: &LoadedRun, out: &mut impl Write) -> Result<usize> {
             "score": r.score,
             "extracted_answer": r.extracted_answer,
             "prompt_tokens": r.prompt_tokens,
+            "question": r.question,
+            "gold_answer": r.gold_answer,
+            "prompt": r.prompt,
             "top_ids": ids,
             "top_logprobs": lps,
         });

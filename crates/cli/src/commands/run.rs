@@ -72,6 +72,8 @@ struct Item<'a> {
     problem: &'a Problem,
     sample_index: u32,
     request: Request,
+    /// The prompt as text, recorded with the response (shared by the samples of a problem).
+    prompt_text: std::sync::Arc<str>,
 }
 
 /// Models and weight digests kept between the runs of one process (a sweep), so runs that share a
@@ -220,10 +222,15 @@ pub fn execute_with(
         let prompt = model
             .prompt(&messages, &ChatOptions::default())
             .with_context(|| format!("problem `{}`: building the prompt", p.id))?;
+        let prompt_text: std::sync::Arc<str> = model
+            .prompt_text(&messages, &ChatOptions::default())
+            .with_context(|| format!("problem `{}`: building the prompt", p.id))?
+            .into();
         for s in 0..cfg.samples {
             items.push(Item {
                 problem: p,
                 sample_index: s,
+                prompt_text: prompt_text.clone(),
                 request: Request {
                     prompt: prompt.clone(),
                     problem_id: p.id.clone(),
@@ -584,7 +591,7 @@ impl Generator<'_, '_> {
                 reprolm_engine::FinishReason::Stop => FinishReason::Stop,
                 reprolm_engine::FinishReason::Length => FinishReason::Length,
             };
-            let rec = ResponseRecord::new(
+            let mut rec = ResponseRecord::new(
                 item.problem.id.clone(),
                 item.sample_index,
                 g.prompt_tokens as u32,
@@ -592,6 +599,9 @@ impl Generator<'_, '_> {
                 g.token_ids.clone(),
                 finish,
             );
+            rec.question = item.problem.metadata_str("question").map(str::to_string);
+            rec.gold_answer = self.task.reference_answer(item.problem);
+            rec.prompt = Some(item.prompt_text.to_string());
             pending.push((i, key, rec, g));
         }
         let task = self.task;

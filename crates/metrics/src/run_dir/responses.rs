@@ -88,6 +88,15 @@ pub struct ResponseRecord {
     pub extracted_answer: Option<String>,
     /// Grader-specific detail (per-test outcomes, an error that stopped scoring, ...).
     pub score_detail: serde_json::Value,
+    /// The problem's text as the task states it, so a record reads without the dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+    /// The reference answer the response was graded against, when the task has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gold_answer: Option<String>,
+    /// The whole prompt text the model was given (chat template applied); `prompt_tokens` counts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 impl ResponseRecord {
@@ -111,6 +120,9 @@ impl ResponseRecord {
             correct: false,
             extracted_answer: None,
             score_detail: serde_json::Value::Null,
+            question: None,
+            gold_answer: None,
+            prompt: None,
         }
     }
 
