@@ -553,38 +553,3 @@ fn split_by_deterministic_measures_each_kernel_mode_on_its_own() {
         "{err}"
     );
 }
-
-#[test]
-fn policies_that_share_a_name_but_not_a_table_are_two_groups() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("runs");
-    for (name, bs) in [("a", 1), ("b", 4), ("c", 1)] {
-        let path = root.join(name);
-        write_run(
-            &path,
-            &RunSpec::greedy("mine", bs),
-            1,
-            &[sample("p1", &[1, 2], &[0.9, 0.8], true)],
-        );
-        if name == "c" {
-            // The same name over another table (a run made before names were tied to tables).
-            let file = path.join("manifest.json");
-            let mut m: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-            m["policy"]["table"]["kv_cache"] = "bf16".into();
-            std::fs::write(&file, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
-        }
-    }
-    let r = reprolm_metrics::report::report(&root, &ReportOptions::default()).unwrap();
-    let mut names: Vec<(&str, usize)> = r
-        .groups
-        .iter()
-        .map(|g| (g.policy.as_str(), g.runs.len()))
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        [("mine", 2), ("mine [kv_cache=bf16]", 1)],
-        "{names:?}"
-    );
-}

@@ -53,9 +53,6 @@ pub struct GroupKey {
     pub decoding: String,
     /// Policy name.
     pub policy: String,
-    /// The policy's component table: runs are grouped by what they computed in, so two policies
-    /// that share a name but not a table are two groups.
-    pub policy_table: std::collections::BTreeMap<String, String>,
     /// Values of the runtime fields the report was asked to split groups by, `(field, value)`.
     pub split: Vec<(String, String)>,
 }
@@ -74,7 +71,6 @@ impl GroupKey {
             task: m.task.name.clone(),
             decoding: decoding_label(m),
             policy: m.policy.name.clone(),
-            policy_table: m.policy.table.clone(),
             split,
         }
     }

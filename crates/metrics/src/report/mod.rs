@@ -76,11 +76,8 @@ pub struct GroupReport {
     pub decoding: String,
     /// Whether decoding samples (pass@k applies).
     pub sampled: bool,
-    /// Precision policy: its name, followed by `[component=dtype, ...]` where another group of
-    /// this model, task and decoding uses the same name with another table.
+    /// Precision policy.
     pub policy: String,
-    /// The policy's component table (component -> dtype).
-    pub policy_table: BTreeMap<String, String>,
     /// The values of the fields the report was split by ([`ReportOptions::split_by`]), which
     /// every run of the group shares.
     pub split: Vec<(String, String)>,
@@ -231,7 +228,6 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
             &varying_by_set[&(key.model.clone(), key.task.clone(), key.decoding.clone())];
         groups.push(build_group(key, runs, label_fields, opts)?);
     }
-    name_tables_apart(&mut groups);
     Ok(Report {
         format_version: REPORT_FORMAT_VERSION,
         root: root.into(),
@@ -239,44 +235,6 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
         groups,
         skipped,
     })
-}
-
-/// Where groups of one model, task, decoding and split share a policy name but not its table, every
-/// group but the one with the most runs says how its table differs (`layercast [kv_cache=bf16]`,
-/// `-` for a component its table lacks), so no two groups read alike.
-fn name_tables_apart(groups: &mut [GroupReport]) {
-    type Id = (String, String, String, String, String);
-    let id = |g: &GroupReport| -> Id {
-        (
-            g.model.clone(),
-            g.task.clone(),
-            g.decoding.clone(),
-            g.policy.clone(),
-            format!("{:?}", g.split),
-        )
-    };
-    let mut reference: BTreeMap<Id, usize> = BTreeMap::new();
-    for (i, g) in groups.iter().enumerate() {
-        let r = reference.entry(id(g)).or_insert(i);
-        if g.runs.len() > groups[*r].runs.len() {
-            *r = i;
-        }
-    }
-    let tables: Vec<BTreeMap<String, String>> =
-        groups.iter().map(|g| g.policy_table.clone()).collect();
-    for (i, g) in groups.iter_mut().enumerate() {
-        let r = reference[&id(g)];
-        if r == i || tables[r] == g.policy_table {
-            continue;
-        }
-        let keys: BTreeSet<&String> = tables[r].keys().chain(g.policy_table.keys()).collect();
-        let diffs: Vec<String> = keys
-            .into_iter()
-            .filter(|k| tables[r].get(*k) != g.policy_table.get(*k))
-            .map(|k| format!("{k}={}", g.policy_table.get(k).map_or("-", String::as_str)))
-            .collect();
-        g.policy = format!("{} [{}]", g.policy, diffs.join(", "));
-    }
 }
 
 fn build_group(
@@ -448,7 +406,6 @@ fn build_group(
         task_versions: task_versions.into_iter().collect(),
         decoding: key.decoding,
         policy: key.policy,
-        policy_table: key.policy_table,
         split: key.split,
         why,
         varying,
