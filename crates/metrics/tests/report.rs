@@ -553,3 +553,40 @@ fn split_by_deterministic_measures_each_kernel_mode_on_its_own() {
         "{err}"
     );
 }
+
+#[test]
+fn runs_of_one_policy_name_with_different_tables_are_not_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs");
+    for (name, bs) in [("a", 1), ("b", 4)] {
+        let path = root.join(name);
+        write_run(
+            &path,
+            &RunSpec::greedy("mine", bs),
+            1,
+            &[sample("p1", &[1, 2], &[0.9, 0.8], true)],
+        );
+        if name == "b" {
+            // The same name over another table (a run made before names were tied to tables).
+            let file = path.join("manifest.json");
+            let mut m: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            m["policy"]["table"]["kv_cache"] = "bf16".into();
+            std::fs::write(&file, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        }
+    }
+    let r = reprolm_metrics::report::report(&root, &ReportOptions::default()).unwrap();
+    assert_eq!(r.groups.len(), 1);
+    let g = &r.groups[0];
+    assert!(g.metrics().is_none(), "different numerics pooled");
+    let notes = match &g.outcome {
+        reprolm_metrics::report::GroupOutcome::Refused(why) => why.clone(),
+        _ => unreachable!(),
+    };
+    assert!(
+        notes.contains("policy.table differs") && notes.contains("kv_cache=bf16"),
+        "{notes}"
+    );
+    // Each run still shows its own figures.
+    assert!(g.runs.iter().all(|run| run.stats.is_some()));
+}

@@ -237,6 +237,33 @@ pub(crate) fn refusal(runs: &[&LoadedRun]) -> Option<String> {
             reasons.push(format!("{field} differs ({listed}): {why}"));
         }
     }
+    // The policy is grouped by name; among reprolm's own runs the name must also mean one table
+    // (an imported run records the other tool's dtype instead, under the same name).
+    let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in runs
+        .iter()
+        .filter(|r| r.manifest.origin == crate::run_dir::Origin::Reprolm)
+    {
+        let table = r
+            .manifest
+            .policy
+            .table
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        tables.entry(table).or_default().push(dir_name(&r.path));
+    }
+    if tables.len() > 1 {
+        let listed = tables
+            .iter()
+            .map(|(t, dirs)| format!("{t} in {}", dirs.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        reasons.push(format!(
+            "policy.table differs ({listed}): one policy name, different numerics"
+        ));
+    }
     (!reasons.is_empty()).then(|| format!("not compared: {}", reasons.join(". ")))
 }
 
