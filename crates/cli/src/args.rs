@@ -279,6 +279,21 @@ pub struct ReportArgs {
     /// `deterministic`: each kernel mode compared across batch sizes on its own).
     #[arg(long, value_delimiter = ',')]
     pub split_by: Vec<String>,
+    /// The y axis of the top-1 probability plot: `auto` (logarithmic when the values span two orders
+    /// of magnitude), `linear` or `log`.
+    #[arg(long, value_enum, default_value_t = Top1AxisArg::Auto)]
+    pub top1_axis: Top1AxisArg,
+}
+
+/// The y axis of the report's top-1 probability plot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Top1AxisArg {
+    /// Logarithmic when the nonzero values span two orders of magnitude or more.
+    Auto,
+    /// Linear from 0.
+    Linear,
+    /// Logarithmic.
+    Log,
 }
 
 /// Which standard deviation a report uses.

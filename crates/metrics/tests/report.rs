@@ -590,3 +590,30 @@ fn runs_of_one_policy_name_with_different_tables_are_not_compared() {
     // Each run still shows its own figures.
     assert!(g.runs.iter().all(|run| run.stats.is_some()));
 }
+
+#[test]
+fn the_top1_plot_has_a_log_axis_on_request_and_when_values_span_decades() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs");
+    build_root(&root);
+    let svg = |axis: reprolm_metrics::report::Top1Axis| {
+        let out = dir.path().join(format!("out-{axis:?}"));
+        let opts = ReportOptions {
+            out_dir: Some(out.clone()),
+            top1_axis: axis,
+            ..Default::default()
+        };
+        generate(&root, &opts).unwrap();
+        std::fs::read_to_string(
+            out.join("plots/top1_std_test_model_arith_greedy_max_tokens_16.svg"),
+        )
+        .unwrap()
+    };
+    use reprolm_metrics::report::Top1Axis;
+    let log = svg(Top1Axis::Log);
+    assert!(log.contains("log scale") && log.contains("1e"), "log axis");
+    // fp32's positions are exact zeros: left out of a log axis, and the caption says so.
+    assert!(log.contains("exact zeros not drawn"));
+    let linear = svg(Top1Axis::Linear);
+    assert!(!linear.contains("log scale"));
+}

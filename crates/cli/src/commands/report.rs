@@ -17,6 +17,11 @@ pub fn command(args: &ReportArgs, mode: OutputMode) -> Result<i32> {
         out_dir: args.out.clone(),
         std_kind,
         split_by: args.split_by.clone(),
+        top1_axis: match args.top1_axis {
+            crate::args::Top1AxisArg::Auto => reprolm_metrics::report::Top1Axis::Auto,
+            crate::args::Top1AxisArg::Linear => reprolm_metrics::report::Top1Axis::Linear,
+            crate::args::Top1AxisArg::Log => reprolm_metrics::report::Top1Axis::Log,
+        },
     };
     let (report, files) = generate(&args.root, &opts)
         .with_context(|| format!("building the report over {}", args.root.display()))?;

@@ -37,6 +37,23 @@ pub struct ReportOptions {
     /// Runtime fields that separate groups instead of varying within them (e.g.
     /// `deterministic`, to measure each kernel mode across batch sizes on its own).
     pub split_by: Vec<String>,
+    /// The y axis of the top-1 probability plot.
+    pub top1_axis: Top1Axis,
+}
+
+/// The y axis of the top-1 probability plot: its values span from exact zeros (fp32) to 1e-2 and
+/// more (fp16), so a linear axis flattens all but the largest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Top1Axis {
+    /// Logarithmic when the nonzero values span two orders of magnitude or more, else linear.
+    #[default]
+    Auto,
+    /// Linear from 0.
+    Linear,
+    /// Logarithmic (exact zeros are not drawn; the caption says how many positions that leaves
+    /// out).
+    Log,
 }
 
 /// A report over all runs under a root.
@@ -48,6 +65,8 @@ pub struct Report {
     pub root: PathBuf,
     /// Which standard deviation was used.
     pub std_kind: StdKind,
+    /// The top-1 plot's y axis as asked for.
+    pub top1_axis: Top1Axis,
     /// One entry per (model, task, decoding, policy), sorted.
     pub groups: Vec<GroupReport>,
     /// Directories with a manifest.json that could not be read, and why.
@@ -232,6 +251,7 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
         format_version: REPORT_FORMAT_VERSION,
         root: root.into(),
         std_kind: opts.std_kind,
+        top1_axis: opts.top1_axis,
         groups,
         skipped,
     })

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 
 use crate::error::{io_err, Error, Result};
-use crate::report::{GroupReport, Report};
+use crate::report::{GroupReport, Report, Top1Axis};
 
 const SIZE: (u32, u32) = (960, 540);
 const COLORS: [RGBColor; 8] = [
@@ -74,7 +74,7 @@ pub(crate) fn write_plots(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
         for (kind, draw) in plots {
             let path = dir.join(format!("{kind}_{s}.svg"));
             let mut svg = String::new();
-            draw(&mut svg, &title, &groups).map_err(|reason| Error::Plot {
+            draw(&mut svg, &title, &groups, report.top1_axis).map_err(|reason| Error::Plot {
                 path: path.clone(),
                 reason,
             })?;
@@ -98,7 +98,7 @@ fn integer_label(x: &f64) -> String {
     }
 }
 
-type PlotFn = fn(&mut String, &str, &[&GroupReport]) -> std::result::Result<(), String>;
+type PlotFn = fn(&mut String, &str, &[&GroupReport], Top1Axis) -> std::result::Result<(), String>;
 
 fn e<E: std::fmt::Display>(err: E) -> String {
     err.to_string()
@@ -109,6 +109,7 @@ fn accuracy_plot(
     svg: &mut String,
     title: &str,
     groups: &[&GroupReport],
+    _axis: Top1Axis,
 ) -> std::result::Result<(), String> {
     let mut labels: Vec<String> = Vec::new();
     for g in groups {
@@ -195,6 +196,7 @@ fn length_plot(
     svg: &mut String,
     title: &str,
     groups: &[&GroupReport],
+    _axis: Top1Axis,
 ) -> std::result::Result<(), String> {
     let series: Vec<(String, Vec<f64>)> = groups
         .iter()
@@ -211,6 +213,7 @@ fn length_plot(
         x_desc: "sample, by length std (largest first)",
         y_desc: "std of response length (tokens)",
         stroke: 2,
+        log_y: false,
     };
     policy_lines(svg, &caption, &axes, &series)
 }
@@ -220,6 +223,7 @@ fn divergence_plot(
     svg: &mut String,
     title: &str,
     groups: &[&GroupReport],
+    _axis: Top1Axis,
 ) -> std::result::Result<(), String> {
     let series: Vec<(String, &Vec<usize>)> = groups
         .iter()
@@ -298,6 +302,7 @@ fn top1_plot(
     svg: &mut String,
     title: &str,
     groups: &[&GroupReport],
+    axis: Top1Axis,
 ) -> std::result::Result<(), String> {
     let series: Vec<(String, Vec<f64>)> = groups
         .iter()
@@ -309,12 +314,38 @@ fn top1_plot(
             ))
         })
         .collect();
-    let caption = format!("Top-1 probability std per position — {title}");
+    let positive: Vec<f64> = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .filter(|&y| y > 0.0)
+        .collect();
+    let log = match axis {
+        Top1Axis::Linear => false,
+        Top1Axis::Log => true,
+        Top1Axis::Auto => {
+            let (lo, hi) = positive
+                .iter()
+                .fold((f64::INFINITY, 0.0f64), |(lo, hi), &y| {
+                    (lo.min(y), hi.max(y))
+                });
+            !positive.is_empty() && hi / lo >= 100.0
+        }
+    };
+    let mut caption = format!("Top-1 probability std per position — {title}");
+    let zeros = series.iter().map(|(_, v)| v.len()).sum::<usize>() - positive.len();
+    if log && zeros > 0 {
+        caption.push_str(&format!(" ({zeros} exact zeros not drawn)"));
+    }
     let axes = LineAxes {
         empty_reason: "needs 2 runs and shared tokens",
         x_desc: "token position (before divergence)",
-        y_desc: "std of top-1 probability (x1e-4)",
+        y_desc: if log {
+            "std of top-1 probability (x1e-4, log scale)"
+        } else {
+            "std of top-1 probability (x1e-4)"
+        },
         stroke: 1,
+        log_y: log,
     };
     policy_lines(svg, &caption, &axes, &series)
 }
@@ -326,6 +357,8 @@ struct LineAxes {
     x_desc: &'static str,
     y_desc: &'static str,
     stroke: u32,
+    /// Plot log10 of the values (positive ones only) and label the axis in powers of ten.
+    log_y: bool,
 }
 
 /// One line per policy over an integer x axis (the length and top-1 plots differ only in data and
@@ -337,10 +370,26 @@ fn policy_lines(
     series: &[(String, Vec<f64>)],
 ) -> std::result::Result<(), String> {
     let max_n = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
-    let max_y = series
+    // On a log axis each point is (x, log10 y), zeros left out.
+    let points = |v: &[f64]| -> Vec<(f64, f64)> {
+        v.iter()
+            .enumerate()
+            .filter(|(_, &y)| !axes.log_y || y > 0.0)
+            .map(|(x, &y)| (x as f64, if axes.log_y { y.log10() } else { y }))
+            .collect()
+    };
+    let all: Vec<f64> = series
         .iter()
-        .flat_map(|(_, v)| v.iter().copied())
-        .fold(0.0, f64::max);
+        .flat_map(|(_, v)| points(v).into_iter().map(|(_, y)| y))
+        .collect();
+    let y_range = if axes.log_y && !all.is_empty() {
+        let lo = all.iter().copied().fold(f64::INFINITY, f64::min).floor();
+        let hi = all.iter().copied().fold(f64::NEG_INFINITY, f64::max).ceil();
+        lo..hi.max(lo + 1.0)
+    } else {
+        let max_y = all.iter().copied().fold(0.0, f64::max);
+        0f64..(max_y * 1.05).max(1.0)
+    };
     let caption = if max_n == 0 {
         format!("{caption} (no data: {})", axes.empty_reason)
     } else {
@@ -353,25 +402,21 @@ fn policy_lines(
         .margin(15)
         .x_label_area_size(50)
         .y_label_area_size(70)
-        .build_cartesian_2d(
-            0f64..(max_n.max(2) - 1) as f64,
-            0f64..(max_y * 1.05).max(1.0),
-        )
+        .build_cartesian_2d(0f64..(max_n.max(2) - 1) as f64, y_range)
         .map_err(e)?;
-    chart
-        .configure_mesh()
-        .x_desc(axes.x_desc)
+    let power_of_ten = |y: &f64| format!("1e{y:.0}");
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(axes.x_desc)
         .x_label_formatter(&integer_label)
-        .y_desc(axes.y_desc)
-        .draw()
-        .map_err(e)?;
+        .y_desc(axes.y_desc);
+    if axes.log_y {
+        mesh.y_label_formatter(&power_of_ten);
+    }
+    mesh.draw().map_err(e)?;
     for (i, (policy, v)) in series.iter().enumerate() {
         let c = color(i);
         chart
-            .draw_series(LineSeries::new(
-                v.iter().enumerate().map(|(x, &y)| (x as f64, y)),
-                c.stroke_width(axes.stroke),
-            ))
+            .draw_series(LineSeries::new(points(v), c.stroke_width(axes.stroke)))
             .map_err(e)?
             .label(policy.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
