@@ -14,8 +14,9 @@
 #   5. the paper's experiment on the GPU: the embedded model and the random 1.5B model under bf16,
 #      fp16, fp32 and layercast at batch sizes 8, 16 and 32, with and without --deterministic,
 #      then `reprolm report`;
-#   6. (step `gemm`) the GEMM layer against candle's default matmul on the 1.5B and 7B shapes, and
-#      (step `invariance`) the fast path's invariance with equal prompt lengths;
+#   6. (step `gemm`) the GEMM layer against candle's default matmul on the 1.5B and 7B shapes,
+#      (step `invariance`) the fast path's invariance with prompts of unequal lengths, and (step
+#      `context`) decode at an 8k-token context against the peer;
 #   7. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8 and
 #      one decode step, read by Nsight Compute (scripts/gpu/kernel_profile.py).
 #
@@ -126,14 +127,29 @@ if step gemm; then
 fi
 
 if step invariance; then
-  say "fast path: greedy tokens and top-5 across batch sizes with equal prompt lengths (GEMMs alone)"
+  say "fast path: greedy tokens and top-5 across batch sizes, orders and chunking, prompts of unequal lengths"
   run_t "${REPROLM[@]}" bench invariance --model "$R15" --device "$DEVICE" --policy bf16 --policy layercast \
-    --policy fp32 --equal-lengths --count 8 --prompt-tokens 64 --new-tokens 16 --batch-sizes 3,8 \
-    --json "$R/invariance-equal-1.5b.json"
+    --policy fp32 --count 8 --prompt-tokens 64 --new-tokens 16 --batch-sizes 3,8 \
+    --json "$R/invariance-1.5b.json"
   # The batch-dependent GEMMs of other engines (candle's per-call cuBLAS choice), for contrast.
   REPROLM_GEMM=candle run_t "${REPROLM[@]}" bench invariance --model "$R15" --device "$DEVICE" --policy bf16 \
-    --equal-lengths --count 8 --prompt-tokens 64 --new-tokens 16 --batch-sizes 3,8 \
-    --json "$R/invariance-equal-1.5b-candle-gemm.json"
+    --count 8 --prompt-tokens 64 --new-tokens 16 --batch-sizes 3,8 \
+    --json "$R/invariance-1.5b-candle-gemm.json"
+fi
+
+if step context; then
+  say "decode at a long context: batch CONTEXT_BATCH (default 8) x CONTEXT_TOKENS (default 8192) prompt tokens, reprolm and the peer"
+  CB="${CONTEXT_BATCH:-8}"; CT="${CONTEXT_TOKENS:-8192}"
+  python3 - "$R15/config.json" "$WORK/prompts-$CT.json" "$CB" "$CT" <<'PY'
+import json, random, sys
+cfg = json.load(open(sys.argv[1])); rng = random.Random(1)
+json.dump([[rng.randrange(cfg["vocab_size"]) for _ in range(int(sys.argv[4]))] for _ in range(int(sys.argv[3]))],
+          open(sys.argv[2], "w"))
+PY
+  run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 \
+    --batch-sizes "$CB" --prompts "$WORK/prompts-$CT.json" --new-tokens 64 --json "$R/ours-context-$CT.json"
+  run_t python3 "${PEER:-.gpu/peers/transformers_static.py}" "$R15" --prompts "$WORK/prompts-$CT.json" \
+    --json "$R/tf-static-context-$CT.json" --dtype bf16 --batch-sizes "$CB" --new-tokens 64 --compile
 fi
 
 if step speed7b; then

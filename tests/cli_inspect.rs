@@ -11,12 +11,12 @@ fn reports_where_fp32_and_bf16_part() {
     let (a, b) = (tmp.path().join("fp32"), tmp.path().join("bf16"));
     reprolm(
         tmp.path(),
-        &run_args(&a, &["--limit", "4", "--policy", "fp32"]),
+        &run_args(&a, &["--limit", "16", "--policy", "fp32"]),
         0,
     );
     reprolm(
         tmp.path(),
-        &run_args(&b, &["--limit", "4", "--policy", "bf16"]),
+        &run_args(&b, &["--limit", "16", "--policy", "bf16"]),
         0,
     );
     let (ta, tb) = (tokens(&a), tokens(&b));
@@ -46,7 +46,7 @@ fn reports_where_fp32_and_bf16_part() {
         );
     }
     assert!(
-        out.contains(&format!("{} of 4 shared samples diverge", expected.len())),
+        out.contains(&format!("{} of 16 shared samples diverge", expected.len())),
         "{out}"
     );
     assert!(
@@ -56,7 +56,7 @@ fn reports_where_fp32_and_bf16_part() {
     // fp32 against bf16: the log-probabilities differ even before the streams part.
     assert!(
         out.contains(
-            "over their shared tokens the top-k log-probabilities are bitwise identical in 0 of 4"
+            "over their shared tokens the top-k log-probabilities are bitwise identical in 0 of 16"
         ),
         "{out}"
     );
@@ -69,8 +69,8 @@ fn reports_where_fp32_and_bf16_part() {
     let out = String::from_utf8(reprolm(tmp.path(), &same, 0).stdout).unwrap();
     assert!(
         out.contains(
-            "0 of 4 shared samples diverge; over their shared tokens the top-k log-probabilities are \
-             bitwise identical in 4 of 4, largest top-1 log-probability difference 0.000e0"
+            "0 of 16 shared samples diverge; over their shared tokens the top-k log-probabilities are \
+             bitwise identical in 16 of 16, largest top-1 log-probability difference 0.000e0"
         ),
         "{out}"
     );

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use reprolm_engine::KvCacheSize;
 
 /// Evaluate reasoning LLMs under a chosen numerical precision and measure how far the results move
 /// when only the runtime configuration changes.
@@ -136,6 +137,11 @@ pub struct RunArgs {
     /// prompts) on the same binary and device type (CPU or CUDA).
     #[arg(long)]
     pub deterministic: bool,
+    /// Memory of the KV cache's block pool: `auto` (85% of the GPU memory free after loading;
+    /// on the CPU half the available memory, taken only as it is used), a number of GiB, or a
+    /// size with a unit (`40GiB`, `800MB`). Does not change any result, only what fits at once.
+    #[arg(long, value_name = "SIZE", default_value = "auto", value_parser = KvCacheSize::parse)]
+    pub kv_cache_memory: KvCacheSize,
     /// Evaluate only the first N problems [default for arith: 32, else all].
     #[arg(long, conflicts_with = "problems")]
     pub limit: Option<usize>,
@@ -440,6 +446,9 @@ pub struct BenchModelArgs {
     /// (so that a peer implementation can be fed the very same prompts).
     #[arg(long)]
     pub prompts: Option<PathBuf>,
+    /// Memory of the KV cache's block pool (see `reprolm run --help`).
+    #[arg(long, value_name = "SIZE", default_value = "auto", value_parser = KvCacheSize::parse)]
+    pub kv_cache_memory: KvCacheSize,
 }
 
 /// `reprolm bench speed`.

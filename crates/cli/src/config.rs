@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use reprolm_engine::parallel::{check_parallel_device, TensorParallel, TpMode};
-use reprolm_engine::{device_label, parse_device, ModelSource};
+use reprolm_engine::{device_label, parse_device, KvCacheSize, ModelSource};
 use reprolm_metrics::run_dir::BatchingMode;
 use reprolm_precision::{ComputeMode, PrecisionPolicy, ReductionOrder, PRESETS};
 use reprolm_tasks::{DataSource, TaskOptions};
@@ -52,6 +52,8 @@ pub struct RunConfig {
     pub device: Device,
     /// Tensor-parallel ranks and mode.
     pub tp: TensorParallel,
+    /// The KV cache's pool size (changes no result, only what fits at once).
+    pub kv_cache: KvCacheSize,
     /// Fast or batch-invariant (`--deterministic`) kernels.
     pub compute: ComputeMode,
     /// Prompts per batch or concurrent sequences.
@@ -176,6 +178,7 @@ impl RunConfig {
             policy,
             device,
             tp,
+            kv_cache: args.kv_cache_memory,
             compute,
             batch_size: args.batch_size,
             batching,

@@ -119,6 +119,24 @@ pub enum Error {
     /// A generation request or sampling parameter is invalid.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The KV cache's block pool has too few free blocks for the tokens asked for.
+    #[error(
+        "the KV cache is full: {needed} more blocks of {block_size} tokens are needed, {free} of \
+         its {blocks} blocks ({bytes}) are free; give it more memory (--kv-cache-memory) or run \
+         fewer sequences at once"
+    )]
+    KvCacheFull {
+        /// Blocks the request needs beyond what its sequences hold.
+        needed: usize,
+        /// Blocks free in the pool.
+        free: usize,
+        /// Blocks in the pool.
+        blocks: usize,
+        /// Tokens per block.
+        block_size: usize,
+        /// The pool's size, formatted.
+        bytes: String,
+    },
     /// A precision policy could not be built or applied.
     #[error(transparent)]
     Precision(#[from] reprolm_precision::Error),

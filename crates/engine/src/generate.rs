@@ -1,12 +1,13 @@
 //! Batched generation: prefill, decode, per-token top-k log-probabilities, finish reasons.
 //!
-//! A [`Batch`] holds the running sequences. [`Batch::admit`] prefills new requests and merges them
-//! into the running cache, [`Batch::step`] decodes one token for every running sequence and hands
-//! back the ones that finished. Static batching (the reference's fixed chunks) admits a chunk and
+//! A [`Batch`] holds the running sequences and their paged KV cache. [`Batch::admit`] prefills new
+//! requests into the cache beside the running ones (no sequence is padded or copied),
+//! [`Batch::step`] decodes one token for every running sequence and hands back the ones that
+//! finished, whose cache blocks go back to the pool. Static batching (the reference's fixed chunks) admits a chunk and
 //! steps until it is empty; continuous batching admits a new request whenever one finishes.
 
 use crate::device_top_k;
-use crate::kv_cache::KvCache;
+use crate::kv::{KvCache, SeqId};
 use crate::models::decoder::LogitsFor;
 use crate::models::Decoder;
 use crate::sampling::{self, RequestRng, SamplingParams};
@@ -75,6 +76,7 @@ impl Generation {
 
 struct Row {
     id: usize,
+    seq: SeqId,
     rng: RequestRng,
     out: Generation,
     last: u32,
@@ -93,11 +95,12 @@ pub struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    /// An empty batch. `params` is validated here.
+    /// An empty batch with a KV cache of the decoder's size
+    /// ([`Decoder::set_kv_cache_size`]). `params` is validated here.
     pub fn new(decoder: &'a Decoder, params: SamplingParams) -> Result<Self> {
         params.validate()?;
         Ok(Batch {
-            cache: decoder.new_cache(Vec::new()),
+            cache: decoder.new_cache()?,
             decoder,
             params,
             rows: Vec::new(),
@@ -107,9 +110,9 @@ impl<'a> Batch<'a> {
         })
     }
 
-    /// Prefills admitted prompts in forward calls of at most `tokens` positions each (chunked
-    /// prefill), instead of one call over the whole prompt. In deterministic mode the result is
-    /// bitwise the same as one call; in fast mode it may differ in the last bits.
+    /// Prefills admitted prompts in forward calls of at most `tokens` positions of each prompt
+    /// (chunked prefill), instead of one call over the whole prompt. The result is bitwise the
+    /// same as one call: attention reduces each query over fixed splits of its own keys.
     ///
     /// ```
     /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
@@ -140,8 +143,14 @@ impl<'a> Batch<'a> {
         self.tokens_generated
     }
 
-    /// Prefills `requests` (each tagged with the caller's id) as one left-padded sub-batch, picks
-    /// their first tokens and adds them to the running batch.
+    /// The KV cache the batch's sequences live in.
+    pub fn cache(&self) -> &KvCache {
+        &self.cache
+    }
+
+    /// Prefills `requests` (each tagged with the caller's id) into the cache, packed without
+    /// padding, picks their first tokens and adds them to the running batch. On an error (a
+    /// full cache, say) none of them is admitted and the running sequences are untouched.
     pub fn admit(&mut self, requests: Vec<(usize, Request)>) -> Result<()> {
         if requests.is_empty() {
             return Ok(());
@@ -151,37 +160,22 @@ impl<'a> Batch<'a> {
                 "request {id} has an empty prompt"
             )));
         }
-        let longest = requests
-            .iter()
-            .map(|(_, r)| r.prompt.len())
-            .max()
-            .unwrap_or(0);
-        let starts: Vec<usize> = requests
-            .iter()
-            .map(|(_, r)| longest - r.prompt.len())
-            .collect();
-        // Padding slots are masked out; their token id only has to be a valid one.
-        let tokens: Vec<Vec<u32>> = requests
-            .iter()
-            .map(|(_, r)| {
-                let mut row = vec![r.prompt[0]; longest - r.prompt.len()];
-                row.extend_from_slice(&r.prompt);
-                row
-            })
-            .collect();
-        let mut cache = self.decoder.new_cache(starts);
-        let chunk = self.prefill_chunk.unwrap_or(longest).max(1);
-        let mut logits = None;
-        for c0 in (0..longest).step_by(chunk) {
-            let c1 = (c0 + chunk).min(longest);
-            let part: Vec<Vec<u32>> = tokens.iter().map(|r| r[c0..c1].to_vec()).collect();
-            logits = Some(self.decoder.forward(&part, &mut cache, LogitsFor::Last)?);
-        }
-        let logits = logits.expect("prompts are not empty");
+        let seqs: Vec<SeqId> = requests.iter().map(|_| self.cache.add_sequence()).collect();
+        let logits = match self.prefill(&requests, &seqs) {
+            Ok(l) => l,
+            Err(e) => {
+                for s in seqs {
+                    self.cache.release(s);
+                }
+                return Err(e);
+            }
+        };
         let mut new_rows: Vec<Row> = requests
             .into_iter()
-            .map(|(id, r)| Row {
+            .zip(seqs)
+            .map(|((id, r), seq)| Row {
                 id,
+                seq,
                 rng: RequestRng::new(self.params.seed, &r.problem_id, r.sample_index),
                 out: Generation {
                     token_ids: Vec::new(),
@@ -197,21 +191,59 @@ impl<'a> Batch<'a> {
             })
             .collect();
         self.pick(&mut new_rows, &logits)?;
-        let old = std::mem::replace(&mut self.cache, self.decoder.new_cache(Vec::new()));
-        self.cache = old.merge(cache)?;
         self.rows.extend(new_rows);
         self.retire()?;
         Ok(())
+    }
+
+    /// Runs the prompts through the decoder (in chunks when asked) and returns the logits of
+    /// each prompt's last token, `(requests, vocab)`.
+    fn prefill(&mut self, requests: &[(usize, Request)], seqs: &[SeqId]) -> Result<Tensor> {
+        let longest = requests
+            .iter()
+            .map(|(_, r)| r.prompt.len())
+            .max()
+            .unwrap_or(0);
+        let chunk = self.prefill_chunk.unwrap_or(longest).max(1);
+        let mut last: Vec<Option<Tensor>> = vec![None; requests.len()];
+        for c0 in (0..longest).step_by(chunk) {
+            let (mut part, mut owners) = (Vec::new(), Vec::new());
+            for (i, ((_, r), &seq)) in requests.iter().zip(seqs).enumerate() {
+                if r.prompt.len() > c0 {
+                    part.push((seq, &r.prompt[c0..(c0 + chunk).min(r.prompt.len())]));
+                    owners.push(i);
+                }
+            }
+            let logits = self
+                .decoder
+                .forward(&part, &mut self.cache, LogitsFor::Last)?;
+            for (row, &i) in owners.iter().enumerate() {
+                if c0 + chunk >= requests[i].1.prompt.len() {
+                    last[i] = Some(logits.get(row)?);
+                }
+            }
+        }
+        let last: Vec<Tensor> = last
+            .into_iter()
+            .map(|t| t.expect("every prompt ends in some chunk"))
+            .collect();
+        Ok(Tensor::stack(&last, 0)?)
     }
 
     /// Decodes one token for every running sequence; returns the sequences that finished in this
     /// step (or during the last `admit`), tagged with their ids.
     pub fn step(&mut self) -> Result<Vec<(usize, Generation)>> {
         if !self.rows.is_empty() {
-            let tokens: Vec<Vec<u32>> = self.rows.iter().map(|r| vec![r.last]).collect();
+            let tokens: Vec<[u32; 1]> = self.rows.iter().map(|r| [r.last]).collect();
+            let seqs: Vec<(SeqId, &[u32])> = self
+                .rows
+                .iter()
+                .zip(&tokens)
+                .map(|(r, t)| (r.seq, &t[..]))
+                .collect();
             let logits = self
                 .decoder
-                .forward(&tokens, &mut self.cache, LogitsFor::Last)?;
+                .forward(&seqs, &mut self.cache, LogitsFor::Last)?;
             let mut rows = std::mem::take(&mut self.rows);
             self.pick(&mut rows, &logits)?;
             self.rows = rows;
@@ -220,10 +252,10 @@ impl<'a> Batch<'a> {
         Ok(std::mem::take(&mut self.finished))
     }
 
-    /// Chooses the next token of each row from `(rows, 1, vocab)` logits and records its
+    /// Chooses the next token of each row from `(rows, vocab)` logits and records its
     /// top-k log-probabilities; marks rows that produced a stop token.
     fn pick(&mut self, rows: &mut [Row], logits: &Tensor) -> Result<()> {
-        let logits = logits.squeeze(1)?.to_dtype(DType::F32)?;
+        let logits = logits.to_dtype(DType::F32)?;
         // Log-softmax in float32 over the (policy-dtype) logits, as the reference records them.
         let logprobs = device_top_k::log_softmax_rows(&logits)?;
         if self.params.is_greedy() && !logits.device().is_cpu() && !host_pick() {
@@ -264,7 +296,7 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Moves finished rows out of the batch and drops their cache rows.
+    /// Moves finished rows out of the batch and returns their cache blocks to the pool.
     fn retire(&mut self) -> Result<()> {
         let is_done = |r: &Row| {
             r.out.finish_reason == FinishReason::Stop
@@ -274,13 +306,10 @@ impl<'a> Batch<'a> {
         if !self.rows.iter().any(is_done) {
             return Ok(());
         }
-        let keep: Vec<usize> = (0..self.rows.len())
-            .filter(|&i| !is_done(&self.rows[i]))
-            .collect();
-        self.cache.select_rows(&keep)?;
         let rows = std::mem::take(&mut self.rows);
         for r in rows {
             if is_done(&r) {
+                self.cache.release(r.seq);
                 self.finished.push((r.id, r.out));
             } else {
                 self.rows.push(r);

@@ -1,15 +1,19 @@
 //! reprolm-engine: LLM inference on candle for reproducibility studies.
 //!
 //! Llama, Qwen2 and Qwen3 decoders whose every op runs in the dtype a
-//! [`PrecisionPolicy`](reprolm_precision::PrecisionPolicy) assigns, a left-padded KV cache for
-//! batches of prompts of different lengths, greedy and seeded sampling with a random stream per
-//! request, and the top-k log-probabilities of every generated token. A decoder can be split over
-//! tensor-parallel ranks ([`parallel`]), with a mode whose results do not depend on their number.
+//! [`PrecisionPolicy`](reprolm_precision::PrecisionPolicy) assigns, a paged KV cache ([`kv`]:
+//! fixed-size blocks in one pool, a block table per sequence, no padding), greedy and seeded
+//! sampling with a random stream per request, and the top-k log-probabilities of every generated
+//! token. A decoder can be split over tensor-parallel ranks ([`parallel`]), with a mode whose
+//! results do not depend on their number.
 //!
-//! [`Decoder::set_compute_mode`] switches to batch-invariant CPU kernels
-//! ([`ComputeMode::Deterministic`](reprolm_precision::ComputeMode)), under which a sequence's
-//! logits do not depend on its batch, its position in it, or how its prompt was chunked
-//! ([`Batch::with_prefill_chunk`]).
+//! A sequence's logits do not depend on its batch, its position in it, the other sequences'
+//! lengths, or how its prompt was chunked ([`Batch::with_prefill_chunk`]): every matmul reduces
+//! in an order fixed by its shape ([`kernels::gemm`]) and attention reduces each query over its
+//! own keys in fixed splits ([`kernels::attention`]).
+//! [`Decoder::set_compute_mode`] selects the deterministic kernels
+//! ([`ComputeMode::Deterministic`](reprolm_precision::ComputeMode)), which on the CPU also offer
+//! the tree order that makes results independent of the tensor-parallel size.
 #![deny(missing_docs)]
 
 mod chat_template;
@@ -21,7 +25,7 @@ mod fused;
 pub mod generate;
 mod generation_config;
 pub mod kernels;
-pub mod kv_cache;
+pub mod kv;
 mod loader;
 mod model;
 pub mod models;
@@ -38,7 +42,7 @@ pub use digest::{sha256_file, FileDigest};
 pub use error::{Error, Result};
 pub use generate::{generate, generate_chunked, Batch, FinishReason, Generation, Request};
 pub use generation_config::GenerationConfig;
-pub use kv_cache::KvCache;
+pub use kv::{KvCache, KvCacheSize, SeqId};
 pub use loader::{HubAccess, ModelFiles, ResolveOptions, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 pub use model::{check_policy_on_device, LoadOptions, Model, ModelIdentity};
 pub use models::decoder::LogitsFor;

@@ -26,6 +26,8 @@ pub struct LoadOptions {
     pub resolve: ResolveOptions,
     /// Tensor parallelism: 1 rank by default; on the CPU, `n` ranks are `n` threads.
     pub tp: TensorParallel,
+    /// The size of the KV cache each batch allocates (`--kv-cache-memory`).
+    pub kv_cache: crate::KvCacheSize,
 }
 
 impl LoadOptions {
@@ -36,6 +38,7 @@ impl LoadOptions {
             policy,
             resolve: ResolveOptions::from_env(),
             tp: TensorParallel::default(),
+            kv_cache: crate::KvCacheSize::Auto,
         }
     }
 }
@@ -135,7 +138,8 @@ impl Model {
             location: files.weights.first().cloned().unwrap_or_default(),
             reason: e.to_string(),
         })?;
-        let decoder = Decoder::load_parallel(&spec, &opts.policy, vb, opts.tp)?;
+        let mut decoder = Decoder::load_parallel(&spec, &opts.policy, vb, opts.tp)?;
+        decoder.set_kv_cache_size(opts.kv_cache);
         Ok(Model {
             files,
             architecture,

@@ -5,21 +5,16 @@ mod common;
 
 use candle_core::DType;
 use common::{eos_ids, load, max_abs_diff, Expected, ARCHS};
-use reprolm_engine::{generate, KvCache, LogitsFor, Request, SamplingParams};
+use reprolm_engine::{generate, LogitsFor, Request, SamplingParams};
 use reprolm_precision::PrecisionPolicy;
 
 fn logits_all(dec: &reprolm_engine::Decoder, ids: &[u32]) -> Vec<Vec<f64>> {
-    let mut cache: KvCache = dec.new_cache(vec![0]);
+    let mut cache = dec.new_cache().unwrap();
+    let seq = cache.add_sequence();
     let logits = dec
-        .forward(&[ids.to_vec()], &mut cache, LogitsFor::All)
+        .forward(&[(seq, ids)], &mut cache, LogitsFor::All)
         .unwrap();
-    logits
-        .squeeze(0)
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec2()
-        .unwrap()
+    logits.to_dtype(DType::F64).unwrap().to_vec2().unwrap()
 }
 
 #[test]
@@ -41,14 +36,15 @@ fn prefill_in_pieces_equals_prefill_at_once() {
         let dec = load(arch, &PrecisionPolicy::fp32());
         let ids = Expected::load(arch).ids("prompt_ids");
         let whole = logits_all(&dec, &ids);
-        let mut cache = dec.new_cache(vec![0]);
+        let mut cache = dec.new_cache().unwrap();
+        let seq = cache.add_sequence();
         let split = ids.len() / 2;
-        dec.forward(&[ids[..split].to_vec()], &mut cache, LogitsFor::All)
+        dec.forward(&[(seq, &ids[..split])], &mut cache, LogitsFor::All)
             .unwrap();
         let mut tail = Vec::new();
         for &t in &ids[split..] {
             let l = dec
-                .forward(&[vec![t]], &mut cache, LogitsFor::Last)
+                .forward(&[(seq, &[t][..])], &mut cache, LogitsFor::Last)
                 .unwrap();
             tail.push(
                 l.flatten_all()

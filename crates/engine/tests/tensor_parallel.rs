@@ -16,20 +16,15 @@ fn tp(size: usize, mode: TpMode) -> TensorParallel {
 
 /// Logits of every prompt position, then of 6 single-token decode steps (the cache path).
 fn logits_all(dec: &Decoder, ids: &[u32]) -> Vec<Vec<f32>> {
-    let mut cache = dec.new_cache(vec![0]);
+    let mut cache = dec.new_cache().unwrap();
+    let seq = cache.add_sequence();
     let prefill = dec
-        .forward(&[ids.to_vec()], &mut cache, LogitsFor::All)
+        .forward(&[(seq, ids)], &mut cache, LogitsFor::All)
         .unwrap();
-    let mut rows: Vec<Vec<f32>> = prefill
-        .squeeze(0)
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
-        .to_vec2()
-        .unwrap();
+    let mut rows: Vec<Vec<f32>> = prefill.to_dtype(DType::F32).unwrap().to_vec2().unwrap();
     for &t in &ids[..6] {
         let l = dec
-            .forward(&[vec![t]], &mut cache, LogitsFor::Last)
+            .forward(&[(seq, &[t][..])], &mut cache, LogitsFor::Last)
             .unwrap();
         rows.push(
             l.flatten_all()
@@ -210,9 +205,10 @@ fn a_cache_from_another_split_is_refused() {
     let policy = PrecisionPolicy::fp32();
     let one = load("qwen3", &policy);
     let two = load_tp("qwen3", &policy, tp(2, TpMode::Standard)).unwrap();
-    let mut cache = one.new_cache(vec![0]);
+    let mut cache = one.new_cache().unwrap();
+    let seq = cache.add_sequence();
     let err = two
-        .forward(&[vec![1, 2]], &mut cache, LogitsFor::Last)
+        .forward(&[(seq, &[1, 2][..])], &mut cache, LogitsFor::Last)
         .unwrap_err();
     assert!(err.to_string().contains("shards"), "{err}");
 }

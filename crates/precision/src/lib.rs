@@ -30,9 +30,10 @@
 //! - **RoPE**: inverse frequencies computed in f64 and stored in f32; angles `pos · inv_freq` and
 //!   cos/sin in f32 (f64 when RoPE is f64); the tables rounded to the RoPE dtype; the rotation
 //!   in the RoPE dtype.
-//! - **Attention**: `q · kᵀ` in the attention dtype (a matmul as above), the `1/√head_dim` scale
-//!   applied in f32 and rounded back, the mask added, softmax in f32 (f64 for f64), probabilities
-//!   rounded to the attention dtype, `probs · v` in the attention dtype.
+//! - **Attention**: queries in the attention dtype against keys and values read back from the KV
+//!   cache in its dtype; scores, softmax and the weighted sum of values in f32 (f64 for f64), as
+//!   FlashAttention and vLLM's kernels compute them; the output rounded once to the attention
+//!   dtype.
 //! - **LM head**: the final norm's output is cast to the LM-head dtype, the head weight is held
 //!   in it and the matmul runs in it; **logits** are then cast to the logits dtype, and
 //!   log-softmax and sampling widen them to f32.
@@ -54,9 +55,8 @@
 //! KV cache are f32. `fp32-head` is `bf16` with the LM head weight, its matmul and the logits in
 //! f32 (MiniMax-M1's fix). Custom policies come from TOML files ([`PrecisionPolicy::from_toml_str`]).
 //!
-//! [`deterministic`] holds the batch-invariant CPU kernels that `ComputeMode::Deterministic`
-//! selects: matmuls with one reduction order per output (optionally tree-split over K to match a
-//! tensor-parallel all-reduce) and attention reduced over each row's own keys.
+//! [`deterministic`] holds the batch-invariant CPU matmul kernels: one reduction order per
+//! output, optionally tree-split over K to match a tensor-parallel all-reduce.
 //!
 //! [`ModelShape::memory`] counts the bytes each policy needs for a model's weights and KV cache.
 #![deny(missing_docs)]

@@ -53,6 +53,7 @@ fn load(args: &BenchModelArgs, policy: &str) -> Result<(Model, Device)> {
         policy,
         resolve: ResolveOptions::from_env(),
         tp: Default::default(),
+        kv_cache: args.kv_cache_memory,
     };
     let model = Model::load(&source, &opts).context("--model")?;
     Ok((model, device))
@@ -413,10 +414,10 @@ fn logits(args: &BenchLogitsArgs, mode: OutputMode) -> Result<i32> {
     let prompt = prompts(&args.model, 1, decoder.spec().vocab_size)?.remove(0);
     std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
 
-    let mut cache = decoder.new_cache(vec![0]);
+    let mut cache = decoder.new_cache()?;
+    let seq = cache.add_sequence();
     let logits = decoder
-        .forward(std::slice::from_ref(&prompt), &mut cache, LogitsFor::All)?
-        .squeeze(0)?
+        .forward(&[(seq, &prompt[..])], &mut cache, LogitsFor::All)?
         .to_dtype(DType::F32)?
         .to_device(&Device::Cpu)?;
     let logits_path = args.out.join("logits.safetensors");

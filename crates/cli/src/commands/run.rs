@@ -140,6 +140,7 @@ impl ModelCache {
                     policy: cfg.policy.clone(),
                     resolve: ResolveOptions::from_env(),
                     tp: cfg.tp,
+                    kv_cache: cfg.kv_cache,
                 },
             )
             .with_context(|| format!("--model {}: loading", cfg.model_spec))?;

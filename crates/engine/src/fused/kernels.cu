@@ -83,45 +83,6 @@ ROPE(rope_f16_f16, u16, u16, load_f16, load_f16, round_f16, store_f16)
 ROPE(rope_bf16_f32, u16, float, load_bf16, load_f32, round_f32, store_f32)
 ROPE(rope_f16_f32, u16, float, load_f16, load_f32, round_f32, store_f32)
 
-// Attention's scale, mask and softmax in one pass over the scores. `scores` is `(b, heads, l, t)`
-// (query `i` of row `bb` at position `past + i`, key slots `0..t`); query `i` sees slots
-// `starts[bb] ..= past + i`, and always its own slot, so that a padding query has a row to
-// normalise. The composed path computes `round(round(score) * scale)` in f32 (the product rounded
-// to T, as torch's `bf16_tensor * float` does), adds a 0/-inf mask and runs candle's softmax; this
-// kernel reduces each row exactly as that softmax does (one warp per row, lane `j` takes columns
-// `j, j+32, ...`, butterfly reductions, `exp(x - max) * (1 / sum)`), so the two agree bitwise.
-#define MASKED_SOFTMAX(NAME, T, LOAD, ROUND, STORE)                                              \
-  extern "C" __global__ void NAME(const T* scores, const unsigned int* starts, T* out, int rows,  \
-                                  int rows_per_seq, int l, int t, int past, float scale) {       \
-    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);                                \
-    int lane = threadIdx.x & 31;                                                                 \
-    if (row >= rows) return;                                                                     \
-    int s = (int)starts[row / rows_per_seq];                                                     \
-    int q = past + row % l;                                                                      \
-    const T* src = scores + (long)row * t;                                                       \
-    T* dst = out + (long)row * t;                                                                \
-    float mx = NEG_INF;                                                                        \
-    for (int j = lane; j < t; j += 32) {                                                         \
-      float v = ((j >= s && j <= q) || j == q) ? ROUND(__fmul_rn(LOAD(src, j), scale)) : NEG_INF; \
-      mx = fmaxf(mx, v);                                                                         \
-    }                                                                                            \
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));         \
-    float acc = 0.f;                                                                             \
-    for (int j = lane; j < t; j += 32) {                                                         \
-      float v = ((j >= s && j <= q) || j == q) ? ROUND(__fmul_rn(LOAD(src, j), scale)) : NEG_INF; \
-      acc = __fadd_rn(acc, expf(__fsub_rn(v, mx)));                                              \
-    }                                                                                            \
-    for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(0xffffffffu, acc, o));  \
-    float inv = (float)(1.0 / (double)acc);                                                      \
-    for (int j = lane; j < t; j += 32) {                                                         \
-      float v = ((j >= s && j <= q) || j == q) ? ROUND(__fmul_rn(LOAD(src, j), scale)) : NEG_INF; \
-      STORE(dst, j, __fmul_rn(expf(__fsub_rn(v, mx)), inv));                                     \
-    }                                                                                            \
-  }
-MASKED_SOFTMAX(masked_softmax_f32, float, load_f32, round_f32, store_f32)
-MASKED_SOFTMAX(masked_softmax_bf16, u16, load_bf16, round_bf16, store_bf16)
-MASKED_SOFTMAX(masked_softmax_f16, u16, load_f16, round_f16, store_f16)
-
 // A greedy decode step's choice in one launch per batch: per row of `(rows, n)` f32 logits, the
 // first index of the largest logit and its log-probability, and the K largest log-probabilities
 // (descending, the lower index first on a tie), written as `2 + 2 * k_out` floats per row: token,

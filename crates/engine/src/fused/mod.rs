@@ -1,15 +1,11 @@
-//! Fused GPU kernels for the decoder's small ops: RMSNorm, the SwiGLU product, RoPE,
-//! attention's scale + mask + softmax, and a greedy step's token and top-k choice.
+//! Fused GPU kernels for the decoder's small ops: RMSNorm, the SwiGLU product, RoPE, and a
+//! greedy step's token and top-k choice.
 //!
 //! On a GPU a decode step of a small batch is bound by kernel launches, not by arithmetic: the
 //! composed candle ops of one RMSNorm are nine launches, of one RoPE about ten. These kernels
 //! (`kernels.cu` beside this file, compiled at run time by NVRTC) do each in one
 //! launch and round at the same points as the composed ops, so a fused run computes the same
-//! numbers except for the order in which RMSNorm sums its squares. In a prefill the composed
-//! attention softmax is worse than many launches: it passes over the `(batch, heads, seq, seq)`
-//! scores seven times in f32 (casts, scale, mask, softmax), about half the GPU time of a batch-8
-//! prefill of a 1.5B model; the fused kernel reads the scores once and writes the probabilities once.
-//! The greedy choice was about 45 launches per step, a dozen of them single-block reductions over
+//! numbers except for the order in which RMSNorm sums its squares. The greedy choice was about 45 launches per step, a dozen of them single-block reductions over
 //! the vocabulary; its kernel makes the same exact selection in one.
 //!
 //! Every function returns `Ok(None)` where it does not apply (CPU tensors, a build without the
@@ -62,29 +58,6 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tensor>> {
     imp::rope(x, cos, sin)
 }
 
-/// Whether [`masked_softmax`] runs for attention in dtype `attn` on `device`; when it does, the
-/// caller needs no additive mask, only the row starts on the device.
-pub fn masked_softmax_applies(device: &candle_core::Device, attn: DType) -> bool {
-    enabled(device) && matches!(attn, DType::F32 | DType::BF16 | DType::F16)
-}
-
-/// Attention probabilities from raw `(batch, heads, seq, slots)` scores: `round(score * scale)`,
-/// query `i` of row `b` (at position `past + i`) sees slots `starts[b] ..= past + i` and its own,
-/// softmax in f32, rounded to the scores' dtype. `starts` is a `(batch,)` u32 tensor on the
-/// scores' device. Each row is reduced in the order of candle's softmax kernel, so this computes
-/// what the composed path (f32 scale, additive mask, candle's softmax) computes, bit for bit.
-pub fn masked_softmax(
-    scores: &Tensor,
-    starts: &Tensor,
-    past: usize,
-    scale: f64,
-) -> Result<Option<Tensor>> {
-    if !masked_softmax_applies(scores.device(), scores.dtype()) || starts.dtype() != DType::U32 {
-        return Ok(None);
-    }
-    imp::masked_softmax(scores, starts, past, scale)
-}
-
 /// Largest `k` [`greedy_top_k`] handles.
 pub const MAX_TOP_K: usize = 8;
 
@@ -119,9 +92,6 @@ mod imp {
         Ok(None)
     }
     pub fn rope(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
-    pub fn masked_softmax(_: &Tensor, _: &Tensor, _: usize, _: f64) -> Result<Option<Tensor>> {
         Ok(None)
     }
     pub fn greedy_top_k(_: &Tensor, _: &Tensor, _: usize) -> Result<Option<Tensor>> {
@@ -331,99 +301,6 @@ mod imp {
         Ok(Some(x.apply_op3_no_bwd(&cos, &sin, &Rope)?))
     }
 
-    struct MaskedSoftmax {
-        past: usize,
-        scale: f32,
-    }
-
-    impl candle_core::CustomOp2 for MaskedSoftmax {
-        fn name(&self) -> &'static str {
-            "reprolm-fused-masked-softmax"
-        }
-        fn cpu_fwd(
-            &self,
-            _: &candle_core::CpuStorage,
-            _: &Layout,
-            _: &candle_core::CpuStorage,
-            _: &Layout,
-        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-            candle_core::bail!("the fused attention softmax runs on CUDA only")
-        }
-        fn cuda_fwd(
-            &self,
-            x: &CudaStorage,
-            xl: &Layout,
-            st: &CudaStorage,
-            stl: &Layout,
-        ) -> candle_core::Result<(CudaStorage, Shape)> {
-            let dev = x.device();
-            let (b, h, l, t) = xl.shape().dims4()?;
-            if stl.shape().elem_count() != b {
-                candle_core::bail!(
-                    "masked softmax: {} row starts for {b} rows",
-                    stl.shape().elem_count()
-                );
-            }
-            if self.past + l > t {
-                candle_core::bail!(
-                    "masked softmax: {l} queries after {} slots need more than {t} slots",
-                    self.past
-                );
-            }
-            let func = dev.get_or_load_custom_func(
-                &format!("masked_softmax_{}", suffix(x.dtype())?),
-                MODULE,
-                ptx(MODULE, SOURCE)?,
-            )?;
-            let starts = match stl.contiguous_offsets() {
-                Some((a, z)) => st.as_cuda_slice::<u32>()?.slice(a..z),
-                None => candle_core::bail!("masked softmax: row starts must be contiguous"),
-            };
-            let xw = Words::of(x, xl)?;
-            let n = b * h * l * t;
-            let out = Out::alloc(dev, x.dtype(), n)?;
-            let rows = b * h * l;
-            let ints = [
-                rows as i32,
-                (h * l) as i32,
-                l as i32,
-                t as i32,
-                self.past as i32,
-            ];
-            let mut bl = func.builder();
-            xw.push(&mut bl);
-            bl.arg(&starts);
-            out.push(&mut bl);
-            for v in &ints {
-                bl.arg(v);
-            }
-            bl.arg(&self.scale);
-            // Four warps per block, one row per warp.
-            let cfg = LaunchConfig {
-                grid_dim: (rows.div_ceil(4) as u32, 1, 1),
-                block_dim: (128, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            // Safety: the arguments match the kernel's signature; shapes were checked above.
-            unsafe { bl.launch(cfg) }.w()?;
-            Ok((out.into_storage(dev), xl.shape().clone()))
-        }
-    }
-
-    pub fn masked_softmax(
-        scores: &Tensor,
-        starts: &Tensor,
-        past: usize,
-        scale: f64,
-    ) -> Result<Option<Tensor>> {
-        let scores = scores.contiguous()?;
-        let op = MaskedSoftmax {
-            past,
-            scale: scale as f32,
-        };
-        Ok(Some(scores.apply_op2_no_bwd(starts, &op)?))
-    }
-
     struct GreedyTopK {
         k: usize,
     }
@@ -501,40 +378,7 @@ mod gpu_tests {
     use super::*;
     use candle_core::{Device, D};
 
-    use crate::kernels::gpu_test::{bits, device as gpu};
-
-    #[test]
-    fn masked_softmax_is_the_composed_scale_mask_softmax_bit_for_bit() -> Result<()> {
-        let Some(dev) = gpu() else { return Ok(()) };
-        let (b, h, l, past) = (3, 4, 5, 6);
-        let t = past + l;
-        let starts = [0u32, 2, 7];
-        let scale = 1.0 / (128f64).sqrt();
-        for dtype in [DType::F32, DType::BF16, DType::F16] {
-            let scores = (Tensor::randn(0f32, 4.0, (b, h, l, t), &dev)?).to_dtype(dtype)?;
-            let mut mask = vec![0f32; b * l * t];
-            for (r, &s) in starts.iter().enumerate() {
-                for i in 0..l {
-                    let q = past + i;
-                    for j in 0..t {
-                        if !((j >= s as usize && j <= q) || j == q) {
-                            mask[(r * l + i) * t + j] = f32::NEG_INFINITY;
-                        }
-                    }
-                }
-            }
-            let mask = Tensor::from_vec(mask, (b, 1, l, t), &dev)?;
-            let composed = ((scores.to_dtype(DType::F32)? * scale)?
-                .to_dtype(dtype)?
-                .to_dtype(DType::F32)?
-                .broadcast_add(&mask))?;
-            let composed = candle_nn::ops::softmax_last_dim(&composed)?.to_dtype(dtype)?;
-            let st = Tensor::new(&starts, &dev)?;
-            let fused = masked_softmax(&scores, &st, past, scale)?.expect("applies on CUDA");
-            assert_eq!(bits(&fused), bits(&composed), "{dtype:?}");
-        }
-        Ok(())
-    }
+    use crate::kernels::gpu_test::device as gpu;
 
     #[test]
     fn greedy_top_k_is_the_composed_choice() -> Result<()> {

@@ -3,7 +3,10 @@
 //!
 //! - [`gemm`]: every projection (q/k/v/o, gate/up/down, LM head) through one GEMM layer whose
 //!   reduction order over K does not depend on the number of rows.
+//! - [`attention`]: causal attention over the paged KV cache, each query reduced over its own
+//!   sequence's keys in fixed splits, for prefill and decode alike.
 
+pub mod attention;
 pub mod gemm;
 
 use std::collections::BTreeMap;

@@ -1,8 +1,9 @@
 //! The pre-norm decoder shared by Llama, Qwen2 and Qwen3, with every op placed in the dtype the
 //! precision policy gives its component.
 //!
-//! Shapes follow candle's convention: activations are `(batch, seq, hidden)`, attention tensors
-//! `(batch, heads, seq, head_dim)`, the cache `(batch, kv_heads, len, head_dim)`.
+//! A forward pass is packed: the new tokens of every sequence in the call, one after another,
+//! run as the rows of one `(1, tokens, hidden)` activation, so no sequence is padded to another's
+//! length. Attention reads each sequence's keys from the paged cache ([`crate::kv`]).
 //!
 //! The weights are held by one or more ranks (see [`crate::parallel`]): a single device is one
 //! rank holding everything and running exactly the single-device ops; under tensor parallelism
@@ -11,17 +12,18 @@
 
 use super::rope::{self, RopeSpec};
 use crate::fused;
+use crate::kernels::attention::{paged_attention, write_slots, PagedQueries};
 use crate::kernels::gemm;
-use crate::kv_cache::{CacheShard, KvCache};
+use crate::kv::{CacheShape, KvCache, KvCacheSize, LayerPool, SeqId};
 use crate::parallel::{
     self, Communicator, LocalComm, ShardLayout, TensorParallel, TpMode, TREE_CHUNKS,
 };
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use reprolm_precision::deterministic::{self, partial_sums, round_output, tree_sum, AttentionRows};
+use reprolm_precision::deterministic::{partial_sums, round_output, tree_sum};
 use reprolm_precision::{
-    matmul, Component, ComputeMode, Linear, ModelShape, PrecisionPolicy, ReductionOrder,
+    Component, ComputeMode, Linear, ModelShape, PrecisionPolicy, ReductionOrder,
 };
 use std::ops::Range;
 use std::path::Path;
@@ -157,9 +159,10 @@ impl DecoderSpec {
 /// Which positions the LM head is applied to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogitsFor {
-    /// Every position: `(batch, seq, vocab)` (parity tests, scoring a text).
+    /// Every new token: `(tokens, vocab)`, the sequences' tokens in the order of the call
+    /// (parity tests, scoring a text).
     All,
-    /// The last position only: `(batch, 1, vocab)` (generation).
+    /// Each sequence's last new token: `(sequences, vocab)` (generation).
     Last,
 }
 
@@ -323,25 +326,22 @@ pub struct Decoder {
     ranks: Vec<Rank>,
     inv_freq: Vec<f32>,
     mode: ComputeMode,
+    kv_cache_size: KvCacheSize,
 }
 
 /// The inputs every rank shares for one forward pass (replicated, read-only).
 struct Inputs {
+    /// The new tokens of every sequence, packed: `(tokens,)`.
     ids: Tensor,
-    batch: usize,
-    seq: usize,
+    tokens: usize,
     cos: Tensor,
     sin: Tensor,
-    /// The additive mask of the composed fast attention (`None` in deterministic mode, when the
-    /// fused softmax masks instead, or when nothing is masked).
-    mask: Option<Tensor>,
-    /// `starts` as a `(batch,)` u32 tensor on the device, when the fused attention softmax
-    /// (which masks by itself) runs instead of the composed ops.
-    starts_on_device: Option<Tensor>,
-    /// Where each row's real slots start, and how many slots were cached before this call.
-    starts: Vec<usize>,
-    past: usize,
-    logits_for: LogitsFor,
+    /// Each token's sequence and position, and the block tables attention reads.
+    queries: PagedQueries,
+    /// The cache slot each token's key and value go to: `(tokens,)` u32.
+    slots: Tensor,
+    /// For [`LogitsFor::Last`]: the index of each sequence's last token, `(sequences,)` u32.
+    last: Option<Tensor>,
 }
 
 fn get(
@@ -587,33 +587,34 @@ impl Rank {
     }
 
     /// This rank's share of a forward pass; returns the full logits (every rank gets them).
-    fn forward(&self, dec: &Decoder, inp: &Inputs, mut cache: CacheShard<'_>) -> Result<Tensor> {
+    fn forward(&self, dec: &Decoder, inp: &Inputs, pools: &[LayerPool]) -> Result<Tensor> {
         let ctx = self.ctx(dec.kernels()?);
         let policy = &dec.policy;
         let act = policy.dtype(Component::Activations);
-        let (b, l) = (inp.batch, inp.seq);
         let mut x = self
             .embed
             .index_select(&inp.ids, 0)?
-            .reshape((b, l, dec.spec.hidden_size))?
+            .reshape((1, inp.tokens, dec.spec.hidden_size))?
             .to_dtype(act)?;
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (layer, pool) in self.layers.iter().zip(pools) {
             let h = layer.input_norm.forward(&x)?;
-            let a = layer.attn.forward(&h, inp, (&mut cache, i), policy, ctx)?;
+            let a = layer.attn.forward(&h, inp, pool, policy, ctx)?;
             x = (x + a.to_dtype(act)?)?;
             let h = layer.post_norm.forward(&x)?;
             let m = layer.mlp.forward(&h, ctx)?;
             x = (x + m.to_dtype(act)?)?;
         }
-        let x = match inp.logits_for {
-            LogitsFor::All => x,
-            LogitsFor::Last => x.narrow(1, l - 1, 1)?,
+        let x = match &inp.last {
+            None => x,
+            Some(last) => x.index_select(last, 1)?,
         };
         let x = self.norm.forward(&x)?;
         let logits = self
             .lm_head
             .forward(&x.to_dtype(policy.dtype(Component::LmHead))?, ctx)?;
-        Ok(logits.to_dtype(policy.dtype(Component::Logits))?)
+        Ok(logits
+            .squeeze(0)?
+            .to_dtype(policy.dtype(Component::Logits))?)
     }
 }
 
@@ -655,9 +656,10 @@ impl Decoder {
     /// };
     /// let tp = TensorParallel::new(2, TpMode::Standard);
     /// let dec = Decoder::load_parallel(&spec, &PrecisionPolicy::fp32(), vb, tp)?;
-    /// let mut cache = dec.new_cache(vec![0]);
-    /// let logits = dec.forward(&[vec![1, 2, 3]], &mut cache, LogitsFor::Last)?;
-    /// assert_eq!(logits.dims(), &[1, 1, spec.vocab_size]);
+    /// let mut cache = dec.new_cache()?;
+    /// let seq = cache.add_sequence();
+    /// let logits = dec.forward(&[(seq, &[1, 2, 3][..])], &mut cache, LogitsFor::Last)?;
+    /// assert_eq!(logits.dims(), &[1, spec.vocab_size]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn load_parallel(
@@ -694,6 +696,7 @@ impl Decoder {
             tp,
             ranks,
             mode: ComputeMode::Fast,
+            kv_cache_size: KvCacheSize::Auto,
         })
     }
 
@@ -765,15 +768,36 @@ impl Decoder {
         self.ranks.iter().map(|r| &r.layout).collect()
     }
 
-    /// An empty cache (one shard per rank) for rows whose prompts are left-padded by
-    /// `starts[b]` slots.
-    pub fn new_cache(&self, starts: Vec<usize>) -> KvCache {
-        KvCache::sharded(
-            self.ranks.len(),
-            self.spec.num_layers,
-            starts,
-            self.policy.dtype(Component::KvCache),
-        )
+    /// An empty KV cache for this decoder (one pool per layer and rank, in the policy's KV-cache
+    /// dtype), of the size [`Decoder::set_kv_cache_size`] chose.
+    pub fn new_cache(&self) -> Result<KvCache> {
+        self.new_cache_of(self.kv_cache_size)
+    }
+
+    /// An empty KV cache of `size`.
+    pub fn new_cache_of(&self, size: KvCacheSize) -> Result<KvCache> {
+        let shape = self.cache_shape();
+        let blocks = size.blocks(shape.block_bytes(), &self.device)?;
+        KvCache::new(&shape, blocks, &self.device)
+    }
+
+    /// The size of the caches [`Decoder::new_cache`] makes (`--kv-cache-memory`).
+    pub fn set_kv_cache_size(&mut self, size: KvCacheSize) {
+        self.kv_cache_size = size;
+    }
+
+    /// The size of the caches [`Decoder::new_cache`] makes.
+    pub fn kv_cache_size(&self) -> KvCacheSize {
+        self.kv_cache_size
+    }
+
+    fn cache_shape(&self) -> CacheShape {
+        CacheShape {
+            num_layers: self.spec.num_layers,
+            head_dim: self.spec.head_dim,
+            kv_heads: self.ranks.iter().map(|r| r.layout.kv_heads.len()).collect(),
+            dtype: self.policy.dtype(Component::KvCache),
+        }
     }
 
     /// Bytes held by the weights, by dtype name, summed over ranks. A tied LM head counts once
@@ -802,27 +826,21 @@ impl Decoder {
         out
     }
 
-    /// Runs `tokens` (`batch` rows of equal length `seq`, left-padded as `cache.starts()` says)
-    /// through the decoder, appends their keys/values to `cache`, and returns logits in the
-    /// policy's logits dtype: `(batch, seq, vocab)` or `(batch, 1, vocab)`.
+    /// Runs the new tokens of each sequence of `seqs` (those that follow what `cache` holds
+    /// for it) through the decoder as one packed pass, writes their keys and values into their
+    /// cache slots, and returns logits in the policy's logits dtype: `(sequences, vocab)` for
+    /// [`LogitsFor::Last`], `(tokens, vocab)` for [`LogitsFor::All`], in the order of `seqs`.
+    /// A sequence's results do not depend on the other sequences of the call.
     pub fn forward(
         &self,
-        tokens: &[Vec<u32>],
+        seqs: &[(SeqId, &[u32])],
         cache: &mut KvCache,
         logits_for: LogitsFor,
     ) -> Result<Tensor> {
-        let b = tokens.len();
-        let l = tokens.first().map_or(0, Vec::len);
-        if b == 0 || l == 0 || tokens.iter().any(|r| r.len() != l) {
-            return Err(Error::InvalidRequest(format!(
-                "forward needs {b} non-empty rows of equal length"
-            )));
-        }
-        if cache.rows() != b {
-            return Err(Error::InvalidRequest(format!(
-                "cache has {} rows, batch has {b}",
-                cache.rows()
-            )));
+        if seqs.is_empty() || seqs.iter().any(|(_, t)| t.is_empty()) {
+            return Err(Error::InvalidRequest(
+                "forward needs at least one sequence, each with at least one new token".into(),
+            ));
         }
         if cache.shards() != self.ranks.len() {
             return Err(Error::InvalidRequest(format!(
@@ -831,68 +849,72 @@ impl Decoder {
                 self.ranks.len()
             )));
         }
-        let past = cache.len();
-        let starts = cache.starts().to_vec();
-        if past + l - starts.iter().copied().min().unwrap_or(0) > self.spec.max_position_embeddings
-        {
-            return Err(Error::InvalidRequest(format!(
-                "sequence would exceed max_position_embeddings = {}",
-                self.spec.max_position_embeddings
-            )));
+        let mut plan = Vec::with_capacity(seqs.len());
+        for (i, &(seq, toks)) in seqs.iter().enumerate() {
+            if seqs[..i].iter().any(|(s, _)| *s == seq) {
+                return Err(Error::InvalidRequest(format!(
+                    "sequence {seq:?} appears twice in one forward pass"
+                )));
+            }
+            let past = cache.seq_len(seq)?;
+            if past + toks.len() > self.spec.max_position_embeddings {
+                return Err(Error::InvalidRequest(format!(
+                    "sequence would exceed max_position_embeddings = {}",
+                    self.spec.max_position_embeddings
+                )));
+            }
+            if let Some(bad) = toks.iter().find(|&&t| t as usize >= self.spec.vocab_size) {
+                return Err(Error::InvalidRequest(format!(
+                    "token id {bad} >= vocab_size {}",
+                    self.spec.vocab_size
+                )));
+            }
+            plan.push((seq, toks.len()));
         }
-        let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
-        if let Some(bad) = flat.iter().find(|&&t| t as usize >= self.spec.vocab_size) {
-            return Err(Error::InvalidRequest(format!(
-                "token id {bad} >= vocab_size {}",
-                self.spec.vocab_size
-            )));
+        cache.reserve(&plan)?;
+        let total: usize = plan.iter().map(|p| p.1).sum();
+        let (mut ids, mut positions) = (Vec::with_capacity(total), Vec::with_capacity(total));
+        let (mut seq_index, mut slots) = (Vec::with_capacity(total), Vec::with_capacity(total));
+        let mut tables = Vec::with_capacity(seqs.len());
+        let mut last = Vec::with_capacity(seqs.len());
+        for (i, &(seq, toks)) in seqs.iter().enumerate() {
+            let past = cache.seq_len(seq)?;
+            for (j, &t) in toks.iter().enumerate() {
+                ids.push(t);
+                positions.push(past + j);
+                seq_index.push(i as u32);
+                slots.push(cache.slot(seq, past + j)?);
+            }
+            tables.push(cache.table(seq)?.to_vec());
+            last.push((ids.len() - 1) as u32);
         }
-        let ids = Tensor::from_vec(flat, b * l, &self.device)?;
-        // Per-row positions: a padded row counts from its first real token.
-        let positions: Vec<Vec<usize>> = starts
-            .iter()
-            .map(|&s| (0..l).map(|i| (past + i).saturating_sub(s)).collect())
-            .collect();
         let (cos, sin) = rope::cos_sin(
             &self.inv_freq,
-            &positions,
+            std::slice::from_ref(&positions),
             self.policy.dtype(Component::Rope),
             &self.device,
         )?;
-        // The deterministic attention kernel and the fused softmax read the row starts
-        // themselves; only the composed fast attention needs an additive mask.
-        let fast = matches!(self.kernels()?, ComputeMode::Fast);
-        let fused_softmax = fast
-            && fused::masked_softmax_applies(&self.device, self.policy.dtype(Component::Attention));
-        let starts_on_device = if fused_softmax {
-            let s: Vec<u32> = starts.iter().map(|&s| s as u32).collect();
-            Some(Tensor::from_vec(s, b, &self.device)?)
-        } else {
-            None
-        };
+        let pos32: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
         let inputs = Inputs {
-            ids,
-            batch: b,
-            seq: l,
+            ids: Tensor::from_vec(ids, total, &self.device)?,
+            tokens: total,
             cos,
             sin,
-            mask: if fast && !fused_softmax {
-                self.attention_mask(&starts, past, l)?
-            } else {
-                None
+            queries: PagedQueries::new(seq_index, pos32, &tables, &self.device)?,
+            slots: Tensor::from_vec(slots, total, &self.device)?,
+            last: match logits_for {
+                LogitsFor::All => None,
+                LogitsFor::Last => Some(Tensor::from_vec(last, seqs.len(), &self.device)?),
             },
-            starts_on_device,
-            starts,
-            past,
-            logits_for,
         };
-        let mut shards = cache.shard_views();
         let logits = if self.ranks.len() == 1 {
-            self.ranks[0].forward(self, &inputs, shards.remove(0))?
+            self.ranks[0].forward(self, &inputs, cache.shard(0))?
         } else {
-            self.forward_ranks(&inputs, shards)?
+            self.forward_ranks(&inputs, cache)?
         };
-        cache.set_len(past + l);
+        for (seq, n) in plan {
+            cache.advance(seq, n)?;
+        }
         Ok(logits)
     }
 
@@ -900,13 +922,14 @@ impl Decoder {
     /// blocks at the group's barrier, and candle's kernels inside it use rayon's pool) and
     /// returns rank 0's logits. A rank's own error is preferred over the "another rank failed"
     /// errors it causes in the others.
-    fn forward_ranks(&self, inputs: &Inputs, shards: Vec<CacheShard<'_>>) -> Result<Tensor> {
+    fn forward_ranks(&self, inputs: &Inputs, cache: &KvCache) -> Result<Tensor> {
         let results: Vec<Result<Tensor>> = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .ranks
                 .iter()
-                .zip(shards)
-                .map(|(rank, shard)| {
+                .enumerate()
+                .map(|(r, rank)| {
+                    let shard = cache.shard(r);
                     s.spawn(move || {
                         let guard = AbortOnDrop(rank.comm.as_deref());
                         let out = rank.forward(self, inputs, shard);
@@ -942,33 +965,6 @@ impl Decoder {
             .next()
             .expect("a group has at least one rank")
     }
-
-    /// Additive mask `(batch, 1, seq, past + seq)`: query `i` of row `b` sees slots
-    /// `starts[b] ..= past + i`. A padding query sees only itself, so no softmax row is empty.
-    /// `None` when nothing needs masking (one new token per row, no padding).
-    fn attention_mask(&self, starts: &[usize], past: usize, l: usize) -> Result<Option<Tensor>> {
-        if l == 1 && starts.iter().all(|&s| s == 0) {
-            return Ok(None);
-        }
-        let t = past + l;
-        let mut m = vec![0f32; starts.len() * l * t];
-        for (b, &s) in starts.iter().enumerate() {
-            for i in 0..l {
-                let q = past + i;
-                let row = &mut m[(b * l + i) * t..(b * l + i + 1) * t];
-                for (j, v) in row.iter_mut().enumerate() {
-                    let visible = (j >= s && j <= q) || j == q;
-                    if !visible {
-                        *v = f32::NEG_INFINITY;
-                    }
-                }
-            }
-        }
-        let mask = Tensor::from_vec(m, (starts.len(), 1, l, t), &self.device)?;
-        Ok(Some(mask.to_dtype(softmax_dtype(
-            self.policy.dtype(Component::Attention),
-        ))?))
-    }
 }
 
 impl Attention {
@@ -976,7 +972,7 @@ impl Attention {
         &self,
         x: &Tensor,
         inp: &Inputs,
-        (cache, layer): (&mut CacheShard<'_>, usize),
+        (keys, values): &LayerPool,
         policy: &PrecisionPolicy,
         ctx: RankCtx<'_>,
     ) -> Result<Tensor> {
@@ -1010,68 +1006,25 @@ impl Attention {
                 None => rope::apply(&x.transpose(1, 2)?.contiguous()?, cos, sin),
             }
         };
+        // (1, heads, tokens, head_dim) from here on.
         let q = rotate(&q)?;
         let k = rotate(&k)?.to_dtype(act)?;
         let v = v.transpose(1, 2)?;
-        let (k_all, v_all) = cache.append(layer, &k, &v)?;
+        // Keys and values go to their slots in the cache dtype first; attention reads them back
+        // from there, so it always sees what the cache holds.
+        let kv_dtype = keys.dtype();
+        write_slots(keys, &k.squeeze(0)?.to_dtype(kv_dtype)?, &inp.slots)?;
+        write_slots(values, &v.squeeze(0)?.to_dtype(kv_dtype)?, &inp.slots)?;
         let scale = 1.0 / (d as f64).sqrt();
-
-        if ctx.mode.is_deterministic() {
-            // Keys and values are read back from the cache (already rounded to its dtype), GQA
-            // groups are read in place, and each query sums over its row's own slots only.
-            let rows = AttentionRows {
-                starts: &inp.starts,
-                past: inp.past,
-            };
-            let out = deterministic::attention(&q, &k_all, &v_all, rows, scale, attn_dtype)?;
-            let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
-            return self.o.forward(&out, ctx);
-        }
-        // Grouped-query attention without copying keys and values per query head: the `n_rep`
-        // query heads that share a key/value head are stacked as extra query rows of one matmul,
-        // `(b, kvh, n_rep * l, d) · (b, kvh, d, t)`, then viewed back as `(b, h, l, t)`.
-        let n_rep = h / kvh;
-        let t = k_all.dim(2)?;
-        let q = q
-            .to_dtype(attn_dtype)?
-            .contiguous()?
-            .reshape((b, kvh, n_rep * l, d))?;
-        let k_all = k_all.to_dtype(attn_dtype)?;
-        let v_all = v_all.to_dtype(attn_dtype)?.contiguous()?;
-        // cuBLAS reads a transposed operand in place; candle's CPU GEMM is given the layout it
-        // was measured with.
-        let k_t = if k_all.device().is_cpu() {
-            k_all.t()?.contiguous()?
-        } else {
-            k_all.t()?
-        };
-        let scores = matmul(&q, &k_t, attn_dtype)?.reshape((b, h, l, t))?;
-        let probs = match &inp.starts_on_device {
-            Some(starts) => {
-                fused::masked_softmax(&scores, starts, inp.past, scale)?.ok_or_else(|| {
-                    Error::InvalidRequest(
-                        "the fused attention softmax was planned but not run".into(),
-                    )
-                })?
-            }
-            None => {
-                let wide = softmax_dtype(attn_dtype);
-                // Scale in f32 and round once, as torch's `bf16_tensor * python_float` does;
-                // candle's affine would first round 1/√d itself to bf16 (inexact for head_dim 32
-                // or 128).
-                let mut scores = (scores.to_dtype(wide)? * scale)?
-                    .to_dtype(attn_dtype)?
-                    .to_dtype(wide)?;
-                if let Some(m) = &inp.mask {
-                    scores = scores.broadcast_add(m)?;
-                }
-                // Softmax in f32 (or wider), as every attention kernel accumulates it.
-                candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(attn_dtype)?
-            }
-        };
-        let probs = probs.reshape((b, kvh, n_rep * l, t))?;
-        let out = matmul(&probs, &v_all, attn_dtype)?.reshape((b, h, l, d))?;
-        let out = out.transpose(1, 2)?.reshape((b, l, h * d))?.to_dtype(act)?;
+        let out = paged_attention(
+            &q.squeeze(0)?,
+            keys,
+            values,
+            &inp.queries,
+            scale,
+            attn_dtype,
+        )?;
+        let out = out.transpose(0, 1)?.reshape((b, l, h * d))?.to_dtype(act)?;
         self.o.forward(&out, ctx)
     }
 }

@@ -6,8 +6,6 @@
 //! The sources include no CUDA headers (NVRTC then needs no include path on the machine that runs
 //! them): bf16 and f16 are read and written as raw 16-bit words.
 
-pub mod deterministic;
-
 /// Implements candle's `CustomOp2` (`x · wᵀ`) and `CustomOp3` (`x · wᵀ + bias`) for a CUDA-only
 /// matmul-shaped op whose inherent `launch(&self, x, w, bias)` does the work, so each op writes
 /// its kernel launch once. The CPU entry points refuse: these ops are only built for CUDA tensors.

@@ -8,8 +8,6 @@
 //!
 //! - [`linear`] computes `x · wᵀ (+ bias)`; [`partial_sums`] and [`tree_sum`] expose the same
 //!   computation in two steps for tensor parallelism (see [`ReductionOrder`] for the contract).
-//! - [`attention`] reduces each query over its row's valid keys only, counted from the row's first
-//!   real slot, so left padding, batch size and prefill chunking do not move a single bit.
 //!
 //! The innermost order (the *lane order*) is the same everywhere: a dot product of length `n`
 //! keeps [`LANES`] partial sums; element `i` goes into lane `i % LANES` in increasing `i` as a
@@ -31,17 +29,14 @@
 //! # Ok::<(), reprolm_precision::Error>(())
 //! ```
 
-mod attention;
 mod matmul;
 mod mode;
 
-pub use attention::{attention, AttentionRows};
 pub use matmul::{linear, partial_sums, round_output, tree_sum};
 pub use mode::{ComputeMode, ReductionOrder};
 
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
-use half::{bf16, f16};
 use std::ops::{Add, Div, Mul, Sub};
 
 /// Number of partial sums a dot product keeps (see the module docs for the order). Eight f32
@@ -61,60 +56,32 @@ pub(crate) trait Float:
     + 'static
 {
     const ZERO: Self;
-    const NEG_INFINITY: Self;
     /// The candle dtype of this accumulator.
     const DTYPE: DType;
-    fn exp(self) -> Self;
     /// `self · a + b` with one rounding.
     fn mul_add(self, a: Self, b: Self) -> Self;
     fn from_f64(v: f64) -> Self;
-    /// Rounds to `dtype` (round to nearest even) and widens back: what storing the value in a
-    /// `dtype` tensor and reading it again gives.
-    fn round_to(self, dtype: DType) -> Self;
 }
 
 impl Float for f32 {
     const ZERO: Self = 0.0;
-    const NEG_INFINITY: Self = f32::NEG_INFINITY;
     const DTYPE: DType = DType::F32;
-    fn exp(self) -> Self {
-        f32::exp(self)
-    }
     fn mul_add(self, a: Self, b: Self) -> Self {
         f32::mul_add(self, a, b)
     }
     fn from_f64(v: f64) -> Self {
         v as f32
     }
-    fn round_to(self, dtype: DType) -> Self {
-        match dtype {
-            DType::BF16 => bf16::from_f32(self).to_f32(),
-            DType::F16 => f16::from_f32(self).to_f32(),
-            _ => self,
-        }
-    }
 }
 
 impl Float for f64 {
     const ZERO: Self = 0.0;
-    const NEG_INFINITY: Self = f64::NEG_INFINITY;
     const DTYPE: DType = DType::F64;
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
     fn mul_add(self, a: Self, b: Self) -> Self {
         f64::mul_add(self, a, b)
     }
     fn from_f64(v: f64) -> Self {
         v
-    }
-    fn round_to(self, dtype: DType) -> Self {
-        match dtype {
-            DType::BF16 => bf16::from_f64(self).to_f64(),
-            DType::F16 => f16::from_f64(self).to_f64(),
-            DType::F32 => self as f32 as f64,
-            _ => self,
-        }
     }
 }
 
@@ -166,7 +133,7 @@ fn require_cpu(op: &'static str, t: &Tensor) -> Result<()> {
 }
 
 /// The dot product of `a` and `b` (equal lengths) in the lane order of the module docs.
-#[inline(always)]
+#[cfg(test)]
 fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     let [[s]] = tile::<T, 1, 1>([a], [b]);
     s
@@ -181,7 +148,7 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 /// `+0.0` never becomes `-0.0` in round-to-nearest), so the order is the documented one, and the
 /// accumulators can stay in registers (a loop over a variable number of lanes would force them
 /// into memory and cost a factor of five).
-#[inline(always)]
+#[cfg(test)]
 fn tile<T: Float, const R: usize, const C: usize>(xs: [&[T]; R], ws: [&[T]; C]) -> [[T; C]; R] {
     let mut acc = [[[T::ZERO; LANES]; C]; R];
     tile_lanes(&mut acc, xs, ws);
@@ -322,17 +289,5 @@ mod tests {
                 assert_eq!(t[r][c].to_bits(), dot(&xs[r], &ws[c]).to_bits());
             }
         }
-    }
-
-    #[test]
-    fn rounding_matches_candle_casts() -> Result<()> {
-        let v = [1.0f32 + 1.0 / 256.0 + 1.0 / 1024.0, -3.3e-3, 65519.0, 1e-8];
-        let t = Tensor::new(&v, &candle_core::Device::Cpu)?;
-        for dt in [DType::BF16, DType::F16] {
-            let want = t.to_dtype(dt)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-            let got: Vec<f32> = v.iter().map(|x| x.round_to(dt)).collect();
-            assert_eq!(got, want, "{dt:?}");
-        }
-        Ok(())
     }
 }
