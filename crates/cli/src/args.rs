@@ -336,6 +336,18 @@ pub struct MemoryArgs {
     /// Tokens per sequence (prompt plus response) [default: the model's max_position_embeddings].
     #[arg(long)]
     pub context: Option<usize>,
+    /// A GPU's memory (`80GiB`, `141GB`, or a number of GiB): also print how many sequences of
+    /// this context the default KV cache (85% of what the weights leave free) holds on it.
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub gpu_memory: Option<u64>,
+}
+
+/// A memory size in bytes (`40GiB`, `800MB`, or a number of GiB).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    match KvCacheSize::parse(text)? {
+        KvCacheSize::Bytes(b) => Ok(b),
+        KvCacheSize::Auto => Err("`auto` is not a size here".into()),
+    }
 }
 
 /// `reprolm import-reference`.

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use reprolm_engine::kv::{BLOCK_SIZE, CUDA_DEFAULT_FRACTION};
 use reprolm_engine::{spec_from_config_file, ModelSource, ResolveOptions};
 use reprolm_precision::{format_bytes, PrecisionPolicy, PRESETS};
 use serde_json::json;
@@ -22,6 +23,8 @@ pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
         bail!("--batch-size must be at least 1");
     }
     let context = args.context.unwrap_or(spec.max_position_embeddings);
+    // The cache holds whole blocks: a sequence of `context` tokens takes this many slots.
+    let slots = context.next_multiple_of(BLOCK_SIZE);
     let names: Vec<String> = if args.policies.is_empty() {
         PRESETS.iter().map(|s| s.to_string()).collect()
     } else {
@@ -33,8 +36,15 @@ pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
         .collect::<Result<_>>()?;
     let estimates: Vec<_> = policies
         .iter()
-        .map(|p| shape.memory(p, args.batch_size, context))
+        .map(|p| shape.memory(p, args.batch_size, slots))
         .collect();
+    // Sequences of this context the default pool holds on a GPU of `args.gpu_memory` bytes.
+    let fit = |e: &reprolm_precision::MemoryEstimate| -> Option<u64> {
+        let gpu = args.gpu_memory?;
+        let free = gpu.saturating_sub(e.weights.total_bytes()) as f64;
+        let per_seq = e.kv_cache.bytes_per_token * slots as u64;
+        Some((free * CUDA_DEFAULT_FRACTION) as u64 / per_seq.max(1))
+    };
     if mode == OutputMode::Json {
         for e in &estimates {
             crate::progress::event(
@@ -43,13 +53,16 @@ pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
                     "policy": e.policy, "weights_bytes": e.weights.total_bytes(),
                     "kv_cache_bytes": e.kv_cache.bytes, "total_bytes": e.total_bytes(),
                     "batch_size": args.batch_size, "context": context,
+                    "kv_cache_slots_per_sequence": slots,
+                    "gpu_memory_bytes": args.gpu_memory, "sequences_that_fit": fit(e),
                 }),
             );
         }
         return Ok(0);
     }
     println!(
-        "{}: {} parameters; KV cache for {} x {context} tokens\n",
+        "{}: {} parameters; KV cache for {} x {context} tokens (whole blocks of {BLOCK_SIZE}: {slots} \
+         slots each; run with --kv-cache-memory of at least the kv_cache column)\n",
         config.display(),
         shape.parameter_count(),
         args.batch_size
@@ -63,16 +76,21 @@ pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
         .iter()
         .find(|e| e.policy == "fp32")
         .map(|e| e.weights.total_bytes());
+    let fit_title = args
+        .gpu_memory
+        .map(|g| format!("  sequences on {}", format_bytes(g)))
+        .unwrap_or_default();
     println!(
-        "{:<12} {:>28} {:>28} {:>28}  weights vs fp32",
+        "{:<12} {:>28} {:>28} {:>28}  weights vs fp32{fit_title}",
         "policy", "weights", "kv_cache", "total"
     );
     for e in &estimates {
         let ratio = base
             .map(|b| format!("{:.0}%", 100.0 * e.weights.total_bytes() as f64 / b as f64))
             .unwrap_or_default();
+        let fits = fit(e).map(|n| format!("  {n:>15}")).unwrap_or_default();
         println!(
-            "{:<12} {:>28} {:>28} {:>28}  {ratio}",
+            "{:<12} {:>28} {:>28} {:>28}  {ratio:>15}{fits}",
             e.policy,
             format_bytes(e.weights.total_bytes()),
             format_bytes(e.kv_cache.bytes),

@@ -105,7 +105,7 @@ __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n
         if (e >= d) break;                                                                          \
         float acc[MAX_GROUP];                                                                       \
         _Pragma("unroll") for (int r = 0; r < MAX_GROUP; r++) acc[r] = 0.f;                         \
-        for (int jj = 0; jj < nk; jj++) {                                                           \
+        _Pragma("unroll 8") for (int jj = 0; jj < nk; jj++) {                                       \
           const float v = load_##KN(vals, base + slot_of[jj] * d + e);                              \
           _Pragma("unroll") for (int r = 0; r < MAX_GROUP; r++) if (r < rep) acc[r] =               \
               fmaf(sc[r * KV_SPLIT + jj], v, acc[r]);                                               \

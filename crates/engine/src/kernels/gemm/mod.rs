@@ -90,7 +90,12 @@ pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
                 )));
             }
         }
-        return cuda_linear(lin, x, GemmFamily::from_env());
+        // Deterministic mode never takes the batch-dependent family, whatever REPROLM_GEMM says.
+        let family = match (mode, GemmFamily::from_env()) {
+            (ComputeMode::Deterministic(_), GemmFamily::Candle) => GemmFamily::PinnedCublasLt,
+            (_, f) => f,
+        };
+        return cuda_linear(lin, x, family);
     }
     let order = match mode {
         ComputeMode::Fast if GemmFamily::from_env() == GemmFamily::Candle => {
