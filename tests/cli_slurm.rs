@@ -400,13 +400,14 @@ fn a_sweep_runs_as_a_job_array_and_a_killed_task_is_finished_by_resubmitting() {
     );
     assert!(root.join("report.md").exists() && root.join("report.json").exists());
 
-    // Two longer runs; cancel one in the middle.
+    // Two longer runs (long enough that the cancel lands before one finishes); cancel one in
+    // the middle.
     let root = cwd.join("runs-kill");
     let file = sweep_file(
         cwd,
         "kill.toml",
         &root,
-        "limit = 12\nmax_tokens = 64\nbatch_size = 1",
+        "limit = 24\nmax_tokens = 128\nbatch_size = 1",
         "policy = [\"fp32\", \"bf16\"]",
     );
     let f = file.to_str().unwrap();
@@ -479,7 +480,7 @@ fn a_sweep_runs_as_a_job_array_and_a_killed_task_is_finished_by_resubmitting() {
             .any(|l| l.as_str().unwrap().contains("->")),
         "{failed:#}"
     );
-    assert!(lines(&victim) < 12, "{} finished anyway", victim.display());
+    assert!(lines(&victim) < 24, "{} finished anyway", victim.display());
 
     let out = cluster.reprolm(cwd, &["sweep", f, "--executor", "slurm"]);
     assert!(
@@ -495,7 +496,7 @@ fn a_sweep_runs_as_a_job_array_and_a_killed_task_is_finished_by_resubmitting() {
         "the resubmitted run",
         all_done,
     );
-    assert_eq!(lines(&victim), 12);
+    assert_eq!(lines(&victim), 24);
     // Resumed after a kill, it holds what an uninterrupted run holds.
     let local = cwd.join("local-kill");
     cluster.reprolm(

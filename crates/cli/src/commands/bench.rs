@@ -562,7 +562,7 @@ fn invariance(args: &BenchInvarianceArgs, mode: OutputMode) -> Result<i32> {
     let mut results = Vec::new();
     for policy in &args.policies {
         let (mut model, device) = load(&args.model, policy)?;
-        // Prompts of different lengths, so batches pad them differently.
+        // Prompts of different lengths, so a batch holds sequences of different lengths.
         let full = prompts(&args.model, args.count, model.decoder.spec().vocab_size)?;
         let prompts: Vec<Vec<u32>> = full
             .iter()
