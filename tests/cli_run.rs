@@ -1,5 +1,6 @@
-//! `reprolm run`: a run killed with SIGKILL mid-way and resumed writes the same files as an
-//! uninterrupted one; Ctrl-C stops cleanly; a finished run is left alone; `score` re-grades.
+//! `reprolm run`: a run killed with SIGKILL and resumed writes the same files as an uninterrupted
+//! one, generating only the missing samples; Ctrl-C stops cleanly; a finished run is left alone;
+//! a prompt over the context is recorded, not fatal; `score` re-grades.
 
 mod common;
 
@@ -41,7 +42,10 @@ fn kill_mid_way(cwd: &Path, args: &[String], out: &Path, at_least: usize) -> usi
     lines(out)
 }
 
-fn kill_resume_compare(extra: &[&str]) {
+/// Runs `extra` once uninterrupted and once SIGKILLed after `kill_at` of its samples (a share of
+/// the total) and resumed; the two directories must hold the same bytes, and the resumed session
+/// must have generated the missing samples and nothing else.
+fn kill_resume_compare(extra: &[&str], kill_at: f64) {
     let tmp = tempfile::tempdir().unwrap();
     let (full, broken) = (tmp.path().join("full"), tmp.path().join("broken"));
     let flags: Vec<&str> = WORK.iter().chain(extra).copied().collect();
@@ -51,38 +55,141 @@ fn kill_resume_compare(extra: &[&str]) {
     eprintln!("uninterrupted run: {total} samples in {:.2?}", t.elapsed());
 
     let args = run_args(&broken, &flags);
-    let done = kill_mid_way(tmp.path(), &args, &broken, 5);
+    let done = kill_mid_way(
+        tmp.path(),
+        &args,
+        &broken,
+        (total as f64 * kill_at) as usize,
+    );
     assert!(done < total, "killed after {done} of {total}: not mid-way");
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(broken.join("manifest.json")).unwrap())
             .unwrap();
     assert!(m["finished_at"].is_null(), "a killed run is not finished");
+    assert_eq!(
+        m["resume"], "missing-only",
+        "the manifest says what a resume generates"
+    );
 
-    let out = reprolm(tmp.path(), &args, 0);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("{total} samples")), "{stdout}");
+    let mut resume = args.clone();
+    resume.push("--json-log".into());
+    let out = reprolm(tmp.path(), &resume, 0);
+    let last: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap();
+    assert_eq!(last["event"], "finished", "{last}");
+    assert_eq!(last["samples"].as_u64(), Some(total as u64), "{last}");
+    assert_eq!(
+        last["generated"].as_u64(),
+        Some((total - done) as u64),
+        "killed with {done} of {total} recorded, the resumed session generated {}",
+        last["generated"]
+    );
     assert_same_run(&full, &broken);
 }
 
 #[test]
 fn sigkill_then_resume_equals_uninterrupted_static() {
-    kill_resume_compare(&["--batch-size", "4", "--batching", "static"]);
+    kill_resume_compare(&["--batch-size", "4", "--batching", "static"], 0.05);
 }
 
+/// Killed late: resuming costs what is missing, not the run again.
 #[test]
-fn sigkill_then_resume_equals_uninterrupted_continuous_sampled() {
-    kill_resume_compare(&[
-        "--batch-size",
-        "3",
-        "--batching",
-        "continuous",
-        "--samples",
-        "2",
-        "--temperature",
-        "0.7",
-        "--top-p",
-        "0.95",
-    ]);
+fn sigkill_late_then_resume_equals_uninterrupted_continuous_sampled() {
+    kill_resume_compare(
+        &[
+            "--batch-size",
+            "3",
+            "--batching",
+            "continuous",
+            "--samples",
+            "2",
+            "--temperature",
+            "0.7",
+            "--top-p",
+            "0.95",
+        ],
+        0.8,
+    );
+}
+
+/// A prompt longer than the model's context is recorded with finish reason `prompt_too_long`
+/// (scored as wrong, the problem and both lengths in its detail) and the run goes on to finish.
+#[test]
+fn a_prompt_over_the_context_is_recorded_and_the_run_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("four.jsonl");
+    let long = "7 + 8 - 3 * 2 = ? ".repeat(900);
+    let rows: Vec<serde_json::Value> = [
+        ("a", "What is 2 + 3?".to_string(), "5"),
+        ("b", long, "1"),
+        ("c", "What is 4 * 4?".to_string(), "16"),
+        ("d", "What is 9 - 1?".to_string(), "8"),
+    ]
+    .into_iter()
+    .map(|(id, problem, answer)| {
+        serde_json::json!({ "unique_id": id, "problem": problem, "answer": answer })
+    })
+    .collect();
+    let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&data, text).unwrap();
+    let out = tmp.path().join("run");
+    let args = run_args(
+        &out,
+        &[
+            "--task",
+            "math500",
+            "--data",
+            data.to_str().unwrap(),
+            "--batch-size",
+            "4",
+        ],
+    );
+    let res = reprolm(tmp.path(), &args, 0);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(stdout.contains("4 samples"), "{stdout}");
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(out.join("responses.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 4);
+    let too_long: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["finish_reason"] == "prompt_too_long")
+        .collect();
+    assert_eq!(too_long.len(), 1, "{records:?}");
+    let r = too_long[0];
+    assert_eq!(r["problem_id"], "b");
+    assert_eq!(r["correct"], false);
+    assert_eq!(r["token_ids"].as_array().map(Vec::len), Some(0));
+    let why = r["score_detail"]["error"].as_str().unwrap();
+    let prompt_tokens = r["prompt_tokens"].as_u64().unwrap();
+    assert!(prompt_tokens > 4096, "{prompt_tokens}");
+    assert!(
+        why.contains("b#0") && why.contains(&prompt_tokens.to_string()) && why.contains("4096"),
+        "{why}"
+    );
+    // The other three were generated and graded.
+    assert!(records
+        .iter()
+        .filter(|r| r["problem_id"] != "b")
+        .all(|r| r["finish_reason"] != "prompt_too_long"
+            && !r["token_ids"].as_array().unwrap().is_empty()));
+    // `report` lists it.
+    let rep = reprolm(
+        tmp.path(),
+        &["report".to_string(), out.display().to_string()],
+        0,
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap_or_default();
+    let printed = format!("{}{md}", String::from_utf8_lossy(&rep.stdout));
+    assert!(
+        printed.contains("prompt_too_long") && printed.contains(": b"),
+        "{printed}"
+    );
 }
 
 #[test]

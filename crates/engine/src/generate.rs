@@ -1,16 +1,17 @@
 //! Batched generation: prefill, decode, per-token top-k log-probabilities, finish reasons.
 //!
-//! A [`Batch`] holds the running sequences and their paged KV cache. [`Batch::admit`] prefills new
-//! requests into the cache beside the running ones (no sequence is padded or copied),
-//! [`Batch::step`] decodes one token for every running sequence and hands back the ones that
-//! finished, whose cache blocks go back to the pool. Static batching (the reference's fixed chunks) admits a chunk and
-//! steps until it is empty; continuous batching admits a new request whenever one finishes.
+//! A `Batch` holds the running sequences and their paged KV cache: `admit` prefills new (or
+//! preempted) requests into the cache beside the running ones (no sequence is padded or copied),
+//! `step` decodes one token for every running sequence and hands back the ones that finished,
+//! whose cache blocks go back to the pool. Which requests run when is the
+//! [`Scheduler`](crate::Scheduler)'s decision; [`generate`] is the simplest use of it.
 
 use crate::device_top_k;
 use crate::kv::{KvCache, SeqId};
 use crate::models::decoder::LogitsFor;
 use crate::models::Decoder;
-use crate::sampling::{self, RequestRng, SamplingParams};
+use crate::sampling::{self, NoiseKey, SamplingParams};
+use crate::scheduler::{Batching, Scheduler};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
 
@@ -19,9 +20,9 @@ use candle_core::{DType, Tensor};
 pub struct Request {
     /// The prompt's token ids (chat template already applied).
     pub prompt: Vec<u32>,
-    /// The problem it belongs to; part of the key of its random stream.
+    /// The problem it belongs to; part of its noise key ([`NoiseKey`]).
     pub problem_id: String,
-    /// Which sample of that problem (0 for greedy runs); part of the key of its random stream.
+    /// Which sample of that problem (0 for greedy runs); part of its noise key.
     pub sample_index: u32,
 }
 
@@ -32,14 +33,17 @@ pub enum FinishReason {
     Stop,
     /// It reached `max_tokens` or the model's context length.
     Length,
+    /// Its prompt alone is longer than the model's context: nothing was generated.
+    PromptTooLong,
 }
 
 impl FinishReason {
-    /// `stop` or `length`, as run records spell it.
+    /// `stop`, `length` or `prompt_too_long`, as run records spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
+            FinishReason::PromptTooLong => "prompt_too_long",
         }
     }
 }
@@ -77,14 +81,32 @@ impl Generation {
 struct Row {
     id: usize,
     seq: SeqId,
-    rng: RequestRng,
+    request: Request,
+    key: NoiseKey,
     out: Generation,
+    /// The last chosen token, not yet in the cache.
     last: u32,
+    /// The position of the next token to choose (prompt and generated tokens so far).
     position: usize,
 }
 
+/// A request waiting to run: new, or preempted with what it had generated.
+pub(crate) struct Entry {
+    pub(crate) id: usize,
+    pub(crate) request: Request,
+    /// The tokens generated before it was preempted (at least one), to be recomputed.
+    pub(crate) resumed: Option<Generation>,
+}
+
+impl Entry {
+    /// Tokens its admission prefills.
+    pub(crate) fn prefill_tokens(&self) -> usize {
+        self.request.prompt.len() + self.resumed.as_ref().map_or(0, |g| g.token_ids.len() - 1)
+    }
+}
+
 /// The sequences being generated together, and their cache.
-pub struct Batch<'a> {
+pub(crate) struct Batch<'a> {
     decoder: &'a Decoder,
     params: SamplingParams,
     cache: KvCache,
@@ -97,7 +119,7 @@ pub struct Batch<'a> {
 impl<'a> Batch<'a> {
     /// An empty batch with a KV cache of the decoder's size
     /// ([`Decoder::set_kv_cache_size`]). `params` is validated here.
-    pub fn new(decoder: &'a Decoder, params: SamplingParams) -> Result<Self> {
+    pub(crate) fn new(decoder: &'a Decoder, params: SamplingParams) -> Result<Self> {
         params.validate()?;
         Ok(Batch {
             cache: decoder.new_cache()?,
@@ -110,58 +132,91 @@ impl<'a> Batch<'a> {
         })
     }
 
-    /// Prefills admitted prompts in forward calls of at most `tokens` positions of each prompt
-    /// (chunked prefill), instead of one call over the whole prompt. The result is bitwise the
-    /// same as one call: attention reduces each query over fixed splits of its own keys.
-    ///
-    /// ```
-    /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
-    /// use reprolm_engine::{Batch, LoadOptions, Model, ModelSource, SamplingParams};
-    /// use reprolm_precision::PrecisionPolicy;
-    /// let model = Model::load(&ModelSource::parse(dir.to_str().unwrap())?, &LoadOptions::cpu(PrecisionPolicy::fp32()))?;
-    /// let batch = Batch::new(&model.decoder, SamplingParams::greedy(4))?.with_prefill_chunk(16)?;
-    /// assert!(Batch::new(&model.decoder, SamplingParams::greedy(4))?.with_prefill_chunk(0).is_err());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn with_prefill_chunk(mut self, tokens: usize) -> Result<Self> {
+    /// Prefills admitted prompts in forward calls of at most `tokens` positions of each prompt.
+    pub(crate) fn set_prefill_chunk(&mut self, tokens: usize) -> Result<()> {
         if tokens == 0 {
             return Err(Error::InvalidRequest(
                 "prefill chunk must be at least 1 token".into(),
             ));
         }
         self.prefill_chunk = Some(tokens);
-        Ok(self)
+        Ok(())
+    }
+
+    pub(crate) fn decoder(&self) -> &Decoder {
+        self.decoder
+    }
+
+    pub(crate) fn params(&self) -> &SamplingParams {
+        &self.params
     }
 
     /// Number of sequences still generating.
-    pub fn active(&self) -> usize {
+    pub(crate) fn active(&self) -> usize {
         self.rows.len()
     }
 
-    /// Tokens generated so far by every sequence of this batch, finished ones included.
-    pub fn tokens_generated(&self) -> usize {
+    /// Tokens chosen so far by every sequence of this batch (recomputed ones are not counted
+    /// again).
+    pub(crate) fn tokens_generated(&self) -> usize {
         self.tokens_generated
     }
 
     /// The KV cache the batch's sequences live in.
-    pub fn cache(&self) -> &KvCache {
+    pub(crate) fn cache(&self) -> &KvCache {
         &self.cache
     }
 
-    /// Prefills `requests` (each tagged with the caller's id) into the cache, packed without
-    /// padding, picks their first tokens and adds them to the running batch. On an error (a
-    /// full cache, say) none of them is admitted and the running sequences are untouched.
-    pub fn admit(&mut self, requests: Vec<(usize, Request)>) -> Result<()> {
-        if requests.is_empty() {
+    /// Blocks the next [`step`](Self::step) takes from the pool: one for each sequence whose
+    /// cached length fills its last block.
+    pub(crate) fn blocks_for_step(&self) -> usize {
+        self.rows
+            .iter()
+            .map(|r| KvCache::blocks_for(r.position) - KvCache::blocks_for(r.position - 1))
+            .sum()
+    }
+
+    /// Takes the most recently admitted sequence out of the batch, its blocks back to the pool,
+    /// to be admitted again later with what it generated (recomputed then).
+    pub(crate) fn preempt_newest(&mut self) -> Option<Entry> {
+        let row = self.rows.pop()?;
+        self.cache.release(row.seq);
+        Some(Entry {
+            id: row.id,
+            request: row.request,
+            resumed: Some(row.out),
+        })
+    }
+
+    /// Prefills `entries` into the cache, packed without padding, and adds them to the running
+    /// batch: a new request gets its first token from the prefill's logits; a preempted one has
+    /// its prompt and generated tokens but the last recomputed, and continues from the last. On
+    /// an error (a full cache, say) none of them is admitted and the running sequences are
+    /// untouched.
+    pub(crate) fn admit(&mut self, entries: Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
             return Ok(());
         }
-        if let Some((id, _)) = requests.iter().find(|(_, r)| r.prompt.is_empty()) {
+        if let Some(e) = entries.iter().find(|e| e.request.prompt.is_empty()) {
             return Err(Error::InvalidRequest(format!(
-                "request {id} has an empty prompt"
+                "request {} has an empty prompt",
+                e.id
             )));
         }
-        let seqs: Vec<SeqId> = requests.iter().map(|_| self.cache.add_sequence()).collect();
-        let logits = match self.prefill(&requests, &seqs) {
+        let tokens: Vec<Vec<u32>> = entries
+            .iter()
+            .map(|e| match &e.resumed {
+                None => e.request.prompt.clone(),
+                Some(g) => {
+                    let n = g.token_ids.len();
+                    let mut t = e.request.prompt.clone();
+                    t.extend_from_slice(&g.token_ids[..n - 1]);
+                    t
+                }
+            })
+            .collect();
+        let seqs: Vec<SeqId> = entries.iter().map(|_| self.cache.add_sequence()).collect();
+        let logits = match self.prefill(&tokens, &seqs) {
             Ok(l) => l,
             Err(e) => {
                 for s in seqs {
@@ -170,47 +225,70 @@ impl<'a> Batch<'a> {
                 return Err(e);
             }
         };
-        let mut new_rows: Vec<Row> = requests
-            .into_iter()
-            .zip(seqs)
-            .map(|((id, r), seq)| Row {
-                id,
-                seq,
-                rng: RequestRng::new(self.params.seed, &r.problem_id, r.sample_index),
-                out: Generation {
-                    token_ids: Vec::new(),
-                    token_logprobs: Vec::new(),
-                    k: self.params.logprobs,
-                    top_ids: Vec::new(),
-                    top_logprobs: Vec::new(),
-                    finish_reason: FinishReason::Length,
-                    prompt_tokens: r.prompt.len(),
+        let (mut fresh, mut fresh_rows) = (Vec::new(), Vec::new());
+        for (i, ((e, seq), t)) in entries.into_iter().zip(seqs).zip(&tokens).enumerate() {
+            let key = NoiseKey::new(
+                self.params.seed,
+                &e.request.problem_id,
+                e.request.sample_index,
+            );
+            let row = match e.resumed {
+                Some(out) => Row {
+                    id: e.id,
+                    seq,
+                    key,
+                    last: *out.token_ids.last().expect("a preempted row has a token"),
+                    position: t.len() + 1,
+                    out,
+                    request: e.request,
                 },
-                last: 0,
-                position: r.prompt.len(),
-            })
-            .collect();
-        self.pick(&mut new_rows, &logits)?;
-        self.rows.extend(new_rows);
+                None => {
+                    fresh.push(i as u32);
+                    Row {
+                        id: e.id,
+                        seq,
+                        key,
+                        out: Generation {
+                            token_ids: Vec::new(),
+                            token_logprobs: Vec::new(),
+                            k: self.params.logprobs,
+                            top_ids: Vec::new(),
+                            top_logprobs: Vec::new(),
+                            finish_reason: FinishReason::Length,
+                            prompt_tokens: e.request.prompt.len(),
+                        },
+                        last: 0,
+                        position: t.len(),
+                        request: e.request,
+                    }
+                }
+            };
+            if row.out.token_ids.is_empty() {
+                fresh_rows.push(row);
+            } else {
+                self.rows.push(row);
+            }
+        }
+        if !fresh_rows.is_empty() {
+            let index = Tensor::new(fresh.as_slice(), logits.device())?;
+            self.pick(&mut fresh_rows, &logits.index_select(&index, 0)?)?;
+            self.rows.extend(fresh_rows);
+        }
         self.retire()?;
         Ok(())
     }
 
-    /// Runs the prompts through the decoder (in chunks when asked) and returns the logits of
-    /// each prompt's last token, `(requests, vocab)`.
-    fn prefill(&mut self, requests: &[(usize, Request)], seqs: &[SeqId]) -> Result<Tensor> {
-        let longest = requests
-            .iter()
-            .map(|(_, r)| r.prompt.len())
-            .max()
-            .unwrap_or(0);
+    /// Runs the token lists through the decoder (in chunks when asked) and returns the logits of
+    /// each list's last token, `(lists, vocab)`.
+    fn prefill(&mut self, tokens: &[Vec<u32>], seqs: &[SeqId]) -> Result<Tensor> {
+        let longest = tokens.iter().map(Vec::len).max().unwrap_or(0);
         let chunk = self.prefill_chunk.unwrap_or(longest).max(1);
-        let mut last: Vec<Option<Tensor>> = vec![None; requests.len()];
+        let mut last: Vec<Option<Tensor>> = vec![None; tokens.len()];
         for c0 in (0..longest).step_by(chunk) {
             let (mut part, mut owners) = (Vec::new(), Vec::new());
-            for (i, ((_, r), &seq)) in requests.iter().zip(seqs).enumerate() {
-                if r.prompt.len() > c0 {
-                    part.push((seq, &r.prompt[c0..(c0 + chunk).min(r.prompt.len())]));
+            for (i, (t, &seq)) in tokens.iter().zip(seqs).enumerate() {
+                if t.len() > c0 {
+                    part.push((seq, &t[c0..(c0 + chunk).min(t.len())]));
                     owners.push(i);
                 }
             }
@@ -218,21 +296,21 @@ impl<'a> Batch<'a> {
                 .decoder
                 .forward(&part, &mut self.cache, LogitsFor::Last)?;
             for (row, &i) in owners.iter().enumerate() {
-                if c0 + chunk >= requests[i].1.prompt.len() {
+                if c0 + chunk >= tokens[i].len() {
                     last[i] = Some(logits.get(row)?);
                 }
             }
         }
         let last: Vec<Tensor> = last
             .into_iter()
-            .map(|t| t.expect("every prompt ends in some chunk"))
+            .map(|t| t.expect("every list ends in some chunk"))
             .collect();
         Ok(Tensor::stack(&last, 0)?)
     }
 
     /// Decodes one token for every running sequence; returns the sequences that finished in this
     /// step (or during the last `admit`), tagged with their ids.
-    pub fn step(&mut self) -> Result<Vec<(usize, Generation)>> {
+    pub(crate) fn step(&mut self) -> Result<Vec<(usize, Generation)>> {
         if !self.rows.is_empty() {
             let tokens: Vec<[u32; 1]> = self.rows.iter().map(|r| [r.last]).collect();
             let seqs: Vec<(SeqId, &[u32])> = self
@@ -258,22 +336,40 @@ impl<'a> Batch<'a> {
         let logits = logits.to_dtype(DType::F32)?;
         // Log-softmax in float32 over the (policy-dtype) logits, as the reference records them.
         let logprobs = device_top_k::log_softmax_rows(&logits)?;
-        if self.params.is_greedy() && !logits.device().is_cpu() && !host_pick() {
+        if !logits.device().is_cpu() && !host_pick() {
             // On a GPU, choose on the device and copy back k candidates, not the vocabulary.
-            let picks = device_top_k::pick_rows(&logits, &logprobs, self.params.logprobs)?;
-            for (row, p) in rows.iter_mut().zip(picks) {
-                for (id, v) in p.top {
-                    row.out.top_ids.push(id);
-                    row.out.top_logprobs.push(v);
+            let draws: Vec<u64> = rows.iter().map(|r| r.key.draw(r.position)).collect();
+            let sampled = sampling::sample_rows(&logits, &draws, &self.params)?;
+            if self.params.is_greedy() || sampled.is_some() {
+                let picks = device_top_k::pick_rows(&logits, &logprobs, self.params.logprobs)?;
+                let chosen: Option<(Vec<u32>, Vec<f32>)> = match sampled {
+                    Some(tokens) => {
+                        let lp = logprobs
+                            .gather(&tokens.unsqueeze(1)?, 1)?
+                            .squeeze(1)?
+                            .to_vec1()?;
+                        Some((tokens.to_vec1()?, lp))
+                    }
+                    None => None,
+                };
+                for (i, (row, p)) in rows.iter_mut().zip(picks).enumerate() {
+                    for (id, v) in p.top {
+                        row.out.top_ids.push(id);
+                        row.out.top_logprobs.push(v);
+                    }
+                    let (token, lp) = match &chosen {
+                        Some((t, lp)) => (t[i], lp[i]),
+                        None => (p.token, p.token_logprob),
+                    };
+                    self.record(row, token, lp);
                 }
-                self.record(row, p.token, p.token_logprob);
+                return Ok(());
             }
-            return Ok(());
         }
         let logits: Vec<Vec<f32>> = logits.to_vec2()?;
         let logprobs: Vec<Vec<f32>> = logprobs.to_vec2()?;
         for (i, row) in rows.iter_mut().enumerate() {
-            let token = sampling::choose(&logits[i], &self.params, &mut row.rng);
+            let token = sampling::choose(&logits[i], &self.params, row.key, row.position);
             let lp = &logprobs[i];
             for (id, v) in sampling::top_k(lp, self.params.logprobs) {
                 row.out.top_ids.push(id);
@@ -327,8 +423,8 @@ pub(crate) fn host_pick() -> bool {
 }
 
 /// Generates continuations of `requests` in static batches of `batch_size` prompts, in order,
-/// each batch run to completion before the next starts (the reference implementation's scheme).
-/// Results come back in request order.
+/// each batch run to completion before the next starts (the reference implementation's scheme),
+/// through a [`Scheduler`]. Results come back in request order.
 pub fn generate(
     decoder: &Decoder,
     requests: &[Request],
@@ -338,8 +434,8 @@ pub fn generate(
     generate_chunked(decoder, requests, params, batch_size, None)
 }
 
-/// [`generate`], with each batch's prompts prefilled in chunks of `prefill_chunk` tokens when
-/// given (see [`Batch::with_prefill_chunk`]).
+/// [`generate`], with prompts prefilled in chunks of `prefill_chunk` tokens when given (see
+/// [`Scheduler::with_prefill_chunk`]).
 pub fn generate_chunked(
     decoder: &Decoder,
     requests: &[Request],
@@ -347,32 +443,17 @@ pub fn generate_chunked(
     batch_size: usize,
     prefill_chunk: Option<usize>,
 ) -> Result<Vec<Generation>> {
-    if batch_size == 0 {
-        return Err(Error::InvalidRequest(
-            "batch size must be at least 1".into(),
-        ));
+    let mut scheduler = Scheduler::new(decoder, params.clone(), Batching::Static, batch_size)?;
+    if let Some(tokens) = prefill_chunk {
+        scheduler = scheduler.with_prefill_chunk(tokens)?;
+    }
+    for (i, r) in requests.iter().enumerate() {
+        scheduler.submit(i, r.clone());
     }
     let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
-    for (c, chunk) in requests.chunks(batch_size).enumerate() {
-        let mut batch = Batch::new(decoder, params.clone())?;
-        if let Some(tokens) = prefill_chunk {
-            batch = batch.with_prefill_chunk(tokens)?;
-        }
-        batch.admit(
-            chunk
-                .iter()
-                .cloned()
-                .enumerate()
-                .map(|(i, r)| (c * batch_size + i, r))
-                .collect(),
-        )?;
-        loop {
-            for (id, g) in batch.step()? {
-                out[id] = Some(g);
-            }
-            if batch.active() == 0 {
-                break;
-            }
+    while !scheduler.is_done() {
+        for (id, g) in scheduler.step()? {
+            out[id] = Some(g);
         }
     }
     Ok(out

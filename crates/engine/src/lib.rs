@@ -2,13 +2,15 @@
 //!
 //! Llama, Qwen2 and Qwen3 decoders whose every op runs in the dtype a
 //! [`PrecisionPolicy`](reprolm_precision::PrecisionPolicy) assigns, a paged KV cache ([`kv`]:
-//! fixed-size blocks in one pool, a block table per sequence, no padding), greedy and seeded
-//! sampling with a random stream per request, and the top-k log-probabilities of every generated
+//! fixed-size blocks in one pool, a block table per sequence, no padding), a scheduler that
+//! batches requests continuously or in static groups within the cache's memory ([`Scheduler`]),
+//! greedy and seeded sampling whose noise belongs to the request and the position (the same
+//! tokens on any batch, device or resume), and the top-k log-probabilities of every generated
 //! token. A decoder can be split over tensor-parallel ranks ([`parallel`]), with a mode whose
 //! results do not depend on their number.
 //!
 //! A sequence's logits do not depend on its batch, its position in it, the other sequences'
-//! lengths, or how its prompt was chunked ([`Batch::with_prefill_chunk`]): every matmul reduces
+//! lengths, or how its prompt was chunked ([`Scheduler::with_prefill_chunk`]): every matmul reduces
 //! in an order fixed by its shape ([`kernels::gemm`]) and attention reduces each query over its
 //! own keys in fixed splits ([`kernels::attention`]).
 //! [`Decoder::set_compute_mode`] selects the deterministic kernels
@@ -32,6 +34,7 @@ pub mod models;
 pub mod parallel;
 mod pyjson;
 pub mod sampling;
+mod scheduler;
 mod source;
 pub mod throughput;
 mod tokenizer;
@@ -40,7 +43,7 @@ pub use chat_template::{ChatMessage, ChatOptions, ChatTemplate, GenerationPrompt
 pub use device::{device_label, device_name, parse_device};
 pub use digest::{sha256_file, FileDigest};
 pub use error::{Error, Result};
-pub use generate::{generate, generate_chunked, Batch, FinishReason, Generation, Request};
+pub use generate::{generate, generate_chunked, FinishReason, Generation, Request};
 pub use generation_config::GenerationConfig;
 pub use kv::{KvCache, KvCacheSize, SeqId};
 pub use loader::{HubAccess, ModelFiles, ResolveOptions, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
@@ -48,7 +51,8 @@ pub use model::{check_policy_on_device, LoadOptions, Model, ModelIdentity};
 pub use models::decoder::LogitsFor;
 pub use models::{spec_from_config_file, Architecture, Decoder, DecoderSpec};
 pub use parallel::{Communicator, LocalComm, TensorParallel, TpMode};
-pub use sampling::{RequestRng, SamplingParams};
+pub use sampling::{NoiseKey, SamplingParams};
+pub use scheduler::{Batching, Scheduler};
 pub use source::{ModelSource, DEFAULT_REVISION};
 pub use tokenizer::{DecodeSpecialTokens, SpecialTokens, Tokenizer};
 

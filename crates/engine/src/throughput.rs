@@ -1,14 +1,15 @@
 //! Prefill and decode speed of a loaded decoder, measured the way a run uses it.
 //!
-//! The timed work is [`Batch::admit`] (prefill of the whole batch and the choice of the first
-//! tokens) and then [`Batch::step`] until every row has its tokens, top-k log-probabilities
+//! The timed work is [`Scheduler::admit_waiting`] (prefill of the whole batch and the choice of the first
+//! tokens) and then [`Scheduler::step`] until every row has its tokens, top-k log-probabilities
 //! included, because that is what an evaluation pays for. Stop tokens are ignored so that every
 //! row decodes exactly `new_tokens`. On a GPU the device is synchronised before each clock read, so
 //! queued kernels are not mistaken for finished ones.
 
-use crate::generate::{Batch, Request};
+use crate::generate::Request;
 use crate::models::Decoder;
 use crate::sampling::SamplingParams;
+use crate::scheduler::{Batching, Scheduler};
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
@@ -93,30 +94,25 @@ pub fn measure_generations(
         ..SamplingParams::greedy(new_tokens)
     };
     let device = decoder.device();
-    let requests = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            (
-                i,
-                Request {
-                    prompt: p.clone(),
-                    problem_id: format!("throughput-{i}"),
-                    sample_index: 0,
-                },
-            )
-        })
-        .collect();
-    let mut batch = Batch::new(decoder, params)?;
+    let mut scheduler =
+        Scheduler::new(decoder, params, Batching::Continuous, prompts.len().max(1))?;
+    for (i, p) in prompts.iter().enumerate() {
+        let request = Request {
+            prompt: p.clone(),
+            problem_id: format!("throughput-{i}"),
+            sample_index: 0,
+        };
+        scheduler.submit(i, request);
+    }
     device.synchronize()?;
     let start = Instant::now();
-    batch.admit(requests)?;
+    scheduler.admit_waiting()?;
     device.synchronize()?;
     let prefill_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let mut tokens = vec![Vec::new(); prompts.len()];
-    while batch.active() > 0 {
-        for (id, g) in batch.step()? {
+    while !scheduler.is_done() {
+        for (id, g) in scheduler.step()? {
             tokens[id] = g.token_ids;
         }
     }

@@ -10,8 +10,8 @@ mod common;
 use common::max_abs_diff_tensors;
 
 use reprolm_engine::{
-    Batch, ChatMessage, ChatOptions, Decoder, Generation, LoadOptions, Model, ModelSource, Request,
-    SamplingParams,
+    Batching, ChatMessage, ChatOptions, Decoder, Generation, LoadOptions, Model, ModelSource,
+    Request, SamplingParams, Scheduler,
 };
 use reprolm_precision::{ComputeMode, PrecisionPolicy, ReductionOrder};
 use std::path::PathBuf;
@@ -103,28 +103,19 @@ fn run_static(
         order.push((Some(t), &targets[t]));
         t += 1;
     }
+    // Static groups of `layout.batch` consecutive requests: the chunks of `order`.
+    let mut scheduler =
+        Scheduler::new(dec, params.clone(), Batching::Static, layout.batch).unwrap();
+    if let Some(n) = layout.chunk {
+        scheduler = scheduler.with_prefill_chunk(n).unwrap();
+    }
+    for (i, (_, p)) in order.iter().enumerate() {
+        scheduler.submit(i, request(p));
+    }
     let mut out: Vec<Option<Generation>> = vec![None; targets.len()];
-    for (c, chunk) in order.chunks(layout.batch).enumerate() {
-        let mut batch = Batch::new(dec, params.clone()).unwrap();
-        if let Some(n) = layout.chunk {
-            batch = batch.with_prefill_chunk(n).unwrap();
-        }
-        batch
-            .admit(
-                chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, p))| (c * layout.batch + i, request(p)))
-                    .collect(),
-            )
-            .unwrap();
-        let mut done = Vec::new();
-        while batch.active() > 0 {
-            done.extend(batch.step().unwrap());
-        }
-        done.extend(batch.step().unwrap());
-        for (id, g) in done {
-            if let (Some(t), _) = chunk[id - c * layout.batch] {
+    while !scheduler.is_done() {
+        for (id, g) in scheduler.step().unwrap() {
+            if let (Some(t), _) = order[id] {
                 out[t] = Some(g);
             }
         }
@@ -140,38 +131,32 @@ fn run_joining(
     targets: &[Vec<u32>],
     fillers: &[Vec<u32>],
 ) -> Vec<Generation> {
-    let mut batch = Batch::new(dec, params.clone()).unwrap();
-    batch
-        .admit(
-            fillers
-                .iter()
-                .enumerate()
-                .map(|(i, p)| (1000 + i, request(p)))
-                .collect(),
-        )
-        .unwrap();
-    let mut out: Vec<Option<Generation>> = vec![None; targets.len()];
-    for (t, p) in targets.iter().enumerate() {
-        for _ in 0..2 {
-            for (id, g) in batch.step().unwrap() {
-                if id < 1000 {
-                    out[id] = Some(g);
-                }
-            }
-        }
-        batch.admit(vec![(t, request(p))]).unwrap();
+    let mut scheduler = Scheduler::new(
+        dec,
+        params.clone(),
+        Batching::Continuous,
+        fillers.len() + targets.len(),
+    )
+    .unwrap();
+    for (i, p) in fillers.iter().enumerate() {
+        scheduler.submit(1000 + i, request(p));
     }
-    while batch.active() > 0 {
-        for (id, g) in batch.step().unwrap() {
+    let mut out: Vec<Option<Generation>> = vec![None; targets.len()];
+    let mut collect = |finished: Vec<(usize, Generation)>| {
+        for (id, g) in finished {
             if id < 1000 {
                 out[id] = Some(g);
             }
         }
-    }
-    for (id, g) in batch.step().unwrap() {
-        if id < 1000 {
-            out[id] = Some(g);
+    };
+    for (t, p) in targets.iter().enumerate() {
+        for _ in 0..2 {
+            collect(scheduler.step().unwrap());
         }
+        scheduler.submit(t, request(p));
+    }
+    while !scheduler.is_done() {
+        collect(scheduler.step().unwrap());
     }
     out.into_iter().map(Option::unwrap).collect()
 }
@@ -426,9 +411,9 @@ fn deterministic_logits_stay_close_to_the_fast_ones() {
     }
 }
 
-/// Sampled runs too: each request's random stream is keyed by (seed, problem id, sample index)
-/// and advanced once per sampled token, so with batch-invariant logits the samples are the same
-/// at any batch size.
+/// Sampled runs too, in deterministic mode: each draw is keyed by (seed, problem id, sample
+/// index) and the token's position, so with batch-invariant logits the samples are the same at
+/// any batch size.
 #[test]
 fn sampled_tokens_do_not_depend_on_the_batch() {
     let mut dec = common::load("qwen2", &PrecisionPolicy::preset("bf16").unwrap());
@@ -466,4 +451,86 @@ fn sampled_tokens_do_not_depend_on_the_batch() {
         },
     );
     assert!(compare(&one, &four).0);
+}
+
+/// Sampled generation (temperature 1, top-p 0.95, eight samples per prompt) draws the same
+/// tokens with the same log-probability bits one sequence at a time and in a continuous batch of
+/// 16; and a KV cache too small for that batch preempts sequences and recomputes them later,
+/// with the same results again.
+#[test]
+fn sampled_tokens_do_not_depend_on_the_batch_or_on_preemption() {
+    use reprolm_engine::KvCacheSize;
+    let mut model = load_embedded("bf16");
+    let prompts = arith_prompts(&model, 4, 11);
+    let params = SamplingParams {
+        temperature: 1.0,
+        top_p: 0.95,
+        stop_token_ids: model.generation_config.eos_token_ids.clone(),
+        ..SamplingParams::greedy(40)
+    };
+    let requests: Vec<Request> = prompts
+        .iter()
+        .enumerate()
+        .flat_map(|(p, prompt)| {
+            (0..8).map(move |s| Request {
+                prompt: prompt.clone(),
+                problem_id: format!("problem-{p}"),
+                sample_index: s,
+            })
+        })
+        .collect();
+    let run = |dec: &Decoder, batching: Batching, seqs: usize| {
+        let mut scheduler = Scheduler::new(dec, params.clone(), batching, seqs).unwrap();
+        for (i, r) in requests.iter().enumerate() {
+            scheduler.submit(i, r.clone());
+        }
+        let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
+        while !scheduler.is_done() {
+            for (id, g) in scheduler.step().unwrap() {
+                out[id] = Some(g);
+            }
+        }
+        let out: Vec<Generation> = out.into_iter().map(Option::unwrap).collect();
+        (out, scheduler.preemptions())
+    };
+    let (one, _) = run(&model.decoder, Batching::Static, 1);
+    let (sixteen, _) = run(&model.decoder, Batching::Continuous, 16);
+    let (same, max) = compare(&one, &sixteen);
+    assert!(same, "batch 16 differs from batch 1 by up to {max:e}");
+    // The samples of a prompt differ from each other: the noise is per sample.
+    let distinct: Vec<usize> = (0..4)
+        .map(|p| {
+            let texts: std::collections::BTreeSet<&Vec<u32>> = one[p * 8..(p + 1) * 8]
+                .iter()
+                .map(|g| &g.token_ids)
+                .collect();
+            texts.len()
+        })
+        .collect();
+    println!("distinct samples per prompt: {distinct:?}");
+    assert!(
+        distinct.iter().any(|&d| d > 1),
+        "every prompt's eight samples are the same"
+    );
+    // A cache of a few blocks more than the longest sequence needs: 16 sequences cannot all fit.
+    let probe = model
+        .decoder
+        .new_cache_of(KvCacheSize::Bytes(1 << 20))
+        .unwrap();
+    let block_bytes = (probe.bytes() / probe.blocks()) as u64;
+    let longest = prompts.iter().map(Vec::len).max().unwrap() + params.max_tokens;
+    let blocks = reprolm_engine::KvCache::blocks_for(longest) as u64 + 6;
+    model
+        .decoder
+        .set_kv_cache_size(KvCacheSize::Bytes(blocks * block_bytes));
+    let (tight, preemptions) = run(&model.decoder, Batching::Continuous, 16);
+    assert!(
+        preemptions > 0,
+        "a cache of {blocks} blocks never preempted"
+    );
+    let (same, max) = compare(&one, &tight);
+    assert!(
+        same,
+        "with {preemptions} preemptions the results differ by up to {max:e}"
+    );
 }

@@ -1,11 +1,13 @@
 //! `reprolm run`: check the run directory against the model's files (read, not loaded), load the model
-//! once if any sample is missing, generate in static or continuous batches, score each finished
-//! sample through its task and append it to the run directory at once.
+//! once if any sample is missing, hand the prompts to the engine's scheduler (static or continuous
+//! batches), score each finished sample through its task and append it to the run directory at once.
 //!
-//! Resuming reproduces the batches of an uninterrupted run, so the resumed files are byte for byte
-//! the ones an uninterrupted run writes: a static chunk with any sample missing is generated again as
-//! a whole (the same rows in the same batch), and a continuous run replays its schedule from the
-//! start until every missing sample is done (a slot's refill depends on everything before it).
+//! Resuming generates only the samples that are missing: a sequence's numbers do not depend on its
+//! batch (the default kernels; `Decoder::batch_invariant`), so the resumed files are byte for byte
+//! the ones an uninterrupted run writes. With the batch-dependent GEMM (`REPROLM_GEMM=candle`) the
+//! batches of the uninterrupted run are replayed instead: a static chunk with any sample missing is
+//! generated again as a whole, and a continuous run replays its schedule from the start until every
+//! missing sample is done. The manifest records which of the two a run has (its `resume` key).
 //! Samples already on disk are never written twice.
 
 use std::collections::BTreeSet;
@@ -15,8 +17,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use reprolm_engine::parallel::TpMode;
 use reprolm_engine::{
-    device_label, device_name, Batch, ChatOptions, Generation, LoadOptions, Model, ModelIdentity,
-    Request, ResolveOptions,
+    device_label, device_name, Batching, ChatOptions, Generation, LoadOptions, Model,
+    ModelIdentity, Request, ResolveOptions, Scheduler,
 };
 use reprolm_metrics::run_dir::{
     BatchingMode, DeviceInfo, Durability, Finish, FinishReason, LogprobsRecord, Manifest,
@@ -37,6 +39,11 @@ pub const TASK_OPTIONS_KEY: &str = "task_options";
 /// The manifest's `extra` key recording `--tp-mode` (`standard` or `invariant`); `tp_size` has its
 /// own field.
 pub const TP_MODE_KEY: &str = "tp_mode";
+
+/// The manifest's `extra` key saying what a resumed session generates: `missing-only` (the
+/// kernels are batch invariant, so the missing samples alone give the uninterrupted run's bytes)
+/// or `replay` (batch-dependent kernels: the uninterrupted run's batches are generated again).
+pub const RESUME_KEY: &str = "resume";
 
 /// How a run session ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +72,9 @@ pub struct Summary {
     pub tok_s: Option<f64>,
     /// Samples whose grading failed (recorded with score 0 and the error).
     pub scoring_errors: usize,
+    /// Sequences this session generated (the missing samples; with batch-dependent kernels, the
+    /// replayed batches around them too).
+    pub generated: usize,
 }
 
 /// One request of the run, in generation order.
@@ -203,7 +213,7 @@ pub fn execute_with(
         .filter(|k| !completed.contains(k))
         .count();
     if missing == 0 {
-        return finish_run(cfg, run, missing, None, 0);
+        return finish_run(cfg, run, missing, None, 0, 0);
     }
     let model = cache.model(cfg, mode)?;
     if !identity.same_files_as(model) {
@@ -284,17 +294,23 @@ pub fn execute_with(
         session_tokens: 0,
         scoring_errors: 0,
         interrupted: false,
+        generated: 0,
     };
     let started = Instant::now();
-    match cfg.batching {
-        BatchingMode::Static => generator.run_static()?,
-        BatchingMode::Continuous => generator.run_continuous()?,
-    }
+    let generated = generator.generate();
     generator.progress.finish();
-    let (session_tokens, scoring_errors, interrupted) = (
+    if let Err(e) = generated {
+        let done = run.completed_keys().len();
+        return Err(e.context(format!(
+            "{}: {done} of {total} samples are recorded; run the same command again to resume",
+            cfg.out.display()
+        )));
+    }
+    let (session_tokens, scoring_errors, interrupted, generated) = (
         generator.session_tokens,
         generator.scoring_errors,
         generator.interrupted,
+        generator.generated,
     );
     let done = run.completed_keys().len();
     if interrupted {
@@ -308,7 +324,7 @@ pub fn execute_with(
     }
     let tok_s =
         (session_tokens > 0).then(|| session_tokens as f64 / started.elapsed().as_secs_f64());
-    finish_run(cfg, run, missing, tok_s, scoring_errors)
+    finish_run(cfg, run, missing, tok_s, scoring_errors, generated)
 }
 
 /// Marks the run finished (when this session added samples, or it never was), writes its
@@ -319,6 +335,7 @@ fn finish_run(
     missing: usize,
     tok_s: Option<f64>,
     scoring_errors: usize,
+    generated: usize,
 ) -> Result<RunOutcome> {
     let finished_before = run.manifest().finished_at.is_some();
     if !finished_before || missing > 0 {
@@ -344,6 +361,7 @@ fn finish_run(
         tokens: loaded.manifest.tokens_generated,
         tok_s,
         scoring_errors,
+        generated,
     }))
 }
 
@@ -408,6 +426,12 @@ fn build_manifest(
         );
     }
     extra.insert(TP_MODE_KEY.to_string(), json!(cfg.tp.mode.as_str()));
+    let resume = if reprolm_engine::kernels::batch_invariant(cfg.compute) {
+        "missing-only"
+    } else {
+        "replay"
+    };
+    extra.insert(RESUME_KEY.to_string(), json!(resume));
     Ok(Manifest {
         format_version: MANIFEST_FORMAT_VERSION,
         reprolm_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -482,6 +506,7 @@ struct Generator<'a, 'r> {
     session_tokens: u64,
     scoring_errors: usize,
     interrupted: bool,
+    generated: usize,
 }
 
 impl Generator<'_, '_> {
@@ -502,77 +527,76 @@ impl Generator<'_, '_> {
         SampleKey::new(self.items[i].problem.id.clone(), self.items[i].sample_index)
     }
 
-    fn admit(&self, batch: &mut Batch, ids: std::ops::Range<usize>) -> Result<()> {
-        let reqs = ids.map(|i| (i, self.items[i].request.clone())).collect();
-        batch.admit(reqs).context("generating (prefill)")
-    }
-
-    /// Fixed chunks of `batch_size` requests in order, each run to completion.
-    fn run_static(&mut self) -> Result<()> {
-        let b = self.cfg.batch_size as usize;
-        let mut start = 0;
-        while start < self.items.len() {
-            let chunk = start..(start + b).min(self.items.len());
-            start = chunk.end;
-            if chunk.clone().all(|i| self.completed.contains(&self.key(i))) {
-                continue;
-            }
-            let mut batch = Batch::new(&self.model.decoder, self.params())?;
-            self.admit(&mut batch, chunk)?;
-            loop {
-                let finished = batch.step().context("generating")?;
-                self.progress
-                    .tokens(self.session_tokens + batch.tokens_generated() as u64);
-                self.record(finished)?;
-                if batch.active() == 0 {
-                    break;
-                }
-                if interrupt::requested() {
-                    self.interrupted = true;
-                    return Ok(());
-                }
-            }
-            self.session_tokens += batch.tokens_generated() as u64;
-            if interrupt::requested() {
-                self.interrupted = true;
-                return Ok(());
-            }
+    /// The requests this session generates, in submission order: the missing samples alone
+    /// when the kernels are batch invariant; otherwise the batches of an uninterrupted run that
+    /// hold a missing sample (every static chunk with one; the whole schedule of a continuous
+    /// run), so that each missing sample sees the batches it would have seen.
+    fn to_generate(&self) -> Vec<usize> {
+        let missing = |i: &usize| !self.completed.contains(&self.key(*i));
+        let all = 0..self.items.len();
+        if self.model.decoder.batch_invariant() {
+            return all.filter(missing).collect();
         }
-        Ok(())
+        match self.cfg.batching {
+            BatchingMode::Static => {
+                let b = self.cfg.batch_size as usize;
+                let chunks: Vec<usize> = all.collect();
+                chunks
+                    .chunks(b)
+                    .filter(|c| c.iter().any(missing))
+                    .flatten()
+                    .copied()
+                    .collect()
+            }
+            BatchingMode::Continuous if all.clone().any(|i| missing(&i)) => all.collect(),
+            BatchingMode::Continuous => Vec::new(),
+        }
     }
 
-    /// `batch_size` slots; each finished sequence's slot is refilled with the next request before the
-    /// next step. Replays from the first request so a resumed run sees the same batches.
-    fn run_continuous(&mut self) -> Result<()> {
-        let b = self.cfg.batch_size as usize;
-        let mut missing = (0..self.items.len())
-            .filter(|&i| !self.completed.contains(&self.key(i)))
-            .count();
-        let mut batch = Batch::new(&self.model.decoder, self.params())?;
-        let mut next = 0;
-        while missing > 0 {
-            let free = b - batch.active();
-            if free > 0 && next < self.items.len() {
-                let end = (next + free).min(self.items.len());
-                self.admit(&mut batch, next..end)?;
-                next = end;
+    /// Runs the requests of [`to_generate`](Self::to_generate) through the engine's scheduler,
+    /// recording each sample as it finishes, until every missing sample is recorded (or Ctrl-C).
+    fn generate(&mut self) -> Result<()> {
+        let batching = match self.cfg.batching {
+            BatchingMode::Static => Batching::Static,
+            BatchingMode::Continuous => Batching::Continuous,
+        };
+        let mut scheduler = Scheduler::new(
+            &self.model.decoder,
+            self.params(),
+            batching,
+            self.cfg.batch_size as usize,
+        )?;
+        let mut missing = 0;
+        for i in self.to_generate() {
+            missing += usize::from(!self.completed.contains(&self.key(i)));
+            scheduler.submit(i, self.items[i].request.clone());
+        }
+        let mut preemptions = 0;
+        while missing > 0 && !scheduler.is_done() {
+            let finished = scheduler.step().context("generating")?;
+            self.generated += finished.len();
+            self.session_tokens = scheduler.tokens_generated() as u64;
+            self.progress.tokens(self.session_tokens);
+            if scheduler.preemptions() > preemptions {
+                if preemptions == 0 {
+                    self.progress.note(&format!(
+                        "note: the KV cache ({}) is full; sequences are preempted and recomputed \
+                         later, which costs time but not a bit of their results (--kv-cache-memory \
+                         gives it more room)",
+                        reprolm_precision::format_bytes(scheduler.cache().bytes() as u64)
+                    ));
+                }
+                preemptions = scheduler.preemptions();
             }
-            let finished = batch.step().context("generating")?;
-            self.progress.tokens(batch.tokens_generated() as u64);
             missing -= self.record(finished)?;
-            if batch.active() == 0 && next >= self.items.len() {
-                break;
-            }
             if interrupt::requested() {
                 self.interrupted = true;
                 break;
             }
         }
-        self.session_tokens = batch.tokens_generated() as u64;
         Ok(())
     }
 
-    /// Score and append finished sequences not yet on disk; returns how many were appended.
     /// Score and append finished sequences not yet on disk, in the order they finished; returns how
     /// many were appended. The sequences that finished in one step are graded together
     /// (`Task::score_many`, in parallel), which matters for code tasks whose tests take seconds.
@@ -591,6 +615,7 @@ impl Generator<'_, '_> {
             let finish = match g.finish_reason {
                 reprolm_engine::FinishReason::Stop => FinishReason::Stop,
                 reprolm_engine::FinishReason::Length => FinishReason::Length,
+                reprolm_engine::FinishReason::PromptTooLong => FinishReason::PromptTooLong,
             };
             let mut rec = ResponseRecord::new(
                 item.problem.id.clone(),
@@ -606,20 +631,43 @@ impl Generator<'_, '_> {
             pending.push((i, key, rec, g));
         }
         let task = self.task;
-        let scores: Vec<std::result::Result<Score, String>> = {
-            let inputs: Vec<(&Problem, &str)> = pending
+        let context = self.model.decoder.spec().max_position_embeddings;
+        // A prompt over the context has nothing to grade: its record says why, scored as wrong.
+        let too_long =
+            |g: &Generation| g.finish_reason == reprolm_engine::FinishReason::PromptTooLong;
+        let graded: Vec<usize> = (0..pending.len())
+            .filter(|&j| !too_long(&pending[j].3))
+            .collect();
+        let mut scores: Vec<std::result::Result<Score, String>> = pending
+            .iter()
+            .map(|(_, key, _, g)| {
+                Err(format!(
+                    "{key}: the prompt has {} tokens, more than the model's context of {context}; \
+                     nothing was generated (finish reason prompt_too_long)",
+                    g.prompt_tokens
+                ))
+            })
+            .collect();
+        {
+            let inputs: Vec<(&Problem, &str)> = graded
                 .iter()
-                .map(|(i, _, rec, _)| (self.items[*i].problem, rec.response.as_str()))
+                .map(|&j| {
+                    let (i, _, rec, _) = &pending[j];
+                    (self.items[*i].problem, rec.response.as_str())
+                })
                 .collect();
-            match task.score_many(&inputs) {
+            let results: Vec<std::result::Result<Score, String>> = match task.score_many(&inputs) {
                 Ok(all) => all.into_iter().map(Ok).collect(),
                 // One failure fails the batch call; grade one by one to find which.
                 Err(_) => inputs
                     .iter()
                     .map(|(p, r)| task.score(p, r).map_err(|e| e.to_string()))
                     .collect(),
+            };
+            for (&j, r) in graded.iter().zip(results) {
+                scores[j] = r;
             }
-        };
+        }
         let mut appended = 0;
         for ((i, key, mut rec, g), score) in pending.into_iter().zip(scores) {
             let item = &self.items[i];
@@ -629,6 +677,11 @@ impl Generator<'_, '_> {
                     rec.correct = s.correct;
                     rec.extracted_answer = s.extracted;
                     rec.score_detail = s.detail;
+                }
+                Err(e) if rec.finish_reason == FinishReason::PromptTooLong => {
+                    self.progress
+                        .note(&format!("warning: {e}; recorded as wrong"));
+                    rec.score_detail = json!({ "error": e });
                 }
                 Err(e) => {
                     self.scoring_errors += 1;
@@ -694,6 +747,7 @@ pub fn report_outcome(out: &Path, outcome: &RunOutcome, mode: OutputMode) -> i32
                 json!({
                     "out": out, "samples": s.samples, "correct": s.correct, "accuracy": acc,
                     "tokens": s.tokens, "tok_s": s.tok_s, "scoring_errors": s.scoring_errors,
+                    "generated": s.generated,
                 }),
             );
             i32::from(s.scoring_errors > 0)

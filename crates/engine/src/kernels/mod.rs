@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 /// The switches besides the precision policy and the compute mode that decide a run's numbers on
 /// `device`, by name, for the run manifest (where resuming compares them): the GEMM family
 /// (`REPROLM_GEMM`), whether fused GPU kernels replace composed ops (`REPROLM_FUSED_KERNELS`), and
-/// where greedy tokens are chosen (`REPROLM_HOST_PICK`). On the CPU none of them applies.
+/// where tokens are chosen (`REPROLM_HOST_PICK`). On the CPU only `REPROLM_GEMM=candle` applies.
 ///
 /// ```
 /// let k = reprolm_engine::kernels::recorded(&candle_core::Device::Cpu);
@@ -38,10 +38,21 @@ pub fn recorded(device: &candle_core::Device) -> BTreeMap<String, String> {
         };
         out.insert("token_choice".into(), pick.into());
     } else {
-        out.insert("gemm".into(), "cpu".into());
+        let gemm = match gemm::GemmFamily::from_env() {
+            gemm::GemmFamily::Candle => gemm::GemmFamily::Candle.name(),
+            _ => "cpu",
+        };
+        out.insert("gemm".into(), gemm.into());
         out.insert("token_choice".into(), "host".into());
     }
     out
+}
+
+/// Whether a forward pass in `mode` gives each sequence logits that do not depend on its batch
+/// (see [`Decoder::batch_invariant`](crate::Decoder::batch_invariant)): every mode but the fast
+/// path with candle's batch-dependent GEMM (`REPROLM_GEMM=candle`).
+pub fn batch_invariant(mode: reprolm_precision::ComputeMode) -> bool {
+    mode.is_deterministic() || gemm::GemmFamily::from_env() != gemm::GemmFamily::Candle
 }
 
 /// What the GPU unit tests of the kernels share: the device (or a note that there is none) and

@@ -733,6 +733,15 @@ impl Decoder {
         self.mode
     }
 
+    /// Whether a sequence's logits are independent of the batch it runs in (and of how its
+    /// prompt is chunked): true unless the fast path was given candle's batch-dependent GEMM
+    /// (`REPROLM_GEMM=candle`, for reproducing the paper's problem). When true, a scheduler may
+    /// pack, preempt and resume sequences in any way without changing a bit of what they
+    /// generate.
+    pub fn batch_invariant(&self) -> bool {
+        crate::kernels::batch_invariant(self.mode)
+    }
+
     /// The kernels a forward pass runs: the compute mode, except that the TP-invariant mode is
     /// the deterministic mode with K reduced over [`TREE_CHUNKS`] tree chunks (whatever order
     /// the compute mode names), so that tp 1 computes the tree a group of up to 8 ranks does.

@@ -366,6 +366,25 @@ fn build_group(
                 n_expected
             ));
         }
+        let too_long: BTreeSet<&str> = r
+            .records
+            .iter()
+            .filter(|x| x.finish_reason == FinishReason::PromptTooLong)
+            .map(|x| x.problem_id.as_str())
+            .collect();
+        if !too_long.is_empty() {
+            let n = r
+                .records
+                .iter()
+                .filter(|x| x.finish_reason == FinishReason::PromptTooLong)
+                .count();
+            notes.push(format!(
+                "{}: {n} sample(s) not generated because the prompt is longer than the model's \
+                 context (prompt_too_long, scored as wrong): {}",
+                group::dir_name(&r.path),
+                too_long.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
         let stats = obs.get(i).map(|o| {
             if refused.is_some() {
                 let own: Vec<SampleKey> = o.keys().cloned().collect();

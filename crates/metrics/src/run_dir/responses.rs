@@ -56,6 +56,9 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` was reached; the answer is cut off.
     Length,
+    /// The prompt alone is longer than the model's context: nothing was generated, and the
+    /// sample is scored as wrong.
+    PromptTooLong,
 }
 
 /// One scored response.

@@ -1,0 +1,139 @@
+//! The sampled choice made where the logits are: on a GPU one kernel (`choose.cu`) computes
+//! [`choose`](super::choose) for every row of a decode step, bit for bit, and only the chosen ids
+//! come back, not the vocabulary. The draws are computed on the host ([`NoiseKey::draw`]
+//! (super::NoiseKey::draw) is a few integer operations) and travel as two words per row.
+
+use super::SamplingParams;
+use crate::Result;
+use candle_core::{DType, Tensor};
+
+/// The sampled token of each row of `(rows, n)` f32 `logits`, the row's draw given in `draws`,
+/// as a `(rows,)` u32 tensor on the logits' device; `Ok(None)` where no kernel applies (CPU
+/// tensors, a build without the `cuda` feature, `REPROLM_FUSED_KERNELS=0`), and the caller then
+/// chooses on the host.
+pub(crate) fn sample_rows(
+    logits: &Tensor,
+    draws: &[u64],
+    params: &SamplingParams,
+) -> Result<Option<Tensor>> {
+    let applies = crate::fused::enabled(logits.device())
+        && logits.dtype() == DType::F32
+        && logits.rank() == 2
+        && logits.dim(0)? == draws.len()
+        && logits.dim(1)? < i32::MAX as usize
+        && !params.is_greedy();
+    if !applies {
+        return Ok(None);
+    }
+    imp::sample_rows(logits, draws, params)
+}
+
+#[cfg(not(feature = "cuda"))]
+mod imp {
+    use super::SamplingParams;
+    use crate::Result;
+    use candle_core::Tensor;
+
+    pub fn sample_rows(_: &Tensor, _: &[u64], _: &SamplingParams) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod imp {
+    use super::SamplingParams;
+    use crate::Result;
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::WrapErr;
+    use candle_core::{CudaStorage, Layout, Shape, Tensor};
+    use reprolm_precision::cuda::{ptx, Words};
+
+    const SOURCE: &str = include_str!("choose.cu");
+    const MODULE: &str = "reprolm_sampling";
+    /// Threads per row; the kernel's shared arrays are sized for it.
+    const THREADS: u32 = 1024;
+
+    struct SampleRows {
+        temperature: f64,
+        top_k: i32,
+        top_p: f64,
+        min_p: f64,
+    }
+
+    impl candle_core::CustomOp2 for SampleRows {
+        fn name(&self) -> &'static str {
+            "reprolm-sample-rows"
+        }
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+            candle_core::bail!("the sampling kernel runs on CUDA only")
+        }
+        fn cuda_fwd(
+            &self,
+            lg: &CudaStorage,
+            lgl: &Layout,
+            dr: &CudaStorage,
+            drl: &Layout,
+        ) -> candle_core::Result<(CudaStorage, Shape)> {
+            let dev = lg.device();
+            let (rows, n) = lgl.shape().dims2()?;
+            if drl.dims() != [rows, 2] {
+                candle_core::bail!("sampling: draws {:?} for {rows} rows", drl.dims());
+            }
+            let func = dev.get_or_load_custom_func("sample_rows", MODULE, ptx(MODULE, SOURCE)?)?;
+            let lw = Words::of(lg, lgl)?;
+            let Some((d0, d1)) = drl.contiguous_offsets() else {
+                candle_core::bail!("sampling: draws must be contiguous")
+            };
+            let draws = dr.as_cuda_slice::<u32>()?.slice(d0..d1);
+            // Safety: the kernel writes one id per row, every row.
+            let out = unsafe { dev.alloc::<u32>(rows)? };
+            let n_i = n as i32;
+            let mut b = func.builder();
+            lw.push(&mut b);
+            b.arg(&draws);
+            b.arg(&out);
+            b.arg(&n_i);
+            b.arg(&self.temperature);
+            b.arg(&self.top_k);
+            b.arg(&self.top_p);
+            b.arg(&self.min_p);
+            let cfg = LaunchConfig {
+                grid_dim: (rows as u32, 1, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // Safety: the arguments match the kernel's signature; shapes were checked above.
+            unsafe { b.launch(cfg) }.w()?;
+            Ok((
+                CudaStorage::wrap_cuda_slice(out, dev.clone()),
+                Shape::from(rows),
+            ))
+        }
+    }
+
+    pub fn sample_rows(
+        logits: &Tensor,
+        draws: &[u64],
+        params: &SamplingParams,
+    ) -> Result<Option<Tensor>> {
+        let words: Vec<u32> = draws
+            .iter()
+            .flat_map(|&d| [d as u32, (d >> 32) as u32])
+            .collect();
+        let draws = Tensor::from_vec(words, (draws.len(), 2), logits.device())?;
+        let op = SampleRows {
+            temperature: params.temperature,
+            top_k: params.top_k.min(i32::MAX as usize) as i32,
+            top_p: params.top_p,
+            min_p: params.min_p,
+        };
+        Ok(Some(logits.contiguous()?.apply_op2_no_bwd(&draws, &op)?))
+    }
+}

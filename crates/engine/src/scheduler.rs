@@ -1,0 +1,251 @@
+//! Which requests run when: continuous batching within the KV cache's memory, preemption by
+//! recompute when it runs out, and static batching for the reference's fixed groups.
+//!
+//! Requests go in with [`Scheduler::submit`]; every [`Scheduler::step`] admits what fits,
+//! decodes one token for every running sequence and hands back the generations that finished,
+//! in completion order. A sequence's numbers do not depend on its batch (the GEMMs and attention
+//! reduce in orders fixed by shapes, [`crate::kernels`]; the sampling noise belongs to the
+//! request and the position, [`crate::sampling`]), so how the scheduler packs requests changes
+//! when each finishes, not what it generates. That is what makes preemption free of side
+//! effects: a sequence taken out of the batch to free memory is later prefilled again with its
+//! prompt and generated tokens, which recomputes its cache bit for bit, and it continues as if
+//! it had never left.
+
+use std::collections::VecDeque;
+
+use crate::generate::{Batch, Entry};
+use crate::kv::KvCache;
+use crate::models::Decoder;
+use crate::sampling::SamplingParams;
+use crate::{Error, FinishReason, Generation, Request, Result};
+
+/// How requests are grouped into the running batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// Groups of `max_sequences` requests in submission order, each run until all of its
+    /// sequences finish before the next group starts (the reference implementation's scheme).
+    Static,
+    /// A waiting request joins as soon as a sequence slot and its cache memory are free.
+    Continuous,
+}
+
+/// Requests in, finished generations out: the engine's generation loop.
+///
+/// ```
+/// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
+/// use reprolm_engine::{Batching, LoadOptions, Model, ModelSource, Request, SamplingParams, Scheduler};
+/// use reprolm_precision::PrecisionPolicy;
+/// let model = Model::load(&ModelSource::parse(dir.to_str().unwrap())?, &LoadOptions::cpu(PrecisionPolicy::fp32()))?;
+/// let mut scheduler = Scheduler::new(&model.decoder, SamplingParams::greedy(4), Batching::Continuous, 8)?;
+/// for (i, prompt) in [vec![1, 2, 3], vec![4, 5]].into_iter().enumerate() {
+///     scheduler.submit(i, Request { prompt, problem_id: format!("p{i}"), sample_index: 0 });
+/// }
+/// let mut finished = Vec::new();
+/// while !scheduler.is_done() {
+///     finished.extend(scheduler.step()?);
+/// }
+/// assert_eq!(finished.len(), 2);
+/// assert!(finished.iter().all(|(_, g)| g.token_ids.len() <= 4));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Scheduler<'a> {
+    batch: Batch<'a>,
+    batching: Batching,
+    max_sequences: usize,
+    /// Waiting requests, preempted ones first.
+    waiting: VecDeque<Entry>,
+    /// Static batching: sequences of the current group not yet finished (running or preempted).
+    group_left: usize,
+    preemptions: usize,
+    /// Requests that can never run, to hand back at the next step.
+    rejected: Vec<(usize, Generation)>,
+}
+
+impl<'a> Scheduler<'a> {
+    /// A scheduler running at most `max_sequences` sequences at once in a KV cache of the
+    /// decoder's size ([`Decoder::set_kv_cache_size`]). `params` is validated here.
+    pub fn new(
+        decoder: &'a Decoder,
+        params: SamplingParams,
+        batching: Batching,
+        max_sequences: usize,
+    ) -> Result<Self> {
+        if max_sequences == 0 {
+            return Err(Error::InvalidRequest(
+                "batch size must be at least 1".into(),
+            ));
+        }
+        Ok(Scheduler {
+            batch: Batch::new(decoder, params)?,
+            batching,
+            max_sequences,
+            waiting: VecDeque::new(),
+            group_left: 0,
+            preemptions: 0,
+            rejected: Vec::new(),
+        })
+    }
+
+    /// Prefills admitted prompts in forward calls of at most `tokens` positions of each prompt
+    /// (chunked prefill), instead of one call over the whole prompt. The result is bitwise the
+    /// same as one call: attention reduces each query over fixed splits of its own keys.
+    pub fn with_prefill_chunk(mut self, tokens: usize) -> Result<Self> {
+        self.batch.set_prefill_chunk(tokens)?;
+        Ok(self)
+    }
+
+    /// Queues a request; `id` tags its generation when it comes back from [`step`](Self::step).
+    /// A prompt longer than the model's context never runs: it comes back from the next step
+    /// with [`FinishReason::PromptTooLong`] and no tokens.
+    pub fn submit(&mut self, id: usize, request: Request) {
+        if request.prompt.len() > self.batch.decoder().spec().max_position_embeddings {
+            let generation = Generation {
+                token_ids: Vec::new(),
+                token_logprobs: Vec::new(),
+                k: self.batch.params().logprobs,
+                top_ids: Vec::new(),
+                top_logprobs: Vec::new(),
+                finish_reason: FinishReason::PromptTooLong,
+                prompt_tokens: request.prompt.len(),
+            };
+            self.rejected.push((id, generation));
+            return;
+        }
+        self.waiting.push_back(Entry {
+            id,
+            request,
+            resumed: None,
+        });
+    }
+
+    /// Whether every submitted request has come back.
+    pub fn is_done(&self) -> bool {
+        self.waiting.is_empty() && self.batch.active() == 0 && self.rejected.is_empty()
+    }
+
+    /// Sequences running now.
+    pub fn active(&self) -> usize {
+        self.batch.active()
+    }
+
+    /// Requests waiting to run (preempted ones included).
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// How many times a running sequence was taken out to free cache memory.
+    pub fn preemptions(&self) -> usize {
+        self.preemptions
+    }
+
+    /// Tokens chosen so far (tokens recomputed after a preemption are not counted again).
+    pub fn tokens_generated(&self) -> usize {
+        self.batch.tokens_generated()
+    }
+
+    /// The KV cache the sequences live in.
+    pub fn cache(&self) -> &KvCache {
+        self.batch.cache()
+    }
+
+    /// Admits what fits, decodes one token for every running sequence, and returns the
+    /// generations that finished, in the order they finished.
+    ///
+    /// When the next token of every running sequence does not fit the cache, the most recently
+    /// admitted sequences are preempted (to be recomputed later) until it does; a single
+    /// sequence that outgrows the whole cache is an [`Error::KvCacheFull`].
+    pub fn step(&mut self) -> Result<Vec<(usize, Generation)>> {
+        // On an error the rejected requests stay queued: nothing finished is lost.
+        self.admit()?;
+        self.make_room()?;
+        let decoded = self.batch.step()?;
+        let mut finished = std::mem::take(&mut self.rejected);
+        if self.batching == Batching::Static {
+            self.group_left -= decoded.len();
+        }
+        finished.extend(decoded);
+        Ok(finished)
+    }
+
+    /// Admits the waiting requests that fit (prefilling them and choosing their first tokens)
+    /// without decoding: what [`step`](Self::step) does first. For timing prefill on its own.
+    pub fn admit_waiting(&mut self) -> Result<()> {
+        self.admit()
+    }
+
+    /// Blocks kept free beyond what admitted sequences need now, so that a newly admitted
+    /// sequence does not preempt another at its first tokens.
+    fn watermark(&self) -> usize {
+        (self.batch.cache().blocks() / 100).max(1)
+    }
+
+    fn admit(&mut self) -> Result<()> {
+        if self.batching == Batching::Static && self.group_left == 0 {
+            // The next group: its preempted members come back through `waiting`'s front.
+            self.group_left = self.waiting.len().min(self.max_sequences);
+            let group: Vec<Entry> = self.waiting.drain(..self.group_left).collect();
+            for e in group.into_iter().rev() {
+                self.waiting.push_front(e);
+            }
+        }
+        let cache = self.batch.cache();
+        let mut free = cache.free_blocks() as isize
+            - self.batch.blocks_for_step() as isize
+            - self.watermark() as isize;
+        let mut take = 0;
+        let limit = match self.batching {
+            Batching::Continuous => self.waiting.len(),
+            Batching::Static => self.group_left - self.batch.active(),
+        };
+        while take < limit.min(self.waiting.len())
+            && self.batch.active() + take < self.max_sequences
+        {
+            let e = &self.waiting[take];
+            // Its prefill, and the block its next token may need.
+            let need = KvCache::blocks_for(e.prefill_tokens() + 1) as isize;
+            if need > free {
+                if self.batch.active() == 0 && take == 0 {
+                    if need as usize > cache.blocks() {
+                        return Err(Error::KvCacheFull {
+                            needed: need as usize,
+                            free: cache.free_blocks(),
+                            blocks: cache.blocks(),
+                            block_size: crate::kv::BLOCK_SIZE,
+                            bytes: reprolm_precision::format_bytes(cache.bytes() as u64),
+                        });
+                    }
+                    // Alone in the cache it fits, without the watermark.
+                    take = 1;
+                }
+                break;
+            }
+            free -= need;
+            take += 1;
+        }
+        let entries: Vec<Entry> = self.waiting.drain(..take).collect();
+        self.batch.admit(entries)
+    }
+
+    /// Preempts the newest sequences until the next step's tokens fit the cache.
+    fn make_room(&mut self) -> Result<()> {
+        while self.batch.blocks_for_step() > self.batch.cache().free_blocks() {
+            if self.batch.active() == 1 {
+                let cache = self.batch.cache();
+                return Err(Error::KvCacheFull {
+                    needed: self.batch.blocks_for_step(),
+                    free: cache.free_blocks(),
+                    blocks: cache.blocks(),
+                    block_size: crate::kv::BLOCK_SIZE,
+                    bytes: reprolm_precision::format_bytes(cache.bytes() as u64),
+                });
+            }
+            let entry = self
+                .batch
+                .preempt_newest()
+                .expect("more than one is running");
+            self.waiting.push_front(entry);
+            self.preemptions += 1;
+        }
+        Ok(())
+    }
+}
