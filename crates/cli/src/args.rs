@@ -483,6 +483,12 @@ pub struct BenchSpeedArgs {
     /// Use the batch-invariant kernels (see `run --deterministic`).
     #[arg(long)]
     pub deterministic: bool,
+    /// Sample at this temperature instead of decoding greedily (the cost of sampling).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus threshold when sampling.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

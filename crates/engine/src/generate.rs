@@ -339,7 +339,7 @@ impl<'a> Batch<'a> {
         if !logits.device().is_cpu() && !host_pick() {
             // On a GPU, choose on the device and copy back k candidates, not the vocabulary.
             let draws: Vec<u64> = rows.iter().map(|r| r.key.draw(r.position)).collect();
-            let sampled = sampling::sample_rows(&logits, &draws, &self.params)?;
+            let sampled = crate::kernels::sampling::sample_rows(&logits, &draws, &self.params)?;
             if self.params.is_greedy() || sampled.is_some() {
                 let picks = device_top_k::pick_rows(&logits, &logprobs, self.params.logprobs)?;
                 let chosen: Option<(Vec<u32>, Vec<f32>)> = match sampled {

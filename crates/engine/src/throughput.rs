@@ -66,7 +66,8 @@ pub fn random_prompts(workload: &Workload, vocab_size: usize, seed: u64) -> Vec<
         .collect()
 }
 
-/// Runs `prompts` (one per row, equal lengths) for `new_tokens` tokens and times prefill and decode.
+/// Runs `prompts` (one per row, equal lengths) for `new_tokens` greedy tokens and times prefill
+/// and decode.
 pub fn measure(decoder: &Decoder, prompts: &[Vec<u32>], new_tokens: usize) -> Result<Throughput> {
     Ok(measure_generations(decoder, prompts, new_tokens)?.0)
 }
@@ -77,6 +78,18 @@ pub fn measure_generations(
     decoder: &Decoder,
     prompts: &[Vec<u32>],
     new_tokens: usize,
+) -> Result<(Throughput, Vec<Vec<u32>>)> {
+    measure_sampled(decoder, prompts, new_tokens, 0.0, 1.0)
+}
+
+/// [`measure_generations`] with tokens sampled at `temperature` and `top_p` (0 and 1: greedy),
+/// for the cost of sampling against greedy decoding.
+pub fn measure_sampled(
+    decoder: &Decoder,
+    prompts: &[Vec<u32>],
+    new_tokens: usize,
+    temperature: f64,
+    top_p: f64,
 ) -> Result<(Throughput, Vec<Vec<u32>>)> {
     let prompt_tokens = prompts.first().map_or(0, Vec::len);
     if prompts.is_empty() || prompt_tokens == 0 || new_tokens < 2 {
@@ -91,6 +104,8 @@ pub fn measure_generations(
     }
     let params = SamplingParams {
         stop_token_ids: Vec::new(),
+        temperature,
+        top_p,
         ..SamplingParams::greedy(new_tokens)
     };
     let device = decoder.device();

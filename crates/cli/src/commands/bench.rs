@@ -121,12 +121,22 @@ fn speed(args: &BenchSpeedArgs, mode: OutputMode) -> Result<i32> {
         }
         for &batch in &args.batch_sizes {
             let p = prompts(&args.model, batch, decoder.spec().vocab_size)?;
+            let (temperature, top_p) = (args.temperature, args.top_p);
             for _ in 0..args.warmup {
-                throughput::measure(decoder, &p, args.new_tokens.min(8))?;
+                throughput::measure_sampled(
+                    decoder,
+                    &p,
+                    args.new_tokens.min(8),
+                    temperature,
+                    top_p,
+                )?;
             }
-            let t = throughput::measure(decoder, &p, args.new_tokens)?;
+            let (t, _) =
+                throughput::measure_sampled(decoder, &p, args.new_tokens, temperature, top_p)?;
             let mut row = speed_row(policy, &device, weight_bytes, &t);
             row["deterministic"] = args.deterministic.into();
+            row["temperature"] = temperature.into();
+            row["top_p"] = top_p.into();
             match mode {
                 OutputMode::Json => crate::progress::event("bench_speed", row.clone()),
                 OutputMode::Human => println!(

@@ -579,11 +579,13 @@ impl Generator<'_, '_> {
             self.progress.tokens(self.session_tokens);
             if scheduler.preemptions() > preemptions {
                 if preemptions == 0 {
+                    let cache = scheduler.cache();
                     self.progress.note(&format!(
-                        "note: the KV cache ({}) is full; sequences are preempted and recomputed \
-                         later, which costs time but not a bit of their results (--kv-cache-memory \
-                         gives it more room)",
-                        reprolm_precision::format_bytes(scheduler.cache().bytes() as u64)
+                        "note: the KV cache is full ({} tokens, {}); sequences are preempted and \
+                         recomputed later, which costs time but not a bit of their results \
+                         (--kv-cache-memory gives it more room)",
+                        cache.capacity_tokens(),
+                        reprolm_precision::format_bytes(cache.bytes() as u64)
                     ));
                 }
                 preemptions = scheduler.preemptions();

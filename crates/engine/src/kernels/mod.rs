@@ -5,9 +5,12 @@
 //!   reduction order over K does not depend on the number of rows.
 //! - [`attention`]: causal attention over the paged KV cache, each query reduced over its own
 //!   sequence's keys in fixed splits, for prefill and decode alike.
+//! - [`sampling`]: the sampled choice of the next token, on integers, the same bits on the CPU
+//!   and the GPU.
 
 pub mod attention;
 pub mod gemm;
+pub mod sampling;
 
 use std::collections::BTreeMap;
 

@@ -1,9 +1,9 @@
-//! The sampled choice made where the logits are: on a GPU one kernel (`choose.cu`) computes
-//! [`choose`](super::choose) for every row of a decode step, bit for bit, and only the chosen ids
-//! come back, not the vocabulary. The draws are computed on the host ([`NoiseKey::draw`]
-//! (super::NoiseKey::draw) is a few integer operations) and travel as two words per row.
+//! The CUDA body of [`choose`](super::choose): one kernel (`choose.cu`) computes the choice for
+//! every row of a decode step, bit for bit, and only the chosen ids come back, not the
+//! vocabulary. The draws are computed on the host ([`NoiseKey::draw`](crate::NoiseKey::draw) is
+//! a few integer operations) and travel as two words per row.
 
-use super::SamplingParams;
+use crate::sampling::SamplingParams;
 use crate::Result;
 use candle_core::{DType, Tensor};
 
@@ -30,7 +30,7 @@ pub(crate) fn sample_rows(
 
 #[cfg(not(feature = "cuda"))]
 mod imp {
-    use super::SamplingParams;
+    use crate::sampling::SamplingParams;
     use crate::Result;
     use candle_core::Tensor;
 
@@ -41,7 +41,7 @@ mod imp {
 
 #[cfg(feature = "cuda")]
 mod imp {
-    use super::SamplingParams;
+    use crate::sampling::SamplingParams;
     use crate::Result;
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
@@ -135,5 +135,85 @@ mod imp {
             min_p: params.min_p,
         };
         Ok(Some(logits.contiguous()?.apply_op2_no_bwd(&draws, &op)?))
+    }
+}
+
+/// The kernel against the host's [`choose`](super::choose), bit for bit, on a real GPU: run with
+/// `cargo test --release --features cuda -p reprolm-engine sampling`; without a CUDA device the
+/// test says so and passes vacuously (CI has none).
+#[cfg(all(test, feature = "cuda"))]
+mod gpu_tests {
+    use super::*;
+    use crate::kernels::gpu_test::device as gpu;
+    use crate::kernels::sampling::choose;
+    use crate::sampling::NoiseKey;
+    use candle_core::Device;
+
+    #[test]
+    fn the_kernel_chooses_what_the_host_chooses() -> Result<()> {
+        let Some(dev) = gpu() else { return Ok(()) };
+        let base = |t: f64| SamplingParams {
+            temperature: t,
+            ..SamplingParams::greedy(1)
+        };
+        let settings = [
+            SamplingParams {
+                top_p: 0.95,
+                ..base(0.6)
+            },
+            SamplingParams {
+                top_k: 50,
+                ..base(1.0)
+            },
+            SamplingParams {
+                min_p: 0.1,
+                ..base(0.7)
+            },
+            SamplingParams {
+                top_k: 5,
+                top_p: 0.8,
+                ..base(1.3)
+            },
+            SamplingParams {
+                top_p: 0.3,
+                min_p: 0.05,
+                ..base(2.0)
+            },
+            base(1.0),
+        ];
+        for (n, rows) in [(151_936usize, 16usize), (1001, 64)] {
+            // Coarse values on half the rows make ties at every cut common; one row is all -inf
+            // but a few tokens, one all -inf.
+            let raw = Tensor::randn(0f32, 3.0, (rows, n), &dev)?.to_device(&Device::Cpu)?;
+            let mut host: Vec<Vec<f32>> = raw.to_vec2()?;
+            for (r, row) in host.iter_mut().enumerate() {
+                if r % 2 == 1 {
+                    row.iter_mut().for_each(|v| *v = (*v * 2.0).round() / 2.0);
+                }
+            }
+            host[3]
+                .iter_mut()
+                .skip(7)
+                .for_each(|v| *v = f32::NEG_INFINITY);
+            host[5].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+            let flat: Vec<f32> = host.iter().flatten().copied().collect();
+            let logits = Tensor::from_vec(flat, (rows, n), &dev)?;
+            for (s, params) in settings.iter().enumerate() {
+                for step in 0..4usize {
+                    let keys: Vec<NoiseKey> = (0..rows)
+                        .map(|r| NoiseKey::new(s as u64, &format!("row{r}"), r as u32))
+                        .collect();
+                    let draws: Vec<u64> = keys.iter().map(|k| k.draw(100 + step)).collect();
+                    let got: Vec<u32> = sample_rows(&logits, &draws, params)?
+                        .expect("the kernel applies")
+                        .to_vec1()?;
+                    for (r, row) in host.iter().enumerate() {
+                        let want = choose(row, params, keys[r], 100 + step);
+                        assert_eq!(got[r], want, "n {n}, row {r}, {params:?}, step {step}");
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
