@@ -461,3 +461,20 @@ fn the_papers_flags_and_dtype_names_are_accepted() {
     let err = String::from_utf8_lossy(&err.stderr);
     assert!(err.contains("bfloat16 = bf16"), "{err}");
 }
+
+/// An engine failure (here a KV cache too small for one sequence) ends the run with an error that
+/// says how many samples are on disk and how to resume, not a bare engine message.
+#[test]
+fn an_engine_failure_says_what_is_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let args = run_args(&out, &["--limit", "3", "--kv-cache-memory", "16KiB"]);
+    let res = reprolm(tmp.path(), &args, 1);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("0 of 3 samples are recorded")
+            && stderr.contains("run the same command again to resume")
+            && stderr.contains("KV cache is full"),
+        "{stderr}"
+    );
+}
