@@ -114,6 +114,8 @@ pub(crate) struct Batch<'a> {
     finished: Vec<(usize, Generation)>,
     tokens_generated: usize,
     prefill_chunk: Option<usize>,
+    /// Whether the GPU's sampled choice was checked against the host's in this batch.
+    cross_checked: bool,
 }
 
 impl<'a> Batch<'a> {
@@ -129,6 +131,7 @@ impl<'a> Batch<'a> {
             finished: Vec::new(),
             tokens_generated: 0,
             prefill_chunk: None,
+            cross_checked: false,
         })
     }
 
@@ -348,7 +351,26 @@ impl<'a> Batch<'a> {
                             .gather(&tokens.unsqueeze(1)?, 1)?
                             .squeeze(1)?
                             .to_vec1()?;
-                        Some((tokens.to_vec1()?, lp))
+                        let tokens: Vec<u32> = tokens.to_vec1()?;
+                        if !self.cross_checked {
+                            // Once per batch, the whole vocabulary comes to the host and the host
+                            // body chooses too: the kernel must agree bit for bit, and a
+                            // disagreement stops the run rather than pass unnoticed.
+                            self.cross_checked = true;
+                            let host: Vec<Vec<f32>> = logits.to_vec2()?;
+                            for (r, (row, &t)) in rows.iter().zip(&tokens).enumerate() {
+                                let want =
+                                    sampling::choose(&host[r], &self.params, row.key, row.position);
+                                if want != t {
+                                    return Err(Error::KernelMismatch {
+                                        row: r,
+                                        device: t,
+                                        host: want,
+                                    });
+                                }
+                            }
+                        }
+                        Some((tokens, lp))
                     }
                     None => None,
                 };
