@@ -97,6 +97,28 @@ struct AddU { __device__ unsigned int operator()(unsigned int a, unsigned int b)
 struct AddULL { __device__ unsigned long long operator()(unsigned long long a, unsigned long long b) const { return a + b; } };
 struct MaxULL { __device__ unsigned long long operator()(unsigned long long a, unsigned long long b) const { return a > b ? a : b; } };
 
+// Adds one to `hist[b]` (and `w` to `hsum[b]` when given) for every lane of the warp, with one
+// atomic per distinct bucket rather than one per lane: in the first radix passes nearly every
+// token falls in the same bucket, and per-lane atomics on one shared address serialise the block
+// (measured: 8 ms per row on a 151,936-token vocabulary). Every lane of the warp must call it;
+// `b < 0` adds nothing. `slot` holds one value per thread of the block.
+__device__ void warp_bucket_add(unsigned int* hist, unsigned long long* hsum, int b,
+                                unsigned long long w, unsigned long long* slot) {
+  unsigned int peers = __match_any_sync(0xffffffffu, b);
+  int lane = threadIdx.x & 31, base = threadIdx.x & ~31;
+  slot[threadIdx.x] = w;
+  __syncwarp();
+  if (b >= 0 && lane == __ffs(peers) - 1) {
+    atomicAdd(&hist[b], (unsigned int)__popc(peers));
+    if (hsum != 0) {
+      unsigned long long sum = 0;
+      for (unsigned int m = peers; m != 0; m &= m - 1) sum += slot[base + __ffs(m) - 1];
+      atomicAdd(&hsum[b], sum);
+    }
+  }
+  __syncwarp();
+}
+
 // logits: (rows, n) f32; draws: (rows, 2) u32, the draw's low and high words; out: (rows) u32.
 extern "C" __global__ void sample_rows(const float* logits, const unsigned int* draws,
                                        unsigned int* out, int n, double temperature, int top_k,
@@ -146,11 +168,13 @@ extern "C" __global__ void sample_rows(const float* logits, const unsigned int* 
     for (int shift = 24; shift >= 0; shift -= 8) {
       for (int b = tid; b < RADIX_BUCKETS; b += nt) hist[b] = 0;
       __syncthreads();
-      for (int i = tid; i < n; i += nt) {
-        float v = lg[i];
-        if (!is_finite_f32(v)) continue;
-        unsigned int k = float_key(v);
-        if ((k & mask) == prefix) atomicAdd(&hist[(k >> shift) & 0xff], 1u);
+      for (int base = 0; base < n; base += nt) {
+        int i = base + tid, b = -1;
+        if (i < n && is_finite_f32(lg[i])) {
+          unsigned int k = float_key(lg[i]);
+          if ((k & mask) == prefix) b = (int)((k >> shift) & 0xff);
+        }
+        warp_bucket_add(hist, 0, b, 0ull, prefix_sums);
       }
       __syncthreads();
       if (tid == 0) {
@@ -194,14 +218,15 @@ extern "C" __global__ void sample_rows(const float* logits, const unsigned int* 
         hsum[b] = 0;
       }
       __syncthreads();
-      for (int i = tid; i < n; i += nt) {
-        bool cand;
-        unsigned long long w = token_weight(lg[i], cut, &cand);
-        if (cand && (w & mask) == prefix) {
-          int b = (int)((w >> shift) & 0xff);
-          atomicAdd(&hist[b], 1u);
-          atomicAdd(&hsum[b], w);
+      for (int base = 0; base < n; base += nt) {
+        int i = base + tid, b = -1;
+        unsigned long long w = 0;
+        if (i < n) {
+          bool cand;
+          w = token_weight(lg[i], cut, &cand);
+          if (cand && (w & mask) == prefix) b = (int)((w >> shift) & 0xff);
         }
+        warp_bucket_add(hist, hsum, b, w, prefix_sums);
       }
       __syncthreads();
       if (tid == 0) {

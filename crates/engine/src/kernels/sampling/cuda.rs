@@ -47,7 +47,7 @@ mod imp {
     use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::WrapErr;
     use candle_core::{CudaStorage, Layout, Shape, Tensor};
-    use reprolm_precision::cuda::{ptx, Words};
+    use reprolm_precision::cuda::{ptx_for_device, Words};
 
     const SOURCE: &str = include_str!("choose.cu");
     const MODULE: &str = "reprolm_sampling";
@@ -86,7 +86,12 @@ mod imp {
             if drl.dims() != [rows, 2] {
                 candle_core::bail!("sampling: draws {:?} for {rows} rows", drl.dims());
             }
-            let func = dev.get_or_load_custom_func("sample_rows", MODULE, ptx(MODULE, SOURCE)?)?;
+            // For the device's own architecture: the kernel uses `__match_any_sync` (sm_70 and up).
+            let func = dev.get_or_load_custom_func(
+                "sample_rows",
+                MODULE,
+                ptx_for_device(dev, MODULE, SOURCE)?,
+            )?;
             let lw = Words::of(lg, lgl)?;
             let Some((d0, d1)) = drl.contiguous_offsets() else {
                 candle_core::bail!("sampling: draws must be contiguous")
