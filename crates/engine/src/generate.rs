@@ -357,10 +357,8 @@ impl<'a> Batch<'a> {
                             // body chooses too: the kernel must agree bit for bit, and a
                             // disagreement stops the run rather than pass unnoticed.
                             self.cross_checked = true;
-                            let host: Vec<Vec<f32>> = logits.to_vec2()?;
-                            for (r, (row, &t)) in rows.iter().zip(&tokens).enumerate() {
-                                let want =
-                                    sampling::choose(&host[r], &self.params, row.key, row.position);
+                            let host = choose_rows(&logits.to_vec2()?, &self.params, rows);
+                            for (r, (&want, &t)) in host.iter().zip(&tokens).enumerate() {
                                 if want != t {
                                     return Err(Error::KernelMismatch {
                                         row: r,
@@ -388,10 +386,10 @@ impl<'a> Batch<'a> {
                 return Ok(());
             }
         }
-        let logits: Vec<Vec<f32>> = logits.to_vec2()?;
+        let chosen = choose_rows(&logits.to_vec2()?, &self.params, rows);
         let logprobs: Vec<Vec<f32>> = logprobs.to_vec2()?;
         for (i, row) in rows.iter_mut().enumerate() {
-            let token = sampling::choose(&logits[i], &self.params, row.key, row.position);
+            let token = chosen[i];
             let lp = &logprobs[i];
             for (id, v) in sampling::top_k(lp, self.params.logprobs) {
                 row.out.top_ids.push(id);
@@ -435,6 +433,17 @@ impl<'a> Batch<'a> {
         }
         Ok(())
     }
+}
+
+/// The host's choice for every row, rows in parallel (a row of a 151,936-token vocabulary takes
+/// milliseconds; each row's choice is its own, so the threads change nothing in the result).
+fn choose_rows(logits: &[Vec<f32>], params: &SamplingParams, rows: &[Row]) -> Vec<u32> {
+    use rayon::prelude::*;
+    logits
+        .par_iter()
+        .zip(rows.par_iter())
+        .map(|(l, row)| sampling::choose(l, params, row.key, row.position))
+        .collect()
 }
 
 /// `REPROLM_HOST_PICK=1` makes a GPU run choose tokens on the host, as the CPU does (a check of
