@@ -68,6 +68,19 @@ pub struct Generation {
 }
 
 impl Generation {
+    /// No tokens yet (or ever, for a prompt that cannot run), `k` candidates per token to come.
+    pub(crate) fn empty(k: usize, prompt_tokens: usize, finish_reason: FinishReason) -> Self {
+        Generation {
+            token_ids: Vec::new(),
+            token_logprobs: Vec::new(),
+            k,
+            top_ids: Vec::new(),
+            top_logprobs: Vec::new(),
+            finish_reason,
+            prompt_tokens,
+        }
+    }
+
     /// The top candidates of generated token `i` as (id, logprob) pairs.
     pub fn top(&self, i: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
         let r = i * self.k..(i + 1) * self.k;
@@ -251,15 +264,11 @@ impl<'a> Batch<'a> {
                         id: e.id,
                         seq,
                         key,
-                        out: Generation {
-                            token_ids: Vec::new(),
-                            token_logprobs: Vec::new(),
-                            k: self.params.logprobs,
-                            top_ids: Vec::new(),
-                            top_logprobs: Vec::new(),
-                            finish_reason: FinishReason::Length,
-                            prompt_tokens: e.request.prompt.len(),
-                        },
+                        out: Generation::empty(
+                            self.params.logprobs,
+                            e.request.prompt.len(),
+                            FinishReason::Length,
+                        ),
                         last: 0,
                         position: t.len(),
                         request: e.request,

@@ -637,39 +637,34 @@ impl Generator<'_, '_> {
         // A prompt over the context has nothing to grade: its record says why, scored as wrong.
         let too_long =
             |g: &Generation| g.finish_reason == reprolm_engine::FinishReason::PromptTooLong;
-        let graded: Vec<usize> = (0..pending.len())
-            .filter(|&j| !too_long(&pending[j].3))
+        let inputs: Vec<(&Problem, &str)> = pending
+            .iter()
+            .filter(|(_, _, _, g)| !too_long(g))
+            .map(|(i, _, rec, _)| (self.items[*i].problem, rec.response.as_str()))
             .collect();
-        let mut scores: Vec<std::result::Result<Score, String>> = pending
+        let graded: Vec<std::result::Result<Score, String>> = match task.score_many(&inputs) {
+            Ok(all) => all.into_iter().map(Ok).collect(),
+            // One failure fails the batch call; grade one by one to find which.
+            Err(_) => inputs
+                .iter()
+                .map(|(p, r)| task.score(p, r).map_err(|e| e.to_string()))
+                .collect(),
+        };
+        let mut graded = graded.into_iter();
+        let scores: Vec<std::result::Result<Score, String>> = pending
             .iter()
             .map(|(_, key, _, g)| {
-                Err(format!(
-                    "{key}: the prompt has {} tokens, more than the model's context of {context}; \
-                     nothing was generated (finish reason prompt_too_long)",
-                    g.prompt_tokens
-                ))
+                if too_long(g) {
+                    Err(format!(
+                        "{key}: the prompt has {} tokens, more than the model's context of \
+                         {context}; nothing was generated (finish reason prompt_too_long)",
+                        g.prompt_tokens
+                    ))
+                } else {
+                    graded.next().expect("one grade per graded response")
+                }
             })
             .collect();
-        {
-            let inputs: Vec<(&Problem, &str)> = graded
-                .iter()
-                .map(|&j| {
-                    let (i, _, rec, _) = &pending[j];
-                    (self.items[*i].problem, rec.response.as_str())
-                })
-                .collect();
-            let results: Vec<std::result::Result<Score, String>> = match task.score_many(&inputs) {
-                Ok(all) => all.into_iter().map(Ok).collect(),
-                // One failure fails the batch call; grade one by one to find which.
-                Err(_) => inputs
-                    .iter()
-                    .map(|(p, r)| task.score(p, r).map_err(|e| e.to_string()))
-                    .collect(),
-            };
-            for (&j, r) in graded.iter().zip(results) {
-                scores[j] = r;
-            }
-        }
         let mut appended = 0;
         for ((i, key, mut rec, g), score) in pending.into_iter().zip(scores) {
             let item = &self.items[i];

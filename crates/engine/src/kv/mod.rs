@@ -171,6 +171,17 @@ impl KvCache {
         self.shards.len()
     }
 
+    /// The error of asking this pool for `needed` more blocks than it has free.
+    pub(crate) fn full(&self, needed: usize) -> Error {
+        Error::KvCacheFull {
+            needed,
+            free: self.free.len(),
+            blocks: self.blocks,
+            block_size: BLOCK_SIZE,
+            bytes: reprolm_precision::format_bytes(self.bytes() as u64),
+        }
+    }
+
     fn sequence(&self, seq: SeqId) -> Result<&Sequence> {
         self.seqs.get(&seq).ok_or_else(|| {
             Error::InvalidRequest(format!("sequence {seq:?} is not in this KV cache"))
@@ -186,13 +197,7 @@ impl KvCache {
             needed += Self::blocks_for(s.len + n).saturating_sub(s.blocks.len());
         }
         if needed > self.free.len() {
-            return Err(Error::KvCacheFull {
-                needed,
-                free: self.free.len(),
-                blocks: self.blocks,
-                block_size: BLOCK_SIZE,
-                bytes: reprolm_precision::format_bytes(self.bytes() as u64),
-            });
+            return Err(self.full(needed));
         }
         for &(seq, n) in plan {
             let s = self.seqs.get_mut(&seq).expect("checked above");

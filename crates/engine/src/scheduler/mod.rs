@@ -99,15 +99,11 @@ impl<'a> Scheduler<'a> {
     /// with [`FinishReason::PromptTooLong`] and no tokens.
     pub fn submit(&mut self, id: usize, request: Request) {
         if request.prompt.len() > self.batch.decoder().spec().max_position_embeddings {
-            let generation = Generation {
-                token_ids: Vec::new(),
-                token_logprobs: Vec::new(),
-                k: self.batch.params().logprobs,
-                top_ids: Vec::new(),
-                top_logprobs: Vec::new(),
-                finish_reason: FinishReason::PromptTooLong,
-                prompt_tokens: request.prompt.len(),
-            };
+            let generation = Generation::empty(
+                self.batch.params().logprobs,
+                request.prompt.len(),
+                FinishReason::PromptTooLong,
+            );
             self.rejected.push((id, generation));
             return;
         }
@@ -181,12 +177,9 @@ impl<'a> Scheduler<'a> {
 
     fn admit(&mut self) -> Result<()> {
         if self.batching == Batching::Static && self.group_left == 0 {
-            // The next group: its preempted members come back through `waiting`'s front.
+            // The next group is the front of `waiting`; its members that are preempted later go
+            // back to the front, ahead of the requests of later groups.
             self.group_left = self.waiting.len().min(self.max_sequences);
-            let group: Vec<Entry> = self.waiting.drain(..self.group_left).collect();
-            for e in group.into_iter().rev() {
-                self.waiting.push_front(e);
-            }
         }
         let cache = self.batch.cache();
         let mut free = cache.free_blocks() as isize
@@ -206,13 +199,7 @@ impl<'a> Scheduler<'a> {
             if need > free {
                 if self.batch.active() == 0 && take == 0 {
                     if need as usize > cache.blocks() {
-                        return Err(Error::KvCacheFull {
-                            needed: need as usize,
-                            free: cache.free_blocks(),
-                            blocks: cache.blocks(),
-                            block_size: crate::kv::BLOCK_SIZE,
-                            bytes: reprolm_precision::format_bytes(cache.bytes() as u64),
-                        });
+                        return Err(cache.full(need as usize));
                     }
                     // Alone in the cache it fits, without the watermark.
                     take = 1;
@@ -230,14 +217,7 @@ impl<'a> Scheduler<'a> {
     fn make_room(&mut self) -> Result<()> {
         while self.batch.blocks_for_step() > self.batch.cache().free_blocks() {
             if self.batch.active() == 1 {
-                let cache = self.batch.cache();
-                return Err(Error::KvCacheFull {
-                    needed: self.batch.blocks_for_step(),
-                    free: cache.free_blocks(),
-                    blocks: cache.blocks(),
-                    block_size: crate::kv::BLOCK_SIZE,
-                    bytes: reprolm_precision::format_bytes(cache.bytes() as u64),
-                });
+                return Err(self.batch.cache().full(self.batch.blocks_for_step()));
             }
             let entry = self
                 .batch

@@ -366,18 +366,15 @@ fn build_group(
                 n_expected
             ));
         }
-        let too_long: BTreeSet<&str> = r
+        let too_long: Vec<&str> = r
             .records
             .iter()
             .filter(|x| x.finish_reason == FinishReason::PromptTooLong)
             .map(|x| x.problem_id.as_str())
             .collect();
         if !too_long.is_empty() {
-            let n = r
-                .records
-                .iter()
-                .filter(|x| x.finish_reason == FinishReason::PromptTooLong)
-                .count();
+            let n = too_long.len();
+            let too_long: BTreeSet<&str> = too_long.into_iter().collect();
             notes.push(format!(
                 "{}: {n} sample(s) not generated because the prompt is longer than the model's \
                  context (prompt_too_long, scored as wrong): {}",

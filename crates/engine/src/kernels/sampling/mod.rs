@@ -52,12 +52,14 @@ fn exp_portable(x: f64) -> f64 {
     p * f64::from_bits(((1023 + k as i64) as u64) << 52)
 }
 
-/// The fixed-point weight of a token whose scaled logit is `z = (logit - max) / temperature`.
-fn weight(z: f64) -> u64 {
+/// The fixed-point weight of a token whose scaled logit is `z = (logit - max) / temperature`,
+/// and `e^z` (0 for both below the cutoff), which min-p compares.
+fn weight(z: f64) -> (u64, f64) {
     if z < WEIGHT_CUTOFF {
-        0
+        (0, 0.0)
     } else {
-        (exp_portable(z) * WEIGHT_ONE).floor() as u64
+        let e = exp_portable(z);
+        ((e * WEIGHT_ONE).floor() as u64, e)
     }
 }
 
@@ -105,20 +107,18 @@ pub fn choose(logits: &[f32], params: &SamplingParams, key: NoiseKey, position: 
     };
     // The candidates: finite, within top-k, with a weight above zero (the others can never be
     // drawn), and within min-p.
-    let min_p_floor = params.min_p;
     let mut cand: Vec<(u32, u64)> = Vec::new();
     let mut top_k_total: u64 = 0;
     for (i, &l) in logits.iter().enumerate() {
         if !l.is_finite() || l < floor {
             continue;
         }
-        let z = scaled(l);
-        let w = weight(z);
+        let (w, e) = weight(scaled(l));
         if w == 0 {
             continue;
         }
         top_k_total += w;
-        if min_p_floor > 0.0 && exp_portable(z) < min_p_floor {
+        if params.min_p > 0.0 && e < params.min_p {
             continue;
         }
         cand.push((i as u32, w));
@@ -179,8 +179,8 @@ mod tests {
             worst = worst.max(rel);
         }
         assert!(worst < 4e-16, "{worst:e}");
-        assert_eq!(weight(0.0), 1 << 32);
-        assert_eq!(weight(WEIGHT_CUTOFF - 1e-9), 0);
+        assert_eq!(weight(0.0).0, 1 << 32);
+        assert_eq!(weight(WEIGHT_CUTOFF - 1e-9).0, 0);
     }
 
     #[test]
