@@ -1,5 +1,5 @@
 //! `reprolm bench`: speed rows for every policy and batch size, a logits dump another implementation
-//! can read, and the invariance check, whose deterministic rows must all be identical on the CPU.
+//! can read, and the invariance check, whose rows must all be identical on the CPU.
 
 mod common;
 
@@ -96,8 +96,11 @@ fn logits_dump_matches_the_greedy_continuation() {
     assert_eq!(greedy["greedy_tokens"][0], argmax);
 }
 
+/// Every layout, including a continuous batch whose KV cache is too small for it (so sequences
+/// are preempted and recomputed), gives batch 1's sampled tokens and log-probability bits on the
+/// CPU, in the fast and the deterministic kernels.
 #[test]
-fn invariance_deterministic_rows_are_identical_on_the_cpu() {
+fn invariance_rows_are_identical_on_the_cpu_even_when_sampling_and_preempting() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("inv.json");
     let model = fixture_model().display().to_string();
@@ -112,23 +115,37 @@ fn invariance_deterministic_rows_are_identical_on_the_cpu() {
         "--count",
         "5",
         "--prompt-tokens",
-        "12",
+        "14",
         "--new-tokens",
-        "4",
+        "6",
         "--batch-sizes",
         "2,5",
+        "--temperature",
+        "1.0",
+        "--samples",
+        "2",
         "--json",
         &out_arg,
     ]);
     reprolm(tmp.path(), &args, 0);
     let rows = json_file(&out);
     let rows = rows.as_array().unwrap();
-    // Two kernels x (2 batch sizes x 2 orders + 2 chunked layouts).
-    assert_eq!(rows.len(), 12);
-    for row in rows.iter().filter(|r| r["kernels"] == "deterministic") {
-        assert_eq!(row["identical"], 5, "{row}");
+    // Two kernels x (2 batch sizes x 2 orders + 2 chunked layouts + 2 continuous ones).
+    assert_eq!(rows.len(), 16);
+    for row in rows {
+        assert_eq!(row["sequences"], 10, "{row}");
+        assert_eq!(row["identical"], 10, "{row}");
         assert_eq!(row["max_top_logprob_difference"], 0.0, "{row}");
     }
+    let tight: Vec<_> = rows
+        .iter()
+        .filter(|r| r["layout"].as_str().unwrap().contains("KV cache too small"))
+        .collect();
+    assert_eq!(tight.len(), 2);
+    assert!(
+        tight.iter().all(|r| r["preemptions"].as_u64().unwrap() > 0),
+        "{tight:?}"
+    );
 }
 
 /// `bench gemm` on the CPU: one row per policy and projection shape, every row count timed, the

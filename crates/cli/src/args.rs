@@ -528,9 +528,19 @@ pub struct BenchInvarianceArgs {
     /// Batch sizes to compare with batch size 1, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "3,8,32")]
     pub batch_sizes: Vec<usize>,
-    /// Greedy tokens per prompt (stop tokens ignored).
+    /// Tokens generated per sequence (stop tokens ignored).
     #[arg(long, default_value_t = 32)]
     pub new_tokens: usize,
+    /// Sample at this temperature instead of decoding greedily: each sample's draws are keyed by
+    /// (seed, prompt, sample index, position), so they must not move with the layout either.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus threshold when sampling.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Sequences per prompt (distinct sample indices; more than 1 needs `--temperature`).
+    #[arg(long, default_value_t = 1)]
+    pub samples: usize,
     /// Prompt chunk of the chunked-prefill case.
     #[arg(long, default_value_t = 7)]
     pub prefill_chunk: usize,

@@ -471,22 +471,7 @@ pub fn generate(
     params: &SamplingParams,
     batch_size: usize,
 ) -> Result<Vec<Generation>> {
-    generate_chunked(decoder, requests, params, batch_size, None)
-}
-
-/// [`generate`], with prompts prefilled in chunks of `prefill_chunk` tokens when given (see
-/// [`Scheduler::with_prefill_chunk`]).
-pub fn generate_chunked(
-    decoder: &Decoder,
-    requests: &[Request],
-    params: &SamplingParams,
-    batch_size: usize,
-    prefill_chunk: Option<usize>,
-) -> Result<Vec<Generation>> {
     let mut scheduler = Scheduler::new(decoder, params.clone(), Batching::Static, batch_size)?;
-    if let Some(tokens) = prefill_chunk {
-        scheduler = scheduler.with_prefill_chunk(tokens)?;
-    }
     for (i, r) in requests.iter().enumerate() {
         scheduler.submit(i, r.clone());
     }

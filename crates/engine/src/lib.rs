@@ -43,7 +43,7 @@ pub use chat_template::{ChatMessage, ChatOptions, ChatTemplate, GenerationPrompt
 pub use device::{device_label, device_name, parse_device};
 pub use digest::{sha256_file, FileDigest};
 pub use error::{Error, Result};
-pub use generate::{generate, generate_chunked, FinishReason, Generation, Request};
+pub use generate::{generate, FinishReason, Generation, Request};
 pub use generation_config::GenerationConfig;
 pub use kv::{KvCache, KvCacheSize, SeqId};
 pub use loader::{HubAccess, ModelFiles, ResolveOptions, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};

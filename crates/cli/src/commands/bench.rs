@@ -13,8 +13,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use reprolm_engine::throughput::{self, Throughput, Workload};
 use reprolm_engine::{
-    device_label, device_name, generate_chunked, parse_device, Generation, LoadOptions, LogitsFor,
-    Model, Request, ResolveOptions, SamplingParams,
+    device_label, device_name, parse_device, Batching, Generation, KvCache, KvCacheSize,
+    LoadOptions, LogitsFor, Model, Request, ResolveOptions, SamplingParams, Scheduler,
 };
 use reprolm_precision::{ComputeMode, ReductionOrder};
 use serde_json::json;
@@ -488,57 +488,100 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 #[derive(Debug, Clone, Copy)]
 struct Layout {
     batch: usize,
+    batching: Batching,
     reversed: bool,
     prefill_chunk: Option<usize>,
+    /// A KV cache too small for the batch's sequences to finish together, so that some are
+    /// preempted and recomputed.
+    tight_cache: bool,
+}
+
+impl Layout {
+    fn alone() -> Self {
+        Layout {
+            batch: 1,
+            batching: Batching::Static,
+            reversed: false,
+            prefill_chunk: None,
+            tight_cache: false,
+        }
+    }
 }
 
 impl std::fmt::Display for Layout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "batch {}", self.batch)?;
+        if self.batching == Batching::Continuous {
+            f.write_str(", continuous")?;
+        }
         if self.reversed {
             f.write_str(", reversed")?;
         }
         if let Some(c) = self.prefill_chunk {
             write!(f, ", prefill in chunks of {c}")?;
         }
+        if self.tight_cache {
+            f.write_str(", KV cache too small (preempting)")?;
+        }
         Ok(())
     }
 }
 
-/// Greedy generations of `prompts` in static batches laid out as `layout` says, in prompt order.
+/// Generations of `requests` laid out as `layout` says, in request order, and how many
+/// preemptions the scheduler made.
 fn generate_laid_out(
-    decoder: &reprolm_engine::Decoder,
-    prompts: &[Vec<u32>],
-    new_tokens: usize,
+    decoder: &mut reprolm_engine::Decoder,
+    requests: &[Request],
+    params: &SamplingParams,
     layout: Layout,
-) -> Result<Vec<Generation>> {
-    let params = SamplingParams {
-        stop_token_ids: Vec::new(),
-        ..SamplingParams::greedy(new_tokens)
-    };
-    let mut requests: Vec<Request> = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Request {
-            prompt: p.clone(),
-            problem_id: format!("invariance-{i}"),
-            sample_index: 0,
-        })
-        .collect();
-    if layout.reversed {
-        requests.reverse();
+) -> Result<(Vec<Generation>, usize)> {
+    let roomy = decoder.kv_cache_size();
+    if layout.tight_cache {
+        // Halfway between what the first batch's prompts and its finished sequences take: the
+        // prompts are admitted, and the pool runs out while they grow.
+        let first = &requests[..layout.batch.min(requests.len())];
+        let prompts: usize = first
+            .iter()
+            .map(|r| KvCache::blocks_for(r.prompt.len()))
+            .sum();
+        let finished: Vec<usize> = requests
+            .iter()
+            .map(|r| KvCache::blocks_for(r.prompt.len() + params.max_tokens))
+            .collect();
+        let longest = finished.iter().copied().max().unwrap_or(1);
+        let at_end: usize = finished.iter().take(layout.batch).sum();
+        let blocks = prompts.midpoint(at_end).max(longest + 1);
+        decoder.set_kv_cache_size(KvCacheSize::Bytes(
+            (blocks * decoder.kv_block_bytes()) as u64,
+        ));
     }
-    let mut out = generate_chunked(
-        decoder,
-        &requests,
-        &params,
-        layout.batch,
-        layout.prefill_chunk,
-    )?;
-    if layout.reversed {
-        out.reverse();
-    }
-    Ok(out)
+    let result = (|| {
+        let mut scheduler = Scheduler::new(decoder, params.clone(), layout.batching, layout.batch)?;
+        if let Some(tokens) = layout.prefill_chunk {
+            scheduler = scheduler.with_prefill_chunk(tokens)?;
+        }
+        let order: Vec<usize> = if layout.reversed {
+            (0..requests.len()).rev().collect()
+        } else {
+            (0..requests.len()).collect()
+        };
+        for i in order {
+            scheduler.submit(i, requests[i].clone());
+        }
+        let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
+        while !scheduler.is_done() {
+            for (id, g) in scheduler.step()? {
+                out[id] = Some(g);
+            }
+        }
+        let out = out
+            .into_iter()
+            .map(|g| g.expect("the scheduler returns every request"))
+            .collect();
+        Ok::<_, reprolm_engine::Error>((out, scheduler.preemptions()))
+    })();
+    decoder.set_kv_cache_size(roomy);
+    Ok(result?)
 }
 
 /// How far `got` is from `want`: whether tokens and top-k are bitwise equal, and the largest
@@ -569,60 +612,81 @@ fn invariance(args: &BenchInvarianceArgs, mode: OutputMode) -> Result<i32> {
     if args.batch_sizes.is_empty() || args.batch_sizes.contains(&0) {
         bail!("--batch-sizes: every batch size must be at least 1");
     }
+    if args.samples == 0 || (args.samples > 1 && args.temperature <= 0.0) {
+        bail!("--samples: at least 1, and more than 1 only with a positive --temperature");
+    }
+    let params = SamplingParams {
+        temperature: args.temperature,
+        top_p: args.top_p,
+        stop_token_ids: Vec::new(),
+        ..SamplingParams::greedy(args.new_tokens)
+    };
+    params.validate().context("--temperature / --top-p")?;
     let mut results = Vec::new();
     for policy in &args.policies {
         let (mut model, device) = load(&args.model, policy)?;
         // Prompts of different lengths, so a batch holds sequences of different lengths.
         let full = prompts(&args.model, args.count, model.decoder.spec().vocab_size)?;
-        let prompts: Vec<Vec<u32>> = full
+        let requests: Vec<Request> = full
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                if args.equal_lengths {
-                    return p.clone();
-                }
-                let min = (p.len() / 2).max(1);
-                let len = min + (i * 7919) % (p.len() - min + 1);
-                p[..len].to_vec()
+            .flat_map(|(i, p)| {
+                let len = if args.equal_lengths {
+                    p.len()
+                } else {
+                    let min = (p.len() / 2).max(1);
+                    min + (i * 7919) % (p.len() - min + 1)
+                };
+                (0..args.samples as u32).map(move |s| Request {
+                    prompt: p[..len].to_vec(),
+                    problem_id: format!("invariance-{i}"),
+                    sample_index: s,
+                })
             })
             .collect();
+        let largest = *args.batch_sizes.iter().max().expect("checked non-empty");
         let mut layouts: Vec<Layout> = Vec::new();
         for &batch in &args.batch_sizes {
             for reversed in [false, true] {
                 layouts.push(Layout {
                     batch,
                     reversed,
-                    prefill_chunk: None,
+                    ..Layout::alone()
                 });
             }
         }
         layouts.push(Layout {
-            batch: 1,
-            reversed: false,
             prefill_chunk: Some(args.prefill_chunk),
+            ..Layout::alone()
         });
         layouts.push(Layout {
-            batch: *args.batch_sizes.iter().max().expect("checked non-empty"),
+            batch: largest,
             reversed: true,
             prefill_chunk: Some(args.prefill_chunk),
+            ..Layout::alone()
         });
+        for tight_cache in [false, true] {
+            layouts.push(Layout {
+                batch: largest,
+                batching: Batching::Continuous,
+                tight_cache,
+                ..Layout::alone()
+            });
+        }
         for deterministic in [false, true] {
             model
                 .decoder
                 .set_compute_mode(compute_mode(deterministic))?;
-            let alone = Layout {
-                batch: 1,
-                reversed: false,
-                prefill_chunk: None,
-            };
-            let reference = generate_laid_out(&model.decoder, &prompts, args.new_tokens, alone)?;
+            let (reference, _) =
+                generate_laid_out(&mut model.decoder, &requests, &params, Layout::alone())?;
             let kernels = if deterministic {
                 "deterministic"
             } else {
                 "fast"
             };
             for &layout in &layouts {
-                let got = generate_laid_out(&model.decoder, &prompts, args.new_tokens, layout)?;
+                let (got, preemptions) =
+                    generate_laid_out(&mut model.decoder, &requests, &params, layout)?;
                 let diffs: Vec<(bool, f32)> = reference
                     .iter()
                     .zip(&got)
@@ -633,16 +697,24 @@ fn invariance(args: &BenchInvarianceArgs, mode: OutputMode) -> Result<i32> {
                 let row = json!({
                     "policy": policy, "kernels": kernels, "device": device_label(&device),
                     "device_name": device_name(&device), "layout": layout.to_string(),
-                    "prompts": prompts.len(), "identical": identical,
-                    "max_top_logprob_difference": max,
+                    "sequences": requests.len(), "identical": identical,
+                    "max_top_logprob_difference": max, "preemptions": preemptions,
+                    "temperature": args.temperature, "top_p": args.top_p,
                 });
                 match mode {
                     OutputMode::Json => crate::progress::event("bench_invariance", row.clone()),
-                    OutputMode::Human => println!(
-                        "{policy:>9} {kernels:>13} {:<40} {identical:>3}/{} identical to batch 1, max |dlogprob| {max:.3e}",
-                        layout.to_string(),
-                        prompts.len()
-                    ),
+                    OutputMode::Human => {
+                        let preempted = if preemptions > 0 {
+                            format!(" ({preemptions} preemptions)")
+                        } else {
+                            String::new()
+                        };
+                        println!(
+                            "{policy:>9} {kernels:>13} {:<52} {identical:>3}/{} identical to batch 1, max |dlogprob| {max:.3e}{preempted}",
+                            layout.to_string(),
+                            requests.len()
+                        )
+                    }
                     OutputMode::Quiet => {}
                 }
                 results.push(row);

@@ -790,6 +790,12 @@ impl Decoder {
         KvCache::new(&shape, blocks, &self.device)
     }
 
+    /// Bytes one block of this decoder's KV cache takes (all layers, keys and values, in the
+    /// policy's KV dtype): the unit a cache budget is counted in.
+    pub fn kv_block_bytes(&self) -> usize {
+        self.cache_shape().block_bytes()
+    }
+
     /// The size of the caches [`Decoder::new_cache`] makes (`--kv-cache-memory`).
     pub fn set_kv_cache_size(&mut self, size: KvCacheSize) {
         self.kv_cache_size = size;

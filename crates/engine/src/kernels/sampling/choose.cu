@@ -119,10 +119,22 @@ __device__ void warp_bucket_add(unsigned int* hist, unsigned long long* hsum, in
   __syncwarp();
 }
 
-// logits: (rows, n) f32; draws: (rows, 2) u32, the draw's low and high words; out: (rows) u32.
+// A token's weight as stored in the scratch row: the weight (at most 2^32) in the low bits and
+// whether min-p keeps it in the top bit.
+#define CANDIDATE_BIT 0x8000000000000000ull
+
+__device__ __forceinline__ unsigned long long stored_weight(unsigned long long s, bool* cand) {
+  *cand = (s & CANDIDATE_BIT) != 0;
+  return s & ~CANDIDATE_BIT;
+}
+
+// logits: (rows, n) f32; draws: (rows, 2) u32, the draw's low and high words; weights: (rows, n)
+// u64 scratch, each token's weight computed once (a double division and exponential) and read by
+// every later pass; out: (rows) u32.
 extern "C" __global__ void sample_rows(const float* logits, const unsigned int* draws,
-                                       unsigned int* out, int n, double temperature, int top_k,
-                                       double top_p, double min_p) {
+                                       unsigned long long* weights, unsigned int* out, int n,
+                                       double temperature, int top_k, double top_p,
+                                       double min_p) {
   __shared__ unsigned int u32_scratch[32];
   __shared__ unsigned long long u64_scratch[32];
   __shared__ unsigned int hist[RADIX_BUCKETS];
@@ -130,6 +142,7 @@ extern "C" __global__ void sample_rows(const float* logits, const unsigned int* 
   __shared__ unsigned long long chosen[2];
   __shared__ unsigned long long prefix_sums[CHOOSE_THREADS];
   const float* lg = logits + (long long)blockIdx.x * n;
+  unsigned long long* ws = weights + (long long)blockIdx.x * n;
   const int tid = threadIdx.x, nt = blockDim.x;
 
   // 1. The largest finite logit, and how many are finite.
@@ -196,11 +209,13 @@ extern "C" __global__ void sample_rows(const float* logits, const unsigned int* 
     cut.floor = key_float(prefix);
   }
 
-  // 3. The top-k set's total weight.
+  // 3. Every token's weight, kept in the scratch row, and the top-k set's total weight.
   unsigned long long total = 0;
   for (int i = tid; i < n; i += nt) {
     bool cand;
-    total += token_weight(lg[i], cut, &cand);
+    unsigned long long w = token_weight(lg[i], cut, &cand);
+    ws[i] = w | (cand ? CANDIDATE_BIT : 0ull);
+    total += w;
   }
   total = block_reduce(total, u64_scratch, AddULL(), 0ull);
 
@@ -223,7 +238,7 @@ extern "C" __global__ void sample_rows(const float* logits, const unsigned int* 
         unsigned long long w = 0;
         if (i < n) {
           bool cand;
-          w = token_weight(lg[i], cut, &cand);
+          w = stored_weight(ws[i], &cand);
           if (cand && (w & mask) == prefix) b = (int)((w >> shift) & 0xff);
         }
         warp_bucket_add(hist, hsum, b, w, prefix_sums);
@@ -259,7 +274,7 @@ extern "C" __global__ void sample_rows(const float* logits, const unsigned int* 
   unsigned long long mine = 0;
   for (int i = lo; i < hi; ++i) {
     bool cand;
-    unsigned long long w = token_weight(lg[i], cut, &cand);
+    unsigned long long w = stored_weight(ws[i], &cand);
     if (cand && w >= tau) mine += w;
   }
   prefix_sums[tid] = mine;
@@ -283,7 +298,7 @@ extern "C" __global__ void sample_rows(const float* logits, const unsigned int* 
   if (mine > 0 && acc <= target && target < acc + mine) {
     for (int i = lo; i < hi; ++i) {
       bool cand;
-      unsigned long long w = token_weight(lg[i], cut, &cand);
+      unsigned long long w = stored_weight(ws[i], &cand);
       if (!(cand && w >= tau)) continue;
       acc += w;
       if (acc > target) {

@@ -97,12 +97,15 @@ mod imp {
                 candle_core::bail!("sampling: draws must be contiguous")
             };
             let draws = dr.as_cuda_slice::<u32>()?.slice(d0..d1);
-            // Safety: the kernel writes one id per row, every row.
+            // Safety: the kernel writes one id per row, every row, and each scratch weight
+            // before it reads it.
             let out = unsafe { dev.alloc::<u32>(rows)? };
+            let weights = unsafe { dev.alloc::<u64>(rows * n)? };
             let n_i = n as i32;
             let mut b = func.builder();
             lw.push(&mut b);
             b.arg(&draws);
+            b.arg(&weights);
             b.arg(&out);
             b.arg(&n_i);
             b.arg(&self.temperature);
