@@ -137,20 +137,6 @@ pub enum Error {
         /// The pool's size, formatted.
         bytes: String,
     },
-    /// A GPU kernel chose differently from the host body it must equal bit for bit (found by
-    /// the cross-check of the first sampled step; see `kernels::sampling`).
-    #[error(
-        "the GPU sampling kernel chose {device} where the host choice is {host} (row {row}); \
-         this is a bug: set REPROLM_HOST_PICK=1 to choose on the host meanwhile"
-    )]
-    KernelMismatch {
-        /// The row of the batch.
-        row: usize,
-        /// What the kernel chose.
-        device: u32,
-        /// What the host body chose.
-        host: u32,
-    },
     /// A precision policy could not be built or applied.
     #[error(transparent)]
     Precision(#[from] reprolm_precision::Error),
