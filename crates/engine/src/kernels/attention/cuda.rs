@@ -3,6 +3,7 @@
 use super::{PagedQueries, KV_SPLIT};
 use crate::{Error, Result};
 use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::op::BackpropOp;
@@ -11,16 +12,20 @@ use reprolm_precision::cuda::{ptx, suffix, Output, Words};
 
 pub(super) const SOURCE: &str = include_str!("paged.cu");
 pub(super) const MODULE: &str = "reprolm_paged_attention";
-/// Threads per block (`THREADS` in the source).
+/// Threads per block of the split kernels (`THREADS` in the source).
 const THREADS: u32 = 128;
+/// Threads per block of the prefill kernel (`PREFILL_THREADS`).
+const PREFILL_THREADS: u32 = 256;
+/// Statistics the prefill kernel keeps per query row (`ROW_STATS`).
+const ROW_STATS: usize = 7;
+/// Query rows (tokens × query heads of one kv head) a prefill block takes at most: each split's
+/// keys and values are read once for all of them, and their scores fit in shared memory.
+const PREFILL_ROWS: usize = 48;
 /// Query tokens × kv heads below which a query's splits run in parallel blocks (decode): with
 /// fewer blocks than this the GPU would idle while each block walked its splits in turn.
-const PARALLEL_SPLITS_BELOW: usize = 4096;
+pub(super) const PARALLEL_SPLITS_BELOW: usize = 4096;
 /// The most memory the partial results of parallel splits may take.
 const PARTIAL_BYTES: usize = 256 << 20;
-
-/// A null device pointer: "no partial results" (the kernel then folds in-block).
-static NULL: u64 = 0;
 
 fn cuda<'a>(s: &'a Storage, what: &str) -> Result<&'a CudaStorage> {
     match s {
@@ -90,20 +95,7 @@ pub(super) fn attention(
     );
     let ptx = ptx(MODULE, SOURCE)?;
     let (qn, kn) = (suffix(dtype)?, suffix(keys.dtype())?);
-    let func = dev.get_or_load_custom_func(&format!("paged_attention_{qn}_{kn}"), MODULE, ptx)?;
     let out = Output::alloc(&dev, dtype, heads * tokens * d)?;
-    let (part_acc, part_ml) = if partial {
-        // Safety: the fold kernel reads only the partial results the first kernel wrote (the
-        // splits each query has).
-        unsafe {
-            (
-                Some(dev.alloc::<f32>(tokens * heads * splits_cap * d)?),
-                Some(dev.alloc::<f32>(tokens * heads * splits_cap * 2)?),
-            )
-        }
-    } else {
-        (None, None)
-    };
     let dims = [
         queries.width as i32,
         tokens as i32,
@@ -113,8 +105,52 @@ pub(super) fn attention(
     ];
     let slots = slots as i64;
     let scale = scale as f32;
-    let cap = splits_cap as i32;
-    {
+    if !partial {
+        let tiles = tiles(queries, (PREFILL_ROWS / (heads / kv_heads)).max(1));
+        let rows = tiles.chunks(2).map(|t| t[1] as usize).max().unwrap_or(1) * (heads / kv_heads);
+        let n_tiles = tiles.len() / 2;
+        let tiles = dev.clone_htod(&tiles)?;
+        let func = dev.get_or_load_custom_func(&format!("paged_prefill_{qn}_{kn}"), MODULE, ptx)?;
+        let shared = KV_SPLIT * 8 + rows * (2 * d + KV_SPLIT + ROW_STATS) * 4;
+        func.set_attribute(
+            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            shared as i32,
+        )
+        .w()?;
+        let mut b = func.builder();
+        qw.push(&mut b);
+        kw.push(&mut b);
+        vw.push(&mut b);
+        b.arg(&sv);
+        b.arg(&pv);
+        b.arg(&tv);
+        b.arg(&tiles);
+        for x in &dims {
+            b.arg(x);
+        }
+        b.arg(&slots);
+        b.arg(&scale);
+        out.push(&mut b);
+        let cfg = LaunchConfig {
+            grid_dim: (n_tiles as u32, kv_heads as u32, 1),
+            block_dim: (PREFILL_THREADS, 1, 1),
+            shared_mem_bytes: shared as u32,
+        };
+        // Safety: the arguments match the kernel's signature; shapes were checked by the caller,
+        // and every tile lists consecutive positions of one sequence.
+        unsafe { b.launch(cfg) }.w()?;
+    } else {
+        // Safety: the fold kernel reads only the partial results the first kernel wrote (the
+        // splits each query has).
+        let (part_acc, part_ml) = unsafe {
+            (
+                dev.alloc::<f32>(tokens * heads * splits_cap * d)?,
+                dev.alloc::<f32>(tokens * heads * splits_cap * 2)?,
+            )
+        };
+        let cap = splits_cap as i32;
+        let func =
+            dev.get_or_load_custom_func(&format!("paged_attention_{qn}_{kn}"), MODULE, ptx)?;
         let mut b = func.builder();
         qw.push(&mut b);
         kw.push(&mut b);
@@ -128,30 +164,15 @@ pub(super) fn attention(
         b.arg(&slots);
         b.arg(&scale);
         b.arg(&cap);
-        match (&part_acc, &part_ml) {
-            (Some(a), Some(m)) => {
-                b.arg(a);
-                b.arg(m);
-            }
-            _ => {
-                b.arg(&NULL);
-                b.arg(&NULL);
-            }
-        }
-        out.push(&mut b);
+        b.arg(&part_acc);
+        b.arg(&part_ml);
         let cfg = LaunchConfig {
-            grid_dim: (
-                tokens as u32,
-                kv_heads as u32,
-                if partial { splits_cap as u32 } else { 1 },
-            ),
+            grid_dim: (tokens as u32, kv_heads as u32, splits_cap as u32),
             block_dim: (THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
         // Safety: the arguments match the kernel's signature; shapes were checked by the caller.
         unsafe { b.launch(cfg) }.w()?;
-    }
-    if let (Some(a), Some(m)) = (&part_acc, &part_ml) {
         let fold = dev.get_or_load_custom_func(&format!("paged_fold_{qn}"), MODULE, ptx)?;
         let mut b = fold.builder();
         b.arg(&pv);
@@ -159,8 +180,8 @@ pub(super) fn attention(
         b.arg(&dims[2]);
         b.arg(&dims[4]);
         b.arg(&cap);
-        b.arg(a);
-        b.arg(m);
+        b.arg(&part_acc);
+        b.arg(&part_ml);
         out.push(&mut b);
         let cfg = LaunchConfig {
             grid_dim: (tokens as u32, heads as u32, 1),
@@ -177,4 +198,28 @@ pub(super) fn attention(
         BackpropOp::none(),
         false,
     ))
+}
+
+/// The prefill kernel's tiles, as (first query token, count) pairs: runs of at most `per_tile`
+/// query tokens that are consecutive positions of one sequence, the tiles ending furthest into
+/// their sequences first (they walk the most splits, so they should not start last).
+fn tiles(queries: &PagedQueries, per_tile: usize) -> Vec<u32> {
+    let mut tiles: Vec<(u32, u32)> = Vec::new();
+    for t in 0..queries.seq.len() {
+        if let Some((first, count)) = tiles.last_mut() {
+            let last = (*first + *count - 1) as usize;
+            if (*count as usize) < per_tile
+                && queries.seq[last] == queries.seq[t]
+                && queries.pos[last] + 1 == queries.pos[t]
+            {
+                *count += 1;
+                continue;
+            }
+        }
+        tiles.push((t as u32, 1));
+    }
+    tiles.sort_by_key(|&(first, count)| {
+        std::cmp::Reverse(queries.pos[(first + count - 1) as usize])
+    });
+    tiles.into_iter().flat_map(|(a, b)| [a, b]).collect()
 }

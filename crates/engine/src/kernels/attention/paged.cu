@@ -1,11 +1,11 @@
 // Attention over the paged KV cache, in the order of `attention/mod.rs`: a query's keys in splits
-// of KV_SPLIT positions, each split's (max, sum, weighted values) computed by one block, the
-// splits folded in increasing order. Two entry points give the same bits:
-//   paged_attention_*   one block per (query token, kv head, split); with `part_acc == 0` the
-//                       block walks every split of its query itself and folds them as it goes
-//                       (prefill), otherwise it writes its split's partial result for
-//                       paged_fold_* (decode, many blocks per query).
-//   paged_fold_*        one block per (query token, query head): folds the partial results.
+// of KV_SPLIT positions, each split's (max, sum, weighted values), the splits folded in
+// increasing order. Two routes give the same bits:
+//   paged_attention_*   one block per (query token, kv head, split) writes the split's partial
+//   + paged_fold_*      result; one block per (query token, query head) folds them (decode:
+//                       few queries, many blocks per query).
+//   paged_prefill_*     one block per (tile of consecutive query tokens, kv head) walks the
+//                       splits in order and folds as it goes (prefill: many queries).
 // q and out are (heads, tokens, d); the pools (kv_heads, slots, d); tables (seqs, width).
 
 #define KV_SPLIT 256
@@ -15,14 +15,26 @@
 #define THREADS 128
 #define WARPS (THREADS / 32)
 
-// The fold of step 3 (one expression for both entry points, so they agree bit for bit).
+// The fold of step 3 (one expression for every entry point, so they agree bit for bit): the
+// running (big_m, big_l, o) of splits so far and a split's (m, l, acc) give the factors a and b
+// by which each side is scaled.
+__device__ __forceinline__ void fold_factors(float big_m, float m, float& m2, float& a, float& b) {
+  m2 = fmaxf(big_m, m);
+  a = expf(big_m - m2);
+  b = expf(m - m2);
+}
+
+// Spelled out so that no contraction choice of the compiler can differ between the callers.
+__device__ __forceinline__ float fold_value(float o, float a, float acc, float b) {
+  return __fmaf_rn(o, a, __fmul_rn(acc, b));
+}
+
 __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n, float m, float l,
                                      const float* acc) {
-  float m2 = fmaxf(big_m, m);
-  float a = expf(big_m - m2), b = expf(m - m2);
-  // Spelled out so that no contraction choice of the compiler can differ between the callers.
-  big_l = __fmaf_rn(big_l, a, __fmul_rn(l, b));
-  for (int i = 0; i < n; i++) o[i] = __fmaf_rn(o[i], a, __fmul_rn(acc[i], b));
+  float m2, a, b;
+  fold_factors(big_m, m, m2, a, b);
+  big_l = fold_value(big_l, a, l, b);
+  for (int i = 0; i < n; i++) o[i] = fold_value(o[i], a, acc[i], b);
   big_m = m2;
 }
 
@@ -32,15 +44,10 @@ __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n
                                   const unsigned* q_seq, const unsigned* q_pos,                     \
                                   const unsigned* tables, int width, int tokens, int heads,         \
                                   int kv_heads, int d, long slots, float scale, int splits_cap,     \
-                                  float* part_acc, float* part_ml, QT* out) {                       \
-    const int t = blockIdx.x, g = blockIdx.y;                                                       \
+                                  float* part_acc, float* part_ml) {                                \
+    const int t = blockIdx.x, g = blockIdx.y, s = blockIdx.z;                                       \
     const int n = (int)q_pos[t] + 1;                                                                \
-    const int splits = (n + KV_SPLIT - 1) / KV_SPLIT;                                               \
-    const bool partial = part_acc != 0;                                                             \
-    /* With partial results, this block's one split; otherwise all of them in order. */             \
-    const int s_first = partial ? (int)blockIdx.z : 0;                                              \
-    const int s_last = partial ? (int)blockIdx.z + 1 : splits;                                      \
-    if (s_first >= splits) return;                                                                  \
+    if (s * KV_SPLIT >= n) return;                                                                  \
     const int rep = heads / kv_heads;                                                               \
     __shared__ float qs[MAX_GROUP * MAX_D];                                                         \
     __shared__ float sc[MAX_GROUP * KV_SPLIT];                                                      \
@@ -53,9 +60,7 @@ __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n
     const unsigned* table = tables + (long)q_seq[t] * width;                                        \
     const long base = (long)g * slots * d;                                                          \
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;                                     \
-    /* The running fold of this thread's output elements (e = tid, tid + THREADS, ...). */          \
-    float big_m[MAX_GROUP], big_l[MAX_GROUP], o[MAX_GROUP][MAX_D / THREADS];                        \
-    for (int s = s_first; s < s_last; s++) {                                                        \
+    {                                                                                               \
       const int j0 = s * KV_SPLIT, nk = min(KV_SPLIT, n - j0);                                      \
       for (int jj = threadIdx.x; jj < nk; jj += THREADS) {                                          \
         int j = j0 + jj;                                                                            \
@@ -99,7 +104,7 @@ __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n
         }                                                                                           \
       }                                                                                             \
       __syncthreads();                                                                              \
-      /* 2c. Weighted values, sequential over the split's keys, and the fold of step 3. */          \
+      /* 2c. Weighted values, sequential over the split's keys: the partial result. */              \
       _Pragma("unroll") for (int c = 0; c < MAX_D / THREADS; c++) {                                 \
         const int e = threadIdx.x + c * THREADS;                                                    \
         if (e >= d) break;                                                                          \
@@ -113,32 +118,13 @@ __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n
         _Pragma("unroll") for (int r = 0; r < MAX_GROUP; r++) {                                     \
           if (r >= rep) break;                                                                      \
           const int hh = g * rep + r;                                                               \
-          if (partial) {                                                                            \
-            part_acc[(((long)t * heads + hh) * splits_cap + s) * d + e] = acc[r];                   \
-          } else if (s == 0) {                                                                      \
-            o[r][c] = acc[r];                                                                       \
-            if (c == 0) { big_m[r] = ml[2 * r]; big_l[r] = ml[2 * r + 1]; }                         \
-          } else {                                                                                  \
-            float bm = big_m[r], bl = big_l[r];                                                     \
-            fold(bm, bl, &o[r][c], 1, ml[2 * r], ml[2 * r + 1], &acc[r]);                            \
-            if (c == (d - 1 - threadIdx.x) / THREADS) { big_m[r] = bm; big_l[r] = bl; }             \
-          }                                                                                         \
+          part_acc[(((long)t * heads + hh) * splits_cap + s) * d + e] = acc[r];                     \
         }                                                                                           \
       }                                                                                             \
-      if (partial && threadIdx.x < rep) {                                                           \
+      if (threadIdx.x < rep) {                                                                      \
         const long at = ((long)t * heads + g * rep + threadIdx.x) * splits_cap + s;                 \
         part_ml[2 * at] = ml[2 * threadIdx.x];                                                      \
         part_ml[2 * at + 1] = ml[2 * threadIdx.x + 1];                                              \
-      }                                                                                             \
-      __syncthreads(); /* shared scores and slots are rewritten by the next split */                \
-    }                                                                                               \
-    if (partial) return;                                                                            \
-    _Pragma("unroll") for (int c = 0; c < MAX_D / THREADS; c++) {                                   \
-      const int e = threadIdx.x + c * THREADS;                                                      \
-      if (e >= d) break;                                                                            \
-      _Pragma("unroll") for (int r = 0; r < MAX_GROUP; r++) {                                       \
-        if (r >= rep) break;                                                                        \
-        store_##QN(out, ((long)(g * rep + r) * tokens + t) * d + e, o[r][c] / big_l[r]);            \
       }                                                                                             \
     }                                                                                               \
   }
@@ -161,6 +147,134 @@ __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n
     }                                                                                               \
   }
 
+// Prefill: one block per (tile, kv head), a tile being up to a few consecutive positions of one
+// sequence (`tiles` holds each tile's first query token and count). The tile's query rows (its
+// tokens x the kv head's query heads) share each split's slots, key rows and value elements, read
+// once for all of them; every row is reduced with the operations of paged_attention_* in the same
+// order (a row simply skips the keys past its own position), so a query's bits do not depend on
+// the tile it is in. Dynamic shared memory: slot_of[KV_SPLIT] (long), then per row its query, its
+// scores, its running output, and its statistics.
+#define PREFILL_THREADS 256
+#define PREFILL_WARPS (PREFILL_THREADS / 32)
+#define PREFILL_GROUP 8
+#define ROW_STATS 7 /* split max, split sum, running max, running sum, factor a, factor b, keys */
+
+#define PREFILL(QN, QT, KN, KT)                                                                    \
+  extern "C" __global__ void __launch_bounds__(PREFILL_THREADS)                                      \
+      paged_prefill_##QN##_##KN(const QT* q, const KT* keys, const KT* vals,                        \
+                                const unsigned* q_seq, const unsigned* q_pos,                       \
+                                const unsigned* tables, const unsigned* tiles, int width,           \
+                                int tokens, int heads, int kv_heads, int d, long slots,             \
+                                float scale, QT* out) {                                             \
+    extern __shared__ long long prefill_smem[];                                                     \
+    const int t0 = (int)tiles[2 * blockIdx.x], cnt = (int)tiles[2 * blockIdx.x + 1];                \
+    const int g = blockIdx.y, rep = heads / kv_heads, rows = cnt * rep;                             \
+    long* slot_of = (long*)prefill_smem;                                                            \
+    float* qs = (float*)(slot_of + KV_SPLIT);                                                       \
+    float* sc = qs + rows * d;                                                                      \
+    float* os = sc + rows * KV_SPLIT;                                                               \
+    float* st = os + rows * d;                                                                      \
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;                                     \
+    /* Row r is token t0 + r / rep, query head g * rep + r % rep. */                                \
+    for (int i = threadIdx.x; i < rows * d; i += PREFILL_THREADS) {                                 \
+      int r = i / d, e = i % d;                                                                     \
+      qs[i] = load_##QN(q, ((long)(g * rep + r % rep) * tokens + t0 + r / rep) * d + e);            \
+    }                                                                                               \
+    int n_last = 0;                                                                                 \
+    for (int i = 0; i < cnt; i++) n_last = max(n_last, (int)q_pos[t0 + i] + 1);                     \
+    const unsigned* table = tables + (long)q_seq[t0] * width;                                       \
+    const long base = (long)g * slots * d;                                                          \
+    const int splits = (n_last + KV_SPLIT - 1) / KV_SPLIT;                                          \
+    for (int s = 0; s < splits; s++) {                                                              \
+      const int j0 = s * KV_SPLIT, nk_max = min(KV_SPLIT, n_last - j0);                             \
+      for (int jj = threadIdx.x; jj < nk_max; jj += PREFILL_THREADS) {                              \
+        int j = j0 + jj;                                                                            \
+        slot_of[jj] = (long)table[j / BLOCK] * BLOCK + j % BLOCK;                                   \
+      }                                                                                             \
+      for (int r = threadIdx.x; r < rows; r += PREFILL_THREADS) {                                   \
+        int n = (int)q_pos[t0 + r / rep] + 1;                                                       \
+        st[r * ROW_STATS + 6] = __int_as_float(max(0, min(KV_SPLIT, n - j0)));                      \
+      }                                                                                             \
+      __syncthreads();                                                                              \
+      /* Scores, as paged_attention_*'s step 2a, each key row read once for every query row. */    \
+      for (int jj = warp; jj < nk_max; jj += PREFILL_WARPS) {                                       \
+        const long krow = base + slot_of[jj] * d;                                                   \
+        float kr[MAX_D / 32];                                                                       \
+        _Pragma("unroll") for (int i = 0; i < MAX_D / 32; i++) {                                    \
+          int e = lane + 32 * i;                                                                    \
+          kr[i] = e < d ? load_##KN(keys, krow + e) : 0.f;                                          \
+        }                                                                                           \
+        for (int r = 0; r < rows; r++) {                                                            \
+          if (jj >= __float_as_int(st[r * ROW_STATS + 6])) continue;                                \
+          float p = 0.f;                                                                            \
+          _Pragma("unroll") for (int i = 0; i < MAX_D / 32; i++) {                                  \
+            int e = lane + 32 * i;                                                                  \
+            if (e < d) p = fmaf(qs[r * d + e], kr[i], p);                                           \
+          }                                                                                         \
+          _Pragma("unroll") for (int w = 16; w > 0; w >>= 1) p += __shfl_xor_sync(0xffffffffu, p, w); \
+          if (lane == 0) sc[r * KV_SPLIT + jj] = p * scale;                                         \
+        }                                                                                           \
+      }                                                                                             \
+      __syncthreads();                                                                              \
+      /* Per row: the split's max, exp and sum (step 2b), then the fold factors (step 3). */        \
+      for (int r = warp; r < rows; r += PREFILL_WARPS) {                                            \
+        const int nk = __float_as_int(st[r * ROW_STATS + 6]);                                       \
+        if (nk == 0) continue;                                                                      \
+        float m = NEG_INF;                                                                          \
+        for (int jj = lane; jj < nk; jj += 32) m = fmaxf(m, sc[r * KV_SPLIT + jj]);                 \
+        _Pragma("unroll") for (int w = 16; w > 0; w >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, w)); \
+        float l = 0.f;                                                                              \
+        for (int jj = lane; jj < nk; jj += 32) {                                                    \
+          float e = expf(sc[r * KV_SPLIT + jj] - m);                                                \
+          sc[r * KV_SPLIT + jj] = e;                                                                \
+          l += e;                                                                                   \
+        }                                                                                           \
+        _Pragma("unroll") for (int w = 16; w > 0; w >>= 1) l += __shfl_xor_sync(0xffffffffu, l, w); \
+        if (lane == 0) {                                                                            \
+          float* x = st + r * ROW_STATS;                                                            \
+          if (s == 0) {                                                                             \
+            x[2] = m;                                                                               \
+            x[3] = l;                                                                               \
+          } else {                                                                                  \
+            float m2;                                                                               \
+            fold_factors(x[2], m, m2, x[4], x[5]);                                                  \
+            x[3] = fold_value(x[3], x[4], l, x[5]);                                                 \
+            x[2] = m2;                                                                              \
+          }                                                                                         \
+        }                                                                                           \
+      }                                                                                             \
+      __syncthreads();                                                                              \
+      /* Weighted values (step 2c) for groups of rows per value element, folded in (step 3). */    \
+      const int groups = (rows + PREFILL_GROUP - 1) / PREFILL_GROUP;                                \
+      for (int item = threadIdx.x; item < d * groups; item += PREFILL_THREADS) {                    \
+        const int e = item % d, r0 = (item / d) * PREFILL_GROUP;                                    \
+        int nk[PREFILL_GROUP];                                                                      \
+        float acc[PREFILL_GROUP];                                                                   \
+        _Pragma("unroll") for (int k = 0; k < PREFILL_GROUP; k++) {                                 \
+          nk[k] = r0 + k < rows ? __float_as_int(st[(r0 + k) * ROW_STATS + 6]) : 0;                 \
+          acc[k] = 0.f;                                                                             \
+        }                                                                                           \
+        _Pragma("unroll 4") for (int jj = 0; jj < nk_max; jj++) {                                   \
+          const float v = load_##KN(vals, base + slot_of[jj] * d + e);                              \
+          _Pragma("unroll") for (int k = 0; k < PREFILL_GROUP; k++) if (jj < nk[k]) acc[k] =        \
+              fmaf(sc[(r0 + k) * KV_SPLIT + jj], v, acc[k]);                                        \
+        }                                                                                           \
+        _Pragma("unroll") for (int k = 0; k < PREFILL_GROUP; k++) {                                 \
+          if (nk[k] == 0) continue;                                                                 \
+          const int r = r0 + k;                                                                     \
+          const float* x = st + r * ROW_STATS;                                                      \
+          os[r * d + e] = s == 0 ? acc[k] : fold_value(os[r * d + e], x[4], acc[k], x[5]);          \
+        }                                                                                           \
+      }                                                                                             \
+      __syncthreads(); /* slots, scores and factors are rewritten by the next split */             \
+    }                                                                                               \
+    for (int i = threadIdx.x; i < rows * d; i += PREFILL_THREADS) {                                 \
+      int r = i / d, e = i % d;                                                                     \
+      store_##QN(out, ((long)(g * rep + r % rep) * tokens + t0 + r / rep) * d + e,                  \
+                 os[i] / st[r * ROW_STATS + 3]);                                                    \
+    }                                                                                               \
+  }
+
 PAGED(f32, float, f32, float)
 PAGED(f32, float, bf16, u16)
 PAGED(f32, float, f16, u16)
@@ -170,6 +284,15 @@ PAGED(bf16, u16, f16, u16)
 PAGED(f16, u16, f32, float)
 PAGED(f16, u16, bf16, u16)
 PAGED(f16, u16, f16, u16)
+PREFILL(f32, float, f32, float)
+PREFILL(f32, float, bf16, u16)
+PREFILL(f32, float, f16, u16)
+PREFILL(bf16, u16, f32, float)
+PREFILL(bf16, u16, bf16, u16)
+PREFILL(bf16, u16, f16, u16)
+PREFILL(f16, u16, f32, float)
+PREFILL(f16, u16, bf16, u16)
+PREFILL(f16, u16, f16, u16)
 FOLD(f32, float)
 FOLD(bf16, u16)
 FOLD(f16, u16)

@@ -253,3 +253,38 @@ fn cuda_matches_the_cpu_and_keeps_a_querys_bits() {
         );
     }
 }
+
+/// A call with many query tokens takes the prefill kernel (tiles of consecutive positions sharing
+/// each split's keys): every query keeps the bits it has alone (the split kernels), whatever its
+/// tile, including tiles that straddle a split boundary and the short last tile.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_prefill_tiles_keep_a_querys_bits() {
+    let Some(dev) = crate::kernels::gpu_test::device() else {
+        return;
+    };
+    for dtype in [DType::F32, DType::BF16] {
+        let lens = [8 * KV_SPLIT + 41, KV_SPLIT + 3];
+        let f = fixture(&lens, dtype, &dev);
+        // 2,089 + 259 tokens x 2 kv heads: more than the split kernels take.
+        let mut all: Vec<(usize, usize)> = (0..lens[0]).map(|p| (0, p)).collect();
+        all.extend((0..lens[1]).map(|p| (1, p)));
+        assert!(all.len() * KVH >= super::cuda::PARALLEL_SPLITS_BELOW);
+        let together = run(&f, &all, 4, dtype, &dev);
+        let probes = [
+            (0, 0),
+            (0, KV_SPLIT - 1),
+            (0, KV_SPLIT),
+            (0, 3 * KV_SPLIT + 7),
+            (0, lens[0] - 1),
+            (1, 1),
+            (1, lens[1] - 1),
+        ];
+        for t in probes {
+            let alone = run(&f, &[t], 4, dtype, &dev).remove(0);
+            let at = all.iter().position(|x| *x == t).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&together[at]), bits(&alone), "{dtype:?} {t:?}");
+        }
+    }
+}
