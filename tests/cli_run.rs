@@ -478,3 +478,38 @@ fn an_engine_failure_says_what_is_recorded() {
         "{stderr}"
     );
 }
+
+/// A larger `--limit` on a finished run extends it (the kernels are batch invariant): only the
+/// new problems are generated, and the directory ends as a run made with that limit from the
+/// start would.
+#[test]
+fn a_larger_limit_extends_a_run_to_what_a_run_with_it_would_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (grown, whole) = (tmp.path().join("grown"), tmp.path().join("whole"));
+    let with_limit = |out: &Path, limit: &str| {
+        run_args(
+            out,
+            &[
+                "--task",
+                "arith",
+                "--task-param",
+                "n=8",
+                "--batch-size",
+                "3",
+                "--limit",
+                limit,
+            ],
+        )
+    };
+    reprolm(tmp.path(), &with_limit(&grown, "3"), 0);
+    assert_eq!(lines(&grown), 3);
+    let mut again = with_limit(&grown, "5");
+    again.push("--json-log".into());
+    let res = reprolm(tmp.path(), &again, 0);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a final event")).unwrap();
+    assert_eq!(last["generated"], 2, "{stdout}");
+    reprolm(tmp.path(), &with_limit(&whole, "5"), 0);
+    assert_same_run(&grown, &whole);
+}

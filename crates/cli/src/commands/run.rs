@@ -23,7 +23,7 @@ use reprolm_engine::{
 use reprolm_metrics::run_dir::{
     BatchingMode, DeviceInfo, Durability, Finish, FinishReason, LogprobsRecord, Manifest,
     ModelInfo, Origin, PolicyInfo, ResponseRecord, RunDir, SampleKey, SamplingParams, TaskInfo,
-    WeightFile, MANIFEST_FORMAT_VERSION,
+    WeightFile, MANIFEST_FILE, MANIFEST_FORMAT_VERSION,
 };
 use reprolm_metrics::LoadedRun;
 use reprolm_tasks::{Dataset, Problem, Score, Task};
@@ -191,13 +191,34 @@ pub fn execute_with(
         &data,
         &problems,
     )?;
-    let (mut run, recovery) = RunDir::open_or_create(&cfg.out, manifest, Durability::Flush)
-        .with_context(|| {
-            format!(
-                "--out {}: opening the run directory (pass another --out to start a new run there)",
-                cfg.out.display()
-            )
-        })?;
+    // With batch-invariant kernels a sample does not depend on the others, so a larger --limit
+    // extends an existing run; otherwise its batches would change, and so would its numbers.
+    let invariant = reprolm_engine::kernels::batch_invariant(cfg.compute);
+    if !invariant {
+        if let Ok(existing) = Manifest::read(&cfg.out.join(MANIFEST_FILE)) {
+            if existing.is_extended_by(&manifest) {
+                bail!(
+                    "--out {}: the run has {} of the {} problems asked for; a run gets more problems \
+                     only with batch-invariant kernels (with these, its batches and so its numbers \
+                     would change): pass another --out",
+                    cfg.out.display(),
+                    existing.task.n_problems,
+                    manifest.task.n_problems
+                );
+            }
+        }
+    }
+    let open = if invariant {
+        RunDir::open_or_extend
+    } else {
+        RunDir::open_or_create
+    };
+    let (mut run, recovery) = open(&cfg.out, manifest, Durability::Flush).with_context(|| {
+        format!(
+            "--out {}: opening the run directory (pass another --out to start a new run there)",
+            cfg.out.display()
+        )
+    })?;
     if !recovery.is_clean() {
         mode.note(&format!(
             "{}: repaired after an interrupted session: {recovery}",

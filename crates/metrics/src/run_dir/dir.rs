@@ -304,6 +304,30 @@ impl RunDir {
         RunDir::open(path, durability)
     }
 
+    /// [`open_or_create`](Self::open_or_create), and a run that `manifest` extends
+    /// ([`Manifest::is_extended_by`]: the same configuration with more problems) grows: its
+    /// manifest takes the requested problem list and is no longer finished, and the samples of the
+    /// new problems are what is missing. Only sound where a sample's numbers do not depend on the
+    /// other samples of the run (batch-invariant kernels): the caller decides.
+    pub fn open_or_extend(
+        path: &Path,
+        manifest: Manifest,
+        durability: Durability,
+    ) -> Result<(RunDir, Recovery)> {
+        let mpath = path.join(MANIFEST_FILE);
+        if mpath.exists() {
+            let mut existing = Manifest::read(&mpath)?;
+            if existing.is_extended_by(&manifest) {
+                existing.task.n_problems = manifest.task.n_problems;
+                existing.task.problem_ids = manifest.task.problem_ids;
+                existing.finished_at = None;
+                existing.write(&mpath)?;
+                return RunDir::open(path, durability);
+            }
+        }
+        RunDir::open_or_create(path, manifest, durability)
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -401,6 +401,32 @@ impl Manifest {
         diffs
     }
 
+    /// Whether `other` asks for this run with more problems (a larger `--limit`): every
+    /// configuration field of [`diff_config`](Self::diff_config) is the same except the problem
+    /// list, and this run's problems are the first of `other`'s, in the same order.
+    ///
+    /// ```
+    /// # use reprolm_metrics::run_dir::Manifest;
+    /// let a = Manifest::example();
+    /// let mut b = a.clone();
+    /// b.task.problem_ids.push("one-more".into());
+    /// b.task.n_problems += 1;
+    /// assert!(a.is_extended_by(&b));
+    /// assert!(!b.is_extended_by(&a));
+    /// b.batch_size += 1;
+    /// assert!(!a.is_extended_by(&b));
+    /// ```
+    pub fn is_extended_by(&self, other: &Manifest) -> bool {
+        let diffs = self.diff_config(other);
+        !diffs.is_empty()
+            && diffs
+                .iter()
+                .all(|d| matches!(d.field, "task.n_problems" | "task.problem_ids"))
+            && other.task.problem_ids.len() > self.task.problem_ids.len()
+            && other.task.problem_ids.starts_with(&self.task.problem_ids)
+            && other.task.n_problems as usize == other.task.problem_ids.len()
+    }
+
     /// Read and validate `manifest.json` at `path`, rejecting unknown format versions before looking at
     /// any other field (a newer format may have renamed them).
     pub fn read(path: &Path) -> Result<Manifest> {
