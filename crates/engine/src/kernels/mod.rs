@@ -58,6 +58,12 @@ pub fn batch_invariant(mode: reprolm_precision::ComputeMode) -> bool {
     mode.is_deterministic() || gemm::GemmFamily::from_env() != gemm::GemmFamily::Candle
 }
 
+/// Whether every kernel family has a batch-invariant body for `device` (the CPU and CUDA; not
+/// Metal), so that deterministic mode can be asked for there.
+pub fn batch_invariant_on(device: &candle_core::Device) -> bool {
+    device.is_cpu() || device.is_cuda()
+}
+
 /// What the GPU unit tests of the kernels share: the device (or a note that there is none) and
 /// the bits of a result.
 #[cfg(all(test, feature = "cuda"))]

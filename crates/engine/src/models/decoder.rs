@@ -717,7 +717,7 @@ impl Decoder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_compute_mode(&mut self, mode: ComputeMode) -> Result<()> {
-        if mode.is_deterministic() && !(self.device.is_cpu() || self.device.is_cuda()) {
+        if mode.is_deterministic() && !crate::kernels::batch_invariant_on(&self.device) {
             return Err(Error::InvalidRequest(format!(
                 "deterministic mode has batch-invariant kernels for the CPU and CUDA only, not {}",
                 crate::device::device_label(&self.device)
