@@ -303,7 +303,15 @@ fn parse_matrix(s: &str, depth: usize) -> Result<Option<Answer>, String> {
         Regex::new(r"(?s)^\\begin\{([pbvBV]?matrix|array)\}(?:\{[lcr|]*\})?(.*)\\end\{([pbvBV]?matrix|array)\}$")
             .expect("valid regex")
     });
-    let Some(caps) = RE.captures(s) else {
+    // `\left[\begin{array}{cc} ... \end{array}\right]` (an array given its brackets by hand, as
+    // matrices are written without the amsmath environments) reaches here with the brackets.
+    let inner = match bracketed(s) {
+        Some((b'[' | b'(', b']' | b')', inside)) if inside.trim_start().starts_with("\\begin{") => {
+            inside.trim()
+        }
+        _ => s,
+    };
+    let Some(caps) = RE.captures(inner) else {
         return Ok(None);
     };
     let body = caps.get(2).map_or("", |m| m.as_str());
