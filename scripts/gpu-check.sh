@@ -132,7 +132,7 @@ if step invariance; then
     --policy fp32 --count 8 --prompt-tokens 64 --new-tokens 16 --batch-sizes 3,8 \
     --json "$R/invariance-1.5b.json"
   # The batch-dependent GEMMs of other engines (candle's per-call cuBLAS choice), for contrast.
-  REPROLM_GEMM=candle run_t "${REPROLM[@]}" bench invariance --model "$R15" --device "$DEVICE" --policy bf16 \
+  run_t "${REPROLM[@]}" bench invariance --kernels heuristic --model "$R15" --device "$DEVICE" --policy bf16 \
     --count 8 --prompt-tokens 64 --new-tokens 16 --batch-sizes 3,8 \
     --json "$R/invariance-1.5b-candle-gemm.json"
 fi

@@ -305,7 +305,7 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
     .unwrap();
     let err = String::from_utf8(reprolm(tmp.path(), &args, 1).stderr).unwrap();
     assert!(
-        err.contains("kernels: gemm=mma token_choice=host (existing) vs gemm=cpu token_choice=host (requested)"),
+        err.contains("kernels: gemm=mma kernels=invariant token_choice=host (existing) vs gemm=cpu kernels=invariant token_choice=host (requested)"),
         "{err}"
     );
     std::fs::write(out.join("manifest.json"), &before).unwrap();
@@ -512,4 +512,27 @@ fn a_larger_limit_extends_a_run_to_what_a_run_with_it_would_hold() {
     assert_eq!(last["generated"], 2, "{stdout}");
     reprolm(tmp.path(), &with_limit(&whole, "5"), 0);
     assert_same_run(&grown, &whole);
+}
+
+/// `--kernels heuristic` (the batch-dependent matmuls other engines use) is recorded whole in the
+/// manifest, makes resume replay the schedule, and continuing the run under the default kernels
+/// is refused with the field named.
+#[test]
+fn heuristic_kernels_are_recorded_and_a_change_on_resume_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let base = ["--task", "arith", "--task-param", "n=4", "--limit", "2"];
+    let mut heuristic = run_args(&out, &base);
+    heuristic.extend(["--kernels".to_string(), "heuristic".to_string()]);
+    reprolm(tmp.path(), &heuristic, 0);
+    let m = manifest_sans_times(&out);
+    assert_eq!(m["kernels"]["kernels"], "heuristic", "{m}");
+    assert_eq!(m["kernels"]["gemm"], "candle (batch dependent)", "{m}");
+    assert_eq!(m["resume"], "replay", "{m}");
+    let res = reprolm(tmp.path(), &run_args(&out, &base), 1);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("kernels: ") && stderr.contains("kernels=invariant"),
+        "{stderr}"
+    );
 }

@@ -308,3 +308,26 @@ fn deterministic_axis_names_records_and_keeps_responses_across_batch_sizes() {
         sorted("qwen2-arith-bf16-bs3-det")
     );
 }
+
+/// `kernels` is a sweep axis: the heuristic run gets its own directory and records its kernels,
+/// and the same sweep again finds both runs finished.
+#[test]
+fn kernels_is_an_axis_and_its_runs_are_found_finished() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(tmp.path(), "kernels = [\"invariant\", \"heuristic\"]");
+    let args = vec!["sweep".to_string(), file.display().to_string()];
+    let res = reprolm(tmp.path(), &args, 0);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(stdout.contains("2 runs: 2 finished now"), "{stdout}");
+    let root = tmp.path().join("runs");
+    for (name, kernels) in [
+        ("qwen2-arith-fp32-bs8", "invariant"),
+        ("qwen2-arith-fp32-bs8-heuristic", "heuristic"),
+    ] {
+        let m = manifest_sans_times(&root.join(name));
+        assert_eq!(m["kernels"]["kernels"], kernels, "{name}");
+    }
+    let again = reprolm(tmp.path(), &args, 0);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("2 already finished"), "{stdout}");
+}

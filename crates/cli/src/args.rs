@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use reprolm_engine::kernels::KernelChoice;
 use reprolm_engine::KvCacheSize;
 
 /// Evaluate reasoning LLMs under a chosen numerical precision and measure how far the results move
@@ -137,6 +138,11 @@ pub struct RunArgs {
     /// prompts) on the same binary and device type (CPU or CUDA).
     #[arg(long)]
     pub deterministic: bool,
+    /// `invariant`: kernels whose results do not depend on the batch (the default); `heuristic`:
+    /// the batch-dependent matmuls other engines use (cuBLAS choosing per call, candle's CPU
+    /// GEMM), to reproduce the variability the paper measures. `--deterministic` overrides it.
+    #[arg(long, value_name = "KERNELS", default_value = "invariant", value_parser = KernelChoice::parse)]
+    pub kernels: KernelChoice,
     /// Memory of the KV cache's block pool: `auto` (85% of the GPU memory free after loading;
     /// on the CPU half the available memory, taken only as it is used), a number of GiB, or a
     /// size with a unit (`40GiB`, `800MB`). Does not change any result, only what fits at once.
@@ -461,6 +467,9 @@ pub struct BenchModelArgs {
     /// Memory of the KV cache's block pool (see `reprolm run --help`).
     #[arg(long, value_name = "SIZE", default_value = "auto", value_parser = KvCacheSize::parse)]
     pub kv_cache_memory: KvCacheSize,
+    /// `invariant` or `heuristic` kernels in the fast path (see `reprolm run --help`).
+    #[arg(long, value_name = "KERNELS", default_value = "invariant", value_parser = KernelChoice::parse)]
+    pub kernels: KernelChoice,
 }
 
 /// `reprolm bench speed`.

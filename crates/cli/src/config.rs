@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
+use reprolm_engine::kernels::KernelChoice;
 use reprolm_engine::parallel::{check_parallel_device, TensorParallel, TpMode};
 use reprolm_engine::{device_label, parse_device, KvCacheSize, ModelSource};
 use reprolm_metrics::run_dir::BatchingMode;
@@ -56,6 +57,8 @@ pub struct RunConfig {
     pub kv_cache: KvCacheSize,
     /// Fast or batch-invariant (`--deterministic`) kernels.
     pub compute: ComputeMode,
+    /// Batch-invariant or heuristic kernels in the fast path (`--kernels`).
+    pub kernels: KernelChoice,
     /// Prompts per batch or concurrent sequences.
     pub batch_size: u32,
     /// Batching mode.
@@ -159,6 +162,9 @@ impl RunConfig {
         };
         let tp = TensorParallel::new(args.tp as usize, tp_mode);
         check_parallel_device(&tp, &device).context("--tp")?;
+        if std::env::var("REPROLM_GEMM").as_deref() == Ok("candle") {
+            bail!("REPROLM_GEMM=candle is now `--kernels heuristic`: unset REPROLM_GEMM and pass that");
+        }
         let compute = if args.deterministic {
             ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL)
         } else {
@@ -180,6 +186,7 @@ impl RunConfig {
             tp,
             kv_cache: args.kv_cache_memory,
             compute,
+            kernels: args.kernels,
             batch_size: args.batch_size,
             batching,
             seed: args.seed,
@@ -215,6 +222,8 @@ impl RunConfig {
         }
         if self.compute.is_deterministic() {
             name.push_str("-det");
+        } else if self.kernels == KernelChoice::Heuristic {
+            name.push_str("-heuristic");
         }
         if !self.device.is_cpu() {
             name.push('-');

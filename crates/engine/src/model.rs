@@ -28,6 +28,8 @@ pub struct LoadOptions {
     pub tp: TensorParallel,
     /// The size of the KV cache each batch allocates (`--kv-cache-memory`).
     pub kv_cache: crate::KvCacheSize,
+    /// Batch-invariant kernels (the default) or the heuristic ones (`--kernels`).
+    pub kernels: crate::kernels::KernelChoice,
 }
 
 impl LoadOptions {
@@ -39,6 +41,7 @@ impl LoadOptions {
             resolve: ResolveOptions::from_env(),
             tp: TensorParallel::default(),
             kv_cache: crate::KvCacheSize::Auto,
+            kernels: crate::kernels::KernelChoice::Invariant,
         }
     }
 }
@@ -140,6 +143,7 @@ impl Model {
         })?;
         let mut decoder = Decoder::load_parallel(&spec, &opts.policy, vb, opts.tp)?;
         decoder.set_kv_cache_size(opts.kv_cache);
+        decoder.set_kernel_choice(opts.kernels);
         Ok(Model {
             files,
             architecture,

@@ -54,6 +54,7 @@ fn load(args: &BenchModelArgs, policy: &str) -> Result<(Model, Device)> {
         resolve: ResolveOptions::from_env(),
         tp: Default::default(),
         kv_cache: args.kv_cache_memory,
+        kernels: args.kernels,
     };
     let model = Model::load(&source, &opts).context("--model")?;
     Ok((model, device))

@@ -4,7 +4,7 @@
 //!
 //! Resuming generates only the samples that are missing: a sequence's numbers do not depend on its
 //! batch (the default kernels; `Decoder::batch_invariant`), so the resumed files are byte for byte
-//! the ones an uninterrupted run writes. With the batch-dependent GEMM (`REPROLM_GEMM=candle`) the
+//! the ones an uninterrupted run writes. With the batch-dependent kernels (`--kernels heuristic`) the
 //! batches of the uninterrupted run are replayed instead: a static chunk with any sample missing is
 //! generated again as a whole, and a continuous run replays its schedule from the start until every
 //! missing sample is done. The manifest records which of the two a run has (its `resume` key).
@@ -151,6 +151,7 @@ impl ModelCache {
                     resolve: ResolveOptions::from_env(),
                     tp: cfg.tp,
                     kv_cache: cfg.kv_cache,
+                    kernels: cfg.kernels,
                 },
             )
             .with_context(|| format!("--model {}: loading", cfg.model_spec))?;
@@ -162,6 +163,7 @@ impl ModelCache {
             .decoder
             .set_compute_mode(cfg.compute)
             .context("--deterministic")?;
+        model.decoder.set_kernel_choice(cfg.kernels);
         Ok(&self.loaded.as_ref().expect("loaded above").1)
     }
 }
@@ -193,7 +195,7 @@ pub fn execute_with(
     )?;
     // With batch-invariant kernels a sample does not depend on the others, so a larger --limit
     // extends an existing run; otherwise its batches would change, and so would its numbers.
-    let invariant = reprolm_engine::kernels::batch_invariant(cfg.compute);
+    let invariant = reprolm_engine::kernels::batch_invariant(cfg.compute, cfg.kernels);
     if !invariant {
         if let Ok(existing) = Manifest::read(&cfg.out.join(MANIFEST_FILE)) {
             if existing.is_extended_by(&manifest) {
@@ -447,7 +449,7 @@ fn build_manifest(
         );
     }
     extra.insert(TP_MODE_KEY.to_string(), json!(cfg.tp.mode.as_str()));
-    let resume = if reprolm_engine::kernels::batch_invariant(cfg.compute) {
+    let resume = if reprolm_engine::kernels::batch_invariant(cfg.compute, cfg.kernels) {
         "missing-only"
     } else {
         "replay"
@@ -495,7 +497,7 @@ fn build_manifest(
         batch_size: cfg.batch_size,
         batching_mode: cfg.batching,
         deterministic: cfg.invariant_kernels(),
-        kernels: reprolm_engine::kernels::recorded(&cfg.device),
+        kernels: reprolm_engine::kernels::recorded(&cfg.device, cfg.kernels),
         seed: cfg.seed,
         sampling: SamplingParams {
             temperature: cfg.temperature,

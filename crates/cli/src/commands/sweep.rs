@@ -11,6 +11,7 @@
 //! batch_size = [1, 8]
 //! tp = [1, 2, 4]                       # tensor-parallel size (GPU count; on cpu, rank threads)
 //! deterministic = [false, true]        # a switch: `true` passes --deterministic
+//! kernels = ["invariant", "heuristic"] # batch-invariant kernels, or those other engines use
 //! ```
 //! Each combination becomes the `reprolm run` flags it spells (`batch_size = 8` is `--batch-size 8`), so
 //! a sweep accepts exactly what `run` accepts and refuses what `run` refuses. A run's directory is
@@ -57,6 +58,7 @@ const KEYS: &[&str] = &[
     "tp",
     "tp_mode",
     "deterministic",
+    "kernels",
     "limit",
     "problems",
 ];
@@ -536,6 +538,14 @@ pub(crate) fn finished_state(cfg: &RunConfig) -> Result<bool> {
         "deterministic",
         m.deterministic.to_string(),
         cfg.invariant_kernels().to_string(),
+    );
+    cmp(
+        "kernels",
+        m.kernels
+            .get("kernels")
+            .map_or("invariant", String::as_str)
+            .to_string(),
+        cfg.kernels.as_str().to_string(),
     );
     cmp(
         "tp_mode",

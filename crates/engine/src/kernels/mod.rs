@@ -14,20 +14,67 @@ pub mod sampling;
 
 use std::collections::BTreeMap;
 
+/// Which kernels compute a run's numbers (`--kernels`): the batch-invariant ones, the default, with
+/// which a sequence's numbers do not depend on its batch; or the batch-dependent choices other
+/// engines make (candle's matmul: cuBLAS picking its kernel per call, candle's CPU GEMM taking
+/// another path for one row), for reproducing the problem the paper measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KernelChoice {
+    /// Batch invariant (the GEMM layer and the fixed-split attention).
+    #[default]
+    Invariant,
+    /// The projections through candle's own matmul: batch dependent.
+    Heuristic,
+}
+
+impl KernelChoice {
+    /// `invariant` or `heuristic`.
+    ///
+    /// ```
+    /// use reprolm_engine::kernels::KernelChoice;
+    /// assert_eq!(KernelChoice::parse("heuristic")?, KernelChoice::Heuristic);
+    /// assert!(KernelChoice::parse("fast").unwrap_err().contains("invariant"));
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "invariant" => Ok(KernelChoice::Invariant),
+            "heuristic" => Ok(KernelChoice::Heuristic),
+            other => Err(format!(
+                "unknown kernels `{other}`: `invariant` (batch invariant, the default) or \
+                 `heuristic` (batch dependent, as other engines)"
+            )),
+        }
+    }
+
+    /// The name [`parse`](Self::parse) reads, as manifests record it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KernelChoice::Invariant => "invariant",
+            KernelChoice::Heuristic => "heuristic",
+        }
+    }
+}
+
 /// The switches besides the precision policy and the compute mode that decide a run's numbers on
-/// `device`, by name, for the run manifest (where resuming compares them): the GEMM family
-/// (`REPROLM_GEMM`), whether fused GPU kernels replace composed ops (`REPROLM_FUSED_KERNELS`), and
-/// where tokens are chosen (`REPROLM_HOST_PICK`). On the CPU only `REPROLM_GEMM=candle` applies.
+/// `device`, by name, for the run manifest (where resuming compares them): the kernel choice and
+/// the GEMM family it gives, whether fused GPU kernels replace composed ops
+/// (`REPROLM_FUSED_KERNELS`), and where tokens are chosen (`REPROLM_HOST_PICK`).
 ///
 /// ```
-/// let k = reprolm_engine::kernels::recorded(&candle_core::Device::Cpu);
-/// assert_eq!(k["gemm"], "cpu");
+/// use reprolm_engine::kernels::{recorded, KernelChoice};
+/// let k = recorded(&candle_core::Device::Cpu, KernelChoice::Invariant);
+/// assert_eq!((k["kernels"].as_str(), k["gemm"].as_str()), ("invariant", "cpu"));
 /// assert_eq!(k["token_choice"], "host");
+/// let k = recorded(&candle_core::Device::Cpu, KernelChoice::Heuristic);
+/// assert_eq!(k["gemm"], "candle (batch dependent)");
 /// ```
-pub fn recorded(device: &candle_core::Device) -> BTreeMap<String, String> {
+pub fn recorded(device: &candle_core::Device, choice: KernelChoice) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
+    out.insert("kernels".into(), choice.as_str().into());
+    let family = gemm::GemmFamily::for_choice(choice);
     if device.is_cuda() {
-        out.insert("gemm".into(), gemm::GemmFamily::from_env().name().into());
+        out.insert("gemm".into(), family.name().into());
         let fused = if reprolm_precision::fused_kernels_enabled() {
             "on"
         } else {
@@ -41,8 +88,8 @@ pub fn recorded(device: &candle_core::Device) -> BTreeMap<String, String> {
         };
         out.insert("token_choice".into(), pick.into());
     } else {
-        let gemm = match gemm::GemmFamily::from_env() {
-            gemm::GemmFamily::Candle => gemm::GemmFamily::Candle.name(),
+        let gemm = match family {
+            gemm::GemmFamily::Candle => family.name(),
             _ => "cpu",
         };
         out.insert("gemm".into(), gemm.into());
@@ -53,9 +100,9 @@ pub fn recorded(device: &candle_core::Device) -> BTreeMap<String, String> {
 
 /// Whether a forward pass in `mode` gives each sequence logits that do not depend on its batch
 /// (see [`Decoder::batch_invariant`](crate::Decoder::batch_invariant)): every mode but the fast
-/// path with candle's batch-dependent GEMM (`REPROLM_GEMM=candle`).
-pub fn batch_invariant(mode: reprolm_precision::ComputeMode) -> bool {
-    mode.is_deterministic() || gemm::GemmFamily::from_env() != gemm::GemmFamily::Candle
+/// path with the heuristic kernels (deterministic mode overrides the choice).
+pub fn batch_invariant(mode: reprolm_precision::ComputeMode, choice: KernelChoice) -> bool {
+    mode.is_deterministic() || choice == KernelChoice::Invariant
 }
 
 /// Whether every kernel family has a batch-invariant body for `device` (the CPU and CUDA; not

@@ -13,7 +13,7 @@
 use super::rope::{self, RopeSpec};
 use crate::fused;
 use crate::kernels::attention::{paged_attention, write_slots, PagedQueries};
-use crate::kernels::gemm;
+use crate::kernels::{gemm, KernelChoice};
 use crate::kv::{CacheShape, KvCache, KvCacheSize, LayerPool, SeqId};
 use crate::parallel::{
     self, Communicator, LocalComm, ShardLayout, TensorParallel, TpMode, TREE_CHUNKS,
@@ -228,13 +228,15 @@ struct RankCtx<'a> {
     size: usize,
     /// The kernels: the decoder's compute mode, or the TP-invariant tree (see [`Decoder::kernels`]).
     mode: ComputeMode,
+    /// Batch-invariant or heuristic kernels in the fast path.
+    choice: KernelChoice,
 }
 
 impl Proj {
     fn forward(&self, x: &Tensor, ctx: RankCtx<'_>) -> Result<Tensor> {
         let mut y = match (ctx.mode, self.split, ctx.comm) {
             (ComputeMode::Fast, Split::Row, Some(comm)) => {
-                let y = comm.all_reduce_sum(&gemm::linear(&self.lin, x, ctx.mode)?)?;
+                let y = comm.all_reduce_sum(&gemm::linear(&self.lin, x, ctx.mode, ctx.choice)?)?;
                 match &self.bias_after_reduce {
                     Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
                     None => y,
@@ -262,7 +264,7 @@ impl Proj {
                 *out_dims.last_mut().expect("non-empty") = y.dim(1)?;
                 y.reshape(out_dims)?
             }
-            _ => gemm::linear(&self.lin, x, ctx.mode)?,
+            _ => gemm::linear(&self.lin, x, ctx.mode, ctx.choice)?,
         };
         if let (Split::Vocab, Some(comm)) = (self.split, ctx.comm) {
             y = comm.all_gather(&y, y.rank() - 1)?;
@@ -326,6 +328,7 @@ pub struct Decoder {
     ranks: Vec<Rank>,
     inv_freq: Vec<f32>,
     mode: ComputeMode,
+    choice: KernelChoice,
     kv_cache_size: KvCacheSize,
 }
 
@@ -545,11 +548,12 @@ impl Rank {
         })
     }
 
-    fn ctx(&self, mode: ComputeMode) -> RankCtx<'_> {
+    fn ctx(&self, mode: ComputeMode, choice: KernelChoice) -> RankCtx<'_> {
         RankCtx {
             comm: self.comm.as_deref(),
             size: self.layout.size,
             mode,
+            choice,
         }
     }
 
@@ -588,7 +592,7 @@ impl Rank {
 
     /// This rank's share of a forward pass; returns the full logits (every rank gets them).
     fn forward(&self, dec: &Decoder, inp: &Inputs, pools: &[LayerPool]) -> Result<Tensor> {
-        let ctx = self.ctx(dec.kernels()?);
+        let ctx = self.ctx(dec.kernels()?, dec.choice);
         let policy = &dec.policy;
         let act = policy.dtype(Component::Activations);
         let mut x = self
@@ -696,6 +700,7 @@ impl Decoder {
             tp,
             ranks,
             mode: ComputeMode::Fast,
+            choice: KernelChoice::Invariant,
             kv_cache_size: KvCacheSize::Auto,
         })
     }
@@ -733,13 +738,24 @@ impl Decoder {
         self.mode
     }
 
+    /// Chooses batch-invariant kernels (the default) or the heuristic, batch-dependent ones
+    /// other engines use, for reproducing the paper's problem (`--kernels`). Deterministic mode
+    /// overrides the heuristic choice.
+    pub fn set_kernel_choice(&mut self, choice: KernelChoice) {
+        self.choice = choice;
+    }
+
+    /// The kernel choice [`set_kernel_choice`](Decoder::set_kernel_choice) made.
+    pub fn kernel_choice(&self) -> KernelChoice {
+        self.choice
+    }
+
     /// Whether a sequence's logits are independent of the batch it runs in (and of how its
-    /// prompt is chunked): true unless the fast path was given candle's batch-dependent GEMM
-    /// (`REPROLM_GEMM=candle`, for reproducing the paper's problem). When true, a scheduler may
-    /// pack, preempt and resume sequences in any way without changing a bit of what they
-    /// generate.
+    /// prompt is chunked): true unless the fast path was given the heuristic kernels. When true,
+    /// a scheduler may pack, preempt and resume sequences in any way without changing a bit of
+    /// what they generate.
     pub fn batch_invariant(&self) -> bool {
-        crate::kernels::batch_invariant(self.mode)
+        crate::kernels::batch_invariant(self.mode, self.choice)
     }
 
     /// The kernels a forward pass runs: the compute mode, except that the TP-invariant mode is

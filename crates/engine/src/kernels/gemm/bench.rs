@@ -175,7 +175,7 @@ pub fn measure(
             None => y,
         })
     };
-    let layer = |x: &Tensor| linear(&lin, x, ComputeMode::Fast);
+    let layer = |x: &Tensor| linear(&lin, x, ComputeMode::Fast, super::KernelChoice::Invariant);
     let other = other_family(&lin, device);
 
     let mut other_rows0 = Vec::new();

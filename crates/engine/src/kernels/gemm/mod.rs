@@ -5,8 +5,8 @@
 //! - **CUDA.** 16-bit and f32 projections run cuBLASLt with one algorithm pinned per weight shape
 //!   ([`cublaslt`]: from a table tuned per GPU type ([`pins`]) or the heuristic's deterministic
 //!   choice, checked at each live row count, no fallback), or our own tensor-core kernel ([`mma`])
-//!   when `REPROLM_GEMM=mma`; `REPROLM_GEMM=candle` restores candle's per-call cuBLAS choice,
-//!   which is batch dependent (to reproduce what other engines do). LayerCast (bf16 weights, f32
+//!   when `REPROLM_GEMM=mma`; `--kernels heuristic` ([`KernelChoice::Heuristic`]) restores
+//!   candle's per-call cuBLAS choice, which is batch dependent (to reproduce what other engines do). LayerCast (bf16 weights, f32
 //!   compute) always runs [`mma`]: x is split into three exact bf16 parts in registers and the
 //!   tensor-core sums are promoted into f32 every 64 elements of K, so no f32 copy of a weight
 //!   is made and the accuracy is that of an f32 GEMM (measured by `reprolm bench gemm`).
@@ -15,17 +15,17 @@
 //!   mode (the sequential order, or the tree order the mode names): candle's CPU GEMM picks its
 //!   path by shape, so a row's bits change with the row count (one row against two at any width,
 //!   and at 64 columns also between 2 and 5 rows), while the fixed-order kernel is as fast up to
-//!   32 rows and reads 16-bit weights in place. `REPROLM_GEMM=candle` restores candle's GEMM in
+//!   32 rows and reads 16-bit weights in place. `--kernels heuristic` restores candle's GEMM in
 //!   the fast path.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
-//! use reprolm_engine::kernels::gemm;
+//! use reprolm_engine::kernels::{gemm, KernelChoice};
 //! use reprolm_precision::{ComputeMode, Linear};
 //! let w = Tensor::randn(0f32, 1.0, (6, 16), &Device::Cpu)?;
 //! let lin = Linear::new(w, None, DType::BF16, DType::BF16)?;
 //! let x = Tensor::randn(0f32, 1.0, (3, 16), &Device::Cpu)?;
-//! let y = gemm::linear(&lin, &x, ComputeMode::Fast)?;
+//! let y = gemm::linear(&lin, &x, ComputeMode::Fast, KernelChoice::Invariant)?;
 //! assert_eq!(y.dims(), &[3, 6]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -38,11 +38,13 @@ pub mod pins;
 
 pub mod bench;
 
+use super::KernelChoice;
 use crate::Result;
 use candle_core::Tensor;
 use reprolm_precision::{ComputeMode, Linear, ReductionOrder};
 
-/// Which GEMM serves the projections (`REPROLM_GEMM`; only `candle` changes anything on the CPU).
+/// Which GEMM serves the projections: the batch-invariant families (`REPROLM_GEMM` picks between
+/// them on CUDA), or candle's under [`KernelChoice::Heuristic`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GemmFamily {
     /// cuBLASLt with an algorithm pinned per weight shape (16-bit and f32 operands), our
@@ -57,14 +59,22 @@ pub enum GemmFamily {
 }
 
 impl GemmFamily {
-    /// `REPROLM_GEMM=cublaslt` (the default), `mma` or `candle`; read once per process.
+    /// The batch-invariant family on CUDA: `REPROLM_GEMM=cublaslt` (the default) or `mma`; read
+    /// once per process.
     pub fn from_env() -> GemmFamily {
         static F: std::sync::OnceLock<GemmFamily> = std::sync::OnceLock::new();
         *F.get_or_init(|| match std::env::var("REPROLM_GEMM").as_deref() {
             Ok("mma") => GemmFamily::Mma,
-            Ok("candle") => GemmFamily::Candle,
             _ => GemmFamily::PinnedCublasLt,
         })
+    }
+
+    /// The family the fast path takes under `choice`.
+    pub fn for_choice(choice: KernelChoice) -> GemmFamily {
+        match choice {
+            KernelChoice::Invariant => GemmFamily::from_env(),
+            KernelChoice::Heuristic => GemmFamily::Candle,
+        }
     }
 
     /// The name used in reports.
@@ -78,8 +88,13 @@ impl GemmFamily {
 }
 
 /// `x Wᵀ + b` for the projection `lin`: `x` is `(..., in)`, the result `(..., out)` in the
-/// layer's compute dtype. See the module docs for which kernel runs where.
-pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
+/// layer's compute dtype. See the module docs for which kernel runs where; deterministic mode
+/// never takes the heuristic kernels, whatever `choice` says.
+pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode, choice: KernelChoice) -> Result<Tensor> {
+    let family = match mode {
+        ComputeMode::Fast => GemmFamily::for_choice(choice),
+        ComputeMode::Deterministic(_) => GemmFamily::from_env(),
+    };
     #[cfg(feature = "cuda")]
     if x.device().is_cuda() {
         if let ComputeMode::Deterministic(order) = mode {
@@ -90,15 +105,10 @@ pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
                 )));
             }
         }
-        // Deterministic mode never takes the batch-dependent family, whatever REPROLM_GEMM says.
-        let family = match (mode, GemmFamily::from_env()) {
-            (ComputeMode::Deterministic(_), GemmFamily::Candle) => GemmFamily::PinnedCublasLt,
-            (_, f) => f,
-        };
         return cuda_linear(lin, x, family);
     }
     let order = match mode {
-        ComputeMode::Fast if GemmFamily::from_env() == GemmFamily::Candle => {
+        ComputeMode::Fast if family == GemmFamily::Candle => {
             return Ok(lin.forward_with(x, mode)?);
         }
         ComputeMode::Fast => ReductionOrder::SEQUENTIAL,
@@ -164,7 +174,12 @@ mod tests {
             ] {
                 let lin = Linear::new(w.clone(), Some(b.clone()), storage, compute)?;
                 let row0 = |m: usize| -> Result<Vec<u32>> {
-                    let y = linear(&lin, &x.narrow(0, 0, m)?, ComputeMode::Fast)?;
+                    let y = linear(
+                        &lin,
+                        &x.narrow(0, 0, m)?,
+                        ComputeMode::Fast,
+                        KernelChoice::Invariant,
+                    )?;
                     Ok(y.narrow(0, 0, 1)?
                         .to_dtype(DType::F32)?
                         .flatten_all()?
