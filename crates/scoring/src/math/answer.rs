@@ -149,8 +149,50 @@ pub(crate) fn parse_inequality(s: &str) -> Option<Result<Answer, String>> {
         ([a, x, b], [Cmp::Greater(c1), Cmp::Greater(c2)]) if is_var(x) => {
             Ok(interval(bound(b)?, *c2, bound(a)?, *c1))
         }
-        _ => Err("inequality is not `x < a`, `a < x` or `a < x < b`".to_owned()),
+        // `-x > -1`, `2x + 1 \le 5`: linear in one variable, solved for it.
+        ([a, b], [op]) => {
+            match linear_in_one_variable(&Expr::Sub(Box::new(bound(a)?), Box::new(bound(b)?))) {
+                // a - b = slope * v + at_zero compared with 0.
+                Some((slope, at_zero)) => {
+                    let root = Expr::Num(-at_zero / slope);
+                    let below = matches!(op, Cmp::Less(_)) == (slope > 0.0);
+                    let closed = matches!(op, Cmp::Less(true) | Cmp::Greater(true));
+                    Ok(if below {
+                        interval(neg_inf(), false, root, closed)
+                    } else {
+                        interval(root, closed, inf(), false)
+                    })
+                }
+                None => Err(NOT_AN_INTERVAL.to_owned()),
+            }
+        }
+        _ => Err(NOT_AN_INTERVAL.to_owned()),
     })())
+}
+
+const NOT_AN_INTERVAL: &str =
+    "inequality is not `x < a`, `a < x`, `a < x < b` or linear in one variable";
+
+/// `(slope, value at 0)` of `e` when it is a linear function of its one free variable (checked
+/// at four points, exactly up to rounding), with a non-zero slope; `None` otherwise.
+fn linear_in_one_variable(e: &Expr) -> Option<(f64, f64)> {
+    let mut vars = std::collections::BTreeSet::new();
+    e.vars(&mut vars);
+    let [v] = <[String; 1]>::try_from(vars.into_iter().collect::<Vec<_>>()).ok()?;
+    if e.has_infinity() {
+        return None;
+    }
+    let at = |t: f64| {
+        let c = e.eval(&[(v.clone(), super::expr::C::real(t))]);
+        (c.im == 0.0 && c.re.is_finite()).then_some(c.re)
+    };
+    let (f0, f1) = (at(0.0)?, at(1.0)?);
+    let slope = f1 - f0;
+    let scale = f0.abs().max(slope.abs()).max(1.0);
+    let linear = [2.0, -3.0]
+        .iter()
+        .all(|&t| at(t).is_some_and(|y| (y - (f0 + slope * t)).abs() <= 1e-9 * scale * t.abs()));
+    (linear && slope.abs() > 1e-12 * scale).then_some((slope, f0))
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -29,6 +29,10 @@
 //!   relative 1e-8, so `1.732` is not `\sqrt 3` (Math-Verify rounds to 6 digits by default).
 //! - **Degrees** inside a trigonometric function are a unit of its argument (`\\sin(90^\\circ - x)` is
 //!   `\\cos x`); elsewhere the degree sign is dropped (`30^\\circ` is `30`).
+//! - **Inequalities** in one variable are the interval of their solutions: `x \le 0`, `0 \ge x` and
+//!   `(-\infty, 0]` are one answer, and so is an inequality linear in its variable, solved for it
+//!   (`-3x \ge 0`, `2x + 1 \le 1`); the variable's name is not compared. A non-linear one (`x^2 < 1`)
+//!   is not solved (`is_equiv` compares strings, so none of these pairs match there).
 //! - **Spelling**: `>=`, `<=`, `!=` are `\ge`, `\le`, `\ne`; `percent`, `percentage` and `pct` after a
 //!   number are `\%`; `\mathrm{e}` is Euler's number; a backslash doubled by escaping (`\\frac`) is one.
 
