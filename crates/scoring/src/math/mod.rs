@@ -33,8 +33,9 @@
 //!   `(-\infty, 0]` are one answer, and so is an inequality linear in its variable, solved for it
 //!   (`-3x \ge 0`, `2x + 1 \le 1`); the variable's name is not compared. A non-linear one (`x^2 < 1`)
 //!   is not solved (`is_equiv` compares strings, so none of these pairs match there).
-//! - **Spelling**: `>=`, `<=`, `!=` are `\ge`, `\le`, `\ne`; `percent`, `percentage` and `pct` after a
-//!   number are `\%`; `\mathrm{e}` is Euler's number; a backslash doubled by escaping (`\\frac`) is one.
+//! - **Spelling**: `>=`, `<=`, `!=` are `\ge`, `\le`, `\ne`; `\approx` and `≈` are `=` (the value must
+//!   still agree to 1e-8, so `\approx 1.732` is not `\sqrt 3`); `percent`, `percentage` and `pct`
+//!   after a number are `\%`; `\mathrm{e}` is Euler's number; a backslash doubled by escaping (`\\frac`) is one.
 
 pub mod equal;
 pub mod extract;

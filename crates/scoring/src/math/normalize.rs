@@ -78,12 +78,16 @@ pub(crate) fn strip_label(s: &str) -> String {
     }
 }
 
-/// `x >= 2` -> `x \ge 2`, `<=` -> `\le`, `!=` -> `\ne`: the ASCII spellings of relations.
+/// `x >= 2` -> `x \ge 2`, `<=` -> `\le`, `!=` -> `\ne`: the ASCII spellings of relations. A stated
+/// approximation (`\approx 3.14`, `x ≈ 3.14`) is read as an equation: the value must still agree
+/// with the reference to the usual tolerance, so `\approx 1.732` is not `\sqrt 3`.
 pub(crate) fn ascii_relations(s: &str) -> String {
-    if !s.contains(['<', '>', '!', '\\']) {
+    if !s.contains(['<', '>', '!', '\\', '≈']) {
         return s.to_owned();
     }
-    s.replace("\\neq", "\\ne")
+    s.replace("\\approx", "=")
+        .replace('≈', "=")
+        .replace("\\neq", "\\ne")
         .replace(">=", "\\ge ")
         .replace("=>", "\\ge ")
         .replace("<=", "\\le ")
