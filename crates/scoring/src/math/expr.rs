@@ -327,10 +327,12 @@ impl Expr {
     }
 
     /// True for a variable or a product of variables: a quantity named by letters (`x`, `AB`, and
-    /// `f(x)`, which reads as `f` times `x`), the middle of `0 < f(x) < 1`.
+    /// `f(x)`, which reads as `f` times `x`), the middle of `0 < f(x) < 1`; also the absolute value
+    /// of one (`1 \le |z| \le 2`: the range of `|z|`).
     pub fn is_named_quantity(&self) -> bool {
         match self {
             Expr::Var(_) => true,
+            Expr::Func(Func::Abs, a) => a.is_named_quantity(),
             Expr::Mul(a, b) => a.is_named_quantity() && b.is_named_quantity(),
             _ => false,
         }

@@ -31,7 +31,8 @@
 //!   `\\cos x`); elsewhere the degree sign is dropped (`30^\\circ` is `30`).
 //! - **Inequalities** in one variable are the interval of their solutions: `x \le 0`, `0 \ge x` and
 //!   `(-\infty, 0]` are one answer, and so is an inequality linear in its variable, solved for it
-//!   (`-3x \ge 0`, `2x + 1 \le 1`); the variable's name is not compared. A non-linear one (`x^2 < 1`)
+//!   (`-3x \ge 0`, `2x + 1 \le 1`); the variable's name is not compared. A chain around a named
+//!   quantity or its absolute value is that quantity's range (`0 < f(x) < 1`, `1 \le |z| \le 2`). A non-linear one (`x^2 < 1`)
 //!   is not solved (`is_equiv` compares strings, so none of these pairs match there).
 //! - **Spelling**: `>=`, `<=`, `!=` are `\ge`, `\le`, `\ne`; `\approx` and `≈` are `=` (the value must
 //!   still agree to 1e-8, so `\approx 1.732` is not `\sqrt 3`); `percent`, `percentage` and `pct`
