@@ -34,8 +34,9 @@
 //!   (`-3x \ge 0`, `2x + 1 \le 1`); the variable's name is not compared. A chain around a named
 //!   quantity or its absolute value is that quantity's range (`0 < f(x) < 1`, `1 \le |z| \le 2`). A non-linear one (`x^2 < 1`)
 //!   is not solved (`is_equiv` compares strings, so none of these pairs match there).
-//! - **Spelling**: `>=`, `<=`, `!=` are `\ge`, `\le`, `\ne`; `\approx` and `≈` are `=` (the value must
-//!   still agree to 1e-8, so `\approx 1.732` is not `\sqrt 3`); `percent`, `percentage` and `pct`
+//! - **Spelling**: `>=`, `<=`, `!=` are `\ge`, `\le`, `\ne`; `\approx` and `≈` are `=` when they give
+//!   the value (which must still agree to 1e-8, so `\approx 1.732` is not `\sqrt 3`) and are dropped
+//!   with what follows when a value came before (`x = 1/3 \approx 0.33` is `x = 1/3`); `percent`, `percentage` and `pct`
 //!   after a number are `\%`; `\mathrm{e}` is Euler's number; a backslash doubled by escaping (`\\frac`) is one.
 
 pub mod equal;

@@ -79,15 +79,20 @@ pub(crate) fn strip_label(s: &str) -> String {
 }
 
 /// `x >= 2` -> `x \ge 2`, `<=` -> `\le`, `!=` -> `\ne`: the ASCII spellings of relations. A stated
-/// approximation (`\approx 3.14`, `x ≈ 3.14`) is read as an equation: the value must still agree
-/// with the reference to the usual tolerance, so `\approx 1.732` is not `\sqrt 3`.
+/// approximation is read as an equation when it gives the value (`\approx 3.14`, `x ≈ 3.14`: the
+/// value must still agree with the reference to the usual tolerance, so `\approx 1.732` is not
+/// `\sqrt 3`), and dropped when it follows one (`x = 1/3 \approx 0.33` is `x = 1/3`).
 pub(crate) fn ascii_relations(s: &str) -> String {
     if !s.contains(['<', '>', '!', '\\', '≈']) {
         return s.to_owned();
     }
-    s.replace("\\approx", "=")
-        .replace('≈', "=")
-        .replace("\\neq", "\\ne")
+    let s = s.replace('≈', "\\approx");
+    let s = match s.split_once("\\approx") {
+        Some((head, _)) if head.contains('=') => head.trim_end().to_owned(),
+        Some(_) => s.replace("\\approx", "="),
+        None => s,
+    };
+    s.replace("\\neq", "\\ne")
         .replace(">=", "\\ge ")
         .replace("=>", "\\ge ")
         .replace("<=", "\\le ")
