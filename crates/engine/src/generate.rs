@@ -204,17 +204,18 @@ impl<'a> Batch<'a> {
     /// Prefills `entries` into the cache, packed without padding, and adds them to the running
     /// batch: a new request gets its first token from the prefill's logits; a preempted one has
     /// its prompt and generated tokens but the last recomputed, and continues from the last. On
-    /// an error (a full cache, say) none of them is admitted and the running sequences are
-    /// untouched.
-    pub(crate) fn admit(&mut self, entries: Vec<Entry>) -> Result<()> {
+    /// an error (a full cache, say) the entries not admitted come back with it, to wait again,
+    /// and the running sequences are untouched.
+    pub(crate) fn admit(
+        &mut self,
+        entries: Vec<Entry>,
+    ) -> std::result::Result<(), (Error, Vec<Entry>)> {
         if entries.is_empty() {
             return Ok(());
         }
         if let Some(e) = entries.iter().find(|e| e.request.prompt.is_empty()) {
-            return Err(Error::InvalidRequest(format!(
-                "request {} has an empty prompt",
-                e.id
-            )));
+            let err = Error::InvalidRequest(format!("request {} has an empty prompt", e.id));
+            return Err((err, entries));
         }
         let tokens: Vec<Vec<u32>> = entries
             .iter()
@@ -235,7 +236,7 @@ impl<'a> Batch<'a> {
                 for s in seqs {
                     self.cache.release(s);
                 }
-                return Err(e);
+                return Err((e, entries));
             }
         };
         let (mut fresh, mut fresh_rows) = (Vec::new(), Vec::new());
@@ -279,12 +280,28 @@ impl<'a> Batch<'a> {
             }
         }
         if !fresh_rows.is_empty() {
-            let index = Tensor::new(fresh.as_slice(), logits.device())?;
-            self.pick(&mut fresh_rows, &logits.index_select(&index, 0)?)?;
+            let picked = Tensor::new(fresh.as_slice(), logits.device())
+                .and_then(|index| logits.index_select(&index, 0))
+                .map_err(Error::from)
+                .and_then(|first| self.pick(&mut fresh_rows, &first));
+            if let Err(err) = picked {
+                // The new requests start again later, from their prompts.
+                let back = fresh_rows
+                    .into_iter()
+                    .map(|r| {
+                        self.cache.release(r.seq);
+                        Entry {
+                            id: r.id,
+                            request: r.request,
+                            resumed: None,
+                        }
+                    })
+                    .collect();
+                return Err((err, back));
+            }
             self.rows.extend(fresh_rows);
         }
-        self.retire()?;
-        Ok(())
+        self.retire().map_err(|err| (err, Vec::new()))
     }
 
     /// Runs the token lists through the decoder (in chunks when asked) and returns the logits of

@@ -534,3 +534,27 @@ fn sampled_tokens_do_not_depend_on_the_batch_or_on_preemption() {
         "with {preemptions} preemptions the results differ by up to {max:e}"
     );
 }
+
+/// A request the batch cannot take (here an empty prompt) fails the step that admits it, and
+/// neither it nor the requests admitted with it are lost: they wait again, in order, for the
+/// caller to decide.
+#[test]
+fn a_failed_admission_keeps_its_requests_waiting() {
+    let dec = common::load("qwen2", &PrecisionPolicy::fp32());
+    let mut scheduler =
+        Scheduler::new(&dec, SamplingParams::greedy(2), Batching::Continuous, 4).unwrap();
+    for (i, prompt) in [vec![5, 6, 7], vec![], vec![8, 9]].into_iter().enumerate() {
+        scheduler.submit(
+            i,
+            Request {
+                prompt,
+                problem_id: format!("p{i}"),
+                sample_index: 0,
+            },
+        );
+    }
+    let err = scheduler.step().unwrap_err();
+    assert!(err.to_string().contains("empty prompt"), "{err}");
+    assert_eq!((scheduler.waiting(), scheduler.active()), (3, 0));
+    assert_eq!(scheduler.cache().free_blocks(), scheduler.cache().blocks());
+}

@@ -210,7 +210,13 @@ impl<'a> Scheduler<'a> {
             take += 1;
         }
         let entries: Vec<Entry> = self.waiting.drain(..take).collect();
-        self.batch.admit(entries)
+        self.batch.admit(entries).map_err(|(err, entries)| {
+            // Nothing is lost: the requests wait again, in their order, for the caller to decide.
+            for e in entries.into_iter().rev() {
+                self.waiting.push_front(e);
+            }
+            err
+        })
     }
 
     /// Preempts the newest sequences until the next step's tokens fit the cache.
