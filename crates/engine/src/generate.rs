@@ -118,6 +118,12 @@ impl Entry {
     }
 }
 
+/// Why [`Batch::admit`] failed, and the entries it did not admit (to wait again).
+pub(crate) struct NotAdmitted {
+    pub(crate) error: Error,
+    pub(crate) entries: Vec<Entry>,
+}
+
 /// The sequences being generated together, and their cache.
 pub(crate) struct Batch<'a> {
     decoder: &'a Decoder,
@@ -209,13 +215,16 @@ impl<'a> Batch<'a> {
     pub(crate) fn admit(
         &mut self,
         entries: Vec<Entry>,
-    ) -> std::result::Result<(), (Error, Vec<Entry>)> {
+    ) -> std::result::Result<(), Box<NotAdmitted>> {
         if entries.is_empty() {
             return Ok(());
         }
         if let Some(e) = entries.iter().find(|e| e.request.prompt.is_empty()) {
             let err = Error::InvalidRequest(format!("request {} has an empty prompt", e.id));
-            return Err((err, entries));
+            return Err(Box::new(NotAdmitted {
+                error: err,
+                entries,
+            }));
         }
         let tokens: Vec<Vec<u32>> = entries
             .iter()
@@ -236,7 +245,7 @@ impl<'a> Batch<'a> {
                 for s in seqs {
                     self.cache.release(s);
                 }
-                return Err((e, entries));
+                return Err(Box::new(NotAdmitted { error: e, entries }));
             }
         };
         let (mut fresh, mut fresh_rows) = (Vec::new(), Vec::new());
@@ -297,11 +306,19 @@ impl<'a> Batch<'a> {
                         }
                     })
                     .collect();
-                return Err((err, back));
+                return Err(Box::new(NotAdmitted {
+                    error: err,
+                    entries: back,
+                }));
             }
             self.rows.extend(fresh_rows);
         }
-        self.retire().map_err(|err| (err, Vec::new()))
+        self.retire().map_err(|error| {
+            Box::new(NotAdmitted {
+                error,
+                entries: Vec::new(),
+            })
+        })
     }
 
     /// Runs the token lists through the decoder (in chunks when asked) and returns the logits of

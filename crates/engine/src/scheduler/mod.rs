@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use crate::generate::{Batch, Entry};
+use crate::generate::{Batch, Entry, NotAdmitted};
 use crate::kv::KvCache;
 use crate::models::Decoder;
 use crate::sampling::SamplingParams;
@@ -210,12 +210,13 @@ impl<'a> Scheduler<'a> {
             take += 1;
         }
         let entries: Vec<Entry> = self.waiting.drain(..take).collect();
-        self.batch.admit(entries).map_err(|(err, entries)| {
+        self.batch.admit(entries).map_err(|not| {
             // Nothing is lost: the requests wait again, in their order, for the caller to decide.
+            let NotAdmitted { error, entries } = *not;
             for e in entries.into_iter().rev() {
                 self.waiting.push_front(e);
             }
-            err
+            error
         })
     }
 
