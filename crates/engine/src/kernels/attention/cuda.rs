@@ -4,7 +4,9 @@ use super::{PagedQueries, KV_SPLIT};
 use crate::{Error, Result};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaView, LaunchArgs, LaunchConfig, PushKernelArg,
+};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::op::BackpropOp;
 use candle_core::{CudaStorage, DType, Storage, Tensor};
@@ -40,16 +42,43 @@ fn words<'a>(s: &'a Storage, l: &candle_core::Layout, what: &str) -> Result<Word
     Ok(Words::of(cuda(s, what)?, l)?)
 }
 
-fn index<'a>(
-    s: &'a Storage,
-    l: &candle_core::Layout,
-    what: &str,
-) -> Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, u32>> {
+fn index<'a>(s: &'a Storage, l: &candle_core::Layout, what: &str) -> Result<CudaView<'a, u32>> {
     let c = cuda(s, what)?.as_cuda_slice::<u32>()?;
     let (a, b) = l.contiguous_offsets().ok_or_else(|| {
         Error::InvalidRequest(format!("paged attention: {what} is not contiguous"))
     })?;
     Ok(c.slice(a..b))
+}
+
+/// The arguments both attention kernels begin with, in their order: q, the key and value pools,
+/// each query's sequence and position, the block tables, (width, tokens, heads, kv_heads, d),
+/// the pools' slots and the scale.
+struct Inputs<'a> {
+    q: Words<'a>,
+    keys: Words<'a>,
+    values: Words<'a>,
+    seq: CudaView<'a, u32>,
+    pos: CudaView<'a, u32>,
+    tables: CudaView<'a, u32>,
+    dims: [i32; 5],
+    slots: i64,
+    scale: f32,
+}
+
+impl Inputs<'_> {
+    fn push<'b>(&'b self, b: &mut LaunchArgs<'b>) {
+        self.q.push(b);
+        self.keys.push(b);
+        self.values.push(b);
+        b.arg(&self.seq);
+        b.arg(&self.pos);
+        b.arg(&self.tables);
+        for x in &self.dims {
+            b.arg(x);
+        }
+        b.arg(&self.slots);
+        b.arg(&self.scale);
+    }
 }
 
 pub(super) fn attention(
@@ -83,28 +112,26 @@ pub(super) fn attention(
     let (tg, tl) = tables.storage_and_layout();
     let qs = cuda(&qg, "q")?;
     let dev = qs.device().clone();
-    let (qw, kw, vw) = (
-        words(&qg, ql, "q")?,
-        words(&kg, kl, "the key pool")?,
-        words(&vg, vl, "the value pool")?,
-    );
-    let (sv, pv, tv) = (
-        index(&sg, sl, "the sequence indices")?,
-        index(&pg, pl, "the positions")?,
-        index(&tg, tl, "the block tables")?,
-    );
+    let inputs = Inputs {
+        q: words(&qg, ql, "q")?,
+        keys: words(&kg, kl, "the key pool")?,
+        values: words(&vg, vl, "the value pool")?,
+        seq: index(&sg, sl, "the sequence indices")?,
+        pos: index(&pg, pl, "the positions")?,
+        tables: index(&tg, tl, "the block tables")?,
+        dims: [
+            queries.width as i32,
+            tokens as i32,
+            heads as i32,
+            kv_heads as i32,
+            d as i32,
+        ],
+        slots: slots as i64,
+        scale: scale as f32,
+    };
     let ptx = ptx(MODULE, SOURCE)?;
     let (qn, kn) = (suffix(dtype)?, suffix(keys.dtype())?);
     let out = Output::alloc(&dev, dtype, heads * tokens * d)?;
-    let dims = [
-        queries.width as i32,
-        tokens as i32,
-        heads as i32,
-        kv_heads as i32,
-        d as i32,
-    ];
-    let slots = slots as i64;
-    let scale = scale as f32;
     if !partial {
         let tiles = tiles(queries, (PREFILL_ROWS / (heads / kv_heads)).max(1));
         let rows = tiles.chunks(2).map(|t| t[1] as usize).max().unwrap_or(1) * (heads / kv_heads);
@@ -118,18 +145,8 @@ pub(super) fn attention(
         )
         .w()?;
         let mut b = func.builder();
-        qw.push(&mut b);
-        kw.push(&mut b);
-        vw.push(&mut b);
-        b.arg(&sv);
-        b.arg(&pv);
-        b.arg(&tv);
+        inputs.push(&mut b);
         b.arg(&tiles);
-        for x in &dims {
-            b.arg(x);
-        }
-        b.arg(&slots);
-        b.arg(&scale);
         out.push(&mut b);
         let cfg = LaunchConfig {
             grid_dim: (n_tiles as u32, kv_heads as u32, 1),
@@ -152,17 +169,7 @@ pub(super) fn attention(
         let func =
             dev.get_or_load_custom_func(&format!("paged_attention_{qn}_{kn}"), MODULE, ptx)?;
         let mut b = func.builder();
-        qw.push(&mut b);
-        kw.push(&mut b);
-        vw.push(&mut b);
-        b.arg(&sv);
-        b.arg(&pv);
-        b.arg(&tv);
-        for x in &dims {
-            b.arg(x);
-        }
-        b.arg(&slots);
-        b.arg(&scale);
+        inputs.push(&mut b);
         b.arg(&cap);
         b.arg(&part_acc);
         b.arg(&part_ml);
@@ -175,10 +182,10 @@ pub(super) fn attention(
         unsafe { b.launch(cfg) }.w()?;
         let fold = dev.get_or_load_custom_func(&format!("paged_fold_{qn}"), MODULE, ptx)?;
         let mut b = fold.builder();
-        b.arg(&pv);
-        b.arg(&dims[1]);
-        b.arg(&dims[2]);
-        b.arg(&dims[4]);
+        b.arg(&inputs.pos);
+        b.arg(&inputs.dims[1]);
+        b.arg(&inputs.dims[2]);
+        b.arg(&inputs.dims[4]);
         b.arg(&cap);
         b.arg(&part_acc);
         b.arg(&part_ml);

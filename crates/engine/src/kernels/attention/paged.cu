@@ -38,6 +38,40 @@ __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n
   big_m = m2;
 }
 
+// Step 2a for one query row, `q` in shared memory: its dot product with the key row whose
+// elements lane, lane + 32, ... this lane holds in `kr`, each lane's products summed in order and
+// the lanes by a butterfly, so every lane returns the same value. One expression for every entry
+// point, like the fold.
+__device__ __forceinline__ float row_score(const float* q, const float* kr, int d, int lane) {
+  float p = 0.f;
+#pragma unroll
+  for (int i = 0; i < MAX_D / 32; i++) {
+    int e = lane + 32 * i;
+    if (e < d) p = fmaf(q[e], kr[i], p);
+  }
+#pragma unroll
+  for (int w = 16; w > 0; w >>= 1) p += __shfl_xor_sync(0xffffffffu, p, w);
+  return p;
+}
+
+// Step 2b for one row's `nk` scores in shared memory, by one warp: their max (exact in any
+// order), each score replaced by exp(score - max), and their sum (lanes in order, then a
+// butterfly), the same on every lane.
+__device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float& m, float& l) {
+  m = NEG_INF;
+  for (int jj = lane; jj < nk; jj += 32) m = fmaxf(m, sc[jj]);
+#pragma unroll
+  for (int w = 16; w > 0; w >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, w));
+  l = 0.f;
+  for (int jj = lane; jj < nk; jj += 32) {
+    float e = expf(sc[jj] - m);
+    sc[jj] = e;
+    l += e;
+  }
+#pragma unroll
+  for (int w = 16; w > 0; w >>= 1) l += __shfl_xor_sync(0xffffffffu, l, w);
+}
+
 #define PAGED(QN, QT, KN, KT)                                                                      \
   extern "C" __global__ void __launch_bounds__(THREADS)                                              \
       paged_attention_##QN##_##KN(const QT* q, const KT* keys, const KT* vals,                      \
@@ -76,28 +110,15 @@ __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n
           kr[i] = e < d ? load_##KN(keys, krow + e) : 0.f;                                          \
         }                                                                                           \
         for (int r = 0; r < rep; r++) {                                                             \
-          float p = 0.f;                                                                            \
-          _Pragma("unroll") for (int i = 0; i < MAX_D / 32; i++) {                                  \
-            int e = lane + 32 * i;                                                                  \
-            if (e < d) p = fmaf(qs[r * d + e], kr[i], p);                                           \
-          }                                                                                         \
-          _Pragma("unroll") for (int w = 16; w > 0; w >>= 1) p += __shfl_xor_sync(0xffffffffu, p, w); \
+          const float p = row_score(qs + r * d, kr, d, lane);                                       \
           if (lane == 0) sc[r * KV_SPLIT + jj] = p * scale;                                         \
         }                                                                                           \
       }                                                                                             \
       __syncthreads();                                                                              \
-      /* 2b. Per head: the split's max (exact in any order), exp, and sum (lanes, butterfly). */     \
+      /* 2b. Per head: the split's max, exp and sum. */                                             \
       for (int r = warp; r < rep; r += WARPS) {                                                     \
-        float m = NEG_INF;                                                                          \
-        for (int jj = lane; jj < nk; jj += 32) m = fmaxf(m, sc[r * KV_SPLIT + jj]);                 \
-        _Pragma("unroll") for (int w = 16; w > 0; w >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, w)); \
-        float l = 0.f;                                                                              \
-        for (int jj = lane; jj < nk; jj += 32) {                                                    \
-          float e = expf(sc[r * KV_SPLIT + jj] - m);                                                \
-          sc[r * KV_SPLIT + jj] = e;                                                                \
-          l += e;                                                                                   \
-        }                                                                                           \
-        _Pragma("unroll") for (int w = 16; w > 0; w >>= 1) l += __shfl_xor_sync(0xffffffffu, l, w); \
+        float m, l;                                                                                 \
+        split_softmax(sc + r * KV_SPLIT, nk, lane, m, l);                                           \
         if (lane == 0) {                                                                            \
           ml[2 * r] = m;                                                                            \
           ml[2 * r + 1] = l;                                                                        \
@@ -163,9 +184,9 @@ __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n
   extern "C" __global__ void __launch_bounds__(PREFILL_THREADS)                                      \
       paged_prefill_##QN##_##KN(const QT* q, const KT* keys, const KT* vals,                        \
                                 const unsigned* q_seq, const unsigned* q_pos,                       \
-                                const unsigned* tables, const unsigned* tiles, int width,           \
-                                int tokens, int heads, int kv_heads, int d, long slots,             \
-                                float scale, QT* out) {                                             \
+                                const unsigned* tables, int width, int tokens, int heads,           \
+                                int kv_heads, int d, long slots, float scale,                       \
+                                const unsigned* tiles, QT* out) {                                   \
     extern __shared__ long long prefill_smem[];                                                     \
     const int t0 = (int)tiles[2 * blockIdx.x], cnt = (int)tiles[2 * blockIdx.x + 1];                \
     const int g = blockIdx.y, rep = heads / kv_heads, rows = cnt * rep;                             \
@@ -196,7 +217,7 @@ __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n
         st[r * ROW_STATS + 6] = __int_as_float(max(0, min(KV_SPLIT, n - j0)));                      \
       }                                                                                             \
       __syncthreads();                                                                              \
-      /* Scores, as paged_attention_*'s step 2a, each key row read once for every query row. */    \
+      /* Scores (step 2a), each key row read once for every query row. */                          \
       for (int jj = warp; jj < nk_max; jj += PREFILL_WARPS) {                                       \
         const long krow = base + slot_of[jj] * d;                                                   \
         float kr[MAX_D / 32];                                                                       \
@@ -206,12 +227,7 @@ __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n
         }                                                                                           \
         for (int r = 0; r < rows; r++) {                                                            \
           if (jj >= __float_as_int(st[r * ROW_STATS + 6])) continue;                                \
-          float p = 0.f;                                                                            \
-          _Pragma("unroll") for (int i = 0; i < MAX_D / 32; i++) {                                  \
-            int e = lane + 32 * i;                                                                  \
-            if (e < d) p = fmaf(qs[r * d + e], kr[i], p);                                           \
-          }                                                                                         \
-          _Pragma("unroll") for (int w = 16; w > 0; w >>= 1) p += __shfl_xor_sync(0xffffffffu, p, w); \
+          const float p = row_score(qs + r * d, kr, d, lane);                                       \
           if (lane == 0) sc[r * KV_SPLIT + jj] = p * scale;                                         \
         }                                                                                           \
       }                                                                                             \
@@ -220,16 +236,8 @@ __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n
       for (int r = warp; r < rows; r += PREFILL_WARPS) {                                            \
         const int nk = __float_as_int(st[r * ROW_STATS + 6]);                                       \
         if (nk == 0) continue;                                                                      \
-        float m = NEG_INF;                                                                          \
-        for (int jj = lane; jj < nk; jj += 32) m = fmaxf(m, sc[r * KV_SPLIT + jj]);                 \
-        _Pragma("unroll") for (int w = 16; w > 0; w >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, w)); \
-        float l = 0.f;                                                                              \
-        for (int jj = lane; jj < nk; jj += 32) {                                                    \
-          float e = expf(sc[r * KV_SPLIT + jj] - m);                                                \
-          sc[r * KV_SPLIT + jj] = e;                                                                \
-          l += e;                                                                                   \
-        }                                                                                           \
-        _Pragma("unroll") for (int w = 16; w > 0; w >>= 1) l += __shfl_xor_sync(0xffffffffu, l, w); \
+        float m, l;                                                                                 \
+        split_softmax(sc + r * KV_SPLIT, nk, lane, m, l);                                           \
         if (lane == 0) {                                                                            \
           float* x = st + r * ROW_STATS;                                                            \
           if (s == 0) {                                                                             \
