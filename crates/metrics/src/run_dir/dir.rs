@@ -286,22 +286,7 @@ impl RunDir {
         manifest: Manifest,
         durability: Durability,
     ) -> Result<(RunDir, Recovery)> {
-        let mpath = path.join(MANIFEST_FILE);
-        if !mpath.exists() {
-            return Ok((
-                RunDir::create(path, manifest, durability)?,
-                Recovery::default(),
-            ));
-        }
-        let existing = Manifest::read(&mpath)?;
-        let diffs = existing.diff_config(&manifest);
-        if !diffs.is_empty() {
-            return Err(Error::ConfigMismatch {
-                path: path.into(),
-                diffs,
-            });
-        }
-        RunDir::open(path, durability)
+        Self::open_or_start(path, manifest, durability, false)
     }
 
     /// [`open_or_create`](Self::open_or_create), and a run that `manifest` extends
@@ -314,18 +299,38 @@ impl RunDir {
         manifest: Manifest,
         durability: Durability,
     ) -> Result<(RunDir, Recovery)> {
+        Self::open_or_start(path, manifest, durability, true)
+    }
+
+    fn open_or_start(
+        path: &Path,
+        manifest: Manifest,
+        durability: Durability,
+        may_extend: bool,
+    ) -> Result<(RunDir, Recovery)> {
         let mpath = path.join(MANIFEST_FILE);
-        if mpath.exists() {
-            let mut existing = Manifest::read(&mpath)?;
-            if existing.is_extended_by(&manifest) {
-                existing.task.n_problems = manifest.task.n_problems;
-                existing.task.problem_ids = manifest.task.problem_ids;
-                existing.finished_at = None;
-                existing.write(&mpath)?;
-                return RunDir::open(path, durability);
-            }
+        if !mpath.exists() {
+            return Ok((
+                RunDir::create(path, manifest, durability)?,
+                Recovery::default(),
+            ));
         }
-        RunDir::open_or_create(path, manifest, durability)
+        let mut existing = Manifest::read(&mpath)?;
+        if may_extend && existing.is_extended_by(&manifest) {
+            existing.task.n_problems = manifest.task.n_problems;
+            existing.task.problem_ids = manifest.task.problem_ids;
+            existing.finished_at = None;
+            existing.write(&mpath)?;
+            return RunDir::open(path, durability);
+        }
+        let diffs = existing.diff_config(&manifest);
+        if !diffs.is_empty() {
+            return Err(Error::ConfigMismatch {
+                path: path.into(),
+                diffs,
+            });
+        }
+        RunDir::open(path, durability)
     }
 
     /// The directory.
