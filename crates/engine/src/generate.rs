@@ -490,14 +490,8 @@ pub fn generate(
     for (i, r) in requests.iter().enumerate() {
         scheduler.submit(i, r.clone());
     }
-    let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
-    while !scheduler.is_done() {
-        for (id, g) in scheduler.step()? {
-            out[id] = Some(g);
-        }
-    }
-    Ok(out
-        .into_iter()
-        .map(|g| g.expect("every request finishes"))
-        .collect())
+    let mut finished = scheduler.run_to_end()?;
+    assert_eq!(finished.len(), requests.len(), "every request finishes");
+    finished.sort_by_key(|(id, _)| *id);
+    Ok(finished.into_iter().map(|(_, g)| g).collect())
 }

@@ -126,10 +126,8 @@ pub fn measure_sampled(
     let prefill_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let mut tokens = vec![Vec::new(); prompts.len()];
-    while !scheduler.is_done() {
-        for (id, g) in scheduler.step()? {
-            tokens[id] = g.token_ids;
-        }
+    for (id, g) in scheduler.run_to_end()? {
+        tokens[id] = g.token_ids;
     }
     device.synchronize()?;
     let decode_seconds = start.elapsed().as_secs_f64();

@@ -113,11 +113,9 @@ fn run_static(
         scheduler.submit(i, request(p));
     }
     let mut out: Vec<Option<Generation>> = vec![None; targets.len()];
-    while !scheduler.is_done() {
-        for (id, g) in scheduler.step().unwrap() {
-            if let (Some(t), _) = order[id] {
-                out[t] = Some(g);
-            }
+    for (id, g) in scheduler.run_to_end().unwrap() {
+        if let (Some(t), _) = order[id] {
+            out[t] = Some(g);
         }
     }
     out.into_iter().map(Option::unwrap).collect()
@@ -484,13 +482,10 @@ fn sampled_tokens_do_not_depend_on_the_batch_or_on_preemption() {
         for (i, r) in requests.iter().enumerate() {
             scheduler.submit(i, r.clone());
         }
-        let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
-        while !scheduler.is_done() {
-            for (id, g) in scheduler.step().unwrap() {
-                out[id] = Some(g);
-            }
-        }
-        let out: Vec<Generation> = out.into_iter().map(Option::unwrap).collect();
+        let mut finished = scheduler.run_to_end().unwrap();
+        assert_eq!(finished.len(), requests.len());
+        finished.sort_by_key(|(id, _)| *id);
+        let out: Vec<Generation> = finished.into_iter().map(|(_, g)| g).collect();
         (out, scheduler.preemptions())
     };
     let (one, _) = run(&model.decoder, Batching::Static, 1);

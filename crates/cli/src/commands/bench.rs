@@ -569,16 +569,14 @@ fn generate_laid_out(
         for i in order {
             scheduler.submit(i, requests[i].clone());
         }
-        let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
-        while !scheduler.is_done() {
-            for (id, g) in scheduler.step()? {
-                out[id] = Some(g);
-            }
-        }
-        let out = out
-            .into_iter()
-            .map(|g| g.expect("the scheduler returns every request"))
-            .collect();
+        let mut finished = scheduler.run_to_end()?;
+        assert_eq!(
+            finished.len(),
+            requests.len(),
+            "the scheduler returns every request"
+        );
+        finished.sort_by_key(|(id, _)| *id);
+        let out = finished.into_iter().map(|(_, g)| g).collect();
         Ok::<_, reprolm_engine::Error>((out, scheduler.preemptions()))
     })();
     decoder.set_kv_cache_size(roomy);

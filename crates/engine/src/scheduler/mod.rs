@@ -163,6 +163,16 @@ impl<'a> Scheduler<'a> {
         Ok(finished)
     }
 
+    /// [`step`](Self::step) until every submitted request has finished: their generations, each
+    /// once, in the order they finished.
+    pub fn run_to_end(&mut self) -> Result<Vec<(usize, Generation)>> {
+        let mut finished = Vec::new();
+        while !self.is_done() {
+            finished.extend(self.step()?);
+        }
+        Ok(finished)
+    }
+
     /// Admits the waiting requests that fit (prefilling them and choosing their first tokens)
     /// without decoding: what [`step`](Self::step) does first. For timing prefill on its own.
     pub fn admit_waiting(&mut self) -> Result<()> {
