@@ -186,7 +186,13 @@ impl RunConfig {
             tp,
             kv_cache: args.kv_cache_memory,
             compute,
-            kernels: args.kernels,
+            // Deterministic mode runs the invariant kernels whatever --kernels says; the manifest
+            // records what ran.
+            kernels: if args.deterministic {
+                KernelChoice::Invariant
+            } else {
+                args.kernels
+            },
             batch_size: args.batch_size,
             batching,
             seed: args.seed,
@@ -222,7 +228,8 @@ impl RunConfig {
         }
         if self.compute.is_deterministic() {
             name.push_str("-det");
-        } else if self.kernels == KernelChoice::Heuristic {
+        }
+        if self.kernels == KernelChoice::Heuristic {
             name.push_str("-heuristic");
         }
         if !self.device.is_cpu() {
@@ -403,6 +410,13 @@ mod tests {
         let c = RunConfig::resolve(&args(&["--deterministic"])).unwrap();
         assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-det");
         assert!(c.compute.is_deterministic());
+        let c = RunConfig::resolve(&args(&["--deterministic", "--kernels", "heuristic"])).unwrap();
+        assert_eq!(
+            c.kernels,
+            KernelChoice::Invariant,
+            "deterministic mode overrides --kernels"
+        );
+        assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-det");
         assert_eq!(c.selection, Selection::First(ARITH_DEFAULT_LIMIT));
         let c = RunConfig::resolve(&args(&["--tp", "2", "--tp-mode", "invariant"])).unwrap();
         assert_eq!(c.tp, TensorParallel::new(2, TpMode::Invariant));
