@@ -10,10 +10,17 @@ use candle_core::cuda_backend::cudarc::driver::{
 use candle_core::cuda_backend::WrapErr;
 use candle_core::op::BackpropOp;
 use candle_core::{CudaStorage, DType, Storage, Tensor};
-use reprolm_precision::cuda::{ptx, suffix, Output, Words};
+use reprolm_precision::cuda::{ptx_for_device, suffix, Output, Words};
 
-pub(super) const SOURCE: &str = include_str!("paged.cu");
+const SOURCE: &str = include_str!("paged.cu");
 pub(super) const MODULE: &str = "reprolm_paged_attention";
+
+/// The PTX of the attention kernels and the cache write (one module), for `dev`'s own
+/// architecture: the tensor-core route needs `mma` and `ldmatrix`, which NVRTC's default target
+/// lacks. Every user of [`MODULE`] must come through here, as the PTX is cached by module name.
+pub(super) fn module_ptx(dev: &candle_core::CudaDevice) -> candle_core::Result<&'static str> {
+    ptx_for_device(dev, MODULE, SOURCE)
+}
 /// Threads per block of the split kernels (`THREADS` in the source).
 const THREADS: u32 = 128;
 /// Threads per block of the prefill kernel (`PREFILL_THREADS`).
@@ -28,6 +35,16 @@ const PREFILL_ROWS: usize = 48;
 pub(super) const PARALLEL_SPLITS_BELOW: usize = 4096;
 /// The most memory the partial results of parallel splits may take.
 const PARTIAL_BYTES: usize = 256 << 20;
+/// Positions per chunk of the tensor-core route (`TC_CHUNK`): part of its numerical contract.
+const TC_CHUNK: usize = 64;
+/// The widest head the tensor-core route takes (`TC_MAX_D`); it also needs a multiple of 32.
+const TC_MAX_D: usize = 128;
+/// Query rows of a tensor-core prefill block: 4 warps of 16 (`TC_WARPS`).
+const TC_ROWS: usize = 64;
+/// Shared memory of a tensor-core prefill block: one chunk's keys and values, rows padded by 8.
+const TC_SHARED: usize = 2 * TC_CHUNK * (TC_MAX_D + 8) * 2;
+/// The most memory the tensor-core route's partial results (one per chunk) may take.
+const TC_PARTIAL_BYTES: usize = 1 << 30;
 
 fn cuda<'a>(s: &'a Storage, what: &str) -> Result<&'a CudaStorage> {
     match s {
@@ -99,6 +116,21 @@ pub(super) fn attention(
     })?;
     let (heads, tokens, d) = q.dims3()?;
     let (kv_heads, slots, _) = keys.dims3()?;
+    let tc = tensor_cores(dtype, keys.dtype(), d);
+    // The tensor-core route reads q in 4-byte words and the pools in 16-byte pieces.
+    let aligned = |t: &Tensor| t.layout().start_offset() % 8 == 0;
+    if tc && !(aligned(keys) && aligned(values)) {
+        return Err(Error::InvalidRequest(
+            "paged attention: the key and value pools must start on a 16-byte boundary".into(),
+        ));
+    }
+    let q_copy;
+    let q = if tc && !aligned(q) {
+        q_copy = q.copy()?;
+        &q_copy
+    } else {
+        q
+    };
     let splits_cap = (queries.max_pos + 1).div_ceil(KV_SPLIT);
     let partial = splits_cap > 1
         && tokens * kv_heads < PARALLEL_SPLITS_BELOW
@@ -129,10 +161,12 @@ pub(super) fn attention(
         slots: slots as i64,
         scale: scale as f32,
     };
-    let ptx = ptx(MODULE, SOURCE)?;
+    let ptx = module_ptx(&dev)?;
     let (qn, kn) = (suffix(dtype)?, suffix(keys.dtype())?);
     let out = Output::alloc(&dev, dtype, heads * tokens * d)?;
-    if !partial {
+    if tc {
+        tc_attention(&dev, ptx, &inputs, queries, qn, &out)?;
+    } else if !partial {
         let tiles = tiles(queries, (PREFILL_ROWS / (heads / kv_heads)).max(1));
         let rows = tiles.chunks(2).map(|t| t[1] as usize).max().unwrap_or(1) * (heads / kv_heads);
         let n_tiles = tiles.len() / 2;
@@ -187,6 +221,7 @@ pub(super) fn attention(
         b.arg(&inputs.dims[2]);
         b.arg(&inputs.dims[4]);
         b.arg(&cap);
+        b.arg(&(KV_SPLIT as i32));
         b.arg(&part_acc);
         b.arg(&part_ml);
         out.push(&mut b);
@@ -205,6 +240,92 @@ pub(super) fn attention(
         BackpropOp::none(),
         false,
     ))
+}
+
+/// Whether the tensor-core route computes this attention: q and the cache in one 16-bit type,
+/// and a head width it takes. The choice depends on the dtypes and the width only, never on the
+/// batch, so a query always gets the same route's bits.
+fn tensor_cores(q: DType, cache: DType, d: usize) -> bool {
+    q == cache && matches!(q, DType::BF16 | DType::F16) && d % 32 == 0 && d <= TC_MAX_D
+}
+
+/// The tensor-core route (`paged_tc_*`): chunks of one query in parallel warps, folded by
+/// `paged_fold_*`, when the tiles would be thin (decode: a token's query heads fill few of a
+/// warp's 16 rows); else tiles of consecutive positions whose rows share each chunk's keys and
+/// values (prefill). Both give a query the same bits.
+fn tc_attention(
+    dev: &candle_core::CudaDevice,
+    ptx: &'static str,
+    inputs: &Inputs<'_>,
+    queries: &PagedQueries,
+    qn: &str,
+    out: &Output,
+) -> Result<()> {
+    let [_, tokens, heads, kv_heads, d] = inputs.dims.map(|x| x as usize);
+    let rep = heads / kv_heads;
+    let chunks_cap = (queries.max_pos + 1).div_ceil(TC_CHUNK);
+    let tiles = tiles(queries, (TC_ROWS / rep).max(1));
+    let n_tiles = tiles.len() / 2;
+    let thin = tokens * rep < 16 * n_tiles;
+    if thin && tokens * heads * chunks_cap * (d + 2) * 4 <= TC_PARTIAL_BYTES {
+        // Safety: the fold kernel reads only the partial results the first kernel wrote (the
+        // chunks each query has).
+        let (part_acc, part_ml) = unsafe {
+            (
+                dev.alloc::<f32>(tokens * heads * chunks_cap * d)?,
+                dev.alloc::<f32>(tokens * heads * chunks_cap * 2)?,
+            )
+        };
+        let cap = chunks_cap as i32;
+        let func = dev.get_or_load_custom_func(&format!("paged_tc_split_{qn}"), MODULE, ptx)?;
+        let mut b = func.builder();
+        inputs.push(&mut b);
+        b.arg(&cap);
+        b.arg(&part_acc);
+        b.arg(&part_ml);
+        let cfg = LaunchConfig {
+            grid_dim: (tokens as u32, kv_heads as u32, chunks_cap as u32),
+            block_dim: (32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // Safety: the arguments match the kernel's signature; shapes were checked by the caller.
+        unsafe { b.launch(cfg) }.w()?;
+        let fold = dev.get_or_load_custom_func(&format!("paged_fold_{qn}"), MODULE, ptx)?;
+        let mut b = fold.builder();
+        b.arg(&inputs.pos);
+        b.arg(&inputs.dims[1]);
+        b.arg(&inputs.dims[2]);
+        b.arg(&inputs.dims[4]);
+        b.arg(&cap);
+        let span = TC_CHUNK as i32;
+        b.arg(&span);
+        b.arg(&part_acc);
+        b.arg(&part_ml);
+        out.push(&mut b);
+        let cfg = LaunchConfig {
+            grid_dim: (tokens as u32, heads as u32, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // Safety: as above; every (token, head) row of the partial results was written.
+        unsafe { b.launch(cfg) }.w()?;
+    } else {
+        let tiles = dev.clone_htod(&tiles)?;
+        let func = dev.get_or_load_custom_func(&format!("paged_tc_prefill_{qn}"), MODULE, ptx)?;
+        let mut b = func.builder();
+        inputs.push(&mut b);
+        b.arg(&tiles);
+        out.push(&mut b);
+        let cfg = LaunchConfig {
+            grid_dim: (n_tiles as u32, kv_heads as u32, 1),
+            block_dim: (32 * (TC_ROWS / 16) as u32, 1, 1),
+            shared_mem_bytes: TC_SHARED as u32,
+        };
+        // Safety: the arguments match the kernel's signature; shapes were checked by the caller,
+        // and every tile lists consecutive positions of one sequence.
+        unsafe { b.launch(cfg) }.w()?;
+    }
+    Ok(())
 }
 
 /// The prefill kernel's tiles, as (first query token, count) pairs: runs of at most `per_tile`

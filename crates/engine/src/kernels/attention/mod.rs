@@ -25,6 +25,17 @@
 //! folds its query's splits as it goes. Both compute step 3 with the same expression, so the
 //! choice, which depends on the batch, never changes a bit.
 //!
+//! **On tensor cores.** When q and the cache are in one 16-bit type (the `bf16` and `fp16`
+//! policies) and the head width is a multiple of 32 up to 128, CUDA computes the same steps on
+//! tensor cores (`mma`, 16-bit operands, f32 accumulation), which changes the order: splits of
+//! 64 positions; `q · k_j` as the k16 steps of the head in order; `l_s` summed by each of four
+//! lanes over its 16 keys in order, then the four as a butterfly; `e_j` rounded to the cache's
+//! type before `acc_s = Σ_j e_j v_j`, itself four k16 steps of keys in order. Decode runs one
+//! warp per (token, split) and folds in a second kernel; prefill gives a block 64 query rows
+//! (consecutive tokens × the query heads of one kv head) that share each split's keys and values
+//! and folds as it goes; the two give a query the same bits. The route depends on the dtypes and
+//! the head width only, never on the batch.
+//!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
 //! use reprolm_engine::kernels::attention::{paged_attention, PagedQueries};

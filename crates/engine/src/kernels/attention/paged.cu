@@ -153,9 +153,9 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
 #define FOLD(QN, QT)                                                                               \
   extern "C" __global__ void __launch_bounds__(THREADS)                                              \
       paged_fold_##QN(const unsigned* q_pos, int tokens, int heads, int d, int splits_cap,          \
-                      const float* part_acc, const float* part_ml, QT* out) {                       \
+                      int span, const float* part_acc, const float* part_ml, QT* out) {             \
     const int t = blockIdx.x, hh = blockIdx.y;                                                      \
-    const int splits = ((int)q_pos[t] + 1 + KV_SPLIT - 1) / KV_SPLIT;                               \
+    const int splits = ((int)q_pos[t] + span) / span;                                               \
     const long row = ((long)t * heads + hh) * splits_cap;                                           \
     for (int e = threadIdx.x; e < d; e += THREADS) {                                                \
       float big_m = part_ml[2 * row], big_l = part_ml[2 * row + 1];                                 \
@@ -304,6 +304,347 @@ PREFILL(f16, u16, f16, u16)
 FOLD(f32, float)
 FOLD(bf16, u16)
 FOLD(f16, u16)
+
+// ---------------------------------------------------------------------------------------------
+// The tensor-core route: q and the cache in one 16-bit type (bf16 or f16), head_dim a multiple
+// of 32 up to TC_MAX_D. Its own order (attention/mod.rs, "On tensor cores"), the same in both of
+// its entry points:
+//   - a query's keys are cut into chunks of TC_CHUNK positions; each chunk gives (m, l, acc):
+//       s_j = mma(q, k_j) * scale (k16 steps over d in order, f32 accumulation), masked past the
+//       query's position; m the max; e_j = exp(s_j - m); l the sum of e_j (each lane of a quad
+//       its 16 keys in order, then the quad as a butterfly); acc = mma(e rounded to the cache's
+//       type, v) over the chunk's four k16 steps of keys in order, from 0;
+//   - the chunks are folded in order from chunk 0 with fold_factors / fold_value, and the result
+//     divided by the folded l once.
+// paged_tc_split_* computes one chunk per warp-sized block and writes it as a partial result
+// (paged_fold_* folds them, span TC_CHUNK); paged_tc_prefill_* gives a block 4 warps of 16 query
+// rows that share each chunk's keys and values in shared memory, and folds in registers. A row's
+// values depend only on its own q and keys: mma computes each output element from its own row
+// and column, and the masked keys enter PV as exact zeros.
+#define TC_CHUNK 64
+#define TC_WARPS 4
+#define TC_MAX_D 128
+#define TC_PAD 8 /* shared rows 16 bytes apart in the banks: conflict-free ldmatrix */
+#define TC_STRIDE (TC_MAX_D + TC_PAD)
+
+template <bool F16>
+__device__ __forceinline__ void tc_mma(float (&d)[4], const unsigned (&a)[4], unsigned b0,
+                                       unsigned b1) {
+  if (F16)
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ unsigned tc_smem(const void* p) {
+  unsigned a;
+  asm volatile("{ .reg .u64 x; cvta.to.shared.u64 x, %1; cvt.u32.u64 %0, x; }" : "=r"(a) : "l"(p));
+  return a;
+}
+
+// Four 8x8 matrices of 16-bit values from shared memory (lane i gives the address of row i % 8
+// of matrix i / 8); TRANS hands each lane a column pair instead of a row pair.
+template <bool TRANS>
+__device__ __forceinline__ void tc_ldsm4(unsigned (&r)[4], const u16* p) {
+  if (TRANS)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(tc_smem(p)));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(tc_smem(p)));
+}
+
+// 16 bytes global -> shared, asynchronously; zeros when !valid (`src` must still be a valid
+// address).
+__device__ __forceinline__ void tc_cp16(u16* dst, const u16* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(tc_smem(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+
+// Two f32 values rounded to the 16-bit type and packed low, high.
+template <bool F16>
+__device__ __forceinline__ unsigned tc_pack(float lo, float hi) {
+  return F16 ? ((unsigned)to_f16(lo) | ((unsigned)to_f16(hi) << 16))
+             : ((unsigned)to_bf16(lo) | ((unsigned)to_bf16(hi) << 16));
+}
+
+// Starts copying the keys and values of chunk positions [j0, j0 + TC_CHUNK) of one sequence
+// (block table `table`) and kv head into `ks` / `vs` (TC_STRIDE elements a row), zeros at and past
+// position `n`; `nthreads` threads with ids `id` share the work. The caller waits.
+__device__ __forceinline__ void tc_stage(u16* ks, u16* vs, const u16* keys, const u16* vals,
+                                         const unsigned* table, long base, int d, int j0, int n,
+                                         int id, int nthreads) {
+  const int pieces = d / 8;
+  for (int i = id; i < TC_CHUNK * pieces; i += nthreads) {
+    const int jj = i / pieces, c = (i % pieces) * 8, j = j0 + jj;
+    const bool ok = j < n;
+    const long at = ok ? base + ((long)table[j / BLOCK] * BLOCK + j % BLOCK) * d + c : 0;
+    tc_cp16(ks + jj * TC_STRIDE + c, keys + at, ok);
+    tc_cp16(vs + jj * TC_STRIDE + c, vals + at, ok);
+  }
+  asm volatile("cp.async.commit_group;");
+}
+
+// q's A fragments for the warp's rows: qf[s] is k16 step s of rows gid and gid + 8 (`row_lo`,
+// `row_hi` point at the rows' first element, or are null for rows past the tile).
+template <int NS>
+__device__ __forceinline__ void tc_load_q(unsigned (&qf)[NS][4], const u16* row_lo,
+                                          const u16* row_hi, int d, int lane) {
+  const int t = lane & 3;
+#pragma unroll
+  for (int s = 0; s < NS; s++) {
+    const int c = 16 * s + 2 * t;
+    const bool in = c < d;
+    qf[s][0] = row_lo && in ? *(const unsigned*)(row_lo + c) : 0u;
+    qf[s][1] = row_hi && in ? *(const unsigned*)(row_hi + c) : 0u;
+    qf[s][2] = row_lo && in ? *(const unsigned*)(row_lo + c + 8) : 0u;
+    qf[s][3] = row_hi && in ? *(const unsigned*)(row_hi + c + 8) : 0u;
+  }
+}
+
+// One chunk for the warp's 16 query rows (lane: rows gid and gid + 8, at positions p[0], p[1],
+// -1 for no row): the chunk's (m, l, acc) of the order above, from the staged keys and values.
+// acc[i] holds columns 8i + 2t, 8i + 2t + 1 of row gid (0, 1) and gid + 8 (2, 3). A row with no
+// key in the chunk gets m = -inf, l = 0, acc = 0.
+template <int NS, bool F16>
+__device__ __forceinline__ void tc_chunk(const unsigned (&qf)[NS][4], const u16* ks,
+                                         const u16* vs, int d, int j0, const int (&p)[2],
+                                         float scale, int lane, float (&m)[2], float (&l)[2],
+                                         float (&acc)[2 * NS][4]) {
+  const int t = lane & 3, r8 = lane & 7, mat = lane >> 3;
+  float s[TC_CHUNK / 8][4];
+  // Scores: key tile kt (8 keys) x k16 steps in order; ldmatrix gives two steps' B fragments.
+#pragma unroll
+  for (int kt = 0; kt < TC_CHUNK / 8; kt++) {
+    s[kt][0] = s[kt][1] = s[kt][2] = s[kt][3] = 0.f;
+#pragma unroll
+    for (int st = 0; st < NS; st += 2) {
+      if (16 * st >= d) break;
+      unsigned b[4];
+      tc_ldsm4<false>(b, ks + (8 * kt + r8) * TC_STRIDE + 16 * st + 8 * mat);
+      tc_mma<F16>(s[kt], qf[st], b[0], b[1]);
+      tc_mma<F16>(s[kt], qf[st + 1], b[2], b[3]);
+    }
+  }
+  // Scale, mask, and each row's max (a quad holds a row's 64 keys).
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    float mx = NEG_INF;
+#pragma unroll
+    for (int kt = 0; kt < TC_CHUNK / 8; kt++) {
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const int j = j0 + 8 * kt + 2 * t + e;
+        float v = s[kt][2 * h + e] * scale;
+        if (j > p[h]) v = NEG_INF;
+        s[kt][2 * h + e] = v;
+        mx = fmaxf(mx, v);
+      }
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    float sum = 0.f;
+#pragma unroll
+    for (int kt = 0; kt < TC_CHUNK / 8; kt++) {
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const float x = s[kt][2 * h + e];
+        const float ex = x == NEG_INF ? 0.f : expf(x - mx);
+        s[kt][2 * h + e] = ex;
+        sum += ex;
+      }
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    m[h] = mx;
+    l[h] = sum;
+  }
+  // Weighted values: k16 steps of keys in order; ldmatrix.trans gives two column tiles' B.
+#pragma unroll
+  for (int i = 0; i < 2 * NS; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+#pragma unroll
+  for (int ks16 = 0; ks16 < TC_CHUNK / 16; ks16++) {
+    const unsigned a[4] = {
+        tc_pack<F16>(s[2 * ks16][0], s[2 * ks16][1]), tc_pack<F16>(s[2 * ks16][2], s[2 * ks16][3]),
+        tc_pack<F16>(s[2 * ks16 + 1][0], s[2 * ks16 + 1][1]),
+        tc_pack<F16>(s[2 * ks16 + 1][2], s[2 * ks16 + 1][3])};
+#pragma unroll
+    for (int i = 0; i < 2 * NS; i += 2) {
+      if (8 * i >= d) break;
+      unsigned b[4];
+      tc_ldsm4<true>(b, vs + (16 * ks16 + r8 + 8 * (mat & 1)) * TC_STRIDE + 8 * i + 8 * (mat >> 1));
+      tc_mma<F16>(acc[i], a, b[0], b[1]);
+      tc_mma<F16>(acc[i + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+// Decode: one warp per (query token, kv head, chunk), the partial result of the chunk for the
+// token's query heads of the kv head (rows 0..rep-1 of the warp's 16).
+template <bool F16>
+__device__ __forceinline__ void tc_split(const u16* q, const u16* keys, const u16* vals,
+                                         const unsigned* q_seq, const unsigned* q_pos,
+                                         const unsigned* tables, int width, int tokens, int heads,
+                                         int kv_heads, int d, long slots, float scale,
+                                         int chunks_cap, float* part_acc, float* part_ml) {
+  constexpr int NS = TC_MAX_D / 16;
+  const int t = blockIdx.x, g = blockIdx.y, c = blockIdx.z, lane = threadIdx.x;
+  const int n = (int)q_pos[t] + 1, j0 = c * TC_CHUNK;
+  if (j0 >= n) return;
+  const int rep = heads / kv_heads, gid = lane >> 2, tq = lane & 3;
+  __shared__ __align__(16) u16 ks[TC_CHUNK * TC_STRIDE];
+  __shared__ __align__(16) u16 vs[TC_CHUNK * TC_STRIDE];
+  tc_stage(ks, vs, keys, vals, tables + (long)q_seq[t] * width, (long)g * slots * d, d, j0, n,
+           lane, 32);
+  unsigned qf[NS][4];
+  const u16* lo = gid < rep ? q + ((long)(g * rep + gid) * tokens + t) * d : nullptr;
+  const u16* hi = gid + 8 < rep ? q + ((long)(g * rep + gid + 8) * tokens + t) * d : nullptr;
+  tc_load_q<NS>(qf, lo, hi, d, lane);
+  const int p[2] = {lo ? n - 1 : -1, hi ? n - 1 : -1};
+  asm volatile("cp.async.wait_group 0;");
+  __syncwarp();
+  float m[2], l[2], acc[2 * NS][4];
+  tc_chunk<NS, F16>(qf, ks, vs, d, j0, p, scale, lane, m, l, acc);
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const int r = gid + 8 * h;
+    if (r >= rep) continue;
+    const long at = ((long)t * heads + g * rep + r) * chunks_cap + c;
+#pragma unroll
+    for (int i = 0; i < 2 * NS; i++) {
+      const int col = 8 * i + 2 * tq;
+      if (col >= d) break;
+      part_acc[at * d + col] = acc[i][2 * h];
+      part_acc[at * d + col + 1] = acc[i][2 * h + 1];
+    }
+    if (tq == 0) {
+      part_ml[2 * at] = m[h];
+      part_ml[2 * at + 1] = l[h];
+    }
+  }
+}
+
+// Prefill: one block per (tile, kv head); the tile's rows (up to TC_WARPS x 16: its tokens x the
+// kv head's query heads, row r = token t0 + r / rep, head r % rep) share each chunk's keys and
+// values; warp w takes rows 16w..16w+15 and folds its rows' chunks as paged_fold_* does.
+template <bool F16>
+__device__ __forceinline__ void tc_prefill(const u16* q, const u16* keys, const u16* vals,
+                                           const unsigned* q_seq, const unsigned* q_pos,
+                                           const unsigned* tables, int width, int tokens,
+                                           int heads, int kv_heads, int d, long slots, float scale,
+                                           const unsigned* tiles, u16* out) {
+  constexpr int NS = TC_MAX_D / 16;
+  extern __shared__ __align__(16) u16 tc_smem_rows[];
+  u16* ks = tc_smem_rows;
+  u16* vs = ks + TC_CHUNK * TC_STRIDE;
+  const int t0 = (int)tiles[2 * blockIdx.x], cnt = (int)tiles[2 * blockIdx.x + 1];
+  const int g = blockIdx.y, rep = heads / kv_heads, rows = cnt * rep;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tq = lane & 3;
+  int p[2];
+  const u16* qrow[2];
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const int r = 16 * warp + gid + 8 * h;
+    if (r < rows) {
+      const int tok = t0 + r / rep;
+      p[h] = (int)q_pos[tok];
+      qrow[h] = q + ((long)(g * rep + r % rep) * tokens + tok) * d;
+    } else {
+      p[h] = -1;
+      qrow[h] = nullptr;
+    }
+  }
+  unsigned qf[NS][4];
+  tc_load_q<NS>(qf, qrow[0], qrow[1], d, lane);
+  int n_last = 0;
+  for (int i = 0; i < cnt; i++) n_last = max(n_last, (int)q_pos[t0 + i] + 1);
+  const int p_warp = max(__reduce_max_sync(0xffffffffu, max(p[0], p[1])), -1);
+  const unsigned* table = tables + (long)q_seq[t0] * width;
+  const long base = (long)g * slots * d;
+  float big_m[2] = {NEG_INF, NEG_INF}, big_l[2] = {0.f, 0.f}, o[2 * NS][4];
+#pragma unroll
+  for (int i = 0; i < 2 * NS; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  for (int j0 = 0; j0 < n_last; j0 += TC_CHUNK) {
+    __syncthreads(); /* the previous chunk's keys and values are no longer read */
+    tc_stage(ks, vs, keys, vals, table, base, d, j0, n_last, threadIdx.x, 32 * TC_WARPS);
+    asm volatile("cp.async.wait_group 0;");
+    __syncthreads();
+    if (j0 > p_warp) continue; /* no row of this warp sees the chunk */
+    float m[2], l[2], acc[2 * NS][4];
+    tc_chunk<NS, F16>(qf, ks, vs, d, j0, p, scale, lane, m, l, acc);
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      if (j0 > p[h]) continue;
+      if (j0 == 0) {
+        big_m[h] = m[h];
+        big_l[h] = l[h];
+#pragma unroll
+        for (int i = 0; i < 2 * NS; i++) {
+          o[i][2 * h] = acc[i][2 * h];
+          o[i][2 * h + 1] = acc[i][2 * h + 1];
+        }
+      } else {
+        float m2, a, b;
+        fold_factors(big_m[h], m[h], m2, a, b);
+        big_l[h] = fold_value(big_l[h], a, l[h], b);
+#pragma unroll
+        for (int i = 0; i < 2 * NS; i++) {
+          o[i][2 * h] = fold_value(o[i][2 * h], a, acc[i][2 * h], b);
+          o[i][2 * h + 1] = fold_value(o[i][2 * h + 1], a, acc[i][2 * h + 1], b);
+        }
+        big_m[h] = m2;
+      }
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    if (!qrow[h]) continue;
+    const int r = 16 * warp + gid + 8 * h;
+    const long row = ((long)(g * rep + r % rep) * tokens + t0 + r / rep) * d;
+#pragma unroll
+    for (int i = 0; i < 2 * NS; i++) {
+      const int col = 8 * i + 2 * tq;
+      if (col >= d) break;
+      if (F16) {
+        store_f16(out, row + col, o[i][2 * h] / big_l[h]);
+        store_f16(out, row + col + 1, o[i][2 * h + 1] / big_l[h]);
+      } else {
+        store_bf16(out, row + col, o[i][2 * h] / big_l[h]);
+        store_bf16(out, row + col + 1, o[i][2 * h + 1] / big_l[h]);
+      }
+    }
+  }
+}
+
+#define TC(N, F16)                                                                                 \
+  extern "C" __global__ void __launch_bounds__(32) paged_tc_split_##N(                              \
+      const u16* q, const u16* keys, const u16* vals, const unsigned* q_seq,                        \
+      const unsigned* q_pos, const unsigned* tables, int width, int tokens, int heads,              \
+      int kv_heads, int d, long slots, float scale, int chunks_cap, float* part_acc,                \
+      float* part_ml) {                                                                             \
+    tc_split<F16>(q, keys, vals, q_seq, q_pos, tables, width, tokens, heads, kv_heads, d, slots,    \
+                  scale, chunks_cap, part_acc, part_ml);                                            \
+  }                                                                                                 \
+  extern "C" __global__ void __launch_bounds__(32 * TC_WARPS) paged_tc_prefill_##N(                 \
+      const u16* q, const u16* keys, const u16* vals, const unsigned* q_seq,                        \
+      const unsigned* q_pos, const unsigned* tables, int width, int tokens, int heads,              \
+      int kv_heads, int d, long slots, float scale, const unsigned* tiles, u16* out) {              \
+    tc_prefill<F16>(q, keys, vals, q_seq, q_pos, tables, width, tokens, heads, kv_heads, d,    \
+                    slots, scale, tiles, out);                                                      \
+  }
+
+TC(bf16, false)
+TC(f16, true)
 
 // The cache write: row t of `src` (kv_heads, tokens, d) into slot slots[t] of `pool`
 // (kv_heads, pool_slots, d). One block per (token, kv head).

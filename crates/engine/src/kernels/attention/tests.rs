@@ -17,6 +17,8 @@ fn rand(n: usize, seed: u64) -> Vec<f32> {
 /// Two sequences of `lens` positions in a pool whose blocks are handed out interleaved and out
 /// of order; returns the pools, the block tables and each sequence's keys and values as rows.
 struct Fixture {
+    /// The head width.
+    d: usize,
     keys: Tensor,
     values: Tensor,
     tables: Vec<Vec<u32>>,
@@ -26,9 +28,14 @@ struct Fixture {
 }
 
 const KVH: usize = 2;
+/// The head width of most tests: not a multiple of 32, so CUDA takes its f32-arithmetic route.
 const D: usize = 24;
 
 fn fixture(lens: &[usize], dtype: DType, dev: &Device) -> Fixture {
+    fixture_of_width(lens, D, dtype, dev)
+}
+
+fn fixture_of_width(lens: &[usize], d: usize, dtype: DType, dev: &Device) -> Fixture {
     let blocks: usize = lens.iter().map(|l| l.div_ceil(BLOCK_SIZE)).sum::<usize>() + 3;
     let slots = blocks * BLOCK_SIZE;
     // Hand out blocks from the top, alternating sequences.
@@ -44,8 +51,8 @@ fn fixture(lens: &[usize], dtype: DType, dev: &Device) -> Fixture {
             }
         }
     }
-    let mut kpool = vec![f32::NAN; KVH * slots * D];
-    let mut vpool = vec![f32::NAN; KVH * slots * D];
+    let mut kpool = vec![f32::NAN; KVH * slots * d];
+    let mut vpool = vec![f32::NAN; KVH * slots * d];
     let mut k_rows = Vec::new();
     let mut v_rows = Vec::new();
     for (s, &l) in lens.iter().enumerate() {
@@ -55,12 +62,12 @@ fn fixture(lens: &[usize], dtype: DType, dev: &Device) -> Fixture {
             for p in 0..l {
                 let seed = (s * 1_000_000 + g * 100_000 + p) as u64;
                 // Keys spread wide enough that the splits' maxima differ.
-                let k: Vec<f32> = rand(D, seed).iter().map(|x| x * 1.7).collect();
-                let v = rand(D, seed + 7_777_777);
+                let k: Vec<f32> = rand(d, seed).iter().map(|x| x * 1.7).collect();
+                let v = rand(d, seed + 7_777_777);
                 let slot = tables[s][p / BLOCK_SIZE] as usize * BLOCK_SIZE + p % BLOCK_SIZE;
-                let at = (g * slots + slot) * D;
-                kpool[at..at + D].copy_from_slice(&k);
-                vpool[at..at + D].copy_from_slice(&v);
+                let at = (g * slots + slot) * d;
+                kpool[at..at + d].copy_from_slice(&k);
+                vpool[at..at + d].copy_from_slice(&v);
                 kh.push(k);
                 vh.push(v);
             }
@@ -71,7 +78,7 @@ fn fixture(lens: &[usize], dtype: DType, dev: &Device) -> Fixture {
         v_rows.push(vs);
     }
     let pool = |v: Vec<f32>| {
-        Tensor::from_vec(v, (KVH, slots, D), &Device::Cpu)
+        Tensor::from_vec(v, (KVH, slots, d), &Device::Cpu)
             .unwrap()
             .to_dtype(dtype)
             .unwrap()
@@ -79,6 +86,7 @@ fn fixture(lens: &[usize], dtype: DType, dev: &Device) -> Fixture {
             .unwrap()
     };
     Fixture {
+        d,
         keys: pool(kpool),
         values: pool(vpool),
         tables,
@@ -87,12 +95,12 @@ fn fixture(lens: &[usize], dtype: DType, dev: &Device) -> Fixture {
     }
 }
 
-/// `(heads, tokens, D)` queries for the given (sequence, position) tokens.
-fn queries_for(tokens: &[(usize, usize)], heads: usize) -> Vec<f32> {
+/// `(heads, tokens, d)` queries for the given (sequence, position) tokens.
+fn queries_for(tokens: &[(usize, usize)], heads: usize, d: usize) -> Vec<f32> {
     let mut q = Vec::new();
     for h in 0..heads {
         for &(s, p) in tokens {
-            q.extend(rand(D, (9_000_000 + s * 100_000 + h * 10_000 + p) as u64));
+            q.extend(rand(d, (9_000_000 + s * 100_000 + h * 10_000 + p) as u64));
         }
     }
     q
@@ -105,10 +113,14 @@ fn run(
     dtype: DType,
     dev: &Device,
 ) -> Vec<Vec<f32>> {
-    let q = Tensor::from_vec(queries_for(tokens, heads), (heads, tokens.len(), D), dev)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap();
+    let q = Tensor::from_vec(
+        queries_for(tokens, heads, f.d),
+        (heads, tokens.len(), f.d),
+        dev,
+    )
+    .unwrap()
+    .to_dtype(dtype)
+    .unwrap();
     let pq = PagedQueries::new(
         tokens.iter().map(|t| t.0 as u32).collect(),
         tokens.iter().map(|t| t.1 as u32).collect(),
@@ -139,7 +151,7 @@ fn matches_a_float64_causal_softmax_over_several_splits() {
         .chain([(0, lens[0] - 1), (1, 4), (1, 0)])
         .collect();
     let got = run(&f, &tokens, heads, DType::F32, &Device::Cpu);
-    let q = queries_for(&tokens, heads);
+    let q = queries_for(&tokens, heads, D);
     let mut worst = 0f64;
     for (i, &(s, p)) in tokens.iter().enumerate() {
         for h in 0..heads {
@@ -286,5 +298,67 @@ fn cuda_prefill_tiles_keep_a_querys_bits() {
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&together[at]), bits(&alone), "{dtype:?} {t:?}");
         }
+    }
+}
+
+/// The tensor-core route (16-bit q and cache, head width 128): a query keeps the bits it has
+/// alone (one warp per chunk, folded by a second kernel) inside whole prefills (tiles of rows
+/// sharing each chunk), at chunk boundaries and in a tile's last rows, with 6 query heads per kv
+/// head so that tiles hold tokens x heads unevenly; and it stays within rounding of the CPU.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_tensor_core_route_keeps_a_querys_bits_and_matches_the_cpu() {
+    let Some(dev) = crate::kernels::gpu_test::device() else {
+        return;
+    };
+    let heads = 6 * KVH;
+    for dtype in [DType::BF16, DType::F16] {
+        let lens = [5 * 64 + 17, 64 + 1];
+        let f = fixture_of_width(&lens, 128, dtype, &dev);
+        let mut all: Vec<(usize, usize)> = (0..lens[0]).map(|p| (0, p)).collect();
+        all.extend((0..lens[1]).map(|p| (1, p)));
+        let together = run(&f, &all, heads, dtype, &dev);
+        let probes = [
+            (0, 0),
+            (0, 63),
+            (0, 64),
+            (0, 3 * 64 + 9),
+            (0, lens[0] - 1),
+            (1, 1),
+            (1, lens[1] - 1),
+        ];
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut alone = Vec::new();
+        for t in probes {
+            let one = run(&f, &[t], heads, dtype, &dev).remove(0);
+            let at = all.iter().position(|x| *x == t).unwrap();
+            assert_eq!(
+                bits(&together[at]),
+                bits(&one),
+                "{dtype:?} {t:?} in a prefill"
+            );
+            alone.push(one);
+        }
+        let decode: Vec<(usize, usize)> = probes.iter().rev().copied().collect();
+        for (row, t) in run(&f, &decode, heads, dtype, &dev).iter().zip(&decode) {
+            let i = probes.iter().position(|x| x == t).unwrap();
+            assert_eq!(
+                bits(row),
+                bits(&alone[i]),
+                "{dtype:?} {t:?} in a decode batch"
+            );
+        }
+        let cpu_f = fixture_of_width(&lens, 128, dtype, &Device::Cpu);
+        let cpu = run(&cpu_f, &all, heads, dtype, &Device::Cpu);
+        let worst = cpu
+            .iter()
+            .flatten()
+            .zip(together.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1.6e-2,
+            "{dtype:?}: CPU and CUDA differ by {worst:e}"
+        );
     }
 }

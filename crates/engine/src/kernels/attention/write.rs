@@ -115,7 +115,7 @@ impl InplaceOp3 for WriteSlots {
         let func = dev.get_or_load_custom_func(
             &name,
             super::cuda::MODULE,
-            reprolm_precision::cuda::ptx(super::cuda::MODULE, super::cuda::SOURCE)?,
+            super::cuda::module_ptx(&dev)?,
         )?;
         let cfg = LaunchConfig {
             grid_dim: (tokens as u32, heads as u32, 1),
