@@ -27,6 +27,8 @@ const THREADS: u32 = 128;
 const PREFILL_THREADS: u32 = 256;
 /// Statistics the prefill kernel keeps per query row (`ROW_STATS`).
 const ROW_STATS: usize = 7;
+/// Query rows whose scores the f32 kernels compute together (`ROW_ILP`).
+const ROW_ILP: usize = 8;
 /// Query rows (tokens × query heads of one kv head) a prefill block takes at most: each split's
 /// keys and values are read once for all of them, and their scores fit in shared memory.
 const PREFILL_ROWS: usize = 48;
@@ -41,8 +43,8 @@ const TC_CHUNK: usize = 64;
 const TC_MAX_D: usize = 128;
 /// Query rows of a tensor-core prefill block: 4 warps of 16 (`TC_WARPS`).
 const TC_ROWS: usize = 64;
-/// Shared memory of a tensor-core prefill block: one chunk's keys and values, rows padded by 8.
-const TC_SHARED: usize = 2 * TC_CHUNK * (TC_MAX_D + 8) * 2;
+/// Shared memory of a tensor-core prefill block: two chunks' keys and values, rows padded by 8.
+const TC_SHARED: usize = 2 * 2 * TC_CHUNK * (TC_MAX_D + 8) * 2;
 /// The most memory the tensor-core route's partial results (one per chunk) may take.
 const TC_PARTIAL_BYTES: usize = 1 << 30;
 
@@ -172,7 +174,9 @@ pub(super) fn attention(
         let n_tiles = tiles.len() / 2;
         let tiles = dev.clone_htod(&tiles)?;
         let func = dev.get_or_load_custom_func(&format!("paged_prefill_{qn}_{kn}"), MODULE, ptx)?;
-        let shared = KV_SPLIT * 8 + rows * (2 * d + KV_SPLIT + ROW_STATS) * 4;
+        // The score loop reads query rows in groups of ROW_ILP, the last group past the tile's
+        // rows: ROW_ILP rows of slack keep it inside the allocation.
+        let shared = KV_SPLIT * 8 + rows * (2 * d + KV_SPLIT + ROW_STATS) * 4 + ROW_ILP * d * 4;
         func.set_attribute(
             CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
             shared as i32,
@@ -312,6 +316,11 @@ fn tc_attention(
     } else {
         let tiles = dev.clone_htod(&tiles)?;
         let func = dev.get_or_load_custom_func(&format!("paged_tc_prefill_{qn}"), MODULE, ptx)?;
+        func.set_attribute(
+            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            TC_SHARED as i32,
+        )
+        .w()?;
         let mut b = func.builder();
         inputs.push(&mut b);
         b.arg(&tiles);

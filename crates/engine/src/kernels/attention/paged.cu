@@ -38,20 +38,29 @@ __device__ __forceinline__ void fold(float& big_m, float& big_l, float* o, int n
   big_m = m2;
 }
 
-// Step 2a for one query row, `q` in shared memory: its dot product with the key row whose
-// elements lane, lane + 32, ... this lane holds in `kr`, each lane's products summed in order and
-// the lanes by a butterfly, so every lane returns the same value. One expression for every entry
-// point, like the fold.
-__device__ __forceinline__ float row_score(const float* q, const float* kr, int d, int lane) {
-  float p = 0.f;
+// Step 2a for ROW_ILP query rows (rows r0.. of `q` in shared memory, `d` apart; rows past the
+// caller's count are computed from whatever the buffer holds and ignored): each row's dot product
+// with the key row whose elements lane, lane + 32, ... this lane holds in `kr`, each lane's
+// products summed in order and the lanes by a butterfly, so every lane returns the same value.
+// The rows' chains are independent, so their shuffles overlap; each row's operations and their
+// order are those of a row alone. One expression for every entry point, like the fold.
+#define ROW_ILP 8
+__device__ __forceinline__ void row_scores(const float* q, const float* kr, int d, int lane,
+                                           float (&p)[ROW_ILP]) {
+#pragma unroll
+  for (int r = 0; r < ROW_ILP; r++) p[r] = 0.f;
 #pragma unroll
   for (int i = 0; i < MAX_D / 32; i++) {
     int e = lane + 32 * i;
-    if (e < d) p = fmaf(q[e], kr[i], p);
+    if (e < d) {
+#pragma unroll
+      for (int r = 0; r < ROW_ILP; r++) p[r] = fmaf(q[r * d + e], kr[i], p[r]);
+    }
   }
 #pragma unroll
-  for (int w = 16; w > 0; w >>= 1) p += __shfl_xor_sync(0xffffffffu, p, w);
-  return p;
+  for (int w = 16; w > 0; w >>= 1)
+#pragma unroll
+    for (int r = 0; r < ROW_ILP; r++) p[r] += __shfl_xor_sync(0xffffffffu, p[r], w);
 }
 
 // Step 2b for one row's `nk` scores in shared memory, by one warp: their max (exact in any
@@ -109,9 +118,11 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
           int e = lane + 32 * i;                                                                    \
           kr[i] = e < d ? load_##KN(keys, krow + e) : 0.f;                                          \
         }                                                                                           \
-        for (int r = 0; r < rep; r++) {                                                             \
-          const float p = row_score(qs + r * d, kr, d, lane);                                       \
-          if (lane == 0) sc[r * KV_SPLIT + jj] = p * scale;                                         \
+        for (int r0 = 0; r0 < rep; r0 += ROW_ILP) {                                                 \
+          float p[ROW_ILP];                                                                         \
+          row_scores(qs + r0 * d, kr, d, lane, p);                                                  \
+          _Pragma("unroll") for (int r = 0; r < ROW_ILP; r++) if (lane == 0 && r0 + r < rep)        \
+              sc[(r0 + r) * KV_SPLIT + jj] = p[r] * scale;                                          \
         }                                                                                           \
       }                                                                                             \
       __syncthreads();                                                                              \
@@ -225,10 +236,12 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
           int e = lane + 32 * i;                                                                    \
           kr[i] = e < d ? load_##KN(keys, krow + e) : 0.f;                                          \
         }                                                                                           \
-        for (int r = 0; r < rows; r++) {                                                            \
-          if (jj >= __float_as_int(st[r * ROW_STATS + 6])) continue;                                \
-          const float p = row_score(qs + r * d, kr, d, lane);                                       \
-          if (lane == 0) sc[r * KV_SPLIT + jj] = p * scale;                                         \
+        for (int r0 = 0; r0 < rows; r0 += ROW_ILP) {                                                \
+          float p[ROW_ILP];                                                                         \
+          row_scores(qs + r0 * d, kr, d, lane, p);                                                  \
+          _Pragma("unroll") for (int r = 0; r < ROW_ILP; r++) if (lane == 0 && r0 + r < rows &&     \
+              jj < __float_as_int(st[(r0 + r) * ROW_STATS + 6]))                                    \
+              sc[(r0 + r) * KV_SPLIT + jj] = p[r] * scale;                                          \
         }                                                                                           \
       }                                                                                             \
       __syncthreads();                                                                              \
@@ -536,7 +549,8 @@ __device__ __forceinline__ void tc_split(const u16* q, const u16* keys, const u1
 
 // Prefill: one block per (tile, kv head); the tile's rows (up to TC_WARPS x 16: its tokens x the
 // kv head's query heads, row r = token t0 + r / rep, head r % rep) share each chunk's keys and
-// values; warp w takes rows 16w..16w+15 and folds its rows' chunks as paged_fold_* does.
+// values, staged two chunks deep; warp w takes rows 16w..16w+15 and folds its rows' chunks as
+// paged_fold_* does.
 template <bool F16>
 __device__ __forceinline__ void tc_prefill(const u16* q, const u16* keys, const u16* vals,
                                            const unsigned* q_seq, const unsigned* q_pos,
@@ -544,9 +558,8 @@ __device__ __forceinline__ void tc_prefill(const u16* q, const u16* keys, const 
                                            int heads, int kv_heads, int d, long slots, float scale,
                                            const unsigned* tiles, u16* out) {
   constexpr int NS = TC_MAX_D / 16;
+  // Two buffers of (keys, values): the next chunk arrives while this one is computed.
   extern __shared__ __align__(16) u16 tc_smem_rows[];
-  u16* ks = tc_smem_rows;
-  u16* vs = ks + TC_CHUNK * TC_STRIDE;
   const int t0 = (int)tiles[2 * blockIdx.x], cnt = (int)tiles[2 * blockIdx.x + 1];
   const int g = blockIdx.y, rep = heads / kv_heads, rows = cnt * rep;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tq = lane & 3;
@@ -574,12 +587,23 @@ __device__ __forceinline__ void tc_prefill(const u16* q, const u16* keys, const 
   float big_m[2] = {NEG_INF, NEG_INF}, big_l[2] = {0.f, 0.f}, o[2 * NS][4];
 #pragma unroll
   for (int i = 0; i < 2 * NS; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  for (int j0 = 0; j0 < n_last; j0 += TC_CHUNK) {
-    __syncthreads(); /* the previous chunk's keys and values are no longer read */
-    tc_stage(ks, vs, keys, vals, table, base, d, j0, n_last, threadIdx.x, 32 * TC_WARPS);
-    asm volatile("cp.async.wait_group 0;");
-    __syncthreads();
+  const int buf = 2 * TC_CHUNK * TC_STRIDE;
+  tc_stage(tc_smem_rows, tc_smem_rows + TC_CHUNK * TC_STRIDE, keys, vals, table, base, d, 0,
+           n_last, threadIdx.x, 32 * TC_WARPS);
+  for (int j0 = 0, ci = 0; j0 < n_last; j0 += TC_CHUNK, ci++) {
+    __syncthreads(); /* the buffer the next chunk goes to is no longer read */
+    if (j0 + TC_CHUNK < n_last) {
+      u16* next = tc_smem_rows + ((ci + 1) & 1) * buf;
+      tc_stage(next, next + TC_CHUNK * TC_STRIDE, keys, vals, table, base, d, j0 + TC_CHUNK,
+               n_last, threadIdx.x, 32 * TC_WARPS);
+      asm volatile("cp.async.wait_group 1;");
+    } else {
+      asm volatile("cp.async.wait_group 0;");
+    }
+    __syncthreads(); /* this chunk's keys and values are in shared memory */
     if (j0 > p_warp) continue; /* no row of this warp sees the chunk */
+    const u16* ks = tc_smem_rows + (ci & 1) * buf;
+    const u16* vs = ks + TC_CHUNK * TC_STRIDE;
     float m[2], l[2], acc[2 * NS][4];
     tc_chunk<NS, F16>(qf, ks, vs, d, j0, p, scale, lane, m, l, acc);
 #pragma unroll
