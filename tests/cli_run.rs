@@ -296,6 +296,11 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["kernels"]["gemm"], "cpu", "{manifest}");
     assert_eq!(manifest["kernels"]["token_choice"], "host", "{manifest}");
+    assert_eq!(manifest["kernels"]["reduction"], "sequential", "{manifest}");
+    assert_eq!(
+        manifest["kernels"]["attention"], "cpu, splits of 256",
+        "{manifest}"
+    );
     let mut edited = manifest.clone();
     edited["kernels"]["gemm"] = "mma".into();
     std::fs::write(
@@ -305,7 +310,7 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
     .unwrap();
     let err = String::from_utf8(reprolm(tmp.path(), &args, 1).stderr).unwrap();
     assert!(
-        err.contains("kernels: gemm=mma kernels=invariant token_choice=host (existing) vs gemm=cpu kernels=invariant token_choice=host (requested)"),
+        err.contains("gemm=mma kernels=invariant reduction=sequential token_choice=host (existing) vs attention=cpu, splits of 256 gemm=cpu kernels=invariant reduction=sequential token_choice=host (requested)"),
         "{err}"
     );
     std::fs::write(out.join("manifest.json"), &before).unwrap();

@@ -86,18 +86,21 @@ pub struct ModelIdentity {
     pub architecture: Architecture,
     /// Lower-case hex SHA-256 of tokenizer.json (what [`Tokenizer::sha256`] of the loaded model says).
     pub tokenizer_sha256: String,
+    /// The width of its attention heads, from config.json (it decides the attention route).
+    pub head_dim: usize,
 }
 
 impl ModelIdentity {
     /// Resolves the files of `source` and reads what identifies them.
     pub fn read(source: &ModelSource, resolve: &ResolveOptions) -> Result<ModelIdentity> {
         let files = ModelFiles::resolve_with(source, resolve)?;
-        let (architecture, _) = spec_from_config_file(&files.config)?;
+        let (architecture, spec) = spec_from_config_file(&files.config)?;
         let tokenizer_sha256 = crate::digest::sha256_file(&files.tokenizer)?.sha256;
         Ok(ModelIdentity {
             files,
             architecture,
             tokenizer_sha256,
+            head_dim: spec.head_dim,
         })
     }
 

@@ -497,7 +497,13 @@ fn build_manifest(
         batch_size: cfg.batch_size,
         batching_mode: cfg.batching,
         deterministic: cfg.invariant_kernels(),
-        kernels: reprolm_engine::kernels::recorded(&cfg.device, cfg.kernels),
+        kernels: reprolm_engine::kernels::recorded(
+            &cfg.device,
+            cfg.kernels,
+            cfg.compute,
+            &cfg.policy,
+            model.head_dim,
+        ),
         seed: cfg.seed,
         sampling: SamplingParams {
             temperature: cfg.temperature,

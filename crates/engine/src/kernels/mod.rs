@@ -56,23 +56,61 @@ impl KernelChoice {
     }
 }
 
-/// The switches besides the precision policy and the compute mode that decide a run's numbers on
-/// `device`, by name, for the run manifest (where resuming compares them): the kernel choice and
-/// the GEMM family it gives, whether fused GPU kernels replace composed ops
-/// (`REPROLM_FUSED_KERNELS`), and where tokens are chosen (`REPROLM_HOST_PICK`).
+/// Everything besides the precision policy's dtypes that decides a run's numbers on `device`, by
+/// name, for the run manifest (where resuming compares it whole): the kernel choice and the GEMM
+/// family it gives, the order of the matmuls' reduction over K (`mode`), the attention route and
+/// its split size (from the policy's attention and KV-cache dtypes and the model's `head_dim`),
+/// whether fused GPU kernels replace composed ops (`REPROLM_FUSED_KERNELS`), and where tokens are
+/// chosen (`REPROLM_HOST_PICK`).
 ///
 /// ```
+/// use candle_core::Device;
 /// use reprolm_engine::kernels::{recorded, KernelChoice};
-/// let k = recorded(&candle_core::Device::Cpu, KernelChoice::Invariant);
+/// use reprolm_precision::{ComputeMode, PrecisionPolicy, ReductionOrder};
+/// let bf16 = PrecisionPolicy::preset("bf16")?;
+/// let k = recorded(&Device::Cpu, KernelChoice::Invariant, ComputeMode::Fast, &bf16, 128);
 /// assert_eq!((k["kernels"].as_str(), k["gemm"].as_str()), ("invariant", "cpu"));
-/// assert_eq!(k["token_choice"], "host");
-/// let k = recorded(&candle_core::Device::Cpu, KernelChoice::Heuristic);
-/// assert_eq!(k["gemm"], "candle (batch dependent)");
+/// assert_eq!((k["token_choice"].as_str(), k["reduction"].as_str()), ("host", "sequential"));
+/// assert_eq!(k["attention"], "cpu, splits of 256");
+/// let k = recorded(&Device::Cpu, KernelChoice::Heuristic, ComputeMode::Fast, &bf16, 128);
+/// assert_eq!((k["gemm"].as_str(), k["reduction"].as_str()), ("candle (batch dependent)", "batch dependent"));
+/// let tree = ComputeMode::Deterministic(ReductionOrder::tree(4)?);
+/// let k = recorded(&Device::Cpu, KernelChoice::Invariant, tree, &bf16, 128);
+/// assert_eq!(k["reduction"], "tree of 4 chunks");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn recorded(device: &candle_core::Device, choice: KernelChoice) -> BTreeMap<String, String> {
+pub fn recorded(
+    device: &candle_core::Device,
+    choice: KernelChoice,
+    mode: reprolm_precision::ComputeMode,
+    policy: &reprolm_precision::PrecisionPolicy,
+    head_dim: usize,
+) -> BTreeMap<String, String> {
+    use reprolm_precision::{Component, ComputeMode};
     let mut out = BTreeMap::new();
     out.insert("kernels".into(), choice.as_str().into());
-    let family = gemm::GemmFamily::for_choice(choice);
+    let family = match mode {
+        ComputeMode::Fast => gemm::GemmFamily::for_choice(choice),
+        ComputeMode::Deterministic(_) => gemm::GemmFamily::from_env(),
+    };
+    let reduction = match mode {
+        ComputeMode::Deterministic(order) if order.chunks() > 1 => {
+            format!("tree of {} chunks", order.chunks())
+        }
+        _ if family == gemm::GemmFamily::Candle => "batch dependent".into(),
+        _ if device.is_cuda() => "fixed per weight shape".into(),
+        _ => "sequential".into(),
+    };
+    out.insert("reduction".into(), reduction);
+    out.insert(
+        "attention".into(),
+        attention::route_name(
+            device,
+            policy.dtype(Component::Attention),
+            policy.dtype(Component::KvCache),
+            head_dim,
+        ),
+    );
     if device.is_cuda() {
         out.insert("gemm".into(), family.name().into());
         let fused = if reprolm_precision::fused_kernels_enabled() {

@@ -37,10 +37,10 @@ const PREFILL_ROWS: usize = 48;
 pub(super) const PARALLEL_SPLITS_BELOW: usize = 4096;
 /// The most memory the partial results of parallel splits may take.
 const PARTIAL_BYTES: usize = 256 << 20;
-/// Positions per chunk of the tensor-core route (`TC_CHUNK`): part of its numerical contract.
-const TC_CHUNK: usize = 64;
-/// The widest head the tensor-core route takes (`TC_MAX_D`); it also needs a multiple of 32.
-const TC_MAX_D: usize = 128;
+/// Positions per chunk of the tensor-core route (`TC_CHUNK` in the source).
+const TC_CHUNK: usize = super::TENSOR_CORE_SPLIT;
+/// The widest head the tensor-core route takes (`TC_MAX_D`).
+const TC_MAX_D: usize = super::TENSOR_CORE_MAX_HEAD_DIM;
 /// Query rows of a tensor-core prefill block: 4 warps of 16 (`TC_WARPS`).
 const TC_ROWS: usize = 64;
 /// Shared memory of a tensor-core prefill block: two chunks' keys and values, rows padded by 8.
@@ -118,7 +118,7 @@ pub(super) fn attention(
     })?;
     let (heads, tokens, d) = q.dims3()?;
     let (kv_heads, slots, _) = keys.dims3()?;
-    let tc = tensor_cores(dtype, keys.dtype(), d);
+    let tc = super::tensor_core_route(dtype, keys.dtype(), d);
     // The tensor-core route reads q in 4-byte words and the pools in 16-byte pieces.
     let aligned = |t: &Tensor| t.layout().start_offset() % 8 == 0;
     if tc && !(aligned(keys) && aligned(values)) {
@@ -244,13 +244,6 @@ pub(super) fn attention(
         BackpropOp::none(),
         false,
     ))
-}
-
-/// Whether the tensor-core route computes this attention: q and the cache in one 16-bit type,
-/// and a head width it takes. The choice depends on the dtypes and the width only, never on the
-/// batch, so a query always gets the same route's bits.
-fn tensor_cores(q: DType, cache: DType, d: usize) -> bool {
-    q == cache && matches!(q, DType::BF16 | DType::F16) && d % 32 == 0 && d <= TC_MAX_D
 }
 
 /// The tensor-core route (`paged_tc_*`): chunks of one query in parallel warps, folded by

@@ -72,6 +72,41 @@ pub const MAX_HEAD_DIM: usize = 256;
 
 const _: () = assert!(KV_SPLIT % BLOCK_SIZE == 0);
 
+/// Positions per split of the tensor-core route (see the module docs): part of its contract.
+pub const TENSOR_CORE_SPLIT: usize = 64;
+/// The widest head the tensor-core route takes (it also needs a multiple of 32).
+pub const TENSOR_CORE_MAX_HEAD_DIM: usize = 128;
+
+const _: () = assert!(TENSOR_CORE_SPLIT % BLOCK_SIZE == 0);
+
+/// Whether CUDA computes attention with q in `q`, the cache in `cache` and heads of `head_dim`
+/// on tensor cores: q and the cache in one 16-bit type and a head width the route takes. A
+/// function of these alone, never of the batch, so a query always gets one route's bits.
+pub fn tensor_core_route(q: DType, cache: DType, head_dim: usize) -> bool {
+    q == cache
+        && matches!(q, DType::BF16 | DType::F16)
+        && head_dim % 32 == 0
+        && head_dim <= TENSOR_CORE_MAX_HEAD_DIM
+}
+
+/// The attention route on `device` (q in `q`, the cache in `cache`, heads of `head_dim`) and its
+/// split size, by name, as run manifests record it: another route reduces in another order.
+///
+/// ```
+/// use candle_core::{DType, Device};
+/// use reprolm_engine::kernels::attention::route_name;
+/// assert_eq!(route_name(&Device::Cpu, DType::BF16, DType::BF16, 128), "cpu, splits of 256");
+/// ```
+pub fn route_name(device: &Device, q: DType, cache: DType, head_dim: usize) -> String {
+    if !device.is_cuda() {
+        format!("cpu, splits of {KV_SPLIT}")
+    } else if tensor_core_route(q, cache, head_dim) {
+        format!("tensor-core mma, splits of {TENSOR_CORE_SPLIT}")
+    } else {
+        format!("f32 fma, splits of {KV_SPLIT}")
+    }
+}
+
 /// The queries of one forward pass: for each query token, its sequence and position, and each
 /// sequence's block table; copied to the device once per pass and shared by every layer.
 #[derive(Debug)]
