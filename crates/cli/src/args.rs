@@ -295,6 +295,10 @@ pub struct ReportArgs {
     /// of magnitude), `linear` or `log`.
     #[arg(long, value_enum, default_value_t = Top1AxisArg::Auto)]
     pub top1_axis: Top1AxisArg,
+    /// The policy every other policy's runs are set beside at each runtime configuration (share
+    /// of samples whose tokens differ, first difference, answers flipped).
+    #[arg(long, default_value = reprolm_metrics::report::DEFAULT_REFERENCE)]
+    pub reference: String,
 }
 
 /// The y axis of the report's top-1 probability plot.

@@ -617,3 +617,89 @@ fn the_top1_plot_has_a_log_axis_on_request_and_when_values_span_decades() {
     let linear = svg(Top1Axis::Linear);
     assert!(!linear.contains("log scale"));
 }
+
+/// Every other policy's run is set beside the fp32 run of its configuration, over the samples both
+/// hold; a pair whose data differ is left out with the reason, and a configuration fp32 did not run
+/// has no entry.
+#[test]
+fn each_run_is_set_beside_the_fp32_run_of_its_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs");
+    build_root(&root);
+    let r = report(&root, &ReportOptions::default()).unwrap();
+    let v = &r.against_reference;
+    assert_eq!(v.reference, "fp32");
+    let rows: Vec<(String, String, usize, usize, Option<f64>)> = v
+        .comparisons
+        .iter()
+        .map(|c| {
+            (
+                c.policy.clone(),
+                c.configuration.clone(),
+                c.samples,
+                c.differing,
+                c.mean_first_difference,
+            )
+        })
+        .collect();
+    // bf16 at batch 1: p3 is empty where fp32 wrote two tokens (differs at 0); at batch 8 the
+    // unfinished fp32 run lacks p2, so two samples are shared. bf16 at batch 4 has no fp32 run.
+    assert_eq!(
+        rows,
+        [
+            ("bf16".into(), "bs=1".into(), 3, 1, Some(0.0)),
+            ("bf16".into(), "bs=8".into(), 2, 1, Some(0.0)),
+            ("fp16".into(), "bs=1".into(), 3, 0, None),
+            ("layercast".into(), "bs=1".into(), 3, 0, None),
+        ]
+    );
+    let bs8 = &v.comparisons[1];
+    assert_eq!(
+        (bs8.accuracy, bs8.reference_accuracy),
+        (Some(0.5), Some(0.5))
+    );
+    assert_eq!((bs8.correct_to_wrong, bs8.wrong_to_correct), (0, 0));
+    assert!(
+        bs8.reference_run.ends_with("fp32-bs8"),
+        "{:?}",
+        bs8.reference_run
+    );
+    // The layercast run of another task version is not set beside fp32's.
+    assert_eq!(v.notes.len(), 1, "{:?}", v.notes);
+    assert!(
+        v.notes[0].starts_with("lc-bs8 against fp32-bs8: not compared, task.version differs"),
+        "{}",
+        v.notes[0]
+    );
+    let md = r.to_markdown(&[]);
+    assert!(md.contains("## Against fp32"), "{md}");
+    assert!(md.contains("| differ from fp32 % |"), "{md}");
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["against_reference"]["comparisons"][1]["samples"], 2);
+
+    // Another reference: bf16. fp32's batch-8 run is set beside bf16's, and a flip is counted
+    // when the reference got an answer right that the run got wrong.
+    let r = report(
+        &root,
+        &ReportOptions {
+            reference: Some("bf16".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let fp32_bs8 = r
+        .against_reference
+        .comparisons
+        .iter()
+        .find(|c| c.policy == "fp32" && c.configuration == "bs=8")
+        .unwrap();
+    assert_eq!((fp32_bs8.samples, fp32_bs8.differing), (2, 1));
+    let fp16 = r
+        .against_reference
+        .comparisons
+        .iter()
+        .find(|c| c.policy == "fp16")
+        .unwrap();
+    // fp16 wrote p3 as [7, 7] (wrong) where bf16 wrote nothing (wrong): no flip, one difference.
+    assert_eq!((fp16.differing, fp16.correct_to_wrong), (1, 0));
+}

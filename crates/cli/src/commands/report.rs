@@ -22,6 +22,7 @@ pub fn command(args: &ReportArgs, mode: OutputMode) -> Result<i32> {
             crate::args::Top1AxisArg::Linear => reprolm_metrics::report::Top1Axis::Linear,
             crate::args::Top1AxisArg::Log => reprolm_metrics::report::Top1Axis::Log,
         },
+        reference: Some(args.reference.clone()),
     };
     let (report, files) = generate(&args.root, &opts)
         .with_context(|| format!("building the report over {}", args.root.display()))?;

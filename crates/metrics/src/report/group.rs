@@ -186,10 +186,67 @@ pub(crate) fn config_sort_key(m: &Manifest) -> (String, String, u32, u32, u32, S
     )
 }
 
+/// A run's runtime configuration as one string: every runtime field, of the kernels map only the
+/// kernel choice (the attention route recorded beside it follows from the policy's dtypes), so
+/// that runs of different policies at one configuration have the same identity.
+pub(crate) fn runtime_identity(m: &Manifest) -> String {
+    RUNTIME_FIELDS
+        .iter()
+        .map(|(name, value, _)| {
+            if *name == "kernels" {
+                m.kernels
+                    .get("kernels")
+                    .map_or("invariant", String::as_str)
+                    .to_string()
+            } else {
+                value(m)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
+}
+
 /// Why the runs of a group cannot be compared, if they cannot: they must share task version, dataset,
 /// weights and tokenizer, or a difference in results might come from those rather than from runtime
 /// configuration.
 pub(crate) fn refusal(runs: &[&LoadedRun]) -> Option<String> {
+    let manifests: Vec<&Manifest> = runs.iter().map(|r| &r.manifest).collect();
+    let paths: Vec<&Path> = runs.iter().map(|r| r.path.as_path()).collect();
+    let mut reasons = differing_inputs(&manifests, &paths);
+    // The policy is grouped by name; among reprolm's own runs the name must also mean one table
+    // (an imported run records the other tool's dtype instead, under the same name).
+    let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in runs
+        .iter()
+        .filter(|r| r.manifest.origin == crate::run_dir::Origin::Reprolm)
+    {
+        let table = r
+            .manifest
+            .policy
+            .table
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        tables.entry(table).or_default().push(dir_name(&r.path));
+    }
+    if tables.len() > 1 {
+        let listed = tables
+            .iter()
+            .map(|(t, dirs)| format!("{t} in {}", dirs.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        reasons.push(format!(
+            "policy.table differs ({listed}): one policy name, different numerics"
+        ));
+    }
+    (!reasons.is_empty()).then(|| format!("not compared: {}", reasons.join(". ")))
+}
+
+/// The inputs besides the policy in which the runs (`manifests`, from `paths`) differ, each with
+/// the directories holding each value and why that matters: task version, dataset, weights and
+/// tokenizer must be shared for a difference in results to come from the numerics.
+pub(crate) fn differing_inputs(manifests: &[&Manifest], paths: &[&Path]) -> Vec<String> {
     let checks: [(&str, FieldFn, &str); 4] = [
         (
             "task.version",
@@ -222,11 +279,8 @@ pub(crate) fn refusal(runs: &[&LoadedRun]) -> Option<String> {
     let mut reasons = Vec::new();
     for (field, get, why) in checks {
         let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for r in runs {
-            values
-                .entry(get(&r.manifest))
-                .or_default()
-                .push(dir_name(&r.path));
+        for (m, p) in manifests.iter().zip(paths) {
+            values.entry(get(m)).or_default().push(dir_name(p));
         }
         if values.len() > 1 {
             let listed = values
@@ -237,34 +291,7 @@ pub(crate) fn refusal(runs: &[&LoadedRun]) -> Option<String> {
             reasons.push(format!("{field} differs ({listed}): {why}"));
         }
     }
-    // The policy is grouped by name; among reprolm's own runs the name must also mean one table
-    // (an imported run records the other tool's dtype instead, under the same name).
-    let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in runs
-        .iter()
-        .filter(|r| r.manifest.origin == crate::run_dir::Origin::Reprolm)
-    {
-        let table = r
-            .manifest
-            .policy
-            .table
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        tables.entry(table).or_default().push(dir_name(&r.path));
-    }
-    if tables.len() > 1 {
-        let listed = tables
-            .iter()
-            .map(|(t, dirs)| format!("{t} in {}", dirs.join(", ")))
-            .collect::<Vec<_>>()
-            .join("; ");
-        reasons.push(format!(
-            "policy.table differs ({listed}): one policy name, different numerics"
-        ));
-    }
-    (!reasons.is_empty()).then(|| format!("not compared: {}", reasons.join(". ")))
+    reasons
 }
 
 fn short(v: &str) -> String {

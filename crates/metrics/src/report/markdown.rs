@@ -164,6 +164,48 @@ fn runs_table(g: &GroupReport) -> Table {
     t
 }
 
+/// Each run against the reference policy's run of its configuration, or `None` when no run has one.
+fn reference_table(v: &super::ReferenceView) -> Option<Table> {
+    if v.comparisons.is_empty() {
+        return None;
+    }
+    let differ = format!("differ from {} %", v.reference);
+    let ref_acc = format!("{} Acc %", v.reference);
+    let mut t = Table::new(&[
+        ("model · task", Align::Left),
+        ("policy", Align::Left),
+        ("configuration", Align::Left),
+        ("samples", Align::Right),
+        (differ.as_str(), Align::Right),
+        ("first diff (mean)", Align::Right),
+        ("✓→✗", Align::Right),
+        ("✗→✓", Align::Right),
+        ("Acc %", Align::Right),
+        (ref_acc.as_str(), Align::Right),
+    ]);
+    let pct = |x: Option<f64>| x.map_or("n/a".into(), fmt_pct);
+    for c in &v.comparisons {
+        t.push(vec![
+            format!("{} · {}", c.model, c.task),
+            c.policy.clone(),
+            if c.configuration.is_empty() {
+                "-".into()
+            } else {
+                c.configuration.clone()
+            },
+            c.samples.to_string(),
+            pct((c.samples > 0).then(|| c.differing as f64 / c.samples as f64)),
+            c.mean_first_difference
+                .map_or("-".into(), |x| format!("{x:.1}")),
+            c.correct_to_wrong.to_string(),
+            c.wrong_to_correct.to_string(),
+            pct(c.accuracy),
+            pct(c.reference_accuracy),
+        ]);
+    }
+    Some(t)
+}
+
 /// Samples listed in a group's section, at most (report.json holds them all).
 const LISTED_SAMPLES: usize = 20;
 
@@ -310,6 +352,27 @@ impl Report {
             out.push_str(&format!("\n## {model} — {decoding}\n\n"));
             out.push_str(&summary_table(&groups, sampled).to_markdown());
         }
+        let v = &self.against_reference;
+        if let Some(t) = reference_table(v) {
+            out.push_str(&format!(
+                "\n## Against {r}\n\nEach run beside the {r} run of the same model, task, decoding and runtime \
+                 configuration, over the samples both hold: the share whose tokens differ from {r}'s, the mean \
+                 position of the first differing token, the answers {r} got right and the run got wrong (✓→✗) \
+                 and the reverse.\n\n",
+                r = v.reference
+            ));
+            out.push_str(&t.to_markdown());
+        }
+        if !v.notes.is_empty() {
+            if v.comparisons.is_empty() {
+                out.push_str(&format!("\n## Against {}\n\n", v.reference));
+            } else {
+                out.push('\n');
+            }
+            for n in &v.notes {
+                out.push_str(&format!("- {n}\n"));
+            }
+        }
         out.push_str(DEFINITIONS);
         out.push_str("\n## Groups\n");
         for g in &self.groups {
@@ -375,6 +438,14 @@ impl Report {
             out.push_str(&format!("{model} — {decoding}\n"));
             out.push_str(&summary_table(&groups, sampled).to_text());
             out.push('\n');
+        }
+        if let Some(t) = reference_table(&self.against_reference) {
+            out.push_str(&format!("against {}\n", self.against_reference.reference));
+            out.push_str(&t.to_text());
+            out.push('\n');
+        }
+        for n in &self.against_reference.notes {
+            out.push_str(&format!("note: {n}\n"));
         }
         for g in &self.groups {
             out.push_str(&format!(

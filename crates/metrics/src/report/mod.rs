@@ -8,6 +8,7 @@ mod csv_file;
 mod group;
 mod markdown;
 mod plots;
+mod reference;
 mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +24,7 @@ use crate::stats::StdKind;
 pub use group::{
     config_label, decoding_label, discover_runs, runtime_field_names, varying_fields, GroupKey,
 };
+pub use reference::{AgainstReference, ReferenceView, DEFAULT_REFERENCE};
 
 /// The report.json format this build writes.
 pub const REPORT_FORMAT_VERSION: u32 = 1;
@@ -39,6 +41,9 @@ pub struct ReportOptions {
     pub split_by: Vec<String>,
     /// The y axis of the top-1 probability plot.
     pub top1_axis: Top1Axis,
+    /// The policy every other policy's runs are compared with at each runtime configuration
+    /// ([`Report::against_reference`]); [`DEFAULT_REFERENCE`] when `None`.
+    pub reference: Option<String>,
 }
 
 /// The y axis of the top-1 probability plot: its values span from exact zeros (fp32) to 1e-2 and
@@ -69,6 +74,9 @@ pub struct Report {
     pub top1_axis: Top1Axis,
     /// One entry per (model, task, decoding, policy), sorted.
     pub groups: Vec<GroupReport>,
+    /// Each run against the reference policy's run of the same configuration (the
+    /// bf16-against-fp32 view).
+    pub against_reference: ReferenceView,
     /// Directories with a manifest.json that could not be read, and why.
     pub skipped: Vec<Skipped>,
 }
@@ -237,6 +245,7 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
         }
     }
     let mut groups = Vec::new();
+    let mut entries = Vec::new();
     for (key, mut runs) in by_key {
         runs.sort_by(|a, b| {
             group::config_sort_key(&a.manifest)
@@ -245,14 +254,28 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
         });
         let label_fields =
             &varying_by_set[&(key.model.clone(), key.task.clone(), key.decoding.clone())];
-        groups.push(build_group(key, runs, label_fields, opts)?);
+        let paths: Vec<(PathBuf, crate::run_dir::Manifest)> = runs
+            .iter()
+            .map(|r| (r.path.clone(), r.manifest.clone()))
+            .collect();
+        let (group, obs) = build_group(key, runs, label_fields, opts)?;
+        groups.push(group);
+        entries.extend(paths.into_iter().zip(obs).map(|((path, manifest), obs)| {
+            reference::RunEntry {
+                path,
+                manifest,
+                obs,
+            }
+        }));
     }
+    let reference_policy = opts.reference.as_deref().unwrap_or(DEFAULT_REFERENCE);
     Ok(Report {
         format_version: REPORT_FORMAT_VERSION,
         root: root.into(),
         std_kind: opts.std_kind,
         top1_axis: opts.top1_axis,
         groups,
+        against_reference: reference::compare(&entries, reference_policy, &varying_by_set),
         skipped,
     })
 }
@@ -262,7 +285,7 @@ fn build_group(
     runs: Vec<LoadedRun>,
     label_fields: &[&str],
     opts: &ReportOptions,
-) -> Result<GroupReport> {
+) -> Result<(GroupReport, Vec<RunObs>)> {
     let kind = opts.std_kind;
     let manifests: Vec<&crate::run_dir::Manifest> = runs.iter().map(|r| &r.manifest).collect();
     let varying: Vec<String> = varying_fields(&manifests, &opts.split_by)
@@ -435,7 +458,7 @@ fn build_group(
             GroupOutcome::Compared(Box::new(group_metrics(&refs, &common, kind)))
         }
     };
-    Ok(GroupReport {
+    let group = GroupReport {
         sampled: !first.sampling.is_greedy(),
         model: key.model,
         task: key.task,
@@ -448,7 +471,8 @@ fn build_group(
         notes,
         runs: run_reports,
         outcome,
-    })
+    };
+    Ok((group, obs))
 }
 
 /// What the metrics need from one run: tokens, top-1 logprobs, correctness, truncation.
