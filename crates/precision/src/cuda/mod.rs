@@ -105,22 +105,36 @@ pub fn ptx_for_device(
 }
 
 /// The one NVRTC compile of every kernel module: `PRELUDE + source` for `arch` (NVRTC's default
-/// when `None`), done once per process; the PTX is kept under `module` for later calls.
+/// when `None`), done once per process; the PTX is kept under `module` for later calls. candle
+/// also loads a module once per name, so one module has one target: asking for another target
+/// than the cached one is an error (it would otherwise get the first PTX, which may lack the
+/// instructions the second caller needs).
 fn compile_cached(
     module: &'static str,
     source: &'static str,
     arch: Option<String>,
 ) -> candle_core::Result<&'static str> {
     use candle_core::cuda_backend::cudarc::nvrtc;
-    static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static str>>> = OnceLock::new();
+    type Cache = HashMap<&'static str, (Option<String>, &'static str)>;
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
         .expect("ptx cache");
-    if let Some(p) = cache.get(module) {
+    let target_name = |a: &Option<String>| a.clone().unwrap_or_else(|| "the default target".into());
+    if let Some((cached_arch, p)) = cache.get(module) {
+        if *cached_arch != arch {
+            candle_core::bail!(
+                "the {module} kernels were compiled for {} and are now asked for {}: every user of \
+                 one module must compile it for one target",
+                target_name(cached_arch),
+                target_name(&arch)
+            );
+        }
         return Ok(p);
     }
-    let target = arch.as_deref().unwrap_or("the default target").to_string();
+    let target = target_name(&arch);
+    let opts_arch = arch.clone();
     let opts = nvrtc::CompileOptions {
         arch: arch.map(|a| &*Box::leak(a.into_boxed_str())),
         ..Default::default()
@@ -132,7 +146,7 @@ fn compile_cached(
             ))
         })?;
     let text: &'static str = Box::leak(compiled.to_src().into_boxed_str());
-    cache.insert(module, text);
+    cache.insert(module, (opts_arch, text));
     Ok(text)
 }
 
