@@ -342,6 +342,15 @@ pub(crate) fn strip_units(s: &str) -> String {
         )
         .expect("valid regex")
     });
+    // A unit word of four letters or more glued to the number before it (`10weeks`, `3hours`):
+    // the short ones (`2m`, `5s`) could be a product with a variable, so only the list above
+    // takes those.
+    static GLUED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?i)(\d)(?:days?|weeks?|hours?|minutes?|seconds?|months?|years?|meters?|metres?|miles?|yards?|pounds?|ounces?|grams?|liters?|litres?|gallons?|centimeters?|millimeters?|kilometers?|inch(?:es)?|people|students|ways)(?:\s*\^\s*\{?\s*[23]\s*\}?)?\s*\.?$",
+        )
+        .expect("valid regex")
+    });
     let has_digit = |t: &str| t.bytes().any(|b| b.is_ascii_digit());
     let mut out = s.to_owned();
     // `\mathrm{e}` and `\mathrm{i}` are Euler's number and the imaginary unit, never units.
@@ -369,7 +378,7 @@ pub(crate) fn strip_units(s: &str) -> String {
     {
         out = stripped;
     }
-    out
+    GLUED.replace(&out, "$1").into_owned()
 }
 
 /// `\text{Evelyn}` -> `Evelyn`: what remains in a text wrapper after unit stripping is the answer itself.
@@ -579,6 +588,11 @@ mod tests {
         assert_eq!(strip_units("864 square inches").trim(), "864");
         assert_eq!(strip_units("\\text{east}"), "\\text{east}");
         assert_eq!(strip_units("2m"), "2m");
+        assert_eq!(strip_units("10weeks"), "10");
+        assert_eq!(strip_units("3 hours"), "3");
+        assert_eq!(strip_units("1.5hours."), "1.5");
+        assert_eq!(strip_units("5s"), "5s");
+        assert_eq!(strip_units("xdays"), "xdays");
     }
 
     #[test]
