@@ -45,8 +45,10 @@ const TC_MAX_D: usize = super::TENSOR_CORE_MAX_HEAD_DIM;
 const TC_ROWS: usize = 64;
 /// Shared memory of a tensor-core prefill block: two chunks' keys and values, rows padded by 8.
 const TC_SHARED: usize = 2 * 2 * TC_CHUNK * (TC_MAX_D + 8) * 2;
-/// The most memory the tensor-core route's partial results (one per chunk) may take.
-const TC_PARTIAL_BYTES: usize = 1 << 30;
+/// The most memory the tensor-core route's partial results (one per chunk) may take, as for the
+/// f32 route: beyond it (long contexts at large batches) the tiles fold in registers instead,
+/// which needs no buffer and gives the same bits.
+const TC_PARTIAL_BYTES: usize = PARTIAL_BYTES;
 
 fn cuda<'a>(s: &'a Storage, what: &str) -> Result<&'a CudaStorage> {
     match s {
