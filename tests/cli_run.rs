@@ -248,7 +248,16 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
         .unwrap()
         .modified()
         .unwrap();
+    // Watch the directory: asking again must open none of its files for writing (a finished run
+    // may sit in a read-only archive), which inotify reports as IN_CLOSE_WRITE even when nothing
+    // was written.
+    let watch = WriteWatch::new(&out);
     let again = reprolm(tmp.path(), &args, 0);
+    assert_eq!(
+        watch.written(),
+        Vec::<String>::new(),
+        "files of a finished run opened for writing"
+    );
     assert!(String::from_utf8_lossy(&again.stdout).contains("3 samples"));
     // Answered from the directory and the model's files: the model is not loaded.
     let said = String::from_utf8_lossy(&again.stderr);
@@ -540,4 +549,62 @@ fn heuristic_kernels_are_recorded_and_a_change_on_resume_is_refused() {
         stderr.contains("kernels: ") && stderr.contains("kernels=invariant"),
         "{stderr}"
     );
+}
+
+/// The files under a directory that were opened for writing (or created, moved in, modified)
+/// since the watch began, from inotify.
+struct WriteWatch {
+    fd: i32,
+}
+
+impl WriteWatch {
+    fn new(dir: &Path) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: plain system calls on a path that is NUL-terminated below; the descriptor is
+        // owned by the returned value and closed in Drop.
+        unsafe {
+            let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+            assert!(fd >= 0, "inotify_init1 failed");
+            let mut path = dir.as_os_str().as_bytes().to_vec();
+            path.push(0);
+            let mask = libc::IN_CLOSE_WRITE | libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO;
+            let wd = libc::inotify_add_watch(fd, path.as_ptr().cast(), mask);
+            assert!(wd >= 0, "inotify_add_watch failed on {}", dir.display());
+            WriteWatch { fd }
+        }
+    }
+
+    /// The names of the files written since [`WriteWatch::new`], in event order.
+    fn written(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            // SAFETY: reads into a buffer of the length given; the descriptor is open.
+            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return names;
+            }
+            let mut at = 0usize;
+            while at < n as usize {
+                // SAFETY: the kernel wrote whole events; each starts with an inotify_event header
+                // followed by `len` bytes of NUL-padded name.
+                let ev: libc::inotify_event =
+                    unsafe { std::ptr::read_unaligned(buf[at..].as_ptr().cast()) };
+                let start = at + std::mem::size_of::<libc::inotify_event>();
+                let name = &buf[start..start + ev.len as usize];
+                let name = String::from_utf8_lossy(name)
+                    .trim_end_matches('\0')
+                    .to_string();
+                names.push(name);
+                at = start + ev.len as usize;
+            }
+        }
+    }
+}
+
+impl Drop for WriteWatch {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor was opened by `new` and is closed once.
+        unsafe { libc::close(self.fd) };
+    }
 }

@@ -210,6 +210,9 @@ pub fn execute_with(
             }
         }
     }
+    if let Some(done) = already_finished(cfg, &manifest, &problems)? {
+        return Ok(done);
+    }
     let open = if invariant {
         RunDir::open_or_extend
     } else {
@@ -352,6 +355,54 @@ pub fn execute_with(
 
 /// Marks the run finished (when this session added samples, or it never was), writes its
 /// results.json and reads it back for the summary.
+/// A run directory that already holds this configuration, finished, clean and with every sample
+/// asked for, answered from its files without opening any of them for writing: it may be an
+/// archive in a read-only directory. `None` when anything is left to do (missing samples, a torn
+/// tail to repair, another configuration), which the normal path then handles or refuses.
+fn already_finished(
+    cfg: &RunConfig,
+    manifest: &Manifest,
+    problems: &[&Problem],
+) -> Result<Option<RunOutcome>> {
+    let Ok(existing) = Manifest::read(&cfg.out.join(MANIFEST_FILE)) else {
+        return Ok(None);
+    };
+    if existing.finished_at.is_none() || !existing.diff_config(manifest).is_empty() {
+        return Ok(None);
+    }
+    let Ok(loaded) = LoadedRun::load(&cfg.out) else {
+        return Ok(None);
+    };
+    if !loaded.notes.is_empty() {
+        return Ok(None);
+    }
+    let have: BTreeSet<SampleKey> = loaded.records.iter().map(|r| r.key()).collect();
+    let asked = problems.len() * cfg.samples as usize;
+    let complete = have.len() == asked
+        && problems
+            .iter()
+            .all(|p| (0..cfg.samples).all(|s| have.contains(&SampleKey::new(p.id.clone(), s))));
+    if !complete {
+        return Ok(None);
+    }
+    // Writes only when its bytes would change (a run finished by an older version).
+    reprolm_metrics::results::write(&cfg.out).with_context(|| {
+        format!(
+            "{}: writing {}",
+            cfg.out.display(),
+            reprolm_metrics::results::RESULTS_FILE
+        )
+    })?;
+    Ok(Some(RunOutcome::Finished(Summary {
+        samples: loaded.records.len(),
+        correct: loaded.records.iter().filter(|r| r.correct).count(),
+        tokens: loaded.manifest.tokens_generated,
+        tok_s: None,
+        scoring_errors: 0,
+        generated: 0,
+    })))
+}
+
 fn finish_run(
     cfg: &RunConfig,
     run: RunDir,
