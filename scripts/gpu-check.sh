@@ -248,11 +248,11 @@ fi
 if step paper; then
   say "the paper's experiment: embedded model"
   run_t "${REPROLM[@]}" sweep scripts/gpu/paper-embedded.toml --root "$R/paper-embedded" \
-    && "${REPROLM[@]}" report "$R/paper-embedded" --split-by deterministic
+    && "${REPROLM[@]}" report "$R/paper-embedded" --split-by kernels
   say "the paper's experiment: random-init DeepSeek-R1-Distill-Qwen-1.5B"
   # The sweep file names the model at the default $WORK.
   run_t "${REPROLM[@]}" sweep scripts/gpu/paper-random-1.5b.toml --root "$R/paper-random-1.5b" \
-    && "${REPROLM[@]}" report "$R/paper-random-1.5b" --split-by deterministic
+    && "${REPROLM[@]}" report "$R/paper-random-1.5b" --split-by kernels
 fi
 
 say "summary"
