@@ -49,6 +49,9 @@ pub(crate) fn parse_answer(s: &str, depth: usize) -> Result<Answer, String> {
     if s.is_empty() {
         return Err("empty answer".into());
     }
+    if let Some(m) = matrix_combination(s, depth)? {
+        return Ok(m);
+    }
     if let Some(m) = parse_matrix(s, depth)? {
         return Ok(m);
     }
@@ -340,11 +343,142 @@ pub(crate) fn parse_words(s: &str) -> Option<String> {
     })
 }
 
-fn parse_matrix(s: &str, depth: usize) -> Result<Option<Answer>, String> {
-    static RE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?s)^\\begin\{([pbvBV]?matrix|array)\}(?:\{[lcr|]*\})?(.*)\\end\{([pbvBV]?matrix|array)\}$")
-            .expect("valid regex")
+/// The environment regex of a matrix: `\begin{pmatrix} ... \end{pmatrix}` (any bracket kind, or
+/// an `array` with its column spec).
+static MATRIX_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?s)^\\begin\{([pbvBV]?matrix|array)\}(?:\{[lcr|]*\})?(.*)\\end\{([pbvBV]?matrix|array)\}$")
+        .expect("valid regex")
+});
+
+/// The cells of one matrix environment as written, row by row.
+fn matrix_cells(s: &str) -> Option<Vec<Vec<String>>> {
+    let caps = MATRIX_RE.captures(s.trim())?;
+    let body = caps.get(2).map_or("", |m| m.as_str());
+    let rows: Vec<Vec<String>> = body
+        .split("\\\\")
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| r.split('&').map(|c| c.trim().to_string()).collect())
+        .collect();
+    (!rows.is_empty()).then_some(rows)
+}
+
+/// A sum or difference of matrices, each with an optional numeric factor
+/// (`\begin{pmatrix}1\\2\end{pmatrix} + 2\begin{pmatrix}3\\4\end{pmatrix}`), as the one matrix it
+/// equals: each cell becomes the same combination of the terms' cells, which the expression
+/// comparison then evaluates. `None` when `s` is not such a combination (one bare matrix
+/// included: [`parse_matrix`] reads that).
+fn matrix_combination(s: &str, depth: usize) -> Result<Option<Answer>, String> {
+    static FACTOR: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^(?:\d+(?:\.\d+)?|\d+/\d+|\\[dt]?frac\{\d+\}\{\d+\})$").expect("valid regex")
     });
+    let single = s.trim_start().starts_with("\\begin{") && s.matches("\\begin{").count() < 2;
+    if !s.contains("\\begin{") || single {
+        return Ok(None);
+    }
+    let mut combined: Option<Vec<Vec<String>>> = None;
+    for (sign, term) in split_signed_terms(s) {
+        let Some(at) = term.find("\\begin{") else {
+            return Ok(None);
+        };
+        let factor = term[..at].trim();
+        let factor = factor
+            .strip_suffix("\\cdot")
+            .or_else(|| factor.strip_suffix("\\times"))
+            .or_else(|| factor.strip_suffix('*'))
+            .unwrap_or(factor)
+            .trim();
+        if !(factor.is_empty() || FACTOR.is_match(factor)) {
+            return Ok(None);
+        }
+        let Some(cells) = matrix_cells(&term[at..]) else {
+            return Ok(None);
+        };
+        let scale = |c: &str| {
+            let f = if factor.is_empty() { "1" } else { factor };
+            format!("{sign}({f})*({c})")
+        };
+        combined = Some(match combined {
+            None => cells
+                .iter()
+                .map(|r| r.iter().map(|c| scale(c)).collect())
+                .collect(),
+            Some(acc) => {
+                let same_shape = acc.len() == cells.len()
+                    && acc.iter().zip(&cells).all(|(a, b)| a.len() == b.len());
+                if !same_shape {
+                    return Err("a sum of matrices of different shapes".into());
+                }
+                acc.into_iter()
+                    .zip(&cells)
+                    .map(|(a, b)| {
+                        a.into_iter()
+                            .zip(b)
+                            .map(|(x, y)| format!("{x}{}", scale(y)))
+                            .collect()
+                    })
+                    .collect()
+            }
+        });
+    }
+    let Some(rows) = combined else {
+        return Ok(None);
+    };
+    if rows.len() > MAX_ELEMENTS {
+        return Err("matrix with no rows or too many".into());
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        out.push(parse_items(&cells, depth)?);
+    }
+    Ok(Some(Answer::Matrix(out)))
+}
+
+/// `s` cut at the `+` and `-` outside braces and environments, each piece with its sign (`+` for
+/// the first when it has none).
+fn split_signed_terms(s: &str) -> Vec<(char, &str)> {
+    let b = s.as_bytes();
+    let (mut braces, mut envs) = (0i64, 0i64);
+    let mut out = Vec::new();
+    let (mut start, mut sign) = (0usize, '+');
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"\\begin{") {
+            envs += 1;
+        } else if b[i..].starts_with(b"\\end{") {
+            envs -= 1;
+        }
+        match b[i] {
+            b'{' => braces += 1,
+            b'}' => braces -= 1,
+            b'+' | b'-' if braces == 0 && envs == 0 => {
+                let piece = s[start..i].trim();
+                if !piece.is_empty() {
+                    out.push((sign, piece));
+                } else if b[i] == b'-' {
+                    // A leading minus, or `+ -`: the sign of what follows.
+                    sign = if sign == '-' { '+' } else { '-' };
+                    start = i + 1;
+                    i += 1;
+                    continue;
+                }
+                sign = b[i] as char;
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let piece = s[start..].trim();
+    if !piece.is_empty() {
+        out.push((sign, piece));
+    }
+    out
+}
+
+fn parse_matrix(s: &str, depth: usize) -> Result<Option<Answer>, String> {
+    let re = &*MATRIX_RE;
     // `\left[\begin{array}{cc} ... \end{array}\right]` (an array given its brackets by hand, as
     // matrices are written without the amsmath environments) reaches here with the brackets.
     let inner = match bracketed(s) {
@@ -353,7 +487,7 @@ fn parse_matrix(s: &str, depth: usize) -> Result<Option<Answer>, String> {
         }
         _ => s,
     };
-    let Some(caps) = RE.captures(inner) else {
+    let Some(caps) = re.captures(inner) else {
         return Ok(None);
     };
     let body = caps.get(2).map_or("", |m| m.as_str());
@@ -500,6 +634,22 @@ mod tests {
         assert_eq!(
             shape("\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}"),
             "matrix:2x1"
+        );
+        assert_eq!(
+            shape("2\\begin{pmatrix} 1 & 0 \\end{pmatrix} - \\begin{pmatrix} 3 & 4 \\end{pmatrix}"),
+            "matrix:1x2"
+        );
+        assert_eq!(
+            shape("\\begin{pmatrix} 1 \\end{pmatrix} + \\begin{pmatrix} 1 & 2 \\end{pmatrix}"),
+            "error:a sum of matrices of different shapes"
+        );
+        assert_eq!(
+            split_signed_terms("-a + b - \\begin{pmatrix} 1 & -2 \\end{pmatrix}"),
+            [
+                ('-', "a"),
+                ('+', "b"),
+                ('-', "\\begin{pmatrix} 1 & -2 \\end{pmatrix}")
+            ]
         );
     }
 

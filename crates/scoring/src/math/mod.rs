@@ -38,6 +38,11 @@
 //!   the value (which must still agree to 1e-8, so `\approx 1.732` is not `\sqrt 3`) and are dropped
 //!   with what follows when a value came before (`x = 1/3 \approx 0.33` is `x = 1/3`); `percent`, `percentage` and `pct`
 //!   after a number are `\%`; `\mathrm{e}` is Euler's number; a backslash doubled by escaping (`\\frac`) is one.
+//! - **Units** after a number are dropped (`12 inches`, `5\text{ cm}`); glued to it only when the
+//!   word has four letters or more (`10weeks`), since `2m` may be a product with a variable.
+//! - **Matrices**: a sum or difference of matrices with optional numeric factors
+//!   (`\begin{pmatrix}1\\2\end{pmatrix} + 2\begin{pmatrix}3\\4\end{pmatrix}`) is the matrix it equals;
+//!   matrices of different shapes do not add.
 
 pub mod equal;
 pub mod extract;
