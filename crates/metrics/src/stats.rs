@@ -35,12 +35,16 @@ pub fn mean(xs: &[f64]) -> Option<f64> {
     Some(xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
-/// Standard deviation, two-pass (subtract the mean first) so equal values give exactly 0.
+/// Standard deviation, two-pass over the values less the first one, so that equal values give
+/// exactly 0: the mean of equal values is not always that value in floating point (three times
+/// 0.1 summed and divided by 3 is 0.10000000000000002), and the plain two-pass formula then
+/// reports a spread of about 1e-17 where there is none.
 ///
 /// ```
 /// use reprolm_metrics::stats::{std_dev, StdKind};
 /// assert_eq!(std_dev(&[2.0, 4.0], StdKind::Population), Some(1.0));
 /// assert_eq!(std_dev(&[5.0], StdKind::Sample), None);
+/// assert_eq!(std_dev(&[0.1, 0.1, 0.1], StdKind::Sample), Some(0.0));
 /// ```
 pub fn std_dev(xs: &[f64], kind: StdKind) -> Option<f64> {
     let dof = match kind {
@@ -50,8 +54,10 @@ pub fn std_dev(xs: &[f64], kind: StdKind) -> Option<f64> {
     if dof == 0 {
         return None;
     }
-    let m = mean(xs)?;
-    let ss: f64 = xs.iter().map(|x| (x - m) * (x - m)).sum();
+    let first = xs[0];
+    let shifted: Vec<f64> = xs.iter().map(|x| x - first).collect();
+    let m = mean(&shifted)?;
+    let ss: f64 = shifted.iter().map(|x| (x - m) * (x - m)).sum();
     Some((ss / dof as f64).sqrt())
 }
 

@@ -55,16 +55,31 @@ pub struct GroupKey {
     pub policy: String,
     /// Values of the runtime fields the report was asked to split groups by, `(field, value)`.
     pub split: Vec<(String, String)>,
+    /// The same as they are shown: the kernels by their choice (`heuristic`, `invariant`) rather
+    /// than the whole recorded map.
+    pub split_shown: Vec<(String, String)>,
 }
 
 impl GroupKey {
     /// The key of one run; `split_by` names runtime fields (see [`runtime_field_names`]) whose
     /// values also separate groups.
     pub fn of(m: &Manifest, split_by: &[String]) -> Self {
-        let split = RUNTIME_FIELDS
-            .iter()
-            .filter(|(name, _, _)| split_by.iter().any(|s| s == name))
+        let fields = || {
+            RUNTIME_FIELDS
+                .iter()
+                .filter(|(name, _, _)| split_by.iter().any(|s| s == name))
+        };
+        let split = fields()
             .map(|(name, value, _)| (name.to_string(), value(m)))
+            .collect();
+        let split_shown = fields()
+            .map(|(name, value, _)| {
+                let shown = match (*name, m.kernels.get("kernels")) {
+                    ("kernels", Some(choice)) => choice.clone(),
+                    _ => value(m),
+                };
+                (name.to_string(), shown)
+            })
             .collect();
         GroupKey {
             model: m.model.id.clone(),
@@ -72,6 +87,7 @@ impl GroupKey {
             decoding: decoding_label(m),
             policy: m.policy.name.clone(),
             split,
+            split_shown,
         }
     }
 }
@@ -136,12 +152,16 @@ const RUNTIME_FIELDS: &[(&str, FieldFn, FieldFn)] = &[
                 .collect::<Vec<_>>()
                 .join(" ")
         },
-        |m| {
-            m.kernels
+        // In labels, the choice alone (`heuristic`); runs that differ only in another recorded
+        // switch get the same label and are told apart by directory.
+        |m| match m.kernels.get("kernels") {
+            Some(choice) => choice.clone(),
+            None => m
+                .kernels
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
-                .join(",")
+                .join(","),
         },
     ),
     (

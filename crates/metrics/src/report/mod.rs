@@ -106,7 +106,7 @@ pub struct GroupReport {
     /// Precision policy.
     pub policy: String,
     /// The values of the fields the report was split by ([`ReportOptions::split_by`]), which
-    /// every run of the group shares.
+    /// every run of the group shares, as shown (the kernels by their choice).
     pub split: Vec<(String, String)>,
     /// Why these runs were grouped and what distinguishes them.
     pub why: String,
@@ -231,6 +231,8 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
     // Labels are computed per (model, task, decoding) so one configuration gets one label under every
     // policy, which lines the policies up in the accuracy plot.
     let mut varying_by_set: BTreeMap<(String, String, String), Vec<&'static str>> = BTreeMap::new();
+    // The same without the split fields, to name a configuration across groups.
+    let mut varying_unsplit = BTreeMap::new();
     {
         let mut sets: BTreeMap<(String, String, String), Vec<&crate::run_dir::Manifest>> =
             BTreeMap::new();
@@ -241,7 +243,8 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
             set.extend(runs.iter().map(|r| &r.manifest));
         }
         for (k, ms) in sets {
-            varying_by_set.insert(k, varying_fields(&ms, &opts.split_by));
+            varying_by_set.insert(k.clone(), varying_fields(&ms, &opts.split_by));
+            varying_unsplit.insert(k, varying_fields(&ms, &[]));
         }
     }
     let mut groups = Vec::new();
@@ -275,7 +278,7 @@ pub fn report(root: &Path, opts: &ReportOptions) -> Result<Report> {
         std_kind: opts.std_kind,
         top1_axis: opts.top1_axis,
         groups,
-        against_reference: reference::compare(&entries, reference_policy, &varying_by_set),
+        against_reference: reference::compare(&entries, reference_policy, &varying_unsplit),
         skipped,
     })
 }
@@ -465,7 +468,7 @@ fn build_group(
         task_versions: task_versions.into_iter().collect(),
         decoding: key.decoding,
         policy: key.policy,
-        split: key.split,
+        split: key.split_shown,
         why,
         varying,
         notes,

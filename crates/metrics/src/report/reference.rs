@@ -151,13 +151,12 @@ pub(crate) fn compare(
         let fields = label_fields
             .get(&(m.model.id.clone(), m.task.name.clone(), decoding_label(m)))
             .map_or(&[][..], Vec::as_slice);
-        let fields: Vec<&str> = fields.iter().copied().filter(|f| *f != "kernels").collect();
         view.comparisons.push(AgainstReference {
             model: m.model.id.clone(),
             task: m.task.name.clone(),
             decoding: decoding_label(m),
             policy: m.policy.name.clone(),
-            configuration: config_label(m, &fields),
+            configuration: config_label(m, fields),
             run: r.path.clone(),
             reference_run: base.path.clone(),
             samples: n,
