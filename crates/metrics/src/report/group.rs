@@ -363,6 +363,32 @@ mod tests {
     }
 
     #[test]
+    fn a_split_by_kernels_is_shown_by_the_kernel_choice() {
+        let mut m = Manifest::example();
+        m.kernels = [
+            ("kernels", "heuristic"),
+            ("gemm", "candle (batch dependent)"),
+            ("attention", "cpu, splits of 256"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let key = GroupKey::of(&m, &["kernels".into()]);
+        assert_eq!(
+            key.split_shown,
+            [("kernels".to_string(), "heuristic".to_string())]
+        );
+        // Grouping still uses the whole map: another GEMM under the same choice is another group.
+        let mut other = m.clone();
+        other.kernels.insert("gemm".into(), "cpu".into());
+        assert_ne!(GroupKey::of(&other, &["kernels".into()]), key);
+        assert_eq!(
+            config_label(&m, &["kernels", "batch_size"]),
+            "bs=8 heuristic"
+        );
+    }
+
+    #[test]
     fn discovery_finds_nested_runs_and_skips_hidden() {
         let dir = tempfile::tempdir().unwrap();
         for sub in ["a/run1", "a/run2", "b", ".hidden/run"] {
