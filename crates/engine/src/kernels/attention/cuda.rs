@@ -173,71 +173,25 @@ pub(super) fn attention(
     } else if !partial {
         let tiles = tiles(queries, (PREFILL_ROWS / (heads / kv_heads)).max(1));
         let rows = tiles.chunks(2).map(|t| t[1] as usize).max().unwrap_or(1) * (heads / kv_heads);
-        let n_tiles = tiles.len() / 2;
-        let tiles = dev.clone_htod(&tiles)?;
-        let func = dev.get_or_load_custom_func(&format!("paged_prefill_{qn}_{kn}"), MODULE, ptx)?;
         // The score loop reads query rows in groups of ROW_ILP, the last group past the tile's
         // rows: ROW_ILP rows of slack keep it inside the allocation.
         let shared = KV_SPLIT * 8 + rows * (2 * d + KV_SPLIT + ROW_STATS) * 4 + ROW_ILP * d * 4;
-        func.set_attribute(
-            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            shared as i32,
-        )
-        .w()?;
-        let mut b = func.builder();
-        inputs.push(&mut b);
-        b.arg(&tiles);
-        out.push(&mut b);
-        let cfg = LaunchConfig {
-            grid_dim: (n_tiles as u32, kv_heads as u32, 1),
-            block_dim: (PREFILL_THREADS, 1, 1),
-            shared_mem_bytes: shared as u32,
-        };
-        // Safety: the arguments match the kernel's signature; shapes were checked by the caller,
-        // and every tile lists consecutive positions of one sequence.
-        unsafe { b.launch(cfg) }.w()?;
+        let name = format!("paged_prefill_{qn}_{kn}");
+        launch_tiles(
+            &dev,
+            ptx,
+            &name,
+            &inputs,
+            &tiles,
+            PREFILL_THREADS,
+            shared,
+            &out,
+        )?;
     } else {
-        // Safety: the fold kernel reads only the partial results the first kernel wrote (the
-        // splits each query has).
-        let (part_acc, part_ml) = unsafe {
-            (
-                dev.alloc::<f32>(tokens * heads * splits_cap * d)?,
-                dev.alloc::<f32>(tokens * heads * splits_cap * 2)?,
-            )
-        };
-        let cap = splits_cap as i32;
-        let func =
-            dev.get_or_load_custom_func(&format!("paged_attention_{qn}_{kn}"), MODULE, ptx)?;
-        let mut b = func.builder();
-        inputs.push(&mut b);
-        b.arg(&cap);
-        b.arg(&part_acc);
-        b.arg(&part_ml);
-        let cfg = LaunchConfig {
-            grid_dim: (tokens as u32, kv_heads as u32, splits_cap as u32),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // Safety: the arguments match the kernel's signature; shapes were checked by the caller.
-        unsafe { b.launch(cfg) }.w()?;
-        let fold = dev.get_or_load_custom_func(&format!("paged_fold_{qn}"), MODULE, ptx)?;
-        let mut b = fold.builder();
-        b.arg(&inputs.pos);
-        b.arg(&inputs.dims[1]);
-        b.arg(&inputs.dims[2]);
-        b.arg(&inputs.dims[4]);
-        b.arg(&cap);
-        b.arg(&(KV_SPLIT as i32));
-        b.arg(&part_acc);
-        b.arg(&part_ml);
-        out.push(&mut b);
-        let cfg = LaunchConfig {
-            grid_dim: (tokens as u32, heads as u32, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // Safety: as above; every (token, head) row of the partial results was written.
-        unsafe { b.launch(cfg) }.w()?;
+        let name = format!("paged_attention_{qn}_{kn}");
+        split_then_fold(
+            &dev, ptx, &name, THREADS, KV_SPLIT, splits_cap, &inputs, qn, &out,
+        )?;
     }
     let storage: CudaStorage = out.into_storage(&dev);
     Ok(Tensor::from_storage(
@@ -267,68 +221,109 @@ fn tc_attention(
     let n_tiles = tiles.len() / 2;
     let thin = tokens * rep < 16 * n_tiles;
     if thin && tokens * heads * chunks_cap * (d + 2) * 4 <= TC_PARTIAL_BYTES {
-        // Safety: the fold kernel reads only the partial results the first kernel wrote (the
-        // chunks each query has).
-        let (part_acc, part_ml) = unsafe {
-            (
-                dev.alloc::<f32>(tokens * heads * chunks_cap * d)?,
-                dev.alloc::<f32>(tokens * heads * chunks_cap * 2)?,
-            )
-        };
-        let cap = chunks_cap as i32;
-        let func = dev.get_or_load_custom_func(&format!("paged_tc_split_{qn}"), MODULE, ptx)?;
-        let mut b = func.builder();
-        inputs.push(&mut b);
-        b.arg(&cap);
-        b.arg(&part_acc);
-        b.arg(&part_ml);
-        let cfg = LaunchConfig {
-            grid_dim: (tokens as u32, kv_heads as u32, chunks_cap as u32),
-            block_dim: (32, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // Safety: the arguments match the kernel's signature; shapes were checked by the caller.
-        unsafe { b.launch(cfg) }.w()?;
-        let fold = dev.get_or_load_custom_func(&format!("paged_fold_{qn}"), MODULE, ptx)?;
-        let mut b = fold.builder();
-        b.arg(&inputs.pos);
-        b.arg(&inputs.dims[1]);
-        b.arg(&inputs.dims[2]);
-        b.arg(&inputs.dims[4]);
-        b.arg(&cap);
-        let span = TC_CHUNK as i32;
-        b.arg(&span);
-        b.arg(&part_acc);
-        b.arg(&part_ml);
-        out.push(&mut b);
-        let cfg = LaunchConfig {
-            grid_dim: (tokens as u32, heads as u32, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // Safety: as above; every (token, head) row of the partial results was written.
-        unsafe { b.launch(cfg) }.w()?;
+        let name = format!("paged_tc_split_{qn}");
+        split_then_fold(dev, ptx, &name, 32, TC_CHUNK, chunks_cap, inputs, qn, out)
     } else {
-        let tiles = dev.clone_htod(&tiles)?;
-        let func = dev.get_or_load_custom_func(&format!("paged_tc_prefill_{qn}"), MODULE, ptx)?;
-        func.set_attribute(
-            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            TC_SHARED as i32,
-        )
-        .w()?;
-        let mut b = func.builder();
-        inputs.push(&mut b);
-        b.arg(&tiles);
-        out.push(&mut b);
-        let cfg = LaunchConfig {
-            grid_dim: (n_tiles as u32, kv_heads as u32, 1),
-            block_dim: (32 * (TC_ROWS / 16) as u32, 1, 1),
-            shared_mem_bytes: TC_SHARED as u32,
-        };
-        // Safety: the arguments match the kernel's signature; shapes were checked by the caller,
-        // and every tile lists consecutive positions of one sequence.
-        unsafe { b.launch(cfg) }.w()?;
+        let name = format!("paged_tc_prefill_{qn}");
+        let block = 32 * (TC_ROWS / 16) as u32;
+        launch_tiles(dev, ptx, &name, inputs, &tiles, block, TC_SHARED, out)
     }
+}
+
+/// A split kernel `name` (`block` threads per (query token, kv head, split), each writing its
+/// split's partial result; `splits_cap` splits of `span` positions at most), then
+/// `paged_fold_{qn}`, which folds each query's splits in order into `out`.
+#[allow(clippy::too_many_arguments)]
+fn split_then_fold(
+    dev: &candle_core::CudaDevice,
+    ptx: &'static str,
+    name: &str,
+    block: u32,
+    span: usize,
+    splits_cap: usize,
+    inputs: &Inputs<'_>,
+    qn: &str,
+    out: &Output,
+) -> Result<()> {
+    let [_, tokens, heads, kv_heads, d] = inputs.dims.map(|x| x as usize);
+    // Safety: the fold kernel reads only the partial results the first kernel wrote (the splits
+    // each query has).
+    let (part_acc, part_ml) = unsafe {
+        (
+            dev.alloc::<f32>(tokens * heads * splits_cap * d)?,
+            dev.alloc::<f32>(tokens * heads * splits_cap * 2)?,
+        )
+    };
+    let cap = splits_cap as i32;
+    let func = dev.get_or_load_custom_func(name, MODULE, ptx)?;
+    let mut b = func.builder();
+    inputs.push(&mut b);
+    b.arg(&cap);
+    b.arg(&part_acc);
+    b.arg(&part_ml);
+    let cfg = LaunchConfig {
+        grid_dim: (tokens as u32, kv_heads as u32, splits_cap as u32),
+        block_dim: (block, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // Safety: the arguments match the kernel's signature; shapes were checked by the caller.
+    unsafe { b.launch(cfg) }.w()?;
+    let fold = dev.get_or_load_custom_func(&format!("paged_fold_{qn}"), MODULE, ptx)?;
+    let mut b = fold.builder();
+    b.arg(&inputs.pos);
+    b.arg(&inputs.dims[1]);
+    b.arg(&inputs.dims[2]);
+    b.arg(&inputs.dims[4]);
+    b.arg(&cap);
+    let span = span as i32;
+    b.arg(&span);
+    b.arg(&part_acc);
+    b.arg(&part_ml);
+    out.push(&mut b);
+    let cfg = LaunchConfig {
+        grid_dim: (tokens as u32, heads as u32, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // Safety: as above; every (token, head) row of the partial results was written.
+    unsafe { b.launch(cfg) }.w()?;
+    Ok(())
+}
+
+/// A tiled kernel `name`: one block of `block` threads and `shared` bytes of dynamic shared
+/// memory per (tile, kv head), `tiles` as [`tiles`] lists them, writing `out`.
+#[allow(clippy::too_many_arguments)]
+fn launch_tiles(
+    dev: &candle_core::CudaDevice,
+    ptx: &'static str,
+    name: &str,
+    inputs: &Inputs<'_>,
+    tiles: &[u32],
+    block: u32,
+    shared: usize,
+    out: &Output,
+) -> Result<()> {
+    let kv_heads = inputs.dims[3] as u32;
+    let n_tiles = (tiles.len() / 2) as u32;
+    let tiles = dev.clone_htod(tiles)?;
+    let func = dev.get_or_load_custom_func(name, MODULE, ptx)?;
+    func.set_attribute(
+        CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+        shared as i32,
+    )
+    .w()?;
+    let mut b = func.builder();
+    inputs.push(&mut b);
+    b.arg(&tiles);
+    out.push(&mut b);
+    let cfg = LaunchConfig {
+        grid_dim: (n_tiles, kv_heads, 1),
+        block_dim: (block, 1, 1),
+        shared_mem_bytes: shared as u32,
+    };
+    // Safety: the arguments match the kernel's signature; shapes were checked by the caller, and
+    // every tile lists consecutive positions of one sequence.
+    unsafe { b.launch(cfg) }.w()?;
     Ok(())
 }
 
