@@ -385,22 +385,9 @@ fn already_finished(
     if !complete {
         return Ok(None);
     }
-    // Writes only when its bytes would change (a run finished by an older version).
-    reprolm_metrics::results::write(&cfg.out).with_context(|| {
-        format!(
-            "{}: writing {}",
-            cfg.out.display(),
-            reprolm_metrics::results::RESULTS_FILE
-        )
-    })?;
-    Ok(Some(RunOutcome::Finished(Summary {
-        samples: loaded.records.len(),
-        correct: loaded.records.iter().filter(|r| r.correct).count(),
-        tokens: loaded.manifest.tokens_generated,
-        tok_s: None,
-        scoring_errors: 0,
-        generated: 0,
-    })))
+    // results.json is written only when its bytes would change (a run finished by an older
+    // version).
+    finished(cfg, &loaded, None, 0, 0).map(Some)
 }
 
 fn finish_run(
@@ -420,6 +407,20 @@ fn finish_run(
         })
         .with_context(|| format!("{}: writing the manifest", cfg.out.display()))?;
     }
+    let loaded =
+        LoadedRun::load(&cfg.out).with_context(|| format!("reading back {}", cfg.out.display()))?;
+    finished(cfg, &loaded, tok_s, scoring_errors, generated)
+}
+
+/// The outcome of the finished run `loaded` (at `cfg.out`), after writing its results.json
+/// (only when the bytes change).
+fn finished(
+    cfg: &RunConfig,
+    loaded: &LoadedRun,
+    tok_s: Option<f64>,
+    scoring_errors: usize,
+    generated: usize,
+) -> Result<RunOutcome> {
     reprolm_metrics::results::write(&cfg.out).with_context(|| {
         format!(
             "{}: writing {}",
@@ -427,8 +428,6 @@ fn finish_run(
             reprolm_metrics::results::RESULTS_FILE
         )
     })?;
-    let loaded =
-        LoadedRun::load(&cfg.out).with_context(|| format!("reading back {}", cfg.out.display()))?;
     Ok(RunOutcome::Finished(Summary {
         samples: loaded.records.len(),
         correct: loaded.records.iter().filter(|r| r.correct).count(),
