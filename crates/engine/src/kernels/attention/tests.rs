@@ -106,6 +106,21 @@ fn queries_for(tokens: &[(usize, usize)], heads: usize, d: usize) -> Vec<f32> {
     q
 }
 
+/// A row's f32 bits, for bitwise comparisons.
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// The largest absolute difference between two sets of rows.
+#[cfg(feature = "cuda")]
+fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 fn run(
     f: &Fixture,
     tokens: &[(usize, usize)],
@@ -197,7 +212,6 @@ fn invariance_on(dev: &Device, dtype: DType) {
     let together = run(&f, &all, heads, dtype, dev);
     for (i, t) in probe.iter().enumerate() {
         let at = all.iter().position(|x| x == t).unwrap();
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&together[at]), bits(&alone[i]), "{t:?} in a prefill");
     }
     // A decode-like call: the probes in another order, with a repeat.
@@ -252,12 +266,7 @@ fn cuda_matches_the_cpu_and_keeps_a_querys_bits() {
             &Device::Cpu,
         );
         let gpu = run(&fixture(&lens, dtype, &dev), &tokens, 4, dtype, &dev);
-        let worst = cpu
-            .iter()
-            .flatten()
-            .zip(gpu.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = max_abs_diff(&cpu, &gpu);
         let bound = if dtype == DType::F32 { 2e-6 } else { 1.6e-2 };
         assert!(
             worst <= bound,
@@ -295,7 +304,6 @@ fn cuda_prefill_tiles_keep_a_querys_bits() {
         for t in probes {
             let alone = run(&f, &[t], 4, dtype, &dev).remove(0);
             let at = all.iter().position(|x| *x == t).unwrap();
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&together[at]), bits(&alone), "{dtype:?} {t:?}");
         }
     }
@@ -327,7 +335,6 @@ fn cuda_tensor_core_route_keeps_a_querys_bits_and_matches_the_cpu() {
             (1, 1),
             (1, lens[1] - 1),
         ];
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         let mut alone = Vec::new();
         for t in probes {
             let one = run(&f, &[t], heads, dtype, &dev).remove(0);
@@ -350,12 +357,7 @@ fn cuda_tensor_core_route_keeps_a_querys_bits_and_matches_the_cpu() {
         }
         let cpu_f = fixture_of_width(&lens, 128, dtype, &Device::Cpu);
         let cpu = run(&cpu_f, &all, heads, dtype, &Device::Cpu);
-        let worst = cpu
-            .iter()
-            .flatten()
-            .zip(together.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = max_abs_diff(&cpu, &together);
         assert!(
             worst <= 1.6e-2,
             "{dtype:?}: CPU and CUDA differ by {worst:e}"
