@@ -310,17 +310,42 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
   __syncthreads();
   if (!last) return;
   __threadfence();
+  // The groups' sums, FOLD_AHEAD groups' loads in flight at a time (one dependent load per
+  // addition would leave this block, the last of its column, waiting on L2 latency `groups`
+  // times), added in order from 0.
+  constexpr int FOLD_AHEAD = 4;
+  float total[NT][4];
 #pragma unroll
   for (int j = 0; j < NT; j++)
 #pragma unroll
-    for (int e = 0; e < 4; e++) {
-      int row = 8 * j + 2 * t + (e & 1), c = n0 + gid + 8 * (e >> 1);
-      if (row >= m || c >= n) continue;
-      float total = 0.f;
-      for (int gg = 0; gg < groups; gg++)
-        total = __fadd_rn(total, __ldcg(&partial[((long)gg * m + row) * n + c]));
-      store_out<OUT, F16>(y, bias, m, n, row, c, total);
+    for (int e = 0; e < 4; e++) total[j][e] = 0.f;
+  for (int g0 = 0; g0 < groups; g0 += FOLD_AHEAD) {
+    float v[FOLD_AHEAD][NT][4];
+#pragma unroll
+    for (int q = 0; q < FOLD_AHEAD; q++)
+#pragma unroll
+      for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          int row = 8 * j + 2 * t + (e & 1), c = n0 + gid + 8 * (e >> 1);
+          bool ok = g0 + q < groups && row < m && c < n;
+          v[q][j][e] = ok ? __ldcg(&partial[((long)(g0 + q) * m + row) * n + c]) : 0.f;
+        }
+#pragma unroll
+    for (int q = 0; q < FOLD_AHEAD; q++) {
+      if (g0 + q >= groups) break;
+#pragma unroll
+      for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) total[j][e] = __fadd_rn(total[j][e], v[q][j][e]);
     }
+  }
+#pragma unroll
+  for (int j = 0; j < NT; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      store_out<OUT, F16>(y, bias, m, n, 8 * j + 2 * t + (e & 1), n0 + gid + 8 * (e >> 1),
+                          total[j][e]);
   // Ready for the next launch on this stream.
   if (tid == 0) arrivals[blockIdx.x] = 0u;
 }
