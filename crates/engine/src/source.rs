@@ -169,11 +169,11 @@ mod tests {
     #[test]
     fn missing_paths_and_bad_ids_are_errors_naming_them() {
         for spec in [
-            "./models/qwen",
+            "./no-such-models/qwen",
             "/no/such/model",
-            "models/qwen/3",
+            "no-such-models/qwen/3",
             "~/m",
-            "models/",
+            "no-such-models/",
         ] {
             let err = ModelSource::parse(spec).unwrap_err().to_string();
             assert!(
