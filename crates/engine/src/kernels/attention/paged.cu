@@ -81,6 +81,10 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
   for (int w = 16; w > 0; w >>= 1) l += __shfl_xor_sync(0xffffffffu, l, w);
 }
 
+// Key rows a decode warp loads before scoring any of them (latency: one round trip per
+// KEYS_AHEAD keys instead of one per key).
+#define KEYS_AHEAD 4
+
 #define PAGED(QN, QT, KN, KT)                                                                      \
   extern "C" __global__ void __launch_bounds__(THREADS)                                              \
       paged_attention_##QN##_##KN(const QT* q, const KT* keys, const KT* vals,                      \
@@ -110,19 +114,27 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
         slot_of[jj] = (long)table[j / BLOCK] * BLOCK + j % BLOCK;                                   \
       }                                                                                             \
       __syncthreads(); /* q (first split) and the slots are in shared memory */                     \
-      /* 2a. Scores: warp w takes keys w, w + WARPS, ...; lane i the elements i, i + 32, ... */     \
-      for (int jj = warp; jj < nk; jj += WARPS) {                                                   \
-        const long krow = base + slot_of[jj] * d;                                                   \
-        float kr[MAX_D / 32];                                                                       \
-        _Pragma("unroll") for (int i = 0; i < MAX_D / 32; i++) {                                    \
-          int e = lane + 32 * i;                                                                    \
-          kr[i] = e < d ? load_##KN(keys, krow + e) : 0.f;                                          \
+      /* 2a. Scores: warp w takes keys w, w + WARPS, ...; lane i the elements i, i + 32, ...    */ \
+      /* KEYS_AHEAD keys' rows are loaded before any is scored, so their loads overlap.          */ \
+      for (int jb = warp; jb < nk; jb += WARPS * KEYS_AHEAD) {                                      \
+        float kr[KEYS_AHEAD][MAX_D / 32];                                                           \
+        _Pragma("unroll") for (int a = 0; a < KEYS_AHEAD; a++) {                                    \
+          const int jj = jb + a * WARPS;                                                            \
+          const long krow = base + (jj < nk ? slot_of[jj] : 0) * d;                                 \
+          _Pragma("unroll") for (int i = 0; i < MAX_D / 32; i++) {                                  \
+            int e = lane + 32 * i;                                                                  \
+            kr[a][i] = e < d && jj < nk ? load_##KN(keys, krow + e) : 0.f;                          \
+          }                                                                                         \
         }                                                                                           \
-        for (int r0 = 0; r0 < rep; r0 += ROW_ILP) {                                                 \
-          float p[ROW_ILP];                                                                         \
-          row_scores(qs + r0 * d, kr, d, lane, p);                                                  \
-          _Pragma("unroll") for (int r = 0; r < ROW_ILP; r++) if (lane == 0 && r0 + r < rep)        \
-              sc[(r0 + r) * KV_SPLIT + jj] = p[r] * scale;                                          \
+        _Pragma("unroll") for (int a = 0; a < KEYS_AHEAD; a++) {                                    \
+          const int jj = jb + a * WARPS;                                                            \
+          if (jj >= nk) break;                                                                      \
+          for (int r0 = 0; r0 < rep; r0 += ROW_ILP) {                                               \
+            float p[ROW_ILP];                                                                       \
+            row_scores(qs + r0 * d, kr[a], d, lane, p);                                             \
+            _Pragma("unroll") for (int r = 0; r < ROW_ILP; r++) if (lane == 0 && r0 + r < rep)      \
+                sc[(r0 + r) * KV_SPLIT + jj] = p[r] * scale;                                        \
+          }                                                                                         \
         }                                                                                           \
       }                                                                                             \
       __syncthreads();                                                                              \
@@ -142,7 +154,7 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
         if (e >= d) break;                                                                          \
         float acc[MAX_GROUP];                                                                       \
         _Pragma("unroll") for (int r = 0; r < MAX_GROUP; r++) acc[r] = 0.f;                         \
-        _Pragma("unroll 8") for (int jj = 0; jj < nk; jj++) {                                       \
+        _Pragma("unroll 16") for (int jj = 0; jj < nk; jj++) {                                      \
           const float v = load_##KN(vals, base + slot_of[jj] * d + e);                              \
           _Pragma("unroll") for (int r = 0; r < MAX_GROUP; r++) if (r < rep) acc[r] =               \
               fmaf(sc[r * KV_SPLIT + jj], v, acc[r]);                                               \

@@ -22,18 +22,18 @@
 //
 // Kernels:
 //   - *_split<NT>: rows <= 8·NT (NT = 1, 2, 4), decode. A block is 8 warps on 128 weight rows and
-//     one group; each warp streams its 16 weight rows from global memory, two stretches ahead,
-//     against x copied asynchronously into a shared ring; the last block of a column folds the
-//     groups.
-//   - *_tiled: any row count. A block is 8 warps on 128 weight rows x 64 rows of x, staged in
-//     shared memory one stretch at a time; each warp owns 32 x 32 outputs and runs every group
-//     itself.
+//     one group; each warp streams its 16 weight rows through its own shared-memory ring, x
+//     through one ring for all warps, both by cp.async two or three stretches ahead; the last
+//     block of a column folds the groups.
+//   - *_tiled: any row count. A block is 8 warps on 128 weight rows x 64 rows of x, copied into
+//     a ring of shared memory three stretches ahead (dynamic shared memory: 176 KB for f32 x,
+//     96 KB for 16-bit x); each warp owns 32 x 32 outputs and runs every group itself.
 
 #define STRETCH 64
 
 __device__ __forceinline__ void mma_bf16(float* d, unsigned a0, unsigned a1, unsigned a2,
                                          unsigned a3, unsigned b0, unsigned b1) {
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
       "{%8,%9}, {%0,%1,%2,%3};"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
@@ -42,7 +42,7 @@ __device__ __forceinline__ void mma_bf16(float* d, unsigned a0, unsigned a1, uns
 
 __device__ __forceinline__ void mma_f16(float* d, unsigned a0, unsigned a1, unsigned a2,
                                         unsigned a3, unsigned b0, unsigned b1) {
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
       "{%8,%9}, {%0,%1,%2,%3};"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
@@ -60,8 +60,17 @@ __device__ __forceinline__ uint4 load8_u16(const u16* p, long row, int rows, int
   return *reinterpret_cast<const uint4*>(p + row * (long)k + col);
 }
 
+// Two f32 values rounded to bf16 (to nearest even) and packed, `lo` in the low half: one
+// hardware conversion, the same bits as to_bf16 on each for every input but NaN (a NaN stays a
+// NaN, its payload may differ).
 __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
-  return (unsigned)to_bf16(lo) | ((unsigned)to_bf16(hi) << 16);
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+__device__ __forceinline__ float low_bf16(unsigned packed) { return __uint_as_float(packed << 16); }
+__device__ __forceinline__ float high_bf16(unsigned packed) {
+  return __uint_as_float(packed & 0xffff0000u);
 }
 
 // The three bf16 parts of two f32 values a, b as packed operand words: s[0] = (hi(a), hi(b)),
@@ -69,12 +78,10 @@ __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
 // differences are exact in f32, and hi + mid + lo == x. Every kernel splits through this one
 // function, so the parts (and with them the products) are the same bits in each.
 __device__ __forceinline__ void split_pair(float a, float b, unsigned (&s)[3]) {
-  float h0 = round_bf16(a), h1 = round_bf16(b);
-  float r0 = a - h0, r1 = b - h1;
-  float m0 = round_bf16(r0), m1 = round_bf16(r1);
-  s[0] = pack_bf16(h0, h1);
-  s[1] = pack_bf16(m0, m1);
-  s[2] = pack_bf16(r0 - m0, r1 - m1);
+  s[0] = pack_bf16(a, b);
+  float r0 = a - low_bf16(s[0]), r1 = b - high_bf16(s[0]);
+  s[1] = pack_bf16(r0, r1);
+  s[2] = pack_bf16(r0 - low_bf16(s[1]), r1 - high_bf16(s[1]));
 }
 
 // One row's eight values of x as the operand words of the parts: w[p][0..4] = pairs (0,1) (2,3)
@@ -105,23 +112,59 @@ __device__ __forceinline__ void load_x8(const void* x, long row, int rows, int k
   }
 }
 
-// One 32-element chunk of a stretch for one 16 x 8 output tile: wa / wb are weight rows gid and
-// gid + 8, xv[p] row gid of x's part p, each holding elements 8t..8t+7 of the chunk. Two k16
-// steps, the parts in order hi, mid, lo within each: the one mma sequence of every kernel here.
-template <int PARTS, bool F16>
-__device__ __forceinline__ void chunk_mma(float (&part)[4], uint4 wa, uint4 wb,
-                                          const uint4 (&xv)[PARTS]) {
+// One 32-element chunk of a stretch for I x J output tiles of 16 x 8: aq[i][step] is the A
+// operand of tile row i for k16 step `step` (weight rows gid and gid + 8, elements 8t..8t+3 of the
+// chunk for step 0 and 8t+4..8t+7 for step 1, as wquad lays them out), xv[j][p] row gid of x's
+// part p for tile column j, holding elements 8t..8t+7 of the chunk. Two k16 steps, the parts in
+// order hi, mid, lo within each: every tile's accumulator receives that one mma sequence, in every
+// kernel here. The tiles are interleaved (a step's part for every tile, then the next part), so
+// consecutive mma.sync are independent.
+template <int PARTS, bool F16, int I, int J>
+__device__ __forceinline__ void chunk_mma(float (&part)[I][J][4], const uint4 (&aq)[I][2],
+                                          const uint4 (&xv)[J][PARTS]) {
 #pragma unroll
-  for (int step = 0; step < 2; step++) {
-    unsigned a0 = step ? wa.z : wa.x, a1 = step ? wb.z : wb.x;
-    unsigned a2 = step ? wa.w : wa.y, a3 = step ? wb.w : wb.y;
+  for (int step = 0; step < 2; step++)
 #pragma unroll
-    for (int p = 0; p < PARTS; p++) {
-      unsigned b0 = step ? xv[p].z : xv[p].x, b1 = step ? xv[p].w : xv[p].y;
-      if (F16) mma_f16(part, a0, a1, a2, a3, b0, b1);
-      else mma_bf16(part, a0, a1, a2, a3, b0, b1);
-    }
-  }
+    for (int p = 0; p < PARTS; p++)
+#pragma unroll
+      for (int i = 0; i < I; i++) {
+        const uint4 a = aq[i][step];
+#pragma unroll
+        for (int j = 0; j < J; j++) {
+          unsigned b0 = step ? xv[j][p].z : xv[j][p].x, b1 = step ? xv[j][p].w : xv[j][p].y;
+          if (F16) mma_f16(part[i][j], a.x, a.y, a.z, a.w, b0, b1);
+          else mma_bf16(part[i][j], a.x, a.y, a.z, a.w, b0, b1);
+        }
+      }
+}
+
+// Weights in shared memory as the mma reads them, one 16-byte unit per A operand: for 16-row
+// tile `tile`, row pair (gid, gid + 8), k16 step `step` and 8-element chunk c8 of a stretch, the
+// words (row gid word 2 step, row gid + 8 word 2 step, row gid word 2 step + 1, row gid + 8 word
+// 2 step + 1) of the chunk: a0..a3 of lane (gid, c8 % 4), loaded by one 16-byte read (rows
+// apart in registers would cost four moves per mma). Chunks are swizzled by gid as x's rows
+// are, so a quarter-warp's reads hit distinct banks. wquad_word: where word wi (0..3) of chunk
+// c8 of tile row r (0..15) goes, in 4-byte words.
+__device__ __forceinline__ int wquad(int tile, int gid, int step, int c8) {
+  return ((tile * 8 + gid) * 2 + step) * 8 + (c8 ^ ((gid & 1) << 2));
+}
+__device__ __forceinline__ int wquad_word(int tile, int r, int c8, int wi) {
+  return wquad(tile, r & 7, wi >> 1, c8) * 4 + ((wi & 1) << 1) + ((r >> 3) & 1);
+}
+
+// The shared-memory address of `p`, for the copies below (worked out once per buffer, then
+// offset by constants).
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+  unsigned d;
+  asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(d) : "l"(p));
+  return d;
+}
+
+// Asynchronous 4-byte copy global -> shared address `dst` (zero-filled when !valid; `src` must
+// still point into the buffer): how weight words reach their places in the quads.
+__device__ __forceinline__ void cp_async4(unsigned dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src),
+               "r"(valid ? 4 : 0));
 }
 
 // Shared rows of x (and W in the tiled kernel) are 8 chunks of 16 bytes, chunk j of row r stored
@@ -144,9 +187,10 @@ __device__ __forceinline__ void store_out(void* y, const u16* bias, int m, int n
 
 // The decode kernel, for up to 8·NT rows of x (NT = 1, 2, 4). A block is 8 warps on 128 weight
 // rows and ONE group of stretches (blockIdx.y), so that narrow weights still spread over every
-// SM. Each warp streams its own 16 weight rows straight from global memory into registers, two
-// stretches ahead of its tensor cores; x arrives XSTAGES - 1 stretches ahead by cp.async into a
-// shared ring, once for all 8 warps (f32 x is split into its parts once per stretch). With one group the block writes y itself; else it
+// SM. Each warp streams its own 16 weight rows by cp.async into its part of a shared ring (no
+// registers held by loads in flight); x arrives the same way into one ring for all 8 warps
+// (f32 x is split into its parts once per stretch, one stretch ahead of its use, into one of two
+// buffers, so a stretch costs one barrier). With one group the block writes y itself; else it
 // writes its group sum to `partial` and the block that arrives last for its 128 weight rows
 // folds the groups in order (0, 1, ...) into y: the same additions, in the same order, as the
 // tiled kernel's.
@@ -165,8 +209,10 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
 
-// Stretches of x in flight in the decode kernel's shared ring.
+// Slots of the decode kernel's shared rings: x (raw f32 stretches, or 16-bit operand rows) and
+// W (each warp's 16 weight rows: 64 KB of dynamic shared memory per block).
 #define XSTAGES 3
+#define WSLOTS 4
 
 template <int NT, int PARTS, bool XF32, bool F16, int OUT>
 __device__ __forceinline__ void linear_split(const void* x, const u16* w, const u16* bias, void* y,
@@ -178,8 +224,9 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
   // f32 x: a ring of raw stretches, split once per stretch into `sx` for all warps. 16-bit x:
   // the ring holds the operand rows themselves.
   __shared__ float4 raw[XF32 ? XSTAGES : 1][XF32 ? XF4 : 1];
-  __shared__ uint4 sx[XF32 ? 1 : XSTAGES][PARTS][XROWS * 8];
-  __shared__ bool last;
+  __shared__ uint4 sx[XF32 ? 2 : XSTAGES][PARTS][XROWS * 8];
+  // The weights: WSLOTS stretches of each warp's 16 rows, in dynamic shared memory.
+  extern __shared__ uint4 wring[];
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, t = lane & 3;
   const int n0 = blockIdx.x * SPLIT_N + 16 * warp, g = blockIdx.y;
   const int stretches = (k + STRETCH - 1) / STRETCH;
@@ -203,8 +250,8 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
                  ok);
     }
   };
-  // f32 x: splits ring slot `slot` into the parts' operand rows.
-  auto split_x = [&](int slot) {
+  // f32 x: splits ring slot `slot` into the parts' operand rows in buffer `buf`.
+  auto split_x = [&](int slot, int buf) {
 #pragma unroll
     for (int q = 0; q < XQ; q++) {
       int id = tid + 256 * q, row = id >> 4, f4 = id & 15;
@@ -215,75 +262,97 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
       split_pair(v.z, v.w, parts[1]);
 #pragma unroll
       for (int p = 0; p < PARTS; p++) {
-        unsigned* d = reinterpret_cast<unsigned*>(&sx[0][p][swz(row, f4 >> 1)]) + 2 * (f4 & 1);
+        unsigned* d = reinterpret_cast<unsigned*>(&sx[buf][p][swz(row, f4 >> 1)]) + 2 * (f4 & 1);
         d[0] = parts[0][p];
         d[1] = parts[1][p];
       }
     }
   };
-  // This warp's weight words of one stretch: [chunk][row gid, row gid + 8].
-  auto fetch_w = [&](int s, uint4 (&r)[2][2]) {
+  // This warp's 16 weight rows of stretch s into its own part of W ring slot `slot`, as quads
+  // (wquad, tile 0): lane l copies word l of each row, so a row's 128 bytes are one coalesced
+  // read.
+  const u16* const wsrc = w + (long)(n0) * k + 2 * lane;
+  const unsigned wbase = smem_addr(wring + warp * 16 * 8);
+  auto copy_w = [&](int s, int slot) {
+    const unsigned dst = wbase + slot * SPLIT_WARPS * 16 * 8 * 16;
+    const int c0 = s * STRETCH;
+    const u16* src = wsrc + c0;
+    if (c0 + 2 * lane < k && n0 + 15 < n) {  // the usual case: every row and word there
 #pragma unroll
-    for (int c = 0; c < STRETCH / 32; c++) {
-      int col = s * STRETCH + c * 32 + 8 * t;
-      r[c][0] = load8_u16(w, n0 + gid, n, k, col);
-      r[c][1] = load8_u16(w, n0 + gid + 8, n, k, col);
+      for (int q = 0; q < 16; q++)
+        cp_async4(dst + 4 * wquad_word(0, q, lane >> 2, lane & 3), src + (long)q * k, true);
+    } else {
+#pragma unroll
+      for (int q = 0; q < 16; q++) {
+        bool ok = c0 + 2 * lane < k && n0 + q < n;
+        cp_async4(dst + 4 * wquad_word(0, q, lane >> 2, lane & 3), ok ? src + (long)q * k : w, ok);
+      }
     }
   };
-
   float acc[NT][4];
 #pragma unroll
   for (int j = 0; j < NT; j++)
 #pragma unroll
     for (int e = 0; e < 4; e++) acc[j][e] = 0.f;
-  uint4 w0[2][2], w1[2][2], w2[2][2];
-  fetch_w(s0, w0);
-  if (s0 + 1 < s1) fetch_w(s0 + 1, w1);
+  // Stretches s .. s + AHEAD - 1 of W and x are in flight (one commit group each) when stretch s
+  // is computed; f32 x is split one stretch ahead of its use, so the copies of stretch s + 1 must
+  // have landed first, and its ring runs a stretch further ahead. A stretch needs one barrier.
+  constexpr int AHEAD = XF32 ? XSTAGES : XSTAGES - 1;
 #pragma unroll
-  for (int i = 0; i < XSTAGES - 1; i++) {
-    if (s0 + i < s1) copy_x(s0 + i, i);
+  for (int i = 0; i < AHEAD; i++) {
+    if (s0 + i < s1) {
+      copy_w(s0 + i, i);
+      copy_x(s0 + i, i);
+    }
     cp_async_commit();
   }
+  if (XF32) {
+    cp_async_wait<XSTAGES - 1>();
+    __syncthreads();
+    split_x(0, 0);
+  }
   for (int s = s0; s < s1; s++) {
-    const int slot = (s - s0) % XSTAGES;
-    // Stretch s has landed (this thread's copies; the barrier makes everyone's visible), and
-    // every warp is done with the slot the next copy refills.
+    // This stretch's weights (and, for 16-bit x, x) have landed: this thread's copies; the
+    // barrier makes everyone's visible. f32 x: stretch s + 1's too, and the parts of stretch s
+    // are visible. Either way every warp is done with the slots (and split buffer) the next
+    // copies (and split) refill.
     cp_async_wait<XSTAGES - 2>();
     __syncthreads();
-    if (s + XSTAGES - 1 < s1) copy_x(s + XSTAGES - 1, (s - s0 + XSTAGES - 1) % XSTAGES);
+    if (s + AHEAD < s1) {
+      copy_w(s + AHEAD, (s - s0 + AHEAD) % WSLOTS);
+      copy_x(s + AHEAD, (s - s0 + AHEAD) % XSTAGES);
+    }
     cp_async_commit();
-    if (XF32) {
-      split_x(slot);
-      __syncthreads();
-    }
-    if (s + 2 < s1) fetch_w(s + 2, w2);
-    const int b = XF32 ? 0 : slot;
-    float part[NT][4];
+    if (XF32 && s + 1 < s1) split_x((s - s0 + 1) % XSTAGES, (s - s0 + 1) & 1);
+    const int b = XF32 ? (s - s0) & 1 : (s - s0) % XSTAGES;
+    const uint4* ws = wring + ((s - s0) % WSLOTS * SPLIT_WARPS + warp) * 16 * 8;
+    // The x tiles in halves of JH (the x words of four tiles and their sums would crowd the
+    // 128 registers that two blocks per SM allow).
+    constexpr int JH = NT > 2 ? 2 : NT;
 #pragma unroll
-    for (int j = 0; j < NT; j++)
+    for (int h = 0; h < NT / JH; h++) {
+      float part[1][JH][4];
 #pragma unroll
-      for (int e = 0; e < 4; e++) part[j][e] = 0.f;
+      for (int j = 0; j < JH; j++)
 #pragma unroll
-    for (int c = 0; c < STRETCH / 32; c++) {
+        for (int e = 0; e < 4; e++) part[0][j][e] = 0.f;
 #pragma unroll
-      for (int j = 0; j < NT; j++) {
-        uint4 xv[PARTS];
+      for (int c = 0; c < STRETCH / 32; c++) {
+        uint4 xv[JH][PARTS];
 #pragma unroll
-        for (int p = 0; p < PARTS; p++) xv[p] = sx[b][p][swz(8 * j + gid, 4 * c + t)];
-        chunk_mma<PARTS, F16>(part[j], w0[c][0], w0[c][1], xv);
+        for (int j = 0; j < JH; j++)
+#pragma unroll
+          for (int p = 0; p < PARTS; p++)
+            xv[j][p] = sx[b][p][swz(8 * (h * JH + j) + gid, 4 * c + t)];
+        const uint4 aq[1][2] = {{ws[wquad(0, gid, 0, 4 * c + t)], ws[wquad(0, gid, 1, 4 * c + t)]}};
+        chunk_mma<PARTS, F16, 1, JH>(part, aq, xv);
       }
+#pragma unroll
+      for (int j = 0; j < JH; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          acc[h * JH + j][e] = __fadd_rn(acc[h * JH + j][e], part[0][j][e]);
     }
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) acc[j][e] = __fadd_rn(acc[j][e], part[j][e]);
-#pragma unroll
-    for (int c = 0; c < 2; c++)
-#pragma unroll
-      for (int h = 0; h < 2; h++) {
-        w0[c][h] = w1[c][h];
-        w1[c][h] = w2[c][h];
-      }
   }
 
   // acc[j][e]: weight row n0 + gid + 8 (e >> 1), row of x 8j + 2t + (e & 1).
@@ -306,8 +375,8 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
   // Publish this block's sums before counting its arrival; the last block to arrive sees all.
   __threadfence();
   __syncthreads();
-  if (tid == 0) last = atomicAdd(&arrivals[blockIdx.x], 1u) == (unsigned)(groups - 1);
-  __syncthreads();
+  const bool last =
+      __syncthreads_or(tid == 0 && atomicAdd(&arrivals[blockIdx.x], 1u) == (unsigned)(groups - 1));
   if (!last) return;
   __threadfence();
   // The groups' sums, FOLD_AHEAD groups' loads in flight at a time (one dependent load per
@@ -350,140 +419,184 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
   if (tid == 0) arrivals[blockIdx.x] = 0u;
 }
 
-// The tiled kernel for many rows: a block of 8 warps computes 128 weight rows x 64 rows of x;
-// each stretch of W and x is staged once in shared memory (x already split into its parts), so
-// every weight and x element is read from global memory once per block instead of once per warp.
-// Warp w owns weight rows 32 (w % 4) .. +32 and x rows 32 (w / 4) .. +32 of the block and runs
-// every group itself, through chunk_mma, so its results are the decode kernel's bits.
+// The tiled kernel for many rows: a block of 8 warps computes 128 weight rows x 64 rows of x.
+// Each stretch of W and x is copied once per block into a ring of TSTAGES shared-memory slots by
+// cp.async, TSTAGES - 1 stretches ahead of the tensor cores; f32 x is split into its parts one
+// stretch ahead, into one of two buffers, so a stretch needs one barrier. Every weight and x
+// element is read from global memory once per block instead of once per warp. Warp w owns weight
+// rows 32 (w % 4) .. +32 and x rows 32 (w / 4) .. +32 of the block and runs every group itself,
+// through chunk_mma, so its results are the decode kernel's bits.
 #define TN 128
 #define TM 64
+#define TSTAGES 4
+
+// Dynamic shared memory of the tiled kernel, in 16-byte words: the W ring, the x ring (raw f32
+// stretches, or the 16-bit operand rows themselves), and for f32 x the two buffers of split parts.
+// mma.rs sizes the launch by the same numbers.
+template <int PARTS, bool XF32>
+struct TiledSmem {
+  static constexpr int W = TN * 8;                    // one stretch of 128 weight rows
+  static constexpr int X = XF32 ? TM * 16 : TM * 8;   // one stretch of 64 rows of x
+  static constexpr int SPLIT = XF32 ? PARTS * TM * 8 : 0;
+  static constexpr int WORDS = TSTAGES * (W + X) + 2 * SPLIT;
+};
 
 template <int PARTS, bool XF32, bool F16, int OUT>
 __device__ __forceinline__ void linear_tiled(const void* x, const u16* w, const u16* bias, void* y,
                                              int m, int n, int k, int spg, int groups) {
-  __shared__ uint4 sw[TN * 8];
-  __shared__ uint4 sx[PARTS][TM * 8];
+  typedef TiledSmem<PARTS, XF32> L;
+  extern __shared__ uint4 smem[];
+  uint4* const sw = smem;                      // [TSTAGES][L::W]
+  uint4* const rx = smem + TSTAGES * L::W;     // [TSTAGES][L::X]
+  uint4* const sp = rx + TSTAGES * L::X;       // [2][PARTS][TM * 8] (f32 x)
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, t = lane & 3;
   const int n0 = blockIdx.x * TN, m0 = blockIdx.y * TM;
   const int wn = (warp & 3) * 32, wm = (warp >> 2) * 32;
   const int stretches = (k + STRETCH - 1) / STRETCH;
-  // What this thread carries from global memory to shared memory for one stretch.
-  uint4 pw[4];
-  float4 px[4];
-  uint4 pxh[2];
-  auto fetch = [&](int s) {
+
+  // What this thread copies each stretch, fixed for the whole launch, with the bases and which
+  // rows exist worked out once, so that a stretch's copies cost an add and a compare each:
+  //   - W as quads (wquad): warp v copies word `lane` of rows v + 8q (q < 16), tile q / 2, row
+  //     v + 8 (q % 2) of it; a row's 128 bytes are one coalesced read;
+  //   - f32 x: rows xr + 16q (q < 4), float4 xf; 16-bit x: rows hr + 32q (q < 2), chunk hch.
+  const int xr = tid >> 4, xf = tid & 15, hr = tid >> 3, hch = tid & 7;
+  const long k8 = 8L * k, k16 = 16L * k, k32 = 32L * k;
+  const u16* const qsrc = w + (long)(n0 + warp) * k + 2 * lane;
+  // tile q / 2 is 512 words on
+  const unsigned qbase = smem_addr(sw) + 4 * wquad_word(0, warp, lane >> 2, lane & 3);
+  const float* const xsrc = (const float*)x + (long)(m0 + xr) * k + xf * 4;
+  const u16* const hsrc = (const u16*)x + (long)(m0 + hr) * k + hch * 8;
+  const int hdst = swz(hr, hch);  // row hr + 32q is 256q words further
+  unsigned qrows = 0, xrows = 0, hrows = 0;
 #pragma unroll
-    for (int q = 0; q < 4; q++) {
-      int id = tid + 256 * q, row = id >> 3, ch = id & 7;
-      pw[q] = load8_u16(w, n0 + row, n, k, s * STRETCH + ch * 8);
-    }
-    if (XF32) {
+  for (int q = 0; q < 16; q++) qrows |= (unsigned)(n0 + warp + 8 * q < n) << q;
 #pragma unroll
-      for (int q = 0; q < 4; q++) {
-        int id = tid + 256 * q, row = id >> 4, f4 = id & 15, col = s * STRETCH + f4 * 4;
-        if (m0 + row < m && col < k) {
-          px[q] = *reinterpret_cast<const float4*>((const float*)x + (long)(m0 + row) * k + col);
-        } else {
-          px[q].x = px[q].y = px[q].z = px[q].w = 0.f;
+  for (int q = 0; q < 4; q++) {
+    xrows |= (unsigned)(m0 + xr + 16 * q < m) << q;
+    hrows |= (unsigned)(m0 + hr + 32 * q < m) << q;
+  }
+  // Starts the copies of stretch s into ring slot `slot` (one commit group, empty past the end).
+  auto copy = [&](int s, int slot) {
+    if (s < stretches) {
+      const int c0 = s * STRETCH;
+      const bool qcol = c0 + 2 * lane < k;
+#pragma unroll
+      const unsigned dst = qbase + slot * L::W * 16;
+      const u16* src = qsrc + c0;
+      if (qcol && qrows == 0xffffu) {  // the usual case: every row and word there
+#pragma unroll
+        for (int q = 0; q < 16; q++)
+          cp_async4(dst + 4 * ((q >> 1) * 512 + (q & 1)), src + q * k8, true);
+      } else {
+#pragma unroll
+        for (int q = 0; q < 16; q++) {
+          bool ok = qcol && (qrows >> q & 1u);
+          cp_async4(dst + 4 * ((q >> 1) * 512 + (q & 1)), ok ? src + q * k8 : w, ok);
         }
       }
-    } else {
+      if (XF32) {
+        const bool xcol = c0 + xf * 4 < k;
 #pragma unroll
-      for (int q = 0; q < 2; q++) {
-        int id = tid + 256 * q, row = id >> 3, ch = id & 7;
-        pxh[q] = load8_u16((const u16*)x, m0 + row, m, k, s * STRETCH + ch * 8);
+        for (int q = 0; q < 4; q++) {
+          bool ok = xcol && (xrows >> q & 1u);
+          cp_async16(&rx[slot * L::X + tid + 256 * q], ok ? xsrc + q * k16 + c0 : (const float*)x,
+                     ok);
+        }
+      } else {
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+          bool ok = c0 + hch * 8 < k && (hrows >> q & 1u);
+          cp_async16(&rx[slot * L::X + hdst + 256 * q], ok ? hsrc + q * k32 + c0 : (const u16*)x,
+                     ok);
+        }
+      }
+    }
+    cp_async_commit();
+  };
+  // f32 x: splits the raw stretch in ring slot `slot` into split buffer `buf`.
+  auto split = [&](int slot, int buf) {
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      int id = tid + 256 * q, row = id >> 4, f4 = id & 15;
+      float4 v = reinterpret_cast<const float4*>(rx + slot * L::X)[id];
+      unsigned parts[2][3];
+      split_pair(v.x, v.y, parts[0]);
+      split_pair(v.z, v.w, parts[1]);
+      // Half f4 & 1 of chunk f4 >> 1 of each part's row.
+#pragma unroll
+      for (int p = 0; p < PARTS; p++) {
+        unsigned* d =
+            reinterpret_cast<unsigned*>(&sp[(buf * PARTS + p) * TM * 8 + swz(row, f4 >> 1)]) +
+            2 * (f4 & 1);
+        d[0] = parts[0][p];
+        d[1] = parts[1][p];
       }
     }
   };
-  auto stage = [&]() {
-#pragma unroll
-    for (int q = 0; q < 4; q++) {
-      int id = tid + 256 * q, row = id >> 3, ch = id & 7;
-      sw[swz(row, ch)] = pw[q];
-    }
-    if (XF32) {
-#pragma unroll
-      for (int q = 0; q < 4; q++) {
-        int id = tid + 256 * q, row = id >> 4, f4 = id & 15;
-        unsigned parts[2][3];
-        split_pair(px[q].x, px[q].y, parts[0]);
-        split_pair(px[q].z, px[q].w, parts[1]);
-        // Half f4 & 1 of chunk f4 >> 1 of each part's row.
-#pragma unroll
-        for (int p = 0; p < PARTS; p++) {
-          unsigned* d = reinterpret_cast<unsigned*>(&sx[p][swz(row, f4 >> 1)]) + 2 * (f4 & 1);
-          d[0] = parts[0][p];
-          d[1] = parts[1][p];
-        }
-      }
-    } else {
-#pragma unroll
-      for (int q = 0; q < 2; q++) {
-        int id = tid + 256 * q, row = id >> 3, ch = id & 7;
-        sx[0][swz(row, ch)] = pxh[q];
-      }
-    }
-  };
-  float total[2][4][4];
+
+  float total[2][4][4], acc[2][4][4];
 #pragma unroll
   for (int i = 0; i < 2; i++)
 #pragma unroll
     for (int j = 0; j < 4; j++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) total[i][j][e] = 0.f;
-  fetch(0);
-  for (int g = 0; g < groups; g++) {
-    float acc[2][4][4];
+      for (int e = 0; e < 4; e++) total[i][j][e] = acc[i][j][e] = 0.f;
+#pragma unroll
+  for (int i = 0; i < TSTAGES - 1; i++) copy(i, i);
+  if (XF32) {
+    cp_async_wait<TSTAGES - 2>();
+    __syncthreads();
+    split(0, 0);
+  }
+  for (int s = 0; s < stretches; s++) {
+    // Stretch s + 1 has landed (this thread's copies; the barrier makes everyone's visible, and
+    // with it the parts of stretch s), and every warp is done with stretch s - 1: its ring slot
+    // and its split buffer may be refilled.
+    cp_async_wait<TSTAGES - 3>();
+    __syncthreads();
+    copy(s + TSTAGES - 1, (s + TSTAGES - 1) % TSTAGES);
+    if (XF32 && s + 1 < stretches) split((s + 1) % TSTAGES, (s + 1) & 1);
+    const uint4* ws = sw + (s % TSTAGES) * L::W;
+    const uint4* xs = XF32 ? sp + (s & 1) * PARTS * TM * 8 : rx + (s % TSTAGES) * L::X;
+    float part[2][4][4];
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
       for (int j = 0; j < 4; j++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
-    int s0 = g * spg, s1 = s0 + spg < stretches ? s0 + spg : stretches;
-    for (int s = s0; s < s1; s++) {
-      __syncthreads();
-      stage();
-      __syncthreads();
-      if (s + 1 < stretches) fetch(s + 1);
-      float part[2][4][4];
+        for (int e = 0; e < 4; e++) part[i][j][e] = 0.f;
+#pragma unroll
+    for (int c = 0; c < STRETCH / 32; c++) {
+      uint4 aq[2][2];
 #pragma unroll
       for (int i = 0; i < 2; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int st = 0; st < 2; st++) aq[i][st] = ws[wquad((wn >> 4) + i, gid, st, 4 * c + t)];
+      uint4 xv[4][PARTS];
 #pragma unroll
-          for (int e = 0; e < 4; e++) part[i][j][e] = 0.f;
+      for (int j = 0; j < 4; j++)
 #pragma unroll
-      for (int c = 0; c < STRETCH / 32; c++) {
-        uint4 wa[2], wb[2];
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-          wa[i] = sw[swz(wn + 16 * i + gid, 4 * c + t)];
-          wb[i] = sw[swz(wn + 16 * i + gid + 8, 4 * c + t)];
-        }
-        uint4 xv[4][PARTS];
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-#pragma unroll
-          for (int p = 0; p < PARTS; p++) xv[j][p] = sx[p][swz(wm + 8 * j + gid, 4 * c + t)];
-#pragma unroll
-        for (int i = 0; i < 2; i++)
-#pragma unroll
-          for (int j = 0; j < 4; j++) chunk_mma<PARTS, F16>(part[i][j], wa[i], wb[i], xv[j]);
-      }
-#pragma unroll
-      for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) acc[i][j][e] = __fadd_rn(acc[i][j][e], part[i][j][e]);
+        for (int p = 0; p < PARTS; p++) xv[j][p] = xs[p * TM * 8 + swz(wm + 8 * j + gid, 4 * c + t)];
+      chunk_mma<PARTS, F16, 2, 4>(part, aq, xv);
     }
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
       for (int j = 0; j < 4; j++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) total[i][j][e] = __fadd_rn(total[i][j][e], acc[i][j][e]);
+        for (int e = 0; e < 4; e++) acc[i][j][e] = __fadd_rn(acc[i][j][e], part[i][j][e]);
+    // The end of a group (every spg stretches, and the last stretch): fold it into the total.
+    if ((s + 1) % spg == 0 || s + 1 == stretches) {
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            total[i][j][e] = __fadd_rn(total[i][j][e], acc[i][j][e]);
+            acc[i][j][e] = 0.f;
+          }
+    }
   }
 #pragma unroll
   for (int i = 0; i < 2; i++)

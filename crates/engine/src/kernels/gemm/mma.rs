@@ -7,6 +7,7 @@
 //! count only for speed.
 
 use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, DType, Layout, Shape, Tensor};
@@ -28,6 +29,27 @@ const SPLIT_N: usize = 128;
 /// of two 8-warp blocks on each of an H100/H200's 132 SMs, so that the blocks of the last wave
 /// are a small part of the time (one wave and a bit would leave the GPU mostly idle for the bit).
 const TARGET_WARPS: usize = 8192;
+/// Dynamic shared memory of a decode launch: the weight ring, `WSLOTS` stretches of the block's
+/// 128 weight rows (the x ring is static).
+const SPLIT_W_RING_BYTES: usize = 4 * SPLIT_N * STRETCH * 2;
+/// Slots of the tiled kernel's shared-memory ring (`TSTAGES` in the source).
+const TILED_STAGES: usize = 4;
+/// Weight rows and rows of x per tiled block (`TN`, `TM` in the source).
+const TILED_N: usize = 128;
+const TILED_M: usize = 64;
+
+/// Dynamic shared memory of a tiled launch, in bytes (`TiledSmem` in the source): the ring of
+/// weight and x stretches, and for f32 x two buffers of its three split parts.
+fn tiled_shared_bytes(x_f32: bool) -> usize {
+    let w = TILED_N * STRETCH * 2;
+    let (x, split) = if x_f32 {
+        (TILED_M * STRETCH * 4, 3 * TILED_M * STRETCH * 2)
+    } else {
+        (TILED_M * STRETCH * 2, 0)
+    };
+    TILED_STAGES * (w + x) + 2 * split
+}
+
 /// Decode blocks the arrival counters can serve (`n / 128` for the widest weight folded in groups).
 const ARRIVALS: usize = 1 << 16;
 
@@ -67,8 +89,8 @@ pub fn serves(x_dtype: DType, w_dtype: DType, k: usize) -> bool {
 }
 
 /// Which kernel a launch with `m` rows uses: `split1/2/4` (decode: blocks of 128 weight rows
-/// and one group each, the groups folded by the last block) or `tiled` (shared-memory tiles of
-/// 128 weight rows x 64 rows, every group in one block). Only speed depends on it.
+/// and one group each, the groups folded by the last block) or `tiled` (tiles of 128 weight
+/// rows x 64 rows streamed through a ring of shared memory, every group in one block). Only speed depends on it.
 pub fn kernel_for_rows(m: usize) -> &'static str {
     match m {
         0..=8 => "split1",
@@ -165,16 +187,27 @@ impl MmaLinear {
             }
         }
         let cfg = if kernel == "tiled" {
+            let shared = tiled_shared_bytes(x.0.dtype() == DType::F32);
+            func.set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                shared as i32,
+            )
+            .w()?;
             LaunchConfig {
-                grid_dim: (n.div_ceil(128) as u32, m.div_ceil(64) as u32, 1),
+                grid_dim: (n.div_ceil(TILED_N) as u32, m.div_ceil(TILED_M) as u32, 1),
                 block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
+                shared_mem_bytes: shared as u32,
             }
         } else {
+            func.set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                SPLIT_W_RING_BYTES as i32,
+            )
+            .w()?;
             LaunchConfig {
                 grid_dim: (n.div_ceil(SPLIT_N) as u32, groups as u32, 1),
                 block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
+                shared_mem_bytes: SPLIT_W_RING_BYTES as u32,
             }
         };
         for d in &dims {
@@ -216,36 +249,49 @@ mod gpu_tests {
 
     /// Every row count from 1 to 70 and a few more (every decode kernel and the tiled one, with
     /// partial tiles in both directions) gives every row the bits it gets in a call of 200 rows,
-    /// for LayerCast and bf16, K with a partial stretch and several groups.
+    /// for LayerCast and bf16, K with a partial stretch: one stretch per group (300 x 200: 4
+    /// groups, fewer stretches than the tiled kernel's ring has slots) and three (1040 x 4104:
+    /// 22 groups, the ring wrapping many times).
     #[test]
     fn each_row_has_the_same_bits_at_every_row_count() -> candle_core::Result<()> {
         let Some(dev) = gpu() else { return Ok(()) };
-        let (n, k) = (300, 200);
-        let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.05)?.to_dtype(DType::BF16)?;
-        let b = Tensor::randn(0f32, 0.1, n, &dev)?.to_dtype(DType::BF16)?;
-        for x_dtype in [DType::F32, DType::BF16] {
-            let x = Tensor::randn(0f32, 1.0, (200, k), &dev)?.to_dtype(x_dtype)?;
-            let all = linear(&x, &w, Some(&b))?;
-            for m in (1..=70).chain([128, 129, 200]) {
-                let part = linear(&x.narrow(0, 0, m)?, &w, Some(&b))?;
-                assert_eq!(
-                    bits(&part),
-                    bits(&all.narrow(0, 0, m)?),
-                    "{x_dtype:?}, {m} rows"
-                );
+        assert_eq!(
+            (grouping(300, 200), grouping(1040, 4104)),
+            ((1, 4), (3, 22))
+        );
+        for (n, k) in [(300, 200), (1040, 4104)] {
+            let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.05)?.to_dtype(DType::BF16)?;
+            let b = Tensor::randn(0f32, 0.1, n, &dev)?.to_dtype(DType::BF16)?;
+            for x_dtype in [DType::F32, DType::BF16] {
+                let x = Tensor::randn(0f32, 1.0, (200, k), &dev)?.to_dtype(x_dtype)?;
+                let all = linear(&x, &w, Some(&b))?;
+                for m in (1..=70).chain([128, 129, 200]) {
+                    let part = linear(&x.narrow(0, 0, m)?, &w, Some(&b))?;
+                    assert_eq!(
+                        bits(&part),
+                        bits(&all.narrow(0, 0, m)?),
+                        "{n}x{k}, {x_dtype:?}, {m} rows"
+                    );
+                }
             }
         }
         Ok(())
     }
 
     /// LayerCast's three-part product against float64, next to candle's true-FP32 GEMM of the
-    /// widened weight: within 2x its error (and both tiny).
+    /// widened weight: within 2x its error (and both tiny), from the decode kernel (8 rows) and
+    /// the tiled one (100 rows: two tiles' worth of warps).
     #[test]
     fn layercast_is_as_accurate_as_an_f32_gemm() -> candle_core::Result<()> {
         let Some(dev) = gpu() else { return Ok(()) };
-        for (n, k) in [(256, 1536), (64, 8960)] {
+        for (n, k, m) in [
+            (256, 1536, 8),
+            (64, 8960, 8),
+            (256, 1536, 100),
+            (200, 8960, 100),
+        ] {
             let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.02)?.to_dtype(DType::BF16)?;
-            let x = Tensor::randn(0f32, 1.0, (8, k), &dev)?;
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
             let exact = x
                 .to_dtype(DType::F64)?
                 .matmul(&w.to_dtype(DType::F64)?.t()?)?;
@@ -257,10 +303,10 @@ mod gpu_tests {
             };
             let ours = err(linear(&x, &w, None)?)?;
             let fp32 = err(x.matmul(&w.to_dtype(DType::F32)?.t()?)?)?;
-            eprintln!("{n}x{k}: tensor-core LayerCast {ours:.3e}, f32 GEMM {fp32:.3e}");
+            eprintln!("{n}x{k}, {m} rows: tensor-core LayerCast {ours:.3e}, f32 GEMM {fp32:.3e}");
             assert!(
                 ours <= 2.0 * fp32.max(1e-7),
-                "{n}x{k}: {ours:e} vs f32 GEMM {fp32:e}"
+                "{n}x{k}, {m} rows: {ours:e} vs f32 GEMM {fp32:e}"
             );
         }
         Ok(())
