@@ -2,10 +2,12 @@
 """GPU time per kernel from an Nsight Compute CSV (`ncu --csv --page raw --metrics
 gpu__time_duration.sum --log-file FILE ...`): kernels grouped by name, largest total first.
 
-    python3 scripts/gpu/kernel_profile.py ncu.csv [--json out.json] [--top 25]
+    python3 scripts/gpu/kernel_profile.py ncu.csv [--json out.json] [--top 25] [--by-grid]
 
 Names lose their parameter lists, so that every launch of one kernel instantiation is one line
-(cuBLAS's tile shapes stay apart: they are template arguments).
+(cuBLAS's tile shapes stay apart: they are template arguments). With --by-grid (the CSV must also
+hold `launch__grid_size`: `--metrics gpu__time_duration.sum,launch__grid_size`) a kernel's launches
+are split by grid size too, which tells one weight shape's GEMM from another's.
 """
 import argparse
 import csv
@@ -29,7 +31,7 @@ def rows(path):
     for r in reader:
         v = r.get("gpu__time_duration.sum", "")
         try:
-            yield int(r["ID"]), r["Kernel Name"], float(v.replace(",", ""))
+            yield int(r["ID"]), r["Kernel Name"], float(v.replace(",", "")), r.get("launch__grid_size", "")
         except (ValueError, KeyError):
             continue  # the units row, or a line that is not a kernel
 
@@ -39,22 +41,26 @@ def main():
     ap.add_argument("csv")
     ap.add_argument("--json")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--by-grid", action="store_true", help="split each kernel's launches by grid size")
     a = ap.parse_args()
     launches = sorted(rows(a.csv))
     if not launches:
         sys.exit(f"{a.csv}: no kernel rows")
+    if a.by_grid and not any(grid for *_, grid in launches):
+        sys.exit(f"{a.csv}: --by-grid needs launch__grid_size in the CSV (ncu --metrics ...,launch__grid_size)")
     total = defaultdict(float)
     count = defaultdict(int)
-    for _, name, ns in launches:
-        total[short(name)] += ns
-        count[short(name)] += 1
+    for _, name, ns, grid in launches:
+        key = f"{short(name)} (grid {grid})" if a.by_grid else short(name)
+        total[key] += ns
+        count[key] += 1
     all_ns = sum(total.values())
     table = sorted(total.items(), key=lambda kv: -kv[1])
     print(f"{len(launches)} kernel launches, {all_ns / 1e6:.2f} ms of GPU time in all\n")
     print("| kernel | launches | total ms | share |")
     print("|---|---|---|---|")
     for name, ns in table[: a.top]:
-        print(f"| `{name[:110]}` | {count[name]} | {ns / 1e6:.3f} | {100 * ns / all_ns:.1f}% |")
+        print(f"| `{name[:130]}` | {count[name]} | {ns / 1e6:.3f} | {100 * ns / all_ns:.1f}% |")
     if a.json:
         json.dump(
             {
