@@ -50,14 +50,33 @@ pub(crate) fn normalize(s: &str) -> String {
 }
 
 /// `\\frac{1}{2}` -> `\frac{1}{2}`: a backslash doubled by escaping (a JSON or source string printed
-/// raw) before a command name. LaTeX's line break `\\` is not followed by a letter inside an answer.
+/// raw) before a command name. Only a run of exactly two backslashes before a letter or brace is
+/// undoubled: three are LaTeX's line break `\\` followed by a command (a matrix's last row ended
+/// by `\\` before `\end{pmatrix}`), and stay as written.
 pub(crate) fn undouble_backslashes(s: &str) -> String {
-    static RE: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"\\\\([A-Za-z{}])").expect("valid regex"));
     if !s.contains(r"\\") {
         return s.to_owned();
     }
-    RE.replace_all(s, r"\$1").into_owned()
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            // Copy up to the next backslash (whole UTF-8 characters: `\` is ASCII).
+            let next = s[i..].find('\\').map_or(b.len(), |j| i + j);
+            out.push_str(&s[i..next]);
+            i = next;
+            continue;
+        }
+        let run = b[i..].iter().take_while(|&&c| c == b'\\').count();
+        let before_name = b
+            .get(i + run)
+            .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'{' || c == b'}');
+        let keep = if run == 2 && before_name { 1 } else { run };
+        out.extend(std::iter::repeat_n('\\', keep));
+        i += run;
+    }
+    out
 }
 
 /// `(p, q) = (3, 2)` -> `(3, 2)`, `V_1 : V_2 = 11 : 21` -> `11 : 21`: a tuple or ratio of names before `=`
@@ -593,6 +612,22 @@ mod tests {
         assert_eq!(strip_units("1.5hours."), "1.5");
         assert_eq!(strip_units("5s"), "5s");
         assert_eq!(strip_units("xdays"), "xdays");
+    }
+
+    #[test]
+    fn doubled_backslashes_and_line_breaks() {
+        // Escaped twice: undoubled. A line break before a command, or before anything else: kept.
+        assert_eq!(
+            undouble_backslashes(r"\\frac{1}{\\sqrt 2}"),
+            r"\frac{1}{\sqrt 2}"
+        );
+        assert_eq!(undouble_backslashes(r"\\{1, 2\\}"), r"\{1, 2\}");
+        assert_eq!(
+            undouble_backslashes(r"1 & 2 \\\end{pmatrix}"),
+            r"1 & 2 \\\end{pmatrix}"
+        );
+        assert_eq!(undouble_backslashes(r"1 \\ 2 \\3"), r"1 \\ 2 \\3");
+        assert_eq!(undouble_backslashes("√2 \\\\pi"), "√2 \\pi");
     }
 
     #[test]
