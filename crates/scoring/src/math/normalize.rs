@@ -1,11 +1,13 @@
 //! String normalisation of an answer before it is parsed.
 //!
-//! Each step removes one kind of notation that changes how an answer looks but not what it says: math
-//! delimiters, `\left`/`\right`, spacing commands, degree signs, currency signs, units, thousands
-//! separators (also SI spaces, `1 000`), `x \in`, ASCII relations (`>=`), words and semicolons between
-//! listed answers (`6 and 8`), plain braces around a set (`{2, 3}`), plain-text mixed numbers (`1 1/2`). They run in a fixed order (see [`normalize`]) because some depend on others:
-//! thousands separators are recognised by their `,\!` before spacing commands are dropped, and units are
-//! stripped before the remaining `\text{}` wrappers are unwrapped.
+//! Each step removes one kind of notation that changes how an answer looks but not what it says:
+//! math delimiters (and stray `$` inside an answer), `\left`/`\right`, spacing commands, degree
+//! signs, currency signs, units, thousands separators (also SI spaces, `1 000`), `x \in`, ASCII
+//! relations (`>=`), words and semicolons between listed answers (`6 and 8`), plain braces around a
+//! set (`{2, 3}`), plain-text mixed numbers (`1 1/2`). They run in a fixed order (see
+//! [`normalize`]) because some depend on others: thousands separators are recognised by their `,\!`
+//! before spacing commands are dropped, and units are stripped before the remaining `\text{}`
+//! wrappers are unwrapped.
 
 use std::sync::LazyLock;
 
@@ -22,6 +24,7 @@ pub(crate) fn normalize(s: &str) -> String {
         }
         s = next;
     }
+    let s = strip_inner_dollars(&s);
     let s = unicode_to_latex(&s);
     let s = undouble_backslashes(&s);
     let s = ascii_relations(&s);
@@ -185,6 +188,26 @@ pub(crate) fn strip_math_delimiters(s: &str) -> String {
         }
     }
     t.to_owned()
+}
+
+/// `12 $ and $13` -> `12  and 13`: a `$` left inside an answer once its outer delimiters are gone
+/// switches math mode on or off around words (`\boxed{12 $ and $13}`), or is a currency sign
+/// written without its backslash (`$5`); either way it says nothing about the value. An escaped
+/// `\$` stays for the currency step.
+pub(crate) fn strip_inner_dollars(s: &str) -> String {
+    if !s.contains('$') {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut escaped = false;
+    for c in s.chars() {
+        if c == '$' && !escaped {
+            continue;
+        }
+        escaped = c == '\\' && !escaped;
+        out.push(c);
+    }
+    out
 }
 
 /// `\boxed{5}` or `\fbox{5}` around the whole answer -> `5`.
@@ -612,6 +635,14 @@ mod tests {
         assert_eq!(strip_units("1.5hours."), "1.5");
         assert_eq!(strip_units("5s"), "5s");
         assert_eq!(strip_units("xdays"), "xdays");
+    }
+
+    #[test]
+    fn dollars_inside_an_answer() {
+        assert_eq!(strip_inner_dollars("12 $ and $13"), "12  and 13");
+        assert_eq!(strip_inner_dollars("$5"), "5");
+        assert_eq!(strip_inner_dollars(r"\$5"), r"\$5");
+        assert_eq!(strip_inner_dollars(r"a \\$b$"), r"a \\b");
     }
 
     #[test]
