@@ -462,11 +462,12 @@ pub(crate) fn unwrap_text(s: &str) -> String {
     out
 }
 
-/// `10,\!080`, `58,500`, `11,111,111,100` -> digits only. A comma followed by three digits is taken as a
-/// separator only with `\!` or when the whole answer is one grouped number, so `2,12` stays a list.
+/// `10,\!080`, `58,500`, `11,111,111,100`, `14{,}916` -> digits only. A comma followed by three digits is
+/// taken as a separator only with `\!`, in braces (`{,}`, also `{, }`) or when the whole answer is one
+/// grouped number, so `2,12` stays a list.
 pub(crate) fn strip_thousands_separators(s: &str) -> String {
     static THIN: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(\d)(?:\s*,\s*\\!|\{,\}|\\,)\s*(\d{3})").expect("valid regex")
+        Regex::new(r"(\d)(?:\s*,\s*\\!|\s*\{\s*,\s*\}|\\,)\s*(\d{3})").expect("valid regex")
     });
     static WHOLE: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"^[-+]?\d{1,3}(,\d{3})+(\.\d+)?$").expect("valid regex"));
@@ -678,6 +679,7 @@ mod tests {
         );
         assert_eq!(strip_thousands_separators("58,500"), "58500");
         assert_eq!(strip_thousands_separators("28{,}800"), "28800");
+        assert_eq!(strip_thousands_separators("14 {, }916"), "14916");
         assert_eq!(strip_thousands_separators("2,12"), "2,12");
         assert_eq!(strip_thousands_separators("1, 234"), "1, 234");
     }
