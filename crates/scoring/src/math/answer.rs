@@ -363,9 +363,78 @@ fn matrix_cells(s: &str) -> Option<Vec<Vec<String>>> {
     (!rows.is_empty()).then_some(rows)
 }
 
+/// The most matrices multiplied in one term, and the most bytes their product's cells may take:
+/// each factor multiplies the cells' length by about the inner dimension.
+const MAX_PRODUCT: usize = 4;
+const MAX_PRODUCT_BYTES: usize = 1 << 14;
+
+/// The cells of one matrix environment, or of several written side by side (`AB`, `A \cdot B`,
+/// `A \times B`): their product, each cell the sum of row-times-column terms as an expression.
+/// `Ok(None)` when `s` is not such a sequence; an error when the shapes do not conform.
+fn matrix_product(s: &str) -> Result<Option<Vec<Vec<String>>>, String> {
+    let mut rest = s.trim();
+    let mut product: Option<Vec<Vec<String>>> = None;
+    let mut count = 0;
+    while !rest.is_empty() {
+        let Some(name_end) = rest.strip_prefix("\\begin{").and_then(|r| r.find('}')) else {
+            return Ok(None);
+        };
+        let end_tag = format!("\\end{{{}}}", &rest[7..7 + name_end]);
+        let Some(end) = rest.find(&end_tag) else {
+            return Ok(None);
+        };
+        let (env, after) = rest.split_at(end + end_tag.len());
+        let Some(cells) = matrix_cells(env) else {
+            return Ok(None);
+        };
+        count += 1;
+        if count > MAX_PRODUCT {
+            return Err(format!("a product of more than {MAX_PRODUCT} matrices"));
+        }
+        product = Some(match product {
+            None => cells,
+            Some(left) => {
+                let inner = left.first().map_or(0, Vec::len);
+                if left.iter().any(|r| r.len() != inner) || inner != cells.len() {
+                    return Err("a product of matrices whose shapes do not conform".into());
+                }
+                let width = cells.first().map_or(0, Vec::len);
+                if cells.iter().any(|r| r.len() != width) {
+                    return Err("a matrix with rows of different lengths".into());
+                }
+                let out: Vec<Vec<String>> = left
+                    .iter()
+                    .map(|row| {
+                        (0..width)
+                            .map(|j| {
+                                let terms: Vec<String> = (0..inner)
+                                    .map(|k| format!("({})*({})", row[k], cells[k][j]))
+                                    .collect();
+                                format!("({})", terms.join("+"))
+                            })
+                            .collect()
+                    })
+                    .collect();
+                if out.iter().flatten().map(String::len).sum::<usize>() > MAX_PRODUCT_BYTES {
+                    return Err("a product of matrices too long to compare".into());
+                }
+                out
+            }
+        });
+        rest = after.trim_start();
+        for op in ["\\cdot", "\\times", "*"] {
+            if let Some(r) = rest.strip_prefix(op) {
+                rest = r.trim_start();
+                break;
+            }
+        }
+    }
+    Ok(product)
+}
+
 /// A sum or difference of matrices, each with an optional numeric factor
-/// (`\begin{pmatrix}1\\2\end{pmatrix} + 2\begin{pmatrix}3\\4\end{pmatrix}`), as the one matrix it
-/// equals: each cell becomes the same combination of the terms' cells, which the expression
+/// (`\begin{pmatrix}1\\2\end{pmatrix} + 2\begin{pmatrix}3\\4\end{pmatrix}`) and each possibly a
+/// product of matrices written side by side ([`matrix_product`]), as the one matrix it equals: each cell becomes the same combination of the terms' cells, which the expression
 /// comparison then evaluates. `None` when `s` is not such a combination (one bare matrix
 /// included: [`parse_matrix`] reads that).
 fn matrix_combination(s: &str, depth: usize) -> Result<Option<Answer>, String> {
@@ -391,7 +460,7 @@ fn matrix_combination(s: &str, depth: usize) -> Result<Option<Answer>, String> {
         if !(factor.is_empty() || FACTOR.is_match(factor)) {
             return Ok(None);
         }
-        let Some(cells) = matrix_cells(&term[at..]) else {
+        let Some(cells) = matrix_product(&term[at..])? else {
             return Ok(None);
         };
         let scale = |c: &str| {

@@ -41,8 +41,9 @@
 //! - **Units** after a number are dropped (`12 inches`, `5\text{ cm}`); glued to it only when the
 //!   word has four letters or more (`10weeks`), since `2m` may be a product with a variable.
 //! - **Matrices**: a sum or difference of matrices with optional numeric factors
-//!   (`\begin{pmatrix}1\\2\end{pmatrix} + 2\begin{pmatrix}3\\4\end{pmatrix}`) is the matrix it equals;
-//!   matrices of different shapes do not add.
+//!   (`\begin{pmatrix}1\\2\end{pmatrix} + 2\begin{pmatrix}3\\4\end{pmatrix}`), each term possibly a
+//!   product of matrices written side by side or with `\cdot` / `\times` (up to four), is the matrix
+//!   it equals; matrices of different shapes do not add, nor multiply unless they conform.
 
 pub mod equal;
 pub mod extract;
