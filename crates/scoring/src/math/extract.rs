@@ -190,14 +190,60 @@ fn boxed_answer(text: &str) -> Option<(String, usize)> {
             {
                 taken.push((i, box_end, t))
             }
+            Some(&(next_start, _, _))
+                if box_end <= next_start
+                    && trailing_label(&text[box_end..next_start])
+                        .is_some_and(|(at, _)| only_separators(&text[box_end..box_end + at])) =>
+            {
+                taken.push((i, box_end, t))
+            }
             Some(_) => break,
         }
     }
     if taken.is_empty() {
         return None;
     }
-    let items: Vec<&str> = taken.iter().rev().map(|&(_, _, t)| t).collect();
+    // `y_1 = \boxed{a}` and `y_2 = \boxed{b}`: boxes that each follow their own `name =` are one
+    // labelled answer, `y_1 = a, y_2 = b`, when every box taken has a label (one box alone keeps
+    // only its content, as before).
+    let labels: Vec<Option<&str>> = taken
+        .iter()
+        .map(|&(start, _, _)| {
+            let from = (start.saturating_sub(24)..start)
+                .find(|&j| text.is_char_boundary(j))
+                .unwrap_or(start);
+            trailing_label(&text[from..start]).map(|(_, l)| l)
+        })
+        .collect();
+    let labelled = taken.len() > 1 && labels.iter().all(Option::is_some);
+    let items: Vec<String> = taken
+        .iter()
+        .zip(&labels)
+        .rev()
+        .map(|(&(_, _, t), label)| match label {
+            Some(name) if labelled => format!("{name} = {t}"),
+            _ => t.to_owned(),
+        })
+        .collect();
+    // A label between boxes joined them; if not every box has one, the words between are not
+    // just a listing: the last box alone, as for any box after other text.
+    let joined_by_label = labels[..labels.len() - 1].iter().any(Option::is_some);
+    if joined_by_label && !labelled {
+        return Some((taken[0].2.to_owned(), taken[0].1));
+    }
     Some((items.join(", "), taken[0].1))
+}
+
+/// A label `name =` (a letter with an optional subscript: `y_1`, `x_{2}`) at the end of `before`,
+/// possibly inside an opening math delimiter (`\( y_2 = `, `$y_1 = `): where it starts, and the name.
+fn trailing_label(before: &str) -> Option<(usize, &str)> {
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?:^|[^A-Za-z\\])([A-Za-z](?:_\{?\w+\}?)?)\s*=\s*(?:\\[(\[]|\$)?\s*$")
+            .expect("valid regex")
+    });
+    let caps = RE.captures(before)?;
+    let name = caps.get(1)?;
+    Some((name.start(), name.as_str()))
 }
 
 /// Whether the text between two boxes only lists them: `, `, ` and `, `$, $`, `\quad`. Not `or`: two
@@ -410,6 +456,24 @@ mod tests {
         assert_eq!(
             last_boxed("\\boxed{1.5}, or \\boxed{\\frac32}").as_deref(),
             Some("\\frac32")
+        );
+        // Boxes that each follow their own label are one labelled answer; a label before only
+        // the last is words between them.
+        assert_eq!(
+            last_boxed("\\($y_1 = \\boxed{x+1}\\) and \\( y_2 = \\boxed{2x}\\)").as_deref(),
+            Some("y_1 = x+1, y_2 = 2x")
+        );
+        assert_eq!(
+            last_boxed("so \\boxed{4} and then y = \\boxed{6}").as_deref(),
+            Some("6")
+        );
+        assert_eq!(
+            last_boxed("x = \\boxed{3}, \\boxed{5}").as_deref(),
+            Some("3, 5")
+        );
+        assert_eq!(
+            last_boxed("\\boxed{4} and y = \\boxed{6}").as_deref(),
+            Some("6")
         );
         // An earlier box with words in between is an intermediate result.
         assert_eq!(
