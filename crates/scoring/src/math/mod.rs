@@ -17,8 +17,7 @@
 //!   the last is taken; boxes with other words between them (`\boxed{1} papers and \boxed{2} bins`)
 //!   are intermediate results. A response with no box, phrase or math span has no answer: there is no
 //!   "last number in the text" fallback unless [`MathOptions::last_number_fallback`] asks for it
-//!   (Math-Verify has one;
-//!   `is_equiv` has no extraction at all). A "final answer is" phrase after the last box wins over
+//!   (Math-Verify has one; `is_equiv` has no extraction at all). A "final answer is" phrase after the last box wins over
 //!   the box, which was then a step towards it.
 //! - **Lists and sets**: `6 and 8`, `6 or 8`, `6; 8` and `{6, 8}` are the list `6, 8`. A list compares as
 //!   a set: order and repetition do not matter (`is_equiv` compares strings, so order matters there).
