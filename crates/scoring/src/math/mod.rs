@@ -9,16 +9,17 @@
 //! Where graders differ, this one decides as follows (Math-Verify and the hendrycks MATH `is_equiv`
 //! used by lm-evaluation-harness for comparison):
 //!
-//! - **Which answer**: the last `\boxed{}` after `</think>`, then an answer phrase, then the last math
-//!   span. Boxes (or `$...$` spans) listed together, with only commas, `and`, `;`, spacing or math
-//!   delimiters between them, are one answer (`\boxed{3}, \boxed{5} and \boxed{7}` is `3, 5, 7`), as in
-//!   Math-Verify; boxes that each follow their own label are one labelled answer (`y_1 = \boxed{a}` and
-//!   `y_2 = \boxed{b}` is `y_1 = a, y_2 = b`); boxes joined by "or" restate one answer in two forms and
-//!   the last is taken; boxes with other words between them (`\boxed{1} papers and \boxed{2} bins`)
-//!   are intermediate results. A response with no box, phrase or math span has no answer: there is no
-//!   "last number in the text" fallback unless [`MathOptions::last_number_fallback`] asks for it
-//!   (Math-Verify has one; `is_equiv` has no extraction at all). A "final answer is" phrase after the last box wins over
-//!   the box, which was then a step towards it.
+//! - **Which answer**: the last `\boxed{}` after `</think>`, then an answer phrase, then the last
+//!   math span. Boxes (or `$...$` spans) listed together, with only commas, `and`, `;`, spacing or
+//!   math delimiters between them, are one answer (`\boxed{3}, \boxed{5} and \boxed{7}` is `3, 5,
+//!   7`), as in Math-Verify; boxes that each follow their own label are one labelled answer (`y_1 =
+//!   \boxed{a}` and `y_2 = \boxed{b}` is `y_1 = a, y_2 = b`); boxes joined by "or" restate one
+//!   answer in two forms and the last is taken; boxes with other words between them (`\boxed{1}
+//!   papers and \boxed{2} bins`) are intermediate results. A response with no box, phrase or math
+//!   span has no answer: there is no "last number in the text" fallback unless
+//!   [`MathOptions::last_number_fallback`] asks for it (Math-Verify has one; `is_equiv` has no
+//!   extraction at all). A "final answer is" phrase after the last box wins over the box, which was
+//!   then a step towards it.
 //! - **Lists and sets**: `6 and 8`, `6 or 8`, `6; 8` and `{6, 8}` are the list `6, 8`. A list compares as
 //!   a set: order and repetition do not matter (`is_equiv` compares strings, so order matters there).
 //!   A tuple `(1, 3)` is not the set `{1, 3}` (Math-Verify accepts this pair).
