@@ -321,7 +321,7 @@ fn after_phrase(rest: &str) -> Option<String> {
         let line = line
             .rfind(" is ")
             .map_or(line, |k| &line[k + " is ".len()..]);
-        let line = line.trim();
+        let line = sole_number_of_sentence(line).unwrap_or(line).trim();
         let line = match (line.strip_prefix('$'), line.strip_prefix("\\(")) {
             (Some(inner), _) => inner.find('$').map_or(line, |k| &inner[..k]),
             (None, Some(inner)) => inner.find("\\)").map_or(line, |k| &inner[..k]),
@@ -332,6 +332,34 @@ fn after_phrase(rest: &str) -> Option<String> {
     let cleaned = strip_trailing_punctuation(candidate.trim().trim_matches('*'));
     let cleaned = last_boxed(&cleaned).unwrap_or(cleaned);
     (!cleaned.is_empty() && cleaned.len() <= MAX_PHRASE_ANSWER).then_some(cleaned)
+}
+
+/// `Jane started growing Sphere 3 hours ago`: a sentence in words (three or more, no math) that
+/// holds exactly one number states that number. Two numbers, or none, and the sentence stays as it
+/// is (and will not parse as an answer).
+fn sole_number_of_sentence(line: &str) -> Option<&str> {
+    if line.contains(['$', '\\']) {
+        return None;
+    }
+    fn bare(w: &str) -> &str {
+        w.trim_matches(|c: char| matches!(c, ',' | '.' | ';' | ':' | '!' | '?'))
+    }
+    let words = line
+        .split_whitespace()
+        .filter(|w| {
+            let w = bare(w);
+            w.len() >= 2 && w.chars().all(|c| c.is_ascii_alphabetic() || c == '\'')
+        })
+        .count();
+    let mut numbers = line.split_whitespace().map(bare).filter(|w| {
+        let digits = w.strip_prefix('-').unwrap_or(w);
+        digits.starts_with(|c: char| c.is_ascii_digit())
+            && digits
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == ',' || c == '.')
+    });
+    let first = numbers.next()?;
+    (words >= 3 && numbers.next().is_none()).then_some(first)
 }
 
 /// Where the last math span (`$...$`, `$$...$$`, `\(...\)` or `\[...\]`) closes, and its content.
@@ -536,6 +564,18 @@ mod tests {
         assert_eq!(
             ex("Answer: \\(x=2\\)"),
             Some(("x=2".into(), ExtractSource::AnswerColon))
+        );
+        // A sentence in words with one number in it states that number; with two it stays prose.
+        assert_eq!(
+            ex("Final Answer: Jane started growing Sphere 3 hours ago. I hope it is correct."),
+            Some(("3".into(), ExtractSource::AnswerColon))
+        );
+        assert_eq!(
+            ex("Final Answer: Jane started 3 hours ago and Rod 8 hours ago."),
+            Some((
+                "Jane started 3 hours ago and Rod 8 hours ago".into(),
+                ExtractSource::AnswerColon
+            ))
         );
     }
 

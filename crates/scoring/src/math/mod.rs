@@ -19,7 +19,8 @@
 //!   span has no answer: there is no "last number in the text" fallback unless
 //!   [`MathOptions::last_number_fallback`] asks for it (Math-Verify has one; `is_equiv` has no
 //!   extraction at all). A "final answer is" phrase after the last box wins over the box, which was
-//!   then a step towards it.
+//!   then a step towards it. A phrase followed by a sentence in words that holds exactly one number
+//!   (`Final Answer: Jane started growing Sphere 3 hours ago.`) states that number.
 //! - **Lists and sets**: `6 and 8`, `6 or 8`, `6; 8` and `{6, 8}` are the list `6, 8`. A list compares as
 //!   a set: order and repetition do not matter (`is_equiv` compares strings, so order matters there).
 //!   A tuple `(1, 3)` is not the set `{1, 3}` (Math-Verify accepts this pair).
