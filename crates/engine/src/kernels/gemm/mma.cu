@@ -49,17 +49,6 @@ __device__ __forceinline__ void mma_f16(float* d, unsigned a0, unsigned a1, unsi
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// Eight 16-bit values of a row, or zeros past the row's end (k % 8 == 0 is required, so a group
-// of eight is either inside K or wholly past it) or past the last row.
-__device__ __forceinline__ uint4 load8_u16(const u16* p, long row, int rows, int k, int col) {
-  if (row >= rows || col >= k) {
-    uint4 z;
-    z.x = z.y = z.z = z.w = 0u;
-    return z;
-  }
-  return *reinterpret_cast<const uint4*>(p + row * (long)k + col);
-}
-
 // Two f32 values rounded to bf16 (to nearest even) and packed, `lo` in the low half: one
 // hardware conversion, the same bits as to_bf16 on each for every input but NaN (a NaN stays a
 // NaN, its payload may differ).
@@ -82,34 +71,6 @@ __device__ __forceinline__ void split_pair(float a, float b, unsigned (&s)[3]) {
   float r0 = a - low_bf16(s[0]), r1 = b - high_bf16(s[0]);
   s[1] = pack_bf16(r0, r1);
   s[2] = pack_bf16(r0 - low_bf16(s[1]), r1 - high_bf16(s[1]));
-}
-
-// One row's eight values of x as the operand words of the parts: w[p][0..4] = pairs (0,1) (2,3)
-// (4,5) (6,7) of part p (split_pair for f32 x).
-template <int PARTS, bool XF32>
-__device__ __forceinline__ void load_x8(const void* x, long row, int rows, int k, int col,
-                                        unsigned (&w)[PARTS][4]) {
-  if (!XF32) {
-    uint4 v = load8_u16((const u16*)x, row, rows, k, col);
-    w[0][0] = v.x; w[0][1] = v.y; w[0][2] = v.z; w[0][3] = v.w;
-    return;
-  }
-  float f[8];
-  if (row >= rows || col >= k) {
-#pragma unroll
-    for (int i = 0; i < 8; i++) f[i] = 0.f;
-  } else {
-    const float4* p = reinterpret_cast<const float4*>((const float*)x + row * (long)k + col);
-    float4 a = p[0], b = p[1];
-    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
-  }
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    unsigned parts[3];
-    split_pair(f[2 * i], f[2 * i + 1], parts);
-#pragma unroll
-    for (int p = 0; p < PARTS; p++) w[p][i] = parts[p];
-  }
 }
 
 // One 32-element chunk of a stretch for I x J output tiles of 16 x 8: aq[i][step] is the A
@@ -480,7 +441,6 @@ __device__ __forceinline__ void linear_tiled(const void* x, const u16* w, const 
     if (s < stretches) {
       const int c0 = s * STRETCH;
       const bool qcol = c0 + 2 * lane < k;
-#pragma unroll
       const unsigned dst = qbase + slot * L::W * 16;
       const u16* src = qsrc + c0;
       if (qcol && qrows == 0xffffu) {  // the usual case: every row and word there
