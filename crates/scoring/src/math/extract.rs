@@ -7,7 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::normalize::strip_trailing_punctuation;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::normalize::{strip_trailing_punctuation, LABEL_NAME};
 
 /// Boxes tried from the end before giving up (a box with unbalanced braces is skipped).
 const MAX_BOX_TRIES: usize = 8;
@@ -140,9 +144,8 @@ fn extract_from(text: &str, opts: &MathOptions) -> Option<(String, ExtractSource
 
 /// The last number in `text` (`-3`, `2/3`, `10,455`, `0.5`), without a sentence's final period.
 fn last_number(text: &str) -> Option<String> {
-    use std::sync::LazyLock;
-    static NUMBER: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?").expect("valid regex")
+    static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?").expect("valid regex")
     });
     // Bounded: only the text's last few kilobytes can hold its last number worth grading.
     let start = text.len().saturating_sub(4096);
@@ -237,9 +240,11 @@ fn boxed_answer(text: &str) -> Option<(String, usize)> {
 /// A label `name =` (a letter with an optional subscript: `y_1`, `x_{2}`) at the end of `before`,
 /// possibly inside an opening math delimiter (`\( y_2 = `, `$y_1 = `): where it starts, and the name.
 fn trailing_label(before: &str) -> Option<(usize, &str)> {
-    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(?:^|[^A-Za-z\\])([A-Za-z](?:_\{?\w+\}?)?)\s*=\s*(?:\\[(\[]|\$)?\s*$")
-            .expect("valid regex")
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(&format!(
+            r"(?:^|[^A-Za-z\\])({LABEL_NAME})\s*=\s*(?:\\[(\[]|\$)?\s*$"
+        ))
+        .expect("valid regex")
     });
     let caps = RE.captures(before)?;
     let name = caps.get(1)?;

@@ -82,11 +82,16 @@ pub(crate) fn undouble_backslashes(s: &str) -> String {
     out
 }
 
+/// The regex of a name that labels an answer: a letter with an optional subscript (`x`, `y_1`,
+/// `a_{37}`). One pattern for the labels of `strip_label`, `assignment_groups` and the labelled
+/// boxes of extraction, so they agree on what a label is.
+pub(crate) const LABEL_NAME: &str = r"[A-Za-z](?:_\{?\w+\}?)?";
+
 /// `(p, q) = (3, 2)` -> `(3, 2)`, `V_1 : V_2 = 11 : 21` -> `11 : 21`: a tuple or ratio of names before `=`
 /// labels the answer after it.
 pub(crate) fn strip_label(s: &str) -> String {
     static RE: LazyLock<Regex> = LazyLock::new(|| {
-        let name = r"[A-Za-z](?:_\{?\w+\}?)?";
+        let name = LABEL_NAME;
         Regex::new(&format!(
             r"^\s*(?:\(\s*{name}(?:\s*,\s*{name})+\s*\)|{name}(?:\s*:\s*{name})+)\s*=\s*"
         ))
@@ -278,7 +283,7 @@ pub(crate) fn strip_degrees(s: &str) -> String {
 /// the same order, separated by `;`, are points (`x = -2, x = 1` stays two solutions).
 pub(crate) fn assignment_groups(s: &str) -> String {
     static ASSIGN: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^\s*([A-Za-z](?:_\{?\w+\}?)?)\s*=\s*([^=]+?)\s*$").expect("valid regex")
+        Regex::new(&format!(r"^\s*({LABEL_NAME})\s*=\s*([^=]+?)\s*$")).expect("valid regex")
     });
     // One group stays a list of equations (compared as a set, so `a_3 = 2, a_{37} = 19` equals
     // its reordering); only several groups make a list of points.
