@@ -90,7 +90,8 @@ pub fn serves(x_dtype: DType, w_dtype: DType, k: usize) -> bool {
 
 /// Which kernel a launch with `m` rows uses: `split1/2/4` (decode: blocks of 128 weight rows
 /// and one group each, the groups folded by the last block) or `tiled` (tiles of 128 weight
-/// rows x 64 rows streamed through a ring of shared memory, every group in one block). Only speed depends on it.
+/// rows x 64 rows streamed through a ring of shared memory, every group in one block). Only
+/// speed depends on it.
 pub fn kernel_for_rows(m: usize) -> &'static str {
     match m {
         0..=8 => "split1",
@@ -186,29 +187,26 @@ impl MmaLinear {
                 }
             }
         }
-        let cfg = if kernel == "tiled" {
-            let shared = tiled_shared_bytes(x.0.dtype() == DType::F32);
-            func.set_attribute(
-                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                shared as i32,
+        let (grid_dim, shared) = if kernel == "tiled" {
+            (
+                (n.div_ceil(TILED_N) as u32, m.div_ceil(TILED_M) as u32, 1),
+                tiled_shared_bytes(x.0.dtype() == DType::F32),
             )
-            .w()?;
-            LaunchConfig {
-                grid_dim: (n.div_ceil(TILED_N) as u32, m.div_ceil(TILED_M) as u32, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: shared as u32,
-            }
         } else {
-            func.set_attribute(
-                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                SPLIT_W_RING_BYTES as i32,
+            (
+                (n.div_ceil(SPLIT_N) as u32, groups as u32, 1),
+                SPLIT_W_RING_BYTES,
             )
-            .w()?;
-            LaunchConfig {
-                grid_dim: (n.div_ceil(SPLIT_N) as u32, groups as u32, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: SPLIT_W_RING_BYTES as u32,
-            }
+        };
+        func.set_attribute(
+            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            shared as i32,
+        )
+        .w()?;
+        let cfg = LaunchConfig {
+            grid_dim,
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: shared as u32,
         };
         for d in &dims {
             b.arg(d);
