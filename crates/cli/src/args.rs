@@ -155,8 +155,9 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     pub problems: Option<Vec<String>>,
     /// Run directory [default: runs/<model>-<task>-<policy>-bs<B>]; the paper's `--exp_name`
-    /// names it too.
-    #[arg(long, alias = "exp_name")]
+    /// (or `--exp-name`) names it too: its scripts write under `outputs/.../{exp_name}/{model}`,
+    /// one folder per experiment, which is what a run directory is here.
+    #[arg(long, visible_aliases = ["exp_name", "exp-name"])]
     pub out: Option<PathBuf>,
 }
 
@@ -563,4 +564,32 @@ pub struct BenchInvarianceArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(["reprolm", "run"].iter().chain(argv)).unwrap();
+        match cli.command {
+            Command::Run(a) => *a,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    /// The paper's scripts name an experiment with `--exp_name`; both spellings name the run
+    /// directory, as `--out` does.
+    #[test]
+    fn exp_name_in_either_spelling_is_the_run_directory() {
+        for flag in ["--exp_name", "--exp-name", "--out"] {
+            let a = run_args(&[flag, "2a100_math500_bf16_bs32"]);
+            assert_eq!(
+                a.out,
+                Some(PathBuf::from("2a100_math500_bf16_bs32")),
+                "{flag}"
+            );
+        }
+        assert_eq!(run_args(&["--dtype", "bfloat16"]).policy, "bfloat16");
+    }
 }
