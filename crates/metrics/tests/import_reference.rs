@@ -530,3 +530,45 @@ fn a_folder_outside_an_experiment_name_needs_the_model_and_leaves_the_gpus_unkno
     assert!(m.warnings.iter().any(|w| w.contains("GPU count unknown")));
     assert_eq!(m.extra["reference"]["experiment"], serde_json::Value::Null);
 }
+
+/// `eval_layercast.py` writes the files `eval_main.py` does, under `outputs/vllm_layercast`: the folder is
+/// what makes the run LayerCast (its `--dtype` is float32, which alone would read as full fp32).
+#[test]
+fn output_of_eval_layercast_is_imported_as_layercast() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (script, policy) in [("vllm_layercast", "layercast"), ("vllm_main", "bf16")] {
+        let dir = tmp
+            .path()
+            .join("outputs")
+            .join(script)
+            .join("baseline")
+            .join(MODEL_DIR);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(run_folder(8)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        let out = tmp.path().join(format!("imported-{script}"));
+        let s = import_reference(&dir, &out, &ImportOptions::new("math500"), &NotScored).unwrap();
+        let m = &s.manifest;
+        assert_eq!(m.policy.name, policy, "{script}");
+        assert_eq!(m.model.id, MODEL_DIR, "{script}");
+        assert_eq!(m.policy.table["vllm_dtype"], "bfloat16", "{script}");
+        if policy == "layercast" {
+            assert_eq!(m.policy.table["script"], "eval_layercast.py");
+            assert!(
+                m.warnings
+                    .iter()
+                    .any(|w| w.contains("policy layercast from the output folder (vllm_layercast")),
+                "{:?}",
+                m.warnings
+            );
+        } else {
+            assert!(
+                !m.policy.table.contains_key("script"),
+                "{:?}",
+                m.policy.table
+            );
+        }
+    }
+}

@@ -4,7 +4,9 @@
 //! problem (`problem_id`, `question`, `model_answer`) and per problem two `torch.save` files of shape
 //! `[generated_tokens, 5]`: the top-5 candidate ids (int64) and their logprobs (float32), sorted by rank so
 //! column 0 is the greedy token. [`import_reference`] turns such a folder into a run directory, so reports and
-//! inspection treat imported and native runs alike.
+//! inspection treat imported and native runs alike. `eval_layercast.py` writes the same files under
+//! `outputs/vllm_layercast/...`; only that folder tells its runs apart (their dtype is `float32`), so a run
+//! below it is imported as policy `layercast` (see [`ReferenceScript`]).
 //!
 //! The reference output does not record the model's files, the dataset's hash, the device, the seed or the
 //! prompt lengths. The manifest marks each such field in `warnings` and lists them under
@@ -131,8 +133,50 @@ pub struct ReferenceRun {
     pub experiment: Option<ExperimentName>,
     /// The model id the folder path implies, if an experiment name was found above it.
     pub model_from_path: Option<String>,
+    /// The script that wrote the folder, when the path holds the folder it writes under.
+    pub script: Option<ReferenceScript>,
     /// The problems in `problem_id` order.
     pub problems: Vec<ReferenceProblem>,
+}
+
+/// Which of the reference code's scripts wrote an output folder, told by the folder each writes under:
+/// the answers and tensor files are named alike (`--dtype` only), so the path is all that tells LayerCast
+/// output from a plain float32 run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferenceScript {
+    /// `eval_main.py`, writing under `outputs/vllm_main`: the whole model in `--dtype`.
+    Main,
+    /// `eval_layercast.py`, writing under `outputs/vllm_layercast`: LayerCast (projection weights stored
+    /// in bf16, everything computed in fp32) whatever `--dtype` names; its README passes `float32`.
+    LayerCast,
+}
+
+impl ReferenceScript {
+    /// The folder under `outputs/` the script writes its experiments into.
+    ///
+    /// ```
+    /// # use reprolm_metrics::import_reference::ReferenceScript;
+    /// assert_eq!(ReferenceScript::LayerCast.folder(), "vllm_layercast");
+    /// ```
+    pub fn folder(self) -> &'static str {
+        match self {
+            ReferenceScript::Main => "vllm_main",
+            ReferenceScript::LayerCast => "vllm_layercast",
+        }
+    }
+
+    /// The script's file name.
+    ///
+    /// ```
+    /// # use reprolm_metrics::import_reference::ReferenceScript;
+    /// assert_eq!(ReferenceScript::Main.file(), "eval_main.py");
+    /// ```
+    pub fn file(self) -> &'static str {
+        match self {
+            ReferenceScript::Main => "eval_main.py",
+            ReferenceScript::LayerCast => "eval_layercast.py",
+        }
+    }
 }
 
 /// A response handed to the grader.
@@ -464,7 +508,7 @@ pub fn read_reference(dir: &Path, opts: &ImportOptions) -> Result<ReferenceRun> 
             logprobs_file: lp_path,
         });
     }
-    let (experiment, model_from_path) = experiment_of(dir);
+    let (experiment, model_from_path, script) = experiment_of(dir);
     Ok(ReferenceRun {
         source: dir.to_path_buf(),
         qa_pairs: qa_path,
@@ -475,6 +519,7 @@ pub fn read_reference(dir: &Path, opts: &ImportOptions) -> Result<ReferenceRun> 
         k: k_seen.map_or(5, |(k, _)| k as u32),
         experiment,
         model_from_path,
+        script,
         problems,
     })
 }
@@ -586,7 +631,15 @@ fn build_manifest(
             None => "model files unknown: reports compare this run only with runs of unknown model files",
         }
         .to_string(),
-        "vLLM's per-layer precision is not recorded; policy is the model dtype only".to_string(),
+        match run.script {
+            Some(ReferenceScript::LayerCast) => format!(
+                "policy layercast from the output folder ({}, written by {}); vLLM's per-layer \
+                 precision is not recorded",
+                ReferenceScript::LayerCast.folder(),
+                ReferenceScript::LayerCast.file()
+            ),
+            _ => "vLLM's per-layer precision is not recorded; policy is the model dtype only".to_string(),
+        },
         "started_at/finished_at are file modification times".to_string(),
     ];
     let model = match opts
@@ -653,6 +706,14 @@ fn build_manifest(
         );
     }
     let short = short_dtype(&run.dtype).unwrap_or(&run.dtype).to_string();
+    let mut policy_table = BTreeMap::from([("vllm_dtype".to_string(), run.dtype.clone())]);
+    let policy_name = match run.script {
+        Some(script @ ReferenceScript::LayerCast) => {
+            policy_table.insert("script".to_string(), script.file().to_string());
+            "layercast".to_string()
+        }
+        _ => short,
+    };
     let (started, _) = file_times(run);
     let extra = BTreeMap::from([(
         "reference".to_string(),
@@ -679,8 +740,8 @@ fn build_manifest(
         }),
         task,
         policy: PolicyInfo {
-            name: short,
-            table: BTreeMap::from([("vllm_dtype".to_string(), run.dtype.clone())]),
+            name: policy_name,
+            table: policy_table,
         },
         device: DeviceInfo {
             kind: "cuda".into(),
@@ -787,11 +848,17 @@ fn read_qa_pairs(path: &Path) -> Result<BTreeMap<u64, Answer>> {
     Ok(out)
 }
 
-/// The experiment name on the path and the model id the part below it spells. The reference code writes to
-/// `outputs/vllm_main/{exp_name}/{model}`, so below a `vllm_main` folder the layout decides even for a name
-/// like `baseline`; elsewhere `dir`, its parent or grandparent (model ids hold one `/`) must look like an
-/// experiment name.
-fn experiment_of(dir: &Path) -> (Option<ExperimentName>, Option<String>) {
+/// The experiment name on the path, the model id the part below it spells, and the script that wrote it.
+/// The reference code writes to `outputs/vllm_main/{exp_name}/{model}` (`vllm_layercast` for LayerCast), so
+/// below such a folder the layout decides even for a name like `baseline`; elsewhere `dir`, its parent or
+/// grandparent (model ids hold one `/`) must look like an experiment name.
+fn experiment_of(
+    dir: &Path,
+) -> (
+    Option<ExperimentName>,
+    Option<String>,
+    Option<ReferenceScript>,
+) {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let parts: Vec<String> = dir
         .components()
@@ -800,7 +867,13 @@ fn experiment_of(dir: &Path) -> (Option<ExperimentName>, Option<String>) {
             _ => None,
         })
         .collect();
-    if let Some(at) = parts.iter().rposition(|p| p == "vllm_main") {
+    let script_at = parts.iter().enumerate().rev().find_map(|(at, p)| {
+        [ReferenceScript::Main, ReferenceScript::LayerCast]
+            .into_iter()
+            .find(|s| s.folder() == p)
+            .map(|s| (at, s))
+    });
+    if let Some((at, script)) = script_at {
         if at + 2 < parts.len() {
             let name = &parts[at + 1];
             let exp = ExperimentName::parse(name).unwrap_or_else(|| ExperimentName {
@@ -808,17 +881,17 @@ fn experiment_of(dir: &Path) -> (Option<ExperimentName>, Option<String>) {
                 rest: vec![name.clone()],
                 ..Default::default()
             });
-            return (Some(exp), Some(parts[at + 2..].join("/")));
+            return (Some(exp), Some(parts[at + 2..].join("/")), Some(script));
         }
     }
     for up in 0..3.min(parts.len()) {
         let at = parts.len() - 1 - up;
         if let Some(e) = ExperimentName::parse(&parts[at]) {
             let model = (up > 0).then(|| parts[at + 1..].join("/"));
-            return (Some(e), model);
+            return (Some(e), model, None);
         }
     }
-    (None, None)
+    (None, None, None)
 }
 
 fn file_name(p: &Path) -> String {
@@ -833,7 +906,7 @@ mod tests {
 
     #[test]
     fn model_and_experiment_from_the_reference_layout() {
-        let (e, m) = experiment_of(Path::new(
+        let (e, m, script) = experiment_of(Path::new(
             "/x/outputs/vllm_main/baseline/deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
         ));
         let e = e.unwrap();
@@ -842,8 +915,20 @@ mod tests {
             m.as_deref(),
             Some("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")
         );
+        assert_eq!(script, Some(ReferenceScript::Main));
+        let (e, m, script) = experiment_of(Path::new(
+            "/x/outputs/vllm_layercast/2a100_math500_fp32_bs8/Qwen/Qwen3-8B",
+        ));
+        assert_eq!(
+            (e.unwrap().gpus, m.as_deref(), script),
+            (
+                Some(2),
+                Some("Qwen/Qwen3-8B"),
+                Some(ReferenceScript::LayerCast)
+            )
+        );
 
-        let (e, m) = experiment_of(Path::new("/data/4h100_aime24_fp16_bs64/Qwen/Qwen3-8B"));
+        let (e, m, _) = experiment_of(Path::new("/data/4h100_aime24_fp16_bs64/Qwen/Qwen3-8B"));
         let e = e.unwrap();
         assert_eq!(
             (e.gpus, e.gpu_type.as_deref(), e.batch_size),
@@ -851,9 +936,12 @@ mod tests {
         );
         assert_eq!(m.as_deref(), Some("Qwen/Qwen3-8B"));
 
-        let (e, m) = experiment_of(Path::new("/data/2a100_math500_bf16_bs8"));
+        let (e, m, _) = experiment_of(Path::new("/data/2a100_math500_bf16_bs8"));
         assert_eq!((e.unwrap().batch_size, m), (Some(8), None));
 
-        assert_eq!(experiment_of(Path::new("/data/some/where")), (None, None));
+        assert_eq!(
+            experiment_of(Path::new("/data/some/where")),
+            (None, None, None)
+        );
     }
 }
