@@ -93,3 +93,58 @@ fn a_folder_that_is_not_reference_output_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(tmp.path().to_str().unwrap()), "{err}");
 }
+
+/// Valid output the flags must say more about is a usage error (status 2) naming the flag: the model
+/// when the path does not tell it, the run when the folder holds several; so is an unknown `--task`.
+#[test]
+fn what_the_folder_cannot_tell_is_asked_for_by_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copied = tmp.path().join("copied");
+    std::fs::create_dir_all(&copied).unwrap();
+    for bs in [8, 16] {
+        for entry in std::fs::read_dir(reference(bs)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), copied.join(entry.file_name())).unwrap();
+        }
+    }
+    let import = |extra: &[&str]| {
+        let mut v = args(&["import-reference", "copied", "--no-score", "--out", "x"]);
+        v.extend(args(&["--task", "math500"]));
+        v.extend(args(extra));
+        let out = reprolm(tmp.path(), &v, 2);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = import(&[]);
+    assert!(
+        err.contains("importing copied: ")
+            && err.contains("2 runs; choose one with --batch-size and/or --dtype")
+            && !err.contains("not reference-code output"),
+        "{err}"
+    );
+    let err = import(&["--batch-size", "8"]);
+    assert!(
+        err.contains("the model is not in the path")
+            && err.contains("name it with --model")
+            && !err.contains("not reference-code output"),
+        "{err}"
+    );
+    let out = reprolm(
+        tmp.path(),
+        &args(&[
+            "import-reference",
+            "copied",
+            "--task",
+            "nosuch",
+            "--batch-size",
+            "8",
+            "--model",
+            "org/tiny-model",
+            "--out",
+            "x",
+        ]),
+        2,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--task: unknown task `nosuch`"), "{err}");
+    assert!(!tmp.path().join("x").exists());
+}

@@ -137,6 +137,20 @@ pub enum Error {
         /// The folder imported.
         path: PathBuf,
     },
+    /// Reference-code output holding several runs (answers files of other batch sizes or dtypes), of which
+    /// the batch size and dtype asked for match none or more than one: valid, but one must be chosen.
+    #[error(
+        "{}: {found}; choose one with --batch-size and/or --dtype (the folder holds {runs})",
+        path.display()
+    )]
+    ReferenceRunNotChosen {
+        /// The folder imported.
+        path: PathBuf,
+        /// What matched: `2 runs match` or `no run matches batch size 32`.
+        found: String,
+        /// The answers files the folder holds.
+        runs: String,
+    },
     /// A `.pt` file could not be read as one saved 2-D int64/float32 tensor.
     #[error("{}: {reason}", path.display())]
     TorchFile {

@@ -208,12 +208,23 @@ fn several_runs_in_one_folder_need_a_choice() {
         std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
     }
     let err = read_reference(&dir, &ImportOptions::new("math500")).unwrap_err();
-    assert!(matches!(err, Error::NotReferenceOutput { .. }), "{err}");
+    // Valid output with a choice to make: not called invalid, and the flags that choose are named.
+    assert!(matches!(err, Error::ReferenceRunNotChosen { .. }), "{err}");
     assert!(
-        err.to_string().contains("qa_pairs_bfloat16_bs_16.jsonl"),
+        err.to_string().ends_with(
+            ": 2 runs; choose one with --batch-size and/or --dtype (the folder holds \
+             qa_pairs_bfloat16_bs_8.jsonl, qa_pairs_bfloat16_bs_16.jsonl)"
+        ),
         "{err}"
     );
     let mut opts = ImportOptions::new("math500");
+    opts.batch_size = Some(32);
+    let err = read_reference(&dir, &opts).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(": no run matches batch size 32; choose one with --batch-size"),
+        "{err}"
+    );
     opts.batch_size = Some(16);
     let run = read_reference(&dir, &opts).unwrap();
     assert_eq!(run.batch_size, 16);

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use reprolm_metrics::import_reference::{
     import_reference, ImportOptions, NotScored, ReferenceSample, Scored, Scorer,
 };
+use reprolm_metrics::Error;
 use reprolm_tasks::{DataSource, Dataset, Task, TaskOptions};
 
 use crate::args::ImportReferenceArgs;
@@ -52,7 +53,9 @@ impl Scorer for TaskScorer<'_> {
     }
 }
 
-/// Runs the import and prints where the run went.
+/// Runs the import and prints where the run went. What the flags name (the task, its settings and
+/// data, which run of the folder, the model the path does not tell) is a usage error when wrong or
+/// missing (status 2), as for `run`; damaged output is a failure (status 1).
 pub fn command(args: &ImportReferenceArgs, mode: OutputMode) -> Result<i32> {
     let mut opts = ImportOptions::new(&args.task);
     opts.model = args.model.clone();
@@ -67,12 +70,13 @@ pub fn command(args: &ImportReferenceArgs, mode: OutputMode) -> Result<i32> {
         for kv in &args.task_params {
             task_options
                 .set_param_str(kv)
-                .map_err(|e| anyhow::anyhow!("--task-param: {e}"))?;
+                .map_err(|e| crate::usage(format!("--task-param: {e}")))?;
         }
         if let Some(d) = &args.data {
             task_options = task_options
-                .with_data(DataSource::parse(d).map_err(|e| anyhow::anyhow!("--data: {e}"))?);
+                .with_data(DataSource::parse(d).map_err(|e| crate::usage(format!("--data: {e}")))?);
         }
+        reprolm_tasks::find(&args.task).map_err(|e| crate::usage(format!("--task: {e}")))?;
         let (task, dataset) =
             reprolm_tasks::load_task(&args.task, &task_options).context("--task")?;
         opts.task_version = Some(dataset.version.clone());
@@ -88,7 +92,12 @@ pub fn command(args: &ImportReferenceArgs, mode: OutputMode) -> Result<i32> {
             },
         )
     }
-    .with_context(|| format!("importing {}", args.dir.display()))?;
+    .map_err(|e| match e {
+        Error::ReferenceModelUnknown { .. } | Error::ReferenceRunNotChosen { .. } => {
+            crate::usage(format!("importing {}: {e}", args.dir.display()))
+        }
+        e => anyhow::Error::new(e).context(format!("importing {}", args.dir.display())),
+    })?;
     match mode {
         OutputMode::Json => crate::progress::event(
             "finished",

@@ -322,20 +322,33 @@ pub fn read_reference(dir: &Path, opts: &ImportOptions) -> Result<ReferenceRun> 
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let asked = [
+        opts.batch_size.map(|b| format!("batch size {b}")),
+        opts.dtype.as_ref().map(|d| format!("dtype {d}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" and ");
     let (dtype, batch_size, qa_path) = match chosen.as_slice() {
         [one] => (one.0.clone(), one.1, one.2.clone()),
         [] => {
-            return Err(not_ref(format!(
-                "no answers file matches the requested batch size / dtype; found: {}",
-                list()
-            )))
+            return Err(Error::ReferenceRunNotChosen {
+                path: dir.to_path_buf(),
+                found: format!("no run matches {asked}"),
+                runs: list(),
+            })
         }
         _ => {
-            return Err(not_ref(format!(
-                "holds {} runs ({}); choose one by batch size and/or dtype",
-                chosen.len(),
-                list()
-            )))
+            return Err(Error::ReferenceRunNotChosen {
+                path: dir.to_path_buf(),
+                found: if asked.is_empty() {
+                    format!("{} runs", chosen.len())
+                } else {
+                    format!("{} runs match {asked}", chosen.len())
+                },
+                runs: list(),
+            })
         }
     };
 
