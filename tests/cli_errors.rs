@@ -244,9 +244,15 @@ fn policy_files_and_memory() {
             .any(|l| l.starts_with("layercast ") && l.ends_with('%')),
         "{out}"
     );
-    let e = error_of(t, &["memory", "--model", "nosuch/model"]);
+    // memory's --model and --policy are resolved as run's are: naming nothing is a usage error.
+    let e = usage_error_of(t, &["memory", "--model", "nosuch/model"]);
     assert!(
         e.contains("--model nosuch/model: not in the local Hub cache"),
+        "{e}"
+    );
+    let e = usage_error_of(t, &["memory", "--model", &model, "--policy", "fp8"]);
+    assert!(
+        e.contains("--policy: unknown precision policy `fp8`"),
         "{e}"
     );
 }

@@ -13,14 +13,16 @@ use crate::args::MemoryArgs;
 use crate::config::{resolve_model, resolve_policy};
 use crate::progress::OutputMode;
 
-/// Print one estimate per policy, then the totals side by side.
+/// Print one estimate per policy, then the totals side by side. A flag naming no model or policy,
+/// or out of range, is a usage error (status 2), as the same flags of `run` are.
 pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
-    let config = config_path(args.model.as_deref())?;
+    let as_usage = |e: anyhow::Error| crate::usage(format!("{e:#}"));
+    let config = config_path(args.model.as_deref()).map_err(as_usage)?;
     let (_, spec) = spec_from_config_file(&config)
         .with_context(|| format!("--model: reading {}", config.display()))?;
     let shape = spec.shape();
     if args.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
+        return Err(crate::usage("--batch-size must be at least 1"));
     }
     let context = args.context.unwrap_or(spec.max_position_embeddings);
     // The cache holds whole blocks: a sequence of `context` tokens takes this many slots.
@@ -33,7 +35,8 @@ pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
     let policies: Vec<PrecisionPolicy> = names
         .iter()
         .map(|n| resolve_policy(n).context("--policy"))
-        .collect::<Result<_>>()?;
+        .collect::<Result<_>>()
+        .map_err(as_usage)?;
     let estimates: Vec<_> = policies
         .iter()
         .map(|p| shape.memory(p, args.batch_size, slots))
