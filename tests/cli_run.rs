@@ -258,7 +258,13 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
         Vec::<String>::new(),
         "files of a finished run opened for writing"
     );
-    assert!(String::from_utf8_lossy(&again.stdout).contains("3 samples"));
+    // It says it is finished and exits 0, rather than report a run that took no time.
+    let again_out = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again_out.contains("run: already finished, nothing to do: 3 samples"),
+        "{again_out}"
+    );
+    assert!(!String::from_utf8_lossy(&first.stdout).contains("already finished"));
     // Answered from the directory and the model's files: the model is not loaded.
     let said = String::from_utf8_lossy(&again.stderr);
     assert!(!said.contains("loading "), "{said}");

@@ -75,6 +75,9 @@ pub struct Summary {
     /// Sequences this session generated (the missing samples; with batch-dependent kernels, the
     /// replayed batches around them too).
     pub generated: usize,
+    /// The run was finished before this session, which only read it: said in the result line, so
+    /// that a command asked again is seen to have done nothing rather than to have run in no time.
+    pub already_finished: bool,
 }
 
 /// One request of the run, in generation order.
@@ -387,7 +390,11 @@ fn already_finished(
     }
     // results.json is written only when its bytes would change (a run finished by an older
     // version).
-    finished(cfg, &loaded, None, 0, 0).map(Some)
+    let mut outcome = finished(cfg, &loaded, None, 0, 0)?;
+    if let RunOutcome::Finished(s) = &mut outcome {
+        s.already_finished = true;
+    }
+    Ok(Some(outcome))
 }
 
 fn finish_run(
@@ -435,6 +442,7 @@ fn finished(
         tok_s,
         scoring_errors,
         generated,
+        already_finished: false,
     }))
 }
 
@@ -810,9 +818,14 @@ pub fn report_outcome(out: &Path, outcome: &RunOutcome, mode: OutputMode) -> i32
             } else {
                 String::new()
             };
+            let state = if s.already_finished {
+                "already finished, nothing to do: "
+            } else {
+                ""
+            };
             mode.result(
                 &format!(
-                    "{}: {} samples, accuracy {acc:.3} ({}/{}), {} tokens{speed}{errors}",
+                    "{}: {state}{} samples, accuracy {acc:.3} ({}/{}), {} tokens{speed}{errors}",
                     out.display(),
                     s.samples,
                     s.correct,
@@ -823,7 +836,7 @@ pub fn report_outcome(out: &Path, outcome: &RunOutcome, mode: OutputMode) -> i32
                 json!({
                     "out": out, "samples": s.samples, "correct": s.correct, "accuracy": acc,
                     "tokens": s.tokens, "tok_s": s.tok_s, "scoring_errors": s.scoring_errors,
-                    "generated": s.generated,
+                    "generated": s.generated, "already_finished": s.already_finished,
                 }),
             );
             i32::from(s.scoring_errors > 0)
