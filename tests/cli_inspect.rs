@@ -70,10 +70,47 @@ fn reports_where_fp32_and_bf16_part() {
     assert!(
         out.contains(
             "0 of 16 shared samples diverge; over their shared tokens the top-k log-probabilities are \
-             bitwise identical in 16 of 16, largest top-1 log-probability difference 0.000e0"
+             bitwise identical in 16 of 16, largest top-1 log-probability difference 0\n"
         ),
         "{out}"
     );
+    // --all lists the identical samples with what their numbers did.
+    let mut all = same.clone();
+    all.push("--all".into());
+    let out = String::from_utf8(reprolm(tmp.path(), &all, 0).stdout).unwrap();
+    let (id, _, toks) = &ta[0];
+    assert!(
+        out.contains(&format!(
+            "{id}#0: identical ({} tokens, log-probabilities bitwise identical)",
+            toks.len()
+        )),
+        "{out}"
+    );
+    // The JSON summary carries the same: identical streams, and how far the numbers moved.
+    let json_of = |mut argv: Vec<String>| -> serde_json::Value {
+        argv.push("--json-log".into());
+        let out = String::from_utf8(reprolm(tmp.path(), &argv, 0).stdout).unwrap();
+        serde_json::from_str(out.lines().last().unwrap()).unwrap()
+    };
+    let ev = json_of(same.clone());
+    assert_eq!(
+        (
+            &ev["event"],
+            &ev["diverging"],
+            &ev["logprobs_identical"],
+            &ev["max_top1_logprob_delta"]
+        ),
+        (
+            &serde_json::json!("inspected"),
+            &serde_json::json!(0),
+            &serde_json::json!(16),
+            &serde_json::json!(0.0)
+        ),
+        "{ev}"
+    );
+    let ev = json_of(args.clone());
+    assert_eq!(ev["logprobs_identical"], 0, "{ev}");
+    assert!(ev["max_top1_logprob_delta"].as_f64().unwrap() > 0.0, "{ev}");
 
     // One problem, as JSON: the same position, and five candidates with probabilities on each side.
     let (key, pos) = &expected[0];

@@ -76,10 +76,19 @@ pub fn command(args: &InspectArgs, mode: OutputMode) -> Result<i32> {
             if mode == OutputMode::Json {
                 crate::progress::event(
                     "sample",
-                    json!({ "key": s.key.to_string(), "diverges_at": null, "len": s.a.len }),
+                    json!({
+                        "key": s.key.to_string(), "diverges_at": null, "len": s.a.len,
+                        "logprobs_identical": s.logprobs_identical,
+                        "max_top1_logprob_delta": s.max_top1_logprob_delta,
+                    }),
                 );
             } else if args.all {
-                println!("{}: identical ({} tokens)", s.key, s.a.len);
+                println!(
+                    "{}: identical ({} tokens{})",
+                    s.key,
+                    s.a.len,
+                    logprob_note(s)
+                );
             }
             continue;
         };
@@ -96,6 +105,8 @@ pub fn command(args: &InspectArgs, mode: OutputMode) -> Result<i32> {
                 "sample",
                 json!({
                     "key": s.key.to_string(), "diverges_at": pos,
+                    "logprobs_identical": s.logprobs_identical,
+                    "max_top1_logprob_delta": s.max_top1_logprob_delta,
                     "shared_text": text(shared), "a_text": text(&ca), "b_text": text(&cb),
                     "a": { "len": s.a.len, "token": s.a.token, "candidates": cands(&s.a.candidates), "answer": s.a.answer, "score": s.a.score, "correct": s.a.correct },
                     "b": { "len": s.b.len, "token": s.b.token, "candidates": cands(&s.b.candidates), "answer": s.b.answer, "score": s.b.score, "correct": s.b.correct },
@@ -119,21 +130,22 @@ pub fn command(args: &InspectArgs, mode: OutputMode) -> Result<i32> {
         .iter()
         .filter(|s| s.logprobs_identical.is_some())
         .collect();
+    let same = with_lp
+        .iter()
+        .filter(|s| s.logprobs_identical == Some(true))
+        .count();
+    let delta = with_lp
+        .iter()
+        .filter_map(|s| s.max_top1_logprob_delta)
+        .fold(0f64, f64::max);
     let lp_note = if with_lp.is_empty() {
         String::new()
     } else {
-        let same = with_lp
-            .iter()
-            .filter(|s| s.logprobs_identical == Some(true))
-            .count();
-        let delta = with_lp
-            .iter()
-            .filter_map(|s| s.max_top1_logprob_delta)
-            .fold(0f64, f64::max);
         format!(
             "; over their shared tokens the top-k log-probabilities are bitwise identical in {same} of {}, \
-             largest top-1 log-probability difference {delta:.3e}",
-            with_lp.len()
+             largest top-1 log-probability difference {}",
+            with_lp.len(),
+            sci(delta)
         )
     };
     let summary = format!(
@@ -154,9 +166,35 @@ pub fn command(args: &InspectArgs, mode: OutputMode) -> Result<i32> {
     mode.result(
         &summary,
         "inspected",
-        json!({ "shared": cmp.samples.len(), "diverging": diverging, "only_in_a": cmp.only_in_a.len(), "only_in_b": cmp.only_in_b.len() }),
+        json!({
+            "shared": cmp.samples.len(), "diverging": diverging,
+            "only_in_a": cmp.only_in_a.len(), "only_in_b": cmp.only_in_b.len(),
+            "with_logprobs": with_lp.len(), "logprobs_identical": same,
+            "max_top1_logprob_delta": (!with_lp.is_empty()).then_some(delta),
+        }),
     );
     Ok(0)
+}
+
+/// What an identical token stream's numbers did: `, log-probabilities bitwise identical` or the
+/// largest top-1 difference (empty without recorded log-probabilities).
+fn logprob_note(s: &SampleComparison) -> String {
+    match (s.logprobs_identical, s.max_top1_logprob_delta) {
+        (Some(true), _) => ", log-probabilities bitwise identical".into(),
+        (Some(false), Some(d)) => format!(", top-1 log-probability differs by up to {}", sci(d)),
+        (Some(false), None) => ", log-probabilities differ".into(),
+        (None, _) => String::new(),
+    }
+}
+
+/// A log-probability difference: differences between runs are often 1e-7 or smaller, which fixed
+/// decimals would print as 0; an exact 0 prints as `0`.
+fn sci(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else {
+        format!("{x:.3e}")
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // one printing helper; a struct would only rename the locals
