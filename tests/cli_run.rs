@@ -323,7 +323,8 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
         serde_json::to_vec_pretty(&edited).unwrap(),
     )
     .unwrap();
-    let err = String::from_utf8(reprolm(tmp.path(), &args, 1).stderr).unwrap();
+    // Another configuration in --out is the command line's fault: a usage error, status 2.
+    let err = String::from_utf8(reprolm(tmp.path(), &args, 2).stderr).unwrap();
     assert!(
         err.contains("gemm=mma kernels=invariant reduction=sequential token_choice=host (existing) vs attention=cpu, splits of 256 gemm=cpu kernels=invariant reduction=sequential token_choice=host (requested)"),
         "{err}"
@@ -334,9 +335,16 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
         &out,
         &["--limit", "3", "--batch-size", "1", "--policy", "bf16"],
     );
-    let err = String::from_utf8(reprolm(tmp.path(), &other, 1).stderr).unwrap();
+    let err = String::from_utf8(reprolm(tmp.path(), &other, 2).stderr).unwrap();
     assert!(
         err.contains("existing run has a different configuration"),
+        "{err}"
+    );
+    // Of the policy tables only the entries that differ (norm is f32 in both).
+    assert!(
+        err.contains("policy.table: activations=f32 attention=f32 ")
+            && err.contains("(existing) vs activations=bf16 ")
+            && !err.contains("norm="),
         "{err}"
     );
     assert!(
@@ -549,7 +557,7 @@ fn heuristic_kernels_are_recorded_and_a_change_on_resume_is_refused() {
     assert_eq!(m["kernels"]["kernels"], "heuristic", "{m}");
     assert_eq!(m["kernels"]["gemm"], "candle (batch dependent)", "{m}");
     assert_eq!(m["resume"], "replay", "{m}");
-    let res = reprolm(tmp.path(), &run_args(&out, &base), 1);
+    let res = reprolm(tmp.path(), &run_args(&out, &base), 2);
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(
         stderr.contains("kernels: ") && stderr.contains("kernels=invariant"),
@@ -613,4 +621,26 @@ impl Drop for WriteWatch {
         // SAFETY: the descriptor was opened by `new` and is closed once.
         unsafe { libc::close(self.fd) };
     }
+}
+
+/// With batch-dependent kernels a run cannot grow (its batches, and so its numbers, would change):
+/// asking it for more problems is refused before the model loads, as a usage error (status 2).
+#[test]
+fn a_heuristic_run_is_not_extended() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let base = ["--kernels", "heuristic"];
+    reprolm(
+        tmp.path(),
+        &run_args(&out, &[&base[..], &["--limit", "2"]].concat()),
+        0,
+    );
+    let more = run_args(&out, &[&base[..], &["--limit", "3"]].concat());
+    let err = String::from_utf8(reprolm(tmp.path(), &more, 2).stderr).unwrap();
+    assert!(
+        err.contains("the run has 2 of the 3 problems asked for")
+            && err.contains("pass another --out")
+            && !err.contains("loading "),
+        "{err}"
+    );
 }

@@ -202,14 +202,14 @@ pub fn execute_with(
     if !invariant {
         if let Ok(existing) = Manifest::read(&cfg.out.join(MANIFEST_FILE)) {
             if existing.is_extended_by(&manifest) {
-                bail!(
+                return Err(crate::usage(format!(
                     "--out {}: the run has {} of the {} problems asked for; a run gets more problems \
                      only with batch-invariant kernels (with these, its batches and so its numbers \
                      would change): pass another --out",
                     cfg.out.display(),
                     existing.task.n_problems,
                     manifest.task.n_problems
-                );
+                )));
             }
         }
     }
@@ -221,11 +221,17 @@ pub fn execute_with(
     } else {
         RunDir::open_or_create
     };
-    let (mut run, recovery) = open(&cfg.out, manifest, Durability::Flush).with_context(|| {
-        format!(
+    // A directory holding another configuration is the command line's fault (a flag changed, --out
+    // not): a usage error, status 2. Anything else (a damaged file, no permission) is a failure.
+    let (mut run, recovery) = open(&cfg.out, manifest, Durability::Flush).map_err(|e| {
+        let what = format!(
             "--out {}: opening the run directory (pass another --out to start a new run there)",
             cfg.out.display()
-        )
+        );
+        match e {
+            reprolm_metrics::Error::ConfigMismatch { .. } => crate::usage(format!("{what}: {e}")),
+            e => anyhow::Error::new(e).context(what),
+        }
     })?;
     if !recovery.is_clean() {
         mode.note(&format!(

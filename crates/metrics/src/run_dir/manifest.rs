@@ -238,6 +238,27 @@ impl fmt::Display for FieldDiff {
     }
 }
 
+/// The entries of two policy tables that differ, as `key=value` (`key unset` where one lacks it),
+/// one string per side; two empty strings when the tables are equal. A whole table is ten entries
+/// of which a refusal usually concerns one or two (`kv_cache=bf16` against `kv_cache=f32`).
+fn table_difference(
+    a: &BTreeMap<String, String>,
+    b: &BTreeMap<String, String>,
+) -> (String, String) {
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let side = |t: &BTreeMap<String, String>| {
+        keys.iter()
+            .filter(|k| a.get(**k) != b.get(**k))
+            .map(|k| match t.get(*k) {
+                Some(v) => format!("{k}={v}"),
+                None => format!("{k} unset"),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (side(a), side(b))
+}
+
 impl Manifest {
     /// The configuration fields that differ between `self` (an existing run) and `other` (a requested
     /// one), in manifest order.
@@ -326,11 +347,8 @@ impl Manifest {
             self.policy.name.clone(),
             other.policy.name.clone(),
         );
-        cmp(
-            "policy.table",
-            dbg(&self.policy.table),
-            dbg(&other.policy.table),
-        );
+        let (table_a, table_b) = table_difference(&self.policy.table, &other.policy.table);
+        cmp("policy.table", table_a, table_b);
         cmp(
             "device.kind",
             self.device.kind.clone(),
@@ -631,6 +649,11 @@ mod tests {
             ]
         );
         assert_eq!(diffs[1].requested, "[p2, p1, p3, p4]");
+        // Only the policy entries that differ, not both whole tables.
+        assert_eq!(
+            diffs[2].to_string(),
+            "policy.table: lm_head unset (existing) vs lm_head=fp32 (requested)"
+        );
         let seed = &diffs[5];
         assert_eq!(
             (seed.existing.as_str(), seed.requested.as_str()),
