@@ -278,3 +278,34 @@ fn tasks_name_lists_the_settings() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no task `nope`; registered: aime24"), "{err}");
 }
+
+/// A reader that stops early (`reprolm tasks | head -1`) has what it wanted: the command ends
+/// quietly with status 0, not with a panic and a backtrace. Here stdout is a pipe whose read end is
+/// closed before the command starts, so every write to it fails.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    reprolm(tmp.path(), &run_args(&run, &["--limit", "2"]), 0);
+    let r = run.display().to_string();
+    for argv in [
+        vec!["tasks"],
+        vec!["policies", "layercast"],
+        vec!["export", &r, "--out", "-"],
+    ] {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two fresh descriptors into fds; each is owned exactly once below.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(read);
+        let args: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let out = cmd(tmp.path(), &args)
+            .stdout(std::process::Stdio::from(write))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{argv:?}: {stderr}");
+        assert!(stderr.is_empty(), "{argv:?}: {stderr}");
+    }
+}

@@ -20,6 +20,7 @@ use crate::progress::OutputMode;
 
 /// Parses the process arguments, runs the command and exits with its status.
 pub fn main() -> ! {
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     let mode = if cli.json_log {
         OutputMode::Json
@@ -49,6 +50,32 @@ pub fn main() -> ! {
         }
     };
     std::process::exit(status);
+}
+
+/// A reader that stops early (`reprolm tasks | head -1`) closes stdout, and the next `println!`
+/// panics with a message and a backtrace. Like ripgrep, stop quietly with status 0 instead: the
+/// reader has what it wanted. SIGPIPE stays ignored (Rust's default) rather than set back to its
+/// default action, which would also end reprolm on a write to any other closed pipe, such as the
+/// stdin of a program the code sandbox runs that exits without reading it.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if is_stdout_broken_pipe(msg) {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
+}
+
+/// Whether a panic message is std's for a `print!` to a stdout whose reader has gone.
+fn is_stdout_broken_pipe(msg: &str) -> bool {
+    msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe")
 }
 
 /// A flag's value that turned out wrong only once the command had read what it names (e.g. a
@@ -154,6 +181,17 @@ fn without_backtrace(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_print_to_a_closed_stdout_ends_quietly() {
+        assert!(is_stdout_broken_pipe(
+            "failed printing to stdout: Broken pipe (os error 32)"
+        ));
+        assert!(!is_stdout_broken_pipe(
+            "failed printing to stderr: Broken pipe (os error 32)"
+        ));
+        assert!(!is_stdout_broken_pipe("index out of bounds"));
+    }
 
     #[test]
     fn backtrace_frames_are_left_out_of_error_messages() {

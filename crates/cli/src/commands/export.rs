@@ -21,9 +21,16 @@ pub fn command(args: &ExportArgs, mode: OutputMode) -> Result<i32> {
     if out == Path::new("-") {
         let stdout = std::io::stdout();
         let mut w = std::io::BufWriter::new(stdout.lock());
-        reprolm_metrics::export::export_jsonl(&run, &mut w)?;
-        w.flush()?;
-        return Ok(0);
+        let written = reprolm_metrics::export::export_jsonl(&run, &mut w)
+            .map(|_| ())
+            .map_err(anyhow::Error::new)
+            .and_then(|()| w.flush().map_err(anyhow::Error::new));
+        // A reader that stops early (`| head`) has what it wanted: not a failure.
+        return match written {
+            Err(e) if is_broken_pipe(&e) => Ok(0),
+            Err(e) => Err(e.context("writing to stdout")),
+            Ok(()) => Ok(0),
+        };
     }
     let tmp = out.with_extension("jsonl.tmp");
     let n = {
@@ -45,4 +52,12 @@ pub fn command(args: &ExportArgs, mode: OutputMode) -> Result<i32> {
         json!({ "dir": args.dir, "out": out, "samples": n }),
     );
     Ok(0)
+}
+
+/// Whether writing failed because the reader of the pipe went away.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
