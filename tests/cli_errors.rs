@@ -128,6 +128,16 @@ fn sweep_files() {
         e.contains("`policy` is both in [base] and in [axes]"),
         "{e}"
     );
+    // The paper's spellings get the name they have here.
+    let e = write("[axes]\ndtype = [\"bfloat16\", \"float32\"]\n");
+    assert!(
+        e.contains(
+            "[axes] unknown setting `dtype`: the precision is `policy` here (it takes bfloat16"
+        ),
+        "{e}"
+    );
+    let e = write("[base]\nexp_name = \"x\"\n");
+    assert!(e.contains("run directories are named under `root`"), "{e}");
     let e = write("[base]\nout = \"x\"\n");
     assert!(e.contains("[base] `out` cannot be set"), "{e}");
     let e = write("runs = 1\n");

@@ -179,6 +179,9 @@ pub(crate) fn plan(path: &Path, root: Option<&Path>) -> Result<SweepPlan> {
             if key == "out" {
                 bail!("sweep file {file}: [{section}] `out` cannot be set; run directories are named under the root");
             }
+            if let Some(hint) = paper_spelling(key) {
+                bail!("sweep file {file}: [{section}] unknown setting `{key}`: {hint}");
+            }
             if !KEYS.contains(&key.as_str()) {
                 bail!(
                     "sweep file {file}: [{section}] unknown setting `{key}`; known: {}",
@@ -592,6 +595,18 @@ fn show(v: &toml::Value) -> String {
         toml::Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// What a setting spelled as the paper's scripts spell their flags is called here. The command line
+/// takes these spellings as aliases; a sweep file names each setting once, so that an axis and a
+/// base value cannot set one setting under two names.
+fn paper_spelling(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "dtype" => "the precision is `policy` here (it takes bfloat16, float16 and float32 too)",
+        "passk" => "samples per problem are `samples` here",
+        "exp_name" => "run directories are named under `root`, one per configuration",
+        _ => return None,
+    })
 }
 
 /// The `reprolm run` arguments `base` plus `combo` spell, parsed by the same clap definition.
