@@ -703,3 +703,50 @@ fn each_run_is_set_beside_the_fp32_run_of_its_configuration() {
     // fp16 wrote p3 as [7, 7] (wrong) where bf16 wrote nothing (wrong): no flip, one difference.
     assert_eq!((fp16.differing, fp16.correct_to_wrong), (1, 0));
 }
+
+/// A reproducible policy's top-1 std is ~1e-8: on a linear axis the plot spans its values (not a
+/// fixed 0..1e-4, where they lie flat on zero) and labels them in scientific notation.
+#[test]
+fn tiny_top1_stds_fill_a_linear_axis() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs");
+    for (name, bs, shift) in [("a", 1, 0.0), ("b", 4, 1e-7)] {
+        write_run(
+            &root.join(name),
+            &RunSpec::greedy("fp32", bs),
+            1,
+            &[sample(
+                "p1",
+                &[1, 2, 3],
+                &[0.9 + shift, 0.8 + shift, 0.7],
+                true,
+            )],
+        );
+    }
+    let out = dir.path().join("out");
+    let opts = ReportOptions {
+        out_dir: Some(out.clone()),
+        top1_axis: reprolm_metrics::report::Top1Axis::Linear,
+        ..Default::default()
+    };
+    generate(&root, &opts).unwrap();
+    let svg = std::fs::read_to_string(
+        out.join("plots/top1_std_test_model_arith_greedy_max_tokens_16.svg"),
+    )
+    .unwrap();
+    let labels: Vec<&str> = svg
+        .split("</text>")
+        .filter_map(|t| t.rsplit_once('>').map(|(_, l)| l.trim()))
+        .collect();
+    // The std is about 7e-8 (7e-4 in the plot's unit of 1e-4): the ticks reach it, in scientific
+    // notation, where they used to run 0.0 to 1.0.
+    let ticks: Vec<f64> = labels
+        .iter()
+        .filter(|l| l.contains("e-"))
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    assert!(ticks.len() >= 3, "{labels:?}");
+    let top = ticks.iter().copied().fold(0.0, f64::max);
+    assert!((1e-4..1e-3).contains(&top), "{labels:?}");
+    assert!(!labels.contains(&"0.5"), "{labels:?}");
+}

@@ -382,13 +382,15 @@ fn policy_lines(
         .iter()
         .flat_map(|(_, v)| points(v).into_iter().map(|(_, y)| y))
         .collect();
+    let max_y = all.iter().copied().fold(0.0, f64::max);
     let y_range = if axes.log_y && !all.is_empty() {
         let lo = all.iter().copied().fold(f64::INFINITY, f64::min).floor();
         let hi = all.iter().copied().fold(f64::NEG_INFINITY, f64::max).ceil();
         lo..hi.max(lo + 1.0)
     } else {
-        let max_y = all.iter().copied().fold(0.0, f64::max);
-        0f64..(max_y * 1.05).max(1.0)
+        // Up to the largest value, however small: a fixed floor of 1 would press a reproducible
+        // policy's top-1 std (1e-8, 1e-4 in the plot's unit) flat onto zero.
+        0f64..if max_y > 0.0 { max_y * 1.05 } else { 1.0 }
     };
     let caption = if max_n == 0 {
         format!("{caption} (no data: {})", axes.empty_reason)
@@ -405,12 +407,22 @@ fn policy_lines(
         .build_cartesian_2d(0f64..(max_n.max(2) - 1) as f64, y_range)
         .map_err(e)?;
     let power_of_ten = |y: &f64| format!("1e{y:.0}");
+    // Ticks of an axis below 0.01 would print as 0.000 with fixed decimals.
+    let scientific = |y: &f64| {
+        if *y == 0.0 {
+            "0".to_string()
+        } else {
+            format!("{y:.1e}")
+        }
+    };
     let mut mesh = chart.configure_mesh();
     mesh.x_desc(axes.x_desc)
         .x_label_formatter(&integer_label)
         .y_desc(axes.y_desc);
     if axes.log_y {
         mesh.y_label_formatter(&power_of_ten);
+    } else if max_y > 0.0 && max_y < 0.01 {
+        mesh.y_label_formatter(&scientific);
     }
     mesh.draw().map_err(e)?;
     for (i, (policy, v)) in series.iter().enumerate() {
