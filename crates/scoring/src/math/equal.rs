@@ -376,6 +376,21 @@ pub(crate) fn points(vars: &BTreeSet<String>) -> Vec<Vec<(String, C)>> {
 
 /// Rule [`Rule::RandomPoints`]: equal at every point where both are defined, and defined at three or more.
 pub(crate) fn random_points(x: &Expr, y: &Expr, vars: &BTreeSet<String>) -> Equivalence {
+    with_series_note(random_points_of(x, y, vars), &[x, y])
+}
+
+/// The detail says so when a sum with a symbolic bound took part: such sums are compared by their
+/// bounds and summand, not summed, so a closed form of one is not recognised.
+fn with_series_note(mut v: Equivalence, exprs: &[&Expr]) -> Equivalence {
+    if exprs.iter().any(|e| e.has_symbolic_series()) {
+        v.detail.push_str(
+            " (a sum with a symbolic bound is compared by its bounds and summand, not summed)",
+        );
+    }
+    v
+}
+
+fn random_points_of(x: &Expr, y: &Expr, vars: &BTreeSet<String>) -> Equivalence {
     let mut defined = 0;
     for env in points(vars) {
         let (a, b) = (x.eval(&env), y.eval(&env));
@@ -480,6 +495,10 @@ fn based_vs_number(digits: &str, base: &str, e: &Expr) -> Equivalence {
 /// Rule [`Rule::Equation`]: `l1 - r1` and `l2 - r2` are proportional at the random points, so `y = 2x+3`
 /// equals `2x - y + 3 = 0`.
 pub(crate) fn equation(l1: &Expr, r1: &Expr, l2: &Expr, r2: &Expr) -> Equivalence {
+    with_series_note(equation_of(l1, r1, l2, r2), &[l1, r1, l2, r2])
+}
+
+fn equation_of(l1: &Expr, r1: &Expr, l2: &Expr, r2: &Expr) -> Equivalence {
     let f1 = Expr::Sub(Box::new(l1.clone()), Box::new(r1.clone()));
     let f2 = Expr::Sub(Box::new(l2.clone()), Box::new(r2.clone()));
     let mut vars = BTreeSet::new();

@@ -43,6 +43,14 @@
 //!   after a number are `\%`; `\mathrm{e}` is Euler's number; a backslash doubled by escaping (`\\frac`) is one.
 //! - **Units** after a number are dropped (`12 inches`, `5\text{ cm}`); glued to it only when the
 //!   word has four letters or more (`10weeks`), since `2m` may be a product with a variable.
+//! - **Sums and products**: `\sum_{k=1}^{10} k^2` (and `\prod`) with bounds that are integers is
+//!   evaluated: 385; the summand is the product after the limits (`\sum_{k=1}^{3} k + 1` is 7), and
+//!   at most 100 000 terms are summed in all, past which, as for an infinite series, there is no
+//!   value. A sum with a symbolic bound (`F_n = \sum_{k=0}^{n-1} F_k F_{n-k-1}`) is compared by its
+//!   bounds and summand, not summed: the summand in another order or with the index renamed is
+//!   the same sum, another bound is not, and its closed form (`\frac{n(n+1)}{2}` for
+//!   `\sum_{k=1}^{n} k`) is not recognised, which the verdict's detail says. Math-Verify hands sums
+//!   to SymPy, which may find closed forms; `is_equiv` compares strings.
 //! - **Matrices**: a sum or difference of matrices with optional numeric factors
 //!   (`\begin{pmatrix}1\\2\end{pmatrix} + 2\begin{pmatrix}3\\4\end{pmatrix}`), each term possibly a
 //!   product of matrices written side by side or with `\cdot` / `\times` (up to four), is the matrix

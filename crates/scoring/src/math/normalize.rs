@@ -416,7 +416,10 @@ pub(crate) fn strip_units(s: &str) -> String {
         out = stripped;
     }
     let stripped = UNIT_WORDS.replace(&out, "").into_owned();
-    if has_digit(&stripped)
+    // `\prod_{m=1}^{4} m`: after a sum's limits a bare letter is its summand, not a unit.
+    let series = out.contains("\\sum") || out.contains("\\prod");
+    if !series
+        && has_digit(&stripped)
         && stripped
             .trim()
             .bytes()
