@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::answer::{parse_answer, Answer};
 use super::expr::{Expr, C};
-use super::normalize::normalize;
+use super::normalize::{normalize, unclosed_box};
 
 /// Longest answer string compared. Real answers are a few dozen characters; a longer "answer" is an
 /// extraction gone wrong, and rejecting it keeps every comparison bounded in time.
@@ -103,6 +103,18 @@ impl Equivalence {
 /// assert!(!math_equal("(3,4]", "(3,4)").equal);
 /// ```
 pub fn math_equal(gold: &str, pred: &str) -> Equivalence {
+    let mut v = math_equal_of(gold, pred);
+    for (name, s) in [("gold", gold), ("prediction", pred)] {
+        if s.len() <= MAX_ANSWER_LEN && unclosed_box(s) {
+            v.detail.push_str(&format!(
+                " ({name}'s `\\boxed{{` is never closed: read to the end)"
+            ));
+        }
+    }
+    v
+}
+
+fn math_equal_of(gold: &str, pred: &str) -> Equivalence {
     for (name, s) in [("gold", gold), ("prediction", pred)] {
         if s.len() > MAX_ANSWER_LEN {
             return Equivalence::new(

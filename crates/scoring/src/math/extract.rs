@@ -307,9 +307,17 @@ fn box_content(rest: &str) -> Option<(&str, usize)> {
     }
 }
 
-/// What follows "final answer is": a math span if it starts with one, else the rest of the sentence.
+/// What follows "final answer is": a quoted answer, a math span (or spans listed together) if it
+/// starts with one, else the rest of the sentence.
 fn after_phrase(rest: &str) -> Option<String> {
     let t = rest.trim_start_matches(|c: char| c == ':' || c == '*' || c.is_whitespace());
+    if let Some(quoted) = quoted_answer(t) {
+        let cleaned = strip_trailing_punctuation(quoted);
+        return (!cleaned.is_empty() && cleaned.len() <= MAX_PHRASE_ANSWER).then_some(cleaned);
+    }
+    if let Some(listed) = spans_listed_from_start(t) {
+        return (listed.len() <= MAX_PHRASE_ANSWER).then_some(listed);
+    }
     let candidate = if let Some(inner) = t.strip_prefix("$$") {
         inner.find("$$").map(|k| &inner[..k])
     } else if let Some(inner) = t.strip_prefix('$') {
@@ -337,6 +345,49 @@ fn after_phrase(rest: &str) -> Option<String> {
     let cleaned = strip_trailing_punctuation(candidate.trim().trim_matches('*'));
     let cleaned = last_boxed(&cleaned).unwrap_or(cleaned);
     (!cleaned.is_empty() && cleaned.len() <= MAX_PHRASE_ANSWER).then_some(cleaned)
+}
+
+/// `"$12$ and $13$"` (or `\"...\"`, `“...”`) right after an answer phrase: the answer is what the
+/// quotation marks enclose, on the same line; `None` when `t` does not start with a quote or the
+/// quote is not closed there.
+fn quoted_answer(t: &str) -> Option<&str> {
+    let line = t.split('\n').next().unwrap_or("");
+    for (open, close) in [("\\\"", "\\\""), ("\"", "\""), ("“", "”")] {
+        if let Some(inner) = line.strip_prefix(open) {
+            // `\"` closes a `\"`; a plain `"` may close either.
+            let end = inner.find(close).or_else(|| inner.find('"'))?;
+            let inner = inner[..end].trim_end_matches('\\');
+            return (!inner.trim().is_empty()).then_some(inner.trim());
+        }
+    }
+    None
+}
+
+/// `$12$ and $13$` right after an answer phrase: two or more `$...$` spans listed together (only
+/// separators between them, as for boxes) are one answer, `12, 13`; `None` for fewer than two.
+fn spans_listed_from_start(t: &str) -> Option<String> {
+    let line = t.split('\n').next().unwrap_or("");
+    let mut items = Vec::new();
+    let mut rest = line;
+    while items.len() < MAX_BOX_TRIES {
+        let Some(inner) = rest.strip_prefix('$').filter(|r| !r.starts_with('$')) else {
+            break;
+        };
+        let Some(close) = inner.find('$') else {
+            break;
+        };
+        let item = inner[..close].trim();
+        if item.is_empty() {
+            break;
+        }
+        items.push(item);
+        let after = &inner[close + 1..];
+        match after.find('$') {
+            Some(next) if only_separators(&after[..next]) => rest = &after[next..],
+            _ => break,
+        }
+    }
+    (items.len() >= 2).then(|| items.join(", "))
 }
 
 /// `Jane started growing Sphere 3 hours ago`: a sentence in words (three or more, no math) that
@@ -581,6 +632,32 @@ mod tests {
                 "Jane started 3 hours ago and Rod 8 hours ago".into(),
                 ExtractSource::AnswerColon
             ))
+        );
+    }
+
+    #[test]
+    fn a_quoted_answer_after_a_phrase() {
+        assert_eq!(
+            ex("Final Answer: The final answer is \\\"$12 $ and $13 $\\\". I hope it is correct."),
+            Some(("$12 $ and $13 $".into(), ExtractSource::FinalAnswerIs))
+        );
+        assert_eq!(
+            ex("The answer is \"x = 4\", since the rest fails."),
+            Some(("x = 4".into(), ExtractSource::AnswerIs))
+        );
+        // An unclosed quote is not a quoted answer: the sentence is taken as before.
+        assert_eq!(
+            ex("The answer is \"5"),
+            Some(("\"5".into(), ExtractSource::AnswerIs))
+        );
+        // Spans listed together after a phrase are one answer; a span followed by words is alone.
+        assert_eq!(
+            ex("The final answer is $3$ and $-3$."),
+            Some(("3, -3".into(), ExtractSource::FinalAnswerIs))
+        );
+        assert_eq!(
+            ex("The final answer is $3$ since $x = 3$."),
+            Some(("3".into(), ExtractSource::FinalAnswerIs))
         );
     }
 

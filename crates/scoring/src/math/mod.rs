@@ -20,7 +20,15 @@
 //!   [`MathOptions::last_number_fallback`] asks for it (Math-Verify has one; `is_equiv` has no
 //!   extraction at all). A "final answer is" phrase after the last box wins over the box, which was
 //!   then a step towards it. A phrase followed by a sentence in words that holds exactly one number
-//!   (`Final Answer: Jane started growing Sphere 3 hours ago.`) states that number.
+//!   (`Final Answer: Jane started growing Sphere 3 hours ago.`) states that number. A phrase
+//!   followed by a quoted answer (`The final answer is "$12$ and $13$".`) states what the quotes
+//!   enclose, and by `$...$` spans listed together (`$3$ and $-3$`) states them all, as boxes listed
+//!   together do.
+//! - **A box never closed**: in a response, a last `\boxed{` whose brace never closes was cut off
+//!   by the end of the generation and is not an answer (an earlier box, a phrase or a span is
+//!   taken instead); in an answer string given to [`equal::math_equal`] (a gold answer that lost
+//!   its `}`), it holds the rest of the string, and the verdict's detail says it was read to the
+//!   end.
 //! - **Lists and sets**: `6 and 8`, `6 or 8`, `6; 8` and `{6, 8}` are the list `6, 8`. A list compares as
 //!   a set: order and repetition do not matter (`is_equiv` compares strings, so order matters there).
 //!   A tuple `(1, 3)` is not the set `{1, 3}` (Math-Verify accepts this pair).

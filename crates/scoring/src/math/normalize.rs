@@ -15,10 +15,11 @@ use regex::Regex;
 
 /// Runs every normalisation step in order.
 pub(crate) fn normalize(s: &str) -> String {
-    let mut s = strip_trailing_punctuation(s);
-    // Wrappers can nest (`$\boxed{5}$`); peel a few layers, never loop on input.
+    // Before the wrappers are peeled, so that an escaped `\\boxed{5}` is a box.
+    let mut s = strip_trailing_punctuation(&undouble_backslashes(s));
+    // Wrappers can nest (`$\boxed{5}$`, `"$12$"`); peel a few layers, never loop on input.
     for _ in 0..4 {
-        let next = strip_math_delimiters(&strip_boxed(&s));
+        let next = strip_math_delimiters(&strip_boxed(&strip_quotes(&s)));
         if next == s {
             break;
         }
@@ -26,7 +27,6 @@ pub(crate) fn normalize(s: &str) -> String {
     }
     let s = strip_inner_dollars(&s);
     let s = unicode_to_latex(&s);
-    let s = undouble_backslashes(&s);
     let s = ascii_relations(&s);
     // Before `;` becomes a list separator.
     let s = assignment_groups(&s);
@@ -215,6 +215,36 @@ pub(crate) fn strip_inner_dollars(s: &str) -> String {
     out
 }
 
+/// Whether the answer opens a `\boxed{` (or `\fbox{`) that is never closed; [`strip_boxed`] reads it
+/// to the end of the answer, and the verdict says so. Only answer strings get here: in a whole
+/// response, [`crate::extract_answer`] skips a box cut off by the end of the text.
+pub(crate) fn unclosed_box(s: &str) -> bool {
+    let s = undouble_backslashes(s);
+    ["\\boxed", "\\fbox"].iter().any(|cmd| {
+        s.match_indices(cmd).any(|(i, _)| {
+            let rest = s[i + cmd.len()..].trim_start();
+            rest.starts_with('{') && matching_brace(rest.as_bytes(), 0).is_none()
+        })
+    })
+}
+
+/// `"12"`, `\"12\"`, `“12”` -> `12`: quotation marks around a whole answer (`The final answer is
+/// "$12$ and $13$"`) only set it apart from the sentence.
+pub(crate) fn strip_quotes(s: &str) -> String {
+    let t = s.trim();
+    for (open, close) in [("\\\"", "\\\""), ("\"", "\""), ("“", "”"), ("``", "''")] {
+        if let Some(inner) = t
+            .strip_prefix(open)
+            .and_then(|rest| rest.strip_suffix(close))
+        {
+            if !inner.trim().is_empty() && !inner.contains(open) {
+                return inner.trim().to_owned();
+            }
+        }
+    }
+    t.to_owned()
+}
+
 /// `\boxed{5}` or `\fbox{5}` around the whole answer -> `5`.
 pub(crate) fn strip_boxed(s: &str) -> String {
     let t = s.trim();
@@ -229,10 +259,13 @@ pub(crate) fn strip_boxed(s: &str) -> String {
                 return rest.to_owned();
             }
             if rest.starts_with('{') {
-                if let Some(end) = matching_brace(rest.as_bytes(), 0) {
-                    if end == rest.len() - 1 {
-                        return rest[1..end].trim().to_owned();
-                    }
+                match matching_brace(rest.as_bytes(), 0) {
+                    Some(end) if end == rest.len() - 1 => return rest[1..end].trim().to_owned(),
+                    Some(_) => {}
+                    // A box whose brace is never closed holds the rest of the answer: a gold
+                    // string that lost its last `}` still says what it says (see
+                    // [`unclosed_box`]).
+                    None => return rest[1..].trim().to_owned(),
                 }
             }
         }
@@ -591,6 +624,20 @@ mod tests {
         );
         assert_eq!(normalize("$\\boxed{7}$."), "7");
         assert_eq!(strip_boxed("\\boxed 5"), "5");
+        // A box never closed holds the rest of the answer, escaped or not.
+        assert_eq!(strip_boxed("\\boxed{x+1"), "x+1");
+        assert_eq!(normalize("\\\\boxed{x+1"), "x+1");
+        assert!(unclosed_box("\\\\boxed{W(n) = 1"));
+        assert!(!unclosed_box("\\boxed{1} and \\boxed{2}"));
+    }
+
+    #[test]
+    fn quotes_around_an_answer() {
+        assert_eq!(strip_quotes("\"12\""), "12");
+        assert_eq!(strip_quotes("\\\"$12$\\\""), "$12$");
+        assert_eq!(strip_quotes("“7”"), "7");
+        assert_eq!(strip_quotes("\"a\" and \"b\""), "\"a\" and \"b\"");
+        assert_eq!(normalize("\"$12 $ and $13 $\""), "12, 13");
     }
 
     #[test]
