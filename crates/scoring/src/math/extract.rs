@@ -142,16 +142,28 @@ fn extract_from(text: &str, opts: &MathOptions) -> Option<(String, ExtractSource
     span.map(|(_, s)| (s, ExtractSource::MathSpan))
 }
 
-/// The last number in `text` (`-3`, `2/3`, `10,455`, `0.5`), without a sentence's final period.
+/// The last number in `text` (`-3`, `2/3`, `10,455`, `1 000`, `.5`) standing as a word of a
+/// sentence, without a sentence's final period. A number inside LaTeX (`\frac{10}{9}`, `x^2`,
+/// `a_1`) or glued to other digits is part of an expression, not a stated number, and is skipped;
+/// `1,22` is one token (read later as the list `1, 22`, since a decimal comma is not read).
 fn last_number(text: &str) -> Option<String> {
     static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?").expect("valid regex")
+        Regex::new(r"-?(?:\d{1,3}(?: \d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)*|\.\d+)(?:\s*/\s*\d+)?")
+            .expect("valid regex")
     });
     // Bounded: only the text's last few kilobytes can hold its last number worth grading.
     let start = text.len().saturating_sub(4096);
     let start = (start..=text.len()).find(|&i| text.is_char_boundary(i))?;
+    let window = &text[start..];
+    let stands_alone = |m: &regex::Match| {
+        let before = window[..m.start()].chars().next_back();
+        let after = window[m.end()..].chars().next();
+        before.is_none_or(|c| c.is_whitespace() || "(:=$\"'*".contains(c))
+            && after.is_none_or(|c| !c.is_ascii_digit() && !"{}^_\\/".contains(c))
+    };
     NUMBER
-        .find_iter(&text[start..])
+        .find_iter(window)
+        .filter(stands_alone)
         .last()
         .map(|m| m.as_str().to_string())
 }
@@ -659,6 +671,21 @@ mod tests {
             ex("The final answer is $3$ since $x = 3$."),
             Some(("3".into(), ExtractSource::FinalAnswerIs))
         );
+    }
+
+    #[test]
+    fn the_last_number_stands_alone() {
+        for (text, number) in [
+            ("so there are 1 000 of them", Some("1 000")),
+            ("the probability is 2/3.", Some("2/3")),
+            ("it is .4 of the total", Some(".4")),
+            ("which is 1,000.99€", Some("1,000.99")),
+            ("Soucis : 2,74 a..", Some("2,74")),
+            ("\\frac{10}{9}", None),
+            ("x^2 + a_1", None),
+        ] {
+            assert_eq!(last_number(text).as_deref(), number, "{text}");
+        }
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //!   papers and \boxed{2} bins`) are intermediate results. A response with no box, phrase or math
 //!   span has no answer: there is no "last number in the text" fallback unless
 //!   [`MathOptions::last_number_fallback`] asks for it (Math-Verify has one; `is_equiv` has no
-//!   extraction at all). A "final answer is" phrase after the last box wins over the box, which was
+//!   extraction at all); that number must stand as a word of the text (`is 2/3.`, `1,000.99€`), not
+//!   sit inside LaTeX (`\frac{10}{9}` states no 9). Spans joined by "or" (`$21, 16$ or $11$`)
+//!   restate one answer, as boxes do, and the last is taken (Math-Verify lists them). A "final answer is" phrase after the last box wins over the box, which was
 //!   then a step towards it. A phrase followed by a sentence in words that holds exactly one number
 //!   (`Final Answer: Jane started growing Sphere 3 hours ago.`) states that number. A phrase
 //!   followed by a quoted answer (`The final answer is "$12$ and $13$".`) states what the quotes
@@ -31,7 +33,8 @@
 //!   end.
 //! - **Lists and sets**: `6 and 8`, `6 or 8`, `6; 8` and `{6, 8}` are the list `6, 8`. A list compares as
 //!   a set: order and repetition do not matter (`is_equiv` compares strings, so order matters there).
-//!   A tuple `(1, 3)` is not the set `{1, 3}` (Math-Verify accepts this pair).
+//!   A tuple `(1, 3)` is not the set `{1, 3}` (Math-Verify accepts this pair). Boxes with anything
+//!   but separators between them (`\boxed{35} ++ \boxed{4}`) are not listed together either.
 //! - **Labels**: an equation whose left side only names the answer (`x = 3`, `AB = 4`, `f(x) = 1`,
 //!   `|AB| = 1`, `\frac{NO}{BO} = ...`, `(p, q) = (3, 2)`, `V_1 : V_2 = 11 : 21`) equals its right side;
 //!   `2x = 6` is an equation, not a label.
@@ -44,7 +47,11 @@
 //!   `(-\infty, 0]` are one answer, and so is an inequality linear in its variable, solved for it
 //!   (`-3x \ge 0`, `2x + 1 \le 1`); the variable's name is not compared. A chain around a named
 //!   quantity or its absolute value is that quantity's range (`0 < f(x) < 1`, `1 \le |z| \le 2`). A non-linear one (`x^2 < 1`)
-//!   is not solved (`is_equiv` compares strings, so none of these pairs match there).
+//!   is not solved (`is_equiv` compares strings, so none of these pairs match there). This holds
+//!   whichever side is the gold: Math-Verify compares a gold `x \in [-2, 7]` with a predicted
+//!   `-2 \le x \le 7` only under `allow_set_relation_comp`, and the gold inequality with the
+//!   predicted interval always. A range of `|z|` is not solved for `z`: `1 \le |z| \le 2` is not
+//!   `[-2, -1] \cup [1, 2]`.
 //! - **Spelling**: `>=`, `<=`, `!=` are `\ge`, `\le`, `\ne`; `\approx` and `≈` are `=` when they give
 //!   the value (which must still agree to 1e-8, so `\approx 1.732` is not `\sqrt 3`) and are dropped
 //!   with what follows when a value came before (`x = 1/3 \approx 0.33` is `x = 1/3`); `percent`, `percentage` and `pct`

@@ -258,14 +258,14 @@ pub(crate) fn strip_boxed(s: &str) -> String {
                 // `\boxed 5`.
                 return rest.to_owned();
             }
-            if rest.starts_with('{') {
+            if let Some(inner) = rest.strip_prefix('{') {
                 match matching_brace(rest.as_bytes(), 0) {
                     Some(end) if end == rest.len() - 1 => return rest[1..end].trim().to_owned(),
                     Some(_) => {}
                     // A box whose brace is never closed holds the rest of the answer: a gold
                     // string that lost its last `}` still says what it says (see
                     // [`unclosed_box`]).
-                    None => return rest[1..].trim().to_owned(),
+                    None => return inner.trim().to_owned(),
                 }
             }
         }
