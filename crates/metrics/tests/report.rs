@@ -554,6 +554,68 @@ fn split_by_deterministic_measures_each_kernel_mode_on_its_own() {
     );
 }
 
+/// Issue #26: one run of a group on another dataset used to refuse the whole group; the others are
+/// compared and the report names the run it left out and why.
+#[test]
+fn a_run_on_other_data_is_left_out_and_the_rest_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs");
+    for bs in [1u32, 4, 8] {
+        let p2 = if bs == 4 {
+            sample("p2", &[5, 9], &[0.9, 0.5], false)
+        } else {
+            sample("p2", &[5, 6, 7], &[0.9, 0.8, 0.7], true)
+        };
+        let path = root.join(format!("fp32-bs{bs}"));
+        write_run(
+            &path,
+            &RunSpec::greedy("fp32", bs),
+            2,
+            &[sample("p1", &[1, 2], &[0.9, 0.8], true), p2],
+        );
+        if bs == 8 {
+            let file = path.join("manifest.json");
+            let mut m: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            m["task"]["dataset_sha256"] = "f".repeat(64).into();
+            std::fs::write(&file, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        }
+    }
+    let (r, files) = generate(&root, &ReportOptions::default()).unwrap();
+    let g = &r.groups[0];
+    let m = g.metrics().expect("bs1 and bs4 share their data: compared");
+    assert_eq!((m.n_runs, m.n_samples), (2, 2));
+    assert_eq!(m.flipped.len(), 1);
+    let left: Vec<_> = g
+        .runs
+        .iter()
+        .filter_map(|x| x.left_out.as_deref())
+        .collect();
+    assert_eq!(left.len(), 1);
+    assert!(
+        left[0].starts_with("task.dataset_sha256 differs (")
+            && left[0].contains(" in fp32-bs1, fp32-bs4; ffffffffffffffff… in fp32-bs8)"),
+        "{}",
+        left[0]
+    );
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    for needle in [
+        "Grouped because: 2 run(s) share model `test/model`",
+        "| fp32-bs8 | bs=8 (left out) |",
+        "- fp32-bs8 left out of the comparison: task.dataset_sha256 differs (",
+        "(correct per run, in the order bs=1 · bs=4):",
+        "- `p2` #0: ✓✗ first differs at token 1",
+    ] {
+        assert!(md.contains(needle), "no {needle:?} in\n{md}");
+    }
+    let term = r.terminal_table();
+    assert!(
+        term.contains("  arith v1  fp32       2        2")
+            && term.contains("note: fp32-bs8 left out of the comparison"),
+        "{term}"
+    );
+}
+
 #[test]
 fn runs_of_one_policy_name_with_different_tables_are_not_compared() {
     let dir = tempfile::tempdir().unwrap();

@@ -135,6 +135,7 @@ pub(crate) fn write_runs_csv(report: &Report, path: &Path) -> Result<()> {
         "median_length",
         "share_truncated",
         "pass_at_k",
+        "left_out",
     ])
     .map_err(&err)?;
     for g in &report.groups {
@@ -178,6 +179,7 @@ pub(crate) fn write_runs_csv(report: &Report, path: &Path) -> Result<()> {
                 }
                 None => row.extend(std::iter::repeat_n(String::new(), 8)),
             }
+            row.push(r.left_out.clone().unwrap_or_default());
             w.write_record(&row).map_err(&err)?;
         }
     }

@@ -236,19 +236,10 @@ pub(crate) fn refusal(runs: &[&LoadedRun]) -> Option<String> {
     // The policy is grouped by name; among reprolm's own runs the name must also mean one table
     // (an imported run records the other tool's dtype instead, under the same name).
     let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in runs
-        .iter()
-        .filter(|r| r.manifest.origin == crate::run_dir::Origin::Reprolm)
-    {
-        let table = r
-            .manifest
-            .policy
-            .table
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        tables.entry(table).or_default().push(dir_name(&r.path));
+    for r in runs {
+        if let Some(table) = own_policy_table(r) {
+            tables.entry(table).or_default().push(dir_name(&r.path));
+        }
     }
     if tables.len() > 1 {
         let listed = tables
@@ -261,6 +252,78 @@ pub(crate) fn refusal(runs: &[&LoadedRun]) -> Option<String> {
         ));
     }
     (!reasons.is_empty()).then(|| format!("not compared: {}", reasons.join(". ")))
+}
+
+/// The policy table of one of reprolm's own runs as text; `None` for an imported run, whose
+/// manifest records the other tool's dtype under the policy name rather than a table.
+fn own_policy_table(r: &LoadedRun) -> Option<String> {
+    (r.manifest.origin == crate::run_dir::Origin::Reprolm).then(|| {
+        r.manifest
+            .policy
+            .table
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+/// Which runs of a group are compared with each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Comparison {
+    /// Every run.
+    All,
+    /// The largest set of runs that share their inputs; the others (indices into the group's
+    /// runs) with why each was left out. One run on other data does not cost the group its metrics.
+    Subset { left_out: Vec<(usize, String)> },
+    /// No two runs share their inputs: why ([`refusal`] of the whole group).
+    Refused(String),
+}
+
+/// Picks the runs of a group (in configuration order) to compare: all of them when [`refusal`]
+/// has nothing against them, else the largest set that it accepts, found by taking each run in
+/// turn as the anchor and gathering those with its inputs (the first anchor wins a tie, so the
+/// choice follows the configuration order rather than directory names alone).
+pub(crate) fn comparison(runs: &[&LoadedRun]) -> Comparison {
+    let Some(whole) = refusal(runs) else {
+        return Comparison::All;
+    };
+    let mut best: Vec<usize> = Vec::new();
+    for anchor in runs {
+        let table = own_policy_table(anchor);
+        let set: Vec<usize> = (0..runs.len())
+            .filter(|&j| {
+                let (a, b) = (&anchor.manifest, &runs[j].manifest);
+                differing_inputs(&[a, b], &[&anchor.path, &runs[j].path]).is_empty()
+                    && match (&table, own_policy_table(runs[j])) {
+                        (Some(t), Some(u)) => *t == u,
+                        _ => true,
+                    }
+            })
+            .collect();
+        // An imported anchor admits reprolm runs of any table: keep the set only if they agree.
+        let members: Vec<&LoadedRun> = set.iter().map(|&j| runs[j]).collect();
+        if set.len() > best.len() && refusal(&members).is_none() {
+            best = set;
+        }
+    }
+    if best.len() < 2 {
+        return Comparison::Refused(whole);
+    }
+    let left_out = (0..runs.len())
+        .filter(|j| !best.contains(j))
+        .map(|j| {
+            let mut with: Vec<&LoadedRun> = best.iter().map(|&k| runs[k]).collect();
+            with.push(runs[j]);
+            let why = refusal(&with).unwrap_or_default();
+            let why = why
+                .strip_prefix("not compared: ")
+                .unwrap_or(&why)
+                .to_string();
+            (j, why)
+        })
+        .collect();
+    Comparison::Subset { left_out }
 }
 
 /// The inputs besides the policy in which the runs (`manifests`, from `paths`) differ, each with

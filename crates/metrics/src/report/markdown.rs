@@ -32,8 +32,8 @@ fn cell<T>(m: &Measure<T>, f: impl Fn(&T) -> String) -> String {
 
 /// The summary row cells of one group (after task and policy), shared by markdown and terminal.
 fn summary_cells(g: &GroupReport, with_pass: bool) -> Vec<String> {
-    let n_runs = g.runs.len().to_string();
     let Some(m) = g.metrics() else {
+        let n_runs = g.runs.len().to_string();
         let mut row = vec![n_runs, "-".into(), "refused".into()];
         row.extend(std::iter::repeat_n(
             "-".to_string(),
@@ -54,8 +54,9 @@ fn summary_cells(g: &GroupReport, with_pass: bool) -> Vec<String> {
         ),
         Measure::Na(_) => ("n/a".into(), "n/a".into(), "n/a".into()),
     };
+    // The runs compared: one left out on other data is not counted.
     let mut row = vec![
-        n_runs,
+        m.n_runs.to_string(),
         m.n_samples.to_string(),
         cell(&m.accuracy_mean, |x| fmt_pct(*x)),
         cell(&m.std_acc, |x| fmt_pct(*x)),
@@ -129,7 +130,10 @@ fn runs_table(g: &GroupReport) -> Table {
     for r in &g.runs {
         let mut row = vec![
             super::group::dir_name(&r.path),
-            r.label.clone(),
+            match &r.left_out {
+                Some(_) => format!("{} (left out)", r.label),
+                None => r.label.clone(),
+            },
             if r.finished {
                 "yes".into()
             } else {
@@ -212,7 +216,12 @@ const LISTED_SAMPLES: usize = 20;
 /// Which samples diverged and which flipped correctness, with where and in which runs.
 fn moved_samples(g: &GroupReport, m: &GroupMetrics) -> String {
     let mut out = String::new();
-    let runs: Vec<&str> = g.runs.iter().map(|r| r.label.as_str()).collect();
+    let runs: Vec<&str> = g
+        .runs
+        .iter()
+        .filter(|r| r.left_out.is_none())
+        .map(|r| r.label.as_str())
+        .collect();
     let marks =
         |c: &[bool]| -> String { c.iter().map(|&ok| if ok { '✓' } else { '✗' }).collect() };
     for (title, list, what) in [

@@ -179,8 +179,11 @@ pub struct RunReport {
     /// Samples the run was asked for (problems x samples per problem).
     pub n_expected: u64,
     /// Statistics over the group's common samples, or over the run's own samples when the group
-    /// was refused.
+    /// was refused or the run left out.
     pub stats: Option<RunStats>,
+    /// Why the run was left out of its group's comparison (it saw other data, weights or a
+    /// tokenizer than the runs compared); `None` when it is compared, or the whole group refused.
+    pub left_out: Option<String>,
 }
 
 /// Read every run under `root`, group and compute. Unreadable run directories are listed in
@@ -290,7 +293,22 @@ fn build_group(
     opts: &ReportOptions,
 ) -> Result<(GroupReport, Vec<RunObs>)> {
     let kind = opts.std_kind;
-    let manifests: Vec<&crate::run_dir::Manifest> = runs.iter().map(|r| &r.manifest).collect();
+    let refs: Vec<&LoadedRun> = runs.iter().collect();
+    let comparison = group::comparison(&refs);
+    // Which runs the metrics cover: a run on other data is left out rather than costing the
+    // others their comparison.
+    let (refused, left_out): (Option<String>, BTreeMap<usize, String>) = match comparison {
+        group::Comparison::All => (None, BTreeMap::new()),
+        group::Comparison::Subset { left_out } => (None, left_out.into_iter().collect()),
+        group::Comparison::Refused(why) => (Some(why), BTreeMap::new()),
+    };
+    let compared = |i: usize| !left_out.contains_key(&i);
+    let manifests: Vec<&crate::run_dir::Manifest> = runs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| compared(*i))
+        .map(|(_, r)| &r.manifest)
+        .collect();
     let varying: Vec<String> = varying_fields(&manifests, &opts.split_by)
         .into_iter()
         .map(String::from)
@@ -300,7 +318,7 @@ fn build_group(
     let first = manifests[0];
     let mut why = format!(
         "{} run(s) share model `{}`, task `{}` (version {}, dataset sha256 {}), policy `{}` and decoding ({})",
-        runs.len(),
+        manifests.len(),
         key.model,
         key.task,
         task_versions.iter().cloned().collect::<Vec<_>>().join("/"),
@@ -311,7 +329,7 @@ fn build_group(
     for (field, value) in &key.split {
         why.push_str(&format!(", {field} = {value} (the report is split by it)"));
     }
-    if runs.len() > 1 {
+    if manifests.len() > 1 {
         if varying.is_empty() {
             why.push_str(
                 "; they do not differ in any runtime field (repeat runs of one configuration)",
@@ -363,15 +381,25 @@ fn build_group(
         }
     }
 
-    let refs: Vec<&LoadedRun> = runs.iter().collect();
-    let refused = group::refusal(&refs);
+    for (i, why) in &left_out {
+        notes.push(format!(
+            "{} left out of the comparison: {why}; its figures use its own samples",
+            group::dir_name(&runs[*i].path)
+        ));
+    }
     // Every run's own figures are shown even when the group cannot be compared (over its own
-    // samples then); the comparison uses the samples present in all runs.
+    // samples then); the comparison uses the samples present in all compared runs.
     let mut obs: Vec<RunObs> = Vec::new();
     for r in &runs {
         obs.push(load_obs(r)?);
     }
-    let common: Vec<SampleKey> = match (&refused, obs.split_first()) {
+    let compared_obs: Vec<&RunObs> = obs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| compared(*i))
+        .map(|(_, o)| o)
+        .collect();
+    let common: Vec<SampleKey> = match (&refused, compared_obs.split_first()) {
         (Some(_), _) | (None, None) => Vec::new(),
         (None, Some((first, rest))) => first
             .keys()
@@ -409,7 +437,7 @@ fn build_group(
             ));
         }
         let stats = obs.get(i).map(|o| {
-            if refused.is_some() {
+            if refused.is_some() || !compared(i) {
                 let own: Vec<SampleKey> = o.keys().cloned().collect();
                 return run_stats(o, &own);
             }
@@ -437,11 +465,12 @@ fn build_group(
             n_completed: r.records.len(),
             n_expected,
             stats,
+            left_out: left_out.get(&i).cloned(),
         });
     }
     if refused.is_none()
-        && runs.len() > 1
-        && common.len() < obs.iter().map(|o| o.len()).max().unwrap_or(0)
+        && compared_obs.len() > 1
+        && common.len() < compared_obs.iter().map(|o| o.len()).max().unwrap_or(0)
     {
         notes.push(format!(
             "metrics use the {} sample(s) present in all runs",
@@ -456,10 +485,7 @@ fn build_group(
     }
     let outcome = match refused {
         Some(reason) => GroupOutcome::Refused(reason),
-        None => {
-            let refs: Vec<&RunObs> = obs.iter().collect();
-            GroupOutcome::Compared(Box::new(group_metrics(&refs, &common, kind)))
-        }
+        None => GroupOutcome::Compared(Box::new(group_metrics(&compared_obs, &common, kind))),
     };
     let group = GroupReport {
         sampled: !first.sampling.is_greedy(),
