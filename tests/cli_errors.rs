@@ -156,14 +156,47 @@ fn sweep_files() {
 fn score_inspect_report_policies() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let e = error_of(t, &["score", "nodir"]);
+    // A path argument that does not exist is a usage error (status 2), as a missing sweep file is.
+    for (args, want) in [
+        (
+            &["score", "nodir"][..],
+            "run directory nodir: no such file or directory",
+        ),
+        (
+            &["inspect", "a", "b"],
+            "run directory a: no such file or directory",
+        ),
+        (
+            &["export", "nodir"],
+            "run directory nodir: no such file or directory",
+        ),
+        (
+            &["report", "nodir"],
+            "report root nodir: no such file or directory",
+        ),
+        (
+            &["sweep", "status", "nodir"],
+            "sweep root nodir: no such file or directory",
+        ),
+        (
+            &["import-reference", "nodir", "--task", "arith", "--out", "x"],
+            "reference output nodir: no such file or directory",
+        ),
+        (
+            &["sweep", "missing.toml"],
+            "reading sweep file missing.toml",
+        ),
+    ] {
+        let e = usage_error_of(t, args);
+        assert!(e.starts_with(&format!("error: {want}")), "{args:?}: {e}");
+    }
+    // One that exists but holds no run fails reading it (status 1), naming the file it lacks.
+    std::fs::create_dir_all(t.join("empty")).unwrap();
+    let e = error_of(t, &["score", "empty"]);
     assert!(
-        e.contains("reading run directory nodir") && e.contains("manifest.json"),
+        e.contains("reading run directory empty") && e.contains("manifest.json"),
         "{e}"
     );
-    let e = error_of(t, &["inspect", "a", "b"]);
-    assert!(e.contains("reading run directory a"), "{e}");
-    std::fs::create_dir_all(t.join("empty")).unwrap();
     let e = error_of(t, &["report", "empty"]);
     assert!(e.contains("no run directories found"), "{e}");
     let e = usage_error_of(t, &["policies", "fp8"]);

@@ -2,8 +2,8 @@
 //! `inventory::submit!` a task) gets the whole command line with them: `fn main() { reprolm_cli::main() }`.
 //!
 //! `main` maps the arguments to a command, runs it, prints an error with its whole context chain, and
-//! picks the exit status: 0 success, 1 failure (or some runs of a sweep failed), 2 usage error,
-//! 130 interrupted.
+//! picks the exit status: 0 success, 1 failure (or some runs of a sweep failed), 2 usage error
+//! (including a path argument that does not exist), 130 interrupted.
 #![deny(missing_docs)]
 
 mod args;
@@ -120,18 +120,47 @@ fn run(command: Command, mode: OutputMode) -> Result<i32, Failure> {
             let plan = commands::sweep::resolve(&args).map_err(Failure::Usage)?;
             commands::sweep::command(&args, plan, mode)?
         }
-        Command::Score(args) => commands::score::command(&args.dir, mode)?,
-        Command::Inspect(args) => commands::inspect::command(&args, mode)?,
-        Command::Export(args) => commands::export::command(&args, mode)?,
-        Command::Report(args) => commands::report::command(&args, mode)?,
+        Command::Score(args) => {
+            existing("run directory", &args.dir)?;
+            commands::score::command(&args.dir, mode)?
+        }
+        Command::Inspect(args) => {
+            existing("run directory", &args.run_a)?;
+            existing("run directory", &args.run_b)?;
+            commands::inspect::command(&args, mode)?
+        }
+        Command::Export(args) => {
+            existing("run directory", &args.dir)?;
+            commands::export::command(&args, mode)?
+        }
+        Command::Report(args) => {
+            existing("report root", &args.root)?;
+            commands::report::command(&args, mode)?
+        }
         Command::Tasks(args) => commands::tasks::command(args.name.as_deref(), mode)?,
         Command::Policies(args) => {
             commands::policies::command(args.name.as_deref(), args.toml, mode)?
         }
         Command::Memory(args) => commands::memory::command(&args, mode)?,
-        Command::ImportReference(args) => commands::import_reference::command(&args, mode)?,
+        Command::ImportReference(args) => {
+            existing("reference output", &args.dir)?;
+            commands::import_reference::command(&args, mode)?
+        }
         Command::Bench(cmd) => commands::bench::command(&cmd, mode)?,
     })
+}
+
+/// A path named on the command line that does not exist is a usage error (status 2), as a missing
+/// sweep file or `--data` file is: the command line is what is wrong, not the files behind it. A
+/// path that exists but holds no run stays a failure (status 1), found when it is read.
+fn existing(what: &str, path: &std::path::Path) -> Result<(), Failure> {
+    if path.exists() {
+        return Ok(());
+    }
+    Err(Failure::Usage(anyhow::anyhow!(
+        "{what} {}: no such file or directory",
+        path.display()
+    )))
 }
 
 /// The error and its causes joined by `: `, leaving out a cause whose text the message before it

@@ -100,7 +100,10 @@ impl SweepPlan {
 /// The sweep's plan, with `--only` and the executor's flags checked against it (`None` for
 /// `sweep status`, which reads what the sweep recorded instead). Every error here is one of usage.
 pub fn resolve(args: &SweepArgs) -> Result<Option<SweepPlan>> {
-    if let Some(SweepAction::Status(_)) = &args.action {
+    if let Some(SweepAction::Status(s)) = &args.action {
+        if !s.root.exists() {
+            bail!("sweep root {}: no such file or directory", s.root.display());
+        }
         return Ok(None);
     }
     let file = args
