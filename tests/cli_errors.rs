@@ -190,6 +190,16 @@ fn score_inspect_report_policies() {
         let e = usage_error_of(t, args);
         assert!(e.starts_with(&format!("error: {want}")), "{args:?}: {e}");
     }
+    // A missing policy file's cause is named once, though the message already ends with it.
+    let model = fixture_model().display().to_string();
+    for args in [
+        &["policies", "nofile.toml"][..],
+        &["memory", "--model", &model, "--policy", "nofile.toml"],
+    ] {
+        let e = usage_error_of(t, args);
+        assert!(e.contains("reading policy file nofile.toml: "), "{e}");
+        assert_eq!(e.matches("os error 2").count(), 1, "{e}");
+    }
     // One that exists but holds no run fails reading it (status 1), naming the file it lacks.
     std::fs::create_dir_all(t.join("empty")).unwrap();
     let e = error_of(t, &["score", "empty"]);

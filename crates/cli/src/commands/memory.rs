@@ -16,7 +16,8 @@ use crate::progress::OutputMode;
 /// Print one estimate per policy, then the totals side by side. A flag naming no model or policy,
 /// or out of range, is a usage error (status 2), as the same flags of `run` are.
 pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
-    let as_usage = |e: anyhow::Error| crate::usage(format!("{e:#}"));
+    // The chain without a cause its message already ends with (`{:#}` would repeat it).
+    let as_usage = |e: anyhow::Error| crate::usage(crate::error_chain(&e));
     let config = config_path(args.model.as_deref()).map_err(as_usage)?;
     let (_, spec) = spec_from_config_file(&config)
         .with_context(|| format!("--model: reading {}", config.display()))?;

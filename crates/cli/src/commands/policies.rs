@@ -10,7 +10,7 @@ use crate::progress::OutputMode;
 pub fn command(name: Option<&str>, toml: bool, mode: OutputMode) -> Result<i32> {
     let policies: Vec<PrecisionPolicy> = match name {
         // NAME is a preset or a policy file: one it cannot be is a usage error.
-        Some(n) => vec![resolve_policy(n).map_err(|e| crate::usage(format!("{e:#}")))?],
+        Some(n) => vec![resolve_policy(n).map_err(|e| crate::usage(crate::error_chain(&e)))?],
         None => PRESETS
             .iter()
             .map(|p| resolve_policy(p))
