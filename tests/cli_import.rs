@@ -42,6 +42,17 @@ fn imported_runs_are_reported_like_native_ones() {
                 .unwrap();
         assert_eq!(manifest["batch_size"], bs);
         assert_eq!(manifest["gpu_count"], 2);
+        // results.json as a run of reprolm's own writes it: ungraded (--no-score), 4 samples.
+        let results: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap())
+                .unwrap();
+        assert_eq!(results["format_version"], 1, "{results}");
+        assert_eq!(
+            (results["n_samples"].as_u64(), results["problems"].as_u64()),
+            (Some(4), Some(4)),
+            "{results}"
+        );
+        assert!(results["mean_length"]["value"].is_number(), "{results}");
     }
     // Importing over an existing run is refused, naming the folder.
     let again = reprolm(

@@ -463,6 +463,7 @@ fn the_papers_flags_and_dtype_names_are_accepted() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let correct = lines.iter().filter(|r| r["correct"] == true).count();
+    assert_eq!(results["format_version"], 1, "{results}");
     assert_eq!(results["policy"], "bf16", "{results}");
     assert_eq!(
         (results["problems"].as_u64(), results["finished"].as_bool()),

@@ -17,9 +17,15 @@ use crate::{Error, Result};
 /// The file name inside a run directory.
 pub const RESULTS_FILE: &str = "results.json";
 
+/// The results.json format this build writes; bumped when a field changes meaning, so that a
+/// script reading several runs can tell files of different versions apart.
+pub const RESULTS_FORMAT_VERSION: u32 = 1;
+
 /// What `results.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunResults {
+    /// [`RESULTS_FORMAT_VERSION`].
+    pub format_version: u32,
     /// Model id, as in the manifest.
     pub model: String,
     /// Task name.
@@ -64,6 +70,7 @@ pub fn compute(dir: &Path) -> Result<RunResults> {
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     Ok(RunResults {
+        format_version: RESULTS_FORMAT_VERSION,
         model: run.manifest.model.id.clone(),
         task: run.manifest.task.name.clone(),
         policy: run.manifest.policy.name.clone(),

@@ -98,6 +98,14 @@ pub fn command(args: &ImportReferenceArgs, mode: OutputMode) -> Result<i32> {
         }
         e => anyhow::Error::new(e).context(format!("importing {}", args.dir.display())),
     })?;
+    // An imported run is read like one of reprolm's own, results.json included.
+    reprolm_metrics::results::write(&summary.run_dir).with_context(|| {
+        format!(
+            "{}: writing {}",
+            summary.run_dir.display(),
+            reprolm_metrics::results::RESULTS_FILE
+        )
+    })?;
     match mode {
         OutputMode::Json => crate::progress::event(
             "finished",
