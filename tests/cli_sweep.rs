@@ -105,6 +105,11 @@ fn two_policies_by_two_batch_sizes() {
             && stderr.matches("is finished, skipped").count() == 3,
         "{stderr}"
     );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        stdout.contains("(dry run): 4 runs: 3 finished, 1 would resume, 0 would start, 0 invalid"),
+        "{stdout}"
+    );
     // `sweep status` on the local root: the same, per configuration; not all done, status 1.
     let res = reprolm(
         tmp.path(),

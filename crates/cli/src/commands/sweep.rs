@@ -288,6 +288,8 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
     }
     let mut failed: Vec<(String, String)> = Vec::new();
     let (mut finished, mut skipped) = (0, 0);
+    // What a dry run found: runs that would resume (with samples recorded) and that would start.
+    let (mut would_resume, mut would_start) = (0, 0);
     let mut models = run::ModelCache::default();
     // Each selected configuration's directory state, read once: it decides what runs, and the runs
     // to do (unfinished) are what the sweep's own progress and ETA count.
@@ -340,6 +342,11 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
         }
         if args.dry_run {
             let recorded = recorded_samples(&cfg.out);
+            if recorded > 0 {
+                would_resume += 1;
+            } else {
+                would_start += 1;
+            }
             mode.note(&format!(
                 "{head}: would {} {}",
                 if recorded > 0 {
@@ -388,23 +395,50 @@ fn run_local(plan: &SweepPlan, args: &SweepArgs, mode: OutputMode) -> Result<i32
             }
         }
     }
-    let mut text = format!(
-        "sweep {}: {} runs: {finished} finished now, {skipped} already finished, {} failed",
-        file,
-        selected.len(),
-        failed.len()
-    );
+    // A dry run's summary says where the sweep stands (after a killed sweep: what is done), not
+    // "0 finished now".
+    let mut text = if args.dry_run {
+        format!(
+            "sweep {} (dry run): {} runs: {skipped} finished, {would_resume} would resume, \
+             {would_start} would start, {} invalid",
+            file,
+            selected.len(),
+            failed.len()
+        )
+    } else {
+        format!(
+            "sweep {}: {} runs: {finished} finished now, {skipped} already finished, {} failed",
+            file,
+            selected.len(),
+            failed.len()
+        )
+    };
     for (label, err) in &failed {
         text.push_str(&format!("\n  failed: {label}: {err}"));
     }
-    mode.result(
-        &text,
-        "sweep_finished",
-        json!({
-            "root": root, "runs": selected.len(), "finished": finished, "skipped": skipped,
-            "failed": failed.iter().map(|(l, e)| json!({"run": l, "error": e})).collect::<Vec<_>>(),
-        }),
-    );
+    let failed_json: Vec<_> = failed
+        .iter()
+        .map(|(l, e)| json!({"run": l, "error": e}))
+        .collect();
+    if args.dry_run {
+        mode.result(
+            &text,
+            "sweep_dry_run",
+            json!({
+                "root": root, "runs": selected.len(), "finished": skipped,
+                "would_resume": would_resume, "would_start": would_start, "invalid": failed_json,
+            }),
+        );
+    } else {
+        mode.result(
+            &text,
+            "sweep_finished",
+            json!({
+                "root": root, "runs": selected.len(), "finished": finished, "skipped": skipped,
+                "failed": failed_json,
+            }),
+        );
+    }
     Ok(i32::from(!failed.is_empty()))
 }
 
