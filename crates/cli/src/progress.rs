@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde_json::{json, Value};
 
 /// How messages are shown.
@@ -98,6 +98,16 @@ fn plain_line(p: &PlainLines, tokens: u64, elapsed: f64) -> String {
     )
 }
 
+/// The bar's time left: `?` until a sample of this session has finished. indicatif's own `{eta}`
+/// reads 0s before it has a rate, which looks like a run about to end.
+fn bar_eta(session_done: u64, eta: Duration) -> String {
+    if session_done == 0 {
+        "?".into()
+    } else {
+        indicatif::HumanDuration(eta).to_string()
+    }
+}
+
 impl Progress {
     /// Start showing progress; `done` samples were finished by earlier sessions.
     pub fn new(mode: OutputMode, label: &str, total: u64, done: u64) -> Progress {
@@ -107,9 +117,12 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} samples, ETA {eta}  {msg}",
+                    "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} samples, ETA {left}  {msg}",
                 )
-                .expect("valid template"),
+                .expect("valid template")
+                .with_key("left", move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&bar_eta(s.pos() - done.min(s.pos()), s.eta()));
+                }),
             );
             bar.set_prefix(label.to_string());
             bar.set_position(done);
@@ -225,5 +238,11 @@ mod tests {
             "run: 30/40 samples (75%), 5000 tokens, 50 tok/s, elapsed 0:01:40, ETA 0:01:40"
         );
         assert_eq!(clock(3725.0), "1:02:05");
+    }
+
+    #[test]
+    fn the_bar_shows_no_time_left_before_a_sample_of_this_session_finishes() {
+        assert_eq!(bar_eta(0, Duration::ZERO), "?");
+        assert_eq!(bar_eta(1, Duration::from_secs(90)), "2 minutes");
     }
 }
