@@ -87,7 +87,7 @@ if step parity; then
     done
     # The same without the fused kernels: what fusing changes in the numbers.
     for p in fp32 layercast bf16; do
-      REPROLM_FUSED_KERNELS=0 run_t "${REPROLM[@]}" bench logits --model "$m" --device "$DEVICE" --policy "$p" \
+      run_t "${REPROLM[@]}" bench logits --fused-kernels off --model "$m" --device "$DEVICE" --policy "$p" \
         --prompt-tokens 512 --greedy-tokens 64 --seed 1 --out "$WORK/logits-$name-$p-composed" \
         && ours+=("$p-composed=$WORK/logits-$name-$p-composed")
     done
@@ -178,7 +178,7 @@ if step speed; then
     echo "  \"reprolm $p\": $PEAK," >> "$R/memory.json.part"
   done
   # What the fused kernels buy: bf16 with the composed ops.
-  REPROLM_FUSED_KERNELS=0 run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 \
+  run_t "${REPROLM[@]}" bench speed --fused-kernels off --model "$R15" --device "$DEVICE" --policy bf16 \
     --batch-sizes 1,32 --prompts "$WORK/prompts.json" --new-tokens 128 --json "$R/composed-speed-bf16.json"
   peak_mib python3 scripts/gpu/transformers_speed.py "$R15" --prompts "$WORK/prompts.json" \
     --json "$R/tf-speed.json" --dtypes bf16,fp32 --batch-sizes 1,8,32 --new-tokens 256
@@ -188,10 +188,10 @@ if step speed; then
 fi
 
 if step determinism; then
-  say "the device's greedy choice and top-5 against the host's (REPROLM_HOST_PICK=1), bitwise"
+  say "the device's greedy choice and top-5 against the host's (--pick host), bitwise"
   for p in bf16 fp32; do
     for pick in device host; do
-      REPROLM_HOST_PICK=$([ $pick = host ] && echo 1 || echo 0) run_t "${REPROLM[@]}" run --task arith \
+      run_t "${REPROLM[@]}" run --pick $pick --task arith \
         --limit 32 --batch-size 8 --max-tokens 300 --policy $p --device "$DEVICE" --out "$WORK/pick-$p-$pick" >/dev/null
     done
     if cmp -s "$WORK/pick-$p-device/logprobs.bin" "$WORK/pick-$p-host/logprobs.bin" \

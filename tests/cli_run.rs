@@ -312,6 +312,8 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
     assert_eq!(manifest["kernels"]["gemm"], "cpu", "{manifest}");
     assert_eq!(manifest["kernels"]["token_choice"], "host", "{manifest}");
     assert_eq!(manifest["kernels"]["reduction"], "sequential", "{manifest}");
+    assert_eq!(manifest["kernels"]["fused_kernels"], "on", "{manifest}");
+    assert_eq!(manifest["kernels"]["tp_mode"], "standard", "{manifest}");
     assert_eq!(
         manifest["kernels"]["attention"], "cpu, splits of 256",
         "{manifest}"
@@ -326,7 +328,7 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
     // Another configuration in --out is the command line's fault: a usage error, status 2.
     let err = String::from_utf8(reprolm(tmp.path(), &args, 2).stderr).unwrap();
     assert!(
-        err.contains("gemm=mma kernels=invariant reduction=sequential token_choice=host (existing) vs attention=cpu, splits of 256 gemm=cpu kernels=invariant reduction=sequential token_choice=host (requested)"),
+        err.contains("gemm=mma kernels=invariant reduction=sequential token_choice=host tp_mode=standard (existing) vs attention=cpu, splits of 256 deterministic=false fused_kernels=on gemm=cpu kernels=invariant"),
         "{err}"
     );
     std::fs::write(out.join("manifest.json"), &before).unwrap();
@@ -562,6 +564,29 @@ fn heuristic_kernels_are_recorded_and_a_change_on_resume_is_refused() {
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(
         stderr.contains("kernels: ") && stderr.contains("kernels=invariant"),
+        "{stderr}"
+    );
+}
+
+/// Issue #23: the fused-kernels setting (`--fused-kernels`, once an environment switch) is part
+/// of the kernels value, recorded in the manifest and compared on resume, so continuing a run
+/// with the other setting is refused with the field named.
+#[test]
+fn fused_kernels_setting_is_recorded_and_a_change_on_resume_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let base = ["--task", "arith", "--task-param", "n=4", "--limit", "1"];
+    let mut off = run_args(&out, &base);
+    off.extend(["--fused-kernels".to_string(), "off".to_string()]);
+    reprolm(tmp.path(), &off, 0);
+    let m = manifest_sans_times(&out);
+    assert_eq!(m["kernels"]["fused_kernels"], "off", "{m}");
+    let res = reprolm(tmp.path(), &run_args(&out, &base), 2);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        stderr.contains("kernels: ")
+            && stderr.contains("fused_kernels=off")
+            && stderr.contains("fused_kernels=on"),
         "{stderr}"
     );
 }

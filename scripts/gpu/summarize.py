@@ -87,7 +87,7 @@ def main():
     if picks:
         print("## Greedy choice on the device against the host's\n")
         print("`reprolm run` on 32 arith problems at batch 8, tokens chosen on the GPU (fused kernel) and on the host "
-              "(`REPROLM_HOST_PICK=1`): are the responses and the log-probability files byte for byte the same?\n")
+              "(`--pick host`): are the responses and the log-probability files byte for byte the same?\n")
         for p in picks:
             r = json.load(open(p))
             print(f"- {r['policy']}: {'identical' if r['identical'] else 'DIFFERENT'}")

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use reprolm_engine::kernels::KernelChoice;
+use reprolm_engine::kernels::{Fusion, KernelChoice, TokenPick};
 use reprolm_engine::KvCacheSize;
 
 /// Evaluate reasoning LLMs under a chosen numerical precision and measure how far the results move
@@ -143,6 +143,16 @@ pub struct RunArgs {
     /// GEMM), to reproduce the variability the paper measures. `--deterministic` overrides it.
     #[arg(long, value_name = "KERNELS", default_value = "invariant", value_parser = KernelChoice::parse)]
     pub kernels: KernelChoice,
+    /// `on`: our fused GPU kernels (RMSNorm, SwiGLU, RoPE, the token choice) replace composed
+    /// ops (the default); `off`: the composed ops only, to measure what fusion buys or to rule it
+    /// out (RMSNorm sums its squares in another order). The CPU has none; the setting is
+    /// recorded all the same, and a resume must repeat it.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = Fusion::parse)]
+    pub fused_kernels: Fusion,
+    /// Where a GPU run chooses each token: `device` (the default; a few candidates per row come
+    /// back, not the vocabulary) or `host`, as the CPU does (a check of the device's choice).
+    #[arg(long, value_name = "device|host", default_value = "device", value_parser = TokenPick::parse)]
+    pub pick: TokenPick,
     /// Memory of the KV cache's block pool: `auto` (85% of the GPU memory free after loading;
     /// on the CPU half the available memory, taken only as it is used), a number of GiB, or a
     /// size with a unit (`40GiB`, `800MB`). Does not change any result, only what fits at once.
@@ -475,6 +485,12 @@ pub struct BenchModelArgs {
     /// `invariant` or `heuristic` kernels in the fast path (see `reprolm run --help`).
     #[arg(long, value_name = "KERNELS", default_value = "invariant", value_parser = KernelChoice::parse)]
     pub kernels: KernelChoice,
+    /// Fused GPU kernels `on` or `off` (see `reprolm run --help`).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = Fusion::parse)]
+    pub fused_kernels: Fusion,
+    /// Choose tokens on the `device` or the `host` (see `reprolm run --help`).
+    #[arg(long, value_name = "device|host", default_value = "device", value_parser = TokenPick::parse)]
+    pub pick: TokenPick,
 }
 
 /// `reprolm bench speed`.

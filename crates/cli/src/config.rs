@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use reprolm_engine::kernels::KernelChoice;
+use reprolm_engine::kernels::{Fusion, KernelChoice, Kernels, TokenPick};
 use reprolm_engine::parallel::{check_parallel_device, TensorParallel, TpMode};
 use reprolm_engine::{device_label, parse_device, KvCacheSize, ModelSource};
 use reprolm_metrics::run_dir::BatchingMode;
@@ -51,14 +51,14 @@ pub struct RunConfig {
     pub policy: PrecisionPolicy,
     /// Device.
     pub device: Device,
-    /// Tensor-parallel ranks and mode.
-    pub tp: TensorParallel,
+    /// Tensor-parallel ranks (`--tp`); how they reduce is `kernels.tp` (see [`RunConfig::tp`]).
+    pub tp_size: usize,
     /// The KV cache's pool size (changes no result, only what fits at once).
     pub kv_cache: KvCacheSize,
-    /// Fast or batch-invariant (`--deterministic`) kernels.
-    pub compute: ComputeMode,
-    /// Batch-invariant or heuristic kernels in the fast path (`--kernels`).
-    pub kernels: KernelChoice,
+    /// Everything besides the policy that decides the numbers (`--kernels`, `--deterministic`,
+    /// `--tp-mode`, `--fused-kernels`, `--pick`), resolved here once: passed at load, recorded
+    /// whole in the manifest, compared whole by resume and sweeps.
+    pub kernels: Kernels,
     /// Prompts per batch or concurrent sequences.
     pub batch_size: u32,
     /// Batching mode.
@@ -84,12 +84,9 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// Whether the run computes with the batch-invariant kernels, as the manifest's `deterministic`
-    /// records it: `--deterministic`, or the invariant tensor-parallel mode, which runs them with a
-    /// tree order. The one place this is derived (the run writes it, the sweep compares it).
-    pub fn invariant_kernels(&self) -> bool {
-        self.compute.is_deterministic()
-            || self.tp.mode == reprolm_engine::parallel::TpMode::Invariant
+    /// The tensor-parallel split: `--tp` ranks reducing as the kernels say (`--tp-mode`).
+    pub fn tp(&self) -> TensorParallel {
+        TensorParallel::new(self.tp_size, self.kernels.tp)
     }
 
     /// Check `args` and resolve every value that can be resolved without loading anything.
@@ -160,15 +157,36 @@ impl RunConfig {
             TpModeArg::Standard => TpMode::Standard,
             TpModeArg::Invariant => TpMode::Invariant,
         };
-        let tp = TensorParallel::new(args.tp as usize, tp_mode);
-        check_parallel_device(&tp, &device).context("--tp")?;
+        check_parallel_device(&TensorParallel::new(args.tp as usize, tp_mode), &device)
+            .context("--tp")?;
         if std::env::var("REPROLM_GEMM").as_deref() == Ok("candle") {
             bail!("REPROLM_GEMM=candle is now `--kernels heuristic`: unset REPROLM_GEMM and pass that");
         }
-        let compute = if args.deterministic {
+        for (var, flag) in [
+            ("REPROLM_FUSED_KERNELS", "--fused-kernels on|off"),
+            ("REPROLM_HOST_PICK", "--pick device|host"),
+        ] {
+            if std::env::var_os(var).is_some() {
+                bail!("{var} is now `{flag}`, recorded with the run: unset {var} and pass that");
+            }
+        }
+        let mode = if args.deterministic {
             ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL)
         } else {
             ComputeMode::Fast
+        };
+        let kernels = Kernels {
+            // Deterministic mode runs the invariant kernels whatever --kernels says; the manifest
+            // records what ran.
+            choice: if args.deterministic {
+                KernelChoice::Invariant
+            } else {
+                args.kernels
+            },
+            mode,
+            tp: tp_mode,
+            fusion: args.fused_kernels,
+            pick: args.pick,
         };
         let (model_spec, model) = resolve_model(args.model.as_deref()).context("--model")?;
         let batching = match args.batching {
@@ -183,16 +201,9 @@ impl RunConfig {
             selection,
             policy,
             device,
-            tp,
+            tp_size: args.tp as usize,
             kv_cache: args.kv_cache_memory,
-            compute,
-            // Deterministic mode runs the invariant kernels whatever --kernels says; the manifest
-            // records what ran.
-            kernels: if args.deterministic {
-                KernelChoice::Invariant
-            } else {
-                args.kernels
-            },
+            kernels,
             batch_size: args.batch_size,
             batching,
             seed: args.seed,
@@ -213,7 +224,8 @@ impl RunConfig {
     }
 
     /// The stable directory name of this configuration: `<model>-<task>-<policy>-bs<B>`, then
-    /// `-continuous`, `-det`, `-<device>`, `-tp<N>`, `-tpinv`, `-seed<S>`, `-n<K>`, `-t<T>` where those differ from the defaults. It
+    /// `-continuous`, `-det`, `-heuristic`, `-nofuse`, `-hostpick`, `-<device>`, `-tp<N>`,
+    /// `-tpinv`, `-seed<S>`, `-n<K>`, `-t<T>` where those differ from the defaults. It
     /// depends only on the values, so a sweep names a run the same however its axes are listed.
     pub fn run_name(&self) -> String {
         let mut name = format!(
@@ -226,20 +238,26 @@ impl RunConfig {
         if self.batching == BatchingMode::Continuous {
             name.push_str("-continuous");
         }
-        if self.compute.is_deterministic() {
+        if self.kernels.mode.is_deterministic() {
             name.push_str("-det");
         }
-        if self.kernels == KernelChoice::Heuristic {
+        if self.kernels.choice == KernelChoice::Heuristic {
             name.push_str("-heuristic");
+        }
+        if self.kernels.fusion == Fusion::Off {
+            name.push_str("-nofuse");
+        }
+        if self.kernels.pick == TokenPick::Host {
+            name.push_str("-hostpick");
         }
         if !self.device.is_cpu() {
             name.push('-');
             name.push_str(&device_label(&self.device).replace(':', ""));
         }
-        if self.tp.size > 1 {
-            name.push_str(&format!("-tp{}", self.tp.size));
+        if self.tp_size > 1 {
+            name.push_str(&format!("-tp{}", self.tp_size));
         }
-        if self.tp.mode == TpMode::Invariant {
+        if self.kernels.tp == TpMode::Invariant {
             name.push_str("-tpinv");
         }
         if self.seed != 42 {
@@ -409,18 +427,28 @@ mod tests {
         assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-continuous-seed7");
         let c = RunConfig::resolve(&args(&["--deterministic"])).unwrap();
         assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-det");
-        assert!(c.compute.is_deterministic());
+        assert!(c.kernels.deterministic());
         let c = RunConfig::resolve(&args(&["--deterministic", "--kernels", "heuristic"])).unwrap();
         assert_eq!(
-            c.kernels,
+            c.kernels.choice,
             KernelChoice::Invariant,
             "deterministic mode overrides --kernels"
         );
         assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-det");
         assert_eq!(c.selection, Selection::First(ARITH_DEFAULT_LIMIT));
         let c = RunConfig::resolve(&args(&["--tp", "2", "--tp-mode", "invariant"])).unwrap();
-        assert_eq!(c.tp, TensorParallel::new(2, TpMode::Invariant));
+        assert_eq!(c.tp(), TensorParallel::new(2, TpMode::Invariant));
+        assert!(
+            c.kernels.deterministic(),
+            "the TP-invariant reduction is deterministic"
+        );
         assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-tp2-tpinv");
+        let c = RunConfig::resolve(&args(&["--fused-kernels", "off", "--pick", "host"])).unwrap();
+        assert_eq!(
+            (c.kernels.fusion, c.kernels.pick),
+            (Fusion::Off, TokenPick::Host)
+        );
+        assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-nofuse-hostpick");
     }
 
     #[test]

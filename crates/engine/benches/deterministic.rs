@@ -99,7 +99,11 @@ fn main() {
             let params = dec.spec().parameter_count();
             for &batch in batches {
                 let mut run = |mode: ComputeMode| {
-                    dec.set_compute_mode(mode).unwrap();
+                    dec.set_kernels(reprolm_engine::kernels::Kernels {
+                        mode,
+                        ..dec.kernels()
+                    })
+                    .unwrap();
                     common::run(&dec, batch, prompt_len, new_tokens);
                     let runs: Vec<_> = (0..reps)
                         .map(|_| common::run(&dec, batch, prompt_len, new_tokens))

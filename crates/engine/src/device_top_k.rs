@@ -57,16 +57,22 @@ pub struct RowPick {
 /// use candle_core::{Device, Tensor};
 /// let logits = Tensor::new(&[[0.5f32, 2.0, 2.0, -1.0]], &Device::Cpu)?;
 /// let lp = candle_nn::ops::log_softmax(&logits, 1)?;
-/// let picks = reprolm_engine::device_top_k::pick_rows(&logits, &lp, 2)?;
+/// let fusion = reprolm_engine::kernels::Fusion::On;
+/// let picks = reprolm_engine::device_top_k::pick_rows(&logits, &lp, 2, fusion)?;
 /// assert_eq!(picks[0].token, 1);
 /// assert_eq!(picks[0].top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 2]);
 /// # Ok::<(), reprolm_engine::Error>(())
 /// ```
-pub fn pick_rows(logits: &Tensor, logprobs: &Tensor, k: usize) -> Result<Vec<RowPick>> {
+pub fn pick_rows(
+    logits: &Tensor,
+    logprobs: &Tensor,
+    k: usize,
+    fusion: crate::kernels::Fusion,
+) -> Result<Vec<RowPick>> {
     let (rows, n) = logits.dims2()?;
     // On a GPU one fused kernel makes the same choice; the composed ops below are about 45
     // launches and a dozen single-block reductions over the vocabulary per step.
-    if let Some(table) = crate::fused::greedy_top_k(logits, logprobs, k.min(n))? {
+    if let Some(table) = crate::fused::greedy_top_k(logits, logprobs, k.min(n), fusion)? {
         let table: Vec<Vec<f32>> = table.to_vec2()?;
         return Ok(table
             .into_iter()
@@ -118,6 +124,7 @@ pub fn pick_rows(logits: &Tensor, logprobs: &Tensor, k: usize) -> Result<Vec<Row
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::Fusion;
     use crate::sampling;
     use candle_core::Device;
 
@@ -128,7 +135,7 @@ mod tests {
         let raw = Tensor::randn(0f32, 1.0, (16, 300), &dev)?;
         let logits = ((raw * 4.0)?.round()? / 4.0)?;
         let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let picks = pick_rows(&logits, &lp, 5)?;
+        let picks = pick_rows(&logits, &lp, 5, Fusion::On)?;
         let (hl, hp): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (logits.to_vec2()?, lp.to_vec2()?);
         let mut ties = 0;
         for (r, p) in picks.iter().enumerate() {
@@ -165,12 +172,12 @@ mod tests {
     fn k_larger_than_the_row_and_k_zero() -> Result<()> {
         let logits = Tensor::new(&[[1f32, 3.0, 2.0]], &Device::Cpu)?;
         let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let all = pick_rows(&logits, &lp, 10)?;
+        let all = pick_rows(&logits, &lp, 10, Fusion::On)?;
         assert_eq!(
             all[0].top.iter().map(|t| t.0).collect::<Vec<_>>(),
             vec![1, 2, 0]
         );
-        let none = pick_rows(&logits, &lp, 0)?;
+        let none = pick_rows(&logits, &lp, 0, Fusion::On)?;
         assert!(none[0].top.is_empty());
         assert_eq!(none[0].token, 1);
         Ok(())

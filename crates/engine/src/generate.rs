@@ -7,6 +7,7 @@
 //! [`Scheduler`](crate::Scheduler)'s decision; [`generate`] is the simplest use of it.
 
 use crate::device_top_k;
+use crate::kernels::TokenPick;
 use crate::kv::{KvCache, SeqId};
 use crate::models::decoder::LogitsFor;
 use crate::models::Decoder;
@@ -379,12 +380,16 @@ impl<'a> Batch<'a> {
         let logits = logits.to_dtype(DType::F32)?;
         // Log-softmax in float32 over the (policy-dtype) logits, as the reference records them.
         let logprobs = device_top_k::log_softmax_rows(&logits)?;
-        if !logits.device().is_cpu() && !host_pick() {
+        let kernels = self.decoder.kernels();
+        if kernels.pick_on(logits.device()) == TokenPick::Device {
             // On a GPU, choose on the device and copy back k candidates, not the vocabulary.
             let draws: Vec<u64> = rows.iter().map(|r| r.key.draw(r.position)).collect();
-            let sampled = crate::kernels::sampling::sample_rows(&logits, &draws, &self.params)?;
+            let fusion = kernels.fusion;
+            let sampled =
+                crate::kernels::sampling::sample_rows(&logits, &draws, &self.params, fusion)?;
             if self.params.is_greedy() || sampled.is_some() {
-                let picks = device_top_k::pick_rows(&logits, &logprobs, self.params.logprobs)?;
+                let picks =
+                    device_top_k::pick_rows(&logits, &logprobs, self.params.logprobs, fusion)?;
                 let chosen: Option<(Vec<u32>, Vec<f32>)> = match sampled {
                     Some(tokens) => {
                         let lp = logprobs
@@ -468,13 +473,6 @@ fn choose_rows(logits: &[Vec<f32>], params: &SamplingParams, rows: &[Row]) -> Ve
         .zip(rows.par_iter())
         .map(|(l, row)| sampling::choose(l, params, row.key, row.position))
         .collect()
-}
-
-/// `REPROLM_HOST_PICK=1` makes a GPU run choose tokens on the host, as the CPU does (a check of
-/// the device-side choice). Read once per process: this is asked at every decode step.
-pub(crate) fn host_pick() -> bool {
-    static HOST_PICK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HOST_PICK.get_or_init(|| std::env::var("REPROLM_HOST_PICK").is_ok_and(|v| v == "1"))
 }
 
 /// Generates continuations of `requests` in static batches of `batch_size` prompts, in order,

@@ -13,9 +13,12 @@
 //! lengths, or how its prompt was chunked ([`Scheduler::with_prefill_chunk`]): every matmul reduces
 //! in an order fixed by its shape ([`kernels::gemm`]) and attention reduces each query over its
 //! own keys in fixed splits ([`kernels::attention`]).
-//! [`Decoder::set_compute_mode`] selects the deterministic kernels
-//! ([`ComputeMode::Deterministic`](reprolm_precision::ComputeMode)), which on the CPU also offer
-//! the tree order that makes results independent of the tensor-parallel size.
+//! Everything besides the policy that decides the numbers is one value,
+//! [`Kernels`](kernels::Kernels) (the kernel choice, deterministic mode, the tensor-parallel
+//! reduction, fused kernels, where tokens are chosen), given at load
+//! ([`LoadOptions::kernels`]) or to [`Decoder::set_kernels`]; its deterministic mode
+//! ([`ComputeMode::Deterministic`](reprolm_precision::ComputeMode)) also offers, on the CPU, the
+//! tree order that makes results independent of the tensor-parallel size.
 #![deny(missing_docs)]
 
 mod chat_template;

@@ -24,12 +24,14 @@ pub struct LoadOptions {
     pub policy: PrecisionPolicy,
     /// How Hub ids are resolved (cache location, offline mode).
     pub resolve: ResolveOptions,
-    /// Tensor parallelism: 1 rank by default; on the CPU, `n` ranks are `n` threads.
-    pub tp: TensorParallel,
+    /// Tensor-parallel ranks: 1 by default; on the CPU, `n` ranks are `n` threads. How their
+    /// partial sums combine is [`Kernels::tp`](crate::kernels::Kernels::tp).
+    pub tp_size: usize,
     /// The size of the KV cache each batch allocates (`--kv-cache-memory`).
     pub kv_cache: crate::KvCacheSize,
-    /// Batch-invariant kernels (the default) or the heuristic ones (`--kernels`).
-    pub kernels: crate::kernels::KernelChoice,
+    /// Everything besides the policy that decides the numbers, chosen once (see
+    /// [`Kernels`](crate::kernels::Kernels)).
+    pub kernels: crate::kernels::Kernels,
 }
 
 impl LoadOptions {
@@ -39,10 +41,16 @@ impl LoadOptions {
             device: Device::Cpu,
             policy,
             resolve: ResolveOptions::from_env(),
-            tp: TensorParallel::default(),
+            tp_size: 1,
             kv_cache: crate::KvCacheSize::Auto,
-            kernels: crate::kernels::KernelChoice::Invariant,
+            kernels: crate::kernels::Kernels::default(),
         }
+    }
+
+    /// The tensor-parallel split these options ask for: [`tp_size`](Self::tp_size) ranks
+    /// reducing as [`kernels`](Self::kernels) says.
+    pub fn tp(&self) -> TensorParallel {
+        TensorParallel::new(self.tp_size, self.kernels.tp)
     }
 }
 
@@ -119,10 +127,11 @@ impl Model {
     /// checked before any weight is read, so a bad combination costs nothing.
     pub fn load(source: &ModelSource, opts: &LoadOptions) -> Result<Model> {
         check_policy_on_device(&opts.policy, &opts.device)?;
-        check_parallel_device(&opts.tp, &opts.device)?;
+        let tp = opts.tp();
+        check_parallel_device(&tp, &opts.device)?;
         let files = ModelFiles::resolve_with(source, &opts.resolve)?;
         let (architecture, spec) = spec_from_config_file(&files.config)?;
-        check_split(&spec, &opts.tp).map_err(|e| match e {
+        check_split(&spec, &tp).map_err(|e| match e {
             // A config field that does not split: point at the file it is in.
             Error::TensorParallelSplit {
                 field, tp, reason, ..
@@ -144,9 +153,9 @@ impl Model {
             location: files.weights.first().cloned().unwrap_or_default(),
             reason: e.to_string(),
         })?;
-        let mut decoder = Decoder::load_parallel(&spec, &opts.policy, vb, opts.tp)?;
+        let mut decoder = Decoder::load_parallel(&spec, &opts.policy, vb, tp)?;
         decoder.set_kv_cache_size(opts.kv_cache);
-        decoder.set_kernel_choice(opts.kernels);
+        decoder.set_kernels(opts.kernels)?;
         Ok(Model {
             files,
             architecture,

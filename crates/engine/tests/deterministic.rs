@@ -245,7 +245,13 @@ const LAYOUTS: [(&str, Layout); 6] = [
 
 /// Runs every layout in `mode`; returns (layout name, bitwise equal, max logprob difference).
 fn measure(model: &mut Model, mode: ComputeMode, new_tokens: usize) -> Vec<(String, bool, f32)> {
-    model.decoder.set_compute_mode(mode).unwrap();
+    model
+        .decoder
+        .set_kernels(reprolm_engine::kernels::Kernels {
+            mode,
+            ..model.decoder.kernels()
+        })
+        .unwrap();
     let targets = arith_prompts(model, 4, 1);
     let fillers = arith_prompts(model, 31, 2);
     let params = SamplingParams {
@@ -330,7 +336,11 @@ fn every_family_and_policy_is_batch_invariant() {
     {
         for policy in &policies {
             let mut dec = common::load(arch, policy);
-            dec.set_compute_mode(mode).unwrap();
+            dec.set_kernels(reprolm_engine::kernels::Kernels {
+                mode,
+                ..dec.kernels()
+            })
+            .unwrap();
             let vocab = dec.spec().vocab_size as u64;
             let mut s = 7u64;
             let mut prompt = |len: usize| -> Vec<u32> {
@@ -400,7 +410,13 @@ fn deterministic_logits_stay_close_to_the_fast_ones() {
                 .unwrap()
         };
         let fast = logits(&model);
-        model.decoder.set_compute_mode(DET).unwrap();
+        model
+            .decoder
+            .set_kernels(reprolm_engine::kernels::Kernels {
+                mode: DET,
+                ..model.decoder.kernels()
+            })
+            .unwrap();
         let det = logits(&model);
         let diff = max_abs_diff_tensors(&fast, &det);
         println!("{policy}: max |fast − deterministic| logit {diff:e}");
@@ -415,7 +431,11 @@ fn deterministic_logits_stay_close_to_the_fast_ones() {
 #[test]
 fn sampled_tokens_do_not_depend_on_the_batch() {
     let mut dec = common::load("qwen2", &PrecisionPolicy::preset("bf16").unwrap());
-    dec.set_compute_mode(DET).unwrap();
+    dec.set_kernels(reprolm_engine::kernels::Kernels {
+        mode: DET,
+        ..dec.kernels()
+    })
+    .unwrap();
     let prompts: Vec<Vec<u32>> = (0..6u32)
         .map(|i| (0..5 + 3 * i).map(|j| (j * 31 + i * 7) % 384).collect())
         .collect();

@@ -221,9 +221,14 @@ fn the_embedded_model_loads_split_and_its_invariant_greedy_answers_do_not_depend
     let dir =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/arith-qwen2-3m");
     let load_in = |size, mode| {
+        let cpu = LoadOptions::cpu(PrecisionPolicy::fp32());
         let opts = LoadOptions {
-            tp: tp(size, mode),
-            ..LoadOptions::cpu(PrecisionPolicy::fp32())
+            tp_size: size,
+            kernels: reprolm_engine::kernels::Kernels {
+                tp: mode,
+                ..cpu.kernels
+            },
+            ..cpu
         };
         Model::load(&ModelSource::Local(dir.clone()), &opts)
     };
@@ -272,8 +277,13 @@ fn deterministic_mode_with_the_sequential_order_splits_too() {
     let mut one = load("qwen3", &policy);
     let mut two = load_tp("qwen3", &policy, tp(2, TpMode::Standard)).unwrap();
     let det = ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL);
-    one.set_compute_mode(det).unwrap();
-    two.set_compute_mode(det).unwrap();
+    for dec in [&mut one, &mut two] {
+        let kernels = reprolm_engine::kernels::Kernels {
+            mode: det,
+            ..dec.kernels()
+        };
+        dec.set_kernels(kernels).unwrap();
+    }
     let err = max_abs_diff(
         &to_f64(&logits_all(&two, &ids)),
         &to_f64(&logits_all(&one, &ids)),

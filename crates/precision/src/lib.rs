@@ -73,13 +73,6 @@ mod policy;
 
 pub use deterministic::{ComputeMode, ReductionOrder};
 
-/// Whether our fused GPU kernels may replace composed candle ops: yes, unless the environment
-/// variable `REPROLM_FUSED_KERNELS` is `0` (for measuring what fusion buys, or ruling it out).
-/// Read once per process, since it is asked several times per layer per step.
-pub fn fused_kernels_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("REPROLM_FUSED_KERNELS").map_or(true, |v| v != "0"))
-}
 pub use error::{Error, Result};
 pub use file::POLICY_FILE_VERSION;
 pub use linear::{matmul, Linear};

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
+use reprolm_engine::kernels::Kernels;
 use reprolm_engine::throughput::{self, Throughput, Workload};
 use reprolm_engine::{
     device_label, device_name, parse_device, Batching, Generation, KvCache, KvCacheSize,
@@ -36,12 +37,18 @@ pub fn command(cmd: &BenchCommand, mode: OutputMode) -> Result<i32> {
     }
 }
 
-fn compute_mode(deterministic: bool) -> ComputeMode {
-    if deterministic {
+/// The loaded kernels with deterministic mode (`--deterministic`) on or off.
+fn set_mode(model: &mut Model, deterministic: bool) -> Result<()> {
+    let mode = if deterministic {
         ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL)
     } else {
         ComputeMode::Fast
-    }
+    };
+    let kernels = Kernels {
+        mode,
+        ..model.decoder.kernels()
+    };
+    Ok(model.decoder.set_kernels(kernels)?)
 }
 
 fn load(args: &BenchModelArgs, policy: &str) -> Result<(Model, Device)> {
@@ -52,9 +59,14 @@ fn load(args: &BenchModelArgs, policy: &str) -> Result<(Model, Device)> {
         device: device.clone(),
         policy,
         resolve: ResolveOptions::from_env(),
-        tp: Default::default(),
+        tp_size: 1,
         kv_cache: args.kv_cache_memory,
-        kernels: args.kernels,
+        kernels: Kernels {
+            choice: args.kernels,
+            fusion: args.fused_kernels,
+            pick: args.pick,
+            ..Kernels::default()
+        },
     };
     let model = Model::load(&source, &opts).context("--model")?;
     Ok((model, device))
@@ -107,9 +119,7 @@ fn speed(args: &BenchSpeedArgs, mode: OutputMode) -> Result<i32> {
     let mut results = Vec::new();
     for policy in &args.policies {
         let (mut model, device) = load(&args.model, policy)?;
-        model
-            .decoder
-            .set_compute_mode(compute_mode(args.deterministic))?;
+        set_mode(&mut model, args.deterministic)?;
         let decoder = &model.decoder;
         let weight_bytes: usize = decoder.weight_bytes().values().sum();
         if mode == OutputMode::Human {
@@ -418,9 +428,7 @@ fn speed_row(
 
 fn logits(args: &BenchLogitsArgs, mode: OutputMode) -> Result<i32> {
     let (mut model, device) = load(&args.model, &args.policy)?;
-    model
-        .decoder
-        .set_compute_mode(compute_mode(args.deterministic))?;
+    set_mode(&mut model, args.deterministic)?;
     let decoder = &model.decoder;
     let prompt = prompts(&args.model, 1, decoder.spec().vocab_size)?.remove(0);
     std::fs::create_dir_all(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
@@ -673,9 +681,7 @@ fn invariance(args: &BenchInvarianceArgs, mode: OutputMode) -> Result<i32> {
             });
         }
         for deterministic in [false, true] {
-            model
-                .decoder
-                .set_compute_mode(compute_mode(deterministic))?;
+            set_mode(&mut model, deterministic)?;
             let (reference, _) =
                 generate_laid_out(&mut model.decoder, &requests, &params, Layout::alone())?;
             let kernels = if deterministic {

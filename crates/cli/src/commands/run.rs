@@ -36,10 +36,6 @@ use crate::progress::{OutputMode, Progress};
 /// Manifest key (outside the shared schema) holding the task settings `reprolm score` reloads with.
 pub const TASK_OPTIONS_KEY: &str = "task_options";
 
-/// The manifest's `extra` key recording `--tp-mode` (`standard` or `invariant`); `tp_size` has its
-/// own field.
-pub const TP_MODE_KEY: &str = "tp_mode";
-
 /// The manifest's `extra` key saying what a resumed session generates: `missing-only` (the
 /// kernels are batch invariant, so the missing samples alone give the uninterrupted run's bytes)
 /// or `replay` (batch-dependent kernels: the uninterrupted run's batches are generated again).
@@ -132,7 +128,7 @@ impl ModelCache {
             cfg.model_spec,
             cfg.policy.table(),
             device_label(&cfg.device),
-            cfg.tp
+            cfg.tp()
         );
         if self.loaded.as_ref().is_none_or(|(k, _)| *k != key) {
             self.loaded = None; // free the previous model before loading the next
@@ -141,7 +137,7 @@ impl ModelCache {
                 cfg.model_spec,
                 cfg.policy.name,
                 device_label(&cfg.device),
-                match (cfg.tp.size, cfg.tp.mode) {
+                match (cfg.tp_size, cfg.kernels.tp) {
                     (1, TpMode::Standard) => String::new(),
                     (n, m) => format!(", tp {n} {}", m.as_str()),
                 }
@@ -152,7 +148,7 @@ impl ModelCache {
                     device: cfg.device.clone(),
                     policy: cfg.policy.clone(),
                     resolve: ResolveOptions::from_env(),
-                    tp: cfg.tp,
+                    tp_size: cfg.tp_size,
                     kv_cache: cfg.kv_cache,
                     kernels: cfg.kernels,
                 },
@@ -160,13 +156,13 @@ impl ModelCache {
             .with_context(|| format!("--model {}: loading", cfg.model_spec))?;
             self.loaded = Some((key, model));
         }
-        // The kernels are a switch on the loaded model: runs differing only in it share the load.
+        // The kernels besides the tensor-parallel reduction (part of the key) are a switch on the
+        // loaded model: runs differing only in them share the load.
         let model = &mut self.loaded.as_mut().expect("loaded above").1;
         model
             .decoder
-            .set_compute_mode(cfg.compute)
+            .set_kernels(cfg.kernels)
             .context("--deterministic")?;
-        model.decoder.set_kernel_choice(cfg.kernels);
         Ok(&self.loaded.as_ref().expect("loaded above").1)
     }
 }
@@ -198,7 +194,7 @@ pub fn execute_with(
     )?;
     // With batch-invariant kernels a sample does not depend on the others, so a larger --limit
     // extends an existing run; otherwise its batches would change, and so would its numbers.
-    let invariant = reprolm_engine::kernels::batch_invariant(cfg.compute, cfg.kernels);
+    let invariant = cfg.kernels.batch_invariant();
     if !invariant {
         if let Ok(existing) = Manifest::read(&cfg.out.join(MANIFEST_FILE)) {
             if existing.is_extended_by(&manifest) {
@@ -512,8 +508,7 @@ fn build_manifest(
             p.to_json(),
         );
     }
-    extra.insert(TP_MODE_KEY.to_string(), json!(cfg.tp.mode.as_str()));
-    let resume = if reprolm_engine::kernels::batch_invariant(cfg.compute, cfg.kernels) {
+    let resume = if cfg.kernels.batch_invariant() {
         "missing-only"
     } else {
         "replay"
@@ -552,22 +547,18 @@ fn build_manifest(
             kind: device_label(&cfg.device),
             name: device_name(&cfg.device),
         },
-        tp_size: cfg.tp.size as u32,
+        tp_size: cfg.tp_size as u32,
         gpu_count: if cfg.device.is_cuda() {
-            cfg.tp.size as u32
+            cfg.tp_size as u32
         } else {
             0
         },
         batch_size: cfg.batch_size,
         batching_mode: cfg.batching,
-        deterministic: cfg.invariant_kernels(),
-        kernels: reprolm_engine::kernels::recorded(
-            &cfg.device,
-            cfg.kernels,
-            cfg.compute,
-            &cfg.policy,
-            model.head_dim,
-        ),
+        deterministic: cfg.kernels.deterministic(),
+        kernels: cfg
+            .kernels
+            .recorded(&cfg.device, &cfg.policy, model.head_dim),
         seed: cfg.seed,
         sampling: SamplingParams {
             temperature: cfg.temperature,

@@ -12,6 +12,7 @@
 //! tp = [1, 2, 4]                       # tensor-parallel size (GPU count; on cpu, rank threads)
 //! deterministic = [false, true]        # a switch: `true` passes --deterministic
 //! kernels = ["invariant", "heuristic"] # batch-invariant kernels, or those other engines use
+//! fused_kernels = ["on", "off"]        # fused GPU kernels, or the composed ops
 //! ```
 //! Each combination becomes the `reprolm run` flags it spells (`batch_size = 8` is `--batch-size 8`), so
 //! a sweep accepts exactly what `run` accepts and refuses what `run` refuses. A run's directory is
@@ -59,6 +60,8 @@ const KEYS: &[&str] = &[
     "tp_mode",
     "deterministic",
     "kernels",
+    "fused_kernels",
+    "pick",
     "limit",
     "problems",
 ];
@@ -249,7 +252,7 @@ pub(crate) fn plan(path: &Path, root: Option<&Path>) -> Result<SweepPlan> {
                 c.model_spec.clone(),
                 format!("{:?}", c.policy.table()),
                 reprolm_engine::device_label(&c.device),
-                format!("{:?}", c.tp),
+                format!("{:?}", c.tp()),
             )
         })
     });
@@ -568,34 +571,18 @@ pub(crate) fn finished_state(cfg: &RunConfig) -> Result<bool> {
         m.batch_size.to_string(),
         cfg.batch_size.to_string(),
     );
-    cmp("tp_size", m.tp_size.to_string(), cfg.tp.size.to_string());
+    cmp("tp_size", m.tp_size.to_string(), cfg.tp_size.to_string());
     cmp(
         "batching_mode",
         m.batching_mode.to_string(),
         cfg.batching.to_string(),
     );
-    cmp(
-        "deterministic",
-        m.deterministic.to_string(),
-        cfg.invariant_kernels().to_string(),
-    );
-    cmp(
-        "kernels",
-        m.kernels
-            .get("kernels")
-            .map_or("invariant", String::as_str)
-            .to_string(),
-        cfg.kernels.as_str().to_string(),
-    );
-    cmp(
-        "tp_mode",
-        m.extra
-            .get(run::TP_MODE_KEY)
-            .and_then(|v| v.as_str())
-            .unwrap_or("standard")
-            .to_string(),
-        cfg.tp.mode.as_str().to_string(),
-    );
+    // The kernels value is compared whole: each setting the command line chose (the rest of
+    // the recorded map follows from them, the policy and the model).
+    for (key, requested) in cfg.kernels.settings(&cfg.device) {
+        let existing = m.kernels.get(&key).map_or("unset", String::as_str);
+        cmp(&format!("kernels.{key}"), existing.to_string(), requested);
+    }
     cmp("seed", m.seed.to_string(), cfg.seed.to_string());
     cmp(
         "max_tokens",

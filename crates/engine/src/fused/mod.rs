@@ -9,30 +9,31 @@
 //! the vocabulary; its kernel makes the same exact selection in one.
 //!
 //! Every function returns `Ok(None)` where it does not apply (CPU tensors, a build without the
-//! `cuda` feature, a dtype combination without a kernel, or `REPROLM_FUSED_KERNELS=0`), and the
-//! caller then runs the composed ops.
+//! `cuda` feature, a dtype combination without a kernel, or `--fused-kernels off`, passed in as
+//! [`Fusion::Off`]), and the caller then runs the composed ops.
 
+use crate::kernels::Fusion;
 use crate::Result;
 use candle_core::{DType, Tensor};
 
-/// Whether fused kernels may run for tensors on `device`: a CUDA device, unless
-/// `REPROLM_FUSED_KERNELS=0` ([`reprolm_precision::fused_kernels_enabled`]).
-pub fn enabled(device: &candle_core::Device) -> bool {
-    device.is_cuda() && reprolm_precision::fused_kernels_enabled()
+/// Whether fused kernels may run for tensors on `device`: a CUDA device, with `fusion` on (the
+/// run's [`Kernels::fusion`](crate::kernels::Kernels::fusion), chosen once at load).
+pub fn enabled(device: &candle_core::Device, fusion: Fusion) -> bool {
+    device.is_cuda() && fusion == Fusion::On
 }
 
 /// `weight * (x / sqrt(mean(x²) + eps))` over the last dimension with f32 statistics, the
 /// normalised value rounded to `x`'s dtype before the multiply (transformers' order).
-pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Option<Tensor>> {
-    if !enabled(x.device()) || x.dtype() != weight.dtype() {
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, fusion: Fusion) -> Result<Option<Tensor>> {
+    if !enabled(x.device(), fusion) || x.dtype() != weight.dtype() {
         return Ok(None);
     }
     imp::rms_norm(x, weight, eps)
 }
 
 /// `silu(gate) * up`, SiLU in f32 rounded once to the dtype, the product in the dtype.
-pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
-    if !enabled(gate.device()) || gate.dtype() != up.dtype() || gate.dims() != up.dims() {
+pub fn silu_mul(gate: &Tensor, up: &Tensor, fusion: Fusion) -> Result<Option<Tensor>> {
+    if !enabled(gate.device(), fusion) || gate.dtype() != up.dtype() || gate.dims() != up.dims() {
         return Ok(None);
     }
     imp::silu_mul(gate, up)
@@ -40,8 +41,8 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
 
 /// Rotary embedding of `x` laid out `(batch, seq, heads, head_dim)`, returned as
 /// `(batch, heads, seq, head_dim)` in the dtype of `cos`/`sin` (`(batch, seq, head_dim / 2)`).
-pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tensor>> {
-    if !enabled(x.device()) || cos.dtype() != sin.dtype() {
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, fusion: Fusion) -> Result<Option<Tensor>> {
+    if !enabled(x.device(), fusion) || cos.dtype() != sin.dtype() {
         return Ok(None);
     }
     let supported = matches!(
@@ -65,8 +66,13 @@ pub const MAX_TOP_K: usize = 8;
 /// launch: a `(rows, 2 + 2k)` f32 table of the token (the first index of the largest logit), its
 /// log-probability, and `k` (index, log-probability) pairs, largest first, the lower index first
 /// on a tie. Indices are exact in f32 below 2^24. `k` must be at most `n` and [`MAX_TOP_K`].
-pub fn greedy_top_k(logits: &Tensor, logprobs: &Tensor, k: usize) -> Result<Option<Tensor>> {
-    let applies = enabled(logits.device())
+pub fn greedy_top_k(
+    logits: &Tensor,
+    logprobs: &Tensor,
+    k: usize,
+    fusion: Fusion,
+) -> Result<Option<Tensor>> {
+    let applies = enabled(logits.device(), fusion)
         && logits.dtype() == DType::F32
         && logprobs.dtype() == DType::F32
         && logits.dims() == logprobs.dims()

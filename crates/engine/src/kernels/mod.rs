@@ -56,91 +56,243 @@ impl KernelChoice {
     }
 }
 
-/// Everything besides the precision policy's dtypes that decides a run's numbers on `device`, by
-/// name, for the run manifest (where resuming compares it whole): the kernel choice and the GEMM
-/// family it gives, the order of the matmuls' reduction over K (`mode`), the attention route and
-/// its split size (from the policy's attention and KV-cache dtypes and the model's `head_dim`),
-/// whether fused GPU kernels replace composed ops (`REPROLM_FUSED_KERNELS`), and where tokens are
-/// chosen (`REPROLM_HOST_PICK`).
+/// Whether our fused GPU kernels (RMSNorm, SwiGLU, RoPE, the greedy and sampled token choice;
+/// the engine's `fused` module) replace the composed candle ops (`--fused-kernels`). They round where the
+/// composed ops do except for the order in which RMSNorm sums its squares, so the setting is part
+/// of what decides the numbers; `off` is there to measure what fusion buys, or to rule it out.
+/// The CPU has no fused kernels: there the setting changes nothing, but it is recorded as given,
+/// so that the kernels value is compared whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fusion {
+    /// Fused kernels wherever one applies (the default).
+    #[default]
+    On,
+    /// The composed ops only.
+    Off,
+}
+
+impl Fusion {
+    /// `on` or `off`.
+    ///
+    /// ```
+    /// use reprolm_engine::kernels::Fusion;
+    /// assert_eq!(Fusion::parse("off")?, Fusion::Off);
+    /// assert!(Fusion::parse("no").unwrap_err().contains("`on`"));
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "on" => Ok(Fusion::On),
+            "off" => Ok(Fusion::Off),
+            other => Err(format!(
+                "unknown fused-kernels setting `{other}`: `on` (the default) or `off`"
+            )),
+        }
+    }
+
+    /// The name [`parse`](Self::parse) reads, as manifests record it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fusion::On => "on",
+            Fusion::Off => "off",
+        }
+    }
+}
+
+/// Where a GPU run chooses each next token (`--pick`): on the device, copying back a few
+/// candidates per row instead of the vocabulary (the default), or on the host from the copied
+/// logits, as the CPU does, which checks the device's choice. On the CPU both are the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenPick {
+    /// On the logits' device (the default).
+    #[default]
+    Device,
+    /// On the host.
+    Host,
+}
+
+impl TokenPick {
+    /// `device` or `host`.
+    ///
+    /// ```
+    /// use reprolm_engine::kernels::TokenPick;
+    /// assert_eq!(TokenPick::parse("host")?, TokenPick::Host);
+    /// assert!(TokenPick::parse("gpu").unwrap_err().contains("`device`"));
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "device" => Ok(TokenPick::Device),
+            "host" => Ok(TokenPick::Host),
+            other => Err(format!(
+                "unknown pick `{other}`: `device` (the default) or `host`"
+            )),
+        }
+    }
+
+    /// The name [`parse`](Self::parse) reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPick::Device => "device",
+            TokenPick::Host => "host",
+        }
+    }
+}
+
+/// Everything besides the precision policy's dtypes that decides a run's numbers, as one value:
+/// resolved once from the command line, passed at load ([`LoadOptions`](crate::LoadOptions)),
+/// recorded whole in the run manifest ([`recorded`](Self::recorded)) and compared whole on
+/// resume. Whether a run is deterministic, and how tensor-parallel partial sums combine, are
+/// views of it rather than settings of their own, so that no two places can disagree.
 ///
 /// ```
-/// use candle_core::Device;
-/// use reprolm_engine::kernels::{recorded, KernelChoice};
-/// use reprolm_precision::{ComputeMode, PrecisionPolicy, ReductionOrder};
-/// let bf16 = PrecisionPolicy::preset("bf16")?;
-/// let k = recorded(&Device::Cpu, KernelChoice::Invariant, ComputeMode::Fast, &bf16, 128);
-/// assert_eq!((k["kernels"].as_str(), k["gemm"].as_str()), ("invariant", "cpu"));
-/// assert_eq!((k["token_choice"].as_str(), k["reduction"].as_str()), ("host", "sequential"));
-/// assert_eq!(k["attention"], "cpu, splits of 256");
-/// let k = recorded(&Device::Cpu, KernelChoice::Heuristic, ComputeMode::Fast, &bf16, 128);
-/// assert_eq!((k["gemm"].as_str(), k["reduction"].as_str()), ("candle (batch dependent)", "batch dependent"));
-/// let tree = ComputeMode::Deterministic(ReductionOrder::tree(4)?);
-/// let k = recorded(&Device::Cpu, KernelChoice::Invariant, tree, &bf16, 128);
-/// assert_eq!(k["reduction"], "tree of 4 chunks");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// use reprolm_engine::kernels::{Fusion, KernelChoice, Kernels};
+/// use reprolm_engine::TpMode;
+/// let k = Kernels::default();
+/// assert!(k.batch_invariant() && !k.deterministic());
+/// assert_eq!((k.choice, k.fusion), (KernelChoice::Invariant, Fusion::On));
+/// let tpinv = Kernels { tp: TpMode::Invariant, ..k };
+/// assert!(tpinv.deterministic(), "the TP-invariant reduction runs the fixed-order kernels");
 /// ```
-pub fn recorded(
-    device: &candle_core::Device,
-    choice: KernelChoice,
-    mode: reprolm_precision::ComputeMode,
-    policy: &reprolm_precision::PrecisionPolicy,
-    head_dim: usize,
-) -> BTreeMap<String, String> {
-    use reprolm_precision::{Component, ComputeMode};
-    let mut out = BTreeMap::new();
-    out.insert("kernels".into(), choice.as_str().into());
-    let family = match mode {
-        ComputeMode::Fast => gemm::GemmFamily::for_choice(choice),
-        ComputeMode::Deterministic(_) => gemm::GemmFamily::from_env(),
-    };
-    let reduction = match mode {
-        ComputeMode::Deterministic(order) if order.chunks() > 1 => {
-            format!("tree of {} chunks", order.chunks())
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Kernels {
+    /// Batch-invariant or heuristic kernels in the fast path (`--kernels`); deterministic mode
+    /// takes the invariant ones whatever this says.
+    pub choice: KernelChoice,
+    /// The fast kernels or the fixed-order ones of deterministic mode (`--deterministic`).
+    pub mode: reprolm_precision::ComputeMode,
+    /// How tensor-parallel partial sums are reduced (`--tp-mode`); fixed at load, since it
+    /// decides which tensor-parallel sizes a model may be split into.
+    pub tp: crate::parallel::TpMode,
+    /// Fused GPU kernels on or off (`--fused-kernels`).
+    pub fusion: Fusion,
+    /// Where tokens are chosen (`--pick`).
+    pub pick: TokenPick,
+}
+
+impl Kernels {
+    /// The compute mode a forward pass runs: [`mode`](Self::mode), except that the
+    /// TP-invariant reduction is deterministic mode with K in
+    /// [`TREE_CHUNKS`](crate::parallel::TREE_CHUNKS) tree chunks (whatever order `mode` names),
+    /// so that tp 1 computes the tree a group of up to 8 ranks does.
+    pub fn forward_mode(&self) -> reprolm_precision::ComputeMode {
+        use reprolm_precision::{ComputeMode, ReductionOrder};
+        match self.tp {
+            crate::parallel::TpMode::Standard => self.mode,
+            crate::parallel::TpMode::Invariant => ComputeMode::Deterministic(
+                ReductionOrder::tree(crate::parallel::TREE_CHUNKS)
+                    .expect("TREE_CHUNKS is a power of two"),
+            ),
         }
-        _ if family == gemm::GemmFamily::Candle => "batch dependent".into(),
-        _ if device.is_cuda() => "fixed per weight shape".into(),
-        _ => "sequential".into(),
-    };
-    out.insert("reduction".into(), reduction);
-    out.insert(
-        "attention".into(),
-        attention::route_name(
-            device,
-            policy.dtype(Component::Attention),
-            policy.dtype(Component::KvCache),
-            head_dim,
-        ),
-    );
-    if device.is_cuda() {
-        out.insert("gemm".into(), family.name().into());
-        let fused = if reprolm_precision::fused_kernels_enabled() {
-            "on"
+    }
+
+    /// Whether the fixed-order kernels run (`--deterministic`, or the TP-invariant reduction,
+    /// which runs them in a tree order), as the manifest's `kernels.deterministic` records it.
+    pub fn deterministic(&self) -> bool {
+        self.forward_mode().is_deterministic()
+    }
+
+    /// Whether a sequence's logits do not depend on its batch (see
+    /// [`Decoder::batch_invariant`](crate::Decoder::batch_invariant)): every setting but the
+    /// fast path with the heuristic kernels.
+    pub fn batch_invariant(&self) -> bool {
+        self.deterministic() || self.choice == KernelChoice::Invariant
+    }
+
+    /// What a GPU run with these kernels does at `device`: where tokens are chosen there (the
+    /// CPU's device is the host).
+    pub fn pick_on(&self, device: &candle_core::Device) -> TokenPick {
+        if device.is_cpu() {
+            TokenPick::Host
         } else {
-            "off"
+            self.pick
+        }
+    }
+
+    /// The settings by name, as the manifest's `kernels` map records them: `kernels` (the
+    /// choice), `deterministic`, `tp_mode`, `fused_kernels` and `token_choice` (where tokens are
+    /// chosen on `device`). What a finished run is checked against without loading its model.
+    ///
+    /// ```
+    /// use candle_core::Device;
+    /// use reprolm_engine::kernels::{Fusion, Kernels};
+    /// let k = Kernels { fusion: Fusion::Off, ..Kernels::default() };
+    /// let s = k.settings(&Device::Cpu);
+    /// assert_eq!(s.keys().collect::<Vec<_>>(), ["deterministic", "fused_kernels", "kernels", "token_choice", "tp_mode"]);
+    /// assert_eq!(s["fused_kernels"], "off");
+    /// ```
+    pub fn settings(&self, device: &candle_core::Device) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("kernels".into(), self.choice.as_str().into()),
+            ("deterministic".into(), self.deterministic().to_string()),
+            ("tp_mode".into(), self.tp.as_str().into()),
+            ("fused_kernels".into(), self.fusion.as_str().into()),
+            ("token_choice".into(), self.pick_on(device).as_str().into()),
+        ])
+    }
+
+    /// The value by name for the run manifest (where resuming compares it whole): the
+    /// [`settings`](Self::settings), and what they give on `device` for this policy and model: the GEMM family, the order of
+    /// the matmuls' reduction over K, and the attention route and its split size (from the
+    /// policy's attention and KV-cache dtypes and the model's `head_dim`).
+    ///
+    /// ```
+    /// use candle_core::Device;
+    /// use reprolm_engine::kernels::{KernelChoice, Kernels};
+    /// use reprolm_precision::{ComputeMode, PrecisionPolicy};
+    /// let bf16 = PrecisionPolicy::preset("bf16")?;
+    /// let k = Kernels::default().recorded(&Device::Cpu, &bf16, 128);
+    /// assert_eq!((k["kernels"].as_str(), k["gemm"].as_str()), ("invariant", "cpu"));
+    /// assert_eq!((k["token_choice"].as_str(), k["reduction"].as_str()), ("host", "sequential"));
+    /// assert_eq!((k["deterministic"].as_str(), k["tp_mode"].as_str()), ("false", "standard"));
+    /// assert_eq!((k["fused_kernels"].as_str(), k["attention"].as_str()), ("on", "cpu, splits of 256"));
+    /// let heuristic = Kernels { choice: KernelChoice::Heuristic, ..Kernels::default() };
+    /// let k = heuristic.recorded(&Device::Cpu, &bf16, 128);
+    /// assert_eq!((k["gemm"].as_str(), k["reduction"].as_str()), ("candle (batch dependent)", "batch dependent"));
+    /// let tpinv = Kernels { tp: reprolm_engine::TpMode::Invariant, ..Kernels::default() };
+    /// let k = tpinv.recorded(&Device::Cpu, &bf16, 128);
+    /// assert_eq!((k["reduction"].as_str(), k["deterministic"].as_str()), ("tree of 8 chunks", "true"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recorded(
+        &self,
+        device: &candle_core::Device,
+        policy: &reprolm_precision::PrecisionPolicy,
+        head_dim: usize,
+    ) -> BTreeMap<String, String> {
+        use reprolm_precision::{Component, ComputeMode};
+        let mut out = self.settings(device);
+        let mode = self.forward_mode();
+        let family = match mode {
+            ComputeMode::Fast => gemm::GemmFamily::for_choice(self.choice),
+            ComputeMode::Deterministic(_) => gemm::GemmFamily::from_env(),
         };
-        out.insert("fused_kernels".into(), fused.into());
-        let pick = if crate::generate::host_pick() {
-            "host"
-        } else {
-            "device"
+        let reduction = match mode {
+            ComputeMode::Deterministic(order) if order.chunks() > 1 => {
+                format!("tree of {} chunks", order.chunks())
+            }
+            _ if family == gemm::GemmFamily::Candle => "batch dependent".into(),
+            _ if device.is_cuda() => "fixed per weight shape".into(),
+            _ => "sequential".into(),
         };
-        out.insert("token_choice".into(), pick.into());
-    } else {
+        out.insert("reduction".into(), reduction);
+        out.insert(
+            "attention".into(),
+            attention::route_name(
+                device,
+                policy.dtype(Component::Attention),
+                policy.dtype(Component::KvCache),
+                head_dim,
+            ),
+        );
         let gemm = match family {
+            _ if device.is_cuda() => family.name(),
             gemm::GemmFamily::Candle => family.name(),
             _ => "cpu",
         };
         out.insert("gemm".into(), gemm.into());
-        out.insert("token_choice".into(), "host".into());
+        out
     }
-    out
-}
-
-/// Whether a forward pass in `mode` gives each sequence logits that do not depend on its batch
-/// (see [`Decoder::batch_invariant`](crate::Decoder::batch_invariant)): every mode but the fast
-/// path with the heuristic kernels (deterministic mode overrides the choice).
-pub fn batch_invariant(mode: reprolm_precision::ComputeMode, choice: KernelChoice) -> bool {
-    mode.is_deterministic() || choice == KernelChoice::Invariant
 }
 
 /// Whether every kernel family has a batch-invariant body for `device` (the CPU and CUDA; not

@@ -13,11 +13,9 @@
 use super::rope::{self, RopeSpec};
 use crate::fused;
 use crate::kernels::attention::{paged_attention, write_slots, PagedQueries};
-use crate::kernels::{gemm, KernelChoice};
+use crate::kernels::{gemm, Fusion, KernelChoice, Kernels};
 use crate::kv::{CacheShape, KvCache, KvCacheSize, LayerPool, SeqId};
-use crate::parallel::{
-    self, Communicator, LocalComm, ShardLayout, TensorParallel, TpMode, TREE_CHUNKS,
-};
+use crate::parallel::{self, Communicator, LocalComm, ShardLayout, TensorParallel};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
@@ -185,10 +183,10 @@ impl RmsNorm {
 
     /// `weight * (x / sqrt(mean(x²) + eps))`: the statistics in the norm dtype, the result cast back
     /// to the input dtype before the weight multiplies it, as transformers' `LlamaRMSNorm` orders it.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, fusion: Fusion) -> Result<Tensor> {
         let in_dtype = x.dtype();
         if self.compute == DType::F32 && self.weight.dtype() == in_dtype {
-            if let Some(y) = fused::rms_norm(x, &self.weight, self.eps)? {
+            if let Some(y) = fused::rms_norm(x, &self.weight, self.eps, fusion)? {
                 return Ok(y);
             }
         }
@@ -226,10 +224,13 @@ enum Split {
 struct RankCtx<'a> {
     comm: Option<&'a dyn Communicator>,
     size: usize,
-    /// The kernels: the decoder's compute mode, or the TP-invariant tree (see [`Decoder::kernels`]).
+    /// The kernels: the decoder's compute mode, or the TP-invariant tree (see
+    /// [`Kernels::forward_mode`]).
     mode: ComputeMode,
     /// Batch-invariant or heuristic kernels in the fast path.
     choice: KernelChoice,
+    /// Fused GPU kernels on or off.
+    fusion: Fusion,
 }
 
 impl Proj {
@@ -327,8 +328,7 @@ pub struct Decoder {
     tp: TensorParallel,
     ranks: Vec<Rank>,
     inv_freq: Vec<f32>,
-    mode: ComputeMode,
-    choice: KernelChoice,
+    kernels: Kernels,
     kv_cache_size: KvCacheSize,
 }
 
@@ -548,12 +548,13 @@ impl Rank {
         })
     }
 
-    fn ctx(&self, mode: ComputeMode, choice: KernelChoice) -> RankCtx<'_> {
+    fn ctx(&self, kernels: &Kernels) -> RankCtx<'_> {
         RankCtx {
             comm: self.comm.as_deref(),
             size: self.layout.size,
-            mode,
-            choice,
+            mode: kernels.forward_mode(),
+            choice: kernels.choice,
+            fusion: kernels.fusion,
         }
     }
 
@@ -592,7 +593,7 @@ impl Rank {
 
     /// This rank's share of a forward pass; returns the full logits (every rank gets them).
     fn forward(&self, dec: &Decoder, inp: &Inputs, pools: &[LayerPool]) -> Result<Tensor> {
-        let ctx = self.ctx(dec.kernels()?, dec.choice);
+        let ctx = self.ctx(&dec.kernels);
         let policy = &dec.policy;
         let act = policy.dtype(Component::Activations);
         let mut x = self
@@ -601,10 +602,10 @@ impl Rank {
             .reshape((1, inp.tokens, dec.spec.hidden_size))?
             .to_dtype(act)?;
         for (layer, pool) in self.layers.iter().zip(pools) {
-            let h = layer.input_norm.forward(&x)?;
+            let h = layer.input_norm.forward(&x, ctx.fusion)?;
             let a = layer.attn.forward(&h, inp, pool, policy, ctx)?;
             x = (x + a.to_dtype(act)?)?;
-            let h = layer.post_norm.forward(&x)?;
+            let h = layer.post_norm.forward(&x, ctx.fusion)?;
             let m = layer.mlp.forward(&h, ctx)?;
             x = (x + m.to_dtype(act)?)?;
         }
@@ -612,7 +613,7 @@ impl Rank {
             None => x,
             Some(last) => x.index_select(last, 1)?,
         };
-        let x = self.norm.forward(&x)?;
+        let x = self.norm.forward(&x, ctx.fusion)?;
         let logits = self
             .lm_head
             .forward(&x.to_dtype(policy.dtype(Component::LmHead))?, ctx)?;
@@ -699,55 +700,57 @@ impl Decoder {
             device,
             tp,
             ranks,
-            mode: ComputeMode::Fast,
-            choice: KernelChoice::Invariant,
+            kernels: Kernels {
+                tp: tp.mode,
+                ..Kernels::default()
+            },
             kv_cache_size: KvCacheSize::Auto,
         })
     }
 
-    /// Chooses the kernels every later [`forward`](Decoder::forward) runs. In
+    /// Chooses the kernels every later [`forward`](Decoder::forward) runs. With
     /// [`ComputeMode::Deterministic`] a sequence's logits do not depend on the other rows of its
     /// batch, on the batch size, on its row's padding or position, or on how its prompt was
     /// split into forward calls; those kernels exist for the CPU and CUDA, so asking for them on
-    /// another device is an error rather than a silently non-deterministic run.
+    /// another device is an error rather than a silently non-deterministic run. The
+    /// tensor-parallel reduction ([`Kernels::tp`]) was fixed at load (it decides how the weights
+    /// may be split), so a value naming another one is refused.
     ///
     /// ```
     /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
+    /// use reprolm_engine::kernels::Kernels;
     /// use reprolm_engine::{LoadOptions, Model, ModelSource};
     /// use reprolm_precision::{ComputeMode, PrecisionPolicy, ReductionOrder};
     /// let opts = LoadOptions::cpu(PrecisionPolicy::preset("bf16")?);
     /// let mut model = Model::load(&ModelSource::parse(dir.to_str().unwrap())?, &opts)?;
-    /// model.decoder.set_compute_mode(ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL))?;
-    /// assert!(model.decoder.compute_mode().is_deterministic());
+    /// let mode = ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL);
+    /// model.decoder.set_kernels(Kernels { mode, ..model.decoder.kernels() })?;
+    /// assert!(model.decoder.kernels().deterministic());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn set_compute_mode(&mut self, mode: ComputeMode) -> Result<()> {
-        if mode.is_deterministic() && !crate::kernels::batch_invariant_on(&self.device) {
+    pub fn set_kernels(&mut self, kernels: Kernels) -> Result<()> {
+        if kernels.mode.is_deterministic() && !crate::kernels::batch_invariant_on(&self.device) {
             return Err(Error::InvalidRequest(format!(
                 "deterministic mode has batch-invariant kernels for the CPU and CUDA only, not {}",
                 crate::device::device_label(&self.device)
             )));
         }
-        self.mode = mode;
+        if kernels.tp != self.tp.mode {
+            return Err(Error::InvalidRequest(format!(
+                "the tensor-parallel reduction is chosen at load: this decoder was loaded with \
+                 tp_mode {}, not {}",
+                self.tp.mode.as_str(),
+                kernels.tp.as_str()
+            )));
+        }
+        self.kernels = kernels;
         Ok(())
     }
 
-    /// The kernels [`forward`](Decoder::forward) runs, as set by
-    /// [`set_compute_mode`](Decoder::set_compute_mode).
-    pub fn compute_mode(&self) -> ComputeMode {
-        self.mode
-    }
-
-    /// Chooses batch-invariant kernels (the default) or the heuristic, batch-dependent ones
-    /// other engines use, for reproducing the paper's problem (`--kernels`). Deterministic mode
-    /// overrides the heuristic choice.
-    pub fn set_kernel_choice(&mut self, choice: KernelChoice) {
-        self.choice = choice;
-    }
-
-    /// The kernel choice [`set_kernel_choice`](Decoder::set_kernel_choice) made.
-    pub fn kernel_choice(&self) -> KernelChoice {
-        self.choice
+    /// The kernels [`forward`](Decoder::forward) runs, as [`set_kernels`](Decoder::set_kernels)
+    /// chose them.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// Whether a sequence's logits are independent of the batch it runs in (and of how its
@@ -755,17 +758,7 @@ impl Decoder {
     /// a scheduler may pack, preempt and resume sequences in any way without changing a bit of
     /// what they generate.
     pub fn batch_invariant(&self) -> bool {
-        crate::kernels::batch_invariant(self.mode, self.choice)
-    }
-
-    /// The kernels a forward pass runs: the compute mode, except that the TP-invariant mode is
-    /// the deterministic mode with K reduced over [`TREE_CHUNKS`] tree chunks (whatever order
-    /// the compute mode names), so that tp 1 computes the tree a group of up to 8 ranks does.
-    fn kernels(&self) -> Result<ComputeMode> {
-        Ok(match self.tp.mode {
-            TpMode::Standard => self.mode,
-            TpMode::Invariant => ComputeMode::Deterministic(ReductionOrder::tree(TREE_CHUNKS)?),
-        })
+        self.kernels.batch_invariant()
     }
 
     /// The decoder's shape.
@@ -1028,11 +1021,11 @@ impl Attention {
             .to_dtype(act)?
             .reshape((b, l, kvh, d))?;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
-            q = qn.forward(&q)?;
-            k = kn.forward(&k)?;
+            q = qn.forward(&q, ctx.fusion)?;
+            k = kn.forward(&k, ctx.fusion)?;
         }
         let rotate = |x: &Tensor| -> Result<Tensor> {
-            match fused::rope(x, cos, sin)? {
+            match fused::rope(x, cos, sin, ctx.fusion)? {
                 Some(y) => Ok(y),
                 None => rope::apply(&x.transpose(1, 2)?.contiguous()?, cos, sin),
             }
@@ -1076,7 +1069,7 @@ impl Mlp {
         // would round after each of its divide, add and exp.
         let gate = self.gate.forward(x, ctx)?;
         let up = self.up.forward(x, ctx)?;
-        if let Some(product) = fused::silu_mul(&gate, &up)? {
+        if let Some(product) = fused::silu_mul(&gate, &up, ctx.fusion)? {
             return self.down.forward(&product, ctx);
         }
         let gate = candle_nn::ops::silu(&gate.to_dtype(softmax_dtype(gate.dtype()))?)?
@@ -1115,12 +1108,12 @@ mod tests {
                     .map(f64::to_bits)
                     .collect())
             };
-            let all_norm = n.forward(&x)?;
+            let all_norm = n.forward(&x, Fusion::On)?;
             let all_lsm = candle_nn::ops::log_softmax(&x.to_dtype(DType::F32)?, D::Minus1)?;
             for (row, m) in [(0, 1), (1, 2), (2, 3), (7, 8), (32, 33), (39, 5)] {
                 let start = row + 1 - m;
                 let part = x.narrow(0, start, m)?;
-                let one = n.forward(&part)?.narrow(0, row - start, 1)?;
+                let one = n.forward(&part, Fusion::On)?.narrow(0, row - start, 1)?;
                 assert_eq!(
                     bits(&one)?,
                     bits(&all_norm.narrow(0, row, 1)?)?,

@@ -3,20 +3,22 @@
 //! vocabulary. The draws are computed on the host ([`NoiseKey::draw`](crate::NoiseKey::draw) is
 //! a few integer operations) and travel as two words per row.
 
+use crate::kernels::Fusion;
 use crate::sampling::SamplingParams;
 use crate::Result;
 use candle_core::{DType, Tensor};
 
 /// The sampled token of each row of `(rows, n)` f32 `logits`, the row's draw given in `draws`,
 /// as a `(rows,)` u32 tensor on the logits' device; `Ok(None)` where no kernel applies (CPU
-/// tensors, a build without the `cuda` feature, `REPROLM_FUSED_KERNELS=0`), and the caller then
-/// chooses on the host.
+/// tensors, a build without the `cuda` feature, [`Fusion::Off`]), and the caller then chooses on
+/// the host.
 pub(crate) fn sample_rows(
     logits: &Tensor,
     draws: &[u64],
     params: &SamplingParams,
+    fusion: Fusion,
 ) -> Result<Option<Tensor>> {
-    let applies = crate::fused::enabled(logits.device())
+    let applies = crate::fused::enabled(logits.device(), fusion)
         && logits.dtype() == DType::F32
         && logits.rank() == 2
         && logits.dim(0)? == draws.len()
@@ -212,7 +214,7 @@ mod gpu_tests {
                         .map(|r| NoiseKey::new(s as u64, &format!("row{r}"), r as u32))
                         .collect();
                     let draws: Vec<u64> = keys.iter().map(|k| k.draw(100 + step)).collect();
-                    let got: Vec<u32> = sample_rows(&logits, &draws, params)?
+                    let got: Vec<u32> = sample_rows(&logits, &draws, params, Fusion::On)?
                         .expect("the kernel applies")
                         .to_vec1()?;
                     for (r, row) in host.iter().enumerate() {
