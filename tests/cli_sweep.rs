@@ -302,7 +302,7 @@ fn deterministic_axis_names_records_and_keeps_responses_across_batch_sizes() {
         ("qwen2-arith-bf16-bs3-det", true),
     ] {
         let m = manifest_sans_times(&root.join(name));
-        assert_eq!(m["deterministic"], det, "{name}");
+        assert_eq!(m["kernels"]["deterministic"], det.to_string(), "{name}");
     }
     let sorted = |n: &str| {
         let mut t = tokens(&root.join(n));

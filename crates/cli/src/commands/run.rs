@@ -555,7 +555,6 @@ fn build_manifest(
         },
         batch_size: cfg.batch_size,
         batching_mode: cfg.batching,
-        deterministic: cfg.kernels.deterministic(),
         kernels: cfg
             .kernels
             .recorded(&cfg.device, &cfg.policy, model.head_dim),

@@ -765,7 +765,6 @@ fn build_manifest(
         batch_size: run.batch_size,
         // The reference code submits fixed chunks of batch_size prompts in dataset order.
         batching_mode: BatchingMode::Static,
-        deterministic: false,
         kernels: Default::default(),
         // The reference code's default; its output does not record the seed actually passed.
         seed: 42,

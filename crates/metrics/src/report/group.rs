@@ -134,9 +134,9 @@ const RUNTIME_FIELDS: &[(&str, FieldFn, FieldFn)] = &[
     ),
     (
         "deterministic",
-        |m| m.deterministic.to_string(),
+        |m| m.deterministic().to_string(),
         |m| {
-            if m.deterministic {
+            if m.deterministic() {
                 "det".into()
             } else {
                 "nondet".into()
@@ -145,9 +145,11 @@ const RUNTIME_FIELDS: &[(&str, FieldFn, FieldFn)] = &[
     ),
     (
         "kernels",
+        // `deterministic`, part of the kernels value, is a field of its own above.
         |m| {
             m.kernels
                 .iter()
+                .filter(|(k, _)| *k != "deterministic")
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(" ")
@@ -201,7 +203,7 @@ pub(crate) fn config_sort_key(m: &Manifest) -> (String, String, u32, u32, u32, S
         m.tp_size,
         m.batch_size,
         m.batching_mode.to_string(),
-        m.deterministic,
+        m.deterministic(),
         m.seed,
     )
 }

@@ -459,7 +459,7 @@ fn build_group(
             device_name: m.device.name.clone(),
             tp_size: m.tp_size,
             gpu_count: m.gpu_count,
-            deterministic: m.deterministic,
+            deterministic: m.deterministic(),
             seed: m.seed,
             finished,
             n_completed: r.records.len(),

@@ -53,11 +53,12 @@ pub struct Manifest {
     pub batch_size: u32,
     /// How batches are formed.
     pub batching_mode: BatchingMode,
-    /// Whether batch-invariant (deterministic) kernels were used.
-    pub deterministic: bool,
-    /// The other switches that decide the numbers, by name (GEMM family, fused kernels, where
-    /// tokens are chosen): compared on resume like every field here. Empty in manifests written
-    /// before it was recorded.
+    /// Everything besides the policy that decides the numbers, as one value by name: the
+    /// settings (`kernels` for the kernel choice, `deterministic`, `tp_mode`, `fused_kernels`,
+    /// `token_choice`) and what they give (`gemm`, `reduction`, `attention`). Compared whole on
+    /// resume; [`deterministic`](Self::deterministic) and [`tp_mode`](Self::tp_mode) read it.
+    /// Manifests written before it held those two kept them at the top level; [`read`](Self::read)
+    /// moves them in. Empty for imported runs and the oldest manifests.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kernels: BTreeMap<String, String>,
     /// Seed from which every per-request RNG is derived.
@@ -265,8 +266,8 @@ impl Manifest {
     ///
     /// Covered: everything that can change a generated token or a score: tool version and revision,
     /// model id/revision/weights/tokenizer/architecture, task name/version/dataset/problem count, policy,
-    /// device, tp size, GPU count, batch size and mode, deterministic mode, seed, sampling parameters,
-    /// max_tokens and logprobs_k. Not covered: timestamps, counters, warnings, origin, `model.source` and
+    /// device, tp size, GPU count, batch size and mode, the kernels value (deterministic mode
+    /// included), seed, sampling parameters, max_tokens and logprobs_k. Not covered: timestamps, counters, warnings, origin, `model.source` and
     /// `task.dataset_source` (the same files may sit at another path; their hashes are compared instead).
     ///
     /// ```
@@ -379,11 +380,6 @@ impl Manifest {
             self.batching_mode.to_string(),
             other.batching_mode.to_string(),
         );
-        cmp(
-            "deterministic",
-            self.deterministic.to_string(),
-            other.deterministic.to_string(),
-        );
         let switches = |k: &BTreeMap<String, String>| {
             k.iter()
                 .map(|(name, value)| format!("{name}={value}"))
@@ -456,11 +452,67 @@ impl Manifest {
                 source,
             })?;
         check_version(path, &value, MANIFEST_FORMAT_VERSION)?;
-        serde_json::from_value(value).map_err(|source| Error::Json {
+        let mut m: Manifest = serde_json::from_value(value).map_err(|source| Error::Json {
             path: path.into(),
             line: None,
             source,
-        })
+        })?;
+        m.move_settings_into_kernels(path)?;
+        Ok(m)
+    }
+
+    /// Whether the fixed-order, batch-invariant kernels ran (`--deterministic`, or the
+    /// TP-invariant reduction, which runs them in a tree order): a view of the kernels value,
+    /// false where it is not recorded (imported runs).
+    ///
+    /// ```
+    /// # use reprolm_metrics::run_dir::Manifest;
+    /// let mut m = Manifest::example();
+    /// assert!(!m.deterministic());
+    /// m.kernels.insert("deterministic".into(), "true".into());
+    /// assert!(m.deterministic());
+    /// ```
+    pub fn deterministic(&self) -> bool {
+        self.kernels
+            .get("deterministic")
+            .is_some_and(|v| v == "true")
+    }
+
+    /// How tensor-parallel partial sums were combined (`standard` or `invariant`): a view of the
+    /// kernels value, `standard` where it is not recorded.
+    pub fn tp_mode(&self) -> &str {
+        self.kernels
+            .get("tp_mode")
+            .map_or("standard", String::as_str)
+    }
+
+    /// Manifests written before the kernels value held `deterministic` (a top-level bool) and
+    /// `tp_mode` (a top-level string) land them in `extra`; they are moved into `kernels`, so
+    /// that an old run reads (and reports) as it was made.
+    fn move_settings_into_kernels(&mut self, path: &Path) -> Result<()> {
+        let bad = |field: &'static str, v: &serde_json::Value, want: &str| Error::BadRecord {
+            path: path.into(),
+            record: "manifest".into(),
+            field,
+            reason: format!("expected {want}, got {v}"),
+        };
+        if let Some(v) = self.extra.remove("deterministic") {
+            let on = v
+                .as_bool()
+                .ok_or_else(|| bad("deterministic", &v, "true or false"))?;
+            self.kernels
+                .entry("deterministic".into())
+                .or_insert_with(|| on.to_string());
+        }
+        if let Some(v) = self.extra.remove("tp_mode") {
+            let mode = v
+                .as_str()
+                .ok_or_else(|| bad("tp_mode", &v, "`standard` or `invariant`"))?;
+            self.kernels
+                .entry("tp_mode".into())
+                .or_insert_with(|| mode.to_string());
+        }
+        Ok(())
     }
 
     /// Write the manifest to `path` atomically (temporary file + rename), so a kill never leaves a
@@ -520,7 +572,6 @@ impl Manifest {
             gpu_count: 0,
             batch_size: 8,
             batching_mode: BatchingMode::Static,
-            deterministic: false,
             kernels: Default::default(),
             seed: 42,
             sampling: SamplingParams::greedy(),
@@ -574,6 +625,32 @@ pub(crate) fn check_version(path: &Path, value: &serde_json::Value, supported: u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #23: `deterministic` and `tp_mode` are views of the kernels value; a manifest written
+    /// when they were fields of their own still reads, with both moved into `kernels`.
+    #[test]
+    fn deterministic_and_tp_mode_of_old_manifests_move_into_the_kernels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MANIFEST_FILE);
+        let mut old = serde_json::to_value(Manifest::example()).unwrap();
+        old["deterministic"] = true.into();
+        old["tp_mode"] = "invariant".into();
+        std::fs::write(&path, old.to_string()).unwrap();
+        let m = Manifest::read(&path).unwrap();
+        assert!(m.deterministic());
+        assert_eq!(m.tp_mode(), "invariant");
+        assert!(m.extra.is_empty(), "{:?}", m.extra);
+        let written = serde_json::to_value(&m).unwrap();
+        assert!(written.get("deterministic").is_none(), "{written}");
+        assert_eq!(written["kernels"]["deterministic"], "true");
+        old["deterministic"] = "yes".into();
+        std::fs::write(&path, old.to_string()).unwrap();
+        let e = Manifest::read(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("field `deterministic`: expected true or false"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn round_trip_keeps_unknown_keys() {

@@ -66,7 +66,8 @@ pub fn manifest(spec: &RunSpec<'_>, n_problems: u32) -> Manifest {
     m.task.n_problems = n_problems;
     m.policy.name = spec.policy.into();
     m.batch_size = spec.batch_size;
-    m.deterministic = spec.deterministic;
+    m.kernels
+        .insert("deterministic".into(), spec.deterministic.to_string());
     m.sampling = spec.sampling.clone();
     m.max_tokens = 16;
     m
