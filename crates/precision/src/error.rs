@@ -70,7 +70,10 @@ pub enum Error {
         chunks: usize,
     },
     /// A deterministic kernel was asked to run on a device it has no implementation for.
-    #[error("{op}: deterministic kernels run on the CPU only; got a tensor on {device}")]
+    #[error(
+        "{op}: this fixed-order kernel runs on the CPU only (on CUDA the engine's GEMM layer \
+         is the deterministic one); got a tensor on {device}"
+    )]
     DeterministicDevice {
         /// The kernel.
         op: &'static str,

@@ -107,7 +107,8 @@ impl Linear {
     ///
     /// Leading dimensions are flattened into one `(rows, in)` matrix. In
     /// [`ComputeMode::Deterministic`] every output element is reduced in the one order of
-    /// [`deterministic::linear`], whatever the number of rows (CPU only); in [`ComputeMode::Fast`]
+    /// [`deterministic::linear`], whatever the number of rows (this crate's kernel is the CPU's;
+    /// the engine's GEMM layer has the CUDA bodies); in [`ComputeMode::Fast`]
     /// candle's GEMM runs, whose row results can depend on the row count (one row takes another
     /// path). The decoder calls neither directly: its GEMM layer (`reprolm_engine::kernels::gemm`)
     /// is batch invariant in every mode and on every device.

@@ -67,8 +67,9 @@ pub enum ComputeMode {
     /// candle's kernels: fastest, but a row's numbers may depend on the batch it is in.
     #[default]
     Fast,
-    /// The batch-invariant kernels of this module, with matmuls reduced in the given order.
-    /// CPU only.
+    /// The batch-invariant kernels, with matmuls reduced in the given order: this module's on
+    /// the CPU; on CUDA the engine's GEMM layer (`reprolm_engine::kernels::gemm`) provides them,
+    /// for the sequential order (the tree order, for tensor-parallel invariance, is the CPU's).
     Deterministic(ReductionOrder),
 }
 
