@@ -328,3 +328,122 @@ pub(crate) mod gpu_test {
             .collect()
     }
 }
+
+/// Issue #23: each kernel family picks between its CPU and CUDA bodies in one place, so the
+/// decoder has no device or feature branches. A branch is a line naming a device kind
+/// (`is_cuda()`, `is_cpu()`, `Device::Cuda`) or the `cuda` feature; these tests read the sources.
+#[cfg(test)]
+mod one_place {
+    use std::path::{Path, PathBuf};
+
+    const BRANCHES: [&str; 5] = [
+        "is_cuda()",
+        "is_cpu()",
+        "Device::Cuda",
+        "cfg(feature = \"cuda\")",
+        "cfg(not(feature = \"cuda\"))",
+    ];
+
+    fn src() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    }
+
+    /// Every `.rs` file under `dir`, relative to `src/`, with its number of branch lines.
+    fn branches_under(dir: &Path) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d)
+                .expect("readable source dir")
+                .flatten()
+            {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&p).expect("readable source");
+                    let n = text
+                        .lines()
+                        .filter(|l| !l.trim_start().starts_with("//"))
+                        .filter(|l| BRANCHES.iter().any(|b| l.contains(b)))
+                        .count();
+                    let rel = p.strip_prefix(src()).expect("under src");
+                    out.push((rel.display().to_string(), n));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Under `family` (relative to `src/`), only `dispatch` may branch, and it must; `bodies`
+    /// (whole-file CUDA or CPU bodies, GPU tests, benchmarks) are what is chosen between.
+    fn check(family: &str, dispatch: &[&str], bodies: &[&str]) {
+        let found = branches_under(&src().join(family));
+        let name = |f: &str| format!("{family}/{f}");
+        for d in dispatch {
+            assert!(
+                found.iter().any(|(f, n)| *f == name(d) && *n > 0),
+                "{family}: {d} should choose between the bodies: {found:?}"
+            );
+        }
+        let stray: Vec<_> = found
+            .iter()
+            .filter(|(f, n)| {
+                *n > 0
+                    && !dispatch.iter().any(|d| *f == name(d))
+                    && !bodies.iter().any(|b| *f == name(b))
+            })
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "{family}: device branches outside {dispatch:?}: {stray:?}"
+        );
+    }
+
+    #[test]
+    fn the_decoder_has_no_device_branches() {
+        let mut found = branches_under(&src().join("models"));
+        found.extend(branches_under(&src().join("scheduler")));
+        found.push((
+            "generate.rs".into(),
+            branches_under(&src())
+                .into_iter()
+                .find(|(f, _)| f == "generate.rs")
+                .expect("generate.rs")
+                .1,
+        ));
+        let stray: Vec<_> = found.iter().filter(|(_, n)| *n > 0).collect();
+        assert!(stray.is_empty(), "{stray:?}");
+    }
+
+    #[test]
+    fn gemm_chooses_its_bodies_in_one_place() {
+        check(
+            "kernels/gemm",
+            &["mod.rs"],
+            &["cublaslt.rs", "mma.rs", "bench.rs"],
+        );
+    }
+
+    #[test]
+    fn attention_chooses_its_bodies_in_one_place() {
+        // Two ops: attention itself (mod.rs) and the cache write (write.rs).
+        check(
+            "kernels/attention",
+            &["mod.rs", "write.rs"],
+            &["cpu.rs", "cuda.rs", "tests.rs"],
+        );
+    }
+
+    #[test]
+    fn sampling_chooses_its_bodies_in_one_place() {
+        // The host body is `choose` in mod.rs; cuda.rs holds the kernel and its stub.
+        check("kernels/sampling", &["cuda.rs"], &[]);
+    }
+
+    #[test]
+    fn fused_kernels_choose_their_bodies_in_one_place() {
+        check("fused", &["mod.rs"], &[]);
+    }
+}
