@@ -394,11 +394,13 @@ mod gpu_tests {
         let logits = ((raw * 4.0)?.round()? / 4.0)?;
         let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         for k in [0, 1, 5, 8] {
-            let fused = crate::device_top_k::pick_rows(&logits, &lp, k)?;
+            let on = crate::kernels::Fusion::On;
+            let fused = crate::device_top_k::pick_rows(&logits, &lp, k, on)?;
             let host = crate::device_top_k::pick_rows(
                 &logits.to_device(&Device::Cpu)?,
                 &lp.to_device(&Device::Cpu)?,
                 k,
+                on,
             )?;
             assert_eq!(fused, host, "k = {k}");
         }

@@ -488,7 +488,9 @@ impl Manifest {
 
     /// Manifests written before the kernels value held `deterministic` (a top-level bool) and
     /// `tp_mode` (a top-level string) land them in `extra`; they are moved into `kernels`, so
-    /// that an old run reads (and reports) as it was made.
+    /// that an old run reads (and reports) as it was made, and resumes. Those builds wrote
+    /// `tp_mode` only for tensor-parallel runs and `fused_kernels` only on CUDA (on the CPU there
+    /// are no fused kernels to turn off), so a missing one is what they ran: `standard` and `on`.
     fn move_settings_into_kernels(&mut self, path: &Path) -> Result<()> {
         let bad = |field: &'static str, v: &serde_json::Value, want: &str| Error::BadRecord {
             path: path.into(),
@@ -496,6 +498,15 @@ impl Manifest {
             field,
             reason: format!("expected {want}, got {v}"),
         };
+        if self.extra.contains_key("deterministic") {
+            for (key, then) in [("tp_mode", "standard"), ("fused_kernels", "on")] {
+                if !self.extra.contains_key(key) {
+                    self.kernels
+                        .entry(key.into())
+                        .or_insert_with(|| then.into());
+                }
+            }
+        }
         if let Some(v) = self.extra.remove("deterministic") {
             let on = v
                 .as_bool()
@@ -643,6 +654,17 @@ mod tests {
         let written = serde_json::to_value(&m).unwrap();
         assert!(written.get("deterministic").is_none(), "{written}");
         assert_eq!(written["kernels"]["deterministic"], "true");
+        // A single-device run of those builds wrote no tp_mode, and on the CPU no fused_kernels:
+        // it ran the standard reduction with fused kernels on.
+        old.as_object_mut().unwrap().remove("tp_mode");
+        if let Some(k) = old.get_mut("kernels").and_then(|k| k.as_object_mut()) {
+            k.remove("fused_kernels");
+            k.remove("tp_mode");
+        }
+        std::fs::write(&path, old.to_string()).unwrap();
+        let m = Manifest::read(&path).unwrap();
+        assert_eq!(m.tp_mode(), "standard");
+        assert_eq!(m.kernels["fused_kernels"], "on");
         old["deterministic"] = "yes".into();
         std::fs::write(&path, old.to_string()).unwrap();
         let e = Manifest::read(&path).unwrap_err().to_string();
