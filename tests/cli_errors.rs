@@ -186,6 +186,11 @@ fn score_inspect_report_policies() {
             &["sweep", "missing.toml"],
             "reading sweep file missing.toml",
         ),
+        // Parquet's footer comes last: nothing a pipe's reader can use.
+        (
+            &["export", ".", "--format", "parquet", "--out", "-"],
+            "--out - (stdout) works with --format jsonl only",
+        ),
     ] {
         let e = usage_error_of(t, args);
         assert!(e.starts_with(&format!("error: {want}")), "{args:?}: {e}");

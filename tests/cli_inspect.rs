@@ -182,4 +182,11 @@ fn export_writes_each_sample_with_its_top_candidates() {
             assert!(lp.windows(2).all(|w| w[0] >= w[1]), "{lp:?}");
         }
     }
+    // `--format parquet` writes DIR/export.parquet whole (its rows are checked against these
+    // lines in crates/metrics/tests/export.rs).
+    let args = [&args[..], &["--format".to_string(), "parquet".to_string()]].concat();
+    reprolm(tmp.path(), &args, 0);
+    let bytes = std::fs::read(run.join("export.parquet")).unwrap();
+    assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
+    assert!(!run.join("export.parquet.tmp").exists());
 }

@@ -37,7 +37,7 @@ pub enum Command {
     Score(ScoreArgs),
     /// Compare two runs token by token and show where and why they diverge.
     Inspect(InspectArgs),
-    /// Write a run's responses and top-k log-probabilities as JSON Lines, for pandas and friends.
+    /// Write a run's responses and top-k log-probabilities as JSON Lines or Parquet, for pandas and friends.
     Export(ExportArgs),
     /// Group the runs under a root and write the reproducibility report.
     Report(ReportArgs),
@@ -261,9 +261,34 @@ pub struct ScoreArgs {
 pub struct ExportArgs {
     /// The run directory.
     pub dir: PathBuf,
-    /// Output file, or `-` for stdout [default: DIR/export.jsonl].
+    /// Output file, or `-` for stdout (jsonl only) [default: DIR/export.jsonl or DIR/export.parquet].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// File format: both hold one record per sample with the columns problem_id, sample_index,
+    /// response, token_ids, finish_reason, correct, score, extracted_answer, prompt_tokens,
+    /// question, gold_answer, prompt, top_ids, top_logprobs.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+}
+
+/// `reprolm export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// JSON Lines, one object per sample (`pandas.read_json(path, lines=True)`).
+    Jsonl,
+    /// Parquet, one row per sample, Snappy-compressed; lists as list columns, top_ids and
+    /// top_logprobs as lists of lists (`pandas.read_parquet(path)`).
+    Parquet,
+}
+
+impl ExportFormat {
+    /// The file extension, for the default output file.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Jsonl => "jsonl",
+            ExportFormat::Parquet => "parquet",
+        }
+    }
 }
 
 /// `reprolm inspect`.

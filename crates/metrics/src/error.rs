@@ -118,6 +118,14 @@ pub enum Error {
         /// The CSV writer's error.
         source: csv::Error,
     },
+    /// Writing a Parquet file failed inside the Parquet library.
+    #[error("{}: writing parquet: {source}", path.display())]
+    Parquet {
+        /// The run directory being exported.
+        path: PathBuf,
+        /// The Parquet writer's error.
+        source: parquet::errors::ParquetError,
+    },
     /// A folder given to the reference-code importer does not hold that code's output as expected.
     #[error("{}: not reference-code output: {reason}", path.display())]
     NotReferenceOutput {

@@ -1,4 +1,5 @@
-//! `reprolm export DIR`: the run as JSON Lines (`reprolm_metrics::export`), one line per sample.
+//! `reprolm export DIR`: the run as JSON Lines or Parquet (`reprolm_metrics::export`), one record
+//! per sample.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,18 +8,26 @@ use anyhow::{Context, Result};
 use reprolm_metrics::LoadedRun;
 use serde_json::json;
 
-use crate::args::ExportArgs;
+use crate::args::{ExportArgs, ExportFormat};
 use crate::progress::OutputMode;
 
 /// Export the run; the output file is written whole or not at all (a temporary file renamed).
 pub fn command(args: &ExportArgs, mode: OutputMode) -> Result<i32> {
-    let run = LoadedRun::load(&args.dir)
-        .with_context(|| format!("reading run directory {}", args.dir.display()))?;
+    let ext = args.format.extension();
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| args.dir.join("export.jsonl"));
-    if out == Path::new("-") {
+        .unwrap_or_else(|| args.dir.join(format!("export.{ext}")));
+    let to_stdout = out == Path::new("-");
+    // Parquet's footer comes last and readers seek to it: a pipe's reader can do nothing with it.
+    if to_stdout && args.format == ExportFormat::Parquet {
+        return Err(crate::usage(
+            "--out - (stdout) works with --format jsonl only; give --format parquet a file",
+        ));
+    }
+    let run = LoadedRun::load(&args.dir)
+        .with_context(|| format!("reading run directory {}", args.dir.display()))?;
+    if to_stdout {
         let stdout = std::io::stdout();
         let mut w = std::io::BufWriter::new(stdout.lock());
         let written = reprolm_metrics::export::export_jsonl(&run, &mut w)
@@ -32,14 +41,20 @@ pub fn command(args: &ExportArgs, mode: OutputMode) -> Result<i32> {
             Ok(()) => Ok(0),
         };
     }
-    let tmp = out.with_extension("jsonl.tmp");
+    let tmp = out.with_extension(format!("{ext}.tmp"));
     let n = {
         let f = std::fs::File::create(&tmp).with_context(|| format!("--out {}", tmp.display()))?;
-        let mut w = std::io::BufWriter::new(f);
-        let n = reprolm_metrics::export::export_jsonl(&run, &mut w)?;
-        w.flush()
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        n
+        match args.format {
+            ExportFormat::Jsonl => {
+                let mut w = std::io::BufWriter::new(f);
+                let n = reprolm_metrics::export::export_jsonl(&run, &mut w)?;
+                w.flush()
+                    .with_context(|| format!("writing {}", tmp.display()))?;
+                n
+            }
+            ExportFormat::Parquet => reprolm_metrics::export::export_parquet(&run, f)
+                .with_context(|| format!("writing {}", tmp.display()))?,
+        }
     };
     std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
     mode.result(
@@ -49,7 +64,7 @@ pub fn command(args: &ExportArgs, mode: OutputMode) -> Result<i32> {
             out.display()
         ),
         "exported",
-        json!({ "dir": args.dir, "out": out, "samples": n }),
+        json!({ "dir": args.dir, "out": out, "samples": n, "format": ext }),
     );
     Ok(0)
 }
