@@ -104,6 +104,60 @@ pub fn ptx_for_device(
     compile_cached(module, source, Some(arch))
 }
 
+/// The number of SMs of `dev`, asked of the driver once per device: launches that size their grid
+/// to the GPU (a few blocks per SM, each taking work in turn) read it on every call.
+pub fn multiprocessors(dev: &CudaDevice) -> candle_core::Result<usize> {
+    use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute as A;
+    use candle_core::cuda_backend::DeviceId;
+    static COUNTS: OnceLock<Mutex<HashMap<DeviceId, usize>>> = OnceLock::new();
+    let mut counts = COUNTS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("SM counts");
+    if let Some(&c) = counts.get(&dev.id()) {
+        return Ok(c);
+    }
+    let c = dev
+        .cuda_stream()
+        .context()
+        .attribute(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .map_err(|e| candle_core::Error::Msg(format!("asking the SM count: {e:?}")))?;
+    counts.insert(dev.id(), c as usize);
+    Ok(c as usize)
+}
+
+/// Lets kernel `name` of `func` launch with `bytes` of dynamic shared memory (above the default
+/// 48 KB a kernel must opt in). The driver call is made once per (device, kernel) and again only
+/// for a larger size: launches on the hot path (hundreds per decode step) skip it.
+pub fn allow_dynamic_shared(
+    dev: &CudaDevice,
+    func: &candle_core::cuda_backend::cudarc::driver::CudaFunction,
+    name: &str,
+    bytes: usize,
+) -> candle_core::Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute as F;
+    use candle_core::cuda_backend::DeviceId;
+    type Allowed = HashMap<(DeviceId, String), usize>;
+    static ALLOWED: OnceLock<Mutex<Allowed>> = OnceLock::new();
+    let mut allowed = ALLOWED
+        .get_or_init(Default::default)
+        .lock()
+        .expect("shared sizes");
+    let key = (dev.id(), name.to_string());
+    if allowed.get(&key).is_some_and(|&b| b >= bytes) {
+        return Ok(());
+    }
+    func.set_attribute(
+        F::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+        bytes as i32,
+    )
+    .map_err(|e| {
+        candle_core::Error::Msg(format!("{name}: {bytes} bytes of shared memory: {e:?}"))
+    })?;
+    allowed.insert(key, bytes);
+    Ok(())
+}
+
 /// The one NVRTC compile of every kernel module: `PRELUDE + source` for `arch` (NVRTC's default
 /// when `None`), done once per process; the PTX is kept under `module` for later calls. candle
 /// also loads a module once per name, so one module has one target: asking for another target
@@ -232,6 +286,11 @@ impl<'a> LinearOperands<'a> {
     pub fn push<'b>(&'b self, args: &mut LaunchArgs<'b>) {
         self.x.push(args);
         self.w.push(args);
+        self.push_bias(args);
+    }
+
+    /// Pushes the bias (or null) alone, for a second launch that adds it.
+    pub fn push_bias<'b>(&'b self, args: &mut LaunchArgs<'b>) {
         match &self.bias {
             Some(b) => b.push(args),
             None => {

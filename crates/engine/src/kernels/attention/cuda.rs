@@ -3,14 +3,13 @@
 use super::{PagedQueries, KV_SPLIT};
 use crate::{Error, Result};
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaView, LaunchArgs, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda_backend::WrapErr;
 use candle_core::op::BackpropOp;
 use candle_core::{CudaStorage, DType, Storage, Tensor};
-use reprolm_precision::cuda::{ptx_for_device, suffix, Output, Words};
+use reprolm_precision::cuda::{allow_dynamic_shared, ptx_for_device, suffix, Output, Words};
 
 const SOURCE: &str = include_str!("paged.cu");
 pub(super) const MODULE: &str = "reprolm_paged_attention";
@@ -307,11 +306,7 @@ fn launch_tiles(
     let n_tiles = (tiles.len() / 2) as u32;
     let tiles = dev.clone_htod(tiles)?;
     let func = dev.get_or_load_custom_func(name, MODULE, ptx)?;
-    func.set_attribute(
-        CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-        shared as i32,
-    )
-    .w()?;
+    allow_dynamic_shared(dev, &func, name, shared)?;
     let mut b = func.builder();
     inputs.push(&mut b);
     b.arg(&tiles);

@@ -21,10 +21,10 @@
 // host from (N, K) alone, so the order never depends on the number of rows.
 //
 // Kernels:
-//   - *_split<NT>: rows <= 8·NT (NT = 1, 2, 4), decode. A block is 8 warps on 128 weight rows and
-//     one group; each warp streams its 16 weight rows through its own shared-memory ring, x
-//     through one ring for all warps, both by cp.async two or three stretches ahead; the last
-//     block of a column folds the groups.
+//   - *_split<NT>: rows <= 8·NT (NT = 1, 2, 4), decode. About two blocks per SM, each taking
+//     (128 weight rows, group) items in turn through one pipeline; each warp streams its 16
+//     weight rows through its own shared-memory ring, x through one ring for all warps, both by
+//     cp.async two or three stretches ahead; *_fold then folds the groups' sums in order.
 //   - *_tiled: any row count. A block is 8 warps on 128 weight rows x 64 rows of x, copied into
 //     a ring of shared memory three stretches ahead (dynamic shared memory: 176 KB for f32 x,
 //     96 KB for 16-bit x); each warp owns 32 x 32 outputs and runs every group itself.
@@ -146,15 +146,18 @@ __device__ __forceinline__ void store_out(void* y, const u16* bias, int m, int n
   else ((u16*)y)[at] = to_f16(v);
 }
 
-// The decode kernel, for up to 8·NT rows of x (NT = 1, 2, 4). A block is 8 warps on 128 weight
-// rows and ONE group of stretches (blockIdx.y), so that narrow weights still spread over every
-// SM. Each warp streams its own 16 weight rows by cp.async into its part of a shared ring (no
-// registers held by loads in flight); x arrives the same way into one ring for all 8 warps
-// (f32 x is split into its parts once per stretch, one stretch ahead of its use, into one of two
-// buffers, so a stretch costs one barrier). With one group the block writes y itself; else it
-// writes its group sum to `partial` and the block that arrives last for its 128 weight rows
-// folds the groups in order (0, 1, ...) into y: the same additions, in the same order, as the
-// tiled kernel's.
+// The decode kernel, for up to 8·NT rows of x (NT = 1, 2, 4). Its work items are (column of 128
+// weight rows, group of stretches) pairs, numbered group by group (item = group · columns +
+// column, so that the blocks running at one time read the same stretches of x). A launch has
+// about two blocks per SM, and each block takes items blockIdx.x, blockIdx.x + gridDim.x, ...
+// and streams all their stretches through ONE pipeline: the copies run ahead across the end of an
+// item, so a block pays the memory latency once rather than once per item, and no wave of blocks
+// is left short at the end of the launch. A block is 8 warps; each streams its own 16 weight rows
+// by cp.async into its part of a shared ring (no registers held by loads in flight); x arrives the
+// same way into one ring for all 8 warps (f32 x is split into its parts once per stretch, one
+// stretch ahead of its use, into one of two buffers, so a stretch costs one barrier). With one
+// group an item's sums go to y; else to `partial`, which linear_fold then folds in order
+// (0, 1, ...) into y: the same additions, in the same order, as the tiled kernel's.
 #define SPLIT_WARPS 8
 #define SPLIT_N (16 * SPLIT_WARPS)
 
@@ -175,10 +178,16 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 #define XSTAGES 3
 #define WSLOTS 4
 
+// A place in a decode block's stream of stretches: stretch s of work item `item`, whose group
+// ends before stretch `end`. Past the block's last item, item >= items.
+struct Cursor {
+  int item, s, end;
+};
+
 template <int NT, int PARTS, bool XF32, bool F16, int OUT>
 __device__ __forceinline__ void linear_split(const void* x, const u16* w, const u16* bias, void* y,
-                                             float* partial, unsigned* arrivals, int m, int n,
-                                             int k, int spg, int groups) {
+                                             float* partial, int m, int n, int k, int spg,
+                                             int groups) {
   constexpr int XROWS = 8 * NT;
   constexpr int XF4 = XROWS * (STRETCH / 4);  // float4 of f32 x per stretch
   constexpr int XQ = (XF4 + 255) / 256;
@@ -189,10 +198,17 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
   // The weights: WSLOTS stretches of each warp's 16 rows, in dynamic shared memory.
   extern __shared__ uint4 wring[];
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, t = lane & 3;
-  const int n0 = blockIdx.x * SPLIT_N + 16 * warp, g = blockIdx.y;
   const int stretches = (k + STRETCH - 1) / STRETCH;
-  const int s0 = g * spg, s1 = s0 + spg < stretches ? s0 + spg : stretches;
+  const int columns = (n + SPLIT_N - 1) / SPLIT_N, items = columns * groups;
 
+  auto first = [&](int item) {
+    const int s0 = (item / columns) * spg;
+    return Cursor{item, s0, s0 + spg < stretches ? s0 + spg : stretches};
+  };
+  auto next = [&](Cursor c) {
+    if (++c.s == c.end) c = first(c.item + gridDim.x);
+    return c;
+  };
   // Starts the copy of stretch s of x into ring slot `slot`.
   auto copy_x = [&](int s, int slot) {
     if (XF32) {
@@ -229,41 +245,59 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
       }
     }
   };
-  // This warp's 16 weight rows of stretch s into its own part of W ring slot `slot`, as quads
-  // (wquad, tile 0): lane l copies word l of each row, so a row's 128 bytes are one coalesced
-  // read.
-  const u16* const wsrc = w + (long)(n0) * k + 2 * lane;
+  // This warp's 16 weight rows of the cursor's stretch into its own part of W ring slot `slot`,
+  // as quads (wquad, tile 0): lane l copies word l of each row, so a row's 128 bytes are one
+  // coalesced read.
   const unsigned wbase = smem_addr(wring + warp * 16 * 8);
-  auto copy_w = [&](int s, int slot) {
+  auto copy_w = [&](Cursor c, int slot) {
     const unsigned dst = wbase + slot * SPLIT_WARPS * 16 * 8 * 16;
-    const int c0 = s * STRETCH;
-    const u16* src = wsrc + c0;
-    if (c0 + 2 * lane < k && n0 + 15 < n) {  // the usual case: every row and word there
+    const int n0 = (c.item % columns) * SPLIT_N + 16 * warp, c0 = c.s * STRETCH + 2 * lane;
+    const u16* src = w + (long)n0 * k + c0;
+    if (c0 < k && n0 + 15 < n) {  // the usual case: every row and word there
 #pragma unroll
       for (int q = 0; q < 16; q++)
         cp_async4(dst + 4 * wquad_word(0, q, lane >> 2, lane & 3), src + (long)q * k, true);
     } else {
 #pragma unroll
       for (int q = 0; q < 16; q++) {
-        bool ok = c0 + 2 * lane < k && n0 + q < n;
+        bool ok = c0 < k && n0 + q < n;
         cp_async4(dst + 4 * wquad_word(0, q, lane >> 2, lane & 3), ok ? src + (long)q * k : w, ok);
       }
     }
+  };
+  // Writes a finished item's sums: to y with one group, else to its group's plane of `partial`.
+  // acc[j][e]: weight row n0 + gid + 8 (e >> 1), row of x 8j + 2t + (e & 1).
+  auto finish = [&](int item, float (&acc)[NT][4]) {
+    const int g = item / columns, n0 = (item % columns) * SPLIT_N + 16 * warp;
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int row = 8 * j + 2 * t + (e & 1), c = n0 + gid + 8 * (e >> 1);
+        if (groups == 1)
+          store_out<OUT, F16>(y, bias, m, n, row, c, __fadd_rn(0.f, acc[j][e]));
+        else if (row < m && c < n)
+          partial[((long)g * m + row) * n + c] = acc[j][e];
+        acc[j][e] = 0.f;
+      }
   };
   float acc[NT][4];
 #pragma unroll
   for (int j = 0; j < NT; j++)
 #pragma unroll
     for (int e = 0; e < 4; e++) acc[j][e] = 0.f;
-  // Stretches s .. s + AHEAD - 1 of W and x are in flight (one commit group each) when stretch s
-  // is computed; f32 x is split one stretch ahead of its use, so the copies of stretch s + 1 must
-  // have landed first, and its ring runs a stretch further ahead. A stretch needs one barrier.
+  // Stretches u .. u + AHEAD - 1 of the stream (W and x, one commit group each) are in flight
+  // when stretch u is computed; f32 x is split one stretch ahead of its use, so the copies of
+  // stretch u + 1 must have landed first, and its ring runs a stretch further ahead. A stretch
+  // needs one barrier.
   constexpr int AHEAD = XF32 ? XSTAGES : XSTAGES - 1;
+  Cursor fetch = first(blockIdx.x), cur = fetch;
 #pragma unroll
   for (int i = 0; i < AHEAD; i++) {
-    if (s0 + i < s1) {
-      copy_w(s0 + i, i);
-      copy_x(s0 + i, i);
+    if (fetch.item < items) {
+      copy_w(fetch, i);
+      copy_x(fetch.s, i);
+      fetch = next(fetch);
     }
     cp_async_commit();
   }
@@ -272,21 +306,23 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
     __syncthreads();
     split_x(0, 0);
   }
-  for (int s = s0; s < s1; s++) {
+  for (int u = 0; cur.item < items; u++) {
     // This stretch's weights (and, for 16-bit x, x) have landed: this thread's copies; the
-    // barrier makes everyone's visible. f32 x: stretch s + 1's too, and the parts of stretch s
+    // barrier makes everyone's visible. f32 x: stretch u + 1's too, and the parts of stretch u
     // are visible. Either way every warp is done with the slots (and split buffer) the next
     // copies (and split) refill.
     cp_async_wait<XSTAGES - 2>();
     __syncthreads();
-    if (s + AHEAD < s1) {
-      copy_w(s + AHEAD, (s - s0 + AHEAD) % WSLOTS);
-      copy_x(s + AHEAD, (s - s0 + AHEAD) % XSTAGES);
+    if (fetch.item < items) {
+      copy_w(fetch, (u + AHEAD) % WSLOTS);
+      copy_x(fetch.s, (u + AHEAD) % XSTAGES);
+      fetch = next(fetch);
     }
     cp_async_commit();
-    if (XF32 && s + 1 < s1) split_x((s - s0 + 1) % XSTAGES, (s - s0 + 1) & 1);
-    const int b = XF32 ? (s - s0) & 1 : (s - s0) % XSTAGES;
-    const uint4* ws = wring + ((s - s0) % WSLOTS * SPLIT_WARPS + warp) * 16 * 8;
+    const Cursor after = next(cur);
+    if (XF32 && after.item < items) split_x((u + 1) % XSTAGES, (u + 1) & 1);
+    const int b = XF32 ? u & 1 : u % XSTAGES;
+    const uint4* ws = wring + (u % WSLOTS * SPLIT_WARPS + warp) * 16 * 8;
     // The x tiles in halves of JH (the x words of four tiles and their sums would crowd the
     // 128 registers that two blocks per SM allow).
     constexpr int JH = NT > 2 ? 2 : NT;
@@ -314,70 +350,30 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
         for (int e = 0; e < 4; e++)
           acc[h * JH + j][e] = __fadd_rn(acc[h * JH + j][e], part[0][j][e]);
     }
+    if (cur.s + 1 == cur.end) finish(cur.item, acc);
+    cur = after;
   }
+}
 
-  // acc[j][e]: weight row n0 + gid + 8 (e >> 1), row of x 8j + 2t + (e & 1).
-  if (groups == 1) {
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++)
-        store_out<OUT, F16>(y, bias, m, n, 8 * j + 2 * t + (e & 1), n0 + gid + 8 * (e >> 1),
-                            __fadd_rn(0.f, acc[j][e]));
-    return;
-  }
-#pragma unroll
-  for (int j = 0; j < NT; j++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-      int row = 8 * j + 2 * t + (e & 1), c = n0 + gid + 8 * (e >> 1);
-      if (row < m && c < n) partial[((long)g * m + row) * n + c] = acc[j][e];
-    }
-  // Publish this block's sums before counting its arrival; the last block to arrive sees all.
-  __threadfence();
-  __syncthreads();
-  const bool last =
-      __syncthreads_or(tid == 0 && atomicAdd(&arrivals[blockIdx.x], 1u) == (unsigned)(groups - 1));
-  if (!last) return;
-  __threadfence();
-  // The groups' sums, FOLD_AHEAD groups' loads in flight at a time (one dependent load per
-  // addition would leave this block, the last of its column, waiting on L2 latency `groups`
-  // times), added in order from 0.
-  constexpr int FOLD_AHEAD = 4;
-  float total[NT][4];
-#pragma unroll
-  for (int j = 0; j < NT; j++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) total[j][e] = 0.f;
+// Folds the decode kernel's group sums in order into y, one thread per output element (row-major
+// over m x n, so a warp's loads of one group are contiguous): total = ((0 + g0) + g1) + ..., then
+// the bias, rounded once. FOLD_AHEAD groups' loads are in flight at a time.
+#define FOLD_AHEAD 8
+template <int OUT, bool F16>
+__device__ __forceinline__ void linear_fold(const float* partial, const u16* bias, void* y, int m,
+                                            int n, int groups) {
+  const long i = (long)blockIdx.x * blockDim.x + threadIdx.x, plane = (long)m * n;
+  if (i >= plane) return;
+  float total = 0.f;
   for (int g0 = 0; g0 < groups; g0 += FOLD_AHEAD) {
-    float v[FOLD_AHEAD][NT][4];
+    float v[FOLD_AHEAD];
+#pragma unroll
+    for (int q = 0; q < FOLD_AHEAD; q++) v[q] = g0 + q < groups ? partial[(g0 + q) * plane + i] : 0.f;
 #pragma unroll
     for (int q = 0; q < FOLD_AHEAD; q++)
-#pragma unroll
-      for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          int row = 8 * j + 2 * t + (e & 1), c = n0 + gid + 8 * (e >> 1);
-          bool ok = g0 + q < groups && row < m && c < n;
-          v[q][j][e] = ok ? __ldcg(&partial[((long)(g0 + q) * m + row) * n + c]) : 0.f;
-        }
-#pragma unroll
-    for (int q = 0; q < FOLD_AHEAD; q++) {
-      if (g0 + q >= groups) break;
-#pragma unroll
-      for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) total[j][e] = __fadd_rn(total[j][e], v[q][j][e]);
-    }
+      if (g0 + q < groups) total = __fadd_rn(total, v[q]);
   }
-#pragma unroll
-  for (int j = 0; j < NT; j++)
-#pragma unroll
-    for (int e = 0; e < 4; e++)
-      store_out<OUT, F16>(y, bias, m, n, 8 * j + 2 * t + (e & 1), n0 + gid + 8 * (e >> 1),
-                          total[j][e]);
-  // Ready for the next launch on this stream.
-  if (tid == 0) arrivals[blockIdx.x] = 0u;
+  store_out<OUT, F16>(y, bias, m, n, (int)(i / n), (int)(i % n), total);
 }
 
 // The tiled kernel for many rows: a block of 8 warps computes 128 weight rows x 64 rows of x.
@@ -569,17 +565,22 @@ __device__ __forceinline__ void linear_tiled(const void* x, const u16* w, const 
 }
 
 // name: mma_linear_<x>_<w>; x f32 means the LayerCast split (f32 out), x bf16/f16 one part (out
-// in the same type). _split<NT>: the decode kernel for up to 8·NT rows; _tiled: any row count.
+// in the same type). _split<NT>: the decode kernel for up to 8·NT rows, and _fold its groups'
+// fold; _tiled: any row count.
 #define MMA_SPLIT(NAME, NT, PARTS, XF32, F16, OUT)                                                 \
   extern "C" __global__ void __launch_bounds__(256, 2)                                            \
-      NAME##_split##NT(const void* x, const u16* w, const u16* b, void* y, float* partial,        \
-                       unsigned* arrivals, int m, int n, int k, int spg, int groups) {            \
-    linear_split<NT, PARTS, XF32, F16, OUT>(x, w, b, y, partial, arrivals, m, n, k, spg, groups); \
+      NAME##_split##NT(const void* x, const u16* w, const u16* b, void* y, float* partial, int m, \
+                       int n, int k, int spg, int groups) {                                       \
+    linear_split<NT, PARTS, XF32, F16, OUT>(x, w, b, y, partial, m, n, k, spg, groups);           \
   }
 #define MMA_LINEAR(NAME, PARTS, XF32, F16, OUT)                                                    \
   MMA_SPLIT(NAME, 1, PARTS, XF32, F16, OUT)                                                        \
   MMA_SPLIT(NAME, 2, PARTS, XF32, F16, OUT)                                                        \
   MMA_SPLIT(NAME, 4, PARTS, XF32, F16, OUT)                                                        \
+  extern "C" __global__ void NAME##_fold(const float* partial, const u16* b, void* y, int m,      \
+                                         int n, int groups) {                                     \
+    linear_fold<OUT, F16>(partial, b, y, m, n, groups);                                           \
+  }                                                                                               \
   extern "C" __global__ void __launch_bounds__(256) NAME##_tiled(                                 \
       const void* x, const u16* w, const u16* b, void* y, int m, int n, int k, int spg,           \
       int groups) {                                                                               \

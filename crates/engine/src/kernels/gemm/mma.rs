@@ -7,11 +7,12 @@
 //! count only for speed.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute;
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, DType, Layout, Shape, Tensor};
-use reprolm_precision::cuda::{ptx_for_device, LinearOperands, Output};
+use reprolm_precision::cuda::{
+    allow_dynamic_shared, multiprocessors, ptx_for_device, LinearOperands, Output,
+};
 
 const SOURCE: &str = include_str!("mma.cu");
 const MODULE: &str = "reprolm_mma_linear";
@@ -50,9 +51,6 @@ fn tiled_shared_bytes(x_f32: bool) -> usize {
     TILED_STAGES * (w + x) + 2 * split
 }
 
-/// Decode blocks the arrival counters can serve (`n / 128` for the widest weight folded in groups).
-const ARRIVALS: usize = 1 << 16;
-
 /// How the kernels split a weight of `n` rows and `k` columns: `(stretches per group, groups)`.
 /// A function of the weight's shape alone (the row count never enters), which is what makes the
 /// result batch invariant. More groups give a decode step more warps; up to [`MAX_GROUPS`].
@@ -88,10 +86,10 @@ pub fn serves(x_dtype: DType, w_dtype: DType, k: usize) -> bool {
     family(x_dtype, w_dtype).is_some() && k % 8 == 0
 }
 
-/// Which kernel a launch with `m` rows uses: `split1/2/4` (decode: blocks of 128 weight rows
-/// and one group each, the groups folded by the last block) or `tiled` (tiles of 128 weight
-/// rows x 64 rows streamed through a ring of shared memory, every group in one block). Only
-/// speed depends on it.
+/// Which kernel a launch with `m` rows uses: `split1/2/4` (decode: about two blocks per SM, each
+/// taking (128 weight rows, group) items in turn; the groups' sums then folded by `fold`) or
+/// `tiled` (tiles of 128 weight rows x 64 rows streamed through a ring of shared memory, every
+/// group in one block). Only speed depends on it.
 pub fn kernel_for_rows(m: usize) -> &'static str {
     match m {
         0..=8 => "split1",
@@ -101,30 +99,11 @@ pub fn kernel_for_rows(m: usize) -> &'static str {
     }
 }
 
-/// The device's arrival counters of the decode kernels (one per block column, zero between
-/// launches: the last block of a column resets its own), allocated once per device.
-fn arrivals(
-    dev: &candle_core::CudaDevice,
-) -> candle_core::Result<std::sync::Arc<candle_core::cuda_backend::cudarc::driver::CudaSlice<u32>>>
-{
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex, OnceLock};
-    type Slice = candle_core::cuda_backend::cudarc::driver::CudaSlice<u32>;
-    static BUFFERS: OnceLock<Mutex<HashMap<candle_core::cuda_backend::DeviceId, Arc<Slice>>>> =
-        OnceLock::new();
-    let mut b = BUFFERS
-        .get_or_init(Default::default)
-        .lock()
-        .expect("arrivals lock");
-    if let Some(s) = b.get(&dev.id()) {
-        return Ok(s.clone());
-    }
-    let s = Arc::new(dev.alloc_zeros::<u32>(ARRIVALS)?);
-    b.insert(dev.id(), s.clone());
-    Ok(s)
-}
+/// Decode blocks resident on one SM (`__launch_bounds__(256, 2)` in the source): a decode launch
+/// has this many per SM, each taking work items in turn.
+const SPLIT_BLOCKS_PER_SM: usize = 2;
 
-/// A null device pointer, for the decode kernels' group buffers when there is one group.
+/// A null device pointer, for the decode kernels' group buffer when there is one group.
 static NULL: u64 = 0;
 
 struct MmaLinear;
@@ -150,70 +129,76 @@ impl MmaLinear {
             candle_core::bail!("tensor-core linear: x {:?}, w {:?}", x.1.dims(), w.1.dims());
         }
         let kernel = kernel_for_rows(m);
-        let func = dev.get_or_load_custom_func(
-            &format!("{prefix}_{kernel}"),
-            MODULE,
-            ptx_for_device(dev, MODULE, SOURCE)?,
-        )?;
+        let ptx = ptx_for_device(dev, MODULE, SOURCE)?;
+        let func = dev.get_or_load_custom_func(&format!("{prefix}_{kernel}"), MODULE, ptx)?;
         let (spg, groups) = grouping(n, k);
         let operands = LinearOperands::of(x, w, bias)?;
         let out = Output::alloc(dev, out_dtype, m * n)?;
         let dims = [m as i32, n as i32, k as i32, spg as i32, groups as i32];
-        // The decode kernels' group sums and arrival counters (unused with one group).
-        let mut partial = None;
-        let mut counters = None;
-        if kernel != "tiled" && groups > 1 {
-            if n.div_ceil(SPLIT_N) > ARRIVALS {
-                candle_core::bail!(
-                    "tensor-core linear: {n} weight rows are more than the decode kernel folds"
-                );
-            }
-            // Safety: every element a block folds was written by its group's block first.
-            partial = Some(unsafe { dev.alloc::<f32>(groups * m * n) }?);
-            counters = Some(arrivals(dev)?);
-        }
         let mut b = func.builder();
         operands.push(&mut b);
         out.push(&mut b);
-        if kernel != "tiled" {
-            match (&partial, &counters) {
-                (Some(p), Some(c)) => {
-                    b.arg(p);
-                    b.arg(&**c);
-                }
-                _ => {
-                    b.arg(&NULL);
-                    b.arg(&NULL);
-                }
+        if kernel == "tiled" {
+            let shared = tiled_shared_bytes(x.0.dtype() == DType::F32);
+            allow_dynamic_shared(dev, &func, &format!("{prefix}_{kernel}"), shared)?;
+            for d in &dims {
+                b.arg(d);
             }
+            let cfg = LaunchConfig {
+                grid_dim: (n.div_ceil(TILED_N) as u32, m.div_ceil(TILED_M) as u32, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: shared as u32,
+            };
+            // Safety: the arguments match the kernel's signature; shapes were checked above and
+            // alignment by `linear`.
+            unsafe { b.launch(cfg) }.w()?;
+            return Ok((out.into_storage(dev), Shape::from((m, n))));
         }
-        let (grid_dim, shared) = if kernel == "tiled" {
-            (
-                (n.div_ceil(TILED_N) as u32, m.div_ceil(TILED_M) as u32, 1),
-                tiled_shared_bytes(x.0.dtype() == DType::F32),
-            )
+        // Decode: the groups' sums go to `partial` (one plane of m x n per group) and are folded
+        // by a second launch; with one group the decode kernel writes y itself.
+        let partial = if groups > 1 {
+            // Safety: the decode kernel writes every element of every group's plane before the
+            // fold (a later launch on the same stream) reads it.
+            Some(unsafe { dev.alloc::<f32>(groups * m * n) }?)
         } else {
-            (
-                (n.div_ceil(SPLIT_N) as u32, groups as u32, 1),
-                SPLIT_W_RING_BYTES,
-            )
+            None
         };
-        func.set_attribute(
-            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            shared as i32,
-        )
-        .w()?;
-        let cfg = LaunchConfig {
-            grid_dim,
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: shared as u32,
+        match &partial {
+            Some(p) => b.arg(p),
+            None => b.arg(&NULL),
         };
         for d in &dims {
             b.arg(d);
         }
-        // Safety: the arguments match the kernel's signature; shapes were checked above and
-        // alignment by `linear`.
+        let items = n.div_ceil(SPLIT_N) * groups;
+        let blocks = items.min(SPLIT_BLOCKS_PER_SM * multiprocessors(dev)?);
+        allow_dynamic_shared(
+            dev,
+            &func,
+            &format!("{prefix}_{kernel}"),
+            SPLIT_W_RING_BYTES,
+        )?;
+        let cfg = LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: SPLIT_W_RING_BYTES as u32,
+        };
+        // Safety: as above; a block's items are disjoint from every other block's.
         unsafe { b.launch(cfg) }.w()?;
+        if let Some(partial) = &partial {
+            let fold = dev.get_or_load_custom_func(&format!("{prefix}_fold"), MODULE, ptx)?;
+            let mut b = fold.builder();
+            b.arg(partial);
+            operands.push_bias(&mut b);
+            out.push(&mut b);
+            let (m, n, groups) = (m as i32, n as i32, groups as i32);
+            b.arg(&m);
+            b.arg(&n);
+            b.arg(&groups);
+            // Safety: every plane of `partial` was written by the decode launch before it on this
+            // stream; the bias (if any) has n elements.
+            unsafe { b.launch(LaunchConfig::for_num_elems((m * n) as u32)) }.w()?;
+        }
         Ok((out.into_storage(dev), Shape::from((m, n))))
     }
 }
@@ -249,21 +234,37 @@ mod gpu_tests {
     /// partial tiles in both directions) gives every row the bits it gets in a call of 200 rows,
     /// for LayerCast and bf16, K with a partial stretch: one stretch per group (300 x 200: 4
     /// groups, fewer stretches than the tiled kernel's ring has slots) and three (1040 x 4104:
-    /// 22 groups, the ring wrapping many times).
+    /// 22 groups, the ring wrapping many times). Two wider weights give each decode block several
+    /// items in turn, the stream of stretches running on across their ends: 3584 x 2048 (28
+    /// columns x 32 groups of one stretch: three or four items a block on a 132-SM GPU) and
+    /// 131080 x 136 (1025 columns, one group: the decode kernel writes y itself), at the row
+    /// counts where the kernel changes.
     #[test]
     fn each_row_has_the_same_bits_at_every_row_count() -> candle_core::Result<()> {
         let Some(dev) = gpu() else { return Ok(()) };
         assert_eq!(
-            (grouping(300, 200), grouping(1040, 4104)),
-            ((1, 4), (3, 22))
+            [
+                grouping(300, 200),
+                grouping(1040, 4104),
+                grouping(3584, 2048),
+                grouping(131080, 136)
+            ],
+            [(1, 4), (3, 22), (1, 32), (3, 1)]
         );
-        for (n, k) in [(300, 200), (1040, 4104)] {
+        let every: Vec<usize> = (1..=70).chain([128, 129, 200]).collect();
+        let edges = vec![1, 7, 8, 9, 16, 17, 31, 32, 33, 200];
+        for (n, k, rows) in [
+            (300, 200, &every),
+            (1040, 4104, &every),
+            (3584, 2048, &edges),
+            (131080, 136, &edges),
+        ] {
             let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.05)?.to_dtype(DType::BF16)?;
             let b = Tensor::randn(0f32, 0.1, n, &dev)?.to_dtype(DType::BF16)?;
             for x_dtype in [DType::F32, DType::BF16] {
                 let x = Tensor::randn(0f32, 1.0, (200, k), &dev)?.to_dtype(x_dtype)?;
                 let all = linear(&x, &w, Some(&b))?;
-                for m in (1..=70).chain([128, 129, 200]) {
+                for &m in rows {
                     let part = linear(&x.narrow(0, 0, m)?, &w, Some(&b))?;
                     assert_eq!(
                         bits(&part),
