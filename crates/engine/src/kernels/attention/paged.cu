@@ -97,7 +97,7 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
     if (s * KV_SPLIT >= n) return;                                                                  \
     const int rep = heads / kv_heads;                                                               \
     __shared__ float qs[MAX_GROUP * MAX_D];                                                         \
-    __shared__ __align__(16) float sc[MAX_GROUP * KV_SPLIT];                                        \
+    __shared__ float sc[MAX_GROUP * KV_SPLIT];                                                      \
     __shared__ long slot_of[KV_SPLIT];                                                              \
     __shared__ float ml[MAX_GROUP * 2];                                                             \
     for (int i = threadIdx.x; i < rep * d; i += THREADS) {                                          \
@@ -154,24 +154,7 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
         if (e >= d) break;                                                                          \
         float acc[MAX_GROUP];                                                                       \
         _Pragma("unroll") for (int r = 0; r < MAX_GROUP; r++) acc[r] = 0.f;                         \
-        /* Eight keys at a time (their loads in flight together): their weights for a head are */ \
-        /* two 16-byte shared reads, added in key order as one at a time would be.              */ \
-        int jj = 0;                                                                                 \
-        for (; jj + 8 <= nk; jj += 8) {                                                             \
-          float v[8];                                                                               \
-          _Pragma("unroll") for (int a = 0; a < 8; a++)                                             \
-              v[a] = load_##KN(vals, base + slot_of[jj + a] * d + e);                               \
-          _Pragma("unroll") for (int r = 0; r < MAX_GROUP; r++) if (r < rep) {                      \
-            _Pragma("unroll") for (int h = 0; h < 2; h++) {                                         \
-              const float4 w4 = *reinterpret_cast<const float4*>(sc + r * KV_SPLIT + jj + 4 * h);   \
-              acc[r] = fmaf(w4.x, v[4 * h], acc[r]);                                                \
-              acc[r] = fmaf(w4.y, v[4 * h + 1], acc[r]);                                            \
-              acc[r] = fmaf(w4.z, v[4 * h + 2], acc[r]);                                            \
-              acc[r] = fmaf(w4.w, v[4 * h + 3], acc[r]);                                            \
-            }                                                                                       \
-          }                                                                                         \
-        }                                                                                           \
-        for (; jj < nk; jj++) {                                                                     \
+        _Pragma("unroll 16") for (int jj = 0; jj < nk; jj++) {                                      \
           const float v = load_##KN(vals, base + slot_of[jj] * d + e);                              \
           _Pragma("unroll") for (int r = 0; r < MAX_GROUP; r++) if (r < rep) acc[r] =               \
               fmaf(sc[r * KV_SPLIT + jj], v, acc[r]);                                               \
