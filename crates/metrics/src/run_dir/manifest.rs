@@ -498,15 +498,7 @@ impl Manifest {
             field,
             reason: format!("expected {want}, got {v}"),
         };
-        if self.extra.contains_key("deterministic") {
-            for (key, then) in [("tp_mode", "standard"), ("fused_kernels", "on")] {
-                if !self.extra.contains_key(key) {
-                    self.kernels
-                        .entry(key.into())
-                        .or_insert_with(|| then.into());
-                }
-            }
-        }
+        let old_shape = self.extra.contains_key("deterministic");
         if let Some(v) = self.extra.remove("deterministic") {
             let on = v
                 .as_bool()
@@ -522,6 +514,13 @@ impl Manifest {
             self.kernels
                 .entry("tp_mode".into())
                 .or_insert_with(|| mode.to_string());
+        }
+        if old_shape {
+            for (key, then) in [("tp_mode", "standard"), ("fused_kernels", "on")] {
+                self.kernels
+                    .entry(key.into())
+                    .or_insert_with(|| then.into());
+            }
         }
         Ok(())
     }

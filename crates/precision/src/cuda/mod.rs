@@ -137,14 +137,16 @@ pub fn allow_dynamic_shared(
 ) -> candle_core::Result<()> {
     use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute as F;
     use candle_core::cuda_backend::DeviceId;
-    type Allowed = HashMap<(DeviceId, String), usize>;
+    // Per device, per kernel name: looked up by `&str`, so a launch that finds its size allowed
+    // allocates nothing.
+    type Allowed = HashMap<DeviceId, HashMap<String, usize>>;
     static ALLOWED: OnceLock<Mutex<Allowed>> = OnceLock::new();
     let mut allowed = ALLOWED
         .get_or_init(Default::default)
         .lock()
         .expect("shared sizes");
-    let key = (dev.id(), name.to_string());
-    if allowed.get(&key).is_some_and(|&b| b >= bytes) {
+    let sizes = allowed.entry(dev.id()).or_default();
+    if sizes.get(name).is_some_and(|&b| b >= bytes) {
         return Ok(());
     }
     func.set_attribute(
@@ -154,7 +156,7 @@ pub fn allow_dynamic_shared(
     .map_err(|e| {
         candle_core::Error::Msg(format!("{name}: {bytes} bytes of shared memory: {e:?}"))
     })?;
-    allowed.insert(key, bytes);
+    sizes.insert(name.to_string(), bytes);
     Ok(())
 }
 

@@ -130,7 +130,8 @@ impl MmaLinear {
         }
         let kernel = kernel_for_rows(m);
         let ptx = ptx_for_device(dev, MODULE, SOURCE)?;
-        let func = dev.get_or_load_custom_func(&format!("{prefix}_{kernel}"), MODULE, ptx)?;
+        let name = format!("{prefix}_{kernel}");
+        let func = dev.get_or_load_custom_func(&name, MODULE, ptx)?;
         let (spg, groups) = grouping(n, k);
         let operands = LinearOperands::of(x, w, bias)?;
         let out = Output::alloc(dev, out_dtype, m * n)?;
@@ -140,7 +141,7 @@ impl MmaLinear {
         out.push(&mut b);
         if kernel == "tiled" {
             let shared = tiled_shared_bytes(x.0.dtype() == DType::F32);
-            allow_dynamic_shared(dev, &func, &format!("{prefix}_{kernel}"), shared)?;
+            allow_dynamic_shared(dev, &func, &name, shared)?;
             for d in &dims {
                 b.arg(d);
             }
@@ -172,12 +173,7 @@ impl MmaLinear {
         }
         let items = n.div_ceil(SPLIT_N) * groups;
         let blocks = items.min(SPLIT_BLOCKS_PER_SM * multiprocessors(dev)?);
-        allow_dynamic_shared(
-            dev,
-            &func,
-            &format!("{prefix}_{kernel}"),
-            SPLIT_W_RING_BYTES,
-        )?;
+        allow_dynamic_shared(dev, &func, &name, SPLIT_W_RING_BYTES)?;
         let cfg = LaunchConfig {
             grid_dim: (blocks as u32, 1, 1),
             block_dim: (256, 1, 1),
