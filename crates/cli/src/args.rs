@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use reprolm_engine::kernels::gemm::InvariantGemm;
 use reprolm_engine::kernels::{Fusion, KernelChoice, TokenPick};
 use reprolm_engine::KvCacheSize;
 
@@ -153,6 +154,12 @@ pub struct RunArgs {
     /// back, not the vocabulary) or `host`, as the CPU does (a check of the device's choice).
     #[arg(long, value_name = "device|host", default_value = "device", value_parser = TokenPick::parse)]
     pub pick: TokenPick,
+    /// The batch-invariant GEMM of 16-bit projections on CUDA: `cublaslt` (one cuBLASLt algorithm
+    /// pinned per weight shape, the default) or `mma` (our tensor-core kernel). Both are batch
+    /// invariant but reduce in different orders, so the choice is recorded and a resume must
+    /// repeat it. LayerCast and the CPU run one GEMM whatever this says.
+    #[arg(long, value_name = "cublaslt|mma", default_value = "cublaslt", value_parser = InvariantGemm::parse)]
+    pub gemm: InvariantGemm,
     /// Memory of the KV cache's block pool: `auto` (85% of the GPU memory free after loading;
     /// on the CPU half the available memory, taken only as it is used), a number of GiB, or a
     /// size with a unit (`40GiB`, `800MB`). Does not change any result, only what fits at once.
@@ -476,6 +483,10 @@ pub struct BenchGemmArgs {
     /// Shortest timed batch of calls, in milliseconds (each figure is the median of 5 batches).
     #[arg(long, default_value_t = 20.0)]
     pub min_ms: f64,
+    /// The batch-invariant GEMM measured as the layer for 16-bit projections on CUDA (the other
+    /// is timed beside it): `cublaslt` or `mma` (see `reprolm run --help`).
+    #[arg(long, value_name = "cublaslt|mma", default_value = "cublaslt", value_parser = InvariantGemm::parse)]
+    pub gemm: InvariantGemm,
     /// Instead of measuring the layer: time every cuBLASLt candidate of each shape (16-bit and
     /// f32 operands of the policies) and write the pin table of the best to this file (CUDA builds).
     #[arg(long)]
@@ -516,6 +527,9 @@ pub struct BenchModelArgs {
     /// Choose tokens on the `device` or the `host` (see `reprolm run --help`).
     #[arg(long, value_name = "device|host", default_value = "device", value_parser = TokenPick::parse)]
     pub pick: TokenPick,
+    /// The batch-invariant GEMM on CUDA, `cublaslt` or `mma` (see `reprolm run --help`).
+    #[arg(long, value_name = "cublaslt|mma", default_value = "cublaslt", value_parser = InvariantGemm::parse)]
+    pub gemm: InvariantGemm,
 }
 
 /// `reprolm bench speed`.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
+use reprolm_engine::kernels::gemm::InvariantGemm;
 use reprolm_engine::kernels::{Fusion, KernelChoice, Kernels, TokenPick};
 use reprolm_engine::parallel::{check_parallel_device, TensorParallel, TpMode};
 use reprolm_engine::{device_label, parse_device, KvCacheSize, ModelSource};
@@ -163,11 +164,22 @@ impl RunConfig {
             bail!("REPROLM_GEMM=candle is now `--kernels heuristic`: unset REPROLM_GEMM and pass that");
         }
         for (var, flag) in [
+            ("REPROLM_GEMM", "--gemm cublaslt|mma"),
             ("REPROLM_FUSED_KERNELS", "--fused-kernels on|off"),
             ("REPROLM_HOST_PICK", "--pick device|host"),
         ] {
             if std::env::var_os(var).is_some() {
                 bail!("{var} is now `{flag}`, recorded with the run: unset {var} and pass that");
+            }
+        }
+        // Other ways of pinning cuBLASLt algorithms are for `bench gemm` to compare; a run's
+        // algorithms come from the pin table, so its numbers are those the manifest names.
+        for var in ["REPROLM_GEMM_PIN", "REPROLM_GEMM_SPLITK"] {
+            if std::env::var_os(var).is_some() {
+                bail!(
+                    "{var} changes which cuBLASLt algorithms are pinned and applies to `reprolm \
+                     bench gemm` only; unset it for a run"
+                );
             }
         }
         let mode = if args.deterministic {
@@ -187,6 +199,7 @@ impl RunConfig {
             tp: tp_mode,
             fusion: args.fused_kernels,
             pick: args.pick,
+            gemm: args.gemm,
         };
         let (model_spec, model) = resolve_model(args.model.as_deref()).context("--model")?;
         let batching = match args.batching {
@@ -249,6 +262,9 @@ impl RunConfig {
         }
         if self.kernels.pick == TokenPick::Host {
             name.push_str("-hostpick");
+        }
+        if self.kernels.gemm == InvariantGemm::Mma {
+            name.push_str("-mma");
         }
         if !self.device.is_cpu() {
             name.push('-');
@@ -449,6 +465,9 @@ mod tests {
             (Fusion::Off, TokenPick::Host)
         );
         assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-nofuse-hostpick");
+        let c = RunConfig::resolve(&args(&["--gemm", "mma"])).unwrap();
+        assert_eq!(c.kernels.gemm, InvariantGemm::Mma);
+        assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-mma");
     }
 
     #[test]

@@ -65,6 +65,7 @@ fn load(args: &BenchModelArgs, policy: &str) -> Result<(Model, Device)> {
             choice: args.kernels,
             fusion: args.fused_kernels,
             pick: args.pick,
+            gemm: args.gemm,
             ..Kernels::default()
         },
     };
@@ -169,7 +170,7 @@ fn speed(args: &BenchSpeedArgs, mode: OutputMode) -> Result<i32> {
 /// `bench gemm`: per config, policy and projection shape, the GEMM layer's time per call against
 /// candle's default matmul at each row count, row-0 invariance of both, and f32 accuracy.
 fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
-    use reprolm_engine::kernels::gemm::{bench, GemmFamily};
+    use reprolm_engine::kernels::gemm::bench;
     use reprolm_engine::models::spec_from_config_file;
     if args.rows.is_empty() || args.rows.contains(&0) {
         bail!("--rows: every row count must be at least 1");
@@ -202,7 +203,7 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
                     config.display(),
                     device_label(&device),
                     device_name(&device),
-                    GemmFamily::from_env().name(),
+                    args.gemm.family().name(),
                     pin_strategy(),
                 );
                 println!(
@@ -212,8 +213,15 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
             }
             for shape in bench::shapes(&spec) {
                 let (storage, compute) = bench::dtypes(&policy, &shape);
-                let r =
-                    bench::measure(&shape, storage, compute, &rows, &device, args.min_ms / 1e3)?;
+                let r = bench::measure(
+                    &shape,
+                    storage,
+                    compute,
+                    &rows,
+                    &device,
+                    args.min_ms / 1e3,
+                    args.gemm.family(),
+                )?;
                 if mode == OutputMode::Human {
                     for t in &r.timings {
                         println!(
@@ -255,7 +263,7 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
                     "policy": policy_name,
                     "device": device_label(&device),
                     "device_name": device_name(&device),
-                    "gemm_family": GemmFamily::from_env().name(),
+                    "gemm_family": args.gemm.family().name(),
                     "shape": shape.name, "n": shape.n, "k": shape.k, "bias": shape.bias,
                     "storage": format!("{storage:?}"), "compute": format!("{compute:?}"),
                     "rows": r.timings.iter().map(|t| t.rows).collect::<Vec<_>>(),

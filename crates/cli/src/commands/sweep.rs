@@ -13,6 +13,7 @@
 //! deterministic = [false, true]        # a switch: `true` passes --deterministic
 //! kernels = ["invariant", "heuristic"] # batch-invariant kernels, or those other engines use
 //! fused_kernels = ["on", "off"]        # fused GPU kernels, or the composed ops
+//! gemm = ["cublaslt", "mma"]           # the batch-invariant GEMM of 16-bit projections on CUDA
 //! ```
 //! Each combination becomes the `reprolm run` flags it spells (`batch_size = 8` is `--batch-size 8`), so
 //! a sweep accepts exactly what `run` accepts and refuses what `run` refuses. A run's directory is
@@ -62,6 +63,7 @@ const KEYS: &[&str] = &[
     "kernels",
     "fused_kernels",
     "pick",
+    "gemm",
     "limit",
     "problems",
 ];

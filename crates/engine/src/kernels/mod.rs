@@ -168,6 +168,8 @@ pub struct Kernels {
     pub fusion: Fusion,
     /// Where tokens are chosen (`--pick`).
     pub pick: TokenPick,
+    /// The batch-invariant GEMM of 16-bit projections on CUDA (`--gemm`).
+    pub gemm: gemm::InvariantGemm,
 }
 
 impl Kernels {
@@ -199,6 +201,17 @@ impl Kernels {
         self.deterministic() || self.choice == KernelChoice::Invariant
     }
 
+    /// The GEMM the projections run: candle's in the fast path with the heuristic kernels, else
+    /// the batch-invariant family `--gemm` names (deterministic mode included).
+    pub fn gemm_family(&self) -> gemm::GemmFamily {
+        match (self.forward_mode(), self.choice) {
+            (reprolm_precision::ComputeMode::Fast, KernelChoice::Heuristic) => {
+                gemm::GemmFamily::Candle
+            }
+            _ => self.gemm.family(),
+        }
+    }
+
     /// What a GPU run with these kernels does at `device`: where tokens are chosen there (the
     /// CPU's device is the host).
     pub fn pick_on(&self, device: &candle_core::Device) -> TokenPick {
@@ -210,15 +223,15 @@ impl Kernels {
     }
 
     /// The settings by name, as the manifest's `kernels` map records them: `kernels` (the
-    /// choice), `deterministic`, `tp_mode`, `fused_kernels` and `token_choice` (where tokens are
-    /// chosen on `device`). What a finished run is checked against without loading its model.
+    /// choice), `deterministic`, `tp_mode`, `fused_kernels`, `token_choice` (where tokens are
+    /// chosen on `device`) and `gemm` (the GEMM on `device`). What a finished run is checked against without loading its model.
     ///
     /// ```
     /// use candle_core::Device;
     /// use reprolm_engine::kernels::{Fusion, Kernels};
     /// let k = Kernels { fusion: Fusion::Off, ..Kernels::default() };
     /// let s = k.settings(&Device::Cpu);
-    /// assert_eq!(s.keys().collect::<Vec<_>>(), ["deterministic", "fused_kernels", "kernels", "token_choice", "tp_mode"]);
+    /// assert_eq!(s.keys().collect::<Vec<_>>(), ["deterministic", "fused_kernels", "gemm", "kernels", "token_choice", "tp_mode"]);
     /// assert_eq!(s["fused_kernels"], "off");
     /// ```
     pub fn settings(&self, device: &candle_core::Device) -> BTreeMap<String, String> {
@@ -228,13 +241,26 @@ impl Kernels {
             ("tp_mode".into(), self.tp.as_str().into()),
             ("fused_kernels".into(), self.fusion.as_str().into()),
             ("token_choice".into(), self.pick_on(device).as_str().into()),
+            ("gemm".into(), self.gemm_on(device).into()),
         ])
     }
 
+    /// The GEMM the projections run on `device`, by the name the manifest's `kernels.gemm`
+    /// records: candle's (batch dependent), the CUDA family, or `cpu` (the CPU has one
+    /// batch-invariant GEMM, whatever `--gemm` says).
+    pub fn gemm_on(&self, device: &candle_core::Device) -> &'static str {
+        let family = self.gemm_family();
+        match family {
+            _ if device.is_cuda() => family.name(),
+            gemm::GemmFamily::Candle => family.name(),
+            _ => "cpu",
+        }
+    }
+
     /// The value by name for the run manifest (where resuming compares it whole): the
-    /// [`settings`](Self::settings), and what they give on `device` for this policy and model: the GEMM family, the order of
-    /// the matmuls' reduction over K, and the attention route and its split size (from the
-    /// policy's attention and KV-cache dtypes and the model's `head_dim`).
+    /// [`settings`](Self::settings), and what they give on `device` for this policy and model:
+    /// the order of the matmuls' reduction over K, and the attention route and its split size
+    /// (from the policy's attention and KV-cache dtypes and the model's `head_dim`).
     ///
     /// ```
     /// use candle_core::Device;
@@ -262,12 +288,8 @@ impl Kernels {
     ) -> BTreeMap<String, String> {
         use reprolm_precision::{Component, ComputeMode};
         let mut out = self.settings(device);
-        let mode = self.forward_mode();
-        let family = match mode {
-            ComputeMode::Fast => gemm::GemmFamily::for_choice(self.choice),
-            ComputeMode::Deterministic(_) => gemm::GemmFamily::from_env(),
-        };
-        let reduction = match mode {
+        let family = self.gemm_family();
+        let reduction = match self.forward_mode() {
             ComputeMode::Deterministic(order) if order.chunks() > 1 => {
                 format!("tree of {} chunks", order.chunks())
             }
@@ -285,12 +307,6 @@ impl Kernels {
                 head_dim,
             ),
         );
-        let gemm = match family {
-            _ if device.is_cuda() => family.name(),
-            gemm::GemmFamily::Candle => family.name(),
-            _ => "cpu",
-        };
-        out.insert("gemm".into(), gemm.into());
         out
     }
 }

@@ -13,7 +13,8 @@
 use super::rope::{self, RopeSpec};
 use crate::fused;
 use crate::kernels::attention::{paged_attention, write_slots, PagedQueries};
-use crate::kernels::{gemm, Fusion, KernelChoice, Kernels};
+use crate::kernels::gemm::{self, GemmFamily};
+use crate::kernels::{Fusion, Kernels};
 use crate::kv::{CacheShape, KvCache, KvCacheSize, LayerPool, SeqId};
 use crate::parallel::{self, Communicator, LocalComm, ShardLayout, TensorParallel};
 use crate::{Error, Result};
@@ -227,8 +228,8 @@ struct RankCtx<'a> {
     /// The kernels: the decoder's compute mode, or the TP-invariant tree (see
     /// [`Kernels::forward_mode`]).
     mode: ComputeMode,
-    /// Batch-invariant or heuristic kernels in the fast path.
-    choice: KernelChoice,
+    /// The GEMM of the projections ([`Kernels::gemm_family`]).
+    gemm: GemmFamily,
     /// Fused GPU kernels on or off.
     fusion: Fusion,
 }
@@ -237,7 +238,7 @@ impl Proj {
     fn forward(&self, x: &Tensor, ctx: RankCtx<'_>) -> Result<Tensor> {
         let mut y = match (ctx.mode, self.split, ctx.comm) {
             (ComputeMode::Fast, Split::Row, Some(comm)) => {
-                let y = comm.all_reduce_sum(&gemm::linear(&self.lin, x, ctx.mode, ctx.choice)?)?;
+                let y = comm.all_reduce_sum(&gemm::linear(&self.lin, x, ctx.mode, ctx.gemm)?)?;
                 match &self.bias_after_reduce {
                     Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
                     None => y,
@@ -265,7 +266,7 @@ impl Proj {
                 *out_dims.last_mut().expect("non-empty") = y.dim(1)?;
                 y.reshape(out_dims)?
             }
-            _ => gemm::linear(&self.lin, x, ctx.mode, ctx.choice)?,
+            _ => gemm::linear(&self.lin, x, ctx.mode, ctx.gemm)?,
         };
         if let (Split::Vocab, Some(comm)) = (self.split, ctx.comm) {
             y = comm.all_gather(&y, y.rank() - 1)?;
@@ -553,7 +554,7 @@ impl Rank {
             comm: self.comm.as_deref(),
             size: self.layout.size,
             mode: kernels.forward_mode(),
-            choice: kernels.choice,
+            gemm: kernels.gemm_family(),
             fusion: kernels.fusion,
         }
     }

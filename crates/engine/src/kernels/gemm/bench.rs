@@ -7,7 +7,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use reprolm_precision::{ComputeMode, Linear};
 
-use super::linear;
+use super::{linear, GemmFamily};
 use crate::models::DecoderSpec;
 use crate::Result;
 
@@ -158,6 +158,7 @@ pub fn measure(
     rows: &[usize],
     device: &Device,
     min_seconds: f64,
+    family: GemmFamily,
 ) -> Result<GemmReport> {
     let max_rows = *rows.iter().max().expect("at least one row count");
     let w = (Tensor::randn(0f32, 1.0, (shape.n, shape.k), device)? * 0.02)?;
@@ -175,8 +176,8 @@ pub fn measure(
             None => y,
         })
     };
-    let layer = |x: &Tensor| linear(&lin, x, ComputeMode::Fast, super::KernelChoice::Invariant);
-    let other = other_family(&lin, device);
+    let layer = |x: &Tensor| linear(&lin, x, ComputeMode::Fast, family);
+    let other = other_family(&lin, device, family);
 
     let mut other_rows0 = Vec::new();
     let mut timings = Vec::new();
@@ -260,21 +261,22 @@ pub fn measure(
 fn other_family<'a>(
     lin: &'a Linear,
     device: &Device,
+    family: GemmFamily,
 ) -> Option<Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>> {
     #[cfg(feature = "cuda")]
     if device.is_cuda()
         && lin.weight().dtype() == lin.compute_dtype()
         && matches!(lin.compute_dtype(), DType::BF16 | DType::F16)
     {
-        let other = match super::GemmFamily::from_env() {
-            super::GemmFamily::Mma => super::GemmFamily::PinnedCublasLt,
-            super::GemmFamily::PinnedCublasLt | super::GemmFamily::Candle => super::GemmFamily::Mma,
+        let other = match family {
+            GemmFamily::Mma => GemmFamily::PinnedCublasLt,
+            GemmFamily::PinnedCublasLt | GemmFamily::Candle => GemmFamily::Mma,
         };
         return Some(Box::new(move |x: &Tensor| {
             super::cuda_linear(lin, x, other)
         }));
     }
-    let _ = (lin, device);
+    let _ = (lin, device, family);
     None
 }
 

@@ -5,9 +5,10 @@
 //! - **CUDA.** 16-bit and f32 projections run cuBLASLt with one algorithm pinned per weight shape
 //!   ([`cublaslt`]: from a table tuned per GPU type ([`pins`]) or the heuristic's deterministic
 //!   choice, checked at each live row count, no fallback), or our own tensor-core kernel ([`mma`])
-//!   when `REPROLM_GEMM=mma`; `--kernels heuristic` ([`KernelChoice::Heuristic`]) restores
-//!   candle's per-call cuBLAS choice, which is batch dependent (to reproduce what other engines do). LayerCast (bf16 weights, f32
-//!   compute) always runs [`mma`]: x is split into three exact bf16 parts in registers and the
+//!   for 16-bit projections under `--gemm mma` ([`InvariantGemm`]); `--kernels heuristic`
+//!   ([`KernelChoice::Heuristic`](super::KernelChoice::Heuristic)) restores candle's per-call
+//!   cuBLAS choice, which is batch dependent (to reproduce what other engines do). LayerCast
+//!   (bf16 weights, f32 compute) always runs [`mma`]: x is split into three exact bf16 parts in registers and the
 //!   tensor-core sums are promoted into f32 every 64 elements of K, so no f32 copy of a weight
 //!   is made and the accuracy is that of an f32 GEMM (measured by `reprolm bench gemm`).
 //!   The same GEMMs serve the fast path and deterministic mode.
@@ -20,12 +21,13 @@
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
-//! use reprolm_engine::kernels::{gemm, KernelChoice};
+//! use reprolm_engine::kernels::Kernels;
+//! use reprolm_engine::kernels::gemm;
 //! use reprolm_precision::{ComputeMode, Linear};
 //! let w = Tensor::randn(0f32, 1.0, (6, 16), &Device::Cpu)?;
 //! let lin = Linear::new(w, None, DType::BF16, DType::BF16)?;
 //! let x = Tensor::randn(0f32, 1.0, (3, 16), &Device::Cpu)?;
-//! let y = gemm::linear(&lin, &x, ComputeMode::Fast, KernelChoice::Invariant)?;
+//! let y = gemm::linear(&lin, &x, ComputeMode::Fast, Kernels::default().gemm_family())?;
 //! assert_eq!(y.dims(), &[3, 6]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -38,13 +40,63 @@ pub mod pins;
 
 pub mod bench;
 
-use super::KernelChoice;
 use crate::Result;
 use candle_core::Tensor;
 use reprolm_precision::{ComputeMode, Linear, ReductionOrder};
 
-/// Which GEMM serves the projections: the batch-invariant families (`REPROLM_GEMM` picks between
-/// them on CUDA), or candle's under [`KernelChoice::Heuristic`].
+/// Which batch-invariant GEMM serves 16-bit projections on CUDA (`--gemm`): both reduce K in a
+/// fixed order per weight shape, in different orders, so the choice is part of what decides the
+/// numbers. LayerCast runs [`mma`] under either; the CPU has one GEMM and ignores the setting
+/// (recorded all the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InvariantGemm {
+    /// cuBLASLt with an algorithm pinned per weight shape (the default).
+    #[default]
+    CublasLt,
+    /// Our tensor-core kernel.
+    Mma,
+}
+
+impl InvariantGemm {
+    /// `cublaslt` or `mma`.
+    ///
+    /// ```
+    /// use reprolm_engine::kernels::gemm::InvariantGemm;
+    /// assert_eq!(InvariantGemm::parse("mma")?, InvariantGemm::Mma);
+    /// assert!(InvariantGemm::parse("cublas").unwrap_err().contains("`cublaslt`"));
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "cublaslt" => Ok(InvariantGemm::CublasLt),
+            "mma" => Ok(InvariantGemm::Mma),
+            other => Err(format!(
+                "unknown GEMM `{other}`: `cublaslt` (pinned cuBLASLt algorithms, the default) or \
+                 `mma` (our tensor-core kernel)"
+            )),
+        }
+    }
+
+    /// The name [`parse`](Self::parse) reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvariantGemm::CublasLt => "cublaslt",
+            InvariantGemm::Mma => "mma",
+        }
+    }
+
+    /// The family it names.
+    pub fn family(self) -> GemmFamily {
+        match self {
+            InvariantGemm::CublasLt => GemmFamily::PinnedCublasLt,
+            InvariantGemm::Mma => GemmFamily::Mma,
+        }
+    }
+}
+
+/// Which GEMM serves the projections, as [`Kernels::gemm_family`](super::Kernels::gemm_family)
+/// resolves it: one of the batch-invariant families, or candle's under
+/// [`KernelChoice::Heuristic`](super::KernelChoice::Heuristic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GemmFamily {
     /// cuBLASLt with an algorithm pinned per weight shape (16-bit and f32 operands), our
@@ -59,24 +111,6 @@ pub enum GemmFamily {
 }
 
 impl GemmFamily {
-    /// The batch-invariant family on CUDA: `REPROLM_GEMM=cublaslt` (the default) or `mma`; read
-    /// once per process.
-    pub fn from_env() -> GemmFamily {
-        static F: std::sync::OnceLock<GemmFamily> = std::sync::OnceLock::new();
-        *F.get_or_init(|| match std::env::var("REPROLM_GEMM").as_deref() {
-            Ok("mma") => GemmFamily::Mma,
-            _ => GemmFamily::PinnedCublasLt,
-        })
-    }
-
-    /// The family the fast path takes under `choice`.
-    pub fn for_choice(choice: KernelChoice) -> GemmFamily {
-        match choice {
-            KernelChoice::Invariant => GemmFamily::from_env(),
-            KernelChoice::Heuristic => GemmFamily::Candle,
-        }
-    }
-
     /// The name used in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -87,14 +121,11 @@ impl GemmFamily {
     }
 }
 
-/// `x Wᵀ + b` for the projection `lin`: `x` is `(..., in)`, the result `(..., out)` in the
-/// layer's compute dtype. See the module docs for which kernel runs where; deterministic mode
-/// never takes the heuristic kernels, whatever `choice` says.
-pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode, choice: KernelChoice) -> Result<Tensor> {
-    let family = match mode {
-        ComputeMode::Fast => GemmFamily::for_choice(choice),
-        ComputeMode::Deterministic(_) => GemmFamily::from_env(),
-    };
+/// `x Wᵀ + b` for the projection `lin` by the GEMM `family` (what
+/// [`Kernels::gemm_family`](super::Kernels::gemm_family) resolves): `x` is `(..., in)`, the
+/// result `(..., out)` in the layer's compute dtype. See the module docs for which kernel runs
+/// where; `mode` gives the CPU's reduction order.
+pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode, family: GemmFamily) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if x.device().is_cuda() {
         if let ComputeMode::Deterministic(order) = mode {
@@ -178,7 +209,7 @@ mod tests {
                         &lin,
                         &x.narrow(0, 0, m)?,
                         ComputeMode::Fast,
-                        KernelChoice::Invariant,
+                        GemmFamily::PinnedCublasLt,
                     )?;
                     Ok(y.narrow(0, 0, 1)?
                         .to_dtype(DType::F32)?
