@@ -591,6 +591,32 @@ fn fused_kernels_setting_is_recorded_and_a_change_on_resume_is_refused() {
     );
 }
 
+/// The GEMM switches that were process-wide environment variables are refused by `run` with what
+/// to do instead: `REPROLM_GEMM` is the recorded `--gemm` flag, and the cuBLASLt pinning knobs are
+/// for `bench gemm` only, so a run's numbers are those its manifest names.
+#[test]
+fn gemm_environment_switches_are_refused_by_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = run_args(
+        &tmp.path().join("run"),
+        &["--task", "arith", "--limit", "1"],
+    );
+    for (var, value, says) in [
+        ("REPROLM_GEMM", "mma", "--gemm cublaslt|mma"),
+        ("REPROLM_GEMM_PIN", "64", "bench gemm"),
+        ("REPROLM_GEMM_SPLITK", "0", "bench gemm"),
+    ] {
+        let out = cmd(tmp.path(), &args).env(var, value).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}: {stderr}");
+        assert!(
+            stderr.contains(var) && stderr.contains(says),
+            "{var}: {stderr}"
+        );
+    }
+    assert!(!tmp.path().join("run").exists(), "nothing is written");
+}
+
 /// The files under a directory that were opened for writing (or created, moved in, modified)
 /// since the watch began, from inotify.
 struct WriteWatch {
