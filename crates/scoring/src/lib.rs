@@ -31,8 +31,9 @@ pub use batch::{grade_choice_batch, grade_math_batch};
 pub use choice::{extract_choice, grade_choice, ChoiceGrade, ChoiceSource, ExtractedChoice};
 pub use error::{Error, Result};
 pub use labelled::{read_labelled_pairs, LabelledPair};
-pub use math::equal::{math_equal, Equivalence, Rule, MAX_ANSWER_LEN, RANDOM_POINTS, REL_TOL};
-pub use math::extract::{
-    extract_answer, extract_answer_with, ExtractSource, Extracted, MathOptions,
+pub use math::equal::{
+    math_equal, math_equal_with, Equivalence, Rule, MAX_ANSWER_LEN, RANDOM_POINTS, REL_TOL,
 };
+pub use math::extract::{extract_answer, extract_answer_with, ExtractSource, Extracted};
+pub use math::options::{DecimalComma, MathOptions};
 pub use math::{grade_math, grade_math_with, MathGrade};

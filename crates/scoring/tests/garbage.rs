@@ -129,6 +129,7 @@ fn random_garbage_never_panics() {
     let mut slowest = Duration::ZERO;
     let last_number = reprolm_scoring::MathOptions {
         last_number_fallback: true,
+        ..Default::default()
     };
     for _ in 0..20_000 {
         let a = garbage(&mut rng);

@@ -5,12 +5,16 @@
 //! decided, equal or not, is reported so a surprising grade can be traced to one function.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use regex::Regex;
 
 use serde::{Deserialize, Serialize};
 
 use super::answer::{parse_answer, Answer};
 use super::expr::{Expr, C};
 use super::normalize::{normalize, unclosed_box};
+use super::options::{DecimalComma, MathOptions};
 
 /// Longest answer string compared. Real answers are a few dozen characters; a longer "answer" is an
 /// extraction gone wrong, and rejecting it keeps every comparison bounded in time.
@@ -103,7 +107,19 @@ impl Equivalence {
 /// assert!(!math_equal("(3,4]", "(3,4)").equal);
 /// ```
 pub fn math_equal(gold: &str, pred: &str) -> Equivalence {
-    let mut v = math_equal_of(gold, pred);
+    math_equal_with(gold, pred, &MathOptions::default())
+}
+
+/// [`math_equal`] under other [`MathOptions`] (only [`MathOptions::decimal_comma`] matters here).
+///
+/// ```
+/// use reprolm_scoring::{math_equal_with, DecimalComma, MathOptions};
+/// let v = math_equal_with("1000.99", "1000,99", &MathOptions::default());
+/// assert!(v.equal);
+/// assert!(v.detail.contains("decimal comma"));
+/// ```
+pub fn math_equal_with(gold: &str, pred: &str, opts: &MathOptions) -> Equivalence {
+    let mut v = math_equal_of(gold, pred, opts);
     for (name, s) in [("gold", gold), ("prediction", pred)] {
         if s.len() <= MAX_ANSWER_LEN && unclosed_box(s) {
             v.detail.push_str(&format!(
@@ -114,7 +130,7 @@ pub fn math_equal(gold: &str, pred: &str) -> Equivalence {
     v
 }
 
-fn math_equal_of(gold: &str, pred: &str) -> Equivalence {
+fn math_equal_of(gold: &str, pred: &str, opts: &MathOptions) -> Equivalence {
     for (name, s) in [("gold", gold), ("prediction", pred)] {
         if s.len() > MAX_ANSWER_LEN {
             return Equivalence::new(
@@ -137,6 +153,11 @@ fn math_equal_of(gold: &str, pred: &str) -> Equivalence {
     match (ga, pa) {
         (Ok(a), Ok(b)) => {
             let mut v = compare(&a, &b);
+            if !v.equal && opts.decimal_comma == DecimalComma::AgainstNumber {
+                if let Some(d) = decimal_comma_reading(&g, &a, &p, &b) {
+                    return d;
+                }
+            }
             if v.detail.is_empty() {
                 v.detail = format!("`{}` vs `{}`", clip(&g), clip(&p));
             }
@@ -151,6 +172,30 @@ fn math_equal_of(gold: &str, pred: &str) -> Equivalence {
             format!("prediction `{}`: {e}", clip(&p)),
         ),
     }
+}
+
+/// `1000,99` against `1000.99`: two digit groups joined by one comma, read as a list, cannot equal a
+/// single number, so the comma is read as a decimal point instead ([`DecimalComma::AgainstNumber`]).
+/// `None` when neither side is such a pair against a number.
+fn decimal_comma_reading(g: &str, ga: &Answer, p: &str, pa: &Answer) -> Option<Equivalence> {
+    static PAIR: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^(-?\d+),(\d+)$").expect("valid regex"));
+    let (s, number) = match (ga, pa) {
+        (Answer::Unordered(_), Answer::Expr(n)) => (g, n),
+        (Answer::Expr(n), Answer::Unordered(_)) => (p, n),
+        _ => return None,
+    };
+    let caps = PAIR.captures(s)?;
+    let decimal = format!("{}.{}", &caps[1], &caps[2]);
+    let Ok(Answer::Expr(read)) = parse_answer(&decimal, 0) else {
+        return None;
+    };
+    let v = numeric(&read, number);
+    Some(Equivalence::new(
+        v.equal,
+        v.rule,
+        format!("`{s}` read with a decimal comma: {}", v.detail),
+    ))
 }
 
 /// Rule [`Rule::StringMatch`]: identical after normalisation and with spaces removed, unless the answer is
@@ -794,6 +839,28 @@ mod tests {
         assert!(!compare(&a("(1,2)"), &a("(2,1)")).equal);
         assert!(set(&[a("1"), a("2")], &[a("2"), a("1")]).equal);
         assert!(!set(&[a("1"), a("1")], &[a("1"), a("2")]).equal);
+    }
+
+    #[test]
+    fn decimal_comma_against_a_number() {
+        let never = MathOptions {
+            decimal_comma: DecimalComma::Never,
+            ..MathOptions::default()
+        };
+        let v = math_equal("1000.99", "1000,99");
+        assert!(v.equal, "{v:?}");
+        assert!(v.detail.contains("decimal comma"));
+        assert!(math_equal("1,22", "1.22").equal);
+        assert!(math_equal("0.111", "0,111").equal);
+        assert!(!math_equal("0.111", "0,112").equal);
+        assert!(!math_equal_with("1.22", "1,22", &never).equal);
+        // A thousands grouping stays one; a spaced or longer list stays a list.
+        assert!(!math_equal("1.000", "1,000").equal);
+        assert!(!math_equal("1.5", "1, 5").equal);
+        assert!(!math_equal("1.5", "1,5,0").equal);
+        // Against a list the comma lists.
+        assert!(math_equal("1, 5", "1,5").equal);
+        assert!(!math_equal("\\{1.5\\}", "1,5").equal);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::normalize::{strip_trailing_punctuation, LABEL_NAME};
+use super::options::MathOptions;
 
 /// Boxes tried from the end before giving up (a box with unbalanced braces is skipped).
 const MAX_BOX_TRIES: usize = 8;
@@ -37,16 +38,6 @@ pub enum ExtractSource {
     /// The last number in the text, taken only with [`MathOptions::last_number_fallback`]
     /// (`... so there are 12 such sequences.`).
     LastNumber,
-}
-
-/// Choices where math graders differ; the defaults are this grader's policies (see the
-/// [module documentation](crate::math)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct MathOptions {
-    /// When the response states no answer with a box or an answer phrase, grade the last number in
-    /// it if nothing else comes after it (a math span that ends before it, or none), as Math-Verify
-    /// does. Off by default: a number in a sentence is not a stated answer.
-    pub last_number_fallback: bool,
 }
 
 /// An answer found in a response.
@@ -79,7 +70,7 @@ pub fn extract_answer(response: &str) -> Option<Extracted> {
 /// ```
 /// use reprolm_scoring::{extract_answer_with, ExtractSource, MathOptions};
 /// let r = "Since $d = 90/n$ for each divisor, there are 12 such sequences.";
-/// let opts = MathOptions { last_number_fallback: true };
+/// let opts = MathOptions { last_number_fallback: true, ..Default::default() };
 /// let e = extract_answer_with(r, &opts).unwrap();
 /// assert_eq!((e.text.as_str(), e.source), ("12", ExtractSource::LastNumber));
 /// assert_eq!(reprolm_scoring::extract_answer(r).unwrap().source, ExtractSource::MathSpan);

@@ -38,9 +38,15 @@
 //! - **Labels**: an equation whose left side only names the answer (`x = 3`, `AB = 4`, `f(x) = 1`,
 //!   `|AB| = 1`, `\frac{NO}{BO} = ...`, `(p, q) = (3, 2)`, `V_1 : V_2 = 11 : 21`) equals its right side;
 //!   `2x = 6` is an equation, not a label.
-//! - **Numbers**: `1 000` and `1,000` are a thousand, `1 1/2` and `1\frac12` one and a half; a decimal
-//!   comma is not read (`1,5` is the list `1, 5`; Math-Verify reads it as 1.5); values agree within a
-//!   relative 1e-8, so `1.732` is not `\sqrt 3` (Math-Verify rounds to 6 digits by default).
+//! - **Numbers**: `1 000` and `1,000` are a thousand, `1 1/2` and `1\frac12` one and a half; values
+//!   agree within a relative 1e-8, so `1.732` is not `\sqrt 3` (Math-Verify rounds to 6 digits by
+//!   default).
+//! - **Decimal commas**: `1000,99`, `1,5` or `0,111` (two digit groups, one comma, no space, not a
+//!   thousands grouping) is read as a decimal only against a single number, the one comparison in
+//!   which the list reading could never agree: `1,5` equals `1.5` and also the list `5, 1`, while
+//!   `1, 5` (with a space) and `1,5,0` stay lists. Math-Verify reads such commas as decimals
+//!   everywhere; `is_equiv` compares strings, so `1,5` is neither `1.5` nor `5,1` there.
+//!   [`options::DecimalComma::Never`] keeps every comma a list separator.
 //! - **Degrees** inside a trigonometric function are a unit of its argument (`\\sin(90^\\circ - x)` is
 //!   `\\cos x`); elsewhere the degree sign is dropped (`30^\\circ` is `30`).
 //! - **Inequalities** in one variable are the interval of their solutions: `x \le 0`, `0 \ge x` and
@@ -73,6 +79,7 @@
 
 pub mod equal;
 pub mod extract;
+pub mod options;
 
 mod answer;
 mod expr;
@@ -80,8 +87,9 @@ mod normalize;
 
 use serde::{Deserialize, Serialize};
 
-use equal::{math_equal, Rule};
-use extract::{extract_answer_with, Extracted, MathOptions};
+use equal::{math_equal_with, Rule};
+use extract::{extract_answer_with, Extracted};
+use options::MathOptions;
 
 /// The grade of one response against a gold answer; stored as the score detail of a run record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,7 +129,7 @@ pub fn grade_math_with(gold: &str, response: &str, opts: &MathOptions) -> MathGr
             detail: "no boxed answer, answer phrase or math span".into(),
         },
         Some(e) => {
-            let v = math_equal(gold, &e.text);
+            let v = math_equal_with(gold, &e.text, opts);
             MathGrade {
                 correct: v.equal,
                 extracted: Some(e),

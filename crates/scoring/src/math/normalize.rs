@@ -505,13 +505,13 @@ pub(crate) fn unwrap_text(s: &str) -> String {
 
 /// `10,\!080`, `58,500`, `11,111,111,100`, `14{,}916` -> digits only. A comma followed by three digits is
 /// taken as a separator only with `\!`, in braces (`{,}`, also `{, }`) or when the whole answer is one
-/// grouped number, so `2,12` stays a list.
+/// grouped number, so `2,12` stays a list. A first group of `0` groups nothing: `0,111` is not 111.
 pub(crate) fn strip_thousands_separators(s: &str) -> String {
     static THIN: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"(\d)(?:\s*,\s*\\!|\s*\{\s*,\s*\}|\\,)\s*(\d{3})").expect("valid regex")
     });
     static WHOLE: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"^[-+]?\d{1,3}(,\d{3})+(\.\d+)?$").expect("valid regex"));
+        LazyLock::new(|| Regex::new(r"^[-+]?[1-9]\d{0,2}(,\d{3})+(\.\d+)?$").expect("valid regex"));
     // `1 000 000`: groups of three digits set apart by spaces (SI style), again only as the whole answer.
     static SPACED: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"^[-+]?\d{1,3}( \d{3})+(\.\d+)?$").expect("valid regex"));
@@ -736,6 +736,7 @@ mod tests {
         assert_eq!(strip_thousands_separators("28{,}800"), "28800");
         assert_eq!(strip_thousands_separators("14 {, }916"), "14916");
         assert_eq!(strip_thousands_separators("2,12"), "2,12");
+        assert_eq!(strip_thousands_separators("0,111"), "0,111");
         assert_eq!(strip_thousands_separators("1, 234"), "1, 234");
     }
 

@@ -44,6 +44,7 @@ pub(crate) fn math_options(options: &TaskOptions, task: &str) -> Result<MathOpti
     let params = options.params_for(task, &TaskOption::keys(&MATH_OPTIONS))?;
     Ok(MathOptions {
         last_number_fallback: params.flag("last_number")?.unwrap_or(false),
+        ..MathOptions::default()
     })
 }
 
