@@ -1,8 +1,9 @@
-//! The grader against hand-labelled answer pairs (tests/data/math_equivalence.tsv).
+//! The grader against hand-labelled answer pairs (tests/data/math_equivalence.tsv) and whole
+//! responses (tests/data/math_responses.tsv).
 
 use std::collections::BTreeSet;
 
-use reprolm_scoring::{math_equal, read_labelled_pairs, Rule};
+use reprolm_scoring::{grade_math, math_equal, read_labelled_pairs, Rule};
 
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -83,4 +84,33 @@ fn every_rule_decides_some_pair() {
     ] {
         assert!(any_by.contains(&r), "no pair is decided by {r:?}");
     }
+}
+
+const RESPONSES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/math_responses.tsv");
+
+/// Whole responses (extraction and equivalence together) against hand labels: every one agrees.
+#[test]
+fn responses_agree_with_hand_labels() {
+    let pairs = read_labelled_pairs(RESPONSES).expect("response corpus readable");
+    assert!(pairs.iter().any(|p| p.equal) && pairs.iter().any(|p| !p.equal));
+    let wrong: Vec<String> = pairs
+        .iter()
+        .filter_map(|p| {
+            let g = grade_math(&p.gold, &p.pred);
+            (g.correct != p.equal).then(|| {
+                format!(
+                    "line {}: label {} but {:?} ({}), extracted {:?}: `{}` [{}]",
+                    p.line,
+                    p.equal,
+                    g.rule,
+                    g.detail,
+                    g.extracted.map(|e| e.text),
+                    p.pred,
+                    p.note
+                )
+            })
+        })
+        .collect();
+    println!("{} responses, {} disagree", pairs.len(), wrong.len());
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

@@ -2,7 +2,8 @@
 //!
 //! Reasoning models think aloud and may box intermediate results, so the answer is taken after the last
 //! `</think>` when there is one, and within a region the most explicit marker wins: the last `\boxed{}`,
-//! then "final answer is", "the answer is", "answer:", then the last math span. Every search is a
+//! then "final answer is", "the answer is", "answer:", then a concluding sentence ("Therefore, ...")
+//! with one number after the last math span, then the last math span. Every search is a
 //! bounded number of linear scans, so a megabyte of garbage costs milliseconds.
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,9 @@ pub enum ExtractSource {
     AnswerIs,
     /// "Answer: ...".
     AnswerColon,
+    /// A concluding sentence after the last math span, opened by "Therefore", "Thus", "Hence"
+    /// or "So", in words with exactly one number (`Therefore, there are 12 such sequences.`).
+    Conclusion,
     /// The last `$...$`, `$$...$$`, `\(...\)` or `\[...\]`.
     MathSpan,
     /// The last number in the text, taken only with [`MathOptions::last_number_fallback`]
@@ -124,6 +128,10 @@ fn extract_from(text: &str, opts: &MathOptions) -> Option<(String, ExtractSource
         }
     }
     let span = last_math_span(text);
+    let span_end = span.as_ref().map_or(0, |(end, _)| *end);
+    if let Some(n) = concluding_number(&text[span_end..]) {
+        return Some((n, ExtractSource::Conclusion));
+    }
     if opts.last_number_fallback {
         let span_end = span.as_ref().map_or(0, |(end, _)| *end);
         if let Some(n) = last_number(&text[span_end..]) {
@@ -157,6 +165,36 @@ fn last_number(text: &str) -> Option<String> {
         .filter(stands_alone)
         .last()
         .map(|m| m.as_str().to_string())
+}
+
+/// `Therefore, the probability that Alice wins is 2/3.`: the last sentence of `text` that opens
+/// with "Therefore", "Thus", "Hence" or "So" (capitalised, so a sentence start even where the
+/// formula before it has no period: `P(A) = 2/3 Therefore, ...`) and is in words with exactly one number (see
+/// [`sole_number_of_sentence`]) states that number, when no digit follows it (`I hope it is
+/// correct.` may). A sentence with math, with two numbers, or followed by another number states
+/// nothing here; that is what keeps this apart from the last-number fallback.
+fn concluding_number(text: &str) -> Option<String> {
+    static OPENER: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:^|\s)(?:\*\*)?(?:Therefore|Thus|Hence|So)\b[,:]?\s").expect("valid regex")
+    });
+    // Bounded like `last_number`: a concluding sentence sits in the last few kilobytes.
+    let start = text.len().saturating_sub(4096);
+    let start = (start..=text.len()).find(|&i| text.is_char_boundary(i))?;
+    let window = &text[start..];
+    let m = OPENER.find_iter(window).last()?;
+    let sentence = &window[m.start()..];
+    let sentence = sentence.trim_start_matches(|c: char| ".!?*".contains(c) || c.is_whitespace());
+    let end = [sentence.find(". "), sentence.find('\n')]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(sentence.len());
+    let (sentence, after) = sentence.split_at(end);
+    if after.contains(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let sentence = strip_trailing_punctuation(sentence);
+    sole_number_of_sentence(&sentence).map(str::to_owned)
 }
 
 /// The content of the last `\boxed{}`/`\fbox{}` with balanced braces, or of `\boxed 5`. Boxes listed
@@ -394,7 +432,7 @@ fn spans_listed_from_start(t: &str) -> Option<String> {
 }
 
 /// `Jane started growing Sphere 3 hours ago`: a sentence in words (three or more, no math) that
-/// holds exactly one number states that number. Two numbers, or none, and the sentence stays as it
+/// holds exactly one number (`3`, `2/3`, `100%`) states that number. Two numbers, or none, and the sentence stays as it
 /// is (and will not parse as an answer).
 fn sole_number_of_sentence(line: &str) -> Option<&str> {
     if line.contains(['$', '\\']) {
@@ -410,12 +448,15 @@ fn sole_number_of_sentence(line: &str) -> Option<&str> {
             w.len() >= 2 && w.chars().all(|c| c.is_ascii_alphabetic() || c == '\'')
         })
         .count();
+    // `3`, `-1,000.5`, `2/3`, `100%`.
     let mut numbers = line.split_whitespace().map(bare).filter(|w| {
         let digits = w.strip_prefix('-').unwrap_or(w);
+        let digits = digits.strip_suffix('%').unwrap_or(digits);
         digits.starts_with(|c: char| c.is_ascii_digit())
+            && digits.ends_with(|c: char| c.is_ascii_digit())
             && digits
                 .chars()
-                .all(|c| c.is_ascii_digit() || c == ',' || c == '.')
+                .all(|c| c.is_ascii_digit() || matches!(c, ',' | '.' | '/'))
     });
     let first = numbers.next()?;
     (words >= 3 && numbers.next().is_none()).then_some(first)
@@ -662,6 +703,44 @@ mod tests {
             ex("The final answer is $3$ since $x = 3$."),
             Some(("3".into(), ExtractSource::FinalAnswerIs))
         );
+    }
+
+    #[test]
+    fn a_concluding_sentence_states_its_one_number() {
+        assert_eq!(
+            ex("So P(A) = (1/2) / (3/4). Therefore, the probability that Alice wins is 2/3. <|im_start|>user"),
+            Some(("2/3".into(), ExtractSource::Conclusion))
+        );
+        assert_eq!(
+            ex("each divisor gives $d = \\frac{90}{n}$. Thus there are 12 such sequences. I hope it is correct."),
+            Some(("12".into(), ExtractSource::Conclusion))
+        );
+        assert_eq!(
+            ex("P(A) = (1/2) * (4/3) P(A) = 2/3 Therefore, Alice wins with probability 2/3."),
+            Some(("2/3".into(), ExtractSource::Conclusion))
+        );
+        assert_eq!(
+            ex("$$x' \\geq 2x$$ Hence the error grows by 100%."),
+            Some(("100%".into(), ExtractSource::Conclusion))
+        );
+        // Two numbers, a number after it, math in it, or a math span after it: not a conclusion.
+        assert_eq!(ex("Therefore 3 cats and 4 dogs."), None);
+        assert_eq!(ex("Therefore there are 3 cats. Then 4 more came."), None);
+        assert_eq!(
+            ex("Therefore there are 3 cats and $x = 4$."),
+            Some(("x = 4".into(), ExtractSource::MathSpan))
+        );
+        assert_eq!(
+            ex("So there are 3 of them, as $3 = 1 + 2$"),
+            Some(("3 = 1 + 2".into(), ExtractSource::MathSpan))
+        );
+        // A box or an answer phrase still wins.
+        assert_eq!(
+            ex("The answer is 5. Therefore there are 6 of them."),
+            Some(("5".into(), ExtractSource::AnswerIs))
+        );
+        // "So" inside a word or mid-sentence opens nothing.
+        assert_eq!(ex("Sometimes 5 are left over and also so 7 remain"), None);
     }
 
     #[test]

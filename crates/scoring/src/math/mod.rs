@@ -15,8 +15,13 @@
 //!   7`), as in Math-Verify; boxes that each follow their own label are one labelled answer (`y_1 =
 //!   \boxed{a}` and `y_2 = \boxed{b}` is `y_1 = a, y_2 = b`); boxes joined by "or" restate one
 //!   answer in two forms and the last is taken; boxes with other words between them (`\boxed{1}
-//!   papers and \boxed{2} bins`) are intermediate results. A response with no box, phrase or math
-//!   span has no answer: there is no "last number in the text" fallback unless
+//!   papers and \boxed{2} bins`) are intermediate results. With no box or answer phrase, a
+//!   concluding sentence after the last math span, opened by "Therefore", "Thus", "Hence" or
+//!   "So", in words with exactly one number and no digit after it (`Therefore, the probability
+//!   that Alice wins is 2/3.`), states that number: the sentence is the response's own answer
+//!   phrase, and a number there is not "the last number" of a sentence that may go on
+//!   (Math-Verify finds these with its last-number search). A response with no box, phrase,
+//!   concluding sentence or math span has no answer: there is no "last number in the text" fallback unless
 //!   [`MathOptions::last_number_fallback`] asks for it (Math-Verify has one; `is_equiv` has no
 //!   extraction at all); that number must stand as a word of the text (`is 2/3.`, `1,000.99€`), not
 //!   sit inside LaTeX (`\frac{10}{9}` states no 9). Spans joined by "or" (`$21, 16$ or $11$`)
