@@ -235,6 +235,11 @@ fn boxed_answer(text: &str) -> Option<(String, usize)> {
                 taken.push((i, box_end, t))
             }
             Some(&(next_start, _, _))
+                if box_end <= next_start && joined_by_and(&text[box_end..next_start]) =>
+            {
+                taken.push((i, box_end, t))
+            }
+            Some(&(next_start, _, _))
                 if box_end <= next_start
                     && trailing_label(&text[box_end..next_start])
                         .is_some_and(|(at, _)| only_separators(&text[box_end..box_end + at])) =>
@@ -305,6 +310,31 @@ fn only_separators(between: &str) -> bool {
     }
     rest.chars()
         .all(|c| c.is_whitespace() || matches!(c, ',' | ';' | '$' | '{' | '}'))
+}
+
+/// Whether the text between two boxes is a few words ending in "and" (` papers and `, `\text{ for
+/// part (a) and }`): a unit or a part's name after one box, then the next, lists them as a bare
+/// "and" does. Longer text, text ending otherwise (`, so adding two we get`) or a judgement of the
+/// first box (`is too small and`) leaves it an intermediate result.
+fn joined_by_and(between: &str) -> bool {
+    const JUDGEMENT: [&str; 9] = [
+        "is", "was", "not", "but", "wrong", "then", "so", "too", "no",
+    ];
+    if between.len() > 40 {
+        return false;
+    }
+    let mut rest = between.to_ascii_lowercase();
+    for cmd in ["\\qquad", "\\quad", "\\text", "\\mbox", "\\(", "\\)"] {
+        rest = rest.replace(cmd, " ");
+    }
+    let rest = rest.replace(['{', '}', '$', ','], " ");
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    words.len() >= 2
+        && words.len() <= 4
+        && words.last() == Some(&"and")
+        && words.iter().all(|w| {
+            !JUDGEMENT.contains(w) && w.chars().all(|c| c.is_alphanumeric() || "()'.".contains(c))
+        })
 }
 
 /// The content of the box whose command ends where `rest` begins, and where the box ends in `rest`.
@@ -602,6 +632,19 @@ mod tests {
         assert_eq!(
             last_boxed("\\boxed{4} and y = \\boxed{6}").as_deref(),
             Some("6")
+        );
+        // A unit or a part's name, then "and": the boxes are listed.
+        assert_eq!(
+            last_boxed("\\boxed{1} papers and \\boxed{2} bins").as_deref(),
+            Some("1, 2")
+        );
+        assert_eq!(
+            last_boxed("$$\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}$$").as_deref(),
+            Some("(3, 3), (1, 1)")
+        );
+        assert_eq!(
+            last_boxed("\\boxed{3} is too small and \\boxed{5}").as_deref(),
+            Some("5")
         );
         // An earlier box with words in between is an intermediate result.
         assert_eq!(

@@ -14,8 +14,11 @@
 //!   math delimiters between them, are one answer (`\boxed{3}, \boxed{5} and \boxed{7}` is `3, 5,
 //!   7`), as in Math-Verify; boxes that each follow their own label are one labelled answer (`y_1 =
 //!   \boxed{a}` and `y_2 = \boxed{b}` is `y_1 = a, y_2 = b`); boxes joined by "or" restate one
-//!   answer in two forms and the last is taken; boxes with other words between them (`\boxed{1}
-//!   papers and \boxed{2} bins`) are intermediate results. With no box or answer phrase, a
+//!   answer in two forms and the last is taken; boxes joined by "and" after at most three words
+//!   that name a unit or a part (`\boxed{1} papers and \boxed{2} bins`, `\boxed{(3, 3)} \text{ for
+//!   part (a) and } \boxed{(1, 1)}`) are listed too, as in Math-Verify, unless a word judges the
+//!   first (`\boxed{3} is too small and \boxed{5}` is 5); boxes with other words between them
+//!   (`\boxed{4}, so adding two we get \boxed{6}`) are intermediate results. With no box or answer phrase, a
 //!   concluding sentence after the last math span, opened by "Therefore", "Thus", "Hence" or
 //!   "So", in words with exactly one number and no digit after it (`Therefore, the probability
 //!   that Alice wins is 2/3.`), states that number: the sentence is the response's own answer
