@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::expr::{parse_expr, Expr};
+use super::expr::{parse_expr, Expr, Func};
 
 /// Most elements a list, set or matrix may have; longer ones are rejected, not compared pairwise.
 pub(crate) const MAX_ELEMENTS: usize = 64;
@@ -171,6 +171,49 @@ pub(crate) fn parse_inequality(s: &str) -> Option<Result<Answer, String>> {
         }
         _ => Err(NOT_AN_INTERVAL.to_owned()),
     })())
+}
+
+/// `1 \le |z| \le 2` -> `[-2, -1] \cup [1, 2]`: a chain around the absolute value of one variable,
+/// with constant bounds, solved for that variable (a real one). `None` when `s` is no such chain or
+/// its lower bound is not positive (then the solutions are one interval, no union).
+/// [`parse_inequality`] reads the same chain as the range `[1, 2]` of `|z|`; the caller picks.
+pub(crate) fn solve_abs_range(s: &str) -> Option<Answer> {
+    let (parts, ops) = split_comparisons(s);
+    let ([lo, middle, hi], [c1, c2]) = (parts.as_slice(), ops.as_slice()) else {
+        return None;
+    };
+    let (lo, hi, lo_closed, hi_closed) = match (c1, c2) {
+        (Cmp::Less(a), Cmp::Less(b)) => (lo, hi, *a, *b),
+        (Cmp::Greater(a), Cmp::Greater(b)) => (hi, lo, *b, *a),
+        _ => return None,
+    };
+    match parse_expr(middle).ok()? {
+        Expr::Func(Func::Abs, inner) if matches!(*inner, Expr::Var(_)) => {}
+        _ => return None,
+    }
+    let (lo, hi) = (parse_expr(lo).ok()?, parse_expr(hi).ok()?);
+    let constant = |e: &Expr| {
+        let mut vars = std::collections::BTreeSet::new();
+        e.vars(&mut vars);
+        vars.is_empty()
+    };
+    if !constant(&lo) || !constant(&hi) {
+        return None;
+    }
+    let low = lo.eval(&[]);
+    if !low.is_finite() || low.im != 0.0 || low.re <= 0.0 {
+        return None;
+    }
+    let neg = |e: &Expr| Expr::Neg(Box::new(e.clone()));
+    let interval = |a: Expr, a_closed: bool, b: Expr, b_closed: bool| Answer::Ordered {
+        open: if a_closed { b'[' } else { b'(' },
+        close: if b_closed { b']' } else { b')' },
+        items: vec![Answer::Expr(a), Answer::Expr(b)],
+    };
+    Some(Answer::Unordered(vec![
+        interval(neg(&hi), hi_closed, neg(&lo), lo_closed),
+        interval(lo, lo_closed, hi, hi_closed),
+    ]))
 }
 
 const NOT_AN_INTERVAL: &str =

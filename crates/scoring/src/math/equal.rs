@@ -11,7 +11,7 @@ use regex::Regex;
 
 use serde::{Deserialize, Serialize};
 
-use super::answer::{parse_answer, Answer};
+use super::answer::{parse_answer, solve_abs_range, Answer};
 use super::expr::{Expr, C};
 use super::normalize::{normalize, unclosed_box};
 use super::options::{DecimalComma, MathOptions};
@@ -158,6 +158,11 @@ fn math_equal_of(gold: &str, pred: &str, opts: &MathOptions) -> Equivalence {
                     return d;
                 }
             }
+            if !v.equal {
+                if let Some(d) = abs_range_solved(&g, &a, &p, &b) {
+                    return d;
+                }
+            }
             if v.detail.is_empty() {
                 v.detail = format!("`{}` vs `{}`", clip(&g), clip(&p));
             }
@@ -195,6 +200,24 @@ fn decimal_comma_reading(g: &str, ga: &Answer, p: &str, pa: &Answer) -> Option<E
         v.equal,
         v.rule,
         format!("`{s}` read with a decimal comma: {}", v.detail),
+    ))
+}
+
+/// `1 \le |z| \le 2` against a union of intervals: the chain, read as the range `[1, 2]` of `|z|`,
+/// cannot equal a union, so it is solved for `z`, `[-2, -1] \cup [1, 2]` ([`solve_abs_range`]).
+/// `None` when neither side is such a chain against a set of intervals.
+fn abs_range_solved(g: &str, ga: &Answer, p: &str, pa: &Answer) -> Option<Equivalence> {
+    let (chain, other) = match (ga, pa) {
+        (Answer::Ordered { .. }, Answer::Unordered(_)) => (g, pa),
+        (Answer::Unordered(_), Answer::Ordered { .. }) => (p, ga),
+        _ => return None,
+    };
+    let solved = solve_abs_range(chain)?;
+    let v = compare(&solved, other);
+    Some(Equivalence::new(
+        v.equal,
+        v.rule,
+        format!("`{chain}` solved for its variable: {}", v.detail),
     ))
 }
 
@@ -861,6 +884,21 @@ mod tests {
         // Against a list the comma lists.
         assert!(math_equal("1, 5", "1,5").equal);
         assert!(!math_equal("\\{1.5\\}", "1,5").equal);
+    }
+
+    #[test]
+    fn a_range_of_an_absolute_value_against_a_union() {
+        let v = math_equal(
+            "1\\le |z| \\le \\frac32",
+            "[-\\frac32, -1] \\cup [1, \\frac32]",
+        );
+        assert!(v.equal, "{v:?}");
+        assert!(v.detail.contains("solved"));
+        assert!(math_equal("[-2,-1)\\cup(1,2]", "1 < |x| \\le 2").equal);
+        assert!(!math_equal("[-2,-1]\\cup[1,2]", "1 < |x| \\le 2").equal);
+        // Against one interval the chain is the range of |z|.
+        assert!(math_equal("[1, 2]", "1 \\le |z| \\le 2").equal);
+        assert!(!math_equal("[-2,-1]\\cup[1,3]", "1 \\le |z| \\le 2").equal);
     }
 
     #[test]

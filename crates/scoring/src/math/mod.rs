@@ -64,8 +64,11 @@
 //!   is not solved (`is_equiv` compares strings, so none of these pairs match there). This holds
 //!   whichever side is the gold: Math-Verify compares a gold `x \in [-2, 7]` with a predicted
 //!   `-2 \le x \le 7` only under `allow_set_relation_comp`, and the gold inequality with the
-//!   predicted interval always. A range of `|z|` is not solved for `z`: `1 \le |z| \le 2` is not
-//!   `[-2, -1] \cup [1, 2]`.
+//!   predicted interval always. A range of `|z|` with a positive lower bound is that quantity's
+//!   range against one interval (`1 \le |z| \le 2` is `[1, 2]`) and is solved for a real `z`
+//!   against a union (`[-2, -1] \cup [1, 2]`), the one reading under which each comparison can
+//!   hold; the verdict's detail says when it was solved. Math-Verify solves it for `z` only;
+//!   `is_equiv` compares strings.
 //! - **Spelling**: `>=`, `<=`, `!=` are `\ge`, `\le`, `\ne`; `\approx` and `≈` are `=` when they give
 //!   the value (which must still agree to 1e-8, so `\approx 1.732` is not `\sqrt 3`) and are dropped
 //!   with what follows when a value came before (`x = 1/3 \approx 0.33` is `x = 1/3`); `percent`, `percentage` and `pct`
