@@ -359,12 +359,30 @@ pub(crate) fn compare(a: &Answer, b: &Answer) -> Equivalence {
             },
             A::Matrix(m),
         ) => vector_vs_tuple(m, items),
+        (A::Unordered(items), other) if restates_one_value(items) => restated(items, other),
+        (other, A::Unordered(items)) if restates_one_value(items) => restated(items, other),
         _ => Equivalence::new(
             false,
             Rule::ShapeMismatch,
             format!("{} vs {}", shape_name(a), shape_name(b)),
         ),
     }
+}
+
+/// Whether a list holds one value written several ways (`1.5, \frac32`, joined by "or" in a
+/// response): two or more items, each equal to the first.
+fn restates_one_value(items: &[Answer]) -> bool {
+    items.len() >= 2 && items[1..].iter().all(|x| compare(&items[0], x).equal)
+}
+
+/// A list that restates one value against an answer of another shape: compared as that value.
+fn restated(items: &[Answer], other: &Answer) -> Equivalence {
+    let v = compare(&items[0], other);
+    Equivalence::new(
+        v.equal,
+        v.rule,
+        format!("a list of {} forms of one value: {}", items.len(), v.detail),
+    )
 }
 
 fn shape_name(a: &Answer) -> &'static str {
@@ -899,6 +917,20 @@ mod tests {
         // Against one interval the chain is the range of |z|.
         assert!(math_equal("[1, 2]", "1 \\le |z| \\le 2").equal);
         assert!(!math_equal("[-2,-1]\\cup[1,3]", "1 \\le |z| \\le 2").equal);
+    }
+
+    #[test]
+    fn a_list_restating_one_value() {
+        let v = math_equal("\\frac32", "1.5, \\frac{3}{2}");
+        assert!(v.equal, "{v:?}");
+        assert!(v.detail.contains("forms of one value"));
+        assert!(math_equal("x = 3", "3, \\frac{6}{2}").equal);
+        // A hedge between two values equals neither.
+        assert!(!math_equal("5", "5, 7").equal);
+        assert!(!math_equal("7", "5 \\text{ or } 7").equal);
+        // Against a list the usual set rule decides.
+        assert!(math_equal("2", "2, 2").equal);
+        assert!(!math_equal("(1, 1)", "1, 1").equal);
     }
 
     #[test]

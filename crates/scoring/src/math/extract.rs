@@ -297,15 +297,18 @@ fn trailing_label(before: &str) -> Option<(usize, &str)> {
     Some((name.start(), name.as_str()))
 }
 
-/// Whether the text between two boxes only lists them: `, `, ` and `, `$, $`, `\quad`. Not `or`: two
-/// boxes joined by "or" restate one answer in two forms (`\boxed{15\frac{39}{40}}, or
-/// \boxed{\frac{639}{40}}` in a MATH reference solution), so the last is taken.
+/// Whether the text between two boxes only lists them: `, `, ` and `, ` or `, `$, $`, `\quad`. Two
+/// boxes joined by "or" may restate one answer in two forms (`\boxed{15\frac{39}{40}}, or
+/// \boxed{\frac{639}{40}}` in a MATH reference solution) or hedge between two; both are listed,
+/// and the comparison decides: a list of one value equals that value, a hedge equals neither.
 fn only_separators(between: &str) -> bool {
     if between.len() > 40 {
         return false;
     }
     let mut rest = between.to_ascii_lowercase();
-    for sep in ["\\qquad", "\\quad", "\\text", "\\mbox", "\\(", "\\)", "and"] {
+    for sep in [
+        "\\qquad", "\\quad", "\\text", "\\mbox", "\\(", "\\)", "and", "or",
+    ] {
         rest = rest.replace(sep, "");
     }
     rest.chars()
@@ -610,10 +613,14 @@ mod tests {
             last_boxed("\\boxed{1} \\text{ and } \\boxed{-1}").as_deref(),
             Some("1, -1")
         );
-        // "or" between boxes gives the same answer in another form.
+        // "or" between boxes lists them (the comparison tells a restatement from a hedge).
         assert_eq!(
             last_boxed("\\boxed{1.5}, or \\boxed{\\frac32}").as_deref(),
-            Some("\\frac32")
+            Some("1.5, \\frac32")
+        );
+        assert_eq!(
+            ex("the roots are $21, 16$ or $11$."),
+            Some(("21, 16, 11".into(), ExtractSource::MathSpan))
         );
         // Boxes that each follow their own label are one labelled answer; a label before only
         // the last is words between them.

@@ -9,31 +9,38 @@
 //! Where graders differ, this one decides as follows (Math-Verify and the hendrycks MATH `is_equiv`
 //! used by lm-evaluation-harness for comparison):
 //!
-//! - **Which answer**: the last `\boxed{}` after `</think>`, then an answer phrase, then the last
-//!   math span. Boxes (or `$...$` spans) listed together, with only commas, `and`, `;`, spacing or
-//!   math delimiters between them, are one answer (`\boxed{3}, \boxed{5} and \boxed{7}` is `3, 5,
-//!   7`), as in Math-Verify; boxes that each follow their own label are one labelled answer (`y_1 =
-//!   \boxed{a}` and `y_2 = \boxed{b}` is `y_1 = a, y_2 = b`); boxes joined by "or" restate one
-//!   answer in two forms and the last is taken; boxes joined by "and" after at most three words
-//!   that name a unit or a part (`\boxed{1} papers and \boxed{2} bins`, `\boxed{(3, 3)} \text{ for
-//!   part (a) and } \boxed{(1, 1)}`) are listed too, as in Math-Verify, unless a word judges the
-//!   first (`\boxed{3} is too small and \boxed{5}` is 5); boxes with other words between them
-//!   (`\boxed{4}, so adding two we get \boxed{6}`) are intermediate results. With no box or answer phrase, a
-//!   concluding sentence after the last math span, opened by "Therefore", "Thus", "Hence" or
-//!   "So", in words with exactly one number and no digit after it (`Therefore, the probability
-//!   that Alice wins is 2/3.`), states that number: the sentence is the response's own answer
-//!   phrase, and a number there is not "the last number" of a sentence that may go on
-//!   (Math-Verify finds these with its last-number search). A response with no box, phrase,
-//!   concluding sentence or math span has no answer: there is no "last number in the text" fallback unless
-//!   [`MathOptions::last_number_fallback`] asks for it (Math-Verify has one; `is_equiv` has no
-//!   extraction at all); that number must stand as a word of the text (`is 2/3.`, `1,000.99€`), not
-//!   sit inside LaTeX (`\frac{10}{9}` states no 9). Spans joined by "or" (`$21, 16$ or $11$`)
-//!   restate one answer, as boxes do, and the last is taken (Math-Verify lists them). A "final answer is" phrase after the last box wins over the box, which was
-//!   then a step towards it. A phrase followed by a sentence in words that holds exactly one number
-//!   (`Final Answer: Jane started growing Sphere 3 hours ago.`) states that number. A phrase
-//!   followed by a quoted answer (`The final answer is "$12$ and $13$".`) states what the quotes
-//!   enclose, and by `$...$` spans listed together (`$3$ and $-3$`) states them all, as boxes listed
-//!   together do.
+//! - **Which answer**: the last `\boxed{}` after `</think>`, then an answer phrase, then a
+//!   concluding sentence, then the last math span.
+//!   - Boxes (or `$...$` spans) listed together, with only commas, `and`, `or`, `;`, spacing or
+//!     math delimiters between them, are one answer (`\boxed{3}, \boxed{5} and \boxed{7}` is `3,
+//!     5, 7`; `$21, 16$ or $11$` is `21, 16, 11`), as in Math-Verify. Two forms of one value
+//!     joined by "or" (`\boxed{1.5}, or \boxed{\frac32}`) are a list that restates that value,
+//!     and a list whose items all have one value equals that value; two different values joined
+//!     by "or" (a hedge) equal neither. (Before issue #30 the last of the two was taken, which
+//!     scored a hedge whose second guess was right.)
+//!   - Boxes that each follow their own label are one labelled answer (`y_1 = \boxed{a}` and `y_2
+//!     = \boxed{b}` is `y_1 = a, y_2 = b`). Boxes joined by "and" after at most three words that
+//!     name a unit or a part (`\boxed{1} papers and \boxed{2} bins`, `\boxed{(3, 3)} \text{ for
+//!     part (a) and } \boxed{(1, 1)}`) are listed too, as in Math-Verify, unless a word judges
+//!     the first (`\boxed{3} is too small and \boxed{5}` is 5). Boxes with other words between
+//!     them (`\boxed{4}, so adding two we get \boxed{6}`, `\boxed{35} ++ \boxed{4}`) are
+//!     intermediate results: the last is taken (Math-Verify takes them all).
+//!   - A "final answer is" phrase after the last box wins over the box, which was then a step
+//!     towards it. A phrase followed by a sentence in words that holds exactly one number
+//!     (`Final Answer: Jane started growing Sphere 3 hours ago.`) states that number. A phrase
+//!     followed by a quoted answer (`The final answer is "$12$ and $13$".`) states what the
+//!     quotes enclose, and by `$...$` spans listed together (`$3$ and $-3$`) states them all.
+//!   - With no box or answer phrase, a concluding sentence after the last math span, opened by
+//!     "Therefore", "Thus", "Hence" or "So", in words with exactly one number and no digit after
+//!     it (`Therefore, the probability that Alice wins is 2/3.`), states that number: the
+//!     sentence is the response's own answer phrase (Math-Verify finds these numbers with its
+//!     last-number search).
+//!   - A response with none of these has no answer: there is no "last number in the text"
+//!     fallback unless [`MathOptions::last_number_fallback`] asks for it (Math-Verify has one;
+//!     `is_equiv` has no extraction at all); that number must stand as a word of the text (`is
+//!     2/3.`, `1,000.99€`), not sit inside LaTeX (`\frac{10}{9}` states no 9).
+//!   - Math in one span may run over several lines (`$ \n 9 \n $`, `\( \n 9 \n \)` is 9), as
+//!     LaTeX allows; Math-Verify does not read an inline span across lines.
 //! - **A box never closed**: in a response, a last `\boxed{` whose brace never closes was cut off
 //!   by the end of the generation and is not an answer (an earlier box, a phrase or a span is
 //!   taken instead); in an answer string given to [`equal::math_equal`] (a gold answer that lost
