@@ -660,12 +660,23 @@ fn equation_of(l1: &Expr, r1: &Expr, l2: &Expr, r2: &Expr) -> Equivalence {
 
 /// Rule [`Rule::EquationRhs`]: `x = 3` against `3`; only when the left side names the answer: a lone
 /// variable, or a label such as `AB` or `f(x)` (`f(x) = 1` against `1`), never an expression of it.
+/// An equation with no variable (`2 + 3 = 5`) is a computation whose result is the right side, as
+/// in a chain `x = 2 + 3 = 5`, whether or not the two sides agree; the detail says which.
+/// `7 = 11a + c` has variables: an equation, not a computation.
 pub(crate) fn equation_rhs(lhs: &Expr, rhs: &Expr, other: &Answer) -> Equivalence {
     let label;
     let var = match lhs.as_var() {
         Some(v) => v,
         None if lhs.is_label() => {
             label = "a label".to_string();
+            &label
+        }
+        None if is_constant(lhs) && is_constant(rhs) => {
+            let agrees = values_close(lhs.eval(&[]), rhs.eval(&[]));
+            label = format!(
+                "a computation (its left side {} the right)",
+                if agrees { "equals" } else { "differs from" }
+            );
             &label
         }
         None => return Equivalence::new(false, Rule::ShapeMismatch, "equation vs a non-equation"),
@@ -677,6 +688,12 @@ pub(crate) fn equation_rhs(lhs: &Expr, rhs: &Expr, other: &Answer) -> Equivalenc
         Rule::EquationRhs
     };
     Equivalence::new(inner.equal, rule, format!("{var} = ...: {}", inner.detail))
+}
+
+fn is_constant(e: &Expr) -> bool {
+    let mut vars = BTreeSet::new();
+    e.vars(&mut vars);
+    vars.is_empty()
 }
 
 /// Rules [`Rule::Tuple`] and [`Rule::Interval`]: same brackets, same items in order. Square brackets or an
@@ -870,6 +887,13 @@ mod tests {
         assert!(!equation(&e("y"), &e("2x+3"), &e("y"), &e("2x-3")).equal);
         assert!(equation_rhs(&e("x"), &e("5"), &a("5")).equal);
         assert!(!equation_rhs(&e("x+1"), &e("5"), &a("4")).equal);
+        // A computation: its right side is the result.
+        let v = equation_rhs(&e("2+3"), &e("5"), &a("5"));
+        assert!(v.equal && v.detail.contains("equals the right"), "{v:?}");
+        let v = equation_rhs(&e("\\frac12"), &e("\\frac{10}{9}"), &a("10/9"));
+        assert!(v.equal && v.detail.contains("differs from"), "{v:?}");
+        assert!(!equation_rhs(&e("2+3"), &e("5"), &a("6")).equal);
+        assert!(!equation_rhs(&e("7"), &e("11a+c"), &a("11a+c")).equal);
     }
 
     #[test]

@@ -52,7 +52,12 @@
 //!   but separators between them (`\boxed{35} ++ \boxed{4}`) are not listed together either.
 //! - **Labels**: an equation whose left side only names the answer (`x = 3`, `AB = 4`, `f(x) = 1`,
 //!   `|AB| = 1`, `\frac{NO}{BO} = ...`, `(p, q) = (3, 2)`, `V_1 : V_2 = 11 : 21`) equals its right side;
-//!   `2x = 6` is an equation, not a label.
+//!   `2x = 6` is an equation, not a label. An equation with no variable on either side is a
+//!   computation and states its right side (`2 + 3 = 5` is 5), as a chain `x = 2 + 3 = 5` does,
+//!   also when the two sides differ (`\frac12 = \frac{10}{9}` states `\frac{10}{9}`, as in
+//!   Math-Verify, which takes the last side of any equation); the verdict's detail says whether
+//!   they agreed. `7 = 11a + c` has variables and stays an equation. `is_equiv` compares
+//!   strings, so none of these is a number there.
 //! - **Numbers**: `1 000` and `1,000` are a thousand, `1 1/2` and `1\frac12` one and a half; values
 //!   agree within a relative 1e-8, so `1.732` is not `\sqrt 3` (Math-Verify rounds to 6 digits by
 //!   default).
