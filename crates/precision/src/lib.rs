@@ -70,6 +70,7 @@ mod file;
 mod linear;
 mod memory;
 mod policy;
+pub mod portable;
 
 pub use deterministic::{ComputeMode, ReductionOrder};
 
