@@ -27,8 +27,9 @@
 //! - **RMSNorm**: input cast to the norm dtype; mean of squares, `+ eps`, `sqrt` and the
 //!   division in the norm dtype; the result cast to the activations dtype and only then multiplied
 //!   by the weight, held in the activations dtype (transformers' `LlamaRMSNorm` order).
-//! - **RoPE**: inverse frequencies computed in f64 and stored in f32; angles `pos · inv_freq` and
-//!   cos/sin in f32 (f64 when RoPE is f64); the tables rounded to the RoPE dtype; the rotation
+//! - **RoPE**: inverse frequencies computed in f64 and stored in f32; angles `pos · inv_freq` in
+//!   f32 and their cos/sin by [`portable::sin_cos`] (the same bits on every machine; f64 angles
+//!   and libm's f64 cos/sin when RoPE is f64); the tables rounded to the RoPE dtype; the rotation
 //!   in the RoPE dtype.
 //! - **Attention**: queries in the attention dtype against keys and values read back from the KV
 //!   cache in its dtype; scores, softmax and the weighted sum of values in f32 (f64 for f64), as

@@ -114,9 +114,12 @@ impl RopeSpec {
 
 /// cos/sin tables for the positions `(batch, seq)` as two `(batch, seq, head_dim / 2)` tensors.
 ///
-/// The angles are `position * inv_freq` in f32 and cos/sin are taken in f32, as transformers does
-/// with autocast off; only then are the tables rounded to `dtype`, the policy's RoPE dtype. With
-/// f64 the angles are formed in f64 from the same f32 frequencies.
+/// The angles are `position * inv_freq` in f32, as transformers forms them with autocast off, and
+/// their cos/sin are [`portable::sin_cos`](reprolm_precision::portable::sin_cos)'s: rounded once
+/// from f64 (within 0.51 ulps), and the same bits on every machine, where the platform's `sinf`
+/// and `cosf` differ between libms in the last bit. Only then are the tables rounded to `dtype`,
+/// the policy's RoPE dtype. With f64 the angles are formed in f64 from the same f32 frequencies
+/// and taken by f64 `sin`/`cos`.
 pub fn cos_sin(
     inv_freq: &[f32],
     positions: &[Vec<usize>],
@@ -137,9 +140,9 @@ pub fn cos_sin(
                     cos.push(a.cos());
                     sin.push(a.sin());
                 } else {
-                    let a = p as f32 * f;
-                    cos.push(a.cos() as f64);
-                    sin.push(a.sin() as f64);
+                    let (s, c) = reprolm_precision::portable::sin_cos(p as f32 * f);
+                    cos.push(c as f64);
+                    sin.push(s as f64);
                 }
             }
         }
