@@ -49,6 +49,36 @@ fn math_tasks_grade_a_last_number_only_when_asked() {
 }
 
 #[test]
+fn math_tasks_read_a_decimal_comma_unless_told_not_to() {
+    let Some(o) = opts("math500/test.jsonl") else {
+        return;
+    };
+    let (task, data) = load_task("math500", &o).unwrap();
+    // A gold that is a plain decimal number, written back with a decimal comma.
+    let p = data
+        .problems
+        .iter()
+        .find(|p| {
+            p.answer.as_deref().is_some_and(|a| {
+                a.split_once('.').is_some_and(|(i, f)| {
+                    !i.is_empty()
+                        && !f.is_empty()
+                        && (i.chars().chain(f.chars())).all(|c| c.is_ascii_digit())
+                })
+            })
+        })
+        .expect("a problem whose answer is a decimal number");
+    let response = format!(
+        "The answer is $\\boxed{{{}}}$.",
+        p.answer.as_deref().unwrap().replace('.', ",")
+    );
+    let s = task.score(p, &response).unwrap();
+    assert!(s.correct, "{response}: {:#}", s.detail);
+    let (never, _) = load_task("math500", &o.with_param("decimal_comma", "false")).unwrap();
+    assert!(!never.score(p, &response).unwrap().correct, "{response}");
+}
+
+#[test]
 fn math500_real_file() {
     let Some(o) = opts("math500/test.jsonl") else {
         return;

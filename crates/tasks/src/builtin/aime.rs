@@ -27,7 +27,7 @@ pub struct Aime24 {
 }
 
 impl Aime24 {
-    /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`, `last_number`.
+    /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`, `last_number`, `decimal_comma`.
     pub fn boxed(options: &TaskOptions) -> Result<Box<dyn Task>> {
         Ok(Box::new(Aime24 {
             grading: super::math500::math_options(options, "aime24")?,
@@ -99,7 +99,7 @@ pub struct Aime25 {
 }
 
 impl Aime25 {
-    /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`, `last_number`.
+    /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`, `last_number`, `decimal_comma`.
     pub fn boxed(options: &TaskOptions) -> Result<Box<dyn Task>> {
         Ok(Box::new(Aime25 {
             grading: super::math500::math_options(options, "aime25")?,

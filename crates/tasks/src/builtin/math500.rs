@@ -16,11 +16,11 @@ use crate::grading;
 use crate::options::{TaskOption, TaskOptions};
 use crate::registry::TaskEntry;
 use crate::task::{ChatMessage, Dataset, Problem, Score, Task};
-use reprolm_scoring::MathOptions;
+use reprolm_scoring::{DecimalComma, MathOptions};
 
 /// Settings every math task accepts: field names, for datasets that name things differently, and
 /// the grading choices where graders differ.
-pub(crate) const MATH_OPTIONS: [TaskOption; 4] = [
+pub(crate) const MATH_OPTIONS: [TaskOption; 5] = [
     TaskOption {
         key: "problem_field",
         help: "the record field holding the problem text (default: the task's usual names)",
@@ -37,14 +37,21 @@ pub(crate) const MATH_OPTIONS: [TaskOption; 4] = [
         key: "last_number",
         help: "true: a response with no \\boxed{} or answer phrase is graded by its last number when nothing follows it, as Math-Verify does (default false: such a response states no answer)",
     },
+    TaskOption {
+        key: "decimal_comma",
+        help: "true (default): two digit groups joined by one comma (1000,99) are a decimal when compared with a single number; false: a comma always separates list items, as hendrycks is_equiv in effect does",
+    },
 ];
 
-/// The grading choices of `options` (`last_number`).
+/// The grading choices of `options` (`last_number`, `decimal_comma`).
 pub(crate) fn math_options(options: &TaskOptions, task: &str) -> Result<MathOptions> {
     let params = options.params_for(task, &TaskOption::keys(&MATH_OPTIONS))?;
     Ok(MathOptions {
         last_number_fallback: params.flag("last_number")?.unwrap_or(false),
-        ..MathOptions::default()
+        decimal_comma: match params.flag("decimal_comma")? {
+            Some(false) => DecimalComma::Never,
+            _ => DecimalComma::AgainstNumber,
+        },
     })
 }
 
@@ -127,7 +134,7 @@ pub struct Math500 {
 }
 
 impl Math500 {
-    /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`, `last_number`.
+    /// Builds the task; accepts `problem_field`, `answer_field`, `id_field`, `last_number`, `decimal_comma`.
     pub fn boxed(options: &TaskOptions) -> Result<Box<dyn Task>> {
         Ok(Box::new(Math500 {
             grading: math_options(options, "math500")?,
