@@ -19,6 +19,9 @@
 //! 1 ulp (of 2^-24 near 1), and [`sin_cos`], computed in f64 and rounded once, within 0.51 ulps
 //! for angles up to 2^20.
 //!
+//! [`exp_f64`] is the double-precision exponential of the token sampler, whose CPU and CUDA
+//! bodies already compute the same bits.
+//!
 //! ```
 //! use reprolm_precision::portable;
 //! assert_eq!(portable::exp(0.0), 1.0);
@@ -132,6 +135,53 @@ pub fn ln(x: f32) -> f32 {
     let ln_m = f - (half_f2 - s * (half_f2 + tail));
     let e = e as f32;
     e * LN2_HI + (e * LN2_LO + ln_m)
+}
+
+/// e^x in f64 for x in [-708, 709] (where 2^k below is a normal double), from additions and
+/// multiplications only, so that every device that rounds IEEE double operations computes the
+/// same bits: the token sampler's weights (`floor(e^z · 2^32)`, z in [-22.2, 0]) come from it on
+/// the CPU, and its CUDA body (`sampling/choose.cu` in the engine) spells the same steps with
+/// `__dadd_rn`/`__dmul_rn`. Range reduction `x = k·ln 2 + r` (Cody–Waite: `k·LN2_HI` is exact
+/// for `|k| < 2^11`), then the Taylor series of `e^r` to degree 12 for `|r| <= ln(2)/2` (error
+/// below 4e-16 relative).
+///
+/// ```
+/// use reprolm_precision::portable::exp_f64;
+/// assert_eq!(exp_f64(0.0), 1.0);
+/// assert!((exp_f64(-1.0) - (-1f64).exp()).abs() < 1e-16);
+/// ```
+pub fn exp_f64(x: f64) -> f64 {
+    debug_assert!(
+        (-708.0..=709.0).contains(&x),
+        "exp_f64({x}) is out of its range"
+    );
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    // ln 2 in two parts (fdlibm's): the high one has 32 trailing zero bits.
+    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
+    const INV_FACT: [f64; 13] = [
+        1.0,
+        1.0,
+        0.5,
+        0.16666666666666666,
+        0.041666666666666664,
+        0.008333333333333333,
+        0.001388888888888889,
+        0.0001984126984126984,
+        2.48015873015873e-05,
+        2.7557319223985893e-06,
+        2.755731922398589e-07,
+        2.505210838544172e-08,
+        2.08767569878681e-09,
+    ];
+    let k = (x * LOG2E + 0.5).floor();
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let mut p = INV_FACT[12];
+    for c in INV_FACT[..12].iter().rev() {
+        p = p * r + c;
+    }
+    // 2^k, exactly (k is in [-1022, 1023] over the range).
+    p * f64::from_bits(((1023 + k as i64) as u64) << 52)
 }
 
 /// π/2 in three parts of 33 bits each (fdlibm's split): for |k| < 2^20, `k * PIO2_1` and
@@ -302,6 +352,19 @@ mod tests {
             worst.1,
             worst.0
         );
+    }
+
+    #[test]
+    fn exp_f64_is_within_4e_16_of_libm_over_its_range() {
+        let mut worst = (0f64, 0f64);
+        for i in 0..=400_000 {
+            let x = -708.0 + 1417.0 * f64::from(i) / 400_000.0;
+            let rel = (exp_f64(x) - x.exp()).abs() / x.exp();
+            if rel > worst.0 {
+                worst = (rel, x);
+            }
+        }
+        assert!(worst.0 < 4e-16, "exp_f64({}) is {:e} off", worst.1, worst.0);
     }
 
     #[test]

@@ -19,8 +19,8 @@ __device__ __forceinline__ float key_float(unsigned int k) {
 
 __device__ __forceinline__ bool is_finite_f32(float v) { return fabsf(v) <= 3.402823466e38f; }
 
-// exp(x) for x in [-22.2, 0] from additions and multiplications only (see `exp_portable`).
-__device__ double exp_portable(double x) {
+// exp(x) from additions and multiplications only: reprolm_precision::portable::exp_f64, step by step.
+__device__ double portable_exp_f64(double x) {
   const double LOG2E = 1.4426950408889634;
   const double LN2_HI = __longlong_as_double(0x3FE62E42FEE00000LL);
   const double LN2_LO = __longlong_as_double(0x3DEA39EF35793C76LL);
@@ -66,7 +66,7 @@ __device__ __forceinline__ unsigned long long token_weight(float l, const Cut& c
   if (!is_finite_f32(l) || l < c.floor) return 0;
   double z = scaled(l, c);
   if (z < -22.2) return 0;
-  double e = exp_portable(z);
+  double e = portable_exp_f64(z);
   unsigned long long w = (unsigned long long)floor(__dmul_rn(e, 4294967296.0));
   *cand = w > 0 && !(c.min_p > 0.0 && e < c.min_p);
   return w;

@@ -8,6 +8,7 @@ mod cuda;
 pub(crate) use cuda::sample_rows;
 
 use crate::sampling::{argmax, NoiseKey, SamplingParams};
+use reprolm_precision::portable;
 
 /// Fixed-point scale of the weights the choice is made with: a token's weight is
 /// `floor(exp((logit - max) / temperature) · 2^32)`, the most likely token's `2^32`. Sums of up to
@@ -17,48 +18,13 @@ const WEIGHT_ONE: f64 = 4_294_967_296.0;
 /// Below this scaled logit (`(logit - max) / temperature`) a weight is 0: `exp(-22.19) < 2^-32`.
 const WEIGHT_CUTOFF: f64 = -22.2;
 
-/// `exp(x)` for `x` in `[WEIGHT_CUTOFF, 0]`, from additions and multiplications only (no fused
-/// multiply-add, no library call), so that every device that rounds IEEE double operations
-/// computes the same bits: the GPU body spells the same steps with `__dadd_rn`/`__dmul_rn`.
-/// Range reduction `x = k·ln 2 + r` (Cody–Waite: `k·LN2_HI` is exact for `|k| < 2^11`), then
-/// the Taylor series of `e^r` to degree 12 for `|r| <= ln(2)/2` (error below 2e-16 relative).
-fn exp_portable(x: f64) -> f64 {
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    // ln 2 in two parts (fdlibm's): the high one has 32 trailing zero bits.
-    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
-    const INV_FACT: [f64; 13] = [
-        1.0,
-        1.0,
-        0.5,
-        0.16666666666666666,
-        0.041666666666666664,
-        0.008333333333333333,
-        0.001388888888888889,
-        0.0001984126984126984,
-        2.48015873015873e-05,
-        2.7557319223985893e-06,
-        2.755731922398589e-07,
-        2.505210838544172e-08,
-        2.08767569878681e-09,
-    ];
-    let k = (x * LOG2E + 0.5).floor();
-    let r = (x - k * LN2_HI) - k * LN2_LO;
-    let mut p = INV_FACT[12];
-    for c in INV_FACT[..12].iter().rev() {
-        p = p * r + c;
-    }
-    // 2^k, exactly (k is in [-33, 0] here).
-    p * f64::from_bits(((1023 + k as i64) as u64) << 52)
-}
-
 /// The fixed-point weight of a token whose scaled logit is `z = (logit - max) / temperature`,
 /// and `e^z` (0 for both below the cutoff), which min-p compares.
 fn weight(z: f64) -> (u64, f64) {
     if z < WEIGHT_CUTOFF {
         (0, 0.0)
     } else {
-        let e = exp_portable(z);
+        let e = portable::exp_f64(z);
         ((e * WEIGHT_ONE).floor() as u64, e)
     }
 }
@@ -69,7 +35,8 @@ fn weight(z: f64) -> (u64, f64) {
 ///
 /// The choice is defined on integers so that any device computes it bit for bit and no
 /// vocabulary needs sorting:
-/// 1. each finite logit gets the weight `floor(e^((l - max)/T) · 2^32)` ([`exp_portable`]);
+/// 1. each finite logit gets the weight `floor(e^((l - max)/T) · 2^32)`
+///    ([`portable::exp_f64`]);
 /// 2. top-k keeps the tokens whose logit is at least the k-th largest (ties kept, as vLLM);
 /// 3. top-p keeps the tokens whose weight is at least `τ`, the largest weight such that the
 ///    kept tokens' weights sum to at least `top_p` of the top-k set's (ties kept);
@@ -175,7 +142,7 @@ mod tests {
         let mut worst = 0f64;
         for i in 0..=200_000 {
             let x = WEIGHT_CUTOFF * f64::from(i) / 200_000.0;
-            let rel = (exp_portable(x) - x.exp()).abs() / x.exp();
+            let rel = (portable::exp_f64(x) - x.exp()).abs() / x.exp();
             worst = worst.max(rel);
         }
         assert!(worst < 4e-16, "{worst:e}");
