@@ -22,11 +22,14 @@ const ROW_ALIGN: usize = 8;
 /// `r * n` groups its terms by `r * n mod 4`, so with an `n` that is not a multiple of 4 the same
 /// logits give log-probabilities that differ in the last bit by row. Padding each row with `-inf`
 /// to a multiple of 8 makes every row start on a boundary (an `exp` of `-inf` adds an exact zero),
-/// so each row is summed in one grouping. On the CPU rows are summed one by one and nothing is
-/// padded.
+/// so each row is summed in one grouping. On the CPU ([`log_softmax_cpu`]) each row is summed in
+/// order with the portable `exp` and `ln`, and nothing is padded.
 pub fn log_softmax_rows(logits: &Tensor) -> Result<Tensor> {
     let (rows, n) = logits.dims2()?;
-    if logits.device().is_cpu() || n % ROW_ALIGN == 0 {
+    if logits.device().is_cpu() {
+        return log_softmax_cpu(logits);
+    }
+    if n % ROW_ALIGN == 0 {
         return Ok(candle_nn::ops::log_softmax(logits, D::Minus1)?);
     }
     let pad = ROW_ALIGN - n % ROW_ALIGN;
@@ -35,6 +38,29 @@ pub fn log_softmax_rows(logits: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::log_softmax(&padded, D::Minus1)?
         .narrow(1, 0, n)?
         .contiguous()?)
+}
+
+/// `log_softmax` of each row of CPU logits, `(x - max) - ln(sum of exp(x - max))` with the sum
+/// taken in order in f64 and [`portable`](reprolm_precision::portable)'s `exp` and `ln`: the recorded
+/// log-probabilities are the same bits on every CPU, where libm's `expf` and `logf` (which
+/// candle's op calls) differ between C libraries.
+fn log_softmax_cpu(logits: &Tensor) -> Result<Tensor> {
+    use reprolm_precision::portable::{exp, ln};
+    let (rows, n) = logits.dims2()?;
+    let values = logits
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let mut out = Vec::with_capacity(values.len());
+    for row in values.chunks(n.max(1)).take(rows) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        // The terms in f32, their sum in f64 (in order): an f32 running sum over a 152k-token
+        // vocabulary drifts by ~1e-4 relative, which would move every log-probability by as much.
+        let sum = row.iter().fold(0f64, |s, &x| s + exp(x - max) as f64);
+        let log_sum = ln(sum as f32);
+        out.extend(row.iter().map(|&x| (x - max) - log_sum));
+    }
+    Ok(Tensor::from_vec(out, (rows, n), logits.device())?)
 }
 
 /// What one decode step needs from each row: the greedy token, its log-probability, and the
@@ -151,8 +177,8 @@ mod tests {
 
     #[test]
     fn padding_a_row_with_minus_infinity_changes_no_log_probability() -> Result<()> {
-        // The padded form (used on GPUs) must give the same values as the plain one; on the CPU,
-        // where rows are summed sequentially, bitwise.
+        // The padded form (used on GPUs) must give the same values as the plain one; with rows
+        // summed sequentially, bitwise.
         let logits = Tensor::randn(0f32, 3.0, (5, 327), &Device::Cpu)?;
         let plain = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         let fill = Tensor::full(f32::NEG_INFINITY, (5, 5), &Device::Cpu)?;
@@ -164,7 +190,42 @@ mod tests {
                 assert_eq!(x.to_bits(), y.to_bits());
             }
         }
-        assert_eq!(log_softmax_rows(&logits)?.to_vec2::<f32>()?, a);
+        // The CPU body too, and a row's values do not depend on the other rows.
+        let ours = log_softmax_rows(&logits)?.to_vec2::<f32>()?;
+        let ours_padded = log_softmax_rows(&Tensor::cat(&[&logits, &fill], 1)?)?
+            .narrow(1, 0, 327)?
+            .to_vec2::<f32>()?;
+        assert_eq!(ours, ours_padded);
+        assert_eq!(
+            log_softmax_rows(&logits.narrow(0, 2, 1)?)?.to_vec2::<f32>()?[0],
+            ours[2]
+        );
+        Ok(())
+    }
+
+    /// The CPU body against a float64 log-softmax: within a few f32 ulps of the row's largest
+    /// magnitude, at vocabulary widths.
+    #[test]
+    fn cpu_log_softmax_matches_float64() -> Result<()> {
+        let logits = (Tensor::randn(0f32, 4.0, (3, 151_936), &Device::Cpu)? - 2.0)?;
+        let ours = log_softmax_rows(&logits)?.to_vec2::<f32>()?;
+        for (row, got) in logits.to_vec2::<f32>()?.iter().zip(&ours) {
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&x| (x as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            let scale = row
+                .iter()
+                .map(|&x| (x as f64 - lse).abs())
+                .fold(0f64, f64::max);
+            for (&x, &y) in row.iter().zip(got) {
+                let err = (y as f64 - (x as f64 - lse)).abs();
+                assert!(err <= 4.0 * f32::EPSILON as f64 * scale, "{err:e} at {x}");
+            }
+        }
         Ok(())
     }
 

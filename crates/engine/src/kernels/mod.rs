@@ -7,7 +7,9 @@
 //!   sequence's keys in fixed splits, for prefill and decode alike.
 //! - [`sampling`]: the sampled choice of the next token, on integers, the same bits on the CPU
 //!   and the GPU.
+//! - [`activation`]: SiLU for the MLP's composed path.
 
+pub mod activation;
 pub mod attention;
 pub mod gemm;
 pub mod sampling;

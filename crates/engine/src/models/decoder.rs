@@ -14,7 +14,7 @@ use super::rope::{self, RopeSpec};
 use crate::fused;
 use crate::kernels::attention::{paged_attention, write_slots, PagedQueries};
 use crate::kernels::gemm::{self, GemmFamily};
-use crate::kernels::{Fusion, Kernels};
+use crate::kernels::{activation, Fusion, Kernels};
 use crate::kv::{CacheShape, KvCache, KvCacheSize, LayerPool, SeqId};
 use crate::parallel::{self, Communicator, LocalComm, ShardLayout, TensorParallel};
 use crate::{Error, Result};
@@ -1073,7 +1073,7 @@ impl Mlp {
         if let Some(product) = fused::silu_mul(&gate, &up, ctx.fusion)? {
             return self.down.forward(&product, ctx);
         }
-        let gate = candle_nn::ops::silu(&gate.to_dtype(softmax_dtype(gate.dtype()))?)?
+        let gate = activation::silu(&gate.to_dtype(softmax_dtype(gate.dtype()))?)?
             .to_dtype(gate.dtype())?;
         self.down.forward(&(gate * up)?, ctx)
     }

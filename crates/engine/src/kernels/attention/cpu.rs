@@ -31,8 +31,9 @@ trait Acc:
 impl Acc for f32 {
     const ZERO: Self = 0.0;
     const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    /// The portable exponential, not libm's: the same bits on every CPU whatever its C library.
     fn exp(self) -> Self {
-        f32::exp(self)
+        reprolm_precision::portable::exp(self)
     }
     fn from_f64(v: f64) -> Self {
         v as f32
