@@ -321,6 +321,41 @@ fn the_fast_path_is_bitwise_batch_invariant_on_the_embedded_model() {
     }
 }
 
+/// The CPU path's bits do not depend on how many threads compute them: every reduction runs in a
+/// fixed order whichever thread takes it (greedy tokens and top-k log-probabilities of a batch of
+/// 4, under rayon pools of 1, 2 and 3 threads).
+#[test]
+fn the_thread_count_does_not_change_a_bit_on_the_embedded_model() {
+    for policy in ["fp32", "bf16"] {
+        let model = load_embedded(policy);
+        let targets = arith_prompts(&model, 4, 3);
+        let params = SamplingParams {
+            stop_token_ids: Vec::new(),
+            ..model.greedy(12)
+        };
+        let four = Layout {
+            batch: 4,
+            chunk: None,
+            offset: 0,
+        };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| run_static(&model.decoder, &params, &targets, &[], four))
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            let (same, max) = compare(&one, &run(threads));
+            assert!(
+                same,
+                "{policy}: {threads} threads differ from 1 by up to {max:e}"
+            );
+        }
+    }
+}
+
 /// The tiny fixtures cover Llama and Qwen3 (q/k norms) and f16 and f64 policies cheaply.
 #[test]
 fn every_family_and_policy_is_batch_invariant() {
