@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reprolm_engine::kernels::gemm::InvariantGemm;
-use reprolm_engine::kernels::{Fusion, KernelChoice, TokenPick};
+use reprolm_engine::kernels::{Fusion, KernelChoice, Kernels, TokenPick};
 use reprolm_engine::KvCacheSize;
 
 /// Evaluate reasoning LLMs under a chosen numerical precision and measure how far the results move
@@ -139,27 +139,9 @@ pub struct RunArgs {
     /// prompts) on the same binary and device type (CPU or CUDA).
     #[arg(long)]
     pub deterministic: bool,
-    /// `invariant`: kernels whose results do not depend on the batch (the default); `heuristic`:
-    /// the batch-dependent matmuls other engines use (cuBLAS choosing per call, candle's CPU
-    /// GEMM), to reproduce the variability the paper measures. `--deterministic` overrides it.
-    #[arg(long, value_name = "KERNELS", default_value = "invariant", value_parser = KernelChoice::parse)]
-    pub kernels: KernelChoice,
-    /// `on`: our fused GPU kernels (RMSNorm, SwiGLU, RoPE, the token choice) replace composed
-    /// ops (the default); `off`: the composed ops only, to measure what fusion buys or to rule it
-    /// out (RMSNorm sums its squares in another order). The CPU has none; the setting is
-    /// recorded all the same, and a resume must repeat it.
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = Fusion::parse)]
-    pub fused_kernels: Fusion,
-    /// Where a GPU run chooses each token: `device` (the default; a few candidates per row come
-    /// back, not the vocabulary) or `host`, as the CPU does (a check of the device's choice).
-    #[arg(long, value_name = "device|host", default_value = "device", value_parser = TokenPick::parse)]
-    pub pick: TokenPick,
-    /// The batch-invariant GEMM of 16-bit projections on CUDA: `cublaslt` (one cuBLASLt algorithm
-    /// pinned per weight shape, the default) or `mma` (our tensor-core kernel). Both are batch
-    /// invariant but reduce in different orders, so the choice is recorded and a resume must
-    /// repeat it. LayerCast and the CPU run one GEMM whatever this says.
-    #[arg(long, value_name = "cublaslt|mma", default_value = "cublaslt", value_parser = InvariantGemm::parse)]
-    pub gemm: InvariantGemm,
+    /// The kernel settings besides `--deterministic` and `--tp-mode`.
+    #[command(flatten)]
+    pub kernel_flags: KernelArgs,
     /// Memory of the KV cache's block pool: `auto` (85% of the GPU memory free after loading;
     /// on the CPU half the available memory, taken only as it is used), a number of GiB, or a
     /// size with a unit (`40GiB`, `800MB`). Does not change any result, only what fits at once.
@@ -518,18 +500,50 @@ pub struct BenchModelArgs {
     /// Memory of the KV cache's block pool (see `reprolm run --help`).
     #[arg(long, value_name = "SIZE", default_value = "auto", value_parser = KvCacheSize::parse)]
     pub kv_cache_memory: KvCacheSize,
-    /// `invariant` or `heuristic` kernels in the fast path (see `reprolm run --help`).
+    /// The kernel settings, as `run` takes them.
+    #[command(flatten)]
+    pub kernel_flags: KernelArgs,
+}
+
+/// The kernel settings `run` and the commands that load a model for `bench` share: with
+/// `--deterministic` and `--tp-mode`, everything [`Kernels`] holds.
+#[derive(Debug, Clone, Args)]
+pub struct KernelArgs {
+    /// `invariant`: kernels whose results do not depend on the batch (the default); `heuristic`:
+    /// the batch-dependent matmuls other engines use (cuBLAS choosing per call, candle's CPU
+    /// GEMM), to reproduce the variability the paper measures. `--deterministic` overrides it.
     #[arg(long, value_name = "KERNELS", default_value = "invariant", value_parser = KernelChoice::parse)]
     pub kernels: KernelChoice,
-    /// Fused GPU kernels `on` or `off` (see `reprolm run --help`).
+    /// `on`: our fused GPU kernels (RMSNorm, SwiGLU, RoPE, the token choice) replace composed
+    /// ops (the default); `off`: the composed ops only, to measure what fusion buys or to rule it
+    /// out (RMSNorm sums its squares in another order). The CPU has none; the setting is
+    /// recorded all the same, and a resume must repeat it.
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = Fusion::parse)]
     pub fused_kernels: Fusion,
-    /// Choose tokens on the `device` or the `host` (see `reprolm run --help`).
+    /// Where a GPU run chooses each token: `device` (the default; a few candidates per row come
+    /// back, not the vocabulary) or `host`, as the CPU does (a check of the device's choice).
     #[arg(long, value_name = "device|host", default_value = "device", value_parser = TokenPick::parse)]
     pub pick: TokenPick,
-    /// The batch-invariant GEMM on CUDA, `cublaslt` or `mma` (see `reprolm run --help`).
+    /// The batch-invariant GEMM of 16-bit projections on CUDA: `cublaslt` (one cuBLASLt algorithm
+    /// pinned per weight shape, the default) or `mma` (our tensor-core kernel). Both are batch
+    /// invariant but reduce in different orders, so the choice is recorded and a resume must
+    /// repeat it. LayerCast and the CPU run one GEMM whatever this says.
     #[arg(long, value_name = "cublaslt|mma", default_value = "cublaslt", value_parser = InvariantGemm::parse)]
     pub gemm: InvariantGemm,
+}
+
+impl KernelArgs {
+    /// The kernels these flags name, in the fast path on one device (`run` then applies
+    /// `--deterministic` and `--tp-mode`).
+    pub fn kernels(&self) -> Kernels {
+        Kernels {
+            choice: self.kernels,
+            fusion: self.fused_kernels,
+            pick: self.pick,
+            gemm: self.gemm,
+            ..Kernels::default()
+        }
+    }
 }
 
 /// `reprolm bench speed`.

@@ -187,19 +187,18 @@ impl RunConfig {
         } else {
             ComputeMode::Fast
         };
+        let flags = args.kernel_flags.kernels();
         let kernels = Kernels {
             // Deterministic mode runs the invariant kernels whatever --kernels says; the manifest
             // records what ran.
             choice: if args.deterministic {
                 KernelChoice::Invariant
             } else {
-                args.kernels
+                flags.choice
             },
             mode,
             tp: tp_mode,
-            fusion: args.fused_kernels,
-            pick: args.pick,
-            gemm: args.gemm,
+            ..flags
         };
         let (model_spec, model) = resolve_model(args.model.as_deref()).context("--model")?;
         let batching = match args.batching {

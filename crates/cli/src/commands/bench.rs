@@ -61,13 +61,7 @@ fn load(args: &BenchModelArgs, policy: &str) -> Result<(Model, Device)> {
         resolve: ResolveOptions::from_env(),
         tp_size: 1,
         kv_cache: args.kv_cache_memory,
-        kernels: Kernels {
-            choice: args.kernels,
-            fusion: args.fused_kernels,
-            pick: args.pick,
-            gemm: args.gemm,
-            ..Kernels::default()
-        },
+        kernels: args.kernel_flags.kernels(),
     };
     let model = Model::load(&source, &opts).context("--model")?;
     Ok((model, device))
