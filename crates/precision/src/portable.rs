@@ -273,6 +273,17 @@ mod tests {
         (got as f64 - want).abs() / spacing
     }
 
+    /// [`ulps`], except where |want| < 2^-24: a function that crosses zero there (ln near 1, sin
+    /// and cos near their zeros) is measured in ulps of 2^-24 (units of 2^-47), since the value's
+    /// own ulps vanish with it.
+    fn ulps_near_zero(got: f32, want: f64) -> f64 {
+        if want.abs() < 1.0 / (1u32 << 24) as f64 {
+            (got as f64 - want).abs() * (1u64 << 47) as f64
+        } else {
+            ulps(got, want)
+        }
+    }
+
     #[test]
     fn exp_is_within_1_5_ulps_of_f64_over_its_whole_range() {
         let mut worst = (0.0, 0.0f32);
@@ -304,13 +315,7 @@ mod tests {
             1.0 + f32::EPSILON,
         ]);
         for x in xs {
-            let want = (x as f64).ln();
-            // Near 1, ln x is near 0 and its own ulps vanish: there the bound is in ulps of 2^-24.
-            let u = if want.abs() < 1.0 / (1u32 << 24) as f64 {
-                (ln(x) as f64 - want).abs() * (1u64 << 47) as f64
-            } else {
-                ulps(ln(x), want)
-            };
+            let u = ulps_near_zero(ln(x), (x as f64).ln());
             if u > worst.0 {
                 worst = (u, x);
             }
@@ -334,12 +339,7 @@ mod tests {
         for a in xs {
             let (s, c) = sin_cos(a);
             for (got, want) in [(s, (a as f64).sin()), (c, (a as f64).cos())] {
-                // Near a zero of sin or cos the value's own ulps vanish: in ulps of 2^-24 there.
-                let u = if want.abs() < 1.0 / (1u32 << 24) as f64 {
-                    (got as f64 - want).abs() * (1u64 << 47) as f64
-                } else {
-                    ulps(got, want)
-                };
+                let u = ulps_near_zero(got, want);
                 if u > worst.0 {
                     worst = (u, a);
                 }
