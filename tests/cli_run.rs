@@ -558,7 +558,10 @@ fn heuristic_kernels_are_recorded_and_a_change_on_resume_is_refused() {
     reprolm(tmp.path(), &heuristic, 0);
     let m = manifest_sans_times(&out);
     assert_eq!(m["kernels"]["kernels"], "heuristic", "{m}");
-    assert_eq!(m["kernels"]["gemm"], "candle (batch dependent)", "{m}");
+    assert_eq!(
+        m["kernels"]["gemm"], "split-K by row count (batch dependent)",
+        "{m}"
+    );
     assert_eq!(m["resume"], "replay", "{m}");
     let res = reprolm(tmp.path(), &run_args(&out, &base), 2);
     let stderr = String::from_utf8_lossy(&res.stderr);

@@ -510,8 +510,9 @@ pub struct BenchModelArgs {
 #[derive(Debug, Clone, Args)]
 pub struct KernelArgs {
     /// `invariant`: kernels whose results do not depend on the batch (the default); `heuristic`:
-    /// the batch-dependent matmuls other engines use (cuBLAS choosing per call, candle's CPU
-    /// GEMM), to reproduce the variability the paper measures. `--deterministic` overrides it.
+    /// batch-dependent matmuls as other engines run them (cuBLAS choosing per call; on the CPU,
+    /// K split into more slices the fewer rows a call has, as GPU split-K heuristics do), to
+    /// reproduce the variability the paper measures. `--deterministic` overrides it.
     #[arg(long, value_name = "KERNELS", default_value = "invariant", value_parser = KernelChoice::parse)]
     pub kernels: KernelChoice,
     /// `on`: our fused GPU kernels (RMSNorm, SwiGLU, RoPE, the token choice) replace composed

@@ -208,7 +208,7 @@ impl Kernels {
     pub fn gemm_family(&self) -> gemm::GemmFamily {
         match (self.forward_mode(), self.choice) {
             (reprolm_precision::ComputeMode::Fast, KernelChoice::Heuristic) => {
-                gemm::GemmFamily::Candle
+                gemm::GemmFamily::Heuristic
             }
             _ => self.gemm.family(),
         }
@@ -248,15 +248,9 @@ impl Kernels {
     }
 
     /// The GEMM the projections run on `device`, by the name the manifest's `kernels.gemm`
-    /// records: candle's (batch dependent), the CUDA family, or `cpu` (the CPU has one
-    /// batch-invariant GEMM, whatever `--gemm` says).
+    /// records ([`GemmFamily::name_on`](gemm::GemmFamily::name_on)).
     pub fn gemm_on(&self, device: &candle_core::Device) -> &'static str {
-        let family = self.gemm_family();
-        match family {
-            _ if device.is_cuda() => family.name(),
-            gemm::GemmFamily::Candle => family.name(),
-            _ => "cpu",
-        }
+        self.gemm_family().name_on(device)
     }
 
     /// The value by name for the run manifest (where resuming compares it whole): the
@@ -276,7 +270,7 @@ impl Kernels {
     /// assert_eq!((k["fused_kernels"].as_str(), k["attention"].as_str()), ("on", "cpu, splits of 256"));
     /// let heuristic = Kernels { choice: KernelChoice::Heuristic, ..Kernels::default() };
     /// let k = heuristic.recorded(&Device::Cpu, &bf16, 128);
-    /// assert_eq!((k["gemm"].as_str(), k["reduction"].as_str()), ("candle (batch dependent)", "batch dependent"));
+    /// assert_eq!((k["gemm"].as_str(), k["reduction"].as_str()), ("split-K by row count (batch dependent)", "batch dependent"));
     /// let tpinv = Kernels { tp: reprolm_engine::TpMode::Invariant, ..Kernels::default() };
     /// let k = tpinv.recorded(&Device::Cpu, &bf16, 128);
     /// assert_eq!((k["reduction"].as_str(), k["deterministic"].as_str()), ("tree of 8 chunks", "true"));
@@ -295,7 +289,7 @@ impl Kernels {
             ComputeMode::Deterministic(order) if order.chunks() > 1 => {
                 format!("tree of {} chunks", order.chunks())
             }
-            _ if family == gemm::GemmFamily::Candle => "batch dependent".into(),
+            _ if family == gemm::GemmFamily::Heuristic => "batch dependent".into(),
             _ if device.is_cuda() => "fixed per weight shape".into(),
             _ => "sequential".into(),
         };

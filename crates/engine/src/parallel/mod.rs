@@ -31,8 +31,8 @@ pub const TREE_CHUNKS: usize = 8;
 /// How the ranks' partial sums are computed and combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TpMode {
-    /// candle's GEMM for every product; the all-reduce sums the ranks' rounded partials. tp = 1
-    /// is exactly the single-device decoder.
+    /// The GEMM the kernels setting chooses for every product; the all-reduce sums the ranks'
+    /// rounded partials. tp = 1 is exactly the single-device decoder.
     #[default]
     Standard,
     /// Every projection through the fixed-order matmul with K in [`TREE_CHUNKS`] chunks summed

@@ -432,7 +432,7 @@ mod tests {
         let mut m = Manifest::example();
         m.kernels = [
             ("kernels", "heuristic"),
-            ("gemm", "candle (batch dependent)"),
+            ("gemm", "split-K by row count (batch dependent)"),
             ("attention", "cpu, splits of 256"),
         ]
         .into_iter()

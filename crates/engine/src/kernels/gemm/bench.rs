@@ -270,7 +270,7 @@ fn other_family<'a>(
     {
         let other = match family {
             GemmFamily::Mma => GemmFamily::PinnedCublasLt,
-            GemmFamily::PinnedCublasLt | GemmFamily::Candle => GemmFamily::Mma,
+            GemmFamily::PinnedCublasLt | GemmFamily::Heuristic => GemmFamily::Mma,
         };
         return Some(Box::new(move |x: &Tensor| {
             super::cuda_linear(lin, x, other)

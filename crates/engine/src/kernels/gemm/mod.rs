@@ -16,8 +16,10 @@
 //!   mode (the sequential order, or the tree order the mode names): candle's CPU GEMM picks its
 //!   path by shape, so a row's bits change with the row count (one row against two at any width,
 //!   and at 64 columns also between 2 and 5 rows), while the fixed-order kernel is as fast up to
-//!   32 rows and reads 16-bit weights in place. `--kernels heuristic` restores candle's GEMM in
-//!   the fast path.
+//!   32 rows and reads 16-bit weights in place. `--kernels heuristic` gives the fast path a
+//!   batch-dependent order instead ([`heuristic_cpu_order`]): K cut into more slices the fewer
+//!   rows a call has, as GPU libraries' split-K choices do, so that the paper's effect can be
+//!   reproduced on a CPU.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -104,10 +106,11 @@ pub enum GemmFamily {
     PinnedCublasLt,
     /// Our tensor-core kernel ([`mma`] in CUDA builds) for 16-bit operands too.
     Mma,
-    /// candle's own matmul (cuBLAS choosing its kernel per call; on the CPU candle's GEMM, which
-    /// takes another path for one row): **not** batch invariant. For reproducing the batch
-    /// dependence the paper measures in other engines; deterministic mode is unaffected.
-    Candle,
+    /// A GEMM that chooses its reduction by the call's shape, as other engines' do: **not** batch
+    /// invariant. On CUDA candle's own matmul (cuBLAS choosing its kernel per call); on the CPU
+    /// the fixed-order kernel with K split by row count ([`heuristic_cpu_order`]). For
+    /// reproducing the batch dependence the paper measures; deterministic mode is unaffected.
+    Heuristic,
 }
 
 impl GemmFamily {
@@ -116,9 +119,50 @@ impl GemmFamily {
         match self {
             GemmFamily::PinnedCublasLt => "cublaslt-pinned",
             GemmFamily::Mma => "mma",
-            GemmFamily::Candle => "candle (batch dependent)",
+            GemmFamily::Heuristic => "candle (batch dependent)",
         }
     }
+
+    /// The name used in reports for the GEMM this family runs on `device` (the CPU's heuristic
+    /// GEMM is not candle's, and the CPU has one batch-invariant GEMM whatever `--gemm` says).
+    pub fn name_on(self, device: &candle_core::Device) -> &'static str {
+        match self {
+            _ if device.is_cuda() => self.name(),
+            GemmFamily::Heuristic => "split-K by row count (batch dependent)",
+            _ => "cpu",
+        }
+    }
+}
+
+/// Rows below which [`heuristic_cpu_order`] splits K, and the most slices it cuts K into.
+const HEURISTIC_SPLIT_ROWS: usize = 16;
+const HEURISTIC_MAX_SLICES: usize = 8;
+/// The fewest elements of K a slice keeps.
+const HEURISTIC_MIN_SLICE: usize = 64;
+
+/// The reduction order over K of the CPU's batch-dependent GEMM (`--kernels heuristic`) for a
+/// call of `rows` rows: K cut into `16 / rows` slices rounded down to a power of two (8 for 1-2
+/// rows, 4 for 3-4, 2 for 5-8, 1 from 9 rows on; each slice at least 64 elements long, K
+/// divisible by their count), summed as a tree. GPU BLAS libraries choose split-K this way, to
+/// keep their cores busy when a call has few rows, which is what makes a sequence's numbers
+/// depend on its batch there. candle's own CPU GEMM changes its order only between one
+/// row and more, which bf16's rounding hides, so it could not show the effect.
+///
+/// ```
+/// use reprolm_engine::kernels::gemm::heuristic_cpu_order;
+/// let slices = |rows, k| heuristic_cpu_order(rows, k).chunks();
+/// assert_eq!([slices(1, 1536), slices(4, 1536), slices(8, 1536), slices(16, 1536)], [8, 4, 2, 1]);
+/// assert_eq!(slices(1, 256), 4, "slices keep 64 elements of K");
+/// assert_eq!(slices(1, 704), 8, "704 = 8 slices of 88");
+/// assert_eq!(slices(1, 100), 1);
+/// ```
+pub fn heuristic_cpu_order(rows: usize, k: usize) -> ReductionOrder {
+    let mut slices = (HEURISTIC_SPLIT_ROWS / rows.max(1)).clamp(1, HEURISTIC_MAX_SLICES);
+    slices = 1 << slices.ilog2();
+    while slices > 1 && (k % slices != 0 || k / slices < HEURISTIC_MIN_SLICE) {
+        slices /= 2;
+    }
+    ReductionOrder::tree(slices).expect("a power of two")
 }
 
 /// `x Wᵀ + b` for the projection `lin` by the GEMM `family` (what
@@ -139,8 +183,9 @@ pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode, family: GemmFamily) -
         return cuda_linear(lin, x, family);
     }
     let order = match mode {
-        ComputeMode::Fast if family == GemmFamily::Candle => {
-            return Ok(lin.forward_with(x, mode)?);
+        ComputeMode::Fast if family == GemmFamily::Heuristic => {
+            let k = x.dims().last().copied().unwrap_or(0);
+            heuristic_cpu_order(x.elem_count() / k.max(1), k)
         }
         ComputeMode::Fast => ReductionOrder::SEQUENTIAL,
         ComputeMode::Deterministic(order) => order,
@@ -161,14 +206,14 @@ pub fn cuda_linear(lin: &Linear, x: &Tensor, family: GemmFamily) -> Result<Tenso
     let rows = x.elem_count() / k.max(1);
     let x2 = x.to_dtype(compute)?.reshape((rows, k))?;
     let bias = lin.bias();
-    if family == GemmFamily::Candle {
+    if family == GemmFamily::Heuristic {
         return Ok(lin.forward_with(x, ComputeMode::Fast)?);
     }
     let y = match (compute, w.dtype()) {
         (DType::F32, DType::BF16) => mma::linear(&x2, w, bias)?,
         (c, wd) if c == wd && matches!(c, DType::BF16 | DType::F16) => match family {
             GemmFamily::Mma => mma::linear(&x2, w, bias)?,
-            GemmFamily::PinnedCublasLt | GemmFamily::Candle => cublaslt::linear(&x2, w, bias)?,
+            GemmFamily::PinnedCublasLt | GemmFamily::Heuristic => cublaslt::linear(&x2, w, bias)?,
         },
         (DType::F32, DType::F32) => cublaslt::linear(&x2, w, bias)?,
         // Other storage/compute pairs (custom policies): the weight rounded or widened to the
@@ -226,6 +271,48 @@ mod tests {
                         "{storage:?}/{compute:?} ({n}x{k}): row 0 differs at {m} rows"
                     );
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The CPU's heuristic GEMM is what it claims: rows computed together and one at a time get
+    /// different bits (in bf16 too, where only about 3 outputs in 10,000 round differently, so
+    /// 16 x 4096 outputs are compared), and each row count runs the tree order it names.
+    #[test]
+    fn the_heuristic_gemm_moves_rows_with_the_row_count() -> Result<()> {
+        let dev = Device::Cpu;
+        let (m, n, k) = (16, 4096, 1536);
+        let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.05)?;
+        let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+        let bits = |t: Tensor| -> Result<Vec<u32>> {
+            Ok(t.to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(f32::to_bits)
+                .collect())
+        };
+        for (storage, compute) in [(DType::F32, DType::F32), (DType::BF16, DType::BF16)] {
+            let lin = Linear::new(w.clone(), None, storage, compute)?;
+            let heuristic = |x: &Tensor| linear(&lin, x, ComputeMode::Fast, GemmFamily::Heuristic);
+            let together = bits(heuristic(&x)?)?;
+            let mut alone = Vec::with_capacity(m * n);
+            for r in 0..m {
+                alone.extend(bits(heuristic(&x.narrow(0, r, 1)?)?)?);
+            }
+            let moved = together.iter().zip(&alone).filter(|(a, b)| a != b).count();
+            assert!(
+                moved > 0,
+                "{storage:?}: no output moved between 1 and {m} rows"
+            );
+            for rows in [1, 4, 16] {
+                let xs = x.narrow(0, 0, rows)?;
+                let order = ComputeMode::Deterministic(heuristic_cpu_order(rows, k));
+                assert_eq!(
+                    bits(heuristic(&xs)?)?,
+                    bits(linear(&lin, &xs, order, GemmFamily::PinnedCublasLt)?)?
+                );
             }
         }
         Ok(())
