@@ -153,6 +153,42 @@ fn two_policies_by_two_batch_sizes() {
         "{stdout}"
     );
     assert!(root.join("report.md").exists() && root.join("report.json").exists());
+    // For scripts, one JSON line listing each group with its headline metrics.
+    let res = reprolm(
+        tmp.path(),
+        &[
+            "report".to_string(),
+            root.display().to_string(),
+            "--json-log".to_string(),
+        ],
+        0,
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a final event")).unwrap();
+    let groups = last["groups"].as_array().expect("a list of groups");
+    let policies: Vec<&str> = groups
+        .iter()
+        .map(|g| g["policy"].as_str().unwrap())
+        .collect();
+    assert_eq!(policies, ["bf16", "fp32"], "{last}");
+    for g in groups {
+        assert_eq!(
+            (g["runs"].as_u64(), g["kernels"].as_str()),
+            (Some(2), Some("invariant")),
+            "{g}"
+        );
+        // Batch 1 and 2 give the same tokens under the invariant kernels.
+        assert_eq!(
+            (g["divergence_share"].as_f64(), g["std_acc"].as_f64()),
+            (Some(0.0), Some(0.0)),
+            "{g}"
+        );
+        assert!(
+            g["div_index_mean"].is_null() && g["avg_std_top1_prob"] == 0.0,
+            "{g}"
+        );
+    }
 }
 
 #[test]

@@ -170,6 +170,9 @@ pub struct RunReport {
     pub gpu_count: u32,
     /// Deterministic kernels.
     pub deterministic: bool,
+    /// The kernel choice (`invariant`, `heuristic`; the manifest's `kernels.kernels`), empty for
+    /// manifests that predate it.
+    pub kernels: String,
     /// Seed.
     pub seed: u64,
     /// Whether the manifest records an end time.
@@ -459,6 +462,7 @@ fn build_group(
             device_name: m.device.name.clone(),
             tp_size: m.tp_size,
             gpu_count: m.gpu_count,
+            kernels: m.kernels.get("kernels").cloned().unwrap_or_default(),
             deterministic: m.deterministic(),
             seed: m.seed,
             finished,
