@@ -102,6 +102,11 @@ struct TrainArgs {
     /// Let cuBLAS use TF32 for training matmuls (never for evaluation).
     #[arg(long)]
     tf32: bool,
+    /// Also save the model as it is after these steps (comma-separated), each in `OUT/step-N`
+    /// with its own evaluation: one run yields the checkpoints of a whole schedule, for picking
+    /// a partly trained model, less sure of itself than a finished one.
+    #[arg(long, value_delimiter = ',')]
+    save_at: Vec<usize>,
     /// Test problems evaluated after training.
     #[arg(long, default_value_t = 200)]
     eval_problems: usize,
@@ -299,6 +304,16 @@ fn train(a: &TrainArgs) -> Result<()> {
                 serde_json::json!({ "step": step, "loss": mean, "lr": lr_at(step, a), "seconds": secs })
             )?;
         }
+        if a.save_at.contains(&step) {
+            let dir = a.out.join(format!("step-{step}"));
+            let secs = t_train.elapsed().as_secs_f64();
+            save_and_evaluate(
+                a, &dir, &dev, &cfg, &tok, &varmap, step, secs, n_params, &examples, mean_resp,
+                max_len,
+            )?;
+            // Evaluation turns TF32 off; training goes on as asked.
+            set_tf32(a.tf32);
+        }
     }
     set_tf32(false);
     let train_secs = t_train.elapsed().as_secs_f64();
@@ -306,6 +321,29 @@ fn train(a: &TrainArgs) -> Result<()> {
         "trained {last_step} of {} steps in {train_secs:.1}s on {dev:?}",
         a.steps
     );
+    save_and_evaluate(
+        a, &a.out, &dev, &cfg, &tok, &varmap, last_step, train_secs, n_params, &examples,
+        mean_resp, max_len,
+    )
+}
+
+/// Writes the model folder `dir` from the current weights, evaluates it on `a.eval_problems`
+/// test problems and writes `eval_summary.json` (with how far training had come) beside it.
+#[allow(clippy::too_many_arguments)]
+fn save_and_evaluate(
+    a: &TrainArgs,
+    dir: &Path,
+    dev: &Device,
+    cfg: &Config,
+    tok: &Tokenizer,
+    varmap: &VarMap,
+    step: usize,
+    train_secs: f64,
+    n_params: usize,
+    examples: &[Example],
+    mean_resp: f64,
+    max_len: usize,
+) -> Result<()> {
     let weights: BTreeMap<String, Tensor> = varmap
         .data()
         .lock()
@@ -313,22 +351,22 @@ fn train(a: &TrainArgs) -> Result<()> {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
         .collect();
-    export::save(&a.out, &cfg, &tok, &weights)?;
-    println!("saved {}", a.out.display());
+    export::save(dir, cfg, tok, &weights)?;
+    println!("saved {}", dir.display());
     let mut summary = evaluate(
-        &a.out,
-        &dev,
+        dir,
+        dev,
         a.eval_problems,
         a.eval_seed,
-        Some(&a.out.join("eval_responses.jsonl")),
+        Some(&dir.join("eval_responses.jsonl")),
     )?;
     summary["training"] = serde_json::json!({
-        "steps": last_step, "planned_steps": a.steps, "seconds": train_secs, "parameters": n_params,
+        "steps": step, "planned_steps": a.steps, "seconds": train_secs, "parameters": n_params,
         "train_problems": examples.len(), "mean_response_tokens": mean_resp, "longest_sequence": max_len,
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     std::fs::write(
-        a.out.join("eval_summary.json"),
+        dir.join("eval_summary.json"),
         serde_json::to_string_pretty(&summary)? + "\n",
     )?;
     Ok(())
@@ -450,9 +488,20 @@ fn evaluate(
     };
     let t0 = Instant::now();
     let (mut correct, mut tokens, mut lengths) = (0usize, 0usize, Vec::new());
+    // Positions whose chosen token leads the runner-up by less than each threshold in
+    // probability, per response: the near-ties where a rounding can flip greedy decoding.
+    const TIES: [f64; 3] = [1e-2, 1e-3, 1e-4];
+    let mut ties = vec![Vec::new(); TIES.len()];
     for p in &test {
         let prompt = tokenizer::encode(&tok, &tokenizer::prompt(&p.question))?;
-        let ids = greedy(&model, &prompt, eos, cfg.max_position_embeddings, dev)?;
+        let (ids, margins) = greedy(&model, &prompt, eos, cfg.max_position_embeddings, dev)?;
+        let near: Vec<usize> = TIES
+            .iter()
+            .map(|&t| margins.iter().filter(|&&m| m < t).count())
+            .collect();
+        for (all, n) in ties.iter_mut().zip(&near) {
+            all.push(*n);
+        }
         let text = tok
             .decode(&ids, true)
             .map_err(|e| anyhow!("decoding: {e}"))?;
@@ -465,12 +514,27 @@ fn evaluate(
             writeln!(
                 f,
                 "{}",
-                serde_json::json!({"id": p.id, "question": p.question, "answer": p.answer, "response": text, "tokens": ids.len(), "correct": ok})
+                serde_json::json!({"id": p.id, "question": p.question, "answer": p.answer, "response": text, "tokens": ids.len(), "correct": ok, "near_ties_1e-2": near[0], "near_ties_1e-3": near[1], "near_ties_1e-4": near[2]})
             )?;
         }
     }
     lengths.sort_unstable();
     let secs = t0.elapsed().as_secs_f64();
+    let tie_stats: serde_json::Map<String, serde_json::Value> = TIES
+        .iter()
+        .zip(&ties)
+        .map(|(t, per)| {
+            let mut sorted = per.clone();
+            sorted.sort_unstable();
+            let mean = per.iter().sum::<usize>() as f64 / per.len() as f64;
+            let with_any = per.iter().filter(|&&n| n > 0).count();
+            (
+                format!("margin below {t:e}"),
+                serde_json::json!({"mean_per_response": mean, "median_per_response": sorted[sorted.len() / 2],
+                    "max_per_response": sorted.last(), "responses_with_any": with_any}),
+            )
+        })
+        .collect();
     Ok(serde_json::json!({
         "model": dir.display().to_string(),
         "device": format!("{dev:?}"),
@@ -484,6 +548,7 @@ fn evaluate(
         "median_response_tokens": lengths.get(lengths.len() / 2),
         "min_response_tokens": lengths.first(),
         "max_response_tokens": lengths.last(),
+        "near_ties": tie_stats,
         "seconds": secs,
     }))
 }
@@ -524,34 +589,55 @@ fn dump_logits(dir: &Path, dev: &Device, problems: usize, seed: u64, path: &Path
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Generated ids (EOS included when produced) after `prompt`, one token at a time with a KV cache.
+/// Generated ids (EOS included when produced) after `prompt`, one token at a time with a KV cache,
+/// and at each position the margin of the chosen token: its probability less the runner-up's.
 fn greedy(
     model: &Model,
     prompt: &[u32],
     eos: u32,
     max_pos: usize,
     dev: &Device,
-) -> Result<Vec<u32>> {
+) -> Result<(Vec<u32>, Vec<f64>)> {
     let mut cache = model.new_cache();
-    let mut out = Vec::new();
+    let (mut out, mut margins) = (Vec::new(), Vec::new());
     let mut input = Tensor::new(prompt, dev)?.unsqueeze(0)?;
     let mut pos = 0;
     while pos + input.dim(1)? < max_pos {
         let n = input.dim(1)?;
         let logits = model.forward(&input, pos, &mut cache)?;
         pos += n;
-        let next = logits
+        let row = logits
             .narrow(1, n - 1, 1)?
             .flatten_all()?
-            .argmax(0)?
-            .to_scalar::<u32>()?;
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
+        let (next, margin) = top_margin(&row);
         out.push(next);
+        margins.push(margin);
         if next == eos {
             break;
         }
         input = Tensor::new(&[next], dev)?.unsqueeze(0)?;
     }
-    Ok(out)
+    Ok((out, margins))
+}
+
+/// The greedy choice of a logit row (the first of equal maxima, as `argmax`) and its margin over
+/// the runner-up in probability, `p1 - p2`, from a softmax in f64.
+fn top_margin(row: &[f32]) -> (u32, f64) {
+    let (mut best, mut second) = (0usize, None::<usize>);
+    for (i, &v) in row.iter().enumerate().skip(1) {
+        if v > row[best] {
+            second = Some(best);
+            best = i;
+        } else if second.is_none_or(|s| v > row[s]) {
+            second = Some(i);
+        }
+    }
+    let max = f64::from(row[best]);
+    let z: f64 = row.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+    let p = |i: usize| (f64::from(row[i]) - max).exp() / z;
+    (best as u32, second.map_or(1.0, |s| p(best) - p(s)))
 }
 
 /// The integer inside the last `\boxed{...}`, if any.
