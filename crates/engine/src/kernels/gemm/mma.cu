@@ -22,7 +22,7 @@
 //
 // Kernels:
 //   - *_split<NT>: rows <= 8·NT (NT = 1, 2, 4), decode. About two blocks per SM, each taking
-//     (128 weight rows, group) items in turn through one pipeline; each warp streams its 16
+//     (128 weight rows, group) items in turn through one pipeline; each warp streams its 32
 //     weight rows through its own shared-memory ring, x through one ring for all warps, both by
 //     cp.async two or three stretches ahead; *_fold then folds the groups' sums in order.
 //   - *_tiled: any row count. A block is 8 warps on 128 weight rows x 64 rows of x, copied into
@@ -152,14 +152,19 @@ __device__ __forceinline__ void store_out(void* y, const u16* bias, int m, int n
 // about two blocks per SM, and each block takes items blockIdx.x, blockIdx.x + gridDim.x, ...
 // and streams all their stretches through ONE pipeline: the copies run ahead across the end of an
 // item, so a block pays the memory latency once rather than once per item, and no wave of blocks
-// is left short at the end of the launch. A block is 8 warps; each streams its own 16 weight rows
-// by cp.async into its part of a shared ring (no registers held by loads in flight); x arrives the
-// same way into one ring for all 8 warps (f32 x is split into its parts once per stretch, one
-// stretch ahead of its use, into one of two buffers, so a stretch costs one barrier). With one
+// is left short at the end of the launch. A block is 4 warps; each streams its own 32 weight rows
+// (two tensor-core tiles) by cp.async into its part of a shared ring (no registers held by loads
+// in flight); x arrives the same way into one ring for all 4 warps (f32 x is split into its parts
+// once per stretch, one stretch ahead of its use, into one of two buffers, so a stretch costs one
+// barrier). A warp applies each x fragment it reads from shared memory to both its weight tiles:
+// with 16 rows a warp, reading x's three parts was most of the kernel's shared-memory traffic (on an
+// H100, f32 x at 32 rows: 7B gate/up 100 -> 91 us, down 101 -> 96 us; 16-bit x 3-6% slower). With one
 // group an item's sums go to y; else to `partial`, which linear_fold then folds in order
 // (0, 1, ...) into y: the same additions, in the same order, as the tiled kernel's.
-#define SPLIT_WARPS 8
-#define SPLIT_N (16 * SPLIT_WARPS)
+#define SPLIT_WARPS 4
+#define SPLIT_THREADS (32 * SPLIT_WARPS)
+#define WARP_ROWS 32
+#define SPLIT_N (WARP_ROWS * SPLIT_WARPS)
 
 // Asynchronous 16-byte copy global -> shared (zero-filled when !valid; `src` must still point
 // into the buffer), and the waits of the copy groups.
@@ -174,7 +179,7 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
 
 // Slots of the decode kernel's shared rings: x (raw f32 stretches, or 16-bit operand rows) and
-// W (each warp's 16 weight rows: 64 KB of dynamic shared memory per block).
+// W (each warp's 32 weight rows: 64 KB of dynamic shared memory per block).
 #define XSTAGES 3
 #define WSLOTS 4
 
@@ -190,12 +195,13 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
                                              int groups) {
   constexpr int XROWS = 8 * NT;
   constexpr int XF4 = XROWS * (STRETCH / 4);  // float4 of f32 x per stretch
-  constexpr int XQ = (XF4 + 255) / 256;
+  constexpr int XQ = (XF4 + SPLIT_THREADS - 1) / SPLIT_THREADS;
+  constexpr int HQ = (XROWS * 8 + SPLIT_THREADS - 1) / SPLIT_THREADS;  // 16-byte chunks of 16-bit x
   // f32 x: a ring of raw stretches, split once per stretch into `sx` for all warps. 16-bit x:
   // the ring holds the operand rows themselves.
   __shared__ float4 raw[XF32 ? XSTAGES : 1][XF32 ? XF4 : 1];
   __shared__ uint4 sx[XF32 ? 2 : XSTAGES][PARTS][XROWS * 8];
-  // The weights: WSLOTS stretches of each warp's 16 rows, in dynamic shared memory.
+  // The weights: WSLOTS stretches of each warp's 32 rows, in dynamic shared memory.
   extern __shared__ uint4 wring[];
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gid = lane >> 2, t = lane & 3;
   const int stretches = (k + STRETCH - 1) / STRETCH;
@@ -214,24 +220,29 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
     if (XF32) {
 #pragma unroll
       for (int q = 0; q < XQ; q++) {
-        int id = tid + 256 * q, row = id >> 4, col = s * STRETCH + (id & 15) * 4;
+        int id = tid + SPLIT_THREADS * q, row = id >> 4, col = s * STRETCH + (id & 15) * 4;
         if (id < XF4) {
           bool ok = row < m && col < k;
           cp_async16(&raw[slot][id], (const float*)x + (ok ? (long)row * k + col : 0), ok);
         }
       }
-    } else if (tid < XROWS * 8) {
-      int row = tid >> 3, col = s * STRETCH + (tid & 7) * 8;
-      bool ok = row < m && col < k;
-      cp_async16(&sx[slot][0][swz(row, tid & 7)], (const u16*)x + (ok ? (long)row * k + col : 0),
-                 ok);
+    } else {
+#pragma unroll
+      for (int q = 0; q < HQ; q++) {
+        int id = tid + SPLIT_THREADS * q, row = id >> 3, col = s * STRETCH + (id & 7) * 8;
+        if (id < XROWS * 8) {
+          bool ok = row < m && col < k;
+          cp_async16(&sx[slot][0][swz(row, id & 7)],
+                     (const u16*)x + (ok ? (long)row * k + col : 0), ok);
+        }
+      }
     }
   };
   // f32 x: splits ring slot `slot` into the parts' operand rows in buffer `buf`.
   auto split_x = [&](int slot, int buf) {
 #pragma unroll
     for (int q = 0; q < XQ; q++) {
-      int id = tid + 256 * q, row = id >> 4, f4 = id & 15;
+      int id = tid + SPLIT_THREADS * q, row = id >> 4, f4 = id & 15;
       if (id >= XF4) continue;
       float4 v = raw[slot][id];
       unsigned parts[2][3];
@@ -245,47 +256,53 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
       }
     }
   };
-  // This warp's 16 weight rows of the cursor's stretch into its own part of W ring slot `slot`,
-  // as quads (wquad, tile 0): lane l copies word l of each row, so a row's 128 bytes are one
-  // coalesced read.
-  const unsigned wbase = smem_addr(wring + warp * 16 * 8);
+  // This warp's 32 weight rows of the cursor's stretch into its own part of W ring slot `slot`,
+  // as quads (wquad, tiles 0 and 1): lane l copies word l of each row, so a row's 128 bytes are
+  // one coalesced read.
+  const unsigned wbase = smem_addr(wring + warp * WARP_ROWS * 8);
   auto copy_w = [&](Cursor c, int slot) {
-    const unsigned dst = wbase + slot * SPLIT_WARPS * 16 * 8 * 16;
-    const int n0 = (c.item % columns) * SPLIT_N + 16 * warp, c0 = c.s * STRETCH + 2 * lane;
+    const unsigned dst = wbase + slot * SPLIT_N * 8 * 16;
+    const int n0 = (c.item % columns) * SPLIT_N + WARP_ROWS * warp, c0 = c.s * STRETCH + 2 * lane;
     const u16* src = w + (long)n0 * k + c0;
-    if (c0 < k && n0 + 15 < n) {  // the usual case: every row and word there
+    if (c0 < k && n0 + WARP_ROWS - 1 < n) {  // the usual case: every row and word there
 #pragma unroll
-      for (int q = 0; q < 16; q++)
-        cp_async4(dst + 4 * wquad_word(0, q, lane >> 2, lane & 3), src + (long)q * k, true);
+      for (int q = 0; q < WARP_ROWS; q++)
+        cp_async4(dst + 4 * wquad_word(q >> 4, q & 15, lane >> 2, lane & 3), src + (long)q * k,
+                  true);
     } else {
 #pragma unroll
-      for (int q = 0; q < 16; q++) {
+      for (int q = 0; q < WARP_ROWS; q++) {
         bool ok = c0 < k && n0 + q < n;
-        cp_async4(dst + 4 * wquad_word(0, q, lane >> 2, lane & 3), ok ? src + (long)q * k : w, ok);
+        cp_async4(dst + 4 * wquad_word(q >> 4, q & 15, lane >> 2, lane & 3),
+                  ok ? src + (long)q * k : w, ok);
       }
     }
   };
   // Writes a finished item's sums: to y with one group, else to its group's plane of `partial`.
-  // acc[j][e]: weight row n0 + gid + 8 (e >> 1), row of x 8j + 2t + (e & 1).
-  auto finish = [&](int item, float (&acc)[NT][4]) {
-    const int g = item / columns, n0 = (item % columns) * SPLIT_N + 16 * warp;
+  // acc[i][j][e]: weight row n0 + 16i + gid + 8 (e >> 1), row of x 8j + 2t + (e & 1).
+  auto finish = [&](int item, float (&acc)[2][NT][4]) {
+    const int g = item / columns, n0 = (item % columns) * SPLIT_N + WARP_ROWS * warp;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+      for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int row = 8 * j + 2 * t + (e & 1), c = n0 + 16 * i + gid + 8 * (e >> 1);
+          if (groups == 1)
+            store_out<OUT, F16>(y, bias, m, n, row, c, __fadd_rn(0.f, acc[i][j][e]));
+          else if (row < m && c < n)
+            partial[((long)g * m + row) * n + c] = acc[i][j][e];
+          acc[i][j][e] = 0.f;
+        }
+  };
+  float acc[2][NT][4];
+#pragma unroll
+  for (int i = 0; i < 2; i++)
 #pragma unroll
     for (int j = 0; j < NT; j++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int row = 8 * j + 2 * t + (e & 1), c = n0 + gid + 8 * (e >> 1);
-        if (groups == 1)
-          store_out<OUT, F16>(y, bias, m, n, row, c, __fadd_rn(0.f, acc[j][e]));
-        else if (row < m && c < n)
-          partial[((long)g * m + row) * n + c] = acc[j][e];
-        acc[j][e] = 0.f;
-      }
-  };
-  float acc[NT][4];
-#pragma unroll
-  for (int j = 0; j < NT; j++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) acc[j][e] = 0.f;
+      for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
   // Stretches u .. u + AHEAD - 1 of the stream (W and x, one commit group each) are in flight
   // when stretch u is computed; f32 x is split one stretch ahead of its use, so the copies of
   // stretch u + 1 must have landed first, and its ring runs a stretch further ahead. A stretch
@@ -322,34 +339,34 @@ __device__ __forceinline__ void linear_split(const void* x, const u16* w, const 
     const Cursor after = next(cur);
     if (XF32 && after.item < items) split_x((u + 1) % XSTAGES, (u + 1) & 1);
     const int b = XF32 ? u & 1 : u % XSTAGES;
-    const uint4* ws = wring + (u % WSLOTS * SPLIT_WARPS + warp) * 16 * 8;
-    // The x tiles in halves of JH (the x words of four tiles and their sums would crowd the
-    // 128 registers that two blocks per SM allow).
-    constexpr int JH = NT > 2 ? 2 : NT;
+    const uint4* ws = wring + (u % WSLOTS * SPLIT_WARPS + warp) * WARP_ROWS * 8;
+    float part[2][NT][4];
 #pragma unroll
-    for (int h = 0; h < NT / JH; h++) {
-      float part[1][JH][4];
+    for (int i = 0; i < 2; i++)
 #pragma unroll
-      for (int j = 0; j < JH; j++)
+      for (int j = 0; j < NT; j++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) part[0][j][e] = 0.f;
+        for (int e = 0; e < 4; e++) part[i][j][e] = 0.f;
 #pragma unroll
-      for (int c = 0; c < STRETCH / 32; c++) {
-        uint4 xv[JH][PARTS];
+    for (int c = 0; c < STRETCH / 32; c++) {
+      uint4 xv[NT][PARTS];
 #pragma unroll
-        for (int j = 0; j < JH; j++)
+      for (int j = 0; j < NT; j++)
 #pragma unroll
-          for (int p = 0; p < PARTS; p++)
-            xv[j][p] = sx[b][p][swz(8 * (h * JH + j) + gid, 4 * c + t)];
-        const uint4 aq[1][2] = {{ws[wquad(0, gid, 0, 4 * c + t)], ws[wquad(0, gid, 1, 4 * c + t)]}};
-        chunk_mma<PARTS, F16, 1, JH>(part, aq, xv);
-      }
+        for (int p = 0; p < PARTS; p++) xv[j][p] = sx[b][p][swz(8 * j + gid, 4 * c + t)];
+      uint4 aq[2][2];
 #pragma unroll
-      for (int j = 0; j < JH; j++)
+      for (int i = 0; i < 2; i++)
 #pragma unroll
-        for (int e = 0; e < 4; e++)
-          acc[h * JH + j][e] = __fadd_rn(acc[h * JH + j][e], part[0][j][e]);
+        for (int st = 0; st < 2; st++) aq[i][st] = ws[wquad(i, gid, st, 4 * c + t)];
+      chunk_mma<PARTS, F16, 2, NT>(part, aq, xv);
     }
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+      for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[i][j][e] = __fadd_rn(acc[i][j][e], part[i][j][e]);
     if (cur.s + 1 == cur.end) finish(cur.item, acc);
     cur = after;
   }
@@ -568,7 +585,7 @@ __device__ __forceinline__ void linear_tiled(const void* x, const u16* w, const 
 // in the same type). _split<NT>: the decode kernel for up to 8·NT rows, and _fold its groups'
 // fold; _tiled: any row count.
 #define MMA_SPLIT(NAME, NT, PARTS, XF32, F16, OUT)                                                 \
-  extern "C" __global__ void __launch_bounds__(256, 2)                                            \
+  extern "C" __global__ void __launch_bounds__(SPLIT_THREADS, 2)                                  \
       NAME##_split##NT(const void* x, const u16* w, const u16* b, void* y, float* partial, int m, \
                        int n, int k, int spg, int groups) {                                       \
     linear_split<NT, PARTS, XF32, F16, OUT>(x, w, b, y, partial, m, n, k, spg, groups);           \

@@ -24,11 +24,14 @@ pub const STRETCH: usize = 64;
 pub const SMALL_ROWS: usize = 32;
 /// The most groups a weight's K is cut into.
 pub const MAX_GROUPS: usize = 32;
-/// Weight rows per decode block (8 warps of 16): `SPLIT_N` in the source.
+/// Weight rows per decode block (4 warps of 32): `SPLIT_N` in the source.
 const SPLIT_N: usize = 128;
-/// Warps a decode launch aims for (each streaming 16 weight rows of one group): about four waves
-/// of two 8-warp blocks on each of an H100/H200's 132 SMs, so that the blocks of the last wave
-/// are a small part of the time (one wave and a bit would leave the GPU mostly idle for the bit).
+/// Threads per decode block (`SPLIT_THREADS` in the source).
+const SPLIT_THREADS: u32 = 128;
+/// (16 weight rows, group) pairs the grouping aims for, i.e. about 1000 decode work items of 128
+/// weight rows: about four items for each of the 264 blocks an H100/H200 (132 SMs) runs at once,
+/// so that blocks finish close together (one item and a bit each would leave the GPU mostly idle
+/// for the bit). Part of the numerical contract: [`grouping`] must not change with the GPU.
 const TARGET_WARPS: usize = 8192;
 /// Dynamic shared memory of a decode launch: the weight ring, `WSLOTS` stretches of the block's
 /// 128 weight rows (the x ring is static).
@@ -176,7 +179,7 @@ impl MmaLinear {
         allow_dynamic_shared(dev, &func, &name, SPLIT_W_RING_BYTES)?;
         let cfg = LaunchConfig {
             grid_dim: (blocks as u32, 1, 1),
-            block_dim: (256, 1, 1),
+            block_dim: (SPLIT_THREADS, 1, 1),
             shared_mem_bytes: SPLIT_W_RING_BYTES as u32,
         };
         // Safety: as above; a block's items are disjoint from every other block's.
