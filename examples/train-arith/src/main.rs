@@ -107,6 +107,11 @@ struct TrainArgs {
     /// a partly trained model, less sure of itself than a finished one.
     #[arg(long, value_delimiter = ',')]
     save_at: Vec<usize>,
+    /// Write each training solution with equivalent phrasings drawn at random (`So` or `Thus`
+    /// before a line's result, `write 5 carry 1` or `write 5, carry 1`), each with probability
+    /// 1/2: the model learns even odds at those points, near-ties in its greedy decoding.
+    #[arg(long)]
+    phrasing_variants: bool,
     /// Test problems evaluated after training.
     #[arg(long, default_value_t = 200)]
     eval_problems: usize,
@@ -188,7 +193,7 @@ fn train(a: &TrainArgs) -> Result<()> {
         None => tokenizer::train(&problems[..problems.len().min(50_000)], a.vocab_size)?,
     };
     let pad = tokenizer::id(&tok, tokenizer::PAD)?;
-    let examples = tokenize_all(&tok, &problems)?;
+    let examples = tokenize_all(&tok, &problems, a.phrasing_variants.then_some(a.seed))?;
     let max_len = examples.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     let mean_resp = examples
         .iter()
@@ -380,12 +385,28 @@ fn lr_at(step: usize, a: &TrainArgs) -> f64 {
     a.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
 }
 
-fn tokenize_all(tok: &Tokenizer, problems: &[ArithProblem]) -> Result<Vec<Example>> {
+/// Prompts and responses as token ids; with `variants` (a seed), each response's phrasing is
+/// drawn by [`vary_phrasing`].
+fn tokenize_all(
+    tok: &Tokenizer,
+    problems: &[ArithProblem],
+    variants: Option<u64>,
+) -> Result<Vec<Example>> {
     let prompts: Vec<String> = problems
         .iter()
         .map(|p| tokenizer::prompt(&p.question))
         .collect();
-    let responses: Vec<String> = problems.iter().map(tokenizer::response).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(variants.unwrap_or(0) ^ 0xa17e_7a75);
+    let responses: Vec<String> = problems
+        .iter()
+        .map(|p| {
+            let text = tokenizer::response(p);
+            match variants {
+                Some(_) => vary_phrasing(&text, &mut rng),
+                None => text,
+            }
+        })
+        .collect();
     let ep = tok
         .encode_batch(prompts, false)
         .map_err(|e| anyhow!("encoding prompts: {e}"))?;
@@ -402,6 +423,32 @@ fn tokenize_all(tok: &Tokenizer, problems: &[ArithProblem]) -> Result<Vec<Exampl
             Example { ids, prompt_len }
         })
         .collect())
+}
+
+/// `text` with each `. So ` (a line's result) made `. Thus ` and each ` carry ` made `, carry `,
+/// independently with probability 1/2.
+fn vary_phrasing(text: &str, rng: &mut ChaCha8Rng) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    loop {
+        let so = rest.find(". So ");
+        let carry = rest.find(" carry ");
+        let (at, len, alt) = match (so, carry) {
+            (Some(a), Some(b)) if a < b => (a, ". So ".len(), ". Thus "),
+            (Some(a), None) => (a, ". So ".len(), ". Thus "),
+            (_, Some(b)) => (b, " carry ".len(), ", carry "),
+            (None, None) => break,
+        };
+        out.push_str(&rest[..at]);
+        out.push_str(if rng.random::<bool>() {
+            alt
+        } else {
+            &rest[at..at + len]
+        });
+        rest = &rest[at + len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Inputs, next-token targets and the response mask, right-padded to the longest example. Padding
@@ -661,6 +708,22 @@ mod tests {
             summary["mean_response_tokens"].as_f64().unwrap() > 100.0,
             "{summary}"
         );
+    }
+
+    #[test]
+    fn phrasing_variants_change_only_the_wording() {
+        let text =
+            "48 + 27: 8 + 7 = 15, write 5 carry 1. 4 + 2 + 1 = 7, write 7. So 48 + 27 = 75.\n\
+                    75 - 19: 5 - 9 is negative, borrow: 15 - 9 = 6, write 6. So 75 - 19 = 56.";
+        let mut seen = std::collections::BTreeSet::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..64 {
+            let v = vary_phrasing(text, &mut rng);
+            let back = v.replace(". Thus ", ". So ").replace(", carry ", " carry ");
+            assert_eq!(back, text);
+            seen.insert(v);
+        }
+        assert_eq!(seen.len(), 8, "three independent binary choices");
     }
 
     #[test]
