@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::args::{ReportArgs, StdArg};
 use crate::progress::OutputMode;
 
-/// A group as `--json` lists it: what it is (model, task, policy, the kernels its runs used,
+/// A group as `--json-log` lists it: what it is (model, task, policy, the kernels its runs used,
 /// what it was split by) and its headline metrics (null where not measured, with `refused`
 /// saying why a group was not compared). report.json holds everything.
 fn group_summary(g: &GroupReport) -> serde_json::Value {
