@@ -241,6 +241,13 @@ fn train(a: &TrainArgs) -> Result<()> {
     }
     let n_params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
     println!("model: {n_params} parameters, {cfg:?}");
+    // The summary's `training` entry after `step` steps: the data's figures are the run's.
+    let training_at = |step: usize, seconds: f64| {
+        serde_json::json!({
+            "steps": step, "planned_steps": a.steps, "seconds": seconds, "parameters": n_params,
+            "train_problems": examples.len(), "mean_response_tokens": mean_resp, "longest_sequence": max_len,
+        })
+    };
     let model = Model::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
     let mut opt = AdamW::new(
         varmap.all_vars(),
@@ -311,11 +318,8 @@ fn train(a: &TrainArgs) -> Result<()> {
         }
         if a.save_at.contains(&step) {
             let dir = a.out.join(format!("step-{step}"));
-            let secs = t_train.elapsed().as_secs_f64();
-            save_and_evaluate(
-                a, &dir, &dev, &cfg, &tok, &varmap, step, secs, n_params, &examples, mean_resp,
-                max_len,
-            )?;
+            let training = training_at(step, t_train.elapsed().as_secs_f64());
+            save_and_evaluate(a, &dir, &dev, &cfg, &tok, &varmap, training)?;
             // Evaluation turns TF32 off; training goes on as asked.
             set_tf32(a.tf32);
         }
@@ -326,15 +330,13 @@ fn train(a: &TrainArgs) -> Result<()> {
         "trained {last_step} of {} steps in {train_secs:.1}s on {dev:?}",
         a.steps
     );
-    save_and_evaluate(
-        a, &a.out, &dev, &cfg, &tok, &varmap, last_step, train_secs, n_params, &examples,
-        mean_resp, max_len,
-    )
+    let training = training_at(last_step, train_secs);
+    save_and_evaluate(a, &a.out, &dev, &cfg, &tok, &varmap, training)
 }
 
 /// Writes the model folder `dir` from the current weights, evaluates it on `a.eval_problems`
-/// test problems and writes `eval_summary.json` (with how far training had come) beside it.
-#[allow(clippy::too_many_arguments)]
+/// test problems and writes `eval_summary.json` beside it, with `training` (how far training had
+/// come) as its `training` entry.
 fn save_and_evaluate(
     a: &TrainArgs,
     dir: &Path,
@@ -342,12 +344,7 @@ fn save_and_evaluate(
     cfg: &Config,
     tok: &Tokenizer,
     varmap: &VarMap,
-    step: usize,
-    train_secs: f64,
-    n_params: usize,
-    examples: &[Example],
-    mean_resp: f64,
-    max_len: usize,
+    training: serde_json::Value,
 ) -> Result<()> {
     let weights: BTreeMap<String, Tensor> = varmap
         .data()
@@ -365,10 +362,7 @@ fn save_and_evaluate(
         a.eval_seed,
         Some(&dir.join("eval_responses.jsonl")),
     )?;
-    summary["training"] = serde_json::json!({
-        "steps": step, "planned_steps": a.steps, "seconds": train_secs, "parameters": n_params,
-        "train_problems": examples.len(), "mean_response_tokens": mean_resp, "longest_sequence": max_len,
-    });
+    summary["training"] = training;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     std::fs::write(
         dir.join("eval_summary.json"),
