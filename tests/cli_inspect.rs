@@ -74,6 +74,35 @@ fn reports_where_fp32_and_bf16_part() {
         ),
         "{out}"
     );
+    // --bitwise: one verdict; a run against itself is identical, fp32 against bf16 is not, and
+    // the first difference is the first sample's first log-probability (they differ from there).
+    let bitwise = |x: &std::path::Path, y: &std::path::Path, code| {
+        let argv = [
+            "inspect",
+            "--bitwise",
+            &x.display().to_string(),
+            &y.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        String::from_utf8(reprolm(tmp.path(), &argv, code).stdout).unwrap()
+    };
+    let out = bitwise(&a, &a, 0);
+    let total: usize = ta.iter().map(|(_, _, t)| t.len()).sum();
+    assert!(
+        out.contains(&format!("bitwise identical: 16 samples, {total} tokens")),
+        "{out}"
+    );
+    let out = bitwise(&a, &b, 1);
+    let (first, _, _) = ta.iter().min_by_key(|(id, s, _)| (id.clone(), *s)).unwrap();
+    assert!(
+        out.contains(
+            "not identical: 16 of 16 samples differ; first difference: logprobs.bin, sample "
+        ) && out.contains(&format!(
+            "sample {first}#0, position 0, candidate 0: A token "
+        )),
+        "{out}"
+    );
     // --all lists the identical samples with what their numbers did.
     let mut all = same.clone();
     all.push("--all".into());

@@ -299,6 +299,11 @@ pub struct InspectArgs {
     /// Also list samples whose streams are identical.
     #[arg(long)]
     pub all: bool,
+    /// Instead: say whether the runs are bitwise identical (every generated token, every recorded
+    /// top-k candidate and log-probability, every scored field), or name the first difference
+    /// (file, sample, position); exit status 1 when they differ.
+    #[arg(long, conflicts_with_all = ["problem", "all"])]
+    pub bitwise: bool,
 }
 
 /// `reprolm report`.

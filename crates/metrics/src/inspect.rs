@@ -173,6 +173,242 @@ pub fn compare_runs(a: &LoadedRun, b: &LoadedRun, problem: Option<&str>) -> Resu
     })
 }
 
+/// Which of the two runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Which {
+    /// The first run given.
+    A,
+    /// The second.
+    B,
+}
+
+/// One top-k candidate as recorded: its token id and the bits of its f32 log-probability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RecordedCandidate {
+    /// Token id.
+    pub token: u32,
+    /// `f32::to_bits` of the stored log-probability.
+    pub logprob_bits: u32,
+}
+
+impl RecordedCandidate {
+    /// The log-probability.
+    pub fn logprob(&self) -> f32 {
+        f32::from_bits(self.logprob_bits)
+    }
+}
+
+/// Where two runs first differ, for [`bitwise`]: the first sample (in key order) that differs, and
+/// the first thing in it, in the order a model produces them (at each position the top-k
+/// candidates, then the token chosen from them; the scored fields after the last token).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FirstDifference {
+    /// A sample that one run completed and the other did not.
+    Missing {
+        /// The sample.
+        key: SampleKey,
+        /// The run that has it.
+        only_in: Which,
+    },
+    /// The top-k candidates at a position (`logprobs.bin`): a different token id or a
+    /// log-probability with other bits at `rank` (0 = the best), or a different count.
+    Candidates {
+        /// The sample.
+        key: SampleKey,
+        /// Token position in the response.
+        position: usize,
+        /// The first rank that differs.
+        rank: usize,
+        /// Run A's candidate there (`None` if it recorded fewer).
+        a: Option<RecordedCandidate>,
+        /// Run B's.
+        b: Option<RecordedCandidate>,
+    },
+    /// The generated token at a position (`responses.jsonl`, `token_ids`); `None` where that
+    /// run's response had already ended.
+    Token {
+        /// The sample.
+        key: SampleKey,
+        /// Token position in the response.
+        position: usize,
+        /// Run A's token.
+        a: Option<u32>,
+        /// Run B's token.
+        b: Option<u32>,
+    },
+    /// A field of the scored record (`responses.jsonl`) with equal tokens: the decoded text,
+    /// the finish reason, the extracted answer, the score or the verdict.
+    Field {
+        /// The sample.
+        key: SampleKey,
+        /// The field's name in `responses.jsonl`.
+        field: &'static str,
+        /// Run A's value, as JSON.
+        a: String,
+        /// Run B's value.
+        b: String,
+    },
+}
+
+impl FirstDifference {
+    /// The file of the run directory the difference is in.
+    pub fn file(&self) -> &'static str {
+        match self {
+            FirstDifference::Candidates { .. } => crate::run_dir::LOGPROBS_FILE,
+            _ => crate::run_dir::RESPONSES_FILE,
+        }
+    }
+}
+
+/// What [`bitwise`] found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BitwiseComparison {
+    /// Samples both runs completed.
+    pub samples: usize,
+    /// Generated tokens over those samples, in run A.
+    pub tokens: usize,
+    /// Samples only one of the runs completed.
+    pub missing: usize,
+    /// Samples that differ in any way, the missing ones included.
+    pub differing_samples: usize,
+    /// The first difference, or `None`: the runs are bitwise identical in every generated token,
+    /// every recorded top-k candidate and log-probability, and every scored field.
+    pub first_difference: Option<FirstDifference>,
+}
+
+/// Compares two runs bit for bit on what the model produced: for every sample, in key order, the
+/// top-k candidates and their f32 log-probabilities (`logprobs.bin`) and the tokens
+/// (`responses.jsonl`) position by position, then the fields scored from them. Timing, paths and
+/// the order samples were written in are not compared (continuous batching writes samples as they
+/// finish). This is the check behind a claim that a result reproduces exactly, e.g. on another
+/// device or batch size.
+///
+/// ```no_run
+/// use reprolm_metrics::{inspect::bitwise, LoadedRun};
+/// let a = LoadedRun::load("runs/cpu".as_ref())?;
+/// let b = LoadedRun::load("runs/gpu".as_ref())?;
+/// match bitwise(&a, &b)?.first_difference {
+///     None => println!("bitwise identical"),
+///     Some(d) => println!("first difference in {}: {d:?}", d.file()),
+/// }
+/// # Ok::<(), reprolm_metrics::Error>(())
+/// ```
+pub fn bitwise(a: &LoadedRun, b: &LoadedRun) -> Result<BitwiseComparison> {
+    use std::collections::BTreeSet;
+    let keys =
+        |r: &LoadedRun| -> BTreeSet<SampleKey> { r.records.iter().map(|x| x.key()).collect() };
+    let (ka, kb) = (keys(a), keys(b));
+    let mut out = BitwiseComparison {
+        samples: 0,
+        tokens: 0,
+        missing: 0,
+        differing_samples: 0,
+        first_difference: None,
+    };
+    for key in ka.union(&kb) {
+        let found = match (a.record(key), b.record(key)) {
+            (Some(ra), Some(rb)) => {
+                out.samples += 1;
+                out.tokens += ra.token_ids.len();
+                let la = a.logprobs_of(key)?;
+                let lb = b.logprobs_of(key)?;
+                sample_difference(key, ra, rb, la.as_ref(), lb.as_ref())
+            }
+            (a_has, _) => {
+                out.missing += 1;
+                Some(FirstDifference::Missing {
+                    key: key.clone(),
+                    only_in: if a_has.is_some() { Which::A } else { Which::B },
+                })
+            }
+        };
+        if let Some(d) = found {
+            out.differing_samples += 1;
+            out.first_difference.get_or_insert(d);
+        }
+    }
+    Ok(out)
+}
+
+/// The first difference within one sample both runs completed (see [`FirstDifference`]). Without
+/// logprobs in either run, only tokens and fields are compared.
+fn sample_difference(
+    key: &SampleKey,
+    ra: &crate::run_dir::ResponseRecord,
+    rb: &crate::run_dir::ResponseRecord,
+    la: Option<&crate::run_dir::LogprobsRecord>,
+    lb: Option<&crate::run_dir::LogprobsRecord>,
+) -> Option<FirstDifference> {
+    let recorded = |l: &crate::run_dir::LogprobsRecord, i: usize| -> Vec<RecordedCandidate> {
+        if i >= l.len() {
+            return Vec::new();
+        }
+        let (ids, lps) = l.position(i);
+        ids.iter()
+            .zip(lps)
+            .map(|(&token, lp)| RecordedCandidate {
+                token,
+                logprob_bits: lp.to_bits(),
+            })
+            .collect()
+    };
+    let len = ra.token_ids.len().max(rb.token_ids.len());
+    for position in 0..len {
+        if let (Some(la), Some(lb)) = (la, lb) {
+            let (ca, cb) = (recorded(la, position), recorded(lb, position));
+            if ca != cb {
+                let rank = ca.iter().zip(&cb).take_while(|(x, y)| x == y).count();
+                return Some(FirstDifference::Candidates {
+                    key: key.clone(),
+                    position,
+                    rank,
+                    a: ca.get(rank).copied(),
+                    b: cb.get(rank).copied(),
+                });
+            }
+        }
+        let (ta, tb) = (ra.token_ids.get(position), rb.token_ids.get(position));
+        if ta != tb {
+            return Some(FirstDifference::Token {
+                key: key.clone(),
+                position,
+                a: ta.copied(),
+                b: tb.copied(),
+            });
+        }
+    }
+    let json = |v: serde_json::Result<String>| v.unwrap_or_else(|e| format!("<{e}>"));
+    let fields: [(&'static str, String, String); 5] = [
+        (
+            "response",
+            json(serde_json::to_string(&ra.response)),
+            json(serde_json::to_string(&rb.response)),
+        ),
+        (
+            "finish_reason",
+            json(serde_json::to_string(&ra.finish_reason)),
+            json(serde_json::to_string(&rb.finish_reason)),
+        ),
+        (
+            "extracted_answer",
+            json(serde_json::to_string(&ra.extracted_answer)),
+            json(serde_json::to_string(&rb.extracted_answer)),
+        ),
+        ("score", ra.score.to_string(), rb.score.to_string()),
+        ("correct", ra.correct.to_string(), rb.correct.to_string()),
+    ];
+    fields
+        .into_iter()
+        .find(|(_, x, y)| x != y)
+        .map(|(field, a, b)| FirstDifference::Field {
+            key: key.clone(),
+            field,
+            a,
+            b,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +461,152 @@ mod tests {
         let only = compare_runs(&a, &b, Some("p2")).unwrap();
         assert_eq!(only.samples.len(), 1);
         assert!(only.only_in_a.is_empty());
+    }
+
+    /// A run of `samples` (problem id, tokens), written in the given order, each position's
+    /// candidates the token at `top(id, position)` and a runner-up.
+    fn run_of(
+        dir: &std::path::Path,
+        samples: &[(&str, &[u32])],
+        top: impl Fn(&str, usize) -> f32,
+    ) -> LoadedRun {
+        let mut run = RunDir::create(dir, Manifest::example(), Durability::Flush).unwrap();
+        for (id, toks) in samples {
+            let mut r = ResponseRecord::new(*id, 0, 1, "text", toks.to_vec(), FinishReason::Stop);
+            r.extracted_answer = Some("7".into());
+            let mut lp = LogprobsRecord::new(*id, 0, 5);
+            for (i, &t) in toks.iter().enumerate() {
+                lp.push_position(&[t, t + 100], &[top(id, i), -1.5]);
+            }
+            run.append(&r, &lp).unwrap();
+        }
+        LoadedRun::load(dir).unwrap()
+    }
+
+    #[test]
+    fn bitwise_finds_nothing_in_the_same_samples_written_in_another_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = |_: &str, i: usize| -0.25 - i as f32 / 8.0;
+        let a = run_of(
+            &dir.path().join("a"),
+            &[("p1", &[1, 2]), ("p2", &[4, 5, 6])],
+            top,
+        );
+        let b = run_of(
+            &dir.path().join("b"),
+            &[("p2", &[4, 5, 6]), ("p1", &[1, 2])],
+            top,
+        );
+        let c = bitwise(&a, &b).unwrap();
+        assert_eq!((c.samples, c.tokens, c.differing_samples), (2, 5, 0));
+        assert_eq!(c.first_difference, None);
+    }
+
+    #[test]
+    fn bitwise_names_the_first_difference_in_key_order_and_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = |_: &str, i: usize| -0.25 - i as f32 / 8.0;
+        let a = run_of(
+            &dir.path().join("a"),
+            &[("p1", &[1, 2, 3]), ("p2", &[4, 5, 6])],
+            top,
+        );
+        // One ulp apart at p2's position 1, the tokens unchanged; p1's last token differs.
+        let ulp = |id: &str, i: usize| {
+            let v = top(id, i);
+            if (id, i) == ("p2", 1) {
+                f32::from_bits(v.to_bits() + 1)
+            } else {
+                v
+            }
+        };
+        let b = run_of(
+            &dir.path().join("b"),
+            &[("p2", &[4, 5, 6]), ("p1", &[1, 2, 9])],
+            ulp,
+        );
+        let c = bitwise(&a, &b).unwrap();
+        assert_eq!(c.differing_samples, 2);
+        let first = c.first_difference.unwrap();
+        assert_eq!(first.file(), crate::run_dir::LOGPROBS_FILE);
+        // p1 sorts first; its candidates at position 2 already differ (token 3 against 9).
+        match first {
+            FirstDifference::Candidates {
+                key,
+                position,
+                rank,
+                a,
+                b,
+            } => {
+                assert_eq!((key, position, rank), (SampleKey::new("p1", 0), 2, 0));
+                assert_eq!((a.unwrap().token, b.unwrap().token), (3, 9));
+            }
+            other => panic!("{other:?}"),
+        }
+        // p2 alone: the one-ulp log-probability, at rank 0 of position 1.
+        let only_p2 = |r: &LoadedRun| LoadedRun {
+            records: r
+                .records
+                .iter()
+                .filter(|x| x.problem_id == "p2")
+                .cloned()
+                .collect(),
+            ..r.clone()
+        };
+        match bitwise(&only_p2(&a), &only_p2(&b))
+            .unwrap()
+            .first_difference
+        {
+            Some(FirstDifference::Candidates {
+                position: 1,
+                rank: 0,
+                a,
+                b,
+                ..
+            }) => {
+                assert_eq!(a.unwrap().logprob_bits + 1, b.unwrap().logprob_bits);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bitwise_reports_missing_samples_token_lengths_and_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = |_: &str, _: usize| -0.5;
+        let a = run_of(&dir.path().join("a"), &[("p1", &[1, 2]), ("p3", &[7])], top);
+        let b = run_of(&dir.path().join("b"), &[("p1", &[1, 2]), ("p2", &[7])], top);
+        let c = bitwise(&a, &b).unwrap();
+        assert_eq!((c.samples, c.missing), (1, 2));
+        assert_eq!(
+            c.first_difference,
+            Some(FirstDifference::Missing {
+                key: SampleKey::new("p2", 0),
+                only_in: Which::B
+            })
+        );
+        assert_eq!(c.differing_samples, 2);
+        // Without logprobs in the picture: a response one token longer.
+        let a = run_of(&dir.path().join("c"), &[("p1", &[1, 2])], top);
+        let mut b = run_of(&dir.path().join("d"), &[("p1", &[1, 2, 3])], top);
+        b.logprobs = None;
+        assert_eq!(
+            bitwise(&a, &b).unwrap().first_difference,
+            Some(FirstDifference::Token {
+                key: SampleKey::new("p1", 0),
+                position: 2,
+                a: None,
+                b: Some(3)
+            })
+        );
+        // Same tokens, another extracted answer.
+        let mut b = run_of(&dir.path().join("e"), &[("p1", &[1, 2])], top);
+        b.records[0].extracted_answer = Some("8".into());
+        let d = bitwise(&a, &b).unwrap().first_difference.unwrap();
+        assert_eq!(d.file(), crate::run_dir::RESPONSES_FILE);
+        assert!(
+            matches!(&d, FirstDifference::Field { field: "extracted_answer", a, b, .. } if a == "\"7\"" && b == "\"8\""),
+            "{d:?}"
+        );
     }
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use reprolm_engine::{DecodeSpecialTokens, ResolveOptions, Tokenizer};
-use reprolm_metrics::inspect::{compare_runs, Candidate, SampleComparison, Side};
+use reprolm_metrics::inspect::{
+    bitwise, compare_runs, Candidate, FirstDifference, RecordedCandidate, SampleComparison, Side,
+};
 use reprolm_metrics::LoadedRun;
 use serde_json::json;
 
@@ -16,12 +18,16 @@ use crate::progress::OutputMode;
 /// Tokens of each run's continuation shown after the divergence point.
 const AFTER: usize = 12;
 
-/// Compare the runs and print what differs; exit status 0 whether or not they diverge.
+/// Compare the runs and print what differs; exit status 0 whether or not they diverge (with
+/// `--bitwise`, 1 when they differ).
 pub fn command(args: &InspectArgs, mode: OutputMode) -> Result<i32> {
     let load = |p: &Path| {
         LoadedRun::load(p).with_context(|| format!("reading run directory {}", p.display()))
     };
     let (a, b) = (load(&args.run_a)?, load(&args.run_b)?);
+    if args.bitwise {
+        return bitwise_verdict(&a, &b, mode);
+    }
     if let Some(id) = &args.problem {
         let known = |r: &LoadedRun| r.records.iter().any(|x| &x.problem_id == id);
         if !known(&a) && !known(&b) {
@@ -174,6 +180,78 @@ pub fn command(args: &InspectArgs, mode: OutputMode) -> Result<i32> {
         }),
     );
     Ok(0)
+}
+
+/// `inspect --bitwise`: one verdict, with the first difference named.
+fn bitwise_verdict(a: &LoadedRun, b: &LoadedRun, mode: OutputMode) -> Result<i32> {
+    for (name, r) in [("A", a), ("B", b)] {
+        for note in &r.notes {
+            mode.note(&format!("run {name} ({}): {note}", r.path.display()));
+        }
+    }
+    let c = bitwise(a, b).context("comparing the runs")?;
+    let lp = |c: Option<RecordedCandidate>| match c {
+        Some(c) => format!(
+            "token {} logprob {:e} (bits {:#010x})",
+            c.token,
+            c.logprob(),
+            c.logprob_bits
+        ),
+        None => "nothing".into(),
+    };
+    let token = |t: Option<u32>| t.map_or("end of response".into(), |t| format!("token {t}"));
+    let what = c.first_difference.as_ref().map(|d| match d {
+        FirstDifference::Missing { key, only_in } => {
+            format!("sample {key} completed in run {only_in:?} only")
+        }
+        FirstDifference::Candidates {
+            key,
+            position,
+            rank,
+            a,
+            b,
+        } => format!(
+            "{}, sample {key}, position {position}, candidate {rank}: A {} vs B {}",
+            d.file(),
+            lp(*a),
+            lp(*b)
+        ),
+        FirstDifference::Token {
+            key,
+            position,
+            a,
+            b,
+        } => format!(
+            "{}, sample {key}, position {position}: A {} vs B {}",
+            d.file(),
+            token(*a),
+            token(*b)
+        ),
+        FirstDifference::Field { key, field, a, b } => {
+            format!("{}, sample {key}, field {field}: A {a} vs B {b}", d.file())
+        }
+    });
+    let human = match &what {
+        None => format!(
+            "bitwise identical: {} samples, {} tokens (token ids, top-k log-probabilities and scored fields)",
+            c.samples, c.tokens
+        ),
+        Some(w) => format!(
+            "not identical: {} of {} samples differ; first difference: {w}",
+            c.differing_samples,
+            c.samples + c.missing
+        ),
+    };
+    mode.result(
+        &human,
+        "bitwise",
+        json!({
+            "identical": c.first_difference.is_none(), "samples": c.samples, "tokens": c.tokens,
+            "missing": c.missing, "differing_samples": c.differing_samples,
+            "first_difference": c.first_difference,
+        }),
+    );
+    Ok(if c.first_difference.is_none() { 0 } else { 1 })
 }
 
 /// What an identical token stream's numbers did: `, log-probabilities bitwise identical` or the
