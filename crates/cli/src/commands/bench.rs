@@ -345,7 +345,12 @@ fn tune_gemm(
                             .iter()
                             .map(|s| format!("{:8.1}", s * 1e6))
                             .collect();
-                        println!("  {mark} {:?} µs {}", c.algo, times.join(" "));
+                        println!(
+                            "  {mark} {:?} bits {:016x} µs {}",
+                            c.algo,
+                            c.digest,
+                            times.join(" ")
+                        );
                     }
                 }
                 table.push(pin);

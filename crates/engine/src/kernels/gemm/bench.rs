@@ -339,7 +339,15 @@ pub struct Candidate {
     pub algo: super::pins::AlgoConfig,
     /// Seconds per call, one per row count.
     pub seconds: Vec<f64>,
+    /// A hash of the output bits of the first [`DIGEST_ROWS`] rows: candidates with equal digests
+    /// reduced those outputs in an order that gives the same bits (evidence that they could serve
+    /// different row counts of one shape without changing a result).
+    pub digest: u64,
 }
+
+/// Rows of x whose output bits [`Candidate::digest`] hashes.
+#[cfg(feature = "cuda")]
+pub const DIGEST_ROWS: usize = 64;
 
 /// Times every cuBLASLt candidate for `shape` in `dtype` (16-bit or f32 operands) at `rows` on a
 /// CUDA `device` and returns them with the pin of the best: the smallest sum over row counts of
@@ -374,6 +382,16 @@ pub fn tune(
             continue;
         };
         let plan = std::sync::Arc::new(plan);
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let x = x_all
+                .narrow(0, 0, DIGEST_ROWS.min(max_rows))?
+                .contiguous()?;
+            let y = cublaslt::linear_with(&plan, &x, &w, b.as_ref())?;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bits(&y)?.hash(&mut h);
+            h.finish()
+        };
         let mut seconds = Vec::new();
         for &m in rows {
             let x = x_all.narrow(0, 0, m)?.contiguous()?;
@@ -383,7 +401,11 @@ pub fn tune(
             };
             seconds.push(time(device, min_seconds, run)?);
         }
-        out.push(Candidate { algo, seconds });
+        out.push(Candidate {
+            algo,
+            seconds,
+            digest,
+        });
     }
     if out.is_empty() {
         return Err(crate::Error::InvalidRequest(format!(
