@@ -15,8 +15,20 @@
 //!
 //! The bias rides in the epilogue (`CUBLASLT_EPILOGUE_BIAS`): added in f32 to the accumulated sum
 //! before the one rounding to the output type, as torch's `addmm` does.
+//!
+//! **Faster algorithms per row count, the same bits.** One algorithm cannot be the fastest at
+//! both 1 and 4096 rows (measured on an H100: 14 against 242 us for a 3584 x 3584 bf16 weight
+//! at 4096 rows, where another tile takes 152). But cuBLASLt's kernels without split-K reduce
+//! each output over K in one accumulator, k-step by k-step in order, whatever their tile, so
+//! they agree bit for bit (every split-K-free candidate of every 7B projection shape did in
+//! `bench gemm --tune`, whose digests show it). So the first [`linear`] call of a plan times the
+//! split-K-free candidates at the row counts of [`BUCKET_ROWS`] and gives each range of row
+//! counts the fastest one, provided it reproduces the pinned algorithm's bits on a probe of
+//! [`PROBE_ROWS`] random rows ([`Plan::by_rows`]); a candidate that does not is never used. The
+//! pinned algorithm still decides the numbers; the others only compute them faster. The choice
+//! is timed, so it can differ between two processes, which changes no bit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -48,6 +60,21 @@ pub const WORKSPACE: usize = 1 << 20;
 
 /// Candidates asked of the heuristic per shape.
 const CANDIDATES: usize = 16;
+
+/// Row counts at which [`Plan::by_rows`] times the candidates; each stands for the row counts
+/// up to the geometric mean of it and the next (the last for every larger count), within
+/// [`BUCKET_BYTES`].
+pub const BUCKET_ROWS: &[usize] = &[1, 8, 32, 128, 512, 4096];
+
+/// The most bytes of x or of the output a timing call may take (the LM head's output at 4096
+/// rows would be 2.5 GB in f32); larger row counts keep the last row count's choice.
+const BUCKET_BYTES: usize = 256 << 20;
+
+/// Rows of random x on which a candidate must reproduce the pinned algorithm's bits.
+pub const PROBE_ROWS: usize = 16;
+
+/// A candidate serves a range of row counts only if it is at least this much faster there.
+const BUCKET_GAIN: f64 = 0.95;
 
 fn check(status: lt::cublasStatus_t, what: &str) -> candle_core::Result<()> {
     if status == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
@@ -219,9 +246,13 @@ pub struct Plan {
     key: PlanKey,
     desc: Desc,
     a: MatrixLayout,
+    /// The pinned algorithm: its order of reduction is the plan's numbers.
     algo: lt::cublasLtMatmulAlgo_t,
-    /// Row counts `cublasLtMatmulAlgoCheck` has accepted.
-    checked: Mutex<HashSet<usize>>,
+    /// Faster algorithms with the same bits for ranges of row counts: `(most rows, algorithm)`,
+    /// ascending ([`Plan::by_rows`]); empty until chosen, and then whenever none is faster.
+    buckets: Mutex<Option<Vec<(usize, lt::cublasLtMatmulAlgo_t)>>>,
+    /// The algorithm each live row count runs, once `cublasLtMatmulAlgoCheck` accepted it.
+    checked: Mutex<HashMap<usize, lt::cublasLtMatmulAlgo_t>>,
     /// Held for each call: the bias pointer is written into the shared descriptor.
     call: Mutex<()>,
     /// Where the algorithm came from: `pin table` or `heuristic`.
@@ -436,7 +467,8 @@ impl Plan {
             desc,
             a,
             algo: lt::cublasLtMatmulAlgo_t { data: [0; 8] },
-            checked: Mutex::new(HashSet::new()),
+            buckets: Mutex::new(None),
+            checked: Mutex::new(HashMap::new()),
             call: Mutex::new(()),
             source: "heuristic",
         })
@@ -572,11 +604,18 @@ impl Plan {
         self.key
     }
 
-    /// The pinned algorithm's configuration, e.g. `algo 66 tile 20 stages 22 splitk 1 ...`.
+    /// The pinned algorithm's configuration (the one whose bits the plan gives).
+    pub fn pinned(&self) -> AlgoConfig {
+        AlgoConfig::of(&self.algo)
+    }
+
+    /// The pinned algorithm's configuration, e.g. `algo 66 tile 20 stages 22 splitk 1 ...`,
+    /// and the faster ones that serve ranges of row counts, if chosen (`rows <= 16: tile 12
+    /// custom 0 cluster 3; ...`).
     pub fn describe(&self) -> String {
         use lt::cublasLtMatmulAlgoConfigAttributes_t as C;
         let a = |c| algo_attr(&self.algo, c);
-        format!(
+        let pinned = format!(
             "{}: algo {} tile {} stages {} splitk {} reduction {} swizzle {} custom {} inner {} cluster {}",
             self.source,
             a(C::CUBLASLT_ALGO_CONFIG_ID),
@@ -588,7 +627,123 @@ impl Plan {
             a(C::CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION),
             a(C::CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID),
             a(C::CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID),
-        )
+        );
+        let buckets = self.buckets.lock().expect("plan lock");
+        match buckets.as_deref() {
+            None | Some([]) => pinned,
+            Some(b) => {
+                let ranges: Vec<String> = b
+                    .iter()
+                    .map(|(most, algo)| {
+                        let c = AlgoConfig::of(algo);
+                        let rows = if *most == usize::MAX {
+                            "larger".to_string()
+                        } else {
+                            format!("rows <= {most}")
+                        };
+                        if algo.data == self.algo.data {
+                            format!("{rows}: pinned")
+                        } else {
+                            format!(
+                                "{rows}: tile {} custom {} cluster {}",
+                                c.tile, c.custom, c.cluster
+                            )
+                        }
+                    })
+                    .collect();
+                format!("{pinned}; same bits, faster: {}", ranges.join("; "))
+            }
+        }
+    }
+
+    /// The algorithm that computes `m` rows fastest among those with the pinned one's bits.
+    fn algo_for_rows(&self, m: usize) -> lt::cublasLtMatmulAlgo_t {
+        let buckets = self.buckets.lock().expect("plan lock");
+        buckets
+            .as_deref()
+            .and_then(|b| b.iter().find(|(most, _)| m <= *most))
+            .map_or(self.algo, |(_, a)| *a)
+    }
+
+    /// Chooses, once per plan, the fastest algorithm with the pinned one's bits for each range of
+    /// row counts (see the module docs), timing on `w` (and `bias`) with random x: the split-K-free
+    /// candidates the heuristic offers at [`BUCKET_ROWS`], each first checked to give the pinned
+    /// algorithm's output bits on [`PROBE_ROWS`] rows. Calls after the first return at once.
+    pub fn by_rows(self: &Arc<Self>, w: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<()> {
+        if self.buckets.lock().expect("plan lock").is_some() {
+            return Ok(());
+        }
+        let device = w.device().clone();
+        let pinned = AlgoConfig::of(&self.algo);
+        let host_bits = |t: &Tensor| -> candle_core::Result<Vec<u32>> {
+            t.to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()
+                .map(|v| v.into_iter().map(f32::to_bits).collect())
+        };
+        let rows_x = |m: usize| -> candle_core::Result<Tensor> {
+            Tensor::randn(0f32, 1.0, (m, self.key.k), &device)?.to_dtype(self.key.dtype)
+        };
+        let probe = rows_x(PROBE_ROWS)?;
+        let want = host_bits(&linear_with(self, &probe, w, bias)?)?;
+        let mut same: Vec<Arc<Plan>> = Vec::new();
+        for cfg in Plan::candidates_for(self.key, BUCKET_ROWS)? {
+            if cfg == pinned || cfg.splitk > 1 || cfg.reduction > 0 {
+                continue;
+            }
+            let Some(plan) = Plan::with_algo(self.key, &cfg)? else {
+                continue;
+            };
+            let plan = Arc::new(plan);
+            if host_bits(&linear_with(&plan, &probe, w, bias)?)? == want {
+                same.push(plan);
+            }
+        }
+        let time = |plan: &Arc<Plan>, x: &Tensor| -> candle_core::Result<f64> {
+            linear_with(plan, x, w, bias)?;
+            let mut best = f64::INFINITY;
+            for _ in 0..2 {
+                device.synchronize()?;
+                let t = std::time::Instant::now();
+                linear_with(plan, x, w, bias)?;
+                device.synchronize()?;
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            Ok(best)
+        };
+        let size = self.key.dtype.size_in_bytes();
+        let fits = |m: usize| m * self.key.n.max(self.key.k) * size <= BUCKET_BYTES;
+        let rows: Vec<usize> = BUCKET_ROWS.iter().copied().filter(|&m| fits(m)).collect();
+        let mut buckets: Vec<(usize, lt::cublasLtMatmulAlgo_t)> = Vec::new();
+        for (i, &m) in rows.iter().enumerate() {
+            let x = rows_x(m)?;
+            let pinned_time = time(self, &x)?;
+            let mut choice = (pinned_time * BUCKET_GAIN, self.algo);
+            for plan in &same {
+                if !plan.runs(m)? {
+                    continue;
+                }
+                let t = time(plan, &x)?;
+                if t < choice.0 {
+                    choice = (t, plan.algo);
+                }
+            }
+            let most = match rows.get(i + 1) {
+                Some(&next) => ((m * next) as f64).sqrt() as usize,
+                None => usize::MAX,
+            };
+            match buckets.last_mut() {
+                Some(last) if last.1.data == choice.1.data => last.0 = most,
+                _ => buckets.push((most, choice.1)),
+            }
+        }
+        if buckets.iter().all(|(_, a)| a.data == self.algo.data) {
+            buckets.clear();
+        }
+        *self.buckets.lock().expect("plan lock") = Some(buckets);
+        // Row counts checked before now ran the pinned algorithm; check them again.
+        self.checked.lock().expect("plan lock").clear();
+        Ok(())
     }
 
     /// The layouts of x (`K x rows`) and of the output (`N x rows`) for a call of `rows` rows.
@@ -603,6 +758,11 @@ impl Plan {
     /// Whether `cublasLtMatmulAlgoCheck` accepts the pinned algorithm for `m` rows within the
     /// workspace.
     fn runs(&self, m: usize) -> candle_core::Result<bool> {
+        self.runs_with(&self.algo, m)
+    }
+
+    /// [`Plan::runs`] for another algorithm of this plan's shape.
+    fn runs_with(&self, algo: &lt::cublasLtMatmulAlgo_t, m: usize) -> candle_core::Result<bool> {
         let (b, c) = self.row_layouts(m)?;
         let mut result = std::mem::MaybeUninit::<lt::cublasLtMatmulHeuristicResult_t>::zeroed();
         // Safety: every descriptor is live; `result` is written by the call.
@@ -614,7 +774,7 @@ impl Plan {
                 b.0,
                 c.0,
                 c.0,
-                &self.algo,
+                algo,
                 result.as_mut_ptr(),
             )
         };
@@ -623,22 +783,27 @@ impl Plan {
         Ok(st == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS && ws <= WORKSPACE)
     }
 
-    /// [`Plan::runs`] for a live row count, asked once per `m`; an error names the shape, since
-    /// there is no other algorithm to fall back to.
-    fn check_rows(&self, m: usize) -> candle_core::Result<()> {
-        let mut checked = self.checked.lock().expect("plan lock");
-        if checked.contains(&m) {
-            return Ok(());
+    /// The algorithm that runs `m` rows, asked of `cublasLtMatmulAlgoCheck` once per `m`: the
+    /// faster one of its range if it runs them, else the pinned one (the same bits); an error
+    /// names the shape when neither does, since no algorithm with other bits may stand in.
+    fn check_rows(&self, m: usize) -> candle_core::Result<lt::cublasLtMatmulAlgo_t> {
+        if let Some(a) = self.checked.lock().expect("plan lock").get(&m) {
+            return Ok(*a);
         }
-        if !self.runs(m)? {
+        let fast = self.algo_for_rows(m);
+        let algo = if fast.data != self.algo.data && self.runs_with(&fast, m)? {
+            fast
+        } else if self.runs(m)? {
+            self.algo
+        } else {
             candle_core::bail!(
                 "pinned cuBLASLt GEMM: the algorithm pinned for {:?} ({}) does not run {m} rows within {WORKSPACE} bytes of workspace",
                 self.key,
                 self.describe()
             );
-        }
-        checked.insert(m);
-        Ok(())
+        };
+        self.checked.lock().expect("plan lock").insert(m, algo);
+        Ok(algo)
     }
 
     fn launch(
@@ -659,7 +824,7 @@ impl Plan {
                 self.key
             );
         }
-        self.check_rows(m)?;
+        let algo = self.check_rows(m)?;
         let (b_layout, c_layout) = self.row_layouts(m)?;
         let stream = dev.cuda_stream();
         let out = reprolm_precision::cuda::Output::alloc(dev, self.key.dtype, m * n)?;
@@ -728,7 +893,7 @@ impl Plan {
                 c_layout.0,
                 yp as *mut c_void,
                 c_layout.0,
-                &self.algo,
+                &algo,
                 wsp as *mut c_void,
                 WORKSPACE,
                 stream.cu_stream() as *mut _,
@@ -863,9 +1028,12 @@ where
     }
 }
 
-/// `x · wᵀ (+ bias)` with the algorithm pinned for `w`'s shape.
+/// `x · wᵀ (+ bias)` with the algorithm pinned for `w`'s shape (computed by the fastest
+/// algorithm with its bits for this row count, chosen on the shape's first call:
+/// [`Plan::by_rows`]).
 pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
     let p = plan_on(cuda_device(w)?, key_for(w, bias.is_some())?)?;
+    p.by_rows(w, bias)?;
     linear_with(&p, x, w, bias)
 }
 

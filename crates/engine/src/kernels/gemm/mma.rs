@@ -310,6 +310,45 @@ mod gpu_tests {
         Ok(())
     }
 
+    /// The pinned cuBLASLt GEMM with its faster algorithms per row count gives every row the
+    /// bits the pinned algorithm alone gives it in a call of 4096 rows, at row counts in every
+    /// range and on each side of the ranges' edges, bf16 and f32, bias or none.
+    #[test]
+    fn the_faster_algorithms_keep_the_pinned_bits() -> candle_core::Result<()> {
+        use super::super::cublaslt::{self, Plan};
+        let Some(dev) = gpu() else { return Ok(()) };
+        for (n, k, dtype, with_bias) in [
+            (1536, 1536, DType::BF16, true),
+            (8960, 1536, DType::BF16, false),
+            (1536, 8960, DType::BF16, false),
+            (1536, 1536, DType::F32, false),
+        ] {
+            let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.02)?.to_dtype(dtype)?;
+            let b = Tensor::randn(0f32, 0.1, n, &dev)?.to_dtype(dtype)?;
+            let b = with_bias.then_some(&b);
+            let x = Tensor::randn(0f32, 1.0, (4096, k), &dev)?.to_dtype(dtype)?;
+            let key = cublaslt::key_for(&w, with_bias)?;
+            let plan = cublaslt::plan_on(cublaslt::cuda_device(&w)?, key)?;
+            // The pinned algorithm alone: a plan of its configuration has no faster ones.
+            let config = plan.pinned();
+            let alone = std::sync::Arc::new(Plan::with_algo(key, &config)?.expect("it runs"));
+            let all = cublaslt::linear_with(&alone, &x, &w, b)?;
+            for m in [
+                1, 2, 3, 5, 8, 9, 16, 17, 31, 32, 33, 63, 64, 65, 128, 200, 255, 256, 257, 512,
+                1023, 1024, 1025, 4096,
+            ] {
+                let y = cublaslt::linear(&x.narrow(0, 0, m)?, &w, b)?;
+                assert_eq!(
+                    bits(&y),
+                    bits(&all.narrow(0, 0, m)?),
+                    "{n}x{k} {dtype:?}, {m} rows"
+                );
+            }
+            eprintln!("{n}x{k} {dtype:?}: {}", plan.describe());
+        }
+        Ok(())
+    }
+
     /// The pinned cuBLASLt GEMM gives row 0 the same bits at every row count.
     #[test]
     fn the_pinned_gemm_keeps_row_0_at_every_row_count() -> candle_core::Result<()> {
