@@ -16,9 +16,9 @@
 //! The bias rides in the epilogue (`CUBLASLT_EPILOGUE_BIAS`): added in f32 to the accumulated sum
 //! before the one rounding to the output type, as torch's `addmm` does.
 //!
-//! **Faster algorithms per row count, the same bits.** One algorithm cannot be the fastest at
-//! both 1 and 4096 rows (measured on an H100: 14 against 242 us for a 3584 x 3584 bf16 weight
-//! at 4096 rows, where another tile takes 152). But cuBLASLt's kernels without split-K reduce
+//! **Faster algorithms per row count, the same bits.** One algorithm is rarely the fastest at
+//! both 1 and 4096 rows (measured on an H100 for a 3584 x 3584 bf16 weight: the pinned one takes
+//! 242 us at 4096 rows, where another tile takes 152). But cuBLASLt's kernels without split-K reduce
 //! each output over K in one accumulator, k-step by k-step in order, whatever their tile, so
 //! they agree bit for bit (every split-K-free candidate of every 7B projection shape did in
 //! `bench gemm --tune`, whose digests show it). So the first [`linear`] call of a plan times the
