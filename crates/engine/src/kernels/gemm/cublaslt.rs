@@ -251,6 +251,8 @@ pub struct Plan {
     /// Faster algorithms with the same bits for ranges of row counts: `(most rows, algorithm)`,
     /// ascending ([`Plan::by_rows`]); empty until chosen, and then whenever none is faster.
     buckets: Mutex<Option<Vec<(usize, lt::cublasLtMatmulAlgo_t)>>>,
+    /// Why no faster algorithms were chosen, if choosing them failed.
+    not_chosen: Mutex<Option<String>>,
     /// The algorithm each live row count runs, once `cublasLtMatmulAlgoCheck` accepted it.
     checked: Mutex<HashMap<usize, lt::cublasLtMatmulAlgo_t>>,
     /// Held for each call: the bias pointer is written into the shared descriptor.
@@ -468,6 +470,7 @@ impl Plan {
             a,
             algo: lt::cublasLtMatmulAlgo_t { data: [0; 8] },
             buckets: Mutex::new(None),
+            not_chosen: Mutex::new(None),
             checked: Mutex::new(HashMap::new()),
             call: Mutex::new(()),
             source: "heuristic",
@@ -628,6 +631,9 @@ impl Plan {
             a(C::CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID),
             a(C::CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID),
         );
+        if let Some(why) = self.not_chosen.lock().expect("plan lock").as_deref() {
+            return format!("{pinned}; no faster algorithms chosen: {why}");
+        }
         let buckets = self.buckets.lock().expect("plan lock");
         match buckets.as_deref() {
             None | Some([]) => pinned,
@@ -668,11 +674,28 @@ impl Plan {
     /// Chooses, once per plan, the fastest algorithm with the pinned one's bits for each range of
     /// row counts (see the module docs), timing on `w` (and `bias`) with random x: the split-K-free
     /// candidates the heuristic offers at [`BUCKET_ROWS`], each first checked to give the pinned
-    /// algorithm's output bits on [`PROBE_ROWS`] rows. Calls after the first return at once.
-    pub fn by_rows(self: &Arc<Self>, w: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<()> {
+    /// algorithm's output bits on [`PROBE_ROWS`] rows. Calls after the first return at once. If
+    /// the choice fails (no memory for the timing calls, say), the pinned algorithm serves every
+    /// row count, which changes no bit, and [`describe`](Self::describe) says why.
+    pub fn by_rows(self: &Arc<Self>, w: &Tensor, bias: Option<&Tensor>) {
         if self.buckets.lock().expect("plan lock").is_some() {
-            return Ok(());
+            return;
         }
+        let buckets = self.choose_by_rows(w, bias).unwrap_or_else(|e| {
+            *self.not_chosen.lock().expect("plan lock") = Some(e.to_string());
+            Vec::new()
+        });
+        *self.buckets.lock().expect("plan lock") = Some(buckets);
+        // Row counts checked before now ran the pinned algorithm; check them again.
+        self.checked.lock().expect("plan lock").clear();
+    }
+
+    /// The ranges of row counts and their algorithms for [`by_rows`](Self::by_rows).
+    fn choose_by_rows(
+        self: &Arc<Self>,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> candle_core::Result<Vec<(usize, lt::cublasLtMatmulAlgo_t)>> {
         let device = w.device().clone();
         let pinned = AlgoConfig::of(&self.algo);
         let host_bits = |t: &Tensor| -> candle_core::Result<Vec<u32>> {
@@ -740,10 +763,7 @@ impl Plan {
         if buckets.iter().all(|(_, a)| a.data == self.algo.data) {
             buckets.clear();
         }
-        *self.buckets.lock().expect("plan lock") = Some(buckets);
-        // Row counts checked before now ran the pinned algorithm; check them again.
-        self.checked.lock().expect("plan lock").clear();
-        Ok(())
+        Ok(buckets)
     }
 
     /// The layouts of x (`K x rows`) and of the output (`N x rows`) for a call of `rows` rows.
@@ -1033,7 +1053,7 @@ where
 /// [`Plan::by_rows`]).
 pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
     let p = plan_on(cuda_device(w)?, key_for(w, bias.is_some())?)?;
-    p.by_rows(w, bias)?;
+    p.by_rows(w, bias);
     linear_with(&p, x, w, bias)
 }
 
