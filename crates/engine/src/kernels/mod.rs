@@ -290,7 +290,11 @@ impl Kernels {
                 format!("tree of {} chunks", order.chunks())
             }
             _ if family == gemm::GemmFamily::Heuristic => "batch dependent".into(),
-            _ if device.is_cuda() => "fixed per weight shape".into(),
+            _ if device.is_cuda() => match gemm::library_version(device) {
+                // The pinned algorithms, hence the order, depend on the library's version.
+                Some(v) => format!("fixed per weight shape ({v})"),
+                None => "fixed per weight shape".into(),
+            },
             _ => "sequential".into(),
         };
         out.insert("reduction".into(), reduction);

@@ -134,6 +134,18 @@ impl GemmFamily {
     }
 }
 
+/// The GEMM library whose algorithms the projections pin on `device`, with its version
+/// (`cuBLASLt 130100`): the pin table is keyed by it, so another version may pin other
+/// algorithms and give other bits. `None` on the CPU, and in builds without CUDA.
+pub fn library_version(device: &candle_core::Device) -> Option<String> {
+    #[cfg(feature = "cuda")]
+    if device.is_cuda() {
+        return Some(format!("cuBLASLt {}", cublaslt::cublaslt_version()));
+    }
+    let _ = device;
+    None
+}
+
 /// Rows below which [`heuristic_cpu_order`] splits K, and the most slices it cuts K into.
 const HEURISTIC_SPLIT_ROWS: usize = 16;
 const HEURISTIC_MAX_SLICES: usize = 8;
