@@ -90,7 +90,8 @@ fn reports_where_fp32_and_bf16_part() {
     let out = bitwise(&a, &a, 0);
     let total: usize = ta.iter().map(|(_, _, t)| t.len()).sum();
     assert!(
-        out.contains(&format!("bitwise identical: 16 samples, {total} tokens")),
+        out.contains(&format!("bitwise identical: 16 samples, {total} tokens"))
+            && out.contains("the runs' recorded configurations are the same"),
         "{out}"
     );
     let out = bitwise(&a, &b, 1);
@@ -100,7 +101,7 @@ fn reports_where_fp32_and_bf16_part() {
             "not identical: 16 of 16 samples differ; first difference: logprobs.bin, sample "
         ) && out.contains(&format!(
             "sample {first}#0, position 0, candidate 0: A token "
-        )),
+        )) && out.contains("the runs' recorded configurations differ in policy.name (A fp32, B bf16); policy.table (A activations=f32"),
         "{out}"
     );
     // --all lists the identical samples with what their numbers did.

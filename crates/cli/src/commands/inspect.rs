@@ -231,7 +231,7 @@ fn bitwise_verdict(a: &LoadedRun, b: &LoadedRun, mode: OutputMode) -> Result<i32
             format!("{}, sample {key}, field {field}: A {a} vs B {b}", d.file())
         }
     });
-    let human = match &what {
+    let verdict = match &what {
         None => format!(
             "bitwise identical: {} samples, {} tokens (token ids, top-k log-probabilities and scored fields)",
             c.samples, c.tokens
@@ -242,13 +242,32 @@ fn bitwise_verdict(a: &LoadedRun, b: &LoadedRun, mode: OutputMode) -> Result<i32
             c.samples + c.missing
         ),
     };
+    // What the manifests say differs between the runs (device, kernels, policy, batch size, ...):
+    // the context of the verdict, e.g. a CPU and a GPU run of one configuration.
+    let config = a.manifest.diff_config(&b.manifest);
+    let settings = if config.is_empty() {
+        "the runs' recorded configurations are the same".to_string()
+    } else {
+        let fields: Vec<String> = config
+            .iter()
+            .map(|d| format!("{} (A {}, B {})", d.field, d.existing, d.requested))
+            .collect();
+        format!(
+            "the runs' recorded configurations differ in {}",
+            fields.join("; ")
+        )
+    };
+    let config_json: Vec<serde_json::Value> = config
+        .iter()
+        .map(|d| json!({ "field": d.field, "a": d.existing, "b": d.requested }))
+        .collect();
     mode.result(
-        &human,
+        &format!("{verdict}\n{settings}"),
         "bitwise",
         json!({
             "identical": c.first_difference.is_none(), "samples": c.samples, "tokens": c.tokens,
             "missing": c.missing, "differing_samples": c.differing_samples,
-            "first_difference": c.first_difference,
+            "first_difference": c.first_difference, "config_differences": config_json,
         }),
     );
     Ok(if c.first_difference.is_none() { 0 } else { 1 })
