@@ -737,8 +737,9 @@ impl Plan {
         let size = self.key.dtype.size_in_bytes();
         let fits = |m: usize| m * self.key.n.max(self.key.k) * size <= BUCKET_BYTES;
         let rows: Vec<usize> = BUCKET_ROWS.iter().copied().filter(|&m| fits(m)).collect();
+        let ends = super::row_range_ends(&rows);
         let mut buckets: Vec<(usize, lt::cublasLtMatmulAlgo_t)> = Vec::new();
-        for (i, &m) in rows.iter().enumerate() {
+        for (&m, &most) in rows.iter().zip(&ends) {
             let x = rows_x(m)?;
             let pinned_time = time(self, &x)?;
             let mut choice = (pinned_time * BUCKET_GAIN, self.algo);
@@ -751,10 +752,6 @@ impl Plan {
                     choice = (t, plan.algo);
                 }
             }
-            let most = match rows.get(i + 1) {
-                Some(&next) => ((m * next) as f64).sqrt() as usize,
-                None => usize::MAX,
-            };
             match buckets.last_mut() {
                 Some(last) if last.1.data == choice.1.data => last.0 = most,
                 _ => buckets.push((most, choice.1)),

@@ -146,6 +146,25 @@ pub fn library_version(device: &candle_core::Device) -> Option<String> {
     None
 }
 
+/// The last row count each of `rows` (ascending) stands for when the pinned cuBLASLt GEMM times
+/// faster algorithms at those row counts (`cublaslt::Plan::by_rows`): up to the geometric mean of
+/// it and the next (rounded down), the last one for every larger count.
+///
+/// ```
+/// use reprolm_engine::kernels::gemm::row_range_ends;
+/// assert_eq!(row_range_ends(&[1, 8, 32, 128, 512, 4096]), [2, 16, 64, 256, 1448, usize::MAX]);
+/// assert_eq!(row_range_ends(&[1, 8]), [2, usize::MAX]);
+/// ```
+pub fn row_range_ends(rows: &[usize]) -> Vec<usize> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, &m)| match rows.get(i + 1) {
+            Some(&next) => ((m * next) as f64).sqrt() as usize,
+            None => usize::MAX,
+        })
+        .collect()
+}
+
 /// Rows below which [`heuristic_cpu_order`] splits K, and the most slices it cuts K into.
 const HEURISTIC_SPLIT_ROWS: usize = 16;
 const HEURISTIC_MAX_SLICES: usize = 8;
