@@ -321,7 +321,7 @@ pub fn batch_invariant_on(device: &candle_core::Device) -> bool {
 /// the bits of a result.
 #[cfg(all(test, feature = "cuda"))]
 pub(crate) mod gpu_test {
-    use candle_core::{DType, Device, Tensor};
+    use candle_core::{Device, Tensor};
 
     /// CUDA device 0, or `None` after saying the test is skipped (CI has no GPU).
     pub fn device() -> Option<Device> {
@@ -334,14 +334,9 @@ pub(crate) mod gpu_test {
         }
     }
 
-    /// Every value's f32 bits.
-    pub fn bits(t: &Tensor) -> Vec<u32> {
-        t.to_dtype(DType::F32)
-            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
-            .expect("readable")
-            .into_iter()
-            .map(f32::to_bits)
-            .collect()
+    /// Every value's bits ([`reprolm_precision::deterministic::value_bits`]).
+    pub fn bits(t: &Tensor) -> Vec<u64> {
+        reprolm_precision::deterministic::value_bits(t).expect("readable")
     }
 }
 

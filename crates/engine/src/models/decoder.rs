@@ -1101,14 +1101,7 @@ mod tests {
                 eps: 1e-6,
                 compute: norm,
             };
-            let bits = |t: &Tensor| -> Result<Vec<u64>> {
-                Ok(t.to_dtype(DType::F64)?
-                    .flatten_all()?
-                    .to_vec1::<f64>()?
-                    .into_iter()
-                    .map(f64::to_bits)
-                    .collect())
-            };
+            let bits = reprolm_precision::deterministic::value_bits;
             let all_norm = n.forward(&x, Fusion::On)?;
             let all_lsm = candle_nn::ops::log_softmax(&x.to_dtype(DType::F32)?, D::Minus1)?;
             for (row, m) in [(0, 1), (1, 2), (2, 3), (7, 8), (32, 33), (39, 5)] {

@@ -221,18 +221,29 @@ fn combine_lanes<T: Float>(mut a: [T; LANES]) -> T {
     a[0]
 }
 
-/// Every bit of a tensor's values, for the bitwise comparisons of this module's tests.
-#[cfg(test)]
-fn bits(t: &Tensor) -> Vec<u64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
+/// Every bit of a tensor's values, each widened to f64 (exact from any float dtype), in order:
+/// what a bitwise comparison of two results compares, whatever their dtype.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use reprolm_precision::deterministic::value_bits;
+/// let t = Tensor::new(&[1.5f32, -0.0], &Device::Cpu)?;
+/// assert_eq!(value_bits(&t)?, [1.5f64.to_bits(), (-0.0f64).to_bits()]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn value_bits(t: &Tensor) -> candle_core::Result<Vec<u64>> {
+    Ok(t.to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?
         .into_iter()
         .map(f64::to_bits)
-        .collect()
+        .collect())
+}
+
+/// [`value_bits`] for this module's tests.
+#[cfg(test)]
+fn bits(t: &Tensor) -> Vec<u64> {
+    value_bits(t).unwrap()
 }
 
 #[cfg(test)]

@@ -296,12 +296,7 @@ fn pinned_algorithm(lin: &Linear, device: &Device) -> Option<String> {
 
 /// The bits of every value of a (small) tensor.
 fn bits(t: &Tensor) -> Result<Vec<u64>> {
-    Ok(t.to_dtype(DType::F64)?
-        .flatten_all()?
-        .to_vec1::<f64>()?
-        .into_iter()
-        .map(f64::to_bits)
-        .collect())
+    Ok(reprolm_precision::deterministic::value_bits(t)?)
 }
 
 /// Median seconds per call of `f` over 5 batches, each at least `min_seconds` long (after one

@@ -698,12 +698,7 @@ impl Plan {
     ) -> candle_core::Result<Vec<(usize, lt::cublasLtMatmulAlgo_t)>> {
         let device = w.device().clone();
         let pinned = AlgoConfig::of(&self.algo);
-        let host_bits = |t: &Tensor| -> candle_core::Result<Vec<u32>> {
-            t.to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()
-                .map(|v| v.into_iter().map(f32::to_bits).collect())
-        };
+        let host_bits = reprolm_precision::deterministic::value_bits;
         let rows_x = |m: usize| -> candle_core::Result<Tensor> {
             Tensor::randn(0f32, 1.0, (m, self.key.k), &device)?.to_dtype(self.key.dtype)
         };

@@ -357,7 +357,7 @@ mod gpu_tests {
         let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.02)?.to_dtype(DType::BF16)?;
         let b = Tensor::randn(0f32, 0.1, n, &dev)?.to_dtype(DType::BF16)?;
         let x = Tensor::randn(0f32, 1.0, (4096, k), &dev)?.to_dtype(DType::BF16)?;
-        let row0 = |m: usize| -> candle_core::Result<Vec<u32>> {
+        let row0 = |m: usize| -> candle_core::Result<Vec<u64>> {
             let y = super::super::cublaslt::linear(&x.narrow(0, 0, m)?, &w, Some(&b))?;
             Ok(bits(&y.narrow(0, 0, 1)?))
         };

@@ -280,20 +280,16 @@ mod tests {
                 (DType::BF16, DType::F32),
             ] {
                 let lin = Linear::new(w.clone(), Some(b.clone()), storage, compute)?;
-                let row0 = |m: usize| -> Result<Vec<u32>> {
+                let row0 = |m: usize| -> Result<Vec<u64>> {
                     let y = linear(
                         &lin,
                         &x.narrow(0, 0, m)?,
                         ComputeMode::Fast,
                         GemmFamily::PinnedCublasLt,
                     )?;
-                    Ok(y.narrow(0, 0, 1)?
-                        .to_dtype(DType::F32)?
-                        .flatten_all()?
-                        .to_vec1::<f32>()?
-                        .into_iter()
-                        .map(f32::to_bits)
-                        .collect())
+                    Ok(reprolm_precision::deterministic::value_bits(
+                        &y.narrow(0, 0, 1)?,
+                    )?)
                 };
                 let one = row0(1)?;
                 for m in 2..=64 {
@@ -316,14 +312,7 @@ mod tests {
         let (m, n, k) = (16, 4096, 1536);
         let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.05)?;
         let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
-        let bits = |t: Tensor| -> Result<Vec<u32>> {
-            Ok(t.to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?
-                .into_iter()
-                .map(f32::to_bits)
-                .collect())
-        };
+        let bits = |t: Tensor| reprolm_precision::deterministic::value_bits(&t);
         for (storage, compute) in [(DType::F32, DType::F32), (DType::BF16, DType::BF16)] {
             let lin = Linear::new(w.clone(), None, storage, compute)?;
             let heuristic = |x: &Tensor| linear(&lin, x, ComputeMode::Fast, GemmFamily::Heuristic);
