@@ -248,11 +248,10 @@ pub struct Plan {
     a: MatrixLayout,
     /// The pinned algorithm: its order of reduction is the plan's numbers.
     algo: lt::cublasLtMatmulAlgo_t,
-    /// Faster algorithms with the same bits for ranges of row counts: `(most rows, algorithm)`,
-    /// ascending ([`Plan::by_rows`]); empty until chosen, and then whenever none is faster.
-    buckets: Mutex<Option<Vec<(usize, lt::cublasLtMatmulAlgo_t)>>>,
-    /// Why no faster algorithms were chosen, if choosing them failed.
-    not_chosen: Mutex<Option<String>>,
+    /// Faster algorithms with the same bits for ranges of row counts, set once by
+    /// [`Plan::by_rows`]: `(most rows, algorithm)`, ascending (empty where none is faster), or
+    /// why choosing them failed.
+    buckets: OnceLock<std::result::Result<Vec<(usize, lt::cublasLtMatmulAlgo_t)>, String>>,
     /// The algorithm each live row count runs, once `cublasLtMatmulAlgoCheck` accepted it.
     checked: Mutex<HashMap<usize, lt::cublasLtMatmulAlgo_t>>,
     /// Held for each call: the bias pointer is written into the shared descriptor.
@@ -469,8 +468,7 @@ impl Plan {
             desc,
             a,
             algo: lt::cublasLtMatmulAlgo_t { data: [0; 8] },
-            buckets: Mutex::new(None),
-            not_chosen: Mutex::new(None),
+            buckets: OnceLock::new(),
             checked: Mutex::new(HashMap::new()),
             call: Mutex::new(()),
             source: "heuristic",
@@ -631,13 +629,10 @@ impl Plan {
             a(C::CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID),
             a(C::CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID),
         );
-        if let Some(why) = self.not_chosen.lock().expect("plan lock").as_deref() {
-            return format!("{pinned}; no faster algorithms chosen: {why}");
-        }
-        let buckets = self.buckets.lock().expect("plan lock");
-        match buckets.as_deref() {
-            None | Some([]) => pinned,
-            Some(b) => {
+        match self.buckets.get().map(|b| b.as_deref()) {
+            Some(Err(why)) => format!("{pinned}; no faster algorithms chosen: {why}"),
+            None | Some(Ok([])) => pinned,
+            Some(Ok(b)) => {
                 let ranges: Vec<String> = b
                     .iter()
                     .map(|(most, algo)| {
@@ -664,9 +659,9 @@ impl Plan {
 
     /// The algorithm that computes `m` rows fastest among those with the pinned one's bits.
     fn algo_for_rows(&self, m: usize) -> lt::cublasLtMatmulAlgo_t {
-        let buckets = self.buckets.lock().expect("plan lock");
-        buckets
-            .as_deref()
+        self.buckets
+            .get()
+            .and_then(|b| b.as_ref().ok())
             .and_then(|b| b.iter().find(|(most, _)| m <= *most))
             .map_or(self.algo, |(_, a)| *a)
     }
@@ -678,14 +673,12 @@ impl Plan {
     /// the choice fails (no memory for the timing calls, say), the pinned algorithm serves every
     /// row count, which changes no bit, and [`describe`](Self::describe) says why.
     pub fn by_rows(self: &Arc<Self>, w: &Tensor, bias: Option<&Tensor>) {
-        if self.buckets.lock().expect("plan lock").is_some() {
+        if self.buckets.get().is_some() {
             return;
         }
-        let buckets = self.choose_by_rows(w, bias).unwrap_or_else(|e| {
-            *self.not_chosen.lock().expect("plan lock") = Some(e.to_string());
-            Vec::new()
-        });
-        *self.buckets.lock().expect("plan lock") = Some(buckets);
+        let chosen = self.choose_by_rows(w, bias).map_err(|e| e.to_string());
+        // A second thread that chose at the same time found algorithms with the same bits.
+        let _ = self.buckets.set(chosen);
         // Row counts checked before now ran the pinned algorithm; check them again.
         self.checked.lock().expect("plan lock").clear();
     }
