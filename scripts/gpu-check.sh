@@ -17,7 +17,9 @@
 #   6. (step `gemm`) the GEMM layer against candle's default matmul on the 1.5B and 7B shapes,
 #      (step `invariance`) the fast path's invariance with prompts of unequal lengths, and (step
 #      `context`) decode at an 8k-token context against the peer;
-#   7. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8 and
+#   7. (step `graphs`) decode with CUDA graphs on and off on the 1.5B and 7B configs, the peer in the
+#      same call, the copy bandwidth the floor is taken against, and a run's outputs on and off;
+#   8. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8 and
 #      one decode step, read by Nsight Compute (scripts/gpu/kernel_profile.py).
 #
 #   usage: scripts/gpu-check.sh [RESULTS_DIR]        (default: $OUT if set, else gpu-check-results)
@@ -167,6 +169,47 @@ if step peer; then
     --batch-sizes 1,32 --prompts "$WORK/prompts.json" --new-tokens 128 --json "$R/ours-peer-speed-bf16.json"
   run_t python3 "${PEER:-.gpu/peers/transformers_static.py}" "$R15" --prompts "$WORK/prompts.json" \
     --json "$R/tf-static-speed.json" --dtype bf16 --batch-sizes 1,32 --new-tokens 128 --compile
+fi
+
+if step graphs; then
+  say "decode as CUDA graphs: on against off, the peer in the same call, and the copy bandwidth for the floor"
+  python3 - "$R/copy-bandwidth.json" <<'PY'
+import json, sys, torch
+a = torch.empty(2 << 30, dtype=torch.uint8, device="cuda"); b = torch.empty_like(a)
+for _ in range(3): b.copy_(a)
+e0, e1 = torch.cuda.Event(True), torch.cuda.Event(True); e0.record()
+for _ in range(10): b.copy_(a)
+e1.record(); torch.cuda.synchronize()
+bw = 2 * 10 * a.numel() / (e0.elapsed_time(e1) / 1e3)
+json.dump({"device": torch.cuda.get_device_name(), "copy_bytes_per_second": bw}, open(sys.argv[1], "w"))
+print(f"copy bandwidth {bw / 1e12:.2f} TB/s")
+PY
+  # End to end: a continuous batch whose rows finish at different steps (buckets change) gives the
+  # same tokens and log-probability bytes with graphs on and off.
+  for g in on off; do
+    run_t "${REPROLM[@]}" run --task arith --limit 32 --batch-size 16 --max-tokens 200 --policy bf16 \
+      --cuda-graphs $g --device "$DEVICE" --out "$WORK/graphs-run-$g" >/dev/null
+  done
+  if cmp -s "$WORK/graphs-run-on/logprobs.bin" "$WORK/graphs-run-off/logprobs.bin" \
+    && cmp -s "$WORK/graphs-run-on/responses.jsonl" "$WORK/graphs-run-off/responses.jsonl"; then same=true; else same=false; fi
+  echo "{\"identical\": $same}" > "$R/graphs-run.json"; echo "graphs on against off, embedded model: identical=$same"
+  for g in on off; do
+    run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 --policy layercast \
+      --cuda-graphs $g --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 128 \
+      --json "$R/graphs-$g-1.5b.json"
+  done
+  run_t python3 "${PEER:-.gpu/peers/transformers_static.py}" "$R15" --prompts "$WORK/prompts.json" \
+    --json "$R/tf-static-graphs-1.5b.json" --dtype bf16 --batch-sizes 1,8,32 --new-tokens 128 --compile
+  R7="$WORK/models/deepseek-r1-distill-qwen-7b"
+  [ -f "$R7/config.json" ] || run_t python3 scripts/gpu/make_random_model.py deepseek-r1-distill-qwen-7b "$R7" --seed 0 \
+    --device "$TORCH_DEVICE"
+  for g in on off; do
+    run_t "${REPROLM[@]}" bench speed --model "$R7" --device "$DEVICE" --policy bf16 --policy layercast \
+      --cuda-graphs $g --batch-sizes 1,32 --prompts "$WORK/prompts.json" --new-tokens 64 \
+      --json "$R/graphs-$g-7b.json"
+  done
+  run_t python3 "${PEER:-.gpu/peers/transformers_static.py}" "$R7" --prompts "$WORK/prompts.json" \
+    --json "$R/tf-static-graphs-7b.json" --dtype bf16 --batch-sizes 1 --new-tokens 64 --compile
 fi
 
 if step speed; then

@@ -314,6 +314,8 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
     assert_eq!(manifest["kernels"]["reduction"], "sequential", "{manifest}");
     assert_eq!(manifest["kernels"]["fused_kernels"], "on", "{manifest}");
     assert_eq!(manifest["kernels"]["tp_mode"], "standard", "{manifest}");
+    // No CUDA graphs on the CPU, whatever --cuda-graphs says.
+    assert_eq!(manifest["kernels"]["cuda_graphs"], "off", "{manifest}");
     assert_eq!(
         manifest["kernels"]["attention"], "cpu, splits of 256",
         "{manifest}"
@@ -328,7 +330,7 @@ fn finished_run_is_left_alone_and_another_config_is_refused() {
     // Another configuration in --out is the command line's fault: a usage error, status 2.
     let err = String::from_utf8(reprolm(tmp.path(), &args, 2).stderr).unwrap();
     assert!(
-        err.contains("gemm=mma kernels=invariant reduction=sequential token_choice=host tp_mode=standard (existing) vs attention=cpu, splits of 256 deterministic=false fused_kernels=on gemm=cpu kernels=invariant"),
+        err.contains("gemm=mma kernels=invariant reduction=sequential token_choice=host tp_mode=standard (existing) vs attention=cpu, splits of 256 cuda_graphs=off deterministic=false fused_kernels=on gemm=cpu kernels=invariant"),
         "{err}"
     );
     std::fs::write(out.join("manifest.json"), &before).unwrap();

@@ -100,6 +100,7 @@ def main():
               f"{r['identical_tokens']}/{r['samples']} responses with the same tokens, log-probability files "
               f"{'bitwise equal' if r['logprobs_bitwise'] else 'not bitwise equal'}"
               + (f"; tokens first differ at positions {r['first_divergence']}" if r['first_divergence'] else "") + ".\n")
+    graphs(d)
     inv = sorted(glob.glob(os.path.join(d, "invariance-*.json")))
     if inv:
         print("## Batch invariance (`reprolm bench invariance`): prompts whose greedy tokens and top-5 logprobs are bitwise those of batch 1\n")
@@ -145,6 +146,50 @@ def main():
         t = rep["transformers_bf16_vs_fp32"]
         print(f"| (transformers bf16) | transformers fp32 | {t['max_abs_error']:.3e} | {t['mean_abs_error']:.3e} | {t['top1_agree']}/{t['positions']} | | |")
         print()
+
+
+def graphs(d):
+    """Step `graphs`: decode with CUDA graphs on and off, the peer, and the floor (the bytes a decode
+    step reads: weights without the embedding, plus the KV cache at the mean context, over the
+    measured copy bandwidth)."""
+    bw_path = os.path.join(d, "copy-bandwidth.json")
+    if not os.path.exists(os.path.join(d, "graphs-on-1.5b.json")) or not os.path.exists(bw_path):
+        return
+    bw = json.load(open(bw_path))["copy_bytes_per_second"]
+    run = os.path.join(d, "graphs-run.json")
+    print(f"## Decode as CUDA graphs (copy bandwidth {bw / 1e12:.2f} TB/s)\n")
+    if os.path.exists(run):
+        print(f"A run of the embedded model (32 problems, batch 16, bf16), graphs on against off: "
+              f"{'bitwise identical' if json.load(open(run))['identical'] else 'NOT identical'}.\n")
+    print("| model | policy | batch | graphs on ms/step | off ms/step | on/off speed-up | peer ms/step | speed against the peer | floor ms | % of floor |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for size in ("1.5b", "7b"):
+        on_p, off_p = os.path.join(d, f"graphs-on-{size}.json"), os.path.join(d, f"graphs-off-{size}.json")
+        if not os.path.exists(on_p):
+            continue
+        off = {(r["policy"], r["batch"]): r for r in json.load(open(off_p))} if os.path.exists(off_p) else {}
+        peer_p = os.path.join(d, f"tf-static-graphs-{size}.json")
+        peer = {r["batch"]: r for r in json.load(open(peer_p))} if os.path.exists(peer_p) else {}
+        cfg_path = (os.path.join(d, "speed-model-config.json") if size == "1.5b" else
+                    os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "deepseek-r1-distill-qwen-7b.json"))
+        c = json.load(open(cfg_path)) if os.path.exists(cfg_path) else {}
+        for r in json.load(open(on_p)):
+            wb = 2 if r["policy"] == "bf16" else 4
+            emb = c.get("vocab_size", 0) * c.get("hidden_size", 0) * 2
+            kv = 0
+            if c:
+                hd = c["hidden_size"] // c["num_attention_heads"]
+                ctx = r["prompt_tokens"] + r["new_tokens"] / 2
+                kv = c["num_hidden_layers"] * 2 * c["num_key_value_heads"] * hd * wb * ctx * r["batch"]
+            floor = 1e3 * (r["weight_bytes"] - emb + kv) / bw if c else None
+            o = off.get((r["policy"], r["batch"]))
+            t = peer.get(r["batch"]) if r["policy"] == "bf16" else None
+            ms = r["decode_step_ms"]
+            print(f"| {size} | {r['policy']} | {r['batch']} | {ms:.2f} | {o['decode_step_ms']:.2f} | {o['decode_step_ms'] / ms:.2f}x | "
+                  if o else f"| {size} | {r['policy']} | {r['batch']} | {ms:.2f} | - | - | ", end="")
+            print((f"{t['decode_step_ms']:.2f} | {t['decode_step_ms'] / ms:.2f}x | " if t else "- | - | ")
+                  + (f"{floor:.2f} | {100 * floor / ms:.0f}% |" if floor else "- | - |"))
+    print()
 
 
 if __name__ == "__main__":

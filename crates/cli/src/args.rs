@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reprolm_engine::kernels::gemm::InvariantGemm;
-use reprolm_engine::kernels::{Fusion, KernelChoice, Kernels, TokenPick};
+use reprolm_engine::kernels::{Fusion, Graphs, KernelChoice, Kernels, TokenPick};
 use reprolm_engine::KvCacheSize;
 
 /// Evaluate reasoning LLMs under a chosen numerical precision and measure how far the results move
@@ -536,6 +536,13 @@ pub struct KernelArgs {
     /// repeat it. LayerCast and the CPU run one GEMM whatever this says.
     #[arg(long, value_name = "cublaslt|mma", default_value = "cublaslt", value_parser = InvariantGemm::parse)]
     pub gemm: InvariantGemm,
+    /// `on`: each CUDA decode step runs as a captured CUDA graph, one launch instead of hundreds
+    /// (the default; the same bits as `off`, which the batch-invariant kernels make possible);
+    /// `off`: every kernel launched one by one. Graphs need the invariant kernels: with
+    /// `--kernels heuristic`, and on the CPU, they are off whatever this says. Recorded, and a
+    /// resume must repeat it.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = Graphs::parse)]
+    pub cuda_graphs: Graphs,
 }
 
 impl KernelArgs {
@@ -547,6 +554,7 @@ impl KernelArgs {
             fusion: self.fused_kernels,
             pick: self.pick,
             gemm: self.gemm,
+            graphs: self.cuda_graphs,
             ..Kernels::default()
         }
     }

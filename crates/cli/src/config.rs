@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use reprolm_engine::kernels::gemm::InvariantGemm;
-use reprolm_engine::kernels::{Fusion, KernelChoice, Kernels, TokenPick};
+use reprolm_engine::kernels::{Fusion, Graphs, KernelChoice, Kernels, TokenPick};
 use reprolm_engine::parallel::{check_parallel_device, TensorParallel, TpMode};
 use reprolm_engine::{device_label, parse_device, KvCacheSize, ModelSource};
 use reprolm_metrics::run_dir::BatchingMode;
@@ -264,6 +264,9 @@ impl RunConfig {
         }
         if self.kernels.gemm == InvariantGemm::Mma {
             name.push_str("-mma");
+        }
+        if self.kernels.graphs == Graphs::Off && self.device.is_cuda() {
+            name.push_str("-nographs");
         }
         if !self.device.is_cpu() {
             name.push('-');

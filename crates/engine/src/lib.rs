@@ -15,13 +15,15 @@
 //! own keys in fixed splits ([`kernels::attention`]).
 //! Everything besides the policy that decides the numbers is one value,
 //! [`Kernels`](kernels::Kernels) (the kernel choice, deterministic mode, the tensor-parallel
-//! reduction, fused kernels, where tokens are chosen), given at load
+//! reduction, fused kernels, where tokens are chosen, CUDA graphs for decode ([`decode_graph`])),
+//! given at load
 //! ([`LoadOptions::kernels`]) or to [`Decoder::set_kernels`]; its deterministic mode
 //! ([`ComputeMode::Deterministic`](reprolm_precision::ComputeMode)) also offers, on the CPU, the
 //! tree order that makes results independent of the tensor-parallel size.
 #![deny(missing_docs)]
 
 mod chat_template;
+pub mod decode_graph;
 mod device;
 pub mod device_top_k;
 mod digest;

@@ -14,6 +14,7 @@
 //! kernels = ["invariant", "heuristic"] # batch-invariant kernels, or those other engines use
 //! fused_kernels = ["on", "off"]        # fused GPU kernels, or the composed ops
 //! gemm = ["cublaslt", "mma"]           # the batch-invariant GEMM of 16-bit projections on CUDA
+//! cuda_graphs = ["on", "off"]          # decode steps as CUDA graphs, or kernel by kernel
 //! ```
 //! Each combination becomes the `reprolm run` flags it spells (`batch_size = 8` is `--batch-size 8`), so
 //! a sweep accepts exactly what `run` accepts and refuses what `run` refuses. A run's directory is
@@ -64,6 +65,7 @@ const KEYS: &[&str] = &[
     "fused_kernels",
     "pick",
     "gemm",
+    "cuda_graphs",
     "limit",
     "problems",
 ];

@@ -101,6 +101,49 @@ impl Fusion {
     }
 }
 
+/// Whether CUDA runs each decode step as a captured CUDA graph (`--cuda-graphs`): the step's
+/// ~700 kernel launches replayed by one, over persistent input buffers, per batch bucket (see
+/// [`crate::decode_graph`]). A captured step pads its batch to the bucket, which the
+/// batch-invariant kernels make invisible: a row's bits are the same with graphs on and off. So
+/// graphs run only where the kernels are batch invariant, never with `--kernels heuristic`, and
+/// never on the CPU. `off` is there to measure what graphs buy, or to rule them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Graphs {
+    /// Decode steps as CUDA graphs wherever they apply (the default).
+    #[default]
+    On,
+    /// Every kernel launched one by one.
+    Off,
+}
+
+impl Graphs {
+    /// `on` or `off`.
+    ///
+    /// ```
+    /// use reprolm_engine::kernels::Graphs;
+    /// assert_eq!(Graphs::parse("off")?, Graphs::Off);
+    /// assert!(Graphs::parse("yes").unwrap_err().contains("`on`"));
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "on" => Ok(Graphs::On),
+            "off" => Ok(Graphs::Off),
+            other => Err(format!(
+                "unknown cuda-graphs setting `{other}`: `on` (the default) or `off`"
+            )),
+        }
+    }
+
+    /// The name [`parse`](Self::parse) reads, as manifests record it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Graphs::On => "on",
+            Graphs::Off => "off",
+        }
+    }
+}
+
 /// Where a GPU run chooses each next token (`--pick`): on the device, copying back a few
 /// candidates per row instead of the vocabulary (the default), or on the host from the copied
 /// logits, as the CPU does, which checks the device's choice. On the CPU both are the host.
@@ -172,6 +215,8 @@ pub struct Kernels {
     pub pick: TokenPick,
     /// The batch-invariant GEMM of 16-bit projections on CUDA (`--gemm`).
     pub gemm: gemm::InvariantGemm,
+    /// Decode steps as CUDA graphs (`--cuda-graphs`); see [`graphs_on`](Self::graphs_on).
+    pub graphs: Graphs,
 }
 
 impl Kernels {
@@ -224,20 +269,40 @@ impl Kernels {
         }
     }
 
+    /// Whether decode steps run as CUDA graphs on `device`: asked for, on CUDA, and with
+    /// batch-invariant kernels (a captured step pads its batch to a bucket, which only those
+    /// kernels make invisible).
+    ///
+    /// ```
+    /// use candle_core::Device;
+    /// use reprolm_engine::kernels::{Graphs, Kernels};
+    /// assert_eq!(Kernels::default().graphs_on(&Device::Cpu), Graphs::Off, "no graphs on the CPU");
+    /// ```
+    pub fn graphs_on(&self, device: &candle_core::Device) -> Graphs {
+        if device.is_cuda() && self.batch_invariant() {
+            self.graphs
+        } else {
+            Graphs::Off
+        }
+    }
+
     /// The settings by name, as the manifest's `kernels` map records them: `kernels` (the
     /// choice), `deterministic`, `tp_mode`, `fused_kernels`, `token_choice` (where tokens are
-    /// chosen on `device`) and `gemm` (the GEMM on `device`). What a finished run is checked against without loading its model.
+    /// chosen on `device`), `gemm` (the GEMM on `device`) and `cuda_graphs` (whether decode
+    /// steps run as graphs there). What a finished run is checked against without loading its
+    /// model.
     ///
     /// ```
     /// use candle_core::Device;
     /// use reprolm_engine::kernels::{Fusion, Kernels};
     /// let k = Kernels { fusion: Fusion::Off, ..Kernels::default() };
     /// let s = k.settings(&Device::Cpu);
-    /// assert_eq!(s.keys().collect::<Vec<_>>(), ["deterministic", "fused_kernels", "gemm", "kernels", "token_choice", "tp_mode"]);
-    /// assert_eq!(s["fused_kernels"], "off");
+    /// assert_eq!(s.keys().collect::<Vec<_>>(), ["cuda_graphs", "deterministic", "fused_kernels", "gemm", "kernels", "token_choice", "tp_mode"]);
+    /// assert_eq!((s["fused_kernels"].as_str(), s["cuda_graphs"].as_str()), ("off", "off"));
     /// ```
     pub fn settings(&self, device: &candle_core::Device) -> BTreeMap<String, String> {
         BTreeMap::from([
+            ("cuda_graphs".into(), self.graphs_on(device).as_str().into()),
             ("kernels".into(), self.choice.as_str().into()),
             ("deterministic".into(), self.deterministic().to_string()),
             ("tp_mode".into(), self.tp.as_str().into()),

@@ -23,6 +23,10 @@ use std::collections::BTreeMap;
 /// ([`crate::kernels::attention::KV_SPLIT`]) is a multiple of it.
 pub const BLOCK_SIZE: usize = 16;
 
+/// The slot of a row that is written nowhere: the padding rows a captured decode step carries to
+/// fill its batch bucket ([`crate::decode_graph`]) write their keys and values to no slot.
+pub const PAD_SLOT: u32 = u32::MAX;
+
 /// A sequence held by a [`KvCache`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SeqId(u32);

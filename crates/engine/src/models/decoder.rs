@@ -11,10 +11,11 @@
 //! projections finish with an all-reduce.
 
 use super::rope::{self, RopeSpec};
+use crate::decode_graph::{DecodeGraphs, StepRows, StepSpec, StepView};
 use crate::fused;
 use crate::kernels::attention::{paged_attention, write_slots, PagedQueries};
 use crate::kernels::gemm::{self, GemmFamily};
-use crate::kernels::{activation, Fusion, Kernels};
+use crate::kernels::{activation, Fusion, Graphs, Kernels};
 use crate::kv::{CacheShape, KvCache, KvCacheSize, LayerPool, SeqId};
 use crate::parallel::{self, Communicator, LocalComm, ShardLayout, TensorParallel};
 use crate::{Error, Result};
@@ -331,6 +332,8 @@ pub struct Decoder {
     inv_freq: Vec<f32>,
     kernels: Kernels,
     kv_cache_size: KvCacheSize,
+    /// The captured decode steps, where [`Kernels::graphs_on`] says so on a single device.
+    graphs: Option<DecodeGraphs>,
 }
 
 /// The inputs every rank shares for one forward pass (replicated, read-only).
@@ -694,19 +697,30 @@ impl Decoder {
             .zip(comms)
             .map(|(layout, comm)| Rank::load(spec, policy, &vb, layout, comm, &mut shared))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Decoder {
+        let kernels = Kernels {
+            tp: tp.mode,
+            ..Kernels::default()
+        };
+        let mut decoder = Decoder {
             inv_freq: spec.rope.inv_freq(spec.head_dim),
             spec: spec.clone(),
             policy: policy.clone(),
             device,
             tp,
             ranks,
-            kernels: Kernels {
-                tp: tp.mode,
-                ..Kernels::default()
-            },
+            kernels,
             kv_cache_size: KvCacheSize::Auto,
-        })
+            graphs: None,
+        };
+        decoder.graphs = decoder.new_graphs();
+        Ok(decoder)
+    }
+
+    /// Fresh (empty) captured steps if this decoder's kernels run decode as graphs: on CUDA,
+    /// with batch-invariant kernels, on one device.
+    fn new_graphs(&self) -> Option<DecodeGraphs> {
+        (self.kernels.graphs_on(&self.device) == Graphs::On && self.ranks.len() == 1)
+            .then(DecodeGraphs::default)
     }
 
     /// Chooses the kernels every later [`forward`](Decoder::forward) runs. With
@@ -745,6 +759,8 @@ impl Decoder {
             )));
         }
         self.kernels = kernels;
+        // Graphs captured with the previous kernels would replay them.
+        self.graphs = self.new_graphs();
         Ok(())
     }
 
@@ -913,34 +929,121 @@ impl Decoder {
             tables.push(cache.table(seq)?.to_vec());
             last.push((ids.len() - 1) as u32);
         }
-        let (cos, sin) = rope::cos_sin(
-            &self.inv_freq,
-            std::slice::from_ref(&positions),
-            self.policy.dtype(Component::Rope),
-            &self.device,
-        )?;
-        let pos32: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
-        let inputs = Inputs {
-            ids: Tensor::from_vec(ids, total, &self.device)?,
-            tokens: total,
-            cos,
-            sin,
-            queries: PagedQueries::new(seq_index, pos32, &tables, &self.device)?,
-            slots: Tensor::from_vec(slots, total, &self.device)?,
-            last: match logits_for {
-                LogitsFor::All => None,
-                LogitsFor::Last => Some(Tensor::from_vec(last, seqs.len(), &self.device)?),
-            },
+        // A decode step (one new token per sequence, last logits) through its CUDA graph where
+        // graphs are on.
+        let step = StepRows {
+            ids: &ids,
+            positions: &positions,
+            slots: &slots,
+            tables: &tables,
         };
-        let logits = if self.ranks.len() == 1 {
-            self.ranks[0].forward(self, &inputs, cache.shard(0))?
-        } else {
-            self.forward_ranks(&inputs, cache)?
+        let graphed = match (&self.graphs, logits_for) {
+            (Some(graphs), LogitsFor::Last) if total == seqs.len() => {
+                self.graph_step(graphs, &step, cache)?
+            }
+            _ => None,
+        };
+        let logits = match graphed {
+            Some(logits) => logits,
+            None => {
+                let (cos, sin) = rope::cos_sin(
+                    &self.inv_freq,
+                    std::slice::from_ref(&positions),
+                    self.policy.dtype(Component::Rope),
+                    &self.device,
+                )?;
+                let pos32: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+                let inputs = Inputs {
+                    ids: Tensor::from_vec(ids, total, &self.device)?,
+                    tokens: total,
+                    cos,
+                    sin,
+                    queries: PagedQueries::new(seq_index, pos32, &tables, &self.device)?,
+                    slots: Tensor::from_vec(slots, total, &self.device)?,
+                    last: match logits_for {
+                        LogitsFor::All => None,
+                        LogitsFor::Last => Some(Tensor::from_vec(last, seqs.len(), &self.device)?),
+                    },
+                };
+                if self.ranks.len() == 1 {
+                    self.ranks[0].forward(self, &inputs, cache.shard(0))?
+                } else {
+                    self.forward_ranks(&inputs, cache)?
+                }
+            }
         };
         for (seq, n) in plan {
             cache.advance(seq, n)?;
         }
         Ok(logits)
+    }
+
+    /// One decode step through `graphs` (see [`crate::decode_graph`]): the single rank's forward
+    /// pass over the bucket's persistent inputs, with RoPE's cos/sin gathered from a table of
+    /// every position the cache can hold. `None` where the step has no graph; it then runs
+    /// eagerly, with the same bits.
+    fn graph_step(
+        &self,
+        graphs: &DecodeGraphs,
+        rows: &StepRows<'_>,
+        cache: &KvCache,
+    ) -> Result<Option<Tensor>> {
+        let capacity = self
+            .spec
+            .max_position_embeddings
+            .min(cache.capacity_tokens());
+        let rope_dtype = self.policy.dtype(Component::Rope);
+        let rope_table = |positions: usize| -> Result<(Tensor, Tensor)> {
+            let all: Vec<usize> = (0..positions).collect();
+            rope::cos_sin(&self.inv_freq, &[all], rope_dtype, &self.device)
+        };
+        let spec = StepSpec {
+            device: &self.device,
+            pools: cache.shard(0),
+            capacity,
+            vocab: self.spec.vocab_size,
+            logits_dtype: self.policy.dtype(Component::Logits),
+            rope_table: &rope_table,
+        };
+        let forward = |view: &StepView<'_>| -> Result<Tensor> {
+            let (layout, packed) = (view.layout, view.packed);
+            let b = layout.rows;
+            let pos = layout.run(packed, 1)?;
+            // The host side of the queries (what the launch is checked and sized by): this
+            // step's rows, then the padding rows, each its own sequence at position 0.
+            let seq_h: Vec<u32> = (0..b as u32).collect();
+            let pos_h: Vec<u32> = (0..b)
+                .map(|i| rows.positions.get(i).map_or(0, |&p| p as u32))
+                .collect();
+            let tables_h: Vec<Vec<u32>> = (0..b)
+                .map(|i| rows.tables.get(i).cloned().unwrap_or_else(|| vec![0]))
+                .collect();
+            let queries = PagedQueries::in_buffers(
+                seq_h,
+                pos_h,
+                &tables_h,
+                layout.width,
+                view.context - 1,
+                [layout.run(packed, 2)?, pos.clone(), layout.tables(packed)?],
+            )?;
+            let inputs = Inputs {
+                ids: layout.run(packed, 0)?,
+                tokens: b,
+                cos: view.rope.0.index_select(&pos, 1)?,
+                sin: view.rope.1.index_select(&pos, 1)?,
+                queries,
+                slots: layout.run(packed, 3)?,
+                last: Some(layout.run(packed, 4)?),
+            };
+            self.ranks[0].forward(self, &inputs, cache.shard(0))
+        };
+        graphs.step(&spec, rows, &forward)
+    }
+
+    /// How many decode steps are captured as CUDA graphs; `None` where graphs are off (see
+    /// [`Kernels::graphs_on`]).
+    pub fn graphs_captured(&self) -> Option<usize> {
+        self.graphs.as_ref().map(DecodeGraphs::captured)
     }
 
     /// Runs every rank's share on its own thread (plain threads, never rayon workers: a rank

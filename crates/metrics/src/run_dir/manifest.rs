@@ -55,7 +55,7 @@ pub struct Manifest {
     pub batching_mode: BatchingMode,
     /// Everything besides the policy that decides the numbers, as one value by name: the
     /// settings (`kernels` for the kernel choice, `deterministic`, `tp_mode`, `fused_kernels`,
-    /// `token_choice`) and what they give (`gemm`, `reduction`, `attention`). Compared whole on
+    /// `token_choice`, `cuda_graphs`) and what they give (`gemm`, `reduction`, `attention`). Compared whole on
     /// resume; [`deterministic`](Self::deterministic) and [`tp_mode`](Self::tp_mode) read it.
     /// Manifests written before it held those two kept them at the top level; [`read`](Self::read)
     /// moves them in. Empty for imported runs and the oldest manifests.
@@ -522,6 +522,13 @@ impl Manifest {
                     .or_insert_with(|| then.into());
             }
         }
+        // Builds before decode steps ran as CUDA graphs did not record `cuda_graphs`: they
+        // launched every kernel one by one.
+        if !self.kernels.is_empty() {
+            self.kernels
+                .entry("cuda_graphs".into())
+                .or_insert_with(|| "off".into());
+        }
         Ok(())
     }
 
@@ -664,6 +671,8 @@ mod tests {
         let m = Manifest::read(&path).unwrap();
         assert_eq!(m.tp_mode(), "standard");
         assert_eq!(m.kernels["fused_kernels"], "on");
+        // Nor did any build before decode graphs record `cuda_graphs`: they ran without.
+        assert_eq!(m.kernels["cuda_graphs"], "off");
         old["deterministic"] = "yes".into();
         std::fs::write(&path, old.to_string()).unwrap();
         let e = Manifest::read(&path).unwrap_err().to_string();

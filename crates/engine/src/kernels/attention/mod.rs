@@ -127,6 +127,57 @@ impl PagedQueries {
     /// Query token `i` belongs to sequence `seq[i]` (an index into `tables`) and sits at position
     /// `pos[i]` of it; `tables[s]` lists sequence `s`'s blocks in position order.
     pub fn new(seq: Vec<u32>, pos: Vec<u32>, tables: &[Vec<u32>], device: &Device) -> Result<Self> {
+        let width = tables.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let max_pos = pos.iter().copied().max().unwrap_or(0) as usize;
+        let mut queries = Self::host(seq, pos, tables, width, max_pos)?;
+        if !device.is_cpu() {
+            let n = queries.seq.len();
+            queries.on_device = Some([
+                Tensor::from_slice(&queries.seq, n, device)?,
+                Tensor::from_slice(&queries.pos, n, device)?,
+                Tensor::from_slice(&queries.tables, (tables.len(), width), device)?,
+            ]);
+        }
+        Ok(queries)
+    }
+
+    /// As [`new`](Self::new), with the device copies already in `on_device` (the persistent
+    /// inputs of a captured decode step: `seq` and `pos` of every token, the block tables at a
+    /// row stride of `width`), and the key splits sized for positions up to `max_pos` rather
+    /// than this call's largest: a captured step is replayed for later positions, up to
+    /// `max_pos`. Which splits a query has, hence its bits, depends on its own position only.
+    pub(crate) fn in_buffers(
+        seq: Vec<u32>,
+        pos: Vec<u32>,
+        tables: &[Vec<u32>],
+        width: usize,
+        max_pos: usize,
+        on_device: [Tensor; 3],
+    ) -> Result<Self> {
+        if let Some(t) = tables.iter().find(|t| t.len() > width) {
+            return Err(Error::InvalidRequest(format!(
+                "paged attention: a block table of {} blocks in rows of {width}",
+                t.len()
+            )));
+        }
+        if let Some(p) = pos.iter().find(|&&p| p as usize > max_pos) {
+            return Err(Error::InvalidRequest(format!(
+                "paged attention: position {p} past the {max_pos} the splits are sized for"
+            )));
+        }
+        let mut queries = Self::host(seq, pos, tables, width, max_pos)?;
+        queries.on_device = Some(on_device);
+        Ok(queries)
+    }
+
+    /// The checked host side: tables flattened at `width` entries per sequence.
+    fn host(
+        seq: Vec<u32>,
+        pos: Vec<u32>,
+        tables: &[Vec<u32>],
+        width: usize,
+        max_pos: usize,
+    ) -> Result<Self> {
         if seq.len() != pos.len() || seq.is_empty() {
             return Err(Error::InvalidRequest(format!(
                 "paged attention: {} sequence indices for {} positions",
@@ -134,7 +185,6 @@ impl PagedQueries {
                 pos.len()
             )));
         }
-        let width = tables.iter().map(Vec::len).max().unwrap_or(0).max(1);
         for (&s, &p) in seq.iter().zip(&pos) {
             let table = tables.get(s as usize).ok_or_else(|| {
                 Error::InvalidRequest(format!("paged attention: no block table for sequence {s}"))
@@ -150,24 +200,13 @@ impl PagedQueries {
         for (row, t) in flat.chunks_mut(width).zip(tables) {
             row[..t.len()].copy_from_slice(t);
         }
-        let max_pos = pos.iter().copied().max().unwrap_or(0) as usize;
-        let on_device = if device.is_cpu() {
-            None
-        } else {
-            let n = seq.len();
-            Some([
-                Tensor::from_slice(&seq, n, device)?,
-                Tensor::from_slice(&pos, n, device)?,
-                Tensor::from_slice(&flat, (tables.len(), width), device)?,
-            ])
-        };
         Ok(PagedQueries {
             seq,
             pos,
             tables: flat,
             width,
             max_pos,
-            on_device,
+            on_device: None,
         })
     }
 

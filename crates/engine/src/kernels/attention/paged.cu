@@ -688,6 +688,8 @@ TC(f16, true)
   extern "C" __global__ void paged_write_##KN(const KT* src, const unsigned* slots, int tokens,   \
                                               int d, long pool_slots, KT* pool) {                  \
     const int t = blockIdx.x, g = blockIdx.y;                                                       \
+    /* A padding row's slot (0xffffffff), like any slot outside the pool, is written nowhere. */    \
+    if (slots[t] >= pool_slots) return;                                                             \
     const long to = ((long)g * pool_slots + slots[t]) * d, from = ((long)g * tokens + t) * d;       \
     for (int e = threadIdx.x; e < d; e += blockDim.x) pool[to + e] = src[from + e];                 \
   }

@@ -1,10 +1,13 @@
 //! Writing new keys or values into their slots of a pool, in place.
 
+use crate::kv::PAD_SLOT;
 use crate::{Error, Result};
 use candle_core::{CpuStorage, InplaceOp3, Layout, Tensor};
 
 /// Writes row `t` of `src: (kv_heads, tokens, head_dim)` into slot `slots[t]` of
 /// `pool: (kv_heads, slots, head_dim)` (same dtype), in place: nothing else of the pool moves.
+/// A row whose slot is [`PAD_SLOT`] is written nowhere (a padding row of a captured step); any
+/// other slot outside the pool is an error on the CPU and written nowhere on CUDA.
 pub fn write_slots(pool: &Tensor, src: &Tensor, slots: &Tensor) -> Result<()> {
     let (ph, _, pd) = pool.dims3()?;
     let (sh, t, sd) = src.dims3()?;
@@ -39,6 +42,9 @@ fn copy_rows<T: Copy>(
     };
     for g in 0..heads {
         for (t, &slot) in slots.iter().enumerate() {
+            if slot == PAD_SLOT {
+                continue;
+            }
             let slot = slot as usize;
             if slot >= pool_slots {
                 candle_core::bail!("cache write: slot {slot} is outside the pool");

@@ -349,6 +349,47 @@ mod gpu_tests {
         Ok(())
     }
 
+    /// Weights stacked by rows into one GEMM (q/k/v, gate/up) give each part's outputs the bits
+    /// of the part's own GEMM, at decode and prefill row counts, on the 1.5B and 7B shapes: a
+    /// split-K-free cuBLASLt kernel reduces each output over K alone, whatever N is.
+    #[test]
+    fn stacked_weights_keep_each_parts_bits() -> candle_core::Result<()> {
+        let Some(dev) = gpu() else { return Ok(()) };
+        for (parts, k, with_bias) in [
+            (&[1536usize, 256, 256][..], 1536, true),
+            (&[8960, 8960][..], 1536, false),
+            (&[3584, 512, 512][..], 3584, true),
+            (&[18944, 18944][..], 3584, false),
+        ] {
+            let ws = parts
+                .iter()
+                .map(|&n| (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.02)?.to_dtype(DType::BF16))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let bs = parts
+                .iter()
+                .map(|&n| Tensor::randn(0f32, 0.1, n, &dev)?.to_dtype(DType::BF16))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let w = Tensor::cat(&ws, 0)?;
+            let b = Tensor::cat(&bs, 0)?;
+            for m in [1, 3, 8, 32, 64, 512] {
+                let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?.to_dtype(DType::BF16)?;
+                let all = super::super::cublaslt::linear(&x, &w, with_bias.then_some(&b))?;
+                let mut at = 0;
+                for (wp, bp) in ws.iter().zip(&bs) {
+                    let n = wp.dim(0)?;
+                    let own = super::super::cublaslt::linear(&x, wp, with_bias.then_some(bp))?;
+                    assert_eq!(
+                        bits(&all.narrow(1, at, n)?),
+                        bits(&own),
+                        "{parts:?} x {k}, part at {at}, {m} rows"
+                    );
+                    at += n;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The pinned cuBLASLt GEMM gives row 0 the same bits at every row count.
     #[test]
     fn the_pinned_gemm_keeps_row_0_at_every_row_count() -> candle_core::Result<()> {
