@@ -52,6 +52,10 @@ fn speed_writes_one_row_per_policy_and_batch_size() {
             row["decode_tokens_per_second"].as_f64().unwrap() > 0.0,
             "{row}"
         );
+        // What ran is recorded with the times: no CUDA graphs on the CPU.
+        assert_eq!(row["kernels"]["cuda_graphs"], "off", "{row}");
+        assert_eq!(row["kernels"]["kernels"], "invariant", "{row}");
+        assert!(row["graphs_captured"].is_null(), "{row}");
     }
 }
 

@@ -143,6 +143,10 @@ fn speed(args: &BenchSpeedArgs, mode: OutputMode) -> Result<i32> {
             row["deterministic"] = args.deterministic.into();
             row["temperature"] = temperature.into();
             row["top_p"] = top_p.into();
+            // The kernels that ran (CUDA graphs among them) and how many decode steps are
+            // captured so far, so that two result files say what they compare.
+            row["kernels"] = json!(decoder.kernels().settings(&device));
+            row["graphs_captured"] = json!(decoder.graphs_captured());
             match mode {
                 OutputMode::Json => crate::progress::event("bench_speed", row.clone()),
                 OutputMode::Human => println!(
