@@ -236,8 +236,9 @@ impl RunConfig {
     }
 
     /// The stable directory name of this configuration: `<model>-<task>-<policy>-bs<B>`, then
-    /// `-continuous`, `-det`, `-heuristic`, `-nofuse`, `-hostpick`, `-<device>`, `-tp<N>`,
-    /// `-tpinv`, `-seed<S>`, `-n<K>`, `-t<T>` where those differ from the defaults. It
+    /// `-continuous`, `-det`, `-heuristic`, `-nofuse`, `-hostpick`, `-mma`, `-nographs`, `-<device>`,
+    /// `-tp<N>`, `-tpinv`, `-seed<S>`, `-n<K>`, `-t<T>` where those differ from the defaults (and
+    /// change what runs: `-nographs` only on CUDA with the batch-invariant kernels). It
     /// depends only on the values, so a sweep names a run the same however its axes are listed.
     pub fn run_name(&self) -> String {
         let mut name = format!(
@@ -265,7 +266,15 @@ impl RunConfig {
         if self.kernels.gemm == InvariantGemm::Mma {
             name.push_str("-mma");
         }
-        if self.kernels.graphs == Graphs::Off && self.device.is_cuda() {
+        // Only where graphs would run: elsewhere `off` is what runs anyway, and one configuration
+        // keeps one name.
+        let graphs_would_run = Kernels {
+            graphs: Graphs::On,
+            ..self.kernels
+        }
+        .graphs_on(&self.device)
+            == Graphs::On;
+        if self.kernels.graphs == Graphs::Off && graphs_would_run {
             name.push_str("-nographs");
         }
         if !self.device.is_cpu() {
@@ -470,6 +479,10 @@ mod tests {
         let c = RunConfig::resolve(&args(&["--gemm", "mma"])).unwrap();
         assert_eq!(c.kernels.gemm, InvariantGemm::Mma);
         assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-mma");
+        // No CUDA graphs run on the CPU, so turning them off names no other run.
+        let c = RunConfig::resolve(&args(&["--cuda-graphs", "off"])).unwrap();
+        assert_eq!(c.kernels.graphs, Graphs::Off);
+        assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8");
     }
 
     #[test]
