@@ -21,8 +21,9 @@
 //! then captured and launched. A key whose capture fails (a kernel that cannot be captured)
 //! runs eagerly from then on, and the reason is said once. Graphs hold the KV cache pools'
 //! addresses, so they are kept while the cache in use has the same pools (addresses and shapes:
-//! a cache made again at the same place, as a benchmark's measurements do, reuses them) and are
-//! dropped when another comes; the tables and buffers they read are kept for the next graphs.
+//! a cache made again at the same place, as a benchmark's measurements do, reuses them) and the
+//! steps come from the thread that captured them, and are dropped otherwise; the tables and
+//! buffers they read are kept for the next graphs.
 
 #[cfg(feature = "cuda")]
 mod cuda;
@@ -63,6 +64,7 @@ use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Tensor};
 use std::collections::hash_map::Entry::Vacant;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::thread::ThreadId;
 
 /// The batch sizes a step is captured for: every size up to 4, then steps of 8 to 64 and of 32
 /// to 256 (mistral.rs and vLLM bucket alike). A batch is padded to the smallest bucket that
@@ -175,8 +177,11 @@ enum Entry {
 /// nothing is dropped or replaced while a graph that reads it lives.
 #[derive(Default)]
 struct State {
-    /// The cache pools the graphs were captured with ([`PoolKey`]).
-    cache: Option<PoolKey>,
+    /// The cache pools the graphs were captured with ([`PoolKey`]) and the thread that
+    /// captured them: candle serves a capture's small parameter uploads from a cache of that
+    /// thread, which the graphs read at every launch and which ends with the thread. So a step
+    /// from another thread captures again rather than trust a thread that may be gone.
+    owner: Option<(PoolKey, ThreadId)>,
     /// Per context bucket, RoPE's `(cos, sin)` of its positions, `(1, context, head_dim / 2)`.
     rope: HashMap<usize, (Tensor, Tensor)>,
     /// Per (batch bucket, context bucket), the persistent inputs in the order of [`Packed`].
@@ -197,7 +202,7 @@ impl std::fmt::Debug for DecodeGraphs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let st = self.lock();
         f.debug_struct("DecodeGraphs")
-            .field("cache", &st.cache)
+            .field("owner", &st.owner)
             .field("graphs", &st.graphs.len())
             .finish()
     }
@@ -276,9 +281,10 @@ impl DecodeGraphs {
         }
         let pools = pool_key(spec.pools)?;
         let mut st = self.lock();
-        if st.cache.as_ref() != Some(&pools) {
+        let owner = (pools, std::thread::current().id());
+        if st.owner.as_ref() != Some(&owner) {
             st.graphs.clear();
-            st.cache = Some(pools);
+            st.owner = Some(owner);
         }
         let key = (b, context);
         if matches!(st.graphs.get(&key), Some(Entry::Failed)) {
@@ -418,6 +424,48 @@ mod tests {
         assert_eq!(layout.tables(&packed)?.to_vec2::<u32>()?[0], [7, 8, 0]);
         assert_eq!(layout.run(&packed, 1)?.to_vec1::<u32>()?, [20, 5, 0, 0]);
         assert!(upload(&packed, vec![0; 3]).is_err());
+        Ok(())
+    }
+
+    /// The bookkeeping around captures, on the CPU, where every capture fails: a new key runs
+    /// once and is marked as failed (later steps are left to the caller), and a step from another
+    /// thread starts again, because graphs are tied to the thread that captured them.
+    #[test]
+    fn a_failed_key_runs_eagerly_and_another_thread_starts_again() -> Result<()> {
+        let graphs = DecodeGraphs::default();
+        let one_step = || -> Result<Option<Tensor>> {
+            let table = |n: usize| -> Result<(Tensor, Tensor)> {
+                let t = Tensor::zeros((1, n, 2), DType::F32, &Device::Cpu)?;
+                Ok((t.clone(), t))
+            };
+            let spec = StepSpec {
+                device: &Device::Cpu,
+                pools: &[],
+                capacity: 4096,
+                vocab: 3,
+                logits_dtype: DType::F32,
+                rope_table: &table,
+            };
+            let tables = [vec![5]];
+            let rows = StepRows {
+                ids: &[7],
+                positions: &[9],
+                slots: &[5 * 16 + 9],
+                tables: &tables,
+            };
+            let forward = |view: &StepView<'_>| -> Result<Tensor> {
+                assert_eq!((view.layout.rows, view.context), (1, 512));
+                let ids = view.layout.run(view.packed, 0)?.to_dtype(DType::F32)?;
+                Ok(ids.reshape((1, 1))?.repeat((1, 3))?)
+            };
+            graphs.step(&spec, &rows, &forward)
+        };
+        let first = one_step()?.expect("a new key runs once");
+        assert_eq!(first.to_vec2::<f32>()?, [[7.0, 7.0, 7.0]]);
+        assert!(one_step()?.is_none(), "a failed key is left to the caller");
+        assert_eq!(graphs.captured(), 0);
+        let other = std::thread::scope(|s| s.spawn(|| one_step().map(|t| t.is_some())).join());
+        assert!(other.expect("no panic")?, "another thread starts again");
         Ok(())
     }
 }
