@@ -20,7 +20,8 @@
 #   7. (step `graphs`) decode with CUDA graphs on and off on the 1.5B and 7B configs, the peer in the
 #      same call, the copy bandwidth the floor is taken against, and a run's outputs on and off;
 #   8. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8 and
-#      one decode step, read by Nsight Compute (scripts/gpu/kernel_profile.py).
+#      of one decode step at batch PROFILE_BATCH (default 1), read by Nsight Compute
+#      (scripts/gpu/kernel_profile.py).
 #
 #   usage: scripts/gpu-check.sh [RESULTS_DIR]        (default: $OUT if set, else gpu-check-results)
 #   env:   REPROLM (the reprolm command; default `bash .gpu/run.sh reprolm`, the bundled CUDA build),
@@ -283,6 +284,18 @@ if step profile; then
       --policy bf16 --batch-sizes 8 --prompts "$WORK/prompts.json" --new-tokens 2 --warmup 0
     python3 scripts/gpu/kernel_profile.py "$R/ncu-bf16-b8.csv" --json "$R/kernel-profile-bf16-b8.json" \
       | tee "$R/kernel-profile.md"
+    # The GPU time of one decode step at batch PROFILE_BATCH (default 1): two profiles, 4 decode
+    # steps apart, kernel by kernel (--cuda-graphs off; a graph replays the same kernels), to hold
+    # against the step's wall time from `bench speed`.
+    PB="${PROFILE_BATCH:-1}"
+    for n in 2 6; do
+      run_t "$ncu" --clock-control none --metrics gpu__time_duration.sum,launch__grid_size --csv --page raw \
+        --log-file "$R/ncu-decode-b$PB-n$n.csv" "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" \
+        --policy bf16 --batch-sizes "$PB" --prompts "$WORK/prompts.json" --new-tokens $n --warmup 0 --cuda-graphs off
+    done
+    { echo; echo "### One decode step, bf16, batch $PB"; echo
+      python3 scripts/gpu/kernel_profile.py "$R/ncu-decode-b$PB-n6.csv" --minus "$R/ncu-decode-b$PB-n2.csv" --steps 4 \
+        --by-grid --json "$R/kernel-profile-decode-b$PB.json"; } | tee -a "$R/kernel-profile.md"
   else
     echo "no ncu on this machine: profile skipped"
   fi
