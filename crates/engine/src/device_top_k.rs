@@ -244,3 +244,35 @@ mod tests {
         Ok(())
     }
 }
+
+/// The fused choice ([`crate::fused::greedy_top_k`]) against the host rules, on a real GPU: run
+/// with `cargo test --release --features cuda -p reprolm-engine device_top_k`; without a CUDA device
+/// the test says so and passes vacuously (CI has none; `scripts/gpu-check.sh` covers the same ground).
+#[cfg(all(test, feature = "cuda"))]
+mod gpu_tests {
+    use super::*;
+    use candle_core::{Device, D};
+
+    use crate::kernels::gpu_test::device as gpu;
+
+    #[test]
+    fn greedy_top_k_is_the_composed_choice() -> Result<()> {
+        let Some(dev) = gpu() else { return Ok(()) };
+        // Coarse values make ties at the top common; an odd width exercises the row tails.
+        let raw = Tensor::randn(0f32, 1.0, (6, 1001), &dev)?;
+        let logits = ((raw * 4.0)?.round()? / 4.0)?;
+        let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        for k in [0, 1, 5, 8] {
+            let on = crate::kernels::Fusion::On;
+            let fused = pick_rows(&logits, &lp, k, on)?;
+            let host = pick_rows(
+                &logits.to_device(&Device::Cpu)?,
+                &lp.to_device(&Device::Cpu)?,
+                k,
+                on,
+            )?;
+            assert_eq!(fused, host, "k = {k}");
+        }
+        Ok(())
+    }
+}
