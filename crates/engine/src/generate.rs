@@ -4,7 +4,7 @@
 //! preempted) requests into the cache beside the running ones (no sequence is padded or copied),
 //! `step` decodes one token for every running sequence and hands back the ones that finished,
 //! whose cache blocks go back to the pool. Which requests run when is the
-//! [`Scheduler`](crate::Scheduler)'s decision; [`generate`] is the simplest use of it.
+//! [`Scheduler`](crate::Scheduler)'s decision; [`generate`](crate::generate()) is the simplest use of it.
 
 use crate::device_top_k;
 use crate::kernels::TokenPick;
@@ -12,7 +12,6 @@ use crate::kv::{KvCache, SeqId};
 use crate::models::decoder::LogitsFor;
 use crate::models::Decoder;
 use crate::sampling::{self, NoiseKey, SamplingParams};
-use crate::scheduler::{Batching, Scheduler};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
 
@@ -473,23 +472,4 @@ fn choose_rows(logits: &[Vec<f32>], params: &SamplingParams, rows: &[Row]) -> Ve
         .zip(rows.par_iter())
         .map(|(l, row)| sampling::choose(l, params, row.key, row.position))
         .collect()
-}
-
-/// Generates continuations of `requests` in static batches of `batch_size` prompts, in order,
-/// each batch run to completion before the next starts (the reference implementation's scheme),
-/// through a [`Scheduler`]. Results come back in request order.
-pub fn generate(
-    decoder: &Decoder,
-    requests: &[Request],
-    params: &SamplingParams,
-    batch_size: usize,
-) -> Result<Vec<Generation>> {
-    let mut scheduler = Scheduler::new(decoder, params.clone(), Batching::Static, batch_size)?;
-    for (i, r) in requests.iter().enumerate() {
-        scheduler.submit(i, r.clone());
-    }
-    let mut finished = scheduler.run_to_end()?;
-    assert_eq!(finished.len(), requests.len(), "every request finishes");
-    finished.sort_by_key(|(id, _)| *id);
-    Ok(finished.into_iter().map(|(_, g)| g).collect())
 }

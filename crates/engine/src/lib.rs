@@ -48,7 +48,7 @@ pub use chat_template::{ChatMessage, ChatOptions, ChatTemplate, GenerationPrompt
 pub use device::{device_label, device_name, parse_device};
 pub use digest::{sha256_file, FileDigest};
 pub use error::{Error, Result};
-pub use generate::{generate, FinishReason, Generation, Request};
+pub use generate::{FinishReason, Generation, Request};
 pub use generation_config::GenerationConfig;
 pub use kv::{KvCache, KvCacheSize, SeqId};
 pub use loader::{HubAccess, ModelFiles, ResolveOptions, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
@@ -57,7 +57,7 @@ pub use models::decoder::LogitsFor;
 pub use models::{spec_from_config_file, Architecture, Decoder, DecoderSpec};
 pub use parallel::{Communicator, LocalComm, TensorParallel, TpMode};
 pub use sampling::{NoiseKey, SamplingParams};
-pub use scheduler::{Batching, Scheduler};
+pub use scheduler::{generate, Batching, Scheduler};
 pub use source::{ModelSource, DEFAULT_REVISION};
 pub use tokenizer::{DecodeSpecialTokens, SpecialTokens, Tokenizer};
 

@@ -2,7 +2,7 @@
 //! local directory or a Hub id under one precision policy on one device.
 
 use crate::chat_template::{ChatMessage, ChatOptions, ChatTemplate};
-use crate::generate::{self, Generation, Request};
+use crate::generate::{Generation, Request};
 use crate::generation_config::GenerationConfig;
 use crate::loader::{ModelFiles, ResolveOptions};
 use crate::models::{spec_from_config_file, Architecture, Decoder};
@@ -201,14 +201,14 @@ impl Model {
         }
     }
 
-    /// Continues `requests` in static batches of `batch_size` (see [`generate::generate`]).
+    /// Continues `requests` in static batches of `batch_size` (see [`generate()`](crate::generate())).
     pub fn generate(
         &self,
         requests: &[Request],
         params: &SamplingParams,
         batch_size: usize,
     ) -> Result<Vec<Generation>> {
-        generate::generate(&self.decoder, requests, params, batch_size)
+        crate::generate(&self.decoder, requests, params, batch_size)
     }
 
     /// Text of generated tokens, special tokens kept (so `</think>` stays visible to graders).

@@ -190,7 +190,7 @@ mod tests {
                 sample_index: 0,
             })
             .collect();
-        let greedy = crate::generate::generate(
+        let greedy = crate::generate(
             &model.decoder,
             &requests,
             &SamplingParams::greedy(w.new_tokens),

@@ -246,3 +246,22 @@ impl<'a> Scheduler<'a> {
         Ok(())
     }
 }
+
+/// Generates continuations of `requests` in static batches of `batch_size` prompts, in order,
+/// each batch run to completion before the next starts (the reference implementation's scheme),
+/// through a [`Scheduler`]. Results come back in request order.
+pub fn generate(
+    decoder: &Decoder,
+    requests: &[Request],
+    params: &SamplingParams,
+    batch_size: usize,
+) -> Result<Vec<Generation>> {
+    let mut scheduler = Scheduler::new(decoder, params.clone(), Batching::Static, batch_size)?;
+    for (i, r) in requests.iter().enumerate() {
+        scheduler.submit(i, r.clone());
+    }
+    let mut finished = scheduler.run_to_end()?;
+    assert_eq!(finished.len(), requests.len(), "every request finishes");
+    finished.sort_by_key(|(id, _)| *id);
+    Ok(finished.into_iter().map(|(_, g)| g).collect())
+}
