@@ -3,7 +3,7 @@
 //!
 //! A Qwen vocabulary has 151,936 entries: copying f32 logits and log-probabilities of 32 rows is
 //! 39 MB per token, which would take longer than the decode step itself. On a GPU one fused kernel
-//! ([`crate::fused::greedy_top_k`]) makes the choice; elsewhere (and for k above its limit) a
+//! (`fused::greedy_top_k`) makes the choice; elsewhere (and for k above its limit) a
 //! handful of elementwise and row-reduction ops do. Either way the tie rules are the host ones
 //! ([`sampling::argmax`](crate::sampling::argmax) and [`sampling::top_k`](crate::sampling::top_k)):
 //! the lowest index wins a tie, so the device and host paths choose the same tokens.
@@ -22,7 +22,7 @@ const ROW_ALIGN: usize = 8;
 /// `r * n` groups its terms by `r * n mod 4`, so with an `n` that is not a multiple of 4 the same
 /// logits give log-probabilities that differ in the last bit by row. Padding each row with `-inf`
 /// to a multiple of 8 makes every row start on a boundary (an `exp` of `-inf` adds an exact zero),
-/// so each row is summed in one grouping. On the CPU ([`log_softmax_cpu`]) each row is summed in
+/// so each row is summed in one grouping. On the CPU (`log_softmax_cpu`) each row is summed in
 /// order with the portable `exp` and `ln`, and nothing is padded.
 pub fn log_softmax_rows(logits: &Tensor) -> Result<Tensor> {
     let (rows, n) = logits.dims2()?;

@@ -39,7 +39,7 @@ pub struct ResolveOptions {
     pub hub_cache: PathBuf,
     /// Whether missing files may be downloaded.
     pub hub_access: HubAccess,
-    /// The Hub endpoint (`HF_ENDPOINT`); `None` means https://huggingface.co.
+    /// The Hub endpoint (`HF_ENDPOINT`); `None` means <https://huggingface.co>.
     pub endpoint: Option<String>,
     /// An access token (`HF_TOKEN`) for gated or private repositories; `None` falls back to the cache's token
     /// file, as hf-hub does.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Choices where math graders differ; the defaults are this grader's policies (see the
-/// [module documentation](crate::math)).
+/// documentation of the `math` module).
 ///
 /// ```
 /// use reprolm_scoring::{DecimalComma, MathOptions};

@@ -106,7 +106,7 @@ pub struct RowTiming {
     /// Seconds per call of candle's default matmul (for LayerCast: the weight cast to f32, then
     /// candle's f32 GEMM, as LayerCast ran before the tensor-core kernel).
     pub default_seconds: f64,
-    /// Seconds per call of the other 16-bit family of the layer ([`GemmFamily`](super::GemmFamily)),
+    /// Seconds per call of the other 16-bit family of the layer ([`GemmFamily`]),
     /// where there is one (16-bit compute on CUDA).
     pub other_seconds: Option<f64>,
 }

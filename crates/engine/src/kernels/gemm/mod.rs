@@ -3,12 +3,12 @@
 //! depend on its batch.
 //!
 //! - **CUDA.** 16-bit and f32 projections run cuBLASLt with one algorithm pinned per weight shape
-//!   ([`cublaslt`]: from a table tuned per GPU type ([`pins`]) or the heuristic's deterministic
-//!   choice, checked at each live row count, no fallback), or our own tensor-core kernel ([`mma`])
+//!   (`cublaslt`: from a table tuned per GPU type ([`pins`]) or the heuristic's deterministic
+//!   choice, checked at each live row count, no fallback), or our own tensor-core kernel (`mma`)
 //!   for 16-bit projections under `--gemm mma` ([`InvariantGemm`]); `--kernels heuristic`
 //!   ([`KernelChoice::Heuristic`](super::KernelChoice::Heuristic)) restores candle's per-call
 //!   cuBLAS choice, which is batch dependent (to reproduce what other engines do). LayerCast
-//!   (bf16 weights, f32 compute) always runs [`mma`]: x is split into three exact bf16 parts in registers and the
+//!   (bf16 weights, f32 compute) always runs `mma`: x is split into three exact bf16 parts in registers and the
 //!   tensor-core sums are promoted into f32 every 64 elements of K, so no f32 copy of a weight
 //!   is made and the accuracy is that of an f32 GEMM (measured by `reprolm bench gemm`).
 //!   The same GEMMs serve the fast path and deterministic mode.
@@ -48,7 +48,7 @@ use reprolm_precision::{ComputeMode, Linear, ReductionOrder};
 
 /// Which batch-invariant GEMM serves 16-bit projections on CUDA (`--gemm`): both reduce K in a
 /// fixed order per weight shape, in different orders, so the choice is part of what decides the
-/// numbers. LayerCast runs [`mma`] under either; the CPU has one GEMM and ignores the setting
+/// numbers. LayerCast runs `mma` under either; the CPU has one GEMM and ignores the setting
 /// (recorded all the same).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InvariantGemm {
@@ -104,7 +104,7 @@ pub enum GemmFamily {
     /// cuBLASLt with an algorithm pinned per weight shape (16-bit and f32 operands), our
     /// tensor-core kernel for LayerCast. The default.
     PinnedCublasLt,
-    /// Our tensor-core kernel ([`mma`] in CUDA builds) for 16-bit operands too.
+    /// Our tensor-core kernel (`mma` in CUDA builds) for 16-bit operands too.
     Mma,
     /// A GEMM that chooses its reduction by the call's shape, as other engines' do: **not** batch
     /// invariant. On CUDA candle's own matmul (cuBLAS choosing its kernel per call); on the CPU

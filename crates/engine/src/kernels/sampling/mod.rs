@@ -1,5 +1,5 @@
 //! The sampled choice of the next token, defined on integers so that the CPU body here and the
-//! CUDA body (`choose.cu`, launched by [`sample_rows`]) compute it bit for bit: no vocabulary is
+//! CUDA body (`choose.cu`, launched by `sample_rows`) compute it bit for bit: no vocabulary is
 //! sorted, every sum is an integer sum, and the one transcendental function is spelled in
 //! additions and multiplications that both devices round alike.
 
