@@ -15,7 +15,7 @@ use serde_json::json;
 use super::jobs;
 use super::queue::{JobState, QueueView};
 use crate::args::SweepStatusArgs;
-use crate::commands::sweep::{finished_state, plan};
+use crate::commands::sweep::plan::{finished_state, plan};
 use crate::progress::OutputMode;
 
 /// What the run directory of a configuration says.
@@ -191,7 +191,7 @@ pub fn command(args: &SweepStatusArgs, mode: OutputMode) -> Result<i32> {
             "{}: no Slurm submission recorded, and no {} of a local sweep: `sweep status` follows \
              sweeps run with `reprolm sweep FILE` (locally or with --executor slurm) into this root",
             jobs::jobs_path(&root).display(),
-            crate::commands::sweep::LOCAL_RECORD
+            crate::commands::sweep::record::LOCAL_RECORD
         );
     };
     // The sweep file's relative paths (model, data) mean what they meant at submission.

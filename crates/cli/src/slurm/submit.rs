@@ -20,7 +20,7 @@ use super::queue::QueueView;
 use super::script::{self, SbatchOptions, ScriptSpec};
 use super::tool::{self, ToolOutput};
 use crate::args::{SlurmArgs, SweepArgs};
-use crate::commands::sweep::{finished_state, SweepPlan};
+use crate::commands::sweep::plan::{finished_state, SweepPlan};
 use crate::progress::OutputMode;
 
 /// File name of the script in the sweep root's Slurm folder.
