@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::hub;
-use crate::task::{hex, DataFile};
+pub use crate::hub::HubDataset;
 
 /// Where a task's problems come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,28 +29,6 @@ pub enum DataSource {
     Hub(HubDataset),
     /// Problems made by the task itself (no files), e.g. the seeded `arith` generator.
     Generated,
-}
-
-/// Files of one revision of a Hub dataset repository.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HubDataset {
-    /// `owner/name`.
-    pub repo: String,
-    /// Branch, tag or commit; `main` by default.
-    pub revision: String,
-    /// Paths inside the repository, read in this order.
-    pub files: Vec<String>,
-}
-
-impl HubDataset {
-    /// Files of `repo` at `main`.
-    pub fn new(repo: &str, files: &[&str]) -> Self {
-        HubDataset {
-            repo: repo.into(),
-            revision: "main".into(),
-            files: files.iter().map(|f| f.to_string()).collect(),
-        }
-    }
 }
 
 impl DataSource {
@@ -309,6 +287,22 @@ pub fn read_file(path: &Path) -> Result<(Vec<Record>, DataFile)> {
         other => parse_bytes(&bytes, path, other)?,
     };
     Ok((records, digest))
+}
+
+/// One data file a dataset was read from, with its digest for the run manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// Where it was read (a Hub file: its path in the local cache).
+    pub path: PathBuf,
+    /// Hex sha256 of the file's bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// Lower-case hex of `bytes` (digests in manifests).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The manifest entry for bytes read from `path`.

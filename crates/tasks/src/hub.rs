@@ -8,9 +8,31 @@
 use std::path::PathBuf;
 
 use hf_hub::{Cache, Repo, RepoType};
+use serde::{Deserialize, Serialize};
 
-use crate::data::HubDataset;
 use crate::error::{Error, Result};
+
+/// Files of one revision of a Hub dataset repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubDataset {
+    /// `owner/name`.
+    pub repo: String,
+    /// Branch, tag or commit; `main` by default.
+    pub revision: String,
+    /// Paths inside the repository, read in this order.
+    pub files: Vec<String>,
+}
+
+impl HubDataset {
+    /// Files of `repo` at `main`.
+    pub fn new(repo: &str, files: &[&str]) -> Self {
+        HubDataset {
+            repo: repo.into(),
+            revision: "main".into(),
+            files: files.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+}
 
 /// Whether the user asked for no network (`HF_HUB_OFFLINE` = 1 / true / yes / on).
 pub fn offline() -> bool {

@@ -32,13 +32,14 @@ mod options;
 mod registry;
 mod task;
 
+pub use data::DataFile;
 pub use data::{DataSource, HubDataset};
 pub use error::{Error, Result};
 pub use options::{Params, TaskOption, TaskOptions, DEFAULT_SEED};
 pub use registry::{
     entries, find, load_task, make_task, summaries, task_names, TaskEntry, TaskSummary,
 };
-pub use task::{ChatMessage, DataFile, Dataset, Problem, Score, Task};
+pub use task::{ChatMessage, Dataset, Problem, Score, Task};
 
 // Plugin crates name `inventory` through this re-export so their `inventory::submit!` uses the same
 // version of it as the registry.

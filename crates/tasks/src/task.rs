@@ -5,15 +5,13 @@
 //! response is graded. Everything a run records about the task (name, version, data hash, settings)
 //! comes from here, so two runs that agree on these agree on the inputs.
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use std::collections::HashMap;
 
-use crate::data::{DataSource, Location};
+use crate::data::{hex, DataFile, DataSource, Location};
 use crate::error::{Error, Result};
 
 /// One benchmark item.
@@ -115,17 +113,6 @@ impl Score {
             detail,
         }
     }
-}
-
-/// One data file a dataset was read from, with its digest for the run manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataFile {
-    /// Where it was read (a Hub file: its path in the local cache).
-    pub path: PathBuf,
-    /// Hex sha256 of the file's bytes.
-    pub sha256: String,
-    /// Size in bytes.
-    pub bytes: u64,
 }
 
 /// The problems of a task as loaded from one source, with what a manifest records about them.
@@ -238,10 +225,6 @@ impl Dataset {
     pub fn get(&self, id: &str) -> Option<&Problem> {
         self.problems.iter().find(|p| p.id == id)
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A benchmark: its data, its prompt, its grader.
