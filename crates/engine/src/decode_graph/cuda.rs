@@ -64,49 +64,17 @@ pub(crate) fn with_param_cache<T>(device: &Device, f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// The device address of `t`'s first element (a contiguous tensor of any float or u32 type).
+/// The device address of `t`'s first element (a contiguous f32, bf16 or f16 tensor, such as a KV
+/// cache pool).
 pub(crate) fn address(t: &candle_core::Tensor) -> Result<u64> {
     use candle_core::backend::BackendStorage;
-    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
-    use candle_core::{DType, Storage};
+    use candle_core::Storage;
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cuda(s) = &*storage else {
         return Err(Error::InvalidRequest(
             "a device address of a tensor not on CUDA".into(),
         ));
     };
-    let stream = s.device().cuda_stream();
-    let start = layout.start_offset();
-    let ptr = match t.dtype() {
-        DType::BF16 => {
-            s.as_cuda_slice::<half::bf16>()?
-                .slice(start..)
-                .device_ptr(&stream)
-                .0
-        }
-        DType::F16 => {
-            s.as_cuda_slice::<half::f16>()?
-                .slice(start..)
-                .device_ptr(&stream)
-                .0
-        }
-        DType::F32 => {
-            s.as_cuda_slice::<f32>()?
-                .slice(start..)
-                .device_ptr(&stream)
-                .0
-        }
-        DType::U32 => {
-            s.as_cuda_slice::<u32>()?
-                .slice(start..)
-                .device_ptr(&stream)
-                .0
-        }
-        other => {
-            return Err(Error::InvalidRequest(format!(
-                "no device address for {other:?} tensors"
-            )))
-        }
-    };
-    Ok(ptr)
+    let words = reprolm_precision::cuda::Words::of(s, layout)?;
+    Ok(words.address(&s.device().cuda_stream()))
 }

@@ -68,7 +68,9 @@ macro_rules! cuda_linear_op {
 pub use crate::cuda_linear_op;
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchArgs, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaSlice, CudaStream, CudaView, DevicePtr, LaunchArgs, PushKernelArg,
+};
 use candle_core::{CudaDevice, CudaStorage, DType, Layout};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -256,6 +258,14 @@ impl<'a> Words<'a> {
             Words::W32(v) => args.arg(v),
             Words::W16(v) => args.arg(v),
         };
+    }
+
+    /// The device address of the first word (what a captured CUDA graph holds on to).
+    pub fn address(&self, stream: &CudaStream) -> u64 {
+        match self {
+            Words::W32(v) => v.device_ptr(stream).0,
+            Words::W16(v) => v.device_ptr(stream).0,
+        }
     }
 }
 
