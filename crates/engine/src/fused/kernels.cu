@@ -40,6 +40,42 @@ RMSNORM(rmsnorm_f32, float, load_f32, round_f32, store_f32)
 RMSNORM(rmsnorm_bf16, u16, load_bf16, round_bf16, store_bf16)
 RMSNORM(rmsnorm_f16, u16, load_f16, round_f16, store_f16)
 
+// The residual add and the next RMSNorm in one pass: `sum = x + a` rounded to the dtype (the
+// correctly rounded sum: f32 holds the exact sum of two 16-bit values closely enough that rounding
+// it again is exact), then RMSNORM's arithmetic on `sum`, in the same order for the same block
+// width. `out` holds the normed rows, then the sums.
+#define ADD_RMSNORM(NAME, T, LOAD, ROUND, STORE)                                                 \
+  extern "C" __global__ void NAME(const T* x, const T* a, const T* w, T* out, int rows, int cols, \
+                                  float inv_cols, float eps) {                                   \
+    __shared__ float partial[32];                                                                \
+    const long off = (long)blockIdx.x * cols;                                                    \
+    T* dst = out + off;                                                                          \
+    T* sum = out + (long)rows * cols + off;                                                      \
+    float acc = 0.f;                                                                             \
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {                                       \
+      float v = ROUND(__fadd_rn(LOAD(x, off + i), LOAD(a, off + i)));                            \
+      STORE(sum, i, v);                                                                          \
+      acc = __fadd_rn(acc, __fmul_rn(v, v));                                                     \
+    }                                                                                            \
+    for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(0xffffffffu, acc, o)); \
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = acc;                                \
+    __syncthreads();                                                                             \
+    if (threadIdx.x < 32) {                                                                      \
+      acc = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;                        \
+      for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(0xffffffffu, acc, o)); \
+      if (threadIdx.x == 0) partial[0] = acc;                                                    \
+    }                                                                                            \
+    __syncthreads();                                                                             \
+    float denom = __fsqrt_rn(__fadd_rn(__fmul_rn(partial[0], inv_cols), eps));                    \
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {                                       \
+      float normed = ROUND(__fdiv_rn(LOAD(sum, i), denom));                                      \
+      STORE(dst, i, __fmul_rn(normed, LOAD(w, i)));                                              \
+    }                                                                                            \
+  }
+ADD_RMSNORM(add_rmsnorm_f32, float, load_f32, round_f32, store_f32)
+ADD_RMSNORM(add_rmsnorm_bf16, u16, load_bf16, round_bf16, store_bf16)
+ADD_RMSNORM(add_rmsnorm_f16, u16, load_f16, round_f16, store_f16)
+
 // The SwiGLU product: SiLU of the gate in f32 (candle's formula x / (1 + exp(-x))), rounded to
 // the dtype, times `up` in the dtype.
 #define SILU_MUL(NAME, T, LOAD, ROUND, STORE)                                                    \
@@ -54,9 +90,9 @@ SILU_MUL(silu_mul_f32, float, load_f32, round_f32, store_f32)
 SILU_MUL(silu_mul_bf16, u16, load_bf16, round_bf16, store_bf16)
 SILU_MUL(silu_mul_f16, u16, load_f16, round_f16, store_f16)
 
-// Rotary embedding (the rotate-half form) from `(b, l, heads, d)` input of dtype T into
-// `(b, heads, l, d)` output of the cos/sin dtype R, with per-row cos/sin `(b, l, d/2)`: the
-// transpose, the cast and the rotation of the composed path in one pass.
+// Rotary embedding (the rotate-half form) of `(b, l, heads, d)` input of dtype T into output of
+// the same layout in the cos/sin dtype R, with per-row cos/sin `(b, l, d/2)`: the cast and the
+// rotation of the composed path in one pass.
 #define ROPE(NAME, T, R, LOADX, LOADR, ROUNDR, STORER)                                           \
   extern "C" __global__ void NAME(const T* x, const R* cos, const R* sin, R* out,                \
                                   int b, int l, int heads, int d) {                              \
@@ -68,13 +104,12 @@ SILU_MUL(silu_mul_f16, u16, load_f16, round_f16, store_f16)
       int t = r % l; int bb = r / l;                                                             \
       long src = (((long)bb * l + t) * heads + h) * d;                                           \
       long cs = ((long)bb * l + t) * half + j;                                                   \
-      long dst = (((long)bb * heads + h) * l + t) * d;                                           \
       float x1 = ROUNDR(LOADX(x, src + j)), x2 = ROUNDR(LOADX(x, src + j + half));               \
       float c = LOADR(cos, cs), s = LOADR(sin, cs);                                              \
       float r1 = __fsub_rn(ROUNDR(__fmul_rn(x1, c)), ROUNDR(__fmul_rn(x2, s)));                  \
       float r2 = __fadd_rn(ROUNDR(__fmul_rn(x2, c)), ROUNDR(__fmul_rn(x1, s)));                  \
-      STORER(out, dst + j, r1);                                                                  \
-      STORER(out, dst + j + half, r2);                                                           \
+      STORER(out, src + j, r1);                                                                  \
+      STORER(out, src + j + half, r2);                                                           \
     }                                                                                            \
   }
 ROPE(rope_f32_f32, float, float, load_f32, load_f32, round_f32, store_f32)
@@ -82,6 +117,59 @@ ROPE(rope_bf16_bf16, u16, u16, load_bf16, load_bf16, round_bf16, store_bf16)
 ROPE(rope_f16_f16, u16, u16, load_f16, load_f16, round_f16, store_f16)
 ROPE(rope_bf16_f32, u16, float, load_bf16, load_f32, round_f32, store_f32)
 ROPE(rope_f16_f32, u16, float, load_f16, load_f32, round_f32, store_f32)
+
+// ROPE (with T = R) of a layer's new queries and keys, and the cache write of its keys and values,
+// in one pass: q `(tokens, heads, d)` is rotated into q_out (same layout); k `(tokens, kv_heads,
+// d)` is rotated, and v copied, into slot slots[t] of the pools `(kv_heads, pool_slots, d)`; a
+// slot outside the pool (a padding row's) is written nowhere. One thread per pair of elements
+// (j, j + d/2) of a row, the rows of a token being its query heads, then key heads, then value
+// heads.
+#define ROPE_CACHE_WRITE(NAME, T, LOAD, ROUND, STORE)                                           \
+  extern "C" __global__ void NAME(const T* q, const T* k, const T* v, const T* cos,              \
+                                  const T* sin, const unsigned* slots, T* q_out, T* kpool,       \
+                                  T* vpool, int tokens, int heads, int kv_heads, int d,          \
+                                  long pool_slots) {                                             \
+    const int half = d / 2, per_token = heads + 2 * kv_heads;                                    \
+    const long n = (long)tokens * per_token * half;                                              \
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) { \
+      const int j = i % half;                                                                    \
+      const long r = i / half;                                                                   \
+      const int row = r % per_token, t = r / per_token;                                          \
+      if (row >= heads + kv_heads) {                                                             \
+        const int g = row - heads - kv_heads;                                                    \
+        const unsigned slot = slots[t];                                                          \
+        if (slot >= pool_slots) continue;                                                        \
+        const long src = ((long)t * kv_heads + g) * d, dst = ((long)g * pool_slots + slot) * d;  \
+        vpool[dst + j] = v[src + j];                                                             \
+        vpool[dst + j + half] = v[src + j + half];                                               \
+        continue;                                                                                \
+      }                                                                                          \
+      const bool is_q = row < heads;                                                             \
+      const T* x;                                                                                \
+      T* out;                                                                                    \
+      long src, dst;                                                                             \
+      if (is_q) {                                                                                \
+        x = q; out = q_out; src = dst = ((long)t * heads + row) * d;                             \
+      } else {                                                                                   \
+        const int g = row - heads;                                                               \
+        const unsigned slot = slots[t];                                                          \
+        if (slot >= pool_slots) continue;                                                        \
+        x = k; out = kpool;                                                                      \
+        src = ((long)t * kv_heads + g) * d;                                                      \
+        dst = ((long)g * pool_slots + slot) * d;                                                 \
+      }                                                                                          \
+      const long cs = (long)t * half + j;                                                        \
+      float x1 = LOAD(x, src + j), x2 = LOAD(x, src + j + half);                                 \
+      float c = LOAD(cos, cs), s = LOAD(sin, cs);                                                \
+      float r1 = __fsub_rn(ROUND(__fmul_rn(x1, c)), ROUND(__fmul_rn(x2, s)));                    \
+      float r2 = __fadd_rn(ROUND(__fmul_rn(x2, c)), ROUND(__fmul_rn(x1, s)));                    \
+      STORE(out, dst + j, r1);                                                                   \
+      STORE(out, dst + j + half, r2);                                                            \
+    }                                                                                            \
+  }
+ROPE_CACHE_WRITE(rope_cache_write_f32, float, load_f32, round_f32, store_f32)
+ROPE_CACHE_WRITE(rope_cache_write_bf16, u16, load_bf16, round_bf16, store_bf16)
+ROPE_CACHE_WRITE(rope_cache_write_f16, u16, load_f16, round_f16, store_f16)
 
 // A greedy decode step's choice in one launch per batch: per row of `(rows, n)` f32 logits, the
 // first index of the largest logit and its log-probability, and the K largest log-probabilities

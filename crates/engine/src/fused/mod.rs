@@ -31,6 +31,26 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, fusion: Fusion) -> Result
     imp::rms_norm(x, weight, eps)
 }
 
+/// The residual stream's next value `x + delta` (rounded to the dtype) and [`rms_norm`] of it,
+/// in one launch: `(sum, normed)`. The same bits as the add followed by [`rms_norm`], since the
+/// sum of two values of one 16-bit type rounded through f32 is their correctly rounded sum.
+pub fn add_rms_norm(
+    x: &Tensor,
+    delta: &Tensor,
+    weight: &Tensor,
+    eps: f64,
+    fusion: Fusion,
+) -> Result<Option<(Tensor, Tensor)>> {
+    if !enabled(x.device(), fusion)
+        || x.dtype() != weight.dtype()
+        || x.dtype() != delta.dtype()
+        || x.dims() != delta.dims()
+    {
+        return Ok(None);
+    }
+    imp::add_rms_norm(x, delta, weight, eps)
+}
+
 /// `silu(gate) * up`, SiLU in f32 rounded once to the dtype, the product in the dtype.
 pub fn silu_mul(gate: &Tensor, up: &Tensor, fusion: Fusion) -> Result<Option<Tensor>> {
     if !enabled(gate.device(), fusion) || gate.dtype() != up.dtype() || gate.dims() != up.dims() {
@@ -39,8 +59,8 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor, fusion: Fusion) -> Result<Option<Ten
     imp::silu_mul(gate, up)
 }
 
-/// Rotary embedding of `x` laid out `(batch, seq, heads, head_dim)`, returned as
-/// `(batch, heads, seq, head_dim)` in the dtype of `cos`/`sin` (`(batch, seq, head_dim / 2)`).
+/// Rotary embedding of `x` laid out `(batch, seq, heads, head_dim)`, returned in the same layout
+/// in the dtype of `cos`/`sin` (`(batch, seq, head_dim / 2)`).
 pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, fusion: Fusion) -> Result<Option<Tensor>> {
     if !enabled(x.device(), fusion) || cos.dtype() != sin.dtype() {
         return Ok(None);
@@ -57,6 +77,34 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, fusion: Fusion) -> Result<Op
         return Ok(None);
     }
     imp::rope(x, cos, sin)
+}
+
+/// RoPE of a layer's new queries and keys and the write of its keys and values into their cache
+/// slots, in one launch: `q`, `k`, `v` as the projections give them, `(1, tokens, heads,
+/// head_dim)`, and `cos`/`sin` `(1, tokens, head_dim / 2)`, all of one dtype, which must also be
+/// the pools' (`(kv_heads, slots, head_dim)`). Returns the rotated queries in `q`'s layout. The
+/// same numbers as [`rope`] followed by
+/// [`write_slots`](crate::kernels::attention::write_slots): the rotation rounds where
+/// [`rope`] rounds, and a slot of [`PAD_SLOT`](crate::kv::PAD_SLOT) is written nowhere.
+pub fn rope_and_cache_write(
+    [q, k, v]: [&Tensor; 3],
+    (cos, sin): (&Tensor, &Tensor),
+    (keys, values): (&Tensor, &Tensor),
+    slots: &Tensor,
+    fusion: Fusion,
+) -> Result<Option<Tensor>> {
+    let dtype = q.dtype();
+    let one_dtype = [k, v, cos, sin, keys, values]
+        .iter()
+        .all(|t| t.dtype() == dtype);
+    if !enabled(q.device(), fusion)
+        || !one_dtype
+        || !matches!(dtype, DType::F32 | DType::BF16 | DType::F16)
+        || slots.dtype() != DType::U32
+    {
+        return Ok(None);
+    }
+    imp::rope_and_cache_write([q, k, v], (cos, sin), (keys, values), slots)
 }
 
 /// Largest `k` [`greedy_top_k`] handles.
@@ -94,7 +142,23 @@ mod imp {
     pub fn rms_norm(_: &Tensor, _: &Tensor, _: f64) -> Result<Option<Tensor>> {
         Ok(None)
     }
+    pub fn add_rms_norm(
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        _: f64,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(None)
+    }
     pub fn silu_mul(_: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    pub fn rope_and_cache_write(
+        _: [&Tensor; 3],
+        _: (&Tensor, &Tensor),
+        _: (&Tensor, &Tensor),
+        _: &Tensor,
+    ) -> Result<Option<Tensor>> {
         Ok(None)
     }
     pub fn rope(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
@@ -177,19 +241,24 @@ mod imp {
             b.arg(&cols_i);
             b.arg(&inv_cols);
             b.arg(&self.eps);
-            let block = if cols >= 1024 {
-                1024
-            } else {
-                cols.next_power_of_two().clamp(32, 1024)
-            } as u32;
-            let cfg = LaunchConfig {
-                grid_dim: (rows as u32, 1, 1),
-                block_dim: (block, 1, 1),
-                shared_mem_bytes: 0,
-            };
             // Safety: the arguments match the kernel's signature; sizes were checked above.
-            unsafe { b.launch(cfg) }.w()?;
+            unsafe { b.launch(norm_config(rows, cols)) }.w()?;
             Ok((out.into_storage(dev), xl.shape().clone()))
+        }
+    }
+
+    /// One block per row, its width set by the row length alone: the sum of squares is reduced
+    /// in an order that depends on `cols` only, the same in [`RmsNorm`] and [`AddRmsNorm`].
+    fn norm_config(rows: usize, cols: usize) -> LaunchConfig {
+        let block = if cols >= 1024 {
+            1024
+        } else {
+            cols.next_power_of_two().clamp(32, 1024)
+        } as u32;
+        LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: 0,
         }
     }
 
@@ -198,6 +267,85 @@ mod imp {
         Ok(Some(
             x.apply_op2_no_bwd(weight, &RmsNorm { eps: eps as f32 })?,
         ))
+    }
+
+    /// `(normed, sum)` stacked in one `(2, ..x's shape)` buffer, the normed rows first (they go
+    /// on to a GEMM, which wants its input at the start of an allocation).
+    struct AddRmsNorm {
+        eps: f32,
+    }
+
+    impl candle_core::CustomOp3 for AddRmsNorm {
+        fn name(&self) -> &'static str {
+            "reprolm-fused-add-rmsnorm"
+        }
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+            candle_core::bail!("the fused add + RMSNorm kernel runs on CUDA only")
+        }
+        fn cuda_fwd(
+            &self,
+            x: &CudaStorage,
+            xl: &Layout,
+            a: &CudaStorage,
+            al: &Layout,
+            w: &CudaStorage,
+            wl: &Layout,
+        ) -> candle_core::Result<(CudaStorage, Shape)> {
+            let dev = x.device();
+            let cols = *xl.dims().last().unwrap_or(&1);
+            if wl.shape().elem_count() != cols || al.dims() != xl.dims() {
+                candle_core::bail!(
+                    "add + rmsnorm: weight of {} values, x {:?}, delta {:?}",
+                    wl.shape().elem_count(),
+                    xl.dims(),
+                    al.dims()
+                );
+            }
+            let n = xl.shape().elem_count();
+            let rows = n / cols.max(1);
+            let func = dev.get_or_load_custom_func(
+                &format!("add_rmsnorm_{}", suffix(x.dtype())?),
+                MODULE,
+                ptx(MODULE, SOURCE)?,
+            )?;
+            let (xw, aw, ww) = (Words::of(x, xl)?, Words::of(a, al)?, Words::of(w, wl)?);
+            let out = Out::alloc(dev, x.dtype(), 2 * n)?;
+            let (rows_i, cols_i) = (rows as i32, cols as i32);
+            let inv_cols = (1.0 / cols as f64) as f32;
+            let mut b = func.builder();
+            xw.push(&mut b);
+            aw.push(&mut b);
+            ww.push(&mut b);
+            out.push(&mut b);
+            b.arg(&rows_i);
+            b.arg(&cols_i);
+            b.arg(&inv_cols);
+            b.arg(&self.eps);
+            // Safety: the arguments match the kernel's signature; sizes were checked above.
+            unsafe { b.launch(norm_config(rows, cols)) }.w()?;
+            let mut dims = vec![2];
+            dims.extend_from_slice(xl.dims());
+            Ok((out.into_storage(dev), Shape::from(dims)))
+        }
+    }
+
+    pub fn add_rms_norm(
+        x: &Tensor,
+        delta: &Tensor,
+        weight: &Tensor,
+        eps: f64,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        let (x, delta) = (x.contiguous()?, delta.contiguous()?);
+        let both = x.apply_op3_no_bwd(&delta, weight, &AddRmsNorm { eps: eps as f32 })?;
+        Ok(Some((both.get(1)?, both.get(0)?)))
     }
 
     struct SiluMul;
@@ -298,13 +446,111 @@ mod imp {
             }
             // Safety: the arguments match the kernel's signature; shapes were checked above.
             unsafe { bl.launch(elementwise_config(n / 2)) }.w()?;
-            Ok((out.into_storage(dev), Shape::from((b, h, l, d))))
+            Ok((out.into_storage(dev), Shape::from((b, l, h, d))))
         }
     }
 
     pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tensor>> {
         let (x, cos, sin) = (x.contiguous()?, cos.contiguous()?, sin.contiguous()?);
         Ok(Some(x.apply_op3_no_bwd(&cos, &sin, &Rope)?))
+    }
+
+    pub fn rope_and_cache_write(
+        [q, k, v]: [&Tensor; 3],
+        (cos, sin): (&Tensor, &Tensor),
+        (keys, values): (&Tensor, &Tensor),
+        slots: &Tensor,
+    ) -> Result<Option<Tensor>> {
+        let (b, tokens, heads, d) = q.dims4()?;
+        let (_, _, kv_heads, _) = k.dims4()?;
+        let (pool_heads, pool_slots, pd) = keys.dims3()?;
+        let half = d / 2;
+        let fits = b == 1
+            && d % 2 == 0
+            && k.dims() == [1, tokens, kv_heads, d]
+            && v.dims() == k.dims()
+            && cos.dims() == [1, tokens, half]
+            && sin.dims() == cos.dims()
+            && (pool_heads, pd) == (kv_heads, d)
+            && values.dims() == keys.dims()
+            && slots.dims() == [tokens];
+        if !fits {
+            return Err(crate::Error::InvalidRequest(format!(
+                "rope + cache write: q {:?}, k {:?}, v {:?}, cos {:?}, pools {:?}, slots {:?} do \
+                 not fit together",
+                q.dims(),
+                k.dims(),
+                v.dims(),
+                cos.dims(),
+                keys.dims(),
+                slots.dims()
+            )));
+        }
+        let [q, k, v, cos, sin] = [q, k, v, cos, sin].map(|t| t.contiguous());
+        let (q, k, v, cos, sin) = (q?, k?, v?, cos?, sin?);
+        if !(keys.is_contiguous() && values.is_contiguous()) {
+            return Err(crate::Error::InvalidRequest(
+                "rope + cache write: the pools must be contiguous".into(),
+            ));
+        }
+        let guards = [&q, &k, &v, &cos, &sin, keys, values].map(|t| t.storage_and_layout());
+        let mut words = Vec::with_capacity(guards.len());
+        for (g, l) in &guards {
+            match &**g {
+                candle_core::Storage::Cuda(c) => words.push(Words::of(c, l)?),
+                _ => {
+                    return Err(crate::Error::InvalidRequest(
+                        "rope + cache write: a tensor is not on the GPU".into(),
+                    ))
+                }
+            }
+        }
+        let (sg, sl) = slots.storage_and_layout();
+        let candle_core::Storage::Cuda(sc) = &*sg else {
+            return Err(crate::Error::InvalidRequest(
+                "rope + cache write: the slots are not on the GPU".into(),
+            ));
+        };
+        let (s0, s1) = sl.contiguous_offsets().ok_or_else(|| {
+            crate::Error::InvalidRequest("rope + cache write: the slots are not contiguous".into())
+        })?;
+        let slot_view = sc.as_cuda_slice::<u32>()?.slice(s0..s1);
+        let dev = sc.device().clone();
+        let dtype = q.dtype();
+        let func = dev.get_or_load_custom_func(
+            &format!("rope_cache_write_{}", suffix(dtype)?),
+            MODULE,
+            ptx(MODULE, SOURCE)?,
+        )?;
+        let out = Out::alloc(&dev, dtype, tokens * heads * d)?;
+        let ints = [tokens as i32, heads as i32, kv_heads as i32, d as i32];
+        let pool_slots = pool_slots as i64;
+        let mut bl = func.builder();
+        for w in &words[..5] {
+            w.push(&mut bl);
+        }
+        bl.arg(&slot_view);
+        out.push(&mut bl);
+        // The pools are written in place through their device words: the kernel writes only
+        // the slots of this call's tokens, which no other tensor views, and every access to a
+        // pool is ordered on the device's one stream (as `write_slots`, an in-place op, is).
+        words[5].push(&mut bl);
+        words[6].push(&mut bl);
+        for x in &ints {
+            bl.arg(x);
+        }
+        bl.arg(&pool_slots);
+        let n = tokens * (heads + 2 * kv_heads) * half;
+        // Safety: the arguments match the kernel's signature; shapes were checked above, and a
+        // slot outside the pool (a padding row's) is written nowhere.
+        unsafe { bl.launch(elementwise_config(n)) }.w()?;
+        let storage = out.into_storage(&dev);
+        Ok(Some(Tensor::from_storage(
+            candle_core::Storage::Cuda(storage),
+            (1, tokens, heads, d),
+            candle_core::op::BackpropOp::none(),
+            false,
+        )))
     }
 
     struct GreedyTopK {
@@ -373,5 +619,88 @@ mod imp {
     pub fn greedy_top_k(logits: &Tensor, logprobs: &Tensor, k: usize) -> Result<Option<Tensor>> {
         let (logits, logprobs) = (logits.contiguous()?, logprobs.contiguous()?);
         Ok(Some(logits.apply_op2_no_bwd(&logprobs, &GreedyTopK { k })?))
+    }
+}
+
+/// The fused kernels against the launches they replace, bit for bit.
+#[cfg(all(test, feature = "cuda"))]
+mod gpu_tests {
+    use super::*;
+    use crate::kernels::attention::write_slots;
+    use crate::kernels::gpu_test::{bits, device};
+    use crate::kv::PAD_SLOT;
+
+    const DTYPES: [DType; 3] = [DType::F32, DType::BF16, DType::F16];
+
+    #[test]
+    fn add_rms_norm_gives_the_bits_of_the_add_then_the_norm() -> Result<()> {
+        let Some(dev) = device() else {
+            return Ok(());
+        };
+        for dtype in DTYPES {
+            for cols in [24, 1536, 3584] {
+                let rand = |rows: usize, scale: f64| -> Result<Tensor> {
+                    Ok((Tensor::randn(0f32, 1.0, (1, rows, cols), &dev)? * scale)?
+                        .to_dtype(dtype)?)
+                };
+                let (x, delta) = (rand(5, 3.0)?, rand(5, 0.5)?);
+                let w = (Tensor::randn(1f32, 0.1, cols, &dev)?).to_dtype(dtype)?;
+                let (sum, normed) =
+                    add_rms_norm(&x, &delta, &w, 1e-6, Fusion::On)?.expect("the kernel applies");
+                let want_sum = (&x + &delta)?;
+                let want = rms_norm(&want_sum, &w, 1e-6, Fusion::On)?.expect("the kernel applies");
+                assert_eq!(bits(&sum), bits(&want_sum), "{dtype:?} {cols}: sum");
+                assert_eq!(bits(&normed), bits(&want), "{dtype:?} {cols}: normed");
+                assert_eq!(
+                    normed.layout().start_offset(),
+                    0,
+                    "the GEMM input comes first"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn rope_and_cache_write_gives_the_bits_of_rope_then_the_writes() -> Result<()> {
+        let Some(dev) = device() else {
+            return Ok(());
+        };
+        let (tokens, heads, kv_heads, d, pool_slots) = (5, 6, 2, 64, 48);
+        let slots = Tensor::new(&[7u32, 30, PAD_SLOT, 0, 41], &dev)?;
+        for dtype in DTYPES {
+            let rand = |shape: &[usize]| -> Result<Tensor> {
+                Ok(Tensor::randn(0f32, 1.0, shape, &dev)?.to_dtype(dtype)?)
+            };
+            let q = rand(&[1, tokens, heads, d])?;
+            let k = rand(&[1, tokens, kv_heads, d])?;
+            let v = rand(&[1, tokens, kv_heads, d])?;
+            let (cos, sin) = (rand(&[1, tokens, d / 2])?, rand(&[1, tokens, d / 2])?);
+            let pools = rand(&[2, kv_heads, pool_slots, d])?;
+            let pool = |i: usize| -> Result<Tensor> { Ok(pools.get(i)?.copy()?) };
+            let (keys, values) = (pool(0)?, pool(1)?);
+            let q_rot = rope_and_cache_write(
+                [&q, &k, &v],
+                (&cos, &sin),
+                (&keys, &values),
+                &slots,
+                Fusion::On,
+            )?
+            .expect("the kernel applies");
+            let (want_keys, want_values) = (pool(0)?, pool(1)?);
+            let want_q = rope(&q, &cos, &sin, Fusion::On)?.expect("the kernel applies");
+            let want_k = rope(&k, &cos, &sin, Fusion::On)?.expect("the kernel applies");
+            write_slots(&want_keys, &want_k.squeeze(0)?, &slots)?;
+            write_slots(&want_values, &v.squeeze(0)?, &slots)?;
+            assert_eq!(bits(&q_rot), bits(&want_q), "{dtype:?}: rotated queries");
+            assert_eq!(bits(&keys), bits(&want_keys), "{dtype:?}: key pool");
+            assert_eq!(bits(&values), bits(&want_values), "{dtype:?}: value pool");
+            assert_ne!(
+                bits(&keys),
+                bits(&pools.get(0)?),
+                "{dtype:?}: keys were written"
+            );
+        }
+        Ok(())
     }
 }

@@ -200,6 +200,22 @@ impl RmsNorm {
     }
 }
 
+impl RmsNorm {
+    /// The residual stream's next value `x + delta` (`delta` cast to `x`'s dtype) and this norm
+    /// of it: `(sum, normed)`, in one launch where the fused kernels apply, with the same bits.
+    fn add_forward(&self, x: &Tensor, delta: &Tensor, fusion: Fusion) -> Result<(Tensor, Tensor)> {
+        let delta = delta.to_dtype(x.dtype())?;
+        if self.compute == DType::F32 && self.weight.dtype() == x.dtype() {
+            if let Some(pair) = fused::add_rms_norm(x, &delta, &self.weight, self.eps, fusion)? {
+                return Ok(pair);
+            }
+        }
+        let sum = (x + delta)?;
+        let normed = self.forward(&sum, fusion)?;
+        Ok((sum, normed))
+    }
+}
+
 /// A projection (q/k/v/o, gate/up/down, LM head) of one rank, with how it is split.
 #[derive(Debug)]
 struct Proj {
@@ -605,17 +621,26 @@ impl Rank {
             .index_select(&inp.ids, 0)?
             .reshape((1, inp.tokens, dec.spec.hidden_size))?
             .to_dtype(act)?;
-        for (layer, pool) in self.layers.iter().zip(pools) {
-            let h = layer.input_norm.forward(&x, ctx.fusion)?;
+        // Each residual add goes with the norm that reads its sum (one launch where fused kernels
+        // apply): the attention's with the post-attention norm, the MLP's with the next layer's
+        // input norm. The last layer's MLP sum is normed after the rows are selected.
+        let mut h = match self.layers.first() {
+            Some(first) => first.input_norm.forward(&x, ctx.fusion)?,
+            None => x.clone(),
+        };
+        for (i, (layer, pool)) in self.layers.iter().zip(pools).enumerate() {
             let a = layer.attn.forward(&h, inp, pool, policy, ctx)?;
-            x = (x + a.to_dtype(act)?)?;
-            let h = layer.post_norm.forward(&x, ctx.fusion)?;
-            let m = layer.mlp.forward(&h, ctx)?;
-            x = (x + m.to_dtype(act)?)?;
+            let (after_attn, normed) = layer.post_norm.add_forward(&x, &a, ctx.fusion)?;
+            let m = layer.mlp.forward(&normed, ctx)?;
+            match self.layers.get(i + 1) {
+                Some(next) => (x, h) = next.input_norm.add_forward(&after_attn, &m, ctx.fusion)?,
+                None => x = (after_attn + m.to_dtype(act)?)?,
+            }
         }
         let x = match &inp.last {
-            None => x,
-            Some(last) => x.index_select(last, 1)?,
+            // One row per token already (each sequence brought one): the selection is the identity.
+            Some(last) if last.dim(0)? != inp.tokens => x.index_select(last, 1)?,
+            _ => x,
         };
         let x = self.norm.forward(&x, ctx.fusion)?;
         let logits = self
@@ -1128,21 +1153,31 @@ impl Attention {
             q = qn.forward(&q, ctx.fusion)?;
             k = kn.forward(&k, ctx.fusion)?;
         }
-        let rotate = |x: &Tensor| -> Result<Tensor> {
-            match fused::rope(x, cos, sin, ctx.fusion)? {
-                Some(y) => Ok(y),
-                None => rope::apply(&x.transpose(1, 2)?.contiguous()?, cos, sin),
+        // Token-major `(tokens, heads, head_dim)` from here on, as the projections lay it out, so
+        // nothing is transposed. Keys and values go to their slots in the cache dtype first;
+        // attention reads them back from there, so it always sees what the cache holds.
+        let q = match fused::rope_and_cache_write(
+            [&q, &k, &v],
+            (cos, sin),
+            (keys, values),
+            &inp.slots,
+            ctx.fusion,
+        )? {
+            Some(q) => q,
+            None => {
+                let rotate = |x: &Tensor| -> Result<Tensor> {
+                    match fused::rope(x, cos, sin, ctx.fusion)? {
+                        Some(y) => Ok(y),
+                        None => rope::apply(x, cos, sin),
+                    }
+                };
+                let kv_dtype = keys.dtype();
+                let k = rotate(&k)?.to_dtype(act)?;
+                write_slots(keys, &k.squeeze(0)?.to_dtype(kv_dtype)?, &inp.slots)?;
+                write_slots(values, &v.squeeze(0)?.to_dtype(kv_dtype)?, &inp.slots)?;
+                rotate(&q)?
             }
         };
-        // (1, heads, tokens, head_dim) from here on.
-        let q = rotate(&q)?;
-        let k = rotate(&k)?.to_dtype(act)?;
-        let v = v.transpose(1, 2)?;
-        // Keys and values go to their slots in the cache dtype first; attention reads them back
-        // from there, so it always sees what the cache holds.
-        let kv_dtype = keys.dtype();
-        write_slots(keys, &k.squeeze(0)?.to_dtype(kv_dtype)?, &inp.slots)?;
-        write_slots(values, &v.squeeze(0)?.to_dtype(kv_dtype)?, &inp.slots)?;
         let scale = 1.0 / (d as f64).sqrt();
         let out = paged_attention(
             &q.squeeze(0)?,
@@ -1152,7 +1187,7 @@ impl Attention {
             scale,
             attn_dtype,
         )?;
-        let out = out.transpose(0, 1)?.reshape((b, l, h * d))?.to_dtype(act)?;
+        let out = out.reshape((b, l, h * d))?.to_dtype(act)?;
         self.o.forward(&out, ctx)
     }
 }

@@ -159,7 +159,7 @@ pub fn cos_sin(
     Ok((to_tensor(cos)?, to_tensor(sin)?))
 }
 
-/// Rotates `x` `(batch, heads, seq, head_dim)` by the tables from [`cos_sin`], in the tables'
+/// Rotates `x` `(batch, seq, heads, head_dim)` by the tables from [`cos_sin`], in the tables'
 /// dtype: `[x1, x2] -> [x1 cos - x2 sin, x2 cos + x1 sin]` (the non-interleaved "rotate half"
 /// layout of Llama and Qwen checkpoints).
 pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
@@ -168,9 +168,9 @@ pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let half = x.dim(3)? / 2;
     let x1 = x.narrow(3, 0, half)?;
     let x2 = x.narrow(3, half, half)?;
-    // (batch, seq, half) -> (batch, 1, seq, half) to broadcast over heads.
-    let cos = cos.unsqueeze(1)?;
-    let sin = sin.unsqueeze(1)?;
+    // (batch, seq, half) -> (batch, seq, 1, half) to broadcast over heads.
+    let cos = cos.unsqueeze(2)?;
+    let sin = sin.unsqueeze(2)?;
     let r1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
     let r2 = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
     Ok(Tensor::cat(&[r1, r2], 3)?)
@@ -213,11 +213,17 @@ mod tests {
             scaling: RopeScaling::None,
         };
         let inv = spec.inv_freq(8);
-        let x = Tensor::randn(0f32, 1.0, (1, 2, 3, 8), &dev)?;
+        // (batch, seq, heads, head_dim): three positions, two heads.
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 2, 8), &dev)?;
         let (c, s) = cos_sin(&inv, &[vec![0, 5, 9]], DType::F32, &dev)?;
         let y = apply(&x, &c, &s)?;
-        let x0 = x.narrow(2, 0, 1)?.flatten_all()?.to_vec1::<f32>()?;
-        let y0 = y.narrow(2, 0, 1)?.flatten_all()?.to_vec1::<f32>()?;
+        let x0 = x.narrow(1, 0, 1)?.flatten_all()?.to_vec1::<f32>()?;
+        let y0 = y.narrow(1, 0, 1)?.flatten_all()?.to_vec1::<f32>()?;
+        assert_ne!(
+            x.narrow(1, 1, 1)?.flatten_all()?.to_vec1::<f32>()?,
+            y.narrow(1, 1, 1)?.flatten_all()?.to_vec1::<f32>()?,
+            "position 5 is rotated"
+        );
         assert_eq!(x0, y0);
         let nx = x.sqr()?.sum_all()?.to_scalar::<f32>()?;
         let ny = y.sqr()?.sum_all()?.to_scalar::<f32>()?;

@@ -1,4 +1,4 @@
-//! The CPU body of [`super::paged_attention`]: one task per (query head, query token), each
+//! The CPU body of [`super::paged_attention`]: one task per (query token, query head), each
 //! reading its sequence's slots of the pools in place.
 
 use super::{PagedQueries, KV_SPLIT};
@@ -85,7 +85,7 @@ pub(super) fn attention(
     scale: f64,
     dtype: DType,
 ) -> Result<Tensor> {
-    let (h, t, d) = q.dims3()?;
+    let (t, h, d) = q.dims3()?;
     let (kvh, slots, _) = keys.dims3()?;
     let dims = Dims {
         h,
@@ -100,13 +100,13 @@ pub(super) fn attention(
         let v = with_pools(keys, values, |pools| {
             run::<f64>(&q, pools, queries, dims, scale)
         })?;
-        Tensor::from_vec(v, (h, t, d), q_device())?.to_dtype(dtype)?
+        Tensor::from_vec(v, (t, h, d), q_device())?.to_dtype(dtype)?
     } else {
         let q = q.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let v = with_pools(keys, values, |pools| {
             run::<f32>(&q, pools, queries, dims, scale)
         })?;
-        Tensor::from_vec(v, (h, t, d), q_device())?.to_dtype(dtype)?
+        Tensor::from_vec(v, (t, h, d), q_device())?.to_dtype(dtype)?
     };
     Ok(out)
 }
@@ -199,7 +199,7 @@ fn run_typed<A: Acc, E: Elem<A>>(
     out.par_chunks_mut(s.d).enumerate().for_each_init(
         || Scratch::<A>::new(s.d),
         |scratch, (ht, dst)| {
-            let (head, tok) = (ht / s.t, ht % s.t);
+            let (tok, head) = (ht / s.h, ht % s.h);
             let base = (head / s.group) * s.slots * s.d;
             let one = OneQuery {
                 q: &q[ht * s.d..(ht + 1) * s.d],

@@ -117,7 +117,7 @@ pub(super) fn attention(
     let [seq, pos, tables] = queries.on_device.as_ref().ok_or_else(|| {
         Error::InvalidRequest("paged attention: the batch was built for the CPU".into())
     })?;
-    let (heads, tokens, d) = q.dims3()?;
+    let (tokens, heads, d) = q.dims3()?;
     let (kv_heads, slots, _) = keys.dims3()?;
     let tc = super::tensor_core_route(dtype, keys.dtype(), d);
     // The tensor-core route reads q in 4-byte words and the pools in 16-byte pieces.
@@ -195,7 +195,7 @@ pub(super) fn attention(
     let storage: CudaStorage = out.into_storage(&dev);
     Ok(Tensor::from_storage(
         Storage::Cuda(storage),
-        (heads, tokens, d),
+        (tokens, heads, d),
         BackpropOp::none(),
         false,
     ))

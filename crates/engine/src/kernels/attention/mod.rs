@@ -44,9 +44,10 @@
 //! let keys = Tensor::randn(0f32, 1.0, (1, 16, 4), &dev)?;
 //! let values = Tensor::randn(0f32, 1.0, (1, 16, 4), &dev)?;
 //! let queries = PagedQueries::new(vec![0, 0, 0], vec![0, 1, 2], &[vec![0]], &dev)?;
-//! let q = Tensor::randn(0f32, 1.0, (2, 3, 4), &dev)?; // two query heads share the kv head
+//! // Three tokens, each with two query heads that share the kv head.
+//! let q = Tensor::randn(0f32, 1.0, (3, 2, 4), &dev)?;
 //! let out = paged_attention(&q, &keys, &values, &queries, 0.5, DType::F32)?;
-//! assert_eq!(out.dims(), &[2, 3, 4]);
+//! assert_eq!(out.dims(), &[3, 2, 4]);
 //! # Ok::<(), reprolm_engine::Error>(())
 //! ```
 
@@ -226,10 +227,11 @@ impl PagedQueries {
     }
 }
 
-/// `softmax(q·kᵀ·scale, causal)·v` for `q: (heads, tokens, head_dim)` against the pools `keys`,
+/// `softmax(q·kᵀ·scale, causal)·v` for `q: (tokens, heads, head_dim)` against the pools `keys`,
 /// `values: (kv_heads, slots, head_dim)`, in the order of the module docs; the result is
-/// `(heads, tokens, head_dim)` in `dtype` (the attention dtype). Query heads are grouped over the
-/// key/value heads (GQA) and read the pools in place.
+/// `(tokens, heads, head_dim)` in `dtype` (the attention dtype). Query heads are grouped over the
+/// key/value heads (GQA) and read the pools in place. Token-major on both sides, the layout the
+/// projections produce and consume, so neither side needs a transposing copy.
 pub fn paged_attention(
     q: &Tensor,
     keys: &Tensor,
@@ -239,9 +241,9 @@ pub fn paged_attention(
     dtype: DType,
 ) -> Result<Tensor> {
     let shape_err = |reason: String| Error::InvalidRequest(format!("paged attention: {reason}"));
-    let (h, t, d) = q.dims3().map_err(|_| {
+    let (t, h, d) = q.dims3().map_err(|_| {
         shape_err(format!(
-            "q must be (heads, tokens, head_dim), got {:?}",
+            "q must be (tokens, heads, head_dim), got {:?}",
             q.dims()
         ))
     })?;

@@ -6,7 +6,7 @@
 //                       few queries, many blocks per query).
 //   paged_prefill_*     one block per (tile of consecutive query tokens, kv head) walks the
 //                       splits in order and folds as it goes (prefill: many queries).
-// q and out are (heads, tokens, d); the pools (kv_heads, slots, d); tables (seqs, width).
+// q and out are (tokens, heads, d); the pools (kv_heads, slots, d); tables (seqs, width).
 
 #define KV_SPLIT 256
 #define BLOCK 16
@@ -102,7 +102,7 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
     __shared__ float ml[MAX_GROUP * 2];                                                             \
     for (int i = threadIdx.x; i < rep * d; i += THREADS) {                                          \
       int r = i / d, e = i % d;                                                                     \
-      qs[i] = load_##QN(q, ((long)(g * rep + r) * tokens + t) * d + e);                             \
+      qs[i] = load_##QN(q, ((long)t * heads + g * rep + r) * d + e);                                 \
     }                                                                                               \
     const unsigned* table = tables + (long)q_seq[t] * width;                                        \
     const long base = (long)g * slots * d;                                                          \
@@ -187,7 +187,7 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
         float acc = part_acc[(row + s) * d + e];                                                    \
         fold(big_m, big_l, &o, 1, part_ml[2 * (row + s)], part_ml[2 * (row + s) + 1], &acc);         \
       }                                                                                             \
-      store_##QN(out, ((long)hh * tokens + t) * d + e, o / big_l);                                  \
+      store_##QN(out, ((long)t * heads + hh) * d + e, o / big_l);                                    \
     }                                                                                               \
   }
 
@@ -222,7 +222,7 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
     /* Row r is token t0 + r / rep, query head g * rep + r % rep. */                                \
     for (int i = threadIdx.x; i < rows * d; i += PREFILL_THREADS) {                                 \
       int r = i / d, e = i % d;                                                                     \
-      qs[i] = load_##QN(q, ((long)(g * rep + r % rep) * tokens + t0 + r / rep) * d + e);            \
+      qs[i] = load_##QN(q, ((long)(t0 + r / rep) * heads + g * rep + r % rep) * d + e);              \
     }                                                                                               \
     int n_last = 0;                                                                                 \
     for (int i = 0; i < cnt; i++) n_last = max(n_last, (int)q_pos[t0 + i] + 1);                     \
@@ -303,7 +303,7 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
     }                                                                                               \
     for (int i = threadIdx.x; i < rows * d; i += PREFILL_THREADS) {                                 \
       int r = i / d, e = i % d;                                                                     \
-      store_##QN(out, ((long)(g * rep + r % rep) * tokens + t0 + r / rep) * d + e,                  \
+      store_##QN(out, ((long)(t0 + r / rep) * heads + g * rep + r % rep) * d + e,                    \
                  os[i] / st[r * ROW_STATS + 3]);                                                    \
     }                                                                                               \
   }
@@ -532,8 +532,8 @@ __device__ __forceinline__ void tc_split(const u16* q, const u16* keys, const u1
   tc_stage(ks, vs, keys, vals, tables + (long)q_seq[t] * width, (long)g * slots * d, d, j0, n,
            lane, 32);
   unsigned qf[NS][4];
-  const u16* lo = gid < rep ? q + ((long)(g * rep + gid) * tokens + t) * d : nullptr;
-  const u16* hi = gid + 8 < rep ? q + ((long)(g * rep + gid + 8) * tokens + t) * d : nullptr;
+  const u16* lo = gid < rep ? q + ((long)t * heads + g * rep + gid) * d : nullptr;
+  const u16* hi = gid + 8 < rep ? q + ((long)t * heads + g * rep + gid + 8) * d : nullptr;
   tc_load_q<NS>(qf, lo, hi, d, lane);
   const int p[2] = {lo ? n - 1 : -1, hi ? n - 1 : -1};
   asm volatile("cp.async.wait_group 0;");
@@ -583,7 +583,7 @@ __device__ __forceinline__ void tc_prefill(const u16* q, const u16* keys, const 
     if (r < rows) {
       const int tok = t0 + r / rep;
       p[h] = (int)q_pos[tok];
-      qrow[h] = q + ((long)(g * rep + r % rep) * tokens + tok) * d;
+      qrow[h] = q + ((long)tok * heads + g * rep + r % rep) * d;
     } else {
       p[h] = -1;
       qrow[h] = nullptr;
@@ -646,7 +646,7 @@ __device__ __forceinline__ void tc_prefill(const u16* q, const u16* keys, const 
   for (int h = 0; h < 2; h++) {
     if (!qrow[h]) continue;
     const int r = 16 * warp + gid + 8 * h;
-    const long row = ((long)(g * rep + r % rep) * tokens + t0 + r / rep) * d;
+    const long row = ((long)(t0 + r / rep) * heads + g * rep + r % rep) * d;
 #pragma unroll
     for (int i = 0; i < 2 * NS; i++) {
       const int col = 8 * i + 2 * tq;
@@ -682,7 +682,7 @@ __device__ __forceinline__ void tc_prefill(const u16* q, const u16* keys, const 
 TC(bf16, false)
 TC(f16, true)
 
-// The cache write: row t of `src` (kv_heads, tokens, d) into slot slots[t] of `pool`
+// The cache write: row t of `src` (tokens, kv_heads, d) into slot slots[t] of `pool`
 // (kv_heads, pool_slots, d). One block per (token, kv head).
 #define WRITE(KN, KT)                                                                              \
   extern "C" __global__ void paged_write_##KN(const KT* src, const unsigned* slots, int tokens,   \
@@ -690,7 +690,7 @@ TC(f16, true)
     const int t = blockIdx.x, g = blockIdx.y;                                                       \
     /* A padding row's slot (0xffffffff), like any slot outside the pool, is written nowhere. */    \
     if (slots[t] >= pool_slots) return;                                                             \
-    const long to = ((long)g * pool_slots + slots[t]) * d, from = ((long)g * tokens + t) * d;       \
+    const long to = ((long)g * pool_slots + slots[t]) * d, from = ((long)t * gridDim.y + g) * d;    \
     for (int e = threadIdx.x; e < d; e += blockDim.x) pool[to + e] = src[from + e];                 \
   }
 

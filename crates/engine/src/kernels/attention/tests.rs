@@ -95,11 +95,11 @@ fn fixture_of_width(lens: &[usize], d: usize, dtype: DType, dev: &Device) -> Fix
     }
 }
 
-/// `(heads, tokens, d)` queries for the given (sequence, position) tokens.
+/// `(tokens, heads, d)` queries for the given (sequence, position) tokens.
 fn queries_for(tokens: &[(usize, usize)], heads: usize, d: usize) -> Vec<f32> {
     let mut q = Vec::new();
-    for h in 0..heads {
-        for &(s, p) in tokens {
+    for &(s, p) in tokens {
+        for h in 0..heads {
             q.extend(rand(d, (9_000_000 + s * 100_000 + h * 10_000 + p) as u64));
         }
     }
@@ -130,7 +130,7 @@ fn run(
 ) -> Vec<Vec<f32>> {
     let q = Tensor::from_vec(
         queries_for(tokens, heads, f.d),
-        (heads, tokens.len(), f.d),
+        (tokens.len(), heads, f.d),
         dev,
     )
     .unwrap()
@@ -144,14 +144,8 @@ fn run(
     )
     .unwrap();
     let out = paged_attention(&q, &f.keys, &f.values, &pq, 0.3, dtype).unwrap();
-    // Back to (token, head·D) rows.
-    let out = out
-        .to_dtype(DType::F32)
-        .unwrap()
-        .transpose(0, 1)
-        .unwrap()
-        .flatten_from(1)
-        .unwrap();
+    // (token, head·D) rows.
+    let out = out.to_dtype(DType::F32).unwrap().flatten_from(1).unwrap();
     out.to_vec2().unwrap()
 }
 
@@ -171,7 +165,7 @@ fn matches_a_float64_causal_softmax_over_several_splits() {
     for (i, &(s, p)) in tokens.iter().enumerate() {
         for h in 0..heads {
             let g = h / (heads / KVH);
-            let qv = &q[(h * tokens.len() + i) * D..][..D];
+            let qv = &q[(i * heads + h) * D..][..D];
             let scores: Vec<f64> = (0..=p)
                 .map(|j| {
                     let k = &f.k_rows[s][g][j];
@@ -233,12 +227,12 @@ fn a_querys_bits_do_not_depend_on_the_rest_of_the_call() {
 fn bad_shapes_and_tables_are_refused() {
     let dev = Device::Cpu;
     let f = fixture(&[20], DType::F32, &dev);
-    let q = Tensor::zeros((2, 1, D), DType::F32, &dev).unwrap();
+    let q = Tensor::zeros((1, 2, D), DType::F32, &dev).unwrap();
     // Position 40 is past the sequence's two blocks.
     let err = PagedQueries::new(vec![0], vec![40], &f.tables, &dev).unwrap_err();
     assert!(err.to_string().contains("past its 2 blocks"), "{err}");
     let pq = PagedQueries::new(vec![0], vec![3], &f.tables, &dev).unwrap();
-    let q3 = Tensor::zeros((3, 1, D), DType::F32, &dev).unwrap();
+    let q3 = Tensor::zeros((1, 3, D), DType::F32, &dev).unwrap();
     let err = paged_attention(&q3, &f.keys, &f.values, &pq, 1.0, DType::F32).unwrap_err();
     assert!(err.to_string().contains("3 query heads over 2"), "{err}");
     assert!(paged_attention(&q, &f.keys, &f.values, &pq, 1.0, DType::F32).is_ok());

@@ -4,13 +4,13 @@ use crate::kv::PAD_SLOT;
 use crate::{Error, Result};
 use candle_core::{CpuStorage, InplaceOp3, Layout, Tensor};
 
-/// Writes row `t` of `src: (kv_heads, tokens, head_dim)` into slot `slots[t]` of
+/// Writes row `t` of `src: (tokens, kv_heads, head_dim)` into slot `slots[t]` of
 /// `pool: (kv_heads, slots, head_dim)` (same dtype), in place: nothing else of the pool moves.
 /// A row whose slot is [`PAD_SLOT`] is written nowhere (a padding row of a captured step); any
 /// other slot outside the pool is an error on the CPU and written nowhere on CUDA.
 pub fn write_slots(pool: &Tensor, src: &Tensor, slots: &Tensor) -> Result<()> {
     let (ph, _, pd) = pool.dims3()?;
-    let (sh, t, sd) = src.dims3()?;
+    let (t, sh, sd) = src.dims3()?;
     if (ph, pd) != (sh, sd) || pool.dtype() != src.dtype() || slots.dims() != [t] {
         return Err(Error::InvalidRequest(format!(
             "cache write: {:?} {:?} rows at {:?} slots do not fit a {:?} {:?} pool",
@@ -36,7 +36,7 @@ fn copy_rows<T: Copy>(
     slots: &[u32],
 ) -> candle_core::Result<()> {
     let (heads, pool_slots, d) = pl.shape().dims3()?;
-    let (_, tokens, _) = sl.shape().dims3()?;
+    let (_, src_heads, _) = sl.shape().dims3()?;
     let (Some((p0, _)), Some((s0, _))) = (pl.contiguous_offsets(), sl.contiguous_offsets()) else {
         candle_core::bail!("cache write: the pool and the rows must be contiguous");
     };
@@ -50,7 +50,7 @@ fn copy_rows<T: Copy>(
                 candle_core::bail!("cache write: slot {slot} is outside the pool");
             }
             let to = p0 + (g * pool_slots + slot) * d;
-            let from = s0 + (g * tokens + t) * d;
+            let from = s0 + (t * src_heads + g) * d;
             pool[to..to + d].copy_from_slice(&src[from..from + d]);
         }
     }
@@ -105,7 +105,7 @@ impl InplaceOp3 for WriteSlots {
         use candle_core::DType;
         let dev = pool.device().clone();
         let (heads, pool_slots, d) = pl.shape().dims3()?;
-        let (_, tokens, _) = sl.shape().dims3()?;
+        let (tokens, _, _) = sl.shape().dims3()?;
         let whole = |l: &Layout| {
             l.contiguous_offsets()
                 .ok_or_else(|| candle_core::Error::Msg("cache write: not contiguous".into()))
