@@ -78,12 +78,16 @@ ADD_RMSNORM(add_rmsnorm_f16, u16, load_f16, round_f16, store_f16)
 
 // The SwiGLU product: SiLU of the gate in f32 (candle's formula x / (1 + exp(-x))), rounded to
 // the dtype, times `up` in the dtype.
+// `gate` and `up` are rows of `cols` elements, row r starting r * stride elements in (both halves
+// of one stacked GEMM output, or contiguous tensors); `out` is contiguous.
 #define SILU_MUL(NAME, T, LOAD, ROUND, STORE)                                                    \
-  extern "C" __global__ void NAME(const T* gate, const T* up, T* out, long n) {                  \
+  extern "C" __global__ void NAME(const T* gate, const T* up, T* out, long n, int cols,          \
+                                  long gate_stride, long up_stride) {                            \
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) { \
-      float g = LOAD(gate, i);                                                                   \
+      const long r = i / cols, c = i % cols;                                                     \
+      float g = LOAD(gate, r * gate_stride + c);                                                 \
       float s = ROUND(__fdiv_rn(g, __fadd_rn(1.f, expf(-g))));                                   \
-      STORE(out, i, __fmul_rn(s, LOAD(up, i)));                                                  \
+      STORE(out, i, __fmul_rn(s, LOAD(up, r * up_stride + c)));                                  \
     }                                                                                            \
   }
 SILU_MUL(silu_mul_f32, float, load_f32, round_f32, store_f32)
@@ -119,16 +123,18 @@ ROPE(rope_bf16_f32, u16, float, load_bf16, load_f32, round_f32, store_f32)
 ROPE(rope_f16_f32, u16, float, load_f16, load_f32, round_f32, store_f32)
 
 // ROPE (with T = R) of a layer's new queries and keys, and the cache write of its keys and values,
-// in one pass: q `(tokens, heads, d)` is rotated into q_out (same layout); k `(tokens, kv_heads,
+// in one pass: q `(tokens, heads, d)` is rotated into q_out (contiguous); k `(tokens, kv_heads,
 // d)` is rotated, and v copied, into slot slots[t] of the pools `(kv_heads, pool_slots, d)`; a
 // slot outside the pool (a padding row's) is written nowhere. One thread per pair of elements
 // (j, j + d/2) of a row, the rows of a token being its query heads, then key heads, then value
-// heads.
+// heads. Token t's rows of q, k and v start t * q_stride (k_stride, v_stride) elements in: the
+// three may be parts of one stacked GEMM output.
 #define ROPE_CACHE_WRITE(NAME, T, LOAD, ROUND, STORE)                                           \
   extern "C" __global__ void NAME(const T* q, const T* k, const T* v, const T* cos,              \
                                   const T* sin, const unsigned* slots, T* q_out, T* kpool,       \
                                   T* vpool, int tokens, int heads, int kv_heads, int d,          \
-                                  long pool_slots) {                                             \
+                                  long pool_slots, long q_stride, long k_stride,                 \
+                                  long v_stride) {                                               \
     const int half = d / 2, per_token = heads + 2 * kv_heads;                                    \
     const long n = (long)tokens * per_token * half;                                              \
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) { \
@@ -139,7 +145,7 @@ ROPE(rope_f16_f32, u16, float, load_f16, load_f32, round_f32, store_f32)
         const int g = row - heads - kv_heads;                                                    \
         const unsigned slot = slots[t];                                                          \
         if (slot >= pool_slots) continue;                                                        \
-        const long src = ((long)t * kv_heads + g) * d, dst = ((long)g * pool_slots + slot) * d;  \
+        const long src = t * v_stride + (long)g * d, dst = ((long)g * pool_slots + slot) * d;    \
         vpool[dst + j] = v[src + j];                                                             \
         vpool[dst + j + half] = v[src + j + half];                                               \
         continue;                                                                                \
@@ -149,13 +155,15 @@ ROPE(rope_f16_f32, u16, float, load_f16, load_f32, round_f32, store_f32)
       T* out;                                                                                    \
       long src, dst;                                                                             \
       if (is_q) {                                                                                \
-        x = q; out = q_out; src = dst = ((long)t * heads + row) * d;                             \
+        x = q; out = q_out;                                                                      \
+        src = t * q_stride + (long)row * d;                                                      \
+        dst = ((long)t * heads + row) * d;                                                       \
       } else {                                                                                   \
         const int g = row - heads;                                                               \
         const unsigned slot = slots[t];                                                          \
         if (slot >= pool_slots) continue;                                                        \
         x = k; out = kpool;                                                                      \
-        src = ((long)t * kv_heads + g) * d;                                                      \
+        src = t * k_stride + (long)g * d;                                                        \
         dst = ((long)g * pool_slots + slot) * d;                                                 \
       }                                                                                          \
       const long cs = (long)t * half + j;                                                        \

@@ -80,9 +80,10 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, fusion: Fusion) -> Result<Op
 }
 
 /// RoPE of a layer's new queries and keys and the write of its keys and values into their cache
-/// slots, in one launch: `q`, `k`, `v` as the projections give them, `(1, tokens, heads,
-/// head_dim)`, and `cos`/`sin` `(1, tokens, head_dim / 2)`, all of one dtype, which must also be
-/// the pools' (`(kv_heads, slots, head_dim)`). Returns the rotated queries in `q`'s layout. The
+/// slots, in one launch: `q`, `k`, `v` `(1, tokens, heads, head_dim)` as the projections give
+/// them (contiguous, or parts of one stacked output), and `cos`/`sin` `(1, tokens, head_dim / 2)`,
+/// all of one dtype, which must also be the pools' (`(kv_heads, slots, head_dim)`). Returns the
+/// rotated queries, contiguous. The
 /// same numbers as [`rope`] followed by
 /// [`write_slots`](crate::kernels::attention::write_slots): the rotation rounds where
 /// [`rope`] rounds, and a slot of [`PAD_SLOT`](crate::kv::PAD_SLOT) is written nowhere.
@@ -371,28 +372,83 @@ mod imp {
             ul: &Layout,
         ) -> candle_core::Result<(CudaStorage, Shape)> {
             let dev = g.device();
-            let n = gl.shape().elem_count();
+            let cols = *gl.dims().last().unwrap_or(&1);
+            let (Some((g0, rows, gs)), Some((u0, _, us))) = (rows_of(gl, cols), rows_of(ul, cols))
+            else {
+                candle_core::bail!("silu * up: gate and up must be rows of {cols} elements");
+            };
+            let n = rows * cols;
             let func = dev.get_or_load_custom_func(
                 &format!("silu_mul_{}", suffix(g.dtype())?),
                 MODULE,
                 ptx(MODULE, SOURCE)?,
             )?;
-            let (gw, uw) = (Words::of(g, gl)?, Words::of(u, ul)?);
+            let span = |start: usize, stride: usize| start..start + (rows - 1) * stride + cols;
+            let gw = Words::elements(g, span(g0, gs))?;
+            let uw = Words::elements(u, span(u0, us))?;
             let out = Out::alloc(dev, g.dtype(), n)?;
-            let n_i = n as i64;
+            let (n_i, cols_i, gs_i, us_i) = (n as i64, cols as i32, gs as i64, us as i64);
             let mut b = func.builder();
             gw.push(&mut b);
             uw.push(&mut b);
             out.push(&mut b);
             b.arg(&n_i);
-            // Safety: the arguments match the kernel's signature.
+            b.arg(&cols_i);
+            b.arg(&gs_i);
+            b.arg(&us_i);
+            // Safety: the arguments match the kernel's signature; every row read lies in the
+            // span handed over.
             unsafe { b.launch(elementwise_config(n)) }.w()?;
             Ok((out.into_storage(dev), gl.shape().clone()))
         }
     }
 
+    /// `layout` as `(start, rows, stride)`: rows of `cols` contiguous elements, row `r` starting
+    /// `start + r * stride`. That is a contiguous tensor (stride `cols`) or a slice of the last
+    /// dimensions of one (the parts of a stacked GEMM output); `None` for any other layout.
+    fn rows_of(layout: &Layout, cols: usize) -> Option<(usize, usize, usize)> {
+        let (dims, strides) = (layout.dims(), layout.stride());
+        let n: usize = dims.iter().product();
+        if cols == 0 || n % cols != 0 {
+            return None;
+        }
+        // The innermost dimensions that are contiguous together.
+        let (mut inner, mut i) = (1, dims.len());
+        while i > 0 && (dims[i - 1] == 1 || strides[i - 1] == inner) {
+            inner *= dims[i - 1];
+            i -= 1;
+        }
+        let start = layout.start_offset();
+        if i == 0 {
+            return Some((start, n / cols, cols));
+        }
+        // The outer ones must step by one stride over rows of exactly `cols`.
+        if inner != cols {
+            return None;
+        }
+        let (mut rows, mut stride) = (1, None);
+        for j in (0..i).rev() {
+            if dims[j] == 1 {
+                continue;
+            }
+            match stride {
+                None => (rows, stride) = (dims[j], Some(strides[j])),
+                Some(s) if strides[j] == s * rows => rows *= dims[j],
+                Some(_) => return None,
+            }
+        }
+        Some((start, rows, stride.unwrap_or(cols)))
+    }
+
     pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
-        let (gate, up) = (gate.contiguous()?, up.contiguous()?);
+        let cols = gate.dims().last().copied().unwrap_or(1);
+        let as_rows = |t: &Tensor| -> Result<Tensor> {
+            Ok(match rows_of(t.layout(), cols) {
+                Some(_) => t.clone(),
+                None => t.contiguous()?,
+            })
+        };
+        let (gate, up) = (as_rows(gate)?, as_rows(up)?);
         Ok(Some(gate.apply_op2_no_bwd(&up, &SiluMul)?))
     }
 
@@ -466,6 +522,7 @@ mod imp {
         let (pool_heads, pool_slots, pd) = keys.dims3()?;
         let half = d / 2;
         let fits = b == 1
+            && tokens > 0
             && d % 2 == 0
             && k.dims() == [1, tokens, kv_heads, d]
             && v.dims() == k.dims()
@@ -486,17 +543,42 @@ mod imp {
                 slots.dims()
             )));
         }
-        let [q, k, v, cos, sin] = [q, k, v, cos, sin].map(|t| t.contiguous());
-        let (q, k, v, cos, sin) = (q?, k?, v?, cos?, sin?);
+        // q, k and v may be parts of one stacked output: rows of heads x head_dim per token.
+        let as_rows = |t: &Tensor, heads: usize| -> Result<(Tensor, usize)> {
+            let t = match rows_of(t.layout(), heads * d) {
+                Some(_) => t.clone(),
+                None => t.contiguous()?,
+            };
+            let (_, _, stride) = rows_of(t.layout(), heads * d).expect("rows");
+            Ok((t, stride))
+        };
+        let ((q, q_stride), (k, k_stride), (v, v_stride)) = (
+            as_rows(q, heads)?,
+            as_rows(k, kv_heads)?,
+            as_rows(v, kv_heads)?,
+        );
+        let (cos, sin) = (cos.contiguous()?, sin.contiguous()?);
         if !(keys.is_contiguous() && values.is_contiguous()) {
             return Err(crate::Error::InvalidRequest(
                 "rope + cache write: the pools must be contiguous".into(),
             ));
         }
+        let row_span = |t: &Tensor, stride: usize, width: usize| {
+            let start = t.layout().start_offset();
+            start..start + (tokens - 1) * stride + width
+        };
+        let spans = [
+            row_span(&q, q_stride, heads * d),
+            row_span(&k, k_stride, kv_heads * d),
+            row_span(&v, v_stride, kv_heads * d),
+        ];
         let guards = [&q, &k, &v, &cos, &sin, keys, values].map(|t| t.storage_and_layout());
         let mut words = Vec::with_capacity(guards.len());
-        for (g, l) in &guards {
+        for (i, (g, l)) in guards.iter().enumerate() {
             match &**g {
+                candle_core::Storage::Cuda(c) if i < 3 => {
+                    words.push(Words::elements(c, spans[i].clone())?)
+                }
                 candle_core::Storage::Cuda(c) => words.push(Words::of(c, l)?),
                 _ => {
                     return Err(crate::Error::InvalidRequest(
@@ -540,6 +622,10 @@ mod imp {
             bl.arg(x);
         }
         bl.arg(&pool_slots);
+        let strides = [q_stride as i64, k_stride as i64, v_stride as i64];
+        for x in &strides {
+            bl.arg(x);
+        }
         let n = tokens * (heads + 2 * kv_heads) * half;
         // Safety: the arguments match the kernel's signature; shapes were checked above, and a
         // slot outside the pool (a padding row's) is written nowhere.

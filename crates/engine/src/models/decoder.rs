@@ -294,9 +294,11 @@ impl Proj {
 
 #[derive(Debug)]
 struct Attention {
-    q: Proj,
-    k: Proj,
-    v: Proj,
+    /// q, k and v stacked into one weight (`[q; k; v]` by output rows, biases likewise): one
+    /// GEMM reads the input once for all three. Each output keeps its bits where the GEMM
+    /// reduces an output over K in an order its width does not change (the pinned cuBLASLt
+    /// algorithms, the CPU kernels).
+    qkv: Proj,
     o: Proj,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
@@ -309,8 +311,8 @@ struct Attention {
 
 #[derive(Debug)]
 struct Mlp {
-    gate: Proj,
-    up: Proj,
+    /// gate and up stacked into one weight (`[gate; up]`), as q, k and v are.
+    gate_up: Proj,
     down: Proj,
 }
 
@@ -431,6 +433,21 @@ fn proj(vb: &VarBuilder, s: ProjShape<'_>, policy: &PrecisionPolicy) -> Result<P
     })
 }
 
+/// Column-split projections of one input stacked into one: their weights (and biases)
+/// concatenated by output rows, in order, the parts dropped.
+fn stack<const N: usize>(parts: [Proj; N], policy: &PrecisionPolicy) -> Result<Proj> {
+    let weights: Vec<Tensor> = parts.iter().map(|p| p.lin.weight().clone()).collect();
+    let biases: Option<Vec<Tensor>> = parts.iter().map(|p| p.lin.bias().cloned()).collect();
+    let w = Tensor::cat(&weights, 0)?;
+    let b = biases.map(|b| Tensor::cat(&b, 0)).transpose()?;
+    let storage = policy.dtype(Component::LinearStorage);
+    Ok(Proj {
+        lin: Linear::new(w, b, storage, policy.dtype(Component::MatmulCompute))?,
+        split: Split::Column,
+        bias_after_reduce: None,
+    })
+}
+
 impl Rank {
     /// Reads rank `layout.rank`'s weights. Replicated tensors (embeddings, norms) are read once
     /// and shared between the ranks of this process (`shared`); each rank still counts them.
@@ -494,13 +511,18 @@ impl Rank {
                 ranks: n,
             };
             let attn = Attention {
-                q: proj(
-                    &a.pp("q_proj"),
-                    column(q_out, spec.qkv_bias, &heads),
+                qkv: stack(
+                    [
+                        proj(
+                            &a.pp("q_proj"),
+                            column(q_out, spec.qkv_bias, &heads),
+                            policy,
+                        )?,
+                        proj(&a.pp("k_proj"), column(kv_out, spec.qkv_bias, &kv), policy)?,
+                        proj(&a.pp("v_proj"), column(kv_out, spec.qkv_bias, &kv), policy)?,
+                    ],
                     policy,
                 )?,
-                k: proj(&a.pp("k_proj"), column(kv_out, spec.qkv_bias, &kv), policy)?,
-                v: proj(&a.pp("v_proj"), column(kv_out, spec.qkv_bias, &kv), policy)?,
                 o: proj(&a.pp("o_proj"), row(q_out, spec.o_bias, &heads), policy)?,
                 q_norm: ln.get(2).cloned(),
                 k_norm: ln.get(3).cloned(),
@@ -512,14 +534,19 @@ impl Rank {
             let inter = spec.intermediate_size;
             let units = &layout.intermediate;
             let mlp = Mlp {
-                gate: proj(
-                    &p.pp("gate_proj"),
-                    column(inter, spec.mlp_bias, units),
-                    policy,
-                )?,
-                up: proj(
-                    &p.pp("up_proj"),
-                    column(inter, spec.mlp_bias, units),
+                gate_up: stack(
+                    [
+                        proj(
+                            &p.pp("gate_proj"),
+                            column(inter, spec.mlp_bias, units),
+                            policy,
+                        )?,
+                        proj(
+                            &p.pp("up_proj"),
+                            column(inter, spec.mlp_bias, units),
+                            policy,
+                        )?,
+                    ],
                     policy,
                 )?,
                 down: proj(&p.pp("down_proj"), row(inter, spec.mlp_bias, units), policy)?,
@@ -585,15 +612,7 @@ impl Rank {
         };
         add(&self.embed);
         for l in &self.layers {
-            for p in [
-                &l.attn.q,
-                &l.attn.k,
-                &l.attn.v,
-                &l.attn.o,
-                &l.mlp.gate,
-                &l.mlp.up,
-                &l.mlp.down,
-            ] {
+            for p in [&l.attn.qkv, &l.attn.o, &l.mlp.gate_up, &l.mlp.down] {
                 add(p.lin.weight());
                 for b in p.lin.bias().into_iter().chain(&p.bias_after_reduce) {
                     add(b);
@@ -1134,21 +1153,15 @@ impl Attention {
         let (cos, sin) = (&inp.cos, &inp.sin);
         let act = policy.dtype(Component::Activations);
         let attn_dtype = policy.dtype(Component::Attention);
-        let mut q = self
-            .q
+        // Each token's row holds its q heads, then its k heads, then its v heads.
+        let qkv = self
+            .qkv
             .forward(x, ctx)?
             .to_dtype(act)?
-            .reshape((b, l, h, d))?;
-        let mut k = self
-            .k
-            .forward(x, ctx)?
-            .to_dtype(act)?
-            .reshape((b, l, kvh, d))?;
-        let v = self
-            .v
-            .forward(x, ctx)?
-            .to_dtype(act)?
-            .reshape((b, l, kvh, d))?;
+            .reshape((b, l, h + 2 * kvh, d))?;
+        let mut q = qkv.narrow(2, 0, h)?;
+        let mut k = qkv.narrow(2, h, kvh)?;
+        let v = qkv.narrow(2, h + kvh, kvh)?;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = qn.forward(&q, ctx.fusion)?;
             k = kn.forward(&k, ctx.fusion)?;
@@ -1206,8 +1219,12 @@ impl Mlp {
     fn forward(&self, x: &Tensor, ctx: RankCtx<'_>) -> Result<Tensor> {
         // SiLU in f32 (or f64) and rounded once, as torch's kernel does; candle's 16-bit SiLU
         // would round after each of its divide, add and exp.
-        let gate = self.gate.forward(x, ctx)?;
-        let up = self.up.forward(x, ctx)?;
+        let gate_up = self.gate_up.forward(x, ctx)?;
+        let (last, inter) = (gate_up.rank() - 1, gate_up.dim(D::Minus1)? / 2);
+        let (gate, up) = (
+            gate_up.narrow(last, 0, inter)?,
+            gate_up.narrow(last, inter, inter)?,
+        );
         if let Some(product) = fused::silu_mul(&gate, &up, ctx.fusion)? {
             return self.down.forward(&product, ctx);
         }

@@ -73,6 +73,7 @@ use candle_core::cuda_backend::cudarc::driver::{
 };
 use candle_core::{CudaDevice, CudaStorage, DType, Layout};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Mutex, OnceLock};
 
 /// Conversions between f32 and the 16-bit formats, shared by every kernel source.
@@ -218,13 +219,6 @@ pub fn suffix(dtype: DType) -> candle_core::Result<&'static str> {
     })
 }
 
-fn contiguous<'a, T>(s: &'a CudaSlice<T>, l: &Layout) -> candle_core::Result<CudaView<'a, T>> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(s.slice(a..b)),
-        None => candle_core::bail!("kernel input must be contiguous"),
-    }
-}
-
 /// The device words of a contiguous storage of a 2- or 4-byte float dtype.
 pub enum Words<'a> {
     /// f32 values.
@@ -236,15 +230,35 @@ pub enum Words<'a> {
 impl<'a> Words<'a> {
     /// The words of `s` under layout `l` (which must be contiguous).
     pub fn of(s: &'a CudaStorage, l: &Layout) -> candle_core::Result<Words<'a>> {
+        match l.contiguous_offsets() {
+            Some((a, b)) => Self::elements(s, a..b),
+            None => candle_core::bail!("kernel input must be contiguous"),
+        }
+    }
+
+    /// Elements `range` of `s`, whatever layout views them: for a kernel that walks a strided
+    /// view (rows of a wider tensor) itself.
+    pub fn elements(s: &'a CudaStorage, range: Range<usize>) -> candle_core::Result<Words<'a>> {
+        let part = |n: usize| -> candle_core::Result<Range<usize>> {
+            if range.start > range.end || range.end > n {
+                candle_core::bail!("elements {range:?} of a storage of {n}");
+            }
+            Ok(range.clone())
+        };
         Ok(match s.dtype() {
-            DType::F32 => Words::W32(contiguous(s.as_cuda_slice::<f32>()?, l)?),
+            DType::F32 => {
+                let all = s.as_cuda_slice::<f32>()?;
+                Words::W32(all.slice(part(all.len())?))
+            }
             DType::BF16 => {
-                let v = contiguous(s.as_cuda_slice::<half::bf16>()?, l)?;
+                let all = s.as_cuda_slice::<half::bf16>()?;
+                let v = all.slice(part(all.len())?);
                 // Safety: bf16 and u16 have the same size and alignment; kernels reinterpret bits.
                 Words::W16(unsafe { v.transmute::<u16>(v.len()) }.expect("same size"))
             }
             DType::F16 => {
-                let v = contiguous(s.as_cuda_slice::<half::f16>()?, l)?;
+                let all = s.as_cuda_slice::<half::f16>()?;
+                let v = all.slice(part(all.len())?);
                 // Safety: as above.
                 Words::W16(unsafe { v.transmute::<u16>(v.len()) }.expect("same size"))
             }
