@@ -28,7 +28,8 @@
 #          WORK (scratch space for the models, default /tmp/reprolm-gpu), STEPS (default "models
 #          parity speed paper") to run a subset, DEVICE (default cuda:0) and MODEL_LAYERS (fewer
 #          layers) to rehearse the models and parity steps on a CPU, PARITY_MODELS (default both:
-#          "deepseek-r1-distill-qwen-1.5b qwen3-0.6b").
+#          "deepseek-r1-distill-qwen-1.5b qwen3-0.6b"), GRAPHS_MODELS (default "1.5b 7b": the models
+#          the `graphs` step measures).
 #
 # Results: gpu-check.md (the tables), gpu-check.log, and results.tar.gz holding every JSON file
 # and the run directories of the paper's experiment.
@@ -194,6 +195,7 @@ PY
   if cmp -s "$WORK/graphs-run-on/logprobs.bin" "$WORK/graphs-run-off/logprobs.bin" \
     && cmp -s "$WORK/graphs-run-on/responses.jsonl" "$WORK/graphs-run-off/responses.jsonl"; then same=true; else same=false; fi
   echo "{\"identical\": $same}" > "$R/graphs-run.json"; echo "graphs on against off, embedded model: identical=$same"
+  if [[ " ${GRAPHS_MODELS:-1.5b 7b} " == *" 1.5b "* ]]; then
   for g in on off; do
     run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 --policy layercast \
       --cuda-graphs $g --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 128 \
@@ -201,6 +203,8 @@ PY
   done
   run_t python3 "${PEER:-.gpu/peers/transformers_static.py}" "$R15" --prompts "$WORK/prompts.json" \
     --json "$R/tf-static-graphs-1.5b.json" --dtype bf16 --batch-sizes 1,8,32 --new-tokens 128 --compile
+  fi
+  if [[ " ${GRAPHS_MODELS:-1.5b 7b} " == *" 7b "* ]]; then
   R7="$WORK/models/deepseek-r1-distill-qwen-7b"
   [ -f "$R7/config.json" ] || run_t python3 scripts/gpu/make_random_model.py deepseek-r1-distill-qwen-7b "$R7" --seed 0 \
     --device "$TORCH_DEVICE"
@@ -211,6 +215,7 @@ PY
   done
   run_t python3 "${PEER:-.gpu/peers/transformers_static.py}" "$R7" --prompts "$WORK/prompts.json" \
     --json "$R/tf-static-graphs-7b.json" --dtype bf16 --batch-sizes 1 --new-tokens 64 --compile
+  fi
 fi
 
 if step speed; then

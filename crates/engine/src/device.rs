@@ -48,7 +48,69 @@ pub fn parse_device(name: &str) -> Result<Device> {
         // Safety: no tensor of this device is used from another stream.
         unsafe { cuda.disable_event_tracking() };
     }
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(cuda) = &device {
+        keep_freed_memory(cuda)?;
+    }
     Ok(device)
+}
+
+/// The device's memory pool, from which candle allocates every tensor (stream-ordered).
+#[cfg(feature = "cuda")]
+fn memory_pool(
+    dev: &candle_core::CudaDevice,
+) -> Result<Option<candle_core::cuda_backend::cudarc::driver::sys::CUmemoryPool>> {
+    use candle_core::cuda_backend::cudarc::driver::result;
+    let ctx = dev.cuda_stream().context().clone();
+    if !ctx.has_async_alloc() {
+        return Ok(None);
+    }
+    // Safety: the device ordinal comes from a live context.
+    let pool = unsafe { result::device::get_mem_pool(ctx.cu_device()) }
+        .map_err(|e| Error::InvalidRequest(format!("asking the GPU for its memory pool: {e}")))?;
+    Ok(Some(pool))
+}
+
+/// Makes the device's memory pool keep what is freed rather than hand it back to the driver at
+/// every synchronisation (its release threshold is 0 by default). A decode step frees and
+/// allocates the same sizes step after step, and with the default each step would map and unmap
+/// that memory again around its one synchronisation (reading the chosen tokens). The automatic KV
+/// cache size counts the pool's idle memory as free ([`pool_idle_bytes`]).
+#[cfg(feature = "cuda")]
+fn keep_freed_memory(dev: &candle_core::CudaDevice) -> Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    let Some(pool) = memory_pool(dev)? else {
+        return Ok(());
+    };
+    let mut threshold = u64::MAX;
+    // Safety: a live pool; the attribute takes a u64.
+    unsafe {
+        result::mem_pool::set_attribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+    }
+    .map_err(|e| Error::InvalidRequest(format!("setting the GPU memory pool's threshold: {e}")))
+}
+
+/// Memory the device's pool holds that no tensor uses: freed, and kept for the next allocations.
+#[cfg(feature = "cuda")]
+pub(crate) fn pool_idle_bytes(dev: &candle_core::CudaDevice) -> Result<u64> {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    let Some(pool) = memory_pool(dev)? else {
+        return Ok(0);
+    };
+    let read = |attr: sys::CUmemPool_attribute| -> Result<u64> {
+        let mut v = 0u64;
+        // Safety: a live pool; these attributes are u64.
+        unsafe { result::mem_pool::get_attribute(pool, attr, (&mut v as *mut u64).cast()) }
+            .map_err(|e| Error::InvalidRequest(format!("reading the GPU memory pool: {e}")))?;
+        Ok(v)
+    };
+    let reserved = read(sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?;
+    let used = read(sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT)?;
+    Ok(reserved.saturating_sub(used))
 }
 
 /// A human-readable name of the hardware behind `device`, for manifests: the CPU model from

@@ -105,8 +105,8 @@ fn default_fraction(device: &Device) -> f64 {
     }
 }
 
-/// Memory that can still be given out on `device`: free GPU memory, or the machine's
-/// `MemAvailable`.
+/// Memory that can still be given out on `device`: free GPU memory (with what the memory pool
+/// holds unused), or the machine's `MemAvailable`.
 pub(crate) fn free_memory(device: &Device) -> Result<u64> {
     match device {
         #[cfg(feature = "cuda")]
@@ -114,7 +114,8 @@ pub(crate) fn free_memory(device: &Device) -> Result<u64> {
             let (free, _total) = d.cuda_stream().context().mem_get_info().map_err(|e| {
                 Error::InvalidRequest(format!("asking the GPU for free memory: {e}"))
             })?;
-            Ok(free as u64)
+            // What the memory pool keeps after tensors are freed is free for the cache too.
+            Ok(free as u64 + crate::device::pool_idle_bytes(d)?)
         }
         Device::Cpu => {
             let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();

@@ -24,13 +24,14 @@ pub struct GemmShape {
     pub bias: bool,
 }
 
-/// The distinct projection shapes of a decoder (q/k/v/o, gate/up/down, LM head; k and v share a
-/// shape, as do gate and up).
+/// The projection shapes a decoder runs: q, k and v stacked into one weight (`qkv`), o, gate and
+/// up stacked (`gate_up`), down, and the LM head.
 ///
 /// ```
 /// # let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/qwen2");
 /// let (_, spec) = reprolm_engine::models::spec_from_config_file(&dir.join("config.json"))?;
 /// let shapes = reprolm_engine::kernels::gemm::bench::shapes(&spec);
+/// assert_eq!(shapes[0].n, (spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim);
 /// assert_eq!(shapes.last().unwrap().name, "lm_head");
 /// # Ok::<(), reprolm_engine::Error>(())
 /// ```
@@ -43,14 +44,8 @@ pub fn shapes(spec: &DecoderSpec) -> Vec<GemmShape> {
     let i = spec.intermediate_size;
     vec![
         GemmShape {
-            name: "q",
-            n: q,
-            k: h,
-            bias: spec.qkv_bias,
-        },
-        GemmShape {
-            name: "k/v",
-            n: kv,
+            name: "qkv",
+            n: q + 2 * kv,
             k: h,
             bias: spec.qkv_bias,
         },
@@ -61,8 +56,8 @@ pub fn shapes(spec: &DecoderSpec) -> Vec<GemmShape> {
             bias: spec.o_bias,
         },
         GemmShape {
-            name: "gate/up",
-            n: i,
+            name: "gate_up",
+            n: 2 * i,
             k: h,
             bias: spec.mlp_bias,
         },
