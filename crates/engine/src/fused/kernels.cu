@@ -184,8 +184,9 @@ ROPE_CACHE_WRITE(rope_cache_write_f16, u16, load_f16, round_f16, store_f16)
 // (descending, the lower index first on a tie), written as `2 + 2 * k_out` floats per row: token,
 // its log-probability, then (index, value) pairs. Indices travel as f32, exact below 2^24. The
 // selection is exact, so it is the host's (`sampling::argmax`, `sampling::top_k`) bit for bit.
-// One block of TOPK_THREADS per row: each thread keeps its own sorted top K of a strided slice,
-// then the lists are merged pairwise in shared memory.
+// Two launches: blocks of TOPK_THREADS over parts of each row (each thread keeps its own sorted
+// top K of a strided slice, then the lists are merged pairwise in shared memory), then one block
+// per row merging its parts' lists the same way.
 #define TOPK_THREADS 256
 
 __device__ __forceinline__ bool topk_better(float a, int ia, float b, int ib) {
@@ -208,28 +209,11 @@ __device__ __forceinline__ void topk_insert(float* v, int* id, float x, int i) {
   }
 }
 
+// Each thread's best (value, index) and sorted top K are merged pairwise in shared memory: the
+// block's best and top K of whatever its threads were given.
 template <int K>
-__device__ void greedy_top_k(const float* logits, const float* logprobs, float* out, int n, int k_out) {
-  __shared__ float sv[TOPK_THREADS][K];
-  __shared__ int si[TOPK_THREADS][K];
-  __shared__ float bv[TOPK_THREADS];
-  __shared__ int bi[TOPK_THREADS];
-  const float* lg = logits + (long)blockIdx.x * n;
-  const float* lp = logprobs + (long)blockIdx.x * n;
-  int t = threadIdx.x;
-  float v[K]; int id[K];
-#pragma unroll
-  for (int j = 0; j < K; j++) { v[j] = NEG_INF; id[j] = 0x7fffffff; }
-  float best = NEG_INF; int best_i = 0x7fffffff;
-  for (int i = t; i < n; i += TOPK_THREADS) {
-    float x = lg[i];
-    if (topk_better(x, i, best, best_i)) { best = x; best_i = i; }
-    topk_insert<K>(v, id, lp[i], i);
-  }
-  bv[t] = best; bi[t] = best_i;
-#pragma unroll
-  for (int j = 0; j < K; j++) { sv[t][j] = v[j]; si[t][j] = id[j]; }
-  __syncthreads();
+__device__ void topk_block_merge(float (*sv)[K], int (*si)[K], float* bv, int* bi) {
+  const int t = threadIdx.x;
   for (int stride = TOPK_THREADS / 2; stride > 0; stride >>= 1) {
     if (t < stride) {
       int o = t + stride;
@@ -249,24 +233,94 @@ __device__ void greedy_top_k(const float* logits, const float* logprobs, float* 
     }
     __syncthreads();
   }
+}
+
+// Phase 1: block (row, part) takes elements [part * chunk, (part + 1) * chunk) of its row and
+// writes their best logit (value, index) and top K log-probabilities to slot row * parts + part
+// of the scratch arrays. Many blocks per row: one block over a 152k vocabulary took 0.5 ms.
+template <int K>
+__device__ void greedy_top_k_part(const float* logits, const float* logprobs, float* part_v,
+                                  int* part_i, float* part_bv, int* part_bi, int n, int chunk) {
+  __shared__ float sv[TOPK_THREADS][K];
+  __shared__ int si[TOPK_THREADS][K];
+  __shared__ float bv[TOPK_THREADS];
+  __shared__ int bi[TOPK_THREADS];
+  const int row = blockIdx.x, part = blockIdx.y, parts = gridDim.y, t = threadIdx.x;
+  const float* lg = logits + (long)row * n;
+  const float* lp = logprobs + (long)row * n;
+  const int i0 = part * chunk, i1 = min(n, i0 + chunk);
+  float v[K]; int id[K];
+#pragma unroll
+  for (int j = 0; j < K; j++) { v[j] = NEG_INF; id[j] = 0x7fffffff; }
+  float best = NEG_INF; int best_i = 0x7fffffff;
+  for (int i = i0 + t; i < i1; i += TOPK_THREADS) {
+    float x = lg[i];
+    if (topk_better(x, i, best, best_i)) { best = x; best_i = i; }
+    topk_insert<K>(v, id, lp[i], i);
+  }
+  bv[t] = best; bi[t] = best_i;
+#pragma unroll
+  for (int j = 0; j < K; j++) { sv[t][j] = v[j]; si[t][j] = id[j]; }
+  __syncthreads();
+  topk_block_merge<K>(sv, si, bv, bi);
   if (t == 0) {
+    const long slot = (long)row * parts + part;
+    part_bv[slot] = bv[0]; part_bi[slot] = bi[0];
+#pragma unroll
+    for (int j = 0; j < K; j++) { part_v[slot * K + j] = sv[0][j]; part_i[slot * K + j] = si[0][j]; }
+  }
+}
+
+// Phase 2: one block per row merges its parts' results (thread p takes part p) and writes the
+// row: the token (the first index of the largest logit), its log-probability, and k_out
+// (index, log-probability) pairs. The selection is exact under one total order (value, then the
+// lower index), so how the row was cut into parts changes nothing.
+template <int K>
+__device__ void greedy_top_k_merge(const float* logprobs, const float* part_v, const int* part_i,
+                                   const float* part_bv, const int* part_bi, float* out, int n,
+                                   int k_out, int parts) {
+  __shared__ float sv[TOPK_THREADS][K];
+  __shared__ int si[TOPK_THREADS][K];
+  __shared__ float bv[TOPK_THREADS];
+  __shared__ int bi[TOPK_THREADS];
+  const int row = blockIdx.x, t = threadIdx.x;
+  const long slot = (long)row * parts + t;
+  const bool has = t < parts;
+  bv[t] = has ? part_bv[slot] : NEG_INF;
+  bi[t] = has ? part_bi[slot] : 0x7fffffff;
+#pragma unroll
+  for (int j = 0; j < K; j++) {
+    sv[t][j] = has ? part_v[slot * K + j] : NEG_INF;
+    si[t][j] = has ? part_i[slot * K + j] : 0x7fffffff;
+  }
+  __syncthreads();
+  topk_block_merge<K>(sv, si, bv, bi);
+  if (t == 0) {
+    const float* lp = logprobs + (long)row * n;
     // A row of NaNs has no largest value; index 0 keeps the result a valid token.
     int token = bi[0] < n ? bi[0] : 0;
-    float* row = out + (long)blockIdx.x * (2 + 2 * k_out);
-    row[0] = (float)token;
-    row[1] = lp[token];
+    float* dst = out + (long)row * (2 + 2 * k_out);
+    dst[0] = (float)token;
+    dst[1] = lp[token];
     for (int j = 0; j < k_out; j++) {
       int i = si[0][j] < n ? si[0][j] : 0;
-      row[2 + 2 * j] = (float)i;
-      row[3 + 2 * j] = sv[0][j];
+      dst[2 + 2 * j] = (float)i;
+      dst[3 + 2 * j] = sv[0][j];
     }
   }
 }
 
 #define GREEDY_TOP_K(K)                                                                          \
-  extern "C" __global__ void greedy_top_k_##K(const float* logits, const float* logprobs,        \
-                                              float* out, int n, int k_out) {                    \
-    greedy_top_k<K>(logits, logprobs, out, n, k_out);                                            \
+  extern "C" __global__ void greedy_top_k_part_##K(const float* logits, const float* logprobs,   \
+                                                   float* part_v, int* part_i, float* part_bv,   \
+                                                   int* part_bi, int n, int chunk) {             \
+    greedy_top_k_part<K>(logits, logprobs, part_v, part_i, part_bv, part_bi, n, chunk);          \
+  }                                                                                              \
+  extern "C" __global__ void greedy_top_k_merge_##K(const float* logprobs, const float* part_v,  \
+                                                    const int* part_i, const float* part_bv,     \
+                                                    const int* part_bi, float* out, int n,       \
+                                                    int k_out, int parts) {                      \
+    greedy_top_k_merge<K>(logprobs, part_v, part_i, part_bv, part_bi, out, n, k_out, parts);     \
   }
 GREEDY_TOP_K(1)
 GREEDY_TOP_K(2)

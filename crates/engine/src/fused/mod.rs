@@ -639,6 +639,11 @@ mod imp {
         )))
     }
 
+    /// Threads per block of the greedy top-k kernels (`TOPK_THREADS` in the source).
+    const TOPK_THREADS: usize = 256;
+    /// Logits per block of the first top-k kernel: a 152k vocabulary is 75 blocks per row.
+    const TOPK_CHUNK: usize = 2048;
+
     struct GreedyTopK {
         k: usize,
     }
@@ -675,28 +680,61 @@ mod imp {
             }
             // The smallest compiled list length that holds k (at least 1, for the token alone).
             let list = self.k.max(1).next_power_of_two();
-            let func = dev.get_or_load_custom_func(
-                &format!("greedy_top_k_{list}"),
-                MODULE,
-                ptx(MODULE, SOURCE)?,
-            )?;
+            let ptx = ptx(MODULE, SOURCE)?;
+            let part =
+                dev.get_or_load_custom_func(&format!("greedy_top_k_part_{list}"), MODULE, ptx)?;
+            let merge =
+                dev.get_or_load_custom_func(&format!("greedy_top_k_merge_{list}"), MODULE, ptx)?;
             let (lgw, lpw) = (Words::of(lg, lgl)?, Words::of(lp, lpl)?);
-            let width = 2 + 2 * self.k;
-            let out = Out::alloc(dev, DType::F32, rows * width)?;
-            let ints = [n as i32, self.k as i32];
-            let mut bl = func.builder();
+            // Parts of TOPK_CHUNK logits (more where a row would need more parts than the merge
+            // block has threads).
+            let chunk = TOPK_CHUNK.max(n.div_ceil(TOPK_THREADS));
+            let parts = n.div_ceil(chunk);
+            // Safety: every slot is written by its part's block before the merge reads it.
+            let (part_v, part_i, part_bv, part_bi) = unsafe {
+                (
+                    dev.alloc::<f32>(rows * parts * list)?,
+                    dev.alloc::<i32>(rows * parts * list)?,
+                    dev.alloc::<f32>(rows * parts)?,
+                    dev.alloc::<i32>(rows * parts)?,
+                )
+            };
+            let (n_i, chunk_i) = (n as i32, chunk as i32);
+            let mut bl = part.builder();
             lgw.push(&mut bl);
             lpw.push(&mut bl);
-            out.push(&mut bl);
-            for v in &ints {
-                bl.arg(v);
-            }
+            bl.arg(&part_v);
+            bl.arg(&part_i);
+            bl.arg(&part_bv);
+            bl.arg(&part_bi);
+            bl.arg(&n_i);
+            bl.arg(&chunk_i);
             let cfg = LaunchConfig {
-                grid_dim: (rows as u32, 1, 1),
-                block_dim: (256, 1, 1),
+                grid_dim: (rows as u32, parts as u32, 1),
+                block_dim: (TOPK_THREADS as u32, 1, 1),
                 shared_mem_bytes: 0,
             };
             // Safety: the arguments match the kernel's signature; shapes were checked above.
+            unsafe { bl.launch(cfg) }.w()?;
+            let width = 2 + 2 * self.k;
+            let out = Out::alloc(dev, DType::F32, rows * width)?;
+            let (k_i, parts_i) = (self.k as i32, parts as i32);
+            let mut bl = merge.builder();
+            lpw.push(&mut bl);
+            bl.arg(&part_v);
+            bl.arg(&part_i);
+            bl.arg(&part_bv);
+            bl.arg(&part_bi);
+            out.push(&mut bl);
+            bl.arg(&n_i);
+            bl.arg(&k_i);
+            bl.arg(&parts_i);
+            let cfg = LaunchConfig {
+                grid_dim: (rows as u32, 1, 1),
+                block_dim: (TOPK_THREADS as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // Safety: as above; parts <= TOPK_THREADS, one merging thread per part.
             unsafe { bl.launch(cfg) }.w()?;
             Ok((out.into_storage(dev), Shape::from((rows, width))))
         }
