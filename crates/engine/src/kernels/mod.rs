@@ -102,7 +102,7 @@ impl Fusion {
 }
 
 /// Whether CUDA runs each decode step as a captured CUDA graph (`--cuda-graphs`): the step's
-/// ~700 kernel launches replayed by one, over persistent input buffers, per batch bucket (see
+/// ~300 kernel launches replayed by one, over persistent input buffers, per batch bucket (see
 /// [`crate::decode_graph`]). A captured step pads its batch to the bucket, which the
 /// batch-invariant kernels make invisible: a row's bits are the same with graphs on and off. So
 /// graphs run only where the kernels are batch invariant, never with `--kernels heuristic`, and

@@ -198,9 +198,7 @@ impl RmsNorm {
         let normed = normed.to_dtype(in_dtype)?;
         Ok(normed.broadcast_mul(&self.weight.to_dtype(in_dtype)?)?)
     }
-}
 
-impl RmsNorm {
     /// The residual stream's next value `x + delta` (`delta` cast to `x`'s dtype) and this norm
     /// of it: `(sum, normed)`, in one launch where the fused kernels apply, with the same bits.
     fn add_forward(&self, x: &Tensor, delta: &Tensor, fusion: Fusion) -> Result<(Tensor, Tensor)> {
