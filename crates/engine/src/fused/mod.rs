@@ -135,6 +135,44 @@ pub fn greedy_top_k(
     imp::greedy_top_k(logits, logprobs, k)
 }
 
+/// `layout` as `(start, rows, stride)`: rows of `cols` contiguous elements, row `r` starting
+/// `start + r * stride`. That is a contiguous tensor (stride `cols`) or a slice of the last
+/// dimensions of one (the parts of a stacked GEMM output); `None` for any other layout.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn rows_of(layout: &candle_core::Layout, cols: usize) -> Option<(usize, usize, usize)> {
+    let (dims, strides) = (layout.dims(), layout.stride());
+    let n: usize = dims.iter().product();
+    if cols == 0 || n % cols != 0 {
+        return None;
+    }
+    // The innermost dimensions that are contiguous together.
+    let (mut inner, mut i) = (1, dims.len());
+    while i > 0 && (dims[i - 1] == 1 || strides[i - 1] == inner) {
+        inner *= dims[i - 1];
+        i -= 1;
+    }
+    let start = layout.start_offset();
+    if i == 0 {
+        return Some((start, n / cols, cols));
+    }
+    // The outer ones must step by one stride over rows of exactly `cols`.
+    if inner != cols {
+        return None;
+    }
+    let (mut rows, mut stride) = (1, None);
+    for j in (0..i).rev() {
+        if dims[j] == 1 {
+            continue;
+        }
+        match stride {
+            None => (rows, stride) = (dims[j], Some(strides[j])),
+            Some(s) if strides[j] == s * rows => rows *= dims[j],
+            Some(_) => return None,
+        }
+    }
+    Some((start, rows, stride.unwrap_or(cols)))
+}
+
 #[cfg(not(feature = "cuda"))]
 mod imp {
     use crate::Result;
@@ -178,6 +216,8 @@ mod imp {
     use candle_core::cuda_backend::WrapErr;
     use candle_core::{CudaStorage, DType, Layout, Shape, Tensor};
     use reprolm_precision::cuda::{ptx, suffix, Output as Out, Words};
+
+    use super::rows_of;
 
     const SOURCE: &str = include_str!("kernels.cu");
     const MODULE: &str = "reprolm_fused";
@@ -401,43 +441,6 @@ mod imp {
             unsafe { b.launch(elementwise_config(n)) }.w()?;
             Ok((out.into_storage(dev), gl.shape().clone()))
         }
-    }
-
-    /// `layout` as `(start, rows, stride)`: rows of `cols` contiguous elements, row `r` starting
-    /// `start + r * stride`. That is a contiguous tensor (stride `cols`) or a slice of the last
-    /// dimensions of one (the parts of a stacked GEMM output); `None` for any other layout.
-    fn rows_of(layout: &Layout, cols: usize) -> Option<(usize, usize, usize)> {
-        let (dims, strides) = (layout.dims(), layout.stride());
-        let n: usize = dims.iter().product();
-        if cols == 0 || n % cols != 0 {
-            return None;
-        }
-        // The innermost dimensions that are contiguous together.
-        let (mut inner, mut i) = (1, dims.len());
-        while i > 0 && (dims[i - 1] == 1 || strides[i - 1] == inner) {
-            inner *= dims[i - 1];
-            i -= 1;
-        }
-        let start = layout.start_offset();
-        if i == 0 {
-            return Some((start, n / cols, cols));
-        }
-        // The outer ones must step by one stride over rows of exactly `cols`.
-        if inner != cols {
-            return None;
-        }
-        let (mut rows, mut stride) = (1, None);
-        for j in (0..i).rev() {
-            if dims[j] == 1 {
-                continue;
-            }
-            match stride {
-                None => (rows, stride) = (dims[j], Some(strides[j])),
-                Some(s) if strides[j] == s * rows => rows *= dims[j],
-                Some(_) => return None,
-            }
-        }
-        Some((start, rows, stride.unwrap_or(cols)))
     }
 
     pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
@@ -743,6 +746,39 @@ mod imp {
     pub fn greedy_top_k(logits: &Tensor, logprobs: &Tensor, k: usize) -> Result<Option<Tensor>> {
         let (logits, logprobs) = (logits.contiguous()?, logprobs.contiguous()?);
         Ok(Some(logits.apply_op2_no_bwd(&logprobs, &GreedyTopK { k })?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rows_of;
+    use candle_core::{DType, Device, Tensor};
+
+    #[test]
+    fn rows_of_reads_contiguous_tensors_and_parts_of_a_stacked_output() -> crate::Result<()> {
+        let dev = Device::Cpu;
+        // A stacked q/k/v output: 5 tokens of (6 + 2 + 2) heads of width 4.
+        let qkv = Tensor::zeros((1, 5, 10, 4), DType::F32, &dev)?;
+        assert_eq!(rows_of(qkv.layout(), 40), Some((0, 5, 40)));
+        assert_eq!(
+            rows_of(qkv.layout(), 8),
+            Some((0, 25, 8)),
+            "any divisor of a whole tensor"
+        );
+        let k = qkv.narrow(2, 6, 2)?;
+        assert_eq!(rows_of(k.layout(), 8), Some((24, 5, 40)));
+        // gate and up halves of a stacked (1, 5, 2 * 7) output.
+        let gate_up = Tensor::zeros((1, 5, 14), DType::F32, &dev)?;
+        let up = gate_up.narrow(2, 7, 7)?;
+        assert_eq!(rows_of(up.layout(), 7), Some((7, 5, 14)));
+        // One token: its one row, wherever it starts.
+        let one = Tensor::zeros((1, 1, 10, 4), DType::F32, &dev)?.narrow(2, 6, 2)?;
+        assert_eq!(rows_of(one.layout(), 8), Some((24, 1, 8)));
+        // Not rows of a stride: a transpose, and a row width the parts do not make up.
+        let t = Tensor::zeros((6, 4), DType::F32, &dev)?.t()?;
+        assert_eq!(rows_of(t.layout(), 6), None);
+        assert_eq!(rows_of(k.layout(), 4), None);
+        Ok(())
     }
 }
 
