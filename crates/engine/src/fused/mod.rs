@@ -832,9 +832,11 @@ mod gpu_tests {
             let rand = |shape: &[usize]| -> Result<Tensor> {
                 Ok(Tensor::randn(0f32, 1.0, shape, &dev)?.to_dtype(dtype)?)
             };
-            let q = rand(&[1, tokens, heads, d])?;
-            let k = rand(&[1, tokens, kv_heads, d])?;
-            let v = rand(&[1, tokens, kv_heads, d])?;
+            // q, k and v as the decoder has them: parts of one stacked projection output.
+            let qkv = rand(&[1, tokens, heads + 2 * kv_heads, d])?;
+            let q = qkv.narrow(2, 0, heads)?;
+            let k = qkv.narrow(2, heads, kv_heads)?;
+            let v = qkv.narrow(2, heads + kv_heads, kv_heads)?;
             let (cos, sin) = (rand(&[1, tokens, d / 2])?, rand(&[1, tokens, d / 2])?);
             let pools = rand(&[2, kv_heads, pool_slots, d])?;
             let pool = |i: usize| -> Result<Tensor> { Ok(pools.get(i)?.copy()?) };
@@ -860,6 +862,22 @@ mod gpu_tests {
                 bits(&pools.get(0)?),
                 "{dtype:?}: keys were written"
             );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn silu_mul_reads_the_halves_of_a_stacked_output_as_it_reads_copies() -> Result<()> {
+        let Some(dev) = device() else {
+            return Ok(());
+        };
+        for dtype in DTYPES {
+            let gate_up = (Tensor::randn(0f32, 3.0, (1, 5, 2 * 96), &dev)?).to_dtype(dtype)?;
+            let (gate, up) = (gate_up.narrow(2, 0, 96)?, gate_up.narrow(2, 96, 96)?);
+            let strided = silu_mul(&gate, &up, Fusion::On)?.expect("the kernel applies");
+            let copies = silu_mul(&gate.contiguous()?, &up.contiguous()?, Fusion::On)?
+                .expect("the kernel applies");
+            assert_eq!(bits(&strided), bits(&copies), "{dtype:?}");
         }
         Ok(())
     }
