@@ -53,7 +53,11 @@ pub fn add_rms_norm(
 
 /// `silu(gate) * up`, SiLU in f32 rounded once to the dtype, the product in the dtype.
 pub fn silu_mul(gate: &Tensor, up: &Tensor, fusion: Fusion) -> Result<Option<Tensor>> {
-    if !enabled(gate.device(), fusion) || gate.dtype() != up.dtype() || gate.dims() != up.dims() {
+    if !enabled(gate.device(), fusion)
+        || gate.dtype() != up.dtype()
+        || gate.dims() != up.dims()
+        || gate.elem_count() == 0
+    {
         return Ok(None);
     }
     imp::silu_mul(gate, up)
@@ -83,10 +87,9 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, fusion: Fusion) -> Result<Op
 /// slots, in one launch: `q`, `k`, `v` `(1, tokens, heads, head_dim)` as the projections give
 /// them (contiguous, or parts of one stacked output), and `cos`/`sin` `(1, tokens, head_dim / 2)`,
 /// all of one dtype, which must also be the pools' (`(kv_heads, slots, head_dim)`). Returns the
-/// rotated queries, contiguous. The
-/// same numbers as [`rope`] followed by
-/// [`write_slots`](crate::kernels::attention::write_slots): the rotation rounds where
-/// [`rope`] rounds, and a slot of [`PAD_SLOT`](crate::kv::PAD_SLOT) is written nowhere.
+/// rotated queries, contiguous. The same numbers as [`rope`] followed by
+/// [`write_slots`](crate::kernels::attention::write_slots): the rotation rounds where [`rope`]
+/// rounds, and a slot of [`PAD_SLOT`](crate::kv::PAD_SLOT) is written nowhere.
 pub fn rope_and_cache_write(
     [q, k, v]: [&Tensor; 3],
     (cos, sin): (&Tensor, &Tensor),
