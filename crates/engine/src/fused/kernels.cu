@@ -8,12 +8,28 @@
 
 // The 16-bit conversions (load_*, round_*, store_*) come from reprolm-precision's prelude.cu.
 
+// `sqrt(mean(x^2) + eps)` of a block's row from each thread's partial sum of squares `acc`: the
+// partial sums added as a butterfly within each warp, then the warps' sums the same way by the
+// first warp. The order depends on the block width alone; every thread gets the result.
+__device__ __forceinline__ float rms_denominator(float acc, float inv_cols, float eps) {
+  __shared__ float partial[32];
+  for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(0xffffffffu, acc, o));
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = acc;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    acc = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(0xffffffffu, acc, o));
+    if (threadIdx.x == 0) partial[0] = acc;
+  }
+  __syncthreads();
+  return __fsqrt_rn(__fadd_rn(__fmul_rn(partial[0], inv_cols), eps));
+}
+
 // RMSNorm as transformers' LlamaRMSNorm orders it: statistics in f32 (the mean as candle takes it,
 // the sum times 1/cols), `x / sqrt(mean(x^2) + eps)`
 // rounded to the input dtype, then multiplied by the weight in the input dtype. One block per row.
 #define RMSNORM(NAME, T, LOAD, ROUND, STORE)                                                     \
   extern "C" __global__ void NAME(const T* x, const T* w, T* out, int cols, float inv_cols, float eps) { \
-    __shared__ float partial[32];                                                                \
     const T* row = x + (long)blockIdx.x * cols;                                                  \
     T* dst = out + (long)blockIdx.x * cols;                                                      \
     float acc = 0.f;                                                                             \
@@ -21,16 +37,7 @@
       float v = LOAD(row, i);                                                                    \
       acc = __fadd_rn(acc, __fmul_rn(v, v));                                                     \
     }                                                                                            \
-    for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(0xffffffffu, acc, o)); \
-    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = acc;                                \
-    __syncthreads();                                                                             \
-    if (threadIdx.x < 32) {                                                                      \
-      acc = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;                        \
-      for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(0xffffffffu, acc, o)); \
-      if (threadIdx.x == 0) partial[0] = acc;                                                    \
-    }                                                                                            \
-    __syncthreads();                                                                             \
-    float denom = __fsqrt_rn(__fadd_rn(__fmul_rn(partial[0], inv_cols), eps));                    \
+    const float denom = rms_denominator(acc, inv_cols, eps);                                     \
     for (int i = threadIdx.x; i < cols; i += blockDim.x) {                                       \
       float normed = ROUND(__fdiv_rn(LOAD(row, i), denom));                                      \
       STORE(dst, i, __fmul_rn(normed, LOAD(w, i)));                                              \
@@ -42,12 +49,11 @@ RMSNORM(rmsnorm_f16, u16, load_f16, round_f16, store_f16)
 
 // The residual add and the next RMSNorm in one pass: `sum = x + a` rounded to the dtype (the
 // correctly rounded sum: f32 holds the exact sum of two 16-bit values closely enough that rounding
-// it again is exact), then RMSNORM's arithmetic on `sum`, in the same order for the same block
-// width. `out` holds the normed rows, then the sums.
+// it again is exact), then RMSNORM's arithmetic on `sum` (the same rms_denominator). `out` holds
+// the normed rows, then the sums.
 #define ADD_RMSNORM(NAME, T, LOAD, ROUND, STORE)                                                 \
   extern "C" __global__ void NAME(const T* x, const T* a, const T* w, T* out, int rows, int cols, \
                                   float inv_cols, float eps) {                                   \
-    __shared__ float partial[32];                                                                \
     const long off = (long)blockIdx.x * cols;                                                    \
     T* dst = out + off;                                                                          \
     T* sum = out + (long)rows * cols + off;                                                      \
@@ -57,16 +63,7 @@ RMSNORM(rmsnorm_f16, u16, load_f16, round_f16, store_f16)
       STORE(sum, i, v);                                                                          \
       acc = __fadd_rn(acc, __fmul_rn(v, v));                                                     \
     }                                                                                            \
-    for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(0xffffffffu, acc, o)); \
-    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = acc;                                \
-    __syncthreads();                                                                             \
-    if (threadIdx.x < 32) {                                                                      \
-      acc = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.f;                        \
-      for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(0xffffffffu, acc, o)); \
-      if (threadIdx.x == 0) partial[0] = acc;                                                    \
-    }                                                                                            \
-    __syncthreads();                                                                             \
-    float denom = __fsqrt_rn(__fadd_rn(__fmul_rn(partial[0], inv_cols), eps));                    \
+    const float denom = rms_denominator(acc, inv_cols, eps);                                     \
     for (int i = threadIdx.x; i < cols; i += blockDim.x) {                                       \
       float normed = ROUND(__fdiv_rn(LOAD(sum, i), denom));                                      \
       STORE(dst, i, __fmul_rn(normed, LOAD(w, i)));                                              \

@@ -176,6 +176,13 @@ fn rows_of(layout: &candle_core::Layout, cols: usize) -> Option<(usize, usize, u
     Some((start, rows, stride.unwrap_or(cols)))
 }
 
+/// The elements `rows` of `cols` (as [`rows_of`] gives them) lie in: from the first row's start
+/// to the last row's end.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn row_span((start, rows, stride): (usize, usize, usize), cols: usize) -> std::ops::Range<usize> {
+    start..start + rows.saturating_sub(1) * stride + cols
+}
+
 #[cfg(not(feature = "cuda"))]
 mod imp {
     use crate::Result;
@@ -220,7 +227,7 @@ mod imp {
     use candle_core::{CudaStorage, DType, Layout, Shape, Tensor};
     use reprolm_precision::cuda::{ptx, suffix, Output as Out, Words};
 
-    use super::rows_of;
+    use super::{row_span, rows_of};
 
     const SOURCE: &str = include_str!("kernels.cu");
     const MODULE: &str = "reprolm_fused";
@@ -416,19 +423,18 @@ mod imp {
         ) -> candle_core::Result<(CudaStorage, Shape)> {
             let dev = g.device();
             let cols = *gl.dims().last().unwrap_or(&1);
-            let (Some((g0, rows, gs)), Some((u0, _, us))) = (rows_of(gl, cols), rows_of(ul, cols))
-            else {
+            let (Some(g_rows), Some(u_rows)) = (rows_of(gl, cols), rows_of(ul, cols)) else {
                 candle_core::bail!("silu * up: gate and up must be rows of {cols} elements");
             };
+            let ((_, rows, gs), (_, _, us)) = (g_rows, u_rows);
             let n = rows * cols;
             let func = dev.get_or_load_custom_func(
                 &format!("silu_mul_{}", suffix(g.dtype())?),
                 MODULE,
                 ptx(MODULE, SOURCE)?,
             )?;
-            let span = |start: usize, stride: usize| start..start + (rows - 1) * stride + cols;
-            let gw = Words::elements(g, span(g0, gs))?;
-            let uw = Words::elements(u, span(u0, us))?;
+            let gw = Words::elements(g, row_span(g_rows, cols))?;
+            let uw = Words::elements(u, row_span(u_rows, cols))?;
             let out = Out::alloc(dev, g.dtype(), n)?;
             let (n_i, cols_i, gs_i, us_i) = (n as i64, cols as i32, gs as i64, us as i64);
             let mut b = func.builder();
@@ -446,15 +452,26 @@ mod imp {
         }
     }
 
+    /// `t` as rows of `cols` elements for a kernel that walks them itself: `t` where its layout
+    /// already is such rows ([`rows_of`]; the parts of a stacked output), else a contiguous copy;
+    /// with where the rows lie (`(start, rows, stride)`).
+    fn in_rows(t: &Tensor, cols: usize) -> Result<(Tensor, (usize, usize, usize))> {
+        let t = match rows_of(t.layout(), cols) {
+            Some(_) => t.clone(),
+            None => t.contiguous()?,
+        };
+        let rows = rows_of(t.layout(), cols).ok_or_else(|| {
+            crate::Error::InvalidRequest(format!(
+                "a {:?} tensor is not rows of {cols} elements",
+                t.dims()
+            ))
+        })?;
+        Ok((t, rows))
+    }
+
     pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
         let cols = gate.dims().last().copied().unwrap_or(1);
-        let as_rows = |t: &Tensor| -> Result<Tensor> {
-            Ok(match rows_of(t.layout(), cols) {
-                Some(_) => t.clone(),
-                None => t.contiguous()?,
-            })
-        };
-        let (gate, up) = (as_rows(gate)?, as_rows(up)?);
+        let ((gate, _), (up, _)) = (in_rows(gate, cols)?, in_rows(up, cols)?);
         Ok(Some(gate.apply_op2_no_bwd(&up, &SiluMul)?))
     }
 
@@ -550,18 +567,10 @@ mod imp {
             )));
         }
         // q, k and v may be parts of one stacked output: rows of heads x head_dim per token.
-        let as_rows = |t: &Tensor, heads: usize| -> Result<(Tensor, usize)> {
-            let t = match rows_of(t.layout(), heads * d) {
-                Some(_) => t.clone(),
-                None => t.contiguous()?,
-            };
-            let (_, _, stride) = rows_of(t.layout(), heads * d).expect("rows");
-            Ok((t, stride))
-        };
-        let ((q, q_stride), (k, k_stride), (v, v_stride)) = (
-            as_rows(q, heads)?,
-            as_rows(k, kv_heads)?,
-            as_rows(v, kv_heads)?,
+        let ((q, q_rows), (k, k_rows), (v, v_rows)) = (
+            in_rows(q, heads * d)?,
+            in_rows(k, kv_heads * d)?,
+            in_rows(v, kv_heads * d)?,
         );
         let (cos, sin) = (cos.contiguous()?, sin.contiguous()?);
         if !(keys.is_contiguous() && values.is_contiguous()) {
@@ -569,14 +578,10 @@ mod imp {
                 "rope + cache write: the pools must be contiguous".into(),
             ));
         }
-        let row_span = |t: &Tensor, stride: usize, width: usize| {
-            let start = t.layout().start_offset();
-            start..start + (tokens - 1) * stride + width
-        };
         let spans = [
-            row_span(&q, q_stride, heads * d),
-            row_span(&k, k_stride, kv_heads * d),
-            row_span(&v, v_stride, kv_heads * d),
+            row_span(q_rows, heads * d),
+            row_span(k_rows, kv_heads * d),
+            row_span(v_rows, kv_heads * d),
         ];
         let guards = [&q, &k, &v, &cos, &sin, keys, values].map(|t| t.storage_and_layout());
         let mut words = Vec::with_capacity(guards.len());
@@ -628,7 +633,7 @@ mod imp {
             bl.arg(x);
         }
         bl.arg(&pool_slots);
-        let strides = [q_stride as i64, k_stride as i64, v_stride as i64];
+        let strides = [q_rows, k_rows, v_rows].map(|(_, _, stride)| stride as i64);
         for x in &strides {
             bl.arg(x);
         }
