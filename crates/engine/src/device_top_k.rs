@@ -17,17 +17,22 @@ const ROW_ALIGN: usize = 8;
 /// `log_softmax` over the last dimension of `(rows, n)` f32 logits, each row's value independent of
 /// the row's position in the batch.
 ///
-/// candle's CUDA row sum (`fast_sum_f32`) loads a row in float4 groups counted from the buffer's
+/// On a GPU with the fused kernels on, [`fused::log_softmax`](crate::fused::log_softmax) computes
+/// it in two launches. Otherwise (`--fused-kernels off`) candle's ops do, and one of them needs
+/// care: candle's CUDA row sum (`fast_sum_f32`) loads a row in float4 groups counted from the buffer's
 /// start, with a scalar head up to the first 16-byte boundary: a row that starts at element
 /// `r * n` groups its terms by `r * n mod 4`, so with an `n` that is not a multiple of 4 the same
 /// logits give log-probabilities that differ in the last bit by row. Padding each row with `-inf`
 /// to a multiple of 8 makes every row start on a boundary (an `exp` of `-inf` adds an exact zero),
 /// so each row is summed in one grouping. On the CPU (`log_softmax_cpu`) each row is summed in
 /// order with the portable `exp` and `ln`, and nothing is padded.
-pub fn log_softmax_rows(logits: &Tensor) -> Result<Tensor> {
+pub fn log_softmax_rows(logits: &Tensor, fusion: crate::kernels::Fusion) -> Result<Tensor> {
     let (rows, n) = logits.dims2()?;
     if logits.device().is_cpu() {
         return log_softmax_cpu(logits);
+    }
+    if let Some(lp) = crate::fused::log_softmax(&logits.to_dtype(DType::F32)?, fusion)? {
+        return Ok(lp);
     }
     if n % ROW_ALIGN == 0 {
         return log_softmax_gpu(logits);
@@ -212,13 +217,13 @@ mod tests {
             }
         }
         // The CPU body too, and a row's values do not depend on the other rows.
-        let ours = log_softmax_rows(&logits)?.to_vec2::<f32>()?;
-        let ours_padded = log_softmax_rows(&Tensor::cat(&[&logits, &fill], 1)?)?
+        let ours = log_softmax_rows(&logits, Fusion::On)?.to_vec2::<f32>()?;
+        let ours_padded = log_softmax_rows(&Tensor::cat(&[&logits, &fill], 1)?, Fusion::On)?
             .narrow(1, 0, 327)?
             .to_vec2::<f32>()?;
         assert_eq!(ours, ours_padded);
         assert_eq!(
-            log_softmax_rows(&logits.narrow(0, 2, 1)?)?.to_vec2::<f32>()?[0],
+            log_softmax_rows(&logits.narrow(0, 2, 1)?, Fusion::On)?.to_vec2::<f32>()?[0],
             ours[2]
         );
         Ok(())
@@ -229,7 +234,7 @@ mod tests {
     #[test]
     fn cpu_log_softmax_matches_float64() -> Result<()> {
         let logits = (Tensor::randn(0f32, 4.0, (3, 151_936), &Device::Cpu)? - 2.0)?;
-        let ours = log_softmax_rows(&logits)?.to_vec2::<f32>()?;
+        let ours = log_softmax_rows(&logits, Fusion::On)?.to_vec2::<f32>()?;
         for (row, got) in logits.to_vec2::<f32>()?.iter().zip(&ours) {
             let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
             let lse = max
@@ -300,8 +305,59 @@ mod gpu_tests {
         Ok(())
     }
 
+    /// The fused log-softmax against float64, and each row's bits alone and in any batch: at a
+    /// vocabulary's width, at one too wide for 256 parts of 2,048, and with whole parts of -inf.
     #[test]
-    fn the_row_max_in_parts_gives_candles_log_softmax() -> Result<()> {
+    fn fused_log_softmax_matches_float64_and_keeps_a_rows_bits_in_any_batch() -> Result<()> {
+        let Some(dev) = gpu() else { return Ok(()) };
+        let on = crate::kernels::Fusion::On;
+        let bits = crate::kernels::gpu_test::bits;
+        for width in [1000, 151_936, 600_001] {
+            let mut host =
+                (Tensor::randn(0f32, 4.0, (5, width), &Device::Cpu)? - 2.0)?.to_vec2::<f32>()?;
+            for x in &mut host[3][..(width / 2).min(4096)] {
+                *x = f32::NEG_INFINITY;
+            }
+            let logits = Tensor::new(host.clone(), &dev)?;
+            let all = log_softmax_rows(&logits, on)?;
+            let got = all.to_vec2::<f32>()?;
+            for (row, (want, got)) in host.iter().zip(&got).enumerate() {
+                let max = want.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+                let lse = max
+                    + want
+                        .iter()
+                        .map(|&x| (x as f64 - max).exp())
+                        .sum::<f64>()
+                        .ln();
+                let scale = want
+                    .iter()
+                    .filter(|x| x.is_finite())
+                    .map(|&x| (x as f64 - lse).abs())
+                    .fold(0f64, f64::max);
+                for (&x, &y) in want.iter().zip(got) {
+                    if x == f32::NEG_INFINITY {
+                        assert_eq!(y, f32::NEG_INFINITY, "width {width} row {row}");
+                        continue;
+                    }
+                    let err = (y as f64 - (x as f64 - lse)).abs();
+                    assert!(
+                        err <= 8.0 * f32::EPSILON as f64 * scale,
+                        "width {width}: {err:e}"
+                    );
+                }
+                let alone = log_softmax_rows(&logits.narrow(0, row, 1)?, on)?;
+                assert_eq!(
+                    bits(&alone),
+                    bits(&all.narrow(0, row, 1)?),
+                    "width {width} row {row}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_composed_route_with_the_row_max_in_parts_gives_candles_log_softmax() -> Result<()> {
         let Some(dev) = gpu() else { return Ok(()) };
         for width in [1000, 151_936] {
             let logits = (Tensor::randn(0f32, 1.0, (3, width), &dev)? * 6.0)?;

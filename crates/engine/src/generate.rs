@@ -378,7 +378,7 @@ impl<'a> Batch<'a> {
     fn pick(&mut self, rows: &mut [Row], logits: &Tensor) -> Result<()> {
         let logits = logits.to_dtype(DType::F32)?;
         // Log-softmax in float32 over the (policy-dtype) logits, as the reference records them.
-        let logprobs = device_top_k::log_softmax_rows(&logits)?;
+        let logprobs = device_top_k::log_softmax_rows(&logits, self.decoder.kernels().fusion)?;
         let kernels = self.decoder.kernels();
         if kernels.pick_on(logits.device()) == TokenPick::Device {
             // On a GPU, choose on the device and copy back k candidates, not the vocabulary.

@@ -323,3 +323,68 @@ GREEDY_TOP_K(1)
 GREEDY_TOP_K(2)
 GREEDY_TOP_K(4)
 GREEDY_TOP_K(8)
+
+// Log-softmax of each row of `(rows, n)` f32 logits in two launches of blocks over parts of
+// LSM_CHUNK entries (a 152k vocabulary in one block per row took about 0.1 ms for each of the
+// row's max and sum). Each row is reduced on its own, in an order fixed by n:
+//   1. block (row, part): its part's max m_p and s_p = sum of expf(x - m_p) (each thread its
+//      strided entries in order, then the warps as butterflies, then the warps' sums in order);
+//   2. block (row, part), thread p reading part p: the row's max M (a max, exact in any order),
+//      its sum S of s_p * expf(m_p - M) reduced as in 1 and lse = logf(S) (every block the same
+//      values by the same operations), then its part's entries (x - M) - lse.
+// So a row takes at most LSM_THREADS parts; the caller widens the parts of longer rows.
+// A part of -inf entries adds nothing (s_p = 0); a row of -inf gives NaN, as the composed ops do.
+#define LSM_THREADS 256
+#define LSM_CHUNK 2048
+
+// The block's values v combined by `op` in an order set by the block width alone; every thread
+// gets the result.
+template <bool MAX>
+__device__ __forceinline__ float lsm_block(float v, float* scratch) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float w = __shfl_xor_sync(0xffffffffu, v, o);
+    v = MAX ? fmaxf(v, w) : __fadd_rn(v, w);
+  }
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float r = scratch[0];
+  for (int w = 1; w < LSM_THREADS / 32; w++) r = MAX ? fmaxf(r, scratch[w]) : __fadd_rn(r, scratch[w]);
+  __syncthreads(); /* scratch may be written again */
+  return r;
+}
+
+extern "C" __global__ void __launch_bounds__(LSM_THREADS)
+    log_softmax_part(const float* x, float* part_m, float* part_s, int n, int chunk) {
+  __shared__ float scratch[LSM_THREADS / 32];
+  const int row = blockIdx.x, part = blockIdx.y;
+  const float* xr = x + (long)row * n;
+  const int i0 = part * chunk, i1 = min(n, i0 + chunk);
+  float m = NEG_INF;
+  for (int i = i0 + threadIdx.x; i < i1; i += LSM_THREADS) m = fmaxf(m, xr[i]);
+  m = lsm_block<true>(m, scratch);
+  float s = 0.f;
+  if (m != NEG_INF)
+    for (int i = i0 + threadIdx.x; i < i1; i += LSM_THREADS) s = __fadd_rn(s, expf(__fsub_rn(xr[i], m)));
+  s = lsm_block<false>(s, scratch);
+  if (threadIdx.x == 0) {
+    part_m[(long)row * gridDim.y + part] = m;
+    part_s[(long)row * gridDim.y + part] = s;
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(LSM_THREADS)
+    log_softmax_write(const float* x, const float* part_m, const float* part_s, float* out, int n,
+                      int chunk) {
+  __shared__ float scratch[LSM_THREADS / 32];
+  const int row = blockIdx.x, part = blockIdx.y, parts = gridDim.y, t = threadIdx.x;
+  const float m_t = t < parts ? part_m[(long)row * parts + t] : NEG_INF;
+  const float big_m = lsm_block<true>(m_t, scratch);
+  const float term = t < parts && m_t != NEG_INF
+                         ? __fmul_rn(part_s[(long)row * parts + t], expf(__fsub_rn(m_t, big_m)))
+                         : 0.f;
+  const float lse = logf(lsm_block<false>(term, scratch));
+  const float* xr = x + (long)row * n;
+  float* o = out + (long)row * n;
+  const int i0 = part * chunk, i1 = min(n, i0 + chunk);
+  for (int i = i0 + threadIdx.x; i < i1; i += LSM_THREADS) o[i] = __fsub_rn(__fsub_rn(xr[i], big_m), lse);
+}

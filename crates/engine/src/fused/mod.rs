@@ -1,12 +1,13 @@
 //! Fused GPU kernels for the decoder's small ops: RMSNorm, the SwiGLU product, RoPE, and a
-//! greedy step's token and top-k choice.
+//! step's log-softmax and greedy token and top-k choice.
 //!
 //! On a GPU a decode step of a small batch is bound by kernel launches, not by arithmetic: the
 //! composed candle ops of one RMSNorm are nine launches, of one RoPE about ten. These kernels
 //! (`kernels.cu` beside this file, compiled at run time by NVRTC) do each in one
 //! launch and round at the same points as the composed ops, so a fused run computes the same
-//! numbers except for the order in which RMSNorm sums its squares. The greedy choice was about 45 launches per step, a dozen of them single-block reductions over
-//! the vocabulary; its kernel makes the same exact selection in one.
+//! numbers except for the order in which RMSNorm sums its squares and log-softmax sums its
+//! exponentials. The greedy choice was about 45 launches per step, a dozen of them single-block
+//! reductions over the vocabulary; its kernels make the same exact selection in two.
 //!
 //! Every function returns `Ok(None)` where it does not apply (CPU tensors, a build without the
 //! `cuda` feature, a dtype combination without a kernel, or `--fused-kernels off`, passed in as
@@ -138,6 +139,19 @@ pub fn greedy_top_k(
     imp::greedy_top_k(logits, logprobs, k)
 }
 
+/// `log_softmax` over each row of `(rows, n)` f32 `logits`, in two launches over parts of the row
+/// (the composed ops reduce a row in one block each for its max and its sum, and upload their
+/// shapes: about a tenth of a millisecond each over a 152k vocabulary). Each row's order is fixed
+/// by `n` alone (parts of 2,048 entries, their sums folded in order), so a row's values do not
+/// depend on the batch. The sum is grouped otherwise than the composed ops group it, so the
+/// last bits differ from theirs.
+pub fn log_softmax(logits: &Tensor, fusion: Fusion) -> Result<Option<Tensor>> {
+    if !enabled(logits.device(), fusion) || logits.dtype() != DType::F32 || logits.rank() != 2 {
+        return Ok(None);
+    }
+    imp::log_softmax(logits)
+}
+
 /// `layout` as `(start, rows, stride)`: rows of `cols` contiguous elements, row `r` starting
 /// `start + r * stride`. That is a contiguous tensor (stride `cols`) or a slice of the last
 /// dimensions of one (the parts of a stacked GEMM output); `None` for any other layout.
@@ -211,6 +225,9 @@ mod imp {
         Ok(None)
     }
     pub fn rope(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    pub fn log_softmax(_: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
     }
     pub fn greedy_top_k(_: &Tensor, _: &Tensor, _: usize) -> Result<Option<Tensor>> {
@@ -749,6 +766,82 @@ mod imp {
             unsafe { bl.launch(cfg) }.w()?;
             Ok((out.into_storage(dev), Shape::from((rows, width))))
         }
+    }
+
+    /// Threads per block of the log-softmax kernels (`LSM_THREADS` in the source): also the most
+    /// parts a row is cut into.
+    const LSM_THREADS: usize = 256;
+    /// Entries per part of a row (`LSM_CHUNK`).
+    const LSM_CHUNK: usize = 2048;
+
+    struct LogSoftmax;
+
+    impl candle_core::CustomOp1 for LogSoftmax {
+        fn name(&self) -> &'static str {
+            "reprolm-fused-log-softmax"
+        }
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &Layout,
+        ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+            candle_core::bail!("the fused log-softmax runs on CUDA only")
+        }
+        fn cuda_fwd(
+            &self,
+            x: &CudaStorage,
+            xl: &Layout,
+        ) -> candle_core::Result<(CudaStorage, Shape)> {
+            let dev = x.device();
+            let (rows, n) = xl.shape().dims2()?;
+            let out = Out::alloc(dev, DType::F32, rows * n)?;
+            if rows * n == 0 {
+                return Ok((out.into_storage(dev), xl.shape().clone()));
+            }
+            let ptx = ptx(MODULE, SOURCE)?;
+            let part = dev.get_or_load_custom_func("log_softmax_part", MODULE, ptx)?;
+            let write = dev.get_or_load_custom_func("log_softmax_write", MODULE, ptx)?;
+            let xw = Words::of(x, xl)?;
+            // A function of n alone: the order of every row's sums.
+            let chunk = LSM_CHUNK.max(n.div_ceil(LSM_THREADS));
+            let parts = n.div_ceil(chunk);
+            // Safety: every (row, part) slot is written by its block before the second launch
+            // reads it.
+            let (part_m, part_s) = unsafe {
+                (
+                    dev.alloc::<f32>(rows * parts)?,
+                    dev.alloc::<f32>(rows * parts)?,
+                )
+            };
+            let (n_i, chunk_i) = (n as i32, chunk as i32);
+            let cfg = LaunchConfig {
+                grid_dim: (rows as u32, parts as u32, 1),
+                block_dim: (LSM_THREADS as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut bl = part.builder();
+            xw.push(&mut bl);
+            bl.arg(&part_m);
+            bl.arg(&part_s);
+            bl.arg(&n_i);
+            bl.arg(&chunk_i);
+            // Safety: the arguments match the kernel's signature; the shape was checked above.
+            unsafe { bl.launch(cfg) }.w()?;
+            let mut bl = write.builder();
+            xw.push(&mut bl);
+            bl.arg(&part_m);
+            bl.arg(&part_s);
+            out.push(&mut bl);
+            bl.arg(&n_i);
+            bl.arg(&chunk_i);
+            // Safety: as above; parts <= LSM_THREADS, one reading thread per part.
+            unsafe { bl.launch(cfg) }.w()?;
+            Ok((out.into_storage(dev), xl.shape().clone()))
+        }
+    }
+
+    pub fn log_softmax(logits: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(logits.contiguous()?.apply_op1_no_bwd(&LogSoftmax)?))
     }
 
     pub fn greedy_top_k(logits: &Tensor, logprobs: &Tensor, k: usize) -> Result<Option<Tensor>> {

@@ -40,6 +40,8 @@ const PARTIAL_BYTES: usize = 256 << 20;
 const TC_CHUNK: usize = super::TENSOR_CORE_SPLIT;
 /// The widest head the tensor-core route takes (`TC_MAX_D`).
 const TC_MAX_D: usize = super::TENSOR_CORE_MAX_HEAD_DIM;
+/// Threads of a tensor-core decode block: 4 warps that share one chunk (`TC_SPLIT_WARPS`).
+const TC_SPLIT_THREADS: u32 = 128;
 /// Query rows of a tensor-core prefill block: 4 warps of 16 (`TC_WARPS`).
 const TC_ROWS: usize = 64;
 /// Shared memory of a tensor-core prefill block: two chunks' keys and values, rows padded by 8.
@@ -221,7 +223,17 @@ fn tc_attention(
     let thin = tokens * rep < 16 * n_tiles;
     if thin && tokens * heads * chunks_cap * (d + 2) * 4 <= TC_PARTIAL_BYTES {
         let name = format!("paged_tc_split_{qn}");
-        split_then_fold(dev, ptx, &name, 32, TC_CHUNK, chunks_cap, inputs, qn, out)
+        split_then_fold(
+            dev,
+            ptx,
+            &name,
+            TC_SPLIT_THREADS,
+            TC_CHUNK,
+            chunks_cap,
+            inputs,
+            qn,
+            out,
+        )
     } else {
         let name = format!("paged_tc_prefill_{qn}");
         let block = 32 * (TC_ROWS / 16) as u32;

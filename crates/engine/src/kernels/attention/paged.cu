@@ -173,6 +173,12 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
     }                                                                                               \
   }
 
+// The fold reads every split's partial result before it needs it: the splits' statistics go to
+// shared memory a window at a time, and each thread loads FOLD_AHEAD splits' values of its column
+// at once, so a query's fold waits on memory a few times rather than once per split (at 8k
+// positions a decode query has 128 chunks). The arithmetic is `fold`'s, in split order.
+#define FOLD_WINDOW 128
+#define FOLD_AHEAD 8
 #define FOLD(QN, QT)                                                                               \
   extern "C" __global__ void __launch_bounds__(THREADS)                                              \
       paged_fold_##QN(const unsigned* q_pos, int tokens, int heads, int d, int splits_cap,          \
@@ -180,14 +186,38 @@ __device__ __forceinline__ void split_softmax(float* sc, int nk, int lane, float
     const int t = blockIdx.x, hh = blockIdx.y;                                                      \
     const int splits = ((int)q_pos[t] + span) / span;                                               \
     const long row = ((long)t * heads + hh) * splits_cap;                                           \
-    for (int e = threadIdx.x; e < d; e += THREADS) {                                                \
-      float big_m = part_ml[2 * row], big_l = part_ml[2 * row + 1];                                 \
-      float o = part_acc[row * d + e];                                                              \
-      for (int s = 1; s < splits; s++) {                                                            \
-        float acc = part_acc[(row + s) * d + e];                                                    \
-        fold(big_m, big_l, &o, 1, part_ml[2 * (row + s)], part_ml[2 * (row + s) + 1], &acc);         \
+    __shared__ float ml_s[2 * FOLD_WINDOW];                                                         \
+    float big_m[MAX_D / THREADS], big_l[MAX_D / THREADS], o[MAX_D / THREADS];                       \
+    for (int w0 = 0; w0 < splits; w0 += FOLD_WINDOW) {                                              \
+      const int nw = min(FOLD_WINDOW, splits - w0);                                                 \
+      __syncthreads(); /* the previous window's statistics are no longer read */                    \
+      for (int i = threadIdx.x; i < 2 * nw; i += THREADS) ml_s[i] = part_ml[2 * (row + w0) + i];    \
+      __syncthreads();                                                                              \
+      _Pragma("unroll") for (int c = 0; c < MAX_D / THREADS; c++) {                                 \
+        const int e = threadIdx.x + c * THREADS;                                                    \
+        if (e >= d) break;                                                                          \
+        for (int s0 = 0; s0 < nw; s0 += FOLD_AHEAD) {                                               \
+          float acc[FOLD_AHEAD];                                                                    \
+          _Pragma("unroll") for (int a = 0; a < FOLD_AHEAD; a++) acc[a] =                           \
+              s0 + a < nw ? part_acc[(row + w0 + s0 + a) * d + e] : 0.f;                            \
+          _Pragma("unroll") for (int a = 0; a < FOLD_AHEAD; a++) {                                  \
+            const int sw = s0 + a;                                                                  \
+            if (sw >= nw) break;                                                                    \
+            if (w0 + sw == 0) {                                                                     \
+              big_m[c] = ml_s[0];                                                                   \
+              big_l[c] = ml_s[1];                                                                   \
+              o[c] = acc[a];                                                                        \
+            } else {                                                                                \
+              fold(big_m[c], big_l[c], &o[c], 1, ml_s[2 * sw], ml_s[2 * sw + 1], &acc[a]);          \
+            }                                                                                       \
+          }                                                                                         \
+        }                                                                                           \
       }                                                                                             \
-      store_##QN(out, ((long)t * heads + hh) * d + e, o / big_l);                                    \
+    }                                                                                               \
+    _Pragma("unroll") for (int c = 0; c < MAX_D / THREADS; c++) {                                   \
+      const int e = threadIdx.x + c * THREADS;                                                      \
+      if (e >= d) break;                                                                            \
+      store_##QN(out, ((long)t * heads + hh) * d + e, o[c] / big_l[c]);                              \
     }                                                                                               \
   }
 
@@ -341,7 +371,7 @@ FOLD(f16, u16)
 //       type, v) over the chunk's four k16 steps of keys in order, from 0;
 //   - the chunks are folded in order from chunk 0 with fold_factors / fold_value, and the result
 //     divided by the folded l once.
-// paged_tc_split_* computes one chunk per warp-sized block and writes it as a partial result
+// paged_tc_split_* computes one chunk per block and writes it as a partial result
 // (paged_fold_* folds them, span TC_CHUNK); paged_tc_prefill_* gives a block 4 warps of 16 query
 // rows that share each chunk's keys and values in shared memory, and folds in registers. A row's
 // values depend only on its own q and keys: mma computes each output element from its own row
@@ -439,13 +469,16 @@ __device__ __forceinline__ void tc_load_q(unsigned (&qf)[NS][4], const u16* row_
 
 // One chunk for the warp's 16 query rows (lane: rows gid and gid + 8, at positions p[0], p[1],
 // -1 for no row): the chunk's (m, l, acc) of the order above, from the staged keys and values.
-// acc[i] holds columns 8i + 2t, 8i + 2t + 1 of row gid (0, 1) and gid + 8 (2, 3). A row with no
-// key in the chunk gets m = -inf, l = 0, acc = 0.
+// acc[i] holds columns 8i + 2t, 8i + 2t + 1 of row gid (0, 1) and gid + 8 (2, 3), for the column
+// tiles i in [i_lo, i_hi) (even bounds; the others are left at 0): each tile is its own sums, so
+// warps that share a chunk's scores may take its columns in parts. A row with no key in the chunk
+// gets m = -inf, l = 0, acc = 0.
 template <int NS, bool F16>
 __device__ __forceinline__ void tc_chunk(const unsigned (&qf)[NS][4], const u16* ks,
                                          const u16* vs, int d, int j0, const int (&p)[2],
                                          float scale, int lane, float (&m)[2], float (&l)[2],
-                                         float (&acc)[2 * NS][4]) {
+                                         float (&acc)[2 * NS][4], int i_lo = 0,
+                                         int i_hi = 2 * NS) {
   const int t = lane & 3, r8 = lane & 7, mat = lane >> 3;
   float s[TC_CHUNK / 8][4];
   // Scores: key tile kt (8 keys) x k16 steps in order; ldmatrix gives two steps' B fragments.
@@ -506,6 +539,7 @@ __device__ __forceinline__ void tc_chunk(const unsigned (&qf)[NS][4], const u16*
 #pragma unroll
     for (int i = 0; i < 2 * NS; i += 2) {
       if (8 * i >= d) break;
+      if (i < i_lo || i >= i_hi) continue;
       unsigned b[4];
       tc_ldsm4<true>(b, vs + (16 * ks16 + r8 + 8 * (mat & 1)) * TC_STRIDE + 8 * i + 8 * (mat >> 1));
       tc_mma<F16>(acc[i], a, b[0], b[1]);
@@ -514,8 +548,13 @@ __device__ __forceinline__ void tc_chunk(const unsigned (&qf)[NS][4], const u16*
   }
 }
 
-// Decode: one warp per (query token, kv head, chunk), the partial result of the chunk for the
-// token's query heads of the kv head (rows 0..rep-1 of the warp's 16).
+// Decode: one block of TC_SPLIT_WARPS warps per (query token, kv head, chunk), the partial result
+// of the chunk for the token's query heads of the kv head (rows 0..rep-1 of a warp's 16). The
+// block stages the chunk together; every warp computes the chunk's scores and softmax (the same
+// operations on the same values, so the same bits in each) and the weighted values of its share
+// of the columns. One warp alone was bound by its own copy and mma issue: a decode step at batch
+// 1 runs only (kv heads x chunks) of these blocks.
+#define TC_SPLIT_WARPS 4
 template <bool F16>
 __device__ __forceinline__ void tc_split(const u16* q, const u16* keys, const u16* vals,
                                          const unsigned* q_seq, const unsigned* q_pos,
@@ -523,23 +562,26 @@ __device__ __forceinline__ void tc_split(const u16* q, const u16* keys, const u1
                                          int kv_heads, int d, long slots, float scale,
                                          int chunks_cap, float* part_acc, float* part_ml) {
   constexpr int NS = TC_MAX_D / 16;
-  const int t = blockIdx.x, g = blockIdx.y, c = blockIdx.z, lane = threadIdx.x;
+  constexpr int TILES = 2 * NS / TC_SPLIT_WARPS; /* column tiles of 8 per warp */
+  const int t = blockIdx.x, g = blockIdx.y, c = blockIdx.z;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int n = (int)q_pos[t] + 1, j0 = c * TC_CHUNK;
   if (j0 >= n) return;
   const int rep = heads / kv_heads, gid = lane >> 2, tq = lane & 3;
   __shared__ __align__(16) u16 ks[TC_CHUNK * TC_STRIDE];
   __shared__ __align__(16) u16 vs[TC_CHUNK * TC_STRIDE];
   tc_stage(ks, vs, keys, vals, tables + (long)q_seq[t] * width, (long)g * slots * d, d, j0, n,
-           lane, 32);
+           threadIdx.x, 32 * TC_SPLIT_WARPS);
   unsigned qf[NS][4];
   const u16* lo = gid < rep ? q + ((long)t * heads + g * rep + gid) * d : nullptr;
   const u16* hi = gid + 8 < rep ? q + ((long)t * heads + g * rep + gid + 8) * d : nullptr;
   tc_load_q<NS>(qf, lo, hi, d, lane);
   const int p[2] = {lo ? n - 1 : -1, hi ? n - 1 : -1};
   asm volatile("cp.async.wait_group 0;");
-  __syncwarp();
+  __syncthreads();
   float m[2], l[2], acc[2 * NS][4];
-  tc_chunk<NS, F16>(qf, ks, vs, d, j0, p, scale, lane, m, l, acc);
+  const int i_lo = warp * TILES, i_hi = i_lo + TILES;
+  tc_chunk<NS, F16>(qf, ks, vs, d, j0, p, scale, lane, m, l, acc, i_lo, i_hi);
 #pragma unroll
   for (int h = 0; h < 2; h++) {
     const int r = gid + 8 * h;
@@ -549,10 +591,11 @@ __device__ __forceinline__ void tc_split(const u16* q, const u16* keys, const u1
     for (int i = 0; i < 2 * NS; i++) {
       const int col = 8 * i + 2 * tq;
       if (col >= d) break;
+      if (i < i_lo || i >= i_hi) continue;
       part_acc[at * d + col] = acc[i][2 * h];
       part_acc[at * d + col + 1] = acc[i][2 * h + 1];
     }
-    if (tq == 0) {
+    if (warp == 0 && tq == 0) {
       part_ml[2 * at] = m[h];
       part_ml[2 * at + 1] = l[h];
     }
@@ -663,7 +706,7 @@ __device__ __forceinline__ void tc_prefill(const u16* q, const u16* keys, const 
 }
 
 #define TC(N, F16)                                                                                 \
-  extern "C" __global__ void __launch_bounds__(32) paged_tc_split_##N(                              \
+  extern "C" __global__ void __launch_bounds__(32 * TC_SPLIT_WARPS) paged_tc_split_##N(                              \
       const u16* q, const u16* keys, const u16* vals, const unsigned* q_seq,                        \
       const unsigned* q_pos, const unsigned* tables, int width, int tokens, int heads,              \
       int kv_heads, int d, long slots, float scale, int chunks_cap, float* part_acc,                \
