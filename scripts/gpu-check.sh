@@ -19,9 +19,9 @@
 #      `context`) decode at an 8k-token context against the peer;
 #   7. (step `graphs`) decode with CUDA graphs on and off on the 1.5B and 7B configs, the peer in the
 #      same call, the copy bandwidth the floor is taken against, and a run's outputs on and off;
-#   8. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8 and
-#      of one decode step at batch PROFILE_BATCH (default 1), read by Nsight Compute
-#      (scripts/gpu/kernel_profile.py).
+#   8. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8
+#      (PROFILE_PREFILL=0 skips it) and of one decode step at batch PROFILE_BATCH (default 1), read
+#      by Nsight Compute (scripts/gpu/kernel_profile.py).
 #
 #   usage: scripts/gpu-check.sh [RESULTS_DIR]        (default: $OUT if set, else gpu-check-results)
 #   env:   REPROLM (the reprolm command; default `bash .gpu/run.sh reprolm`, the bundled CUDA build),
@@ -29,7 +29,10 @@
 #          parity speed paper") to run a subset, DEVICE (default cuda:0) and MODEL_LAYERS (fewer
 #          layers) to rehearse the models and parity steps on a CPU, PARITY_MODELS (default both:
 #          "deepseek-r1-distill-qwen-1.5b qwen3-0.6b"), GRAPHS_MODELS (default "1.5b 7b": the models
-#          the `graphs` step measures).
+#          the `graphs` step measures), GRAPHS_POLICIES (default "bf16 layercast"), GRAPHS_MODES
+#          (default "on off"), PEER_BATCHES (the peer's, default 1,8,32), GRAPHS_RUN=0 (skip its embedded-model run on and off), GEMM_CONFIGS
+#          and GEMM_POLICIES (the `gemm` step's model configs and policies), MODELS (the random
+#          models the `models` step makes).
 #
 # Results: gpu-check.md (the tables), gpu-check.log, and results.tar.gz holding every JSON file
 # and the run directories of the paper's experiment.
@@ -62,7 +65,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 
 if step models; then
   say "random-init models"
-  for m in deepseek-r1-distill-qwen-1.5b qwen3-0.6b; do
+  for m in ${MODELS:-deepseek-r1-distill-qwen-1.5b qwen3-0.6b}; do
     [ -f "$WORK/models/$m/model.safetensors" ] || run_t python3 scripts/gpu/make_random_model.py "$m" "$WORK/models/$m" --seed 0 \
       --device "$TORCH_DEVICE" ${MODEL_LAYERS:+--num-hidden-layers "$MODEL_LAYERS"}
   done
@@ -115,7 +118,7 @@ peak_mib() {
 if step gemm; then
   say "GEMM layer against candle's default matmul (bench gemm): time, row-0 invariance, f32 accuracy"
   configs=()
-  for c in "$R15/config.json" scripts/gpu/configs/deepseek-r1-distill-qwen-7b.json; do
+  for c in ${GEMM_CONFIGS:-"$R15/config.json" scripts/gpu/configs/deepseek-r1-distill-qwen-7b.json}; do
     [ -f "$c" ] && configs+=(--config "$c")
   done
   policies=()
@@ -188,6 +191,7 @@ print(f"copy bandwidth {bw / 1e12:.2f} TB/s")
 PY
   # End to end: a continuous batch whose rows finish at different steps (buckets change) gives the
   # same tokens and log-probability bytes with graphs on and off.
+  if [ "${GRAPHS_RUN:-1}" = 1 ]; then
   for g in on off; do
     run_t "${REPROLM[@]}" run --task arith --limit 32 --batch-size 16 --max-tokens 200 --policy bf16 \
       --cuda-graphs $g --device "$DEVICE" --out "$WORK/graphs-run-$g" >/dev/null
@@ -195,21 +199,23 @@ PY
   if cmp -s "$WORK/graphs-run-on/logprobs.bin" "$WORK/graphs-run-off/logprobs.bin" \
     && cmp -s "$WORK/graphs-run-on/responses.jsonl" "$WORK/graphs-run-off/responses.jsonl"; then same=true; else same=false; fi
   echo "{\"identical\": $same}" > "$R/graphs-run.json"; echo "graphs on against off, embedded model: identical=$same"
+  fi
+  gpol=(); for p in ${GRAPHS_POLICIES:-bf16 layercast}; do gpol+=(--policy "$p"); done
   if [[ " ${GRAPHS_MODELS:-1.5b 7b} " == *" 1.5b "* ]]; then
-  for g in on off; do
-    run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 --policy layercast \
+  for g in ${GRAPHS_MODES:-on off}; do
+    run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" "${gpol[@]}" \
       --cuda-graphs $g --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 128 \
       --json "$R/graphs-$g-1.5b.json"
   done
   run_t python3 "${PEER:-.gpu/peers/transformers_static.py}" "$R15" --prompts "$WORK/prompts.json" \
-    --json "$R/tf-static-graphs-1.5b.json" --dtype bf16 --batch-sizes 1,8,32 --new-tokens 128 --compile
+    --json "$R/tf-static-graphs-1.5b.json" --dtype bf16 --batch-sizes "${PEER_BATCHES:-1,8,32}" --new-tokens 128 --compile
   fi
   if [[ " ${GRAPHS_MODELS:-1.5b 7b} " == *" 7b "* ]]; then
   R7="$WORK/models/deepseek-r1-distill-qwen-7b"
   [ -f "$R7/config.json" ] || run_t python3 scripts/gpu/make_random_model.py deepseek-r1-distill-qwen-7b "$R7" --seed 0 \
     --device "$TORCH_DEVICE"
-  for g in on off; do
-    run_t "${REPROLM[@]}" bench speed --model "$R7" --device "$DEVICE" --policy bf16 --policy layercast \
+  for g in ${GRAPHS_MODES:-on off}; do
+    run_t "${REPROLM[@]}" bench speed --model "$R7" --device "$DEVICE" "${gpol[@]}" \
       --cuda-graphs $g --batch-sizes 1,32 --prompts "$WORK/prompts.json" --new-tokens 64 \
       --json "$R/graphs-$g-7b.json"
   done
@@ -284,17 +290,20 @@ if step profile; then
   say "GPU time per kernel: bf16 prefill at batch 8 and one decode step (Nsight Compute)"
   ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
   if [ -n "$ncu" ]; then
+    if [ "${PROFILE_PREFILL:-1}" = 1 ]; then
     run_t "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv --page raw \
       --log-file "$R/ncu-bf16-b8.csv" "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" \
       --policy bf16 --batch-sizes 8 --prompts "$WORK/prompts.json" --new-tokens 2 --warmup 0
     python3 scripts/gpu/kernel_profile.py "$R/ncu-bf16-b8.csv" --json "$R/kernel-profile-bf16-b8.json" \
       | tee "$R/kernel-profile.md"
+    fi
     # The GPU time of one decode step at batch PROFILE_BATCH (default 1): two profiles, 4 decode
     # steps apart, kernel by kernel (--cuda-graphs off; a graph replays the same kernels), to hold
     # against the step's wall time from `bench speed`.
     PB="${PROFILE_BATCH:-1}"
     for n in 2 6; do
-      run_t "$ncu" --clock-control none --metrics gpu__time_duration.sum,launch__grid_size --csv --page raw \
+      # No cache flush between kernels: in a step they run back to back.
+      run_t "$ncu" --clock-control none --cache-control none --metrics gpu__time_duration.sum,launch__grid_size --csv --page raw \
         --log-file "$R/ncu-decode-b$PB-n$n.csv" "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" \
         --policy bf16 --batch-sizes "$PB" --prompts "$WORK/prompts.json" --new-tokens $n --warmup 0 --cuda-graphs off
     done

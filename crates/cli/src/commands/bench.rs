@@ -205,8 +205,16 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
                     pin_strategy(),
                 );
                 println!(
-                    "  {:<8} {:>6} {:>6} {:>5} {:>11} {:>11} {:>6} {:>11}",
-                    "shape", "N", "K", "rows", "layer µs", "default µs", "ratio", "other µs"
+                    "  {:<8} {:>6} {:>6} {:>5} {:>11} {:>11} {:>6} {:>11} {:>11}",
+                    "shape",
+                    "N",
+                    "K",
+                    "rows",
+                    "layer µs",
+                    "default µs",
+                    "ratio",
+                    "other µs",
+                    "in graph µs"
                 );
             }
             for shape in bench::shapes(&spec) {
@@ -223,7 +231,7 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
                 if mode == OutputMode::Human {
                     for t in &r.timings {
                         println!(
-                            "  {:<8} {:>6} {:>6} {:>5} {:>11.1} {:>11.1} {:>5.2}x {:>11}",
+                            "  {:<8} {:>6} {:>6} {:>5} {:>11.1} {:>11.1} {:>5.2}x {:>11} {:>11}",
                             shape.name,
                             shape.n,
                             shape.k,
@@ -232,6 +240,8 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
                             t.default_seconds * 1e6,
                             t.default_seconds / t.layer_seconds,
                             t.other_seconds
+                                .map_or("-".into(), |s| format!("{:.1}", s * 1e6)),
+                            t.graph_seconds
                                 .map_or("-".into(), |s| format!("{:.1}", s * 1e6)),
                         );
                     }
@@ -268,6 +278,7 @@ fn gemm(args: &BenchGemmArgs, mode: OutputMode) -> Result<i32> {
                     "layer_seconds": r.timings.iter().map(|t| t.layer_seconds).collect::<Vec<_>>(),
                     "default_seconds": r.timings.iter().map(|t| t.default_seconds).collect::<Vec<_>>(),
                     "other_seconds": r.timings.iter().map(|t| t.other_seconds).collect::<Vec<_>>(),
+                    "graph_seconds": r.timings.iter().map(|t| t.graph_seconds).collect::<Vec<_>>(),
                     "layer_invariant": r.layer_invariant,
                     "default_invariant": r.default_invariant,
                     "other_invariant": r.other_invariant,

@@ -61,6 +61,7 @@ mod cuda {
 
 use crate::{Error, Result};
 use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Tensor};
+pub(crate) use cuda::{capture, with_param_cache};
 use std::collections::hash_map::Entry::Vacant;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};

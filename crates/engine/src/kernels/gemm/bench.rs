@@ -104,7 +104,20 @@ pub struct RowTiming {
     /// Seconds per call of the other 16-bit family of the layer ([`GemmFamily`]),
     /// where there is one (16-bit compute on CUDA).
     pub other_seconds: Option<f64>,
+    /// Seconds per call of the GEMM layer inside a CUDA graph ([`GRAPH_CALLS`] calls over weights
+    /// that do not fit in L2 together, replayed as one launch), at decode row counts (up to
+    /// [`GRAPH_ROWS`]) on CUDA: the GPU's time without the host's per-call work, which the
+    /// plain timing includes and which a decode step's graph does not pay.
+    pub graph_seconds: Option<f64>,
 }
+
+/// Calls of the layer one timed graph holds.
+pub const GRAPH_CALLS: usize = 64;
+/// The most rows timed in a graph (decode batches).
+pub const GRAPH_ROWS: usize = 64;
+/// Bytes of weights a graph timing cycles through: more than an H100's or H200's L2 (50-60 MB),
+/// so that each call reads its weight from memory, as a decode step does.
+const GRAPH_WEIGHT_BYTES: usize = 256 << 20;
 
 /// What [`measure`] found for one shape and one storage/compute pair.
 #[derive(Debug, Clone)]
@@ -173,6 +186,20 @@ pub fn measure(
     };
     let layer = |x: &Tensor| linear(&lin, x, ComputeMode::Fast, family);
     let other = other_family(&lin, device, family);
+    // Copies of the weight for the graph timing (a copy of a Linear shares its storage, so these
+    // are new weights of the same shape and dtypes).
+    let copies: Vec<Linear> = if device.is_cuda() && rows.iter().any(|&m| m <= GRAPH_ROWS) {
+        let bytes = shape.n * shape.k * storage.size_in_bytes();
+        let count = GRAPH_WEIGHT_BYTES.div_ceil(bytes.max(1)).clamp(2, 16);
+        (0..count)
+            .map(|_| -> Result<Linear> {
+                let w = (Tensor::randn(0f32, 1.0, (shape.n, shape.k), device)? * 0.02)?;
+                Ok(Linear::new(w, lin.bias().cloned(), storage, compute)?)
+            })
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
 
     let mut other_rows0 = Vec::new();
     let mut timings = Vec::new();
@@ -201,11 +228,17 @@ pub fn measure(
             }
             None => None,
         };
+        let graph_seconds = if m <= GRAPH_ROWS && !copies.is_empty() {
+            Some(graph_time(device, &copies, &x, family)?)
+        } else {
+            None
+        };
         timings.push(RowTiming {
             rows: m,
             layer_seconds: time(device, min_seconds, || layer(&x).map(drop))?,
             default_seconds: time(device, min_seconds, || default(&x).map(drop))?,
             other_seconds,
+            graph_seconds,
         });
     }
     let same = |v: &[Vec<u64>]| v.windows(2).all(|p| p[0] == p[1]);
@@ -312,6 +345,33 @@ fn time(device: &Device, min_seconds: f64, mut f: impl FnMut() -> Result<()>) ->
         }
         device.synchronize()?;
         per_call.push(t.elapsed().as_secs_f64() / calls as f64);
+    }
+    per_call.sort_by(f64::total_cmp);
+    Ok(per_call[2])
+}
+
+/// Median seconds per call of the GEMM layer over `lins` in turn, [`GRAPH_CALLS`] calls captured
+/// as one CUDA graph and replayed 5 times (each call's choices settled by an eager call first,
+/// as a decode step's are before its capture).
+fn graph_time(device: &Device, lins: &[Linear], x: &Tensor, family: GemmFamily) -> Result<f64> {
+    use crate::decode_graph::{capture, with_param_cache};
+    let calls = || -> Result<()> {
+        for i in 0..GRAPH_CALLS {
+            linear(&lins[i % lins.len()], x, ComputeMode::Fast, family)?;
+        }
+        Ok(())
+    };
+    with_param_cache(device, calls)?;
+    device.synchronize()?;
+    let graph = capture(device, calls)?;
+    graph.launch()?;
+    device.synchronize()?;
+    let mut per_call = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        graph.launch()?;
+        device.synchronize()?;
+        per_call.push(t.elapsed().as_secs_f64() / GRAPH_CALLS as f64);
     }
     per_call.sort_by(f64::total_cmp);
     Ok(per_call[2])
