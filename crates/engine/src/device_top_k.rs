@@ -17,9 +17,9 @@ const ROW_ALIGN: usize = 8;
 /// `log_softmax` over the last dimension of `(rows, n)` f32 logits, each row's value independent of
 /// the row's position in the batch.
 ///
-/// On a GPU with the fused kernels on, [`fused::log_softmax`](crate::fused::log_softmax) computes
-/// it in two launches. Otherwise (`--fused-kernels off`) candle's ops do, and one of them needs
-/// care: candle's CUDA row sum (`fast_sum_f32`) loads a row in float4 groups counted from the buffer's
+/// On a GPU with the fused kernels on, a fused kernel (`fused::log_softmax`) computes it in two
+/// launches. Otherwise (`--fused-kernels off`) candle's ops do, and one of them needs care:
+/// candle's CUDA row sum (`fast_sum_f32`) loads a row in float4 groups counted from the buffer's
 /// start, with a scalar head up to the first 16-byte boundary: a row that starts at element
 /// `r * n` groups its terms by `r * n mod 4`, so with an `n` that is not a multiple of 4 the same
 /// logits give log-probabilities that differ in the last bit by row. Padding each row with `-inf`

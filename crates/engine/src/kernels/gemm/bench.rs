@@ -229,7 +229,11 @@ pub fn measure(
             None => None,
         };
         let graph_seconds = if m <= GRAPH_ROWS && !copies.is_empty() {
-            Some(graph_time(device, &copies, &x, family)?)
+            let call = |i: usize| -> Result<()> {
+                linear(&copies[i % copies.len()], &x, ComputeMode::Fast, family)?;
+                Ok(())
+            };
+            Some(graph_time(device, call)?)
         } else {
             None
         };
@@ -350,14 +354,14 @@ fn time(device: &Device, min_seconds: f64, mut f: impl FnMut() -> Result<()>) ->
     Ok(per_call[2])
 }
 
-/// Median seconds per call of the GEMM layer over `lins` in turn, [`GRAPH_CALLS`] calls captured
-/// as one CUDA graph and replayed 5 times (each call's choices settled by an eager call first,
-/// as a decode step's are before its capture).
-fn graph_time(device: &Device, lins: &[Linear], x: &Tensor, family: GemmFamily) -> Result<f64> {
+/// Median seconds per call of `call(0)`, `call(1)`, ... `call(GRAPH_CALLS - 1)` (the caller
+/// cycles through weights with the index) captured as one CUDA graph and replayed 5 times; each
+/// call's choices are settled by an eager run first, as a decode step's are before its capture.
+fn graph_time(device: &Device, call: impl Fn(usize) -> Result<()>) -> Result<f64> {
     use crate::decode_graph::{capture, with_param_cache};
     let calls = || -> Result<()> {
         for i in 0..GRAPH_CALLS {
-            linear(&lins[i % lins.len()], x, ComputeMode::Fast, family)?;
+            call(i)?;
         }
         Ok(())
     };
@@ -401,7 +405,8 @@ pub const DIGEST_ROWS: usize = 64;
 
 /// Times every cuBLASLt candidate for `shape` in `dtype` (16-bit or f32 operands) at `rows` on a
 /// CUDA `device` and returns them with the pin of the best: the smallest sum over row counts of
-/// its time over the fastest candidate's time at that row count.
+/// its time over the fastest candidate's time at that row count. Row counts up to [`GRAPH_ROWS`]
+/// are timed inside a CUDA graph, as a decode step runs them (`--rows 1,8,32` tunes for decode).
 #[cfg(feature = "cuda")]
 pub fn tune(
     shape: &GemmShape,
@@ -426,6 +431,22 @@ pub fn tune(
         .transpose()?;
     let max_rows = *rows.iter().max().expect("at least one row count");
     let x_all = Tensor::randn(0f32, 1.0, (max_rows, shape.k), device)?.to_dtype(dtype)?;
+    // Decode row counts are timed in a graph over weights that overflow L2 together: timed call
+    // by call, a small GEMM measures the host, and every candidate looks the same.
+    let copies: Vec<Tensor> = if rows.iter().any(|&m| m <= GRAPH_ROWS) {
+        let bytes = shape.n * shape.k * dtype.size_in_bytes();
+        let count = GRAPH_WEIGHT_BYTES.div_ceil(bytes.max(1)).clamp(2, 16);
+        (0..count)
+            .map(|_| -> Result<Tensor> {
+                Ok(
+                    (Tensor::randn(0f32, 1.0, (shape.n, shape.k), device)? * 0.02)?
+                        .to_dtype(dtype)?,
+                )
+            })
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::new();
     for algo in Plan::candidates_for(key, CANDIDATE_ROWS)? {
         let Some(plan) = Plan::with_algo(key, &algo)? else {
@@ -445,6 +466,14 @@ pub fn tune(
         let mut seconds = Vec::new();
         for &m in rows {
             let x = x_all.narrow(0, 0, m)?.contiguous()?;
+            if m <= GRAPH_ROWS {
+                let call = |i: usize| -> Result<()> {
+                    cublaslt::linear_with(&plan, &x, &copies[i % copies.len()], b.as_ref())?;
+                    Ok(())
+                };
+                seconds.push(graph_time(device, call)?);
+                continue;
+            }
             let run = || -> Result<()> {
                 cublaslt::linear_with(&plan, &x, &w, b.as_ref())?;
                 Ok(())

@@ -22,11 +22,13 @@
 //! each output over K in one accumulator, k-step by k-step in order, whatever their tile, so
 //! they agree bit for bit (every split-K-free candidate of every 7B projection shape did in
 //! `bench gemm --tune`, whose digests show it). So the first [`linear`] call of a plan times the
-//! split-K-free candidates at the row counts of [`BUCKET_ROWS`] and gives each range of row
-//! counts the fastest one, provided it reproduces the pinned algorithm's bits on a probe of
-//! [`PROBE_ROWS`] random rows ([`Plan::by_rows`]); a candidate that does not is never used. The
-//! pinned algorithm still decides the numbers; the others only compute them faster. The choice
-//! is timed, so it can differ between two processes, which changes no bit.
+//! candidates that cut K as the pinned one does (none of them split-K for a split-K-free pin; for
+//! a split-K pin, those with its number of parts and reduction scheme, which may share its bits
+//! where their parts are the same ranges of K) at the row counts of [`BUCKET_ROWS`] and gives
+//! each range of row counts the fastest one, provided it reproduces the pinned algorithm's bits
+//! on a probe of [`PROBE_ROWS`] random rows ([`Plan::by_rows`]); a candidate that does not is
+//! never used. The pinned algorithm still decides the numbers; the others only compute them
+//! faster. The choice is timed, so it can differ between two processes, which changes no bit.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -667,11 +669,12 @@ impl Plan {
     }
 
     /// Chooses, once per plan, the fastest algorithm with the pinned one's bits for each range of
-    /// row counts (see the module docs), timing on `w` (and `bias`) with random x: the split-K-free
-    /// candidates the heuristic offers at [`BUCKET_ROWS`], each first checked to give the pinned
-    /// algorithm's output bits on [`PROBE_ROWS`] rows. Calls after the first return at once. If
-    /// the choice fails (no memory for the timing calls, say), the pinned algorithm serves every
-    /// row count, which changes no bit, and [`describe`](Self::describe) says why.
+    /// row counts (see the module docs), timing on `w` (and `bias`) with random x: the candidates
+    /// the heuristic offers at [`BUCKET_ROWS`] that cut K as the pinned algorithm does (split-K
+    /// free, or the same number of parts and reduction scheme), each first checked to give the
+    /// pinned algorithm's output bits on [`PROBE_ROWS`] rows. Calls after the first return at
+    /// once. If the choice fails (no memory for the timing calls, say), the pinned algorithm
+    /// serves every row count, which changes no bit, and [`describe`](Self::describe) says why.
     pub fn by_rows(self: &Arc<Self>, w: &Tensor, bias: Option<&Tensor>) {
         if self.buckets.get().is_some() {
             return;
@@ -698,8 +701,11 @@ impl Plan {
         let probe = rows_x(PROBE_ROWS)?;
         let want = host_bits(&linear_with(self, &probe, w, bias)?)?;
         let mut same: Vec<Arc<Plan>> = Vec::new();
+        // Candidates that cut K as the pinned algorithm does (not at all, or into as many parts
+        // reduced by the same scheme); only those that reproduce its bits are kept.
+        let cut = |c: &AlgoConfig| (c.splitk.max(1), c.reduction.max(0));
         for cfg in Plan::candidates_for(self.key, BUCKET_ROWS)? {
-            if cfg == pinned || cfg.splitk > 1 || cfg.reduction > 0 {
+            if cfg == pinned || cut(&cfg) != cut(&pinned) {
                 continue;
             }
             let Some(plan) = Plan::with_algo(self.key, &cfg)? else {
