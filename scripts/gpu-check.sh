@@ -302,8 +302,10 @@ if step profile; then
     # against the step's wall time from `bench speed`.
     PB="${PROFILE_BATCH:-1}"
     for n in 2 6; do
-      # No cache flush between kernels: in a step they run back to back.
-      run_t "$ncu" --clock-control none --cache-control none --metrics gpu__time_duration.sum,launch__grid_size --csv --page raw \
+      # No cache flush between kernels: in a step they run back to back. The pinned GEMM algorithms
+      # alone, so that the two profiled processes run the same kernels (timed under the profiler,
+      # their faster per-row-count choices would differ).
+      run_t env REPROLM_GEMM_BY_ROWS=0 "$ncu" --clock-control none --cache-control none --metrics gpu__time_duration.sum,launch__grid_size --csv --page raw \
         --log-file "$R/ncu-decode-b$PB-n$n.csv" "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" \
         --policy bf16 --batch-sizes "$PB" --prompts "$WORK/prompts.json" --new-tokens $n --warmup 0 --cuda-graphs off
     done

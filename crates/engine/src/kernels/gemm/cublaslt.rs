@@ -675,11 +675,22 @@ impl Plan {
     /// pinned algorithm's output bits on [`PROBE_ROWS`] rows. Calls after the first return at
     /// once. If the choice fails (no memory for the timing calls, say), the pinned algorithm
     /// serves every row count, which changes no bit, and [`describe`](Self::describe) says why.
+    ///
+    /// `REPROLM_GEMM_BY_ROWS=0` keeps the pinned algorithm for every row count (the same bits):
+    /// a profiler slows every call it times, so two profiled processes would otherwise choose
+    /// different algorithms and their kernel lists would not line up.
     pub fn by_rows(self: &Arc<Self>, w: &Tensor, bias: Option<&Tensor>) {
         if self.buckets.get().is_some() {
             return;
         }
-        let chosen = self.choose_by_rows(w, bias).map_err(|e| e.to_string());
+        static OFF: OnceLock<bool> = OnceLock::new();
+        let off =
+            *OFF.get_or_init(|| std::env::var("REPROLM_GEMM_BY_ROWS").is_ok_and(|v| v == "0"));
+        let chosen = if off {
+            Err("turned off (REPROLM_GEMM_BY_ROWS=0)".to_string())
+        } else {
+            self.choose_by_rows(w, bias).map_err(|e| e.to_string())
+        };
         // A second thread that chose at the same time found algorithms with the same bits.
         let _ = self.buckets.set(chosen);
         // Row counts checked before now ran the pinned algorithm; check them again.
