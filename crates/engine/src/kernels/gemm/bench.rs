@@ -448,7 +448,7 @@ pub fn tune(
         Vec::new()
     };
     let mut out = Vec::new();
-    for algo in Plan::candidates_for(key, CANDIDATE_ROWS)? {
+    'candidates: for algo in Plan::candidates_for(key, CANDIDATE_ROWS)? {
         let Some(plan) = Plan::with_algo(key, &algo)? else {
             continue;
         };
@@ -471,7 +471,14 @@ pub fn tune(
                     cublaslt::linear_with(&plan, &x, &copies[i % copies.len()], b.as_ref())?;
                     Ok(())
                 };
-                seconds.push(graph_time(device, call)?);
+                match graph_time(device, call) {
+                    Ok(t) => seconds.push(t),
+                    // A candidate that cannot be captured cannot serve a decode graph either.
+                    Err(e) => {
+                        eprintln!("{algo:?}: not timed in a graph at {m} rows ({e}); left out");
+                        continue 'candidates;
+                    }
+                }
                 continue;
             }
             let run = || -> Result<()> {
