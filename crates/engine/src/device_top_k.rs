@@ -173,6 +173,36 @@ pub fn pick_rows(
         .collect())
 }
 
+/// Asserts that `got` is the log-softmax of the logits `row` against a float64 one: each entry
+/// within `ulps` f32 epsilons of the row's largest finite |log-probability|, and -inf where the
+/// logit is -inf.
+#[cfg(test)]
+fn assert_near_float64_log_softmax(row: &[f32], got: &[f32], ulps: f64, what: &str) {
+    let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+    let lse = max
+        + row
+            .iter()
+            .map(|&x| (x as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
+    let scale = row
+        .iter()
+        .filter(|x| x.is_finite())
+        .map(|&x| (x as f64 - lse).abs())
+        .fold(0f64, f64::max);
+    for (&x, &y) in row.iter().zip(got) {
+        if x == f32::NEG_INFINITY {
+            assert_eq!(y, f32::NEG_INFINITY, "{what}");
+            continue;
+        }
+        let err = (y as f64 - (x as f64 - lse)).abs();
+        assert!(
+            err <= ulps * f32::EPSILON as f64 * scale,
+            "{what}: {err:e} at {x}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,21 +266,7 @@ mod tests {
         let logits = (Tensor::randn(0f32, 4.0, (3, 151_936), &Device::Cpu)? - 2.0)?;
         let ours = log_softmax_rows(&logits, Fusion::On)?.to_vec2::<f32>()?;
         for (row, got) in logits.to_vec2::<f32>()?.iter().zip(&ours) {
-            let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
-            let lse = max
-                + row
-                    .iter()
-                    .map(|&x| (x as f64 - max).exp())
-                    .sum::<f64>()
-                    .ln();
-            let scale = row
-                .iter()
-                .map(|&x| (x as f64 - lse).abs())
-                .fold(0f64, f64::max);
-            for (&x, &y) in row.iter().zip(got) {
-                let err = (y as f64 - (x as f64 - lse)).abs();
-                assert!(err <= 4.0 * f32::EPSILON as f64 * scale, "{err:e} at {x}");
-            }
+            assert_near_float64_log_softmax(row, got, 4.0, "cpu");
         }
         Ok(())
     }
@@ -322,35 +338,10 @@ mod gpu_tests {
             let all = log_softmax_rows(&logits, on)?;
             let got = all.to_vec2::<f32>()?;
             for (row, (want, got)) in host.iter().zip(&got).enumerate() {
-                let max = want.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
-                let lse = max
-                    + want
-                        .iter()
-                        .map(|&x| (x as f64 - max).exp())
-                        .sum::<f64>()
-                        .ln();
-                let scale = want
-                    .iter()
-                    .filter(|x| x.is_finite())
-                    .map(|&x| (x as f64 - lse).abs())
-                    .fold(0f64, f64::max);
-                for (&x, &y) in want.iter().zip(got) {
-                    if x == f32::NEG_INFINITY {
-                        assert_eq!(y, f32::NEG_INFINITY, "width {width} row {row}");
-                        continue;
-                    }
-                    let err = (y as f64 - (x as f64 - lse)).abs();
-                    assert!(
-                        err <= 8.0 * f32::EPSILON as f64 * scale,
-                        "width {width}: {err:e}"
-                    );
-                }
+                let what = format!("width {width} row {row}");
+                assert_near_float64_log_softmax(want, got, 8.0, &what);
                 let alone = log_softmax_rows(&logits.narrow(0, row, 1)?, on)?;
-                assert_eq!(
-                    bits(&alone),
-                    bits(&all.narrow(0, row, 1)?),
-                    "width {width} row {row}"
-                );
+                assert_eq!(bits(&alone), bits(&all.narrow(0, row, 1)?), "{what}");
             }
         }
         Ok(())
