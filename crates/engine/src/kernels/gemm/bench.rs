@@ -186,16 +186,11 @@ pub fn measure(
     };
     let layer = |x: &Tensor| linear(&lin, x, ComputeMode::Fast, family);
     let other = other_family(&lin, device, family);
-    // Copies of the weight for the graph timing (a copy of a Linear shares its storage, so these
-    // are new weights of the same shape and dtypes).
-    let copies: Vec<Linear> = if device.is_cuda() && rows.iter().any(|&m| m <= GRAPH_ROWS) {
-        let bytes = shape.n * shape.k * storage.size_in_bytes();
-        let count = GRAPH_WEIGHT_BYTES.div_ceil(bytes.max(1)).clamp(2, 16);
-        (0..count)
-            .map(|_| -> Result<Linear> {
-                let w = (Tensor::randn(0f32, 1.0, (shape.n, shape.k), device)? * 0.02)?;
-                Ok(Linear::new(w, lin.bias().cloned(), storage, compute)?)
-            })
+    // New weights of the same shape and dtypes for the graph timing.
+    let copies: Vec<Linear> = if device.is_cuda() {
+        graph_weights(shape, storage, rows, device)?
+            .into_iter()
+            .map(|w| Ok(Linear::new(w, lin.bias().cloned(), storage, compute)?))
             .collect::<Result<_>>()?
     } else {
         Vec::new()
@@ -354,6 +349,24 @@ fn time(device: &Device, min_seconds: f64, mut f: impl FnMut() -> Result<()>) ->
     Ok(per_call[2])
 }
 
+/// Random f32 weights of `shape`, enough that their `storage` copies overflow L2 together, for
+/// [`graph_time`] to cycle through; none where no row count of `rows` is timed in a graph.
+fn graph_weights(
+    shape: &GemmShape,
+    storage: DType,
+    rows: &[usize],
+    device: &Device,
+) -> Result<Vec<Tensor>> {
+    if rows.iter().all(|&m| m > GRAPH_ROWS) {
+        return Ok(Vec::new());
+    }
+    let bytes = shape.n * shape.k * storage.size_in_bytes();
+    let count = GRAPH_WEIGHT_BYTES.div_ceil(bytes.max(1)).clamp(2, 16);
+    (0..count)
+        .map(|_| Ok((Tensor::randn(0f32, 1.0, (shape.n, shape.k), device)? * 0.02)?))
+        .collect()
+}
+
 /// Median seconds per call of `call(0)`, `call(1)`, ... `call(GRAPH_CALLS - 1)` (the caller
 /// cycles through weights with the index) captured as one CUDA graph and replayed 5 times; each
 /// call's choices are settled by an eager run first, as a decode step's are before its capture.
@@ -433,20 +446,10 @@ pub fn tune(
     let x_all = Tensor::randn(0f32, 1.0, (max_rows, shape.k), device)?.to_dtype(dtype)?;
     // Decode row counts are timed in a graph over weights that overflow L2 together: timed call
     // by call, a small GEMM measures the host, and every candidate looks the same.
-    let copies: Vec<Tensor> = if rows.iter().any(|&m| m <= GRAPH_ROWS) {
-        let bytes = shape.n * shape.k * dtype.size_in_bytes();
-        let count = GRAPH_WEIGHT_BYTES.div_ceil(bytes.max(1)).clamp(2, 16);
-        (0..count)
-            .map(|_| -> Result<Tensor> {
-                Ok(
-                    (Tensor::randn(0f32, 1.0, (shape.n, shape.k), device)? * 0.02)?
-                        .to_dtype(dtype)?,
-                )
-            })
-            .collect::<Result<_>>()?
-    } else {
-        Vec::new()
-    };
+    let copies: Vec<Tensor> = graph_weights(shape, dtype, rows, device)?
+        .into_iter()
+        .map(|w| Ok(w.to_dtype(dtype)?))
+        .collect::<Result<_>>()?;
     let mut out = Vec::new();
     'candidates: for algo in Plan::candidates_for(key, CANDIDATE_ROWS)? {
         let Some(plan) = Plan::with_algo(key, &algo)? else {
