@@ -598,7 +598,7 @@ fn fused_kernels_setting_is_recorded_and_a_change_on_resume_is_refused() {
 
 /// The GEMM switches that were process-wide environment variables are refused by `run` with what
 /// to do instead: `REPROLM_GEMM` is the recorded `--gemm` flag, and the cuBLASLt pinning knobs are
-/// for `bench gemm` only, so a run's numbers are those its manifest names.
+/// and user pin tables for the bench commands only, so a run's numbers are those its manifest names.
 #[test]
 fn gemm_environment_switches_are_refused_by_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -608,8 +608,13 @@ fn gemm_environment_switches_are_refused_by_run() {
     );
     for (var, value, says) in [
         ("REPROLM_GEMM", "mma", "--gemm cublaslt|mma"),
-        ("REPROLM_GEMM_PIN", "64", "bench gemm"),
-        ("REPROLM_GEMM_SPLITK", "0", "bench gemm"),
+        ("REPROLM_GEMM_PIN", "64", "`reprolm bench` commands only"),
+        ("REPROLM_GEMM_SPLITK", "0", "`reprolm bench` commands only"),
+        (
+            "REPROLM_GEMM_PINS",
+            "pins.toml",
+            "`reprolm bench` commands only",
+        ),
     ] {
         let out = cmd(tmp.path(), &args).env(var, value).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

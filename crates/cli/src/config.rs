@@ -172,13 +172,18 @@ impl RunConfig {
                 bail!("{var} is now `{flag}`, recorded with the run: unset {var} and pass that");
             }
         }
-        // Other ways of pinning cuBLASLt algorithms are for `bench gemm` to compare; a run's
-        // algorithms come from the pin table, so its numbers are those the manifest names.
-        for var in ["REPROLM_GEMM_PIN", "REPROLM_GEMM_SPLITK"] {
+        // Other ways of pinning cuBLASLt algorithms, and pin tables tuned by a user, are for the
+        // bench commands to compare; a run's algorithms come from the shipped pin table, so its
+        // numbers are those the manifest's version names.
+        for var in [
+            "REPROLM_GEMM_PIN",
+            "REPROLM_GEMM_SPLITK",
+            "REPROLM_GEMM_PINS",
+        ] {
             if std::env::var_os(var).is_some() {
                 bail!(
-                    "{var} changes which cuBLASLt algorithms are pinned and applies to `reprolm \
-                     bench gemm` only; unset it for a run"
+                    "{var} changes which cuBLASLt algorithms are pinned and applies to the \
+                     `reprolm bench` commands only; unset it for a run"
                 );
             }
         }

@@ -382,9 +382,11 @@ fn tune_gemm(
             }
         }
     }
-    let header = "# The cuBLASLt algorithm pinned per weight shape, GPU type and cuBLASLt version: the candidate\n\
-# (from the heuristic at 1 to 4096 rows, every one checked to run 1 to 65536 rows) with the\n\
-# smallest sum of time ratios to the fastest candidate at each measured row count. Written by\n\
+    let header = "# The cuBLASLt algorithm pinned per weight shape, GPU type and cuBLASLt version. Candidates\n\
+# (from the heuristic at 1 to 4096 rows, every one checked to run 1 to 65536 rows) that cut K\n\
+# alike and give the same bits form a family, timed as its fastest member at each row count; the\n\
+# family with the smallest sum of time ratios to the fastest candidate wins, and its member\n\
+# fastest at decode row counts is pinned (kernels::gemm::bench::best_family_member). Written by\n\
 # `reprolm bench gemm --tune FILE` on the GPU it names; a shape, GPU or version missing here gets\n\
 # the heuristic's choice at 512 rows (kernels::gemm::cublaslt::Plan::choose).";
     std::fs::write(out, pins::to_toml(header, &table))

@@ -399,7 +399,6 @@ fn graph_time(device: &Device, call: impl Fn(usize) -> Result<()>) -> Result<f64
 const CANDIDATE_ROWS: &[usize] = &[1, 8, 32, 128, 512, 4096];
 
 /// One tuning candidate and its time per call at each measured row count.
-#[cfg(feature = "cuda")]
 #[derive(Debug, Clone)]
 pub struct Candidate {
     /// The algorithm.
@@ -412,14 +411,62 @@ pub struct Candidate {
     pub digest: u64,
 }
 
+/// The index of the candidate to pin.
+///
+/// A pin serves every row count, but at load `cublaslt::Plan::by_rows` may hand some row counts to
+/// faster candidates that cut K as the pin does and give its bits. So the choice is of a family:
+/// candidates with the same split-K parts, reduction scheme and output bits, timed at each row
+/// count as the fastest of them. The family with the smallest sum over row counts of that time
+/// over the fastest candidate's is chosen, and from it the member fastest at the decode row
+/// counts (up to [`GRAPH_ROWS`]; all row counts when none were measured), because `by_rows`
+/// times call by call and cannot tell candidates apart at a few rows.
+pub fn best_family_member(candidates: &[Candidate], rows: &[usize]) -> usize {
+    let family = |c: &Candidate| (c.algo.splitk.max(1), c.algo.reduction.max(0), c.digest);
+    let best_at: Vec<f64> = (0..rows.len())
+        .map(|i| {
+            candidates
+                .iter()
+                .map(|c| c.seconds[i])
+                .fold(f64::INFINITY, f64::min)
+        })
+        .collect();
+    let family_score = |f| -> f64 {
+        (0..rows.len())
+            .map(|i| {
+                let t = candidates
+                    .iter()
+                    .filter(|c| family(c) == f)
+                    .map(|c| c.seconds[i])
+                    .fold(f64::INFINITY, f64::min);
+                t / best_at[i]
+            })
+            .sum()
+    };
+    let chosen = candidates
+        .iter()
+        .map(family)
+        .min_by(|a, b| family_score(*a).total_cmp(&family_score(*b)))
+        .expect("at least one candidate");
+    let decode: Vec<usize> = (0..rows.len()).filter(|&i| rows[i] <= GRAPH_ROWS).collect();
+    let judged: Vec<usize> = if decode.is_empty() {
+        (0..rows.len()).collect()
+    } else {
+        decode
+    };
+    let member_score =
+        |c: &Candidate| -> f64 { judged.iter().map(|&i| c.seconds[i] / best_at[i]).sum() };
+    (0..candidates.len())
+        .filter(|&i| family(&candidates[i]) == chosen)
+        .min_by(|&a, &b| member_score(&candidates[a]).total_cmp(&member_score(&candidates[b])))
+        .expect("the chosen family has a member")
+}
+
 /// Rows of x whose output bits [`Candidate::digest`] hashes.
-#[cfg(feature = "cuda")]
 pub const DIGEST_ROWS: usize = 64;
 
 /// Times every cuBLASLt candidate for `shape` in `dtype` (16-bit or f32 operands) at `rows` on a
-/// CUDA `device` and returns them with the pin of the best: the smallest sum over row counts of
-/// its time over the fastest candidate's time at that row count. Row counts up to [`GRAPH_ROWS`]
-/// are timed inside a CUDA graph, as a decode step runs them (`--rows 1,8,32` tunes for decode).
+/// CUDA `device` and returns them with the pin chosen by [`best_family_member`]. Row counts up
+/// to [`GRAPH_ROWS`] are timed inside a CUDA graph, as a decode step runs them.
 #[cfg(feature = "cuda")]
 pub fn tune(
     shape: &GemmShape,
@@ -501,18 +548,7 @@ pub fn tune(
             "no cuBLASLt candidate runs every row count for {shape:?} in {dtype:?}"
         )));
     }
-    let best_at: Vec<f64> = (0..rows.len())
-        .map(|i| {
-            out.iter()
-                .map(|c| c.seconds[i])
-                .fold(f64::INFINITY, f64::min)
-        })
-        .collect();
-    let score = |c: &Candidate| -> f64 { c.seconds.iter().zip(&best_at).map(|(s, b)| s / b).sum() };
-    let best = out
-        .iter()
-        .min_by(|a, b| score(a).total_cmp(&score(b)))
-        .expect("non-empty");
+    let best = best_family_member(&out, rows);
     let pin = super::pins::Pin {
         gpu: cublaslt::gpu_name(&dev),
         cublaslt: cublaslt::cublaslt_version(),
@@ -520,7 +556,57 @@ pub fn tune(
         n: shape.n,
         k: shape.k,
         bias: shape.bias,
-        algo: best.algo,
+        algo: out[best].algo,
     };
     Ok((pin, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::gemm::pins::AlgoConfig;
+
+    fn candidate(tile: i32, splitk: i32, digest: u64, micros: &[f64]) -> Candidate {
+        Candidate {
+            algo: AlgoConfig {
+                id: 66,
+                tile,
+                stages: 35,
+                splitk,
+                reduction: if splitk > 1 { 1 } else { 0 },
+                swizzle: 0,
+                custom: 0,
+                inner: 0,
+                cluster: 0,
+            },
+            seconds: micros.iter().map(|t| t * 1e-6).collect(),
+            digest,
+        }
+    }
+
+    #[test]
+    fn the_pin_is_the_decode_fastest_member_of_the_best_family() {
+        let rows = [1, 32, 4096];
+        let candidates = [
+            // Unsplit, one set of bits: good at 4096 rows, slow at decode.
+            candidate(1, 1, 7, &[10.0, 11.0, 100.0]),
+            // Split in 4: alone it loses at 4096 rows (score 0.5+0.5+1.5 vs 1+1+1)...
+            candidate(2, 4, 9, &[5.0, 5.5, 150.0]),
+            // ...but a member with its bits is fast there, which `by_rows` would use.
+            candidate(3, 4, 9, &[6.0, 6.0, 101.0]),
+            // Split in 4 with other bits: the fastest at decode, but its own family is slow.
+            candidate(4, 4, 8, &[4.0, 5.0, 300.0]),
+        ];
+        // Families: {0}: 2.5 + 2.2 + 1.0 = 5.7; {1, 2}: 1.25 + 1.1 + 1.01 = 3.36;
+        // {3}: 1 + 1 + 3 = 5. The member of {1, 2} fastest at 1 and 32 rows is 1.
+        assert_eq!(best_family_member(&candidates, &rows), 1);
+        // Measured at prefill row counts only, the member is judged on them.
+        let rows = [512, 4096];
+        let candidates = [
+            candidate(1, 1, 7, &[10.0, 100.0]),
+            candidate(2, 1, 7, &[9.0, 120.0]),
+            candidate(3, 2, 5, &[30.0, 300.0]),
+        ];
+        assert_eq!(best_family_member(&candidates, &rows), 0);
+    }
 }

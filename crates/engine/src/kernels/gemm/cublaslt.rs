@@ -982,11 +982,15 @@ pub fn plan_on(dev: &CudaDevice, key: PlanKey) -> candle_core::Result<Arc<Plan>>
         key.n,
         key.k,
         key.bias,
-    );
+    )
+    .map_err(candle_core::Error::msg)?;
     let plan = match pinned {
-        Some(p) => match Plan::with_algo(key, &p.algo)? {
+        Some((p, from)) => match Plan::with_algo(key, &p.algo)? {
             Some(mut plan) => {
-                plan.source = "pin table";
+                plan.source = match from {
+                    pins::PinSource::UserTable => "pin table of REPROLM_GEMM_PINS",
+                    pins::PinSource::Shipped => "pin table",
+                };
                 plan
             }
             None => Plan::choose(key)?,

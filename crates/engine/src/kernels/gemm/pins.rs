@@ -98,7 +98,36 @@ pub fn shipped() -> &'static [Pin] {
     P.get_or_init(|| parse(PINS).expect("kernels/gemm/pins.toml parses (unit-tested)"))
 }
 
-/// The shipped table's algorithm for a shape on a GPU type and cuBLASLt version, if any.
+/// The table named by `REPROLM_GEMM_PINS`, if set: entries a user tuned on their GPU
+/// (`reprolm bench gemm --tune FILE`) that serve before the shipped table's, without a rebuild.
+/// Read once per process; a file that cannot be read or parsed is an error naming it.
+pub fn user_table() -> Result<&'static [Pin], String> {
+    static P: OnceLock<Result<Vec<Pin>, String>> = OnceLock::new();
+    let table = P.get_or_init(|| match std::env::var_os("REPROLM_GEMM_PINS") {
+        None => Ok(Vec::new()),
+        Some(path) => {
+            let path = std::path::PathBuf::from(path);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!("REPROLM_GEMM_PINS={}: cannot read it: {e}", path.display())
+            })?;
+            parse(&text)
+                .map_err(|e| format!("REPROLM_GEMM_PINS={}: not a pin table: {e}", path.display()))
+        }
+    });
+    table.as_deref().map_err(Clone::clone)
+}
+
+/// Where a looked-up entry came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinSource {
+    /// `REPROLM_GEMM_PINS`'s file.
+    UserTable,
+    /// `pins.toml`, compiled in.
+    Shipped,
+}
+
+/// The algorithm for a shape on a GPU type and cuBLASLt version, if a table holds one:
+/// `REPROLM_GEMM_PINS`'s file first, then the shipped table.
 pub fn lookup(
     gpu: &str,
     cublaslt: usize,
@@ -106,10 +135,15 @@ pub fn lookup(
     n: usize,
     k: usize,
     bias: bool,
-) -> Option<&'static Pin> {
-    shipped()
-        .iter()
-        .find(|p| p.key() == (gpu, cublaslt, dtype, n, k, bias))
+) -> Result<Option<(&'static Pin, PinSource)>, String> {
+    let key = (gpu, cublaslt, dtype, n, k, bias);
+    let user = user_table()?.iter().find(|p| p.key() == key);
+    Ok(user.map(|p| (p, PinSource::UserTable)).or_else(|| {
+        shipped()
+            .iter()
+            .find(|p| p.key() == key)
+            .map(|p| (p, PinSource::Shipped))
+    }))
 }
 
 #[cfg(test)]
