@@ -27,7 +27,8 @@
 //! where their parts are the same ranges of K) at the row counts of [`BUCKET_ROWS`] and gives
 //! each range of row counts the fastest one, provided it reproduces the pinned algorithm's bits
 //! on a probe of [`PROBE_ROWS`] random rows ([`Plan::by_rows`]); a candidate that does not is
-//! never used. The pinned algorithm still decides the numbers; the others only compute them
+//! never used. Decode row counts (up to [`PINNED_UP_TO_ROWS`]) keep the pin, which is tuned for
+//! them in a CUDA graph. The pinned algorithm still decides the numbers; the others only compute them
 //! faster. The choice is timed, so it can differ between two processes, which changes no bit.
 
 use std::collections::HashMap;
@@ -74,6 +75,11 @@ const BUCKET_BYTES: usize = 256 << 20;
 
 /// Rows of random x on which a candidate must reproduce the pinned algorithm's bits.
 pub const PROBE_ROWS: usize = 16;
+
+/// Row counts up to this are always served by the pinned algorithm itself. The pin is tuned for
+/// them inside a CUDA graph, as decode runs them (`bench gemm --tune`); timed call by call at
+/// load, a GEMM of a few rows measures the host, and the choice would be noise.
+pub const PINNED_UP_TO_ROWS: usize = super::bench::GRAPH_ROWS;
 
 /// A candidate serves a range of row counts only if it is at least this much faster there.
 const BUCKET_GAIN: f64 = 0.95;
@@ -745,6 +751,13 @@ impl Plan {
         let ends = super::row_range_ends(&rows);
         let mut buckets: Vec<(usize, lt::cublasLtMatmulAlgo_t)> = Vec::new();
         for (&m, &most) in rows.iter().zip(&ends) {
+            if most <= PINNED_UP_TO_ROWS {
+                match buckets.last_mut() {
+                    Some(last) if last.1.data == self.algo.data => last.0 = most,
+                    _ => buckets.push((most, self.algo)),
+                }
+                continue;
+            }
             let x = rows_x(m)?;
             let pinned_time = time(self, &x)?;
             let mut choice = (pinned_time * BUCKET_GAIN, self.algo);
