@@ -8,10 +8,12 @@
 //! - [`sampling`]: the sampled choice of the next token, on integers, the same bits on the CPU
 //!   and the GPU.
 //! - [`activation`]: SiLU for the MLP's composed path.
+//! - [`norm`]: RMSNorm, summing its squares in one order on the CPU and the GPU.
 
 pub mod activation;
 pub mod attention;
 pub mod gemm;
+pub mod norm;
 pub mod sampling;
 
 use std::collections::BTreeMap;

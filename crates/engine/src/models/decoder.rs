@@ -15,7 +15,7 @@ use crate::decode_graph::{DecodeGraphs, StepRows, StepSpec, StepView};
 use crate::fused;
 use crate::kernels::attention::{paged_attention, write_slots, PagedQueries};
 use crate::kernels::gemm::{self, GemmFamily};
-use crate::kernels::{activation, Fusion, Graphs, Kernels};
+use crate::kernels::{activation, norm, Fusion, Graphs, Kernels};
 use crate::kv::{CacheShape, KvCache, KvCacheSize, LayerPool, SeqId};
 use crate::parallel::{self, Communicator, LocalComm, ShardLayout, TensorParallel};
 use crate::{Error, Result};
@@ -187,10 +187,8 @@ impl RmsNorm {
     /// to the input dtype before the weight multiplies it, as transformers' `LlamaRMSNorm` orders it.
     fn forward(&self, x: &Tensor, fusion: Fusion) -> Result<Tensor> {
         let in_dtype = x.dtype();
-        if self.compute == DType::F32 && self.weight.dtype() == in_dtype {
-            if let Some(y) = fused::rms_norm(x, &self.weight, self.eps, fusion)? {
-                return Ok(y);
-            }
+        if let Some(y) = norm::rms_norm(x, &self.weight, self.eps, self.compute, fusion)? {
+            return Ok(y);
         }
         let xc = x.to_dtype(self.compute)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -1235,9 +1233,9 @@ impl Mlp {
 mod tests {
     use super::*;
 
-    /// Deterministic mode leaves RMSNorm and log-softmax to candle: both reduce each contiguous
-    /// row on its own, sequentially, so a row's result must not depend on how many rows there are
-    /// or where it sits. This checks it for the widths and dtypes the models use.
+    /// RMSNorm (`kernels::norm`'s body for f32 statistics, candle's ops for f64) and candle's
+    /// log-softmax reduce each row on its own, so a row's result must not depend on how many
+    /// rows there are or where it sits. This checks it for the widths and dtypes the models use.
     #[test]
     fn rmsnorm_and_log_softmax_rows_do_not_depend_on_the_batch() -> Result<()> {
         let dev = Device::Cpu;
