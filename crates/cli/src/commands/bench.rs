@@ -353,6 +353,22 @@ fn tune_gemm(
                         candidates.len(),
                         shape_rows
                     );
+                    for f in bench::families(&candidates) {
+                        let times: Vec<String> = f
+                            .seconds
+                            .iter()
+                            .map(|s| format!("{:8.1}", s * 1e6))
+                            .collect();
+                        println!(
+                            "  family split-K {} reduction {} bits {:016x}: {} members, score {:.2}, µs {}",
+                            f.splitk,
+                            f.reduction,
+                            f.digest,
+                            f.members.len(),
+                            f.score,
+                            times.join(" ")
+                        );
+                    }
                     for c in &candidates {
                         let mark = if c.algo == pin.algo { "*" } else { " " };
                         let times: Vec<String> = c

@@ -411,18 +411,28 @@ pub struct Candidate {
     pub digest: u64,
 }
 
-/// The index of the candidate to pin.
-///
-/// A pin serves every row count, but at load `cublaslt::Plan::by_rows` may hand some row counts to
-/// faster candidates that cut K as the pin does and give its bits. So the choice is of a family:
-/// candidates with the same split-K parts, reduction scheme and output bits, timed at each row
-/// count as the fastest of them. The family with the smallest sum over row counts of that time
-/// over the fastest candidate's is chosen, and from it the member fastest at the decode row
-/// counts (up to [`GRAPH_ROWS`]; all row counts when none were measured), because `by_rows`
-/// times call by call and cannot tell candidates apart at a few rows.
-pub fn best_family_member(candidates: &[Candidate], rows: &[usize]) -> usize {
-    let family = |c: &Candidate| (c.algo.splitk.max(1), c.algo.reduction.max(0), c.digest);
-    let best_at: Vec<f64> = (0..rows.len())
+/// Candidates that could serve one shape together: the same split-K parts and reduction scheme
+/// (what `cublaslt::Plan::by_rows` requires of a pin's stand-ins) and the same output bits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    /// `SPLITK_NUM` (1: K is not cut).
+    pub splitk: i32,
+    /// `REDUCTION_SCHEME` (0: none).
+    pub reduction: i32,
+    /// The members' [`Candidate::digest`].
+    pub digest: u64,
+    /// Indices of the members among the candidates.
+    pub members: Vec<usize>,
+    /// Seconds per call of the family's fastest member at each row count.
+    pub seconds: Vec<f64>,
+    /// The sum over row counts of [`seconds`](Self::seconds) over the fastest candidate's.
+    pub score: f64,
+}
+
+/// The candidates grouped into [`Family`]s, best score first.
+pub fn families(candidates: &[Candidate]) -> Vec<Family> {
+    let rows = candidates.first().map_or(0, |c| c.seconds.len());
+    let best_at: Vec<f64> = (0..rows)
         .map(|i| {
             candidates
                 .iter()
@@ -430,23 +440,54 @@ pub fn best_family_member(candidates: &[Candidate], rows: &[usize]) -> usize {
                 .fold(f64::INFINITY, f64::min)
         })
         .collect();
-    let family_score = |f| -> f64 {
-        (0..rows.len())
-            .map(|i| {
-                let t = candidates
-                    .iter()
-                    .filter(|c| family(c) == f)
-                    .map(|c| c.seconds[i])
-                    .fold(f64::INFINITY, f64::min);
-                t / best_at[i]
-            })
-            .sum()
-    };
-    let chosen = candidates
-        .iter()
-        .map(family)
-        .min_by(|a, b| family_score(*a).total_cmp(&family_score(*b)))
+    let mut out: Vec<Family> = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        let (splitk, reduction) = (c.algo.splitk.max(1), c.algo.reduction.max(0));
+        match out
+            .iter_mut()
+            .find(|f| (f.splitk, f.reduction, f.digest) == (splitk, reduction, c.digest))
+        {
+            Some(f) => {
+                f.members.push(i);
+                for (t, &s) in f.seconds.iter_mut().zip(&c.seconds) {
+                    *t = t.min(s);
+                }
+            }
+            None => out.push(Family {
+                splitk,
+                reduction,
+                digest: c.digest,
+                members: vec![i],
+                seconds: c.seconds.clone(),
+                score: 0.0,
+            }),
+        }
+    }
+    for f in &mut out {
+        f.score = f.seconds.iter().zip(&best_at).map(|(s, b)| s / b).sum();
+    }
+    out.sort_by(|a, b| a.score.total_cmp(&b.score));
+    out
+}
+
+/// The index of the candidate to pin.
+///
+/// A pin serves every row count, but at load `cublaslt::Plan::by_rows` may hand prefill row
+/// counts to faster candidates that cut K as the pin does and give its bits. So the choice is of
+/// a [`Family`]: the one with the best score wins, and from it the member fastest at the decode
+/// row counts (up to [`GRAPH_ROWS`], which the pin serves itself; all row counts when none were
+/// measured).
+pub fn best_family_member(candidates: &[Candidate], rows: &[usize]) -> usize {
+    let best = families(candidates)
+        .into_iter()
+        .next()
         .expect("at least one candidate");
+    let best_at = |i: usize| {
+        candidates
+            .iter()
+            .map(|c| c.seconds[i])
+            .fold(f64::INFINITY, f64::min)
+    };
     let decode: Vec<usize> = (0..rows.len()).filter(|&i| rows[i] <= GRAPH_ROWS).collect();
     let judged: Vec<usize> = if decode.is_empty() {
         (0..rows.len()).collect()
@@ -454,11 +495,11 @@ pub fn best_family_member(candidates: &[Candidate], rows: &[usize]) -> usize {
         decode
     };
     let member_score =
-        |c: &Candidate| -> f64 { judged.iter().map(|&i| c.seconds[i] / best_at[i]).sum() };
-    (0..candidates.len())
-        .filter(|&i| family(&candidates[i]) == chosen)
+        |c: &Candidate| -> f64 { judged.iter().map(|&i| c.seconds[i] / best_at(i)).sum() };
+    best.members
+        .into_iter()
         .min_by(|&a, &b| member_score(&candidates[a]).total_cmp(&member_score(&candidates[b])))
-        .expect("the chosen family has a member")
+        .expect("a family has a member")
 }
 
 /// Rows of x whose output bits [`Candidate::digest`] hashes.
@@ -600,6 +641,20 @@ mod tests {
         // Families: {0}: 2.5 + 2.2 + 1.0 = 5.7; {1, 2}: 1.25 + 1.1 + 1.01 = 3.36;
         // {3}: 1 + 1 + 3 = 5. The member of {1, 2} fastest at 1 and 32 rows is 1.
         assert_eq!(best_family_member(&candidates, &rows), 1);
+        let f = families(&candidates);
+        assert_eq!(
+            f.iter().map(|f| f.members.clone()).collect::<Vec<_>>(),
+            [vec![1, 2], vec![3], vec![0]],
+            "best score first"
+        );
+        assert_eq!((f[0].splitk, f[0].reduction, f[0].digest), (4, 1, 9));
+        let micros: Vec<f64> = f[0]
+            .seconds
+            .iter()
+            .map(|s| (s * 1e7).round() / 10.0)
+            .collect();
+        assert_eq!(micros, [5.0, 5.5, 101.0], "each row count's fastest member");
+        assert!((f[0].score - 3.36).abs() < 1e-9, "{}", f[0].score);
         // Measured at prefill row counts only, the member is judged on them.
         let rows = [512, 4096];
         let candidates = [
