@@ -387,6 +387,9 @@ pub fn batch_invariant_on(device: &candle_core::Device) -> bool {
 /// What the GPU unit tests of the kernels share: the device (or a note that there is none) and
 /// the bits of a result.
 #[cfg(all(test, feature = "cuda"))]
+mod portable_gpu_tests;
+
+#[cfg(all(test, feature = "cuda"))]
 pub(crate) mod gpu_test {
     use candle_core::{Device, Tensor};
 
