@@ -19,7 +19,10 @@
 #      `context`) decode at an 8k-token context against the peer;
 #   7. (step `graphs`) decode with CUDA graphs on and off on the 1.5B and 7B configs, the peer in the
 #      same call, the copy bandwidth the floor is taken against, and a run's outputs on and off;
-#   8. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8
+#   8. (step `tune`, not in the default set) `bench gemm --tune` on the 1.5B and 7B bf16 shapes
+#      into RESULTS_DIR/pins.toml (the shipped table plus this GPU's entries), then bf16 decode
+#      with graphs at batch 1, 8, 32 with those pins (REPROLM_GEMM_PINS) and with the shipped ones;
+#   9. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8
 #      (PROFILE_PREFILL=0 skips it) and of one decode step at batch PROFILE_BATCH (default 1), read
 #      by Nsight Compute (scripts/gpu/kernel_profile.py).
 #
@@ -130,6 +133,23 @@ if step gemm; then
     REPROLM_GEMM_PIN=${st%%:*} REPROLM_GEMM_SPLITK=${st##*:} run_t "${REPROLM[@]}" bench gemm "${configs[@]}" \
       --device "$DEVICE" --policy bf16 --rows 1,8,32,512,4096 --min-ms 3 \
       --json "$R/gemm-pin${st%%:*}-splitk${st##*:}.json"
+  done
+fi
+
+if step tune; then
+  say "GEMM pins tuned on this GPU (bench gemm --tune), then decode with them against the shipped ones"
+  # The shipped table is the starting point, so the file written is a whole table to merge.
+  cp crates/engine/src/kernels/gemm/pins.toml "$RES/pins.toml"
+  run_t "${REPROLM[@]}" bench gemm --device "$DEVICE" --config "$R15/config.json" \
+    --config scripts/gpu/configs/deepseek-r1-distill-qwen-7b.json --policy bf16 --rows 1,8,32,512,4096 \
+    --min-ms 2 --tune "$RES/pins.toml"
+  for pins in tuned shipped; do
+    [ $pins = tuned ] && export REPROLM_GEMM_PINS="$RES/pins.toml"
+    run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 --cuda-graphs on \
+      --batch-sizes 1,8,32 --prompts "$WORK/prompts.json" --new-tokens 128 --json "$R/tune-speed-$pins.json"
+    [ $pins = tuned ] && run_t "${REPROLM[@]}" bench gemm --device "$DEVICE" --config "$R15/config.json" \
+      --policy bf16 --rows 1,8,32,512,4096 --min-ms 2 --json "$R/tune-gemm-tuned.json"
+    unset REPROLM_GEMM_PINS
   done
 fi
 
