@@ -500,9 +500,10 @@ mod one_place {
 
     #[test]
     fn gemm_chooses_its_bodies_in_one_place() {
+        // Two ops: the GEMM layer (mod.rs) and the portable tier's GEMM (portable.rs).
         check(
             "kernels/gemm",
-            &["mod.rs"],
+            &["mod.rs", "portable.rs"],
             &["cublaslt.rs", "mma.rs", "bench.rs"],
         );
     }

@@ -39,6 +39,7 @@ pub mod cublaslt;
 #[cfg(feature = "cuda")]
 pub mod mma;
 pub mod pins;
+pub mod portable;
 
 pub mod bench;
 
