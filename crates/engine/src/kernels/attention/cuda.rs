@@ -357,3 +357,84 @@ fn tiles(queries: &PagedQueries, per_tile: usize) -> Vec<u32> {
     });
     tiles.into_iter().flat_map(|(a, b)| [a, b]).collect()
 }
+
+/// The CUDA body of [`super::paged_attention_portable`] (`portable.cu`): one block of
+/// [`KV_SPLIT`] threads per (query token, query head), in the CPU body's order step for step.
+pub(super) fn portable_attention(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    queries: &PagedQueries,
+    scale: f64,
+    dtype: DType,
+) -> Result<Tensor> {
+    const SOURCE: &str = include_str!("portable.cu");
+    const MODULE: &str = "reprolm_portable_attention";
+    const _: () = assert!(
+        KV_SPLIT == 256,
+        "portable.cu's PORTABLE_SPLIT is the CPU's KV_SPLIT"
+    );
+    if dtype == DType::F64 || keys.dtype() == DType::F64 {
+        return Err(Error::InvalidRequest(
+            "portable attention in f64 runs on the CPU only".into(),
+        ));
+    }
+    let [seq, pos, tables] = queries.on_device.as_ref().ok_or_else(|| {
+        Error::InvalidRequest("paged attention: the batch was built for the CPU".into())
+    })?;
+    let (tokens, heads, d) = q.dims3()?;
+    let (kv_heads, slots, _) = keys.dims3()?;
+    // The CPU body widens q to f32 before the scores; so does this one.
+    let q = q.to_dtype(DType::F32)?.contiguous()?;
+    let (qg, ql) = q.storage_and_layout();
+    let (kg, kl) = keys.storage_and_layout();
+    let (vg, vl) = values.storage_and_layout();
+    let (sg, sl) = seq.storage_and_layout();
+    let (pg, pl) = pos.storage_and_layout();
+    let (tg, tl) = tables.storage_and_layout();
+    let dev = cuda(&qg, "q")?.device().clone();
+    let inputs = Inputs {
+        q: words(&qg, ql, "q")?,
+        keys: words(&kg, kl, "the key pool")?,
+        values: words(&vg, vl, "the value pool")?,
+        seq: index(&sg, sl, "the sequence indices")?,
+        pos: index(&pg, pl, "the positions")?,
+        tables: index(&tg, tl, "the block tables")?,
+        dims: [
+            queries.width as i32,
+            tokens as i32,
+            heads as i32,
+            kv_heads as i32,
+            d as i32,
+        ],
+        slots: slots as i64,
+        scale: scale as f32,
+    };
+    let name = format!("paged_portable_{}", suffix(keys.dtype())?);
+    let func =
+        dev.get_or_load_custom_func(&name, MODULE, reprolm_precision::cuda::ptx(MODULE, SOURCE)?)?;
+    let out = Output::alloc(&dev, DType::F32, tokens * heads * d)?;
+    let block_size = crate::kv::BLOCK_SIZE as i32;
+    let mut b = func.builder();
+    inputs.push(&mut b);
+    out.push(&mut b);
+    b.arg(&block_size);
+    let cfg = LaunchConfig {
+        grid_dim: ((tokens * heads).max(1) as u32, 1, 1),
+        block_dim: (KV_SPLIT as u32, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    if tokens * heads > 0 {
+        // Safety: the arguments match the kernel's signature; shapes and block ids were checked
+        // by `check_operands`.
+        unsafe { b.launch(cfg) }.w()?;
+    }
+    let storage: CudaStorage = out.into_storage(&dev);
+    Ok(Tensor::from_storage(
+        Storage::Cuda(storage),
+        (tokens, heads, d),
+        BackpropOp::none(),
+        false,
+    )
+    .to_dtype(dtype)?)
+}

@@ -240,6 +240,26 @@ pub fn paged_attention(
     scale: f64,
     dtype: DType,
 ) -> Result<Tensor> {
+    check_operands(q, keys, values, queries)?;
+    let q = q.to_dtype(dtype)?.contiguous()?;
+    match q.device() {
+        Device::Cpu => cpu::attention(&q, keys, values, queries, scale, dtype),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => cuda::attention(&q, keys, values, queries, scale, dtype),
+        #[allow(unreachable_patterns)]
+        other => Err(Error::InvalidRequest(format!(
+            "paged attention has no kernel for {other:?}"
+        ))),
+    }
+}
+
+/// What [`paged_attention`] and [`paged_attention_portable`] require of their operands.
+fn check_operands(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    queries: &PagedQueries,
+) -> Result<()> {
     let shape_err = |reason: String| Error::InvalidRequest(format!("paged attention: {reason}"));
     let (t, h, d) = q.dims3().map_err(|_| {
         shape_err(format!(
@@ -284,14 +304,31 @@ pub fn paged_attention(
             "block {bad} is outside the pool of {slots} slots"
         )));
     }
+    Ok(())
+}
+
+/// [`paged_attention`] in the portable tier's order: the CPU body's (splits of [`KV_SPLIT`],
+/// scores in the lane order, the max, the sum of exponentials and each column's weighted values
+/// in position order, the splits folded in order, the portable `exp`), on the CPU and, step for
+/// step, on CUDA (`portable.cu`), so that both compute the same bits. Slow on a GPU by design.
+/// f64 attention has no CUDA body. Not yet called by the decoder.
+pub fn paged_attention_portable(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    queries: &PagedQueries,
+    scale: f64,
+    dtype: DType,
+) -> Result<Tensor> {
+    check_operands(q, keys, values, queries)?;
     let q = q.to_dtype(dtype)?.contiguous()?;
     match q.device() {
         Device::Cpu => cpu::attention(&q, keys, values, queries, scale, dtype),
         #[cfg(feature = "cuda")]
-        Device::Cuda(_) => cuda::attention(&q, keys, values, queries, scale, dtype),
+        Device::Cuda(_) => cuda::portable_attention(&q, keys, values, queries, scale, dtype),
         #[allow(unreachable_patterns)]
         other => Err(Error::InvalidRequest(format!(
-            "paged attention has no kernel for {other:?}"
+            "portable attention has no kernel for {other:?}"
         ))),
     }
 }

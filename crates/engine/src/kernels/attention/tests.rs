@@ -128,6 +128,20 @@ fn run(
     dtype: DType,
     dev: &Device,
 ) -> Vec<Vec<f32>> {
+    run_with(paged_attention, f, tokens, heads, dtype, dev)
+}
+
+/// The attention entry point the tests call: [`paged_attention`] or the portable one.
+type Entry = fn(&Tensor, &Tensor, &Tensor, &PagedQueries, f64, DType) -> Result<Tensor>;
+
+fn run_with(
+    entry: Entry,
+    f: &Fixture,
+    tokens: &[(usize, usize)],
+    heads: usize,
+    dtype: DType,
+    dev: &Device,
+) -> Vec<Vec<f32>> {
     let q = Tensor::from_vec(
         queries_for(tokens, heads, f.d),
         (tokens.len(), heads, f.d),
@@ -143,7 +157,7 @@ fn run(
         dev,
     )
     .unwrap();
-    let out = paged_attention(&q, &f.keys, &f.values, &pq, 0.3, dtype).unwrap();
+    let out = entry(&q, &f.keys, &f.values, &pq, 0.3, dtype).unwrap();
     // (token, head·D) rows.
     let out = out.to_dtype(DType::F32).unwrap().flatten_from(1).unwrap();
     out.to_vec2().unwrap()
@@ -356,5 +370,45 @@ fn cuda_tensor_core_route_keeps_a_querys_bits_and_matches_the_cpu() {
             worst <= 1.6e-2,
             "{dtype:?}: CPU and CUDA differ by {worst:e}"
         );
+    }
+}
+
+/// The portable route's CUDA body computes the CPU body's bits: several splits, a partial last
+/// split, a head width with a tail of fewer than 8 lanes and one that is a multiple of 32, grouped
+/// query heads, and every pool dtype.
+#[cfg(feature = "cuda")]
+#[test]
+fn portable_cuda_attention_gives_the_cpus_bits() {
+    let Some(dev) = crate::kernels::gpu_test::device() else {
+        return;
+    };
+    for dtype in [DType::F32, DType::BF16, DType::F16] {
+        for d in [D + 3, 64] {
+            let lens = [2 * KV_SPLIT + 37, 5];
+            let tokens: Vec<(usize, usize)> = (0..lens[0])
+                .step_by(29)
+                .map(|p| (0, p))
+                .chain([(1, 4), (0, lens[0] - 1)])
+                .collect();
+            let cpu = run_with(
+                paged_attention_portable,
+                &fixture_of_width(&lens, d, dtype, &Device::Cpu),
+                &tokens,
+                4,
+                dtype,
+                &Device::Cpu,
+            );
+            let gpu = run_with(
+                paged_attention_portable,
+                &fixture_of_width(&lens, d, dtype, &dev),
+                &tokens,
+                4,
+                dtype,
+                &dev,
+            );
+            for (i, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+                assert_eq!(bits(c), bits(g), "{dtype:?} d {d}: token {:?}", tokens[i]);
+            }
+        }
     }
 }
