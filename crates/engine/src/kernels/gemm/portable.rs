@@ -83,7 +83,7 @@ mod imp {
             let dtype = x.0.dtype();
             let bias_ok =
                 bias.is_none_or(|(b, l)| b.dtype() == dtype && l.shape().elem_count() == n);
-            if k != kw || w.0.dtype() != dtype || !bias_ok {
+            if k != kw || !widens(w.0.dtype(), dtype) || !bias_ok {
                 candle_core::bail!(
                     "portable linear: x {:?} {dtype:?}, w {:?} {:?}",
                     x.1.dims(),
@@ -95,7 +95,11 @@ mod imp {
             if outputs * 8 > (u32::MAX as usize) || k > i32::MAX as usize {
                 candle_core::bail!("portable linear: {m} x {n} x {k} is too large for one launch");
             }
-            let name = format!("portable_linear_{}", suffix(dtype)?);
+            let name = format!(
+                "portable_linear_{}_{}",
+                suffix(dtype)?,
+                suffix(w.0.dtype())?
+            );
             let func = dev.get_or_load_custom_func(&name, MODULE, ptx(MODULE, SOURCE)?)?;
             let operands = LinearOperands::of(x, w, bias)?;
             let out = Output::alloc(dev, dtype, outputs)?;
@@ -119,9 +123,20 @@ mod imp {
 
     reprolm_precision::cuda_linear_op!(PortableLinear, "reprolm-portable-linear");
 
+    /// Whether a weight stored in `storage` is read in place for `compute` (the same dtype, or a
+    /// 16-bit weight under f32 compute, which widens exactly); else it is rounded to `compute`
+    /// first, as the CPU body rounds it.
+    fn widens(storage: DType, compute: DType) -> bool {
+        storage == compute || (compute == DType::F32 && matches!(storage, DType::BF16 | DType::F16))
+    }
+
     pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, compute: DType) -> Result<Tensor> {
         let x = x.to_dtype(compute)?.contiguous()?;
-        let w = w.to_dtype(compute)?.contiguous()?;
+        let w = if widens(w.dtype(), compute) {
+            w.contiguous()?
+        } else {
+            w.to_dtype(compute)?.contiguous()?
+        };
         Ok(match bias {
             Some(b) => {
                 let b = b.to_dtype(compute)?.contiguous()?;
@@ -157,12 +172,20 @@ mod gpu_tests {
         let Some(dev) = device() else {
             return Ok(());
         };
-        for dtype in [DType::F32, DType::BF16, DType::F16] {
+        // (compute, weight storage): the 16-bit policies, f32, and LayerCast's bf16 weights
+        // under f32 compute.
+        for (dtype, storage) in [
+            (DType::F32, DType::F32),
+            (DType::BF16, DType::BF16),
+            (DType::F16, DType::F16),
+            (DType::F32, DType::BF16),
+            (DType::F32, DType::F16),
+        ] {
             // K with and without a tail of fewer than 8, N not a multiple of 4, 1 to 5 rows.
             for (m, n, k) in [(1, 7, 3), (3, 33, 64), (5, 96, 1536), (2, 256, 1001)] {
                 let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?.to_dtype(dtype)?;
                 let w =
-                    (Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)? * 0.05)?.to_dtype(dtype)?;
+                    (Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)? * 0.05)?.to_dtype(storage)?;
                 let b = Tensor::randn(0f32, 0.1, n, &Device::Cpu)?.to_dtype(dtype)?;
                 for bias in [None, Some(&b)] {
                     let cpu = linear(&x, &w, bias, dtype)?;
@@ -175,7 +198,7 @@ mod gpu_tests {
                     assert_eq!(
                         bits(&cpu),
                         bits(&gpu),
-                        "{dtype:?} {m}x{n}x{k} bias {}",
+                        "{dtype:?} x {storage:?} {m}x{n}x{k} bias {}",
                         bias.is_some()
                     );
                 }
