@@ -517,7 +517,10 @@ pub struct KernelArgs {
     /// `invariant`: kernels whose results do not depend on the batch (the default); `heuristic`:
     /// batch-dependent matmuls as other engines run them (cuBLAS choosing per call; on the CPU,
     /// K split into more slices the fewer rows a call has, as GPU split-K heuristics do), to
-    /// reproduce the variability the paper measures. `--deterministic` overrides it.
+    /// reproduce the variability the paper measures (`--deterministic` overrides it); `portable`:
+    /// every reduction in the CPU's order on every device, so that a GPU run's tokens and
+    /// log-probabilities can be recomputed bit for bit on a CPU (slow on a GPU by design; tokens
+    /// are chosen on the host, without CUDA graphs; on the CPU the same as `invariant`).
     #[arg(long, value_name = "KERNELS", default_value = "invariant", value_parser = KernelChoice::parse)]
     pub kernels: KernelChoice,
     /// `on`: our fused GPU kernels (RMSNorm, SwiGLU, RoPE, the token choice) replace composed

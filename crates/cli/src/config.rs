@@ -193,10 +193,17 @@ impl RunConfig {
             ComputeMode::Fast
         };
         let flags = args.kernel_flags.kernels();
+        if flags.choice == KernelChoice::Portable && flags.fusion == Fusion::Off {
+            bail!(
+                "--kernels portable runs its own RMSNorm, RoPE and SwiGLU kernels (the CPU's \
+                 order); --fused-kernels off does not apply to it"
+            );
+        }
         let kernels = Kernels {
-            // Deterministic mode runs the invariant kernels whatever --kernels says; the manifest
+            // Deterministic mode runs the invariant kernels where --kernels asks for the
+            // batch-dependent ones (the portable tier is deterministic already); the manifest
             // records what ran.
-            choice: if args.deterministic {
+            choice: if args.deterministic && flags.choice == KernelChoice::Heuristic {
                 KernelChoice::Invariant
             } else {
                 flags.choice
@@ -259,8 +266,10 @@ impl RunConfig {
         if self.kernels.mode.is_deterministic() {
             name.push_str("-det");
         }
-        if self.kernels.choice == KernelChoice::Heuristic {
-            name.push_str("-heuristic");
+        match self.kernels.choice {
+            KernelChoice::Heuristic => name.push_str("-heuristic"),
+            KernelChoice::Portable => name.push_str("-portable"),
+            KernelChoice::Invariant => {}
         }
         if self.kernels.fusion == Fusion::Off {
             name.push_str("-nofuse");
@@ -481,6 +490,16 @@ mod tests {
             (Fusion::Off, TokenPick::Host)
         );
         assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-nofuse-hostpick");
+        let c = RunConfig::resolve(&args(&["--deterministic", "--kernels", "portable"])).unwrap();
+        assert_eq!(
+            (c.kernels.choice, c.run_name().as_str()),
+            (KernelChoice::Portable, "qwen2-arith-fp32-bs8-det-portable"),
+            "deterministic mode keeps the portable tier"
+        );
+        let err = RunConfig::resolve(&args(&["--kernels", "portable", "--fused-kernels", "off"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--fused-kernels off does not apply"), "{err}");
         let c = RunConfig::resolve(&args(&["--gemm", "mma"])).unwrap();
         assert_eq!(c.kernels.gemm, InvariantGemm::Mma);
         assert_eq!(c.run_name(), "qwen2-arith-fp32-bs8-mma");

@@ -376,10 +376,14 @@ impl<'a> Batch<'a> {
     /// Chooses the next token of each row from `(rows, vocab)` logits and records its
     /// top-k log-probabilities; marks rows that produced a stop token.
     fn pick(&mut self, rows: &mut [Row], logits: &Tensor) -> Result<()> {
-        let logits = logits.to_dtype(DType::F32)?;
-        // Log-softmax in float32 over the (policy-dtype) logits, as the reference records them.
-        let logprobs = device_top_k::log_softmax_rows(&logits, self.decoder.kernels().fusion)?;
         let kernels = self.decoder.kernels();
+        let mut logits = logits.to_dtype(DType::F32)?;
+        if kernels.portable() {
+            // The portable tier chooses as the CPU does, from the logits copied to the host.
+            logits = logits.to_device(&candle_core::Device::Cpu)?;
+        }
+        // Log-softmax in float32 over the (policy-dtype) logits, as the reference records them.
+        let logprobs = device_top_k::log_softmax_rows(&logits, kernels.fusion)?;
         if kernels.pick_on(logits.device()) == TokenPick::Device {
             // On a GPU, choose on the device and copy back k candidates, not the vocabulary.
             let draws: Vec<u64> = rows.iter().map(|r| r.key.draw(r.position)).collect();

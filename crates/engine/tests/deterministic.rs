@@ -356,6 +356,41 @@ fn the_thread_count_does_not_change_a_bit_on_the_embedded_model() {
     }
 }
 
+/// On the CPU the portable tier (`--kernels portable`) runs the invariant kernels' order through
+/// its own entry points (the portable GEMM, attention and SwiGLU, tokens chosen from logits copied
+/// to the host): greedy tokens and top-5 log-probabilities are the invariant kernels' bits.
+#[test]
+fn the_portable_tier_gives_the_invariant_kernels_bits_on_the_cpu() {
+    for policy in ["bf16", "layercast"] {
+        let mut model = load_embedded(policy);
+        let targets = arith_prompts(&model, 3, 11);
+        let params = SamplingParams {
+            stop_token_ids: Vec::new(),
+            ..model.greedy(10)
+        };
+        let three = Layout {
+            batch: 3,
+            chunk: None,
+            offset: 0,
+        };
+        let invariant = run_static(&model.decoder, &params, &targets, &[], three);
+        model
+            .decoder
+            .set_kernels(reprolm_engine::kernels::Kernels {
+                choice: reprolm_engine::kernels::KernelChoice::Portable,
+                ..model.decoder.kernels()
+            })
+            .unwrap();
+        assert!(model.decoder.kernels().portable());
+        let portable = run_static(&model.decoder, &params, &targets, &[], three);
+        let (same, max) = compare(&invariant, &portable);
+        assert!(
+            same,
+            "{policy}: portable differs from invariant by up to {max:e}"
+        );
+    }
+}
+
 /// The tiny fixtures cover Llama and Qwen3 (q/k norms) and f16 and f64 policies cheaply.
 #[test]
 fn every_family_and_policy_is_batch_invariant() {

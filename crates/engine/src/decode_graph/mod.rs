@@ -473,7 +473,7 @@ mod tests {
 
 /// Graphs on against graphs off on a GPU: the same logits, bit for bit, step by step.
 #[cfg(all(test, feature = "cuda"))]
-mod gpu_tests {
+pub(crate) mod gpu_tests {
     use super::*;
     use crate::kernels::gpu_test::{bits, device as gpu};
     use crate::kernels::Graphs;
@@ -489,7 +489,7 @@ mod gpu_tests {
 
     /// Random weights of a Qwen2-shaped decoder with 128-wide heads (the tensor-core attention
     /// route for 16-bit policies), two layers.
-    fn weights() -> Result<HashMap<String, Tensor>> {
+    pub(crate) fn weights() -> Result<HashMap<String, Tensor>> {
         let mut weights = HashMap::new();
         let mut add = |name: String, shape: &[usize], bias: bool| -> Result<()> {
             let w = Tensor::randn(0f32, 0.05, shape, &Device::Cpu)?;
@@ -524,7 +524,11 @@ mod gpu_tests {
         Ok(weights)
     }
 
-    fn decoder(dev: &Device, policy: &str, weights: &HashMap<String, Tensor>) -> Result<Decoder> {
+    pub(crate) fn decoder(
+        dev: &Device,
+        policy: &str,
+        weights: &HashMap<String, Tensor>,
+    ) -> Result<Decoder> {
         let (_, spec) =
             crate::models::spec_from_config_str(CONFIG, std::path::Path::new("config.json"))?;
         let vb = VarBuilder::from_tensors(weights.clone(), DType::F32, dev);

@@ -77,19 +77,23 @@ ADD_RMSNORM(add_rmsnorm_f16, u16, load_f16, round_f16, store_f16)
 // the dtype, times `up` in the dtype.
 // `gate` and `up` are rows of `cols` elements, row r starting r * stride elements in (both halves
 // of one stacked GEMM output, or contiguous tensors); `out` is contiguous.
-#define SILU_MUL(NAME, T, LOAD, ROUND, STORE)                                                    \
+// EXP is expf, or portable_exp for the portable tier (the CPU's exponential, step by step).
+#define SILU_MUL(NAME, T, LOAD, ROUND, STORE, EXP)                                               \
   extern "C" __global__ void NAME(const T* gate, const T* up, T* out, long n, int cols,          \
                                   long gate_stride, long up_stride) {                            \
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) { \
       const long r = i / cols, c = i % cols;                                                     \
       float g = LOAD(gate, r * gate_stride + c);                                                 \
-      float s = ROUND(__fdiv_rn(g, __fadd_rn(1.f, expf(-g))));                                   \
+      float s = ROUND(__fdiv_rn(g, __fadd_rn(1.f, EXP(-g))));                                    \
       STORE(out, i, __fmul_rn(s, LOAD(up, r * up_stride + c)));                                  \
     }                                                                                            \
   }
-SILU_MUL(silu_mul_f32, float, load_f32, round_f32, store_f32)
-SILU_MUL(silu_mul_bf16, u16, load_bf16, round_bf16, store_bf16)
-SILU_MUL(silu_mul_f16, u16, load_f16, round_f16, store_f16)
+SILU_MUL(silu_mul_f32, float, load_f32, round_f32, store_f32, expf)
+SILU_MUL(silu_mul_bf16, u16, load_bf16, round_bf16, store_bf16, expf)
+SILU_MUL(silu_mul_f16, u16, load_f16, round_f16, store_f16, expf)
+SILU_MUL(silu_mul_portable_f32, float, load_f32, round_f32, store_f32, portable_exp)
+SILU_MUL(silu_mul_portable_bf16, u16, load_bf16, round_bf16, store_bf16, portable_exp)
+SILU_MUL(silu_mul_portable_f16, u16, load_f16, round_f16, store_f16, portable_exp)
 
 // Rotary embedding (the rotate-half form) of `(b, l, heads, d)` input of dtype T into output of
 // the same layout in the cos/sin dtype R, with per-row cos/sin `(b, l, d/2)`: the cast and the

@@ -64,6 +64,21 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor, fusion: Fusion) -> Result<Option<Ten
     imp::silu_mul(gate, up)
 }
 
+/// [`silu_mul`] with the portable exponential (`reprolm_precision::portable::exp`) in place of
+/// `expf`: the CPU's composed SiLU (`kernels::activation::silu`, then the product in the dtype),
+/// bit for bit, on CUDA whatever `--fused-kernels` says (the portable tier's SwiGLU). `Ok(None)`
+/// on the CPU, whose composed ops are the reference.
+pub fn silu_mul_portable(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+    if !gate.device().is_cuda()
+        || gate.dtype() != up.dtype()
+        || gate.dims() != up.dims()
+        || gate.elem_count() == 0
+    {
+        return Ok(None);
+    }
+    imp::silu_mul_portable(gate, up)
+}
+
 /// Rotary embedding of `x` laid out `(batch, seq, heads, head_dim)`, returned in the same layout
 /// in the dtype of `cos`/`sin` (`(batch, seq, head_dim / 2)`).
 pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, fusion: Fusion) -> Result<Option<Tensor>> {
@@ -214,6 +229,9 @@ mod imp {
         Ok(None)
     }
     pub fn silu_mul(_: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    pub fn silu_mul_portable(_: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
     }
     pub fn rope_and_cache_write(
@@ -416,7 +434,10 @@ mod imp {
         Ok(Some((both.get(1)?, both.get(0)?)))
     }
 
-    struct SiluMul;
+    /// `silu(gate) * up`; `portable` takes the portable exponential.
+    struct SiluMul {
+        portable: bool,
+    }
 
     impl candle_core::CustomOp2 for SiluMul {
         fn name(&self) -> &'static str {
@@ -446,7 +467,11 @@ mod imp {
             let ((_, rows, gs), (_, _, us)) = (g_rows, u_rows);
             let n = rows * cols;
             let func = dev.get_or_load_custom_func(
-                &format!("silu_mul_{}", suffix(g.dtype())?),
+                &format!(
+                    "silu_mul_{}{}",
+                    if self.portable { "portable_" } else { "" },
+                    suffix(g.dtype())?
+                ),
                 MODULE,
                 ptx(MODULE, SOURCE)?,
             )?;
@@ -489,7 +514,17 @@ mod imp {
     pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
         let cols = gate.dims().last().copied().unwrap_or(1);
         let ((gate, _), (up, _)) = (in_rows(gate, cols)?, in_rows(up, cols)?);
-        Ok(Some(gate.apply_op2_no_bwd(&up, &SiluMul)?))
+        Ok(Some(
+            gate.apply_op2_no_bwd(&up, &SiluMul { portable: false })?,
+        ))
+    }
+
+    pub fn silu_mul_portable(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+        let cols = gate.dims().last().copied().unwrap_or(1);
+        let ((gate, _), (up, _)) = (in_rows(gate, cols)?, in_rows(up, cols)?);
+        Ok(Some(
+            gate.apply_op2_no_bwd(&up, &SiluMul { portable: true })?,
+        ))
     }
 
     struct Rope;
@@ -892,6 +927,27 @@ mod gpu_tests {
     use crate::kv::PAD_SLOT;
 
     const DTYPES: [DType; 3] = [DType::F32, DType::BF16, DType::F16];
+
+    /// The portable SwiGLU on the GPU against the CPU's composed one (the portable exponential's
+    /// SiLU in f32, rounded to the dtype, times `up` in the dtype), bit for bit.
+    #[test]
+    fn portable_silu_mul_gives_the_cpus_bits() -> Result<()> {
+        let Some(dev) = device() else {
+            return Ok(());
+        };
+        let cpu = candle_core::Device::Cpu;
+        for dtype in DTYPES {
+            let gate = (Tensor::randn(0f32, 4.0, (7, 1000), &cpu)?).to_dtype(dtype)?;
+            let up = (Tensor::randn(0f32, 1.0, (7, 1000), &cpu)?).to_dtype(dtype)?;
+            let want =
+                crate::kernels::activation::silu(&gate.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
+            let want = (want * &up)?;
+            let got = silu_mul_portable(&gate.to_device(&dev)?, &up.to_device(&dev)?)?
+                .expect("the kernel applies");
+            assert_eq!(bits(&got), bits(&want), "{dtype:?}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn add_rms_norm_gives_the_bits_of_the_add_then_the_norm() -> Result<()> {

@@ -19,9 +19,11 @@ pub mod sampling;
 use std::collections::BTreeMap;
 
 /// Which kernels compute a run's numbers (`--kernels`): the batch-invariant ones, the default, with
-/// which a sequence's numbers do not depend on its batch; or the batch-dependent choices other
+/// which a sequence's numbers do not depend on its batch; the batch-dependent choices other
 /// engines make (candle's matmul: cuBLAS picking its kernel per call, candle's CPU GEMM taking
-/// another path for one row), for reproducing the problem the paper measures.
+/// another path for one row), for reproducing the problem the paper measures; or the portable
+/// tier, whose every reduction follows the CPU's order on every device, for recomputing a GPU
+/// run's bits on a CPU (slow on a GPU by design).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KernelChoice {
     /// Batch invariant (the GEMM layer and the fixed-split attention).
@@ -29,6 +31,11 @@ pub enum KernelChoice {
     Invariant,
     /// The projections through candle's own matmul: batch dependent.
     Heuristic,
+    /// The CPU's order on every device: the fixed-order GEMM ([`gemm::portable`]), attention
+    /// ([`attention::paged_attention_portable`]), RMSNorm ([`norm`]), the portable exponential in
+    /// SiLU and softmax, and tokens chosen on the host from the copied logits. On the CPU it is
+    /// the invariant kernels themselves.
+    Portable,
 }
 
 impl KernelChoice {
@@ -44,9 +51,11 @@ impl KernelChoice {
         match text {
             "invariant" => Ok(KernelChoice::Invariant),
             "heuristic" => Ok(KernelChoice::Heuristic),
+            "portable" => Ok(KernelChoice::Portable),
             other => Err(format!(
-                "unknown kernels `{other}`: `invariant` (batch invariant, the default) or \
-                 `heuristic` (batch dependent, as other engines)"
+                "unknown kernels `{other}`: `invariant` (batch invariant, the default), \
+                 `heuristic` (batch dependent, as other engines) or `portable` (the CPU's \
+                 order on every device)"
             )),
         }
     }
@@ -56,6 +65,7 @@ impl KernelChoice {
         match self {
             KernelChoice::Invariant => "invariant",
             KernelChoice::Heuristic => "heuristic",
+            KernelChoice::Portable => "portable",
         }
     }
 }
@@ -247,13 +257,19 @@ impl Kernels {
     /// [`Decoder::batch_invariant`](crate::Decoder::batch_invariant)): every setting but the
     /// fast path with the heuristic kernels.
     pub fn batch_invariant(&self) -> bool {
-        self.deterministic() || self.choice == KernelChoice::Invariant
+        self.deterministic() || self.choice != KernelChoice::Heuristic
+    }
+
+    /// Whether the portable tier runs (see [`KernelChoice::Portable`]).
+    pub fn portable(&self) -> bool {
+        self.choice == KernelChoice::Portable
     }
 
     /// The GEMM the projections run: candle's in the fast path with the heuristic kernels, else
     /// the batch-invariant family `--gemm` names (deterministic mode included).
     pub fn gemm_family(&self) -> gemm::GemmFamily {
         match (self.forward_mode(), self.choice) {
+            (_, KernelChoice::Portable) => gemm::GemmFamily::Portable,
             (reprolm_precision::ComputeMode::Fast, KernelChoice::Heuristic) => {
                 gemm::GemmFamily::Heuristic
             }
@@ -264,7 +280,9 @@ impl Kernels {
     /// What a GPU run with these kernels does at `device`: where tokens are chosen there (the
     /// CPU's device is the host).
     pub fn pick_on(&self, device: &candle_core::Device) -> TokenPick {
-        if device.is_cpu() {
+        // The portable tier chooses on the host from the copied logits, with the CPU's
+        // log-softmax: the device's reductions over the vocabulary are in another order.
+        if device.is_cpu() || self.portable() {
             TokenPick::Host
         } else {
             self.pick
@@ -281,7 +299,9 @@ impl Kernels {
     /// assert_eq!(Kernels::default().graphs_on(&Device::Cpu), Graphs::Off, "no graphs on the CPU");
     /// ```
     pub fn graphs_on(&self, device: &candle_core::Device) -> Graphs {
-        if device.is_cuda() && self.batch_invariant() {
+        // The portable tier chooses tokens on the host from the logits, which a captured step
+        // does not return; it launches its kernels one by one.
+        if device.is_cuda() && self.batch_invariant() && !self.portable() {
             self.graphs
         } else {
             Graphs::Off
@@ -357,6 +377,7 @@ impl Kernels {
                 format!("tree of {} chunks", order.chunks())
             }
             _ if family == gemm::GemmFamily::Heuristic => "batch dependent".into(),
+            _ if family == gemm::GemmFamily::Portable => "sequential".into(),
             _ if device.is_cuda() => match gemm::library_version(device) {
                 // The pinned algorithms, hence the order, depend on the library's version.
                 Some(v) => format!("fixed per weight shape ({v})"),
@@ -365,15 +386,17 @@ impl Kernels {
             _ => "sequential".into(),
         };
         out.insert("reduction".into(), reduction);
-        out.insert(
-            "attention".into(),
+        let route = if self.portable() {
+            format!("portable, splits of {}", attention::KV_SPLIT)
+        } else {
             attention::route_name(
                 device,
                 policy.dtype(Component::Attention),
                 policy.dtype(Component::KvCache),
                 head_dim,
-            ),
-        );
+            )
+        };
+        out.insert("attention".into(), route);
         out
     }
 }

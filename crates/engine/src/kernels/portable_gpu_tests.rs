@@ -1,6 +1,6 @@
-//! The CUDA bodies of `reprolm_precision::portable`'s f32 `exp` and `ln` (the precision crate's
-//! `prelude.cu`, shared by every kernel source) against the CPU's, bit for bit: what the portable
-//! kernel tier will build on.
+//! The portable tier on the GPU against the CPU, bit for bit: the CUDA bodies of
+//! `reprolm_precision::portable`'s f32 `exp` and `ln` (the precision crate's `prelude.cu`, shared
+//! by every kernel source), and a whole decoder's logits.
 
 use crate::kernels::gpu_test::{bits, device};
 use crate::Result;
@@ -103,6 +103,58 @@ fn the_cuda_exp_and_ln_give_the_cpus_bits() -> Result<()> {
             got[i],
             want[i]
         );
+    }
+    Ok(())
+}
+
+/// A two-layer Qwen2-shaped decoder under the portable tier on the CPU and on CUDA: the logits of
+/// five prompts' prefills and of eight decode steps of the five together, bit for bit, in bf16,
+/// fp32 and LayerCast.
+#[test]
+fn a_decoder_gives_the_cpus_logits_on_the_gpu() -> Result<()> {
+    use crate::decode_graph::gpu_tests::{decoder, weights};
+    use crate::kernels::{KernelChoice, Kernels};
+    use crate::{KvCacheSize, LogitsFor, SeqId};
+    let Some(dev) = device() else {
+        return Ok(());
+    };
+    let weights = weights()?;
+    for policy in ["bf16", "fp32", "layercast"] {
+        let portable = |d: &Device| -> Result<crate::Decoder> {
+            let mut m = decoder(d, policy, &weights)?;
+            m.set_kernels(Kernels {
+                choice: KernelChoice::Portable,
+                ..m.kernels()
+            })?;
+            Ok(m)
+        };
+        let (cpu, gpu) = (portable(&Device::Cpu)?, portable(&dev)?);
+        let size = KvCacheSize::Bytes(64 << 20);
+        let (mut c_cpu, mut c_gpu) = (cpu.new_cache_of(size)?, gpu.new_cache_of(size)?);
+        let mut seqs: Vec<(SeqId, SeqId)> = Vec::new();
+        let mut last = Vec::new();
+        for (n, len) in [3usize, 40, 300, 100, 17].into_iter().enumerate() {
+            let prompt: Vec<u32> = (0..len)
+                .map(|j| ((n * 131 + j * 17) % 1000) as u32)
+                .collect();
+            let (a, b) = (c_cpu.add_sequence(), c_gpu.add_sequence());
+            let la = cpu.forward(&[(a, &prompt)], &mut c_cpu, LogitsFor::Last)?;
+            let lb = gpu.forward(&[(b, &prompt)], &mut c_gpu, LogitsFor::Last)?;
+            assert_eq!(bits(&la), bits(&lb), "{policy}: prefill of prompt {n}");
+            last.push(la.to_dtype(DType::F32)?.argmax(1)?.to_vec1::<u32>()?[0]);
+            seqs.push((a, b));
+        }
+        for step in 0..8 {
+            let toks: Vec<[u32; 1]> = last.iter().map(|&t| [t]).collect();
+            let a: Vec<(SeqId, &[u32])> =
+                seqs.iter().zip(&toks).map(|(s, t)| (s.0, &t[..])).collect();
+            let b: Vec<(SeqId, &[u32])> =
+                seqs.iter().zip(&toks).map(|(s, t)| (s.1, &t[..])).collect();
+            let la = cpu.forward(&a, &mut c_cpu, LogitsFor::Last)?;
+            let lb = gpu.forward(&b, &mut c_gpu, LogitsFor::Last)?;
+            assert_eq!(bits(&la), bits(&lb), "{policy}: decode step {step}");
+            last = la.to_dtype(DType::F32)?.argmax(1)?.to_vec1::<u32>()?;
+        }
     }
     Ok(())
 }

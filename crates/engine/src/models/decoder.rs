@@ -13,7 +13,9 @@
 use super::rope::{self, RopeSpec};
 use crate::decode_graph::{DecodeGraphs, StepRows, StepSpec, StepView};
 use crate::fused;
-use crate::kernels::attention::{paged_attention, write_slots, PagedQueries};
+use crate::kernels::attention::{
+    paged_attention, paged_attention_portable, write_slots, PagedQueries,
+};
 use crate::kernels::gemm::{self, GemmFamily};
 use crate::kernels::{activation, norm, Fusion, Graphs, Kernels};
 use crate::kv::{CacheShape, KvCache, KvCacheSize, LayerPool, SeqId};
@@ -243,8 +245,11 @@ struct RankCtx<'a> {
     mode: ComputeMode,
     /// The GEMM of the projections ([`Kernels::gemm_family`]).
     gemm: GemmFamily,
-    /// Fused GPU kernels on or off.
+    /// Fused GPU kernels on or off (on in the portable tier, whose RMSNorm and RoPE are the
+    /// fused kernels).
     fusion: Fusion,
+    /// The portable tier's SwiGLU and attention ([`Kernels::portable`]).
+    portable: bool,
 }
 
 impl Proj {
@@ -597,7 +602,12 @@ impl Rank {
             size: self.layout.size,
             mode: kernels.forward_mode(),
             gemm: kernels.gemm_family(),
-            fusion: kernels.fusion,
+            fusion: if kernels.portable() {
+                Fusion::On
+            } else {
+                kernels.fusion
+            },
+            portable: kernels.portable(),
         }
     }
 
@@ -1188,7 +1198,12 @@ impl Attention {
             }
         };
         let scale = 1.0 / (d as f64).sqrt();
-        let out = paged_attention(
+        let attend = if ctx.portable {
+            paged_attention_portable
+        } else {
+            paged_attention
+        };
+        let out = attend(
             &q.squeeze(0)?,
             keys,
             values,
@@ -1221,7 +1236,12 @@ impl Mlp {
             gate_up.narrow(last, 0, inter)?,
             gate_up.narrow(last, inter, inter)?,
         );
-        if let Some(product) = fused::silu_mul(&gate, &up, ctx.fusion)? {
+        let fused = if ctx.portable {
+            fused::silu_mul_portable(&gate, &up)?
+        } else {
+            fused::silu_mul(&gate, &up, ctx.fusion)?
+        };
+        if let Some(product) = fused {
             return self.down.forward(&product, ctx);
         }
         let gate = activation::silu(&gate.to_dtype(softmax_dtype(gate.dtype()))?)?

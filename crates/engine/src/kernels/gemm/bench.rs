@@ -298,6 +298,7 @@ fn other_family<'a>(
         let other = match family {
             GemmFamily::Mma => GemmFamily::PinnedCublasLt,
             GemmFamily::PinnedCublasLt | GemmFamily::Heuristic => GemmFamily::Mma,
+            GemmFamily::Portable => return None,
         };
         return Some(Box::new(move |x: &Tensor| {
             super::cuda_linear(lin, x, other)

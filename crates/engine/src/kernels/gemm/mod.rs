@@ -112,6 +112,8 @@ pub enum GemmFamily {
     /// the fixed-order kernel with K split by row count ([`heuristic_cpu_order`]). For
     /// reproducing the batch dependence the paper measures; deterministic mode is unaffected.
     Heuristic,
+    /// The portable tier's GEMM ([`portable`]): the CPU's fixed order on every device.
+    Portable,
 }
 
 impl GemmFamily {
@@ -121,6 +123,7 @@ impl GemmFamily {
             GemmFamily::PinnedCublasLt => "cublaslt-pinned",
             GemmFamily::Mma => "mma",
             GemmFamily::Heuristic => "candle (batch dependent)",
+            GemmFamily::Portable => "portable",
         }
     }
 
@@ -128,6 +131,7 @@ impl GemmFamily {
     /// GEMM is not candle's, and the CPU has one batch-invariant GEMM whatever `--gemm` says).
     pub fn name_on(self, device: &candle_core::Device) -> &'static str {
         match self {
+            GemmFamily::Portable => self.name(),
             _ if device.is_cuda() => self.name(),
             GemmFamily::Heuristic => "split-K by row count (batch dependent)",
             _ => "cpu",
@@ -202,6 +206,9 @@ pub fn heuristic_cpu_order(rows: usize, k: usize) -> ReductionOrder {
 /// result `(..., out)` in the layer's compute dtype. See the module docs for which kernel runs
 /// where; `mode` gives the CPU's reduction order.
 pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode, family: GemmFamily) -> Result<Tensor> {
+    if family == GemmFamily::Portable {
+        return portable_linear(lin, x, mode);
+    }
     #[cfg(feature = "cuda")]
     if x.device().is_cuda() {
         if let ComputeMode::Deterministic(order) = mode {
@@ -225,6 +232,32 @@ pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode, family: GemmFamily) -
     Ok(lin.forward_with(x, ComputeMode::Deterministic(order))?)
 }
 
+/// [`linear`] by the portable GEMM: `x` of any rank, flattened to rows; the tree order of the
+/// TP-invariant reduction runs on the CPU only.
+fn portable_linear(lin: &Linear, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
+    if let ComputeMode::Deterministic(order) = mode {
+        if order.chunks() > 1 {
+            return Err(crate::Error::InvalidRequest(format!(
+                "the portable GEMM reduces K sequentially, not in {} tree chunks (the \
+                 TP-invariant order)",
+                order.chunks()
+            )));
+        }
+    }
+    let dims = x.dims().to_vec();
+    let k = *dims.last().unwrap_or(&0);
+    let rows = x.elem_count() / k.max(1);
+    let y = portable::linear(
+        &x.reshape((rows, k))?,
+        lin.weight(),
+        lin.bias(),
+        lin.compute_dtype(),
+    )?;
+    let mut out_dims = dims;
+    *out_dims.last_mut().expect("linear input has a dimension") = y.dim(1)?;
+    Ok(y.reshape(out_dims)?)
+}
+
 /// [`linear`] on CUDA with the GEMM family named (for benchmarks that compare them).
 #[cfg(feature = "cuda")]
 pub fn cuda_linear(lin: &Linear, x: &Tensor, family: GemmFamily) -> Result<Tensor> {
@@ -236,16 +269,18 @@ pub fn cuda_linear(lin: &Linear, x: &Tensor, family: GemmFamily) -> Result<Tenso
         .last()
         .expect("linear input has at least one dimension");
     let rows = x.elem_count() / k.max(1);
+    match family {
+        GemmFamily::Heuristic => return Ok(lin.forward_with(x, ComputeMode::Fast)?),
+        GemmFamily::Portable => return portable_linear(lin, x, ComputeMode::Fast),
+        GemmFamily::PinnedCublasLt | GemmFamily::Mma => {}
+    }
     let x2 = x.to_dtype(compute)?.reshape((rows, k))?;
     let bias = lin.bias();
-    if family == GemmFamily::Heuristic {
-        return Ok(lin.forward_with(x, ComputeMode::Fast)?);
-    }
     let y = match (compute, w.dtype()) {
         (DType::F32, DType::BF16) => mma::linear(&x2, w, bias)?,
         (c, wd) if c == wd && matches!(c, DType::BF16 | DType::F16) => match family {
             GemmFamily::Mma => mma::linear(&x2, w, bias)?,
-            GemmFamily::PinnedCublasLt | GemmFamily::Heuristic => cublaslt::linear(&x2, w, bias)?,
+            _ => cublaslt::linear(&x2, w, bias)?,
         },
         (DType::F32, DType::F32) => cublaslt::linear(&x2, w, bias)?,
         // Other storage/compute pairs (custom policies): the weight rounded or widened to the
