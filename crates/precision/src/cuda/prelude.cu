@@ -26,7 +26,7 @@ __device__ __forceinline__ void store_f16(u16* p, long i, float v) { p[i] = to_f
 
 // reprolm_precision::portable's exp and ln (portable.rs), step by step: every operation rounded
 // once (the _rn intrinsics, which NVRTC never fuses into an FMA), the constants by their bits, so
-// that a GPU computes the CPU's bits. Not yet called by a kernel: the portable kernel tier will.
+// that a GPU computes the CPU's bits: the portable tier's SiLU and attention call portable_exp.
 #define PORTABLE_F(bits) __uint_as_float(bits##u)
 __device__ __forceinline__ float portable_pow2(int k) { return __int_as_float((k + 127) << 23); }
 __device__ float portable_exp(float x) {

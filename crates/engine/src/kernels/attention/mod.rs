@@ -311,7 +311,7 @@ fn check_operands(
 /// scores in the lane order, the max, the sum of exponentials and each column's weighted values
 /// in position order, the splits folded in order, the portable `exp`), on the CPU and, step for
 /// step, on CUDA (`portable.cu`), so that both compute the same bits. Slow on a GPU by design.
-/// f64 attention has no CUDA body. Not yet called by the decoder.
+/// f64 attention has no CUDA body. The decoder calls it under `--kernels portable`.
 pub fn paged_attention_portable(
     q: &Tensor,
     keys: &Tensor,
