@@ -123,6 +123,14 @@ impl RopeFields {
             .and_then(|v| v.as_f64())
             .or(self.rope_theta)
             .unwrap_or(default_theta);
+        // Frequencies are theta^(-2i/d): a base of 1 or less has none that rotate.
+        if !(theta.is_finite() && theta > 1.0) {
+            return Err(Error::BadField {
+                path: path.to_path_buf(),
+                field: "rope_theta".into(),
+                reason: format!("{theta} is not a finite number above 1"),
+            });
+        }
         let scaling_json = match (params, &self.rope_scaling) {
             (_, Some(s)) if !s.is_null() => Some(s),
             (Some(p), _) => Some(p),
@@ -231,4 +239,32 @@ pub(crate) fn refuse_sliding_window(on: bool, path: &Path) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rope_base_that_cannot_rotate_is_refused_naming_the_field() {
+        let config = |theta: &str| {
+            format!(
+                r#"{{"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+                "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 50,
+                "rms_norm_eps": 1e-6, "rope_theta": {theta}}}"#
+            )
+        };
+        let path = Path::new("models/x/config.json");
+        assert!(spec_from_config_str(&config("10000.0"), path).is_ok());
+        for bad in ["0.0", "-5.0", "1.0"] {
+            let err = spec_from_config_str(&config(bad), path)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("rope_theta") && err.contains("models/x/config.json"),
+                "{bad}: {err}"
+            );
+        }
+    }
 }

@@ -81,7 +81,12 @@ impl RopeSpec {
         let half = head_dim / 2;
         (0..half)
             .map(|i| {
-                let base = 1.0 / self.theta.powf((2 * i) as f64 / head_dim as f64);
+                // The portable power, not libm's: every machine gets the same frequencies.
+                let base = 1.0
+                    / reprolm_precision::portable::pow_f64(
+                        self.theta,
+                        (2 * i) as f64 / head_dim as f64,
+                    );
                 let scaled = match &self.scaling {
                     RopeScaling::None => base,
                     RopeScaling::Linear { factor } => base / factor,

@@ -103,6 +103,58 @@ impl Inputs<'_> {
     }
 }
 
+/// Hands `f` the device and the kernels' leading arguments for q, the pools and the batch's device
+/// buffers (its sequence indices, positions and block tables), with the scale.
+fn with_inputs<R>(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    queries: &PagedQueries,
+    scale: f64,
+    f: impl FnOnce(&candle_core::CudaDevice, &Inputs<'_>) -> Result<R>,
+) -> Result<R> {
+    let [seq, pos, tables] = queries.on_device.as_ref().ok_or_else(|| {
+        Error::InvalidRequest("paged attention: the batch was built for the CPU".into())
+    })?;
+    let (tokens, heads, d) = q.dims3()?;
+    let (kv_heads, slots, _) = keys.dims3()?;
+    let (qg, ql) = q.storage_and_layout();
+    let (kg, kl) = keys.storage_and_layout();
+    let (vg, vl) = values.storage_and_layout();
+    let (sg, sl) = seq.storage_and_layout();
+    let (pg, pl) = pos.storage_and_layout();
+    let (tg, tl) = tables.storage_and_layout();
+    let dev = cuda(&qg, "q")?.device().clone();
+    let inputs = Inputs {
+        q: words(&qg, ql, "q")?,
+        keys: words(&kg, kl, "the key pool")?,
+        values: words(&vg, vl, "the value pool")?,
+        seq: index(&sg, sl, "the sequence indices")?,
+        pos: index(&pg, pl, "the positions")?,
+        tables: index(&tg, tl, "the block tables")?,
+        dims: [
+            queries.width as i32,
+            tokens as i32,
+            heads as i32,
+            kv_heads as i32,
+            d as i32,
+        ],
+        slots: slots as i64,
+        scale: scale as f32,
+    };
+    f(&dev, &inputs)
+}
+
+/// A kernel's `(tokens, heads, d)` output as a tensor.
+fn output_tensor(
+    out: Output,
+    dev: &candle_core::CudaDevice,
+    dims: (usize, usize, usize),
+) -> Tensor {
+    let storage: CudaStorage = out.into_storage(dev);
+    Tensor::from_storage(Storage::Cuda(storage), dims, BackpropOp::none(), false)
+}
+
 pub(super) fn attention(
     q: &Tensor,
     keys: &Tensor,
@@ -116,11 +168,8 @@ pub(super) fn attention(
             "attention in f64 runs on the CPU only".into(),
         ));
     }
-    let [seq, pos, tables] = queries.on_device.as_ref().ok_or_else(|| {
-        Error::InvalidRequest("paged attention: the batch was built for the CPU".into())
-    })?;
     let (tokens, heads, d) = q.dims3()?;
-    let (kv_heads, slots, _) = keys.dims3()?;
+    let kv_heads = keys.dim(0)?;
     let tc = super::tensor_core_route(dtype, keys.dtype(), d);
     // The tensor-core route reads q in 4-byte words and the pools in 16-byte pieces.
     let aligned = |t: &Tensor| t.layout().start_offset() % 8 == 0;
@@ -140,67 +189,38 @@ pub(super) fn attention(
     let partial = splits_cap > 1
         && tokens * kv_heads < PARALLEL_SPLITS_BELOW
         && tokens * heads * splits_cap * (d + 2) * 4 <= PARTIAL_BYTES;
-
-    let (qg, ql) = q.storage_and_layout();
-    let (kg, kl) = keys.storage_and_layout();
-    let (vg, vl) = values.storage_and_layout();
-    let (sg, sl) = seq.storage_and_layout();
-    let (pg, pl) = pos.storage_and_layout();
-    let (tg, tl) = tables.storage_and_layout();
-    let qs = cuda(&qg, "q")?;
-    let dev = qs.device().clone();
-    let inputs = Inputs {
-        q: words(&qg, ql, "q")?,
-        keys: words(&kg, kl, "the key pool")?,
-        values: words(&vg, vl, "the value pool")?,
-        seq: index(&sg, sl, "the sequence indices")?,
-        pos: index(&pg, pl, "the positions")?,
-        tables: index(&tg, tl, "the block tables")?,
-        dims: [
-            queries.width as i32,
-            tokens as i32,
-            heads as i32,
-            kv_heads as i32,
-            d as i32,
-        ],
-        slots: slots as i64,
-        scale: scale as f32,
-    };
-    let ptx = module_ptx(&dev)?;
-    let (qn, kn) = (suffix(dtype)?, suffix(keys.dtype())?);
-    let out = Output::alloc(&dev, dtype, heads * tokens * d)?;
-    if tc {
-        tc_attention(&dev, ptx, &inputs, queries, qn, &out)?;
-    } else if !partial {
-        let tiles = tiles(queries, (PREFILL_ROWS / (heads / kv_heads)).max(1));
-        let rows = tiles.chunks(2).map(|t| t[1] as usize).max().unwrap_or(1) * (heads / kv_heads);
-        // The score loop reads query rows in groups of ROW_ILP, the last group past the tile's
-        // rows: ROW_ILP rows of slack keep it inside the allocation.
-        let shared = KV_SPLIT * 8 + rows * (2 * d + KV_SPLIT + ROW_STATS) * 4 + ROW_ILP * d * 4;
-        let name = format!("paged_prefill_{qn}_{kn}");
-        launch_tiles(
-            &dev,
-            ptx,
-            &name,
-            &inputs,
-            &tiles,
-            PREFILL_THREADS,
-            shared,
-            &out,
-        )?;
-    } else {
-        let name = format!("paged_attention_{qn}_{kn}");
-        split_then_fold(
-            &dev, ptx, &name, THREADS, KV_SPLIT, splits_cap, &inputs, qn, &out,
-        )?;
-    }
-    let storage: CudaStorage = out.into_storage(&dev);
-    Ok(Tensor::from_storage(
-        Storage::Cuda(storage),
-        (tokens, heads, d),
-        BackpropOp::none(),
-        false,
-    ))
+    with_inputs(q, keys, values, queries, scale, |dev, inputs| {
+        let ptx = module_ptx(dev)?;
+        let (qn, kn) = (suffix(dtype)?, suffix(keys.dtype())?);
+        let out = Output::alloc(dev, dtype, heads * tokens * d)?;
+        if tc {
+            tc_attention(dev, ptx, inputs, queries, qn, &out)?;
+        } else if !partial {
+            let tiles = tiles(queries, (PREFILL_ROWS / (heads / kv_heads)).max(1));
+            let rows =
+                tiles.chunks(2).map(|t| t[1] as usize).max().unwrap_or(1) * (heads / kv_heads);
+            // The score loop reads query rows in groups of ROW_ILP, the last group past the
+            // tile's rows: ROW_ILP rows of slack keep it inside the allocation.
+            let shared = KV_SPLIT * 8 + rows * (2 * d + KV_SPLIT + ROW_STATS) * 4 + ROW_ILP * d * 4;
+            let name = format!("paged_prefill_{qn}_{kn}");
+            launch_tiles(
+                dev,
+                ptx,
+                &name,
+                inputs,
+                &tiles,
+                PREFILL_THREADS,
+                shared,
+                &out,
+            )?;
+        } else {
+            let name = format!("paged_attention_{qn}_{kn}");
+            split_then_fold(
+                dev, ptx, &name, THREADS, KV_SPLIT, splits_cap, inputs, qn, &out,
+            )?;
+        }
+        Ok(output_tensor(out, dev, (tokens, heads, d)))
+    })
 }
 
 /// The tensor-core route (`paged_tc_*`): chunks of one query in parallel warps, folded by
@@ -379,62 +399,30 @@ pub(super) fn portable_attention(
             "portable attention in f64 runs on the CPU only".into(),
         ));
     }
-    let [seq, pos, tables] = queries.on_device.as_ref().ok_or_else(|| {
-        Error::InvalidRequest("paged attention: the batch was built for the CPU".into())
-    })?;
     let (tokens, heads, d) = q.dims3()?;
-    let (kv_heads, slots, _) = keys.dims3()?;
     // The CPU body widens q to f32 before the scores; so does this one.
     let q = q.to_dtype(DType::F32)?.contiguous()?;
-    let (qg, ql) = q.storage_and_layout();
-    let (kg, kl) = keys.storage_and_layout();
-    let (vg, vl) = values.storage_and_layout();
-    let (sg, sl) = seq.storage_and_layout();
-    let (pg, pl) = pos.storage_and_layout();
-    let (tg, tl) = tables.storage_and_layout();
-    let dev = cuda(&qg, "q")?.device().clone();
-    let inputs = Inputs {
-        q: words(&qg, ql, "q")?,
-        keys: words(&kg, kl, "the key pool")?,
-        values: words(&vg, vl, "the value pool")?,
-        seq: index(&sg, sl, "the sequence indices")?,
-        pos: index(&pg, pl, "the positions")?,
-        tables: index(&tg, tl, "the block tables")?,
-        dims: [
-            queries.width as i32,
-            tokens as i32,
-            heads as i32,
-            kv_heads as i32,
-            d as i32,
-        ],
-        slots: slots as i64,
-        scale: scale as f32,
-    };
-    let name = format!("paged_portable_{}", suffix(keys.dtype())?);
-    let func =
-        dev.get_or_load_custom_func(&name, MODULE, reprolm_precision::cuda::ptx(MODULE, SOURCE)?)?;
-    let out = Output::alloc(&dev, DType::F32, tokens * heads * d)?;
-    let block_size = crate::kv::BLOCK_SIZE as i32;
-    let mut b = func.builder();
-    inputs.push(&mut b);
-    out.push(&mut b);
-    b.arg(&block_size);
-    let cfg = LaunchConfig {
-        grid_dim: ((tokens * heads).max(1) as u32, 1, 1),
-        block_dim: (KV_SPLIT as u32, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    if tokens * heads > 0 {
-        // Safety: the arguments match the kernel's signature; shapes and block ids were checked
-        // by `check_operands`.
-        unsafe { b.launch(cfg) }.w()?;
-    }
-    let storage: CudaStorage = out.into_storage(&dev);
-    Ok(Tensor::from_storage(
-        Storage::Cuda(storage),
-        (tokens, heads, d),
-        BackpropOp::none(),
-        false,
-    )
-    .to_dtype(dtype)?)
+    let out = with_inputs(&q, keys, values, queries, scale, |dev, inputs| {
+        let name = format!("paged_portable_{}", suffix(keys.dtype())?);
+        let ptx = reprolm_precision::cuda::ptx(MODULE, SOURCE)?;
+        let func = dev.get_or_load_custom_func(&name, MODULE, ptx)?;
+        let out = Output::alloc(dev, DType::F32, tokens * heads * d)?;
+        let block_size = crate::kv::BLOCK_SIZE as i32;
+        let mut b = func.builder();
+        inputs.push(&mut b);
+        out.push(&mut b);
+        b.arg(&block_size);
+        let cfg = LaunchConfig {
+            grid_dim: ((tokens * heads).max(1) as u32, 1, 1),
+            block_dim: (KV_SPLIT as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        if tokens * heads > 0 {
+            // Safety: the arguments match the kernel's signature; shapes and block ids were
+            // checked by `check_operands`.
+            unsafe { b.launch(cfg) }.w()?;
+        }
+        Ok(output_tensor(out, dev, (tokens, heads, d)))
+    })?;
+    Ok(out.to_dtype(dtype)?)
 }

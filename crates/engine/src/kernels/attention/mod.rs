@@ -240,15 +240,34 @@ pub fn paged_attention(
     scale: f64,
     dtype: DType,
 ) -> Result<Tensor> {
+    attend(q, keys, values, queries, scale, dtype, false)
+}
+
+/// The operands checked, then the body for q's device: the CPU's, or on CUDA the fast routes or
+/// (`portable`) the CPU's order.
+fn attend(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    queries: &PagedQueries,
+    scale: f64,
+    dtype: DType,
+    portable: bool,
+) -> Result<Tensor> {
     check_operands(q, keys, values, queries)?;
     let q = q.to_dtype(dtype)?.contiguous()?;
     match q.device() {
         Device::Cpu => cpu::attention(&q, keys, values, queries, scale, dtype),
         #[cfg(feature = "cuda")]
+        Device::Cuda(_) if portable => {
+            cuda::portable_attention(&q, keys, values, queries, scale, dtype)
+        }
+        #[cfg(feature = "cuda")]
         Device::Cuda(_) => cuda::attention(&q, keys, values, queries, scale, dtype),
         #[allow(unreachable_patterns)]
         other => Err(Error::InvalidRequest(format!(
-            "paged attention has no kernel for {other:?}"
+            "paged attention has no kernel for {other:?}{}",
+            if portable { " (portable)" } else { "" }
         ))),
     }
 }
@@ -320,17 +339,7 @@ pub fn paged_attention_portable(
     scale: f64,
     dtype: DType,
 ) -> Result<Tensor> {
-    check_operands(q, keys, values, queries)?;
-    let q = q.to_dtype(dtype)?.contiguous()?;
-    match q.device() {
-        Device::Cpu => cpu::attention(&q, keys, values, queries, scale, dtype),
-        #[cfg(feature = "cuda")]
-        Device::Cuda(_) => cuda::portable_attention(&q, keys, values, queries, scale, dtype),
-        #[allow(unreachable_patterns)]
-        other => Err(Error::InvalidRequest(format!(
-            "portable attention has no kernel for {other:?}"
-        ))),
-    }
+    attend(q, keys, values, queries, scale, dtype, true)
 }
 
 #[cfg(test)]
