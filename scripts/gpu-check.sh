@@ -22,7 +22,11 @@
 #   8. (step `tune`, not in the default set) `bench gemm --tune` on the 1.5B and 7B bf16 shapes
 #      into RESULTS_DIR/pins.toml (the shipped table plus this GPU's entries), then bf16 decode
 #      with graphs at batch 1, 8, 32 with those pins (REPROLM_GEMM_PINS) and with the shipped ones;
-#   9. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8
+#   9. (step `portable`, not in the default set) the embedded model under `--kernels portable` on
+#      the CPU and on the GPU (PORTABLE_POLICIES, default "fp32 bf16 layercast"; 32 problems),
+#      compared with `reprolm inspect --bitwise`, and the random 1.5B model (8 prompts x 64 tokens,
+#      PORTABLE_POLICIES_1_5B, default bf16) likewise when the `models` step made it;
+#  10. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8
 #      (PROFILE_PREFILL=0 skips it) and of one decode step at batch PROFILE_BATCH (default 1), read
 #      by Nsight Compute (scripts/gpu/kernel_profile.py).
 #
@@ -151,6 +155,33 @@ if step tune; then
       --policy bf16 --rows 1,8,32,512,4096 --min-ms 2 --json "$R/tune-gemm-tuned.json"
     unset REPROLM_GEMM_PINS
   done
+fi
+
+if step portable; then
+  say "the portable tier: the embedded model on the CPU and the GPU, then the runs compared bit for bit"
+  for p in ${PORTABLE_POLICIES:-fp32 bf16 layercast}; do
+    for dev in cpu "$DEVICE"; do
+      run_t "${REPROLM[@]}" run --task arith --limit 32 --batch-size 8 --max-tokens 300 --policy "$p" \
+        --kernels portable --device "$dev" --out "$WORK/portable-$p-${dev%%:*}" >/dev/null
+    done
+    if run_t "${REPROLM[@]}" inspect --bitwise "$WORK/portable-$p-cpu" "$WORK/portable-$p-${DEVICE%%:*}"; then
+      same=true; else same=false; fi
+    echo "{\"policy\": \"$p\", \"identical\": $same}" > "$R/portable-$p.json"
+    echo "portable tier, $p, CPU against $DEVICE: identical=$same"
+  done
+  # The random-init 1.5B config: 8 prompts x 64 new tokens (no stop: a random model never ends).
+  if [ -f "$R15/config.json" ]; then
+    for p in ${PORTABLE_POLICIES_1_5B:-bf16}; do
+      for dev in cpu "$DEVICE"; do
+        run_t "${REPROLM[@]}" run --model "$R15" --task arith --limit 8 --batch-size 8 --max-tokens 64 \
+          --policy "$p" --kernels portable --device "$dev" --out "$WORK/portable-1.5b-$p-${dev%%:*}" >/dev/null
+      done
+      if run_t "${REPROLM[@]}" inspect --bitwise "$WORK/portable-1.5b-$p-cpu" \
+        "$WORK/portable-1.5b-$p-${DEVICE%%:*}"; then same=true; else same=false; fi
+      echo "{\"policy\": \"$p\", \"identical\": $same}" > "$R/portable-1.5b-$p.json"
+      echo "portable tier, 1.5B config, $p, CPU against $DEVICE: identical=$same"
+    done
+  fi
 fi
 
 if step invariance; then
