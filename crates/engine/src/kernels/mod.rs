@@ -407,11 +407,12 @@ pub fn batch_invariant_on(device: &candle_core::Device) -> bool {
     device.is_cpu() || device.is_cuda()
 }
 
-/// What the GPU unit tests of the kernels share: the device (or a note that there is none) and
-/// the bits of a result.
+/// The portable tier on the GPU against the CPU (its CUDA exponential and logarithm, a decoder).
 #[cfg(all(test, feature = "cuda"))]
 mod portable_gpu_tests;
 
+/// What the GPU unit tests of the kernels share: the device (or a note that there is none) and
+/// the bits of a result.
 #[cfg(all(test, feature = "cuda"))]
 pub(crate) mod gpu_test {
     use candle_core::{Device, Tensor};
