@@ -114,7 +114,7 @@ pub struct RowTiming {
 /// Calls of the layer one timed graph holds.
 pub const GRAPH_CALLS: usize = 64;
 /// The most rows timed in a graph (decode batches).
-pub const GRAPH_ROWS: usize = 64;
+pub const GRAPH_ROWS: usize = super::DECODE_ROWS;
 /// Bytes of weights a graph timing cycles through: more than an H100's or H200's L2 (50-60 MB),
 /// so that each call reads its weight from memory, as a decode step does.
 const GRAPH_WEIGHT_BYTES: usize = 256 << 20;

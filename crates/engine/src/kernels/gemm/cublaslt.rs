@@ -79,7 +79,7 @@ pub const PROBE_ROWS: usize = 16;
 /// Row counts up to this are always served by the pinned algorithm itself. The pin is tuned for
 /// them inside a CUDA graph, as decode runs them (`bench gemm --tune`); timed call by call at
 /// load, a GEMM of a few rows measures the host, and the choice would be noise.
-pub const PINNED_UP_TO_ROWS: usize = super::bench::GRAPH_ROWS;
+pub const PINNED_UP_TO_ROWS: usize = super::DECODE_ROWS;
 
 /// A candidate serves a range of row counts only if it is at least this much faster there.
 const BUCKET_GAIN: f64 = 0.95;

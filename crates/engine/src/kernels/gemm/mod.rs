@@ -47,6 +47,11 @@ use crate::Result;
 use candle_core::Tensor;
 use reprolm_precision::{ComputeMode, Linear, ReductionOrder};
 
+/// The most rows a GEMM of a decode step is tuned for: decode batches. `bench gemm` times row
+/// counts up to it inside a CUDA graph, as a decode step runs them, and the pinned cuBLASLt
+/// algorithm serves them itself (`cublaslt::PINNED_UP_TO_ROWS`).
+pub const DECODE_ROWS: usize = 64;
+
 /// Which batch-invariant GEMM serves 16-bit projections on CUDA (`--gemm`): both reduce K in a
 /// fixed order per weight shape, in different orders, so the choice is part of what decides the
 /// numbers. LayerCast runs `mma` under either; the CPU has one GEMM and ignores the setting
