@@ -211,9 +211,6 @@ pub fn heuristic_cpu_order(rows: usize, k: usize) -> ReductionOrder {
 /// result `(..., out)` in the layer's compute dtype. See the module docs for which kernel runs
 /// where; `mode` gives the CPU's reduction order.
 pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode, family: GemmFamily) -> Result<Tensor> {
-    if family == GemmFamily::Portable {
-        return portable_linear(lin, x, mode);
-    }
     #[cfg(feature = "cuda")]
     if x.device().is_cuda() {
         if let ComputeMode::Deterministic(order) = mode {
@@ -237,32 +234,6 @@ pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode, family: GemmFamily) -
     Ok(lin.forward_with(x, ComputeMode::Deterministic(order))?)
 }
 
-/// [`linear`] by the portable GEMM: `x` of any rank, flattened to rows; the tree order of the
-/// TP-invariant reduction runs on the CPU only.
-fn portable_linear(lin: &Linear, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
-    if let ComputeMode::Deterministic(order) = mode {
-        if order.chunks() > 1 {
-            return Err(crate::Error::InvalidRequest(format!(
-                "the portable GEMM reduces K sequentially, not in {} tree chunks (the \
-                 TP-invariant order)",
-                order.chunks()
-            )));
-        }
-    }
-    let dims = x.dims().to_vec();
-    let k = *dims.last().unwrap_or(&0);
-    let rows = x.elem_count() / k.max(1);
-    let y = portable::linear(
-        &x.reshape((rows, k))?,
-        lin.weight(),
-        lin.bias(),
-        lin.compute_dtype(),
-    )?;
-    let mut out_dims = dims;
-    *out_dims.last_mut().expect("linear input has a dimension") = y.dim(1)?;
-    Ok(y.reshape(out_dims)?)
-}
-
 /// [`linear`] on CUDA with the GEMM family named (for benchmarks that compare them).
 #[cfg(feature = "cuda")]
 pub fn cuda_linear(lin: &Linear, x: &Tensor, family: GemmFamily) -> Result<Tensor> {
@@ -274,14 +245,14 @@ pub fn cuda_linear(lin: &Linear, x: &Tensor, family: GemmFamily) -> Result<Tenso
         .last()
         .expect("linear input has at least one dimension");
     let rows = x.elem_count() / k.max(1);
-    match family {
-        GemmFamily::Heuristic => return Ok(lin.forward_with(x, ComputeMode::Fast)?),
-        GemmFamily::Portable => return portable_linear(lin, x, ComputeMode::Fast),
-        GemmFamily::PinnedCublasLt | GemmFamily::Mma => {}
+    if family == GemmFamily::Heuristic {
+        return Ok(lin.forward_with(x, ComputeMode::Fast)?);
     }
     let x2 = x.to_dtype(compute)?.reshape((rows, k))?;
     let bias = lin.bias();
     let y = match (compute, w.dtype()) {
+        // The CPU's order on the GPU (on the CPU, `linear`'s fixed-order kernel is that order).
+        _ if family == GemmFamily::Portable => portable::linear(&x2, w, bias, compute)?,
         (DType::F32, DType::BF16) => mma::linear(&x2, w, bias)?,
         (c, wd) if c == wd && matches!(c, DType::BF16 | DType::F16) => match family {
             GemmFamily::Mma => mma::linear(&x2, w, bias)?,

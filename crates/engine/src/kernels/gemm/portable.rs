@@ -6,8 +6,9 @@
 //! multiply-add into an f32 accumulator, the 8 lanes are combined by halving, the bias is added
 //! in f32 and the sum rounded once to the dtype. The CUDA body (`portable.cu`) gives each output
 //! 8 threads that do exactly that. It is slow by design: the portable tier is for recomputing a
-//! published result bit for bit on other hardware, not for speed. The GEMM layer runs it under
-//! `--kernels portable` ([`GemmFamily::Portable`](super::GemmFamily::Portable)).
+//! published result bit for bit on other hardware, not for speed. The GEMM layer runs the CUDA body
+//! under `--kernels portable` ([`GemmFamily::Portable`](super::GemmFamily::Portable)); on the CPU
+//! its own fixed-order kernel is this order.
 
 use crate::Result;
 use candle_core::{DType, Tensor};
