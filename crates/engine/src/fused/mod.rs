@@ -54,14 +54,15 @@ pub fn add_rms_norm(
 
 /// `silu(gate) * up`, SiLU in f32 rounded once to the dtype, the product in the dtype.
 pub fn silu_mul(gate: &Tensor, up: &Tensor, fusion: Fusion) -> Result<Option<Tensor>> {
-    if !enabled(gate.device(), fusion)
-        || gate.dtype() != up.dtype()
-        || gate.dims() != up.dims()
-        || gate.elem_count() == 0
-    {
+    if !enabled(gate.device(), fusion) || !silu_mul_applies(gate, up) {
         return Ok(None);
     }
-    imp::silu_mul(gate, up)
+    imp::silu_mul(gate, up, false)
+}
+
+/// Whether the SwiGLU kernels take `gate` and `up`: one dtype and shape, not empty.
+fn silu_mul_applies(gate: &Tensor, up: &Tensor) -> bool {
+    gate.dtype() == up.dtype() && gate.dims() == up.dims() && gate.elem_count() > 0
 }
 
 /// [`silu_mul`] with the portable exponential (`reprolm_precision::portable::exp`) in place of
@@ -69,14 +70,10 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor, fusion: Fusion) -> Result<Option<Ten
 /// bit for bit, on CUDA whatever `--fused-kernels` says (the portable tier's SwiGLU). `Ok(None)`
 /// on the CPU, whose composed ops are the reference.
 pub fn silu_mul_portable(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
-    if !gate.device().is_cuda()
-        || gate.dtype() != up.dtype()
-        || gate.dims() != up.dims()
-        || gate.elem_count() == 0
-    {
+    if !gate.device().is_cuda() || !silu_mul_applies(gate, up) {
         return Ok(None);
     }
-    imp::silu_mul_portable(gate, up)
+    imp::silu_mul(gate, up, true)
 }
 
 /// Rotary embedding of `x` laid out `(batch, seq, heads, head_dim)`, returned in the same layout
@@ -228,10 +225,7 @@ mod imp {
     ) -> Result<Option<(Tensor, Tensor)>> {
         Ok(None)
     }
-    pub fn silu_mul(_: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
-    pub fn silu_mul_portable(_: &Tensor, _: &Tensor) -> Result<Option<Tensor>> {
+    pub fn silu_mul(_: &Tensor, _: &Tensor, _: bool) -> Result<Option<Tensor>> {
         Ok(None)
     }
     pub fn rope_and_cache_write(
@@ -511,20 +505,11 @@ mod imp {
         Ok((t, rows))
     }
 
-    pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+    /// `portable` takes the portable exponential.
+    pub fn silu_mul(gate: &Tensor, up: &Tensor, portable: bool) -> Result<Option<Tensor>> {
         let cols = gate.dims().last().copied().unwrap_or(1);
         let ((gate, _), (up, _)) = (in_rows(gate, cols)?, in_rows(up, cols)?);
-        Ok(Some(
-            gate.apply_op2_no_bwd(&up, &SiluMul { portable: false })?,
-        ))
-    }
-
-    pub fn silu_mul_portable(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
-        let cols = gate.dims().last().copied().unwrap_or(1);
-        let ((gate, _), (up, _)) = (in_rows(gate, cols)?, in_rows(up, cols)?);
-        Ok(Some(
-            gate.apply_op2_no_bwd(&up, &SiluMul { portable: true })?,
-        ))
+        Ok(Some(gate.apply_op2_no_bwd(&up, &SiluMul { portable })?))
     }
 
     struct Rope;
