@@ -163,11 +163,6 @@ pub(super) fn attention(
     scale: f64,
     dtype: DType,
 ) -> Result<Tensor> {
-    if dtype == DType::F64 || keys.dtype() == DType::F64 {
-        return Err(Error::InvalidRequest(
-            "attention in f64 runs on the CPU only".into(),
-        ));
-    }
     let (tokens, heads, d) = q.dims3()?;
     let kv_heads = keys.dim(0)?;
     let tc = super::tensor_core_route(dtype, keys.dtype(), d);
@@ -394,11 +389,6 @@ pub(super) fn portable_attention(
         KV_SPLIT == 256,
         "portable.cu's PORTABLE_SPLIT is the CPU's KV_SPLIT"
     );
-    if dtype == DType::F64 || keys.dtype() == DType::F64 {
-        return Err(Error::InvalidRequest(
-            "portable attention in f64 runs on the CPU only".into(),
-        ));
-    }
     let (tokens, heads, d) = q.dims3()?;
     // The CPU body widens q to f32 before the scores; so does this one.
     let q = q.to_dtype(DType::F32)?.contiguous()?;

@@ -259,6 +259,10 @@ fn attend(
     match q.device() {
         Device::Cpu => cpu::attention(&q, keys, values, queries, scale, dtype),
         #[cfg(feature = "cuda")]
+        Device::Cuda(_) if dtype == DType::F64 || keys.dtype() == DType::F64 => Err(
+            Error::InvalidRequest("attention in f64 runs on the CPU only".into()),
+        ),
+        #[cfg(feature = "cuda")]
         Device::Cuda(_) if portable => {
             cuda::portable_attention(&q, keys, values, queries, scale, dtype)
         }
