@@ -430,17 +430,22 @@ pub struct Family {
     pub score: f64,
 }
 
-/// The candidates grouped into [`Family`]s, best score first.
-pub fn families(candidates: &[Candidate]) -> Vec<Family> {
+/// The fastest candidate's seconds per call at each measured row count.
+fn fastest_at(candidates: &[Candidate]) -> Vec<f64> {
     let rows = candidates.first().map_or(0, |c| c.seconds.len());
-    let best_at: Vec<f64> = (0..rows)
+    (0..rows)
         .map(|i| {
             candidates
                 .iter()
                 .map(|c| c.seconds[i])
                 .fold(f64::INFINITY, f64::min)
         })
-        .collect();
+        .collect()
+}
+
+/// The candidates grouped into [`Family`]s, best score first.
+pub fn families(candidates: &[Candidate]) -> Vec<Family> {
+    let best_at = fastest_at(candidates);
     let mut out: Vec<Family> = Vec::new();
     for (i, c) in candidates.iter().enumerate() {
         let (splitk, reduction) = (c.algo.splitk.max(1), c.algo.reduction.max(0));
@@ -483,12 +488,7 @@ pub fn best_family_member(candidates: &[Candidate], rows: &[usize]) -> usize {
         .into_iter()
         .next()
         .expect("at least one candidate");
-    let best_at = |i: usize| {
-        candidates
-            .iter()
-            .map(|c| c.seconds[i])
-            .fold(f64::INFINITY, f64::min)
-    };
+    let best_at = fastest_at(candidates);
     let decode: Vec<usize> = (0..rows.len()).filter(|&i| rows[i] <= GRAPH_ROWS).collect();
     let judged: Vec<usize> = if decode.is_empty() {
         (0..rows.len()).collect()
@@ -496,7 +496,7 @@ pub fn best_family_member(candidates: &[Candidate], rows: &[usize]) -> usize {
         decode
     };
     let member_score =
-        |c: &Candidate| -> f64 { judged.iter().map(|&i| c.seconds[i] / best_at(i)).sum() };
+        |c: &Candidate| -> f64 { judged.iter().map(|&i| c.seconds[i] / best_at[i]).sum() };
     best.members
         .into_iter()
         .min_by(|&a, &b| member_score(&candidates[a]).total_cmp(&member_score(&candidates[b])))
