@@ -37,6 +37,10 @@ const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// exponent n an f32 can have (|n| < 2^8); `LN2_HI + LN2_LO` is ln 2 to about 2^-40.
 const LN2_HI: f32 = f32::from_bits(0x3f31_7200); // 0.693145751953125
 const LN2_LO: f32 = 1.428_606_8e-6;
+/// ln 2 in two f64 parts (fdlibm's): the high part has 32 trailing zero bits, so `k * LN2_HI_F64`
+/// is exact for |k| < 2^21; for [`exp_f64`] and [`ln_f64`].
+const LN2_HI_F64: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+const LN2_LO_F64: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
 /// Above this exp overflows f32 (exp(88.72284) > f32::MAX); below the other it is under half the
 /// smallest subnormal.
 const EXP_OVERFLOW: f32 = 88.722_84;
@@ -142,7 +146,7 @@ pub fn ln(x: f32) -> f32 {
 /// multiplications only, so that every device that rounds IEEE double operations computes the
 /// same bits: the token sampler's weights (`floor(e^z · 2^32)`, z in [-22.2, 0]) come from it on
 /// the CPU, and its CUDA body (`sampling/choose.cu` in the engine) spells the same steps with
-/// `__dadd_rn`/`__dmul_rn`. Range reduction `x = k·ln 2 + r` (Cody–Waite: `k·LN2_HI` is exact
+/// `__dadd_rn`/`__dmul_rn`. Range reduction `x = k·ln 2 + r` (Cody–Waite: `k·LN2_HI_F64` is exact
 /// for `|k| < 2^11`), then the Taylor series of `e^r` to degree 12 for `|r| <= ln(2)/2` (error
 /// below 4e-16 relative).
 ///
@@ -157,9 +161,6 @@ pub fn exp_f64(x: f64) -> f64 {
         "exp_f64({x}) is out of its range"
     );
     const LOG2E: f64 = std::f64::consts::LOG2_E;
-    // ln 2 in two parts (fdlibm's): the high one has 32 trailing zero bits.
-    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
     const INV_FACT: [f64; 13] = [
         1.0,
         1.0,
@@ -176,7 +177,7 @@ pub fn exp_f64(x: f64) -> f64 {
         2.08767569878681e-09,
     ];
     let k = (x * LOG2E + 0.5).floor();
-    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let r = (x - k * LN2_HI_F64) - k * LN2_LO_F64;
     let mut p = INV_FACT[12];
     for c in INV_FACT[..12].iter().rev() {
         p = p * r + c;
@@ -204,9 +205,6 @@ pub fn ln_f64(x: f64) -> f64 {
         x.is_finite() && x >= f64::MIN_POSITIVE,
         "ln_f64({x}) is out of its range"
     );
-    // ln 2 in two parts (fdlibm's, as in exp_f64): e * LN2_HI is exact for |e| < 2^21.
-    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
     let bits = x.to_bits();
     let mut e = ((bits >> 52) & 0x7ff) as i64 - 1023;
     let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
@@ -227,7 +225,7 @@ pub fn ln_f64(x: f64) -> f64 {
     let half_f2 = 0.5 * f * f;
     let ln_m = f - (half_f2 - s * (half_f2 + tail));
     let e = e as f64;
-    e * LN2_HI + (e * LN2_LO + ln_m)
+    e * LN2_HI_F64 + (e * LN2_LO_F64 + ln_m)
 }
 
 /// `base^y` for a positive base and `|y ln base| <= 708`, as `exp_f64(y · ln_f64(base))`: the
