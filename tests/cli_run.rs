@@ -561,7 +561,7 @@ fn heuristic_kernels_are_recorded_and_a_change_on_resume_is_refused() {
     let m = manifest_sans_times(&out);
     assert_eq!(m["kernels"]["kernels"], "heuristic", "{m}");
     assert_eq!(
-        m["kernels"]["gemm"], "split-K by row count (batch dependent)",
+        m["kernels"]["gemm"], "split-K by row count, rounded partials (batch dependent)",
         "{m}"
     );
     assert_eq!(m["resume"], "replay", "{m}");

@@ -357,7 +357,7 @@ impl Kernels {
     /// assert_eq!((k["fused_kernels"].as_str(), k["attention"].as_str()), ("on", "cpu, splits of 256"));
     /// let heuristic = Kernels { choice: KernelChoice::Heuristic, ..Kernels::default() };
     /// let k = heuristic.recorded(&Device::Cpu, &bf16, 128);
-    /// assert_eq!((k["gemm"].as_str(), k["reduction"].as_str()), ("split-K by row count (batch dependent)", "batch dependent"));
+    /// assert_eq!((k["gemm"].as_str(), k["reduction"].as_str()), ("split-K by row count, rounded partials (batch dependent)", "batch dependent"));
     /// let tpinv = Kernels { tp: reprolm_engine::TpMode::Invariant, ..Kernels::default() };
     /// let k = tpinv.recorded(&Device::Cpu, &bf16, 128);
     /// assert_eq!((k["reduction"].as_str(), k["deterministic"].as_str()), ("tree of 8 chunks", "true"));

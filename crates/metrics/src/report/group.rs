@@ -432,7 +432,10 @@ mod tests {
         let mut m = Manifest::example();
         m.kernels = [
             ("kernels", "heuristic"),
-            ("gemm", "split-K by row count (batch dependent)"),
+            (
+                "gemm",
+                "split-K by row count, rounded partials (batch dependent)",
+            ),
             ("attention", "cpu, splits of 256"),
         ]
         .into_iter()

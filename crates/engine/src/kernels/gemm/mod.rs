@@ -17,9 +17,10 @@
 //!   path by shape, so a row's bits change with the row count (one row against two at any width,
 //!   and at 64 columns also between 2 and 5 rows), while the fixed-order kernel is as fast up to
 //!   32 rows and reads 16-bit weights in place. `--kernels heuristic` gives the fast path a
-//!   batch-dependent order instead ([`heuristic_cpu_order`]): K cut into more slices the fewer
-//!   rows a call has, as GPU libraries' split-K choices do, so that the paper's effect can be
-//!   reproduced on a CPU.
+//!   batch-dependent GEMM instead ([`heuristic_cpu_order`]): K cut into more slices the fewer
+//!   rows a call has, as GPU libraries' split-K choices do, with the slices' sums rounded to the
+//!   compute dtype before they are added, as a reduced-precision split-K reduction does, so that
+//!   the paper's effect can be reproduced on a CPU.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -114,7 +115,8 @@ pub enum GemmFamily {
     Mma,
     /// A GEMM that chooses its reduction by the call's shape, as other engines' do: **not** batch
     /// invariant. On CUDA candle's own matmul (cuBLAS choosing its kernel per call); on the CPU
-    /// the fixed-order kernel with K split by row count ([`heuristic_cpu_order`]). For
+    /// the fixed-order kernel with K split by row count ([`heuristic_cpu_order`]), the slices'
+    /// sums rounded to the compute dtype before they are added. For
     /// reproducing the batch dependence the paper measures; deterministic mode is unaffected.
     Heuristic,
     /// The portable tier's GEMM ([`portable`]): the CPU's fixed order on every device.
@@ -138,7 +140,7 @@ impl GemmFamily {
         match self {
             GemmFamily::Portable => self.name(),
             _ if device.is_cuda() => self.name(),
-            GemmFamily::Heuristic => "split-K by row count (batch dependent)",
+            GemmFamily::Heuristic => "split-K by row count, rounded partials (batch dependent)",
             _ => "cpu",
         }
     }
@@ -225,13 +227,42 @@ pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode, family: GemmFamily) -
     }
     let order = match mode {
         ComputeMode::Fast if family == GemmFamily::Heuristic => {
-            let k = x.dims().last().copied().unwrap_or(0);
-            heuristic_cpu_order(x.elem_count() / k.max(1), k)
+            return heuristic_cpu_linear(lin, x)
         }
         ComputeMode::Fast => ReductionOrder::SEQUENTIAL,
         ComputeMode::Deterministic(order) => order,
     };
     Ok(lin.forward_with(x, ComputeMode::Deterministic(order))?)
+}
+
+/// The CPU's batch-dependent GEMM (`--kernels heuristic`): K cut into the slices of
+/// [`heuristic_cpu_order`], each slice's f32 sum rounded to the compute dtype, the slices added
+/// in f32 as a tree (the bias with them) and the result rounded once more. That is a split-K GEMM
+/// with a reduced-precision reduction, the partial sums passing through the output type, which
+/// cuBLAS may choose for 16-bit GEMMs unless told not to (PyTorch's
+/// `allow_bf16_reduced_precision_reduction` and candle's `gemm_reduced_precision_bf16` both
+/// allow it by default). So a change of split moves a 16-bit output by whole 16-bit roundings,
+/// at a large share of the outputs, while f32 compute (fp32, LayerCast) rounds its partials to
+/// f32, which changes nothing, and moves only by f32 reassociation. One slice is a plain GEMM
+/// with one rounding.
+fn heuristic_cpu_linear(lin: &Linear, x: &Tensor) -> Result<Tensor> {
+    use reprolm_precision::deterministic::{partial_sums, round_output, tree_sum};
+    let dims = x.dims().to_vec();
+    let k = dims.last().copied().unwrap_or(0);
+    let rows = x.elem_count() / k.max(1);
+    let order = heuristic_cpu_order(rows, k);
+    if order.chunks() == 1 {
+        return Ok(lin.forward_with(x, ComputeMode::Deterministic(order))?);
+    }
+    let compute = lin.compute_dtype();
+    let parts = partial_sums(&x.reshape((rows, k))?, lin.weight(), compute, order)?;
+    let parts = parts.to_dtype(compute)?.to_dtype(parts.dtype())?;
+    let y = round_output(&tree_sum(&parts)?, lin.bias(), compute)?;
+    let mut out = dims;
+    if let Some(last) = out.last_mut() {
+        *last = y.dim(1)?;
+    }
+    Ok(y.reshape(out)?)
 }
 
 /// [`linear`] on CUDA with the GEMM family named (for benchmarks that compare them).
@@ -315,38 +346,75 @@ mod tests {
         Ok(())
     }
 
-    /// The CPU's heuristic GEMM is what it claims: rows computed together and one at a time get
-    /// different bits (in bf16 too, where only about 3 outputs in 10,000 round differently, so
-    /// 16 x 4096 outputs are compared), and each row count runs the tree order it names.
+    /// The CPU's heuristic GEMM is what it claims: rows computed one at a time and sixteen together
+    /// get different bits. In f32 the partial sums' rounding to f32 changes nothing, so each row
+    /// count runs exactly the tree order it names; in bf16 they pass through bf16, so a large share
+    /// of the outputs moves, each within its roundings' bound of the float64 product.
     #[test]
     fn the_heuristic_gemm_moves_rows_with_the_row_count() -> Result<()> {
         let dev = Device::Cpu;
-        let (m, n, k) = (16, 4096, 1536);
+        let (m, n, k) = (16, 1024, 1536);
         let w = (Tensor::randn(0f32, 1.0, (n, k), &dev)? * 0.05)?;
         let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
         let bits = |t: Tensor| reprolm_precision::deterministic::value_bits(&t);
-        for (storage, compute) in [(DType::F32, DType::F32), (DType::BF16, DType::BF16)] {
-            let lin = Linear::new(w.clone(), None, storage, compute)?;
-            let heuristic = |x: &Tensor| linear(&lin, x, ComputeMode::Fast, GemmFamily::Heuristic);
-            let together = bits(heuristic(&x)?)?;
+        let heuristic =
+            |lin: &Linear, x: &Tensor| linear(lin, x, ComputeMode::Fast, GemmFamily::Heuristic);
+        let moved_share = |lin: &Linear| -> Result<f64> {
+            let together = bits(heuristic(lin, &x)?)?;
             let mut alone = Vec::with_capacity(m * n);
             for r in 0..m {
-                alone.extend(bits(heuristic(&x.narrow(0, r, 1)?)?)?);
+                alone.extend(bits(heuristic(lin, &x.narrow(0, r, 1)?)?)?);
             }
             let moved = together.iter().zip(&alone).filter(|(a, b)| a != b).count();
-            assert!(
-                moved > 0,
-                "{storage:?}: no output moved between 1 and {m} rows"
+            Ok(moved as f64 / (m * n) as f64)
+        };
+
+        let fp32 = Linear::new(w.clone(), None, DType::F32, DType::F32)?;
+        let share = moved_share(&fp32)?;
+        assert!(share > 0.0, "f32: no output moved between 1 and {m} rows");
+        for rows in [1, 4, 16] {
+            let xs = x.narrow(0, 0, rows)?;
+            let order = ComputeMode::Deterministic(heuristic_cpu_order(rows, k));
+            assert_eq!(
+                bits(heuristic(&fp32, &xs)?)?,
+                bits(linear(&fp32, &xs, order, GemmFamily::PinnedCublasLt)?)?
             );
-            for rows in [1, 4, 16] {
-                let xs = x.narrow(0, 0, rows)?;
-                let order = ComputeMode::Deterministic(heuristic_cpu_order(rows, k));
-                assert_eq!(
-                    bits(heuristic(&xs)?)?,
-                    bits(linear(&lin, &xs, order, GemmFamily::PinnedCublasLt)?)?
-                );
-            }
         }
+
+        let bf16 = Linear::new(w.clone(), None, DType::BF16, DType::BF16)?;
+        let share = moved_share(&bf16)?;
+        assert!(share > 0.1, "bf16: only {share} of the outputs moved");
+        // One row is cut into 8 slices: each partial sum and the result rounded to bf16 (2^-9
+        // relative each) keep the output within 2^-8 (sum |x w| + |x . w|) of the exact product.
+        let x1 = x.narrow(0, 0, 1)?;
+        let y = heuristic(&bf16, &x1)?
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        let (x64, w64) = (
+            x1.to_dtype(DType::BF16)?.to_dtype(DType::F64)?,
+            w.to_dtype(DType::BF16)?.to_dtype(DType::F64)?,
+        );
+        let exact = x64.matmul(&w64.t()?)?.flatten_all()?.to_vec1::<f64>()?;
+        let size = x64
+            .abs()?
+            .matmul(&w64.abs()?.t()?)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        for ((y, e), s) in y.iter().zip(&exact).zip(&size) {
+            assert!((y - e).abs() <= (s + e.abs()) / 256.0, "{y} against {e}");
+        }
+        let rows = x.narrow(0, 0, 16)?;
+        assert_eq!(
+            bits(heuristic(&bf16, &rows)?)?,
+            bits(linear(
+                &bf16,
+                &rows,
+                ComputeMode::Deterministic(ReductionOrder::SEQUENTIAL),
+                GemmFamily::PinnedCublasLt
+            )?)?,
+            "16 rows take one slice: the invariant GEMM"
+        );
         Ok(())
     }
 }
