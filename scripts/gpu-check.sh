@@ -27,8 +27,14 @@
 #      compared with `reprolm inspect --bitwise`, and the random 1.5B model (8 prompts x 64 tokens,
 #      PORTABLE_POLICIES_1_5B, default bf16) likewise when the `models` step made it;
 #  10. (step `profile`, not in the default set) GPU time per kernel of one bf16 prefill at batch 8
-#      (PROFILE_PREFILL=0 skips it) and of one decode step at batch PROFILE_BATCH (default 1), read
-#      by Nsight Compute (scripts/gpu/kernel_profile.py).
+#      (PROFILE_PREFILL=0 skips it) and of one decode step at batch PROFILE_BATCH (default 1) under
+#      PROFILE_POLICY (default bf16) on PROFILE_MODEL (1.5b, the default, or 7b), read by Nsight
+#      Compute (scripts/gpu/kernel_profile.py);
+#  11. (step `memfit`, not in the default set) the 7B config under LayerCast with the KV pool
+#      `reprolm memory` names for 16 x 32k tokens: the peak memory against its estimate;
+#  12. (step `tp`, not in the default set; a `--features nccl` build on two or more GPUs) bf16
+#      logits and greedy tokens at --tp 1/2/4 on the 1.5B config, their drift from --tp 1, and 7B
+#      bf16 and LayerCast decode per GPU count.
 #
 #   usage: scripts/gpu-check.sh [RESULTS_DIR]        (default: $OUT if set, else gpu-check-results)
 #   env:   REPROLM (the reprolm command; default `bash .gpu/run.sh reprolm`, the bundled CUDA build),
@@ -210,6 +216,78 @@ PY
     --json "$R/tf-static-context-$CT.json" --dtype bf16 --batch-sizes "$CB" --new-tokens 64 --compile
 fi
 
+if step memfit; then
+  # The KV pool sized by `reprolm memory` for MEMFIT_BATCH (16) x MEMFIT_CONTEXT (32768) tokens of the
+  # 7B config under LayerCast, filled with MEMFIT_BATCH prompts of MEMFIT_PROMPT (8192) tokens: the
+  # peak seen by nvidia-smi against the estimate (weights + KV cache + one prefill pass).
+  MB="${MEMFIT_BATCH:-16}"; MC="${MEMFIT_CONTEXT:-32768}"; MP="${MEMFIT_PROMPT:-8192}"
+  say "memory: 7B LayerCast, pool for $MB x $MC tokens, prompts of $MP tokens; peak against reprolm memory"
+  R7="$WORK/models/deepseek-r1-distill-qwen-7b"
+  [ -f "$R7/config.json" ] || run_t python3 scripts/gpu/make_random_model.py deepseek-r1-distill-qwen-7b "$R7" --seed 0 \
+    --device "$TORCH_DEVICE"
+  "${REPROLM[@]}" memory --json-log --model "$R7" --policy layercast --batch-size "$MB" --context "$MC" \
+    | grep '"memory"' | tail -1 > "$R/memfit-estimate.json"
+  kv=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["kv_cache_bytes"])' "$R/memfit-estimate.json")
+  python3 - "$R7/config.json" "$WORK/prompts-memfit.json" "$MB" "$MP" <<'PY'
+import json, random, sys
+cfg = json.load(open(sys.argv[1])); rng = random.Random(2)
+json.dump([[rng.randrange(cfg["vocab_size"]) for _ in range(int(sys.argv[4]))] for _ in range(int(sys.argv[3]))],
+          open(sys.argv[2], "w"))
+PY
+  peak_mib "${REPROLM[@]}" bench speed --model "$R7" --device "$DEVICE" --policy layercast --batch-sizes "$MB" \
+    --prompts "$WORK/prompts-memfit.json" --new-tokens 4 --warmup 0 --kv-cache-memory "${kv}B" \
+    --json "$R/memfit-speed.json"
+  rc=$?
+  python3 - "$R/memfit-estimate.json" "$PEAK" "$rc" "$R/memfit.json" <<'PY'
+import json, sys
+e = json.load(open(sys.argv[1])); peak = int(sys.argv[2]) * 2**20; rc = int(sys.argv[3])
+ratio = peak / e["total_bytes"]
+out = {"estimate": e, "peak_bytes": peak, "exit_status": rc, "peak_over_estimate": ratio}
+json.dump(out, open(sys.argv[4], "w"), indent=1)
+print(f"estimate {e['total_bytes'] / 1e9:.2f} GB (weights {e['weights_bytes'] / 1e9:.2f}, KV {e['kv_cache_bytes'] / 1e9:.2f}, "
+      f"activations {e['activation_bytes'] / 1e9:.2f}); peak {peak / 1e9:.2f} GB = {ratio:.3f}x; exit {rc}")
+PY
+fi
+
+if step tp; then
+  # Needs a `--features nccl` build and two or more GPUs: rank r on cuda:r. libnccl from PyTorch's
+  # nvidia-nccl wheel when the system has none on the loader path.
+  say "tensor parallelism over GPUs: greedy tokens and bf16 logits at --tp 1/2/4 against --tp 1, and 7B decode per GPU count"
+  ngpu=$(nvidia-smi -L | wc -l)
+  nccl_lib=$(python3 -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__path__)[0], "lib"))' 2>/dev/null || true)
+  R7="$WORK/models/deepseek-r1-distill-qwen-7b"
+  [ -f "$R7/config.json" ] || run_t python3 scripts/gpu/make_random_model.py deepseek-r1-distill-qwen-7b "$R7" --seed 0 \
+    --device "$TORCH_DEVICE"
+  for n in 1 2 4; do
+    [ "$n" -le "$ngpu" ] || continue
+    run_t env LD_LIBRARY_PATH="${nccl_lib:+$nccl_lib:}${LD_LIBRARY_PATH:-}" "${REPROLM[@]}" bench logits --model "$R15" \
+      --device cuda:0 --tp "$n" --policy bf16 --prompt-tokens 64 --greedy-tokens 64 --out "$R/tp$n-logits"
+    run_t env LD_LIBRARY_PATH="${nccl_lib:+$nccl_lib:}${LD_LIBRARY_PATH:-}" "${REPROLM[@]}" bench speed --model "$R7" \
+      --device cuda:0 --tp "$n" --policy bf16 --policy layercast --batch-sizes 8,32 --prompts "$WORK/prompts.json" \
+      --new-tokens 64 --json "$R/tp$n-speed-7b.json"
+  done
+  python3 - "$R" <<'PY'
+import json, struct, sys, os
+r = sys.argv[1]
+def logits(n):
+    b = open(f"{r}/tp{n}-logits/logits.safetensors", "rb").read()
+    h = struct.unpack("<Q", b[:8])[0]
+    return struct.unpack(f"<{(len(b) - 8 - h) // 4}f", b[8 + h:])
+out = {}
+if os.path.exists(f"{r}/tp1-logits/greedy.json"):
+    base, g1 = logits(1), json.load(open(f"{r}/tp1-logits/greedy.json"))["greedy_tokens"]
+    for n in (2, 4):
+        if not os.path.exists(f"{r}/tp{n}-logits/greedy.json"):
+            continue
+        other, gn = logits(n), json.load(open(f"{r}/tp{n}-logits/greedy.json"))["greedy_tokens"]
+        same = next((i for i, (a, b) in enumerate(zip(g1, gn)) if a != b), len(g1))
+        out[f"tp{n}"] = {"max_abs_logit_diff": max(abs(a - b) for a, b in zip(base, other)),
+                         "greedy_tokens_equal_before_first_difference": same, "greedy_tokens": len(g1)}
+json.dump(out, open(f"{r}/tp-drift.json", "w"), indent=1)
+print(json.dumps(out, indent=1))
+PY
+fi
+
 if step speed7b; then
   say "LayerCast against bf16 on the DeepSeek-R1-Distill-Qwen-7B config, batch 32"
   R7="$WORK/models/deepseek-r1-distill-qwen-7b"
@@ -351,18 +429,23 @@ if step profile; then
     # The GPU time of one decode step at batch PROFILE_BATCH (default 1): two profiles, 4 decode
     # steps apart, kernel by kernel (--cuda-graphs off; a graph replays the same kernels), to hold
     # against the step's wall time from `bench speed`.
-    PB="${PROFILE_BATCH:-1}"
+    PB="${PROFILE_BATCH:-1}"; PP="${PROFILE_POLICY:-bf16}"; PM="$R15"
+    if [ "${PROFILE_MODEL:-1.5b}" = 7b ]; then
+      PM="$WORK/models/deepseek-r1-distill-qwen-7b"
+      [ -f "$PM/config.json" ] || run_t python3 scripts/gpu/make_random_model.py deepseek-r1-distill-qwen-7b "$PM" \
+        --seed 0 --device "$TORCH_DEVICE"
+    fi
     for n in 2 6; do
       # No cache flush between kernels: in a step they run back to back. The pinned GEMM algorithms
       # alone, so that the two profiled processes run the same kernels (timed under the profiler,
       # their faster per-row-count choices would differ).
       run_t env REPROLM_GEMM_BY_ROWS=0 "$ncu" --clock-control none --cache-control none --metrics gpu__time_duration.sum,launch__grid_size --csv --page raw \
-        --log-file "$R/ncu-decode-b$PB-n$n.csv" "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" \
-        --policy bf16 --batch-sizes "$PB" --prompts "$WORK/prompts.json" --new-tokens $n --warmup 0 --cuda-graphs off
+        --log-file "$R/ncu-decode-$PP-b$PB-n$n.csv" "${REPROLM[@]}" bench speed --model "$PM" --device "$DEVICE" \
+        --policy "$PP" --batch-sizes "$PB" --prompts "$WORK/prompts.json" --new-tokens $n --warmup 0 --cuda-graphs off
     done
-    { echo; echo "### One decode step, bf16, batch $PB"; echo
-      python3 scripts/gpu/kernel_profile.py "$R/ncu-decode-b$PB-n6.csv" --minus "$R/ncu-decode-b$PB-n2.csv" --steps 4 \
-        --by-grid --json "$R/kernel-profile-decode-b$PB.json"; } | tee -a "$R/kernel-profile.md"
+    { echo; echo "### One decode step, $PP, batch $PB, ${PROFILE_MODEL:-1.5b}"; echo
+      python3 scripts/gpu/kernel_profile.py "$R/ncu-decode-$PP-b$PB-n6.csv" --minus "$R/ncu-decode-$PP-b$PB-n2.csv" --steps 4 \
+        --by-grid --json "$R/kernel-profile-decode-$PP-b$PB.json"; } | tee -a "$R/kernel-profile.md"
   else
     echo "no ncu on this machine: profile skipped"
   fi

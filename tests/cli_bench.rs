@@ -100,6 +100,49 @@ fn logits_dump_matches_the_greedy_continuation() {
     assert_eq!(greedy["greedy_tokens"][0], argmax);
 }
 
+/// `--tp 2` loads the model over two ranks (threads on the CPU) and gives tp 1's greedy tokens
+/// and, in fp32, its logits to within float rounding (the standard mode's sums round per rank).
+#[test]
+fn logits_under_two_ranks_match_one_rank() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture_model().display().to_string();
+    let dump = |tp: &str| -> (serde_json::Value, Vec<f32>) {
+        let out = tmp.path().join(format!("logits-tp{tp}"));
+        let args = strings(&[
+            "bench",
+            "logits",
+            "--model",
+            &model,
+            "--prompt-tokens",
+            "9",
+            "--greedy-tokens",
+            "4",
+            "--tp",
+            tp,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        reprolm(tmp.path(), &args, 0);
+        let bytes = std::fs::read(out.join("logits.safetensors")).unwrap();
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let values = bytes[8 + header_len..]
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        (json_file(&out.join("greedy.json")), values)
+    };
+    let (one, one_logits) = dump("1");
+    let (two, two_logits) = dump("2");
+    assert_eq!(one["greedy_tokens"], two["greedy_tokens"]);
+    assert_eq!(one_logits.len(), two_logits.len());
+    let worst = one_logits
+        .iter()
+        .zip(&two_logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "tp 2 moves an fp32 logit by {worst}");
+}
+
 /// Every layout, including a continuous batch whose KV cache is too small for it (so sequences
 /// are preempted and recomputed), gives batch 1's sampled tokens and log-probability bits on the
 /// CPU, in the fast and the deterministic kernels.

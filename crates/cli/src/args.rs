@@ -147,6 +147,12 @@ pub struct RunArgs {
     /// size with a unit (`40GiB`, `800MB`). Does not change any result, only what fits at once.
     #[arg(long, value_name = "SIZE", default_value = "auto", value_parser = KvCacheSize::parse)]
     pub kv_cache_memory: KvCacheSize,
+    /// Prompt tokens one prefill pass takes at most, over all the prompts admitted together:
+    /// longer prompts are prefilled in pieces. Bounds the prefill's activation memory (`reprolm
+    /// memory` counts them); does not change any result.
+    #[arg(long, value_name = "TOKENS", default_value_t = reprolm_engine::generate::DEFAULT_PREFILL_TOKENS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_prefill_tokens: usize,
     /// Evaluate only the first N problems [default for arith: 32, else all].
     #[arg(long, conflicts_with = "problems")]
     pub limit: Option<usize>,
@@ -380,6 +386,11 @@ pub struct MemoryArgs {
     /// this context the default KV cache (85% of what the weights leave free) holds on it.
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub gpu_memory: Option<u64>,
+    /// Prompt tokens per prefill pass, as `run --max-prefill-tokens` takes them: the
+    /// activations counted are those of one such pass.
+    #[arg(long, value_name = "TOKENS", default_value_t = reprolm_engine::generate::DEFAULT_PREFILL_TOKENS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_prefill_tokens: usize,
 }
 
 /// A memory size in bytes (`40GiB`, `800MB`, or a number of GiB).
@@ -505,6 +516,9 @@ pub struct BenchModelArgs {
     /// Memory of the KV cache's block pool (see `reprolm run --help`).
     #[arg(long, value_name = "SIZE", default_value = "auto", value_parser = KvCacheSize::parse)]
     pub kv_cache_memory: KvCacheSize,
+    /// Tensor-parallel ranks, as `run --tp` takes them (on CUDA, GPUs from `--device` on).
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub tp: usize,
     /// The kernel settings, as `run` takes them.
     #[command(flatten)]
     pub kernel_flags: KernelArgs,

@@ -56,6 +56,8 @@ pub struct RunConfig {
     pub tp_size: usize,
     /// The KV cache's pool size (changes no result, only what fits at once).
     pub kv_cache: KvCacheSize,
+    /// Prompt tokens per prefill pass (changes no result, only the activations' peak).
+    pub max_prefill_tokens: usize,
     /// Everything besides the policy that decides the numbers (`--kernels`, `--deterministic`,
     /// `--tp-mode`, `--fused-kernels`, `--pick`), resolved here once: passed at load, recorded
     /// whole in the manifest, compared whole by resume and sweeps.
@@ -227,6 +229,7 @@ impl RunConfig {
             device,
             tp_size: args.tp as usize,
             kv_cache: args.kv_cache_memory,
+            max_prefill_tokens: args.max_prefill_tokens,
             kernels,
             batch_size: args.batch_size,
             batching,

@@ -133,7 +133,16 @@ pub(crate) struct Batch<'a> {
     finished: Vec<(usize, Generation)>,
     tokens_generated: usize,
     prefill_chunk: Option<usize>,
+    prefill_tokens: usize,
 }
+
+/// Prompt positions one prefill forward call takes at most, over all the prompts it serves,
+/// unless the caller sets another bound
+/// ([`Scheduler::with_prefill_tokens`](crate::Scheduler::with_prefill_tokens)). A forward's
+/// activations grow with its positions: sixteen 32k-token prompts in one call would need 134 GB
+/// of them on the 7B config in f32, 8,192 positions 2.1 GB. Results do not depend on it
+/// (attention reduces each query over fixed splits of its own keys, every GEMM row alone).
+pub const DEFAULT_PREFILL_TOKENS: usize = 8192;
 
 impl<'a> Batch<'a> {
     /// An empty batch with a KV cache of the decoder's size
@@ -148,6 +157,7 @@ impl<'a> Batch<'a> {
             finished: Vec::new(),
             tokens_generated: 0,
             prefill_chunk: None,
+            prefill_tokens: DEFAULT_PREFILL_TOKENS,
         })
     }
 
@@ -159,6 +169,17 @@ impl<'a> Batch<'a> {
             ));
         }
         self.prefill_chunk = Some(tokens);
+        Ok(())
+    }
+
+    /// Prefills admitted prompts in forward calls of at most `tokens` positions in all.
+    pub(crate) fn set_prefill_tokens(&mut self, tokens: usize) -> Result<()> {
+        if tokens == 0 {
+            return Err(Error::InvalidRequest(
+                "prefill token budget must be at least 1 token".into(),
+            ));
+        }
+        self.prefill_tokens = tokens;
         Ok(())
     }
 
@@ -321,32 +342,42 @@ impl<'a> Batch<'a> {
         })
     }
 
-    /// Runs the token lists through the decoder (in chunks when asked) and returns the logits of
-    /// each list's last token, `(lists, vocab)`.
+    /// Runs the token lists through the decoder and returns the logits of each list's last token,
+    /// `(lists, vocab)`. Each forward call takes at most `prefill_tokens` positions in all and at
+    /// most `prefill_chunk` of one list: the lists in order, each the next piece of itself that
+    /// fits, so a long prompt is cut into pieces and short ones share a call.
     fn prefill(&mut self, tokens: &[Vec<u32>], seqs: &[SeqId]) -> Result<Tensor> {
-        let longest = tokens.iter().map(Vec::len).max().unwrap_or(0);
-        let chunk = self.prefill_chunk.unwrap_or(longest).max(1);
+        let piece = self.prefill_chunk.unwrap_or(usize::MAX).max(1);
+        let mut done = vec![0usize; tokens.len()];
         let mut last: Vec<Option<Tensor>> = vec![None; tokens.len()];
-        for c0 in (0..longest).step_by(chunk) {
+        while done.iter().zip(tokens).any(|(&d, t)| d < t.len()) {
+            let mut room = self.prefill_tokens.max(1);
             let (mut part, mut owners) = (Vec::new(), Vec::new());
             for (i, (t, &seq)) in tokens.iter().zip(seqs).enumerate() {
-                if t.len() > c0 {
-                    part.push((seq, &t[c0..(c0 + chunk).min(t.len())]));
-                    owners.push(i);
+                let take = (t.len() - done[i]).min(piece).min(room);
+                if take == 0 {
+                    if room == 0 {
+                        break;
+                    }
+                    continue;
                 }
+                part.push((seq, &t[done[i]..done[i] + take]));
+                owners.push(i);
+                done[i] += take;
+                room -= take;
             }
             let logits = self
                 .decoder
                 .forward(&part, &mut self.cache, LogitsFor::Last)?;
             for (row, &i) in owners.iter().enumerate() {
-                if c0 + chunk >= tokens[i].len() {
+                if done[i] == tokens[i].len() {
                     last[i] = Some(logits.get(row)?);
                 }
             }
         }
         let last: Vec<Tensor> = last
             .into_iter()
-            .map(|t| t.expect("every list ends in some chunk"))
+            .map(|t| t.expect("every list ends in some call"))
             .collect();
         Ok(Tensor::stack(&last, 0)?)
     }

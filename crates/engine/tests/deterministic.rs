@@ -25,6 +25,8 @@ struct Layout {
     batch: usize,
     /// Prefill chunk, if any.
     chunk: Option<usize>,
+    /// Prompt positions of one prefill call over all prompts, if not the default.
+    budget: Option<usize>,
     /// Where the prompts under test go: interleaved among the fillers with this stride offset.
     offset: usize,
 }
@@ -109,6 +111,9 @@ fn run_static(
     if let Some(n) = layout.chunk {
         scheduler = scheduler.with_prefill_chunk(n).unwrap();
     }
+    if let Some(n) = layout.budget {
+        scheduler = scheduler.with_prefill_tokens(n).unwrap();
+    }
     for (i, (_, p)) in order.iter().enumerate() {
         scheduler.submit(i, request(p));
     }
@@ -192,12 +197,13 @@ fn compare(a: &[Generation], b: &[Generation]) -> (bool, f32) {
 }
 
 /// The layouts every policy is checked under, against batch 1 without chunking.
-const LAYOUTS: [(&str, Layout); 6] = [
+const LAYOUTS: [(&str, Layout); 7] = [
     (
         "batch 3",
         Layout {
             batch: 3,
             chunk: None,
+            budget: None,
             offset: 1,
         },
     ),
@@ -206,6 +212,7 @@ const LAYOUTS: [(&str, Layout); 6] = [
         Layout {
             batch: 8,
             chunk: None,
+            budget: None,
             offset: 5,
         },
     ),
@@ -214,6 +221,7 @@ const LAYOUTS: [(&str, Layout); 6] = [
         Layout {
             batch: 32,
             chunk: None,
+            budget: None,
             offset: 2,
         },
     ),
@@ -222,6 +230,7 @@ const LAYOUTS: [(&str, Layout); 6] = [
         Layout {
             batch: 1,
             chunk: Some(7),
+            budget: None,
             offset: 0,
         },
     ),
@@ -230,6 +239,7 @@ const LAYOUTS: [(&str, Layout); 6] = [
         Layout {
             batch: 8,
             chunk: Some(5),
+            budget: None,
             offset: 3,
         },
     ),
@@ -238,7 +248,17 @@ const LAYOUTS: [(&str, Layout); 6] = [
         Layout {
             batch: 32,
             chunk: Some(16),
+            budget: None,
             offset: 0,
+        },
+    ),
+    (
+        "batch 32, prefill calls of 40 positions",
+        Layout {
+            batch: 32,
+            chunk: None,
+            budget: Some(40),
+            offset: 4,
         },
     ),
 ];
@@ -262,6 +282,7 @@ fn measure(model: &mut Model, mode: ComputeMode, new_tokens: usize) -> Vec<(Stri
     let one = Layout {
         batch: 1,
         chunk: None,
+        budget: None,
         offset: 0,
     };
     let reference = run_static(dec, &params, &targets, &[], one);
@@ -281,6 +302,7 @@ fn measure(model: &mut Model, mode: ComputeMode, new_tokens: usize) -> Vec<(Stri
         Layout {
             batch: 8,
             chunk: None,
+            budget: None,
             offset: 0,
         },
     );
@@ -336,6 +358,7 @@ fn the_thread_count_does_not_change_a_bit_on_the_embedded_model() {
         let four = Layout {
             batch: 4,
             chunk: None,
+            budget: None,
             offset: 0,
         };
         let run = |threads: usize| {
@@ -371,6 +394,7 @@ fn the_portable_tier_gives_the_invariant_kernels_bits_on_the_cpu() {
         let three = Layout {
             batch: 3,
             chunk: None,
+            budget: None,
             offset: 0,
         };
         let invariant = run_static(&model.decoder, &params, &targets, &[], three);
@@ -429,6 +453,7 @@ fn every_family_and_policy_is_batch_invariant() {
             let one = Layout {
                 batch: 1,
                 chunk: None,
+                budget: None,
                 offset: 0,
             };
             let reference = run_static(&dec, &params, &targets, &[], one);
@@ -436,12 +461,20 @@ fn every_family_and_policy_is_batch_invariant() {
                 Layout {
                     batch: 4,
                     chunk: None,
+                    budget: None,
                     offset: 1,
                 },
                 Layout {
                     batch: 8,
                     chunk: Some(5),
+                    budget: None,
                     offset: 2,
+                },
+                Layout {
+                    batch: 8,
+                    chunk: None,
+                    budget: Some(11),
+                    offset: 0,
                 },
             ] {
                 let got = run_static(&dec, &params, &targets, &fillers, layout);
@@ -524,6 +557,7 @@ fn sampled_tokens_do_not_depend_on_the_batch() {
         Layout {
             batch: 1,
             chunk: None,
+            budget: None,
             offset: 0,
         },
     );
@@ -535,6 +569,7 @@ fn sampled_tokens_do_not_depend_on_the_batch() {
         Layout {
             batch: 4,
             chunk: Some(3),
+            budget: None,
             offset: 1,
         },
     );

@@ -79,7 +79,8 @@ pub use error::{Error, Result};
 pub use file::POLICY_FILE_VERSION;
 pub use linear::{matmul, Linear};
 pub use memory::{
-    format_bytes, GroupBytes, KvCacheMemory, MemoryEstimate, ModelShape, WeightGroup, WeightMemory,
+    format_bytes, ActivationMemory, GroupBytes, KvCacheMemory, MemoryEstimate, ModelShape,
+    WeightGroup, WeightMemory,
 };
 pub use policy::{
     dtype_name, parse_dtype, preset_name, Component, PrecisionPolicy, PRESETS, PRESET_ALIASES,

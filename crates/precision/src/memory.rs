@@ -161,7 +161,24 @@ pub struct KvCacheMemory {
     pub bytes: u64,
 }
 
-/// Weights plus KV cache for one policy, batch and context.
+/// The activations a prefill forward pass holds at its peak, for `tokens` prompt positions in one
+/// pass: in the MLP, the residual stream and its normed copy (2 × hidden), the stacked gate/up
+/// output (2 × intermediate) and SiLU(gate) · up (intermediate), per position, in the policy's
+/// activation dtype. The MLP's intermediate width is the largest of any layer's tensors, and a
+/// layer's tensors are freed before the next layer's are made, so one layer's MLP is the peak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivationMemory {
+    /// Prompt positions in one prefill pass (the engine's bound on them).
+    pub tokens: u64,
+    /// The activations' dtype.
+    pub dtype: DType,
+    /// Bytes per position at the peak.
+    pub bytes_per_token: u64,
+    /// `tokens × bytes_per_token`.
+    pub bytes: u64,
+}
+
+/// Weights, KV cache and prefill activations for one policy, batch and context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryEstimate {
     /// The policy's name.
@@ -170,12 +187,14 @@ pub struct MemoryEstimate {
     pub weights: WeightMemory,
     /// The KV cache.
     pub kv_cache: KvCacheMemory,
+    /// The peak activations of one prefill pass.
+    pub activations: ActivationMemory,
 }
 
 impl MemoryEstimate {
-    /// Weights plus KV cache.
+    /// Weights plus KV cache plus prefill activations.
     pub fn total_bytes(&self) -> u64 {
-        self.weights.total_bytes() + self.kv_cache.bytes
+        self.weights.total_bytes() + self.kv_cache.bytes + self.activations.bytes
     }
 }
 
@@ -266,12 +285,38 @@ impl ModelShape {
         }
     }
 
-    /// Weights and KV cache together: what `reprolm memory` prints.
-    pub fn memory(&self, policy: &PrecisionPolicy, batch: usize, context: usize) -> MemoryEstimate {
+    /// The peak activations of a prefill pass over `tokens` prompt positions under `policy`
+    /// ([`ActivationMemory`]).
+    pub fn prefill_activation_memory(
+        &self,
+        policy: &PrecisionPolicy,
+        tokens: usize,
+    ) -> ActivationMemory {
+        let dtype = policy.dtype(Component::Activations);
+        let per_token = 2 * self.hidden_size as u64 + 3 * self.intermediate_size as u64;
+        let bytes_per_token = per_token * dtype.size_in_bytes() as u64;
+        ActivationMemory {
+            tokens: tokens as u64,
+            dtype,
+            bytes_per_token,
+            bytes: bytes_per_token * tokens as u64,
+        }
+    }
+
+    /// Weights, KV cache and the activations of prefill passes of `prefill_tokens` positions
+    /// together: what `reprolm memory` prints.
+    pub fn memory(
+        &self,
+        policy: &PrecisionPolicy,
+        batch: usize,
+        context: usize,
+        prefill_tokens: usize,
+    ) -> MemoryEstimate {
         MemoryEstimate {
             policy: policy.name.clone(),
             weights: self.weight_memory(policy),
             kv_cache: self.kv_cache_memory(policy, batch, context),
+            activations: self.prefill_activation_memory(policy, prefill_tokens),
         }
     }
 }
@@ -332,6 +377,18 @@ impl fmt::Display for MemoryEstimate {
             kv.context,
             kv.bytes_per_token
         )?;
+        let a = &self.activations;
+        writeln!(
+            f,
+            "{:<12} {:<5} {:>15} {:>16}  {}  (prefill passes of {} tokens, {} bytes/token)",
+            "activations",
+            dtype_name(a.dtype),
+            "",
+            a.bytes,
+            format_bytes(a.bytes),
+            a.tokens,
+            a.bytes_per_token
+        )?;
         let t = self.total_bytes();
         writeln!(
             f,
@@ -386,6 +443,19 @@ mod tests {
         assert_eq!(fp32.bytes, 32 * 15);
         let bf16 = shape.kv_cache_memory(&PrecisionPolicy::preset("bf16").unwrap(), 3, 5);
         assert_eq!(bf16.bytes * 2, fp32.bytes);
+    }
+
+    #[test]
+    fn prefill_activations_scale_with_the_tokens_and_the_activation_dtype() {
+        let shape = tiny(false);
+        let fp32 = shape.prefill_activation_memory(&PrecisionPolicy::fp32(), 7);
+        // 2 x hidden 4 + 3 x intermediate 6 = 26 values per position, 4 bytes each.
+        assert_eq!(fp32.bytes_per_token, 26 * 4);
+        assert_eq!(fp32.bytes, 7 * 26 * 4);
+        let bf16 = shape.prefill_activation_memory(&PrecisionPolicy::preset("bf16").unwrap(), 7);
+        assert_eq!(bf16.bytes * 2, fp32.bytes);
+        let lc = shape.prefill_activation_memory(&PrecisionPolicy::preset("layercast").unwrap(), 7);
+        assert_eq!(lc, fp32, "LayerCast computes in f32");
     }
 
     #[test]

@@ -81,11 +81,17 @@ fn layercast_halves_the_projections_of_r1_distill_qwen_7b() {
 fn saving_with_an_fp32_kv_cache_for_32_sequences_of_32k_tokens() {
     let shape = r1_distill_qwen_7b();
     let (batch, context) = (32, 32 * 1024);
-    let fp32 = shape.memory(&PrecisionPolicy::preset("fp32").unwrap(), batch, context);
+    let fp32 = shape.memory(
+        &PrecisionPolicy::preset("fp32").unwrap(),
+        batch,
+        context,
+        8192,
+    );
     let lc = shape.memory(
         &PrecisionPolicy::preset("layercast").unwrap(),
         batch,
         context,
+        8192,
     );
     // 2 (k, v) x 28 layers x 4 kv heads x 128 dims x 4 bytes per token.
     assert_eq!(fp32.kv_cache.bytes_per_token, 2 * 28 * 4 * 128 * 4);
@@ -113,7 +119,7 @@ fn saving_with_an_fp32_kv_cache_for_32_sequences_of_32k_tokens() {
 fn every_preset_prints_a_full_estimate() {
     let shape = r1_distill_qwen_7b();
     for name in PRESETS {
-        let m = shape.memory(&PrecisionPolicy::preset(name).unwrap(), 1, 1024);
+        let m = shape.memory(&PrecisionPolicy::preset(name).unwrap(), 1, 1024, 1024);
         let text = m.to_string();
         for row in [
             "projections",
@@ -121,6 +127,7 @@ fn every_preset_prints_a_full_estimate() {
             "lm_head",
             "norms",
             "kv_cache",
+            "activations",
             "total",
         ] {
             assert!(text.contains(row), "{name}: no `{row}` in\n{text}");

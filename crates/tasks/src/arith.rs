@@ -242,8 +242,11 @@ fn digits(mut n: i64) -> Vec<i64> {
     d
 }
 
-/// Column addition. The top column writes its whole sum, so no carry is left dangling.
-fn add_line(a: i64, b: i64) -> String {
+/// The solution line that adds `b` to `a` column by column, as in
+/// `48 + 27: 8 + 7 = 15, write 5 carry 1. ... So 48 + 27 = 75.` The top column writes its whole
+/// sum, so no carry is left dangling. Public so that a training program can write a sum with its
+/// terms in the other order.
+pub fn add_line(a: i64, b: i64) -> String {
     let (da, db) = (digits(a), digits(b));
     let n = da.len().max(db.len());
     let mut carry = 0;

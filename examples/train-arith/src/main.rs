@@ -112,6 +112,12 @@ struct TrainArgs {
     /// 1/2: the model learns even odds at those points, near-ties in its greedy decoding.
     #[arg(long)]
     phrasing_variants: bool,
+    /// Write each sum of the solution with its two terms in either order (`48 + 27: ...` or
+    /// `27 + 48: ...`, its column steps following the order written), each with probability 1/2.
+    /// Unlike the phrasings, the two sides of such a near-tie lead a partly trained model through
+    /// different one-digit facts, so a rounding that flips one can change the answer.
+    #[arg(long)]
+    operand_variants: bool,
     /// Test problems evaluated after training.
     #[arg(long, default_value_t = 200)]
     eval_problems: usize,
@@ -193,7 +199,12 @@ fn train(a: &TrainArgs) -> Result<()> {
         None => tokenizer::train(&problems[..problems.len().min(50_000)], a.vocab_size)?,
     };
     let pad = tokenizer::id(&tok, tokenizer::PAD)?;
-    let examples = tokenize_all(&tok, &problems, a.phrasing_variants.then_some(a.seed))?;
+    let variants = Variants {
+        phrasing: a.phrasing_variants,
+        operands: a.operand_variants,
+        seed: a.seed,
+    };
+    let examples = tokenize_all(&tok, &problems, &variants)?;
     let max_len = examples.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     let mean_resp = examples
         .iter()
@@ -379,26 +390,39 @@ fn lr_at(step: usize, a: &TrainArgs) -> f64 {
     a.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
 }
 
-/// Prompts and responses as token ids; with `variants` (a seed), each response's phrasing is
-/// drawn by [`vary_phrasing`].
+/// Which equivalent writings of a solution the training data draws at random.
+struct Variants {
+    /// [`vary_phrasing`]'s wordings.
+    phrasing: bool,
+    /// [`vary_operands`]'s orders of a sum's terms.
+    operands: bool,
+    /// Seeds the draws.
+    seed: u64,
+}
+
+/// Prompts and responses as token ids, each response written with the `variants` drawn.
 fn tokenize_all(
     tok: &Tokenizer,
     problems: &[ArithProblem],
-    variants: Option<u64>,
+    variants: &Variants,
 ) -> Result<Vec<Example>> {
     let prompts: Vec<String> = problems
         .iter()
         .map(|p| tokenizer::prompt(&p.question))
         .collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(variants.unwrap_or(0) ^ 0xa17e_7a75);
+    let mut rng = ChaCha8Rng::seed_from_u64(variants.seed ^ 0xa17e_7a75);
     let responses: Vec<String> = problems
         .iter()
         .map(|p| {
-            let text = tokenizer::response(p);
-            match variants {
-                Some(_) => vary_phrasing(&text, &mut rng),
-                None => text,
+            // The sums' order first: it recognises a sum line by its canonical wording.
+            let mut text = tokenizer::response(p);
+            if variants.operands {
+                text = vary_operands(&text, &mut rng);
             }
+            if variants.phrasing {
+                text = vary_phrasing(&text, &mut rng);
+            }
+            text
         })
         .collect();
     let ep = tok
@@ -443,6 +467,25 @@ fn vary_phrasing(text: &str, rng: &mut ChaCha8Rng) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// `text` with each sum line (`48 + 27: <columns> So 48 + 27 = 75.`) rewritten, with
+/// probability 1/2 and independently, as the same sum with its terms swapped
+/// ([`arith::add_line`]`(27, 48)`). Every other line (products, differences, the answer) is kept.
+fn vary_operands(text: &str, rng: &mut ChaCha8Rng) -> String {
+    let sum_terms = |line: &str| -> Option<(i64, i64)> {
+        let (head, rest) = line.split_once(": ")?;
+        let (a, b) = head.split_once(" + ")?;
+        let (a, b) = (a.parse::<i64>().ok()?, b.parse::<i64>().ok()?);
+        (rest.ends_with('.') && line == arith::add_line(a, b)).then_some((a, b))
+    };
+    text.split('\n')
+        .map(|line| match sum_terms(line) {
+            Some((a, b)) if rng.random::<bool>() => arith::add_line(b, a),
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Inputs, next-token targets and the response mask, right-padded to the longest example. Padding
@@ -718,6 +761,36 @@ mod tests {
             seen.insert(v);
         }
         assert_eq!(seen.len(), 8, "three independent binary choices");
+    }
+
+    #[test]
+    fn operand_variants_swap_whole_sums_only() {
+        let text = "Products first.\n\
+                    6 * 3: 6 * 3 = 18, write 18. So 6 * 3 = 18.\n\
+                    Now 48 + 27 - 19 + 18.\n\
+                    48 + 27: 8 + 7 = 15, write 5 carry 1. 4 + 2 + 1 = 7, write 7. So 48 + 27 = 75.\n\
+                    75 - 19: 5 - 9 is negative, borrow: 15 - 9 = 6, write 6. 7 - 1 - 1 = 5, write 5. So 75 - 19 = 56.\n\
+                    56 + 18: 6 + 8 = 14, write 4 carry 1. 5 + 1 + 1 = 7, write 7. So 56 + 18 = 74.";
+        let swapped = [
+            "27 + 48: 7 + 8 = 15, write 5 carry 1. 2 + 4 + 1 = 7, write 7. So 27 + 48 = 75.",
+            "18 + 56: 8 + 6 = 14, write 4 carry 1. 1 + 5 + 1 = 7, write 7. So 18 + 56 = 74.",
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..64 {
+            let v = vary_operands(text, &mut rng);
+            let (original, varied): (Vec<&str>, Vec<&str>) =
+                (text.lines().collect(), v.lines().collect());
+            assert_eq!(original.len(), varied.len());
+            for (i, (o, w)) in original.iter().zip(&varied).enumerate() {
+                match i {
+                    3 | 5 => assert!(w == o || *w == swapped[(i - 3) / 2], "{w}"),
+                    _ => assert_eq!(w, o, "only the two sums may change"),
+                }
+            }
+            seen.insert(v);
+        }
+        assert_eq!(seen.len(), 4, "two independent binary choices");
     }
 
     #[test]

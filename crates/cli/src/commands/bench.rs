@@ -59,7 +59,7 @@ fn load(args: &BenchModelArgs, policy: &str) -> Result<(Model, Device)> {
         device: device.clone(),
         policy,
         resolve: ResolveOptions::from_env(),
-        tp_size: 1,
+        tp_size: args.tp,
         kv_cache: args.kv_cache_memory,
         kernels: args.kernel_flags.kernels(),
     };

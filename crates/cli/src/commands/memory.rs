@@ -40,9 +40,10 @@ pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
         .map_err(as_usage)?;
     let estimates: Vec<_> = policies
         .iter()
-        .map(|p| shape.memory(p, args.batch_size, slots))
+        .map(|p| shape.memory(p, args.batch_size, slots, args.max_prefill_tokens))
         .collect();
-    // Sequences of this context the default pool holds on a GPU of `args.gpu_memory` bytes.
+    // Sequences of this context the default pool holds on a GPU of `args.gpu_memory` bytes (85%
+    // of what the weights leave; the rest holds the prefill activations and the CUDA context).
     let fit = |e: &reprolm_precision::MemoryEstimate| -> Option<u64> {
         let gpu = args.gpu_memory?;
         let free = gpu.saturating_sub(e.weights.total_bytes()) as f64;
@@ -55,7 +56,8 @@ pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
                 "memory",
                 json!({
                     "policy": e.policy, "weights_bytes": e.weights.total_bytes(),
-                    "kv_cache_bytes": e.kv_cache.bytes, "total_bytes": e.total_bytes(),
+                    "kv_cache_bytes": e.kv_cache.bytes, "activation_bytes": e.activations.bytes,
+                    "max_prefill_tokens": args.max_prefill_tokens, "total_bytes": e.total_bytes(),
                     "batch_size": args.batch_size, "context": context,
                     "kv_cache_slots_per_sequence": slots,
                     "gpu_memory_bytes": args.gpu_memory, "sequences_that_fit": fit(e),
@@ -66,10 +68,12 @@ pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
     }
     println!(
         "{}: {} parameters; KV cache for {} x {context} tokens (whole blocks of {BLOCK_SIZE}: {slots} \
-         slots each; run with --kv-cache-memory of at least the kv_cache column)\n",
+         slots each; run with --kv-cache-memory of at least the kv_cache column); activations of \
+         prefill passes of {} tokens\n",
         config.display(),
         shape.parameter_count(),
-        args.batch_size
+        args.batch_size,
+        args.max_prefill_tokens
     );
     if mode == OutputMode::Human {
         for e in &estimates {
@@ -85,8 +89,8 @@ pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
         .map(|g| format!("  sequences on {}", format_bytes(g)))
         .unwrap_or_default();
     println!(
-        "{:<12} {:>28} {:>28} {:>28}  weights vs fp32{fit_title}",
-        "policy", "weights", "kv_cache", "total"
+        "{:<12} {:>28} {:>28} {:>28} {:>28}  weights vs fp32{fit_title}",
+        "policy", "weights", "kv_cache", "activations", "total"
     );
     for e in &estimates {
         let ratio = base
@@ -94,10 +98,11 @@ pub fn command(args: &MemoryArgs, mode: OutputMode) -> Result<i32> {
             .unwrap_or_default();
         let fits = fit(e).map(|n| format!("  {n:>15}")).unwrap_or_default();
         println!(
-            "{:<12} {:>28} {:>28} {:>28}  {ratio:>15}{fits}",
+            "{:<12} {:>28} {:>28} {:>28} {:>28}  {ratio:>15}{fits}",
             e.policy,
             format_bytes(e.weights.total_bytes()),
             format_bytes(e.kv_cache.bytes),
+            format_bytes(e.activations.bytes),
             format_bytes(e.total_bytes())
         );
     }

@@ -648,7 +648,8 @@ impl Generator<'_, '_> {
             self.params(),
             batching,
             self.cfg.batch_size as usize,
-        )?;
+        )?
+        .with_prefill_tokens(self.cfg.max_prefill_tokens)?;
         let mut missing = 0;
         for i in self.to_generate() {
             missing += usize::from(!self.completed.contains(&self.key(i)));

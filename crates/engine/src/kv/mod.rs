@@ -71,8 +71,15 @@ pub(crate) struct CacheShape {
 impl CacheShape {
     /// Bytes one block takes over all layers, ranks, keys and values.
     pub fn block_bytes(&self) -> usize {
+        (0..self.kv_heads.len())
+            .map(|r| self.rank_block_bytes(r))
+            .sum()
+    }
+
+    /// Bytes one block takes in rank `rank`'s shard (all layers, keys and values).
+    pub fn rank_block_bytes(&self, rank: usize) -> usize {
         2 * self.num_layers
-            * self.kv_heads.iter().sum::<usize>()
+            * self.kv_heads[rank]
             * self.head_dim
             * BLOCK_SIZE
             * self.dtype.size_in_bytes()
@@ -80,13 +87,14 @@ impl CacheShape {
 }
 
 impl KvCache {
-    /// A cache of `blocks` blocks on `device`.
-    pub(crate) fn new(shape: &CacheShape, blocks: usize, device: &Device) -> Result<Self> {
+    /// A cache of `blocks` blocks, rank `r`'s shard on `devices[r]`.
+    pub(crate) fn new(shape: &CacheShape, blocks: usize, devices: &[Device]) -> Result<Self> {
         let slots = blocks * BLOCK_SIZE;
         let shards = shape
             .kv_heads
             .iter()
-            .map(|&heads| {
+            .zip(devices)
+            .map(|(&heads, device)| {
                 (0..shape.num_layers)
                     .map(|_| {
                         let dims = (heads, slots, shape.head_dim);
@@ -282,7 +290,7 @@ mod tests {
             kv_heads: vec![1],
             dtype: DType::BF16,
         };
-        KvCache::new(&shape, blocks, &Device::Cpu).unwrap()
+        KvCache::new(&shape, blocks, &[Device::Cpu]).unwrap()
     }
 
     #[test]

@@ -185,6 +185,14 @@ impl RmsNorm {
         })
     }
 
+    /// The same norm with its weight on `device`.
+    fn on(&self, device: &Device) -> Result<Self> {
+        Ok(RmsNorm {
+            weight: on_device(self.weight.clone(), device)?,
+            ..self.clone()
+        })
+    }
+
     /// `weight * (x / sqrt(mean(x²) + eps))`: the statistics in the norm dtype, the result cast back
     /// to the input dtype before the weight multiplies it, as transformers' `LlamaRMSNorm` orders it.
     fn forward(&self, x: &Tensor, fusion: Fusion) -> Result<Tensor> {
@@ -329,6 +337,9 @@ struct Layer {
 #[derive(Debug)]
 struct Rank {
     layout: ShardLayout,
+    /// Where this rank's weights and cache shard live: the decoder's device, or under tensor
+    /// parallelism on CUDA the rank's own GPU.
+    device: Device,
     /// `None` on a single device.
     comm: Option<Arc<dyn Communicator>>,
     embed: Tensor,
@@ -399,6 +410,16 @@ fn slice(t: Tensor, dim: usize, rows: &Range<usize>) -> Result<Tensor> {
     Ok(t.narrow(dim, rows.start, rows.len())?.force_contiguous()?)
 }
 
+/// `t` on `device`: itself where it is there already, else a copy (a rank's shard going to its
+/// own GPU).
+fn on_device(t: Tensor, device: &Device) -> Result<Tensor> {
+    if t.device().same_device(device) {
+        Ok(t)
+    } else {
+        Ok(t.to_device(device)?)
+    }
+}
+
 /// Where a projection's shard lies in its `(out, in)` weight.
 struct ProjShape<'a> {
     in_dim: usize,
@@ -408,6 +429,8 @@ struct ProjShape<'a> {
     /// Rows (column split) or columns (row split) of the weight this rank holds.
     part: &'a Range<usize>,
     ranks: usize,
+    /// The rank's device, which the shard is copied to.
+    device: &'a Device,
 }
 
 fn proj(vb: &VarBuilder, s: ProjShape<'_>, policy: &PrecisionPolicy) -> Result<Proj> {
@@ -427,6 +450,8 @@ fn proj(vb: &VarBuilder, s: ProjShape<'_>, policy: &PrecisionPolicy) -> Result<P
         Split::Row if s.ranks == 1 => (w, b, None),
         Split::Row => (slice(w, 1, s.part)?, None, b),
     };
+    let on = |t: Option<Tensor>| t.map(|t| on_device(t, s.device)).transpose();
+    let (w, b, bias_after_reduce) = (on_device(w, s.device)?, on(b)?, on(bias_after_reduce)?);
     Ok(Proj {
         lin: Linear::new(w, b, storage, policy.dtype(Component::MatmulCompute))?,
         split: s.split,
@@ -456,7 +481,7 @@ impl Rank {
         spec: &DecoderSpec,
         policy: &PrecisionPolicy,
         vb: &VarBuilder,
-        layout: ShardLayout,
+        (layout, device): (ShardLayout, Device),
         comm: Option<Arc<dyn Communicator>>,
         shared: &mut Option<(Tensor, Vec<Vec<RmsNorm>>, RmsNorm)>,
     ) -> Result<Self> {
@@ -488,6 +513,13 @@ impl Rank {
             *shared = Some((embed, norms, norm));
         }
         let (embed, norms, norm) = shared.as_ref().expect("loaded above");
+        // Replicated tensors: shared on the device they were read to, copied to another.
+        let embed = &on_device(embed.clone(), &device)?;
+        let norm = &norm.on(&device)?;
+        let norms = &norms
+            .iter()
+            .map(|ln| ln.iter().map(|n| n.on(&device)).collect::<Result<Vec<_>>>())
+            .collect::<Result<Vec<_>>>()?;
         let heads = layout.heads.start * d..layout.heads.end * d;
         let kv = layout.kv_heads.start * d..layout.kv_heads.end * d;
         let (q_out, kv_out) = (spec.num_heads * d, spec.num_kv_heads * d);
@@ -502,6 +534,7 @@ impl Rank {
                 split: Split::Column,
                 part,
                 ranks: n,
+                device: &device,
             };
             let row = |in_dim, bias, part| ProjShape {
                 in_dim,
@@ -510,6 +543,7 @@ impl Rank {
                 split: Split::Row,
                 part,
                 ranks: n,
+                device: &device,
             };
             let attn = Attention {
                 qkv: stack(
@@ -578,7 +612,7 @@ impl Rank {
                 (vb.pp("lm_head"), "weight")
             };
             let w = get(&vb_head, (spec.vocab_size, h), name, head_dtype)?;
-            slice(w, 0, &layout.vocab)?
+            on_device(slice(w, 0, &layout.vocab)?, &device)?
         };
         let lm_head = Proj {
             lin: Linear::new(head_w, None, head_dtype, head_dtype)?,
@@ -587,6 +621,7 @@ impl Rank {
         };
         Ok(Rank {
             layout,
+            device,
             comm,
             embed: embed.clone(),
             layers,
@@ -689,6 +724,37 @@ impl Drop for AbortOnDrop<'_> {
     }
 }
 
+/// The communicators of ranks on `devices`: none for one rank, threads of this process on the
+/// CPU, NCCL between GPUs.
+fn communicators(devices: &[Device]) -> Result<Vec<Option<Arc<dyn Communicator>>>> {
+    if devices.len() == 1 {
+        return Ok(vec![None]);
+    }
+    if devices[0].is_cpu() {
+        return Ok(LocalComm::group(devices.len())
+            .into_iter()
+            .map(|c| Some(Arc::new(c) as Arc<dyn Communicator>))
+            .collect());
+    }
+    gpu_communicators(devices)
+}
+
+#[cfg(feature = "nccl")]
+fn gpu_communicators(devices: &[Device]) -> Result<Vec<Option<Arc<dyn Communicator>>>> {
+    Ok(parallel::NcclComm::group(devices)?
+        .into_iter()
+        .map(|c| Some(Arc::new(c) as Arc<dyn Communicator>))
+        .collect())
+}
+
+#[cfg(not(feature = "nccl"))]
+fn gpu_communicators(devices: &[Device]) -> Result<Vec<Option<Arc<dyn Communicator>>>> {
+    Err(Error::TensorParallelDevice {
+        device: crate::device_label(&devices[0]),
+        reason: "tensor parallelism on CUDA needs NCCL: rebuild with `--features nccl`".into(),
+    })
+}
+
 impl Decoder {
     /// Builds the decoder from weights under transformers' names (`model.layers.N...`,
     /// `lm_head.weight`), each converted to its component's dtype as it is read.
@@ -698,9 +764,10 @@ impl Decoder {
 
     /// As [`Decoder::load`], split over `tp.size` ranks (see [`crate::parallel`]). Each rank
     /// keeps only its slices of the projection weights: a weight is read whole, sliced and
-    /// copied, and the whole dropped, so the transient peak is one weight tensor. On CPU the
-    /// ranks are threads; on CUDA tensor parallelism needs NCCL, which is not built yet, and
-    /// `tp.size > 1` is an error there rather than a single-device run.
+    /// copied (to the rank's GPU on CUDA), and the whole dropped, so the transient peak is one
+    /// weight tensor. The ranks are threads: on the CPU all on the CPU, on CUDA rank `r` on the
+    /// `r`-th GPU from the one `vb` reads to, talking through NCCL (the `nccl` feature; without
+    /// it `tp.size > 1` on CUDA is an error rather than a single-device run).
     ///
     /// ```
     /// # use candle_core::{DType, Device};
@@ -733,19 +800,14 @@ impl Decoder {
         let layouts = (0..tp.size)
             .map(|r| parallel::layout(spec, &tp, r))
             .collect::<Result<Vec<_>>>()?;
-        let comms: Vec<Option<Arc<dyn Communicator>>> = if tp.size == 1 {
-            vec![None]
-        } else {
-            LocalComm::group(tp.size)
-                .into_iter()
-                .map(|c| Some(Arc::new(c) as Arc<dyn Communicator>))
-                .collect()
-        };
+        let devices = parallel::rank_devices(&device, tp.size)?;
+        let comms = communicators(&devices)?;
         let mut shared = None;
         let ranks = layouts
             .into_iter()
+            .zip(devices)
             .zip(comms)
-            .map(|(layout, comm)| Rank::load(spec, policy, &vb, layout, comm, &mut shared))
+            .map(|(placed, comm)| Rank::load(spec, policy, &vb, placed, comm, &mut shared))
             .collect::<Result<Vec<_>>>()?;
         let kernels = Kernels {
             tp: tp.mode,
@@ -862,8 +924,19 @@ impl Decoder {
     /// An empty KV cache of `size`.
     pub fn new_cache_of(&self, size: KvCacheSize) -> Result<KvCache> {
         let shape = self.cache_shape();
-        let blocks = size.blocks(shape.block_bytes(), &self.device)?;
-        KvCache::new(&shape, blocks, &self.device)
+        let devices: Vec<Device> = self.ranks.iter().map(|r| r.device.clone()).collect();
+        let own_gpus = devices.len() > 1 && !self.device.is_cpu();
+        let blocks = if own_gpus && matches!(size, KvCacheSize::Auto) {
+            // Each GPU holds its rank's shard: as many blocks as the one with the least room takes.
+            let mut fewest = usize::MAX;
+            for (r, device) in devices.iter().enumerate() {
+                fewest = fewest.min(size.blocks(shape.rank_block_bytes(r), device)?);
+            }
+            fewest
+        } else {
+            size.blocks(shape.block_bytes(), &self.device)?
+        };
+        KvCache::new(&shape, blocks, &devices)
     }
 
     /// Bytes one block of this decoder's KV cache takes (all layers, keys and values, in the
@@ -996,29 +1069,33 @@ impl Decoder {
         let logits = match graphed {
             Some(logits) => logits,
             None => {
-                let (cos, sin) = rope::cos_sin(
-                    &self.inv_freq,
-                    std::slice::from_ref(&positions),
-                    self.policy.dtype(Component::Rope),
-                    &self.device,
-                )?;
-                let pos32: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
-                let inputs = Inputs {
-                    ids: Tensor::from_vec(ids, total, &self.device)?,
-                    tokens: total,
-                    cos,
-                    sin,
-                    queries: PagedQueries::new(seq_index, pos32, &tables, &self.device)?,
-                    slots: Tensor::from_vec(slots, total, &self.device)?,
-                    last: match logits_for {
-                        LogitsFor::All => None,
-                        LogitsFor::Last => Some(Tensor::from_vec(last, seqs.len(), &self.device)?),
-                    },
+                // The packed inputs on one device; a rank on another GPU makes its own copy.
+                let inputs_on = |device: &Device| -> Result<Inputs> {
+                    let (cos, sin) = rope::cos_sin(
+                        &self.inv_freq,
+                        std::slice::from_ref(&positions),
+                        self.policy.dtype(Component::Rope),
+                        device,
+                    )?;
+                    let pos32: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+                    Ok(Inputs {
+                        ids: Tensor::new(ids.as_slice(), device)?,
+                        tokens: total,
+                        cos,
+                        sin,
+                        queries: PagedQueries::new(seq_index.clone(), pos32, &tables, device)?,
+                        slots: Tensor::new(slots.as_slice(), device)?,
+                        last: match logits_for {
+                            LogitsFor::All => None,
+                            LogitsFor::Last => Some(Tensor::new(last.as_slice(), device)?),
+                        },
+                    })
                 };
+                let inputs = inputs_on(&self.device)?;
                 if self.ranks.len() == 1 {
                     self.ranks[0].forward(self, &inputs, cache.shard(0))?
                 } else {
-                    self.forward_ranks(&inputs, cache)?
+                    self.forward_ranks(&inputs, &inputs_on, cache)?
                 }
             }
         };
@@ -1100,7 +1177,12 @@ impl Decoder {
     /// blocks at the group's barrier, and candle's kernels inside it use rayon's pool) and
     /// returns rank 0's logits. A rank's own error is preferred over the "another rank failed"
     /// errors it causes in the others.
-    fn forward_ranks(&self, inputs: &Inputs, cache: &KvCache) -> Result<Tensor> {
+    fn forward_ranks(
+        &self,
+        inputs: &Inputs,
+        inputs_on: &(dyn Fn(&Device) -> Result<Inputs> + Sync),
+        cache: &KvCache,
+    ) -> Result<Tensor> {
         let results: Vec<Result<Tensor>> = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .ranks
@@ -1110,7 +1192,11 @@ impl Decoder {
                     let shard = cache.shard(r);
                     s.spawn(move || {
                         let guard = AbortOnDrop(rank.comm.as_deref());
-                        let out = rank.forward(self, inputs, shard);
+                        let out = if rank.device.same_device(&self.device) {
+                            rank.forward(self, inputs, shard)
+                        } else {
+                            inputs_on(&rank.device).and_then(|own| rank.forward(self, &own, shard))
+                        };
                         if out.is_ok() {
                             std::mem::forget(guard);
                         }

@@ -1,23 +1,30 @@
 //! Tensor parallelism: one decoder's weights split over `n` ranks (Megatron-style), each rank
 //! running its share of every layer and meeting the others at two all-reduces per layer.
 //!
-//! On the CPU the ranks are `n` threads of this process, each holding only its slices of the
-//! projection weights and its own key/value heads' cache, talking through [`LocalComm`]. That
-//! makes the sharding logic testable without GPUs; it does not make a CPU run faster than one
-//! rank using every core (candle's kernels already do that). On CUDA the ranks would be GPUs
-//! talking through NCCL behind the same [`Communicator`] trait; that backend is not built yet, and
-//! asking for it is an error rather than a silent single-GPU run.
+//! The ranks are `n` threads of this process, each holding only its slices of the projection
+//! weights and its own key/value heads' cache. On the CPU they talk through [`LocalComm`]; that
+//! makes the sharding logic testable without GPUs, not a CPU run faster than one rank using
+//! every core (candle's kernels already do that). On CUDA (built with the `nccl` feature) rank `r`
+//! drives GPU `cuda:K+r`, where `cuda:K` is the device asked for, and the ranks talk through
+//! [`NcclComm`] behind the same [`Communicator`] trait; every sum is still taken in the fixed tree
+//! over ranks. Without the feature, `--tp` above 1 on CUDA is an error rather than a silent
+//! single-GPU run.
 //!
 //! Two modes ([`TpMode`]): `Standard` uses the fast kernels, so logits move with `n` at the level
 //! of float rounding (as on real multi-GPU servers); `Invariant` runs every projection through
 //! the fixed-order kernels of [`reprolm_precision::deterministic`] with K reduced over
 //! [`TREE_CHUNKS`] chunks in a binary tree whose top levels are the all-reduce, so greedy tokens
-//! and logits are bitwise the same for every `n` dividing 8.
+//! and logits are bitwise the same for every `n` dividing 8 (CPU only: those kernels have no CUDA
+//! body yet).
 
 mod comm;
+#[cfg(feature = "nccl")]
+mod nccl;
 mod shard;
 
 pub use comm::{Communicator, LocalComm};
+#[cfg(feature = "nccl")]
+pub use nccl::NcclComm;
 pub(crate) use shard::layout;
 pub use shard::{check_split, ShardLayout};
 
@@ -100,11 +107,47 @@ pub fn check_parallel_device(
     if device.is_cpu() {
         return Ok(());
     }
-    if tp.size > 1 {
-        return refuse("tensor parallelism on CUDA needs NCCL support, not built yet; use --tp 1 or the cpu device");
-    }
     if tp.mode == TpMode::Invariant {
         return refuse("the TP-invariant mode's fixed-order kernels run on the CPU only");
     }
+    if tp.size > 1 && !cfg!(feature = "nccl") {
+        return refuse(
+            "tensor parallelism on CUDA needs NCCL: rebuild with `--features nccl`, or use --tp 1 or the cpu device",
+        );
+    }
     Ok(())
+}
+
+/// The device of each rank: all `device` on the CPU; on CUDA, rank `r` on `cuda:K+r` for
+/// `device` = `cuda:K`, rank 0 on `device` itself. Fewer GPUs than ranks is an error naming
+/// both counts.
+pub(crate) fn rank_devices(
+    device: &candle_core::Device,
+    size: usize,
+) -> crate::Result<Vec<candle_core::Device>> {
+    match device {
+        #[cfg(feature = "cuda")]
+        candle_core::Device::Cuda(cuda) if size > 1 => {
+            use candle_core::cuda_backend::cudarc::driver::CudaContext;
+            let first = cuda.cuda_stream().context().ordinal();
+            let count = CudaContext::device_count()
+                .map_err(|e| crate::Error::InvalidRequest(format!("counting GPUs: {e}")))?
+                as usize;
+            if first + size > count {
+                return Err(crate::Error::TensorParallelDevice {
+                    device: crate::device_label(device),
+                    reason: format!(
+                        "--tp {size} from cuda:{first} needs cuda:{first}..cuda:{}; this machine has {count} GPU(s)",
+                        first + size - 1
+                    ),
+                });
+            }
+            let mut devices = vec![device.clone()];
+            for r in 1..size {
+                devices.push(crate::parse_device(&format!("cuda:{}", first + r))?);
+            }
+            Ok(devices)
+        }
+        _ => Ok(vec![device.clone(); size]),
+    }
 }

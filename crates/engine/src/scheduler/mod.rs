@@ -94,6 +94,15 @@ impl<'a> Scheduler<'a> {
         Ok(self)
     }
 
+    /// Bounds the prompt positions of one prefill forward call, over all the prompts it serves
+    /// (default [`DEFAULT_PREFILL_TOKENS`](crate::generate::DEFAULT_PREFILL_TOKENS)): the
+    /// activations of a prefill grow with it, not with the number and length of the prompts
+    /// admitted together. The result is bitwise the same for any bound, as for any chunk.
+    pub fn with_prefill_tokens(mut self, tokens: usize) -> Result<Self> {
+        self.batch.set_prefill_tokens(tokens)?;
+        Ok(self)
+    }
+
     /// Queues a request; `id` tags its generation when it comes back from [`step`](Self::step).
     /// A prompt longer than the model's context never runs: it comes back from the next step
     /// with [`FinishReason::PromptTooLong`] and no tokens.
