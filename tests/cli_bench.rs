@@ -5,10 +5,6 @@ mod common;
 
 use common::*;
 
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
-}
-
 fn json_file(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -19,7 +15,7 @@ fn speed_writes_one_row_per_policy_and_batch_size() {
     let out = tmp.path().join("speed.json");
     let model = fixture_model().display().to_string();
     let out_arg = out.display().to_string();
-    let args = strings(&[
+    let args = args(&[
         "bench",
         "speed",
         "--model",
@@ -64,7 +60,7 @@ fn logits_dump_matches_the_greedy_continuation() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("logits");
     let model = fixture_model().display().to_string();
-    let args = strings(&[
+    let args = args(&[
         "bench",
         "logits",
         "--model",
@@ -108,7 +104,7 @@ fn logits_under_two_ranks_match_one_rank() {
     let model = fixture_model().display().to_string();
     let dump = |tp: &str| -> (serde_json::Value, Vec<f32>) {
         let out = tmp.path().join(format!("logits-tp{tp}"));
-        let args = strings(&[
+        let args = args(&[
             "bench",
             "logits",
             "--model",
@@ -152,7 +148,7 @@ fn invariance_rows_are_identical_on_the_cpu_even_when_sampling_and_preempting() 
     let out = tmp.path().join("inv.json");
     let model = fixture_model().display().to_string();
     let out_arg = out.display().to_string();
-    let args = strings(&[
+    let args = args(&[
         "bench",
         "invariance",
         "--model",
@@ -204,7 +200,7 @@ fn gemm_reports_the_layer_invariant_on_every_shape() {
     let out = tmp.path().join("gemm.json");
     let config = fixture_model().join("config.json").display().to_string();
     let out_arg = out.display().to_string();
-    let args = strings(&[
+    let args = args(&[
         "bench",
         "gemm",
         "--config",

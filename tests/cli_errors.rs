@@ -282,7 +282,7 @@ fn policy_files_and_memory() {
     assert_eq!(m["policy"]["table"]["linear_storage"], "bf16");
 
     let model = fixture_model().display().to_string();
-    let args: Vec<String> = [
+    let args = args(&[
         "memory",
         "--model",
         &model,
@@ -292,10 +292,7 @@ fn policy_files_and_memory() {
         "layercast",
         "--context",
         "64",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let out = String::from_utf8(reprolm(t, &args, 0).stdout).unwrap();
     assert!(
         out.lines()
@@ -357,7 +354,7 @@ fn a_closed_stdout_ends_the_command_quietly() {
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         drop(read);
-        let args: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let args = args(&argv);
         let out = cmd(tmp.path(), &args)
             .stdout(std::process::Stdio::from(write))
             .output()

@@ -3,17 +3,13 @@
 
 mod common;
 
-use common::reprolm;
+use common::{args, reprolm};
 use std::path::{Path, PathBuf};
 
 fn reference(bs: u32) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
         "../metrics/tests/fixtures/reference/2a100_math500_bf16_bs{bs}/org/tiny-model"
     ))
-}
-
-fn args(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }
 
 #[test]

@@ -423,7 +423,7 @@ fn json_log_and_score_regrades_without_generating() {
 fn the_papers_flags_and_dtype_names_are_accepted() {
     let tmp = tempfile::tempdir().unwrap();
     let model = fixture_model().display().to_string();
-    let args: Vec<String> = [
+    let args = args(&[
         "run",
         "--model",
         &model,
@@ -441,10 +441,7 @@ fn the_papers_flags_and_dtype_names_are_accepted() {
         "2cpu_arith_bf16_bs2",
         "--limit",
         "2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let out = reprolm(tmp.path(), &args, 0);
     // Redirected, the run prints plain progress lines (the bar is for terminals).
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -183,7 +183,7 @@ impl Cluster {
 
     /// `reprolm ARGS` in `cwd` against this cluster, expecting exit status 0.
     fn reprolm(&self, cwd: &Path, args: &[&str]) -> String {
-        let mut c = cmd(cwd, &args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let mut c = cmd(cwd, &common::args(args));
         c.env("SLURM_CONF", self.conf());
         let out = run_limited(c, Duration::from_secs(120));
         assert!(

@@ -217,11 +217,7 @@ fn only_runs_one_configuration_and_slurm_flags_need_the_slurm_executor() {
     let tmp = tempfile::tempdir().unwrap();
     let file = sweep_file(tmp.path(), "policy = [\"fp32\", \"bf16\"]");
     let f = file.display().to_string();
-    let args = |extra: &[&str]| {
-        let mut v = vec!["sweep".to_string(), f.clone()];
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
+    let args = |extra: &[&str]| [args(&["sweep", &f]), args(extra)].concat();
     // Configurations run in policy-table order; number 2 is fp32.
     let res = reprolm(tmp.path(), &args(&["--only", "2"]), 0);
     let stderr = String::from_utf8_lossy(&res.stderr);

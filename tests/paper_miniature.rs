@@ -33,7 +33,7 @@ fn bf16_moves_with_the_batch_size_and_fp32_layercast_and_the_invariant_kernels_d
             .join(format!("invariant-bf16-bs{batch}"))
             .display()
             .to_string();
-        let args: Vec<String> = [
+        let args = args(&[
             "run",
             "--model",
             &model,
@@ -51,10 +51,7 @@ fn bf16_moves_with_the_batch_size_and_fp32_layercast_and_the_invariant_kernels_d
             "static",
             "--out",
             &out,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ]);
         reprolm(tmp.path(), &args, 0);
     }
     let report = [

@@ -15,17 +15,25 @@ pub fn fixture_model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/models/qwen2")
 }
 
+/// Owned command-line arguments from string slices.
+pub fn args(argv: &[&str]) -> Vec<String> {
+    argv.iter().map(|s| s.to_string()).collect()
+}
+
 /// `reprolm run` flags for a small run on the fixture model.
 pub fn run_args(out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = ["run", "--model"].iter().map(|s| s.to_string()).collect();
-    v.push(fixture_model().display().to_string());
-    v.extend(
-        ["--max-tokens", "24", "--out"]
-            .iter()
-            .map(|s| s.to_string()),
-    );
-    v.push(out.display().to_string());
-    v.extend(extra.iter().map(|s| s.to_string()));
+    let model = fixture_model().display().to_string();
+    let out = out.display().to_string();
+    let mut v = args(&[
+        "run",
+        "--model",
+        &model,
+        "--max-tokens",
+        "24",
+        "--out",
+        &out,
+    ]);
+    v.extend(args(extra));
     v
 }
 

@@ -1,12 +1,14 @@
-//! Memory accounting: the bytes a decoder's weights and KV cache take under a policy, computed
-//! from the model's shape alone, so a user sees what fits before loading anything.
+//! Memory accounting: the bytes a decoder's weights, KV cache and prefill activations take under
+//! a policy, computed from the model's shape alone, so a user sees what fits before loading
+//! anything.
 //!
-//! The numbers follow the engine's placement exactly: projections (q/k/v/o, gate/up/down weights
-//! and biases) in the linear-storage dtype, the embedding table in the embedding dtype, the LM
-//! head in the LM-head dtype (a tied head is free when its dtype equals the embedding's and a
-//! second copy otherwise), RMSNorm weights in the activations dtype, keys and values in the
-//! KV-cache dtype. Activations and temporaries (including LayerCast's per-matmul f32 copy of one
-//! weight) are transient and not counted.
+//! The weights and the cache follow the engine's placement exactly: projections (q/k/v/o,
+//! gate/up/down weights and biases) in the linear-storage dtype, the embedding table in the
+//! embedding dtype, the LM head in the LM-head dtype (a tied head is free when its dtype equals
+//! the embedding's and a second copy otherwise), RMSNorm weights in the activations dtype, keys and
+//! values in the KV-cache dtype. The activations are an estimate of one prefill pass's peak
+//! ([`ActivationMemory`]); the engine bounds a pass's positions, so that peak does not grow with
+//! the batch or the prompts' lengths.
 //!
 //! ```
 //! use reprolm_precision::{ModelShape, PrecisionPolicy};
@@ -15,9 +17,11 @@
 //!     num_heads: 4, num_kv_heads: 2, head_dim: 16, tie_word_embeddings: false,
 //!     qkv_bias: true, o_bias: false, mlp_bias: false, qk_norm: false,
 //! };
-//! let fp32 = shape.memory(&PrecisionPolicy::preset("fp32")?, 8, 4096);
-//! let lc = shape.memory(&PrecisionPolicy::preset("layercast")?, 8, 4096);
+//! let fp32 = shape.memory(&PrecisionPolicy::preset("fp32")?, 8, 4096, 8192);
+//! let lc = shape.memory(&PrecisionPolicy::preset("layercast")?, 8, 4096, 8192);
 //! assert_eq!(lc.weights.projections().bytes * 2, fp32.weights.projections().bytes);
+//! // LayerCast computes in f32: its activations are fp32's.
+//! assert_eq!(lc.activations, fp32.activations);
 //! println!("{lc}");
 //! # Ok::<(), reprolm_precision::Error>(())
 //! ```

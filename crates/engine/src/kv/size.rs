@@ -1,5 +1,6 @@
 //! How much memory the KV cache's pool takes, decided once when the cache is made.
 
+use super::CacheShape;
 use crate::{Error, Result};
 use candle_core::Device;
 
@@ -86,6 +87,22 @@ impl KvCacheSize {
             )));
         }
         Ok(blocks as usize)
+    }
+
+    /// The number of blocks of a cache of `shape` whose rank `r` lives on `devices[r]`. A size in
+    /// bytes is the whole cache's. `auto` on ranks that share one device is that device's free
+    /// memory; on ranks with a device each (GPUs under tensor parallelism), each holds its own
+    /// shard, and the one with the least room for it decides.
+    pub(crate) fn blocks_over(self, shape: &CacheShape, devices: &[Device]) -> Result<usize> {
+        let one_device = devices.iter().all(|d| d.same_device(&devices[0]));
+        if one_device || matches!(self, KvCacheSize::Bytes(_)) {
+            return self.blocks(shape.block_bytes(), &devices[0]);
+        }
+        let mut fewest = usize::MAX;
+        for (rank, device) in devices.iter().enumerate() {
+            fewest = fewest.min(self.blocks(shape.rank_block_bytes(rank), device)?);
+        }
+        Ok(fewest)
     }
 
     /// How a report spells it.

@@ -19,7 +19,7 @@ use crate::kernels::attention::{
 use crate::kernels::gemm::{self, GemmFamily};
 use crate::kernels::{activation, norm, Fusion, Graphs, Kernels};
 use crate::kv::{CacheShape, KvCache, KvCacheSize, LayerPool, SeqId};
-use crate::parallel::{self, Communicator, LocalComm, ShardLayout, TensorParallel};
+use crate::parallel::{self, Communicator, ShardLayout, TensorParallel};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
@@ -724,37 +724,6 @@ impl Drop for AbortOnDrop<'_> {
     }
 }
 
-/// The communicators of ranks on `devices`: none for one rank, threads of this process on the
-/// CPU, NCCL between GPUs.
-fn communicators(devices: &[Device]) -> Result<Vec<Option<Arc<dyn Communicator>>>> {
-    if devices.len() == 1 {
-        return Ok(vec![None]);
-    }
-    if devices[0].is_cpu() {
-        return Ok(LocalComm::group(devices.len())
-            .into_iter()
-            .map(|c| Some(Arc::new(c) as Arc<dyn Communicator>))
-            .collect());
-    }
-    gpu_communicators(devices)
-}
-
-#[cfg(feature = "nccl")]
-fn gpu_communicators(devices: &[Device]) -> Result<Vec<Option<Arc<dyn Communicator>>>> {
-    Ok(parallel::NcclComm::group(devices)?
-        .into_iter()
-        .map(|c| Some(Arc::new(c) as Arc<dyn Communicator>))
-        .collect())
-}
-
-#[cfg(not(feature = "nccl"))]
-fn gpu_communicators(devices: &[Device]) -> Result<Vec<Option<Arc<dyn Communicator>>>> {
-    Err(Error::TensorParallelDevice {
-        device: crate::device_label(&devices[0]),
-        reason: "tensor parallelism on CUDA needs NCCL: rebuild with `--features nccl`".into(),
-    })
-}
-
 impl Decoder {
     /// Builds the decoder from weights under transformers' names (`model.layers.N...`,
     /// `lm_head.weight`), each converted to its component's dtype as it is read.
@@ -801,7 +770,7 @@ impl Decoder {
             .map(|r| parallel::layout(spec, &tp, r))
             .collect::<Result<Vec<_>>>()?;
         let devices = parallel::rank_devices(&device, tp.size)?;
-        let comms = communicators(&devices)?;
+        let comms = parallel::communicators(&devices)?;
         let mut shared = None;
         let ranks = layouts
             .into_iter()
@@ -925,17 +894,7 @@ impl Decoder {
     pub fn new_cache_of(&self, size: KvCacheSize) -> Result<KvCache> {
         let shape = self.cache_shape();
         let devices: Vec<Device> = self.ranks.iter().map(|r| r.device.clone()).collect();
-        let own_gpus = devices.len() > 1 && !self.device.is_cpu();
-        let blocks = if own_gpus && matches!(size, KvCacheSize::Auto) {
-            // Each GPU holds its rank's shard: as many blocks as the one with the least room takes.
-            let mut fewest = usize::MAX;
-            for (r, device) in devices.iter().enumerate() {
-                fewest = fewest.min(size.blocks(shape.rank_block_bytes(r), device)?);
-            }
-            fewest
-        } else {
-            size.blocks(shape.block_bytes(), &self.device)?
-        };
+        let blocks = size.blocks_over(&shape, &devices)?;
         KvCache::new(&shape, blocks, &devices)
     }
 

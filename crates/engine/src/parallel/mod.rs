@@ -118,6 +118,45 @@ pub fn check_parallel_device(
     Ok(())
 }
 
+/// The communicators of ranks on `devices`: none for one rank; ranks that share one device (the
+/// CPU's threads) exchange tensors through this process's memory ([`LocalComm`]); ranks on GPUs
+/// of their own through NCCL ([`NcclComm`], the `nccl` feature).
+pub(crate) fn communicators(
+    devices: &[candle_core::Device],
+) -> crate::Result<Vec<Option<std::sync::Arc<dyn Communicator>>>> {
+    let shared = |c: std::sync::Arc<dyn Communicator>| Some(c);
+    if devices.len() == 1 {
+        return Ok(vec![None]);
+    }
+    if devices.iter().all(|d| d.same_device(&devices[0])) {
+        return Ok(LocalComm::group(devices.len())
+            .into_iter()
+            .map(|c| shared(std::sync::Arc::new(c)))
+            .collect());
+    }
+    gpu_group(devices).map(|g| g.into_iter().map(shared).collect())
+}
+
+#[cfg(feature = "nccl")]
+fn gpu_group(
+    devices: &[candle_core::Device],
+) -> crate::Result<Vec<std::sync::Arc<dyn Communicator>>> {
+    Ok(NcclComm::group(devices)?
+        .into_iter()
+        .map(|c| std::sync::Arc::new(c) as std::sync::Arc<dyn Communicator>)
+        .collect())
+}
+
+#[cfg(not(feature = "nccl"))]
+fn gpu_group(
+    devices: &[candle_core::Device],
+) -> crate::Result<Vec<std::sync::Arc<dyn Communicator>>> {
+    Err(crate::Error::TensorParallelDevice {
+        device: crate::device_label(&devices[0]),
+        reason: "tensor parallelism on CUDA needs NCCL: rebuild with `--features nccl`".into(),
+    })
+}
+
 /// The device of each rank: all `device` on the CPU; on CUDA, rank `r` on `cuda:K+r` for
 /// `device` = `cuda:K`, rank 0 on `device` itself. Fewer GPUs than ranks is an error naming
 /// both counts.
