@@ -6,7 +6,7 @@
 //! makes the sharding logic testable without GPUs, not a CPU run faster than one rank using
 //! every core (candle's kernels already do that). On CUDA (built with the `nccl` feature) rank `r`
 //! drives GPU `cuda:K+r`, where `cuda:K` is the device asked for, and the ranks talk through
-//! [`NcclComm`] behind the same [`Communicator`] trait; every sum is still taken in the fixed tree
+//! `NcclComm` behind the same [`Communicator`] trait; every sum is still taken in the fixed tree
 //! over ranks. Without the feature, `--tp` above 1 on CUDA is an error rather than a silent
 //! single-GPU run.
 //!
@@ -120,7 +120,7 @@ pub fn check_parallel_device(
 
 /// The communicators of ranks on `devices`: none for one rank; ranks that share one device (the
 /// CPU's threads) exchange tensors through this process's memory ([`LocalComm`]); ranks on GPUs
-/// of their own through NCCL ([`NcclComm`], the `nccl` feature).
+/// of their own through NCCL (`NcclComm`, the `nccl` feature).
 pub(crate) fn communicators(
     devices: &[candle_core::Device],
 ) -> crate::Result<Vec<Option<std::sync::Arc<dyn Communicator>>>> {
