@@ -55,12 +55,15 @@ fn speed_writes_one_row_per_policy_and_batch_size() {
     }
 }
 
-#[test]
-fn logits_dump_matches_the_greedy_continuation() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("logits");
+/// `reprolm bench logits` on the fixture model (9 prompt tokens, 4 greedy ones, `extra` flags) into
+/// `out`: its greedy.json, the logits' shape and their values.
+fn bench_logits(
+    cwd: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> (serde_json::Value, Vec<usize>, Vec<f32>) {
     let model = fixture_model().display().to_string();
-    let args = args(&[
+    let mut argv = args(&[
         "bench",
         "logits",
         "--model",
@@ -72,11 +75,8 @@ fn logits_dump_matches_the_greedy_continuation() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    reprolm(tmp.path(), &args, 0);
-    let greedy = json_file(&out.join("greedy.json"));
-    assert_eq!(greedy["prompt"].as_array().unwrap().len(), 9);
-    assert_eq!(greedy["greedy_tokens"].as_array().unwrap().len(), 4);
-    // The last prompt position's argmax is the first greedy token.
+    argv.extend(args(extra));
+    reprolm(cwd, &argv, 0);
     let bytes = std::fs::read(out.join("logits.safetensors")).unwrap();
     let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
@@ -86,12 +86,22 @@ fn logits_dump_matches_the_greedy_continuation() {
         .iter()
         .map(|v| v.as_u64().unwrap() as usize)
         .collect();
-    assert_eq!(shape[0], 9);
-    let data = &bytes[8 + header_len..];
-    let last: Vec<f32> = data[(8 * shape[1]) * 4..(9 * shape[1]) * 4]
+    let values = bytes[8 + header_len..]
         .chunks(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
+    (json_file(&out.join("greedy.json")), shape, values)
+}
+
+#[test]
+fn logits_dump_matches_the_greedy_continuation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (greedy, shape, values) = bench_logits(tmp.path(), &tmp.path().join("logits"), &[]);
+    assert_eq!(greedy["prompt"].as_array().unwrap().len(), 9);
+    assert_eq!(greedy["greedy_tokens"].as_array().unwrap().len(), 4);
+    // The last prompt position's argmax is the first greedy token.
+    assert_eq!(shape[0], 9);
+    let last = &values[8 * shape[1]..9 * shape[1]];
     let argmax = (0..last.len()).fold(0, |b, i| if last[i] > last[b] { i } else { b });
     assert_eq!(greedy["greedy_tokens"][0], argmax);
 }
@@ -101,42 +111,26 @@ fn logits_dump_matches_the_greedy_continuation() {
 #[test]
 fn logits_under_two_ranks_match_one_rank() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = fixture_model().display().to_string();
-    let dump = |tp: &str| -> (serde_json::Value, Vec<f32>) {
-        let out = tmp.path().join(format!("logits-tp{tp}"));
-        let args = args(&[
-            "bench",
-            "logits",
-            "--model",
-            &model,
-            "--prompt-tokens",
-            "9",
-            "--greedy-tokens",
-            "4",
-            "--tp",
-            tp,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        reprolm(tmp.path(), &args, 0);
-        let bytes = std::fs::read(out.join("logits.safetensors")).unwrap();
-        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-        let values = bytes[8 + header_len..]
-            .chunks(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        (json_file(&out.join("greedy.json")), values)
+    let dump = |tp: &str| {
+        bench_logits(
+            tmp.path(),
+            &tmp.path().join(format!("tp{tp}")),
+            &["--tp", tp],
+        )
     };
-    let (one, one_logits) = dump("1");
-    let (two, two_logits) = dump("2");
+    let (one, one_shape, one_logits) = dump("1");
+    let (two, two_shape, two_logits) = dump("2");
     assert_eq!(one["greedy_tokens"], two["greedy_tokens"]);
-    assert_eq!(one_logits.len(), two_logits.len());
+    assert_eq!(one_shape, two_shape);
     let worst = one_logits
         .iter()
         .zip(&two_logits)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(worst < 1e-4, "tp 2 moves an fp32 logit by {worst}");
+    // Two ranks really ran: their partial sums, rounded per rank, move some logit (4.2e-6 here;
+    // the CPU kernels' order is fixed, so this is the same on every machine).
+    assert!(worst > 0.0, "tp 2 gave tp 1's logits bit for bit");
 }
 
 /// Every layout, including a continuous batch whose KV cache is too small for it (so sequences
