@@ -73,6 +73,22 @@ run_t() {
 say() { echo; echo "=== $(date +%T) $*"; }
 R15="$WORK/models/deepseek-r1-distill-qwen-1.5b"
 Q06="$WORK/models/qwen3-0.6b"
+R7="$WORK/models/deepseek-r1-distill-qwen-7b"
+# random_prompts CONFIG OUT COUNT TOKENS SEED: COUNT prompts of TOKENS random ids below the config's
+# vocab_size, from random.Random(SEED), as JSON (what `bench speed --prompts` and the peer read).
+random_prompts() {
+  python3 - "$@" <<'PY'
+import json, random, sys
+cfg = json.load(open(sys.argv[1])); rng = random.Random(int(sys.argv[5]))
+json.dump([[rng.randrange(cfg["vocab_size"]) for _ in range(int(sys.argv[4]))] for _ in range(int(sys.argv[3]))],
+          open(sys.argv[2], "w"))
+PY
+}
+# The random-init 7B model, made on first use by any step that needs it.
+need_7b() {
+  [ -f "$R7/config.json" ] || run_t python3 scripts/gpu/make_random_model.py deepseek-r1-distill-qwen-7b "$R7" --seed 0 \
+    --device "$TORCH_DEVICE"
+}
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
@@ -204,12 +220,7 @@ fi
 if step context; then
   say "decode at a long context: batch CONTEXT_BATCH (default 8) x CONTEXT_TOKENS (default 8192) prompt tokens, reprolm and the peer"
   CB="${CONTEXT_BATCH:-8}"; CT="${CONTEXT_TOKENS:-8192}"
-  python3 - "$R15/config.json" "$WORK/prompts-$CT.json" "$CB" "$CT" <<'PY'
-import json, random, sys
-cfg = json.load(open(sys.argv[1])); rng = random.Random(1)
-json.dump([[rng.randrange(cfg["vocab_size"]) for _ in range(int(sys.argv[4]))] for _ in range(int(sys.argv[3]))],
-          open(sys.argv[2], "w"))
-PY
+  random_prompts "$R15/config.json" "$WORK/prompts-$CT.json" "$CB" "$CT" 1
   run_t "${REPROLM[@]}" bench speed --model "$R15" --device "$DEVICE" --policy bf16 \
     --batch-sizes "$CB" --prompts "$WORK/prompts-$CT.json" --new-tokens 64 --json "$R/ours-context-$CT.json"
   run_t python3 "${PEER:-.gpu/peers/transformers_static.py}" "$R15" --prompts "$WORK/prompts-$CT.json" \
@@ -222,18 +233,11 @@ if step memfit; then
   # peak seen by nvidia-smi against the estimate (weights + KV cache + one prefill pass).
   MB="${MEMFIT_BATCH:-16}"; MC="${MEMFIT_CONTEXT:-32768}"; MP="${MEMFIT_PROMPT:-8192}"
   say "memory: 7B LayerCast, pool for $MB x $MC tokens, prompts of $MP tokens; peak against reprolm memory"
-  R7="$WORK/models/deepseek-r1-distill-qwen-7b"
-  [ -f "$R7/config.json" ] || run_t python3 scripts/gpu/make_random_model.py deepseek-r1-distill-qwen-7b "$R7" --seed 0 \
-    --device "$TORCH_DEVICE"
+  need_7b
   "${REPROLM[@]}" memory --json-log --model "$R7" --policy layercast --batch-size "$MB" --context "$MC" \
     | grep '"memory"' | tail -1 > "$R/memfit-estimate.json"
   kv=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["kv_cache_bytes"])' "$R/memfit-estimate.json")
-  python3 - "$R7/config.json" "$WORK/prompts-memfit.json" "$MB" "$MP" <<'PY'
-import json, random, sys
-cfg = json.load(open(sys.argv[1])); rng = random.Random(2)
-json.dump([[rng.randrange(cfg["vocab_size"]) for _ in range(int(sys.argv[4]))] for _ in range(int(sys.argv[3]))],
-          open(sys.argv[2], "w"))
-PY
+  random_prompts "$R7/config.json" "$WORK/prompts-memfit.json" "$MB" "$MP" 2
   peak_mib "${REPROLM[@]}" bench speed --model "$R7" --device "$DEVICE" --policy layercast --batch-sizes "$MB" \
     --prompts "$WORK/prompts-memfit.json" --new-tokens 4 --warmup 0 --kv-cache-memory "${kv}B" \
     --json "$R/memfit-speed.json"
@@ -255,9 +259,7 @@ if step tp; then
   say "tensor parallelism over GPUs: greedy tokens and bf16 logits at --tp 1/2/4 against --tp 1, and 7B decode per GPU count"
   ngpu=$(nvidia-smi -L | wc -l)
   nccl_lib=$(python3 -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__path__)[0], "lib"))' 2>/dev/null || true)
-  R7="$WORK/models/deepseek-r1-distill-qwen-7b"
-  [ -f "$R7/config.json" ] || run_t python3 scripts/gpu/make_random_model.py deepseek-r1-distill-qwen-7b "$R7" --seed 0 \
-    --device "$TORCH_DEVICE"
+  need_7b
   for n in 1 2 4; do
     [ "$n" -le "$ngpu" ] || continue
     run_t env LD_LIBRARY_PATH="${nccl_lib:+$nccl_lib:}${LD_LIBRARY_PATH:-}" "${REPROLM[@]}" bench logits --model "$R15" \
@@ -290,9 +292,7 @@ fi
 
 if step speed7b; then
   say "LayerCast against bf16 on the DeepSeek-R1-Distill-Qwen-7B config, batch 32"
-  R7="$WORK/models/deepseek-r1-distill-qwen-7b"
-  [ -f "$R7/config.json" ] || run_t python3 scripts/gpu/make_random_model.py deepseek-r1-distill-qwen-7b "$R7" --seed 0 \
-    --device "$TORCH_DEVICE"
+  need_7b
   run_t "${REPROLM[@]}" bench speed --model "$R7" --device "$DEVICE" --policy bf16 --policy layercast \
     --batch-sizes 32 --prompts "$WORK/prompts.json" --new-tokens 64 --json "$R/speed-7b.json"
 fi
@@ -340,9 +340,7 @@ PY
     --json "$R/tf-static-graphs-1.5b.json" --dtype bf16 --batch-sizes "${PEER_BATCHES:-1,8,32}" --new-tokens 128 --compile
   fi
   if [[ " ${GRAPHS_MODELS:-1.5b 7b} " == *" 7b "* ]]; then
-  R7="$WORK/models/deepseek-r1-distill-qwen-7b"
-  [ -f "$R7/config.json" ] || run_t python3 scripts/gpu/make_random_model.py deepseek-r1-distill-qwen-7b "$R7" --seed 0 \
-    --device "$TORCH_DEVICE"
+  need_7b
   for g in ${GRAPHS_MODES:-on off}; do
     run_t "${REPROLM[@]}" bench speed --model "$R7" --device "$DEVICE" "${gpol[@]}" \
       --cuda-graphs $g --batch-sizes 1,32 --prompts "$WORK/prompts.json" --new-tokens 64 \
@@ -431,9 +429,7 @@ if step profile; then
     # against the step's wall time from `bench speed`.
     PB="${PROFILE_BATCH:-1}"; PP="${PROFILE_POLICY:-bf16}"; PM="$R15"
     if [ "${PROFILE_MODEL:-1.5b}" = 7b ]; then
-      PM="$WORK/models/deepseek-r1-distill-qwen-7b"
-      [ -f "$PM/config.json" ] || run_t python3 scripts/gpu/make_random_model.py deepseek-r1-distill-qwen-7b "$PM" \
-        --seed 0 --device "$TORCH_DEVICE"
+      need_7b; PM="$R7"
     fi
     for n in 2 6; do
       # No cache flush between kernels: in a step they run back to back. The pinned GEMM algorithms

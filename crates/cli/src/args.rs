@@ -129,7 +129,8 @@ pub struct RunArgs {
     /// `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Tensor-parallel ranks: the model's heads and MLP split over N ranks (on cpu, N threads).
+    /// Tensor-parallel ranks: the model's heads and MLP split over N ranks (on cpu, N threads; on
+    /// CUDA, N GPUs from `--device` on, in a build with `--features nccl`).
     #[arg(long, default_value_t = 1)]
     pub tp: u32,
     /// How tensor-parallel partial sums are computed: `invariant` makes results independent of --tp.
@@ -151,7 +152,7 @@ pub struct RunArgs {
     /// longer prompts are prefilled in pieces. Bounds the prefill's activation memory (`reprolm
     /// memory` counts them); does not change any result.
     #[arg(long, value_name = "TOKENS", default_value_t = reprolm_engine::generate::DEFAULT_PREFILL_TOKENS,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+          value_parser = at_least_one())]
     pub max_prefill_tokens: usize,
     /// Evaluate only the first N problems [default for arith: 32, else all].
     #[arg(long, conflicts_with = "problems")]
@@ -389,8 +390,13 @@ pub struct MemoryArgs {
     /// Prompt tokens per prefill pass, as `run --max-prefill-tokens` takes them: the
     /// activations counted are those of one such pass.
     #[arg(long, value_name = "TOKENS", default_value_t = reprolm_engine::generate::DEFAULT_PREFILL_TOKENS,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+          value_parser = at_least_one())]
     pub max_prefill_tokens: usize,
+}
+
+/// A count that must be 1 or more (`--tp`, `--max-prefill-tokens`).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
 }
 
 /// A memory size in bytes (`40GiB`, `800MB`, or a number of GiB).
@@ -517,7 +523,7 @@ pub struct BenchModelArgs {
     #[arg(long, value_name = "SIZE", default_value = "auto", value_parser = KvCacheSize::parse)]
     pub kv_cache_memory: KvCacheSize,
     /// Tensor-parallel ranks, as `run --tp` takes them (on CUDA, GPUs from `--device` on).
-    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
     pub tp: usize,
     /// The kernel settings, as `run` takes them.
     #[command(flatten)]

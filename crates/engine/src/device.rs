@@ -55,6 +55,12 @@ pub fn parse_device(name: &str) -> Result<Device> {
     Ok(device)
 }
 
+/// Whether every one of `devices` is the same device (a single device, or the CPU's tensor-parallel
+/// threads), as against ranks with a GPU each.
+pub(crate) fn all_on_one(devices: &[Device]) -> bool {
+    devices.iter().all(|d| d.same_device(&devices[0]))
+}
+
 /// The device's memory pool, from which candle allocates every tensor (stream-ordered).
 #[cfg(feature = "cuda")]
 fn memory_pool(

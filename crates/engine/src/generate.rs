@@ -347,18 +347,19 @@ impl<'a> Batch<'a> {
     /// most `prefill_chunk` of one list: the lists in order, each the next piece of itself that
     /// fits, so a long prompt is cut into pieces and short ones share a call.
     fn prefill(&mut self, tokens: &[Vec<u32>], seqs: &[SeqId]) -> Result<Tensor> {
-        let piece = self.prefill_chunk.unwrap_or(usize::MAX).max(1);
+        // Both bounds are at least 1 (their setters refuse 0), so every call makes progress.
+        let piece = self.prefill_chunk.unwrap_or(usize::MAX);
         let mut done = vec![0usize; tokens.len()];
         let mut last: Vec<Option<Tensor>> = vec![None; tokens.len()];
         while done.iter().zip(tokens).any(|(&d, t)| d < t.len()) {
-            let mut room = self.prefill_tokens.max(1);
+            let mut room = self.prefill_tokens;
             let (mut part, mut owners) = (Vec::new(), Vec::new());
             for (i, (t, &seq)) in tokens.iter().zip(seqs).enumerate() {
+                if room == 0 {
+                    break;
+                }
                 let take = (t.len() - done[i]).min(piece).min(room);
                 if take == 0 {
-                    if room == 0 {
-                        break;
-                    }
                     continue;
                 }
                 part.push((seq, &t[done[i]..done[i] + take]));

@@ -77,7 +77,7 @@ pub use deterministic::{ComputeMode, ReductionOrder};
 
 pub use error::{Error, Result};
 pub use file::POLICY_FILE_VERSION;
-pub use linear::{matmul, Linear};
+pub use linear::{matmul, over_rows, Linear};
 pub use memory::{
     format_bytes, ActivationMemory, GroupBytes, KvCacheMemory, MemoryEstimate, ModelShape,
     WeightGroup, WeightMemory,

@@ -127,22 +127,41 @@ impl Linear {
     /// # Ok::<(), reprolm_precision::Error>(())
     /// ```
     pub fn forward_with(&self, x: &Tensor, mode: ComputeMode) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let in_features = *dims
-            .last()
-            .expect("linear input has at least one dimension");
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let x2 = x.to_dtype(self.compute)?.reshape((rows, in_features))?;
-        let y = match mode {
-            ComputeMode::Fast => self.fast_product(&x2)?,
+        over_rows(&x.to_dtype(self.compute)?, |x2| match mode {
+            ComputeMode::Fast => self.fast_product(x2),
             ComputeMode::Deterministic(order) => {
-                deterministic::linear(&x2, &self.weight, self.bias.as_ref(), self.compute, order)?
+                deterministic::linear(x2, &self.weight, self.bias.as_ref(), self.compute, order)
             }
-        };
-        let mut out_dims = dims;
-        *out_dims.last_mut().unwrap() = y.dim(1)?;
-        Ok(y.reshape(out_dims)?)
+        })
     }
+}
+
+/// `product` of `x` taken as rows: `x` of shape `(..., in)` flattened to `(rows, in)`, `product`
+/// returning `(rows, out)`, and the result given `x`'s leading dimensions back, `(..., out)`.
+/// Every projection (this crate's [`Linear`] and the engine's GEMM layer) runs its GEMM this way.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let x = Tensor::ones((2, 3, 4), candle_core::DType::F32, &Device::Cpu)?;
+/// let y = reprolm_precision::over_rows(&x, |rows| {
+///     assert_eq!(rows.dims(), &[6, 4]);
+///     rows.sum_keepdim(1)
+/// })?;
+/// assert_eq!(y.dims(), &[2, 3, 1]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn over_rows<E: From<candle_core::Error>>(
+    x: &Tensor,
+    product: impl FnOnce(&Tensor) -> std::result::Result<Tensor, E>,
+) -> std::result::Result<Tensor, E> {
+    let mut dims = x.dims().to_vec();
+    let in_features = *dims
+        .last()
+        .expect("linear input has at least one dimension");
+    let rows: usize = dims[..dims.len() - 1].iter().product();
+    let y = product(&x.reshape((rows, in_features))?)?;
+    *dims.last_mut().expect("checked above") = y.dim(1)?;
+    Ok(y.reshape(dims)?)
 }
 
 impl Linear {

@@ -94,8 +94,7 @@ impl KvCacheSize {
     /// memory; on ranks with a device each (GPUs under tensor parallelism), each holds its own
     /// shard, and the one with the least room for it decides.
     pub(crate) fn blocks_over(self, shape: &CacheShape, devices: &[Device]) -> Result<usize> {
-        let one_device = devices.iter().all(|d| d.same_device(&devices[0]));
-        if one_device || matches!(self, KvCacheSize::Bytes(_)) {
+        if crate::device::all_on_one(devices) || matches!(self, KvCacheSize::Bytes(_)) {
             return self.blocks(shape.block_bytes(), &devices[0]);
         }
         let mut fewest = usize::MAX;

@@ -282,15 +282,15 @@ impl Proj {
                     order
                 };
                 let compute = self.lin.compute_dtype();
-                let dims = x.dims().to_vec();
-                let k = *dims.last().expect("projection input has a feature dim");
-                let x2 = x.reshape((x.elem_count() / k, k))?;
-                let partials = partial_sums(&x2, self.lin.weight(), compute, rank_order)?;
-                let sum = comm.all_reduce_sum(&tree_sum(&partials)?)?;
-                let y = round_output(&sum, self.bias_after_reduce.as_ref(), compute)?;
-                let mut out_dims = dims;
-                *out_dims.last_mut().expect("non-empty") = y.dim(1)?;
-                y.reshape(out_dims)?
+                reprolm_precision::over_rows(x, |rows| -> Result<Tensor> {
+                    let partials = partial_sums(rows, self.lin.weight(), compute, rank_order)?;
+                    let sum = comm.all_reduce_sum(&tree_sum(&partials)?)?;
+                    Ok(round_output(
+                        &sum,
+                        self.bias_after_reduce.as_ref(),
+                        compute,
+                    )?)
+                })?
             }
             _ => gemm::linear(&self.lin, x, ctx.mode, ctx.gemm)?,
         };

@@ -124,17 +124,18 @@ pub fn check_parallel_device(
 pub(crate) fn communicators(
     devices: &[candle_core::Device],
 ) -> crate::Result<Vec<Option<std::sync::Arc<dyn Communicator>>>> {
-    let shared = |c: std::sync::Arc<dyn Communicator>| Some(c);
     if devices.len() == 1 {
         return Ok(vec![None]);
     }
-    if devices.iter().all(|d| d.same_device(&devices[0])) {
-        return Ok(LocalComm::group(devices.len())
+    let group = if crate::device::all_on_one(devices) {
+        LocalComm::group(devices.len())
             .into_iter()
-            .map(|c| shared(std::sync::Arc::new(c)))
-            .collect());
-    }
-    gpu_group(devices).map(|g| g.into_iter().map(shared).collect())
+            .map(|c| std::sync::Arc::new(c) as std::sync::Arc<dyn Communicator>)
+            .collect()
+    } else {
+        gpu_group(devices)?
+    };
+    Ok(group.into_iter().map(Some).collect())
 }
 
 #[cfg(feature = "nccl")]

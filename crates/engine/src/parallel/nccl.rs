@@ -97,22 +97,26 @@ impl NcclComm {
         }
     }
 
-    /// Every rank's `x`, stacked in rank order: `(size, x's dims...)` on this rank's GPU.
-    fn gather(&self, x: &Tensor, op: &'static str) -> Result<Tensor> {
+    /// Every rank's `x`, in rank order, on this rank's GPU.
+    fn gather(&self, x: &Tensor, op: &'static str) -> Result<Vec<Tensor>> {
         if self.aborted.load(Ordering::SeqCst) {
             return Err(self.error(op, crate::error::GROUP_ABORTED.into()));
         }
         let x = x.contiguous()?;
-        match x.dtype() {
+        let all = match x.dtype() {
             DType::F32 => self.gather_as::<f32>(&x, op),
             DType::F64 => self.gather_as::<f64>(&x, op),
             DType::BF16 => self.gather_as::<half::bf16>(&x, op),
             DType::F16 => self.gather_as::<half::f16>(&x, op),
             DType::U32 => self.gather_as::<u32>(&x, op),
             other => Err(self.error(op, format!("NCCL cannot gather {other:?} tensors"))),
-        }
+        }?;
+        Ok((0..self.size)
+            .map(|r| all.get(r))
+            .collect::<candle_core::Result<_>>()?)
     }
 
+    /// [`gather`](Self::gather) for elements of `T`: `(size, x's dims...)`.
     fn gather_as<T>(&self, x: &Tensor, op: &'static str) -> Result<Tensor>
     where
         T: CudaDType + NcclType + DeviceRepr + ValidAsZeroBits,
@@ -156,19 +160,12 @@ impl Communicator for NcclComm {
 
     fn all_reduce_sum(&self, x: &Tensor) -> Result<Tensor> {
         let dtype = x.dtype();
-        let all = self.gather(&x.to_dtype(accumulation_dtype(dtype))?, "all_reduce_sum")?;
-        let parts: Vec<Tensor> = (0..self.size)
-            .map(|r| all.get(r))
-            .collect::<candle_core::Result<_>>()?;
+        let parts = self.gather(&x.to_dtype(accumulation_dtype(dtype))?, "all_reduce_sum")?;
         Ok(tree_sum(&parts)?.to_dtype(dtype)?)
     }
 
     fn all_gather(&self, x: &Tensor, dim: usize) -> Result<Tensor> {
-        let all = self.gather(x, "all_gather")?;
-        let parts: Vec<Tensor> = (0..self.size)
-            .map(|r| all.get(r))
-            .collect::<candle_core::Result<_>>()?;
-        Ok(Tensor::cat(&parts, dim)?)
+        Ok(Tensor::cat(&self.gather(x, "all_gather")?, dim)?)
     }
 
     /// Makes this rank's and every other rank's later collectives fail at once. A collective

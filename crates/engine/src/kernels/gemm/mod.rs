@@ -247,22 +247,18 @@ pub fn linear(lin: &Linear, x: &Tensor, mode: ComputeMode, family: GemmFamily) -
 /// with one rounding.
 fn heuristic_cpu_linear(lin: &Linear, x: &Tensor) -> Result<Tensor> {
     use reprolm_precision::deterministic::{partial_sums, round_output, tree_sum};
-    let dims = x.dims().to_vec();
-    let k = dims.last().copied().unwrap_or(0);
-    let rows = x.elem_count() / k.max(1);
-    let order = heuristic_cpu_order(rows, k);
+    let k = x.dims().last().copied().unwrap_or(0);
+    let order = heuristic_cpu_order(x.elem_count() / k.max(1), k);
     if order.chunks() == 1 {
         return Ok(lin.forward_with(x, ComputeMode::Deterministic(order))?);
     }
     let compute = lin.compute_dtype();
-    let parts = partial_sums(&x.reshape((rows, k))?, lin.weight(), compute, order)?;
-    let parts = parts.to_dtype(compute)?.to_dtype(parts.dtype())?;
-    let y = round_output(&tree_sum(&parts)?, lin.bias(), compute)?;
-    let mut out = dims;
-    if let Some(last) = out.last_mut() {
-        *last = y.dim(1)?;
-    }
-    Ok(y.reshape(out)?)
+    reprolm_precision::over_rows(x, |rows| {
+        let parts = partial_sums(rows, lin.weight(), compute, order)?;
+        let parts = parts.to_dtype(compute)?.to_dtype(parts.dtype())?;
+        round_output(&tree_sum(&parts)?, lin.bias(), compute)
+    })
+    .map_err(Into::into)
 }
 
 /// [`linear`] on CUDA with the GEMM family named (for benchmarks that compare them).
@@ -271,36 +267,29 @@ pub fn cuda_linear(lin: &Linear, x: &Tensor, family: GemmFamily) -> Result<Tenso
     use candle_core::DType;
     let compute = lin.compute_dtype();
     let w = lin.weight();
-    let dims = x.dims().to_vec();
-    let k = *dims
-        .last()
-        .expect("linear input has at least one dimension");
-    let rows = x.elem_count() / k.max(1);
     if family == GemmFamily::Heuristic {
         return Ok(lin.forward_with(x, ComputeMode::Fast)?);
     }
-    let x2 = x.to_dtype(compute)?.reshape((rows, k))?;
     let bias = lin.bias();
-    let y = match (compute, w.dtype()) {
-        // The CPU's order on the GPU (on the CPU, `linear`'s fixed-order kernel is that order).
-        _ if family == GemmFamily::Portable => portable::linear(&x2, w, bias, compute)?,
-        (DType::F32, DType::BF16) => mma::linear(&x2, w, bias)?,
-        (c, wd) if c == wd && matches!(c, DType::BF16 | DType::F16) => match family {
-            GemmFamily::Mma => mma::linear(&x2, w, bias)?,
-            _ => cublaslt::linear(&x2, w, bias)?,
-        },
-        (DType::F32, DType::F32) => cublaslt::linear(&x2, w, bias)?,
-        // Other storage/compute pairs (custom policies): the weight rounded or widened to the
-        // compute dtype, then the pinned GEMM of that dtype.
-        (c, _) => {
-            let wc = w.to_dtype(c)?;
-            let bc = bias.map(|b| b.to_dtype(c)).transpose()?;
-            cublaslt::linear(&x2, &wc, bc.as_ref())?
-        }
-    };
-    let mut out = dims;
-    *out.last_mut().expect("non-empty") = y.dim(1)?;
-    Ok(y.reshape(out)?)
+    reprolm_precision::over_rows(&x.to_dtype(compute)?, |x2| -> Result<Tensor> {
+        Ok(match (compute, w.dtype()) {
+            // The CPU's order on the GPU (on the CPU, `linear`'s fixed-order kernel is that order).
+            _ if family == GemmFamily::Portable => portable::linear(x2, w, bias, compute)?,
+            (DType::F32, DType::BF16) => mma::linear(x2, w, bias)?,
+            (c, wd) if c == wd && matches!(c, DType::BF16 | DType::F16) => match family {
+                GemmFamily::Mma => mma::linear(x2, w, bias)?,
+                _ => cublaslt::linear(x2, w, bias)?,
+            },
+            (DType::F32, DType::F32) => cublaslt::linear(x2, w, bias)?,
+            // Other storage/compute pairs (custom policies): the weight rounded or widened to the
+            // compute dtype, then the pinned GEMM of that dtype.
+            (c, _) => {
+                let wc = w.to_dtype(c)?;
+                let bc = bias.map(|b| b.to_dtype(c)).transpose()?;
+                cublaslt::linear(x2, &wc, bc.as_ref())?
+            }
+        })
+    })
 }
 
 #[cfg(test)]
